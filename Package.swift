@@ -1,0 +1,59 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "swift-kvcache",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "KVCache", targets: ["KVCache"]),
+        .library(name: "KVTiers", targets: ["KVTiers"]),
+        .library(name: "KVScheduler", targets: ["KVScheduler"]),
+        .library(name: "KVSimulation", targets: ["KVSimulation"]),
+        .library(name: "KVReferenceEngine", targets: ["KVReferenceEngine"]),
+        .executable(name: "kvcache", targets: ["kvcache"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // System-library shims: a module map and one header each, nothing else.
+        .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash",
+                       providers: [.apt(["libxxhash-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd",
+                       providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CNuma", pkgConfig: "numa",
+                       providers: [.apt(["libnuma-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+
+        // The core: allocator, block keys, radix prefix index, eviction policies, the facade.
+        .target(name: "KVCache", dependencies: ["CXXHash"]),
+        // Lower tiers: NUMA host memory, zstd disk store, async transfers.
+        .target(name: "KVTiers", dependencies: ["KVCache", "CZstd", "CNuma", "CXXHash"]),
+        // Request lifecycle, reservation policies, output-length predictors.
+        .target(name: "KVScheduler", dependencies: ["KVCache"]),
+        // Trace readers, cost model, modelled engine, replay drivers.
+        .target(name: "KVSimulation", dependencies: ["KVCache", "KVTiers", "KVScheduler"]),
+        // A real CPU engine (GGUF, BPE, llama forward pass) on the paged KV.
+        .target(name: "KVReferenceEngine", dependencies: ["KVCache", "KVTiers", "COpenBLAS"]),
+
+        .executableTarget(
+            name: "kvcache",
+            dependencies: [
+                "KVCache", "KVTiers", "KVScheduler", "KVSimulation", "KVReferenceEngine",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "tools/kvcache",
+            resources: [.copy("Resources")]
+        ),
+
+        .testTarget(name: "KVCacheTests", dependencies: ["KVCache"]),
+        .testTarget(name: "KVTiersTests", dependencies: ["KVTiers"]),
+        .testTarget(name: "KVSchedulerTests", dependencies: ["KVScheduler"]),
+        .testTarget(name: "KVSimulationTests", dependencies: ["KVSimulation"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "KVReferenceEngineTests", dependencies: ["KVReferenceEngine"],
+                    resources: [.copy("Fixtures")]),
+    ],
+    swiftLanguageModes: [.v6]
+)

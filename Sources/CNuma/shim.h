@@ -1,0 +1,3 @@
+#pragma once
+#include <numa.h>
+#include <numaif.h>

@@ -1,0 +1,117 @@
+import CXXHash
+
+/// Computes chained, salted block keys with XXH3-128 (libxxhash).
+///
+/// Specification (docs/BLOCK_KEYS.md has the byte layout and test vectors):
+/// - The chain starts at a *root key* = XXH3_128("kvcache-root-v1" 0x00 namespace 0x00 lora 0x00 salt),
+///   the three strings UTF-8 encoded. Model/namespace, LoRA adapter and the tenant's cache salt enter the
+///   chain here, so every later key depends on them: tenants with different salts never share a block.
+/// - Block i's key = XXH3_128(parent.lo, parent.hi as 2 x UInt64 little-endian ‖ the block's token ids as
+///   UInt32 little-endian ‖ one 24-byte record per multimodal item overlapping the block:
+///   item hash lo, item hash hi, offset of the block's first token relative to the item's first token as
+///   Int64, all little-endian), seed 0. The parent of block 0 is the root key.
+/// - No random seed anywhere: keys are the same in every process and on every machine.
+///
+/// Only full blocks get keys. Cost: one XXH3-128 call over 16 + 4 x blockTokens bytes per block, no heap
+/// allocation (the input is assembled in a stack buffer).
+public struct BlockHasher: Sendable {
+    public let blockTokens: Int
+
+    public init(blockTokens: Int) {
+        precondition(blockTokens >= 1 && blockTokens <= 1024, "blockTokens must be in 1...1024")
+        self.blockTokens = blockTokens
+    }
+
+    /// The key that starts every chain for this namespace, adapter and salt.
+    public static func rootKey(namespace: String = "", lora: String = "", salt: String = "") -> BlockKey {
+        var bytes = Array("kvcache-root-v1".utf8)
+        bytes.append(0); bytes += namespace.utf8
+        bytes.append(0); bytes += lora.utf8
+        bytes.append(0); bytes += salt.utf8
+        return bytes.withUnsafeBytes { hash128($0) }
+    }
+
+    /// The key of one full block. O(blockTokens), no allocation.
+    /// - Precondition: `tokens.count == blockTokens`.
+    @inlinable
+    public func key(parent: BlockKey, tokens: UnsafeBufferPointer<UInt32>,
+                    multimodal: UnsafeBufferPointer<MultimodalExtra> = .init(start: nil, count: 0)) -> BlockKey {
+        precondition(tokens.count == blockTokens, "only full blocks have keys")
+        let size = 16 + 4 * blockTokens + 24 * multimodal.count
+        return withUnsafeTemporaryAllocation(byteCount: size, alignment: 8) { buf in
+            buf.storeBytes(of: parent.lo.littleEndian, toByteOffset: 0, as: UInt64.self)
+            buf.storeBytes(of: parent.hi.littleEndian, toByteOffset: 8, as: UInt64.self)
+            var offset = 16
+            #if _endian(little)
+            // Little-endian host: the token array's bytes already are the specified encoding.
+            UnsafeMutableRawBufferPointer(rebasing: buf[offset ..< offset + 4 * blockTokens])
+                .copyMemory(from: UnsafeRawBufferPointer(tokens))
+            offset += 4 * blockTokens
+            #else
+            for t in tokens {
+                buf.storeBytes(of: t.littleEndian, toByteOffset: offset, as: UInt32.self)
+                offset += 4
+            }
+            #endif
+            for m in multimodal {
+                buf.storeBytes(of: m.hash.lo.littleEndian, toByteOffset: offset, as: UInt64.self)
+                buf.storeBytes(of: m.hash.hi.littleEndian, toByteOffset: offset + 8, as: UInt64.self)
+                buf.storeBytes(of: m.offset.littleEndian, toByteOffset: offset + 16, as: Int64.self)
+                offset += 24
+            }
+            return Self.hash128(UnsafeRawBufferPointer(buf))
+        }
+    }
+
+    /// Keys of every full block of `tokens`, chained from `root`, appended to `keys`.
+    /// Multimodal items are given as spans of token positions; each block gets the records of the items
+    /// that overlap it. O(tokens), no allocation beyond growing `keys`.
+    public func appendKeys(of tokens: UnsafeBufferPointer<UInt32>, root: BlockKey,
+                           multimodal items: [MultimodalItem] = [], to keys: inout [BlockKey]) {
+        var parent = root
+        let full = tokens.count / blockTokens
+        keys.reserveCapacity(keys.count + full)
+        var extras: [MultimodalExtra] = []
+        for b in 0 ..< full {
+            let start = b * blockTokens
+            let slice = UnsafeBufferPointer(rebasing: tokens[start ..< start + blockTokens])
+            let k: BlockKey
+            if items.isEmpty {
+                k = key(parent: parent, tokens: slice)
+            } else {
+                extras.removeAll(keepingCapacity: true)
+                for item in items where item.start < start + blockTokens && item.start + item.length > start {
+                    extras.append(MultimodalExtra(hash: item.hash, offset: Int64(start - item.start)))
+                }
+                k = extras.withUnsafeBufferPointer { key(parent: parent, tokens: slice, multimodal: $0) }
+            }
+            keys.append(k)
+            parent = k
+        }
+    }
+
+    /// XXH3_128bits with seed 0 over `bytes`.
+    @usableFromInline
+    static func hash128(_ bytes: UnsafeRawBufferPointer) -> BlockKey {
+        let h = XXH3_128bits(bytes.baseAddress, bytes.count)
+        return BlockKey(lo: h.low64, hi: h.high64)
+    }
+}
+
+/// A multimodal input (image, audio clip) whose placeholder tokens occupy `length` positions from
+/// `start` in the prompt; `hash` identifies its content.
+public struct MultimodalItem: Hashable, Sendable {
+    public var hash: BlockKey
+    public var start: Int
+    public var length: Int
+    public init(hash: BlockKey, start: Int, length: Int) {
+        self.hash = hash; self.start = start; self.length = length
+    }
+}
+
+/// The per-block record of a multimodal item: its content hash and the block's offset into it.
+public struct MultimodalExtra: Hashable, Sendable {
+    public var hash: BlockKey
+    public var offset: Int64
+    public init(hash: BlockKey, offset: Int64) { self.hash = hash; self.offset = offset }
+}

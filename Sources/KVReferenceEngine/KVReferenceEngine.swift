@@ -1,0 +1,2 @@
+// KVReferenceEngine module: see docs/ARCHITECTURE.md.
+import KVCache

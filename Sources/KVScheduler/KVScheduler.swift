@@ -1,0 +1,2 @@
+// KVScheduler module: see docs/ARCHITECTURE.md.
+import KVCache

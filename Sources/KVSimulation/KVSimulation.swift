@@ -1,0 +1,2 @@
+// KVSimulation module: see docs/ARCHITECTURE.md.
+import KVCache

@@ -1,0 +1,2 @@
+// KVTiers module: see docs/ARCHITECTURE.md.
+import KVCache

@@ -1,0 +1,14 @@
+import ArgumentParser
+
+/// `kvcache`: replays traces through the cache, benchmarks it, and drives the reference engine.
+@main
+struct KVCacheCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kvcache",
+        abstract: "A KV-cache manager for LLM serving: trace replay, benchmarks and tools.",
+        subcommands: [
+            ReplayCommand.self,
+            BenchCommand.self,
+        ]
+    )
+}
