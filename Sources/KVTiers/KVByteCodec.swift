@@ -1,0 +1,118 @@
+/// How a block's bytes are stored on disk.
+public enum KVCodecMode: UInt8, Sendable {
+    /// The raw bytes (compression did not pay).
+    case raw = 0
+    /// zstd over the bytes as they are (8-bit elements, or plain mode).
+    case zstd = 1
+    /// zstd over byte planes: every 16-bit element split into a low-byte plane and a high-byte plane.
+    case zstdBytePlanes = 2
+}
+
+/// A KV-aware compressor for blocks: splits each 16-bit element (fp16, bf16) into a high-byte plane (sign,
+/// exponent: very repetitive across a KV block) and a low-byte plane (mantissa: nearly random), then
+/// compresses both with zstd level 1 through reused contexts. When compression does not save at least
+/// `minSavings` of the input, the block is kept raw, so a load never pays for decompression that buys nothing.
+///
+/// Not thread-safe: one codec per worker thread. Owns its scratch buffers; `encode`/`decode` allocate
+/// nothing. Cost: O(n) for the plane split plus zstd.
+public final class KVByteCodec {
+    public let elementSize: Int
+    public let usesBytePlanes: Bool
+    public let maxInputBytes: Int
+    /// Fraction of the input compression must save to be kept (default 1/32).
+    public let minSavings: Double
+    private let compressor: ZstdCompressor
+    private let decompressor: ZstdDecompressor
+    private let planes: UnsafeMutableRawBufferPointer
+
+    /// - Parameters:
+    ///   - elementSize: 2 for fp16/bf16 (byte planes), 1 for fp8 (plain zstd).
+    ///   - bytePlanes: false forces plain zstd (to compare against).
+    ///   - maxInputBytes: the largest block this codec will see.
+    public init(elementSize: Int, bytePlanes: Bool = true, maxInputBytes: Int, level: Int32 = 1,
+                minSavings: Double = 1.0 / 32) throws(TierError) {
+        guard elementSize == 1 || elementSize == 2 else { throw .invalidArgument("element size must be 1 or 2") }
+        guard maxInputBytes > 0, maxInputBytes % elementSize == 0 else { throw .invalidArgument("bad maximum input size") }
+        self.elementSize = elementSize
+        self.usesBytePlanes = bytePlanes && elementSize == 2
+        self.maxInputBytes = maxInputBytes
+        self.minSavings = minSavings
+        compressor = try ZstdCompressor(level: level)
+        decompressor = try ZstdDecompressor()
+        planes = .allocate(byteCount: maxInputBytes, alignment: 64)
+    }
+
+    public convenience init(layout: KVLayout, bytePlanes: Bool = true) throws(TierError) {
+        try self.init(elementSize: layout.dtype.size, bytePlanes: bytePlanes, maxInputBytes: layout.bytesPerBlock)
+    }
+
+    deinit { planes.deallocate() }
+
+    /// The buffer size `encode` needs for `rawBytes` of input.
+    public static func maxEncodedSize(rawBytes: Int) -> Int { Zstd.bound(rawBytes) }
+
+    /// Encodes `src` into `dst`. Returns the mode and the encoded size; for `.raw` nothing is written to
+    /// `dst` and the caller stores `src` itself.
+    /// - Throws: `.invalidArgument` when `src` is larger than `maxInputBytes` or not a whole number of
+    ///   elements, `.zstd` when zstd fails (e.g. `dst` too small).
+    public func encode(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableRawBufferPointer) throws(TierError) -> (mode: KVCodecMode, count: Int) {
+        guard src.count <= maxInputBytes, src.count % elementSize == 0 else { throw .invalidArgument("input size") }
+        if src.isEmpty { return (.raw, 0) }
+        let input: UnsafeRawBufferPointer
+        if usesBytePlanes {
+            Self.split(src, into: planes)
+            input = UnsafeRawBufferPointer(rebasing: planes[0 ..< src.count])
+        } else {
+            input = src
+        }
+        let n = try compressor.compress(input, into: dst)
+        if Double(n) > Double(src.count) * (1 - minSavings) { return (.raw, src.count) }
+        return (usesBytePlanes ? .zstdBytePlanes : .zstd, n)
+    }
+
+    /// Decodes `src` (stored in `mode`) into exactly `dst.count` bytes.
+    /// - Throws: `.corrupt` when the decoded size differs, `.zstd` when the frame is damaged.
+    public func decode(_ src: UnsafeRawBufferPointer, mode: KVCodecMode, into dst: UnsafeMutableRawBufferPointer) throws(TierError) {
+        switch mode {
+        case .raw:
+            guard src.count == dst.count else { throw .corrupt("raw size \(src.count) != \(dst.count)") }
+            if !dst.isEmpty { dst.baseAddress!.copyMemory(from: src.baseAddress!, byteCount: src.count) }
+        case .zstd:
+            let n = try decompressor.decompress(src, into: dst)
+            guard n == dst.count else { throw .corrupt("decoded \(n) bytes, expected \(dst.count)") }
+        case .zstdBytePlanes:
+            guard dst.count <= maxInputBytes, dst.count % 2 == 0 else { throw .corrupt("byte-plane size \(dst.count)") }
+            let scratch = UnsafeMutableRawBufferPointer(rebasing: planes[0 ..< dst.count])
+            let n = try decompressor.decompress(src, into: scratch)
+            guard n == dst.count else { throw .corrupt("decoded \(n) bytes, expected \(dst.count)") }
+            Self.merge(UnsafeRawBufferPointer(scratch), into: dst)
+        }
+    }
+
+    /// Splits 16-bit elements: low bytes to the first half of `out`, high bytes to the second. O(n).
+    @inline(__always)
+    static func split(_ src: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) {
+        let n = src.count / 2
+        let s = src.baseAddress!.assumingMemoryBound(to: UInt16.self)
+        let lo = out.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        let hi = lo + n
+        // Bounds: i < n, src holds 2n bytes, out holds at least 2n bytes (checked by callers).
+        for i in 0 ..< n {
+            let v = UInt16(littleEndian: s[i])
+            lo[i] = UInt8(truncatingIfNeeded: v)
+            hi[i] = UInt8(truncatingIfNeeded: v &>> 8)
+        }
+    }
+
+    /// The inverse of `split`. O(n).
+    @inline(__always)
+    static func merge(_ planes: UnsafeRawBufferPointer, into dst: UnsafeMutableRawBufferPointer) {
+        let n = dst.count / 2
+        let lo = planes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        let hi = lo + n
+        let d = dst.baseAddress!.assumingMemoryBound(to: UInt16.self)
+        for i in 0 ..< n {
+            d[i] = UInt16(littleEndian: UInt16(lo[i]) | UInt16(hi[i]) &<< 8)
+        }
+    }
+}
