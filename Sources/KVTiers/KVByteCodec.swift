@@ -4,7 +4,8 @@ public enum KVCodecMode: UInt8, Sendable {
     case raw = 0
     /// zstd over the bytes as they are (8-bit elements, or plain mode).
     case zstd = 1
-    /// zstd over byte planes: every 16-bit element split into a low-byte plane and a high-byte plane.
+    /// zstd over byte planes: every 16-bit element split into a low-byte plane and a high-byte plane,
+    /// each plane compressed as its own frame.
     case zstdBytePlanes = 2
 }
 
@@ -49,7 +50,7 @@ public final class KVByteCodec {
     deinit { planes.deallocate() }
 
     /// The buffer size `encode` needs for `rawBytes` of input.
-    public static func maxEncodedSize(rawBytes: Int) -> Int { Zstd.bound(rawBytes) }
+    public static func maxEncodedSize(rawBytes: Int) -> Int { 4 + 2 * Zstd.bound(rawBytes / 2 + 1) }
 
     /// Encodes `src` into `dst`. Returns the mode and the encoded size; for `.raw` nothing is written to
     /// `dst` and the caller stores `src` itself.
@@ -58,16 +59,25 @@ public final class KVByteCodec {
     public func encode(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableRawBufferPointer) throws(TierError) -> (mode: KVCodecMode, count: Int) {
         guard src.count <= maxInputBytes, src.count % elementSize == 0 else { throw .invalidArgument("input size") }
         if src.isEmpty { return (.raw, 0) }
-        let input: UnsafeRawBufferPointer
-        if usesBytePlanes {
-            Self.split(src, into: planes)
-            input = UnsafeRawBufferPointer(rebasing: planes[0 ..< src.count])
-        } else {
-            input = src
+        if !usesBytePlanes {
+            let n = try compressor.compress(src, into: dst)
+            if Double(n) > Double(src.count) * (1 - minSavings) { return (.raw, src.count) }
+            return (.zstd, n)
         }
-        let n = try compressor.compress(input, into: dst)
+        // Byte planes: each plane is its own zstd frame, so each gets its own entropy tables (zstd's
+        // literal Huffman table is per block: one frame over both planes would mix their statistics).
+        // Layout: [UInt32 LE: size of the low-plane frame][low-plane frame][high-plane frame].
+        Self.split(src, into: planes)
+        let half = src.count / 2
+        guard dst.count > 4 else { throw .invalidArgument("output buffer too small") }
+        let lowOut = UnsafeMutableRawBufferPointer(rebasing: dst[4...])
+        let nLow = try compressor.compress(UnsafeRawBufferPointer(rebasing: planes[0 ..< half]), into: lowOut)
+        let highOut = UnsafeMutableRawBufferPointer(rebasing: dst[(4 + nLow)...])
+        let nHigh = try compressor.compress(UnsafeRawBufferPointer(rebasing: planes[half ..< src.count]), into: highOut)
+        dst.storeBytes(of: UInt32(nLow).littleEndian, toByteOffset: 0, as: UInt32.self)
+        let n = 4 + nLow + nHigh
         if Double(n) > Double(src.count) * (1 - minSavings) { return (.raw, src.count) }
-        return (usesBytePlanes ? .zstdBytePlanes : .zstd, n)
+        return (.zstdBytePlanes, n)
     }
 
     /// Decodes `src` (stored in `mode`) into exactly `dst.count` bytes.
@@ -82,10 +92,17 @@ public final class KVByteCodec {
             guard n == dst.count else { throw .corrupt("decoded \(n) bytes, expected \(dst.count)") }
         case .zstdBytePlanes:
             guard dst.count <= maxInputBytes, dst.count % 2 == 0 else { throw .corrupt("byte-plane size \(dst.count)") }
-            let scratch = UnsafeMutableRawBufferPointer(rebasing: planes[0 ..< dst.count])
-            let n = try decompressor.decompress(src, into: scratch)
-            guard n == dst.count else { throw .corrupt("decoded \(n) bytes, expected \(dst.count)") }
-            Self.merge(UnsafeRawBufferPointer(scratch), into: dst)
+            guard src.count >= 4 else { throw .corrupt("byte-plane payload too short") }
+            let nLow = Int(UInt32(littleEndian: src.loadUnaligned(fromByteOffset: 0, as: UInt32.self)))
+            guard nLow <= src.count - 4 else { throw .corrupt("byte-plane frame size \(nLow)") }
+            let half = dst.count / 2
+            let a = try decompressor.decompress(UnsafeRawBufferPointer(rebasing: src[4 ..< 4 + nLow]),
+                                                into: UnsafeMutableRawBufferPointer(rebasing: planes[0 ..< half]))
+            let b = try decompressor.decompress(UnsafeRawBufferPointer(rebasing: src[(4 + nLow)...]),
+                                                into: UnsafeMutableRawBufferPointer(rebasing: planes[half ..< dst.count]))
+            guard a == half, b == half else { throw .corrupt("decoded \(a)+\(b) bytes, expected \(dst.count)") }
+            let scratch = UnsafeRawBufferPointer(rebasing: planes[0 ..< dst.count])
+            Self.merge(scratch, into: dst)
         }
     }
 
