@@ -179,13 +179,15 @@ public final class DiskBlockStore: @unchecked Sendable {
         io.close(lockFD)
     }
 
-    /// Seals the active segment (fsync) and stops accepting writes. Idempotent.
+    /// Seals the active segment (fsync), stops accepting writes and releases the directory lock (reads of
+    /// blocks already indexed still work). Idempotent.
     public func close() {
         lock.withLock {
             guard !closed else { return }
             closed = true
             if let a = active { try? io.fsync(a.fd) }
             active = nil
+            io.unlock(lockFD)
         }
     }
 
@@ -387,15 +389,6 @@ public final class DiskBlockStore: @unchecked Sendable {
             try? io.unlink(victim.path)
             stats.evictedSegments += 1
             stats.segments = segments.count
-        }
-    }
-
-    /// Drops `key` from the index (its bytes stay in the log until the segment is evicted).
-    public func remove(_ key: BlockKey) {
-        lock.withLock {
-            if let loc = index.removeValue(forKey: key) {
-                stats.blocks -= 1; stats.bytesOnDisk -= loc.length; removedKeys.append(key)
-            }
         }
     }
 

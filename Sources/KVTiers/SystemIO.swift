@@ -127,6 +127,9 @@ public struct SystemIO: Sendable {
         return names
     }
 
+    /// Releases a `flock(2)`.
+    public func unlock(_ fd: Int32) { _ = flock(fd, LOCK_UN) }
+
     /// Takes an exclusive, non-blocking `flock(2)` on `fd`.
     public func lockExclusive(_ fd: Int32) throws(TierError) {
         while flock(fd, LOCK_EX | LOCK_NB) != 0 {

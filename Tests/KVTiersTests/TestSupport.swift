@@ -63,3 +63,12 @@ func flipByte(_ path: String, at offset: Int) {
 }
 
 let smallLayout = try! KVLayout(layers: 2, kvHeads: 2, headDim: 16, dtype: .fp16, blockTokens: 8)
+
+/// Offsets of the valid records in a segment file.
+func recordOffsets(_ path: String) -> [Int] {
+    let fd = open(path, O_RDONLY)
+    defer { close(fd) }
+    var bytes = [UInt8](repeating: 0, count: fileSize(path))
+    _ = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+    return bytes.withUnsafeBytes { DiskRecordFormat.scan($0, maxRaw: 1 << 28).records.map(\.offset) }
+}
