@@ -72,3 +72,36 @@ func recordOffsets(_ path: String) -> [Int] {
     _ = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
     return bytes.withUnsafeBytes { DiskRecordFormat.scan($0, maxRaw: 1 << 28).records.map(\.offset) }
 }
+
+/// Starts a thread that sends SIGKILL to this process after `micros` microseconds: the kill lands at an
+/// arbitrary point of whatever the process is doing (a crash, as far as the disk is concerned).
+func killSelf(afterMicroseconds micros: UInt32) {
+    var thread = pthread_t()
+    let arg = UnsafeMutableRawPointer(bitPattern: UInt(micros) + 1)
+    _ = pthread_create(&thread, nil, { arg in
+        usleep(UInt32(UInt(bitPattern: arg) - 1))
+        kill(getpid(), SIGKILL)
+        return nil
+    }, arg)
+}
+
+/// Fast to make even in a debug build: `count` pseudo-random bytes seeded by the key (incompressible,
+/// so such blocks are stored raw).
+func cheapBytes(for key: BlockKey, count: Int) -> [UInt8] {
+    var rng = SplitMix64(seed: key.lo ^ key.hi)
+    var out = [UInt8](repeating: 0, count: count)
+    out.withUnsafeMutableBytes { b in
+        for i in stride(from: 0, to: count - 7, by: 8) { b.storeBytes(of: rng.next(), toByteOffset: i, as: UInt64.self) }
+    }
+    return out
+}
+
+/// A block that costs one copy to make: a fixed random pattern with the key in its first 16 bytes.
+func stampedBytes(for key: BlockKey, pattern: [UInt8]) -> [UInt8] {
+    var out = pattern
+    out.withUnsafeMutableBytes {
+        $0.storeBytes(of: key.lo, toByteOffset: 0, as: UInt64.self)
+        $0.storeBytes(of: key.hi, toByteOffset: 8, as: UInt64.self)
+    }
+    return out
+}
