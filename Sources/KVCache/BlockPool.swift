@@ -95,27 +95,27 @@ public struct BlockPool: Sendable {
 
     /// Checks the free list against the per-block state: `freeCount` entries, no cycle, each with no
     /// holder, and every block off the list is marked so. O(capacity).
-    public func validate() throws(ValidationError) {
+    public func validate() throws(InvariantViolation) {
         var seen = [Bool](repeating: false, count: capacity)
         var n = 0
         var b = freeHead
         while b != Self.end {
-            guard isValid(b) else { throw ValidationError("free list holds invalid id \(b)") }
-            guard !seen[Int(b)] else { throw ValidationError("free list cycles at block \(b)") }
+            guard isValid(b) else { throw InvariantViolation("free list holds invalid id \(b)") }
+            guard !seen[Int(b)] else { throw InvariantViolation("free list cycles at block \(b)") }
             seen[Int(b)] = true
-            guard refCounts[Int(b)] == 0 else { throw ValidationError("free block \(b) has holders") }
+            guard refCounts[Int(b)] == 0 else { throw InvariantViolation("free block \(b) has holders") }
             n += 1
             b = nextFree[Int(b)]
         }
-        guard n == freeCount else { throw ValidationError("free list has \(n) blocks, count says \(freeCount)") }
+        guard n == freeCount else { throw InvariantViolation("free list has \(n) blocks, count says \(freeCount)") }
         for i in 0 ..< capacity where !seen[i] && nextFree[i] != Self.notFree {
-            throw ValidationError("block \(i) is marked free but not on the free list")
+            throw InvariantViolation("block \(i) is marked free but not on the free list")
         }
     }
 }
 
 /// A broken internal invariant found by a `validate()` call.
-public struct ValidationError: Error, CustomStringConvertible, Sendable {
+public struct InvariantViolation: Error, CustomStringConvertible, Sendable {
     public let description: String
     public init(_ description: String) { self.description = description }
 }

@@ -115,10 +115,10 @@ struct EvictionHeap: Sendable {
     }
 
     /// Checks positions and the heap order. O(n).
-    func validate() throws(ValidationError) {
+    func validate() throws(InvariantViolation) {
         for (i, b) in heap.enumerated() {
-            guard position[Int(b)] == Int32(i) else { throw ValidationError("heap position of \(b) is stale") }
-            if i > 0 && less(b, heap[(i - 1) / 2]) { throw ValidationError("heap order broken at \(i)") }
+            guard position[Int(b)] == Int32(i) else { throw InvariantViolation("heap position of \(b) is stale") }
+            if i > 0 && less(b, heap[(i - 1) / 2]) { throw InvariantViolation("heap order broken at \(i)") }
         }
     }
 }

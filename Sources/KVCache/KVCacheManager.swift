@@ -369,26 +369,26 @@ public final class KVCacheManager {
     /// equal the block-table entries naming the block; the key index and the tree agree; published
     /// blocks of each sequence are the tree path of its keys; counts add up to the capacity.
     /// O(capacity + total block-table length).
-    public func validate() throws(ValidationError) {
+    public func validate() throws(InvariantViolation) {
         try pool.validate()
         try index.validate(isHeld: { pool.refCount($0) > 0 })
         var holders = [Int32](repeating: 0, count: pool.capacity)
         for s in sequences.liveSlots {
             let seq = sequences[s]
             for b in seq.blocks {
-                guard pool.isValid(b) else { throw ValidationError("\(seq.id) holds invalid block \(b)") }
+                guard pool.isValid(b) else { throw InvariantViolation("\(seq.id) holds invalid block \(b)") }
                 holders[Int(b)] += 1
             }
-            guard Set(seq.blocks).count == seq.blocks.count else { throw ValidationError("\(seq.id) holds a block twice") }
+            guard Set(seq.blocks).count == seq.blocks.count else { throw InvariantViolation("\(seq.id) holds a block twice") }
             guard seq.computed <= seq.blocks.count * blockTokens, seq.computed <= seq.tokenCount else {
-                throw ValidationError("\(seq.id) computed \(seq.computed) past its blocks")
+                throw InvariantViolation("\(seq.id) computed \(seq.computed) past its blocks")
             }
             guard seq.committedBlocks <= seq.blocks.count || !seq.pinned else {
-                throw ValidationError("\(seq.id) committed more blocks than it holds")
+                throw InvariantViolation("\(seq.id) committed more blocks than it holds")
             }
             for i in 0 ..< (seq.pinned ? seq.committedBlocks : 0) {
                 guard index.key(of: seq.blocks[i]) == seq.keys[i] else {
-                    throw ValidationError("\(seq.id) block \(i) is not the cached block of its key")
+                    throw InvariantViolation("\(seq.id) block \(i) is not the cached block of its key")
                 }
             }
         }
@@ -396,15 +396,15 @@ public final class KVCacheManager {
         for b in 0 ..< pool.capacity {
             let id = BlockID(b)
             guard Int(holders[b]) == pool.refCount(id) else {
-                throw ValidationError("block \(b) has refCount \(pool.refCount(id)) but \(holders[b]) holders")
+                throw InvariantViolation("block \(b) has refCount \(pool.refCount(id)) but \(holders[b]) holders")
             }
             let states = (pool.isFree(id) ? 1 : 0) + (holders[b] > 0 ? 1 : 0)
                 + (holders[b] == 0 && index.isCached(id) ? 1 : 0)
-            guard states == 1 else { throw ValidationError("block \(b) is in \(states) states") }
+            guard states == 1 else { throw InvariantViolation("block \(b) is in \(states) states") }
             if pool.isFree(id) { free += 1 } else if holders[b] > 0 { held += 1 } else { idle += 1 }
         }
         guard free + held + idle == pool.capacity, idle == index.unheldCount else {
-            throw ValidationError("block counts do not add up")
+            throw InvariantViolation("block counts do not add up")
         }
     }
 }
