@@ -379,7 +379,6 @@ public final class KVTierManager: @unchecked Sendable {
         if blocks.isEmpty { return handle }
         var outbox: Outbox = []
         let job: LoadJob? = lock.withLock {
-            guard let host else { return nil }
             // Pass 1: pin every planned block that is on host now, so that taking slots for the disk
             // blocks below cannot evict them.
             var prePinned = [Int32](repeating: -1, count: blocks.count)
@@ -399,7 +398,7 @@ public final class KVTierManager: @unchecked Sendable {
                     lruRemove(s); lruPushFront(s)
                     slots.append(s); fromDisk.append(false)
                 } else if l2Index[key] == nil, let disk, disk.contains(key) {
-                    if let s = takeSlot(outbox: &outbox) {
+                    if host != nil, let s = takeSlot(outbox: &outbox) {
                         claim(s, key: key, onDisk: true)
                         slots.append(s)
                     } else {
@@ -412,7 +411,8 @@ public final class KVTierManager: @unchecked Sendable {
             for i in slots.count ..< blocks.count where prePinned[i] >= 0 { slotPins[Int(prePinned[i])] -= 1 }
             let staging = staged > 0 ? UnsafeMutableRawBufferPointer.allocate(byteCount: staged * layout.bytesPerBlock, alignment: 64) : nil
             let addresses = slots.map { s in
-                HostAddress(s >= 0 ? host.address(of: s) : staging!.baseAddress! + Int(-1 - s) * layout.bytesPerBlock)
+                // A non-negative slot exists only with a host tier.
+                HostAddress(s >= 0 ? host!.address(of: s) : staging!.baseAddress! + Int(-1 - s) * layout.bytesPerBlock)
             }
             handle.loadedFromDisk = fromDisk
             return LoadJob(keys: Array(keys[plan.deviceBlocks ..< plan.deviceBlocks + slots.count]), blocks: Array(blocks[0 ..< slots.count]),
