@@ -28,7 +28,7 @@ struct BenchCoreCommand: ParsableCommand {
         #if DEBUG
         note("warning: a debug build; figures are only meaningful from `swift build -c release`")
         #endif
-        let f = try CoreBenchmarks(repetitions: repetitions).run()
+        let f = try CoreFigures.measure(repetitions: repetitions)
         let figures: [(String, Double, String)] = [
             ("hash_tokens_per_s", f.hashTokensPerSecond, "tokens/s  chained XXH3-128 block keys, one core"),
             ("lookup_ns_per_block", f.lookupNanosPerBlock, "ns/block  lookup of a cached 32k-token prompt, hashing included"),
