@@ -10,16 +10,19 @@
 public struct BlockPool: Sendable {
     /// Number of blocks.
     public let capacity: Int
+    // Storage is @usableFromInline so the O(1) operations inline into callers in other modules.
     /// Holders per block.
-    private var refCounts: [Int32]
+    @usableFromInline var refCounts: [Int32]
     /// Next block on the free list, `end` at the tail, `notFree` when the block is not on the list.
-    private var nextFree: [Int32]
-    private var freeHead: Int32
-    /// Blocks on the free list.
-    public private(set) var freeCount: Int
+    @usableFromInline var nextFree: [Int32]
+    @usableFromInline var freeHead: Int32
+    @usableFromInline var freeBlocks: Int
 
-    private static let end: Int32 = -1
-    private static let notFree: Int32 = -2
+    @usableFromInline static let end: Int32 = -1
+    @usableFromInline static let notFree: Int32 = -2
+
+    /// Blocks on the free list.
+    @inlinable public var freeCount: Int { freeBlocks }
 
     /// A pool of `capacity` blocks, all free; block 0 is handed out first.
     public init(capacity: Int) throws(KVCacheError) {
@@ -30,30 +33,35 @@ public struct BlockPool: Sendable {
         refCounts = Array(repeating: 0, count: capacity)
         nextFree = (0 ..< capacity).map { $0 + 1 < capacity ? Int32($0 + 1) : Self.end }
         freeHead = 0
-        freeCount = capacity
+        freeBlocks = capacity
     }
 
+    @inlinable
     public func isValid(_ block: BlockID) -> Bool { block >= 0 && Int(block) < capacity }
 
     /// Holders of `block` (0 for a free or cached-idle block).
+    @inlinable
     public func refCount(_ block: BlockID) -> Int { Int(refCounts[Int(block)]) }
 
     /// Whether `block` is on the free list.
+    @inlinable
     public func isFree(_ block: BlockID) -> Bool { nextFree[Int(block)] != Self.notFree }
 
     /// Pops one free block and gives it one holder, or returns nil when none is free. O(1).
+    @inlinable
     public mutating func allocateOne() -> BlockID? {
         let b = freeHead
         guard b != Self.end else { return nil }
         freeHead = nextFree[Int(b)]
         nextFree[Int(b)] = Self.notFree
-        freeCount -= 1
+        freeBlocks -= 1
         refCounts[Int(b)] = 1
         return b
     }
 
     /// Allocates `count` blocks, each with one holder, appending their ids to `blocks`; all or nothing.
     /// O(count); no allocation when `blocks` has capacity.
+    @inlinable
     public mutating func allocate(_ count: Int, into blocks: inout [BlockID]) throws(KVCacheError) {
         guard count >= 0 else { throw .invalidArgument("negative block count \(count)") }
         guard count <= freeCount else { throw .insufficientBlocks(needed: count, available: freeCount) }
@@ -61,6 +69,7 @@ public struct BlockPool: Sendable {
     }
 
     /// Adds a holder to a block that is not free. O(1).
+    @inlinable
     public mutating func retain(_ block: BlockID) throws(KVCacheError) {
         guard isValid(block) else { throw .invalidBlock(block) }
         guard !isFree(block) else { throw .invalidArgument("retain of free block \(block)") }
@@ -70,6 +79,7 @@ public struct BlockPool: Sendable {
     /// Removes a holder and returns the remaining count. The block is not freed: the caller decides
     /// whether an unheld block goes back to the free list or stays cached. O(1).
     @discardableResult
+    @inlinable
     public mutating func release(_ block: BlockID) throws(KVCacheError) -> Int {
         guard isValid(block) else { throw .invalidBlock(block) }
         guard refCounts[Int(block)] > 0 else { throw .blockNotReferenced(block) }
@@ -78,6 +88,7 @@ public struct BlockPool: Sendable {
     }
 
     /// Returns an unheld block to the free list (LIFO, so hot memory is reused first). O(1).
+    @inlinable
     public mutating func free(_ block: BlockID) throws(KVCacheError) {
         guard isValid(block) else { throw .invalidBlock(block) }
         guard !isFree(block) else { throw .doubleFree(block) }
@@ -85,10 +96,11 @@ public struct BlockPool: Sendable {
         guard rc == 0 else { throw .blockStillReferenced(block, refCount: Int(rc)) }
         nextFree[Int(block)] = freeHead
         freeHead = block
-        freeCount += 1
+        freeBlocks += 1
     }
 
     /// Releases one holder and frees the block if it was the last. Convenience for uncached blocks.
+    @inlinable
     public mutating func releaseAndFreeIfUnheld(_ block: BlockID) throws(KVCacheError) {
         if try release(block) == 0 { try free(block) }
     }

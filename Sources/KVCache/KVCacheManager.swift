@@ -14,17 +14,20 @@ public final class KVCacheManager {
     public let config: KVCacheConfig
     public let hasher: BlockHasher
     /// The device pool's allocator (read-only view; the manager is its only mutator).
-    public private(set) var pool: BlockPool
+    // Single-threaded by contract and never re-entered (observers must not call back), so the
+    // per-access exclusivity checks of class properties are turned off on the hot state.
+    @exclusivity(unchecked) public private(set) var pool: BlockPool
     /// The prefix cache (read-only view).
-    public private(set) var index: PrefixIndex
+    @exclusivity(unchecked) public private(set) var index: PrefixIndex
     /// Told about each evicted block before its id is reused, so a lower tier can save the bytes.
+    /// It must not call back into the manager.
     public weak var evictionObserver: (any BlockEvictionObserver)?
 
-    private var sequences = SequenceTable()
-    private var clock: UInt64 = 0
-    private var pendingCopies: [(src: BlockID, dst: BlockID)] = []
-    private var events: [KVEvent] = []
-    private var counters = KVCacheStats()
+    @exclusivity(unchecked) private var sequences = SequenceTable()
+    @exclusivity(unchecked) private var clock: UInt64 = 0
+    @exclusivity(unchecked) private var pendingCopies: [(src: BlockID, dst: BlockID)] = []
+    @exclusivity(unchecked) private var events: [KVEvent] = []
+    @exclusivity(unchecked) private var counters = KVCacheStats()
 
     public init(_ config: KVCacheConfig) throws(KVCacheError) {
         guard (1 ... 1024).contains(config.blockTokens) else {
@@ -166,15 +169,16 @@ public final class KVCacheManager {
             sequences[s].committedBlocks = hits
             sequences[s].pinned = true
         }
+        let observer = evictionObserver  // one weak load per call, not per block
         if needsCopy {
             let src = sequences[s].blocks[copyIndex]
-            let dst = takeBlock()
+            let dst = takeBlock(observer)
             pendingCopies.append((src, dst))
             _ = try? pool.release(src)  // still held by the sibling: refCount was > 1
             sequences[s].blocks[copyIndex] = dst
             counters.copiedBlocks += 1
         }
-        for _ in 0 ..< wanted { sequences[s].blocks.append(takeBlock()) }
+        for _ in 0 ..< wanted { sequences[s].blocks.append(takeBlock(observer)) }
         return .allocated(newBlocks: needed)
     }
 
@@ -335,10 +339,10 @@ public final class KVCacheManager {
 
     /// One block for a sequence: from the free list, else by evicting the policy's victim. The
     /// caller checked that one is available.
-    private func takeBlock() -> BlockID {
+    private func takeBlock(_ observer: (any BlockEvictionObserver)?) -> BlockID {
         if let b = pool.allocateOne() { return b }
         let (b, key) = index.evictOne(clock: clock, tokens: blockTokens)!
-        evictionObserver?.willEvict(block: b, key: key)
+        observer?.willEvict(block: b, key: key)
         counters.evictedBlocks += 1
         if config.recordEvents { events.append(.blockRemoved(keys: [key], tier: .device)) }
         try! pool.free(b)  // evicted: unheld and not on the free list
