@@ -1,16 +1,4 @@
-/// A small, fast, seeded PRNG (SplitMix64), so test data and benchmark data are reproducible.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    @inline(__always)
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z &>> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z &>> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z &>> 31)
-    }
-}
+import KVCache
 
 /// KV-cache-like data for tests and benchmarks: per layer and K/V, every head-dimension channel has its
 /// own scale (log-normal, with a few outlier channels, as real K caches have), and values are normally

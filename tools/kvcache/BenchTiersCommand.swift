@@ -90,17 +90,17 @@ struct BenchTiersCommand: ParsableCommand {
             tiers.waitForEvictionCopies()
             l1ToL2 = min(l1ToL2, TierClock.now - t0)
             let plan = tiers.lookup(keys: keys, deviceBlocks: 0)
-            guard plan.hostBlocks == blocks else { throw ValidationError("host tier lost blocks") }
+            guard plan.hostBlocks == blocks else { throw CLIError("host tier lost blocks") }
             let t1 = TierClock.now
             let h = try tiers.load(plan, keys: keys, into: (0 ..< blocks).map { BlockID(blocks + $0) })
             h.wait()
             l2ToL1 = min(l2ToL1, TierClock.now - t1)
-            guard h.loadedPrefixBlocks == blocks else { throw ValidationError("load failed") }
+            guard h.loadedPrefixBlocks == blocks else { throw CLIError("load failed") }
         }
         // The loaded copies must equal the originals.
         for b in 0 ..< blocks {
             let same = device.withBlock(BlockID(blocks + b)) { l in device.withBlock(BlockID(b)) { o in memcmp(l.baseAddress!, o.baseAddress!, B) == 0 } ?? false } ?? false
-            guard same else { throw ValidationError("block \(b) differs after the round trip") }
+            guard same else { throw CLIError("block \(b) differs after the round trip") }
         }
 
         // Codec: plain zstd level 1 vs byte planes, one thread, reused contexts.
@@ -130,7 +130,7 @@ struct BenchTiersCommand: ParsableCommand {
                 try codec.decode(stored, mode: modes[b], into: UnsafeMutableRawBufferPointer(rebasing: dst[b * B ..< (b + 1) * B]))
             }
         }
-        guard memcmp(src.baseAddress!, dst.baseAddress!, total) == 0 else { throw ValidationError("codec round trip differs") }
+        guard memcmp(src.baseAddress!, dst.baseAddress!, total) == 0 else { throw CLIError("codec round trip differs") }
 
         // Disk tier: write every block (compressed, fsync at the end), drop the files from the page
         // cache, then read them all back (cold, decompressed, checksums verified).
@@ -145,7 +145,7 @@ struct BenchTiersCommand: ParsableCommand {
             let t0 = TierClock.now
             for b in 0 ..< blocks {
                 guard store.put(keys[b], bytes: UnsafeRawBufferPointer(rebasing: src[b * B ..< (b + 1) * B])) == .stored else {
-                    throw ValidationError("disk write failed: \(store.statistics)")
+                    throw CLIError("disk write failed: \(store.statistics)")
                 }
             }
             store.close()   // fsync
@@ -154,11 +154,11 @@ struct BenchTiersCommand: ParsableCommand {
             let t1 = TierClock.now
             for b in 0 ..< blocks {
                 guard store.read(keys[b], into: UnsafeMutableRawBufferPointer(rebasing: dst[b * B ..< (b + 1) * B])) == .hit else {
-                    throw ValidationError("disk read failed")
+                    throw CLIError("disk read failed")
                 }
             }
             readNanos = min(readNanos, TierClock.now - t1)
-            guard memcmp(src.baseAddress!, dst.baseAddress!, total) == 0 else { throw ValidationError("disk round trip differs") }
+            guard memcmp(src.baseAddress!, dst.baseAddress!, total) == 0 else { throw CLIError("disk round trip differs") }
             if kvDir == nil || r < repeats - 1 { try? FileManager.default.removeItem(atPath: sub) }
         }
 

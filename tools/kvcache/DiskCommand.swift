@@ -20,11 +20,11 @@ struct DiskCommand: ParsableCommand {
         func run() throws {
             var isDir: ObjCBool = false
             guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDir), isDir.boolValue else {
-                throw ValidationError("no such directory: \(directory)")
+                throw CLIError("no such directory: \(directory)")
             }
             let r: DiskCheckReport
             do { r = try DiskStoreCheck.run(directory: directory, repair: !dryRun) }
-            catch { throw ValidationError("fsck failed: \(error)") }
+            catch { throw CLIError("fsck failed: \(error)") }
             note("fsck \(directory): \(r.segments) segments, \(r.blocks) records, \(r.ok) ok, \(r.corrupt) corrupt, \(r.dropped) dropped")
             if json {
                 try JSONReport.print(["blocks": r.blocks, "ok": r.ok, "corrupt": r.corrupt, "dropped": r.dropped,
@@ -56,7 +56,7 @@ struct DiskCommand: ParsableCommand {
             let store: DiskBlockStore
             do {
                 store = try DiskBlockStore(DiskStoreConfig(directory: directory, capacityBytes: capacityMiB << 20, layout: layout))
-            } catch { throw ValidationError("cannot open \(directory): \(error)") }
+            } catch { throw CLIError("cannot open \(directory): \(error)") }
             var out = [UInt8](repeating: 0, count: layout.bytesPerBlock)
             var writes = 0, reads = 0, hits = 0, mismatches = 0, corruptDetected = 0, notStored = 0
             let start = store.statistics
