@@ -16,11 +16,11 @@ public enum NumaPlacement: Sendable, Equatable {
 /// What the host tier got: the node its memory is verified to sit on, whether it is page-locked, and
 /// why it fell back when it did.
 public struct HostPlacementReport: Sendable, Equatable {
-    /// The node asked for after resolving the placement (nil: no NUMA binding requested or possible).
+    /// The node bound to after resolving the placement (nil: the local policy, or no binding possible).
     public var requestedNode: Int?
     /// The node `get_mempolicy(MPOL_F_NODE|MPOL_F_ADDR)` reports for the pool's pages (nil: not verified).
     public var verifiedNode: Int?
-    /// Whether every sampled page is on `requestedNode`.
+    /// Whether every sampled page is on `requestedNode` (or, with the local policy, on one node).
     public var bindingVerified: Bool
     /// Whether `mlock` pinned the pool.
     public var locked: Bool
@@ -69,23 +69,22 @@ public final class HostSlabPool: @unchecked Sendable {
         var requested: Int? = nil
         let nodes = Numa.isAvailable ? Numa.configuredNodes : 0
         switch placement {
-        case .local: requested = Numa.isAvailable ? Numa.currentNode() : nil
+        case .local: requested = nil   // the kernel's default policy: first touch on the local node
         case .node(let n): requested = n
         case .nearDevice(let address):
             do throws(TierError) {
                 requested = try PCINumaLocator.node(forPCIAddress: address, sysfsRoot: sysfsRoot)
                 if requested == nil {
                     reasons.append("no NUMA affinity in sysfs for \(address); using the local node")
-                    requested = Numa.isAvailable ? Numa.currentNode() : nil
                 }
-            } catch { reasons.append("\(error)"); requested = Numa.isAvailable ? Numa.currentNode() : nil }
+            } catch { reasons.append("\(error)"); requested = nil }
         }
         if !Numa.isAvailable { reasons.append("NUMA unavailable (numa_available < 0); using unbound memory") }
         if let r = requested, Numa.isAvailable, !Numa.nodeExists(r) {
             reasons.append("NUMA node \(r) does not exist; using unbound memory")
             requested = nil
         }
-        if Numa.isAvailable && nodes == 1 { reasons.append("single NUMA node: placement has no effect") }
+        if Numa.isAvailable && nodes == 1 && placement != .local { reasons.append("single NUMA node: placement has no effect") }
 
         var p: UnsafeMutableRawPointer? = nil
         var viaNuma = false
@@ -109,18 +108,19 @@ public final class HostSlabPool: @unchecked Sendable {
             else { reasons.append("mlock failed (errno \(errno)); host tier is pageable") }
         }
 
+        // Where did the pages land? With a binding they must all be on the requested node; with the
+        // local policy they should all be on one node (first touch ran on this thread).
         var verified: Int? = nil
-        var ok = false
-        if let r = requested {
-            ok = true
+        var ok = Numa.isAvailable
+        if Numa.isAvailable {
             for off in [0, rounded / 2, rounded - page] {
                 do throws(TierError) {
                     let n = try Numa.nodeOfPage(at: base + off)
-                    verified = n
-                    if n != r { ok = false }
-                } catch { ok = false; reasons.append("\(error): binding not verified"); break }
+                    if verified == nil { verified = n }
+                    if n != (requested ?? verified) { ok = false }
+                } catch { ok = false; verified = nil; reasons.append("\(error): placement not verified"); break }
             }
-            if !ok && verified != nil { reasons.append("pages on node \(verified!) instead of \(r)") }
+            if !ok, let v = verified, let r = requested { reasons.append("pages on node \(v) instead of \(r)") }
         }
         let reason = reasons.isEmpty ? nil : reasons.joined(separator: "; ")
         if let reason { warn("host tier: " + reason) }

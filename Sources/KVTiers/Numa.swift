@@ -21,12 +21,6 @@ enum Numa {
         return numa_node_size64(Int32(node), nil) > 0
     }
 
-    /// The node the calling thread allocates from by default (`numa_preferred`).
-    static func currentNode() -> Int? {
-        let n = numa_preferred()
-        return n >= 0 ? Int(n) : nil
-    }
-
     /// Memory of `bytes` bound to `node` (`numa_alloc_onnode`: mmap + mbind, page aligned, lazily faulted).
     static func allocate(bytes: Int, onNode node: Int) throws(TierError) -> UnsafeMutableRawPointer {
         errno = 0

@@ -29,6 +29,9 @@ struct HostTierTests {
         #expect(missing.placement.requestedNode == nil)
         #expect(missing.placement.fallbackReason?.contains("999") == true)
         #expect(w.lines.count == 1, "one warning")
+        let plain = try HostSlabPool(blockBytes: 4096, capacity: 4, placement: .local, lockMemory: false, warn: { _ in })
+        #expect(plain.placement.requestedNode == nil)
+        if Numa.isAvailable { #expect(plain.placement.verifiedNode != nil && plain.placement.bindingVerified) }
         if Numa.isAvailable {
             let local = try HostSlabPool(blockBytes: 4096, capacity: 4, placement: .node(0), lockMemory: true, warn: { _ in })
             #expect(local.placement.requestedNode == 0)

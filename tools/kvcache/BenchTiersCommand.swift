@@ -29,6 +29,10 @@ struct BenchTiersCommand: ParsableCommand {
         report["fp16"] = perDType["fp16"]
         report["bf16"] = perDType["bf16"]
         report["blocks"] = blocks
+        // Figures on a shared machine move with its load: record it beside them.
+        if let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8),
+           let first = text.split(separator: " ").first, let l = Double(first) { report["loadavg_1m"] = l }
+        report["cpus"] = ProcessInfo.processInfo.activeProcessorCount
         for d in ["fp16", "bf16"] {
             let r = perDType[d]!
             func f(_ k: String) -> Double { r[k] as? Double ?? 0 }
