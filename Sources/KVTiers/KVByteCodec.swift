@@ -24,7 +24,9 @@ public final class KVByteCodec {
     public let minSavings: Double
     private let compressor: ZstdCompressor
     private let decompressor: ZstdDecompressor
+    /// Scratch for the byte planes, bound to UInt8 for the codec's lifetime.
     private let planes: UnsafeMutableRawBufferPointer
+    private let planeBytes: UnsafeMutableBufferPointer<UInt8>
 
     /// - Parameters:
     ///   - elementSize: 2 for fp16/bf16 (byte planes), 1 for fp8 (plain zstd).
@@ -41,6 +43,7 @@ public final class KVByteCodec {
         compressor = try ZstdCompressor(level: level)
         decompressor = try ZstdDecompressor()
         planes = .allocate(byteCount: maxInputBytes, alignment: 64)
+        planeBytes = planes.bindMemory(to: UInt8.self)
     }
 
     public convenience init(layout: KVLayout, bytePlanes: Bool = true) throws(TierError) {
@@ -67,7 +70,7 @@ public final class KVByteCodec {
         // Byte planes: each plane is its own zstd frame, so each gets its own entropy tables (zstd's
         // literal Huffman table is per block: one frame over both planes would mix their statistics).
         // Layout: [UInt32 LE: size of the low-plane frame][low-plane frame][high-plane frame].
-        Self.split(src, into: planes)
+        Self.split(src, into: planeBytes)
         let half = src.count / 2
         guard dst.count > 4 else { throw .invalidArgument("output buffer too small") }
         let lowOut = UnsafeMutableRawBufferPointer(rebasing: dst[4...])
@@ -101,35 +104,35 @@ public final class KVByteCodec {
             let b = try decompressor.decompress(UnsafeRawBufferPointer(rebasing: src[(4 + nLow)...]),
                                                 into: UnsafeMutableRawBufferPointer(rebasing: planes[half ..< dst.count]))
             guard a == half, b == half else { throw .corrupt("decoded \(a)+\(b) bytes, expected \(dst.count)") }
-            let scratch = UnsafeRawBufferPointer(rebasing: planes[0 ..< dst.count])
-            Self.merge(scratch, into: dst)
+            Self.merge(UnsafeBufferPointer(rebasing: planeBytes[0 ..< dst.count]), into: dst)
         }
     }
 
-    /// Splits 16-bit elements: low bytes to the first half of `out`, high bytes to the second. O(n).
+    /// Splits 16-bit elements: low bytes to `out[0..<n]`, high bytes to `out[n..<2n]`. O(n), vectorized.
+    /// `src` is rebound to UInt16 for the loop only (whatever type its bytes were bound to).
     @inline(__always)
-    static func split(_ src: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) {
-        let n = src.count / 2
-        let s = src.baseAddress!.assumingMemoryBound(to: UInt16.self)
-        let lo = out.baseAddress!.assumingMemoryBound(to: UInt8.self)
-        let hi = lo + n
-        // Bounds: i < n, src holds 2n bytes, out holds at least 2n bytes (checked by callers).
-        for i in 0 ..< n {
-            let v = UInt16(littleEndian: s[i])
-            lo[i] = UInt8(truncatingIfNeeded: v)
-            hi[i] = UInt8(truncatingIfNeeded: v &>> 8)
+    static func split(_ src: UnsafeRawBufferPointer, into out: UnsafeMutableBufferPointer<UInt8>) {
+        src.withMemoryRebound(to: UInt16.self) { s in
+            let n = s.count
+            precondition(out.count >= 2 * n)
+            let lo = out.baseAddress!, hi = lo + n
+            // In bounds: i < n, and out holds 2n bytes (checked above).
+            for i in 0 ..< n {
+                let v = UInt16(littleEndian: s[i])
+                lo[i] = UInt8(truncatingIfNeeded: v)
+                hi[i] = UInt8(truncatingIfNeeded: v &>> 8)
+            }
         }
     }
 
-    /// The inverse of `split`. O(n).
+    /// The inverse of `split`: `planes[0..<n]` low bytes, `planes[n..<2n]` high bytes. O(n), vectorized.
     @inline(__always)
-    static func merge(_ planes: UnsafeRawBufferPointer, into dst: UnsafeMutableRawBufferPointer) {
-        let n = dst.count / 2
-        let lo = planes.baseAddress!.assumingMemoryBound(to: UInt8.self)
-        let hi = lo + n
-        let d = dst.baseAddress!.assumingMemoryBound(to: UInt16.self)
-        for i in 0 ..< n {
-            d[i] = UInt16(littleEndian: UInt16(lo[i]) | UInt16(hi[i]) &<< 8)
+    static func merge(_ planes: UnsafeBufferPointer<UInt8>, into dst: UnsafeMutableRawBufferPointer) {
+        dst.withMemoryRebound(to: UInt16.self) { d in
+            let n = d.count
+            precondition(planes.count >= 2 * n)
+            let lo = planes.baseAddress!, hi = lo + n
+            for i in 0 ..< n { d[i] = UInt16(littleEndian: UInt16(lo[i]) | UInt16(hi[i]) &<< 8) }
         }
     }
 }
