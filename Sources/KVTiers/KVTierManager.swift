@@ -90,6 +90,33 @@ public final class KVTierManager: @unchecked Sendable {
         counters.device.capacity = n
         counters.hostPlacement = host?.placement
         if let disk { counters.disk.capacity = disk.config.capacityBlocks ?? 0; counters.disk.occupancy = disk.count }
+        if config.calibrateAtStart { calibrate() }
+    }
+
+    /// Seeds the admission model: times a host-to-host copy of one synthetic block (when the device is
+    /// the host stand-in: an engine's own copies are measured online instead) and one codec round trip.
+    /// Costs a few milliseconds for a 2 MiB block.
+    private func calibrate() {
+        let n = layout.bytesPerBlock
+        let a = UnsafeMutableRawBufferPointer.allocate(byteCount: n, alignment: 64)
+        let b = UnsafeMutableRawBufferPointer.allocate(byteCount: max(n, KVByteCodec.maxEncodedSize(rawBytes: n)), alignment: 64)
+        defer { a.deallocate(); b.deallocate() }
+        SyntheticKV.fill(a, layout: layout, seed: 1)
+        var hostBW: Double? = nil, decodeBW: Double? = nil
+        if device is HostDeviceMemory {
+            b.baseAddress!.copyMemory(from: a.baseAddress!, byteCount: n)   // fault the pages in first
+            let t0 = monotonicNanos()
+            b.baseAddress!.copyMemory(from: a.baseAddress!, byteCount: n)
+            hostBW = Double(n) / (Double(max(1, monotonicNanos() - t0)) * 1e-9)
+        }
+        if disk != nil, let codec = try? KVByteCodec(layout: layout),
+           let (mode, count) = try? codec.encode(UnsafeRawBufferPointer(a), into: b), mode != .raw {
+            let t0 = monotonicNanos()
+            if (try? codec.decode(UnsafeRawBufferPointer(rebasing: b[0 ..< count]), mode: mode, into: a)) != nil {
+                decodeBW = Double(n) / (Double(max(1, monotonicNanos() - t0)) * 1e-9)
+            }
+        }
+        admission.seed(hostBytesPerSecond: hostBW, decodeBytesPerSecond: decodeBW)
     }
 
     deinit { transfers.shutdown() }

@@ -19,6 +19,9 @@ public struct TierAdmission: Sendable {
     /// Fixed cost per block load.
     public var hostLatencySeconds: Double = 5e-6
     public var diskLatencySeconds: Double = 100e-6
+    /// The disk device's read bandwidth (bytes/s) assumed before any read was measured; calibration
+    /// combines it with the measured decompression speed.
+    public var diskDeviceBytesPerSecond: Double = 1.5e9
     /// Weight of a new observation in the moving average.
     public var smoothing: Double = 0.2
 
@@ -31,6 +34,13 @@ public struct TierAdmission: Sendable {
     /// Prefill time per token of Llama-3-8B on one H100 SXM: 2 x 8.03e9 FLOPs per token at 989 TFLOP/s
     /// dense BF16 and 50 % utilisation (about 32 microseconds; attention over short contexts ignored).
     public static let llama3_8B_H100SecondsPerToken = 2 * 8.03e9 / (989e12 * 0.5)
+
+    /// Seeds the estimates from a start-up measurement: host copy speed, and disk = device read then
+    /// decompression (the two in sequence: 1/bw = 1/read + 1/decode).
+    public mutating func seed(hostBytesPerSecond host: Double?, decodeBytesPerSecond decode: Double?) {
+        if let host, host > 0 { hostBytesPerSecond = host }
+        if let decode, decode > 0 { diskBytesPerSecond = 1 / (1 / diskDeviceBytesPerSecond + 1 / decode) }
+    }
 
     /// Folds one measured transfer into the tier's bandwidth estimate.
     public mutating func observe(tier: Tier, bytes: Int, nanos: UInt64) {

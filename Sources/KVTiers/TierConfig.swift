@@ -29,9 +29,13 @@ public struct TierConfig: Sendable {
     public var layerGroups = 4
     /// Transfer worker threads.
     public var workers = 2
-    /// Host occupancy above which cold host blocks are written to disk in the background (L2 -> L3).
-    /// At 1.0 they are written only when evicted from the host tier (inline, so none is lost).
-    public var spillWatermark = 1.0
+    /// Host occupancy above which cold host blocks are written to disk in the background (L2 -> L3), so
+    /// that evicting them later costs nothing. A host block evicted before its background write still
+    /// goes to disk, inline (slower, never lost). At 1.0 every disk write is such an inline write
+    /// (deterministic: the trace replay uses it).
+    public var spillWatermark = 0.9
+    /// Measure host copy and codec speed once at start to seed the admission model's bandwidths.
+    public var calibrateAtStart = true
     /// Copy evicted L1 blocks before `willEvict` returns (simple engines); otherwise the engine calls
     /// `waitForEvictionCopies()` before it writes into newly allocated blocks.
     public var synchronousEvictionCopies = false

@@ -73,6 +73,8 @@ public final class TieredPrefixCache {
         t.layerGroups = min(2, config.payloadLayout.layers)
         t.lockHostMemory = false
         t.synchronousEvictionCopies = true
+        t.spillWatermark = 1.0          // disk writes happen at host eviction: deterministic
+        t.calibrateAtStart = false
         tiers = try KVTierManager(config: t, device: memory)
         manager.evictionObserver = tiers
         scratch = Array(repeating: 0, count: config.payloadLayout.bytesPerBlock)
