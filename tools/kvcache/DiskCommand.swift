@@ -40,8 +40,8 @@ struct DiskCommand: ParsableCommand {
             abstract: "Write, read back and verify random blocks; exits non-zero if a wrong block is ever served.")
         @Argument(help: "The disk tier directory (created if missing).") var directory: String
         @Option(help: "How long to run.") var seconds: Double = 5
-        @Option(help: "Block size in KiB (fp16 KV-like data).") var blockKiB: Int = 256
-        @Option(help: "Disk tier capacity in MiB.") var capacityMiB: Int = 512
+        @Option(name: .customLong("block-kib"), help: "Block size in KiB (fp16 KV-like data).") var blockKiB: Int = 256
+        @Option(name: .customLong("capacity-mib"), help: "Disk tier capacity in MiB.") var capacityMiB: Int = 512
         @Flag(help: "Print one JSON object on stdout.") var json = false
 
         func validate() throws {
