@@ -22,6 +22,8 @@ public struct DiskStoreConfig: Sendable {
     public var syncEveryWrite: Bool = false
     /// Physically drop torn and corrupt records found when opening (rewriting the damaged segments).
     public var repairOnOpen: Bool = true
+    /// Give blocks read since they were written a second chance when their segment is evicted.
+    public var secondChance: Bool = true
     #if DEBUG
     /// Debug builds only: fault injection for the I/O wrapper.
     public var faults: IOFaultInjector?
@@ -75,6 +77,8 @@ public struct DiskStoreStats: Sendable, Equatable {
     public var readErrors = 0
     public var evictedSegments = 0
     public var evictedBlocks = 0
+    /// Blocks read since written that survived their segment's eviction (second chance).
+    public var reinsertedBlocks = 0
     /// Torn or corrupt records found (and not served) when the store was opened.
     public var droppedOnOpen = 0
 }
@@ -109,7 +113,11 @@ public final class DiskBlockStore: @unchecked Sendable {
     private var codecs: [CodecBuffers] = []
     private var closed = false
 
-    struct Location { var segment: Segment; var offset: Int; var length: Int; var rawLength: Int }
+    struct Location {
+        var segment: Segment; var offset: Int; var length: Int; var rawLength: Int
+        /// Read since it was written: gets a second chance when its segment is evicted.
+        var referenced = false
+    }
 
     final class Segment {
         let id: UInt64
@@ -373,23 +381,50 @@ public final class DiskBlockStore: @unchecked Sendable {
     }
 
     /// Deletes the oldest segments until `incoming` more fits. The lock is held. O(blocks in them).
+    ///
+    /// Second chance: blocks of the victim that were read since they were written are copied to the head
+    /// of the log (record bytes as they are, checksums still valid) instead of being dropped, at most half
+    /// of the victim's blocks, so each eviction still frees room. Blocks that are not read again age out
+    /// on the next pass (a CLOCK approximation of LRU over a FIFO log).
     private func evictWhileOver(incomingBytes: Int, incomingBlocks: Int) {
         let maxBlocks = config.capacityBlocks ?? Int.max
         while !segments.isEmpty,
               stats.bytesOnDisk + incomingBytes > config.capacityBytes || index.count + incomingBlocks > maxBlocks {
             let victim = segments.removeFirst()
             if victim === active { active = nil }
-            for k in victim.keys {
-                if let loc = index[k], loc.segment === victim {
-                    index[k] = nil
-                    stats.blocks -= 1; stats.bytesOnDisk -= loc.length; stats.evictedBlocks += 1
-                    removedKeys.append(k)
-                }
+            var live: [(BlockKey, Location)] = []
+            for k in victim.keys { if let loc = index[k], loc.segment === victim { live.append((k, loc)) } }
+            var keep = config.secondChance ? live.filter(\.1.referenced) : []
+            if keep.count > live.count / 2 { keep.removeLast(keep.count - live.count / 2) }
+            let kept = Set(keep.map(\.0))
+            for (k, loc) in live {
+                index[k] = nil
+                stats.blocks -= 1; stats.bytesOnDisk -= loc.length
+                if !kept.contains(k) { stats.evictedBlocks += 1; removedKeys.append(k) }
             }
+            for (k, loc) in keep where !reinsert(k, from: loc) { stats.evictedBlocks += 1; removedKeys.append(k) }
             try? io.unlink(victim.path)
             stats.evictedSegments += 1
             stats.segments = segments.count
         }
+    }
+
+    /// Copies one record's bytes from its (evicted) segment to the active one. The lock is held.
+    private func reinsert(_ key: BlockKey, from loc: Location) -> Bool {
+        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: loc.length, alignment: 16)
+        defer { buf.deallocate() }
+        guard let n = try? io.preadFull(loc.segment.fd, buf, at: loc.offset), n == loc.length,
+              let seg = try? activeSegment(for: loc.length) else { return false }
+        let offset = seg.size
+        guard (try? io.pwriteAll(seg.fd, UnsafeRawBufferPointer(buf), at: offset)) != nil else {
+            if (try? io.truncate(seg.fd, to: offset)) == nil { seg.broken = true; active = nil }
+            return false
+        }
+        seg.size += loc.length
+        seg.keys.append(key)
+        index[key] = Location(segment: seg, offset: offset, length: loc.length, rawLength: loc.rawLength)
+        stats.blocks += 1; stats.bytesOnDisk += loc.length; stats.reinsertedBlocks += 1
+        return true
     }
 
     // MARK: Read
@@ -434,7 +469,10 @@ public final class DiskBlockStore: @unchecked Sendable {
             }
             return .corrupt(problem)
         }
-        lock.withLock { stats.hits += 1 }
+        lock.withLock {
+            stats.hits += 1
+            if index[key]?.segment === loc.segment { index[key]?.referenced = true }
+        }
         return .hit
     }
 
