@@ -5,7 +5,7 @@ public enum KVCodecMode: UInt8, Sendable {
     /// zstd over the bytes as they are (8-bit elements, or plain mode).
     case zstd = 1
     /// zstd over byte planes: every 16-bit element split into a low-byte plane and a high-byte plane,
-    /// each plane compressed as its own frame.
+    /// each plane compressed as its own frame (or kept raw when it does not compress).
     case zstdBytePlanes = 2
 }
 
@@ -53,7 +53,7 @@ public final class KVByteCodec {
     deinit { planes.deallocate() }
 
     /// The buffer size `encode` needs for `rawBytes` of input.
-    public static func maxEncodedSize(rawBytes: Int) -> Int { 4 + 2 * Zstd.bound(rawBytes / 2 + 1) }
+    public static func maxEncodedSize(rawBytes: Int) -> Int { 8 + 2 * Zstd.bound(rawBytes / 2 + 1) }
 
     /// Encodes `src` into `dst`. Returns the mode and the encoded size; for `.raw` nothing is written to
     /// `dst` and the caller stores `src` itself.
@@ -69,19 +69,30 @@ public final class KVByteCodec {
         }
         // Byte planes: each plane is its own zstd frame, so each gets its own entropy tables (zstd's
         // literal Huffman table is per block: one frame over both planes would mix their statistics).
-        // Layout: [UInt32 LE: size of the low-plane frame][low-plane frame][high-plane frame].
+        // A plane that does not compress (fp16 mantissas) is stored raw, so decoding only copies it.
+        // Layout: [UInt32 LE low size | raw flag bit 31][UInt32 LE high size | flag][low plane][high plane].
         Self.split(src, into: planeBytes)
         let half = src.count / 2
-        guard dst.count > 4 else { throw .invalidArgument("output buffer too small") }
-        let lowOut = UnsafeMutableRawBufferPointer(rebasing: dst[4...])
-        let nLow = try compressor.compress(UnsafeRawBufferPointer(rebasing: planes[0 ..< half]), into: lowOut)
-        let highOut = UnsafeMutableRawBufferPointer(rebasing: dst[(4 + nLow)...])
-        let nHigh = try compressor.compress(UnsafeRawBufferPointer(rebasing: planes[half ..< src.count]), into: highOut)
-        dst.storeBytes(of: UInt32(nLow).littleEndian, toByteOffset: 0, as: UInt32.self)
-        let n = 4 + nLow + nHigh
-        if Double(n) > Double(src.count) * (1 - minSavings) { return (.raw, src.count) }
-        return (.zstdBytePlanes, n)
+        guard dst.count >= Self.maxEncodedSize(rawBytes: src.count) else { throw .invalidArgument("output buffer too small") }
+        var offset = 8
+        for (p, plane) in [planes[0 ..< half], planes[half ..< src.count]].enumerated() {
+            let input = UnsafeRawBufferPointer(rebasing: plane)
+            let out = UnsafeMutableRawBufferPointer(rebasing: dst[offset...])
+            var n = try compressor.compress(input, into: out)
+            var header = UInt32(n)
+            if Double(n) > Double(half) * (1 - minSavings) {
+                out.baseAddress!.copyMemory(from: input.baseAddress!, byteCount: half)
+                n = half
+                header = UInt32(half) | Self.rawPlaneFlag
+            }
+            dst.storeBytes(of: header.littleEndian, toByteOffset: 4 * p, as: UInt32.self)
+            offset += n
+        }
+        if Double(offset) > Double(src.count) * (1 - minSavings) { return (.raw, src.count) }
+        return (.zstdBytePlanes, offset)
     }
+
+    static let rawPlaneFlag: UInt32 = 1 << 31
 
     /// Decodes `src` (stored in `mode`) into exactly `dst.count` bytes.
     /// - Throws: `.corrupt` when the decoded size differs, `.zstd` when the frame is damaged.
@@ -95,16 +106,28 @@ public final class KVByteCodec {
             guard n == dst.count else { throw .corrupt("decoded \(n) bytes, expected \(dst.count)") }
         case .zstdBytePlanes:
             guard dst.count <= maxInputBytes, dst.count % 2 == 0 else { throw .corrupt("byte-plane size \(dst.count)") }
-            guard src.count >= 4 else { throw .corrupt("byte-plane payload too short") }
-            let nLow = Int(UInt32(littleEndian: src.loadUnaligned(fromByteOffset: 0, as: UInt32.self)))
-            guard nLow <= src.count - 4 else { throw .corrupt("byte-plane frame size \(nLow)") }
+            guard src.count >= 8 else { throw .corrupt("byte-plane payload too short") }
             let half = dst.count / 2
-            let a = try decompressor.decompress(UnsafeRawBufferPointer(rebasing: src[4 ..< 4 + nLow]),
-                                                into: UnsafeMutableRawBufferPointer(rebasing: planes[0 ..< half]))
-            let b = try decompressor.decompress(UnsafeRawBufferPointer(rebasing: src[(4 + nLow)...]),
-                                                into: UnsafeMutableRawBufferPointer(rebasing: planes[half ..< dst.count]))
-            guard a == half, b == half else { throw .corrupt("decoded \(a)+\(b) bytes, expected \(dst.count)") }
-            Self.merge(UnsafeBufferPointer(rebasing: planeBytes[0 ..< dst.count]), into: dst)
+            var offset = 8
+            var low = UnsafeRawBufferPointer(start: nil, count: 0), high = low
+            for p in 0 ..< 2 {
+                let header = UInt32(littleEndian: src.loadUnaligned(fromByteOffset: 4 * p, as: UInt32.self))
+                let n = Int(header & ~Self.rawPlaneFlag)
+                guard n <= src.count - offset else { throw .corrupt("byte-plane size \(n)") }
+                let stored = UnsafeRawBufferPointer(rebasing: src[offset ..< offset + n])
+                if header & Self.rawPlaneFlag != 0 {
+                    guard n == half else { throw .corrupt("raw plane of \(n) bytes, expected \(half)") }
+                    if p == 0 { low = stored } else { high = stored }
+                } else {
+                    let scratch = UnsafeMutableRawBufferPointer(rebasing: planes[p * half ..< (p + 1) * half])
+                    let got = try decompressor.decompress(stored, into: scratch)
+                    guard got == half else { throw .corrupt("plane decoded to \(got) bytes, expected \(half)") }
+                    if p == 0 { low = UnsafeRawBufferPointer(scratch) } else { high = UnsafeRawBufferPointer(scratch) }
+                }
+                offset += n
+            }
+            guard offset == src.count else { throw .corrupt("byte-plane payload has \(src.count - offset) extra bytes") }
+            Self.merge(low: low, high: high, into: dst)
         }
     }
 
@@ -125,14 +148,18 @@ public final class KVByteCodec {
         }
     }
 
-    /// The inverse of `split`: `planes[0..<n]` low bytes, `planes[n..<2n]` high bytes. O(n), vectorized.
+    /// The inverse of `split`: low bytes from `low`, high bytes from `high`. O(n), vectorized.
     @inline(__always)
-    static func merge(_ planes: UnsafeBufferPointer<UInt8>, into dst: UnsafeMutableRawBufferPointer) {
+    static func merge(low: UnsafeRawBufferPointer, high: UnsafeRawBufferPointer, into dst: UnsafeMutableRawBufferPointer) {
         dst.withMemoryRebound(to: UInt16.self) { d in
-            let n = d.count
-            precondition(planes.count >= 2 * n)
-            let lo = planes.baseAddress!, hi = lo + n
-            for i in 0 ..< n { d[i] = UInt16(littleEndian: UInt16(lo[i]) | UInt16(hi[i]) &<< 8) }
+            low.withMemoryRebound(to: UInt8.self) { lo in
+                high.withMemoryRebound(to: UInt8.self) { hi in
+                    let n = d.count
+                    precondition(lo.count >= n && hi.count >= n)
+                    let l = lo.baseAddress!, h = hi.baseAddress!
+                    for i in 0 ..< n { d[i] = UInt16(littleEndian: UInt16(l[i]) | UInt16(h[i]) &<< 8) }
+                }
+            }
         }
     }
 }
