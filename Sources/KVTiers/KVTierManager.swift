@@ -164,8 +164,15 @@ public final class KVTierManager: @unchecked Sendable {
             }
             counters.device.removedBlocks += 1
             counters.device.occupancy = l1Index.count
-            guard host != nil, key != .zero, l2Index[key] == nil else { return false }
+            guard key != .zero, l2Index[key] == nil else { return false }
             if case .writeAfterHits(let n) = config.writePolicy, hits < n { counters.device.droppedBlocks += 1; return false }
+            if host == nil {
+                // No host tier: the block goes straight to disk, through a staging buffer.
+                guard let disk, !disk.contains(key), admission.worthLoading(tier: .disk, layout: layout) else {
+                    counters.device.droppedBlocks += 1; return false
+                }
+                return startCopyToDisk(block: block, key: key, disk: disk, outbox: &outbox)
+            }
             guard admission.worthLoading(tier: .host, layout: layout) else { counters.device.droppedBlocks += 1; return false }
             return startCopyToHost(block: block, key: key, outbox: &outbox)
         }
@@ -199,6 +206,33 @@ public final class KVTierManager: @unchecked Sendable {
                     if let allOK = left.arrive(ok) {
                         self.finishFill(slot: slot, key: key, ok: allOK, fromDevice: true, bytes: bytes)
                     }
+                }
+            }
+        }))
+        return true
+    }
+
+    /// Without a host tier: copies device `block` into a staging buffer, then writes it to disk. The
+    /// lock is held.
+    private func startCopyToDisk(block: BlockID, key: BlockKey, disk: DiskBlockStore, outbox: inout Outbox) -> Bool {
+        l1CopiesInFlight += 1
+        let groups = byteGroups
+        let device = self.device
+        let bytes = layout.bytesPerBlock
+        outbox.append((.high, .max, { [self] expired in
+            let staging = StagingBuffer(bytes: bytes)
+            let done: @Sendable (Bool) -> Void = { ok in
+                // The device block may be reused from here on; the disk write works on the copy.
+                self.lock.withLock { self.l1CopiesInFlight -= 1; self.lock.broadcast() }
+                guard ok else { self.lock.withLock { self.counters.disk.notStored += 1 }; return }
+                let r = disk.put(key, bytes: UnsafeRawBufferPointer(staging.buffer))
+                self.lock.withLock { self.noteDiskPut(key, r) }
+            }
+            if expired { return done(false) }
+            let left = Countdown(groups.count)
+            for r in groups {
+                device.copyToHost(block: block, range: r, host: HostAddress(staging.buffer.baseAddress! + r.lowerBound)) { ok in
+                    if let allOK = left.arrive(ok) { done(allOK) }
                 }
             }
         }))
@@ -697,6 +731,15 @@ final class LoadJob: @unchecked Sendable {
         groupsLeft = Array(repeating: groups, count: slots.count)
         blocksLeft = slots.count
     }
+}
+
+/// A heap buffer owned by one transfer, freed when the last closure using it is gone.
+final class StagingBuffer: @unchecked Sendable {
+    // Sendable: written by one device copy per byte range, then read once; the steps are ordered by
+    // the copies' completions.
+    let buffer: UnsafeMutableRawBufferPointer
+    init(bytes: Int) { buffer = .allocate(byteCount: bytes, alignment: 64) }
+    deinit { buffer.deallocate() }
 }
 
 /// Counts arrivals of `n` parties; the last one learns whether all succeeded. Thread-safe.

@@ -82,6 +82,43 @@ struct TierManagerTests {
         #endif
     }
 
+    /// Write-back copies a block to host only the first time it leaves L1.
+    @Test func writeBackCopiesOnlyTheFirstTime() throws {
+        let mem = try HostDeviceMemory(layout: layout, capacityBlocks: 4)
+        var cfg = TierConfig(layout: layout, hostBlocks: 4)
+        cfg.lockHostMemory = false
+        let tiers = try KVTierManager(config: cfg, device: mem)
+        let k = testKey(1, salt: 33)
+        evictToHost(tiers, mem, [k])
+        let plan = tiers.lookup(keys: [k], deviceBlocks: 0)
+        let h = try tiers.load(plan, keys: [k], into: [2])
+        h.wait()
+        tiers.willEvict(block: 2, key: k)
+        tiers.drain()
+        #expect(tiers.statistics.host.storedBlocks == 1)
+        #expect(tiers.statistics.host.loadedBlocks == 1)
+    }
+
+    /// With no host tier, evicted blocks go straight to disk and load back from there.
+    @Test func diskWithoutHostTier() throws {
+        let dir = TempDirectory()
+        let mem = try HostDeviceMemory(layout: layout, capacityBlocks: 4)
+        let cfg = TierConfig(layout: layout, hostBlocks: 0,
+                             disk: DiskStoreConfig(directory: dir.path, capacityBytes: 1 << 20, layout: layout))
+        let tiers = try KVTierManager(config: cfg, device: mem)
+        let keys = (0 ..< 2).map { testKey($0, salt: 34) }
+        evictToHost(tiers, mem, keys)
+        #expect(tiers.location(of: keys[0]) == .disk)
+        let plan = tiers.lookup(keys: keys, deviceBlocks: 0)
+        #expect(plan.locations == [.disk, .disk])
+        let h = try tiers.load(plan, keys: keys, into: [2, 3])
+        h.wait()
+        #expect(h.loadedPrefixBlocks == 2)
+        var expected = [UInt8](repeating: 0, count: layout.bytesPerBlock)
+        expected.withUnsafeMutableBytes { TieredPrefixCache.payload(for: keys[1], into: $0) }
+        #expect(mem.withBlock(3) { Array($0) } == expected)
+    }
+
     @Test func badCallsLeaveStateUnchanged() throws {
         let mem = try HostDeviceMemory(layout: layout, capacityBlocks: 4)
         var cfg = TierConfig(layout: layout, hostBlocks: 2)

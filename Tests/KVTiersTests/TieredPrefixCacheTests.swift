@@ -42,6 +42,20 @@ struct TieredPrefixCacheTests {
         #expect(s.host.droppedBlocks == 0)
     }
 
+    /// Disk alone below the device pool (no host tier) also recovers every hit.
+    @Test func diskAloneMatchesUnboundedHitRate() throws {
+        let dir = TempDirectory()
+        let tiered = try TieredPrefixCache(.init(blockTokens: 4, deviceBlocks: 12, hostBlocks: 0, diskBlocks: 200, diskDirectory: dir.path))
+        let unbounded = try TieredPrefixCache(.init(blockTokens: 4, deviceBlocks: 1000, hostBlocks: 0))
+        var disk = 0
+        for r in Self.requests(seed: 9, count: 80) {
+            let a = try tiered.serve(keys: r), b = try unbounded.serve(keys: r)
+            #expect(a.deviceBlocks + a.diskBlocks == b.deviceBlocks && a.hostBlocks == 0)
+            disk += a.diskBlocks
+        }
+        #expect(disk > 0 && tiered.mismatchedBlocks == 0)
+    }
+
     /// Without lower tiers, the tiered cache is exactly the core: no host or disk hits.
     @Test func noLowerTiersIsJustTheCore() throws {
         let c = try TieredPrefixCache(.init(blockTokens: 4, deviceBlocks: 12, hostBlocks: 0))
