@@ -29,7 +29,8 @@ public final class TransferEngine: Sendable {
     /// Blocks until every queued and running job has finished.
     public func drain() { core.drain() }
 
-    /// Runs every queued job, then stops and joins the workers. Idempotent; must not be called from a job.
+    /// Runs every queued job, then stops and joins the workers (a worker calling it is detached instead of
+    /// joined). Idempotent.
     public func shutdown() { core.shutdown() }
 }
 
@@ -92,7 +93,12 @@ final class WorkerQueue: @unchecked Sendable {
             threads = []
             return t
         }
-        for t in toJoin { pthread_join(t, nil) }
+        // The owner's last reference may be dropped by a job, so deinit (and this) can run on a worker:
+        // that thread cannot join itself, it is detached and exits after its current job.
+        let me = pthread_self()
+        for t in toJoin {
+            if pthread_equal(t, me) != 0 { pthread_detach(t) } else { pthread_join(t, nil) }
+        }
     }
 
     private func next() -> Entry? {
