@@ -3,7 +3,7 @@ import KVCache
 /// The multi-tier KV store below the device pool: L2 host memory (`HostSlabPool`, NUMA placed) and
 /// L3 disk (`DiskBlockStore`), with asynchronous transfers on a `TransferEngine`.
 ///
-/// How an engine drives it (see docs/ARCHITECTURE.md for the full sequence):
+/// How an engine drives it (`TieredPrefixCache.serve` is a complete example):
 /// 1. Set it as the `KVCacheManager`'s `evictionObserver`: an evicted L1 block is copied to host before
 ///    its id is reused (policy: `TierConfig.writePolicy`). Call `waitForEvictionCopies()` before writing
 ///    into blocks the last `allocate` returned (or set `synchronousEvictionCopies`).
