@@ -18,7 +18,7 @@ struct HostTierTests {
         #expect(pool.freeCount == 1)
         #expect(pool.allocate() == taken[2])
         // Slots do not overlap.
-        for (i, s) in taken.enumerated() { pool.withSlot(s, count: 1000) { $0.initializeMemory(as: UInt8.self, repeating: UInt8(i)) } }
+        for (i, s) in taken.enumerated() { _ = pool.withSlot(s, count: 1000) { $0.initializeMemory(as: UInt8.self, repeating: UInt8(i)) } }
         for (i, s) in taken.enumerated() { pool.withSlot(s, count: 1000) { b in #expect(b.allSatisfy { $0 == UInt8(i) }) } }
     }
 
