@@ -262,17 +262,32 @@ public final class KVTierManager: @unchecked Sendable {
         if lruTail < 0 { lruTail = slot }
     }
 
-    /// A free slot, evicting the least recently used unpinned ready slot if none is free. O(1) unless
-    /// many slots are pinned.
+    /// A free slot, evicting an unpinned ready slot if none is free: among the `evictionWindow` least
+    /// recently used, one already on disk (free to drop) is preferred; otherwise the least recently used,
+    /// which is first written to disk inline. O(1) unless many slots are pinned.
     private func takeSlot(outbox: inout Outbox) -> Int32? {
         guard let host else { return nil }
         if let s = host.allocate() { return s }
-        var v = lruTail
-        while v >= 0 && slotPins[Int(v)] > 0 { v = lruPrev[Int(v)] }
-        guard v >= 0 else { return nil }
-        evictSlot(v)
+        var v = lruTail, victim: Int32 = -1, seen = 0
+        while v >= 0 && seen < Self.evictionWindow {
+            if slotPins[Int(v)] == 0 {
+                if victim < 0 { victim = v }
+                if disk == nil || slotOnDisk[Int(v)] { victim = v; break }
+                seen += 1
+            }
+            v = lruPrev[Int(v)]
+        }
+        if victim < 0 {   // the window was all pinned: keep looking for any unpinned slot
+            while v >= 0 && slotPins[Int(v)] > 0 { v = lruPrev[Int(v)] }
+            victim = v
+        }
+        guard victim >= 0 else { return nil }
+        evictSlot(victim)
         return host.allocate()
     }
+
+    /// How many cold host slots `takeSlot` considers when looking for one that is already on disk.
+    static let evictionWindow = 8
 
     /// Drops a ready, unpinned slot from the host tier; first writes it to disk (inline) when it is not
     /// there yet and the disk tier pays.
