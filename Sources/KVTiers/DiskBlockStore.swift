@@ -199,6 +199,22 @@ public final class DiskBlockStore: @unchecked Sendable {
         }
     }
 
+    /// Deletes the segment files (and leftover temporary files) in `directory`; a missing directory is
+    /// fine. Refuses (`.locked`) while a store has the directory open.
+    public static func removeSegments(in directory: String) throws(TierError) {
+        let io = SystemIO()
+        guard let names = try? io.listDirectory(directory) else { return }
+        let lockFD = try io.open(directory + "/LOCK", flags: O_RDWR | O_CREAT)
+        defer { io.close(lockFD) }
+        do throws(TierError) { try io.lockExclusive(lockFD) } catch {
+            if case .system(_, let e) = error, e == EWOULDBLOCK { throw .locked(directory) }
+            throw error
+        }
+        for n in names where segmentID(n) != nil || (n.hasPrefix("seg-") && n.hasSuffix(".tmp")) {
+            try io.unlink(directory + "/" + n)
+        }
+    }
+
     // MARK: Rebuild
 
     private func rebuild() throws(TierError) {

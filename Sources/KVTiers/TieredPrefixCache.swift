@@ -25,6 +25,9 @@ public final class TieredPrefixCache {
         public var admission = TierAdmission()
         public var verify = true
         public var policy: EvictionPolicyKind = .lru
+        /// Start with an empty disk tier: delete the segment files a previous run left in `diskDirectory`
+        /// (only files named like segments). Off: a replay starts warm from them.
+        public var freshDisk = true
 
         public init(blockTokens: Int, deviceBlocks: Int, hostBlocks: Int, diskBlocks: Int = 0, diskDirectory: String? = nil) {
             self.blockTokens = blockTokens; self.deviceBlocks = deviceBlocks; self.hostBlocks = hostBlocks
@@ -64,6 +67,7 @@ public final class TieredPrefixCache {
         memory = try HostDeviceMemory(layout: config.payloadLayout, capacityBlocks: config.deviceBlocks)
         var t = TierConfig(layout: config.payloadLayout, hostBlocks: config.hostBlocks)
         if config.diskBlocks > 0, let dir = config.diskDirectory {
+            if config.freshDisk { try DiskBlockStore.removeSegments(in: dir) }
             let maxRecord = DiskRecordFormat.headerSize + KVByteCodec.maxEncodedSize(rawBytes: config.payloadLayout.bytesPerBlock)
             t.disk = DiskStoreConfig(directory: dir, capacityBytes: max(1, config.diskBlocks) * maxRecord * 2,
                                      capacityBlocks: config.diskBlocks, layout: config.payloadLayout)

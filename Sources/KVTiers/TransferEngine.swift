@@ -123,10 +123,17 @@ final class WorkerQueue: @unchecked Sendable {
     }
 
     private func workLoop() {
-        while let e = next() {
-            let expired = e.deadline != .max && monotonicNanos() > e.deadline
-            e.job(expired)
+        while runNext() {
             cond.withLock { running -= 1; cond.broadcast() }
         }
+    }
+
+    /// Runs one job; returns false when stopping. The job (and whatever it captured) is released when
+    /// this returns, before `running` drops: once `drain` returns, no worker still holds a job's captures.
+    @inline(never)
+    private func runNext() -> Bool {
+        guard let e = next() else { return false }
+        e.job(e.deadline != .max && monotonicNanos() > e.deadline)
+        return true
     }
 }

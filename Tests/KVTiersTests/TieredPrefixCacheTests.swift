@@ -56,6 +56,28 @@ struct TieredPrefixCacheTests {
         #expect(disk > 0 && tiered.mismatchedBlocks == 0)
     }
 
+    /// A second run on the same directory starts cold by default, or warm from the first run's disk tier.
+    @Test func diskDirectoryStartsFreshOrWarm() throws {
+        let dir = TempDirectory()
+        let chain = (0 ..< 6).map { testKey($0, salt: 41) }
+        let filler = (0 ..< 6).map { testKey($0, salt: 42) }
+        do {
+            let c = try TieredPrefixCache(.init(blockTokens: 4, deviceBlocks: 6, hostBlocks: 0, diskBlocks: 64, diskDirectory: dir.path))
+            _ = try c.serve(keys: chain)
+            _ = try c.serve(keys: filler)   // pushes the chain to disk
+            c.tiers.drain()
+        }
+        var warm = TieredPrefixCache.Config(blockTokens: 4, deviceBlocks: 6, hostBlocks: 0, diskBlocks: 64, diskDirectory: dir.path)
+        warm.freshDisk = false
+        do {
+            let c = try TieredPrefixCache(warm)
+            #expect(try c.serve(keys: chain).diskBlocks == 6)
+            #expect(c.mismatchedBlocks == 0)
+        }
+        let cold = try TieredPrefixCache(.init(blockTokens: 4, deviceBlocks: 6, hostBlocks: 0, diskBlocks: 64, diskDirectory: dir.path))
+        #expect(try cold.serve(keys: chain).diskBlocks == 0)
+    }
+
     /// Without lower tiers, the tiered cache is exactly the core: no host or disk hits.
     @Test func noLowerTiersIsJustTheCore() throws {
         let c = try TieredPrefixCache(.init(blockTokens: 4, deviceBlocks: 12, hostBlocks: 0))
