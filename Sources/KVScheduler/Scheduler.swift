@@ -1,0 +1,614 @@
+import KVCache
+
+/// Decides, step by step, which requests run on the engine: admission under a KV reservation policy,
+/// chunked prefill under a token budget, decodes, and preemption when KV runs out.
+///
+/// Use: `submit` requests as they arrive; each step call `schedule(now:)`, run the returned plan,
+/// then `complete(stops:now:)` with one stop flag per sampled token. Finished requests appear in
+/// `finished` until the next `complete`. Single-threaded, like the `KVCacheManager` it drives.
+///
+/// Reservation (see `ReservationPolicy`): admission reserves `prompt + reserve` tokens of blocks up
+/// front (through `allocate`'s lookahead), where `reserve` is `max_tokens` (worst-case), the
+/// predictor's reserve quantile (predicted), the true length (oracle) or nothing (on-demand: blocks
+/// come one at a time as tokens need them). Prefix hits from the cache count towards the need.
+///
+/// Outgrowing a reservation: a decoding request whose next token has no slot is extended from free
+/// blocks (by `extensionFraction` of its reserve under `predicted`, one block otherwise). When the cache
+/// cannot give even one block, a victim is preempted: under `predicted` and `oracle` the running
+/// request with the fewest computed tokens (least work lost; the newest on ties), under the other
+/// policies the newest admitted (vLLM's rule). The victim may be the grower itself. A request alone
+/// in the cache that still cannot grow finishes with `FinishReason.capacity`. No request is admitted
+/// in a step that preempted.
+///
+/// Cost per step: O(running + admitted candidates); it allocates nothing in steady state. Decode
+/// tokens reach the cache lazily: `append`/`commit` for a decoding request are batched until it needs
+/// a new block, is preempted or finishes (decode tokens have no ids, so nothing is published early).
+public final class Scheduler {
+    public let config: SchedulerConfig
+    public let cache: KVCacheManager
+    /// Predicts output lengths for `predicted` (and for shortest-predicted-first); learns from
+    /// finished requests. Without one, predictions fall back to `max_tokens`.
+    public var predictor: (any OutputLengthPredictor)?
+    /// Host room for swapping preempted requests' KV; nil preempts by recompute only.
+    public var swapSpace: (any SwapSpace)?
+
+    public private(set) var stats = SchedulerStats()
+    /// Requests finished since the last `schedule` call began.
+    public private(set) var finished: [FinishedRequest] = []
+    /// The plan of the last `schedule` call.
+    public private(set) var plan = StepPlan()
+
+    struct Entry {
+        var id: SequenceID
+        var state: RequestState = .waiting
+        var generation: UInt32 = 0
+        var prompt: SchedulerRequest.Prompt
+        var promptTokens: Int
+        var generatedIDs: [UInt32] = []
+        var maxTokens: Int
+        var arrival: Double
+        var arrivalSeq: Int
+        var input: PredictionInput
+        var expectedOutput: Int
+        /// Output tokens to reserve KV for at admission (grows with extensions).
+        var reserveOutput: Int
+        var knownOutput: Int?
+        var generated = 0
+        /// Tokens whose KV is computed (the scheduler's view; the cache lags by `pendingCommit`).
+        var computed = 0
+        /// Tokens to prefill in this admission: prompt plus output so far after a recompute.
+        var contextTarget: Int
+        /// Tokens the sequence's blocks can hold.
+        var slotTokens = 0
+        var pendingAppend = 0
+        var pendingCommit = 0
+        /// Tokens whose KV waits in host memory (swap preemption), 0 otherwise.
+        var swappedTokens = 0
+        var firstTokenTime: Double? = nil
+        var preemptions = 0
+        var registered = false
+        var tokenIDs: Bool
+    }
+
+    var entries: [Entry] = []
+    var freeSlots: [Int32] = []
+    var slotOf: [SequenceID: Int32] = [:]
+    var running: [Int32] = []
+    var queue = WaitingQueue()
+    /// Arrival-ordered queue used for aging under shortest-predicted-first.
+    var agingQueue = WaitingQueue()
+    var arrivalCounter = 0
+    var candidates: [Int32] = []
+    var samplerSlots: [Int32] = []
+    /// The `now` of the step being planned (finish times of requests dropped while planning).
+    var planningNow = 0.0
+    var completingNow = 0.0
+
+    public init(config: SchedulerConfig, cache: KVCacheManager, predictor: (any OutputLengthPredictor)? = nil) {
+        self.config = config
+        self.cache = cache
+        self.predictor = predictor
+    }
+
+    // MARK: - Queries
+
+    /// Requests holding KV and scheduled each step.
+    public var runningCount: Int { running.count }
+    /// Requests waiting (new or preempted).
+    public var waitingCount: Int { queue.count }
+    /// Requests not finished.
+    public var activeCount: Int { slotOf.count }
+    /// True when nothing is queued or running.
+    public var isIdle: Bool { slotOf.isEmpty }
+
+    /// The state of `id`, or nil when it is unknown or finished.
+    public func state(of id: SequenceID) -> RequestState? {
+        slotOf[id].map { entries[Int($0)].state }
+    }
+
+    /// KV slots (tokens) the scheduler believes `id` holds; nil when it holds none. For invariant checks.
+    public func reservedTokens(of id: SequenceID) -> Int? {
+        guard let s = slotOf[id], entries[Int(s)].state == .running else { return nil }
+        return entries[Int(s)].slotTokens
+    }
+
+    /// The predicted output of `id` (expected, reserve) as the scheduler uses it.
+    public func prediction(of id: SequenceID) -> (expected: Int, reserve: Int)? {
+        slotOf[id].map { (entries[Int($0)].expectedOutput, entries[Int($0)].reserveOutput) }
+    }
+
+    // MARK: - Submission
+
+    /// Queues a request. O(log waiting) plus one prediction.
+    /// - Throws: `duplicateRequest` when `id` is active, `invalidRequest` for an empty prompt or
+    ///   `maxTokens < 1`. State is unchanged on error.
+    public func submit(_ request: SchedulerRequest) throws(SchedulerError) {
+        guard slotOf[request.id] == nil else { throw .duplicateRequest(request.id) }
+        let promptTokens = request.prompt.tokenCount
+        guard promptTokens > 0 else { throw .invalidRequest("empty prompt") }
+        let maxTokens = request.maxTokens ?? config.defaultMaxTokens
+        guard maxTokens >= 1 else { throw .invalidRequest("maxTokens must be at least 1") }
+        if case let .keys(keys, n) = request.prompt, keys.count > n / max(1, cache.blockTokens) {
+            throw .invalidRequest("\(keys.count) block keys for \(n) tokens")
+        }
+        if config.reservation == .oracle && request.knownOutputTokens == nil {
+            throw .invalidRequest("the oracle policy needs knownOutputTokens")
+        }
+        let input = PredictionInput(promptTokens: promptTokens, promptText: request.promptText,
+                                    templateKey: request.templateKey, modelID: request.modelID, maxTokens: maxTokens)
+        var expected = maxTokens, reserve = maxTokens
+        switch config.reservation {
+        case .oracle:
+            let known = max(1, min(maxTokens, request.knownOutputTokens ?? maxTokens))
+            expected = known
+            reserve = known
+        case .worstCase, .onDemand, .predicted:
+            if let predictor {
+                let p = predictor.predict(input)
+                expected = max(1, min(maxTokens, p.expected))
+                reserve = max(1, min(maxTokens, max(p.reserve, p.expected)))
+            }
+        }
+        if config.reservation == .worstCase { reserve = maxTokens }
+        var tokenIDs = false
+        if case .tokens = request.prompt { tokenIDs = true }
+        let entry = Entry(id: request.id, prompt: request.prompt, promptTokens: promptTokens, maxTokens: maxTokens,
+                          arrival: request.arrival, arrivalSeq: arrivalCounter, input: input,
+                          expectedOutput: expected, reserveOutput: reserve, knownOutput: request.knownOutputTokens,
+                          contextTarget: promptTokens, tokenIDs: tokenIDs)
+        arrivalCounter += 1
+        let slot: Int32
+        if let s = freeSlots.popLast() {
+            slot = s
+            let generation = entries[Int(s)].generation
+            entries[Int(s)] = entry
+            entries[Int(s)].generation = generation
+        } else {
+            slot = Int32(entries.count)
+            entries.append(entry)
+        }
+        slotOf[request.id] = slot
+        stats.submitted += 1
+        enqueue(slot)
+    }
+
+    private func enqueue(_ slot: Int32) {
+        entries[Int(slot)].generation &+= 1
+        let e = entries[Int(slot)]
+        let key: Double
+        switch config.order {
+        case .fcfs: key = Double(e.arrivalSeq)
+        case .shortestPredictedFirst:
+            key = Double(e.expectedOutput) * 1_048_576 + Double(e.arrivalSeq % 1_048_576)
+            agingQueue.insert(.init(key: Double(e.arrivalSeq), slot: slot, generation: e.generation))
+        }
+        queue.insert(.init(key: key, slot: slot, generation: e.generation))
+    }
+
+    private func isQueued(_ item: WaitingQueue.Item) -> Bool {
+        let e = entries[Int(item.slot)]
+        return e.generation == item.generation && (e.state == .waiting || e.state == .preempted)
+    }
+
+    // MARK: - Scheduling
+
+    /// Plans the next step at time `now`: grows or preempts running requests that need a block, gives
+    /// each running request its prefill chunk or decode under the token budget, then admits waiting
+    /// requests while blocks, budget and running slots allow.
+    ///
+    /// - Returns: the plan (also in `plan`). O(running + candidates); no allocation in steady state.
+    @discardableResult
+    public func schedule(now: Double) throws(SchedulerError) -> StepPlan {
+        plan.reset()
+        finished.removeAll(keepingCapacity: true)
+        planningNow = now
+        stats.steps += 1
+        try growRunning()
+        var budget = config.maxBatchedTokens
+        samplerSlots.removeAll(keepingCapacity: true)
+        for slot in running {
+            if budget == 0 { break }
+            let e = entries[Int(slot)]
+            if e.computed < e.contextTarget {
+                let chunk = try prefillChunk(slot, wanted: min(e.contextTarget - e.computed, budget))
+                if chunk == 0 { continue }
+                budget -= chunk
+                addPrefill(slot, chunk: chunk)
+            } else {
+                budget -= 1
+                plan.decodes.append(.init(id: e.id, context: e.computed))
+                plan.decodeSlots.append(slot)
+            }
+        }
+        if plan.preemptions.isEmpty {
+            try admit(now: now, budget: &budget)
+        }
+        plan.samplerCount = samplerSlots.count + plan.decodes.count
+        return plan
+    }
+
+    private func addPrefill(_ slot: Int32, chunk: Int) {
+        let e = entries[Int(slot)]
+        let samples = e.computed + chunk == e.contextTarget
+        plan.prefills.append(.init(id: e.id, tokens: chunk, contextBefore: e.computed, samples: samples))
+        plan.prefillSlots.append(slot)
+        if samples { samplerSlots.append(slot) }
+    }
+
+    /// How many of `wanted` prompt tokens `slot` can prefill now: all when its blocks hold them, else
+    /// what fits after taking free blocks (on-demand growth during prefill never preempts).
+    private func prefillChunk(_ slot: Int32, wanted: Int) throws(SchedulerError) -> Int {
+        let e = entries[Int(slot)]
+        if e.computed + wanted <= e.slotTokens { return wanted }
+        let bt = cache.blockTokens
+        let fit = min(wanted, e.slotTokens - e.computed + cache.freeBlockCount * bt)
+        if fit <= 0 { return max(0, e.slotTokens - e.computed) }
+        try flush(slot)
+        let outcome: AllocationOutcome
+        do { outcome = try cache.allocate(e.id, newTokens: fit) } catch { throw .cache(error) }
+        guard case .allocated = outcome else { return max(0, e.slotTokens - e.computed) }
+        entries[Int(slot)].slotTokens = roundUp(e.computed + fit, bt)
+        return fit
+    }
+
+    /// Gives every running request whose next token has no slot a block (or several), preempting
+    /// victims when the cache is full, so that every request left running can compute a token.
+    private func growRunning() throws(SchedulerError) {
+        var i = 0
+        while i < running.count {
+            let slot = running[i]
+            let e = entries[Int(slot)]
+            if e.computed + 1 > e.slotTokens {
+                let before = stats.preemptions + stats.capacityFinishes
+                try grow(slot)
+                if stats.preemptions + stats.capacityFinishes != before {
+                    // The running set changed under us: rescan (requests already grown are skipped).
+                    i = 0
+                    continue
+                }
+            }
+            i += 1
+        }
+    }
+
+    /// Extends `slot` by at least one block, preempting victims (possibly `slot` itself) until it fits.
+    private func grow(_ slot: Int32) throws(SchedulerError) {
+        let bt = cache.blockTokens
+        var e = entries[Int(slot)]
+        var extra = 1
+        if config.reservation == .predicted || config.reservation == .oracle {
+            extra = max(bt, Int(Double(e.reserveOutput) * config.extensionFraction))
+            extra = min(extra, max(1, e.maxTokens - e.generated))
+        }
+        try flush(slot)
+        while true {
+            for attempt in [extra, 1] where attempt <= extra {
+                let outcome: AllocationOutcome
+                do { outcome = try cache.allocate(e.id, newTokens: 1, lookahead: attempt - 1) } catch { throw .cache(error) }
+                if case .allocated = outcome {
+                    e = entries[Int(slot)]
+                    e.slotTokens = roundUp(e.computed + attempt, bt)
+                    if config.reservation == .predicted || config.reservation == .oracle {
+                        e.reserveOutput = min(e.maxTokens, max(e.reserveOutput, e.slotTokens - e.promptTokens))
+                        stats.extensions += 1
+                    }
+                    entries[Int(slot)] = e
+                    return
+                }
+                if attempt == 1 { break }
+            }
+            guard let victim = pickVictim() else { return }
+            if victim == slot {
+                if running.count == 1 {
+                    try finish(slot, reason: .capacity, duringPlanning: true)
+                } else {
+                    try preempt(slot)
+                }
+                return
+            }
+            try preempt(victim)
+        }
+    }
+
+    /// The running request to preempt when a request must grow (see the type's documentation).
+    private func pickVictim() -> Int32? {
+        guard !running.isEmpty else { return nil }
+        switch config.reservation {
+        case .predicted, .oracle:
+            var best = running[running.count - 1]
+            var bestComputed = entries[Int(best)].computed
+            for s in running.reversed() where entries[Int(s)].computed < bestComputed {
+                best = s
+                bestComputed = entries[Int(s)].computed
+            }
+            return best
+        case .worstCase, .onDemand:
+            return running[running.count - 1]
+        }
+    }
+
+    /// Preempts a running request: by swap when the swap space takes it, else by recompute.
+    private func preempt(_ slot: Int32) throws(SchedulerError) {
+        var e = entries[Int(slot)]
+        let held = e.computed
+        let blocks = (e.slotTokens + cache.blockTokens - 1) / cache.blockTokens
+        var mode = StepPlan.PreemptionMode.recompute
+        if let swapSpace, held > 0, swapSpace.reserve(e.id, blocks: blocks) {
+            mode = .swap
+            let table: [BlockID]
+            do { table = try cache.blockTable(e.id) } catch { throw .cache(error) }
+            plan.swapOuts.append(.init(id: e.id, blocks: table, tokens: held))
+            e.swappedTokens = held
+            stats.swappedOutTokens += held
+        } else {
+            stats.preemptedTokens += held
+        }
+        do { try cache.free(e.id) } catch { throw .cache(error) }
+        plan.preemptions.append(.init(id: e.id, mode: mode, tokens: held))
+        stats.preemptions += 1
+        e.preemptions += 1
+        e.registered = false
+        e.computed = 0
+        e.slotTokens = 0
+        e.pendingAppend = 0
+        e.pendingCommit = 0
+        e.contextTarget = e.promptTokens + e.generated
+        e.state = .preempted
+        e.generation &+= 1
+        entries[Int(slot)] = e
+        removeRunning(slot)
+        queue.pushFront(slot: slot, generation: e.generation)
+        if case .shortestPredictedFirst = config.order {
+            agingQueue.insert(.init(key: Double(e.arrivalSeq), slot: slot, generation: e.generation))
+        }
+    }
+
+    private func removeRunning(_ slot: Int32) {
+        if let i = running.lastIndex(of: slot) { running.remove(at: i) }
+        // Drop it from this step's plan if it was already scheduled.
+        if let j = plan.decodeSlots.firstIndex(of: slot) {
+            plan.decodeSlots.remove(at: j)
+            plan.decodes.remove(at: j)
+        }
+        if let j = plan.prefillSlots.firstIndex(of: slot) {
+            plan.prefillSlots.remove(at: j)
+            plan.prefills.remove(at: j)
+            if let k = samplerSlots.firstIndex(of: slot) { samplerSlots.remove(at: k) }
+        }
+    }
+
+    /// Sends batched decode tokens of `slot` to the cache.
+    private func flush(_ slot: Int32) throws(SchedulerError) {
+        let e = entries[Int(slot)]
+        guard e.pendingAppend > 0 || e.pendingCommit > 0 else { return }
+        do {
+            if e.pendingAppend > 0 {
+                if e.tokenIDs {
+                    try cache.append(e.id, tokens: Array(e.generatedIDs.suffix(e.pendingAppend)))
+                } else {
+                    try cache.append(e.id, count: e.pendingAppend)
+                }
+            }
+            if e.pendingCommit > 0 { try cache.commit(e.id, computedTokens: e.pendingCommit) }
+        } catch { throw .cache(error) }
+        entries[Int(slot)].pendingAppend = 0
+        entries[Int(slot)].pendingCommit = 0
+    }
+
+    // MARK: - Admission
+
+    /// Output tokens a queued request reserves at admission, beyond its context.
+    private func reservedOutput(_ e: Entry) -> Int {
+        switch config.reservation {
+        case .onDemand: return 0
+        case .worstCase, .predicted, .oracle:
+            let total = e.promptTokens + e.reserveOutput
+            return max(1, total - e.contextTarget)
+        }
+    }
+
+    private func admit(now: Double, budget: inout Int) throws(SchedulerError) {
+        queue.trimFront(isLive: isQueued)
+        guard budget > 0, running.count < config.maxRunningSequences, !queue.isEmpty else { return }
+        candidates.removeAll(keepingCapacity: true)
+        let window: Int
+        switch config.effectivePacking {
+        case .inOrder: window = config.maxRunningSequences - running.count
+        case let .firstFitDecreasing(w): window = max(1, w)
+        }
+        if case let .shortestPredictedFirst(aging) = config.order {
+            agingQueue.trimFront(isLive: isQueued)
+            agingQueue.forEachLive(isLive: isQueued) { item in
+                guard now - entries[Int(item.slot)].arrival >= aging, candidates.count < window else { return false }
+                candidates.append(item.slot)
+                return true
+            }
+        }
+        let aged = candidates.count
+        queue.forEachLive(isLive: isQueued) { item in
+            guard candidates.count < window else { return false }
+            if aged == 0 || !candidates[0..<aged].contains(item.slot) { candidates.append(item.slot) }
+            return true
+        }
+        // Aged and preempted requests (preempted ones wait at the queue front) keep their order and
+        // block everything behind them when they do not fit; the rest may be packed.
+        var priority = aged
+        while priority < candidates.count && entries[Int(candidates[priority])].state == .preempted { priority += 1 }
+        if case .firstFitDecreasing = config.effectivePacking {
+            let bt = cache.blockTokens
+            candidates[priority...].sort { a, b in
+                let ea = entries[Int(a)], eb = entries[Int(b)]
+                let na = (ea.contextTarget + reservedOutput(ea) + bt - 1) / bt
+                let nb = (eb.contextTarget + reservedOutput(eb) + bt - 1) / bt
+                return na != nb ? na > nb : ea.arrivalSeq < eb.arrivalSeq
+            }
+        }
+        let inOrder = config.effectivePacking == .inOrder
+        for (k, slot) in candidates.enumerated() {
+            if budget == 0 || running.count >= config.maxRunningSequences { break }
+            let admitted = try tryAdmit(slot, budget: &budget)
+            if !admitted && entries[Int(slot)].state != .finished && (inOrder || k < priority) { break }
+        }
+    }
+
+    /// Admits `slot` if its reservation fits; returns whether it did.
+    private func tryAdmit(_ slot: Int32, budget: inout Int) throws(SchedulerError) -> Bool {
+        let bt = cache.blockTokens
+        var e = entries[Int(slot)]
+        let reserve = reservedOutput(e)
+        let capacityTokens = cache.capacityBlocks * bt
+        if e.contextTarget + 1 > capacityTokens {
+            try finish(slot, reason: .capacity, duringPlanning: true)
+            return false
+        }
+        let total = min(e.contextTarget + reserve, capacityTokens)
+        let free = cache.freeBlockCount
+        let watermark = config.reservation == .onDemand ? Int(Double(cache.capacityBlocks) * config.watermarkFraction) : 0
+        var maxHitBlocks = 0
+        if case let .keys(keys, _) = e.prompt { maxHitBlocks = keys.count }
+        if case let .tokens(t) = e.prompt { maxHitBlocks = t.count / bt }
+        let firstNeed = config.reservation == .onDemand ? min(e.contextTarget, budget) : total
+        if (firstNeed + bt - 1) / bt - maxHitBlocks > free - watermark { return false }
+        do {
+            if !e.registered {
+                switch e.prompt {
+                case let .keys(keys, _):
+                    try cache.addSequence(e.id, promptKeys: keys, promptTokens: e.contextTarget)
+                case let .tokens(t):
+                    try cache.addSequence(e.id, prompt: e.generatedIDs.isEmpty ? t : t + e.generatedIDs)
+                }
+                e.registered = true
+                entries[Int(slot)].registered = true
+            }
+            var cached = 0
+            var swapIn = 0
+            if e.swappedTokens > 0 {
+                swapIn = e.swappedTokens
+            } else {
+                cached = try cache.lookup(e.id).cachedTokens
+            }
+            let restored = max(cached, swapIn)
+            let chunk = min(e.contextTarget - restored, budget)
+            let first = restored - cached + chunk
+            let lookahead: Int
+            if config.reservation == .onDemand {
+                lookahead = 0
+                if (cached + first + bt - 1) / bt - cached / bt > free - watermark { return false }
+            } else {
+                lookahead = max(0, total - cached - first)
+            }
+            let outcome = try cache.allocate(e.id, newTokens: first, lookahead: lookahead)
+            guard case .allocated = outcome else { return false }
+            if swapIn > 0 {
+                try cache.commit(e.id, computedTokens: swapIn - cached)
+                plan.swapIns.append(.init(id: e.id, blocks: try cache.blockTable(e.id), tokens: swapIn))
+                swapSpace?.release(e.id)
+                e.swappedTokens = 0
+            }
+            e.computed = restored
+            e.slotTokens = roundUp(cached + first + lookahead, bt)
+            stats.prefixHitTokens += cached
+        } catch { throw .cache(error) }
+        e.state = .running
+        e.generation &+= 1
+        queue.noteRemoved()
+        if case .shortestPredictedFirst = config.order { agingQueue.noteRemoved() }
+        entries[Int(slot)] = e
+        running.append(slot)
+        stats.admitted += 1
+        let chunk = min(e.contextTarget - e.computed, budget)
+        if chunk > 0 {
+            budget -= chunk
+            addPrefill(slot, chunk: chunk)
+        } else if e.computed == e.contextTarget {
+            // Everything restored from host memory: it decodes next step.
+        }
+        return true
+    }
+
+    // MARK: - Completion
+
+    /// Records the results of the last plan: the computed tokens, one sampled token per sampler with
+    /// `stops[i]` true when the engine ended that request (samplers in `StepPlan.samplerCount` order),
+    /// and optional sampled token ids (needed only for token prompts, so recompute can re-add them).
+    /// Finished requests are freed, fed to the predictor and listed in `finished`.
+    /// - Throws: `stopFlagsMismatch` when `stops.count` differs from the plan's sampler count.
+    public func complete(stops: [Bool], tokenIDs: [UInt32]? = nil, now: Double) throws(SchedulerError) {
+        guard stops.count == plan.samplerCount else {
+            throw .stopFlagsMismatch(expected: plan.samplerCount, got: stops.count)
+        }
+        if let tokenIDs, tokenIDs.count != stops.count {
+            throw .stopFlagsMismatch(expected: stops.count, got: tokenIDs.count)
+        }
+        completingNow = now
+        var sampler = 0
+        for (j, p) in plan.prefills.enumerated() {
+            let slot = plan.prefillSlots[j]
+            do { try cache.commit(p.id, computedTokens: p.tokens) } catch { throw .cache(error) }
+            entries[Int(slot)].computed += p.tokens
+            if p.samples {
+                try sampled(slot, stop: stops[sampler], id: tokenIDs?[sampler], now: now)
+                sampler += 1
+            }
+        }
+        for slot in plan.decodeSlots {
+            entries[Int(slot)].computed += 1
+            entries[Int(slot)].pendingCommit += 1
+            try sampled(slot, stop: stops[sampler], id: tokenIDs?[sampler], now: now)
+            sampler += 1
+        }
+        if !finished.isEmpty {
+            running.removeAll { entries[Int($0)].state == .finished }
+        }
+    }
+
+    private func sampled(_ slot: Int32, stop: Bool, id: UInt32?, now: Double) throws(SchedulerError) {
+        var e = entries[Int(slot)]
+        e.generated += 1
+        e.pendingAppend += 1
+        if let id, e.tokenIDs { e.generatedIDs.append(id) }
+        if e.firstTokenTime == nil { e.firstTokenTime = now }
+        entries[Int(slot)] = e
+        if stop || e.generated >= e.maxTokens {
+            try finish(slot, reason: stop ? .stop : .length, duringPlanning: false)
+        }
+    }
+
+    /// Frees a request and reports it. Called for running requests (from `complete`, or from `grow`
+    /// for a request that cannot fit) and for queued ones that can never fit.
+    private func finish(_ slot: Int32, reason: FinishReason, duringPlanning: Bool) throws(SchedulerError) {
+        let now = duringPlanning ? planningNow : completingNow
+        var e = entries[Int(slot)]
+        let wasRunning = e.state == .running
+        if e.registered {
+            do { try cache.free(e.id) } catch { throw .cache(error) }
+        }
+        if e.swappedTokens > 0 { swapSpace?.release(e.id) }
+        if e.state == .waiting || e.state == .preempted {
+            queue.noteRemoved()
+            if case .shortestPredictedFirst = config.order { agingQueue.noteRemoved() }
+        }
+        e.state = .finished
+        e.generation &+= 1
+        entries[Int(slot)] = e
+        finished.append(FinishedRequest(id: e.id, reason: reason, arrival: e.arrival, firstTokenTime: e.firstTokenTime,
+                                        finishTime: now, outputTokens: e.generated,
+                                        promptTokens: e.promptTokens, preemptions: e.preemptions))
+        if reason != .capacity, let predictor {
+            predictor.observe(e.input, actualOutput: e.generated)
+        }
+        stats.finished += 1
+        if reason == .capacity { stats.capacityFinishes += 1 }
+        slotOf[e.id] = nil
+        freeSlots.append(slot)
+        entries[Int(slot)].prompt = .keys([], tokenCount: 0)
+        entries[Int(slot)].generatedIDs = []
+        if wasRunning && duringPlanning {
+            // Finished while planning: leave the running set and this step's plan now.
+            removeRunning(slot)
+        }
+    }
+
+    @inline(__always)
+    private func roundUp(_ n: Int, _ b: Int) -> Int { (n + b - 1) / b * b }
+}
