@@ -68,6 +68,28 @@ public final class Scheduler {
         var preemptions = 0
         var registered = false
         var tokenIDs: Bool
+        /// `observations` when its prediction was made.
+        var predictedAt = 0
+    }
+
+    /// (expected, reserve) output tokens of a request under the configured policy.
+    private func predictOutput(_ input: PredictionInput, known: Int?) -> (Int, Int) {
+        let maxTokens = input.maxTokens
+        var expected = maxTokens, reserve = maxTokens
+        switch config.reservation {
+        case .oracle:
+            let k = max(1, min(maxTokens, known ?? maxTokens))
+            expected = k
+            reserve = k
+        case .worstCase, .onDemand, .predicted:
+            if let predictor {
+                let p = predictor.predict(input)
+                expected = max(1, min(maxTokens, p.expected))
+                reserve = max(1, min(maxTokens, max(p.reserve, p.expected)))
+            }
+        }
+        if config.reservation == .worstCase { reserve = maxTokens }
+        return (expected, reserve)
     }
 
     var entries: [Entry] = []
@@ -79,9 +101,30 @@ public final class Scheduler {
     var agingQueue = WaitingQueue()
     var arrivalCounter = 0
     var candidates: [Int32] = []
+    /// Running requests' projected (remaining tokens, current length), largest remaining first; built
+    /// per admission pass under projected admission.
+    var projection: [(remaining: Int, length: Int)] = []
+
+    /// Whether admission follows the projected KV curve (see `SchedulerConfig.projectedAdmission`).
+    var projected: Bool {
+        config.projectedAdmission && (config.reservation == .predicted || config.reservation == .oracle)
+    }
     var samplerSlots: [Int32] = []
     /// The `now` of the step being planned (finish times of requests dropped while planning).
     var planningNow = 0.0
+    /// Outputs fed to the predictor so far: a waiting request predicted before the latest one is
+    /// predicted again when it is next considered for admission (the predictor learns online).
+    var observations = 0
+    /// Bumped whenever the queue gains a request.
+    var queueVersion = 0
+    /// The conditions under which the last admission attempt admitted nothing; while none of them
+    /// improves, admission is skipped (it would fail the same way).
+    struct AdmissionMemo {
+        var free: Int, running: Int, queueVersion: Int, budget: Int, observations: Int, deadline: Double
+    }
+    var admissionMemo: AdmissionMemo? = nil
+    /// When the next waiting request reaches the aging bound (shortest-predicted-first), else infinity.
+    public private(set) var nextAgingDeadline = Double.infinity
     var completingNow = 0.0
 
     public init(config: SchedulerConfig, cache: KVCacheManager, predictor: (any OutputLengthPredictor)? = nil) {
@@ -136,27 +179,15 @@ public final class Scheduler {
         }
         let input = PredictionInput(promptTokens: promptTokens, promptText: request.promptText,
                                     templateKey: request.templateKey, modelID: request.modelID, maxTokens: maxTokens)
-        var expected = maxTokens, reserve = maxTokens
-        switch config.reservation {
-        case .oracle:
-            let known = max(1, min(maxTokens, request.knownOutputTokens ?? maxTokens))
-            expected = known
-            reserve = known
-        case .worstCase, .onDemand, .predicted:
-            if let predictor {
-                let p = predictor.predict(input)
-                expected = max(1, min(maxTokens, p.expected))
-                reserve = max(1, min(maxTokens, max(p.reserve, p.expected)))
-            }
-        }
-        if config.reservation == .worstCase { reserve = maxTokens }
+        let (expected, reserve) = predictOutput(input, known: request.knownOutputTokens)
         var tokenIDs = false
         if case .tokens = request.prompt { tokenIDs = true }
-        let entry = Entry(id: request.id, prompt: request.prompt, promptTokens: promptTokens, maxTokens: maxTokens,
+        var entry = Entry(id: request.id, prompt: request.prompt, promptTokens: promptTokens, maxTokens: maxTokens,
                           arrival: request.arrival, arrivalSeq: arrivalCounter, input: input,
                           expectedOutput: expected, reserveOutput: reserve, knownOutput: request.knownOutputTokens,
                           contextTarget: promptTokens, tokenIDs: tokenIDs)
         arrivalCounter += 1
+        entry.predictedAt = observations
         let slot: Int32
         if let s = freeSlots.popLast() {
             slot = s
@@ -173,6 +204,7 @@ public final class Scheduler {
     }
 
     private func enqueue(_ slot: Int32) {
+        queueVersion &+= 1
         entries[Int(slot)].generation &+= 1
         let e = entries[Int(slot)]
         let key: Double
@@ -276,7 +308,7 @@ public final class Scheduler {
         let bt = cache.blockTokens
         var e = entries[Int(slot)]
         var extra = 1
-        if config.reservation == .predicted || config.reservation == .oracle {
+        if !projected && (config.reservation == .predicted || config.reservation == .oracle) {
             extra = max(bt, Int(Double(e.reserveOutput) * config.extensionFraction))
             extra = min(extra, max(1, e.maxTokens - e.generated))
         }
@@ -288,7 +320,7 @@ public final class Scheduler {
                 if case .allocated = outcome {
                     e = entries[Int(slot)]
                     e.slotTokens = roundUp(e.computed + attempt, bt)
-                    if config.reservation == .predicted || config.reservation == .oracle {
+                    if !projected && (config.reservation == .predicted || config.reservation == .oracle) {
                         e.reserveOutput = min(e.maxTokens, max(e.reserveOutput, e.slotTokens - e.promptTokens))
                         stats.extensions += 1
                     }
@@ -357,6 +389,7 @@ public final class Scheduler {
         e.generation &+= 1
         entries[Int(slot)] = e
         removeRunning(slot)
+        queueVersion &+= 1
         queue.pushFront(slot: slot, generation: e.generation)
         if case .shortestPredictedFirst = config.order {
             agingQueue.insert(.init(key: Double(e.arrivalSeq), slot: slot, generation: e.generation))
@@ -402,6 +435,7 @@ public final class Scheduler {
         switch config.reservation {
         case .onDemand: return 0
         case .worstCase, .predicted, .oracle:
+            if projected { return 0 }
             let total = e.promptTokens + e.reserveOutput
             return max(1, total - e.contextTarget)
         }
@@ -410,6 +444,23 @@ public final class Scheduler {
     private func admit(now: Double, budget: inout Int) throws(SchedulerError) {
         queue.trimFront(isLive: isQueued)
         guard budget > 0, running.count < config.maxRunningSequences, !queue.isEmpty else { return }
+        let free = cache.freeBlockCount
+        if let m = admissionMemo, free <= m.free, running.count >= m.running, queueVersion == m.queueVersion,
+           budget <= m.budget, observations == m.observations, now < m.deadline {
+            return
+        }
+        let admittedBefore = stats.admitted
+        let memo = AdmissionMemo(free: free, running: running.count, queueVersion: queueVersion, budget: budget,
+                                 observations: observations, deadline: .infinity)
+        defer {
+            if stats.admitted == admittedBefore {
+                admissionMemo = memo
+                admissionMemo!.deadline = nextAgingDeadline
+            } else {
+                admissionMemo = nil
+            }
+        }
+        nextAgingDeadline = .infinity
         candidates.removeAll(keepingCapacity: true)
         let window: Int
         switch config.effectivePacking {
@@ -419,7 +470,12 @@ public final class Scheduler {
         if case let .shortestPredictedFirst(aging) = config.order {
             agingQueue.trimFront(isLive: isQueued)
             agingQueue.forEachLive(isLive: isQueued) { item in
-                guard now - entries[Int(item.slot)].arrival >= aging, candidates.count < window else { return false }
+                let arrival = entries[Int(item.slot)].arrival
+                guard now - arrival >= aging else {
+                    nextAgingDeadline = arrival + aging
+                    return false
+                }
+                guard candidates.count < window else { return false }
                 candidates.append(item.slot)
                 return true
             }
@@ -432,14 +488,24 @@ public final class Scheduler {
         }
         // Aged and preempted requests (preempted ones wait at the queue front) keep their order and
         // block everything behind them when they do not fit; the rest may be packed.
+        if predictor != nil && config.reservation == .predicted {
+            for slot in candidates where entries[Int(slot)].predictedAt != observations && entries[Int(slot)].generated == 0 {
+                let e = entries[Int(slot)]
+                let (expected, reserve) = predictOutput(e.input, known: e.knownOutput)
+                entries[Int(slot)].expectedOutput = expected
+                entries[Int(slot)].reserveOutput = reserve
+                entries[Int(slot)].predictedAt = observations
+            }
+        }
+        if projected { buildProjection() }
         var priority = aged
         while priority < candidates.count && entries[Int(candidates[priority])].state == .preempted { priority += 1 }
         if case .firstFitDecreasing = config.effectivePacking {
             let bt = cache.blockTokens
             candidates[priority...].sort { a, b in
                 let ea = entries[Int(a)], eb = entries[Int(b)]
-                let na = (ea.contextTarget + reservedOutput(ea) + bt - 1) / bt
-                let nb = (eb.contextTarget + reservedOutput(eb) + bt - 1) / bt
+                let na = (ea.contextTarget + max(0, ea.reserveOutput - ea.generated) + bt - 1) / bt
+                let nb = (eb.contextTarget + max(0, eb.reserveOutput - eb.generated) + bt - 1) / bt
                 return na != nb ? na > nb : ea.arrivalSeq < eb.arrivalSeq
             }
         }
@@ -463,12 +529,16 @@ public final class Scheduler {
         }
         let total = min(e.contextTarget + reserve, capacityTokens)
         let free = cache.freeBlockCount
-        let watermark = config.reservation == .onDemand ? Int(Double(cache.capacityBlocks) * config.watermarkFraction) : 0
+        // The watermark keeps room for running requests to grow; with none running it only blocks.
+        let watermark = config.reservation == .onDemand && !running.isEmpty
+            ? Int(Double(cache.capacityBlocks) * config.watermarkFraction) : 0
         var maxHitBlocks = 0
         if case let .keys(keys, _) = e.prompt { maxHitBlocks = keys.count }
         if case let .tokens(t) = e.prompt { maxHitBlocks = t.count / bt }
         let firstNeed = config.reservation == .onDemand ? min(e.contextTarget, budget) : total
         if (firstNeed + bt - 1) / bt - maxHitBlocks > free - watermark { return false }
+        let projectedRemaining = max(1, e.reserveOutput - e.generated)
+        if projected && !projectionFits(remaining: projectedRemaining, length: e.contextTarget) { return false }
         do {
             if !e.registered {
                 switch e.prompt {
@@ -498,7 +568,13 @@ public final class Scheduler {
                 lookahead = max(0, total - cached - first)
             }
             let outcome = try cache.allocate(e.id, newTokens: first, lookahead: lookahead)
-            guard case .allocated = outcome else { return false }
+            guard case .allocated = outcome else {
+                if running.isEmpty && e.contextTarget + lookahead >= cache.capacityBlocks * bt {
+                    // Nothing else holds blocks, yet it does not fit: it never will.
+                    try finish(slot, reason: .capacity, duringPlanning: true)
+                }
+                return false
+            }
             if swapIn > 0 {
                 try cache.commit(e.id, computedTokens: swapIn - cached)
                 plan.swapIns.append(.init(id: e.id, blocks: try cache.blockTable(e.id), tokens: swapIn))
@@ -516,6 +592,7 @@ public final class Scheduler {
         entries[Int(slot)] = e
         running.append(slot)
         stats.admitted += 1
+        if projected { insertProjection(remaining: projectedRemaining, length: e.contextTarget) }
         let chunk = min(e.contextTarget - e.computed, budget)
         if chunk > 0 {
             budget -= chunk
@@ -524,6 +601,54 @@ public final class Scheduler {
             // Everything restored from host memory: it decodes next step.
         }
         return true
+    }
+
+    // MARK: - Projected admission
+
+    /// Fills `projection` from the running requests, largest remaining first. O(running log running).
+    private func buildProjection() {
+        projection.removeAll(keepingCapacity: true)
+        for slot in running {
+            let e = entries[Int(slot)]
+            let length = e.promptTokens + e.generated
+            let final = e.promptTokens + max(e.reserveOutput, e.generated + 1)
+            projection.append((final - length, length))
+        }
+        projection.sort { $0.remaining > $1.remaining }
+    }
+
+    /// Whether adding a request of `length` tokens that grows for `remaining` more keeps the projected
+    /// KV within the cache at every future step. Each live sequence counts one extra block for its
+    /// partial last block. O(running).
+    private func projectionFits(remaining: Int, length: Int) -> Bool {
+        let capacity = cache.capacityBlocks * cache.blockTokens
+        let slack = cache.blockTokens
+        var sumLength = 0, count = 0
+        var inserted = false
+        var i = 0
+        // Walk remaining-descending; at each element the alive set is everything walked so far, and the
+        // usage just before that element's end (t = r - 1) is sum(len) + count x (r - 1 + slack).
+        while i < projection.count || !inserted {
+            let r: Int
+            if !inserted && (i == projection.count || remaining >= projection[i].remaining) {
+                r = remaining
+                sumLength += length
+                inserted = true
+            } else {
+                r = projection[i].remaining
+                sumLength += projection[i].length
+                i += 1
+            }
+            count += 1
+            if sumLength + count * (r - 1 + slack) > capacity { return false }
+        }
+        return true
+    }
+
+    private func insertProjection(remaining: Int, length: Int) {
+        var i = projection.count
+        while i > 0 && projection[i - 1].remaining < remaining { i -= 1 }
+        projection.insert((remaining, length), at: i)
     }
 
     // MARK: - Completion
@@ -562,9 +687,55 @@ public final class Scheduler {
         }
     }
 
+    /// How many consecutive steps the last plan could run unchanged: it decodes only, and every decoding
+    /// request has slots and `max_tokens` room for that many more tokens. Admission, which failed (or
+    /// had no room) in this plan, fails the same way while nothing finishes, unless a request ages
+    /// (`nextAgingDeadline`) or arrives. 0 when the plan is not decode-only. O(decodes).
+    public func repeatableDecodeSteps() -> Int {
+        guard plan.prefills.isEmpty, plan.preemptions.isEmpty, plan.swapIns.isEmpty, plan.swapOuts.isEmpty,
+              !plan.decodes.isEmpty else { return 0 }
+        var k = Int.max
+        for slot in plan.decodeSlots {
+            let e = entries[Int(slot)]
+            k = min(k, e.slotTokens - e.computed, e.maxTokens - e.generated)
+        }
+        return max(0, k)
+    }
+
+    /// Completes `steps` repetitions of the last (decode-only) plan at once, as `steps` pairs of
+    /// `schedule`/`complete` would with every stop flag false but the last step's, which `stops` gives.
+    /// O(decodes). `now` is the end of the last repetition.
+    /// - Throws: `invalidRequest` when `steps` exceeds `repeatableDecodeSteps()`; `stopFlagsMismatch`.
+    public func completeRepeated(steps: Int, stops: [Bool], now: Double) throws(SchedulerError) {
+        guard steps >= 1, steps <= repeatableDecodeSteps() else {
+            throw .invalidRequest("cannot repeat the plan \(steps) times")
+        }
+        guard stops.count == plan.samplerCount else {
+            throw .stopFlagsMismatch(expected: plan.samplerCount, got: stops.count)
+        }
+        completingNow = now
+        stats.steps += steps - 1
+        for (k, slot) in plan.decodeSlots.enumerated() {
+            entries[Int(slot)].computed += steps
+            entries[Int(slot)].pendingCommit += steps
+            entries[Int(slot)].generated += steps - 1
+            entries[Int(slot)].pendingAppend += steps - 1
+            try sampled(slot, stop: stops[k], id: nil, now: now)
+        }
+        if !finished.isEmpty {
+            running.removeAll { entries[Int($0)].state == .finished }
+        }
+    }
+
     private func sampled(_ slot: Int32, stop: Bool, id: UInt32?, now: Double) throws(SchedulerError) {
         var e = entries[Int(slot)]
         e.generated += 1
+        if projected && e.generated >= e.reserveOutput && e.generated < e.maxTokens && !stop {
+            // Outgrew its predicted length: extend the reservation the projection counts.
+            let ext = max(cache.blockTokens, Int(Double(e.reserveOutput) * config.extensionFraction))
+            e.reserveOutput = min(e.maxTokens, e.reserveOutput + ext)
+            stats.extensions += 1
+        }
         e.pendingAppend += 1
         if let id, e.tokenIDs { e.generatedIDs.append(id) }
         if e.firstTokenTime == nil { e.firstTokenTime = now }
@@ -585,6 +756,7 @@ public final class Scheduler {
         }
         if e.swappedTokens > 0 { swapSpace?.release(e.id) }
         if e.state == .waiting || e.state == .preempted {
+            queueVersion &+= 1
             queue.noteRemoved()
             if case .shortestPredictedFirst = config.order { agingQueue.noteRemoved() }
         }
@@ -596,6 +768,7 @@ public final class Scheduler {
                                         promptTokens: e.promptTokens, preemptions: e.preemptions))
         if reason != .capacity, let predictor {
             predictor.observe(e.input, actualOutput: e.generated)
+            observations += 1
         }
         stats.finished += 1
         if reason == .capacity { stats.capacityFinishes += 1 }

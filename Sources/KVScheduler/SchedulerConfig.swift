@@ -48,6 +48,16 @@ public struct SchedulerConfig: Sendable {
     /// Under `predicted`, how far a request that outgrew its reservation is extended at once, as a
     /// fraction of its predicted reserve (at least one block).
     public var extensionFraction: Double = 0.5
+    /// Under `predicted` and `oracle`: admit by the projected KV curve instead of static reservations.
+    /// A request's reservation (prompt + predicted output) is then not held from the start: it holds its
+    /// prompt, gains blocks as it decodes, and frees everything at its predicted end. A request is
+    /// admitted when the sum of every running request's projected length stays within the cache at
+    /// every future step until the last predicted end (the peak is checked just before each predicted
+    /// finish). With exact lengths (oracle) nothing is ever preempted; with predictions, a request
+    /// that outgrows its reservation extends it by `extensionFraction` and takes free blocks, and a
+    /// victim is preempted only when the cache has none. `false` reserves the whole
+    /// prompt + predicted output at admission (S3's static reservation).
+    public var projectedAdmission = true
 
     public init(reservation: ReservationPolicy = .onDemand) {
         self.reservation = reservation

@@ -45,3 +45,10 @@ public struct StepWork: Sendable, Equatable {
     /// True when the step computes nothing.
     public var isEmpty: Bool { batchedTokens == 0 && hostTransferBytes == 0 }
 }
+
+extension StepWork {
+    /// The next step of a decode-only batch: every decoding sequence's context grew by one token.
+    public mutating func advanceDecodes() {
+        decodeContextTokens += decodeSequences
+    }
+}

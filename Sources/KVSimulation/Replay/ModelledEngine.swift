@@ -116,25 +116,47 @@ public final class ModelledEngine {
             for p in plan.prefills {
                 work.addPrefill(tokens: p.tokens, contextBefore: p.contextBefore)
             }
+            for s in plan.swapOuts { work.hostTransferBytes += Double(s.blocks.count) * kvPerBlock }
+            for s in plan.swapIns { work.hostTransferBytes += Double(s.blocks.count) * kvPerBlock }
+            // A decode-only plan repeats unchanged until a request stops, needs a block, or an arrival
+            // or aging deadline comes: run those steps in one go (same result, one event).
+            var repeats = scheduler.repeatableDecodeSteps()
+            for d in plan.decodes {
+                work.addDecode(context: d.context)
+                if repeats > 0 { repeats = min(repeats, Int(trueOutput[Int(d.id.raw)] - produced[Int(d.id.raw)])) }
+            }
+            let used = capacity - Double(cache.freeBlockCount)
+            var dt = costModel.stepSeconds(work)
+            var steps = 1
+            if repeats > 1 {
+                let bound = min(next < n ? requests[order[next]].arrival : .infinity, scheduler.nextAgingDeadline)
+                var step = work
+                while steps < repeats && t + dt < bound {
+                    step.advanceDecodes()
+                    dt += costModel.stepSeconds(step)
+                    steps += 1
+                }
+            }
             for p in plan.prefills where p.samples {
                 let i = Int(p.id.raw)
                 produced[i] += 1
                 stops.append(produced[i] >= trueOutput[i])
             }
             for d in plan.decodes {
-                work.addDecode(context: d.context)
                 let i = Int(d.id.raw)
-                produced[i] += 1
+                produced[i] += Int32(steps)
                 stops.append(produced[i] >= trueOutput[i])
             }
-            for s in plan.swapOuts { work.hostTransferBytes += Double(s.blocks.count) * kvPerBlock }
-            for s in plan.swapIns { work.hostTransferBytes += Double(s.blocks.count) * kvPerBlock }
-            let dt = costModel.stepSeconds(work)
-            let used = capacity - Double(cache.freeBlockCount)
             metrics.step(duration: dt, running: scheduler.runningCount, kvUtilization: used / capacity,
                          batchedTokens: work.batchedTokens)
             t += dt
-            do { try scheduler.complete(stops: stops, now: t) } catch { throw .scheduler(error) }
+            do {
+                if steps > 1 {
+                    try scheduler.completeRepeated(steps: steps, stops: stops, now: t)
+                } else {
+                    try scheduler.complete(stops: stops, now: t)
+                }
+            } catch { throw .scheduler(error) }
             metrics.record(finished: scheduler.finished)
         }
         let s = scheduler.stats
