@@ -532,13 +532,23 @@ public final class Scheduler {
         // The watermark keeps room for running requests to grow; with none running it only blocks.
         let watermark = config.reservation == .onDemand && !running.isEmpty
             ? Int(Double(cache.capacityBlocks) * config.watermarkFraction) : 0
+        var neverFits = false
+        defer {
+            if neverFits { try? finish(slot, reason: .capacity, duringPlanning: true) }
+        }
         var maxHitBlocks = 0
         if case let .keys(keys, _) = e.prompt { maxHitBlocks = keys.count }
         if case let .tokens(t) = e.prompt { maxHitBlocks = t.count / bt }
         let firstNeed = config.reservation == .onDemand ? min(e.contextTarget, budget) : total
-        if (firstNeed + bt - 1) / bt - maxHitBlocks > free - watermark { return false }
+        if (firstNeed + bt - 1) / bt - maxHitBlocks > free - watermark {
+            neverFits = running.isEmpty
+            return false
+        }
         let projectedRemaining = max(1, e.reserveOutput - e.generated)
-        if projected && !projectionFits(remaining: projectedRemaining, length: e.contextTarget) { return false }
+        // Alone, a request is always admitted: it runs until done or until it fills the cache.
+        if projected && !running.isEmpty && !projectionFits(remaining: projectedRemaining, length: e.contextTarget) {
+            return false
+        }
         do {
             if !e.registered {
                 switch e.prompt {
@@ -569,10 +579,8 @@ public final class Scheduler {
             }
             let outcome = try cache.allocate(e.id, newTokens: first, lookahead: lookahead)
             guard case .allocated = outcome else {
-                if running.isEmpty && e.contextTarget + lookahead >= cache.capacityBlocks * bt {
-                    // Nothing else holds blocks, yet it does not fit: it never will.
-                    try finish(slot, reason: .capacity, duringPlanning: true)
-                }
+                // Nothing else holds blocks, yet it does not fit: it never will.
+                neverFits = running.isEmpty
                 return false
             }
             if swapIn > 0 {

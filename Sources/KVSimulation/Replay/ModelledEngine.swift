@@ -102,8 +102,9 @@ public final class ModelledEngine {
             }
             let plan: StepPlan
             do { plan = try scheduler.schedule(now: t) } catch { throw .scheduler(error) }
-            metrics.record(finished: scheduler.finished)
             if plan.isEmpty {
+                // No `complete` follows: collect what planning finished (requests that cannot fit).
+                metrics.record(finished: scheduler.finished)
                 if next < n {
                     t = max(t, requests[order[next]].arrival)
                     continue
