@@ -555,7 +555,13 @@ public final class Scheduler {
                 case let .keys(keys, _):
                     try cache.addSequence(e.id, promptKeys: keys, promptTokens: e.contextTarget)
                 case let .tokens(t):
-                    try cache.addSequence(e.id, prompt: e.generatedIDs.isEmpty ? t : t + e.generatedIDs)
+                    if e.tokenIDs {
+                        try cache.addSequence(e.id, prompt: e.generatedIDs.isEmpty ? t : t + e.generatedIDs)
+                    } else {
+                        // Some sampled ids were not reported: the output joins without ids (uncached).
+                        try cache.addSequence(e.id, prompt: t)
+                        if e.generated > 0 { try cache.append(e.id, count: e.generated) }
+                    }
                 }
                 e.registered = true
                 entries[Int(slot)].registered = true
@@ -745,7 +751,13 @@ public final class Scheduler {
             stats.extensions += 1
         }
         e.pendingAppend += 1
-        if let id, e.tokenIDs { e.generatedIDs.append(id) }
+        if e.tokenIDs {
+            if let id { e.generatedIDs.append(id) } else {
+                // Ids must be complete to key blocks; from here on outputs are counted only.
+                e.tokenIDs = false
+                e.generatedIDs = []   // buffered outputs are flushed count-only as well
+            }
+        }
         if e.firstTokenTime == nil { e.firstTokenTime = now }
         entries[Int(slot)] = e
         if stop || e.generated >= e.maxTokens {

@@ -14,6 +14,8 @@ public struct ModelledRunConfig: Sendable {
     public var scheduler = SchedulerConfig()
     /// Host memory for swapping preempted KV, in bytes; 0 preempts by recompute only.
     public var swapBytes: Double = 0
+    /// Run a decode-only plan's identical repetitions as one event (exact; off only to check that).
+    public var fastForward = true
 
     public init(model: ModelSpec, hardware: HardwareSpec, kvBytes: Double) {
         self.model = model
@@ -121,7 +123,7 @@ public final class ModelledEngine {
             for s in plan.swapIns { work.hostTransferBytes += Double(s.blocks.count) * kvPerBlock }
             // A decode-only plan repeats unchanged until a request stops, needs a block, or an arrival
             // or aging deadline comes: run those steps in one go (same result, one event).
-            var repeats = scheduler.repeatableDecodeSteps()
+            var repeats = config.fastForward ? scheduler.repeatableDecodeSteps() : 0
             for d in plan.decodes {
                 work.addDecode(context: d.context)
                 if repeats > 0 { repeats = min(repeats, Int(trueOutput[Int(d.id.raw)] - produced[Int(d.id.raw)])) }
