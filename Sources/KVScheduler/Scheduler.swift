@@ -20,7 +20,9 @@ import KVCache
 /// in the cache that still cannot grow finishes with `FinishReason.capacity`. No request is admitted
 /// in a step that preempted.
 ///
-/// Cost per step: O(running + admitted candidates); it allocates nothing in steady state. Decode
+/// Cost per step: O(running + admitted candidates); it allocates nothing in steady state. The hot
+/// stored properties skip dynamic exclusivity checks (`@exclusivity(unchecked)`): the type is
+/// single-threaded by contract and never lends them across a call that could touch them again. Decode
 /// tokens reach the cache lazily: `append`/`commit` for a decoding request are batched until it needs
 /// a new block, is preempted or finishes (decode tokens have no ids, so nothing is published early).
 public final class Scheduler {
@@ -32,23 +34,31 @@ public final class Scheduler {
     /// Host room for swapping preempted requests' KV; nil preempts by recompute only.
     public var swapSpace: (any SwapSpace)?
 
+    @exclusivity(unchecked)
     public private(set) var stats = SchedulerStats()
     /// Requests finished since the last `schedule` call began.
+    @exclusivity(unchecked)
     public private(set) var finished: [FinishedRequest] = []
     /// The plan of the last `schedule` call.
+    @exclusivity(unchecked)
     public private(set) var plan = StepPlan()
 
+    /// A request's reference-counted data, kept apart so the per-step state below copies as plain bytes.
+    struct ColdEntry {
+        var prompt: SchedulerRequest.Prompt
+        var generatedIDs: [UInt32] = []
+        var input: PredictionInput
+    }
+
+    /// A request's per-step state: plain values only (no reference counting when copied).
     struct Entry {
         var id: SequenceID
         var state: RequestState = .waiting
         var generation: UInt32 = 0
-        var prompt: SchedulerRequest.Prompt
         var promptTokens: Int
-        var generatedIDs: [UInt32] = []
         var maxTokens: Int
         var arrival: Double
         var arrivalSeq: Int
-        var input: PredictionInput
         var expectedOutput: Int
         /// Output tokens to reserve KV for at admission (grows with extensions).
         var reserveOutput: Int
@@ -92,23 +102,33 @@ public final class Scheduler {
         return (expected, reserve)
     }
 
+    @exclusivity(unchecked)
     var entries: [Entry] = []
+    @exclusivity(unchecked)
+    var cold: [ColdEntry] = []
     var freeSlots: [Int32] = []
     var slotOf: [SequenceID: Int32] = [:]
+    @exclusivity(unchecked)
     var running: [Int32] = []
     var queue = WaitingQueue()
     /// Arrival-ordered queue used for aging under shortest-predicted-first.
     var agingQueue = WaitingQueue()
     var arrivalCounter = 0
+    @exclusivity(unchecked)
     var candidates: [Int32] = []
     /// Running requests' projected (remaining tokens, current length), largest remaining first; built
     /// per admission pass under projected admission.
+    @exclusivity(unchecked)
     var projection: [(remaining: Int, length: Int)] = []
+    var projectionSorted = false
+    /// Sum over `projection` of final length plus one block: a bound on the projected peak.
+    var projectionFinalSum = 0
 
     /// Whether admission follows the projected KV curve (see `SchedulerConfig.projectedAdmission`).
     var projected: Bool {
         config.projectedAdmission && (config.reservation == .predicted || config.reservation == .oracle)
     }
+    @exclusivity(unchecked)
     var samplerSlots: [Int32] = []
     /// The `now` of the step being planned (finish times of requests dropped while planning).
     var planningNow = 0.0
@@ -182,8 +202,8 @@ public final class Scheduler {
         let (expected, reserve) = predictOutput(input, known: request.knownOutputTokens)
         var tokenIDs = false
         if case .tokens = request.prompt { tokenIDs = true }
-        var entry = Entry(id: request.id, prompt: request.prompt, promptTokens: promptTokens, maxTokens: maxTokens,
-                          arrival: request.arrival, arrivalSeq: arrivalCounter, input: input,
+        var entry = Entry(id: request.id, promptTokens: promptTokens, maxTokens: maxTokens,
+                          arrival: request.arrival, arrivalSeq: arrivalCounter,
                           expectedOutput: expected, reserveOutput: reserve, knownOutput: request.knownOutputTokens,
                           contextTarget: promptTokens, tokenIDs: tokenIDs)
         arrivalCounter += 1
@@ -194,9 +214,11 @@ public final class Scheduler {
             let generation = entries[Int(s)].generation
             entries[Int(s)] = entry
             entries[Int(s)].generation = generation
+            cold[Int(s)] = ColdEntry(prompt: request.prompt, input: input)
         } else {
             slot = Int32(entries.count)
             entries.append(entry)
+            cold.append(ColdEntry(prompt: request.prompt, input: input))
         }
         slotOf[request.id] = slot
         stats.submitted += 1
@@ -240,15 +262,16 @@ public final class Scheduler {
         samplerSlots.removeAll(keepingCapacity: true)
         for slot in running {
             if budget == 0 { break }
-            let e = entries[Int(slot)]
-            if e.computed < e.contextTarget {
-                let chunk = try prefillChunk(slot, wanted: min(e.contextTarget - e.computed, budget))
+            let computed = entries[Int(slot)].computed
+            let target = entries[Int(slot)].contextTarget
+            if computed < target {
+                let chunk = try prefillChunk(slot, wanted: min(target - computed, budget))
                 if chunk == 0 { continue }
                 budget -= chunk
                 addPrefill(slot, chunk: chunk)
             } else {
                 budget -= 1
-                plan.decodes.append(.init(id: e.id, context: e.computed))
+                plan.decodes.append(.init(id: entries[Int(slot)].id, context: computed))
                 plan.decodeSlots.append(slot)
             }
         }
@@ -289,8 +312,7 @@ public final class Scheduler {
         var i = 0
         while i < running.count {
             let slot = running[i]
-            let e = entries[Int(slot)]
-            if e.computed + 1 > e.slotTokens {
+            if entries[Int(slot)].computed + 1 > entries[Int(slot)].slotTokens {
                 let before = stats.preemptions + stats.capacityFinishes
                 try grow(slot)
                 if stats.preemptions + stats.capacityFinishes != before {
@@ -417,7 +439,7 @@ public final class Scheduler {
         do {
             if e.pendingAppend > 0 {
                 if e.tokenIDs {
-                    try cache.append(e.id, tokens: Array(e.generatedIDs.suffix(e.pendingAppend)))
+                    try cache.append(e.id, tokens: Array(cold[Int(slot)].generatedIDs.suffix(e.pendingAppend)))
                 } else {
                     try cache.append(e.id, count: e.pendingAppend)
                 }
@@ -491,7 +513,7 @@ public final class Scheduler {
         if predictor != nil && config.reservation == .predicted {
             for slot in candidates where entries[Int(slot)].predictedAt != observations && entries[Int(slot)].generated == 0 {
                 let e = entries[Int(slot)]
-                let (expected, reserve) = predictOutput(e.input, known: e.knownOutput)
+                let (expected, reserve) = predictOutput(cold[Int(slot)].input, known: e.knownOutput)
                 entries[Int(slot)].expectedOutput = expected
                 entries[Int(slot)].reserveOutput = reserve
                 entries[Int(slot)].predictedAt = observations
@@ -537,8 +559,10 @@ public final class Scheduler {
             if neverFits { try? finish(slot, reason: .capacity, duringPlanning: true) }
         }
         var maxHitBlocks = 0
-        if case let .keys(keys, _) = e.prompt { maxHitBlocks = keys.count }
-        if case let .tokens(t) = e.prompt { maxHitBlocks = t.count / bt }
+        switch cold[Int(slot)].prompt {
+        case let .keys(keys, _): maxHitBlocks = keys.count
+        case let .tokens(t): maxHitBlocks = t.count / bt
+        }
         let firstNeed = config.reservation == .onDemand ? min(e.contextTarget, budget) : total
         if (firstNeed + bt - 1) / bt - maxHitBlocks > free - watermark {
             neverFits = running.isEmpty
@@ -551,12 +575,12 @@ public final class Scheduler {
         }
         do {
             if !e.registered {
-                switch e.prompt {
+                switch cold[Int(slot)].prompt {
                 case let .keys(keys, _):
                     try cache.addSequence(e.id, promptKeys: keys, promptTokens: e.contextTarget)
                 case let .tokens(t):
                     if e.tokenIDs {
-                        try cache.addSequence(e.id, prompt: e.generatedIDs.isEmpty ? t : t + e.generatedIDs)
+                        try cache.addSequence(e.id, prompt: cold[Int(slot)].generatedIDs.isEmpty ? t : t + cold[Int(slot)].generatedIDs)
                     } else {
                         // Some sampled ids were not reported: the output joins without ids (uncached).
                         try cache.addSequence(e.id, prompt: t)
@@ -619,16 +643,19 @@ public final class Scheduler {
 
     // MARK: - Projected admission
 
-    /// Fills `projection` from the running requests, largest remaining first. O(running log running).
+    /// Fills `projection` from the running requests; sorting (largest remaining first) waits until a
+    /// check needs it. O(running), plus O(running log running) for the first exact check.
     private func buildProjection() {
         projection.removeAll(keepingCapacity: true)
+        projectionFinalSum = 0
         for slot in running {
             let e = entries[Int(slot)]
             let length = e.promptTokens + e.generated
             let final = e.promptTokens + max(e.reserveOutput, e.generated + 1)
             projection.append((final - length, length))
+            projectionFinalSum += final + cache.blockTokens
         }
-        projection.sort { $0.remaining > $1.remaining }
+        projectionSorted = false
     }
 
     /// Whether adding a request of `length` tokens that grows for `remaining` more keeps the projected
@@ -637,6 +664,12 @@ public final class Scheduler {
     private func projectionFits(remaining: Int, length: Int) -> Bool {
         let capacity = cache.capacityBlocks * cache.blockTokens
         let slack = cache.blockTokens
+        // Every sequence at its final length at once bounds the peak: no need for the exact walk.
+        if projectionFinalSum + length + remaining + slack <= capacity { return true }
+        if !projectionSorted {
+            projection.sort { $0.remaining > $1.remaining }
+            projectionSorted = true
+        }
         var sumLength = 0, count = 0
         var inserted = false
         var i = 0
@@ -660,6 +693,11 @@ public final class Scheduler {
     }
 
     private func insertProjection(remaining: Int, length: Int) {
+        projectionFinalSum += length + remaining + cache.blockTokens
+        guard projectionSorted else {
+            projection.append((remaining, length))
+            return
+        }
         var i = projection.count
         while i > 0 && projection[i - 1].remaining < remaining { i -= 1 }
         projection.insert((remaining, length), at: i)
@@ -742,25 +780,28 @@ public final class Scheduler {
     }
 
     private func sampled(_ slot: Int32, stop: Bool, id: UInt32?, now: Double) throws(SchedulerError) {
-        var e = entries[Int(slot)]
-        e.generated += 1
-        if projected && e.generated >= e.reserveOutput && e.generated < e.maxTokens && !stop {
+        let i = Int(slot)
+        // Field by field, in place: this runs once per sequence per step.
+        entries[i].generated += 1
+        entries[i].pendingAppend += 1
+        let generated = entries[i].generated
+        let maxTokens = entries[i].maxTokens
+        if projected && generated >= entries[i].reserveOutput && generated < maxTokens && !stop {
             // Outgrew its predicted length: extend the reservation the projection counts.
-            let ext = max(cache.blockTokens, Int(Double(e.reserveOutput) * config.extensionFraction))
-            e.reserveOutput = min(e.maxTokens, e.reserveOutput + ext)
+            let reserve = entries[i].reserveOutput
+            let ext = max(cache.blockTokens, Int(Double(reserve) * config.extensionFraction))
+            entries[i].reserveOutput = min(maxTokens, reserve + ext)
             stats.extensions += 1
         }
-        e.pendingAppend += 1
-        if e.tokenIDs {
-            if let id { e.generatedIDs.append(id) } else {
+        if entries[i].tokenIDs {
+            if let id { cold[i].generatedIDs.append(id) } else {
                 // Ids must be complete to key blocks; from here on outputs are counted only.
-                e.tokenIDs = false
-                e.generatedIDs = []   // buffered outputs are flushed count-only as well
+                entries[i].tokenIDs = false
+                cold[i].generatedIDs = []   // buffered outputs are flushed count-only as well
             }
         }
-        if e.firstTokenTime == nil { e.firstTokenTime = now }
-        entries[Int(slot)] = e
-        if stop || e.generated >= e.maxTokens {
+        if entries[i].firstTokenTime == nil { entries[i].firstTokenTime = now }
+        if stop || generated >= maxTokens {
             try finish(slot, reason: stop ? .stop : .length, duringPlanning: false)
         }
     }
@@ -787,15 +828,14 @@ public final class Scheduler {
                                         finishTime: now, outputTokens: e.generated,
                                         promptTokens: e.promptTokens, preemptions: e.preemptions))
         if reason != .capacity, let predictor {
-            predictor.observe(e.input, actualOutput: e.generated)
+            predictor.observe(cold[Int(slot)].input, actualOutput: e.generated)
             observations += 1
         }
         stats.finished += 1
         if reason == .capacity { stats.capacityFinishes += 1 }
         slotOf[e.id] = nil
         freeSlots.append(slot)
-        entries[Int(slot)].prompt = .keys([], tokenCount: 0)
-        entries[Int(slot)].generatedIDs = []
+        cold[Int(slot)] = ColdEntry(prompt: .keys([], tokenCount: 0), input: PredictionInput(promptTokens: 0, maxTokens: 1))
         if wasRunning && duringPlanning {
             // Finished while planning: leave the running set and this step's plan now.
             removeRunning(slot)
