@@ -1,9 +1,23 @@
-/// An indexed binary min-heap of block ids keyed by (priority, deeper first, lower id), with each
-/// block's heap position stored in a dense array so that update and remove are O(log n) without a
-/// search. It also stores every cached block's priority and depth (members or not), so the prefix
-/// index keeps them in one place. Holds the evictable leaves; no allocation after init.
+/// An indexed binary min-heap of block ids keyed by (priority, deeper first, lower id). Entries
+/// carry their sort key inline, so sifting reads one contiguous array; each block's heap position
+/// sits in a dense array, so update and remove are O(log n) without a search. It also stores every
+/// cached block's priority and depth (members or not), keeping them in one place for the prefix
+/// index. Holds the evictable leaves; no allocation after init.
 struct EvictionHeap: Sendable {
-    private var heap: [BlockID] = []
+    private struct Entry {
+        var priority: Double
+        var depth: Int32
+        var block: BlockID
+
+        @inline(__always)
+        func precedes(_ o: Entry) -> Bool {
+            if priority != o.priority { return priority < o.priority }
+            if depth != o.depth { return depth > o.depth }
+            return block < o.block
+        }
+    }
+
+    private var heap: [Entry] = []
     private var position: [Int32]
     private var priority: [Double]
     private var depth: [Int32]
@@ -19,16 +33,7 @@ struct EvictionHeap: Sendable {
     var isEmpty: Bool { heap.isEmpty }
     func contains(_ b: BlockID) -> Bool { position[Int(b)] >= 0 }
     /// The block that would be evicted next. O(1).
-    var min: BlockID? { heap.first }
-
-    @inline(__always)
-    private func less(_ a: BlockID, _ b: BlockID) -> Bool {
-        let pa = priority[Int(a)], pb = priority[Int(b)]
-        if pa != pb { return pa < pb }
-        let da = depth[Int(a)], db = depth[Int(b)]
-        if da != db { return da > db }
-        return a < b
-    }
+    var min: BlockID? { heap.first?.block }
 
     func priorityOf(_ b: BlockID) -> Double { priority[Int(b)] }
     func depthOf(_ b: BlockID) -> Int { Int(depth[Int(b)]) }
@@ -45,14 +50,14 @@ struct EvictionHeap: Sendable {
         priority[Int(b)] = p
         let i = Int(position[Int(b)])
         guard i >= 0 else { return }
+        heap[i].priority = p
         if p < old { siftUp(i) } else if p > old { siftDown(i) }
     }
 
     /// Adds `b` with its stored priority and depth. O(log n).
     mutating func insert(_ b: BlockID) {
         precondition(!contains(b))
-        position[Int(b)] = Int32(heap.count)
-        heap.append(b)
+        heap.append(Entry(priority: priority[Int(b)], depth: depth[Int(b)], block: b))
         siftUp(heap.count - 1)
     }
 
@@ -60,65 +65,66 @@ struct EvictionHeap: Sendable {
     mutating func remove(_ b: BlockID) {
         let i = Int(position[Int(b)])
         guard i >= 0 else { return }
-        let last = heap.removeLast()
         position[Int(b)] = -1
+        let last = heap.removeLast()
         if i < heap.count {
             heap[i] = last
-            position[Int(last)] = Int32(i)
             siftDown(i)
-            siftUp(Int(position[Int(last)]))
+            siftUp(Int(position[Int(last.block)]))
         }
     }
 
     /// Removes and returns the minimum. O(log n).
     mutating func popMin() -> BlockID? {
-        guard let b = heap.first else { return nil }
+        guard let b = heap.first?.block else { return nil }
         remove(b)
         return b
     }
 
     mutating func removeAll() {
-        for b in heap { position[Int(b)] = -1 }
+        for e in heap { position[Int(e.block)] = -1 }
         heap.removeAll(keepingCapacity: true)
     }
 
     private mutating func siftUp(_ start: Int) {
         var i = start
-        let b = heap[i]
+        let e = heap[i]
         while i > 0 {
             let parent = (i - 1) / 2
-            let p = heap[parent]
-            guard less(b, p) else { break }
-            heap[i] = p
-            position[Int(p)] = Int32(i)
+            guard e.precedes(heap[parent]) else { break }
+            heap[i] = heap[parent]
+            position[Int(heap[i].block)] = Int32(i)
             i = parent
         }
-        heap[i] = b
-        position[Int(b)] = Int32(i)
+        heap[i] = e
+        position[Int(e.block)] = Int32(i)
     }
 
     private mutating func siftDown(_ start: Int) {
         var i = start
-        let b = heap[i]
+        let e = heap[i]
         let n = heap.count
         while true {
             var c = 2 * i + 1
             guard c < n else { break }
-            if c + 1 < n && less(heap[c + 1], heap[c]) { c += 1 }
-            guard less(heap[c], b) else { break }
+            if c + 1 < n && heap[c + 1].precedes(heap[c]) { c += 1 }
+            guard heap[c].precedes(e) else { break }
             heap[i] = heap[c]
-            position[Int(heap[i])] = Int32(i)
+            position[Int(heap[i].block)] = Int32(i)
             i = c
         }
-        heap[i] = b
-        position[Int(b)] = Int32(i)
+        heap[i] = e
+        position[Int(e.block)] = Int32(i)
     }
 
-    /// Checks positions and the heap order. O(n).
-    func validate() throws(ValidationError) {
-        for (i, b) in heap.enumerated() {
-            guard position[Int(b)] == Int32(i) else { throw ValidationError("heap position of \(b) is stale") }
-            if i > 0 && less(b, heap[(i - 1) / 2]) { throw ValidationError("heap order broken at \(i)") }
+    /// Checks positions, inline keys and the heap order. O(n).
+    func validate() throws(InvariantViolation) {
+        for (i, e) in heap.enumerated() {
+            guard position[Int(e.block)] == Int32(i) else { throw InvariantViolation("heap position of \(e.block) is stale") }
+            guard e.priority == priority[Int(e.block)], e.depth == depth[Int(e.block)] else {
+                throw InvariantViolation("heap entry of \(e.block) is stale")
+            }
+            if i > 0 && e.precedes(heap[(i - 1) / 2]) { throw InvariantViolation("heap order broken at \(i)") }
         }
     }
 }

@@ -14,17 +14,20 @@ public final class KVCacheManager {
     public let config: KVCacheConfig
     public let hasher: BlockHasher
     /// The device pool's allocator (read-only view; the manager is its only mutator).
-    public private(set) var pool: BlockPool
+    // Single-threaded by contract and never re-entered (observers must not call back), so the
+    // per-access exclusivity checks of class properties are turned off on the hot state.
+    @exclusivity(unchecked) public private(set) var pool: BlockPool
     /// The prefix cache (read-only view).
-    public private(set) var index: PrefixIndex
+    @exclusivity(unchecked) public private(set) var index: PrefixIndex
     /// Told about each evicted block before its id is reused, so a lower tier can save the bytes.
+    /// It must not call back into the manager.
     public weak var evictionObserver: (any BlockEvictionObserver)?
 
-    private var sequences = SequenceTable()
-    private var clock: UInt64 = 0
-    private var pendingCopies: [(src: BlockID, dst: BlockID)] = []
-    private var events: [KVEvent] = []
-    private var counters = KVCacheStats()
+    @exclusivity(unchecked) private var sequences = SequenceTable()
+    @exclusivity(unchecked) private var clock: UInt64 = 0
+    @exclusivity(unchecked) private var pendingCopies: [(src: BlockID, dst: BlockID)] = []
+    @exclusivity(unchecked) private var events: [KVEvent] = []
+    @exclusivity(unchecked) private var counters = KVCacheStats()
 
     public init(_ config: KVCacheConfig) throws(KVCacheError) {
         guard (1 ... 1024).contains(config.blockTokens) else {
@@ -166,15 +169,16 @@ public final class KVCacheManager {
             sequences[s].committedBlocks = hits
             sequences[s].pinned = true
         }
+        let observer = evictionObserver  // one weak load per call, not per block
         if needsCopy {
             let src = sequences[s].blocks[copyIndex]
-            let dst = takeBlock()
+            let dst = takeBlock(observer)
             pendingCopies.append((src, dst))
             _ = try? pool.release(src)  // still held by the sibling: refCount was > 1
             sequences[s].blocks[copyIndex] = dst
             counters.copiedBlocks += 1
         }
-        for _ in 0 ..< wanted { sequences[s].blocks.append(takeBlock()) }
+        for _ in 0 ..< wanted { sequences[s].blocks.append(takeBlock(observer)) }
         return .allocated(newBlocks: needed)
     }
 
@@ -335,10 +339,10 @@ public final class KVCacheManager {
 
     /// One block for a sequence: from the free list, else by evicting the policy's victim. The
     /// caller checked that one is available.
-    private func takeBlock() -> BlockID {
+    private func takeBlock(_ observer: (any BlockEvictionObserver)?) -> BlockID {
         if let b = pool.allocateOne() { return b }
         let (b, key) = index.evictOne(clock: clock, tokens: blockTokens)!
-        evictionObserver?.willEvict(block: b, key: key)
+        observer?.willEvict(block: b, key: key)
         counters.evictedBlocks += 1
         if config.recordEvents { events.append(.blockRemoved(keys: [key], tier: .device)) }
         try! pool.free(b)  // evicted: unheld and not on the free list
@@ -369,26 +373,26 @@ public final class KVCacheManager {
     /// equal the block-table entries naming the block; the key index and the tree agree; published
     /// blocks of each sequence are the tree path of its keys; counts add up to the capacity.
     /// O(capacity + total block-table length).
-    public func validate() throws(ValidationError) {
+    public func validate() throws(InvariantViolation) {
         try pool.validate()
         try index.validate(isHeld: { pool.refCount($0) > 0 })
         var holders = [Int32](repeating: 0, count: pool.capacity)
         for s in sequences.liveSlots {
             let seq = sequences[s]
             for b in seq.blocks {
-                guard pool.isValid(b) else { throw ValidationError("\(seq.id) holds invalid block \(b)") }
+                guard pool.isValid(b) else { throw InvariantViolation("\(seq.id) holds invalid block \(b)") }
                 holders[Int(b)] += 1
             }
-            guard Set(seq.blocks).count == seq.blocks.count else { throw ValidationError("\(seq.id) holds a block twice") }
+            guard Set(seq.blocks).count == seq.blocks.count else { throw InvariantViolation("\(seq.id) holds a block twice") }
             guard seq.computed <= seq.blocks.count * blockTokens, seq.computed <= seq.tokenCount else {
-                throw ValidationError("\(seq.id) computed \(seq.computed) past its blocks")
+                throw InvariantViolation("\(seq.id) computed \(seq.computed) past its blocks")
             }
             guard seq.committedBlocks <= seq.blocks.count || !seq.pinned else {
-                throw ValidationError("\(seq.id) committed more blocks than it holds")
+                throw InvariantViolation("\(seq.id) committed more blocks than it holds")
             }
             for i in 0 ..< (seq.pinned ? seq.committedBlocks : 0) {
                 guard index.key(of: seq.blocks[i]) == seq.keys[i] else {
-                    throw ValidationError("\(seq.id) block \(i) is not the cached block of its key")
+                    throw InvariantViolation("\(seq.id) block \(i) is not the cached block of its key")
                 }
             }
         }
@@ -396,15 +400,15 @@ public final class KVCacheManager {
         for b in 0 ..< pool.capacity {
             let id = BlockID(b)
             guard Int(holders[b]) == pool.refCount(id) else {
-                throw ValidationError("block \(b) has refCount \(pool.refCount(id)) but \(holders[b]) holders")
+                throw InvariantViolation("block \(b) has refCount \(pool.refCount(id)) but \(holders[b]) holders")
             }
             let states = (pool.isFree(id) ? 1 : 0) + (holders[b] > 0 ? 1 : 0)
                 + (holders[b] == 0 && index.isCached(id) ? 1 : 0)
-            guard states == 1 else { throw ValidationError("block \(b) is in \(states) states") }
+            guard states == 1 else { throw InvariantViolation("block \(b) is in \(states) states") }
             if pool.isFree(id) { free += 1 } else if holders[b] > 0 { held += 1 } else { idle += 1 }
         }
         guard free + held + idle == pool.capacity, idle == index.unheldCount else {
-            throw ValidationError("block counts do not add up")
+            throw InvariantViolation("block counts do not add up")
         }
     }
 }

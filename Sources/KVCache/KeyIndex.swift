@@ -88,7 +88,7 @@ struct KeyIndex: Sendable {
     }
 
     /// Calls `body` for every entry (validation only). O(table size).
-    func forEach(_ body: (BlockKey, BlockID) throws(ValidationError) -> Void) throws(ValidationError) {
+    func forEach(_ body: (BlockKey, BlockID) throws(InvariantViolation) -> Void) throws(InvariantViolation) {
         for i in values.indices where values[i] != Self.empty { try body(keys[i], values[i]) }
     }
 }

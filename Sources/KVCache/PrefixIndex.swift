@@ -156,41 +156,41 @@ public struct PrefixIndex {
     /// Checks that the key index and the tree agree, child counts and depths are right, and the heap
     /// holds exactly the unheld leaves. `isHeld` says which blocks have holders (from the pool).
     /// O(capacity).
-    public func validate(isHeld: (BlockID) -> Bool) throws(ValidationError) {
+    public func validate(isHeld: (BlockID) -> Bool) throws(InvariantViolation) {
         var cached = 0, unheld = 0
         var children = [Int32](repeating: 0, count: capacity)
         for b in 0 ..< capacity where keys[b] != .zero {
             cached += 1
             let id = BlockID(b)
-            guard index.find(keys[b]) == id else { throw ValidationError("key index misses block \(b)") }
-            guard held[b] == isHeld(id) else { throw ValidationError("held flag of block \(b) is stale") }
+            guard index.find(keys[b]) == id else { throw InvariantViolation("key index misses block \(b)") }
+            guard held[b] == isHeld(id) else { throw InvariantViolation("held flag of block \(b) is stale") }
             if !held[b] { unheld += 1 }
             let p = parents[b]
             if p != Self.none {
-                guard keys[Int(p)] != .zero else { throw ValidationError("block \(b) has an uncached parent \(p)") }
-                guard heap.depthOf(id) == heap.depthOf(p) + 1 else { throw ValidationError("depth of \(b) wrong") }
+                guard keys[Int(p)] != .zero else { throw InvariantViolation("block \(b) has an uncached parent \(p)") }
+                guard heap.depthOf(id) == heap.depthOf(p) + 1 else { throw InvariantViolation("depth of \(b) wrong") }
                 guard !(held[b] && !held[Int(p)]) else {
-                    throw ValidationError("held block \(b) has an unheld parent \(p)")
+                    throw InvariantViolation("held block \(b) has an unheld parent \(p)")
                 }
                 children[Int(p)] += 1
             } else if heap.depthOf(id) != 1 {
-                throw ValidationError("first block \(b) has depth \(heap.depthOf(id))")
+                throw InvariantViolation("first block \(b) has depth \(heap.depthOf(id))")
             }
         }
-        guard cached == index.count else { throw ValidationError("index has \(index.count) keys, tree \(cached)") }
-        guard unheld == unheldCount else { throw ValidationError("unheld count \(unheldCount), found \(unheld)") }
+        guard cached == index.count else { throw InvariantViolation("index has \(index.count) keys, tree \(cached)") }
+        guard unheld == unheldCount else { throw InvariantViolation("unheld count \(unheldCount), found \(unheld)") }
         var leaves = 0
         for b in 0 ..< capacity where keys[b] != .zero {
-            guard children[b] == childCounts[b] else { throw ValidationError("child count of \(b) wrong") }
+            guard children[b] == childCounts[b] else { throw InvariantViolation("child count of \(b) wrong") }
             let evictable = !held[b] && children[b] == 0
             guard heap.contains(BlockID(b)) == evictable else {
-                throw ValidationError("heap membership of \(b) wrong (evictable: \(evictable))")
+                throw InvariantViolation("heap membership of \(b) wrong (evictable: \(evictable))")
             }
             if evictable { leaves += 1 }
         }
-        guard leaves == heap.count else { throw ValidationError("heap holds non-cached blocks") }
-        try index.forEach { (k: BlockKey, b: BlockID) throws(ValidationError) in
-            guard keys[Int(b)] == k else { throw ValidationError("key index maps to wrong block \(b)") }
+        guard leaves == heap.count else { throw InvariantViolation("heap holds non-cached blocks") }
+        try index.forEach { (k: BlockKey, b: BlockID) throws(InvariantViolation) in
+            guard keys[Int(b)] == k else { throw InvariantViolation("key index maps to wrong block \(b)") }
         }
         try heap.validate()
     }
