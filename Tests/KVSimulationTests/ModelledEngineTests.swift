@@ -1,3 +1,4 @@
+import KVCache
 import KVScheduler
 import Testing
 @testable import KVSimulation

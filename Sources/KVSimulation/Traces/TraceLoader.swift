@@ -24,7 +24,7 @@ public enum TraceLoader {
         case .castillo:
             return try CastilloTraceReader.parse(text, path: path, skipBadLines: skipBadLines)
         case .mooncake:
-            return try MooncakeTraceAdapter.parse(text, path: path, skipBadLines: skipBadLines)
+            return try MooncakeTrace.parse(Data(text.utf8), path: path, skipBadLines: skipBadLines)
         }
     }
 
