@@ -29,8 +29,10 @@ struct TimedReplayOptions: ParsableArguments {
     var maxRunning = 256
     @Option(help: "Most tokens per step (max_num_batched_tokens, chunked prefill budget).")
     var maxBatchedTokens = 8192
-    @Option(help: "Tokens per KV block.")
-    var blockTokens = 16
+    @Option(help: "Tokens per KV-cache block in timed mode.")
+    var kvBlockTokens = 16
+    @Option(help: "Trace format for timed mode: mooncake, azure, vidur, burstgpt, sharegpt, castillo (default: detected).")
+    var format: String?
     @Option(name: .customLong("swap-gib"), help: "Host memory for swapping preempted KV, GiB (0: recompute only).")
     var swapGiB = 0.0
     @Option(help: "Quantile of recent outputs the history predictor reserves.")
@@ -44,50 +46,52 @@ struct TimedReplayOptions: ParsableArguments {
 /// `kvcache replay --mode timed`: runs each named reservation policy through the modelled engine on
 /// the same arrivals and prints a side-by-side table (stderr) or one JSON object (stdout).
 enum TimedReplay {
-    /// Runs the timed replay of `tracePath`.
-    /// - Parameters:
-    ///   - format: `--format` (nil detects by content); `skipBadLines`: `--skip-bad-lines`.
-    static func run(tracePath: String, format: String?, skipBadLines: Bool, json: Bool,
-                    options o: TimedReplayOptions) throws {
-        let wallStart = DispatchTime.now().uptimeNanoseconds
-        guard let model = ModelSpec.preset(named: o.model) else {
-            throw ValidationError("unknown --model \(o.model) (\(ModelSpec.presets.map(\.name).joined(separator: ", ")))")
-        }
-        guard let hardware = HardwareSpec.preset(named: o.hardware) else {
-            throw ValidationError("unknown --hardware \(o.hardware) (a100, h100, h200)")
-        }
+    /// Reads `tracePath` (format from `--format` or detected) and runs the timed replay on it.
+    static func run(tracePath: String, skipBadLines: Bool, json: Bool, options o: TimedReplayOptions) throws {
         var traceFormat: TraceFormat? = nil
-        if let format {
+        if let format = o.format {
             guard let f = TraceFormat(rawValue: format.lowercased()) else {
-                throw ValidationError("unknown --format \(format) (\(TraceFormat.allCases.map(\.rawValue).joined(separator: ", ")))")
+                throw CLIError("unknown --format \(format) (\(TraceFormat.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
             traceFormat = f
+        }
+        let trace: LoadedTrace
+        do { trace = try TraceLoader.load(path: tracePath, format: traceFormat, skipBadLines: skipBadLines) } catch {
+            throw CLIError(error.description)
+        }
+        try run(trace: trace, label: tracePath, json: json, options: o)
+    }
+
+    /// Runs the timed replay on an already loaded trace (`label` names it in the output).
+    static func run(trace: LoadedTrace, label tracePath: String, json: Bool, options o: TimedReplayOptions) throws {
+        let wallStart = DispatchTime.now().uptimeNanoseconds
+        guard let model = ModelSpec.preset(named: o.model) else {
+            throw CLIError("unknown --model \(o.model) (\(ModelSpec.presets.map(\.name).joined(separator: ", ")))")
+        }
+        guard let hardware = HardwareSpec.preset(named: o.hardware) else {
+            throw CLIError("unknown --hardware \(o.hardware) (a100, h100, h200)")
         }
         let names = (o.compare ?? o.reservation).split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         var policies: [ReservationPolicy] = []
         for n in names {
             guard let p = ReservationPolicy(rawValue: n) else {
-                throw ValidationError("unknown reservation policy \(n) (worst-case, on-demand, predicted, oracle)")
+                throw CLIError("unknown reservation policy \(n) (worst-case, on-demand, predicted, oracle)")
             }
             policies.append(p)
         }
-        guard !policies.isEmpty else { throw ValidationError("no reservation policy given") }
-        guard o.maxTokens >= 1, o.maxRunning >= 1, o.maxBatchedTokens >= 1, o.blockTokens >= 1 else {
-            throw ValidationError("--max-tokens, --max-running, --max-batched-tokens and --block-tokens must be positive")
+        guard !policies.isEmpty else { throw CLIError("no reservation policy given") }
+        guard o.maxTokens >= 1, o.maxRunning >= 1, o.maxBatchedTokens >= 1, o.kvBlockTokens >= 1 else {
+            throw CLIError("--max-tokens, --max-running, --max-batched-tokens and --kv-block-tokens must be positive")
         }
-        guard o.rateScale > 0, o.rateScale.isFinite else { throw ValidationError("--rate-scale must be positive") }
-        if let r = o.arrivalRate, !(r > 0 && r.isFinite) { throw ValidationError("--arrival-rate must be positive") }
+        guard o.rateScale > 0, o.rateScale.isFinite else { throw CLIError("--rate-scale must be positive") }
+        if let r = o.arrivalRate, !(r > 0 && r.isFinite) { throw CLIError("--arrival-rate must be positive") }
         let queueOrder: QueueOrder
         switch o.order.lowercased() {
         case "fcfs": queueOrder = .fcfs
         case "spf", "shortest-predicted-first": queueOrder = .shortestPredictedFirst(agingSeconds: o.agingSeconds)
-        default: throw ValidationError("unknown --order \(o.order) (fcfs, spf)")
+        default: throw CLIError("unknown --order \(o.order) (fcfs, spf)")
         }
 
-        let trace: LoadedTrace
-        do { trace = try TraceLoader.load(path: tracePath, format: traceFormat, skipBadLines: skipBadLines) } catch {
-            throw ValidationError(error.description)
-        }
         var requests = trace.requests
         if let limit = o.limit { requests = Array(requests.prefix(max(0, limit))) }
         requests = ArrivalSchedule.apply(to: requests, hasTimestamps: trace.hasTimestamps, rateScale: o.rateScale,
@@ -96,14 +100,14 @@ enum TimedReplay {
         let costModel = RooflineCostModel(model: model, hardware: hardware)
         let kvBytes = o.kvGiB.map { $0 * 1_073_741_824 } ?? costModel.kvBytesAvailable()
         var base = ModelledRunConfig(model: model, hardware: hardware, kvBytes: kvBytes)
-        base.blockTokens = o.blockTokens
+        base.blockTokens = o.kvBlockTokens
         base.maxTokens = o.maxTokens
         base.swapBytes = o.swapGiB * 1_073_741_824
         base.scheduler.maxRunningSequences = o.maxRunning
         base.scheduler.maxBatchedTokens = o.maxBatchedTokens
         base.scheduler.defaultMaxTokens = o.maxTokens
         base.scheduler.order = queueOrder
-        guard base.capacityBlocks >= 1 else { throw ValidationError("--kv-gib holds no KV block") }
+        guard base.capacityBlocks >= 1 else { throw CLIError("--kv-gib holds no KV block") }
 
         var runs: [ModelledRunReport] = []
         var walls: [Double] = []
@@ -114,13 +118,11 @@ enum TimedReplay {
             let predictor = HistoryLengthPredictor(reserveQuantile: o.reserveQuantile)
             let report: ModelledRunReport
             do { report = try ModelledEngine(config: config).run(requests, predictor: predictor) } catch {
-                throw ValidationError(error.description)
+                throw CLIError(error.description)
             }
             walls.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
             runs.append(report)
-            if !json {
-                FileHandle.standardError.write(Data("\(policy.rawValue): done in \(String(format: "%.2f", walls.last!)) s wall\n".utf8))
-            }
+            if !json { note("\(policy.rawValue): done in \(String(format: "%.2f", walls.last!)) s wall") }
         }
         let wall = Double(DispatchTime.now().uptimeNanoseconds - wallStart) / 1e9
         if json {
