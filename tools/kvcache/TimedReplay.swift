@@ -115,7 +115,7 @@ enum TimedReplay {
             var config = base
             config.scheduler.reservation = policy
             let t0 = DispatchTime.now().uptimeNanoseconds
-            let predictor = HistoryLengthPredictor(reserveQuantile: o.reserveQuantile)
+            let predictor = RecentLengthPredictor(reserveQuantile: o.reserveQuantile)
             let report: ModelledRunReport
             do { report = try ModelledEngine(config: config).run(requests, predictor: predictor) } catch {
                 throw CLIError(error.description)

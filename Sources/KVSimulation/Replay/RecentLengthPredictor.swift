@@ -1,11 +1,11 @@
 import KVScheduler
 
-/// A predictor for traces without text: the recent output lengths of requests with the same template
+/// A simple predictor for traces without text, used by the timed replay: the recent output lengths of requests with the same template
 /// key (else of all requests), summarised as a mean (expected) and a quantile (reserve).
 ///
 /// Until `minimumHistory` outputs are known it predicts `maxTokens` (no evidence, no risk).
 /// `predict` is O(1); `observe` is O(window) (a sorted window kept by insertion).
-public final class HistoryLengthPredictor: OutputLengthPredictor {
+public final class RecentLengthPredictor: OutputLengthPredictor {
     public let window: Int
     public let reserveQuantile: Double
     public let minimumHistory: Int
