@@ -116,6 +116,8 @@ public final class Scheduler {
     var arrivalCounter = 0
     @exclusivity(unchecked)
     var candidates: [Int32] = []
+    var finishScratch: [Int32] = []
+    var finishReasons: [FinishReason] = []
     /// Running requests' projected (remaining tokens, current length), largest remaining first; built
     /// per admission pass under projected admission.
     @exclusivity(unchecked)
@@ -728,12 +730,7 @@ public final class Scheduler {
                 sampler += 1
             }
         }
-        for slot in plan.decodeSlots {
-            entries[Int(slot)].computed += 1
-            entries[Int(slot)].pendingCommit += 1
-            try sampled(slot, stop: stops[sampler], id: tokenIDs?[sampler], now: now)
-            sampler += 1
-        }
+        try completeDecodes(steps: 1, stops: stops, firstStop: sampler, tokenIDs: tokenIDs, now: now)
         if !finished.isEmpty {
             running.removeAll { entries[Int($0)].state == .finished }
         }
@@ -767,15 +764,53 @@ public final class Scheduler {
         }
         completingNow = now
         stats.steps += steps - 1
-        for (k, slot) in plan.decodeSlots.enumerated() {
-            entries[Int(slot)].computed += steps
-            entries[Int(slot)].pendingCommit += steps
-            entries[Int(slot)].generated += steps - 1
-            entries[Int(slot)].pendingAppend += steps - 1
-            try sampled(slot, stop: stops[k], id: nil, now: now)
-        }
+        try completeDecodes(steps: steps, stops: stops, firstStop: 0, tokenIDs: nil, now: now)
         if !finished.isEmpty {
             running.removeAll { entries[Int($0)].state == .finished }
+        }
+    }
+
+    /// Records `steps` decode steps of every decoding request of the plan (the last one samples with
+    /// `stops[firstStop + k]`), then finishes the stopped ones. The first pass runs over the entries in
+    /// place without per-element checks; it is the per-sequence cost of every step.
+    private func completeDecodes(steps: Int, stops: [Bool], firstStop: Int, tokenIDs: [UInt32]?,
+                                 now: Double) throws(SchedulerError) {
+        finishScratch.removeAll(keepingCapacity: true)
+        finishReasons.removeAll(keepingCapacity: true)
+        let projected = self.projected
+        let blockTokens = cache.blockTokens
+        let fraction = config.extensionFraction
+        var extensions = 0
+        entries.withUnsafeMutableBufferPointer { buf in
+            for (k, slot) in plan.decodeSlots.enumerated() {
+                let i = Int(slot)
+                let stop = stops[firstStop + k]
+                buf[i].computed += steps
+                buf[i].pendingCommit += steps
+                buf[i].generated += steps
+                buf[i].pendingAppend += steps
+                let generated = buf[i].generated, maxTokens = buf[i].maxTokens
+                if projected && generated >= buf[i].reserveOutput && generated < maxTokens && !stop {
+                    let reserve = buf[i].reserveOutput
+                    buf[i].reserveOutput = min(maxTokens, reserve + max(blockTokens, Int(Double(reserve) * fraction)))
+                    extensions += 1
+                }
+                if buf[i].tokenIDs {
+                    if let id = tokenIDs?[firstStop + k], steps == 1 { cold[i].generatedIDs.append(id) } else {
+                        buf[i].tokenIDs = false
+                        cold[i].generatedIDs = []
+                    }
+                }
+                if buf[i].firstTokenTime == nil { buf[i].firstTokenTime = now }
+                if stop || generated >= maxTokens {
+                    finishScratch.append(slot)
+                    finishReasons.append(stop ? .stop : .length)
+                }
+            }
+        }
+        stats.extensions += extensions
+        for (slot, reason) in zip(finishScratch, finishReasons) {
+            try finish(slot, reason: reason, duringPlanning: false)
         }
     }
 
