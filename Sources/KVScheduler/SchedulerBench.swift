@@ -1,8 +1,15 @@
 import KVCache
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Measures the scheduler's own CPU cost per step (plan + completion + submissions, cache calls
 /// included) with a steady batch of running sequences, for `kvcache bench`. Only the time inside the
 /// scheduler's API is counted; the fake engine around it (stop decisions, building new requests) is not.
+/// Time is the calling thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), so other processes on a shared
+/// machine do not inflate it.
 ///
 /// The batch decodes; sequences finish at seeded random lengths (64-1023 tokens) and new requests
 /// replace them, so each step also sees admissions, chunked prefills and block growth. The predictor
@@ -30,8 +37,7 @@ public enum SchedulerBench {
         var nextID: Int64 = 0
         var stops: [Bool] = []
         stops.reserveCapacity(runningSequences * 2)
-        let clock = ContinuousClock()
-        var inside = Duration.zero
+        var inside: Int64 = 0   // nanoseconds of thread CPU time inside the scheduler
         func submit() {
             let id = nextID
             nextID += 1
@@ -39,16 +45,16 @@ public enum SchedulerBench {
             let keys = (0..<(promptTokens / blockTokens)).map { BlockKey(lo: UInt64($0 + 1), hi: UInt64(id) | 1 << 40) }
             let request = SchedulerRequest(id: SequenceID(id), prompt: .keys(keys, tokenCount: promptTokens),
                                            maxTokens: 2048, arrival: 0, knownOutputTokens: remaining[Int(id)])
-            let t0 = clock.now
+            let t0 = threadCPUNanoseconds()
             try? scheduler.submit(request)
-            inside += clock.now - t0
+            inside += threadCPUNanoseconds() - t0
         }
         for _ in 0..<runningSequences { submit() }
         var now = 0.0
         func step() {
-            let t0 = clock.now
+            let t0 = threadCPUNanoseconds()
             guard let plan = try? scheduler.schedule(now: now) else { return }
-            inside += clock.now - t0
+            inside += threadCPUNanoseconds() - t0
             stops.removeAll(keepingCapacity: true)
             for p in plan.prefills where p.samples {
                 remaining[Int(p.id.raw)] -= 1
@@ -59,18 +65,25 @@ public enum SchedulerBench {
                 stops.append(remaining[Int(d.id.raw)] <= 0)
             }
             now += 0.01
-            let t1 = clock.now
+            let t1 = threadCPUNanoseconds()
             try? scheduler.complete(stops: stops, now: now)
-            inside += clock.now - t1
+            inside += threadCPUNanoseconds() - t1
             for _ in scheduler.finished { submit() }
         }
         // Warm up until the batch is full and decoding.
         for _ in 0..<200 { step() }
-        inside = .zero
+        inside = 0
         for _ in 0..<steps { step() }
-        let ns = Double(inside.components.seconds) * 1e9 + Double(inside.components.attoseconds) / 1e9
-        return ns / Double(steps)
+        return Double(inside) / Double(steps)
     }
+}
+
+/// CPU time of the calling thread in nanoseconds.
+@inline(__always)
+func threadCPUNanoseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
 }
 
 /// The running mean of observed outputs (the benchmark's predictor).

@@ -38,7 +38,7 @@ struct BenchSchedulerCommand: ParsableCommand {
                                   "ns_per_step": perPolicy])
         } else {
             for (k, v) in results {
-                print("\(k.padding(toLength: 12, withPad: " ", startingAt: 0)) \(String(format: "%8.1f", v / 1000)) us/step  (\(running) running, schedule + complete, cache calls included)")
+                print("\(k.padding(toLength: 12, withPad: " ", startingAt: 0)) \(String(format: "%8.1f", v / 1000)) us/step  (\(running) running; thread CPU time in schedule + complete + submit, cache calls included)")
             }
         }
     }
