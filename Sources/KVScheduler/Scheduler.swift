@@ -80,6 +80,8 @@ public final class Scheduler {
         var tokenIDs: Bool
         /// `observations` when its prediction was made.
         var predictedAt = 0
+        /// Prompt tokens it found in the prefix cache at its last admission (blocks it may share).
+        var hitTokens = 0
     }
 
     /// (expected, reserve) output tokens of a request under the configured policy.
@@ -121,10 +123,14 @@ public final class Scheduler {
     /// Running requests' projected (remaining tokens, current length), largest remaining first; built
     /// per admission pass under projected admission.
     @exclusivity(unchecked)
-    var projection: [(remaining: Int, length: Int)] = []
+    var projection: [(remaining: Int, own: Int)] = []
     var projectionSorted = false
-    /// Sum over `projection` of final length plus one block: a bound on the projected peak.
-    var projectionFinalSum = 0
+    /// KV tokens held now (blocks in use x block size), plus those admitted in this pass.
+    var projectionHeld = 0
+    /// Sum of `own` over `projection`.
+    var projectionOwnSum = 0
+    /// Sum over `projection` of remaining growth plus one block: with `projectionHeld`, a bound on the peak.
+    var projectionGrowthSum = 0
 
     /// Whether admission follows the projected KV curve (see `SchedulerConfig.projectedAdmission`).
     var projected: Bool {
@@ -572,9 +578,12 @@ public final class Scheduler {
         }
         let projectedRemaining = max(1, e.reserveOutput - e.generated)
         // Alone, a request is always admitted: it runs until done or until it fills the cache.
-        if projected && !running.isEmpty && !projectionFits(remaining: projectedRemaining, length: e.contextTarget) {
-            return false
+        let checkProjection = projected && !running.isEmpty
+        if checkProjection && !projectionFits(remaining: projectedRemaining,
+                                              own: max(0, roundUp(e.contextTarget, bt) - maxHitBlocks * bt)) {
+            return false   // does not fit even if every prompt block hit the cache
         }
+        var own = roundUp(e.contextTarget, bt)
         do {
             if !e.registered {
                 switch cold[Int(slot)].prompt {
@@ -599,6 +608,8 @@ public final class Scheduler {
             } else {
                 cached = try cache.lookup(e.id).cachedTokens
             }
+            own -= cached
+            if checkProjection && !projectionFits(remaining: projectedRemaining, own: own) { return false }
             let restored = max(cached, swapIn)
             let chunk = min(e.contextTarget - restored, budget)
             let first = restored - cached + chunk
@@ -622,6 +633,7 @@ public final class Scheduler {
                 e.swappedTokens = 0
             }
             e.computed = restored
+            e.hitTokens = cached
             e.slotTokens = roundUp(cached + first + lookahead, bt)
             stats.prefixHitTokens += cached
         } catch { throw .cache(error) }
@@ -632,7 +644,7 @@ public final class Scheduler {
         entries[Int(slot)] = e
         running.append(slot)
         stats.admitted += 1
-        if projected { insertProjection(remaining: projectedRemaining, length: e.contextTarget) }
+        if projected { insertProjection(remaining: projectedRemaining, own: own) }
         let chunk = min(e.contextTarget - e.computed, budget)
         if chunk > 0 {
             budget -= chunk
@@ -645,64 +657,76 @@ public final class Scheduler {
 
     // MARK: - Projected admission
 
-    /// Fills `projection` from the running requests; sorting (largest remaining first) waits until a
-    /// check needs it. O(running), plus O(running log running) for the first exact check.
+    /// Fills `projection` from the running requests: for each, the tokens it will still grow by
+    /// (predicted) and the tokens it holds alone (its blocks less its prefix hits), which it frees when it
+    /// ends. Sorting (largest remaining first) waits until a check needs it. O(running).
     private func buildProjection() {
         projection.removeAll(keepingCapacity: true)
-        projectionFinalSum = 0
+        let bt = cache.blockTokens
+        projectionHeld = (cache.capacityBlocks - cache.freeBlockCount) * bt
+        projectionOwnSum = 0
+        projectionGrowthSum = 0
         for slot in running {
             let e = entries[Int(slot)]
-            let length = e.promptTokens + e.generated
-            let final = e.promptTokens + max(e.reserveOutput, e.generated + 1)
-            projection.append((final - length, length))
-            projectionFinalSum += final + cache.blockTokens
+            let remaining = max(e.reserveOutput, e.generated + 1) - e.generated
+            let own = max(0, e.slotTokens - e.hitTokens)
+            projection.append((remaining, own))
+            projectionOwnSum += own
+            projectionGrowthSum += remaining + bt
         }
         projectionSorted = false
     }
 
-    /// Whether adding a request of `length` tokens that grows for `remaining` more keeps the projected
-    /// KV within the cache at every future step. Each live sequence counts one extra block for its
-    /// partial last block. O(running).
-    private func projectionFits(remaining: Int, length: Int) -> Bool {
+    /// Whether a request that needs `own` new tokens of blocks now and grows by `remaining` more keeps
+    /// the projected KV within the cache at every future step.
+    ///
+    /// Usage at step t is what is held now, plus one token per step for every request still running,
+    /// less what the requests that ended by then held alone; one block of slack per running request
+    /// covers partial blocks. Its peaks come just before each predicted end, so the walk visits
+    /// the ends from the latest down. O(running), plus a sort the first time in a pass.
+    private func projectionFits(remaining: Int, own: Int) -> Bool {
         let capacity = cache.capacityBlocks * cache.blockTokens
         let slack = cache.blockTokens
-        // Every sequence at its final length at once bounds the peak: no need for the exact walk.
-        if projectionFinalSum + length + remaining + slack <= capacity { return true }
+        let held = projectionHeld + own
+        // Nothing ending early, everyone growing to the end at once: a bound that often suffices.
+        if held + projectionGrowthSum + remaining + slack <= capacity { return true }
         if !projectionSorted {
             projection.sort { $0.remaining > $1.remaining }
             projectionSorted = true
         }
-        var sumLength = 0, count = 0
+        let ownTotal = projectionOwnSum + own
+        var aliveOwn = 0, alive = 0
         var inserted = false
         var i = 0
-        // Walk remaining-descending; at each element the alive set is everything walked so far, and the
-        // usage just before that element's end (t = r - 1) is sum(len) + count x (r - 1 + slack).
         while i < projection.count || !inserted {
             let r: Int
             if !inserted && (i == projection.count || remaining >= projection[i].remaining) {
                 r = remaining
-                sumLength += length
+                aliveOwn += own
                 inserted = true
             } else {
                 r = projection[i].remaining
-                sumLength += projection[i].length
+                aliveOwn += projection[i].own
                 i += 1
             }
-            count += 1
-            if sumLength + count * (r - 1 + slack) > capacity { return false }
+            alive += 1
+            // Just before this request's end: the ones with smaller remaining have ended.
+            if held - (ownTotal - aliveOwn) + alive * (r - 1 + slack) > capacity { return false }
         }
         return true
     }
 
-    private func insertProjection(remaining: Int, length: Int) {
-        projectionFinalSum += length + remaining + cache.blockTokens
+    private func insertProjection(remaining: Int, own: Int) {
+        projectionHeld += own
+        projectionOwnSum += own
+        projectionGrowthSum += remaining + cache.blockTokens
         guard projectionSorted else {
-            projection.append((remaining, length))
+            projection.append((remaining, own))
             return
         }
         var i = projection.count
         while i > 0 && projection[i - 1].remaining < remaining { i -= 1 }
-        projection.insert((remaining, length), at: i)
+        projection.insert((remaining, own), at: i)
     }
 
     // MARK: - Completion

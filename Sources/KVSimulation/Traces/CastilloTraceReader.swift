@@ -17,7 +17,7 @@ public enum CastilloTraceReader {
         var requests: [TraceRequest] = []
         let decoder = JSONDecoder()
         var lineNumber = 0
-        for line in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
+        for line in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
             lineNumber += 1
             if line.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\r" }) { continue }
             guard let r = try? decoder.decode(Record.self, from: Data(line.utf8)) else {

@@ -9,7 +9,9 @@ import Foundation
 /// derived from the conversation id and block index, so the next turn (whose prompt extends this one)
 /// hits them. Text becomes token counts through `tokenCount` (an approximation of a BPE tokenizer, see
 /// `TextTokenEstimate`). Arrivals are 0 (the trace has no times): the replay spreads them.
-/// Messages from `system` join the history; a user message with no answer after it makes no request.
+/// Messages from `system` join the history; a user message with no answer after it makes no request,
+/// and neither does an empty conversation (valid, just empty). Lines split at `\n` only: JSON strings
+/// may hold U+2028.
 public enum ShareGPTTraceReader {
     /// Chat-template tokens per message (role header and separators, Llama-3 style).
     public static let messageOverheadTokens = 4
@@ -45,7 +47,7 @@ public enum ShareGPTTraceReader {
             }
             for (k, element) in array.enumerated() {
                 guard let data = try? JSONSerialization.data(withJSONObject: element),
-                      let conv = try? decoder.decode(Conversation.self, from: data), !conv.messages.isEmpty else {
+                      let conv = try? decoder.decode(Conversation.self, from: data) else {
                     try sink.report(line: k + 1, "record \(k + 1) is not a conversation")
                     continue
                 }
@@ -53,15 +55,11 @@ public enum ShareGPTTraceReader {
             }
         } else {
             var lineNumber = 0
-            for line in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
+            for line in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
                 lineNumber += 1
                 if line.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\r" }) { continue }
                 guard let conv = try? decoder.decode(Conversation.self, from: Data(line.utf8)) else {
                     try sink.report(line: lineNumber, "not a JSON conversation object")
-                    continue
-                }
-                guard !conv.messages.isEmpty else {
-                    try sink.report(line: lineNumber, "conversation has no messages")
                     continue
                 }
                 append(conv, ordinal: lineNumber, to: &requests, tokenCount: tokenCount)

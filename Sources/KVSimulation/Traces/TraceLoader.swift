@@ -30,7 +30,7 @@ public enum TraceLoader {
 
     /// The format of `text` judged by its first non-empty line, or nil.
     public static func detect(_ text: String) -> TraceFormat? {
-        for line in text.split(maxSplits: 64, omittingEmptySubsequences: true, whereSeparator: \.isNewline) {
+        for line in text.split(maxSplits: 64, omittingEmptySubsequences: true, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
             if line.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\r" }) { continue }
             return TraceFormat.detect(firstLine: line)
         }
