@@ -47,7 +47,9 @@ struct TimedReplayOptions: ParsableArguments {
 /// the same arrivals and prints a side-by-side table (stderr) or one JSON object (stdout).
 enum TimedReplay {
     /// Reads `tracePath` (format from `--format` or detected) and runs the timed replay on it.
-    static func run(tracePath: String, skipBadLines: Bool, json: Bool, options o: TimedReplayOptions) throws {
+    /// `hashBlockTokens` is the tokens per Mooncake hash id (the replay command's `--block-tokens`).
+    static func run(tracePath: String, skipBadLines: Bool, json: Bool, hashBlockTokens: Int = 512,
+                    options o: TimedReplayOptions) throws {
         var traceFormat: TraceFormat? = nil
         if let format = o.format {
             guard let f = TraceFormat(rawValue: format.lowercased()) else {
@@ -56,7 +58,10 @@ enum TimedReplay {
             traceFormat = f
         }
         let trace: LoadedTrace
-        do { trace = try TraceLoader.load(path: tracePath, format: traceFormat, skipBadLines: skipBadLines) } catch {
+        do {
+            trace = try TraceLoader.load(path: tracePath, format: traceFormat, skipBadLines: skipBadLines,
+                                         hashBlockTokens: hashBlockTokens)
+        } catch {
             throw CLIError(error.description)
         }
         try run(trace: trace, label: tracePath, json: json, options: o)

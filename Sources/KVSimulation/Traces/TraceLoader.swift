@@ -7,14 +7,16 @@ public enum TraceLoader {
     ///   - format: the format; nil detects it from the first non-empty line.
     ///   - skipBadLines: count and skip malformed rows instead of failing on the first.
     /// - Throws: `TraceError` naming the file (and line for a bad row).
-    public static func load(path: String, format: TraceFormat? = nil, skipBadLines: Bool = false) throws(TraceError) -> LoadedTrace {
+    ///   - hashBlockTokens: tokens per Mooncake hash id (512 in the published traces).
+    public static func load(path: String, format: TraceFormat? = nil, skipBadLines: Bool = false,
+                            hashBlockTokens: Int = 512) throws(TraceError) -> LoadedTrace {
         let text = try readText(path: path)
-        return try parse(text, path: path, format: format, skipBadLines: skipBadLines)
+        return try parse(text, path: path, format: format, skipBadLines: skipBadLines, hashBlockTokens: hashBlockTokens)
     }
 
     /// Parses the whole text of a trace; `path` labels errors.
     public static func parse(_ text: String, path: String, format: TraceFormat? = nil,
-                             skipBadLines: Bool = false) throws(TraceError) -> LoadedTrace {
+                             skipBadLines: Bool = false, hashBlockTokens: Int = 512) throws(TraceError) -> LoadedTrace {
         guard let resolved = format ?? detect(text) else { throw .unknownFormat(path: path) }
         switch resolved {
         case .azure, .vidur, .burstgpt:
@@ -24,7 +26,8 @@ public enum TraceLoader {
         case .castillo:
             return try CastilloTraceReader.parse(text, path: path, skipBadLines: skipBadLines)
         case .mooncake:
-            return try MooncakeTrace.parse(Data(text.utf8), path: path, skipBadLines: skipBadLines)
+            return try MooncakeTrace.parse(Data(text.utf8), path: path, blockTokens: hashBlockTokens,
+                                           skipBadLines: skipBadLines)
         }
     }
 
