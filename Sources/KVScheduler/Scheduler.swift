@@ -542,13 +542,20 @@ public final class Scheduler {
         let inOrder = config.effectivePacking == .inOrder
         for (k, slot) in candidates.enumerated() {
             if budget == 0 || running.count >= config.maxRunningSequences { break }
-            let admitted = try tryAdmit(slot, budget: &budget)
+            var neverFits = false
+            let admitted = try tryAdmit(slot, budget: &budget, neverFits: &neverFits)
+            if neverFits {
+                // Nothing else holds blocks, yet it does not fit: it never will.
+                try finish(slot, reason: .capacity, duringPlanning: true)
+                continue
+            }
             if !admitted && entries[Int(slot)].state != .finished && (inOrder || k < priority) { break }
         }
     }
 
-    /// Admits `slot` if its reservation fits; returns whether it did.
-    private func tryAdmit(_ slot: Int32, budget: inout Int) throws(SchedulerError) -> Bool {
+    /// Admits `slot` if its reservation fits; returns whether it did. Sets `neverFits` when it failed
+    /// with nothing running (so it cannot fit at all).
+    private func tryAdmit(_ slot: Int32, budget: inout Int, neverFits: inout Bool) throws(SchedulerError) -> Bool {
         let bt = cache.blockTokens
         var e = entries[Int(slot)]
         let reserve = reservedOutput(e)
@@ -562,10 +569,6 @@ public final class Scheduler {
         // The watermark keeps room for running requests to grow; with none running it only blocks.
         let watermark = config.reservation == .onDemand && !running.isEmpty
             ? Int(Double(cache.capacityBlocks) * config.watermarkFraction) : 0
-        var neverFits = false
-        defer {
-            if neverFits { try? finish(slot, reason: .capacity, duringPlanning: true) }
-        }
         var maxHitBlocks = 0
         switch cold[Int(slot)].prompt {
         case let .keys(keys, _): maxHitBlocks = keys.count
@@ -622,7 +625,6 @@ public final class Scheduler {
             }
             let outcome = try cache.allocate(e.id, newTokens: first, lookahead: lookahead)
             guard case .allocated = outcome else {
-                // Nothing else holds blocks, yet it does not fit: it never will.
                 neverFits = running.isEmpty
                 return false
             }
