@@ -69,3 +69,19 @@ func syntheticTrace(_ n: Int, seed: UInt64) -> [TraceRequest] {
         }
     }
 }
+
+@Suite struct ProjectedAdmissionTests {
+    @Test func exactLengthsNeverPreemptAndPackTighterThanStaticReservations() throws {
+        let trace = syntheticTrace(400, seed: 23).map { r -> TraceRequest in var r = r; r.arrival = 0; return r }
+        var projected = ModelledRunConfig(model: .llama3_8B, hardware: .h100_80GB, kvBytes: 0.4 * 1_073_741_824)
+        projected.maxTokens = 1024
+        projected.scheduler.reservation = .oracle
+        var fixed = projected
+        fixed.scheduler.projectedAdmission = false
+        let a = try ModelledEngine(config: projected).run(trace, predictor: nil)
+        let b = try ModelledEngine(config: fixed).run(trace, predictor: nil)
+        #expect(a.preemptions == 0 && b.preemptions == 0)
+        #expect(a.meanRunning > b.meanRunning)
+        #expect(a.outputTokensPerSecond > b.outputTokensPerSecond)
+    }
+}
