@@ -4,13 +4,16 @@ import KVCache
 /// chunked prefill under a token budget, decodes, and preemption when KV runs out.
 ///
 /// Use: `submit` requests as they arrive; each step call `schedule(now:)`, run the returned plan,
-/// then `complete(stops:now:)` with one stop flag per sampled token. Finished requests appear in
-/// `finished` until the next `complete`. Single-threaded, like the `KVCacheManager` it drives.
+/// then `complete(stops:now:)` with one stop flag per sampled token. Requests finished in a step
+/// are listed in `finished` until the next `schedule`. Single-threaded, like the `KVCacheManager` it
+/// drives.
 ///
-/// Reservation (see `ReservationPolicy`): admission reserves `prompt + reserve` tokens of blocks up
-/// front (through `allocate`'s lookahead), where `reserve` is `max_tokens` (worst-case), the
-/// predictor's reserve quantile (predicted), the true length (oracle) or nothing (on-demand: blocks
-/// come one at a time as tokens need them). Prefix hits from the cache count towards the need.
+/// Reservation (see `ReservationPolicy`): `worst-case` reserves `prompt + max_tokens` tokens of blocks
+/// up front (through `allocate`'s lookahead); `on-demand` takes blocks one at a time as tokens need
+/// them; `predicted` and `oracle` (the predictor's reserve quantile, or the true length) either admit
+/// by the projected KV curve and grow block by block (`SchedulerConfig.projectedAdmission`, the
+/// default) or reserve `prompt + reserve` up front (S3's static reservation). Prefix hits from the
+/// cache count towards the need.
 ///
 /// Outgrowing a reservation: a decoding request whose next token has no slot is extended from free
 /// blocks (by `extensionFraction` of its reserve under `predicted`, one block otherwise). When the cache
@@ -24,7 +27,8 @@ import KVCache
 /// stored properties skip dynamic exclusivity checks (`@exclusivity(unchecked)`): the type is
 /// single-threaded by contract and never lends them across a call that could touch them again. Decode
 /// tokens reach the cache lazily: `append`/`commit` for a decoding request are batched until it needs
-/// a new block, is preempted or finishes (decode tokens have no ids, so nothing is published early).
+/// a new block (blocks its output fills are published then); a preempted or finished request is
+/// simply freed.
 public final class Scheduler {
     public let config: SchedulerConfig
     public let cache: KVCacheManager
@@ -651,8 +655,6 @@ public final class Scheduler {
         if chunk > 0 {
             budget -= chunk
             addPrefill(slot, chunk: chunk)
-        } else if e.computed == e.contextTarget {
-            // Everything restored from host memory: it decodes next step.
         }
         return true
     }
