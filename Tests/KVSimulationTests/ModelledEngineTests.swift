@@ -85,3 +85,30 @@ func syntheticTrace(_ n: Int, seed: UInt64) -> [TraceRequest] {
         #expect(a.outputTokensPerSecond > b.outputTokensPerSecond)
     }
 }
+
+@Suite struct SessionGatingTests {
+    @Test func laterTurnsWaitForTheirHistoryAndHitIt() throws {
+        // Three two-turn conversations from the ShareGPT fixture style: turn 2 extends turn 1's prompt.
+        var trace: [TraceRequest] = []
+        for c in 0..<3 {
+            let ids1 = (0..<10).map { UInt64(c * 1000 + $0) }
+            let ids2 = ids1 + (10..<25).map { UInt64(c * 1000 + $0) }
+            trace.append(TraceRequest(arrival: 0, inputTokens: 160, outputTokens: 40, hashIDs: ids1, hashBlockTokens: 16,
+                                      session: "c\(c)"))
+            trace.append(TraceRequest(arrival: 0, inputTokens: 400, outputTokens: 10, hashIDs: ids2, hashBlockTokens: 16,
+                                      session: "c\(c)"))
+        }
+        var gated = ModelledRunConfig(model: .llama3_8B, hardware: .h100_80GB, kvBytes: 1_073_741_824)
+        gated.scheduler.reservation = .onDemand
+        gated.sessionThinkSeconds = 0.5
+        var free = gated
+        free.sessionThinkSeconds = nil
+        let a = try ModelledEngine(config: gated).run(trace, predictor: nil)
+        let b = try ModelledEngine(config: free).run(trace, predictor: nil)
+        #expect(a.requests == 6 && b.requests == 6)
+        // Gated: each second turn finds all 10 prompt blocks of its first turn in the cache.
+        #expect(a.prefixHitTokens == 3 * 160)
+        #expect(b.prefixHitTokens == 0)   // all arrive at once: nothing is cached yet
+        #expect(a.makespan > 0.5)
+    }
+}

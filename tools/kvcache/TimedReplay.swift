@@ -41,6 +41,10 @@ struct TimedReplayOptions: ParsableArguments {
     var limit: Int?
     @Option(help: "Seed for Poisson arrivals.")
     var seed: UInt64 = 1
+    @Option(name: .customLong("think-time-s"), help: "Seconds between a conversation turn's end and the next turn's arrival.")
+    var thinkTimeSeconds = 0.0
+    @Flag(help: "Let conversation turns arrive at their own times, not after the previous turn finished.")
+    var noSessionGating = false
 }
 
 /// `kvcache replay --mode timed`: runs each named reservation policy through the modelled engine on
@@ -112,6 +116,8 @@ enum TimedReplay {
         base.scheduler.maxBatchedTokens = o.maxBatchedTokens
         base.scheduler.defaultMaxTokens = o.maxTokens
         base.scheduler.order = queueOrder
+        guard o.thinkTimeSeconds >= 0 else { throw CLIError("--think-time-s must not be negative") }
+        base.sessionThinkSeconds = o.noSessionGating ? nil : o.thinkTimeSeconds
         guard base.capacityBlocks >= 1 else { throw CLIError("--kv-gib holds no KV block") }
 
         var runs: [ModelledRunReport] = []

@@ -16,6 +16,9 @@ public struct ModelledRunConfig: Sendable {
     public var swapBytes: Double = 0
     /// Run a decode-only plan's identical repetitions as one event (exact; off only to check that).
     public var fastForward = true
+    /// Requests of one session (conversation turns) arrive in order, each only after the previous one
+    /// finished plus `thinkSeconds`; nil lets them arrive at their own times.
+    public var sessionThinkSeconds: Double? = 0
 
     public init(model: ModelSpec, hardware: HardwareSpec, kvBytes: Double) {
         self.model = model
@@ -76,7 +79,8 @@ public final class ModelledEngine {
         }
 
         let n = requests.count
-        let order = (0..<n).sorted { requests[$0].arrival < requests[$1].arrival || (requests[$0].arrival == requests[$1].arrival && $0 < $1) }
+        var arrivals = ArrivalQueue(requests, gateSessions: config.sessionThinkSeconds != nil,
+                                    thinkSeconds: config.sessionThinkSeconds ?? 0)
         var trueOutput = [Int32](repeating: 0, count: n)
         var produced = [Int32](repeating: 0, count: n)
         for i in 0..<n { trueOutput[i] = Int32(max(1, min(config.maxTokens, requests[i].outputTokens))) }
@@ -84,31 +88,33 @@ public final class ModelledEngine {
         var metrics = RunMetricsRecorder(requests: n)
         var work = StepWork()
         var stops: [Bool] = []
-        var t = order.first.map { max(0, requests[$0].arrival) } ?? 0
+        var t = n > 0 ? max(0, arrivals.nextTime) : 0
         let start = t
-        var next = 0
+        func recordFinished(_ finished: [FinishedRequest]) {
+            metrics.record(finished: finished)
+            for f in finished { arrivals.finished(Int(f.id.raw), at: f.finishTime) }
+        }
         let kvPerBlock = Double(config.model.kvBytesPerToken * config.blockTokens)
         let capacity = Double(cache.capacityBlocks)
 
         while true {
-            while next < n && requests[order[next]].arrival <= t {
-                let i = order[next]
+            while let (i, arrival) = arrivals.pop(upTo: t) {
                 let r = requests[i]
                 let keys = TracePromptKeys.keys(for: r, index: i, blockTokens: config.blockTokens)
                 let req = SchedulerRequest(id: SequenceID(Int64(i)), prompt: .keys(keys, tokenCount: r.inputTokens),
-                                           maxTokens: config.maxTokens, arrival: r.arrival, promptText: r.promptText,
+                                           maxTokens: config.maxTokens, arrival: arrival, promptText: r.promptText,
                                            templateKey: r.hashIDs.first, modelID: r.model,
                                            knownOutputTokens: Int(trueOutput[i]))
                 do { try scheduler.submit(req) } catch { throw .scheduler(error) }
-                next += 1
             }
             let plan: StepPlan
             do { plan = try scheduler.schedule(now: t) } catch { throw .scheduler(error) }
             if plan.isEmpty {
                 // No `complete` follows: collect what planning finished (requests that cannot fit).
-                metrics.record(finished: scheduler.finished)
-                if next < n {
-                    t = max(t, requests[order[next]].arrival)
+                recordFinished(scheduler.finished)
+                let due = arrivals.nextTime
+                if due < .infinity {
+                    t = max(t, due)
                     continue
                 }
                 if scheduler.isIdle { break }
@@ -132,7 +138,7 @@ public final class ModelledEngine {
             var dt = costModel.stepSeconds(work)
             var steps = 1
             if repeats > 1 {
-                let bound = min(next < n ? requests[order[next]].arrival : .infinity, scheduler.nextAgingDeadline)
+                let bound = min(arrivals.nextTime, scheduler.nextAgingDeadline)
                 var step = work
                 while steps < repeats && t + dt < bound {
                     step.advanceDecodes()
@@ -160,7 +166,7 @@ public final class ModelledEngine {
                     try scheduler.complete(stops: stops, now: t)
                 }
             } catch { throw .scheduler(error) }
-            metrics.record(finished: scheduler.finished)
+            recordFinished(scheduler.finished)
         }
         let s = scheduler.stats
         return metrics.report(policy: config.scheduler.reservation.rawValue, start: start, stats: s)

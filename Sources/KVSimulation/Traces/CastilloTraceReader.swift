@@ -2,7 +2,7 @@ import Foundation
 
 /// Reads a CASTILLO lengths JSONL (`prompt_id, model, dataset, input_size, output_sizes[...]`) as one
 /// request per record: prompt `input_size`, output the first sampled length (`output_sizes[0]`, a
-/// real draw, not the mean), model and prompt id kept. Arrivals are 0 (no times in the data).
+/// real draw, not the mean), model kept. Arrivals are 0 (no times in the data).
 public enum CastilloTraceReader {
     struct Record: Decodable {
         var prompt_id: String?
@@ -32,8 +32,8 @@ public enum CastilloTraceReader {
                 try sink.report(line: lineNumber, "output_sizes missing or negative")
                 continue
             }
-            requests.append(TraceRequest(arrival: 0, inputTokens: input, outputTokens: output,
-                                         session: r.prompt_id, model: r.model))
+            // The prompt id is not a session: the same prompt recurs for each model, independently.
+            requests.append(TraceRequest(arrival: 0, inputTokens: input, outputTokens: output, model: r.model))
         }
         guard !requests.isEmpty else { throw .empty(path: path) }
         return LoadedTrace(requests: requests, format: .castillo, skippedLines: sink.skipped,
