@@ -143,7 +143,8 @@ enum TimedReplay {
                 ("skipped_lines", .int(trace.skippedLines)),
                 ("model", .string(model.name)), ("hardware", .string(hardware.name)),
                 ("kv_gib", .double(kvBytes / 1_073_741_824)), ("capacity_blocks", .int(base.capacityBlocks)),
-                ("block_tokens", .int(base.blockTokens)), ("max_tokens", .int(o.maxTokens)),
+                ("kv_block_tokens", .int(base.blockTokens)), ("kv_bytes_per_token", .int(model.kvBytesPerToken)),
+                ("max_tokens", .int(o.maxTokens)),
                 ("rate_scale", .double(o.rateScale)),
                 ("arrival_rate", o.arrivalRate.map { .double($0) } ?? .null),
             ]
