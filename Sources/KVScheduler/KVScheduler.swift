@@ -1,2 +1,0 @@
-// KVScheduler module: see docs/ARCHITECTURE.md.
-import KVCache

@@ -1,0 +1,74 @@
+import KVCache
+
+/// How much KV a request reserves when it is admitted, and what happens when it needs more.
+public enum ReservationPolicy: String, Sendable, CaseIterable {
+    /// Prompt plus `max_tokens`: a request never needs more, but few fit (the baseline S3 beats).
+    case worstCase = "worst-case"
+    /// vLLM-like: blocks as tokens come; when none are left, preempt the newest running request.
+    case onDemand = "on-demand"
+    /// Prompt plus the predictor's reserve quantile, packed first-fit-decreasing by that need; a request
+    /// that outgrows it is extended from free blocks, else a victim is preempted (see `Scheduler`).
+    case predicted
+    /// Prompt plus the true output length (from the trace): the ceiling, for evaluation only.
+    case oracle
+}
+
+/// The order in which waiting requests are considered.
+public enum QueueOrder: Sendable, Equatable {
+    /// First come, first served (preempted requests go back to the front).
+    case fcfs
+    /// Shortest predicted output first; a request that waited `agingSeconds` or more jumps ahead of
+    /// every younger one (in arrival order), so none starves.
+    case shortestPredictedFirst(agingSeconds: Double)
+}
+
+/// How admission picks among the first waiting requests.
+public enum Packing: Sendable, Equatable {
+    /// Strictly in queue order: stop at the first request that does not fit (head-of-line blocking).
+    case inOrder
+    /// Among the first `window` waiting requests, largest KV need first, each admitted if it fits.
+    case firstFitDecreasing(window: Int)
+}
+
+/// The scheduler's limits and policies.
+public struct SchedulerConfig: Sendable {
+    /// Most sequences running at once (vLLM `max_num_seqs`).
+    public var maxRunningSequences: Int = 256
+    /// Most tokens (prefill chunks plus decodes) in one step (vLLM `max_num_batched_tokens`).
+    public var maxBatchedTokens: Int = 8192
+    /// The request's `max_tokens` when a submission does not say.
+    public var defaultMaxTokens: Int = 4096
+    public var reservation: ReservationPolicy = .onDemand
+    public var order: QueueOrder = .fcfs
+    /// Admission packing; nil picks by policy: first-fit-decreasing (window 64) for `predicted` and
+    /// `oracle`, in order for the others.
+    public var packing: Packing? = nil
+    /// Blocks kept free at admission under `on-demand`, so running requests can grow (vLLM's 1%).
+    public var watermarkFraction: Double = 0.01
+    /// Under `predicted`, how far a request that outgrew its reservation is extended at once, as a
+    /// fraction of its predicted reserve (at least one block).
+    public var extensionFraction: Double = 0.5
+    /// Under `predicted` and `oracle`: admit by the projected KV curve instead of static reservations.
+    /// A request's reservation (prompt + predicted output) is then not held from the start: it holds its
+    /// prompt, gains blocks as it decodes, and frees everything at its predicted end. A request is
+    /// admitted when the sum of every running request's projected length stays within the cache at
+    /// every future step until the last predicted end (the peak is checked just before each predicted
+    /// finish). With exact lengths (oracle) nothing is ever preempted; with predictions, a request
+    /// that outgrows its reservation extends it by `extensionFraction` and takes free blocks, and a
+    /// victim is preempted only when the cache has none. `false` reserves the whole
+    /// prompt + predicted output at admission (S3's static reservation).
+    public var projectedAdmission = true
+
+    public init(reservation: ReservationPolicy = .onDemand) {
+        self.reservation = reservation
+    }
+
+    /// The packing in effect.
+    public var effectivePacking: Packing {
+        if let packing { return packing }
+        switch reservation {
+        case .predicted, .oracle: return .firstFitDecreasing(window: 64)
+        case .worstCase, .onDemand: return .inOrder
+        }
+    }
+}

@@ -1,2 +1,0 @@
-// KVSimulation module: see docs/ARCHITECTURE.md.
-import KVCache

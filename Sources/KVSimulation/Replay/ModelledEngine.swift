@@ -1,0 +1,174 @@
+import KVCache
+import KVScheduler
+
+/// Settings of one modelled run.
+public struct ModelledRunConfig: Sendable {
+    public var model: ModelSpec
+    public var hardware: HardwareSpec
+    public var efficiency = RooflineCostModel.Efficiency()
+    /// KV-cache budget in bytes (over all tensor-parallel GPUs).
+    public var kvBytes: Double
+    public var blockTokens = 16
+    /// `max_tokens` of every request; true outputs are clipped to it.
+    public var maxTokens = 4096
+    public var scheduler = SchedulerConfig()
+    /// Host memory for swapping preempted KV, in bytes; 0 preempts by recompute only.
+    public var swapBytes: Double = 0
+    /// Run a decode-only plan's identical repetitions as one event (exact; off only to check that).
+    public var fastForward = true
+    /// Requests of one session (conversation turns) arrive in order, each only after the previous one
+    /// finished plus `thinkSeconds`; nil lets them arrive at their own times.
+    public var sessionThinkSeconds: Double? = 0
+
+    public init(model: ModelSpec, hardware: HardwareSpec, kvBytes: Double) {
+        self.model = model
+        self.hardware = hardware
+        self.kvBytes = kvBytes
+    }
+
+    /// Blocks the KV budget holds.
+    public var capacityBlocks: Int { Int(kvBytes / Double(model.kvBytesPerToken * blockTokens)) }
+}
+
+/// Errors of a modelled run.
+public enum ModelledRunError: Error, Equatable, CustomStringConvertible {
+    case invalidConfig(String)
+    case scheduler(SchedulerError)
+    /// Requests remain but the scheduler planned nothing and no arrival is due (a scheduler bug).
+    case stalled(time: Double, waiting: Int, running: Int)
+
+    public var description: String {
+        switch self {
+        case let .invalidConfig(m): return "invalid configuration: \(m)"
+        case let .scheduler(e): return "scheduler error: \(e)"
+        case let .stalled(t, w, r): return "no progress at modelled t=\(t)s with \(w) waiting and \(r) running"
+        }
+    }
+}
+
+/// A discrete-event engine that executes the scheduler's plans without a GPU: each step's duration
+/// comes from `RooflineCostModel`, requests arrive at their trace times, and each request stops when
+/// it has produced its true output length. Every time it reports is modelled.
+///
+/// The event loop jumps straight to the next arrival when nothing can run. Cost: O(steps x batch);
+/// per step it allocates nothing beyond the scheduler's reused buffers.
+public final class ModelledEngine {
+    public let config: ModelledRunConfig
+    public let costModel: RooflineCostModel
+
+    public init(config: ModelledRunConfig) {
+        self.config = config
+        self.costModel = RooflineCostModel(model: config.model, hardware: config.hardware, efficiency: config.efficiency)
+    }
+
+    /// Runs every request of `requests` (arrivals in seconds, any order) to completion.
+    /// - Parameter predictor: used by the scheduler (and fed true lengths); nil predicts `maxTokens`.
+    /// - Returns: the run's metrics.
+    public func run(_ requests: [TraceRequest], predictor: (any OutputLengthPredictor)?) throws(ModelledRunError) -> ModelledRunReport {
+        guard config.capacityBlocks >= 1 else { throw .invalidConfig("the KV budget holds no block") }
+        guard config.maxTokens >= 1 else { throw .invalidConfig("maxTokens must be at least 1") }
+        let cache: KVCacheManager
+        do {
+            cache = try KVCacheManager(KVCacheConfig(blockTokens: config.blockTokens, capacityBlocks: config.capacityBlocks))
+        } catch { throw .invalidConfig("\(error)") }
+        let scheduler = Scheduler(config: config.scheduler, cache: cache, predictor: predictor)
+        var swap: CountingSwapSpace? = nil
+        if config.swapBytes > 0 {
+            swap = CountingSwapSpace(capacityBlocks: Int(config.swapBytes / Double(config.model.kvBytesPerToken * config.blockTokens)))
+            scheduler.swapSpace = swap
+        }
+
+        let n = requests.count
+        var arrivals = ArrivalQueue(requests, gateSessions: config.sessionThinkSeconds != nil,
+                                    thinkSeconds: config.sessionThinkSeconds ?? 0)
+        var trueOutput = [Int32](repeating: 0, count: n)
+        var produced = [Int32](repeating: 0, count: n)
+        for i in 0..<n { trueOutput[i] = Int32(max(1, min(config.maxTokens, requests[i].outputTokens))) }
+
+        var metrics = RunMetricsRecorder(requests: n)
+        var work = StepWork()
+        var stops: [Bool] = []
+        var t = n > 0 ? max(0, arrivals.nextTime) : 0
+        let start = t
+        func recordFinished(_ finished: [FinishedRequest]) {
+            metrics.record(finished: finished)
+            for f in finished { arrivals.finished(Int(f.id.raw), at: f.finishTime) }
+        }
+        let kvPerBlock = Double(config.model.kvBytesPerToken * config.blockTokens)
+        let capacity = Double(cache.capacityBlocks)
+
+        while true {
+            while let (i, arrival) = arrivals.pop(upTo: t) {
+                let r = requests[i]
+                let keys = TracePromptKeys.keys(for: r, index: i, blockTokens: config.blockTokens)
+                let req = SchedulerRequest(id: SequenceID(Int64(i)), prompt: .keys(keys, tokenCount: r.inputTokens),
+                                           maxTokens: config.maxTokens, arrival: arrival, promptText: r.promptText,
+                                           templateKey: r.hashIDs.first, modelID: r.model,
+                                           knownOutputTokens: Int(trueOutput[i]))
+                do { try scheduler.submit(req) } catch { throw .scheduler(error) }
+            }
+            let plan: StepPlan
+            do { plan = try scheduler.schedule(now: t) } catch { throw .scheduler(error) }
+            if plan.isEmpty {
+                // No `complete` follows: collect what planning finished (requests that cannot fit).
+                recordFinished(scheduler.finished)
+                let due = arrivals.nextTime
+                if due < .infinity {
+                    t = max(t, due)
+                    continue
+                }
+                if scheduler.isIdle { break }
+                throw .stalled(time: t, waiting: scheduler.waitingCount, running: scheduler.runningCount)
+            }
+            work.reset()
+            stops.removeAll(keepingCapacity: true)
+            for p in plan.prefills {
+                work.addPrefill(tokens: p.tokens, contextBefore: p.contextBefore)
+            }
+            for s in plan.swapOuts { work.hostTransferBytes += Double(s.blocks.count) * kvPerBlock }
+            for s in plan.swapIns { work.hostTransferBytes += Double(s.blocks.count) * kvPerBlock }
+            // A decode-only plan repeats unchanged until a request stops, needs a block, or an arrival
+            // or aging deadline comes: run those steps in one go (same result, one event).
+            var repeats = config.fastForward ? scheduler.repeatableDecodeSteps() : 0
+            for d in plan.decodes {
+                work.addDecode(context: d.context)
+                if repeats > 0 { repeats = min(repeats, Int(trueOutput[Int(d.id.raw)] - produced[Int(d.id.raw)])) }
+            }
+            let used = capacity - Double(cache.freeBlockCount)
+            var dt = costModel.stepSeconds(work)
+            var steps = 1
+            if repeats > 1 {
+                let bound = min(arrivals.nextTime, scheduler.nextAgingDeadline)
+                var step = work
+                while steps < repeats && t + dt < bound {
+                    step.advanceDecodes()
+                    dt += costModel.stepSeconds(step)
+                    steps += 1
+                }
+            }
+            for p in plan.prefills where p.samples {
+                let i = Int(p.id.raw)
+                produced[i] += 1
+                stops.append(produced[i] >= trueOutput[i])
+            }
+            for d in plan.decodes {
+                let i = Int(d.id.raw)
+                produced[i] += Int32(steps)
+                stops.append(produced[i] >= trueOutput[i])
+            }
+            metrics.step(duration: dt, running: scheduler.runningCount, kvUtilization: used / capacity,
+                         batchedTokens: work.batchedTokens)
+            t += dt
+            do {
+                if steps > 1 {
+                    try scheduler.completeRepeated(steps: steps, stops: stops, now: t)
+                } else {
+                    try scheduler.complete(stops: stops, now: t)
+                }
+            } catch { throw .scheduler(error) }
+            recordFinished(scheduler.finished)
+        }
+        let s = scheduler.stats
+        return metrics.report(policy: config.scheduler.reservation.rawValue, start: start, stats: s)
+    }
+}

@@ -1,0 +1,128 @@
+import KVCache
+import Testing
+@testable import KVScheduler
+
+/// Predicts a fixed length per prompt length (the tests choose it).
+final class TablePredictor: OutputLengthPredictor {
+    var table: [Int: Int]
+    var observedLengths: [Int] = []
+    init(_ table: [Int: Int]) { self.table = table }
+    func predict(_ input: PredictionInput) -> LengthPrediction {
+        let v = table[input.promptTokens] ?? 1
+        return LengthPrediction(expected: v, reserve: v, bucket: 0)
+    }
+    func observe(_ input: PredictionInput, actualOutput: Int) { observedLengths.append(actualOutput) }
+}
+
+func request(_ id: Int, prompt: Int, maxTokens: Int = 64, arrival: Double = 0, known: Int? = nil) -> SchedulerRequest {
+    SchedulerRequest(id: SequenceID(Int64(id)), prompt: .keys([], tokenCount: prompt), maxTokens: maxTokens,
+                     arrival: arrival, knownOutputTokens: known)
+}
+
+/// Runs plan/complete cycles with no stops until `id` runs; returns the admission order of ids.
+func admissionOrder(_ s: Scheduler, steps: Int, stopAfter outputs: Int) throws -> [Int64] {
+    var order: [Int64] = []
+    var produced: [Int64: Int] = [:]
+    var now = 0.0
+    for _ in 0..<steps {
+        let plan = try s.schedule(now: now)
+        for p in plan.prefills where p.contextBefore == 0 { order.append(p.id.raw) }
+        var stops: [Bool] = []
+        let ids = plan.prefills.filter(\.samples).map(\.id) + plan.decodes.map(\.id)
+        for id in ids {
+            produced[id.raw, default: 0] += 1
+            stops.append(produced[id.raw]! >= outputs)
+        }
+        now += 1
+        try s.complete(stops: stops, now: now)
+        if s.isIdle { break }
+    }
+    return order
+}
+
+@Suite struct SchedulerPolicyTests {
+    @Test func worstCaseReservesPromptPlusMaxTokens() throws {
+        let cache = try KVCacheManager(KVCacheConfig(blockTokens: 16, capacityBlocks: 100))
+        let s = Scheduler(config: SchedulerConfig(reservation: .worstCase), cache: cache)
+        try s.submit(request(1, prompt: 40, maxTokens: 200))
+        try s.schedule(now: 0)
+        #expect(s.reservedTokens(of: SequenceID(1)) == 240)   // ceil(240 / 16) blocks
+        #expect(cache.freeBlockCount == 100 - 15)
+    }
+
+    @Test func onDemandTakesOnlyThePrompt() throws {
+        let cache = try KVCacheManager(KVCacheConfig(blockTokens: 16, capacityBlocks: 100))
+        let s = Scheduler(config: SchedulerConfig(reservation: .onDemand), cache: cache)
+        try s.submit(request(1, prompt: 40, maxTokens: 200))
+        try s.schedule(now: 0)
+        #expect(s.reservedTokens(of: SequenceID(1)) == 48)
+    }
+
+    @Test func staticPredictedReservesThePrediction() throws {
+        let cache = try KVCacheManager(KVCacheConfig(blockTokens: 16, capacityBlocks: 100))
+        var config = SchedulerConfig(reservation: .predicted)
+        config.projectedAdmission = false
+        let s = Scheduler(config: config, cache: cache, predictor: TablePredictor([40: 50]))
+        try s.submit(request(1, prompt: 40, maxTokens: 200))
+        try s.schedule(now: 0)
+        #expect(s.reservedTokens(of: SequenceID(1)) == 96)   // 40 + 50 = 90 -> 6 blocks
+    }
+
+    @Test func shortestPredictedFirstOrdersByPrediction() throws {
+        let cache = try KVCacheManager(KVCacheConfig(blockTokens: 16, capacityBlocks: 8))
+        var config = SchedulerConfig(reservation: .onDemand)
+        config.order = .shortestPredictedFirst(agingSeconds: 1_000)
+        config.maxRunningSequences = 1
+        let s = Scheduler(config: config, cache: cache, predictor: TablePredictor([10: 30, 11: 5, 12: 20]))
+        try s.submit(request(1, prompt: 10))
+        try s.submit(request(2, prompt: 11))
+        try s.submit(request(3, prompt: 12))
+        #expect(try admissionOrder(s, steps: 200, stopAfter: 3) == [2, 3, 1])
+    }
+
+    @Test func agingBoundsTheWaitOfLongRequests() throws {
+        let cache = try KVCacheManager(KVCacheConfig(blockTokens: 16, capacityBlocks: 8))
+        var config = SchedulerConfig(reservation: .onDemand)
+        config.order = .shortestPredictedFirst(agingSeconds: 5)
+        config.maxRunningSequences = 1
+        let s = Scheduler(config: config, cache: cache, predictor: TablePredictor([10: 500]))
+        try s.submit(request(1, prompt: 10, arrival: 0))      // long: would wait behind every short one
+        for i in 2...40 { try s.submit(request(i, prompt: 20 + i, arrival: 0)) }
+        let order = try admissionOrder(s, steps: 2_000, stopAfter: 2)
+        // Each short request runs ~2 steps of 1 s; request 1 reaches the 5 s bound after a few.
+        let position = try #require(order.firstIndex(of: 1))
+        #expect(position > 0 && position <= 4)
+    }
+
+    @Test func invalidSubmissionsLeaveStateUnchanged() throws {
+        let cache = try KVCacheManager(KVCacheConfig(blockTokens: 16, capacityBlocks: 8))
+        let s = Scheduler(config: SchedulerConfig(reservation: .oracle), cache: cache)
+        #expect(throws: SchedulerError.self) { try s.submit(request(1, prompt: 10)) }   // oracle needs a length
+        #expect(throws: SchedulerError.self) { try s.submit(request(2, prompt: 0, known: 3)) }
+        #expect(throws: SchedulerError.self) { try s.submit(request(3, prompt: 5, maxTokens: 0, known: 3)) }
+        try s.submit(request(4, prompt: 5, known: 3))
+        #expect(throws: SchedulerError.duplicateRequest(SequenceID(4))) { try s.submit(request(4, prompt: 5, known: 3)) }
+        #expect(s.activeCount == 1 && s.stats.submitted == 1)
+        try s.schedule(now: 0)
+        #expect(throws: SchedulerError.self) { try s.complete(stops: [], now: 1) }   // one sampler expected
+        #expect(s.runningCount == 1)
+    }
+
+    @Test func trueLengthsGoBackToThePredictor() throws {
+        let cache = try KVCacheManager(KVCacheConfig(blockTokens: 16, capacityBlocks: 64))
+        let predictor = TablePredictor([:])
+        let s = Scheduler(config: SchedulerConfig(reservation: .predicted), cache: cache, predictor: predictor)
+        for i in 0..<5 { try s.submit(request(i, prompt: 10 + i)) }
+        _ = try admissionOrder(s, steps: 500, stopAfter: 7)
+        #expect(predictor.observedLengths == [7, 7, 7, 7, 7])
+    }
+
+    @Test func tooLargeRequestsFinishWithCapacity() throws {
+        let cache = try KVCacheManager(KVCacheConfig(blockTokens: 16, capacityBlocks: 4))
+        let s = Scheduler(config: SchedulerConfig(reservation: .onDemand), cache: cache)
+        try s.submit(request(1, prompt: 100))
+        try s.schedule(now: 0)
+        #expect(s.finished.map(\.reason) == [.capacity])
+        #expect(s.isIdle)
+    }
+}

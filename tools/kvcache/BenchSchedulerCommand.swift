@@ -1,0 +1,45 @@
+import ArgumentParser
+import Foundation
+import KVScheduler
+
+/// `kvcache bench scheduler`: the scheduler's CPU cost per step (plan + completion, cache calls
+/// included) with a full batch of running sequences, per reservation policy.
+struct BenchSchedulerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scheduler",
+        abstract: "Scheduler CPU cost per step with N running sequences (SchedulerBench).")
+
+    @Option(help: "Running sequences in the batch.")
+    var running = 512
+    @Option(help: "Measured steps per policy.")
+    var steps = 4000
+    @Option(help: "Timed repetitions per policy; the median is reported.")
+    var repetitions = 5
+    @Flag(help: "Print one JSON object on stdout.")
+    var json = false
+
+    func run() throws {
+        guard running >= 1, steps >= 1, repetitions >= 1 else {
+            throw CLIError("--running, --steps and --repetitions must be positive")
+        }
+        #if DEBUG
+        note("warning: a debug build; figures are only meaningful from `swift build -c release`")
+        #endif
+        var results: [(String, Double)] = []
+        for policy in ReservationPolicy.allCases {
+            var samples = (0..<repetitions).map { _ in SchedulerBench.run(runningSequences: running, steps: steps, policy: policy) }
+            samples.sort()
+            results.append((policy.rawValue, samples[samples.count / 2]))
+        }
+        if json {
+            var perPolicy: [String: Any] = [:]
+            for (k, v) in results { perPolicy[k] = v }
+            try JSONReport.print(["running_sequences": running, "steps": steps, "repetitions": repetitions,
+                                  "ns_per_step": perPolicy])
+        } else {
+            for (k, v) in results {
+                print("\(k.padding(toLength: 12, withPad: " ", startingAt: 0)) \(String(format: "%8.1f", v / 1000)) us/step  (\(running) running; thread CPU time in schedule + complete + submit, cache calls included)")
+            }
+        }
+    }
+}

@@ -1,0 +1,202 @@
+import ArgumentParser
+import Foundation
+import KVScheduler
+import KVSimulation
+
+/// Options of `kvcache replay --mode timed`: the modelled engine, the KV budget and the policies.
+struct TimedReplayOptions: ParsableArguments {
+    @Option(help: "Model preset: llama3-8b, llama3-70b-tp4, llama3-70b-tp8, qwen2.5-7b, mistral-7b, jamba-hybrid.")
+    var model = "llama3-8b"
+    @Option(help: "Hardware preset: a100, h100, h200.")
+    var hardware = "h100"
+    @Option(name: .customLong("kv-gib"), help: "KV-cache budget in GiB (default: 90% of GPU memory less the weights).")
+    var kvGiB: Double?
+    @Option(help: "max_tokens of every request; longer true outputs are clipped.")
+    var maxTokens = 4096
+    @Option(help: "Reservation policy: worst-case, on-demand, predicted, oracle.")
+    var reservation = "predicted"
+    @Option(help: "Comma-separated policies to run on the same arrivals (overrides --reservation).")
+    var compare: String?
+    @Option(help: "Divide trace arrival times by this factor (compress time).")
+    var rateScale = 1.0
+    @Option(help: "Poisson arrivals at this rate (requests/s) instead of the trace's times.")
+    var arrivalRate: Double?
+    @Option(help: "Queue order: fcfs or spf (shortest predicted first with aging).")
+    var order = "fcfs"
+    @Option(name: .customLong("aging-s"), help: "Aging bound for spf, in modelled seconds.")
+    var agingSeconds = 30.0
+    @Option(help: "Most running sequences (max_num_seqs).")
+    var maxRunning = 256
+    @Option(help: "Most tokens per step (max_num_batched_tokens, chunked prefill budget).")
+    var maxBatchedTokens = 8192
+    @Option(help: "Tokens per KV-cache block in timed mode.")
+    var kvBlockTokens = 16
+    @Option(help: "Trace format for timed mode: mooncake, azure, vidur, burstgpt, sharegpt, castillo (default: detected).")
+    var format: String?
+    @Option(name: .customLong("swap-gib"), help: "Host memory for swapping preempted KV, GiB (0: recompute only).")
+    var swapGiB = 0.0
+    @Option(help: "Quantile of recent outputs the history predictor reserves.")
+    var reserveQuantile = 0.9
+    @Option(help: "Replay only the first N requests.")
+    var limit: Int?
+    @Option(help: "Seed for Poisson arrivals.")
+    var seed: UInt64 = 1
+    @Option(name: .customLong("think-time-s"), help: "Seconds between a conversation turn's end and the next turn's arrival.")
+    var thinkTimeSeconds = 0.0
+    @Flag(help: "Let conversation turns arrive at their own times, not after the previous turn finished.")
+    var noSessionGating = false
+}
+
+/// `kvcache replay --mode timed`: runs each named reservation policy through the modelled engine on
+/// the same arrivals and prints a side-by-side table (stderr) or one JSON object (stdout).
+enum TimedReplay {
+    /// Reads `tracePath` (format from `--format` or detected) and runs the timed replay on it.
+    /// `hashBlockTokens` is the tokens per Mooncake hash id (the replay command's `--block-tokens`).
+    static func run(tracePath: String, skipBadLines: Bool, json: Bool, hashBlockTokens: Int = 512,
+                    options o: TimedReplayOptions) throws {
+        var traceFormat: TraceFormat? = nil
+        if let format = o.format {
+            guard let f = TraceFormat(rawValue: format.lowercased()) else {
+                throw CLIError("unknown --format \(format) (\(TraceFormat.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            traceFormat = f
+        }
+        let trace: LoadedTrace
+        do {
+            trace = try TraceLoader.load(path: tracePath, format: traceFormat, skipBadLines: skipBadLines,
+                                         hashBlockTokens: hashBlockTokens)
+        } catch {
+            throw CLIError(error.description)
+        }
+        try run(trace: trace, label: tracePath, json: json, options: o)
+    }
+
+    /// Runs the timed replay on an already loaded trace (`label` names it in the output).
+    static func run(trace: LoadedTrace, label tracePath: String, json: Bool, options o: TimedReplayOptions) throws {
+        let wallStart = DispatchTime.now().uptimeNanoseconds
+        guard let model = ModelSpec.preset(named: o.model) else {
+            throw CLIError("unknown --model \(o.model) (\(ModelSpec.presets.map(\.name).joined(separator: ", ")))")
+        }
+        guard let hardware = HardwareSpec.preset(named: o.hardware) else {
+            throw CLIError("unknown --hardware \(o.hardware) (a100, h100, h200)")
+        }
+        let names = (o.compare ?? o.reservation).split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        var policies: [ReservationPolicy] = []
+        for n in names {
+            guard let p = ReservationPolicy(rawValue: n) else {
+                throw CLIError("unknown reservation policy \(n) (worst-case, on-demand, predicted, oracle)")
+            }
+            policies.append(p)
+        }
+        guard !policies.isEmpty else { throw CLIError("no reservation policy given") }
+        guard o.maxTokens >= 1, o.maxRunning >= 1, o.maxBatchedTokens >= 1, o.kvBlockTokens >= 1 else {
+            throw CLIError("--max-tokens, --max-running, --max-batched-tokens and --kv-block-tokens must be positive")
+        }
+        guard o.rateScale > 0, o.rateScale.isFinite else { throw CLIError("--rate-scale must be positive") }
+        if let r = o.arrivalRate, !(r > 0 && r.isFinite) { throw CLIError("--arrival-rate must be positive") }
+        let queueOrder: QueueOrder
+        switch o.order.lowercased() {
+        case "fcfs": queueOrder = .fcfs
+        case "spf", "shortest-predicted-first": queueOrder = .shortestPredictedFirst(agingSeconds: o.agingSeconds)
+        default: throw CLIError("unknown --order \(o.order) (fcfs, spf)")
+        }
+
+        var requests = trace.requests
+        if let limit = o.limit { requests = Array(requests.prefix(max(0, limit))) }
+        requests = ArrivalSchedule.apply(to: requests, hasTimestamps: trace.hasTimestamps, rateScale: o.rateScale,
+                                         poissonRate: o.arrivalRate, seed: o.seed)
+
+        let costModel = RooflineCostModel(model: model, hardware: hardware)
+        let kvBytes = o.kvGiB.map { $0 * 1_073_741_824 } ?? costModel.kvBytesAvailable()
+        var base = ModelledRunConfig(model: model, hardware: hardware, kvBytes: kvBytes)
+        base.blockTokens = o.kvBlockTokens
+        base.maxTokens = o.maxTokens
+        base.swapBytes = o.swapGiB * 1_073_741_824
+        base.scheduler.maxRunningSequences = o.maxRunning
+        base.scheduler.maxBatchedTokens = o.maxBatchedTokens
+        base.scheduler.defaultMaxTokens = o.maxTokens
+        base.scheduler.order = queueOrder
+        guard o.thinkTimeSeconds >= 0 else { throw CLIError("--think-time-s must not be negative") }
+        base.sessionThinkSeconds = o.noSessionGating ? nil : o.thinkTimeSeconds
+        guard base.capacityBlocks >= 1 else { throw CLIError("--kv-gib holds no KV block") }
+
+        var runs: [ModelledRunReport] = []
+        var walls: [Double] = []
+        for policy in policies {
+            var config = base
+            config.scheduler.reservation = policy
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let predictor = RecentLengthPredictor(reserveQuantile: o.reserveQuantile)
+            let report: ModelledRunReport
+            do { report = try ModelledEngine(config: config).run(requests, predictor: predictor) } catch {
+                throw CLIError(error.description)
+            }
+            walls.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+            runs.append(report)
+            if !json { note("\(policy.rawValue): done in \(String(format: "%.2f", walls.last!)) s wall") }
+        }
+        let wall = Double(DispatchTime.now().uptimeNanoseconds - wallStart) / 1e9
+        if json {
+            var fields: [(String, JSONValue)] = [
+                ("mode", .string("timed")), ("times", .string("modelled")), ("trace", .string(tracePath)),
+                ("format", .string(trace.format.rawValue)), ("trace_requests", .int(requests.count)),
+                ("skipped_lines", .int(trace.skippedLines)),
+                ("model", .string(model.name)), ("hardware", .string(hardware.name)),
+                ("kv_gib", .double(kvBytes / 1_073_741_824)), ("capacity_blocks", .int(base.capacityBlocks)),
+                ("kv_block_tokens", .int(base.blockTokens)), ("kv_bytes_per_token", .int(model.kvBytesPerToken)),
+                ("max_tokens", .int(o.maxTokens)),
+                ("rate_scale", .double(o.rateScale)),
+                ("arrival_rate", o.arrivalRate.map { .double($0) } ?? .null),
+            ]
+            fields.append(("runs", .array(zip(runs, walls).map { r, w in .object(r.jsonFields + [("wall_s", .double(w))]) })))
+            fields.append(("wall_s", .double(wall)))
+            print(JSONValue.object(fields).text)
+        } else {
+            var out = "Timed replay of \(tracePath) (\(trace.format.rawValue), \(requests.count) requests"
+            if trace.skippedLines > 0 { out += ", \(trace.skippedLines) bad lines skipped" }
+            out += ")\n\(model.name) on \(hardware.name), KV \(String(format: "%.2f", kvBytes / 1_073_741_824)) GiB = \(base.capacityBlocks) blocks of \(base.blockTokens), max_tokens \(o.maxTokens)\n"
+            out += "All times are modelled (roofline cost model), not measured.\n\n"
+            out += TimedReplayTable.render(runs)
+            out += "\nwall time \(String(format: "%.2f", wall)) s\n"
+            FileHandle.standardError.write(Data(out.utf8))
+        }
+    }
+}
+
+/// The side-by-side table of timed runs.
+enum TimedReplayTable {
+    static func render(_ runs: [ModelledRunReport]) -> String {
+        func f(_ v: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", v) }
+        let rows: [(String, (ModelledRunReport) -> String)] = [
+            ("requests", { "\($0.requests)" + ($0.rejected > 0 ? " (+\($0.rejected) rejected)" : "") }),
+            ("output tokens/s (modelled)", { f($0.outputTokensPerSecond, 1) }),
+            ("requests/s (modelled)", { f($0.requestsPerSecond, 3) }),
+            ("TTFT p50 s (modelled)", { f($0.ttftP50, 3) }),
+            ("TTFT p99 s (modelled)", { f($0.ttftP99, 3) }),
+            ("TPOT p50 s (modelled)", { f($0.tpotP50, 4) }),
+            ("E2E p99 s (modelled)", { f($0.e2eP99, 2) }),
+            ("preemptions", { "\($0.preemptions)" }),
+            ("preempted tokens", { "\($0.preemptedTokens)" }),
+            ("mean running", { f($0.meanRunning, 1) }),
+            ("KV utilization mean", { f($0.kvUtilizationMean * 100, 1) + "%" }),
+            ("makespan s (modelled)", { f($0.makespan, 1) }),
+            ("prefix hit tokens", { "\($0.prefixHitTokens)" }),
+        ]
+        let labelWidth = rows.map(\.0.count).max()! + 2
+        let cells = runs.map { r in rows.map { $0.1(r) } }
+        let widths = runs.indices.map { i in max(runs[i].reservation.count, cells[i].map(\.count).max() ?? 0) + 2 }
+        func pad(_ s: String, _ w: Int, left: Bool = false) -> String {
+            let p = String(repeating: " ", count: max(0, w - s.count))
+            return left ? s + p : p + s
+        }
+        var out = pad("", labelWidth, left: true)
+        for (i, r) in runs.enumerated() { out += pad(r.reservation, widths[i]) }
+        out += "\n"
+        for (k, row) in rows.enumerated() {
+            out += pad(row.0, labelWidth, left: true)
+            for i in runs.indices { out += pad(cells[i][k], widths[i]) }
+            out += "\n"
+        }
+        return out
+    }
+}
