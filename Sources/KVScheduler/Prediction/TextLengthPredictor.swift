@@ -1,0 +1,109 @@
+/// The text predictor: hashed prompt features -> bucket probabilities -> expected length and a
+/// reservation quantile.
+///
+/// `predict` costs O(F x K) for F features (at most `hashing.maxFeatures`) and K buckets, plus the
+/// prompt's UTF-8 length; it allocates nothing. `observe` takes one SGD step towards the true
+/// length's bucket when `onlineLearningRate > 0`. Single-threaded, like the scheduler that calls it.
+public final class TextLengthPredictor: OutputLengthPredictor {
+    public private(set) var model: TextLengthModel
+    /// The quantile reserved; defaults to the model's.
+    public var reserveQuantile: Double
+    /// Step size of the online update in `observe` (0 turns it off).
+    public var onlineLearningRate: Float
+    private let hasher: FeatureHasher
+    private let features: FeatureVector
+    private var probabilities: [Float]
+
+    public init(model: TextLengthModel, onlineLearningRate: Float = 0.02) {
+        self.model = model
+        reserveQuantile = model.reserveQuantile
+        self.onlineLearningRate = onlineLearningRate
+        hasher = FeatureHasher(config: model.hashing)
+        features = FeatureVector(config: model.hashing)
+        probabilities = [Float](repeating: 0, count: model.buckets.count)
+    }
+
+    public func predict(_ input: PredictionInput) -> LengthPrediction {
+        computeProbabilities(input)
+        return probabilities.withUnsafeBufferPointer { p in
+            var best = 0
+            for k in 1..<p.count where p[k] > p[best] { best = k }
+            let expected: Double = switch model.expectedStatistic {
+            case .median: model.quantile(0.5, probabilities: p)
+            case .mean: model.mean(probabilities: p)
+            }
+            let reserve = model.quantile(reserveQuantile, probabilities: p)
+            let limit = max(1, input.maxTokens)
+            let e = min(limit, max(1, Int(expected.rounded())))
+            let r = min(limit, max(e, Int(reserve.rounded(.up))))
+            return LengthPrediction(expected: e, reserve: r, bucket: best)
+        }
+    }
+
+    public func observe(_ input: PredictionInput, actualOutput: Int) {
+        guard onlineLearningRate > 0, actualOutput >= 0 else { return }
+        computeProbabilities(input)
+        let target = model.buckets.bucket(of: Double(actualOutput))
+        let k = model.buckets.count
+        let rate = onlineLearningRate
+        probabilities.withUnsafeBufferPointer { p in
+            model.weights.withUnsafeMutableBufferPointer { w in
+                for i in 0..<features.count {
+                    let base = Int(features.indices[i]) * k
+                    let v = features.values[i]
+                    for c in 0..<k {
+                        let gradient = p[c] - (c == target ? 1 : 0)
+                        w[base + c] -= rate * gradient * v
+                    }
+                }
+            }
+        }
+    }
+
+    /// The bucket probabilities for `input` (a copy; for tools and tests).
+    public func bucketProbabilities(_ input: PredictionInput) -> [Float] {
+        computeProbabilities(input)
+        return probabilities
+    }
+
+    /// Softmax of the linear scores, into `probabilities`. O(F x K), allocates nothing.
+    private func computeProbabilities(_ input: PredictionInput) {
+        hasher.extract(input, into: features)
+        let k = model.buckets.count
+        let count = features.count
+        probabilities.withUnsafeMutableBufferPointer { p in
+            for c in 0..<k { p[c] = 0 }
+            model.weights.withUnsafeBufferPointer { w in
+                features.indices.withUnsafeBufferPointer { idx in
+                    features.values.withUnsafeBufferPointer { val in
+                        for i in 0..<count {
+                            let base = Int(idx[i]) * k
+                            let v = val[i]
+                            for c in 0..<k { p[c] += v * w[base + c] }
+                        }
+                    }
+                }
+            }
+            Softmax.inPlace(p)
+        }
+    }
+}
+
+/// Numerically stable softmax.
+enum Softmax {
+    /// Replaces scores by probabilities. O(K).
+    @inline(__always) static func inPlace(_ p: UnsafeMutableBufferPointer<Float>) {
+        var top = -Float.infinity
+        for x in p where x > top { top = x }
+        var sum: Float = 0
+        for c in 0..<p.count { let e = expf(p[c] - top); p[c] = e; sum += e }
+        let inv = 1 / sum
+        for c in 0..<p.count { p[c] *= inv }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
