@@ -24,18 +24,21 @@ public enum CastilloReader {
         var model: String
         var input_size: Int
         var output_sizes: [Int]
+        var dataset: String?
         var split: String?
     }
 
-    /// Loads the folder. `modelID`, when given, keeps only that model's rows.
+    /// Loads the folder. `modelID`, when given, keeps only that model's rows; `taskAsTemplate` gives
+    /// the dataset name (the task, e.g. `Alpaca`) to the predictors as `templateKey`.
     ///
     /// - Complexity: O(n) in the decompressed size of both files.
-    public static func load(folder: String, modelID: String? = nil) throws(LengthDataError) -> LengthDataSet {
+    public static func load(folder: String, modelID: String? = nil,
+                            taskAsTemplate: Bool = false) throws(LengthDataError) -> LengthDataSet {
         let lengthsPath = try findFile(in: folder, containing: "lengths")
         let promptsPath = try findFile(in: folder, containing: "prompts")
         let prompts = try parsePrompts(try CompressedFile.readAll(path: promptsPath), file: promptsPath)
         return try parseLengths(try CompressedFile.readAll(path: lengthsPath), file: lengthsPath,
-                                prompts: prompts, modelID: modelID)
+                                prompts: prompts, modelID: modelID, taskAsTemplate: taskAsTemplate)
     }
 
     /// Parses the prompts file into a map from prompt id to record. O(n).
@@ -54,7 +57,8 @@ public enum CastilloReader {
     /// Parses the lengths file, joining each row to its prompt. Rows whose prompt is unknown are
     /// counted in `skippedRecords`; rows with invalid lengths are errors. O(n).
     public static func parseLengths(_ bytes: [UInt8], file: String, prompts: [String: PromptRecord],
-                                    modelID: String? = nil) throws(LengthDataError) -> LengthDataSet {
+                                    modelID: String? = nil,
+                                    taskAsTemplate: Bool = false) throws(LengthDataError) -> LengthDataSet {
         var examples: [LengthExample] = []
         var skipped = 0
         try JSONLines.forEachLine(in: bytes) { (line, number) throws(LengthDataError) in
@@ -70,8 +74,10 @@ public enum CastilloReader {
             let split = (prompt.split ?? row.split)?.lowercased()
             let heldOut = split.map { $0 != "train" } ?? LengthDataSet.hashSplitHeldOut(row.prompt_id)
             let mean = Double(row.output_sizes.reduce(0, +)) / Double(row.output_sizes.count)
+            let task = taskAsTemplate ? (prompt.dataset ?? row.dataset).map { StableHash.fnv1a($0) } : nil
             let input = PredictionInput(promptTokens: row.input_size, promptText: prompt.prompt_text,
-                                        modelID: row.model, maxTokens: LengthExample.unboundedMaxTokens)
+                                        templateKey: task, modelID: row.model,
+                                        maxTokens: LengthExample.unboundedMaxTokens)
             examples.append(LengthExample(input: input, target: mean,
                                           samples: row.output_sizes.map { Int32($0) },
                                           group: row.prompt_id, heldOut: heldOut))

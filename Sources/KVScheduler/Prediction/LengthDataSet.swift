@@ -14,6 +14,12 @@ public struct LengthDataSet: Sendable {
     /// The held-out part of the split.
     public var heldOut: [LengthExample] { examples.filter { $0.heldOut } }
 
+    /// Replaces the data's own split (CASTILLO's `split` field) by the stable hash split of
+    /// `hashSplitHeldOut`, still by group. O(n).
+    public mutating func splitByGroupHash() {
+        for i in examples.indices { examples[i].heldOut = Self.hashSplitHeldOut(examples[i].group) }
+    }
+
     /// Whether a group (prompt or conversation id) without an explicit split is held out:
     /// one group in five, chosen by a stable hash of its id.
     public static func hashSplitHeldOut(_ group: String) -> Bool {

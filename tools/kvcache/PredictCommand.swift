@@ -1,0 +1,233 @@
+import ArgumentParser
+import Foundation
+import KVScheduler
+
+/// `kvcache predict`: trains and evaluates output-length predictors.
+struct PredictCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "predict",
+        abstract: "Train and evaluate output-length predictors (text: CASTILLO, ShareGPT; history: any).",
+        subcommands: [Train.self, Eval.self]
+    )
+
+    enum DataFormat: String, ExpressibleByArgument, CaseIterable {
+        case auto, castillo, sharegpt
+    }
+
+    enum SplitRule: String, ExpressibleByArgument, CaseIterable {
+        case data, hash
+    }
+
+    /// Options shared by `train` and `eval`.
+    struct DataOptions: ParsableArguments {
+        @Option(help: "A CASTILLO folder (*lengths*.jsonl[.gz] + *prompts*.jsonl[.gz]) or ShareGPT JSON[L][.gz] file or folder.")
+        var data: String
+        @Option(help: "castillo, sharegpt, or auto (a folder with a *lengths* file is CASTILLO).")
+        var format: DataFormat = .auto
+        @Option(name: .customLong("model-id"),
+                help: "CASTILLO: keep only this model's rows. ShareGPT: the model id given to every request.")
+        var modelID: String?
+        @Option(help: "How to split train/held-out, always by prompt or conversation: `data` uses the data's own split (CASTILLO's split field: train vs validate; ShareGPT: hash), `hash` holds out one prompt in five by a stable hash of its id.")
+        var split: SplitRule = .data
+        @Flag(name: .customLong("task-id"),
+              help: "CASTILLO: give the dataset name (the task) to the predictors as the template key.")
+        var taskID = false
+
+        func load() throws -> (LengthDataSet, DataFormat) {
+            var resolved = format
+            if resolved == .auto {
+                var isFolder: ObjCBool = false
+                _ = FileManager.default.fileExists(atPath: data, isDirectory: &isFolder)
+                let names = isFolder.boolValue ? ((try? FileManager.default.contentsOfDirectory(atPath: data)) ?? []) : []
+                resolved = names.contains { $0.contains("lengths") } ? .castillo : .sharegpt
+            }
+            var set: LengthDataSet
+            do {
+                set = resolved == .castillo
+                    ? try CastilloReader.load(folder: data, modelID: modelID, taskAsTemplate: taskID)
+                    : try ShareGPTReader.load(path: data, modelID: modelID)
+            } catch {
+                throw PredictFailure(error.description)
+            }
+            if split == .hash { set.splitByGroupHash() }
+            if set.skippedRecords > 0 {
+                log("skipped \(set.skippedRecords) records without a usable prompt or reply")
+            }
+            if set.examples.isEmpty { throw PredictFailure("no examples in \(data)") }
+            return (set, resolved)
+        }
+    }
+
+    struct Train: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Train the text predictor on the training split and save it.")
+
+        @OptionGroup var dataOptions: DataOptions
+        @Option(help: "Where to write the model file.")
+        var out: String
+        @Option(help: "Passes over the training data.")
+        var epochs = 6
+        @Option(name: .customLong("learning-rate"), help: "AdaGrad step size.")
+        var learningRate: Float = 0.2
+        @Option(name: .customLong("hash-bits"), help: "log2 of the feature space size (8...24).")
+        var hashBits = 18
+        @Option(help: "Quantile of the predicted distribution to reserve.")
+        var quantile = 0.9
+        @Option(help: "Statistic reported as the expected length: median or mean.")
+        var expected: String = "median"
+        @Flag(name: .customLong("no-model-crosses"), help: "Leave out (model x word) features.")
+        var noModelCrosses = false
+        @Flag(name: .customLong("no-bigrams"), help: "Leave out word bigrams.")
+        var noBigrams = false
+        @Flag(name: .customLong("hard-labels"), help: "Train on the target's bucket, not the samples' distribution.")
+        var hardLabels = false
+        @Flag(help: "Print one JSON object on stdout.")
+        var json = false
+
+        func run() throws {
+            let (set, format) = try dataOptions.load()
+            let training = set.training
+            guard !training.isEmpty else { throw PredictFailure("the split leaves no training examples") }
+            guard let statistic = ExpectedStatistic(rawValue: expected) else {
+                throw PredictFailure("--expected must be median or mean")
+            }
+            var options = TextTrainingOptions()
+            options.epochs = epochs
+            options.learningRate = learningRate
+            options.hashing.hashBits = hashBits
+            options.hashing.modelCrosses = !noModelCrosses
+            options.hashing.bigrams = !noBigrams
+            options.reserveQuantile = quantile
+            options.expectedStatistic = statistic
+            options.softLabels = !hardLabels
+            log("training on \(training.count) examples (\(set.examples.count - training.count) held out), format \(format.rawValue)")
+            let start = Date()
+            let model: TextLengthModel
+            do {
+                model = try TextLengthTrainer.train(training, options: options) { p in
+                    log(String(format: "epoch %d: loss %.4f, %.1f s", p.epoch, p.meanLoss, p.seconds))
+                }
+            } catch {
+                throw PredictFailure(error.description)
+            }
+            let seconds = Date().timeIntervalSince(start)
+            do {
+                try TextLengthModelFile.save(model, to: out)
+            } catch {
+                throw PredictFailure(error.description)
+            }
+            let bytes = (try? FileManager.default.attributesOfItem(atPath: out)[.size] as? Int) ?? 0
+            log(String(format: "wrote %@ (%d bytes) after %.1f s of training", out, bytes, seconds))
+            if json {
+                printJSON([
+                    "model": out, "format": format.rawValue, "train_examples": training.count,
+                    "held_out_examples": set.examples.count - training.count, "epochs": epochs,
+                    "train_seconds": seconds, "model_bytes": bytes, "training_mean": model.trainingMean,
+                ])
+            }
+        }
+    }
+
+    struct Eval: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Evaluate a predictor on the held-out split against the training-mean baseline.")
+
+        @OptionGroup var dataOptions: DataOptions
+        @Option(help: "A model file written by `kvcache predict train`.")
+        var model: String?
+        @Flag(help: "Evaluate the history predictor instead: warm it on the training split, then predict and observe each held-out request in turn.")
+        var history = false
+        @Option(help: "Quantile to reserve (default: the model's, or 0.9 for --history).")
+        var quantile: Double?
+        @Flag(help: "Print one JSON object on stdout.")
+        var json = false
+
+        func validate() throws {
+            if history == (model != nil) { throw ValidationError("give either --model MODEL or --history") }
+            if let quantile, !(quantile > 0 && quantile < 1) { throw ValidationError("--quantile must lie in (0, 1)") }
+        }
+
+        func run() throws {
+            let (set, format) = try dataOptions.load()
+            let heldOut = set.heldOut
+            let training = set.training
+            guard !heldOut.isEmpty else { throw PredictFailure("the split leaves no held-out examples") }
+            let predictor: any OutputLengthPredictor
+            let buckets: LengthBuckets
+            let mean: Double, median: Double, upper: Double, q: Double
+            if let path = model {
+                let loaded: TextLengthModel
+                do { loaded = try TextLengthModelFile.load(from: path) } catch { throw PredictFailure(error.description) }
+                let text = TextLengthPredictor(model: loaded, onlineLearningRate: 0)
+                if let quantile { text.reserveQuantile = quantile }
+                q = text.reserveQuantile
+                predictor = text
+                buckets = loaded.buckets
+                mean = loaded.trainingMean
+                median = loaded.trainingMedian
+                upper = quantile == nil ? loaded.trainingQuantile
+                    : TextLengthTrainer.quantile(training.map(\.target).sorted(), q)
+            } else {
+                guard !training.isEmpty else { throw PredictFailure("the split leaves no training examples") }
+                let config = HistoryPredictorConfig(reserveQuantile: quantile ?? 0.9)
+                let h = HistoryLengthPredictor(config: config)
+                for example in training { h.observe(example.input, actualOutput: Int(example.target.rounded())) }
+                predictor = h
+                buckets = config.buckets
+                q = config.reserveQuantile
+                let sorted = training.map(\.target).sorted()
+                mean = sorted.reduce(0, +) / Double(sorted.count)
+                median = TextLengthTrainer.quantile(sorted, 0.5)
+                upper = TextLengthTrainer.quantile(sorted, q)
+            }
+            let evaluation = LengthEvaluator.evaluate(predictor, examples: heldOut, buckets: buckets,
+                                                      trainingMean: mean, trainingMedian: median,
+                                                      trainingQuantile: upper, reserveQuantile: q,
+                                                      online: history)
+            let sample = Array(heldOut.prefix(2000)).map(\.input)
+            let ns = history ? PredictorBench.nanosecondsPerPrediction(HistoryLengthPredictor(), inputs: sample)
+                             : PredictorBench.nanosecondsPerPrediction(predictor, inputs: sample)
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = .sortedKeys
+                var object = (try JSONSerialization.jsonObject(with: try encoder.encode(evaluation))) as? [String: Any] ?? [:]
+                object["predictor"] = history ? "history" : "text"
+                object["format"] = format.rawValue
+                object["ns_per_prediction"] = ns
+                printJSON(object)
+            } else {
+                let e = evaluation
+                print(String(format: """
+                    %@ predictor on %d held-out examples (%d observed outputs), format %@
+                                          predictor   train-mean baseline
+                      MAE (tokens)        %9.1f   %9.1f   (ratio %.3f; train-median MAE %.1f)
+                      bucket accuracy     %9.3f   %9.3f
+                      underpredict rate   %9.3f   %9.3f   (reserve q=%.2f; vs expected: %.3f)
+                      mean reserve        %9.1f   %9.1f   (train q-quantile for all: underpredict %.3f)
+                      prediction cost     %9.0f ns
+                    """, history ? "history" : "text", e.examples, e.samples, format.rawValue,
+                    e.mae, e.baselineMAE, e.maeRatio, e.baselineMedianMAE,
+                    e.bucketAccuracy, e.baselineBucketAccuracy,
+                    e.underpredictRate, e.baselineUnderpredictRate, e.reserveQuantile, e.expectedUnderpredictRate,
+                    e.meanReserve, e.baselineQuantileMeanReserve, e.baselineQuantileUnderpredictRate, ns))
+            }
+        }
+    }
+}
+
+/// A one-line failure reason; ArgumentParser prints it and exits non-zero.
+struct PredictFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+private func log(_ message: String) {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+}
+
+private func printJSON(_ object: [String: Any]) {
+    if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]),
+       let text = String(data: data, encoding: .utf8) {
+        print(text)
+    }
+}
