@@ -71,6 +71,10 @@ struct PredictCommand: ParsableCommand {
         var learningRate: Float = 0.2
         @Option(name: .customLong("hash-bits"), help: "log2 of the feature space size (8...24).")
         var hashBits = 18
+        @Option(name: .customLong("leading-tokens"), help: "Words and symbols read from the start of a prompt.")
+        var leadingTokens = 384
+        @Option(name: .customLong("trailing-tokens"), help: "Words and symbols read from the end of a long prompt.")
+        var trailingTokens = 128
         @Option(help: "Quantile of the predicted distribution to reserve.")
         var quantile = 0.9
         @Option(help: "Statistic reported as the expected length: median or mean.")
@@ -95,6 +99,8 @@ struct PredictCommand: ParsableCommand {
             options.epochs = epochs
             options.learningRate = learningRate
             options.hashing.hashBits = hashBits
+            options.hashing.leadingTokens = leadingTokens
+            options.hashing.trailingTokens = trailingTokens
             options.hashing.modelCrosses = !noModelCrosses
             options.hashing.bigrams = !noBigrams
             options.reserveQuantile = quantile

@@ -76,24 +76,34 @@ public struct FeatureHasher: Sendable {
     /// - Complexity: O(n) in the prompt's UTF-8 length; allocates nothing (the prompt string is read
     ///   in place when it is stored contiguously, as native Swift strings are).
     public func extract(_ input: PredictionInput, into vector: FeatureVector) {
-        vector.count = 0
         let modelHash: UInt64? = input.modelID.map { StableHash.fnv1a($0) }
-        var tokenCount = 0
-        if var text = input.promptText {
-            text.withUTF8 { bytes in tokenCount = hashText(bytes, modelHash: modelHash, into: vector) }
+        let count = vector.indices.withUnsafeMutableBufferPointer { idx in
+            vector.values.withUnsafeMutableBufferPointer { val in
+                vector.trailing.withUnsafeMutableBufferPointer { ring in
+                    var sink = FeatureSink(indices: idx.baseAddress!, values: val.baseAddress!,
+                                           ring: ring.baseAddress!, shift: shift)
+                    var tokenCount = 0
+                    if var text = input.promptText {
+                        text.withUTF8 { bytes in tokenCount = hashText(bytes, modelHash: modelHash, into: &sink) }
+                    }
+                    let lengthBin = UInt64(log2Bin(input.promptTokens))
+                    let meta = Self.metaSalt
+                    sink.emit(StableHash.mix(1) ^ meta, value: 1)                                   // bias
+                    sink.emit(StableHash.combine(2, lengthBin) ^ meta, value: 1)                     // prompt length bin
+                    sink.emit(StableHash.combine(3, UInt64(log2Bin(tokenCount))) ^ meta, value: 1)   // text length bin
+                    sink.emit(StableHash.mix(4) ^ meta, value: Float(log1p(Double(max(0, input.promptTokens))) / 10))
+                    if let modelHash {
+                        sink.emit(StableHash.combine(5, modelHash) ^ meta, value: 1)
+                        sink.emit(StableHash.combine(StableHash.combine(6, modelHash), lengthBin) ^ meta, value: 1)
+                    }
+                    if let template = input.templateKey {
+                        sink.emit(StableHash.combine(7, template) ^ meta, value: 1)
+                    }
+                    return sink.count
+                }
+            }
         }
-        let lengthBin = UInt64(log2Bin(input.promptTokens))
-        emitMeta(StableHash.mix(1), value: 1, into: vector)                       // bias
-        emitMeta(StableHash.combine(2, lengthBin), value: 1, into: vector)         // prompt length bin
-        emitMeta(StableHash.combine(3, UInt64(log2Bin(tokenCount))), value: 1, into: vector)
-        emitMeta(StableHash.mix(4), value: Float(log1p(Double(max(0, input.promptTokens))) / 10), into: vector)
-        if let modelHash {
-            emitMeta(StableHash.combine(5, modelHash), value: 1, into: vector)
-            emitMeta(StableHash.combine(StableHash.combine(6, modelHash), lengthBin), value: 1, into: vector)
-        }
-        if let template = input.templateKey {
-            emitMeta(StableHash.combine(7, template), value: 1, into: vector)
-        }
+        vector.count = count
     }
 
     /// The slot of a hash. O(1).
@@ -101,18 +111,24 @@ public struct FeatureHasher: Sendable {
         Int32(truncatingIfNeeded: StableHash.mix(h) >> shift)
     }
 
-    @inline(__always) private func emit(_ h: UInt64, value: Float, into v: FeatureVector) {
-        v.indices[v.count] = slot(h)
-        v.values[v.count] = value
-        v.count += 1
-    }
+    /// Writes features through raw pointers lent by `extract`; never escapes it.
+    struct FeatureSink {
+        let indices: UnsafeMutablePointer<Int32>
+        let values: UnsafeMutablePointer<Float>
+        let ring: UnsafeMutablePointer<UInt64>
+        let shift: UInt64
+        var count = 0
 
-    @inline(__always) private func emitMeta(_ h: UInt64, value: Float, into v: FeatureVector) {
-        emit(h ^ Self.metaSalt, value: value, into: v)
+        /// Capacity is `maxFeatures`, which bounds what one input can emit. O(1).
+        @inline(__always) mutating func emit(_ h: UInt64, value: Float) {
+            indices[count] = Int32(truncatingIfNeeded: StableHash.mix(h) >> shift)
+            values[count] = value
+            count += 1
+        }
     }
 
     /// Hashes the text's tokens and returns how many tokens it has.
-    private func hashText(_ bytes: UnsafeBufferPointer<UInt8>, modelHash: UInt64?, into v: FeatureVector) -> Int {
+    private func hashText(_ bytes: UnsafeBufferPointer<UInt8>, modelHash: UInt64?, into v: inout FeatureSink) -> Int {
         let leading = config.leadingTokens
         let trailingCapacity = config.trailingTokens
         let crosses = config.modelCrosses && modelHash != nil
@@ -125,18 +141,25 @@ public struct FeatureHasher: Sendable {
 
         func token(_ h: UInt64) {
             if tokens < leading {
-                emit(h ^ Self.unigramSalt, value: 1, into: v)
+                v.emit(h ^ Self.unigramSalt, value: 1)
                 unigrams += 1
-                if crosses { emit(StableHash.combine(model, h) ^ Self.crossSalt, value: 1, into: v) }
-                if config.bigrams && tokens > 0 { emit(StableHash.combine(previous, h) ^ Self.bigramSalt, value: 1, into: v) }
+                if crosses { v.emit(StableHash.combine(model, h) ^ Self.crossSalt, value: 1) }
+                if config.bigrams && tokens > 0 { v.emit(StableHash.combine(previous, h) ^ Self.bigramSalt, value: 1) }
                 previous = h
             } else if trailingCapacity > 0 {
-                v.trailing[(tokens - leading) % trailingCapacity] = h
+                v.ring[(tokens - leading) % trailingCapacity] = h
             }
             tokens += 1
         }
 
-        for b in bytes {
+        // Only the first `leading` tokens and the last `tailBytes` bytes are read, so the cost is
+        // bounded however long the prompt is; the skipped middle is estimated at 5 bytes a token.
+        let tailBytes = trailingCapacity * 8
+        var skipped = 0
+        var i = 0
+        let n = bytes.count
+        while i < n {
+            let b = bytes[i]
             let isWordByte = b >= 0x80 || (b >= 0x30 && b <= 0x39) || (b | 0x20 >= 0x61 && b | 0x20 <= 0x7a) || b == 0x5f
             if isWordByte {
                 let lower = (b >= 0x41 && b <= 0x5a) ? b | 0x20 : b
@@ -145,23 +168,34 @@ public struct FeatureHasher: Sendable {
             } else {
                 if inWord { token(word); word = StableHash.fnvOffset; inWord = false }
                 if b != 0x20 && b != 0x09 && b != 0x0d { token(StableHash.mix(0x5000 | UInt64(b))) }
+                if tokens >= leading && skipped == 0 && n - tailBytes > i + 1 {
+                    // Jump to the tail, then on to the next token boundary.
+                    var j = n - tailBytes
+                    while j < n && bytes[j] != 0x20 && bytes[j] != 0x0a { j += 1 }
+                    skipped = max(1, j - i - 1)
+                    i = j
+                    continue
+                }
             }
+            i += 1
         }
         if inWord { token(word) }
 
         // The tail of a long prompt, in order; bigrams only within the tail.
-        if tokens > leading && trailingCapacity > 0 {
-            let stored = min(tokens - leading, trailingCapacity)
-            let first = tokens - leading - stored
+        let read = tokens
+        if read > leading && trailingCapacity > 0 {
+            let stored = min(read - leading, trailingCapacity)
+            let first = read - leading - stored
             for i in 0..<stored {
-                let h = v.trailing[(first + i) % trailingCapacity]
-                emit(h ^ Self.unigramSalt, value: 1, into: v)
+                let h = v.ring[(first + i) % trailingCapacity]
+                v.emit(h ^ Self.unigramSalt, value: 1)
                 unigrams += 1
-                if crosses { emit(StableHash.combine(model, h) ^ Self.crossSalt, value: 1, into: v) }
-                if config.bigrams && i > 0 { emit(StableHash.combine(previous, h) ^ Self.bigramSalt, value: 1, into: v) }
+                if crosses { v.emit(StableHash.combine(model, h) ^ Self.crossSalt, value: 1) }
+                if config.bigrams && i > 0 { v.emit(StableHash.combine(previous, h) ^ Self.bigramSalt, value: 1) }
                 previous = h
             }
         }
+        tokens += skipped / 5
         if unigrams > 0 {
             let scale = 1 / Float(unigrams).squareRoot()
             for i in 0..<v.count { v.values[i] = scale }

@@ -55,9 +55,10 @@ public enum TextLengthModelFile {
         // Encoding plain numbers, strings and arrays cannot fail.
         let json = [UInt8]((try? encoder.encode(header)) ?? Data())
         let k = model.buckets.count
-        let rows = model.weights.count / k
+        let stride = model.rowStride
+        let rows = model.weights.count / stride
         var nonZero: [Int] = []
-        for r in 0..<rows where (0..<k).contains(where: { model.weights[r * k + $0] != 0 }) { nonZero.append(r) }
+        for r in 0..<rows where (0..<k).contains(where: { model.weights[r * stride + $0] != 0 }) { nonZero.append(r) }
         var out = magic
         out.reserveCapacity(16 + json.count + nonZero.count * (4 + 4 * k))
         append(version, to: &out)
@@ -67,7 +68,7 @@ public enum TextLengthModelFile {
         append(UInt32(nonZero.count), to: &out)
         for r in nonZero {
             append(UInt32(r), to: &out)
-            for c in 0..<k { append(model.weights[r * k + c].bitPattern, to: &out) }
+            for c in 0..<k { append(model.weights[r * stride + c].bitPattern, to: &out) }
         }
         return out
     }
@@ -115,7 +116,7 @@ public enum TextLengthModelFile {
             for c in 0..<k {
                 let w = Float(bitPattern: try reader.u32())
                 guard w.isFinite else { throw .corrupt("non-finite weight in row \(r)") }
-                model.weights[r * k + c] = w
+                model.weights[r * model.rowStride + c] = w
             }
         }
         return model

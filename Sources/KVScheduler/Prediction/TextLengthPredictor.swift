@@ -20,14 +20,14 @@ public final class TextLengthPredictor: OutputLengthPredictor {
         self.onlineLearningRate = onlineLearningRate
         hasher = FeatureHasher(config: model.hashing)
         features = FeatureVector(config: model.hashing)
-        probabilities = [Float](repeating: 0, count: model.buckets.count)
+        probabilities = [Float](repeating: 0, count: model.rowStride)
     }
 
     public func predict(_ input: PredictionInput) -> LengthPrediction {
         computeProbabilities(input)
         return probabilities.withUnsafeBufferPointer { p in
             var best = 0
-            for k in 1..<p.count where p[k] > p[best] { best = k }
+            for k in 1..<model.buckets.count where p[k] > p[best] { best = k }
             let expected: Double = switch model.expectedStatistic {
             case .median: model.quantile(0.5, probabilities: p)
             case .mean: model.mean(probabilities: p)
@@ -45,11 +45,12 @@ public final class TextLengthPredictor: OutputLengthPredictor {
         computeProbabilities(input)
         let target = model.buckets.bucket(of: Double(actualOutput))
         let k = model.buckets.count
+        let stride = model.rowStride
         let rate = onlineLearningRate
         probabilities.withUnsafeBufferPointer { p in
             model.weights.withUnsafeMutableBufferPointer { w in
                 for i in 0..<features.count {
-                    let base = Int(features.indices[i]) * k
+                    let base = Int(features.indices[i]) * stride
                     let v = features.values[i]
                     for c in 0..<k {
                         let gradient = p[c] - (c == target ? 1 : 0)
@@ -63,7 +64,7 @@ public final class TextLengthPredictor: OutputLengthPredictor {
     /// The bucket probabilities for `input` (a copy; for tools and tests).
     public func bucketProbabilities(_ input: PredictionInput) -> [Float] {
         computeProbabilities(input)
-        return probabilities
+        return Array(probabilities[0..<model.buckets.count])
     }
 
     /// Softmax of the linear scores, into `probabilities`. O(F x K), allocates nothing.
@@ -72,19 +73,16 @@ public final class TextLengthPredictor: OutputLengthPredictor {
         let k = model.buckets.count
         let count = features.count
         probabilities.withUnsafeMutableBufferPointer { p in
-            for c in 0..<k { p[c] = 0 }
             model.weights.withUnsafeBufferPointer { w in
                 features.indices.withUnsafeBufferPointer { idx in
                     features.values.withUnsafeBufferPointer { val in
-                        for i in 0..<count {
-                            let base = Int(idx[i]) * k
-                            let v = val[i]
-                            for c in 0..<k { p[c] += v * w[base + c] }
-                        }
+                        TextLengthModel.accumulate(scores: p.baseAddress!, weights: w.baseAddress!,
+                                                   stride: model.rowStride, indices: idx.baseAddress!,
+                                                   values: val.baseAddress!, count: count)
                     }
                 }
             }
-            Softmax.inPlace(p)
+            Softmax.inPlace(UnsafeMutableBufferPointer(rebasing: p[0..<k]))
         }
     }
 }

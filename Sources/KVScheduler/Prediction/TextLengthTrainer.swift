@@ -63,13 +63,14 @@ public enum TextLengthTrainer {
                                     reserveQuantile: options.reserveQuantile,
                                     expectedStatistic: options.expectedStatistic)
         let k = options.buckets.count
-        let labels = makeLabels(examples, buckets: options.buckets, soft: options.softLabels)
+        let labels = makeLabels(examples, buckets: options.buckets, stride: model.rowStride, soft: options.softLabels)
         fillStatistics(&model, examples: examples)
 
         let hasher = FeatureHasher(config: options.hashing)
         let features = FeatureVector(config: options.hashing)
         var accumulators = [Float](repeating: 0.1, count: model.weights.count)
-        var probabilities = [Float](repeating: 0, count: k)
+        let stride = model.rowStride
+        var probabilities = [Float](repeating: 0, count: stride)
         var order = Array(examples.indices)
         var rng = SplitMix64(seed: options.seed)
         let rate = options.learningRate
@@ -88,24 +89,34 @@ public enum TextLengthTrainer {
                             labels.withUnsafeBufferPointer { y in
                                 features.indices.withUnsafeBufferPointer { idx in
                                     features.values.withUnsafeBufferPointer { val in
-                                        for c in 0..<k { p[c] = 0 }
-                                        for i in 0..<n {
-                                            let base = Int(idx[i]) * k
-                                            for c in 0..<k { p[c] += val[i] * w[base + c] }
-                                        }
-                                        Softmax.inPlace(p)
-                                        let label = j * k
+                                        TextLengthModel.accumulate(scores: p.baseAddress!, weights: w.baseAddress!,
+                                                                   stride: stride, indices: idx.baseAddress!,
+                                                                   values: val.baseAddress!, count: n)
+                                        Softmax.inPlace(UnsafeMutableBufferPointer(rebasing: p[0..<k]))
+                                        let label = j * stride
                                         for c in 0..<k where y[label + c] > 0 {
                                             loss -= Double(y[label + c]) * log(Double(max(p[c], 1e-12)))
                                         }
+                                        // AdaGrad on the rows present, 8 lanes at a time; padding lanes
+                                        // have p = y = w = 0 and stay zero.
+                                        let pv = UnsafeRawPointer(p.baseAddress!)
+                                        let yv = UnsafeRawPointer(y.baseAddress! + label)
                                         for i in 0..<n {
-                                            let base = Int(idx[i]) * k
-                                            let v = val[i]
-                                            for c in 0..<k {
-                                                let gradient = (p[c] - y[label + c]) * v + l2 * w[base + c]
-                                                let acc = g[base + c] + gradient * gradient
-                                                g[base + c] = acc
-                                                w[base + c] -= rate * gradient / acc.squareRoot()
+                                            let base = Int(idx[i]) * stride
+                                            let v = SIMD8<Float>(repeating: val[i])
+                                            let wRow = UnsafeMutableRawPointer(w.baseAddress! + base)
+                                            let gRow = UnsafeMutableRawPointer(g.baseAddress! + base)
+                                            for chunk in 0..<(stride / 8) {
+                                                let o = chunk * 32
+                                                let wc = wRow.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+                                                let pc = pv.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+                                                let yc = yv.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+                                                let gradient = (pc - yc) * v + l2 * wc
+                                                let acc = gRow.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+                                                    + gradient * gradient
+                                                gRow.storeBytes(of: acc, toByteOffset: o, as: SIMD8<Float>.self)
+                                                wRow.storeBytes(of: wc - rate * gradient / acc.squareRoot(),
+                                                                toByteOffset: o, as: SIMD8<Float>.self)
                                             }
                                         }
                                     }
@@ -121,9 +132,8 @@ public enum TextLengthTrainer {
         return model
     }
 
-    /// Per example, K label weights summing to 1. O(examples x K).
-    static func makeLabels(_ examples: [LengthExample], buckets: LengthBuckets, soft: Bool) -> [Float] {
-        let k = buckets.count
+    /// Per example, `stride` label weights (K used, summing to 1, the rest zero). O(examples x K).
+    static func makeLabels(_ examples: [LengthExample], buckets: LengthBuckets, stride k: Int, soft: Bool) -> [Float] {
         var labels = [Float](repeating: 0, count: examples.count * k)
         for (j, example) in examples.enumerated() {
             if soft && !example.samples.isEmpty {
