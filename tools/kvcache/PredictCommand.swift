@@ -7,7 +7,7 @@ struct PredictCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "predict",
         abstract: "Train and evaluate output-length predictors (text: CASTILLO, ShareGPT; history: any).",
-        subcommands: [Train.self, Eval.self]
+        subcommands: [Train.self, Eval.self, Compare.self]
     )
 
     enum DataFormat: String, ExpressibleByArgument, CaseIterable {
@@ -29,6 +29,9 @@ struct PredictCommand: ParsableCommand {
         var modelID: String?
         @Option(help: "How to split train/held-out, always by prompt or conversation: `data` uses the data's own split (CASTILLO's split field: train vs validate; ShareGPT: hash), `hash` holds out one prompt in five by a stable hash of its id.")
         var split: SplitRule = .data
+        @Option(name: .customLong("context-bytes"),
+                help: "ShareGPT: prefix each later turn's prompt text with this many trailing bytes of the previous reply (0: the turn alone).")
+        var contextBytes = 0
         @Flag(name: .customLong("task-id"),
               help: "CASTILLO: give the dataset name (the task) to the predictors as the template key.")
         var taskID = false
@@ -45,7 +48,7 @@ struct PredictCommand: ParsableCommand {
             do {
                 set = resolved == .castillo
                     ? try CastilloReader.load(folder: data, modelID: modelID, taskAsTemplate: taskID)
-                    : try ShareGPTReader.load(path: data, modelID: modelID)
+                    : try ShareGPTReader.load(path: data, modelID: modelID, contextBytes: contextBytes)
             } catch {
                 throw PredictFailure(error.description)
             }
@@ -69,12 +72,14 @@ struct PredictCommand: ParsableCommand {
         var epochs = 6
         @Option(name: .customLong("learning-rate"), help: "AdaGrad step size.")
         var learningRate: Float = 0.2
+        @Option(help: "L2 penalty on the weights each example touches.")
+        var l2: Float = 1e-6
         @Option(name: .customLong("hash-bits"), help: "log2 of the feature space size (8...24).")
         var hashBits = 18
         @Option(name: .customLong("leading-tokens"), help: "Words and symbols read from the start of a prompt.")
-        var leadingTokens = 384
+        var leadingTokens = FeatureHashingConfig().leadingTokens
         @Option(name: .customLong("trailing-tokens"), help: "Words and symbols read from the end of a long prompt.")
-        var trailingTokens = 128
+        var trailingTokens = FeatureHashingConfig().trailingTokens
         @Option(help: "Quantile of the predicted distribution to reserve.")
         var quantile = 0.9
         @Option(help: "Statistic reported as the expected length: median or mean.")
@@ -98,6 +103,7 @@ struct PredictCommand: ParsableCommand {
             var options = TextTrainingOptions()
             options.epochs = epochs
             options.learningRate = learningRate
+            options.l2 = l2
             options.hashing.hashBits = hashBits
             options.hashing.leadingTokens = leadingTokens
             options.hashing.trailingTokens = trailingTokens
@@ -143,6 +149,9 @@ struct PredictCommand: ParsableCommand {
         var model: String?
         @Flag(help: "Evaluate the history predictor instead: warm it on the training split, then predict and observe each held-out request in turn.")
         var history = false
+        @Option(name: .customLong("online-rate"),
+                help: "Text predictor: learn from each held-out request after predicting it (prequential evaluation), with this SGD step; 0 keeps the model fixed.")
+        var onlineRate: Float = 0
         @Option(help: "Quantile to reserve (default: the model's, or 0.9 for --history).")
         var quantile: Double?
         @Flag(help: "Print one JSON object on stdout.")
@@ -150,6 +159,7 @@ struct PredictCommand: ParsableCommand {
 
         func validate() throws {
             if history == (model != nil) { throw ValidationError("give either --model MODEL or --history") }
+            if !(onlineRate >= 0) { throw ValidationError("--online-rate must be >= 0") }
             if let quantile, !(quantile > 0 && quantile < 1) { throw ValidationError("--quantile must lie in (0, 1)") }
         }
 
@@ -164,7 +174,7 @@ struct PredictCommand: ParsableCommand {
             if let path = model {
                 let loaded: TextLengthModel
                 do { loaded = try TextLengthModelFile.load(from: path) } catch { throw PredictFailure(error.description) }
-                let text = TextLengthPredictor(model: loaded, onlineLearningRate: 0)
+                let text = TextLengthPredictor(model: loaded, onlineLearningRate: onlineRate)
                 if let quantile { text.reserveQuantile = quantile }
                 q = text.reserveQuantile
                 predictor = text
@@ -189,15 +199,15 @@ struct PredictCommand: ParsableCommand {
             let evaluation = LengthEvaluator.evaluate(predictor, examples: heldOut, buckets: buckets,
                                                       trainingMean: mean, trainingMedian: median,
                                                       trainingQuantile: upper, reserveQuantile: q,
-                                                      online: history)
+                                                      online: history || onlineRate > 0)
             let sample = Array(heldOut.prefix(2000)).map(\.input)
-            let ns = history ? PredictorBench.nanosecondsPerPrediction(HistoryLengthPredictor(), inputs: sample)
-                             : PredictorBench.nanosecondsPerPrediction(predictor, inputs: sample)
+            let ns = PredictorBench.nanosecondsPerPrediction(predictor, inputs: sample)
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = .sortedKeys
                 var object = (try JSONSerialization.jsonObject(with: try encoder.encode(evaluation))) as? [String: Any] ?? [:]
                 object["predictor"] = history ? "history" : "text"
+                object["online"] = history || onlineRate > 0
                 object["format"] = format.rawValue
                 object["ns_per_prediction"] = ns
                 printJSON(object)
@@ -217,6 +227,72 @@ struct PredictCommand: ParsableCommand {
                     e.underpredictRate, e.baselineUnderpredictRate, e.reserveQuantile, e.expectedUnderpredictRate,
                     e.meanReserve, e.baselineQuantileMeanReserve, e.baselineQuantileUnderpredictRate, ns))
             }
+        }
+    }
+}
+
+extension PredictCommand {
+    struct Compare: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Train the bucketed logistic regression and boosted stumps on the same split and compare them on the held-out part.")
+
+        @OptionGroup var dataOptions: DataOptions
+        @Option(help: "Passes of the logistic regression.")
+        var epochs = 6
+        @Option(help: "Boosting rounds of the stumps.")
+        var rounds = 400
+        @Option(name: .customLong("leading-tokens"), help: "Words and symbols read from the start of a prompt.")
+        var leadingTokens = FeatureHashingConfig().leadingTokens
+        @Option(name: .customLong("trailing-tokens"), help: "Words and symbols read from the end of a long prompt.")
+        var trailingTokens = FeatureHashingConfig().trailingTokens
+        @Flag(help: "Print one JSON object on stdout.")
+        var json = false
+
+        func run() throws {
+            let (set, format) = try dataOptions.load()
+            let training = set.training, heldOut = set.heldOut
+            guard !training.isEmpty, !heldOut.isEmpty else { throw PredictFailure("the split leaves one side empty") }
+            var hashing = FeatureHashingConfig()
+            hashing.leadingTokens = leadingTokens
+            hashing.trailingTokens = trailingTokens
+            var lrOptions = TextTrainingOptions()
+            lrOptions.hashing = hashing
+            lrOptions.epochs = epochs
+            var stumpOptions = StumpTrainingOptions()
+            stumpOptions.hashing = hashing
+            stumpOptions.rounds = rounds
+            let sorted = training.map(\.target).sorted()
+            let mean = sorted.reduce(0, +) / Double(sorted.count)
+            let median = TextLengthTrainer.quantile(sorted, 0.5)
+            let upper = TextLengthTrainer.quantile(sorted, 0.9)
+            var results: [String: Any] = ["format": format.rawValue, "train_examples": training.count,
+                                          "held_out_examples": heldOut.count]
+            func evaluate(_ name: String, _ predictor: any OutputLengthPredictor, seconds: Double) throws {
+                let e = LengthEvaluator.evaluate(predictor, examples: heldOut, buckets: .standard, trainingMean: mean,
+                                                 trainingMedian: median, trainingQuantile: upper, reserveQuantile: 0.9)
+                let encoder = JSONEncoder()
+                var object = (try JSONSerialization.jsonObject(with: try encoder.encode(e))) as? [String: Any] ?? [:]
+                object["train_seconds"] = seconds
+                object["ns_per_prediction"] = PredictorBench.nanosecondsPerPrediction(
+                    predictor, inputs: Array(heldOut.prefix(2000)).map(\.input))
+                results[name] = object
+                log(String(format: "%@: MAE %.1f (baseline %.1f, ratio %.3f), bucket accuracy %.3f, underpredict %.3f, mean reserve %.1f, trained in %.1f s",
+                           name, e.mae, e.baselineMAE, e.maeRatio, e.bucketAccuracy, e.underpredictRate, e.meanReserve, seconds))
+            }
+            do {
+                var start = Date()
+                let model = try TextLengthTrainer.train(training, options: lrOptions)
+                try evaluate("logistic", TextLengthPredictor(model: model, onlineLearningRate: 0),
+                             seconds: Date().timeIntervalSince(start))
+                start = Date()
+                let stumps = try BoostedStumpsTrainer.train(training, options: stumpOptions) { round, mse in
+                    log(String(format: "stumps round %d: training MSE (log space) %.4f", round, mse))
+                }
+                try evaluate("stumps", stumps, seconds: Date().timeIntervalSince(start))
+            } catch let error as LengthTrainingError {
+                throw PredictFailure(error.description)
+            }
+            if json { printJSON(results) }
         }
     }
 }

@@ -22,8 +22,9 @@ public enum ShareGPTReader {
     }
 
     /// Loads a file, or every `*.json`, `*.jsonl`, `*.jsonl.gz` and `*.json.gz` file of a folder.
-    /// `modelID`, when given, is attached to every example.
-    public static func load(path: String, modelID: String? = nil) throws(LengthDataError) -> LengthDataSet {
+    /// `modelID`, when given, is attached to every example; `contextBytes > 0` prefixes each prompt
+    /// text with up to that many trailing bytes of the previous reply (see `parse`).
+    public static func load(path: String, modelID: String? = nil, contextBytes: Int = 0) throws(LengthDataError) -> LengthDataSet {
         var isFolder: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
             throw .cannotRead(path: path, reason: "no such file or folder")
@@ -38,7 +39,8 @@ public enum ShareGPTReader {
         }
         var all = LengthDataSet(examples: [])
         for file in files {
-            let part = try parse(try CompressedFile.readAll(path: file), file: file, modelID: modelID)
+            let part = try parse(try CompressedFile.readAll(path: file), file: file, modelID: modelID,
+                                 contextBytes: contextBytes)
             all.examples += part.examples
             all.skippedRecords += part.skippedRecords
         }
@@ -46,7 +48,12 @@ public enum ShareGPTReader {
     }
 
     /// Parses one file's bytes. O(n) in its size.
-    public static func parse(_ bytes: [UInt8], file: String, modelID: String? = nil) throws(LengthDataError) -> LengthDataSet {
+    ///
+    /// With `contextBytes > 0` the prompt text of a later turn starts with the last `contextBytes`
+    /// bytes (cut at a character boundary) of the previous reply and a newline: the end of the
+    /// conversation a server sees, where "continue" or "shorter please" find their referent.
+    public static func parse(_ bytes: [UInt8], file: String, modelID: String? = nil,
+                             contextBytes: Int = 0) throws(LengthDataError) -> LengthDataSet {
         var examples: [LengthExample] = []
         var skipped = 0
         var anonymous = 0
@@ -62,7 +69,13 @@ public enum ShareGPTReader {
                 defer { contextTokens += tokens }
                 guard isHuman(turn.from), i + 1 < turns.count, isAssistant(turns[i + 1].from) else { continue }
                 let reply = ApproximateTokenCounter.count(turns[i + 1].value)
-                let input = PredictionInput(promptTokens: contextTokens + tokens, promptText: turn.value,
+                var text = turn.value
+                if contextBytes > 0 && i > 0 {
+                    let previous = turns[i - 1].value.utf8
+                    let tail = previous.index(previous.endIndex, offsetBy: -min(contextBytes, previous.count))
+                    text = String(Substring(turns[i - 1].value.unicodeScalars[tail...])) + "\n" + text
+                }
+                let input = PredictionInput(promptTokens: contextTokens + tokens, promptText: text,
                                             modelID: modelID, maxTokens: LengthExample.unboundedMaxTokens)
                 examples.append(LengthExample(input: input, target: Double(reply), samples: [Int32(clamping: reply)],
                                               group: group, heldOut: heldOut))
