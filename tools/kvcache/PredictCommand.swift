@@ -7,7 +7,7 @@ struct PredictCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "predict",
         abstract: "Train and evaluate output-length predictors (text: CASTILLO, ShareGPT; history: any).",
-        subcommands: [Train.self, Eval.self, Compare.self]
+        subcommands: [Train.self, Eval.self, Compare.self, Bench.self]
     )
 
     enum DataFormat: String, ExpressibleByArgument, CaseIterable {
@@ -293,6 +293,34 @@ extension PredictCommand {
                 throw PredictFailure(error.description)
             }
             if json { printJSON(results) }
+        }
+    }
+}
+
+extension PredictCommand {
+    struct Bench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Measure the CPU time of one prediction (text and history predictors) on synthetic prompts.")
+
+        @Option(name: .customLong("prompt-words"), help: "Mean words per synthetic prompt.")
+        var promptWords = 60
+        @Option(name: .customLong("hash-bits"), help: "log2 of the feature space size (8...24).")
+        var hashBits = FeatureHashingConfig().hashBits
+        @Flag(help: "Print one JSON object on stdout.")
+        var json = false
+
+        func run() throws {
+            var hashing = FeatureHashingConfig()
+            hashing.hashBits = hashBits
+            guard promptWords >= 1, hashing.isValid else { throw PredictFailure("--prompt-words must be >= 1, --hash-bits in 8...24") }
+            let r = PredictorBench.run(promptWords: promptWords, hashing: hashing)
+            if json {
+                printJSON(["text_ns_per_prediction": r.textNanoseconds, "history_ns_per_prediction": r.historyNanoseconds,
+                           "mean_prompt_words": r.meanPromptWords])
+            } else {
+                print(String(format: "text predictor: %.0f ns per prediction (%.0f-word prompts); history predictor: %.0f ns",
+                             r.textNanoseconds, r.meanPromptWords, r.historyNanoseconds))
+            }
         }
     }
 }

@@ -42,10 +42,11 @@ public enum PredictorBench {
         return UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_nsec)
     }
 
-    /// A self-contained measurement: trains a text model (default hashing, 2^18 slots, model crosses)
+    /// A self-contained measurement: trains a text model (`hashing`; by default 2^18 slots, model crosses)
     /// on `promptCount` synthetic prompts of `promptWords` words on average and times predictions of
     /// them; times the history predictor on templated inputs.
-    public static func run(promptCount: Int = 512, promptWords: Int = 60, rounds: Int = 20, seed: UInt64 = 7) -> Result {
+    public static func run(promptCount: Int = 512, promptWords: Int = 60, rounds: Int = 20, seed: UInt64 = 7,
+                           hashing: FeatureHashingConfig = FeatureHashingConfig()) -> Result {
         var rng = SplitMix64(seed: seed)
         let vocabulary = (0..<2000).map { "w\($0)" }
         var examples: [LengthExample] = []
@@ -60,6 +61,7 @@ public enum PredictorBench {
                                           group: "\(i)", heldOut: false))
         }
         var options = TextTrainingOptions()
+        options.hashing = hashing
         options.epochs = 1
         let model = (try? TextLengthTrainer.train(examples, options: options))
             ?? TextLengthModel(hashing: options.hashing, buckets: options.buckets)

@@ -2,7 +2,8 @@
 /// reservation quantile.
 ///
 /// `predict` costs O(F x K) for F features (at most `hashing.maxFeatures`) and K buckets, plus the
-/// prompt's UTF-8 length; it allocates nothing. `observe` takes one SGD step towards the true
+/// bounded scan of the prompt; it allocates nothing. It scores with a bfloat16 copy of the weights
+/// (`PackedWeights`: one cache line per feature); training and the model file keep Float32. `observe` takes one SGD step towards the true
 /// length's bucket when `onlineLearningRate > 0`. Single-threaded, like the scheduler that calls it.
 public final class TextLengthPredictor: OutputLengthPredictor {
     public private(set) var model: TextLengthModel
@@ -12,6 +13,7 @@ public final class TextLengthPredictor: OutputLengthPredictor {
     public var onlineLearningRate: Float
     private let hasher: FeatureHasher
     private let features: FeatureVector
+    private let packed: PackedWeights
     private var probabilities: [Float]
 
     public init(model: TextLengthModel, onlineLearningRate: Float = 0.02) {
@@ -20,7 +22,8 @@ public final class TextLengthPredictor: OutputLengthPredictor {
         self.onlineLearningRate = onlineLearningRate
         hasher = FeatureHasher(config: model.hashing)
         features = FeatureVector(config: model.hashing)
-        probabilities = [Float](repeating: 0, count: model.rowStride)
+        packed = PackedWeights(model: model)
+        probabilities = [Float](repeating: 0, count: packed.lanes)
     }
 
     public func predict(_ input: PredictionInput) -> LengthPrediction {
@@ -56,6 +59,7 @@ public final class TextLengthPredictor: OutputLengthPredictor {
                         let gradient = p[c] - (c == target ? 1 : 0)
                         w[base + c] -= rate * gradient * v
                     }
+                    packed.store(row: Int(features.indices[i]), from: w.baseAddress! + base)
                 }
             }
         }
@@ -73,13 +77,10 @@ public final class TextLengthPredictor: OutputLengthPredictor {
         let k = model.buckets.count
         let count = features.count
         probabilities.withUnsafeMutableBufferPointer { p in
-            model.weights.withUnsafeBufferPointer { w in
-                features.indices.withUnsafeBufferPointer { idx in
-                    features.values.withUnsafeBufferPointer { val in
-                        TextLengthModel.accumulate(scores: p.baseAddress!, weights: w.baseAddress!,
-                                                   stride: model.rowStride, indices: idx.baseAddress!,
-                                                   values: val.baseAddress!, count: count)
-                    }
+            features.indices.withUnsafeBufferPointer { idx in
+                features.values.withUnsafeBufferPointer { val in
+                    packed.accumulate(scores: p.baseAddress!, indices: idx.baseAddress!,
+                                      values: val.baseAddress!, count: count)
                 }
             }
             Softmax.inPlace(UnsafeMutableBufferPointer(rebasing: p[0..<k]))
