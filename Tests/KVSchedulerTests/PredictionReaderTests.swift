@@ -97,6 +97,15 @@ struct PredictionReaderTests {
         #expect(set.examples.allSatisfy { $0.group == "abc" && $0.heldOut == LengthDataSet.hashSplitHeldOut("abc") })
         #expect(ShareGPTReader.conversationGroup("QWJhYvA_12") == "QWJhYvA")
         #expect(ShareGPTReader.conversationGroup("plain_id_x") == "plain_id_x")
+        let accented = """
+            {"id": "u", "conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "héllo wörld 日本語"}, {"from": "human", "value": "more"}, {"from": "gpt", "value": "ok"}]}
+            """
+        for context in 1...12 {
+            let withContext = try ShareGPTReader.parse(Self.bytes(accented), file: "u.jsonl", contextBytes: context)
+            let prompt = withContext.examples[1].input.promptText ?? ""
+            #expect(prompt.hasSuffix("\nmore"))
+            #expect("héllo wörld 日本語".hasSuffix(prompt.dropLast(5)))
+        }
         let array = try ShareGPTReader.parse(Self.bytes("[" + text.split(separator: "\n").joined(separator: ",") + "]"), file: "a.json")
         #expect(array.examples.count == 2)
     }
@@ -130,5 +139,27 @@ struct PredictionReaderTests {
         defer { try? FileManager.default.removeItem(at: file) }
         #expect(try CompressedFile.readAll(path: file.path) == Self.bytes("{\"a\":1}\n{\"a\":2}\n"))
         #expect(throws: LengthDataError.self) { try CompressedFile.readAll(path: file.path + ".missing") }
+    }
+}
+
+@Suite("Prediction: Mooncake lengths")
+struct PredictionMooncakeTests {
+    @Test func readsInArrivalOrderAndHoldsOutTheLaterHalf() throws {
+        let text = """
+            {"timestamp": 30, "input_length": 600, "output_length": 12, "hash_ids": [7, 8]}
+            {"timestamp": 10, "input_length": 100, "output_length": 40, "hash_ids": [3]}
+            {"timestamp": 20, "input_length": 50, "output_length": 5, "hash_ids": []}
+            {"timestamp": 40, "input_length": 70, "output_length": 9}
+            """
+        let set = try MooncakeLengthReader.parse(Array(text.utf8), file: "m.jsonl")
+        #expect(set.examples.map(\.target) == [40, 5, 12, 9])
+        #expect(set.examples.map(\.heldOut) == [false, false, true, true])
+        #expect(set.examples.map(\.input.templateKey) == [3, nil, 7, nil])
+        #expect(throws: LengthDataError.malformedLine(file: "m.jsonl", line: 2, reason: "negative or huge length")) {
+            try MooncakeLengthReader.parse(Array("{\"input_length\": 1, \"output_length\": 1}\n{\"input_length\": 1, \"output_length\": -1}".utf8), file: "m.jsonl")
+        }
+        #expect(throws: LengthDataError.malformedLine(file: "m.jsonl", line: 1, reason: "missing field \"output_length\"")) {
+            try MooncakeLengthReader.parse(Array("{\"input_length\": 1}".utf8), file: "m.jsonl")
+        }
     }
 }

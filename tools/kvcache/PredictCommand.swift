@@ -11,7 +11,7 @@ struct PredictCommand: ParsableCommand {
     )
 
     enum DataFormat: String, ExpressibleByArgument, CaseIterable {
-        case auto, castillo, sharegpt
+        case auto, castillo, sharegpt, mooncake
     }
 
     enum SplitRule: String, ExpressibleByArgument, CaseIterable {
@@ -22,7 +22,7 @@ struct PredictCommand: ParsableCommand {
     struct DataOptions: ParsableArguments {
         @Option(help: "A CASTILLO folder (*lengths*.jsonl[.gz] + *prompts*.jsonl[.gz]) or ShareGPT JSON[L][.gz] file or folder.")
         var data: String
-        @Option(help: "castillo, sharegpt, or auto (a folder with a *lengths* file is CASTILLO).")
+        @Option(help: "castillo, sharegpt, mooncake (lengths only: for --history), or auto (a folder with a *lengths* file is CASTILLO, a file with \"hash_ids\" Mooncake, else ShareGPT).")
         var format: DataFormat = .auto
         @Option(name: .customLong("model-id"),
                 help: "CASTILLO: keep only this model's rows. ShareGPT: the model id given to every request.")
@@ -30,8 +30,8 @@ struct PredictCommand: ParsableCommand {
         @Option(help: "How to split train/held-out, always by prompt or conversation: `data` uses the data's own split (CASTILLO's split field: train vs validate; ShareGPT: hash), `hash` holds out one prompt in five by a stable hash of its id.")
         var split: SplitRule = .data
         @Option(name: .customLong("context-bytes"),
-                help: "ShareGPT: prefix each later turn's prompt text with this many trailing bytes of the previous reply (0: the turn alone).")
-        var contextBytes = 0
+                help: "ShareGPT: prefix each later turn's prompt text with this many trailing bytes of the previous reply (0: the turn alone). Give train and eval the same value.")
+        var contextBytes = 3000
         @Flag(name: .customLong("task-id"),
               help: "CASTILLO: give the dataset name (the task) to the predictors as the template key.")
         var taskID = false
@@ -42,13 +42,22 @@ struct PredictCommand: ParsableCommand {
                 var isFolder: ObjCBool = false
                 _ = FileManager.default.fileExists(atPath: data, isDirectory: &isFolder)
                 let names = isFolder.boolValue ? ((try? FileManager.default.contentsOfDirectory(atPath: data)) ?? []) : []
-                resolved = names.contains { $0.contains("lengths") } ? .castillo : .sharegpt
+                if names.contains(where: { $0.contains("lengths") }) {
+                    resolved = .castillo
+                } else if !isFolder.boolValue, let handle = FileHandle(forReadingAtPath: data) {
+                    let head = String(decoding: handle.readData(ofLength: 4096), as: UTF8.self)
+                    resolved = head.contains("\"hash_ids\"") ? .mooncake : .sharegpt
+                } else {
+                    resolved = .sharegpt
+                }
             }
             var set: LengthDataSet
             do {
-                set = resolved == .castillo
-                    ? try CastilloReader.load(folder: data, modelID: modelID, taskAsTemplate: taskID)
-                    : try ShareGPTReader.load(path: data, modelID: modelID, contextBytes: contextBytes)
+                switch resolved {
+                case .castillo: set = try CastilloReader.load(folder: data, modelID: modelID, taskAsTemplate: taskID)
+                case .mooncake: set = try MooncakeLengthReader.load(path: data)
+                default: set = try ShareGPTReader.load(path: data, modelID: modelID, contextBytes: contextBytes)
+                }
             } catch {
                 throw PredictFailure(error.description)
             }

@@ -31,32 +31,42 @@ public enum ApproximateTokenCounter {
         @inline(__always) func flushOther() {
             if otherScalars > 0 { tokens += (otherScalars + 1) / 2; otherScalars = 0 }
         }
-        for scalar in text.unicodeScalars {
-            let v = scalar.value
-            if v < 0x80 {
-                let b = UInt8(v)
-                let isLetter = (b | 0x20) >= UInt8(ascii: "a") && (b | 0x20) <= UInt8(ascii: "z")
-                let isDigit = b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9")
-                if isLetter {
-                    flushDigits(); flushSymbols(); flushOther(); letterRun += 1
-                } else if isDigit {
-                    flushLetters(); flushSymbols(); flushOther(); digitRun += 1
-                } else if b == 0x20 || b == 0x09 || b == 0x0d {
-                    flushLetters(); flushDigits(); flushSymbols(); flushOther()
-                } else if b == 0x0a {
-                    flushLetters(); flushDigits(); flushSymbols(); flushOther(); tokens += 1
-                } else {
-                    flushLetters(); flushDigits(); flushOther()
-                    if symbolRun > 0 && b != lastSymbol { flushSymbols() }
-                    symbolRun += 1
-                    lastSymbol = b
+        // Walks the UTF-8 bytes, decoding multi-byte scalars by hand (faster than the
+        // unicodeScalars view); a malformed sequence counts as "other" text.
+        var pending = 0          // continuation bytes still expected
+        var scalar: UInt32 = 0
+        for b in text.utf8 {
+            if pending > 0 {
+                scalar = scalar << 6 | UInt32(b & 0x3f)
+                pending -= 1
+                if pending == 0 {
+                    flushLetters(); flushDigits(); flushSymbols()
+                    if scalar >= 0x2e80 { flushOther(); tokens += 1 } else { otherScalars += 1 }
                 }
-            } else if v >= 0x2e80 {
+                continue
+            }
+            if b >= 0x80 {
+                if b >= 0xf0 { pending = 3; scalar = UInt32(b & 0x07) }
+                else if b >= 0xe0 { pending = 2; scalar = UInt32(b & 0x0f) }
+                else if b >= 0xc0 { pending = 1; scalar = UInt32(b & 0x1f) }
+                else { flushLetters(); flushDigits(); flushSymbols(); otherScalars += 1 }
+                continue
+            }
+            let isLetter = (b | 0x20) >= UInt8(ascii: "a") && (b | 0x20) <= UInt8(ascii: "z")
+            let isDigit = b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9")
+            if isLetter {
+                flushDigits(); flushSymbols(); flushOther(); letterRun += 1
+            } else if isDigit {
+                flushLetters(); flushSymbols(); flushOther(); digitRun += 1
+            } else if b == 0x20 || b == 0x09 || b == 0x0d {
                 flushLetters(); flushDigits(); flushSymbols(); flushOther()
-                tokens += 1
+            } else if b == 0x0a {
+                flushLetters(); flushDigits(); flushSymbols(); flushOther(); tokens += 1
             } else {
-                flushLetters(); flushDigits(); flushSymbols()
-                otherScalars += 1
+                flushLetters(); flushDigits(); flushOther()
+                if symbolRun > 0 && b != lastSymbol { flushSymbols() }
+                symbolRun += 1
+                lastSymbol = b
             }
         }
         flushLetters(); flushDigits(); flushSymbols(); flushOther()

@@ -138,6 +138,7 @@ public struct FeatureHasher: Sendable {
         var previous: UInt64 = 0
         var word = StableHash.fnvOffset
         var inWord = false
+        var ringHead = 0          // next ring slot to write: no division per token
 
         func token(_ h: UInt64) {
             if tokens < leading {
@@ -147,7 +148,9 @@ public struct FeatureHasher: Sendable {
                 if config.bigrams && tokens > 0 { v.emit(StableHash.combine(previous, h) ^ Self.bigramSalt, value: 1) }
                 previous = h
             } else if trailingCapacity > 0 {
-                v.ring[(tokens - leading) % trailingCapacity] = h
+                v.ring[ringHead] = h
+                ringHead += 1
+                if ringHead == trailingCapacity { ringHead = 0 }
             }
             tokens += 1
         }
@@ -185,9 +188,13 @@ public struct FeatureHasher: Sendable {
         let read = tokens
         if read > leading && trailingCapacity > 0 {
             let stored = min(read - leading, trailingCapacity)
-            let first = read - leading - stored
+            // The oldest stored token sits `stored` slots behind the write head.
+            var position = ringHead - stored
+            if position < 0 { position += trailingCapacity }
             for i in 0..<stored {
-                let h = v.ring[(first + i) % trailingCapacity]
+                let h = v.ring[position]
+                position += 1
+                if position == trailingCapacity { position = 0 }
                 v.emit(h ^ Self.unigramSalt, value: 1)
                 unigrams += 1
                 if crosses { v.emit(StableHash.combine(model, h) ^ Self.crossSalt, value: 1) }

@@ -18,13 +18,15 @@ final class PackedWeights {
     init(model: TextLengthModel) {
         buckets = model.buckets.count
         lanes = (buckets + 31) & ~31
-        rows = model.weights.count / model.rowStride
+        // One row per hash slot, whatever the weights hold, so every index the hasher can produce is in bounds.
+        rows = 1 << model.hashing.hashBits
+        let stored = min(rows, model.weights.count / model.rowStride)
         let bytes = rows * lanes * 2
         storage = UnsafeMutableRawPointer.allocate(byteCount: max(64, bytes), alignment: 64)
             .bindMemory(to: UInt16.self, capacity: max(32, rows * lanes))
         storage.initialize(repeating: 0, count: max(32, rows * lanes))
         model.weights.withUnsafeBufferPointer { w in
-            for r in 0..<rows {
+            for r in 0..<stored {
                 for c in 0..<buckets { storage[r * lanes + c] = Self.bfloat16(w[r * model.rowStride + c]) }
             }
         }

@@ -10,16 +10,17 @@ public enum ExpectedStatistic: String, Sendable, Codable, CaseIterable {
 /// what is needed to turn its bucket probabilities into lengths.
 public struct TextLengthModel: Sendable {
     /// How inputs become features; must match between training and serving.
-    public var hashing: FeatureHashingConfig
+    public private(set) var hashing: FeatureHashingConfig
     /// The classes.
-    public var buckets: LengthBuckets
+    public private(set) var buckets: LengthBuckets
     /// Row-major `[slot * rowStride + k]`, `1 << hashing.hashBits` rows; the lanes from
-    /// `buckets.count` to `rowStride` are padding and stay zero.
-    public var weights: [Float]
+    /// `buckets.count` to `rowStride` are padding and stay zero. Only this module writes it (trainer,
+    /// file reader, online updates), so its size always matches `hashing` and `buckets`.
+    public internal(set) var weights: [Float]
     /// Floats per weight row: `buckets.count` rounded up to a multiple of 8, so rows load as `SIMD8`.
     public let rowStride: Int
-    /// The mean training length inside each bucket (for the `mean` statistic).
-    public var bucketMeans: [Float]
+    /// The mean training length inside each bucket (for the `mean` statistic); `buckets.count` entries.
+    public internal(set) var bucketMeans: [Float]
     /// The largest training length: the top of the open last bucket.
     public var topValue: Float
     /// The quantile of the predicted distribution to reserve (for example 0.9).
