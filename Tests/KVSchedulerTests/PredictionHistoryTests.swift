@@ -1,10 +1,11 @@
+import Foundation
 import Testing
 @testable import KVScheduler
 
 @Suite("Prediction: history predictor")
 struct PredictionHistoryTests {
     @Test func adaptsOnlineWhenATemplateChanges() {
-        let h = HistoryLengthPredictor(config: HistoryPredictorConfig(window: 16, minSamples: 3))
+        let h = HistoryLengthPredictor(config: HistoryPredictorConfig(window: 16, minSamples: 3, calibrate: false))
         let input = PredictionInput(promptTokens: 300, templateKey: 0xabc, maxTokens: 4096)
         let cold = h.predict(input)
         #expect(cold.expected == 256 && cold.reserve == 4096)   // the prior; nothing known yet
@@ -42,11 +43,34 @@ struct PredictionHistoryTests {
         h.observe(PredictionInput(promptTokens: 10, templateKey: 9, maxTokens: 100), actualOutput: -5)   // ignored
     }
 
+    @Test func calibrationBringsTheUnderpredictRateToTheQuantile() {
+        /// Share of requests outgrowing their reserve over a heavy-tailed stream (seeded).
+        func underpredictRate(calibrate: Bool) -> Double {
+            let h = HistoryLengthPredictor(config: HistoryPredictorConfig(window: 8, minSamples: 3, reserveQuantile: 0.95,
+                                                                          calibrate: calibrate))
+            var rng = SplitMix64(seed: 99)
+            var under = 0
+            let input = PredictionInput(promptTokens: 500, templateKey: 1, maxTokens: 1 << 20)
+            for i in 0..<20_000 {
+                let u = Double(rng.next() >> 11) / Double(1 << 53)
+                let output = Int(20 / pow(max(u, 1e-9), 0.7))       // Pareto tail
+                if i >= 1000 && output > h.predict(input).reserve { under += 1 }
+                h.observe(input, actualOutput: output)
+            }
+            return Double(under) / 19_000
+        }
+        let raw = underpredictRate(calibrate: false)
+        let calibrated = underpredictRate(calibrate: true)
+        #expect(raw > 0.09)                       // the 95th percentile of 8 outputs is their maximum: ~1/9 exceed it
+        #expect(abs(calibrated - 0.05) < 0.015)
+    }
+
     /// Seeded random observe/predict sequences against a plain reference: per group the last
     /// `window` outputs, the finest group with `minSamples` outputs answers with its median and quantile.
     @Test(arguments: [UInt64(11), 12, 13])
     func matchesAReferenceModel(seed: UInt64) {
-        let config = HistoryPredictorConfig(window: 8, minSamples: 3, reserveQuantile: 0.75, maxTemplates: 1024)
+        let config = HistoryPredictorConfig(window: 8, minSamples: 3, reserveQuantile: 0.75, maxTemplates: 1024,
+                                            calibrate: false)
         let h = HistoryLengthPredictor(config: config)
         var reference: [String: [Int]] = [:]
         var rng = SplitMix64(seed: seed)

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Options of `HistoryLengthPredictor`.
 public struct HistoryPredictorConfig: Sendable, Equatable {
     /// Recent outputs kept per statistic (template, template x length bin, length bin, global).
@@ -11,9 +17,15 @@ public struct HistoryPredictorConfig: Sendable, Equatable {
     /// The expected length before anything was observed (the reserve is then `maxTokens`).
     public var prior = 256
     public var buckets = LengthBuckets.standard
+    /// Scales reserves online so that the share of requests outgrowing them tends to
+    /// `1 - reserveQuantile` (a window of a few dozen outputs underestimates high quantiles).
+    public var calibrate = true
+    /// Step of that scale per observed request, in log space.
+    public var calibrationStep = 0.05
 
     public init(window: Int = 32, minSamples: Int = 3, reserveQuantile: Double = 0.9, maxTemplates: Int = 4096,
-                prior: Int = 256, buckets: LengthBuckets = .standard) {
+                prior: Int = 256, buckets: LengthBuckets = .standard, calibrate: Bool = true) {
+        self.calibrate = calibrate
         self.window = window
         self.minSamples = minSamples
         self.reserveQuantile = reserveQuantile
@@ -32,10 +44,12 @@ public struct HistoryPredictorConfig: Sendable, Equatable {
 /// Each group keeps a ring of its last `window` outputs; a prediction uses the finest group with at
 /// least `minSamples` outputs: `expected` is their median, `reserve` their `reserveQuantile`.
 /// `observe` pushes the true length into every group of the request, so the predictor follows
-/// drift within `window` requests.
+/// drift within `window` requests. With `calibrate`, reserves are multiplied by a scale that grows by
+/// `exp(step x q)` after each request that outgrew its reserve and shrinks by `exp(-step x (1 - q))`
+/// otherwise: its fixed point is an underpredict rate of exactly `1 - q`.
 ///
-/// `predict` is O(window^2) worst case (insertion sort of one window, 32 by default) and `observe`
-/// O(1); neither allocates (the template table is reserved up front). Single-threaded.
+/// `predict` is O(window^2) worst case (insertion sort of one window, 32 by default), and so is
+/// `observe` with calibration (it predicts first), O(1) without; neither allocates (the template table is reserved up front). Single-threaded.
 public final class HistoryLengthPredictor: OutputLengthPredictor {
     public let config: HistoryPredictorConfig
     private static let lengthBins = 32
@@ -47,6 +61,8 @@ public final class HistoryLengthPredictor: OutputLengthPredictor {
     private var nextTemplateSlot = 0
     private var templatesInUse = 0
     private var scratch: [Int32]
+    /// The calibration scale applied to reserves (1 until requests are observed).
+    public private(set) var reserveScale = 1.0
 
     /// Slot 0 is global, slots 1...32 the length bins, the rest templates.
     private var firstTemplateSlot: Int { 1 + Self.lengthBins }
@@ -67,6 +83,11 @@ public final class HistoryLengthPredictor: OutputLengthPredictor {
     }
 
     public func predict(_ input: PredictionInput) -> LengthPrediction {
+        predictFromHistory(input).prediction
+    }
+
+    /// The prediction, and whether it came from observed outputs rather than the prior.
+    private func predictFromHistory(_ input: PredictionInput) -> (prediction: LengthPrediction, observed: Bool) {
         let limit = max(1, input.maxTokens)
         let bin = lengthBin(input.promptTokens)
         var slot = -1
@@ -78,7 +99,7 @@ public final class HistoryLengthPredictor: OutputLengthPredictor {
         if slot < 0 && Int(counts[0]) >= config.minSamples { slot = 0 }
         guard slot >= 0 else {
             let e = min(limit, max(1, config.prior))
-            return LengthPrediction(expected: e, reserve: limit, bucket: config.buckets.bucket(of: Double(e)))
+            return (LengthPrediction(expected: e, reserve: limit, bucket: config.buckets.bucket(of: Double(e))), false)
         }
         let n = Int(counts[slot])
         let window = config.window
@@ -98,12 +119,21 @@ public final class HistoryLengthPredictor: OutputLengthPredictor {
             }
         }
         let e = min(limit, max(1, Int(median)))
-        let r = min(limit, max(e, Int(upper)))
-        return LengthPrediction(expected: e, reserve: r, bucket: config.buckets.bucket(of: Double(e)))
+        let scaled = (Double(upper) * reserveScale).rounded(.up)
+        let r = min(limit, max(e, scaled < Double(limit) ? Int(scaled) : limit))
+        return (LengthPrediction(expected: e, reserve: r, bucket: config.buckets.bucket(of: Double(e))), true)
     }
 
     public func observe(_ input: PredictionInput, actualOutput: Int) {
         guard actualOutput >= 0 else { return }
+        if config.calibrate {
+            let (p, observed) = predictFromHistory(input)
+            if observed && p.reserve < input.maxTokens {
+                let q = config.reserveQuantile
+                let step = actualOutput > p.reserve ? config.calibrationStep * q : -config.calibrationStep * (1 - q)
+                reserveScale = min(8, max(0.25, reserveScale * exp(step)))
+            }
+        }
         let value = Int32(clamping: actualOutput)
         push(value, slot: 0)
         push(value, slot: 1 + lengthBin(input.promptTokens))
