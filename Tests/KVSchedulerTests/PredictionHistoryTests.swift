@@ -1,4 +1,5 @@
 import Foundation
+import KVCache
 import Testing
 @testable import KVScheduler
 

@@ -1,3 +1,4 @@
+import KVCache
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

@@ -29,13 +29,3 @@ public enum StableHash {
         mix(a &* 0x9e37_79b9_7f4a_7c15 ^ b)
     }
 }
-
-/// A seeded SplitMix64 generator, so training runs are reproducible.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        return StableHash.mix(state &- 0x9e37_79b9_7f4a_7c15)
-    }
-}

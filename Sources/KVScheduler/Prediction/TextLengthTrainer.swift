@@ -1,3 +1,4 @@
+import KVCache
 import Foundation
 
 /// Options of `TextLengthTrainer`.
