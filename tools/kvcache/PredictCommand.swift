@@ -59,13 +59,13 @@ struct PredictCommand: ParsableCommand {
                 default: set = try ShareGPTReader.load(path: data, modelID: modelID, contextBytes: contextBytes)
                 }
             } catch {
-                throw PredictFailure(error.description)
+                throw CLIError(error.description)
             }
             if split == .hash { set.splitByGroupHash() }
             if set.skippedRecords > 0 {
-                log("skipped \(set.skippedRecords) records without a usable prompt or reply")
+                note("skipped \(set.skippedRecords) records without a usable prompt or reply")
             }
-            if set.examples.isEmpty { throw PredictFailure("no examples in \(data)") }
+            if set.examples.isEmpty { throw CLIError("no examples in \(data)") }
             return (set, resolved)
         }
     }
@@ -105,9 +105,9 @@ struct PredictCommand: ParsableCommand {
         func run() throws {
             let (set, format) = try dataOptions.load()
             let training = set.training
-            guard !training.isEmpty else { throw PredictFailure("the split leaves no training examples") }
+            guard !training.isEmpty else { throw CLIError("the split leaves no training examples") }
             guard let statistic = ExpectedStatistic(rawValue: expected) else {
-                throw PredictFailure("--expected must be median or mean")
+                throw CLIError("--expected must be median or mean")
             }
             var options = TextTrainingOptions()
             options.epochs = epochs
@@ -121,26 +121,26 @@ struct PredictCommand: ParsableCommand {
             options.reserveQuantile = quantile
             options.expectedStatistic = statistic
             options.softLabels = !hardLabels
-            log("training on \(training.count) examples (\(set.examples.count - training.count) held out), format \(format.rawValue)")
+            note("training on \(training.count) examples (\(set.examples.count - training.count) held out), format \(format.rawValue)")
             let start = Date()
             let model: TextLengthModel
             do {
                 model = try TextLengthTrainer.train(training, options: options) { p in
-                    log(String(format: "epoch %d: loss %.4f, %.1f s", p.epoch, p.meanLoss, p.seconds))
+                    note(String(format: "epoch %d: loss %.4f, %.1f s", p.epoch, p.meanLoss, p.seconds))
                 }
             } catch {
-                throw PredictFailure(error.description)
+                throw CLIError(error.description)
             }
             let seconds = Date().timeIntervalSince(start)
             do {
                 try TextLengthModelFile.save(model, to: out)
             } catch {
-                throw PredictFailure(error.description)
+                throw CLIError(error.description)
             }
             let bytes = (try? FileManager.default.attributesOfItem(atPath: out)[.size] as? Int) ?? 0
-            log(String(format: "wrote %@ (%d bytes) after %.1f s of training", out, bytes, seconds))
+            note(String(format: "wrote %@ (%d bytes) after %.1f s of training", out, bytes, seconds))
             if json {
-                printJSON([
+                try JSONReport.print([
                     "model": out, "format": format.rawValue, "train_examples": training.count,
                     "held_out_examples": set.examples.count - training.count, "epochs": epochs,
                     "train_seconds": seconds, "model_bytes": bytes, "training_mean": model.trainingMean,
@@ -173,16 +173,19 @@ struct PredictCommand: ParsableCommand {
         }
 
         func run() throws {
+            // The model first: a bad model file fails before the data is read.
+            var loadedModel: TextLengthModel? = nil
+            if let path = model {
+                do { loadedModel = try TextLengthModelFile.load(from: path) } catch { throw CLIError(error.description) }
+            }
             let (set, format) = try dataOptions.load()
             let heldOut = set.heldOut
             let training = set.training
-            guard !heldOut.isEmpty else { throw PredictFailure("the split leaves no held-out examples") }
+            guard !heldOut.isEmpty else { throw CLIError("the split leaves no held-out examples") }
             let predictor: any OutputLengthPredictor
             let buckets: LengthBuckets
             let mean: Double, median: Double, upper: Double, q: Double
-            if let path = model {
-                let loaded: TextLengthModel
-                do { loaded = try TextLengthModelFile.load(from: path) } catch { throw PredictFailure(error.description) }
+            if let loaded = loadedModel {
                 let text = TextLengthPredictor(model: loaded, onlineLearningRate: onlineRate)
                 if let quantile { text.reserveQuantile = quantile }
                 q = text.reserveQuantile
@@ -193,7 +196,7 @@ struct PredictCommand: ParsableCommand {
                 upper = quantile == nil ? loaded.trainingQuantile
                     : TextLengthTrainer.quantile(training.map(\.target).sorted(), q)
             } else {
-                guard !training.isEmpty else { throw PredictFailure("the split leaves no training examples") }
+                guard !training.isEmpty else { throw CLIError("the split leaves no training examples") }
                 let config = HistoryPredictorConfig(reserveQuantile: quantile ?? 0.9)
                 let h = HistoryLengthPredictor(config: config)
                 for example in training { h.observe(example.input, actualOutput: Int(example.target.rounded())) }
@@ -219,7 +222,7 @@ struct PredictCommand: ParsableCommand {
                 object["online"] = history || onlineRate > 0
                 object["format"] = format.rawValue
                 object["ns_per_prediction"] = ns
-                printJSON(object)
+                try JSONReport.print(object)
             } else {
                 let e = evaluation
                 print(String(format: """
@@ -260,7 +263,7 @@ extension PredictCommand {
         func run() throws {
             let (set, format) = try dataOptions.load()
             let training = set.training, heldOut = set.heldOut
-            guard !training.isEmpty, !heldOut.isEmpty else { throw PredictFailure("the split leaves one side empty") }
+            guard !training.isEmpty, !heldOut.isEmpty else { throw CLIError("the split leaves one side empty") }
             var hashing = FeatureHashingConfig()
             hashing.leadingTokens = leadingTokens
             hashing.trailingTokens = trailingTokens
@@ -285,7 +288,7 @@ extension PredictCommand {
                 object["ns_per_prediction"] = PredictorBench.nanosecondsPerPrediction(
                     predictor, inputs: Array(heldOut.prefix(2000)).map(\.input))
                 results[name] = object
-                log(String(format: "%@: MAE %.1f (baseline %.1f, ratio %.3f), bucket accuracy %.3f, underpredict %.3f, mean reserve %.1f, trained in %.1f s",
+                note(String(format: "%@: MAE %.1f (baseline %.1f, ratio %.3f), bucket accuracy %.3f, underpredict %.3f, mean reserve %.1f, trained in %.1f s",
                            name, e.mae, e.baselineMAE, e.maeRatio, e.bucketAccuracy, e.underpredictRate, e.meanReserve, seconds))
             }
             do {
@@ -295,13 +298,13 @@ extension PredictCommand {
                              seconds: Date().timeIntervalSince(start))
                 start = Date()
                 let stumps = try BoostedStumpsTrainer.train(training, options: stumpOptions) { round, mse in
-                    log(String(format: "stumps round %d: training MSE (log space) %.4f", round, mse))
+                    note(String(format: "stumps round %d: training MSE (log space) %.4f", round, mse))
                 }
                 try evaluate("stumps", stumps, seconds: Date().timeIntervalSince(start))
             } catch let error as LengthTrainingError {
-                throw PredictFailure(error.description)
+                throw CLIError(error.description)
             }
-            if json { printJSON(results) }
+            if json { try JSONReport.print(results) }
         }
     }
 }
@@ -321,32 +324,15 @@ extension PredictCommand {
         func run() throws {
             var hashing = FeatureHashingConfig()
             hashing.hashBits = hashBits
-            guard promptWords >= 1, hashing.isValid else { throw PredictFailure("--prompt-words must be >= 1, --hash-bits in 8...24") }
+            guard promptWords >= 1, hashing.isValid else { throw CLIError("--prompt-words must be >= 1, --hash-bits in 8...24") }
             let r = PredictorBench.run(promptWords: promptWords, hashing: hashing)
             if json {
-                printJSON(["text_ns_per_prediction": r.textNanoseconds, "history_ns_per_prediction": r.historyNanoseconds,
+                try JSONReport.print(["text_ns_per_prediction": r.textNanoseconds, "history_ns_per_prediction": r.historyNanoseconds,
                            "mean_prompt_words": r.meanPromptWords])
             } else {
                 print(String(format: "text predictor: %.0f ns per prediction (%.0f-word prompts); history predictor: %.0f ns",
                              r.textNanoseconds, r.meanPromptWords, r.historyNanoseconds))
             }
         }
-    }
-}
-
-/// A one-line failure reason; ArgumentParser prints it and exits non-zero.
-struct PredictFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
-private func log(_ message: String) {
-    FileHandle.standardError.write(Data((message + "\n").utf8))
-}
-
-private func printJSON(_ object: [String: Any]) {
-    if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]),
-       let text = String(data: data, encoding: .utf8) {
-        print(text)
     }
 }
