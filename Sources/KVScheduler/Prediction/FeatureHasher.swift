@@ -3,16 +3,16 @@ public struct FeatureHashingConfig: Sendable, Equatable, Codable {
     /// The feature space has `1 << hashBits` slots.
     public var hashBits: Int = 18
     /// Words and symbols read from the start of the prompt.
-    public var leadingTokens: Int = 128
+    public var leadingTokens: Int = 64
     /// Words and symbols read from the end of the prompt (after the leading ones), where the
     /// instruction of a long prompt often is.
-    public var trailingTokens: Int = 64
+    public var trailingTokens: Int = 48
     /// Adds word bigrams to the unigrams.
     public var bigrams: Bool = true
     /// Adds (model id x word) features, so that each model can weigh words its own way.
     public var modelCrosses: Bool = true
 
-    public init(hashBits: Int = 18, leadingTokens: Int = 128, trailingTokens: Int = 64, bigrams: Bool = true,
+    public init(hashBits: Int = 18, leadingTokens: Int = 64, trailingTokens: Int = 48, bigrams: Bool = true,
                 modelCrosses: Bool = true) {
         self.hashBits = hashBits
         self.leadingTokens = leadingTokens
