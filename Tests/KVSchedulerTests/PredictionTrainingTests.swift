@@ -156,3 +156,33 @@ struct PredictionTrainingTests {
         #expect(e.baselineQuantileUnderpredictRate == 0.1)
     }
 }
+
+@Suite("Prediction: boosted stumps (the compared alternative)")
+struct PredictionStumpTests {
+    @Test func stumpsLearnWordDependentLengths() throws {
+        var options = StumpTrainingOptions()
+        options.hashing = FeatureHashingConfig(hashBits: 12)
+        options.rounds = 60
+        options.minLeaf = 5
+        let train = SyntheticLengths.examples(count: 400, seed: 21, heldOut: false)
+        let test = SyntheticLengths.examples(count: 100, seed: 22, heldOut: true)
+        let stumps = try BoostedStumpsTrainer.train(train, options: options)
+        let targets = train.map(\.target).sorted()
+        let mean = targets.reduce(0, +) / Double(targets.count)
+        let e = LengthEvaluator.evaluate(stumps, examples: test, buckets: .standard, trainingMean: mean,
+                                         trainingMedian: TextLengthTrainer.quantile(targets, 0.5),
+                                         trainingQuantile: TextLengthTrainer.quantile(targets, 0.9),
+                                         reserveQuantile: 0.9)
+        #expect(e.mae < 0.5 * e.baselineMAE)
+        let essay = stumps.predict(PredictionInput(promptTokens: 5, promptText: "an essay about cats", maxTokens: 4096))
+        let haiku = stumps.predict(PredictionInput(promptTokens: 5, promptText: "a haiku about cats", maxTokens: 4096))
+        #expect(essay.expected > 4 * haiku.expected)
+        #expect(essay.reserve >= essay.expected)
+        // A repeated word counts once, as in training.
+        let repeated = stumps.predict(PredictionInput(promptTokens: 5, promptText: "essay essay essay", maxTokens: 4096))
+        #expect(repeated.expected > haiku.expected)
+        var bad = options
+        bad.rounds = 0
+        #expect(throws: LengthTrainingError.self) { try BoostedStumpsTrainer.train(train, options: bad) }
+    }
+}
