@@ -186,3 +186,38 @@ struct PredictionStumpTests {
         #expect(throws: LengthTrainingError.self) { try BoostedStumpsTrainer.train(train, options: bad) }
     }
 }
+
+@Suite("Prediction: reserve calibration")
+struct PredictionCalibrationTests {
+    @Test func calibratorSettlesAtTheTargetRate() {
+        var c = ReserveCalibrator(quantile: 0.9, step: 0.05)
+        #expect(c.apply(100, floor: 1, limit: 1000) == 100)
+        // Every request outgrows a reserve of 100 until the scale has grown past 2x.
+        for _ in 0..<400 {
+            let reserve = c.apply(100, floor: 1, limit: 100_000)
+            c.record(reserve: reserve, actual: 200)
+        }
+        #expect(c.scale > 1.9 && c.scale < 2.3)
+        #expect(c.apply(1e9, floor: 1, limit: 50) == 50)
+        #expect(c.apply(0, floor: 7, limit: 50) == 7)
+    }
+
+    @Test func textPredictorReservesAdaptToLongerOutputsThanTrainedOn() throws {
+        let model = try TextLengthTrainer.train(SyntheticLengths.examples(count: 400, seed: 31, heldOut: false),
+                                                options: SyntheticLengths.options)
+        /// Share of the last 500 of 1500 shifted requests (outputs 3x the trained lengths) outgrowing their reserve.
+        func lateUnderpredictRate(calibrate: Bool) -> Double {
+            let predictor = TextLengthPredictor(model: model, onlineLearningRate: 0, calibrateReserve: calibrate)
+            let stream = SyntheticLengths.examples(count: 1500, seed: 32, heldOut: true)
+            var under = 0
+            for (i, example) in stream.enumerated() {
+                let actual = Int(example.target * 3)
+                if i >= 1000 && actual > predictor.predict(example.input).reserve { under += 1 }
+                predictor.observe(example.input, actualOutput: actual)
+            }
+            return Double(under) / 500
+        }
+        #expect(lateUnderpredictRate(calibrate: false) > 0.8)
+        #expect(lateUnderpredictRate(calibrate: true) < 0.25)
+    }
+}

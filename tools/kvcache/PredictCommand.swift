@@ -158,9 +158,10 @@ struct PredictCommand: ParsableCommand {
         var model: String?
         @Flag(help: "Evaluate the history predictor instead: warm it on the training split, then predict and observe each held-out request in turn.")
         var history = false
-        @Option(name: .customLong("online-rate"),
-                help: "Text predictor: learn from each held-out request after predicting it (prequential evaluation), with this SGD step; 0 keeps the model fixed.")
-        var onlineRate: Float = 0
+        @Flag(help: "Text predictor: after predicting each held-out request, observe its true length (prequential evaluation): reserve calibration plus an SGD step of --online-rate. The history predictor always learns online.")
+        var online = false
+        @Option(name: .customLong("online-rate"), help: "SGD step of --online (0: calibrate reserves only).")
+        var onlineRate: Float = 0.02
         @Option(help: "Quantile to reserve (default: the model's, or 0.9 for --history).")
         var quantile: Double?
         @Flag(help: "Print one JSON object on stdout.")
@@ -186,7 +187,8 @@ struct PredictCommand: ParsableCommand {
             let buckets: LengthBuckets
             let mean: Double, median: Double, upper: Double, q: Double
             if let loaded = loadedModel {
-                let text = TextLengthPredictor(model: loaded, onlineLearningRate: onlineRate)
+                let text = TextLengthPredictor(model: loaded, onlineLearningRate: online ? onlineRate : 0,
+                                               calibrateReserve: online)
                 if let quantile { text.reserveQuantile = quantile }
                 q = text.reserveQuantile
                 predictor = text
@@ -211,7 +213,7 @@ struct PredictCommand: ParsableCommand {
             let evaluation = LengthEvaluator.evaluate(predictor, examples: heldOut, buckets: buckets,
                                                       trainingMean: mean, trainingMedian: median,
                                                       trainingQuantile: upper, reserveQuantile: q,
-                                                      online: history || onlineRate > 0)
+                                                      online: history || online)
             let sample = Array(heldOut.prefix(2000)).map(\.input)
             let ns = PredictorBench.nanosecondsPerPrediction(predictor, inputs: sample)
             if json {
@@ -219,7 +221,7 @@ struct PredictCommand: ParsableCommand {
                 encoder.outputFormatting = .sortedKeys
                 var object = (try JSONSerialization.jsonObject(with: try encoder.encode(evaluation))) as? [String: Any] ?? [:]
                 object["predictor"] = history ? "history" : "text"
-                object["online"] = history || onlineRate > 0
+                object["online"] = history || online
                 object["format"] = format.rawValue
                 object["ns_per_prediction"] = ns
                 try JSONReport.print(object)

@@ -1,9 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// Options of `HistoryLengthPredictor`.
 public struct HistoryPredictorConfig: Sendable, Equatable {
     /// Recent outputs kept per statistic (template, template x length bin, length bin, global).
@@ -44,9 +38,8 @@ public struct HistoryPredictorConfig: Sendable, Equatable {
 /// Each group keeps a ring of its last `window` outputs; a prediction uses the finest group with at
 /// least `minSamples` outputs: `expected` is their median, `reserve` their `reserveQuantile`.
 /// `observe` pushes the true length into every group of the request, so the predictor follows
-/// drift within `window` requests. With `calibrate`, reserves are multiplied by a scale that grows by
-/// `exp(step x q)` after each request that outgrew its reserve and shrinks by `exp(-step x (1 - q))`
-/// otherwise: its fixed point is an underpredict rate of exactly `1 - q`.
+/// drift within `window` requests. With `calibrate`, a `ReserveCalibrator` scales reserves so that
+/// the share of requests outgrowing them tends to `1 - reserveQuantile`.
 ///
 /// `predict` is O(window^2) worst case (insertion sort of one window, 32 by default), and so is
 /// `observe` with calibration (it predicts first), O(1) without; neither allocates (the template table is reserved up front). Single-threaded.
@@ -61,8 +54,10 @@ public final class HistoryLengthPredictor: OutputLengthPredictor {
     private var nextTemplateSlot = 0
     private var templatesInUse = 0
     private var scratch: [Int32]
+    /// Scales reserves towards the target underpredict rate (when `config.calibrate`).
+    public private(set) var calibrator: ReserveCalibrator
     /// The calibration scale applied to reserves (1 until requests are observed).
-    public private(set) var reserveScale = 1.0
+    public var reserveScale: Double { calibrator.scale }
 
     /// Slot 0 is global, slots 1...32 the length bins, the rest templates.
     private var firstTemplateSlot: Int { 1 + Self.lengthBins }
@@ -80,6 +75,7 @@ public final class HistoryLengthPredictor: OutputLengthPredictor {
         templateSlots = Dictionary(minimumCapacity: c.maxTemplates)
         slotKeys = [UInt64](repeating: 0, count: c.maxTemplates)
         scratch = [Int32](repeating: 0, count: c.window)
+        calibrator = ReserveCalibrator(quantile: c.reserveQuantile, step: c.calibrationStep)
     }
 
     public func predict(_ input: PredictionInput) -> LengthPrediction {
@@ -119,8 +115,7 @@ public final class HistoryLengthPredictor: OutputLengthPredictor {
             }
         }
         let e = min(limit, max(1, Int(median)))
-        let scaled = (Double(upper) * reserveScale).rounded(.up)
-        let r = min(limit, max(e, scaled < Double(limit) ? Int(scaled) : limit))
+        let r = calibrator.apply(Double(upper), floor: e, limit: limit)
         return (LengthPrediction(expected: e, reserve: r, bucket: config.buckets.bucket(of: Double(e))), true)
     }
 
@@ -128,11 +123,7 @@ public final class HistoryLengthPredictor: OutputLengthPredictor {
         guard actualOutput >= 0 else { return }
         if config.calibrate {
             let (p, observed) = predictFromHistory(input)
-            if observed && p.reserve < input.maxTokens {
-                let q = config.reserveQuantile
-                let step = actualOutput > p.reserve ? config.calibrationStep * q : -config.calibrationStep * (1 - q)
-                reserveScale = min(8, max(0.25, reserveScale * exp(step)))
-            }
+            if observed && p.reserve < input.maxTokens { calibrator.record(reserve: p.reserve, actual: actualOutput) }
         }
         let value = Int32(clamping: actualOutput)
         push(value, slot: 0)

@@ -3,23 +3,30 @@
 ///
 /// `predict` costs O(F x K) for F features (at most `hashing.maxFeatures`) and K buckets, plus the
 /// bounded scan of the prompt; it allocates nothing. It scores with a bfloat16 copy of the weights
-/// (`PackedWeights`: one cache line per feature); training and the model file keep Float32. `observe` takes one SGD step towards the true
-/// length's bucket when `onlineLearningRate > 0`. Single-threaded, like the scheduler that calls it.
+/// (`PackedWeights`: one cache line per feature); training and the model file keep Float32.
+/// `observe` feeds a `ReserveCalibrator` (when `calibrateReserve`) and takes one SGD step towards the
+/// true length's bucket (when `onlineLearningRate > 0`). Single-threaded, like the scheduler that calls it.
 public final class TextLengthPredictor: OutputLengthPredictor {
     public private(set) var model: TextLengthModel
     /// The quantile reserved; defaults to the model's.
     public var reserveQuantile: Double
     /// Step size of the online update in `observe` (0 turns it off).
     public var onlineLearningRate: Float
+    /// Whether `observe` adjusts reserves towards the target underpredict rate.
+    public var calibrateReserve: Bool
+    /// The reserve scale learnt from observed requests (1 until then, or when not calibrating).
+    public private(set) var calibrator: ReserveCalibrator
     private let hasher: FeatureHasher
     private let features: FeatureVector
     private let packed: PackedWeights
     private var probabilities: [Float]
 
-    public init(model: TextLengthModel, onlineLearningRate: Float = 0.02) {
+    public init(model: TextLengthModel, onlineLearningRate: Float = 0.02, calibrateReserve: Bool = true) {
         self.model = model
         reserveQuantile = model.reserveQuantile
         self.onlineLearningRate = onlineLearningRate
+        self.calibrateReserve = calibrateReserve
+        calibrator = ReserveCalibrator(quantile: model.reserveQuantile)
         hasher = FeatureHasher(config: model.hashing)
         features = FeatureVector(config: model.hashing)
         packed = PackedWeights(model: model)
@@ -38,13 +45,19 @@ public final class TextLengthPredictor: OutputLengthPredictor {
             let reserve = model.quantile(reserveQuantile, probabilities: p)
             let limit = max(1, input.maxTokens)
             let e = min(limit, max(1, Int(expected.rounded())))
-            let r = min(limit, max(e, Int(reserve.rounded(.up))))
+            let r = calibrator.apply(reserve, floor: e, limit: limit)
             return LengthPrediction(expected: e, reserve: r, bucket: best)
         }
     }
 
     public func observe(_ input: PredictionInput, actualOutput: Int) {
-        guard onlineLearningRate > 0, actualOutput >= 0 else { return }
+        guard actualOutput >= 0 else { return }
+        if calibrateReserve {
+            if calibrator.quantile != reserveQuantile { calibrator = ReserveCalibrator(quantile: reserveQuantile) }
+            let p = predict(input)
+            if p.reserve < input.maxTokens { calibrator.record(reserve: p.reserve, actual: actualOutput) }
+        }
+        guard onlineLearningRate > 0 else { return }
         computeProbabilities(input)
         let target = model.buckets.bucket(of: Double(actualOutput))
         let k = model.buckets.count
