@@ -9,6 +9,7 @@ struct KVCacheCommand: ParsableCommand {
         subcommands: [
             ReplayCommand.self,
             BenchCommand.self,
+            PredictCommand.self,
             DiskCommand.self,
         ]
     )

@@ -37,6 +37,9 @@ struct ReplayCommand: ParsableCommand {
     @Flag(help: "Print one JSON object on stdout.")
     var json = false
 
+    @OptionGroup(title: "Timed mode (--mode timed)")
+    var timed: TimedReplayOptions
+
     func validate() throws {
         guard capacityBlocks >= 1 else { throw ValidationError("--capacity-blocks must be at least 1") }
         guard (1 ... 1024).contains(blockTokens) else { throw ValidationError("--block-tokens must be in 1...1024") }
@@ -53,8 +56,15 @@ struct ReplayCommand: ParsableCommand {
     }
 
     func run() throws {
-        guard mode == .sequential else {
-            throw ValidationError("--mode timed is not available yet")
+        if mode == .timed {
+            if let trace {
+                try TimedReplay.run(tracePath: trace, skipBadLines: skipBadLines, json: json,
+                                    hashBlockTokens: blockTokens, options: timed)
+            } else {
+                let (path, loaded) = try loadTrace()
+                try TimedReplay.run(trace: loaded, label: path, json: json, options: timed)
+            }
+            return
         }
         let (path, loaded) = try loadTrace()
         var runs: [[String: Any]] = []
