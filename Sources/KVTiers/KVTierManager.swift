@@ -697,6 +697,15 @@ public final class KVTierManager: @unchecked Sendable {
         transfers.drain()
     }
 
+    /// Finishes every queued transfer, stops the workers and releases the disk directory, now rather
+    /// than whenever the last reference goes (a job may hold one), so the same directory can be opened
+    /// again at once. The manager then only answers lookups. Idempotent.
+    public func close() {
+        drain()
+        transfers.shutdown()
+        disk?.close()
+    }
+
     /// Checks the tier index's invariants; throws `.corrupt` describing the first one broken.
     public func validate() throws(TierError) {
         try lock.withLock { () throws(TierError) in

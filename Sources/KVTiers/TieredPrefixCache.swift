@@ -135,6 +135,9 @@ public final class TieredPrefixCache {
         return hits
     }
 
+    /// Finishes the tiers' transfers and releases the disk directory (see `KVTierManager.close`).
+    public func close() { tiers.close() }
+
     /// The payload a block with `key` carries: a pattern derived from the key, different in every byte.
     public static func payload(for key: BlockKey, into out: UnsafeMutableRawBufferPointer) {
         var rng = SplitMix64(seed: key.lo ^ (key.hi &* 0x9E37_79B9))

@@ -65,7 +65,7 @@ struct TieredPrefixCacheTests {
             let c = try TieredPrefixCache(.init(blockTokens: 4, deviceBlocks: 6, hostBlocks: 0, diskBlocks: 64, diskDirectory: dir.path))
             _ = try c.serve(keys: chain)
             _ = try c.serve(keys: filler)   // pushes the chain to disk
-            c.tiers.drain()
+            c.close()
         }
         var warm = TieredPrefixCache.Config(blockTokens: 4, deviceBlocks: 6, hostBlocks: 0, diskBlocks: 64, diskDirectory: dir.path)
         warm.freshDisk = false
@@ -73,6 +73,7 @@ struct TieredPrefixCacheTests {
             let c = try TieredPrefixCache(warm)
             #expect(try c.serve(keys: chain).diskBlocks == 6)
             #expect(c.mismatchedBlocks == 0)
+            c.close()
         }
         let cold = try TieredPrefixCache(.init(blockTokens: 4, deviceBlocks: 6, hostBlocks: 0, diskBlocks: 64, diskDirectory: dir.path))
         #expect(try cold.serve(keys: chain).diskBlocks == 0)
