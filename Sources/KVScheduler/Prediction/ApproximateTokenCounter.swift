@@ -9,7 +9,10 @@
 /// - a newline is 1 token; spaces and tabs join the following word and count 0;
 /// - non-ASCII text counts 1 token per Unicode scalar for CJK, kana and hangul
 ///   (U+2E80 and above), otherwise 1 token per 2 scalars (accented Latin, Cyrillic, ...).
-/// It is an approximation: expect ±15% per text against a real tokenizer on English prose.
+/// Checked against the real tokenizers behind CASTILLO's `input_size` (13 models, prompts over 50
+/// tokens, after subtracting each model's fitted chat-template overhead): median relative error
+/// 7-15% per prompt; it counts about 5-13% too many for 128k-entry vocabularies (Llama 3, Qwen 2.5)
+/// and about 5% too few for Mistral's 32k one.
 public enum ApproximateTokenCounter {
     /// The approximate token count of `text`. O(n) in its UTF-8 length; allocates nothing.
     public static func count(_ text: String) -> Int {
