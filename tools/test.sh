@@ -8,4 +8,5 @@ swift test
 echo "== ThreadSanitizer: tiers (transfer engine, tier manager)"
 swift test --sanitize=thread --scratch-path .build-tsan --filter KVTiersTests
 echo "== AddressSanitizer: core and tiers (raw memory, codec, disk records)"
-swift test --sanitize=address --scratch-path .build-asan --filter 'KVCacheTests|KVTiersTests'
+LSAN_OPTIONS="suppressions=$PWD/tools/lsan-suppressions.txt" \
+  swift test --sanitize=address --scratch-path .build-asan --filter 'KVCacheTests|KVTiersTests'
