@@ -11,14 +11,13 @@ import Foundation
 ///
 /// Matrix work is OpenBLAS (`cblas_sgemm` / `cblas_sgemv`); per layer attention costs
 /// O(n x (start + n) x heads x headDim) in a few sgemm calls per block, projections O(n x params).
-/// Scratch buffers are owned and grown only when a larger batch arrives, so steady-state decoding
-/// allocates nothing. Not thread-safe: one forward at a time per instance (OpenBLAS threads inside).
-public final class LlamaModel: @unchecked Sendable {
+/// The model is immutable and may be shared by threads; each caller brings its own `ForwardWorkspace`
+/// (scratch buffers grown only when a larger batch arrives, so steady-state decoding allocates nothing).
+public final class LlamaModel: Sendable {
     public let config: LlamaConfig
     public let weights: LlamaWeights
     /// Inverse rotary frequencies `base^(-2i / ropeDims)`, in Double for accurate angles.
     private let inverseFrequencies: [Double]
-    private var scratch = Scratch()
 
     public init(weights: LlamaWeights) {
         self.config = weights.config
@@ -26,8 +25,6 @@ public final class LlamaModel: @unchecked Sendable {
         let c = weights.config
         inverseFrequencies = (0 ..< c.ropeDims / 2).map { pow(Double(c.ropeBase), -2 * Double($0) / Double(c.ropeDims)) }
     }
-
-    deinit { scratch.deallocate() }
 
     /// Loads the model in `gguf` (configuration and dequantized weights).
     public convenience init(gguf: GGUFFile) throws(GGUFError) {
@@ -42,11 +39,12 @@ public final class LlamaModel: @unchecked Sendable {
     ///   - blockTable: block ids covering positions `0 ..< startPosition + tokens.count`
     ///     (position p lives in `blockTable[p / pool.blockTokens]`, slot `p % pool.blockTokens`).
     ///   - logits: at least `vocabSize` floats.
+    ///   - workspace: the caller's scratch buffers (one workspace per thread).
     /// - Throws: `EngineError` for out-of-range tokens, context overflow or a short/invalid block table;
     ///   nothing is written then.
     public func forward(tokens: UnsafeBufferPointer<UInt32>, startPosition: Int,
                         blockTable: UnsafeBufferPointer<BlockIndex>, pool: PagedKVPool,
-                        logits: UnsafeMutableBufferPointer<Float>) throws(EngineError) {
+                        logits: UnsafeMutableBufferPointer<Float>, workspace: ForwardWorkspace) throws(EngineError) {
         let c = config
         let n = tokens.count
         guard n > 0 else { throw .emptyInput }
@@ -67,8 +65,8 @@ public final class LlamaModel: @unchecked Sendable {
         }
         guard logits.count >= c.vocabSize else { throw .badBlockTable("logits buffer smaller than the vocabulary") }
 
-        scratch.reserve(tokens: n, context: ctx, config: c)
-        let s = scratch
+        workspace.reserve(tokens: n, context: ctx, config: c)
+        let s = workspace
         let E = c.embedding, kvW = c.kvWidth, hd = c.headDim, H = c.heads, G = c.groupSize, F = c.feedForward
         let qW = H * hd
         let w = weights
@@ -139,14 +137,15 @@ public final class LlamaModel: @unchecked Sendable {
                     h, 1, 0, logits.baseAddress!, 1)
     }
 
-    /// Convenience: the last token's logits as a new array.
+    /// Convenience: the last token's logits as a new array (allocates; for tests and one-off calls).
     public func forward(tokens: [UInt32], startPosition: Int, blockTable: [BlockIndex],
-                        pool: PagedKVPool) throws(EngineError) -> [Float] {
+                        pool: PagedKVPool, workspace: ForwardWorkspace = ForwardWorkspace()) throws(EngineError) -> [Float] {
         var out = [Float](repeating: 0, count: config.vocabSize)
         try tokens.withUnsafeBufferPointer { (t) throws(EngineError) in
             try blockTable.withUnsafeBufferPointer { (table) throws(EngineError) in
                 try out.withUnsafeMutableBufferPointer { (o) throws(EngineError) in
-                    try forward(tokens: t, startPosition: startPosition, blockTable: table, pool: pool, logits: o)
+                    try forward(tokens: t, startPosition: startPosition, blockTable: table, pool: pool, logits: o,
+                                workspace: workspace)
                 }
             }
         }
@@ -227,24 +226,32 @@ public final class LlamaModel: @unchecked Sendable {
     }
 }
 
-/// The forward pass's working buffers, sized for the largest batch and context seen so far.
-struct Scratch {
+/// The forward pass's working buffers, sized for the largest batch and context seen so far and
+/// freed with the workspace. One per thread (an engine owns one); not thread-safe itself.
+public final class ForwardWorkspace: @unchecked Sendable {
     private(set) var tokens = 0
     private(set) var context = 0
-    var x = UnsafeMutablePointer<Float>.allocate(capacity: 1)
-    var h = UnsafeMutablePointer<Float>.allocate(capacity: 1)
-    var q = UnsafeMutablePointer<Float>.allocate(capacity: 1)
-    var k = UnsafeMutablePointer<Float>.allocate(capacity: 1)
-    var v = UnsafeMutablePointer<Float>.allocate(capacity: 1)
-    var qh = UnsafeMutablePointer<Float>.allocate(capacity: 1)
-    var scores = UnsafeMutablePointer<Float>.allocate(capacity: 1)
-    var og = UnsafeMutablePointer<Float>.allocate(capacity: 1)
-    var attn = UnsafeMutablePointer<Float>.allocate(capacity: 1)
-    var gate = UnsafeMutablePointer<Float>.allocate(capacity: 1)
-    var up = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    private(set) var x = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    private(set) var h = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    private(set) var q = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    private(set) var k = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    private(set) var v = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    private(set) var qh = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    private(set) var scores = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    private(set) var og = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    private(set) var attn = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    private(set) var gate = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    private(set) var up = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+
+    public init() {}
+
+    deinit {
+        for p in [x, h, q, k, v, qh, scores, og, attn, gate, up] { p.deallocate() }
+    }
 
     /// Grows the buffers (never shrinks) to hold `tokens` new tokens over `context` positions.
-    mutating func reserve(tokens n: Int, context ctx: Int, config c: LlamaConfig) {
+    /// Amortized O(1) allocations: sizes at least double when they grow.
+    func reserve(tokens n: Int, context ctx: Int, config c: LlamaConfig) {
         if n > tokens {
             tokens = max(n, 2 * tokens)
             let t = tokens
@@ -255,7 +262,7 @@ struct Scratch {
             grow(&q, t * c.heads * c.headDim); grow(&k, t * c.kvWidth); grow(&v, t * c.kvWidth)
             grow(&qh, t * c.heads * c.headDim); grow(&og, t * c.groupSize * c.headDim)
             grow(&attn, t * c.heads * c.headDim); grow(&gate, t * c.feedForward); grow(&up, t * c.feedForward)
-            context = 0   // scores depends on tokens too
+            context = 0   // the scores buffer's size depends on tokens too
         }
         if ctx > context {
             context = max(ctx, 2 * context)
@@ -264,9 +271,5 @@ struct Scratch {
             scores = .allocate(capacity: count)
             scores.initialize(repeating: 0, count: count)
         }
-    }
-
-    func deallocate() {
-        for p in [x, h, q, k, v, qh, scores, og, attn, gate, up] { p.deallocate() }
     }
 }

@@ -9,6 +9,8 @@ struct KVCacheCommand: ParsableCommand {
         subcommands: [
             ReplayCommand.self,
             BenchCommand.self,
+            GenerateCommand.self,
+            KVDumpCommand.self,
         ]
     )
 }

@@ -1,0 +1,69 @@
+import Testing
+@testable import KVReferenceEngine
+
+@Suite("llama forward pass", .enabled(if: TestModel.isAvailable, TestModel.missingMessage))
+struct ForwardPassTests {
+    /// The fixtures come from a float64 numpy pass over the same dequantized weights. Ours runs in
+    /// fp32 (BLAS sgemm with its own summation order, fp32 KV), so logits of magnitude ~20 differ by
+    /// rounding, about 1e-4..1e-3; 1e-2 leaves a margin while still catching any real error (a wrong RoPE
+    /// pair layout or head mapping moves logits by whole units).
+    static let tolerance: Float = 1e-2
+
+    @Test("top-5 next-token logits match the reference for three prompts")
+    func matchesReference() throws {
+        let m = try TestModel.require()
+        let fixture = try Fixtures.load("logits.json", as: Fixtures.LogitsFile.self)
+        #expect(fixture.prompts.count == 3)
+        for p in fixture.prompts {
+            #expect(m.tokenizer.encode(p.prompt) == p.ids)
+            let pool = PagedKVPool(config: m.model.config, blockTokens: 16, capacityBlocks: (p.ids.count + 15) / 16)
+            let logits = try m.model.forward(tokens: p.ids, startPosition: 0,
+                                             blockTable: (0 ..< Int32(pool.capacityBlocks)).map { $0 }, pool: pool)
+            for e in p.top5 {
+                #expect(abs(logits[e.id] - e.logit) <= Self.tolerance, "prompt \(p.prompt.prefix(20).debugDescription) token \(e.id)")
+            }
+            let ours = logits.indices.sorted { logits[$0] > logits[$1] }.prefix(5)
+            #expect(Array(ours) == p.top5.map(\.id))
+        }
+    }
+
+    @Test("block size, scattered block ids and token-at-a-time decoding do not change logits")
+    func pagingIsTransparent() throws {
+        let m = try TestModel.require()
+        let ids = m.tokenizer.encode("Paged attention reads keys and values through a block table.")
+        let reference = try m.model.forward(tokens: ids, startPosition: 0, blockTable: [0, 1],
+                                            pool: PagedKVPool(config: m.model.config, blockTokens: 16, capacityBlocks: 2))
+        // Block size 5, blocks scattered in a larger pool, the prompt fed in three uneven chunks.
+        let pool = PagedKVPool(config: m.model.config, blockTokens: 5, capacityBlocks: 12)
+        let table: [BlockIndex] = [11, 3, 7, 0, 9, 2, 5, 8, 1, 10, 4, 6]
+        let cuts = [0, 4, 5, ids.count]
+        var logits: [Float] = []
+        for (a, b) in zip(cuts, cuts.dropFirst()) {
+            logits = try m.model.forward(tokens: Array(ids[a ..< b]), startPosition: a, blockTable: table, pool: pool)
+        }
+        let diff = zip(reference, logits).map { abs($0 - $1) }.max() ?? .infinity
+        #expect(diff <= 1e-4, "max abs difference \(diff)")
+    }
+
+    @Test("bad input is refused before anything is written")
+    func refusesBadInput() throws {
+        let m = try TestModel.require()
+        let pool = PagedKVPool(config: m.model.config, blockTokens: 16, capacityBlocks: 1)
+        #expect(throws: EngineError.tokenOutOfRange(49152, vocabulary: 49152)) {
+            try m.model.forward(tokens: [49152], startPosition: 0, blockTable: [0], pool: pool)
+        }
+        #expect(throws: EngineError.badBlockTable("1 blocks cover fewer than 17 positions")) {
+            try m.model.forward(tokens: [1], startPosition: 16, blockTable: [0], pool: pool)
+        }
+        #expect(throws: EngineError.badBlockTable("block 4 is outside the pool of 1")) {
+            try m.model.forward(tokens: [1], startPosition: 0, blockTable: [4], pool: pool)
+        }
+        #expect(throws: EngineError.emptyInput) {
+            try m.model.forward(tokens: [], startPosition: 0, blockTable: [0], pool: pool)
+        }
+        #expect(throws: EngineError.contextOverflow(tokens: 8193, limit: 8192)) {
+            try m.model.forward(tokens: [1], startPosition: 8192, blockTable: [0], pool: pool)
+        }
+        pool.withBlockBytes(0) { bytes in #expect(bytes.allSatisfy { $0 == 0 }) }
+    }
+}
