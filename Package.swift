@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "KVScheduler", targets: ["KVScheduler"]),
         .library(name: "KVSimulation", targets: ["KVSimulation"]),
         .library(name: "KVReferenceEngine", targets: ["KVReferenceEngine"]),
+        .library(name: "KVBench", targets: ["KVBench"]),
         .executable(name: "kvcache", targets: ["kvcache"]),
     ],
     dependencies: [
@@ -37,10 +38,13 @@ let package = Package(
         // A real CPU engine (GGUF, BPE, llama forward pass) on the paged KV.
         .target(name: "KVReferenceEngine", dependencies: ["KVCache", "KVTiers", "COpenBLAS"]),
 
+        // Benchmark workloads shared by `kvcache bench` and the Benchmarks package.
+        .target(name: "KVBench", dependencies: ["KVCache", "KVTiers", "KVScheduler"]),
+
         .executableTarget(
             name: "kvcache",
             dependencies: [
-                "KVCache", "KVTiers", "KVScheduler", "KVSimulation", "KVReferenceEngine",
+                "KVCache", "KVTiers", "KVScheduler", "KVSimulation", "KVReferenceEngine", "KVBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "tools/kvcache",

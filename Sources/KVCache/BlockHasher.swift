@@ -63,27 +63,35 @@ public struct BlockHasher: Sendable {
         }
     }
 
-    /// Keys of every full block of `tokens`, chained from `root`, appended to `keys`.
-    /// Multimodal items are given as spans of token positions; each block gets the records of the items
-    /// that overlap it. O(tokens), no allocation beyond growing `keys`.
-    public func appendKeys(of tokens: UnsafeBufferPointer<UInt32>, root: BlockKey,
+    /// Keys of every full block of `tokens`, appended to `keys` and chained from `parent`. The first
+    /// full block of `tokens` is block number `firstBlock` of its sequence (this places multimodal
+    /// items, given as token spans from the sequence start). O(tokens); allocates nothing beyond
+    /// growing `keys`.
+    public func appendKeys(of tokens: UnsafeBufferPointer<UInt32>, firstBlock: Int = 0, parent: BlockKey,
                            multimodal items: [MultimodalItem] = [], to keys: inout [BlockKey]) {
-        var parent = root
+        var parent = parent
         let full = tokens.count / blockTokens
         keys.reserveCapacity(keys.count + full)
-        var extras: [MultimodalExtra] = []
         for b in 0 ..< full {
-            let start = b * blockTokens
-            let slice = UnsafeBufferPointer(rebasing: tokens[start ..< start + blockTokens])
+            let slice = UnsafeBufferPointer(rebasing: tokens[b * blockTokens ..< (b + 1) * blockTokens])
+            let start = (firstBlock + b) * blockTokens
+            let overlapping = items.isEmpty ? 0 : items.reduce(0) {
+                $0 + ($1.start < start + blockTokens && $1.start + $1.length > start ? 1 : 0)
+            }
             let k: BlockKey
-            if items.isEmpty {
+            if overlapping == 0 {
                 k = key(parent: parent, tokens: slice)
             } else {
-                extras.removeAll(keepingCapacity: true)
-                for item in items where item.start < start + blockTokens && item.start + item.length > start {
-                    extras.append(MultimodalExtra(hash: item.hash, offset: Int64(start - item.start)))
+                k = withUnsafeTemporaryAllocation(of: MultimodalExtra.self, capacity: overlapping) { extras in
+                    var n = 0
+                    for item in items where item.start < start + blockTokens && item.start + item.length > start {
+                        extras.initializeElement(at: n, to: MultimodalExtra(hash: item.hash,
+                                                                             offset: Int64(start - item.start)))
+                        n += 1
+                    }
+                    defer { extras.deinitialize() }
+                    return key(parent: parent, tokens: slice, multimodal: UnsafeBufferPointer(extras))
                 }
-                k = extras.withUnsafeBufferPointer { key(parent: parent, tokens: slice, multimodal: $0) }
             }
             keys.append(k)
             parent = k

@@ -1,0 +1,32 @@
+import Benchmark
+import KVBench
+
+/// The core's hot paths, the same workloads `kvcache bench core` times (KVBench). Each iteration
+/// prepares its state untimed, then times one run; metrics include mallocs, which must stay 0 for
+/// the steady-state paths (alloc/free, lookup apart from the sequence record, eviction).
+@MainActor
+let benchmarks: @Sendable () -> Void = {
+    Benchmark.defaultConfiguration = .init(
+        metrics: [.wallClock, .throughput, .mallocCountTotal],
+        maxDuration: .seconds(3),
+        maxIterations: 2_000
+    )
+
+    func register(_ name: String, _ make: @escaping () throws -> any Workload) {
+        nonisolated(unsafe) var workload: (any Workload)?
+        Benchmark(name) { benchmark in
+            if workload == nil { workload = try make() }
+            let w = workload!
+            try w.prepare()
+            benchmark.startMeasurement()
+            try w.run()
+            benchmark.stopMeasurement()
+        }
+    }
+
+    register("hash 32k tokens (2048 blocks of 16)") { HashWorkload() }
+    register("lookup cached 32k-token prompt") { try LookupWorkload() }
+    register("allocate+free 6400 blocks") { try AllocFreeWorkload() }
+    register("insert 2048 blocks") { try InsertWorkload() }
+    register("evict ~1500 blocks") { try EvictWorkload() }
+}

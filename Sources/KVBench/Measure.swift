@@ -1,0 +1,17 @@
+/// Times a workload several times and keeps the median, so one noisy run on a shared machine does
+/// not move the figure. Used by `kvcache bench` and by the Benchmarks package.
+public enum Measure {
+    /// Runs `setup` then times `body` `repetitions` times; returns the median seconds of `body`.
+    public static func median(repetitions: Int = 15, setup: () throws -> Void = {}, _ body: () throws -> Void) rethrows -> Double {
+        var samples: [Double] = []
+        samples.reserveCapacity(repetitions)
+        let clock = ContinuousClock()
+        for _ in 0 ..< repetitions {
+            try setup()
+            let t = try clock.measure(body)
+            samples.append(Double(t.components.seconds) + Double(t.components.attoseconds) * 1e-18)
+        }
+        samples.sort()
+        return samples[samples.count / 2]
+    }
+}

@@ -1,0 +1,414 @@
+/// The facade an inference server calls each scheduler step: prefix lookup, slot allocation,
+/// publishing computed blocks, freeing and forking sequences, statistics and events.
+///
+/// It owns the `BlockPool` (ids, holders, free list), the `PrefixIndex` (cached blocks, eviction)
+/// and the live sequences' block tables. Single-threaded by contract, like the scheduler loop of
+/// vLLM or SGLang: call it from one thread. Shaped for a C ABI: integer ids, value types, no
+/// closures on hot calls. Every throwing call that throws has changed nothing.
+///
+/// A request's life: `addSequence` (hashes the prompt's full blocks) -> `lookup` (longest cached
+/// prefix) -> `allocate` (pins that prefix, takes blocks for new tokens, evicting cached blocks if
+/// needed) -> engine step -> `commit` (publishes newly full blocks) -> `append` the sampled token ->
+/// `allocate` ... -> `free`.
+public final class KVCacheManager {
+    public let config: KVCacheConfig
+    public let hasher: BlockHasher
+    /// The device pool's allocator (read-only view; the manager is its only mutator).
+    // Single-threaded by contract and never re-entered (observers must not call back), so the
+    // per-access exclusivity checks of class properties are turned off on the hot state.
+    @exclusivity(unchecked) public private(set) var pool: BlockPool
+    /// The prefix cache (read-only view).
+    @exclusivity(unchecked) public private(set) var index: PrefixIndex
+    /// Told about each evicted block before its id is reused, so a lower tier can save the bytes.
+    /// It must not call back into the manager.
+    public weak var evictionObserver: (any BlockEvictionObserver)?
+
+    @exclusivity(unchecked) private var sequences = SequenceTable()
+    @exclusivity(unchecked) private var clock: UInt64 = 0
+    @exclusivity(unchecked) private var pendingCopies: [(src: BlockID, dst: BlockID)] = []
+    @exclusivity(unchecked) private var events: [KVEvent] = []
+    @exclusivity(unchecked) private var counters = KVCacheStats()
+
+    public init(_ config: KVCacheConfig) throws(KVCacheError) {
+        guard (1 ... 1024).contains(config.blockTokens) else {
+            throw .invalidArgument("blockTokens must be in 1...1024, got \(config.blockTokens)")
+        }
+        self.config = config
+        hasher = BlockHasher(blockTokens: config.blockTokens)
+        pool = try BlockPool(capacity: config.capacityBlocks)
+        index = PrefixIndex(capacity: config.capacityBlocks, policy: config.policy.make())
+        counters.capacityBlocks = config.capacityBlocks
+    }
+
+    public var blockTokens: Int { config.blockTokens }
+    public var capacityBlocks: Int { pool.capacity }
+    /// Blocks an allocation can get now: free ones plus cached ones nobody holds.
+    public var freeBlockCount: Int { pool.freeCount + index.unheldCount }
+    /// Live sequences.
+    public var sequenceCount: Int { sequences.count }
+
+    public var stats: KVCacheStats {
+        var s = counters
+        s.freeBlocks = pool.freeCount
+        s.cachedBlocks = index.count
+        s.usedBlocks = pool.capacity - pool.freeCount - index.unheldCount
+        return s
+    }
+
+    // MARK: Sequences
+
+    /// Registers a sequence whose prompt token ids are known and keys its full blocks, chained from
+    /// the root of (namespace, `lora`, `salt`). O(prompt tokens).
+    public func addSequence(_ id: SequenceID, prompt: [UInt32], salt: String = "", lora: String = "",
+                            multimodal: [MultimodalItem] = []) throws(KVCacheError) {
+        guard sequences.slot(of: id) == nil else { throw .duplicateSequence(id) }
+        guard !prompt.isEmpty else { throw .invalidArgument("empty prompt") }
+        for item in multimodal where item.start < 0 || item.length < 1 || item.start + item.length > prompt.count {
+            throw .invalidArgument("multimodal item at \(item.start)+\(item.length) outside the prompt")
+        }
+        let s = sequences.add(id)
+        let root = BlockHasher.rootKey(namespace: config.namespace, lora: lora, salt: salt)
+        sequences[s].root = root
+        sequences[s].multimodal = multimodal
+        sequences[s].promptTokens = prompt.count
+        sequences[s].tokenCount = prompt.count
+        prompt.withUnsafeBufferPointer { p in
+            hasher.appendKeys(of: p, parent: root, multimodal: multimodal, to: &sequences[s].keys)
+            let full = p.count / blockTokens * blockTokens
+            sequences[s].tail.append(contentsOf: p[full...])
+        }
+    }
+
+    /// Registers a sequence known by precomputed prompt block keys (from a router, another node, or
+    /// a trace). Its other tokens have no ids, so blocks past the keys are never cached.
+    /// - Parameter promptTokens: prompt length; at least `promptKeys.count x blockTokens`.
+    public func addSequence(_ id: SequenceID, promptKeys: [BlockKey], promptTokens: Int) throws(KVCacheError) {
+        guard sequences.slot(of: id) == nil else { throw .duplicateSequence(id) }
+        guard promptTokens >= 1, promptKeys.count <= promptTokens / blockTokens else {
+            throw .invalidArgument("\(promptKeys.count) keys need at least \(promptKeys.count * blockTokens) tokens, got \(promptTokens)")
+        }
+        guard !promptKeys.contains(.zero) else { throw .invalidArgument("the zero key is reserved") }
+        let s = sequences.add(id)
+        sequences[s].keys.append(contentsOf: promptKeys)
+        sequences[s].keyable = false
+        sequences[s].promptTokens = promptTokens
+        sequences[s].tokenCount = promptTokens
+    }
+
+    private func slot(_ id: SequenceID) throws(KVCacheError) -> Int {
+        guard let s = sequences.slot(of: id) else { throw .unknownSequence(id) }
+        return s
+    }
+
+    /// The longest cached prefix of the sequence's prompt, in whole blocks; the last prompt token
+    /// never counts (its logits must be computed). Counts the query in `stats`; pins nothing (the
+    /// first `allocate` does). O(matched blocks) hash probes.
+    public func lookup(_ id: SequenceID) throws(KVCacheError) -> PrefixHit {
+        let s = try slot(id)
+        guard !sequences[s].pinned else { throw .invalidArgument("lookup after allocate for \(id)") }
+        var k = 0
+        if config.enablePrefixCaching {
+            let limit = min(sequences[s].keys.count, (sequences[s].promptTokens - 1) / blockTokens)
+            k = sequences[s].keys.withUnsafeBufferPointer { index.matchLength(UnsafeBufferPointer(rebasing: $0[..<limit])) }
+        }
+        sequences[s].lookupBlocks = k
+        counters.lookups += 1
+        counters.queryTokens += sequences[s].promptTokens
+        counters.hitTokens += k * blockTokens
+        return PrefixHit(cachedBlocks: k, cachedTokens: k * blockTokens)
+    }
+
+    /// Number of leading `keys` cached here, for a router asking where a prefix lives. Changes
+    /// nothing. O(matched) probes.
+    public func matchLength(_ keys: [BlockKey]) -> Int {
+        keys.withUnsafeBufferPointer { index.matchLength($0) }
+    }
+
+    /// Ensures slots for `newTokens` tokens to compute this step plus `lookahead` more. The first
+    /// call pins the blocks found by `lookup` that are still cached (the sequence's computed tokens
+    /// start there). Takes free blocks first, then evicts unheld cached leaves in policy order; a
+    /// partial last block shared after a fork is copied first (see `drainCopies`).
+    /// O(new blocks x log cached); allocates nothing in steady state.
+    /// - Returns: `.insufficientBlocks` with nothing changed when the pool cannot supply the blocks.
+    public func allocate(_ id: SequenceID, newTokens: Int, lookahead: Int = 0) throws(KVCacheError) -> AllocationOutcome {
+        let s = try slot(id)
+        guard newTokens >= 0, lookahead >= 0 else { throw .invalidArgument("negative token count") }
+        // Read scalars only: a copy of the state would make the appends below copy the arrays.
+        let B = blockTokens
+        let pinned = sequences[s].pinned
+        var hits = 0, pinCost = 0
+        if !pinned {
+            let limit = sequences[s].lookupBlocks
+            while hits < limit, let b = index.block(for: sequences[s].keys[hits]) {
+                if pool.refCount(b) == 0 { pinCost += 1 }
+                hits += 1
+            }
+        }
+        let computed = pinned ? sequences[s].computed : hits * B
+        let held = pinned ? sequences[s].blocks.count : hits
+        let uncomputed = sequences[s].tokenCount - computed
+        guard newTokens <= uncomputed else {
+            throw .invalidArgument("\(newTokens) new tokens but only \(uncomputed) are not computed")
+        }
+        let wanted = max(0, (computed + newTokens + lookahead + B - 1) / B - held)
+        let copyIndex = computed / B
+        let needsCopy = pinned && newTokens > 0 && computed % B != 0 && copyIndex < held
+            && pool.refCount(sequences[s].blocks[copyIndex]) > 1
+        let needed = wanted + (needsCopy ? 1 : 0)
+        let available = pool.freeCount + index.unheldCount - pinCost
+        guard needed <= available else { return .insufficientBlocks(needed: needed, available: available) }
+
+        clock &+= 1
+        if !pinned {
+            for i in 0 ..< hits {
+                let b = index.block(for: sequences[s].keys[i])!
+                retainCached(b)
+                sequences[s].blocks.append(b)
+            }
+            sequences[s].computed = hits * B
+            sequences[s].committedBlocks = hits
+            sequences[s].pinned = true
+        }
+        let observer = evictionObserver  // one weak load per call, not per block
+        if needsCopy {
+            let src = sequences[s].blocks[copyIndex]
+            let dst = takeBlock(observer)
+            pendingCopies.append((src, dst))
+            _ = try? pool.release(src)  // still held by the sibling: refCount was > 1
+            sequences[s].blocks[copyIndex] = dst
+            counters.copiedBlocks += 1
+        }
+        for _ in 0 ..< wanted { sequences[s].blocks.append(takeBlock(observer)) }
+        return .allocated(newBlocks: needed)
+    }
+
+    /// Records that the engine wrote KV for `computedTokens` more tokens and publishes every newly
+    /// full block whose key is known. A block whose key is already cached in another block is
+    /// replaced by that block (same prefix, same KV) and freed, so the sequence's published blocks are
+    /// always a path of the tree. O(new full blocks x log cached).
+    public func commit(_ id: SequenceID, computedTokens: Int) throws(KVCacheError) {
+        let s = try slot(id)
+        guard computedTokens >= 0 else { throw .invalidArgument("negative token count") }
+        let total = sequences[s].computed + computedTokens
+        let allocated = min(sequences[s].blocks.count * blockTokens, sequences[s].tokenCount)
+        guard total <= allocated else {
+            throw .invalidArgument("\(total) computed tokens exceed the \(allocated) allocated and known")
+        }
+        sequences[s].computed = total
+        guard config.enablePrefixCaching else { return }
+        let first = sequences[s].committedBlocks
+        let limit = min(total / blockTokens, sequences[s].keys.count)
+        guard first < limit else { return }
+        clock &+= 1
+        var run: [BlockKey] = []
+        var runParent: BlockKey? = nil
+        for i in first ..< limit {
+            let key = sequences[s].keys[i]
+            let mine = sequences[s].blocks[i]
+            if let cached = index.block(for: key) {
+                if cached != mine {
+                    retainCached(cached)
+                    releaseBlock(mine)
+                    sequences[s].blocks[i] = cached
+                    counters.deduplicatedBlocks += 1
+                }
+                flushStored(&run, parent: runParent)
+            } else {
+                let parent = i == 0 ? PrefixIndex.none : sequences[s].blocks[i - 1]
+                index.insert(key, block: mine, parent: parent, tokens: blockTokens, clock: clock)
+                counters.insertedBlocks += 1
+                if config.recordEvents {
+                    if run.isEmpty { runParent = i == 0 ? nil : sequences[s].keys[i - 1] }
+                    run.append(key)
+                }
+            }
+        }
+        flushStored(&run, parent: runParent)
+        sequences[s].committedBlocks = limit
+    }
+
+    private func flushStored(_ run: inout [BlockKey], parent: BlockKey?) {
+        guard !run.isEmpty else { return }
+        events.append(.blockStored(keys: run, parent: parent, blockTokens: blockTokens, tier: .device))
+        run.removeAll()
+    }
+
+    /// Adds sampled tokens to the sequence; each block they fill gets its key. O(tokens).
+    public func append(_ id: SequenceID, tokens: [UInt32]) throws(KVCacheError) {
+        let s = try slot(id)
+        sequences[s].tokenCount += tokens.count
+        guard sequences[s].keyable else { return }
+        // Move the tail out so that hashing it while appending keys copies no array.
+        var tail = sequences[s].tail
+        sequences[s].tail = []
+        tail.append(contentsOf: tokens)
+        let full = tail.count / blockTokens * blockTokens
+        if full > 0 {
+            let firstBlock = sequences[s].keys.count
+            let parent = sequences[s].keys.last ?? sequences[s].root
+            let items = sequences[s].multimodal
+            tail.withUnsafeBufferPointer { t in
+                hasher.appendKeys(of: UnsafeBufferPointer(rebasing: t[..<full]), firstBlock: firstBlock,
+                                  parent: parent, multimodal: items, to: &sequences[s].keys)
+            }
+            tail.removeFirst(full)
+        }
+        sequences[s].tail = tail
+    }
+
+    /// Adds `count` tokens whose ids are unknown (a trace's outputs). Blocks they touch are never
+    /// cached. O(1).
+    public func append(_ id: SequenceID, count: Int) throws(KVCacheError) {
+        let s = try slot(id)
+        guard count >= 0 else { throw .invalidArgument("negative token count") }
+        sequences[s].tokenCount += count
+        sequences[s].keyable = false
+        sequences[s].tail.removeAll(keepingCapacity: true)
+    }
+
+    /// Releases every block of a finished or preempted sequence, deepest first; cached blocks stay
+    /// cached (and become evictable when nobody holds them), the others return to the free list.
+    /// O(blocks x log cached).
+    public func free(_ id: SequenceID) throws(KVCacheError) {
+        let s = try slot(id)
+        clock &+= 1
+        let blocks = sequences[s].blocks
+        for b in blocks.reversed() { releaseBlock(b) }
+        sequences.remove(id)
+    }
+
+    /// Starts `child` as a copy of `parent` (parallel sampling, beam search): it shares every block
+    /// that holds computed tokens. The partial last block is copied on write, at the next `allocate`
+    /// of whichever sequence writes into it first. O(blocks).
+    public func fork(_ parent: SequenceID, into child: SequenceID) throws(KVCacheError) {
+        let p = try slot(parent)
+        guard sequences.slot(of: child) == nil else { throw .duplicateSequence(child) }
+        var copy = sequences[p]
+        copy.id = child
+        let shared = (copy.computed + blockTokens - 1) / blockTokens
+        if copy.blocks.count > shared { copy.blocks.removeLast(copy.blocks.count - shared) }
+        for b in copy.blocks { try! pool.retain(b) }  // held by the parent: never free
+        let c = sequences.add(child)
+        sequences[c] = copy
+    }
+
+    /// Moves the block copies the engine must perform before its next step (copy-on-write after a
+    /// fork) into `copies`.
+    public func drainCopies(into copies: inout [(src: BlockID, dst: BlockID)]) {
+        copies.append(contentsOf: pendingCopies)
+        pendingCopies.removeAll(keepingCapacity: true)
+    }
+
+    /// Moves the recorded events into `out` (empty unless `recordEvents`).
+    public func drainEvents(into out: inout [KVEvent]) {
+        out.append(contentsOf: events)
+        events.removeAll(keepingCapacity: true)
+    }
+
+    /// The sequence's block table: block i holds tokens [i x blockTokens, (i+1) x blockTokens).
+    public func blockTable(_ id: SequenceID) throws(KVCacheError) -> [BlockID] {
+        sequences[try slot(id)].blocks
+    }
+
+    /// Tokens whose KV is written (cached prefix included).
+    public func computedTokens(_ id: SequenceID) throws(KVCacheError) -> Int {
+        sequences[try slot(id)].computed
+    }
+
+    /// Tokens known for the sequence (prompt plus appended).
+    public func tokenCount(_ id: SequenceID) throws(KVCacheError) -> Int {
+        sequences[try slot(id)].tokenCount
+    }
+
+    /// Drops every cached block (vLLM's reset_prefix_cache). Only when no block is held, else
+    /// `.blocksInUse` and nothing changes. O(capacity).
+    public func reset() throws(KVCacheError) {
+        let used = pool.capacity - pool.freeCount - index.unheldCount
+        guard used == 0 else { throw .blocksInUse(used) }
+        var p = pool
+        index.removeAll { b in try! p.free(b) }  // cached, unheld: never free yet
+        pool = p
+        for s in sequences.liveSlots {
+            sequences[s].lookupBlocks = 0
+            sequences[s].committedBlocks = 0
+        }
+        if config.recordEvents { events.append(.allBlocksCleared) }
+    }
+
+    // MARK: Blocks
+
+    /// One block for a sequence: from the free list, else by evicting the policy's victim. The
+    /// caller checked that one is available.
+    private func takeBlock(_ observer: (any BlockEvictionObserver)?) -> BlockID {
+        if let b = pool.allocateOne() { return b }
+        let (b, key) = index.evictOne(clock: clock, tokens: blockTokens)!
+        observer?.willEvict(block: b, key: key)
+        counters.evictedBlocks += 1
+        if config.recordEvents { events.append(.blockRemoved(keys: [key], tier: .device)) }
+        try! pool.free(b)  // evicted: unheld and not on the free list
+        return pool.allocateOne()!  // LIFO: returns b
+    }
+
+    /// Adds a holder to a cached block (a hit or a deduplicated block).
+    private func retainCached(_ b: BlockID) {
+        try! pool.retain(b)  // cached blocks are never on the free list
+        if pool.refCount(b) == 1 { index.setHeld(b, true) }
+        index.touch(b, kind: .hit, clock: clock, tokens: blockTokens)
+    }
+
+    /// Drops a holder; an unheld block stays cached (and evictable) or goes back to the free list.
+    private func releaseBlock(_ b: BlockID) {
+        guard try! pool.release(b) == 0 else { return }  // held by the caller's sequence
+        if index.isCached(b) {
+            index.touch(b, kind: .release, clock: clock, tokens: blockTokens)
+            index.setHeld(b, false)
+        } else {
+            try! pool.free(b)
+        }
+    }
+
+    // MARK: Invariants
+
+    /// Checks every invariant: each block is exactly one of free / held / cached-unheld; holders
+    /// equal the block-table entries naming the block; the key index and the tree agree; published
+    /// blocks of each sequence are the tree path of its keys; counts add up to the capacity.
+    /// O(capacity + total block-table length).
+    public func validate() throws(InvariantViolation) {
+        try pool.validate()
+        try index.validate(isHeld: { pool.refCount($0) > 0 })
+        var holders = [Int32](repeating: 0, count: pool.capacity)
+        for s in sequences.liveSlots {
+            let seq = sequences[s]
+            for b in seq.blocks {
+                guard pool.isValid(b) else { throw InvariantViolation("\(seq.id) holds invalid block \(b)") }
+                holders[Int(b)] += 1
+            }
+            guard Set(seq.blocks).count == seq.blocks.count else { throw InvariantViolation("\(seq.id) holds a block twice") }
+            guard seq.computed <= seq.blocks.count * blockTokens, seq.computed <= seq.tokenCount else {
+                throw InvariantViolation("\(seq.id) computed \(seq.computed) past its blocks")
+            }
+            guard seq.committedBlocks <= seq.blocks.count || !seq.pinned else {
+                throw InvariantViolation("\(seq.id) committed more blocks than it holds")
+            }
+            for i in 0 ..< (seq.pinned ? seq.committedBlocks : 0) {
+                guard index.key(of: seq.blocks[i]) == seq.keys[i] else {
+                    throw InvariantViolation("\(seq.id) block \(i) is not the cached block of its key")
+                }
+            }
+        }
+        var free = 0, held = 0, idle = 0
+        for b in 0 ..< pool.capacity {
+            let id = BlockID(b)
+            guard Int(holders[b]) == pool.refCount(id) else {
+                throw InvariantViolation("block \(b) has refCount \(pool.refCount(id)) but \(holders[b]) holders")
+            }
+            let states = (pool.isFree(id) ? 1 : 0) + (holders[b] > 0 ? 1 : 0)
+                + (holders[b] == 0 && index.isCached(id) ? 1 : 0)
+            guard states == 1 else { throw InvariantViolation("block \(b) is in \(states) states") }
+            if pool.isFree(id) { free += 1 } else if holders[b] > 0 { held += 1 } else { idle += 1 }
+        }
+        guard free + held + idle == pool.capacity, idle == index.unheldCount else {
+            throw InvariantViolation("block counts do not add up")
+        }
+    }
+}

@@ -1,0 +1,197 @@
+/// The radix prefix cache: a tree of cached full blocks, page-granular (one node per block, as
+/// SGLang's RadixAttention with page size = block size), keyed by chained block keys.
+///
+/// Because a block key already covers its whole prefix, a child is found by one probe of a global
+/// key index instead of a per-node child map: matching a prompt of n blocks is n O(1) probes. Nodes
+/// are the cached blocks themselves, stored as dense arrays indexed by `BlockID` (parent, child
+/// count, key), so the tree adds no object per node.
+///
+/// Eviction removes only unheld leaves, so every cached block's ancestors stay matchable. The
+/// unheld leaves sit in an `EvictionHeap` ordered by the `EvictionPolicy`'s priorities: each
+/// eviction costs O(log n), never a scan. Holders (reference counts) live in `BlockPool`; the owner
+/// tells the index when a cached block gains its first or loses its last holder (`setHeld`).
+public struct PrefixIndex {
+    public let capacity: Int
+    private var keys: [BlockKey]
+    private var parents: [BlockID]
+    private var childCounts: [Int32]
+    private var held: [Bool]
+    private var index: KeyIndex
+    private var heap: EvictionHeap
+    public let policy: any EvictionPolicy
+    /// Cached blocks that nobody holds: evictable now (leaves) or once their children go.
+    public private(set) var unheldCount = 0
+
+    /// Marks "no parent" (a first block) and "not cached".
+    public static let none: BlockID = -1
+
+    public init(capacity: Int, policy: any EvictionPolicy) {
+        self.capacity = capacity
+        self.policy = policy
+        keys = Array(repeating: .zero, count: capacity)
+        parents = Array(repeating: Self.none, count: capacity)
+        childCounts = Array(repeating: 0, count: capacity)
+        held = Array(repeating: false, count: capacity)
+        index = KeyIndex(maxEntries: capacity)
+        heap = EvictionHeap(capacity: capacity)
+    }
+
+    /// Number of cached blocks.
+    public var count: Int { index.count }
+    /// Unheld leaves, evictable right now.
+    public var evictableLeafCount: Int { heap.count }
+
+    /// The cached block with this key. O(1) expected.
+    public func block(for key: BlockKey) -> BlockID? { index.find(key) }
+
+    /// Whether `block` is in the cache.
+    public func isCached(_ block: BlockID) -> Bool { keys[Int(block)] != .zero }
+    /// The key of a cached block (`.zero` if not cached).
+    public func key(of block: BlockID) -> BlockKey { keys[Int(block)] }
+    /// The parent of a cached block, or `PrefixIndex.none` for a first block.
+    public func parent(of block: BlockID) -> BlockID { parents[Int(block)] }
+    /// Cached children of a block.
+    public func childCount(of block: BlockID) -> Int { Int(childCounts[Int(block)]) }
+    /// Blocks from the root (1 for a first block).
+    public func depth(of block: BlockID) -> Int { heap.depthOf(block) }
+    /// The policy's current priority of a cached block.
+    public func priority(of block: BlockID) -> Double { heap.priorityOf(block) }
+
+    /// Number of leading `keys` that are cached, stopping at the first miss. O(matched) probes.
+    public func matchLength(_ keys: UnsafeBufferPointer<BlockKey>) -> Int {
+        var n = 0
+        for k in keys {
+            guard index.find(k) != nil else { break }
+            n += 1
+        }
+        return n
+    }
+
+    private func node(_ b: BlockID, clock: UInt64, tokens: Int) -> PolicyNode {
+        PolicyNode(block: b, depth: heap.depthOf(b), key: keys[Int(b)], tokens: tokens, clock: clock)
+    }
+
+    /// Publishes `block` under `key` as a child of `parent` (`none` for a first block). The block is
+    /// held by its writer. O(log n) (the parent may leave the heap).
+    /// - Precondition: `key` is not cached, `block` is not cached, `parent` is cached or `none`.
+    public mutating func insert(_ key: BlockKey, block: BlockID, parent: BlockID, tokens: Int, clock: UInt64) {
+        precondition(key != .zero && !isCached(block) && index.find(key) == nil)
+        precondition(parent == Self.none || isCached(parent))
+        keys[Int(block)] = key
+        parents[Int(block)] = parent
+        childCounts[Int(block)] = 0
+        held[Int(block)] = true
+        index.insert(key, block)
+        heap.setDepth(block, parent == Self.none ? 1 : heap.depthOf(parent) + 1)
+        heap.setPriority(block, policy.priorityOnInsert(node(block, clock: clock, tokens: tokens)))
+        if parent != Self.none {
+            childCounts[Int(parent)] += 1
+            heap.remove(parent)
+        }
+    }
+
+    /// Lets the policy re-rank a cached block after a hit or a release. O(log n).
+    public mutating func touch(_ block: BlockID, kind: AccessKind, clock: UInt64, tokens: Int) {
+        let p = policy.priorityOnAccess(node(block, clock: clock, tokens: tokens),
+                                        previous: heap.priorityOf(block), kind: kind)
+        heap.setPriority(block, p)
+    }
+
+    /// Records that a cached block gained its first holder (`true`) or lost its last (`false`).
+    /// Unheld leaves become evictable. O(log n).
+    public mutating func setHeld(_ block: BlockID, _ isHeld: Bool) {
+        precondition(isCached(block) && held[Int(block)] != isHeld)
+        held[Int(block)] = isHeld
+        if isHeld {
+            unheldCount -= 1
+            heap.remove(block)
+        } else {
+            unheldCount += 1
+            if childCounts[Int(block)] == 0 { heap.insert(block) }
+        }
+    }
+
+    /// The block the policy would evict next, if any. O(1).
+    public var nextVictim: BlockID? { heap.min }
+
+    /// Evicts the lowest-priority unheld leaf and returns it with its key; its parent may become an
+    /// evictable leaf. The block is no longer cached; the caller frees or reuses it. O(log n).
+    public mutating func evictOne(clock: UInt64, tokens: Int) -> (block: BlockID, key: BlockKey)? {
+        guard let b = heap.popMin() else { return nil }
+        let key = keys[Int(b)]
+        policy.didEvict(node(b, clock: clock, tokens: tokens), priority: heap.priorityOf(b))
+        detach(b)
+        unheldCount -= 1
+        return (b, key)
+    }
+
+    private mutating func detach(_ b: BlockID) {
+        index.remove(keys[Int(b)])
+        let p = parents[Int(b)]
+        keys[Int(b)] = .zero
+        parents[Int(b)] = Self.none
+        held[Int(b)] = false
+        if p != Self.none {
+            childCounts[Int(p)] -= 1
+            if childCounts[Int(p)] == 0 && !held[Int(p)] { heap.insert(p) }
+        }
+    }
+
+    /// Drops every cached block. Precondition: none is held. Calls `body` with each dropped block.
+    /// O(cached).
+    public mutating func removeAll(_ body: (BlockID) -> Void) {
+        precondition(unheldCount == count, "removeAll with held blocks")
+        for b in 0 ..< capacity where keys[b] != .zero {
+            keys[b] = .zero
+            parents[b] = Self.none
+            childCounts[b] = 0
+            body(BlockID(b))
+        }
+        index.removeAll()
+        heap.removeAll()
+        unheldCount = 0
+        policy.reset()
+    }
+
+    /// Checks that the key index and the tree agree, child counts and depths are right, and the heap
+    /// holds exactly the unheld leaves. `isHeld` says which blocks have holders (from the pool).
+    /// O(capacity).
+    public func validate(isHeld: (BlockID) -> Bool) throws(InvariantViolation) {
+        var cached = 0, unheld = 0
+        var children = [Int32](repeating: 0, count: capacity)
+        for b in 0 ..< capacity where keys[b] != .zero {
+            cached += 1
+            let id = BlockID(b)
+            guard index.find(keys[b]) == id else { throw InvariantViolation("key index misses block \(b)") }
+            guard held[b] == isHeld(id) else { throw InvariantViolation("held flag of block \(b) is stale") }
+            if !held[b] { unheld += 1 }
+            let p = parents[b]
+            if p != Self.none {
+                guard keys[Int(p)] != .zero else { throw InvariantViolation("block \(b) has an uncached parent \(p)") }
+                guard heap.depthOf(id) == heap.depthOf(p) + 1 else { throw InvariantViolation("depth of \(b) wrong") }
+                guard !(held[b] && !held[Int(p)]) else {
+                    throw InvariantViolation("held block \(b) has an unheld parent \(p)")
+                }
+                children[Int(p)] += 1
+            } else if heap.depthOf(id) != 1 {
+                throw InvariantViolation("first block \(b) has depth \(heap.depthOf(id))")
+            }
+        }
+        guard cached == index.count else { throw InvariantViolation("index has \(index.count) keys, tree \(cached)") }
+        guard unheld == unheldCount else { throw InvariantViolation("unheld count \(unheldCount), found \(unheld)") }
+        var leaves = 0
+        for b in 0 ..< capacity where keys[b] != .zero {
+            guard children[b] == childCounts[b] else { throw InvariantViolation("child count of \(b) wrong") }
+            let evictable = !held[b] && children[b] == 0
+            guard heap.contains(BlockID(b)) == evictable else {
+                throw InvariantViolation("heap membership of \(b) wrong (evictable: \(evictable))")
+            }
+            if evictable { leaves += 1 }
+        }
+        guard leaves == heap.count else { throw InvariantViolation("heap holds non-cached blocks") }
+        try index.forEach { (k: BlockKey, b: BlockID) throws(InvariantViolation) in
+            guard keys[Int(b)] == k else { throw InvariantViolation("key index maps to wrong block \(b)") }
+        }
+        try heap.validate()
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+
+/// Reads Mooncake-format JSONL traces: one request per line with `timestamp` (milliseconds),
+/// `input_length`, `output_length` and `hash_ids` (prefix-block ids: equal id = same prefix up to
+/// and including that block; `blockTokens` tokens per id, the last one possibly partial).
+///
+/// A line is malformed when it is not a JSON object, lacks a field, has a negative or non-integer
+/// length, or has `hash_ids.count != ceil(input_length / blockTokens)`; the error names the file and
+/// the 1-based line (or, with `skipBadLines`, the line is counted and skipped). Blank lines are
+/// ignored. O(file size).
+public enum MooncakeTrace {
+    private struct Row: Decodable {
+        var timestamp: Double
+        var input_length: Int
+        var output_length: Int
+        var hash_ids: [Int64]
+    }
+
+    /// Reads and parses the file at `path`.
+    public static func read(path: String, blockTokens: Int = 512, skipBadLines: Bool = false) throws(TraceError) -> LoadedTrace {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw .unreadable(path: path, reason: error.localizedDescription)
+        }
+        return try parse(data, path: path, blockTokens: blockTokens, skipBadLines: skipBadLines)
+    }
+
+    /// Parses a whole JSONL document; `path` only labels errors.
+    public static func parse(_ data: Data, path: String, blockTokens: Int = 512,
+                             skipBadLines: Bool = false) throws(TraceError) -> LoadedTrace {
+        var sink = BadLineSink(path: path, skip: skipBadLines)
+        var requests: [TraceRequest] = []
+        let decoder = JSONDecoder()
+        var lineNumber = 0
+        var firstTime: Double? = nil
+        for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            lineNumber += 1
+            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
+            let row: Row
+            do { row = try decoder.decode(Row.self, from: line) } catch {
+                try sink.report(line: lineNumber, "not a Mooncake record: \(Self.describe(error))")
+                continue
+            }
+            guard row.input_length >= 0, row.output_length >= 0, row.timestamp.isFinite else {
+                try sink.report(line: lineNumber, "negative length or invalid timestamp")
+                continue
+            }
+            let expected = (row.input_length + blockTokens - 1) / blockTokens
+            guard row.hash_ids.count == expected else {
+                try sink.report(line: lineNumber, "\(row.hash_ids.count) hash_ids for input_length \(row.input_length) (expected \(expected) at \(blockTokens) tokens per block)")
+                continue
+            }
+            guard row.hash_ids.allSatisfy({ $0 >= 0 }) else {
+                try sink.report(line: lineNumber, "negative hash id")
+                continue
+            }
+            if firstTime == nil { firstTime = row.timestamp }
+            requests.append(TraceRequest(arrival: (row.timestamp - firstTime!) / 1000, inputTokens: row.input_length,
+                                         outputTokens: row.output_length, hashIDs: row.hash_ids.map { UInt64($0) },
+                                         hashBlockTokens: blockTokens))
+        }
+        guard !requests.isEmpty else { throw .empty(path: path) }
+        return LoadedTrace(requests: requests, format: .mooncake, skippedLines: sink.skipped,
+                           firstSkipped: sink.first, hasTimestamps: true)
+    }
+
+    private static func describe(_ error: Error) -> String {
+        switch error as? DecodingError {
+        case .keyNotFound(let key, _): "missing field '\(key.stringValue)'"
+        case .typeMismatch(_, let c), .valueNotFound(_, let c):
+            "field '\(c.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type"
+        case .dataCorrupted: "invalid JSON"
+        default: "invalid JSON"
+        }
+    }
+}
