@@ -61,9 +61,12 @@ struct ReferenceEngineTests {
     @Test("with a tiny pool, evicted prefixes are recomputed and outputs equal cold runs")
     func evictionIsSafe() throws {
         let m = try TestModel.require()
-        let prompts = ["The sun is a star", "Water boils at", "The sun is a star that"].map { m.tokenizer.encode($0) }
-        // Block size 4 and 4 blocks: one sequence of up to 16 tokens fits, nothing more stays cached.
-        let tiny = try Self.engine(capacity: 4, blockTokens: 4)
+        let prompts = ["The sun is a star", "Water boils at", "The sun is a star that", "Seven plus two is"]
+            .map { m.tokenizer.encode($0) }
+        #expect(prompts.allSatisfy { $0.count <= 8 })
+        // Block size 4 and 3 blocks: one sequence of up to 12 tokens fits; cached prefixes must be
+        // evicted for the next prompt and recomputed when it comes back.
+        let tiny = try Self.engine(capacity: 3, blockTokens: 4)
         for p in prompts + prompts {
             let out = try tiny.generate(prompt: p, maxTokens: 4)
             let cold = try Self.engine(capacity: 8, caching: false).generate(prompt: p, maxTokens: 4)
@@ -76,6 +79,7 @@ struct ReferenceEngineTests {
         let long = m.tokenizer.encode(String(repeating: "word ", count: 20))
         #expect(throws: EngineError.self) { _ = try tiny.generate(prompt: long, maxTokens: 1) }
         #expect(tiny.cache.sequenceCount == 0)
+        #expect(tiny.cache.freeBlockCount == 3)
         let after = try tiny.generate(prompt: prompts[1], maxTokens: 2)
         #expect(after.tokens.count == 2)
     }
