@@ -75,4 +75,61 @@ public enum KVDump {
         try encoder.encode(manifest).write(to: directory.appendingPathComponent("manifest.json"))
         return manifest
     }
+
+    /// Why a dump could not be loaded.
+    public enum LoadError: Error, Equatable, CustomStringConvertible {
+        case shapeMismatch(String)
+        case badBlockFile(String)
+        public var description: String {
+            switch self {
+            case let .shapeMismatch(why): "KV dump does not fit the pool: \(why)"
+            case let .badBlockFile(why): "bad KV block file: \(why)"
+            }
+        }
+    }
+
+    /// Reads the manifest in `directory`.
+    public static func readManifest(in directory: URL) throws -> Manifest {
+        try JSONDecoder().decode(Manifest.self, from: Data(contentsOf: directory.appendingPathComponent("manifest.json")))
+    }
+
+    /// Loads the dumped blocks in `directory` into `blockTable`'s blocks of `pool` (block i of the dump
+    /// into `blockTable[i]`); f16 dumps are widened to fp32 (exact for values that came from f16, lossy
+    /// for fp32 KV), f32 dumps restore the pool bit for bit. Throws before writing anything if the
+    /// shape or any file size is wrong. O(blocks x block bytes).
+    /// - Returns: the manifest.
+    @discardableResult
+    public static func load(from directory: URL, into pool: PagedKVPool, blockTable: [BlockIndex]) throws -> Manifest {
+        let m = try readManifest(in: directory)
+        guard m.layers == pool.layers, m.kvHeads == pool.kvHeads, m.headDim == pool.headDim,
+              m.blockTokens == pool.blockTokens else {
+            throw LoadError.shapeMismatch("dump is \(m.layers)x\(m.kvHeads)x\(m.headDim) at \(m.blockTokens) tokens per block")
+        }
+        guard m.blocks.count <= blockTable.count, blockTable.prefix(m.blocks.count).allSatisfy(pool.contains) else {
+            throw LoadError.shapeMismatch("\(m.blocks.count) blocks do not fit the block table")
+        }
+        let expected = pool.floatsPerBlock * m.dtype.bytes
+        var contents: [Data] = []
+        for b in m.blocks {
+            let data = try Data(contentsOf: directory.appendingPathComponent(b.file))
+            guard data.count == expected else {
+                throw LoadError.badBlockFile("\(b.file) has \(data.count) bytes, expected \(expected)")
+            }
+            contents.append(data)
+        }
+        for (i, data) in contents.enumerated() {
+            pool.withMutableBlockBytes(blockTable[i]) { dst in
+                let out = dst.bindMemory(to: Float.self)
+                data.withUnsafeBytes { src in
+                    for j in 0 ..< out.count {
+                        switch m.dtype {
+                        case .f32: out[j] = Float(bitPattern: UInt32(littleEndian: src.loadUnaligned(fromByteOffset: 4 * j, as: UInt32.self)))
+                        case .f16: out[j] = Float(Float16(bitPattern: UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * j, as: UInt16.self))))
+                        }
+                    }
+                }
+            }
+        }
+        return m
+    }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import KVCache
 import Testing
 @testable import KVReferenceEngine
@@ -117,5 +118,52 @@ struct ReferenceEngineTests {
         #expect(throws: EngineError.self) { try engine.step(SequenceID(99), token: 1) }
         #expect(engine.cache.sequenceCount == 0)
         #expect(engine.cache.freeBlockCount == 4)
+    }
+}
+
+@Suite("KV dump", .enabled(if: TestModel.isAvailable, TestModel.missingMessage))
+struct KVDumpTests {
+    @Test("blocks dumped as f32 and loaded back after being wiped give bit-identical logits")
+    func roundTripIsBitwise() throws {
+        let m = try TestModel.require()
+        let prompt = m.tokenizer.encode("Blocks spilled to disk must come back unchanged, byte for byte.")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("kvdump-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+
+        // Reference: no round trip.
+        let reference = try ReferenceEngineTests.engine(capacity: 4)
+        let refID = reference.makeSequenceID()
+        try reference.start(refID, prompt: prompt)
+        let next = UInt32(reference.lastLogits.indices.max { reference.lastLogits[$0] < reference.lastLogits[$1] }!)
+        try reference.step(refID, token: next)
+
+        let engine = try ReferenceEngineTests.engine(capacity: 4)
+        let id = engine.makeSequenceID()
+        try engine.start(id, prompt: prompt)
+        let table = try engine.cache.blockTable(id)
+        let manifest = try KVDump.write(pool: engine.pool, blockTable: table, tokens: prompt.count,
+                                        model: ModelLocator.fileName, dtype: .f32, to: dir)
+        #expect(manifest.blocks.count == (prompt.count + 15) / 16)
+        #expect(manifest.bytesPerBlock == 30 * 2 * 16 * 3 * 64 * 4)
+        #expect(manifest.blocks.last?.tokens == prompt.count - (manifest.blocks.count - 1) * 16)
+        #expect(try KVDump.readManifest(in: dir) == manifest)
+
+        // Wipe the blocks (as if evicted), load them back, continue.
+        for b in table { engine.pool.withMutableBlockBytes(b) { $0.initializeMemory(as: UInt8.self, repeating: 0) } }
+        try KVDump.load(from: dir, into: engine.pool, blockTable: table)
+        try engine.step(id, token: next)
+        #expect(engine.lastLogits == reference.lastLogits)
+
+        // Without the reload the output would differ: the check can fail.
+        for b in table { engine.pool.withMutableBlockBytes(b) { $0.initializeMemory(as: UInt8.self, repeating: 0) } }
+        let wiped = try m.model.forward(tokens: [next], startPosition: prompt.count + 1, blockTable: table, pool: engine.pool)
+        #expect(wiped != reference.lastLogits)
+
+        // f16 dumps are half the size; a pool of another shape is refused.
+        let f16 = try KVDump.write(pool: engine.pool, blockTable: table, tokens: prompt.count,
+                                   model: ModelLocator.fileName, dtype: .f16, to: dir.appendingPathComponent("f16"))
+        #expect(f16.bytesPerBlock * 2 == manifest.bytesPerBlock)
+        let other = PagedKVPool(layers: 30, kvHeads: 3, headDim: 64, blockTokens: 8, capacityBlocks: 8)
+        #expect(throws: KVDump.LoadError.self) { try KVDump.load(from: dir, into: other, blockTable: Array(0 ..< 8)) }
     }
 }
