@@ -17,6 +17,8 @@ public final class ReferenceEngine {
     private var logitsBuffer: [Float]
     private let workspace = ForwardWorkspace()
     private var copies: [(src: BlockID, dst: BlockID)] = []
+    /// Tokens appended by a `step` whose allocation failed, awaiting a retry.
+    private var pendingTokens: [SequenceID: UInt32] = [:]
     private var nextID: Int64 = 1
 
     /// - Parameters:
@@ -77,20 +79,36 @@ public final class ReferenceEngine {
 
     /// Appends `token` (sampled from `lastLogits`) to sequence `id` and computes it; `lastLogits` then
     /// holds the following distribution. O(context) attention + O(model) projections.
+    ///
+    /// If the pool cannot supply a block (`poolExhausted`), the token stays appended but uncomputed;
+    /// calling `step` again with the same token (after other sequences were finished) computes it, or
+    /// `finish` drops the sequence.
     public func step(_ id: SequenceID, token: UInt32) throws(EngineError) {
         guard Int(token) < model.config.vocabSize else {
             throw .tokenOutOfRange(token, vocabulary: model.config.vocabSize)
         }
         let position = try computed(id)
+        let known: Int
+        do { known = try cache.tokenCount(id) } catch { throw .cache("\(error)") }
         guard position + 1 <= model.config.contextLength else {
             throw .contextOverflow(tokens: position + 1, limit: model.config.contextLength)
         }
-        // Reserve the slot before appending, so a full pool leaves the sequence unchanged.
-        let free = cache.freeBlockCount
-        let needsBlock = position % pool.blockTokens == 0
-        guard !needsBlock || free >= 1 else { throw .poolExhausted(needed: 1, available: free) }
-        do { try cache.append(id, tokens: [token]) } catch { throw .cache("\(error)") }
-        try allocate(id, newTokens: 1)
+        if known == position {
+            // A block is needed only when the token starts one; refuse early so nothing changes then.
+            if position % pool.blockTokens == 0 && cache.freeBlockCount < 1 {
+                throw .poolExhausted(needed: 1, available: 0)
+            }
+            do { try cache.append(id, tokens: [token]) } catch { throw .cache("\(error)") }
+        } else if known != position + 1 || pendingTokens[id] != token {
+            throw .cache("\(id) awaits the retry of token \(pendingTokens[id].map(String.init) ?? "?"), not \(token)")
+        }
+        do throws(EngineError) {
+            try allocate(id, newTokens: 1)
+        } catch {
+            pendingTokens[id] = token
+            throw error
+        }
+        pendingTokens[id] = nil
         try compute(id, tokens: [token], startPosition: position)
     }
 
@@ -103,6 +121,7 @@ public final class ReferenceEngine {
     /// Releases sequence `id`; its full blocks stay cached for later prefix hits until evicted.
     public func finish(_ id: SequenceID) throws(EngineError) {
         do { try cache.free(id) } catch { throw .cache("\(error)") }
+        pendingTokens[id] = nil
     }
 
     // MARK: Generation

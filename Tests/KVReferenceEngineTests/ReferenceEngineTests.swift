@@ -167,3 +167,29 @@ struct KVDumpTests {
         #expect(throws: KVDump.LoadError.self) { try KVDump.load(from: dir, into: other, blockTable: Array(0 ..< 8)) }
     }
 }
+
+@Suite("engine under pool pressure", .enabled(if: TestModel.isAvailable, TestModel.missingMessage))
+struct PoolPressureTests {
+    @Test("a step refused for lack of a copy-on-write block succeeds when retried after space frees up")
+    func stepRetriesAfterExhaustion() throws {
+        let m = try TestModel.require()
+        let prompt = m.tokenizer.encode("A fork needs its own copy")
+        #expect(prompt.count % 4 != 0 && prompt.count <= 8)
+        let blocks = (prompt.count + 3) / 4
+        let engine = try ReferenceEngineTests.engine(capacity: blocks, blockTokens: 4)
+        let parent = engine.makeSequenceID(), child = engine.makeSequenceID()
+        try engine.start(parent, prompt: prompt)
+        let token = UInt32(engine.lastLogits.withUnsafeBufferPointer { Sampler.argmax($0) })
+        try engine.fork(parent, into: child)
+        // The shared partial block must be copied before the child writes, and the pool is full.
+        #expect(throws: EngineError.poolExhausted(needed: 1, available: 0)) { try engine.step(child, token: token) }
+        #expect(throws: EngineError.self) { try engine.step(child, token: token &+ 1) }   // only the same token may retry
+        try engine.finish(parent)
+        try engine.step(child, token: token)
+        let cold = try ReferenceEngineTests.engine(capacity: 4, blockTokens: 4, caching: false)
+        let coldID = cold.makeSequenceID()
+        try cold.start(coldID, prompt: prompt + [token])
+        #expect(ReferenceEngineTests.maxDiff(engine.lastLogits, cold.lastLogits) <= 1e-4)
+        try engine.cache.validate()
+    }
+}
