@@ -177,7 +177,7 @@ struct GGUFFileTests {
 
     @Test("the real model's header", .enabled(if: TestModel.isAvailable, TestModel.missingMessage))
     func realModelHeader() throws {
-        let file = try GGUFFile(path: TestModel.path!)
+        let file = try GGUFFile(path: try #require(TestModel.path, TestModel.missingMessage))
         #expect(file.tensors.count == 272)
         let byType = Dictionary(grouping: file.tensors, by: \.type).mapValues(\.count)
         #expect(byType == [.q4_1: 210, .q8_0: 1, .f32: 61])

@@ -6,7 +6,7 @@ import Testing
 ///
 /// Found through `$KVCACHE_MODEL`, else `<package root>/../shared/models/SmolLM2-135M-Instruct.Q4_1.gguf`
 /// (the package root found from this file's path). Tests that need it are skipped, with that message,
-/// when it is absent.
+/// when it is absent, except under CI, where they fail.
 enum TestModel {
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent().path
@@ -16,7 +16,9 @@ enum TestModel {
         return FileManager.default.fileExists(atPath: p) ? p : nil
     }()
 
-    static var isAvailable: Bool { path != nil }
+    /// Whether model tests run: when the model is present, and always under CI (`CI` set), where a
+    /// missing model must fail the tests rather than skip them.
+    static var isAvailable: Bool { path != nil || ProcessInfo.processInfo.environment["CI"] != nil }
 
     static let missingMessage: Comment =
         "model not found: set KVCACHE_MODEL or place \(ModelLocator.fileName) in ../shared/models"
@@ -29,7 +31,10 @@ enum TestModel {
 
     /// Loading dequantizes about 0.5 GB once; later calls return the same instance.
     static let loaded: Loaded? = {
-        guard let path else { return nil }
+        guard let path else {
+            Issue.record("\(missingMessage)")
+            return nil
+        }
         do {
             let file = try GGUFFile(path: path)
             return Loaded(file: file, tokenizer: try BPETokenizer(gguf: file), model: try LlamaModel(gguf: file))
