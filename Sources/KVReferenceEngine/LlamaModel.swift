@@ -71,7 +71,16 @@ public final class LlamaModel: Sendable {
         let qW = H * hd
         let w = weights
         let x = s.x, h = s.h, q = s.q, k = s.k, v = s.v, qh = s.qh, scores = s.scores, og = s.og, attn = s.attn
-        let gate = s.gate, up = s.up
+        let gate = s.gate, up = s.up, rotations = s.rotations
+        // cos/sin of every (token, pair) once per call; every layer reuses them.
+        let pairs = inverseFrequencies.count
+        for i in 0 ..< n {
+            for j in 0 ..< pairs {
+                let angle = Double(startPosition + i) * inverseFrequencies[j]
+                rotations[2 * (i * pairs + j)] = Float(cos(angle))
+                rotations[2 * (i * pairs + j) + 1] = Float(sin(angle))
+            }
+        }
 
         // Embedding rows.
         let emb = w.pointer(w.tokenEmbedding)
@@ -85,8 +94,9 @@ public final class LlamaModel: Sendable {
             Self.matmulT(h, w.pointer(L.wk), k, rows: n, inWidth: E, outWidth: kvW, accumulate: false)
             Self.matmulT(h, w.pointer(L.wv), v, rows: n, inWidth: E, outWidth: kvW, accumulate: false)
             for i in 0 ..< n {
-                rope(q + i * qW, heads: H, position: startPosition + i)
-                rope(k + i * kvW, heads: c.kvHeads, position: startPosition + i)
+                let r = rotations + 2 * i * pairs
+                Self.rope(q + i * qW, heads: H, headDim: hd, pairs: pairs, rotations: r)
+                Self.rope(k + i * kvW, heads: c.kvHeads, headDim: hd, pairs: pairs, rotations: r)
             }
             // Write the new tokens' K and V into their pool slots.
             for i in 0 ..< n {
@@ -178,20 +188,20 @@ public final class LlamaModel: Sendable {
         }
     }
 
-    /// Rotates adjacent pairs `(2i, 2i+1)` of the first `ropeDims` dims of each head by `position x
-    /// base^(-2i/ropeDims)`. This is ggml's "normal" RoPE, the layout GGUF llama files are converted for
-    /// (the converter permutes Q/K rows from Hugging Face's split-half layout). O(heads x headDim).
+    /// Rotates adjacent pairs `(2i, 2i+1)` of the first `2 x pairs` dims of each head by the angle
+    /// `position x base^(-2i/ropeDims)`, given as `rotations[2i] = cos`, `rotations[2i+1] = sin`.
+    /// This is ggml's "normal" RoPE, the layout GGUF llama files are converted for (the converter
+    /// permutes Q/K rows from Hugging Face's split-half layout). O(heads x headDim).
     @inline(__always)
-    func rope(_ v: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
-        let hd = config.headDim
-        for i in 0 ..< inverseFrequencies.count {
-            let angle = Double(position) * inverseFrequencies[i]
-            let cs = Float(cos(angle)), sn = Float(sin(angle))
-            for hh in 0 ..< heads {
-                let p = v + hh * hd + 2 * i
-                let a = p[0], b = p[1]
-                p[0] = a * cs - b * sn
-                p[1] = a * sn + b * cs
+    static func rope(_ v: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, pairs: Int,
+                     rotations: UnsafeMutablePointer<Float>) {
+        for hh in 0 ..< heads {
+            let head = v + hh * headDim
+            for i in 0 ..< pairs {
+                let cs = rotations[2 * i], sn = rotations[2 * i + 1]
+                let a = head[2 * i], b = head[2 * i + 1]
+                head[2 * i] = a * cs - b * sn
+                head[2 * i + 1] = a * sn + b * cs
             }
         }
     }
@@ -242,11 +252,12 @@ public final class ForwardWorkspace: @unchecked Sendable {
     private(set) var attn = UnsafeMutablePointer<Float>.allocate(capacity: 1)
     private(set) var gate = UnsafeMutablePointer<Float>.allocate(capacity: 1)
     private(set) var up = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    private(set) var rotations = UnsafeMutablePointer<Float>.allocate(capacity: 1)
 
     public init() {}
 
     deinit {
-        for p in [x, h, q, k, v, qh, scores, og, attn, gate, up] { p.deallocate() }
+        for p in [x, h, q, k, v, qh, scores, og, attn, gate, up, rotations] { p.deallocate() }
     }
 
     /// Grows the buffers (never shrinks) to hold `tokens` new tokens over `context` positions.
@@ -262,6 +273,7 @@ public final class ForwardWorkspace: @unchecked Sendable {
             grow(&q, t * c.heads * c.headDim); grow(&k, t * c.kvWidth); grow(&v, t * c.kvWidth)
             grow(&qh, t * c.heads * c.headDim); grow(&og, t * c.groupSize * c.headDim)
             grow(&attn, t * c.heads * c.headDim); grow(&gate, t * c.feedForward); grow(&up, t * c.feedForward)
+            grow(&rotations, t * c.ropeDims)
             context = 0   // the scores buffer's size depends on tokens too
         }
         if ctx > context {
