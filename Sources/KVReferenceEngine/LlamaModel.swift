@@ -19,6 +19,15 @@ public final class LlamaModel: Sendable {
     /// Inverse rotary frequencies `base^(-2i / ropeDims)`, in Double for accurate angles.
     private let inverseFrequencies: [Double]
 
+    /// Whether `.decode` uses the quantized products. Off in debug builds, where the SIMD kernels run
+    /// hundreds of times slower unoptimized (decode then uses BLAS like prefill); the kernels' math is
+    /// still unit-tested there on sampled rows.
+    #if DEBUG
+    public static let quantizedDecodeEnabled = false
+    #else
+    public static let quantizedDecodeEnabled = true
+    #endif
+
     public init(weights: LlamaWeights) {
         self.config = weights.config
         self.weights = weights
@@ -40,11 +49,16 @@ public final class LlamaModel: Sendable {
     ///     (position p lives in `blockTable[p / pool.blockTokens]`, slot `p % pool.blockTokens`).
     ///   - logits: at least `vocabSize` floats.
     ///   - workspace: the caller's scratch buffers (one workspace per thread).
+    ///   - mode: `.decode` computes single-token products from the quantized weights (memory-bound,
+    ///     about 6x fewer bytes); `.prefill` uses fp32 sgemm. Both compute the same function; they
+    ///     differ by fp32 rounding (~1e-6 relative), so runs compared for exactness use the same mode
+    ///     for the same token.
     /// - Throws: `EngineError` for out-of-range tokens, context overflow or a short/invalid block table;
     ///   nothing is written then.
     public func forward(tokens: UnsafeBufferPointer<UInt32>, startPosition: Int,
                         blockTable: UnsafeBufferPointer<BlockIndex>, pool: PagedKVPool,
-                        logits: UnsafeMutableBufferPointer<Float>, workspace: ForwardWorkspace) throws(EngineError) {
+                        logits: UnsafeMutableBufferPointer<Float>, workspace: ForwardWorkspace,
+                        mode: ForwardMode = .prefill) throws(EngineError) {
         let c = config
         let n = tokens.count
         guard n > 0 else { throw .emptyInput }
@@ -72,6 +86,17 @@ public final class LlamaModel: Sendable {
         let w = weights
         let x = s.x, h = s.h, q = s.q, k = s.k, v = s.v, qh = s.qh, scores = s.scores, og = s.og, attn = s.attn
         let gate = s.gate, up = s.up, rotations = s.rotations
+        let quantized = mode == .decode && n == 1 && Self.quantizedDecodeEnabled
+        let threads = BLASThreads.count
+        /// out (+)= a W^T through the quantized copy when decoding, else BLAS.
+        func linear(_ a: UnsafeMutablePointer<Float>, _ m: LlamaWeights.Matrix, _ out: UnsafeMutablePointer<Float>,
+                    accumulate: Bool) {
+            if quantized, let qm = w.quantized(m) {
+                qm.multiply(a, into: out, accumulate: accumulate, blockSums: s.blockSums, threads: threads)
+            } else {
+                Self.matmulT(a, w.pointer(m), out, rows: n, inWidth: m.cols, outWidth: m.rows, accumulate: accumulate)
+            }
+        }
         // cos/sin of every (token, pair) once per call; every layer reuses them.
         let pairs = inverseFrequencies.count
         for i in 0 ..< n {
@@ -90,9 +115,9 @@ public final class LlamaModel: Sendable {
         for l in 0 ..< c.layers {
             let L = w.layers[l]
             Self.rmsNorm(x, w.pointer(L.attnNorm), h, rows: n, width: E, eps: c.rmsEpsilon)
-            Self.matmulT(h, w.pointer(L.wq), q, rows: n, inWidth: E, outWidth: qW, accumulate: false)
-            Self.matmulT(h, w.pointer(L.wk), k, rows: n, inWidth: E, outWidth: kvW, accumulate: false)
-            Self.matmulT(h, w.pointer(L.wv), v, rows: n, inWidth: E, outWidth: kvW, accumulate: false)
+            linear(h, L.wq, q, accumulate: false)
+            linear(h, L.wk, k, accumulate: false)
+            linear(h, L.wv, v, accumulate: false)
             for i in 0 ..< n {
                 let r = rotations + 2 * i * pairs
                 Self.rope(q + i * qW, heads: H, headDim: hd, pairs: pairs, rotations: r)
@@ -132,30 +157,35 @@ public final class LlamaModel: Sendable {
                     (attn + i * qW + head * hd).update(from: og + r * hd, count: hd)
                 }
             }
-            Self.matmulT(attn, w.pointer(L.wo), x, rows: n, inWidth: qW, outWidth: E, accumulate: true)
+            linear(attn, L.wo, x, accumulate: true)
 
             Self.rmsNorm(x, w.pointer(L.ffnNorm), h, rows: n, width: E, eps: c.rmsEpsilon)
-            Self.matmulT(h, w.pointer(L.wGate), gate, rows: n, inWidth: E, outWidth: F, accumulate: false)
-            Self.matmulT(h, w.pointer(L.wUp), up, rows: n, inWidth: E, outWidth: F, accumulate: false)
+            linear(h, L.wGate, gate, accumulate: false)
+            linear(h, L.wUp, up, accumulate: false)
             Self.swiglu(gate, up, count: n * F)
-            Self.matmulT(gate, w.pointer(L.wDown), x, rows: n, inWidth: F, outWidth: E, accumulate: true)
+            linear(gate, L.wDown, x, accumulate: true)
         }
         // Final norm and head for the last token only.
         let last = x + (n - 1) * E
         Self.rmsNorm(last, w.pointer(w.outputNorm), h, rows: 1, width: E, eps: c.rmsEpsilon)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(c.vocabSize), Int32(E), 1, w.pointer(w.output), Int32(E),
-                    h, 1, 0, logits.baseAddress!, 1)
+        if quantized, let qm = w.quantized(w.output) {
+            qm.multiply(h, into: logits.baseAddress!, accumulate: false, blockSums: s.blockSums, threads: threads)
+        } else {
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(c.vocabSize), Int32(E), 1, w.pointer(w.output), Int32(E),
+                        h, 1, 0, logits.baseAddress!, 1)
+        }
     }
 
     /// Convenience: the last token's logits as a new array (allocates; for tests and one-off calls).
     public func forward(tokens: [UInt32], startPosition: Int, blockTable: [BlockIndex],
-                        pool: PagedKVPool, workspace: ForwardWorkspace = ForwardWorkspace()) throws(EngineError) -> [Float] {
+                        pool: PagedKVPool, workspace: ForwardWorkspace = ForwardWorkspace(),
+                        mode: ForwardMode = .prefill) throws(EngineError) -> [Float] {
         var out = [Float](repeating: 0, count: config.vocabSize)
         try tokens.withUnsafeBufferPointer { (t) throws(EngineError) in
             try blockTable.withUnsafeBufferPointer { (table) throws(EngineError) in
                 try out.withUnsafeMutableBufferPointer { (o) throws(EngineError) in
                     try forward(tokens: t, startPosition: startPosition, blockTable: table, pool: pool, logits: o,
-                                workspace: workspace)
+                                workspace: workspace, mode: mode)
                 }
             }
         }
@@ -236,6 +266,14 @@ public final class LlamaModel: Sendable {
     }
 }
 
+/// How `forward` computes its matrix products (see `forward`).
+public enum ForwardMode: Sendable {
+    /// fp32 BLAS for every product: prompts (any number of tokens).
+    case prefill
+    /// Single generated tokens: products from the quantized weights.
+    case decode
+}
+
 /// The forward pass's working buffers, sized for the largest batch and context seen so far and
 /// freed with the workspace. One per thread (an engine owns one); not thread-safe itself.
 public final class ForwardWorkspace: @unchecked Sendable {
@@ -253,11 +291,12 @@ public final class ForwardWorkspace: @unchecked Sendable {
     private(set) var gate = UnsafeMutablePointer<Float>.allocate(capacity: 1)
     private(set) var up = UnsafeMutablePointer<Float>.allocate(capacity: 1)
     private(set) var rotations = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    private(set) var blockSums = UnsafeMutablePointer<Float>.allocate(capacity: 1)
 
     public init() {}
 
     deinit {
-        for p in [x, h, q, k, v, qh, scores, og, attn, gate, up, rotations] { p.deallocate() }
+        for p in [x, h, q, k, v, qh, scores, og, attn, gate, up, rotations, blockSums] { p.deallocate() }
     }
 
     /// Grows the buffers (never shrinks) to hold `tokens` new tokens over `context` positions.
@@ -274,6 +313,7 @@ public final class ForwardWorkspace: @unchecked Sendable {
             grow(&qh, t * c.heads * c.headDim); grow(&og, t * c.groupSize * c.headDim)
             grow(&attn, t * c.heads * c.headDim); grow(&gate, t * c.feedForward); grow(&up, t * c.feedForward)
             grow(&rotations, t * c.ropeDims)
+            grow(&blockSums, (max(c.embedding, c.feedForward, c.heads * c.headDim) + 31) / 32)
             context = 0   // the scores buffer's size depends on tokens too
         }
         if ctx > context {

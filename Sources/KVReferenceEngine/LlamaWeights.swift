@@ -6,6 +6,8 @@ import Dispatch
 /// row-major, so `y = W x` is `cblas_sgemv(RowMajor, NoTrans, out, in, W, in, x)`. A missing
 /// `output.weight` means the head is tied to `token_embd.weight`.
 /// Loading is O(parameters) (about 0.5 GB of fp32 for SmolLM2-135M), split across the cores.
+/// Q4_1 and Q8_0 matrices are also kept repacked in their own format (about 85 MB), for the
+/// memory-bound single-token products of decoding (`QuantizedMatrix`).
 public final class LlamaWeights: @unchecked Sendable {
     /// One tensor inside the arena.
     public struct Matrix: Sendable {
@@ -27,6 +29,8 @@ public final class LlamaWeights: @unchecked Sendable {
     public let tiedOutput: Bool
     private let arena: UnsafeMutablePointer<Float>
     public let parameterCount: Int
+    /// Repacked Q4_1 / Q8_0 copies of the quantized matrices, by their fp32 offset, for decoding.
+    private let quantizedByOffset: [Int: QuantizedMatrix]
 
     /// Dequantizes every tensor the forward pass needs from `gguf`, checking each one's shape.
     public init(gguf: GGUFFile, config: LlamaConfig) throws(GGUFError) {
@@ -79,7 +83,21 @@ public final class LlamaWeights: @unchecked Sendable {
                 Dequantize.run(info.type, from: bytes.baseAddress!, to: dst + offset, count: info.elementCount)
             }
         }
+        var quantized: [Int: QuantizedMatrix] = [:]
+        for (info, offset) in work where info.dims.count == 2 {
+            quantized[offset] = gguf.withBytes(of: info) { bytes in
+                QuantizedMatrix(type: info.type, bytes: bytes.baseAddress!, rows: info.dims[1], cols: info.dims[0])
+            }
+        }
+        quantizedByOffset = quantized
     }
+
+    /// The quantized copy of `m`, if its tensor is Q4_1 or Q8_0.
+    @inline(__always)
+    func quantized(_ m: Matrix) -> QuantizedMatrix? { quantizedByOffset[m.offset] }
+
+    /// Bytes held by the quantized copies.
+    public var quantizedByteCount: Int { quantizedByOffset.values.reduce(0) { $0 + $1.byteCount } }
 
     deinit { arena.deallocate() }
 

@@ -69,7 +69,7 @@ public final class ReferenceEngine {
             try allocate(id, newTokens: 0)
             let cached = try computed(id)
             try allocate(id, newTokens: prompt.count - cached)
-            try compute(id, tokens: Array(prompt[cached...]), startPosition: cached)
+            try compute(id, tokens: Array(prompt[cached...]), startPosition: cached, mode: .prefill)
             return cached
         } catch {
             try? cache.free(id)
@@ -109,7 +109,7 @@ public final class ReferenceEngine {
             throw error
         }
         pendingTokens[id] = nil
-        try compute(id, tokens: [token], startPosition: position)
+        try compute(id, tokens: [token], startPosition: position, mode: .decode)
     }
 
     /// Starts `child` sharing every computed block of `parent` (the partial last block is copied when
@@ -236,14 +236,14 @@ public final class ReferenceEngine {
 
     /// Runs the model over `tokens` at `startPosition` through the sequence's current block table and
     /// tells the manager they are computed.
-    private func compute(_ id: SequenceID, tokens: [UInt32], startPosition: Int) throws(EngineError) {
+    private func compute(_ id: SequenceID, tokens: [UInt32], startPosition: Int, mode: ForwardMode) throws(EngineError) {
         let table: [BlockID]
         do { table = try cache.blockTable(id) } catch { throw .cache("\(error)") }
         try tokens.withUnsafeBufferPointer { (t) throws(EngineError) in
             try table.withUnsafeBufferPointer { (b) throws(EngineError) in
                 try logitsBuffer.withUnsafeMutableBufferPointer { (out) throws(EngineError) in
                     try model.forward(tokens: t, startPosition: startPosition, blockTable: b, pool: pool, logits: out,
-                                      workspace: workspace)
+                                      workspace: workspace, mode: mode)
                 }
             }
         }

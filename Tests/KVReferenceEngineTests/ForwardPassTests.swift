@@ -67,3 +67,55 @@ struct ForwardPassTests {
         pool.withBlockBytes(0) { bytes in #expect(bytes.allSatisfy { $0 == 0 }) }
     }
 }
+
+@Suite("quantized decode products", .enabled(if: TestModel.isAvailable, TestModel.missingMessage))
+struct DecodeModeTests {
+    @Test("single-token products from Q4_1/Q8_0 weights match the fp32 BLAS path within rounding",
+          .enabled(if: LlamaModel.quantizedDecodeEnabled, "quantized decoding is used in optimized builds only"))
+    func decodeMatchesPrefillPath() throws {
+        let m = try TestModel.require()
+        let ids = m.tokenizer.encode("Decoding reads quantized weights")
+        let pools = (0 ..< 2).map { _ in PagedKVPool(config: m.model.config, blockTokens: 16, capacityBlocks: 1) }
+        var logits: [[Float]] = []
+        for (pool, mode) in zip(pools, [ForwardMode.prefill, .decode]) {
+            var last: [Float] = []
+            for (i, t) in ids.enumerated() {
+                last = try m.model.forward(tokens: [t], startPosition: i, blockTable: [0], pool: pool, mode: mode)
+            }
+            logits.append(last)
+        }
+        let diff = zip(logits[0], logits[1]).map { abs($0 - $1) }.max()!
+        #expect(diff <= 1e-3, "max abs difference \(diff)")
+        #expect(diff > 0, "the decode path was not taken")
+    }
+
+    @Test("the quantized row products equal the dequantized dot products")
+    func kernelMatchesDequantized() throws {
+        let m = try TestModel.require()
+        let w = m.model.weights
+        for matrix in [w.layers[0].wq, w.layers[3].wDown, w.output] {
+            let q = try #require(w.quantized(matrix))
+            var rng = SplitMix(seed: 3)
+            let x = (0 ..< matrix.cols).map { _ in Float(Int(rng.next() % 2001) - 1000) / 1000 }
+            var sums = (0 ..< matrix.cols / 32).map { b in x[32 * b ..< 32 * b + 32].reduce(0, +) }
+            // Sampled rows only: unoptimized SIMD code is slow in debug builds.
+            let rows = Array(stride(from: 0, to: matrix.rows, by: max(1, matrix.rows / 24)))
+            var y = [Float](repeating: 1, count: matrix.rows)
+            x.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    sums.withUnsafeMutableBufferPointer { sp in
+                        for r in rows {
+                            q.multiply(xp.baseAddress!, blockSums: sp.baseAddress!, into: yp.baseAddress!, rows: r ..< r + 1, accumulate: false)
+                        }
+                    }
+                }
+            }
+            let dense = w.pointer(matrix)
+            for r in rows {
+                var exact: Double = 0
+                for j in 0 ..< matrix.cols { exact += Double(dense[r * matrix.cols + j]) * Double(x[j]) }
+                #expect(abs(Double(y[r]) - exact) <= 1e-4 * max(1, abs(exact)), "row \(r)")
+            }
+        }
+    }
+}
