@@ -24,11 +24,20 @@ public struct BlockHasher: Sendable {
 
     /// The key that starts every chain for this namespace, adapter and salt.
     public static func rootKey(namespace: String = "", lora: String = "", salt: String = "") -> BlockKey {
-        var bytes = Array("kvcache-root-v1".utf8)
-        bytes.append(0); bytes += namespace.utf8
-        bytes.append(0); bytes += lora.utf8
-        bytes.append(0); bytes += salt.utf8
-        return bytes.withUnsafeBytes { hash128($0) }
+        // Assembled in a stack buffer: adding a sequence allocates nothing here.
+        let size = 15 + namespace.utf8.count + lora.utf8.count + salt.utf8.count + 3
+        return withUnsafeTemporaryAllocation(byteCount: size, alignment: 1) { buf in
+            var offset = 0
+            func put(_ text: String, separator: Bool) {
+                if separator { buf[offset] = 0; offset += 1 }
+                for byte in text.utf8 { buf[offset] = byte; offset += 1 }
+            }
+            put("kvcache-root-v1", separator: false)
+            put(namespace, separator: true)
+            put(lora, separator: true)
+            put(salt, separator: true)
+            return hash128(UnsafeRawBufferPointer(buf))
+        }
     }
 
     /// The key of one full block. O(blockTokens), no allocation.

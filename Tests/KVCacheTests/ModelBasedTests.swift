@@ -6,16 +6,6 @@ import Testing
 /// shared without copy-on-write, or served as a wrong prefix hit shows up as a wrong token read back.
 /// After every step `validate()` checks all invariants and the event stream must agree with lookups.
 struct ModelBasedTests {
-    struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
 
     /// The reference's view of one sequence: its tokens and how many are computed.
     struct ModelSequence { var tokens: [UInt32]; var hitTokens = 0; var computed = 0; var pinned = false }
@@ -35,9 +25,9 @@ struct ModelBasedTests {
             B = blockTokens
             m = try KVCacheManager(KVCacheConfig(blockTokens: blockTokens, capacityBlocks: capacity,
                                                  policy: policy, recordEvents: true))
-            rng = SplitMix64(state: seed)
+            rng = SplitMix64(seed: seed)
             content = Array(repeating: Array(repeating: UInt32.max, count: blockTokens), count: capacity)
-            var r = SplitMix64(state: seed ^ 0xABCD)
+            var r = SplitMix64(seed: seed ^ 0xABCD)
             templates = (0 ..< 4).map { _ in (0 ..< Int.random(in: 0 ... 3 * blockTokens, using: &r)).map { _ in UInt32.random(in: 0 ..< 50, using: &r) } }
         }
 

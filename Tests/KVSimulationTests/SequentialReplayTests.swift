@@ -41,7 +41,7 @@ struct SequentialReplayTests {
     /// Random traces whose hash ids form a consistent prefix tree (one parent per id), with
     /// multi-turn conversations extending earlier prompts.
     func randomTrace(seed: UInt64, requests: Int, B: Int) -> [TraceRequest] {
-        var rng = SplitMix64(state: seed)
+        var rng = SplitMix64(seed: seed)
         var nextID: UInt64 = 0
         var chains: [[UInt64]] = []
         var out: [TraceRequest] = []
@@ -59,16 +59,6 @@ struct SequentialReplayTests {
         return out
     }
 
-    struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
 
     @Test(arguments: [(1, 8), (2, 20), (3, 60), (4, 3), (5, 1000)])
     func matchesTheReferenceSemantics(seed: Int, capacity: Int) throws {

@@ -97,16 +97,16 @@ struct ReplayCommand: ParsableCommand {
         if let trace {
             do {
                 return (trace, try MooncakeTrace.read(path: trace, blockTokens: blockTokens, skipBadLines: skipBadLines))
-            } catch { throw ValidationError(error.description) }
+            } catch { throw CLIError(error.description) }
         }
         guard let url = Bundle.module.url(forResource: "mooncake-synthetic-1000", withExtension: "jsonl"),
               let data = try? Data(contentsOf: url) else {
-            throw ValidationError("the embedded default trace is missing from the resource bundle")
+            throw CLIError("the embedded default trace is missing from the resource bundle")
         }
         do {
             return ("embedded:mooncake-synthetic-1000.jsonl",
                     try MooncakeTrace.parse(data, path: "embedded", blockTokens: blockTokens, skipBadLines: skipBadLines))
-        } catch { throw ValidationError(error.description) }
+        } catch { throw CLIError(error.description) }
     }
 
     private func printTable(_ runs: [[String: Any]], path: String, skipped: LoadedTrace) {
