@@ -1,4 +1,5 @@
 import Foundation
+import KVCache
 
 /// Picks the next token from logits: greedy (`temperature == 0`) or seeded sampling with temperature
 /// and top-k. The same seed, settings and logits always give the same tokens, on every machine
@@ -8,7 +9,7 @@ import Foundation
 public struct Sampler: Sendable {
     public var temperature: Float
     public var topK: Int
-    private var state: UInt64
+    private var random: SplitMix64
     private var candidates: [(id: Int, logit: Float)] = []
 
     /// - Parameters:
@@ -18,7 +19,7 @@ public struct Sampler: Sendable {
     public init(temperature: Float = 0, topK: Int = 40, seed: UInt64 = 0) {
         self.temperature = max(0, temperature)
         self.topK = max(1, topK)
-        self.state = seed
+        self.random = SplitMix64(seed: seed)
     }
 
     /// Greedy decoding.
@@ -30,15 +31,6 @@ public struct Sampler: Sendable {
         var bestValue = -Float.infinity
         for i in 0 ..< logits.count where logits[i] > bestValue { best = i; bestValue = logits[i] }
         return best
-    }
-
-    /// SplitMix64: the next 64 random bits.
-    mutating func nextRandom() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 
     /// The next token for `logits`.
@@ -60,7 +52,7 @@ public struct Sampler: Sendable {
         let top = candidates[0].logit
         var total: Double = 0
         for c in candidates { total += exp(Double((c.logit - top) / temperature)) }
-        let u = Double(nextRandom() >> 11) / Double(1 << 53) * total
+        let u = Double(random.next() >> 11) / Double(1 << 53) * total
         var acc: Double = 0
         for c in candidates {
             acc += exp(Double((c.logit - top) / temperature))

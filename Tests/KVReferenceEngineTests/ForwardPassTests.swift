@@ -1,3 +1,4 @@
+import KVCache
 import Testing
 @testable import KVReferenceEngine
 
@@ -95,7 +96,7 @@ struct DecodeModeTests {
         let w = m.model.weights
         for matrix in [w.layers[0].wq, w.layers[3].wDown, w.output] {
             let q = try #require(w.quantized(matrix))
-            var rng = SplitMix(seed: 3)
+            var rng = SplitMix64(seed: 3)
             let x = (0 ..< matrix.cols).map { _ in Float(Int(rng.next() % 2001) - 1000) / 1000 }
             var sums = (0 ..< matrix.cols / 32).map { b in x[32 * b ..< 32 * b + 32].reduce(0, +) }
             // Sampled rows only: unoptimized SIMD code is slow in debug builds.

@@ -91,7 +91,7 @@ struct ReferenceEngineTests {
         let pieces = ["The cat", " sat on the mat", " and looked", " at the bird", " outside."].map { m.tokenizer.encode($0) }
         let engine = try Self.engine(capacity: 6, blockTokens: 4)
         let cold = try Self.engine(capacity: 8, blockTokens: 4, caching: false)
-        var rng = SplitMix(seed: 42)
+        var rng = SplitMix64(seed: 42)
         var hits = 0
         for step in 0 ..< 8 {
             // A prompt built from a random-length run of pieces, so prompts share prefixes.

@@ -1,3 +1,4 @@
+import KVCache
 import Testing
 @testable import KVReferenceEngine
 
@@ -21,7 +22,7 @@ struct TokenizerTests {
             #expect(tokenizer.decode(tokenizer.encode(c.text), includeSpecial: true) == c.text)
         }
         // Seeded random byte-level strings: any UTF-8 text survives the round trip.
-        var rng = SplitMix(seed: 7)
+        var rng = SplitMix64(seed: 7)
         let alphabet = Array("aZ09 \t\n'.,;:!?-_()[]{}<>|éüß中文🙂\u{0301}".unicodeScalars)
         for _ in 0 ..< 200 {
             let n = Int(rng.next() % 24)
@@ -60,18 +61,5 @@ struct TokenizerTests {
         #expect(chunks("x  ") == ["x", "  "])
         #expect(chunks("a+=b") == ["a", "+=", "b"])
         #expect(chunks("Ünïcødé 東京") == ["Ünïcødé", " 東京"])
-    }
-}
-
-/// A tiny deterministic generator for test inputs.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -57,31 +57,31 @@ struct GenerateCommand: ParsableCommand {
 
     func run() throws {
         guard let path = ModelLocator.resolve(explicit: model, roots: [FileManager.default.currentDirectoryPath]) else {
-            throw ValidationError("no model: pass --model PATH or set \(ModelLocator.environmentVariable)")
+            throw CLIError("no model: pass --model PATH or set \(ModelLocator.environmentVariable)")
         }
         if let threads { BLASThreads.set(threads) }
         let clock = ContinuousClock()
         let t0 = clock.now
         let loaded: LoadedModel
-        do { loaded = try LoadedModel(path: path) } catch { throw EngineCLI.Failure(error.description) }
+        do { loaded = try LoadedModel(path: path) } catch { throw CLIError(error.description) }
         let loadSeconds = (clock.now - t0).engineSeconds
-        EngineCLI.log("loaded \(path) in \(String(format: "%.2f", loadSeconds)) s (\(loaded.model.weights.parameterCount) parameters)")
+        note("loaded \(path) in \(String(format: "%.2f", loadSeconds)) s (\(loaded.model.weights.parameterCount) parameters)")
 
         let text = chat ? ChatTemplate.render(user: prompt) : prompt
         let ids = loaded.tokenizer.encode(text)
-        guard !ids.isEmpty else { throw ValidationError("the prompt has no tokens") }
+        guard !ids.isEmpty else { throw CLIError("the prompt has no tokens") }
         let engine: ReferenceEngine
         do {
             engine = try ReferenceEngine(model: loaded.model, tokenizer: loaded.tokenizer,
                                          blockTokens: blockTokens, capacityBlocks: capacityBlocks)
-        } catch { throw EngineCLI.Failure(error.description) }
+        } catch { throw CLIError(error.description) }
         let sampler = seed.map { Sampler(temperature: temperature, topK: topK, seed: $0) } ?? .greedy
 
         var runs: [Run] = []
         for r in 1 ... repeatCount {
             let g: ReferenceEngine.Generation
             do { g = try engine.generate(prompt: ids, maxTokens: maxTokens, sampler: sampler) } catch {
-                throw EngineCLI.Failure(error.description)
+                throw CLIError(error.description)
             }
             runs.append(Run(run: r, promptTokens: g.promptTokens, cachedPromptTokens: g.cachedPromptTokens,
                             generatedTokens: g.tokens.count, stoppedAtEOS: g.stoppedAtEOS, text: g.text,
@@ -89,7 +89,7 @@ struct GenerateCommand: ParsableCommand {
                             decodeSeconds: g.decodeSeconds, decodeTokensPerSecond: g.decodeTokensPerSecond))
             if !json {
                 print(g.text)
-                EngineCLI.log(String(format: "run %d: prompt %d tokens (%d cached), generated %d; prefill %.3f s (%.1f tok/s), decode %.3f s (%.1f tok/s)",
+                note(String(format: "run %d: prompt %d tokens (%d cached), generated %d; prefill %.3f s (%.1f tok/s), decode %.3f s (%.1f tok/s)",
                            r, g.promptTokens, g.cachedPromptTokens, g.tokens.count, g.prefillSeconds,
                            g.prefillTokensPerSecond, g.decodeSeconds, g.decodeTokensPerSecond))
             }
@@ -100,20 +100,6 @@ struct GenerateCommand: ParsableCommand {
             encoder.outputFormatting = [.sortedKeys]
             print(String(decoding: try encoder.encode(report), as: UTF8.self))
         }
-    }
-}
-
-/// Helpers shared by the reference-engine subcommands.
-enum EngineCLI {
-    /// A runtime failure reported as one line on stderr with a non-zero exit.
-    struct Failure: Error, CustomStringConvertible {
-        let description: String
-        init(_ description: String) { self.description = description }
-    }
-
-    /// Writes a progress line to stderr.
-    static func log(_ line: String) {
-        FileHandle.standardError.write(Data((line + "\n").utf8))
     }
 }
 

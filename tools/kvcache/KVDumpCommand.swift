@@ -27,17 +27,17 @@ struct KVDumpCommand: ParsableCommand {
 
     func run() throws {
         guard let path = ModelLocator.resolve(explicit: model, roots: [FileManager.default.currentDirectoryPath]) else {
-            throw ValidationError("no model: pass --model PATH or set \(ModelLocator.environmentVariable)")
+            throw CLIError("no model: pass --model PATH or set \(ModelLocator.environmentVariable)")
         }
         guard let data = FileManager.default.contents(atPath: promptFile) else {
-            throw ValidationError("cannot read prompt file \(promptFile)")
+            throw CLIError("cannot read prompt file \(promptFile)")
         }
         if let threads { BLASThreads.set(threads) }
         let loaded: LoadedModel
-        do { loaded = try LoadedModel(path: path) } catch { throw EngineCLI.Failure(error.description) }
+        do { loaded = try LoadedModel(path: path) } catch { throw CLIError(error.description) }
         let text = String(decoding: data, as: UTF8.self)
         var ids = loaded.tokenizer.encode(chat ? ChatTemplate.render(user: text) : text)
-        guard !ids.isEmpty else { throw ValidationError("the prompt file has no tokens") }
+        guard !ids.isEmpty else { throw CLIError("the prompt file has no tokens") }
         if ids.count > maxTokens { ids.removeLast(ids.count - maxTokens) }
         let blocks = (ids.count + blockTokens - 1) / blockTokens
         let manifest: KVDump.Manifest
@@ -48,17 +48,17 @@ struct KVDumpCommand: ParsableCommand {
             let clock = ContinuousClock()
             let t0 = clock.now
             try engine.start(id, prompt: ids)
-            EngineCLI.log(String(format: "computed %d tokens in %.2f s", ids.count, (clock.now - t0).engineSeconds))
+            note(String(format: "computed %d tokens in %.2f s", ids.count, (clock.now - t0).engineSeconds))
             let table = try engine.cache.blockTable(id)
             manifest = try KVDump.write(pool: engine.pool, blockTable: table, tokens: ids.count,
                                         model: (path as NSString).lastPathComponent,
                                         dtype: KVDump.DType(rawValue: dtype)!, to: URL(fileURLWithPath: out))
         } catch let error as EngineError {
-            throw EngineCLI.Failure(error.description)
+            throw CLIError(error.description)
         } catch {
-            throw EngineCLI.Failure("kv-dump failed: \(error)")
+            throw CLIError("kv-dump failed: \(error)")
         }
-        EngineCLI.log("wrote \(manifest.blocks.count) blocks of \(manifest.bytesPerBlock) bytes (\(dtype)) and manifest.json to \(out)")
+        note("wrote \(manifest.blocks.count) blocks of \(manifest.bytesPerBlock) bytes (\(dtype)) and manifest.json to \(out)")
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
