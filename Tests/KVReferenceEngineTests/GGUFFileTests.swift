@@ -1,4 +1,5 @@
 import Foundation
+import KVCache
 import Testing
 @testable import KVReferenceEngine
 
@@ -43,13 +44,17 @@ struct GGUFBuilder {
     }
 }
 
-/// Writes `bytes` to a fresh temporary file and returns its path.
-func temporaryFile(_ bytes: [UInt8], name: String = "t.gguf") throws -> String {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("kvref-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    let url = dir.appendingPathComponent(name)
+/// Writes `bytes` to a fresh temporary file, passes its path to `body`, and removes it.
+func withTemporaryFile<T>(_ bytes: [UInt8], _ body: (String) throws -> T) throws -> T {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("kvref-\(UUID().uuidString).gguf")
     try Data(bytes).write(to: url)
-    return url.path
+    defer { try? FileManager.default.removeItem(at: url) }
+    return try body(url.path)
+}
+
+/// Opens `bytes` as a GGUF file.
+func openGGUF(_ bytes: [UInt8]) throws -> GGUFFile {
+    try withTemporaryFile(bytes) { try GGUFFile(path: $0) }
 }
 
 func half(_ f: Float) -> [UInt8] { GGUFBuilder.le(Float16(f).bitPattern) }
@@ -93,7 +98,7 @@ struct GGUFFileTests {
     @Test("parses header, metadata and tensors, and dequantizes each supported type exactly")
     func parsesAndDequantizes() throws {
         let (builder, expected) = sampleFile()
-        let file = try GGUFFile(path: try temporaryFile(builder.bytes()))
+        let file = try openGGUF(builder.bytes())
         #expect(file.version == 3)
         #expect(file.metadata["general.architecture"] == .string("test"))
         #expect(file.tensors.map(\.name) == ["f32", "f16", "q4_1", "q8_0"])
@@ -111,13 +116,12 @@ struct GGUFFileTests {
     func truncations() throws {
         let bytes = sampleFile().0.bytes()
         for cut in stride(from: 0, to: bytes.count, by: 1) {
-            let path = try temporaryFile(Array(bytes[..<cut]))
-            #expect(throws: GGUFError.self) { _ = try GGUFFile(path: path) }
-            do { _ = try GGUFFile(path: path) } catch {
-                switch error {
-                case .truncated: break
-                default: Issue.record("cut at \(cut): expected truncation, got \(error)")
-                }
+            do {
+                _ = try openGGUF(Array(bytes[..<cut]))
+                Issue.record("cut at \(cut) was accepted")
+            } catch let error as GGUFError {
+                if case .truncated = error { continue }
+                Issue.record("cut at \(cut): expected truncation, got \(error)")
             }
         }
     }
@@ -126,22 +130,22 @@ struct GGUFFileTests {
     func malformed() throws {
         var bytes = sampleFile().0.bytes()
         bytes[0] = UInt8(ascii: "X")
-        #expect(throws: GGUFError.badMagic(found: 0x4655_4758)) { try GGUFFile(path: try temporaryFile(bytes)) }
+        #expect(throws: GGUFError.badMagic(found: 0x4655_4758)) { try openGGUF(bytes) }
 
         var b = sampleFile().0
         b.version = 2
-        #expect(throws: GGUFError.unsupportedVersion(2)) { try GGUFFile(path: try temporaryFile(b.bytes())) }
+        #expect(throws: GGUFError.unsupportedVersion(2)) { try openGGUF(b.bytes()) }
 
         b = sampleFile().0
         b.metadata.append(("bad.type", 99, []))
         #expect(throws: GGUFError.malformed("metadata bad.type has unknown value type 99")) {
-            try GGUFFile(path: try temporaryFile(b.bytes()))
+            try openGGUF(b.bytes())
         }
 
         b = sampleFile().0
         b.metadata[1] = ("general.alignment", 4, GGUFBuilder.le(UInt32(24)))
         #expect(throws: GGUFError.malformed("general.alignment must be a power of two")) {
-            try GGUFFile(path: try temporaryFile(b.bytes()))
+            try openGGUF(b.bytes())
         }
 
         // Two tensors claiming the same bytes.
@@ -149,17 +153,39 @@ struct GGUFFileTests {
         b.tensors.append(b.tensors[0])
         b.tensors[4].name = "again"
         b.offsetOverrides[4] = 0
-        let overlapping = try temporaryFile(b.bytes())
-        let error = #expect(throws: GGUFError.self) { try GGUFFile(path: overlapping) }
+        let overlapping = b.bytes()
+        let error = #expect(throws: GGUFError.self) { try openGGUF(overlapping) }
         #expect(error?.description.contains("overlap") == true)
 
         b = sampleFile().0
         b.offsetOverrides[1] = 4
         #expect(throws: GGUFError.malformed("tensor f16 offset 4 is not aligned to 32")) {
-            try GGUFFile(path: try temporaryFile(b.bytes()))
+            try openGGUF(b.bytes())
         }
 
         #expect(throws: GGUFError.self) { try GGUFFile(path: "/nonexistent/model.gguf") }
+    }
+
+    @Test("seeded random corruptions are either read or refused with a GGUFError, never a crash")
+    func randomCorruptions() throws {
+        let original = sampleFile().0.bytes()
+        var rng = SplitMix64(seed: 11)
+        var refused = 0
+        for _ in 0 ..< 300 {
+            var bytes = original
+            for _ in 0 ..< 1 + Int(rng.next() % 4) {
+                let at = Int(rng.next() % UInt64(min(bytes.count, 400)))   // mostly header bytes
+                bytes[at] = UInt8(truncatingIfNeeded: rng.next())
+            }
+            do {
+                let file = try openGGUF(bytes)
+                // Whatever was accepted must describe tensors inside the file.
+                for t in file.tensors { #expect(t.fileOffset + t.byteCount <= file.fileSize) }
+            } catch {
+                refused += 1
+            }
+        }
+        #expect(refused > 0)
     }
 
     @Test("unsupported and unknown tensor types are refused by name")
@@ -167,11 +193,11 @@ struct GGUFFileTests {
         var b = sampleFile().0
         b.tensors[0].type = 12   // Q4_K
         #expect(throws: GGUFError.unsupportedTensorType(tensor: "f32", type: "Q4_K")) {
-            try GGUFFile(path: try temporaryFile(b.bytes()))
+            try openGGUF(b.bytes())
         }
         b.tensors[0].type = 99
         #expect(throws: GGUFError.unsupportedTensorType(tensor: "f32", type: "unknown type 99")) {
-            try GGUFFile(path: try temporaryFile(b.bytes()))
+            try openGGUF(b.bytes())
         }
     }
 
