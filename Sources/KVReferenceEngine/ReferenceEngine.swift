@@ -20,15 +20,20 @@ public final class ReferenceEngine {
     /// Tokens appended by a `step` whose allocation failed, awaiting a retry.
     private var pendingTokens: [SequenceID: UInt32] = [:]
     private var nextID: Int64 = 1
+    /// Prompts are computed in chunks of at most this many tokens, which bounds the attention scratch
+    /// (O(chunk x context) instead of O(prompt²)) and skips most of the causally masked scores.
+    public let prefillChunkTokens: Int
 
     /// - Parameters:
     ///   - capacityBlocks: blocks in the KV pool (each `blockTokens` tokens of every layer's K and V).
     ///   - enablePrefixCaching: off makes every request a cold run.
+    ///   - prefillChunkTokens: the most prompt tokens computed in one forward call.
     public init(model: LlamaModel, tokenizer: BPETokenizer, blockTokens: Int = 16, capacityBlocks: Int,
-                enablePrefixCaching: Bool = true) throws(EngineError) {
-        guard blockTokens >= 1, capacityBlocks >= 1 else {
-            throw .cache("block size and capacity must be positive")
+                enablePrefixCaching: Bool = true, prefillChunkTokens: Int = 256) throws(EngineError) {
+        guard blockTokens >= 1, capacityBlocks >= 1, prefillChunkTokens >= 1 else {
+            throw .cache("block size, capacity and prefill chunk must be positive")
         }
+        self.prefillChunkTokens = prefillChunkTokens
         self.model = model
         self.tokenizer = tokenizer
         do {
@@ -69,7 +74,12 @@ public final class ReferenceEngine {
             try allocate(id, newTokens: 0)
             let cached = try computed(id)
             try allocate(id, newTokens: prompt.count - cached)
-            try compute(id, tokens: Array(prompt[cached...]), startPosition: cached, mode: .prefill)
+            var done = cached
+            while done < prompt.count {
+                let end = min(prompt.count, done + prefillChunkTokens)
+                try compute(id, tokens: Array(prompt[done ..< end]), startPosition: done, mode: .prefill)
+                done = end
+            }
             return cached
         } catch {
             try? cache.free(id)

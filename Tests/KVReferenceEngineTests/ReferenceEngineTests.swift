@@ -108,6 +108,17 @@ struct ReferenceEngineTests {
         #expect(hits > 0)
     }
 
+    @Test("a prompt computed in small chunks equals one computed at once")
+    func chunkedPrefill() throws {
+        let m = try TestModel.require()
+        let prompt = m.tokenizer.encode(ChatTemplate.render(user: "Chunk me."))
+        let whole = try Self.engine(capacity: 4).generate(prompt: prompt, maxTokens: 3)
+        let chunked = try ReferenceEngine(model: m.model, tokenizer: m.tokenizer, capacityBlocks: 4, prefillChunkTokens: 7)
+            .generate(prompt: prompt, maxTokens: 3)
+        #expect(Self.maxDiff(whole.promptLogits, chunked.promptLogits) <= 1e-4)
+        #expect(whole.tokens == chunked.tokens)
+    }
+
     @Test("invalid requests throw and change nothing")
     func invalidRequests() throws {
         let engine = try Self.engine(capacity: 4)
