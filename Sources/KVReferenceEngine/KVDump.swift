@@ -42,7 +42,9 @@ public enum KVDump {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let bt = pool.blockTokens
         let count = (tokens + bt - 1) / bt
-        precondition(count <= blockTable.count, "block table shorter than the tokens")
+        guard tokens >= 1, count <= blockTable.count, blockTable.prefix(count).allSatisfy(pool.contains) else {
+            throw LoadError.shapeMismatch("\(blockTable.count) blocks in the pool cannot hold \(tokens) tokens")
+        }
         let floats = pool.floatsPerBlock
         let slotFloats = pool.kvHeads * pool.headDim
         var out = [UInt8](repeating: 0, count: floats * dtype.bytes)
@@ -76,7 +78,7 @@ public enum KVDump {
         return manifest
     }
 
-    /// Why a dump could not be loaded.
+    /// Why a dump could not be written or loaded.
     public enum LoadError: Error, Equatable, CustomStringConvertible {
         case shapeMismatch(String)
         case badBlockFile(String)

@@ -176,6 +176,9 @@ struct KVDumpTests {
         #expect(f16.bytesPerBlock * 2 == manifest.bytesPerBlock)
         let other = PagedKVPool(layers: 30, kvHeads: 3, headDim: 64, blockTokens: 8, capacityBlocks: 8)
         #expect(throws: KVDump.LoadError.self) { try KVDump.load(from: dir, into: other, blockTable: Array(0 ..< 8)) }
+        #expect(throws: KVDump.LoadError.self) {
+            try KVDump.write(pool: engine.pool, blockTable: [99], tokens: 3, model: "", dtype: .f32, to: dir)
+        }
     }
 }
 
