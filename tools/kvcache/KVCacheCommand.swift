@@ -11,6 +11,8 @@ struct KVCacheCommand: ParsableCommand {
             BenchCommand.self,
             PredictCommand.self,
             DiskCommand.self,
+            GenerateCommand.self,
+            KVDumpCommand.self,
         ]
     )
 }
