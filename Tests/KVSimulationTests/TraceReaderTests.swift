@@ -105,6 +105,12 @@ func fixture(_ name: String) throws -> String {
         #expect(throws: TraceError.unreadable(path: "/nonexistent/trace.csv", reason: "no such file")) {
             try TraceLoader.load(path: "/nonexistent/trace.csv")
         }
+        let gz = FileManager.default.temporaryDirectory.appendingPathComponent("kvsim-trace-\(getpid()).csv.gz").path
+        FileManager.default.createFile(atPath: gz, contents: Data([0x1f, 0x8b, 8, 0, 0, 0]))
+        defer { try? FileManager.default.removeItem(atPath: gz) }
+        #expect(throws: TraceError.unreadable(path: gz, reason: "gzip-compressed; decompress it first (zcat)")) {
+            try TraceLoader.load(path: gz)
+        }
     }
 
     @Test func promptKeysShareExactlyTheSharedPrefix() {

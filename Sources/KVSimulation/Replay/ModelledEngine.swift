@@ -48,7 +48,8 @@ public enum ModelledRunError: Error, Equatable, CustomStringConvertible {
 
 /// A discrete-event engine that executes the scheduler's plans without a GPU: each step's duration
 /// comes from `RooflineCostModel`, requests arrive at their trace times, and each request stops when
-/// it has produced its true output length. Every time it reports is modelled.
+/// it has produced its true output length, clipped to `maxTokens` and at least 1 (a trace's 0-token
+/// failures still cost their prefill). Every time it reports is modelled.
 ///
 /// The event loop jumps straight to the next arrival when nothing can run. Cost: O(steps x batch);
 /// per step it allocates nothing beyond the scheduler's reused buffers.

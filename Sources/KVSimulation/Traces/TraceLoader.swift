@@ -40,10 +40,13 @@ public enum TraceLoader {
         return nil
     }
 
-    /// The file's text, gunzipped when it starts with the gzip magic.
+    /// The file's text. Compressed files are refused with a clear reason.
     static func readText(path: String) throws(TraceError) -> String {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw .unreadable(path: path, reason: FileManager.default.fileExists(atPath: path) ? "not readable" : "no such file")
+        }
+        if data.count >= 2 && data[data.startIndex] == 0x1f && data[data.startIndex + 1] == 0x8b {
+            throw .unreadable(path: path, reason: "gzip-compressed; decompress it first (zcat)")
         }
         return String(decoding: data, as: UTF8.self)
     }
