@@ -1,3 +1,4 @@
+import KVScheduler
 import Foundation
 import Testing
 @testable import KVSimulation
@@ -64,7 +65,7 @@ func fixture(_ name: String) throws -> String {
         #expect(Array(second.hashIDs.prefix(first.hashIDs.count)) == first.hashIDs)
         #expect(first.hashIDs.count == first.inputTokens / ShareGPTTraceReader.prefixBlockTokens)
         #expect(trace.requests[2].promptText == "2+2?")
-        #expect(trace.requests[2].outputTokens == TextTokenEstimate.count("4"))
+        #expect(trace.requests[2].outputTokens == ApproximateTokenCounter.count("4"))
     }
 
     @Test func shareGPTJSONArray() throws {
@@ -108,9 +109,26 @@ func fixture(_ name: String) throws -> String {
         let gz = FileManager.default.temporaryDirectory.appendingPathComponent("kvsim-trace-\(getpid()).csv.gz").path
         FileManager.default.createFile(atPath: gz, contents: Data([0x1f, 0x8b, 8, 0, 0, 0]))
         defer { try? FileManager.default.removeItem(atPath: gz) }
-        #expect(throws: TraceError.unreadable(path: gz, reason: "gzip-compressed; decompress it first (zcat)")) {
+        #expect(throws: TraceError.unreadable(path: gz, reason: "corrupt compressed data in \(gz): truncated stream")) {
             try TraceLoader.load(path: gz)
         }
+    }
+
+    @Test func gzipTracesAreInflated() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("kvsim-gz-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let csv = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:50.9951690,396,109\n"
+        try Data(csv.utf8).write(to: URL(fileURLWithPath: dir + "/t.csv"))
+        let gzip = Process()
+        gzip.executableURL = URL(fileURLWithPath: "/bin/gzip")
+        gzip.arguments = ["-k", dir + "/t.csv"]
+        try gzip.run()
+        gzip.waitUntilExit()
+        #expect(gzip.terminationStatus == 0)
+        let plain = try TraceLoader.load(path: dir + "/t.csv")
+        let inflated = try TraceLoader.load(path: dir + "/t.csv.gz")
+        #expect(inflated.requests == plain.requests && plain.requests.count == 2)
     }
 
     @Test func promptKeysShareExactlyTheSharedPrefix() {

@@ -35,8 +35,10 @@ struct TimedReplayOptions: ParsableArguments {
     var format: String?
     @Option(name: .customLong("swap-gib"), help: "Host memory for swapping preempted KV, GiB (0: recompute only).")
     var swapGiB = 0.0
-    @Option(help: "Quantile of recent outputs the history predictor reserves.")
+    @Option(help: "Quantile of the predicted output length to reserve.")
     var reserveQuantile = 0.9
+    @Option(help: "A text length model from `kvcache predict train` (used for requests with prompt text); default: the history predictor, learning online.")
+    var predictorModel: String?
     @Option(help: "Replay only the first N requests.")
     var limit: Int?
     @Option(help: "Seed for Poisson arrivals.")
@@ -45,6 +47,20 @@ struct TimedReplayOptions: ParsableArguments {
     var thinkTimeSeconds = 0.0
     @Flag(help: "Let conversation turns arrive at their own times, not after the previous turn finished.")
     var noSessionGating = false
+}
+
+/// The output-length predictor a timed run uses: the trained text model when one is given, else the
+/// per-template history predictor; either learns online from finished requests.
+func makePredictor(_ o: TimedReplayOptions) throws -> any OutputLengthPredictor {
+    guard let path = o.predictorModel else {
+        return HistoryLengthPredictor(config: HistoryPredictorConfig(reserveQuantile: o.reserveQuantile))
+    }
+    do {
+        let model = try TextLengthModelFile.load(from: path)
+        return TextLengthPredictor(model: model)
+    } catch {
+        throw CLIError("\(path): \(error)")
+    }
 }
 
 /// `kvcache replay --mode timed`: runs each named reservation policy through the modelled engine on
@@ -126,7 +142,7 @@ enum TimedReplay {
             var config = base
             config.scheduler.reservation = policy
             let t0 = DispatchTime.now().uptimeNanoseconds
-            let predictor = RecentLengthPredictor(reserveQuantile: o.reserveQuantile)
+            let predictor = try makePredictor(o)
             let report: ModelledRunReport
             do { report = try ModelledEngine(config: config).run(requests, predictor: predictor) } catch {
                 throw CLIError(error.description)
