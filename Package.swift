@@ -26,13 +26,15 @@ let package = Package(
                        providers: [.apt(["libnuma-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
 
         // The core: allocator, block keys, radix prefix index, eviction policies, the facade.
         .target(name: "KVCache", dependencies: ["CXXHash"]),
         // Lower tiers: NUMA host memory, zstd disk store, async transfers.
         .target(name: "KVTiers", dependencies: ["KVCache", "CZstd", "CNuma", "CXXHash"]),
         // Request lifecycle, reservation policies, output-length predictors.
-        .target(name: "KVScheduler", dependencies: ["KVCache"]),
+        .target(name: "KVScheduler", dependencies: ["KVCache", "CZlib"]),
         // Trace readers, cost model, modelled engine, replay drivers.
         .target(name: "KVSimulation", dependencies: ["KVCache", "KVTiers", "KVScheduler"]),
         // A real CPU engine (GGUF, BPE, llama forward pass) on the paged KV.

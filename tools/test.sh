@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what is missing, runs every test (debug build), then the concurrent
-# tier tests again under ThreadSanitizer.
+# The whole test suite: installs what is missing, runs every test (debug build), then the tests of
+# the concurrent and raw-memory code again under ThreadSanitizer and AddressSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/install-deps.sh
-swift test --parallel 2>&1 | tee /tmp/kvcache-test.log
-if ls Tests/KVTiersTests/*Transfer*.swift >/dev/null 2>&1; then
-  swift test --sanitize=thread --scratch-path .build-tsan --filter 'KVTiersTests.Transfer' 2>&1 | tail -5
-fi
+swift test
+echo "== ThreadSanitizer: tiers (transfer engine, tier manager)"
+swift test --sanitize=thread --scratch-path .build-tsan --filter KVTiersTests
+echo "== AddressSanitizer: core and tiers (raw memory, codec, disk records)"
+LSAN_OPTIONS="suppressions=$PWD/tools/lsan-suppressions.txt" \
+  swift test --sanitize=address --scratch-path .build-asan --filter 'KVCacheTests|KVTiersTests'

@@ -7,7 +7,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure the cache's hot paths (medians of repeated runs).",
-        subcommands: [BenchCoreCommand.self],
+        subcommands: [BenchCoreCommand.self, BenchTiersCommand.self, BenchSchedulerCommand.self],
         defaultSubcommand: BenchCoreCommand.self
     )
 }

@@ -9,6 +9,10 @@ struct KVCacheCommand: ParsableCommand {
         subcommands: [
             ReplayCommand.self,
             BenchCommand.self,
+            PredictCommand.self,
+            DiskCommand.self,
+            GenerateCommand.self,
+            KVDumpCommand.self,
         ]
     )
 }

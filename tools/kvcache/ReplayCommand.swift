@@ -16,7 +16,7 @@ struct ReplayCommand: ParsableCommand {
 
     enum Mode: String, ExpressibleByArgument { case sequential, timed }
 
-    @Option(help: "Trace file (Mooncake JSONL). Default: the embedded sample.")
+    @Option(help: "Trace file: Mooncake JSONL, Azure/Vidur/BurstGPT CSV, ShareGPT or CASTILLO (detected, or --format). Default: the embedded sample.")
     var trace: String?
 
     @Option(help: "sequential (hit rates) or timed (scheduler on a modelled GPU).")
@@ -28,8 +28,17 @@ struct ReplayCommand: ParsableCommand {
     @Option(help: "Blocks the cache holds.")
     var capacityBlocks: Int = 8192
 
-    @Option(help: "Tokens per trace hash block.")
+    @Option(help: "Tokens per trace hash block (Mooncake); other formats set their own.")
     var blockTokens: Int = 512
+
+    @Option(help: "Sequential mode: blocks of host memory (L2) under the device pool.")
+    var cpuBlocks: Int = 0
+
+    @Option(help: "Sequential mode: blocks on disk (L3), zstd-compressed, in --disk-dir.")
+    var diskBlocks: Int = 0
+
+    @Option(help: "Folder for the disk tier (emptied first). Default: a temporary folder, removed after.")
+    var diskDir: String?
 
     @Flag(help: "Count and skip malformed lines instead of stopping at the first.")
     var skipBadLines = false
@@ -37,9 +46,13 @@ struct ReplayCommand: ParsableCommand {
     @Flag(help: "Print one JSON object on stdout.")
     var json = false
 
+    @OptionGroup(title: "Timed mode (--mode timed)")
+    var timed: TimedReplayOptions
+
     func validate() throws {
         guard capacityBlocks >= 1 else { throw ValidationError("--capacity-blocks must be at least 1") }
         guard (1 ... 1024).contains(blockTokens) else { throw ValidationError("--block-tokens must be in 1...1024") }
+        guard cpuBlocks >= 0, diskBlocks >= 0 else { throw ValidationError("--cpu-blocks and --disk-blocks must not be negative") }
         _ = try policies()
     }
 
@@ -53,14 +66,20 @@ struct ReplayCommand: ParsableCommand {
     }
 
     func run() throws {
-        guard mode == .sequential else {
-            throw ValidationError("--mode timed is not available yet")
-        }
         let (path, loaded) = try loadTrace()
+        if mode == .timed {
+            try TimedReplay.run(trace: loaded, label: path, json: json, options: timed)
+            return
+        }
         var runs: [[String: Any]] = []
         for kind in try policies() {
             let start = ContinuousClock.now
-            var replay = try SequentialReplay(capacityBlocks: capacityBlocks, blockTokens: blockTokens, policy: kind)
+            let diskFolder = diskBlocks > 0 ? try diskDir ?? makeTemporaryFolder() : nil
+            defer { if diskDir == nil, let diskFolder { try? FileManager.default.removeItem(atPath: diskFolder) } }
+            let B = loaded.requests.first(where: { $0.hashBlockTokens > 0 })?.hashBlockTokens ?? blockTokens
+            var replay = try SequentialReplay(
+                capacityBlocks: capacityBlocks, blockTokens: B, policy: kind,
+                tiers: .init(hostBlocks: cpuBlocks, diskBlocks: diskBlocks, diskDirectory: diskFolder))
             let total = loaded.requests.count
             for (i, request) in loaded.requests.enumerated() {
                 try replay.replay(request)
@@ -68,6 +87,7 @@ struct ReplayCommand: ParsableCommand {
                     note("replay \(kind.rawValue): \(i + 1)/\(total) requests")
                 }
             }
+            replay.finish()
             let wall = ContinuousClock.now - start
             let r = replay.result
             runs.append([
@@ -75,12 +95,18 @@ struct ReplayCommand: ParsableCommand {
                 "requests": r.requests,
                 "input_tokens": r.inputTokens,
                 "hit_tokens": r.hitTokens,
+                "hit_tokens_l1": r.hitTokensL1,
+                "hit_tokens_l2": r.hitTokensL2,
+                "hit_tokens_l3": r.hitTokensL3,
+                "mismatched_blocks": r.mismatchedBlocks,
+                "cpu_blocks": cpuBlocks,
+                "disk_blocks": diskBlocks,
                 "token_hit_rate": r.tokenHitRate,
                 "evicted_blocks": r.evictedBlocks,
                 "peak_blocks": r.peakBlocks,
                 "bad_lines": loaded.skippedLines,
                 "capacity_blocks": capacityBlocks,
-                "block_tokens": blockTokens,
+                "block_tokens": B,
                 "mode": mode.rawValue,
                 "trace": path,
                 "wall_seconds": Double(wall.components.seconds) + Double(wall.components.attoseconds) * 1e-18,
@@ -93,10 +119,19 @@ struct ReplayCommand: ParsableCommand {
         }
     }
 
+    /// The trace named by --trace (format from --format or detected), or the embedded default.
     private func loadTrace() throws -> (String, LoadedTrace) {
+        var format: TraceFormat? = nil
+        if let name = timed.format {
+            guard let f = TraceFormat(rawValue: name.lowercased()) else {
+                throw CLIError("unknown --format \(name) (\(TraceFormat.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            format = f
+        }
         if let trace {
             do {
-                return (trace, try MooncakeTrace.read(path: trace, blockTokens: blockTokens, skipBadLines: skipBadLines))
+                return (trace, try TraceLoader.load(path: trace, format: format, skipBadLines: skipBadLines,
+                                                    hashBlockTokens: blockTokens))
             } catch { throw CLIError(error.description) }
         }
         guard let url = Bundle.module.url(forResource: "mooncake-synthetic-1000", withExtension: "jsonl"),
@@ -109,15 +144,23 @@ struct ReplayCommand: ParsableCommand {
         } catch { throw CLIError(error.description) }
     }
 
+    private func makeTemporaryFolder() throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("kvcache-disk-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
     private func printTable(_ runs: [[String: Any]], path: String, skipped: LoadedTrace) {
         print("trace \(path): \(runs[0]["requests"]!) requests, \(runs[0]["input_tokens"]!) input tokens; "
-              + "capacity \(capacityBlocks) blocks x \(blockTokens) tokens; sequential mode")
+              + "capacity \(capacityBlocks) blocks x \(runs[0]["block_tokens"]!) tokens"
+              + (cpuBlocks + diskBlocks > 0 ? ", host \(cpuBlocks) blocks, disk \(diskBlocks) blocks" : "") + "; sequential mode")
         if skipped.skippedLines > 0 { print("skipped \(skipped.skippedLines) bad lines (first: \(skipped.firstSkipped ?? ""))") }
-        let header = ["policy", "hit rate", "hit tokens", "evicted", "peak blocks", "wall s"]
+        let header = ["policy", "hit rate", "hit tokens", "L1", "L2", "L3", "evicted", "peak blocks", "wall s"]
         var rows = [header]
         for r in runs {
             rows.append([r["policy"] as! String, String(format: "%.4f", r["token_hit_rate"] as! Double),
-                         "\(r["hit_tokens"]!)", "\(r["evicted_blocks"]!)", "\(r["peak_blocks"]!)",
+                         "\(r["hit_tokens"]!)", "\(r["hit_tokens_l1"]!)", "\(r["hit_tokens_l2"]!)", "\(r["hit_tokens_l3"]!)",
+                         "\(r["evicted_blocks"]!)", "\(r["peak_blocks"]!)",
                          String(format: "%.3f", r["wall_seconds"] as! Double)])
         }
         let widths = header.indices.map { c in rows.map { $0[c].count }.max()! }

@@ -1,4 +1,5 @@
 import KVCache
+import KVTiers
 
 /// Replays a trace's prefix structure through the real `KVCacheManager`, one request at a time in
 /// file order, with these exact semantics (so any other implementation can check the figures):
@@ -12,64 +13,118 @@ import KVCache
 ///
 /// Each request is a sequence known by its keys: its chain is looked up, allocated (evicting as
 /// needed), committed and freed, exactly as a server would drive the manager.
+///
+/// With lower tiers (`hostBlocks`, `diskBlocks` > 0) the replay runs through `TieredPrefixCache`
+/// instead: blocks evicted from the device pool are copied, as real bytes, to host memory and disk,
+/// and a request's blocks found there (after its device hits) are loaded back and verified; their
+/// tokens count as L2 and L3 hits.
 public struct SequentialReplay {
     public struct Result: Sendable, Equatable {
         public var requests = 0
         public var inputTokens = 0
+        /// Hit tokens, all tiers.
         public var hitTokens = 0
+        /// Of `hitTokens`: found in the device pool, host memory, on disk.
+        public var hitTokensL1 = 0
+        public var hitTokensL2 = 0
+        public var hitTokensL3 = 0
+        /// Blocks evicted from the device pool.
         public var evictedBlocks = 0
+        /// Most device-pool blocks cached after any request.
         public var peakBlocks = 0
+        /// Blocks loaded from a lower tier whose bytes were wrong (must stay 0).
+        public var mismatchedBlocks = 0
         public var tokenHitRate: Double { inputTokens == 0 ? 0 : Double(hitTokens) / Double(inputTokens) }
     }
 
+    /// Lower tiers under the device pool.
+    public struct Tiers: Sendable {
+        public var hostBlocks: Int
+        public var diskBlocks: Int
+        /// Folder for the disk tier (needed when `diskBlocks` > 0); emptied first.
+        public var diskDirectory: String?
+        public init(hostBlocks: Int = 0, diskBlocks: Int = 0, diskDirectory: String? = nil) {
+            self.hostBlocks = hostBlocks; self.diskBlocks = diskBlocks; self.diskDirectory = diskDirectory
+        }
+    }
+
     public let manager: KVCacheManager
+    /// The device pool with its lower tiers, when there are any.
+    public let tiered: TieredPrefixCache?
     public private(set) var result = Result()
     private var keys: [BlockKey] = []
     private var nextID: Int64 = 0
 
     /// - Parameters:
-    ///   - capacityBlocks: blocks the cache may hold (N).
+    ///   - capacityBlocks: blocks the device pool may hold (N).
     ///   - blockTokens: tokens per trace hash block (B; 512 for Mooncake).
-    public init(capacityBlocks: Int, blockTokens: Int, policy: EvictionPolicyKind = .lru) throws(KVCacheError) {
-        manager = try KVCacheManager(KVCacheConfig(blockTokens: blockTokens, capacityBlocks: capacityBlocks, policy: policy))
+    public init(capacityBlocks: Int, blockTokens: Int, policy: EvictionPolicyKind = .lru,
+                tiers: Tiers = Tiers()) throws {
+        if tiers.hostBlocks > 0 || tiers.diskBlocks > 0 {
+            var config = TieredPrefixCache.Config(blockTokens: blockTokens, deviceBlocks: capacityBlocks,
+                                                  hostBlocks: tiers.hostBlocks, diskBlocks: tiers.diskBlocks,
+                                                  diskDirectory: tiers.diskDirectory)
+            config.policy = policy
+            let cache = try TieredPrefixCache(config)
+            tiered = cache
+            manager = cache.manager
+        } else {
+            tiered = nil
+            manager = try KVCacheManager(KVCacheConfig(blockTokens: blockTokens, capacityBlocks: capacityBlocks, policy: policy))
+        }
     }
+
+    /// Finishes the lower tiers' transfers and releases the disk folder.
+    public func finish() { tiered?.close() }
 
     /// The block key a trace hash id stands for: hash ids already name whole prefixes, so the key is
     /// the id itself, tagged so it cannot be the reserved zero key.
     @inlinable
     public static func key(forHashID id: UInt64) -> BlockKey { BlockKey(lo: id, hi: 0x7472_6163_655F_6964) }
 
-    /// Replays one request. O(chain length x log cached).
-    public mutating func replay(_ request: TraceRequest) throws(KVCacheError) {
+    /// Replays one request. O(chain length x log cached), plus the copies with lower tiers.
+    public mutating func replay(_ request: TraceRequest) throws {
         let B = manager.blockTokens
         keys.removeAll(keepingCapacity: true)
         for id in request.hashIDs { keys.append(Self.key(forHashID: id)) }
-        let k = manager.matchLength(keys)
         result.requests += 1
         result.inputTokens += request.inputTokens
-        result.hitTokens += min(k * B, request.inputTokens)
+        let evictedBefore = manager.stats.evictedBlocks
+        // The tail that does not fit the pool is cached and dropped at once: it counts as evicted.
+        let dropped = max(0, keys.count - manager.capacityBlocks)
 
-        let chain = min(keys.count, manager.capacityBlocks)
-        if chain > 0 {
-            if chain < keys.count {
-                // The tail that does not fit is cached and dropped at once: it counts as evicted.
-                result.evictedBlocks += keys.count - chain
-                keys.removeLast(keys.count - chain)
+        if let tiered {
+            let h = try tiered.serve(keys: keys)
+            let l1 = min(h.deviceBlocks * B, request.inputTokens)
+            let l12 = min((h.deviceBlocks + h.hostBlocks) * B, request.inputTokens)
+            let all = min((h.deviceBlocks + h.hostBlocks + h.diskBlocks) * B, request.inputTokens)
+            result.hitTokensL1 += l1
+            result.hitTokensL2 += l12 - l1
+            result.hitTokensL3 += all - l12
+            result.hitTokens += all
+            result.mismatchedBlocks = tiered.mismatchedBlocks
+        } else {
+            let k = manager.matchLength(keys)
+            let hit = min(k * B, request.inputTokens)
+            result.hitTokens += hit
+            result.hitTokensL1 += hit
+            let chain = keys.count - dropped
+            if chain > 0 {
+                keys.removeLast(dropped)
+                let seq = SequenceID(nextID)
+                nextID += 1
+                // One token past the chain: the lookup may then count every chain block as cached.
+                try manager.addSequence(seq, promptKeys: keys, promptTokens: chain * B + 1)
+                let cached = try manager.lookup(seq)
+                let todo = chain * B - cached.cachedTokens
+                guard case .allocated = try manager.allocate(seq, newTokens: todo) else {
+                    preconditionFailure("a chain of at most capacity blocks always fits")
+                }
+                try manager.commit(seq, computedTokens: todo)
+                try manager.free(seq)
             }
-            let seq = SequenceID(nextID)
-            nextID += 1
-            let evictedBefore = manager.stats.evictedBlocks
-            // One token past the chain: the lookup may then count every chain block as cached.
-            try manager.addSequence(seq, promptKeys: keys, promptTokens: chain * B + 1)
-            let hit = try manager.lookup(seq)
-            let todo = chain * B - hit.cachedTokens
-            guard case .allocated = try manager.allocate(seq, newTokens: todo) else {
-                preconditionFailure("a chain of at most capacity blocks always fits")
-            }
-            try manager.commit(seq, computedTokens: todo)
-            try manager.free(seq)
-            result.evictedBlocks += manager.stats.evictedBlocks - evictedBefore
         }
+        result.evictedBlocks += manager.stats.evictedBlocks - evictedBefore + dropped
         result.peakBlocks = max(result.peakBlocks, manager.stats.cachedBlocks)
     }
 }

@@ -1,2 +1,0 @@
-// KVReferenceEngine module: see docs/ARCHITECTURE.md.
-import KVCache

@@ -1,0 +1,181 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+
+/// Where the host tier should place its memory.
+public enum NumaPlacement: Sendable, Equatable {
+    /// The node of the calling thread (the kernel's default policy).
+    case local
+    /// A configured node.
+    case node(Int)
+    /// The node nearest the GPU at this PCI address (from sysfs); local when sysfs names none.
+    case nearDevice(pciAddress: String)
+}
+
+/// What the host tier got: the node its memory is verified to sit on, whether it is page-locked, and
+/// why it fell back when it did.
+public struct HostPlacementReport: Sendable, Equatable {
+    /// The node bound to after resolving the placement (nil: the local policy, or no binding possible).
+    public var requestedNode: Int?
+    /// The node `get_mempolicy(MPOL_F_NODE|MPOL_F_ADDR)` reports for the pool's pages (nil: not verified).
+    public var verifiedNode: Int?
+    /// Whether every sampled page is on `requestedNode` (or, with the local policy, on one node).
+    public var bindingVerified: Bool
+    /// Whether `mlock` pinned the pool.
+    public var locked: Bool
+    /// Why placement or locking fell back, if it did (also given once to the warning handler).
+    public var fallbackReason: String?
+    /// Configured NUMA nodes on this machine (0 when NUMA is unavailable).
+    public var nodes: Int
+}
+
+/// The L2 host tier's storage: one large allocation cut into slots of one block each, placed on a chosen
+/// NUMA node with libnuma, page-locked where permitted, with O(1) slot allocation and release (a stack
+/// of free slot numbers).
+///
+/// Slot bookkeeping (`allocate`/`release`) is not thread-safe: the owner (the tier manager) serializes it.
+/// The slots' bytes may be read and written from transfer workers, one owner per slot at a time, which
+/// the manager guarantees by pinning a slot for the duration of each transfer.
+public final class HostSlabPool: @unchecked Sendable {
+    // Sendable: the base pointer is immutable; slot contents are handed out under the manager's pins.
+    public let slotBytes: Int
+    public let capacity: Int
+    public let placement: HostPlacementReport
+    private let base: UnsafeMutableRawPointer
+    private let totalBytes: Int
+    private let numaAllocated: Bool
+    private var freeStack: [Int32]
+    private var isFree: [Bool]
+
+    /// Allocates `capacity` slots of `blockBytes` (rounded up to 64 bytes).
+    /// - Parameters:
+    ///   - placement: which NUMA node to use; a missing node, an unavailable NUMA API or a failing call
+    ///     falls back to plain memory with one warning (`warn`) and the reason in `placement`.
+    ///   - lockMemory: try `mlock`; EPERM/ENOMEM fall back to pageable memory with a warning.
+    ///   - sysfsRoot: where to read PCI NUMA affinity (tests point it at a fixture).
+    /// - Throws: `.invalidArgument` for non-positive sizes, `.system` when no memory can be had at all.
+    public init(blockBytes: Int, capacity: Int, placement: NumaPlacement = .local, lockMemory: Bool = true,
+                sysfsRoot: String = "/sys", warn: @Sendable (String) -> Void = TierWarnings.once) throws(TierError) {
+        guard blockBytes > 0, capacity > 0 else { throw .invalidArgument("host pool sizes must be positive") }
+        let slot = (blockBytes + 63) & ~63
+        let (total, overflow) = slot.multipliedReportingOverflow(by: capacity)
+        guard !overflow else { throw .invalidArgument("host pool too large") }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let rounded = (total + page - 1) / page * page
+        slotBytes = slot; self.capacity = capacity; totalBytes = rounded
+
+        var reasons: [String] = []
+        var requested: Int? = nil
+        let nodes = Numa.isAvailable ? Numa.configuredNodes : 0
+        switch placement {
+        case .local: requested = nil   // the kernel's default policy: first touch on the local node
+        case .node(let n): requested = n
+        case .nearDevice(let address):
+            do throws(TierError) {
+                requested = try PCINumaLocator.node(forPCIAddress: address, sysfsRoot: sysfsRoot)
+                if requested == nil {
+                    reasons.append("no NUMA affinity in sysfs for \(address); using the local node")
+                }
+            } catch { reasons.append("\(error)"); requested = nil }
+        }
+        if !Numa.isAvailable { reasons.append("NUMA unavailable (numa_available < 0); using unbound memory") }
+        if let r = requested, Numa.isAvailable, !Numa.nodeExists(r) {
+            reasons.append("NUMA node \(r) does not exist; using unbound memory")
+            requested = nil
+        }
+        if Numa.isAvailable && nodes == 1 && placement != .local { reasons.append("single NUMA node: placement has no effect") }
+
+        var p: UnsafeMutableRawPointer? = nil
+        var viaNuma = false
+        if let r = requested, Numa.isAvailable {
+            do throws(TierError) { p = try Numa.allocate(bytes: rounded, onNode: r); viaNuma = true }
+            catch { reasons.append("\(error); using unbound memory"); requested = nil }
+        }
+        if p == nil {
+            let m = mmap(nil, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+            guard let m, m != MAP_FAILED else { throw .system(call: "mmap", errno: errno) }
+            p = m
+        }
+        base = p!
+        numaAllocated = viaNuma
+        // Fault every page in now (first touch happens under the node binding), so transfers never fault.
+        memset(base, 0, rounded)
+
+        var locked = false
+        if lockMemory {
+            if mlock(base, rounded) == 0 { locked = true }
+            else { reasons.append("mlock failed (errno \(errno)); host tier is pageable") }
+        }
+
+        // Where did the pages land? With a binding they must all be on the requested node; with the
+        // local policy they should all be on one node (first touch ran on this thread).
+        var verified: Int? = nil
+        var ok = Numa.isAvailable
+        if Numa.isAvailable {
+            for off in [0, rounded / 2, rounded - page] {
+                do throws(TierError) {
+                    let n = try Numa.nodeOfPage(at: base + off)
+                    if verified == nil { verified = n }
+                    if n != (requested ?? verified) { ok = false }
+                } catch { ok = false; verified = nil; reasons.append("\(error): placement not verified"); break }
+            }
+            if !ok, let v = verified, let r = requested { reasons.append("pages on node \(v) instead of \(r)") }
+        }
+        let reason = reasons.isEmpty ? nil : reasons.joined(separator: "; ")
+        if let reason { warn("host tier: " + reason) }
+        self.placement = HostPlacementReport(requestedNode: requested, verifiedNode: verified, bindingVerified: ok,
+                                             locked: locked, fallbackReason: reason, nodes: nodes)
+        freeStack = (0 ..< Int32(capacity)).reversed()
+        isFree = Array(repeating: true, count: capacity)
+    }
+
+    deinit {
+        munlock(base, totalBytes)
+        if numaAllocated { Numa.free(base, bytes: totalBytes) } else { munmap(base, totalBytes) }
+    }
+
+    /// Free slots now.
+    public var freeCount: Int { freeStack.count }
+
+    /// Takes a free slot, or nil when all are in use. O(1).
+    public func allocate() -> Int32? {
+        guard let s = freeStack.popLast() else { return nil }
+        isFree[Int(s)] = false
+        return s
+    }
+
+    /// Returns `slot` to the pool. O(1).
+    /// - Throws: `.invalidArgument` for an unknown or already free slot (state unchanged).
+    public func release(_ slot: Int32) throws(TierError) {
+        guard slot >= 0, Int(slot) < capacity, !isFree[Int(slot)] else { throw .invalidArgument("slot \(slot) is not allocated") }
+        isFree[Int(slot)] = true
+        freeStack.append(slot)
+    }
+
+    /// The address of `slot`'s bytes. The caller must hold the slot (allocated, pinned) while using it.
+    @inline(__always)
+    func address(of slot: Int32) -> UnsafeMutableRawPointer {
+        precondition(slot >= 0 && Int(slot) < capacity, "slot out of range")
+        return base + Int(slot) * slotBytes
+    }
+
+    /// Lends `slot`'s first `count` bytes to `body`. Do not let the pointer escape.
+    public func withSlot<R>(_ slot: Int32, count: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
+        precondition(count <= slotBytes)
+        return try body(UnsafeMutableRawBufferPointer(start: address(of: slot), count: count))
+    }
+}
+
+/// Warnings of the tier layer: each distinct message once per process, on stderr.
+public enum TierWarnings {
+    private static let seen = Mutex(Set<String>())
+
+    /// Prints `message` to stderr the first time it is seen in this process.
+    @Sendable public static func once(_ message: String) {
+        let first = seen.withLock { $0.insert(message).inserted }
+        guard first else { return }
+        let line = Array("kvcache: warning: \(message)\n".utf8)
+        _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    }
+}

@@ -1,2 +1,0 @@
-// KVTiers module: see docs/ARCHITECTURE.md.
-import KVCache

@@ -1,0 +1,89 @@
+/// A handle on an asynchronous load (or prefetch): the caller waits for all of it, or for one layer
+/// group at a time, so an engine can compute layer group g while group g+1 is still being copied.
+///
+/// Each of the `blocks` blocks completes once per layer group; a block that could not be loaded (a disk
+/// record that failed its checksum, a copy error, a prefetch past its deadline) completes as failed.
+/// Thread-safe.
+public final class TransferHandle: @unchecked Sendable {
+    // Sendable: mutable state only under `cond`'s mutex.
+    public let blocks: Int
+    public let layerGroups: [Range<Int>]
+    private let cond = ConditionLock()
+    private var pendingPerGroup: [Int]
+    private var pendingTotal: Int
+    private var failed: [Bool]
+    private var startNanos: UInt64
+    private var finishNanos: UInt64 = 0
+    private var onFinish: (@Sendable () -> Void)?
+
+    init(blocks: Int, layerGroups: [Range<Int>]) {
+        self.blocks = blocks; self.layerGroups = layerGroups
+        pendingPerGroup = Array(repeating: blocks, count: layerGroups.count)
+        pendingTotal = blocks * layerGroups.count
+        failed = Array(repeating: false, count: blocks)
+        startNanos = monotonicNanos()
+        if pendingTotal == 0 { finishNanos = startNanos }
+    }
+
+    /// A handle with nothing to wait for.
+    static func completed(layerGroups: [Range<Int>]) -> TransferHandle { TransferHandle(blocks: 0, layerGroups: layerGroups) }
+
+    /// Records that layer group `group` of block `block` is done (or failed). Returns true when this was
+    /// the last pending piece of the whole transfer.
+    @discardableResult
+    func complete(block: Int, group: Int, success: Bool) -> Bool {
+        let last: Bool = cond.withLock {
+            if !success { failed[block] = true }
+            pendingPerGroup[group] -= 1
+            pendingTotal -= 1
+            if pendingTotal == 0 { finishNanos = monotonicNanos() }
+            cond.broadcast()
+            return pendingTotal == 0
+        }
+        return last
+    }
+
+    /// Marks every remaining group of `block` failed (e.g. its disk read failed before any copy).
+    func fail(block: Int, groups: Range<Int>) {
+        for g in groups { complete(block: block, group: g, success: false) }
+    }
+
+    /// Whether every block and group has completed.
+    public var isComplete: Bool { cond.withLock { pendingTotal == 0 } }
+
+    /// Blocks until everything has completed.
+    public func wait() { cond.withLock { while pendingTotal > 0 { cond.wait() } } }
+
+    /// Blocks until layer group `group` of every block has completed. Out-of-range groups return at once.
+    public func wait(layerGroup group: Int) {
+        guard group >= 0 && group < layerGroups.count else { return }
+        cond.withLock { while pendingPerGroup[group] > 0 { cond.wait() } }
+    }
+
+    /// Waits until everything has completed or `timeoutNanos` passed; returns whether it completed.
+    public func wait(timeoutNanos: UInt64) -> Bool {
+        let deadline = monotonicNanos() &+ timeoutNanos
+        return cond.withLock {
+            while pendingTotal > 0 { if !cond.wait(untilMonotonicNanos: deadline) && monotonicNanos() >= deadline { break } }
+            return pendingTotal == 0
+        }
+    }
+
+    /// After completion: how many leading blocks loaded (the prefix the engine may treat as computed).
+    public var loadedPrefixBlocks: Int {
+        cond.withLock { failed.firstIndex(of: true) ?? blocks }
+    }
+
+    /// For each block, whether it came from disk (set when the load is planned).
+    public internal(set) var loadedFromDisk: [Bool] {
+        get { cond.withLock { fromDisk } }
+        set { cond.withLock { fromDisk = newValue } }
+    }
+    private var fromDisk: [Bool] = []
+
+    /// After completion: indices of the blocks that failed.
+    public var failedBlocks: [Int] { cond.withLock { failed.indices.filter { failed[$0] } } }
+
+    /// Wall time from creation to completion, in nanoseconds (0 while running).
+    public var elapsedNanos: UInt64 { cond.withLock { finishNanos == 0 ? 0 : finishNanos - startNanos } }
+}

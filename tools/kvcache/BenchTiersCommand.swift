@@ -1,0 +1,246 @@
+import ArgumentParser
+import Foundation
+import KVCache
+import KVTiers
+
+/// `kvcache bench tiers`: measures the tier data path on KV-like data (normal values with per-channel
+/// scales, Llama-3-8B block shape, 2 MiB per fp16 block) for fp16 and bf16: memcpy as the reference,
+/// L1 -> L2 and L2 -> L1 through the transfer engine, disk tier writes and cold reads, and the codec.
+struct BenchTiersCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tiers", abstract: "Measure host/disk tier bandwidth and the KV codec on fp16 and bf16 data.")
+    @Flag(help: "Print one JSON object on stdout.") var json = false
+    @Option(help: "Directory for the disk tier (default: a temporary directory under /tmp, removed after).") var kvDir: String?
+    @Option(help: "Blocks per measurement (2 MiB each for fp16).") var blocks: Int = 48
+    @Option(help: "Repetitions per measurement; the best is reported.") var repeats: Int = 3
+
+    func validate() throws {
+        guard (4 ... 4096).contains(blocks) else { throw ValidationError("--blocks must be in 4...4096") }
+        guard (1 ... 20).contains(repeats) else { throw ValidationError("--repeats must be in 1...20") }
+    }
+
+    func run() throws {
+        var perDType: [String: [String: Any]] = [:]
+        for dtype in [KVDType.fp16, .bf16] {
+            note("bench tiers: \(dtype) ...")
+            perDType[dtype.rawValue] = try measure(dtype: dtype)
+        }
+        var report: [String: Any] = perDType["fp16"]!
+        report["fp16"] = perDType["fp16"]
+        report["bf16"] = perDType["bf16"]
+        report["blocks"] = blocks
+        // Figures on a shared machine move with its load: record it beside them.
+        if let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8),
+           let first = text.split(separator: " ").first, let l = Double(first) { report["loadavg_1m"] = l }
+        report["cpus"] = ProcessInfo.processInfo.activeProcessorCount
+        for d in ["fp16", "bf16"] {
+            let r = perDType[d]!
+            func f(_ k: String) -> Double { r[k] as? Double ?? 0 }
+            note(String(format: "%@: memcpy %.1f GB/s, L1->L2 %.1f (%.2fx), L2->L1 %.1f (%.2fx), disk write %.2f, disk read %.2f GB/s, "
+                        + "zstd x%.3f plain / x%.3f codec (%.3fx), codec %.2f / %.2f GB/s (per CPU second %.2f / %.2f), disk tier used: %@",
+                        d, f("memcpy_gbps"), f("l1_to_l2_gbps"), f("l1_to_l2_gbps") / f("memcpy_gbps"), f("l2_to_l1_gbps"),
+                        f("l2_to_l1_gbps") / f("memcpy_gbps"), f("disk_write_gbps"), f("disk_read_gbps"), f("zstd_ratio_plain"),
+                        f("zstd_ratio_codec"), f("zstd_ratio_codec") / f("zstd_ratio_plain"), f("codec_compress_gbps"),
+                        f("codec_decompress_gbps"), f("codec_compress_gbps_per_cpu_second"), f("codec_decompress_gbps_per_cpu_second"), (r["disk_tier_used_llama3_8b_h100"] as? Bool ?? false) ? "yes" : "no"))
+        }
+        if json { try JSONReport.print(report) }
+    }
+
+    private static func gbps(_ bytes: Int, _ nanos: UInt64) -> Double { Double(bytes) / Double(max(nanos, 1)) }
+
+    /// CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID), in nanoseconds: on a shared machine it
+    /// says what one core does, whatever else runs.
+    private static func threadCPUNanos() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    /// Best (shortest) thread CPU time of `repeats` runs of `body`, in nanoseconds.
+    private func bestCPU(_ body: () throws -> Void) rethrows -> UInt64 {
+        var bestNanos = UInt64.max
+        for _ in 0 ..< repeats {
+            let t0 = Self.threadCPUNanos()
+            try body()
+            bestNanos = min(bestNanos, Self.threadCPUNanos() - t0)
+        }
+        return bestNanos
+    }
+
+    /// Best (shortest) time of `repeats` runs of `body`, in nanoseconds.
+    private func best(_ body: () throws -> Void) rethrows -> UInt64 {
+        var bestNanos = UInt64.max
+        for _ in 0 ..< repeats {
+            let t0 = TierClock.now
+            try body()
+            bestNanos = min(bestNanos, TierClock.now - t0)
+        }
+        return bestNanos
+    }
+
+    private func measure(dtype: KVDType) throws -> [String: Any] {
+        let layout = KVLayout.llama3_8B(dtype: dtype)
+        let B = layout.bytesPerBlock
+        let total = B * blocks
+        // L1 stand-in with 2 x blocks: the first half holds data, loads go into the second half.
+        let device = try HostDeviceMemory(layout: layout, capacityBlocks: 2 * blocks)
+        for b in 0 ..< blocks { _ = device.withBlock(BlockID(b)) { SyntheticKV.fill($0, layout: layout, seed: UInt64(b)) } }
+
+        // memcpy of the same sizes: block by block, one thread.
+        let src = UnsafeMutableRawBufferPointer.allocate(byteCount: total, alignment: 4096)
+        let dst = UnsafeMutableRawBufferPointer.allocate(byteCount: total, alignment: 4096)
+        defer { src.deallocate(); dst.deallocate() }
+        for b in 0 ..< blocks { _ = device.withBlock(BlockID(b)) { (src.baseAddress! + b * B).copyMemory(from: $0.baseAddress!, byteCount: B) } }
+        memset(dst.baseAddress!, 0, total)
+        let memcpyNanos = best {
+            for b in 0 ..< blocks { memcpy(dst.baseAddress! + b * B, src.baseAddress! + b * B, B) }
+        }
+
+        // L1 -> L2 (eviction copies) and L2 -> L1 (loads) through the tier manager.
+        var cfg = TierConfig(layout: layout, hostBlocks: blocks)
+        cfg.layerGroups = 4
+        let keys = (0 ..< blocks).map { BlockKey(lo: UInt64($0) &+ 1, hi: 0xBE9C_4000 | UInt64(dtype == .fp16 ? 1 : 2)) }
+        var l1ToL2 = UInt64.max, l2ToL1 = UInt64.max
+        var placement: HostPlacementReport?
+        for _ in 0 ..< repeats {
+            let tiers = try KVTierManager(config: cfg, device: device)
+            placement = tiers.host?.placement
+            let t0 = TierClock.now
+            for (b, k) in keys.enumerated() {
+                tiers.noteStored(block: BlockID(b), key: k)
+                tiers.willEvict(block: BlockID(b), key: k)
+            }
+            tiers.waitForEvictionCopies()
+            l1ToL2 = min(l1ToL2, TierClock.now - t0)
+            let plan = tiers.lookup(keys: keys, deviceBlocks: 0)
+            guard plan.hostBlocks == blocks else { throw CLIError("host tier lost blocks") }
+            let t1 = TierClock.now
+            let h = try tiers.load(plan, keys: keys, into: (0 ..< blocks).map { BlockID(blocks + $0) })
+            h.wait()
+            l2ToL1 = min(l2ToL1, TierClock.now - t1)
+            guard h.loadedPrefixBlocks == blocks else { throw CLIError("load failed") }
+        }
+        // The loaded copies must equal the originals.
+        for b in 0 ..< blocks {
+            let same = device.withBlock(BlockID(blocks + b)) { l in device.withBlock(BlockID(b)) { o in memcmp(l.baseAddress!, o.baseAddress!, B) == 0 } ?? false } ?? false
+            guard same else { throw CLIError("block \(b) differs after the round trip") }
+        }
+
+        // Codec: plain zstd level 1 vs byte planes, one thread, reused contexts.
+        let plain = try KVByteCodec(layout: layout, bytePlanes: false)
+        let codec = try KVByteCodec(layout: layout, bytePlanes: true)
+        let encCap = KVByteCodec.maxEncodedSize(rawBytes: B)
+        let enc = UnsafeMutableRawBufferPointer.allocate(byteCount: encCap * blocks, alignment: 64)
+        defer { enc.deallocate() }
+        var plainBytes = 0, codecBytes = 0
+        var modes = [KVCodecMode](repeating: .raw, count: blocks), sizes = [Int](repeating: 0, count: blocks)
+        for b in 0 ..< blocks {
+            plainBytes += try plain.encode(UnsafeRawBufferPointer(rebasing: src[b * B ..< (b + 1) * B]),
+                                           into: UnsafeMutableRawBufferPointer(rebasing: enc[0 ..< encCap])).count
+        }
+        let compressNanos = try best {
+            codecBytes = 0
+            for b in 0 ..< blocks {
+                let (m, n) = try codec.encode(UnsafeRawBufferPointer(rebasing: src[b * B ..< (b + 1) * B]),
+                                              into: UnsafeMutableRawBufferPointer(rebasing: enc[b * encCap ..< (b + 1) * encCap]))
+                modes[b] = m; sizes[b] = n; codecBytes += n
+            }
+        }
+        let decompressNanos = try best {
+            for b in 0 ..< blocks {
+                let stored = modes[b] == .raw ? UnsafeRawBufferPointer(rebasing: src[b * B ..< (b + 1) * B])
+                                              : UnsafeRawBufferPointer(rebasing: enc[b * encCap ..< b * encCap + sizes[b]])
+                try codec.decode(stored, mode: modes[b], into: UnsafeMutableRawBufferPointer(rebasing: dst[b * B ..< (b + 1) * B]))
+            }
+        }
+        guard memcmp(src.baseAddress!, dst.baseAddress!, total) == 0 else { throw CLIError("codec round trip differs") }
+        let compressCPU = try bestCPU {
+            for b in 0 ..< blocks {
+                _ = try codec.encode(UnsafeRawBufferPointer(rebasing: src[b * B ..< (b + 1) * B]),
+                                     into: UnsafeMutableRawBufferPointer(rebasing: enc[b * encCap ..< (b + 1) * encCap]))
+            }
+        }
+        let decompressCPU = try bestCPU {
+            for b in 0 ..< blocks {
+                let stored = modes[b] == .raw ? UnsafeRawBufferPointer(rebasing: src[b * B ..< (b + 1) * B])
+                                              : UnsafeRawBufferPointer(rebasing: enc[b * encCap ..< b * encCap + sizes[b]])
+                try codec.decode(stored, mode: modes[b], into: UnsafeMutableRawBufferPointer(rebasing: dst[b * B ..< (b + 1) * B]))
+            }
+        }
+
+        // Disk tier: write every block (compressed, fsync at the end), drop the files from the page
+        // cache, then read them all back (cold, decompressed, checksums verified).
+        let dir = kvDir ?? NSTemporaryDirectory() + "kvcache-bench-\(getpid())-\(dtype)"
+        defer { if kvDir == nil { try? FileManager.default.removeItem(atPath: dir) } }
+        var writeNanos = UInt64.max, readNanos = UInt64.max
+        for r in 0 ..< repeats {
+            let sub = dir + "/run\(r)"
+            try? FileManager.default.removeItem(atPath: sub)
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let store = try DiskBlockStore(DiskStoreConfig(directory: sub, capacityBytes: 2 * total + (64 << 20), layout: layout))
+            let t0 = TierClock.now
+            for b in 0 ..< blocks {
+                guard store.put(keys[b], bytes: UnsafeRawBufferPointer(rebasing: src[b * B ..< (b + 1) * B])) == .stored else {
+                    throw CLIError("disk write failed: \(store.statistics)")
+                }
+            }
+            store.close()   // fsync
+            writeNanos = min(writeNanos, TierClock.now - t0)
+            Self.dropFromPageCache(directory: sub)
+            let t1 = TierClock.now
+            for b in 0 ..< blocks {
+                guard store.read(keys[b], into: UnsafeMutableRawBufferPointer(rebasing: dst[b * B ..< (b + 1) * B])) == .hit else {
+                    throw CLIError("disk read failed")
+                }
+            }
+            readNanos = min(readNanos, TierClock.now - t1)
+            guard memcmp(src.baseAddress!, dst.baseAddress!, total) == 0 else { throw CLIError("disk round trip differs") }
+            if kvDir == nil || r < repeats - 1 { try? FileManager.default.removeItem(atPath: sub) }
+        }
+
+        let diskBW = Self.gbps(total, readNanos) * 1e9
+        let hostBW = Self.gbps(total, l2ToL1) * 1e9
+        let adm = TierAdmission(recomputeSecondsPerToken: TierAdmission.llama3_8B_H100SecondsPerToken,
+                                hostBytesPerSecond: hostBW, diskBytesPerSecond: diskBW)
+        var r: [String: Any] = [
+            "dtype": dtype.rawValue,
+            "block_bytes": B,
+            "memcpy_gbps": Self.gbps(total, memcpyNanos),
+            "l1_to_l2_gbps": Self.gbps(total, l1ToL2),
+            "l2_to_l1_gbps": Self.gbps(total, l2ToL1),
+            "disk_write_gbps": Self.gbps(total, writeNanos),
+            "disk_read_gbps": Self.gbps(total, readNanos),
+            "zstd_ratio_plain": Double(total) / Double(plainBytes),
+            "zstd_ratio_codec": Double(total) / Double(codecBytes),
+            "codec_compress_gbps": Self.gbps(total, compressNanos),
+            "codec_decompress_gbps": Self.gbps(total, decompressNanos),
+            "codec_compress_gbps_per_cpu_second": Self.gbps(total, compressCPU),
+            "codec_decompress_gbps_per_cpu_second": Self.gbps(total, decompressCPU),
+            "recompute_ms_per_block_llama3_8b_h100": TierAdmission.llama3_8B_H100SecondsPerToken * Double(layout.blockTokens) * 1e3,
+            "host_load_ms_per_block": adm.loadSeconds(tier: .host, bytes: B) * 1e3,
+            "disk_load_ms_per_block": adm.loadSeconds(tier: .disk, bytes: B) * 1e3,
+            "disk_tier_used_llama3_8b_h100": adm.worthLoading(tier: .disk, layout: layout),
+            "host_tier_used_llama3_8b_h100": adm.worthLoading(tier: .host, layout: layout),
+        ]
+        if let p = placement {
+            r["host_numa_node"] = p.verifiedNode ?? -1
+            r["host_numa_verified"] = p.bindingVerified
+            r["host_mlocked"] = p.locked
+            r["host_placement_note"] = p.fallbackReason ?? ""
+        }
+        return r
+    }
+
+    /// Asks the kernel to drop the directory's files from the page cache (`posix_fadvise(DONTNEED)`
+    /// after they were fsynced), so the read measurement hits the disk.
+    static func dropFromPageCache(directory: String) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
+        for n in names where n.hasSuffix(".kvlog") {
+            let fd = open(directory + "/" + n, O_RDONLY)
+            guard fd >= 0 else { continue }
+            _ = fdatasync(fd)
+            _ = posix_fadvise(fd, 0, 0, Int32(POSIX_FADV_DONTNEED))
+            close(fd)
+        }
+    }
+}

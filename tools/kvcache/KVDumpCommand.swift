@@ -1,0 +1,68 @@
+import ArgumentParser
+import Foundation
+import KVCache
+import KVReferenceEngine
+
+/// `kvcache kv-dump`: computes a prompt's real KV with the reference engine and writes its blocks, one
+/// file per block, plus a manifest describing the layout (input for the tier and codec benchmarks).
+struct KVDumpCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kv-dump",
+        abstract: "Write the real KV blocks of a prompt (SmolLM2-135M) to a directory, with a manifest.")
+
+    @Option(help: "Path to the GGUF model file.") var model: String?
+    @Option(name: .customLong("prompt-file"), help: "Text file whose contents are the prompt.") var promptFile: String
+    @Option(help: "Output directory (created if needed).") var out: String
+    @Flag(help: "Wrap the prompt in the ChatML template as a user turn.") var chat = false
+    @Option(help: "Element type of the written blocks: f16 or f32.") var dtype: String = "f16"
+    @Option(name: .customLong("block-tokens"), help: "Tokens per KV block.") var blockTokens = 16
+    @Option(name: .customLong("max-tokens"), help: "Use at most this many prompt tokens.") var maxTokens = 4096
+    @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
+    @Flag(help: "Print the manifest as one JSON object on stdout.") var json = false
+
+    func validate() throws {
+        guard KVDump.DType(rawValue: dtype) != nil else { throw ValidationError("--dtype must be f16 or f32") }
+        guard blockTokens >= 1, maxTokens >= 1 else { throw ValidationError("--block-tokens and --max-tokens must be >= 1") }
+    }
+
+    func run() throws {
+        guard let path = ModelLocator.resolve(explicit: model, roots: [FileManager.default.currentDirectoryPath]) else {
+            throw CLIError("no model: pass --model PATH or set \(ModelLocator.environmentVariable)")
+        }
+        guard let data = FileManager.default.contents(atPath: promptFile) else {
+            throw CLIError("cannot read prompt file \(promptFile)")
+        }
+        if let threads { BLASThreads.set(threads) }
+        let loaded: LoadedModel
+        do { loaded = try LoadedModel(path: path) } catch { throw CLIError(error.description) }
+        let text = String(decoding: data, as: UTF8.self)
+        var ids = loaded.tokenizer.encode(chat ? ChatTemplate.render(user: text) : text)
+        guard !ids.isEmpty else { throw CLIError("the prompt file has no tokens") }
+        if ids.count > maxTokens { ids.removeLast(ids.count - maxTokens) }
+        let blocks = (ids.count + blockTokens - 1) / blockTokens
+        let manifest: KVDump.Manifest
+        do {
+            let engine = try ReferenceEngine(model: loaded.model, tokenizer: loaded.tokenizer,
+                                             blockTokens: blockTokens, capacityBlocks: blocks)
+            let id = engine.makeSequenceID()
+            let clock = ContinuousClock()
+            let t0 = clock.now
+            try engine.start(id, prompt: ids)
+            note(String(format: "computed %d tokens in %.2f s", ids.count, (clock.now - t0).engineSeconds))
+            let table = try engine.cache.blockTable(id)
+            manifest = try KVDump.write(pool: engine.pool, blockTable: table, tokens: ids.count,
+                                        model: (path as NSString).lastPathComponent,
+                                        dtype: KVDump.DType(rawValue: dtype)!, to: URL(fileURLWithPath: out))
+        } catch let error as EngineError {
+            throw CLIError(error.description)
+        } catch {
+            throw CLIError("kv-dump failed: \(error)")
+        }
+        note("wrote \(manifest.blocks.count) blocks of \(manifest.bytesPerBlock) bytes (\(dtype)) and manifest.json to \(out)")
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(manifest), as: UTF8.self))
+        }
+    }
+}
