@@ -23,7 +23,7 @@ func syntheticTrace(_ n: Int, seed: UInt64) -> [TraceRequest] {
     @Test(arguments: ReservationPolicy.allCases)
     func everyRequestCompletes(policy: ReservationPolicy) throws {
         let trace = syntheticTrace(300, seed: 9)
-        let report = try ModelledEngine(config: config(policy)).run(trace, predictor: RecentLengthPredictor())
+        let report = try ModelledEngine(config: config(policy)).run(trace, predictor: HistoryLengthPredictor())
         #expect(report.requests == 300 && report.rejected == 0)
         #expect(report.outputTokens == trace.reduce(0) { $0 + min($1.outputTokens, 1024) })
         #expect(report.makespan > 0 && report.ttftP50 <= report.ttftP99 && report.kvUtilizationMean <= 1)
@@ -35,8 +35,8 @@ func syntheticTrace(_ n: Int, seed: UInt64) -> [TraceRequest] {
         let trace = syntheticTrace(150, seed: 4)
         var slow = config(policy)
         slow.fastForward = false
-        let a = try ModelledEngine(config: config(policy)).run(trace, predictor: RecentLengthPredictor())
-        let b = try ModelledEngine(config: slow).run(trace, predictor: RecentLengthPredictor())
+        let a = try ModelledEngine(config: config(policy)).run(trace, predictor: HistoryLengthPredictor())
+        let b = try ModelledEngine(config: slow).run(trace, predictor: HistoryLengthPredictor())
         #expect(a.outputTokens == b.outputTokens && a.preemptions == b.preemptions)
         #expect(a.preemptedTokens == b.preemptedTokens && a.steps == b.steps)
         #expect(abs(a.makespan - b.makespan) < 1e-6 * a.makespan)
@@ -48,7 +48,7 @@ func syntheticTrace(_ n: Int, seed: UInt64) -> [TraceRequest] {
         let trace = syntheticTrace(400, seed: 17).map { r -> TraceRequest in var r = r; r.arrival = 0; return r }
         var results: [ReservationPolicy: ModelledRunReport] = [:]
         for p in ReservationPolicy.allCases {
-            results[p] = try ModelledEngine(config: config(p, kvGiB: 0.4)).run(trace, predictor: RecentLengthPredictor())
+            results[p] = try ModelledEngine(config: config(p, kvGiB: 0.4)).run(trace, predictor: HistoryLengthPredictor())
         }
         #expect(results[.worstCase]!.outputTokensPerSecond < results[.predicted]!.outputTokensPerSecond)
         #expect(results[.worstCase]!.meanRunning < results[.oracle]!.meanRunning)

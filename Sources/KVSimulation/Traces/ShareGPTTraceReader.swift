@@ -1,4 +1,5 @@
 import Foundation
+import KVScheduler
 
 /// Reads ShareGPT conversations (a JSON array, or JSONL with one conversation per line) as one request
 /// per assistant turn.
@@ -7,8 +8,8 @@ import Foundation
 /// user's message, each with `messageOverheadTokens` of chat-template tokens. Its output is the
 /// answer. The history is a shared prefix: the prompt's full blocks of `prefixBlockTokens` get hash ids
 /// derived from the conversation id and block index, so the next turn (whose prompt extends this one)
-/// hits them. Text becomes token counts through `tokenCount` (an approximation of a BPE tokenizer, see
-/// `TextTokenEstimate`). Arrivals are 0 (the trace has no times): the replay spreads them.
+/// hits them. Text becomes token counts through `tokenCount` (by default `ApproximateTokenCounter`, a
+/// tokenizer-free estimate of a byte-level BPE count, see its documentation for the measured error). Arrivals are 0 (the trace has no times): the replay spreads them.
 /// Messages from `system` join the history; a user message with no answer after it makes no request,
 /// and neither does an empty conversation (valid, just empty). Lines split at `\n` only: JSON strings
 /// may hold U+2028.
@@ -35,7 +36,7 @@ public enum ShareGPTTraceReader {
     }
 
     public static func parse(_ text: String, path: String, skipBadLines: Bool = false,
-                             tokenCount: (String) -> Int = TextTokenEstimate.count) throws(TraceError) -> LoadedTrace {
+                             tokenCount: (String) -> Int = ApproximateTokenCounter.count) throws(TraceError) -> LoadedTrace {
         var sink = BadLineSink(path: path, skip: skipBadLines)
         var requests: [TraceRequest] = []
         let decoder = JSONDecoder()
@@ -73,7 +74,7 @@ public enum ShareGPTTraceReader {
     static func append(_ conv: Conversation, ordinal: Int, to requests: inout [TraceRequest],
                        tokenCount: (String) -> Int) {
         let session = conv.id ?? "conversation-\(ordinal)"
-        let sessionHash = TextTokenEstimate.stableHash(session)
+        let sessionHash = SessionHash.stableHash(session)
         let messages = conv.messages
         var history = 0
         var i = 0
@@ -88,7 +89,7 @@ public enum ShareGPTTraceReader {
                 let blocks = prompt / prefixBlockTokens
                 var ids: [UInt64] = []
                 ids.reserveCapacity(blocks)
-                for b in 0..<blocks { ids.append(TextTokenEstimate.mix(sessionHash, UInt64(b))) }
+                for b in 0..<blocks { ids.append(SessionHash.mix(sessionHash, UInt64(b))) }
                 if output > 0 {
                     requests.append(TraceRequest(arrival: 0, inputTokens: prompt, outputTokens: output, hashIDs: ids,
                                                  hashBlockTokens: prefixBlockTokens, promptText: m.text, session: session))

@@ -1,4 +1,5 @@
 import Foundation
+import KVScheduler
 
 /// Reads a trace file in any supported format, chosen by `--format` or detected from its content.
 public enum TraceLoader {
@@ -40,14 +41,18 @@ public enum TraceLoader {
         return nil
     }
 
-    /// The file's text. Compressed files are refused with a clear reason.
+    /// The file's text, gunzipped when it starts with the gzip magic (`.jsonl.gz` traces).
     static func readText(path: String) throws(TraceError) -> String {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw .unreadable(path: path, reason: FileManager.default.fileExists(atPath: path) ? "not readable" : "no such file")
+        guard FileManager.default.fileExists(atPath: path) else { throw .unreadable(path: path, reason: "no such file") }
+        let bytes: [UInt8]
+        do { bytes = try CompressedFile.readAll(path: path) } catch {
+            switch error {
+            case let .cannotRead(_, reason), let .corruptCompressedData(_, reason):
+                throw .unreadable(path: path, reason: reason)
+            default:
+                throw .unreadable(path: path, reason: error.description)
+            }
         }
-        if data.count >= 2 && data[data.startIndex] == 0x1f && data[data.startIndex + 1] == 0x8b {
-            throw .unreadable(path: path, reason: "gzip-compressed; decompress it first (zcat)")
-        }
-        return String(decoding: data, as: UTF8.self)
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
