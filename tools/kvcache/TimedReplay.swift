@@ -35,10 +35,12 @@ struct TimedReplayOptions: ParsableArguments {
     var format: String?
     @Option(name: .customLong("swap-gib"), help: "Host memory for swapping preempted KV, GiB (0: recompute only).")
     var swapGiB = 0.0
-    @Option(help: "Quantile of the predicted output length to reserve.")
-    var reserveQuantile = 0.9
-    @Option(help: "A text length model from `kvcache predict train` (used for requests with prompt text); default: the history predictor, learning online.")
+    @Option(help: "Output-length predictor for predicted and spf: history (per template, prompt length and recent outputs) or text (needs --predictor-model).")
+    var predictor = "history"
+    @Option(help: "A text length model (`kvcache predict train --out`); implies --predictor text.")
     var predictorModel: String?
+    @Option(help: "Quantile of the predicted output distribution to reserve.")
+    var reserveQuantile = 0.9
     @Option(help: "Replay only the first N requests.")
     var limit: Int?
     @Option(help: "Seed for Poisson arrivals.")
@@ -47,20 +49,6 @@ struct TimedReplayOptions: ParsableArguments {
     var thinkTimeSeconds = 0.0
     @Flag(help: "Let conversation turns arrive at their own times, not after the previous turn finished.")
     var noSessionGating = false
-}
-
-/// The output-length predictor a timed run uses: the trained text model when one is given, else the
-/// per-template history predictor; either learns online from finished requests.
-func makePredictor(_ o: TimedReplayOptions) throws -> any OutputLengthPredictor {
-    guard let path = o.predictorModel else {
-        return HistoryLengthPredictor(config: HistoryPredictorConfig(reserveQuantile: o.reserveQuantile))
-    }
-    do {
-        let model = try TextLengthModelFile.load(from: path)
-        return TextLengthPredictor(model: model)
-    } catch {
-        throw CLIError("\(path): \(error)")
-    }
 }
 
 /// `kvcache replay --mode timed`: runs each named reservation policy through the modelled engine on
@@ -136,13 +124,32 @@ enum TimedReplay {
         base.sessionThinkSeconds = o.noSessionGating ? nil : o.thinkTimeSeconds
         guard base.capacityBlocks >= 1 else { throw CLIError("--kv-gib holds no KV block") }
 
+        // A fresh predictor per run (they learn online), from one loaded model.
+        var textModel: TextLengthModel? = nil
+        if let path = o.predictorModel {
+            do { textModel = try TextLengthModelFile.load(from: path) } catch { throw CLIError(error.description) }
+        } else if o.predictor.lowercased() == "text" {
+            throw CLIError("--predictor text needs --predictor-model FILE")
+        } else if o.predictor.lowercased() != "history" {
+            throw CLIError("unknown --predictor \(o.predictor) (history, text)")
+        }
+        guard o.reserveQuantile > 0, o.reserveQuantile < 1 else { throw CLIError("--reserve-quantile must be in (0, 1)") }
+        func makePredictor() -> any OutputLengthPredictor {
+            if let textModel {
+                let p = TextLengthPredictor(model: textModel)
+                p.reserveQuantile = o.reserveQuantile
+                return p
+            }
+            return HistoryLengthPredictor(config: HistoryPredictorConfig(reserveQuantile: o.reserveQuantile))
+        }
+
         var runs: [ModelledRunReport] = []
         var walls: [Double] = []
         for policy in policies {
             var config = base
             config.scheduler.reservation = policy
             let t0 = DispatchTime.now().uptimeNanoseconds
-            let predictor = try makePredictor(o)
+            let predictor = makePredictor()
             let report: ModelledRunReport
             do { report = try ModelledEngine(config: config).run(requests, predictor: predictor) } catch {
                 throw CLIError(error.description)
@@ -161,6 +168,8 @@ enum TimedReplay {
                 ("kv_gib", .double(kvBytes / 1_073_741_824)), ("capacity_blocks", .int(base.capacityBlocks)),
                 ("kv_block_tokens", .int(base.blockTokens)), ("kv_bytes_per_token", .int(model.kvBytesPerToken)),
                 ("max_tokens", .int(o.maxTokens)),
+                ("predictor", .string(textModel != nil ? "text" : "history")),
+                ("reserve_quantile", .double(o.reserveQuantile)),
                 ("rate_scale", .double(o.rateScale)),
                 ("arrival_rate", o.arrivalRate.map { .double($0) } ?? .null),
             ]

@@ -1,5 +1,5 @@
-import KVScheduler
 import Foundation
+import KVScheduler
 
 /// Reads ShareGPT conversations (a JSON array, or JSONL with one conversation per line) as one request
 /// per assistant turn.
@@ -8,8 +8,8 @@ import Foundation
 /// user's message, each with `messageOverheadTokens` of chat-template tokens. Its output is the
 /// answer. The history is a shared prefix: the prompt's full blocks of `prefixBlockTokens` get hash ids
 /// derived from the conversation id and block index, so the next turn (whose prompt extends this one)
-/// hits them. Text becomes token counts through `tokenCount` (an approximation of a BPE tokenizer, see
-/// `ApproximateTokenCounter`). Arrivals are 0 (the trace has no times): the replay spreads them.
+/// hits them. Text becomes token counts through `tokenCount` (by default `ApproximateTokenCounter`, a
+/// tokenizer-free estimate of a byte-level BPE count, see its documentation for the measured error). Arrivals are 0 (the trace has no times): the replay spreads them.
 /// Messages from `system` join the history; a user message with no answer after it makes no request,
 /// and neither does an empty conversation (valid, just empty). Lines split at `\n` only: JSON strings
 /// may hold U+2028.

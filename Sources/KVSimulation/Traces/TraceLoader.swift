@@ -41,13 +41,18 @@ public enum TraceLoader {
         return nil
     }
 
-    /// The file's text, inflated first when it is gzip or zlib compressed (system zlib).
+    /// The file's text, gunzipped when it starts with the gzip magic (`.jsonl.gz` traces).
     static func readText(path: String) throws(TraceError) -> String {
         guard FileManager.default.fileExists(atPath: path) else { throw .unreadable(path: path, reason: "no such file") }
-        do {
-            return String(decoding: try CompressedFile.readAll(path: path), as: UTF8.self)
-        } catch {
-            throw .unreadable(path: path, reason: error.description)
+        let bytes: [UInt8]
+        do { bytes = try CompressedFile.readAll(path: path) } catch {
+            switch error {
+            case let .cannotRead(_, reason), let .corruptCompressedData(_, reason):
+                throw .unreadable(path: path, reason: reason)
+            default:
+                throw .unreadable(path: path, reason: error.description)
+            }
         }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
