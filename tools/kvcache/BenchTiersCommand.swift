@@ -23,6 +23,12 @@ struct BenchTiersCommand: ParsableCommand {
     }
 
     func run() throws {
+        // Real KV first: a bad --kv-dir fails before the minute of synthetic measurements.
+        var realKV: [String: Any]?
+        if let kvDir {
+            note("bench tiers: real KV from \(kvDir) ...")
+            realKV = try measureRealKV(directory: kvDir)
+        }
         var perDType: [String: [String: Any]] = [:]
         for dtype in [KVDType.fp16, .bf16] {
             note("bench tiers: \(dtype) ...")
@@ -36,10 +42,7 @@ struct BenchTiersCommand: ParsableCommand {
         if let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8),
            let first = text.split(separator: " ").first, let l = Double(first) { report["loadavg_1m"] = l }
         report["cpus"] = ProcessInfo.processInfo.activeProcessorCount
-        if let kvDir {
-            note("bench tiers: real KV from \(kvDir) ...")
-            report["real_kv"] = try measureRealKV(directory: kvDir)
-        }
+        if let realKV { report["real_kv"] = realKV }
         for d in ["fp16", "bf16"] {
             let r = perDType[d]!
             func f(_ k: String) -> Double { r[k] as? Double ?? 0 }
@@ -259,6 +262,9 @@ struct BenchTiersCommand: ParsableCommand {
     /// zeroed slots would flatter the ratio (unless no block is full).
     private func measureRealKV(directory: String) throws -> [String: Any] {
         let url = URL(fileURLWithPath: directory)
+        guard FileManager.default.fileExists(atPath: url.appendingPathComponent("manifest.json").path) else {
+            throw CLIError("\(directory) has no manifest.json (write one with kvcache kv-dump)")
+        }
         let m: KVDump.Manifest
         do { m = try KVDump.readManifest(in: url) } catch { throw CLIError("cannot read \(directory)/manifest.json: \(error)") }
         guard m.format == "kvcache-kv-dump-v1" else { throw CLIError("unknown KV dump format \(m.format)") }
@@ -292,6 +298,19 @@ struct BenchTiersCommand: ParsableCommand {
             }
         }
         var r = try measureCodec(UnsafeRawBufferPointer(src), blockBytes: B, layout: layout)
+        if m.dtype == .f32 {
+            // As the reference engine's disk tier stores its fp32 pool: each fp32 value as two 16-bit words.
+            let words = try KVLayout(layers: m.layers, kvHeads: m.kvHeads, headDim: 2 * m.headDim, dtype: .fp16,
+                                     blockTokens: m.blockTokens)
+            let raw = UnsafeMutableRawBufferPointer.allocate(byteCount: words.bytesPerBlock * chosen.count, alignment: 4096)
+            defer { raw.deallocate() }
+            for (i, block) in chosen.enumerated() {
+                let data = FileManager.default.contents(atPath: url.appendingPathComponent(block.file).path) ?? Data()
+                guard data.count == words.bytesPerBlock else { throw CLIError("\(block.file) changed while reading") }
+                data.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: raw[i * words.bytesPerBlock ..< (i + 1) * words.bytesPerBlock]).copyMemory(from: $0) }
+            }
+            r["engine_fp32_words"] = try measureCodec(UnsafeRawBufferPointer(raw), blockBytes: words.bytesPerBlock, layout: words)
+        }
         r["dtype"] = "fp16"
         r["source_dtype"] = m.dtype.rawValue
         r["model"] = m.model
