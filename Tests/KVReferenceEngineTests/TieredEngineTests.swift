@@ -6,10 +6,13 @@ import Testing
 
 /// The engine's fp32 KV blocks spilled by the real `KVTierManager` to host memory or to disk (the zstd
 /// byte-plane codec, real segment files) and loaded back into fresh pool blocks give the same logits,
-/// bit for bit, and the same greedy continuation as a run that computed them.
+/// bit for bit, and the same greedy continuation as a run that computed them. Damaged disk records are
+/// never served: the engine computes those blocks, with the same result.
 @Suite("engine over host and disk tiers", .enabled(if: TestModel.isAvailable, TestModel.missingMessage))
 struct TieredEngineTests {
-    enum Spill: String, CaseIterable, Sendable { case host, disk }
+    /// Where the evicted blocks go; `damagedDisk` flips bytes in the disk segments before the reload, so
+    /// every load must fail its checksum and the engine must compute the blocks instead.
+    enum Spill: String, CaseIterable, Sendable { case host, disk, damagedDisk }
 
     static let blockTokens = 16
     static let promptTokens = 40          // two full blocks and a partial one
@@ -55,7 +58,7 @@ struct TieredEngineTests {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("kv-tiered-engine-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
         var config = TierConfig(layout: memory.layout, hostBlocks: spill == .host ? 8 : 0)
-        if spill == .disk {
+        if spill != .host {
             config.disk = DiskStoreConfig(directory: dir.path, capacityBytes: 64 << 20, layout: memory.layout)
         }
         config.admission = TierAdmission(recomputeSecondsPerToken: nil)   // always store and load
@@ -80,22 +83,42 @@ struct TieredEngineTests {
         #expect(engine.cache.matchLength(keys) == 0, "the first prompt's blocks must have left the pool")
         let tier: Tier = spill == .host ? .host : .disk
         for k in keys { #expect(tiers.location(of: k) == tier) }
+        if spill == .damagedDisk {
+            // One flipped byte every 4 KiB past the first record's header: every record's payload is hit.
+            for name in try FileManager.default.contentsOfDirectory(atPath: dir.path) where name.hasSuffix(".kvlog") {
+                // In place (the store keeps the file open): read, flip, write back at the same offsets.
+                let file = try #require(FileHandle(forUpdatingAtPath: dir.appendingPathComponent(name).path))
+                defer { try? file.close() }
+                var bytes = try file.readToEnd() ?? Data()
+                for i in stride(from: 100, to: bytes.count, by: 4096) { bytes[i] ^= 0x5A }
+                try file.seek(toOffset: 0)
+                try file.write(contentsOf: bytes)
+            }
+        }
 
         // The same prompt again: both blocks come from the tier into fresh pool blocks, the rest is computed.
         let second = try engine.generate(prompt: prompt, maxTokens: Self.newTokens)
-        #expect(second.cachedPromptTokens == 2 * B)
         var expected = TierLoad()
-        if spill == .host { expected.hostBlocks = 2 } else { expected.diskBlocks = 2 }
-        expected.tokens = 2 * B
+        switch spill {
+        case .host: expected.hostBlocks = 2; expected.tokens = 2 * B
+        case .disk: expected.diskBlocks = 2; expected.tokens = 2 * B
+        case .damagedDisk: expected.failedBlocks = 2
+        }
         #expect(engine.lastTierLoad == expected)
+        #expect(second.cachedPromptTokens == expected.tokens)
         #expect(Self.bitDifferences(second.promptLogits, reference.promptLogits) == 0)
         #expect(second.tokens == reference.tokens)
 
         let stats = tiers.statistics
-        if spill == .host {
+        switch spill {
+        case .host:
             #expect(stats.host.loadedBlocks == 2)
             #expect(stats.disk.loadedBlocks == 0)
-        } else {
+        case .damagedDisk:
+            // Nothing damaged was served: the reads failed their checks and the blocks were computed.
+            #expect(stats.disk.loadedBlocks == 0 && stats.disk.failedLoads >= 1)
+            #expect((stats.diskStore?.corruptReads ?? 0) >= 1)
+        case .disk:
             #expect(stats.host.capacity == 0)
             #expect(stats.disk.loadedBlocks == 2)
             // The blocks really went through the codec and the segment files: compressed, not raw.
