@@ -1,4 +1,5 @@
 import KVCache
+import KVTiers
 
 /// A CPU inference engine for a llama model whose KV lives in `KVCacheManager`'s paged blocks.
 ///
@@ -23,6 +24,10 @@ public final class ReferenceEngine {
     /// Prompts are computed in chunks of at most this many tokens, which bounds the attention scratch
     /// (O(chunk x context) instead of O(prompt²)) and skips most of the causally masked scores.
     public let prefillChunkTokens: Int
+    /// Host and disk tiers below the pool (see `attachTiers`), or nil.
+    public internal(set) var tiers: KVTierManager?
+    /// Where the last `start`'s prompt blocks loaded from the tiers came from.
+    public internal(set) var lastTierLoad = TierLoad()
 
     /// - Parameters:
     ///   - capacityBlocks: blocks in the KV pool (each `blockTokens` tokens of every layer's K and V).
@@ -57,7 +62,9 @@ public final class ReferenceEngine {
 
     /// Registers `prompt` as sequence `id`, reuses its longest cached prefix and computes the rest;
     /// `lastLogits` then holds the next-token logits. O(uncached tokens x model).
-    /// - Returns: prompt tokens taken from the cache (not computed).
+    /// With tiers attached, the prompt blocks found in host memory or on disk after the pool's own prefix
+    /// are loaded into the sequence's new blocks instead of being computed (`lastTierLoad`).
+    /// - Returns: prompt tokens taken from the cache or the tiers (not computed).
     @discardableResult
     public func start(_ id: SequenceID, prompt: [UInt32], salt: String = "") throws(EngineError) -> Int {
         guard !prompt.isEmpty else { throw .emptyInput }
@@ -68,19 +75,23 @@ public final class ReferenceEngine {
             throw .contextOverflow(tokens: prompt.count, limit: model.config.contextLength)
         }
         do { try cache.addSequence(id, prompt: prompt, salt: salt) } catch { throw .cache("\(error)") }
+        lastTierLoad = TierLoad()
         do throws(EngineError) {
             do { _ = try cache.lookup(id) } catch { throw EngineError.cache("\(error)") }
             // Pin the cached prefix first: what is still cached now is what need not be computed.
             try allocate(id, newTokens: 0)
             let cached = try computed(id)
+            let tierPlan = tiers.map { lookupTiers($0, prompt: prompt, salt: salt, deviceTokens: cached) }
             try allocate(id, newTokens: prompt.count - cached)
             var done = cached
+            if let tierPlan { done += try loadFromTiers(id, plan: tierPlan) }
             while done < prompt.count {
                 let end = min(prompt.count, done + prefillChunkTokens)
                 try compute(id, tokens: Array(prompt[done ..< end]), startPosition: done, mode: .prefill)
                 done = end
             }
-            return cached
+            if let tierPlan { try noteStoredInTiers(id, keys: tierPlan.keys) }
+            return cached + lastTierLoad.tokens
         } catch {
             try? cache.free(id)
             throw error
@@ -239,6 +250,8 @@ public final class ReferenceEngine {
         if case let .insufficientBlocks(needed, available) = outcome {
             throw .poolExhausted(needed: needed, available: available)
         }
+        // Blocks just evicted may still be copying down to the tiers: they are written only after that.
+        tiers?.waitForEvictionCopies()
         copies.removeAll(keepingCapacity: true)
         cache.drainCopies(into: &copies)
         for c in copies { pool.copyBlock(from: c.src, to: c.dst) }
