@@ -58,7 +58,7 @@ let package = Package(
         .testTarget(name: "KVSchedulerTests", dependencies: ["KVScheduler"]),
         .testTarget(name: "KVSimulationTests", dependencies: ["KVSimulation"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "KVReferenceEngineTests", dependencies: ["KVReferenceEngine"],
+        .testTarget(name: "KVReferenceEngineTests", dependencies: ["KVReferenceEngine", "KVTiers"],
                     resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v6]
