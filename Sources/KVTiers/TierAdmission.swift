@@ -31,9 +31,6 @@ public struct TierAdmission: Sendable {
         self.diskBytesPerSecond = diskBytesPerSecond
     }
 
-    /// Prefill time per token of Llama-3-8B on one H100 SXM: 2 x 8.03e9 FLOPs per token at 989 TFLOP/s
-    /// dense BF16 and 50 % utilisation (about 32 microseconds; attention over short contexts ignored).
-    public static let llama3_8B_H100SecondsPerToken = 2 * 8.03e9 / (989e12 * 0.5)
 
     /// Seeds the estimates from a start-up measurement: host copy speed, and disk = device read then
     /// decompression (the two in sequence: 1/bw = 1/read + 1/decode).

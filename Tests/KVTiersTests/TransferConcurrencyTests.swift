@@ -194,7 +194,8 @@ struct TransferConcurrencyTests {
         let dir = TempDirectory()
         let big = KVLayout.llama3_8B(dtype: .fp16)
         #expect(big.bytesPerBlock == 2 << 20)
-        var adm = TierAdmission(recomputeSecondsPerToken: TierAdmission.llama3_8B_H100SecondsPerToken,
+        // Llama-3-8B prefill on an H100: 2 x 8.03e9 FLOPs per token at 989 TFLOP/s and 50% utilisation.
+        var adm = TierAdmission(recomputeSecondsPerToken: 2 * 8.03e9 / (989e12 * 0.5),
                                 hostBytesPerSecond: 25e9, diskBytesPerSecond: 1.6e9)
         // 16 tokens x 32 us = 0.52 ms to recompute; host 2 MiB at 25 GB/s = 0.09 ms; disk ~1.5 ms.
         #expect(adm.worthLoading(tier: .host, layout: big))

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KVCache
 import KVReferenceEngine
+import KVSimulation
 import KVTiers
 
 /// `kvcache bench tiers`: measures the tier data path on KV-like data (normal values with per-channel
@@ -180,7 +181,9 @@ struct BenchTiersCommand: ParsableCommand {
 
         let diskBW = Self.gbps(total, readNanos) * 1e9
         let hostBW = Self.gbps(total, l2ToL1) * 1e9
-        let adm = TierAdmission(recomputeSecondsPerToken: TierAdmission.llama3_8B_H100SecondsPerToken,
+        let recompute = RooflineCostModel(model: ModelSpec.preset(named: "llama3-8b")!,
+                                          hardware: HardwareSpec.preset(named: "h100")!).prefillSecondsPerToken()
+        let adm = TierAdmission(recomputeSecondsPerToken: recompute,
                                 hostBytesPerSecond: hostBW, diskBytesPerSecond: diskBW)
         var r: [String: Any] = [
             "dtype": dtype.rawValue,
@@ -190,7 +193,7 @@ struct BenchTiersCommand: ParsableCommand {
             "l2_to_l1_gbps": Self.gbps(total, l2ToL1),
             "disk_write_gbps": Self.gbps(total, writeNanos),
             "disk_read_gbps": Self.gbps(total, readNanos),
-            "recompute_ms_per_block_llama3_8b_h100": TierAdmission.llama3_8B_H100SecondsPerToken * Double(layout.blockTokens) * 1e3,
+            "recompute_ms_per_block_llama3_8b_h100": recompute * Double(layout.blockTokens) * 1e3,
             "host_load_ms_per_block": adm.loadSeconds(tier: .host, bytes: B) * 1e3,
             "disk_load_ms_per_block": adm.loadSeconds(tier: .disk, bytes: B) * 1e3,
             "disk_tier_used_llama3_8b_h100": adm.worthLoading(tier: .disk, layout: layout),

@@ -47,6 +47,14 @@ public struct RooflineCostModel: Sendable {
         max(0, hardware.memoryBytes * utilization * Double(model.tensorParallel) - model.weightBytes)
     }
 
+    /// Modelled seconds to recompute one prompt token, as part of a `chunk`-token prefill after
+    /// `contextBefore` cached tokens: what a lower tier's load must beat (`TierAdmission`). O(1).
+    public func prefillSecondsPerToken(chunk: Int = 512, contextBefore: Int = 0) -> Double {
+        var work = StepWork()
+        work.addPrefill(tokens: chunk, contextBefore: contextBefore)
+        return stepSeconds(work) / Double(chunk)
+    }
+
     /// The modelled duration of `work` in seconds; 0 for an empty step. O(1).
     public func stepSeconds(_ work: StepWork) -> Double {
         if work.isEmpty { return 0 }
