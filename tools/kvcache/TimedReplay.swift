@@ -159,7 +159,7 @@ enum TimedReplay {
                 do { plain = try ModelledEngine(config: config).run(requests, predictor: plainPredictor) } catch {
                     throw CLIError(error.description)
                 }
-                report.withoutTiers = (plain.ttftP50, plain.ttftP99)
+                report.withoutTiers = (plain.ttftP50, plain.ttftP99, plain.prefillTokens)
             }
             walls.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
             runs.append(report)
@@ -224,6 +224,7 @@ enum TimedReplayTable {
                 ("host tier loads pay", { $0.hostTier.map { $0.loadsPay ? "yes" : "no" } ?? "-" }),
                 ("TTFT p50 s without tiers (modelled)", { $0.withoutTiers.map { f($0.ttftP50, 3) } ?? "-" }),
                 ("TTFT p99 s without tiers (modelled)", { $0.withoutTiers.map { f($0.ttftP99, 3) } ?? "-" }),
+                ("prefill tokens computed without tiers", { $0.withoutTiers.map { "\($0.prefillTokens)" } ?? "-" }),
             ]
         }
         let labelWidth = rows.map(\.0.count).max()! + 2

@@ -35,7 +35,7 @@ public struct ModelledRunReport: Sendable {
     /// The host prefix tier's figures; nil when the run had none.
     public var hostTier: HostTierRunReport? = nil
     /// The same run without the host tier, for comparison (set by the caller that ran both).
-    public var withoutTiers: (ttftP50: Double, ttftP99: Double)? = nil
+    public var withoutTiers: (ttftP50: Double, ttftP99: Double, prefillTokens: Int)? = nil
 
     /// The JSON object of this run (keys as `kvcache replay --mode timed --json` prints them).
     public var jsonFields: [(String, JSONValue)] {
@@ -63,7 +63,8 @@ public struct ModelledRunReport: Sendable {
             ("host_tier_held_blocks", .int(t.heldBlocks)),
         ]
         if let w = withoutTiers {
-            f += [("ttft_p50_s_without_tiers", .double(w.ttftP50)), ("ttft_p99_s_without_tiers", .double(w.ttftP99))]
+            f += [("ttft_p50_s_without_tiers", .double(w.ttftP50)), ("ttft_p99_s_without_tiers", .double(w.ttftP99)),
+                  ("prefill_tokens_without_tiers", .int(w.prefillTokens))]
         }
         return f
     }
