@@ -37,6 +37,9 @@ public final class Scheduler {
     public var predictor: (any OutputLengthPredictor)?
     /// Host room for swapping preempted requests' KV; nil preempts by recompute only.
     public var swapSpace: (any SwapSpace)?
+    /// A lower tier that supplies prompt blocks missing from the device cache at admission; nil
+    /// recomputes every miss.
+    public var prefixLoadSource: (any PrefixLoadSource)?
 
     @exclusivity(unchecked)
     public private(set) var stats = SchedulerStats()
@@ -610,14 +613,16 @@ public final class Scheduler {
             }
             var cached = 0
             var swapIn = 0
+            var loadable = 0
             if e.swappedTokens > 0 {
                 swapIn = e.swappedTokens
             } else {
                 cached = try cache.lookup(e.id).cachedTokens
+                loadable = loadablePrefixTokens(slot, cached: cached)
             }
             own -= cached
             if checkProjection && !projectionFits(remaining: projectedRemaining, own: own) { return false }
-            let restored = max(cached, swapIn)
+            var restored = max(cached + loadable, swapIn)
             let chunk = min(e.contextTarget - restored, budget)
             let first = restored - cached + chunk
             let lookahead: Int
@@ -638,6 +643,7 @@ public final class Scheduler {
                 swapSpace?.release(e.id)
                 e.swappedTokens = 0
             }
+            if loadable > 0 { restored = try loadPrefix(slot, cached: cached, tokens: loadable) }
             e.computed = restored
             e.hitTokens = cached
             e.slotTokens = roundUp(cached + first + lookahead, bt)
@@ -657,6 +663,33 @@ public final class Scheduler {
             addPrefill(slot, chunk: chunk)
         }
         return true
+    }
+
+    /// Prompt tokens after the device hit `cached` that `prefixLoadSource` can supply (whole blocks;
+    /// the last prompt token is always computed). O(loadable blocks).
+    private func loadablePrefixTokens(_ slot: Int32, cached: Int) -> Int {
+        guard let source = prefixLoadSource, case let .keys(keys, _) = cold[Int(slot)].prompt else { return 0 }
+        let bt = cache.blockTokens
+        let start = cached / bt
+        let limit = min(keys.count, (entries[Int(slot)].promptTokens - 1) / bt)
+        guard limit > start else { return 0 }
+        return source.loadableBlocks(keys, from: start, maxBlocks: limit - start) * bt
+    }
+
+    /// Loads up to `tokens` prompt tokens after the device hit from `prefixLoadSource` into the blocks
+    /// just allocated, commits them and lists them in the plan; returns the tokens now computed.
+    private func loadPrefix(_ slot: Int32, cached: Int, tokens: Int) throws(KVCacheError) -> Int {
+        guard let source = prefixLoadSource, case let .keys(keys, _) = cold[Int(slot)].prompt else { return cached }
+        let bt = cache.blockTokens
+        let id = entries[Int(slot)].id
+        let start = cached / bt
+        let got = source.load(keys, from: start, count: tokens / bt)
+        guard got > 0 else { return cached }
+        try cache.commit(id, computedTokens: got * bt)
+        let table = try cache.blockTable(id)
+        plan.prefixLoads.append(.init(id: id, blocks: Array(table[start ..< start + got]), tokens: got * bt))
+        stats.prefixLoadedTokens += got * bt
+        return cached + got * bt
     }
 
     // MARK: - Projected admission

@@ -49,6 +49,9 @@ public struct StepPlan: Sendable {
     public internal(set) var preemptions: [Preemption] = []
     public internal(set) var swapOuts: [SwapTransfer] = []
     public internal(set) var swapIns: [SwapTransfer] = []
+    /// Prompt blocks loaded from a lower tier (`Scheduler.prefixLoadSource`) into the listed device
+    /// blocks before the step; their tokens count as computed.
+    public internal(set) var prefixLoads: [SwapTransfer] = []
     /// The requests that sample a token this step, in the order `Scheduler.complete` expects its stop
     /// flags: every sampling prefill in `prefills` order, then every decode in `decodes` order.
     public internal(set) var samplerCount: Int = 0
@@ -67,7 +70,9 @@ public struct StepPlan: Sendable {
     }
 
     /// True when the step has nothing to run.
-    public var isEmpty: Bool { prefills.isEmpty && decodes.isEmpty && swapOuts.isEmpty && swapIns.isEmpty }
+    public var isEmpty: Bool {
+        prefills.isEmpty && decodes.isEmpty && swapOuts.isEmpty && swapIns.isEmpty && prefixLoads.isEmpty
+    }
 
     mutating func reset() {
         prefills.removeAll(keepingCapacity: true)
@@ -75,6 +80,7 @@ public struct StepPlan: Sendable {
         preemptions.removeAll(keepingCapacity: true)
         swapOuts.removeAll(keepingCapacity: true)
         swapIns.removeAll(keepingCapacity: true)
+        prefixLoads.removeAll(keepingCapacity: true)
         prefillSlots.removeAll(keepingCapacity: true)
         decodeSlots.removeAll(keepingCapacity: true)
         samplerCount = 0
@@ -94,6 +100,8 @@ public struct SchedulerStats: Sendable, Equatable {
     public var swappedOutTokens = 0
     /// Prompt tokens served from the prefix cache at admission.
     public var prefixHitTokens = 0
+    /// Prompt tokens loaded from a lower tier at admission (see `PrefixLoadSource`), not recomputed.
+    public var prefixLoadedTokens = 0
     /// Times a request outgrew its reservation and was extended from free blocks.
     public var extensions = 0
     public var steps = 0

@@ -35,6 +35,8 @@ struct TimedReplayOptions: ParsableArguments {
     var format: String?
     @Option(name: .customLong("swap-gib"), help: "Host memory for swapping preempted KV, GiB (0: recompute only).")
     var swapGiB = 0.0
+    @Option(name: .customLong("cpu-gib"), help: "Host memory for a prefix tier under the GPU KV cache, GiB (0: off). Evicted prompt blocks are kept there (keys only: modelled, no bytes move) and loaded over the host link instead of recomputed when that is faster on the cost model; each policy also runs without it for comparison.")
+    var cpuGiB = 0.0
     @Option(help: "Output-length predictor for predicted and spf: history (per template, prompt length and recent outputs) or text (needs --predictor-model).")
     var predictor = "history"
     @Option(help: "A text length model (`kvcache predict train --out`); implies --predictor text.")
@@ -116,6 +118,8 @@ enum TimedReplay {
         base.blockTokens = o.kvBlockTokens
         base.maxTokens = o.maxTokens
         base.swapBytes = o.swapGiB * 1_073_741_824
+        guard o.cpuGiB >= 0, o.cpuGiB.isFinite, o.swapGiB >= 0 else { throw CLIError("--cpu-gib and --swap-gib must not be negative") }
+        base.hostTierBytes = o.cpuGiB * 1_073_741_824
         base.scheduler.maxRunningSequences = o.maxRunning
         base.scheduler.maxBatchedTokens = o.maxBatchedTokens
         base.scheduler.defaultMaxTokens = o.maxTokens
@@ -150,9 +154,19 @@ enum TimedReplay {
             config.scheduler.reservation = policy
             let t0 = DispatchTime.now().uptimeNanoseconds
             let predictor = makePredictor()
-            let report: ModelledRunReport
+            var report: ModelledRunReport
             do { report = try ModelledEngine(config: config).run(requests, predictor: predictor) } catch {
                 throw CLIError(error.description)
+            }
+            if config.hostTierBytes > 0 {
+                // The same policy without the host tier, on the same arrivals: the TTFT effect.
+                config.hostTierBytes = 0
+                let plain: ModelledRunReport
+                let plainPredictor = makePredictor()
+                do { plain = try ModelledEngine(config: config).run(requests, predictor: plainPredictor) } catch {
+                    throw CLIError(error.description)
+                }
+                report.withoutTiers = (plain.ttftP50, plain.ttftP99, plain.prefillTokens)
             }
             walls.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
             runs.append(report)
@@ -170,6 +184,7 @@ enum TimedReplay {
                 ("max_tokens", .int(o.maxTokens)),
                 ("predictor", .string(textModel != nil ? "text" : "history")),
                 ("reserve_quantile", .double(o.reserveQuantile)),
+                ("cpu_gib", .double(o.cpuGiB)),
                 ("rate_scale", .double(o.rateScale)),
                 ("arrival_rate", o.arrivalRate.map { .double($0) } ?? .null),
             ]
@@ -180,6 +195,9 @@ enum TimedReplay {
             var out = "Timed replay of \(tracePath) (\(trace.format.rawValue), \(requests.count) requests"
             if trace.skippedLines > 0 { out += ", \(trace.skippedLines) bad lines skipped" }
             out += ")\n\(model.name) on \(hardware.name), KV \(String(format: "%.2f", kvBytes / 1_073_741_824)) GiB = \(base.capacityBlocks) blocks of \(base.blockTokens), max_tokens \(o.maxTokens)\n"
+            if o.cpuGiB > 0 {
+                out += "Host prefix tier \(o.cpuGiB) GiB (keys only; loads charged at the host link's bandwidth)\n"
+            }
             out += "All times are modelled (roofline cost model), not measured.\n\n"
             out += TimedReplayTable.render(runs)
             out += "\nwall time \(String(format: "%.2f", wall)) s\n"
@@ -192,7 +210,7 @@ enum TimedReplay {
 enum TimedReplayTable {
     static func render(_ runs: [ModelledRunReport]) -> String {
         func f(_ v: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", v) }
-        let rows: [(String, (ModelledRunReport) -> String)] = [
+        var rows: [(String, (ModelledRunReport) -> String)] = [
             ("requests", { "\($0.requests)" + ($0.rejected > 0 ? " (+\($0.rejected) rejected)" : "") }),
             ("output tokens/s (modelled)", { f($0.outputTokensPerSecond, 1) }),
             ("requests/s (modelled)", { f($0.requestsPerSecond, 3) }),
@@ -206,7 +224,18 @@ enum TimedReplayTable {
             ("KV utilization mean", { f($0.kvUtilizationMean * 100, 1) + "%" }),
             ("makespan s (modelled)", { f($0.makespan, 1) }),
             ("prefix hit tokens", { "\($0.prefixHitTokens)" }),
+            ("prefill tokens computed", { "\($0.prefillTokens)" }),
         ]
+        if runs.contains(where: { $0.hostTier != nil }) {
+            rows += [
+                ("tier load tokens (host)", { "\($0.tierLoadTokens)" }),
+                ("tier load GiB (modelled)", { f($0.tierLoadBytes / 1_073_741_824, 2) }),
+                ("host tier loads pay", { $0.hostTier.map { $0.loadsPay ? "yes" : "no" } ?? "-" }),
+                ("TTFT p50 s without tiers (modelled)", { $0.withoutTiers.map { f($0.ttftP50, 3) } ?? "-" }),
+                ("TTFT p99 s without tiers (modelled)", { $0.withoutTiers.map { f($0.ttftP99, 3) } ?? "-" }),
+                ("prefill tokens computed without tiers", { $0.withoutTiers.map { "\($0.prefillTokens)" } ?? "-" }),
+            ]
+        }
         let labelWidth = rows.map(\.0.count).max()! + 2
         let cells = runs.map { r in rows.map { $0.1(r) } }
         let widths = runs.indices.map { i in max(runs[i].reservation.count, cells[i].map(\.count).max() ?? 0) + 2 }

@@ -14,6 +14,10 @@ public struct ModelledRunConfig: Sendable {
     public var scheduler = SchedulerConfig()
     /// Host memory for swapping preempted KV, in bytes; 0 preempts by recompute only.
     public var swapBytes: Double = 0
+    /// Host memory for a prefix tier under the device cache (`HostPrefixTier`), in bytes; 0 turns it
+    /// off. Evicted prompt blocks go there; a later request loads them over the host link instead of
+    /// recomputing them when `HostTierAdmission` says the load pays.
+    public var hostTierBytes: Double = 0
     /// Run a decode-only plan's identical repetitions as one event (exact; off only to check that).
     public var fastForward = true
     /// Requests of one session (conversation turns) arrive in order, each only after the previous one
@@ -78,6 +82,17 @@ public final class ModelledEngine {
             swap = CountingSwapSpace(capacityBlocks: Int(config.swapBytes / Double(config.model.kvBytesPerToken * config.blockTokens)))
             scheduler.swapSpace = swap
         }
+        var hostTier: HostPrefixTier? = nil
+        var admission: HostTierAdmission? = nil
+        if config.hostTierBytes > 0 {
+            let tier = HostPrefixTier(capacityBlocks: Int(config.hostTierBytes / Double(config.model.kvBytesPerToken * config.blockTokens)))
+            let rule = HostTierAdmission(costModel: costModel, blockTokens: config.blockTokens,
+                                         referenceChunkTokens: config.scheduler.maxBatchedTokens)
+            cache.evictionObserver = tier   // weak: `hostTier` keeps it alive for the run
+            if rule.loadsPay { scheduler.prefixLoadSource = tier }
+            hostTier = tier
+            admission = rule
+        }
 
         let n = requests.count
         var arrivals = ArrivalQueue(requests, gateSessions: config.sessionThinkSeconds != nil,
@@ -128,6 +143,10 @@ public final class ModelledEngine {
             }
             for s in plan.swapOuts { work.hostTransferBytes += Double(s.blocks.count) * kvPerBlock }
             for s in plan.swapIns { work.hostTransferBytes += Double(s.blocks.count) * kvPerBlock }
+            for l in plan.prefixLoads {
+                work.hostTransferBytes += Double(l.blocks.count) * kvPerBlock
+                metrics.tierLoadBytes += Double(l.blocks.count) * kvPerBlock
+            }
             // A decode-only plan repeats unchanged until a request stops, needs a block, or an arrival
             // or aging deadline comes: run those steps in one go (same result, one event).
             var repeats = config.fastForward ? scheduler.repeatableDecodeSteps() : 0
@@ -159,6 +178,7 @@ public final class ModelledEngine {
             }
             metrics.step(duration: dt, running: scheduler.runningCount, kvUtilization: used / capacity,
                          batchedTokens: work.batchedTokens)
+            metrics.prefill(tokens: work.prefillTokens)
             t += dt
             do {
                 if steps > 1 {
@@ -170,6 +190,13 @@ public final class ModelledEngine {
             recordFinished(scheduler.finished)
         }
         let s = scheduler.stats
-        return metrics.report(policy: config.scheduler.reservation.rawValue, start: start, stats: s)
+        var report = metrics.report(policy: config.scheduler.reservation.rawValue, start: start, stats: s)
+        if let hostTier, let admission {
+            report.hostTier = HostTierRunReport(capacityBlocks: hostTier.capacityBlocks, loadsPay: admission.loadsPay,
+                                                loadSecondsPerBlock: admission.loadSecondsPerBlock,
+                                                recomputeSecondsPerBlock: admission.recomputeSecondsPerBlock,
+                                                stats: hostTier.stats, heldBlocks: hostTier.count)
+        }
+        return report
     }
 }

@@ -26,6 +26,16 @@ public struct ModelledRunReport: Sendable {
     public var prefixHitTokens: Int
     public var steps: Int
     public var extensions: Int
+    /// Prompt (and recompute) tokens computed by prefill chunks.
+    public var prefillTokens = 0
+    /// Prompt tokens loaded from the host prefix tier instead of recomputed.
+    public var tierLoadTokens = 0
+    /// Bytes those loads moved over the host link (modelled).
+    public var tierLoadBytes = 0.0
+    /// The host prefix tier's figures; nil when the run had none.
+    public var hostTier: HostTierRunReport? = nil
+    /// The same run without the host tier, for comparison (set by the caller that ran both).
+    public var withoutTiers: (ttftP50: Double, ttftP99: Double, prefillTokens: Int)? = nil
 
     /// The JSON object of this run (keys as `kvcache replay --mode timed --json` prints them).
     public var jsonFields: [(String, JSONValue)] {
@@ -37,8 +47,39 @@ public struct ModelledRunReport: Sendable {
          ("preemptions", .int(preemptions)), ("preempted_tokens", .int(preemptedTokens)),
          ("mean_running", .double(meanRunning)), ("kv_utilization_mean", .double(kvUtilizationMean)),
          ("makespan_s", .double(makespan)), ("prefix_hit_tokens", .int(prefixHitTokens)),
-         ("steps", .int(steps)), ("reservation_extensions", .int(extensions))]
+         ("steps", .int(steps)), ("reservation_extensions", .int(extensions)),
+         ("prefill_tokens", .int(prefillTokens))] + tierFields
     }
+
+    /// The host-tier keys, present only when the run had a host tier.
+    var tierFields: [(String, JSONValue)] {
+        guard let t = hostTier else { return [] }
+        var f: [(String, JSONValue)] = [
+            ("tier_load_tokens", .int(tierLoadTokens)), ("tier_load_bytes", .double(tierLoadBytes)),
+            ("host_tier_blocks", .int(t.capacityBlocks)), ("host_tier_loads_pay", .bool(t.loadsPay)),
+            ("host_tier_load_s_per_block", .double(t.loadSecondsPerBlock)),
+            ("host_tier_recompute_s_per_block", .double(t.recomputeSecondsPerBlock)),
+            ("host_tier_stored_blocks", .int(t.stats.stored)), ("host_tier_dropped_blocks", .int(t.stats.dropped)),
+            ("host_tier_held_blocks", .int(t.heldBlocks)),
+        ]
+        if let w = withoutTiers {
+            f += [("ttft_p50_s_without_tiers", .double(w.ttftP50)), ("ttft_p99_s_without_tiers", .double(w.ttftP99)),
+                  ("prefill_tokens_without_tiers", .int(w.prefillTokens))]
+        }
+        return f
+    }
+}
+
+/// What the host prefix tier did in one modelled run.
+public struct HostTierRunReport: Sendable {
+    public var capacityBlocks: Int
+    /// Whether loads beat recomputes on the cost model (`HostTierAdmission`); when false nothing loads.
+    public var loadsPay: Bool
+    public var loadSecondsPerBlock: Double
+    public var recomputeSecondsPerBlock: Double
+    public var stats: HostPrefixTier.Stats
+    /// Blocks held at the end.
+    public var heldBlocks: Int
 }
 
 /// A JSON value small enough for the reports (objects keep key order).
@@ -91,6 +132,8 @@ struct RunMetricsRecorder {
     var busy = 0.0
     var runningIntegral = 0.0
     var kvIntegral = 0.0
+    var prefillTokens = 0
+    var tierLoadBytes = 0.0
 
     init(requests: Int) {
         ttft.reserveCapacity(requests)
@@ -103,6 +146,8 @@ struct RunMetricsRecorder {
         runningIntegral += duration * Double(running)
         kvIntegral += duration * kvUtilization
     }
+
+    mutating func prefill(tokens: Int) { prefillTokens += tokens }
 
     mutating func record(finished: [FinishedRequest]) {
         for f in finished {
@@ -134,6 +179,7 @@ struct RunMetricsRecorder {
             e2eP50: pct(e2e, 0.5), e2eP99: pct(e2e, 0.99),
             preemptions: stats.preemptions, preemptedTokens: stats.preemptedTokens,
             meanRunning: busy > 0 ? runningIntegral / busy : 0, kvUtilizationMean: busy > 0 ? kvIntegral / busy : 0,
-            makespan: makespan, prefixHitTokens: stats.prefixHitTokens, steps: stats.steps, extensions: stats.extensions)
+            makespan: makespan, prefixHitTokens: stats.prefixHitTokens, steps: stats.steps, extensions: stats.extensions,
+            prefillTokens: prefillTokens, tierLoadTokens: stats.prefixLoadedTokens, tierLoadBytes: tierLoadBytes)
     }
 }

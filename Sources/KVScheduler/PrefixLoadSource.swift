@@ -1,0 +1,19 @@
+import KVCache
+
+/// A lower tier (host memory, later disk or remote) from which prompt blocks missing from the device
+/// cache can be loaded instead of recomputed.
+///
+/// At admission, after the device prefix hit, the scheduler asks how many of the prompt blocks that
+/// follow the tier can supply (`loadableBlocks`), allocates device blocks for them, then `load`s them:
+/// the loaded tokens count as computed (committed at once, like swap-in restores) and are published
+/// to the device cache; the plan lists them in `StepPlan.prefixLoads` so the engine copies them (and
+/// pays the host link) before the step. Only key prompts (`.keys`) take part. The source decides what
+/// pays: a tier whose loads are slower than recomputing should answer 0.
+public protocol PrefixLoadSource: AnyObject {
+    /// How many of `keys[start...]`, consecutive from `start` and at most `maxBlocks`, the tier can
+    /// supply now. Changes nothing.
+    func loadableBlocks(_ keys: [BlockKey], from start: Int, maxBlocks: Int) -> Int
+    /// Loads `keys[start ..< start + count]` and returns how many leading ones it still held (the
+    /// device allocation in between may have pushed some out); the rest are computed instead.
+    func load(_ keys: [BlockKey], from start: Int, count: Int) -> Int
+}
