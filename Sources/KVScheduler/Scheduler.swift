@@ -523,7 +523,11 @@ public final class Scheduler {
         // Aged and preempted requests (preempted ones wait at the queue front) keep their order and
         // block everything behind them when they do not fit; the rest may be packed.
         if predictor != nil && config.reservation == .predicted {
-            for slot in candidates where entries[Int(slot)].predictedAt != observations && entries[Int(slot)].generated == 0 {
+            let every = max(1, config.repredictAfterObservations)
+            for slot in candidates where entries[Int(slot)].generated == 0 {
+                let at = entries[Int(slot)].predictedAt
+                // Predicted before any feedback, or `every` outputs ago: ask again.
+                guard (at == 0 && observations > 0) || observations - at >= every else { continue }
                 let e = entries[Int(slot)]
                 let (expected, reserve) = predictOutput(cold[Int(slot)].input, known: e.knownOutput)
                 entries[Int(slot)].expectedOutput = expected

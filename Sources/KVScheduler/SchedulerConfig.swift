@@ -58,6 +58,9 @@ public struct SchedulerConfig: Sendable {
     /// victim is preempted only when the cache has none. `false` reserves the whole
     /// prompt + predicted output at admission (S3's static reservation).
     public var projectedAdmission = true
+    /// A waiting request is predicted again when it is considered for admission and the predictor has
+    /// learnt from this many finished requests since (or from any, if it was predicted before the first).
+    public var repredictAfterObservations = 32
 
     public init(reservation: ReservationPolicy = .onDemand) {
         self.reservation = reservation
