@@ -74,7 +74,7 @@ public enum ShareGPTTraceReader {
     static func append(_ conv: Conversation, ordinal: Int, to requests: inout [TraceRequest],
                        tokenCount: (String) -> Int) {
         let session = conv.id ?? "conversation-\(ordinal)"
-        let sessionHash = SessionHash.stableHash(session)
+        let sessionHash = StableHash.fnv1a(session)
         let messages = conv.messages
         var history = 0
         var i = 0
@@ -89,7 +89,7 @@ public enum ShareGPTTraceReader {
                 let blocks = prompt / prefixBlockTokens
                 var ids: [UInt64] = []
                 ids.reserveCapacity(blocks)
-                for b in 0..<blocks { ids.append(SessionHash.mix(sessionHash, UInt64(b))) }
+                for b in 0..<blocks { ids.append(StableHash.combine(sessionHash, UInt64(b))) }
                 if output > 0 {
                     requests.append(TraceRequest(arrival: 0, inputTokens: prompt, outputTokens: output, hashIDs: ids,
                                                  hashBlockTokens: prefixBlockTokens, promptText: m.text, session: session))
