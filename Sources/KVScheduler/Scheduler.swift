@@ -276,6 +276,9 @@ public final class Scheduler {
             if budget == 0 { break }
             let computed = entries[Int(slot)].computed
             let target = entries[Int(slot)].contextTarget
+            if computed >= target && computed + 1 > entries[Int(slot)].slotTokens {
+                continue   // waiting for a block (`canWait`)
+            }
             if computed < target {
                 let chunk = try prefillChunk(slot, wanted: min(target - computed, budget))
                 if chunk == 0 { continue }
@@ -363,6 +366,10 @@ public final class Scheduler {
                 }
                 if attempt == 1 { break }
             }
+            if canWait(slot) {
+                stats.stalls += 1
+                return   // left without a slot: it skips this step (see `canWait`)
+            }
             guard let victim = pickVictim() else { return }
             if victim == slot {
                 if running.count == 1 {
@@ -374,6 +381,20 @@ public final class Scheduler {
             }
             try preempt(victim)
         }
+    }
+
+    /// Under projected admission, whether a request that found no free block may wait instead of
+    /// preempting anyone: another running request that has room to decode is predicted to end within
+    /// `stallHorizonSteps` steps and will free its blocks. The waiting request keeps its KV and skips
+    /// decoding until a block is free; when no such request exists, a victim is preempted. O(running).
+    private func canWait(_ slot: Int32) -> Bool {
+        guard projected, config.stallHorizonSteps > 0 else { return false }
+        for s in running where s != slot {
+            let e = entries[Int(s)]
+            guard e.computed + 1 <= e.slotTokens else { continue }   // itself waiting for a block
+            if max(0, e.reserveOutput - e.generated) <= config.stallHorizonSteps { return true }
+        }
+        return false
     }
 
     /// The running request to preempt when a request must grow (see the type's documentation).
