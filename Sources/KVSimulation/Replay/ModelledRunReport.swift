@@ -26,6 +26,8 @@ public struct ModelledRunReport: Sendable {
     public var prefixHitTokens: Int
     public var steps: Int
     public var extensions: Int
+    /// Steps a request waited for a block instead of preempting another (projected admission).
+    public var stalls: Int
 
     /// The JSON object of this run (keys as `kvcache replay --mode timed --json` prints them).
     public var jsonFields: [(String, JSONValue)] {
@@ -37,7 +39,7 @@ public struct ModelledRunReport: Sendable {
          ("preemptions", .int(preemptions)), ("preempted_tokens", .int(preemptedTokens)),
          ("mean_running", .double(meanRunning)), ("kv_utilization_mean", .double(kvUtilizationMean)),
          ("makespan_s", .double(makespan)), ("prefix_hit_tokens", .int(prefixHitTokens)),
-         ("steps", .int(steps)), ("reservation_extensions", .int(extensions))]
+         ("steps", .int(steps)), ("reservation_extensions", .int(extensions)), ("stalls", .int(stalls))]
     }
 }
 
@@ -134,6 +136,7 @@ struct RunMetricsRecorder {
             e2eP50: pct(e2e, 0.5), e2eP99: pct(e2e, 0.99),
             preemptions: stats.preemptions, preemptedTokens: stats.preemptedTokens,
             meanRunning: busy > 0 ? runningIntegral / busy : 0, kvUtilizationMean: busy > 0 ? kvIntegral / busy : 0,
-            makespan: makespan, prefixHitTokens: stats.prefixHitTokens, steps: stats.steps, extensions: stats.extensions)
+            makespan: makespan, prefixHitTokens: stats.prefixHitTokens, steps: stats.steps, extensions: stats.extensions,
+            stalls: stats.stalls)
     }
 }
