@@ -279,6 +279,9 @@ public final class Scheduler {
             if budget == 0 { break }
             let computed = entries[Int(slot)].computed
             let target = entries[Int(slot)].contextTarget
+            if computed >= target && computed + 1 > entries[Int(slot)].slotTokens {
+                continue   // waiting for a block (`canWait`)
+            }
             if computed < target {
                 let chunk = try prefillChunk(slot, wanted: min(target - computed, budget))
                 if chunk == 0 { continue }
@@ -366,6 +369,10 @@ public final class Scheduler {
                 }
                 if attempt == 1 { break }
             }
+            if canWait(slot) {
+                stats.stalls += 1
+                return   // left without a slot: it skips this step (see `canWait`)
+            }
             guard let victim = pickVictim() else { return }
             if victim == slot {
                 if running.count == 1 {
@@ -377,6 +384,20 @@ public final class Scheduler {
             }
             try preempt(victim)
         }
+    }
+
+    /// Under projected admission, whether a request that found no free block may wait instead of
+    /// preempting anyone: another running request that has room to decode is predicted to end within
+    /// `stallHorizonSteps` steps and will free its blocks. The waiting request keeps its KV and skips
+    /// decoding until a block is free; when no such request exists, a victim is preempted. O(running).
+    private func canWait(_ slot: Int32) -> Bool {
+        guard projected, config.stallHorizonSteps > 0 else { return false }
+        for s in running where s != slot {
+            let e = entries[Int(s)]
+            guard e.computed + 1 <= e.slotTokens else { continue }   // itself waiting for a block
+            if max(0, e.reserveOutput - e.generated) <= config.stallHorizonSteps { return true }
+        }
+        return false
     }
 
     /// The running request to preempt when a request must grow (see the type's documentation).
@@ -526,7 +547,11 @@ public final class Scheduler {
         // Aged and preempted requests (preempted ones wait at the queue front) keep their order and
         // block everything behind them when they do not fit; the rest may be packed.
         if predictor != nil && config.reservation == .predicted {
-            for slot in candidates where entries[Int(slot)].predictedAt != observations && entries[Int(slot)].generated == 0 {
+            let every = max(1, config.repredictAfterObservations)
+            for slot in candidates where entries[Int(slot)].generated == 0 {
+                let at = entries[Int(slot)].predictedAt
+                // Predicted before any feedback, or `every` outputs ago: ask again.
+                guard (at == 0 && observations > 0) || observations - at >= every else { continue }
                 let e = entries[Int(slot)]
                 let (expected, reserve) = predictOutput(cold[Int(slot)].input, known: e.knownOutput)
                 entries[Int(slot)].expectedOutput = expected

@@ -58,6 +58,13 @@ public struct SchedulerConfig: Sendable {
     /// victim is preempted only when the cache has none. `false` reserves the whole
     /// prompt + predicted output at admission (S3's static reservation).
     public var projectedAdmission = true
+    /// A waiting request is predicted again when it is considered for admission and the predictor has
+    /// learnt from this many finished requests since (or from any, if it was predicted before the first).
+    public var repredictAfterObservations = 32
+    /// Under projected admission, a request that outgrew its prediction and finds no free block waits
+    /// (keeps its KV, skips steps) when another running request is predicted to end within this many
+    /// steps; otherwise a victim is preempted. 0 always preempts.
+    public var stallHorizonSteps = 512
 
     public init(reservation: ReservationPolicy = .onDemand) {
         self.reservation = reservation

@@ -104,6 +104,8 @@ public struct SchedulerStats: Sendable, Equatable {
     public var prefixLoadedTokens = 0
     /// Times a request outgrew its reservation and was extended from free blocks.
     public var extensions = 0
+    /// Times a request waited a step for a block instead of preempting another.
+    public var stalls = 0
     public var steps = 0
     public init() {}
 }

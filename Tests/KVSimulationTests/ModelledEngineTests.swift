@@ -53,6 +53,22 @@ func syntheticTrace(_ n: Int, seed: UInt64) -> [TraceRequest] {
         #expect(results[.worstCase]!.outputTokensPerSecond < results[.predicted]!.outputTokensPerSecond)
         #expect(results[.worstCase]!.meanRunning < results[.oracle]!.meanRunning)
         #expect(results[.onDemand]!.preemptions > 0)
+        // Mispredictions make predicted requests outgrow their reservation; some wait rather than preempt.
+        #expect(results[.predicted]!.extensions > 0)
+        #expect(results[.predicted]!.preemptedTokens < results[.onDemand]!.preemptedTokens)
+    }
+
+    @Test func waitingForABlockReplacesSomePreemptions() throws {
+        let trace = syntheticTrace(400, seed: 17).map { r -> TraceRequest in var r = r; r.arrival = 0; return r }
+        var waiting = config(.predicted, kvGiB: 0.4)
+        var preempting = waiting
+        preempting.scheduler.stallHorizonSteps = 0
+        waiting.scheduler.stallHorizonSteps = 4096
+        let a = try ModelledEngine(config: waiting).run(trace, predictor: HistoryLengthPredictor())
+        let b = try ModelledEngine(config: preempting).run(trace, predictor: HistoryLengthPredictor())
+        #expect(a.stalls > 0 && b.stalls == 0)
+        #expect(a.requests == 400 && b.requests == 400)
+        #expect(a.preemptions <= b.preemptions)
     }
 
     @Test func swapSpaceMovesPreemptedKV() throws {

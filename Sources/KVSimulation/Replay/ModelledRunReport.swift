@@ -26,6 +26,8 @@ public struct ModelledRunReport: Sendable {
     public var prefixHitTokens: Int
     public var steps: Int
     public var extensions: Int
+    /// Steps a request waited for a block instead of preempting another (projected admission).
+    public var stalls: Int
     /// Prompt (and recompute) tokens computed by prefill chunks.
     public var prefillTokens = 0
     /// Prompt tokens loaded from the host prefix tier instead of recomputed.
@@ -47,7 +49,7 @@ public struct ModelledRunReport: Sendable {
          ("preemptions", .int(preemptions)), ("preempted_tokens", .int(preemptedTokens)),
          ("mean_running", .double(meanRunning)), ("kv_utilization_mean", .double(kvUtilizationMean)),
          ("makespan_s", .double(makespan)), ("prefix_hit_tokens", .int(prefixHitTokens)),
-         ("steps", .int(steps)), ("reservation_extensions", .int(extensions)),
+         ("steps", .int(steps)), ("reservation_extensions", .int(extensions)), ("stalls", .int(stalls)),
          ("prefill_tokens", .int(prefillTokens))] + tierFields
     }
 
@@ -180,6 +182,7 @@ struct RunMetricsRecorder {
             preemptions: stats.preemptions, preemptedTokens: stats.preemptedTokens,
             meanRunning: busy > 0 ? runningIntegral / busy : 0, kvUtilizationMean: busy > 0 ? kvIntegral / busy : 0,
             makespan: makespan, prefixHitTokens: stats.prefixHitTokens, steps: stats.steps, extensions: stats.extensions,
-            prefillTokens: prefillTokens, tierLoadTokens: stats.prefixLoadedTokens, tierLoadBytes: tierLoadBytes)
+            stalls: stats.stalls, prefillTokens: prefillTokens, tierLoadTokens: stats.prefixLoadedTokens,
+            tierLoadBytes: tierLoadBytes)
     }
 }
