@@ -113,8 +113,10 @@ public enum ShareGPTReader {
         return String(id[..<underscore])
     }
 
-    static func isHuman(_ from: String) -> Bool { from == "human" || from == "user" }
-    static func isAssistant(_ from: String) -> Bool {
+    /// Whether a turn's speaker (`from`/`role`, as written) is the user asking. O(1).
+    public static func isHuman(_ from: String) -> Bool { from == "human" || from == "user" }
+    /// Whether a turn's speaker (as written) is the model answering. O(1).
+    public static func isAssistant(_ from: String) -> Bool {
         from == "gpt" || from == "assistant" || from == "chatgpt" || from == "bing" || from == "bard"
     }
     private static func element(_ context: DecodingError.Context) -> Int {

@@ -1,4 +1,5 @@
 import Foundation
+import KVScheduler
 
 /// Reads a CASTILLO lengths JSONL (`prompt_id, model, dataset, input_size, output_sizes[...]`) as one
 /// request per record: prompt `input_size`, output the first sampled length (`output_sizes[0]`, a
@@ -16,21 +17,18 @@ public enum CastilloTraceReader {
         var sink = BadLineSink(path: path, skip: skipBadLines)
         var requests: [TraceRequest] = []
         let decoder = JSONDecoder()
-        var lineNumber = 0
-        for line in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
-            lineNumber += 1
-            if line.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\r" }) { continue }
-            guard let r = try? decoder.decode(Record.self, from: Data(line.utf8)) else {
+        try JSONLines.forEachLine(in: Array(text.utf8)) { (line, lineNumber) throws(TraceError) in
+            guard let r = try? decoder.decode(Record.self, from: Data(line)) else {
                 try sink.report(line: lineNumber, "not a JSON object with CASTILLO fields")
-                continue
+                return
             }
             guard let input = r.input_size, input > 0 else {
                 try sink.report(line: lineNumber, "input_size missing or not positive")
-                continue
+                return
             }
             guard let output = r.output_sizes?.first ?? r.output_mean.map({ Int($0.rounded()) }), output >= 0 else {
                 try sink.report(line: lineNumber, "output_sizes missing or negative")
-                continue
+                return
             }
             // The prompt id is not a session: the same prompt recurs for each model, independently.
             requests.append(TraceRequest(arrival: 0, inputTokens: input, outputTokens: output, model: r.model))

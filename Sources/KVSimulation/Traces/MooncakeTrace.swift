@@ -1,4 +1,5 @@
 import Foundation
+import KVScheduler
 
 /// Reads Mooncake-format JSONL traces: one request per line with `timestamp` (milliseconds),
 /// `input_length`, `output_length` and `hash_ids` (prefix-block ids: equal id = same prefix up to
@@ -31,28 +32,25 @@ public enum MooncakeTrace {
         var sink = BadLineSink(path: path, skip: skipBadLines)
         var requests: [TraceRequest] = []
         let decoder = JSONDecoder()
-        var lineNumber = 0
         var firstTime: Double? = nil
-        for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
-            lineNumber += 1
-            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
+        try JSONLines.forEachLine(in: [UInt8](data)) { (line, lineNumber) throws(TraceError) in
             let row: Row
-            do { row = try decoder.decode(Row.self, from: line) } catch {
+            do { row = try decoder.decode(Row.self, from: Data(line)) } catch {
                 try sink.report(line: lineNumber, "not a Mooncake record: \(Self.describe(error))")
-                continue
+                return
             }
             guard row.input_length >= 0, row.output_length >= 0, row.timestamp.isFinite else {
                 try sink.report(line: lineNumber, "negative length or invalid timestamp")
-                continue
+                return
             }
             let expected = (row.input_length + blockTokens - 1) / blockTokens
             guard row.hash_ids.count == expected else {
                 try sink.report(line: lineNumber, "\(row.hash_ids.count) hash_ids for input_length \(row.input_length) (expected \(expected) at \(blockTokens) tokens per block)")
-                continue
+                return
             }
             guard row.hash_ids.allSatisfy({ $0 >= 0 }) else {
                 try sink.report(line: lineNumber, "negative hash id")
-                continue
+                return
             }
             if firstTime == nil { firstTime = row.timestamp }
             requests.append(TraceRequest(arrival: (row.timestamp - firstTime!) / 1000, inputTokens: row.input_length,

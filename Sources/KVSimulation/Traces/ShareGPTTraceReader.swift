@@ -11,8 +11,8 @@ import KVScheduler
 /// hits them. Text becomes token counts through `tokenCount` (by default `ApproximateTokenCounter`, a
 /// tokenizer-free estimate of a byte-level BPE count, see its documentation for the measured error). Arrivals are 0 (the trace has no times): the replay spreads them.
 /// Messages from `system` join the history; a user message with no answer after it makes no request,
-/// and neither does an empty conversation (valid, just empty). Lines split at `\n` only: JSON strings
-/// may hold U+2028.
+/// and neither does an empty conversation (valid, just empty). Lines are walked by `JSONLines` (split at
+/// `\n` only: JSON strings may hold U+2028).
 public enum ShareGPTTraceReader {
     /// Chat-template tokens per message (role header and separators, Llama-3 style).
     public static let messageOverheadTokens = 4
@@ -55,13 +55,10 @@ public enum ShareGPTTraceReader {
                 append(conv, ordinal: k, to: &requests, tokenCount: tokenCount)
             }
         } else {
-            var lineNumber = 0
-            for line in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
-                lineNumber += 1
-                if line.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\r" }) { continue }
-                guard let conv = try? decoder.decode(Conversation.self, from: Data(line.utf8)) else {
+            try JSONLines.forEachLine(in: Array(text.utf8)) { (line, lineNumber) throws(TraceError) in
+                guard let conv = try? decoder.decode(Conversation.self, from: Data(line)) else {
                     try sink.report(line: lineNumber, "not a JSON conversation object")
-                    continue
+                    return
                 }
                 append(conv, ordinal: lineNumber, to: &requests, tokenCount: tokenCount)
             }
@@ -81,9 +78,8 @@ public enum ShareGPTTraceReader {
         while i < messages.count {
             let m = messages[i]
             let tokens = tokenCount(m.text) + messageOverheadTokens
-            let isUser = m.speaker == "human" || m.speaker == "user"
-            if isUser, i + 1 < messages.count,
-               ["gpt", "assistant", "chatgpt", "bard", "bing"].contains(messages[i + 1].speaker) {
+            if ShareGPTReader.isHuman(m.speaker), i + 1 < messages.count,
+               ShareGPTReader.isAssistant(messages[i + 1].speaker) {
                 let prompt = history + tokens
                 let output = tokenCount(messages[i + 1].text)
                 let blocks = prompt / prefixBlockTokens
