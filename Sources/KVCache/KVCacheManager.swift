@@ -299,10 +299,16 @@ public final class KVCacheManager {
         pendingCopies.removeAll(keepingCapacity: true)
     }
 
-    /// Moves the recorded events into `out` (empty unless `recordEvents`).
+    /// Lower tiers whose events join this manager's stream (device events first, then theirs, at
+    /// each drain).
+    public var lowerTierEvents: [any KVEventSource] = []
+
+    /// Moves the recorded events into `out` (empty unless `recordEvents`): this pool's, then those
+    /// of `lowerTierEvents`.
     public func drainEvents(into out: inout [KVEvent]) {
         out.append(contentsOf: events)
         events.removeAll(keepingCapacity: true)
+        for source in lowerTierEvents { source.drainEvents(into: &out) }
     }
 
     /// The sequence's block table: block i holds tokens [i x blockTokens, (i+1) x blockTokens).

@@ -86,6 +86,13 @@ public enum AllocationOutcome: Sendable, Equatable {
     case insufficientBlocks(needed: Int, available: Int)
 }
 
+/// Something that records `KVEvent`s of its own (a lower tier), drained into the manager's stream so a
+/// router reads one stream for every tier.
+public protocol KVEventSource: AnyObject {
+    /// Moves the recorded events into `out`.
+    func drainEvents(into out: inout [KVEvent])
+}
+
 /// Lets a lower tier save a block's bytes before the device pool reuses it.
 public protocol BlockEvictionObserver: AnyObject {
     /// Called once per evicted block, before its id is handed to a new owner.

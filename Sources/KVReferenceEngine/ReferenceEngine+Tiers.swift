@@ -31,6 +31,7 @@ extension ReferenceEngine {
         }
         self.tiers = tiers
         cache.evictionObserver = tiers
+        cache.lowerTierEvents = tiers.map { [$0] } ?? []
         lastTierLoad = TierLoad()
     }
 

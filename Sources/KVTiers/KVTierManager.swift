@@ -686,7 +686,8 @@ public final class KVTierManager: @unchecked Sendable {
     /// The admission model now (bandwidth estimates move as transfers are measured).
     public var currentAdmission: TierAdmission { lock.withLock { admission } }
 
-    /// Moves the recorded tier events into `out` (only with `recordEvents`).
+    /// Moves the recorded tier events into `out` (only with `recordEvents`). Attach the manager to
+    /// `KVCacheManager.lowerTierEvents` to get them in the device pool's stream.
     public func drainEvents(into out: inout [KVEvent]) {
         lock.withLock { syncDiskRemovals(); out.append(contentsOf: events); events.removeAll(keepingCapacity: true) }
     }
@@ -789,3 +790,4 @@ public enum TierClock {
     /// Nanoseconds on CLOCK_MONOTONIC.
     public static var now: UInt64 { monotonicNanos() }
 }
+extension KVTierManager: KVEventSource {}

@@ -81,6 +81,7 @@ public final class TieredPrefixCache {
         t.calibrateAtStart = false
         tiers = try KVTierManager(config: t, device: memory)
         manager.evictionObserver = tiers
+        manager.lowerTierEvents = [tiers]
         scratch = Array(repeating: 0, count: config.payloadLayout.bytesPerBlock)
     }
 

@@ -47,6 +47,43 @@ struct TierManagerTests {
         #expect(s.device.removedBlocks == 3)
     }
 
+    /// A manager with the tiers attached gives one stream: the device pool's removal, then the tier's
+    /// store of the same key.
+    @Test func tierEventsJoinTheManagersStream() throws {
+        let m = try KVCacheManager(KVCacheConfig(blockTokens: 4, capacityBlocks: 2, recordEvents: true))
+        let mem = try HostDeviceMemory(layout: layout, capacityBlocks: 2)
+        var cfg = TierConfig(layout: layout, hostBlocks: 4)
+        cfg.recordEvents = true
+        cfg.lockHostMemory = false
+        cfg.synchronousEvictionCopies = true
+        let tiers = try KVTierManager(config: cfg, device: mem)
+        m.evictionObserver = tiers
+        m.lowerTierEvents = [tiers]
+        let first = (0 ..< 2).map { testKey($0, salt: 51) }, second = (0 ..< 2).map { testKey($0, salt: 52) }
+        for (n, keys) in [first, second].enumerated() {
+            let id = SequenceID(Int64(n))
+            try m.addSequence(id, promptKeys: keys, promptTokens: 9)
+            _ = try m.lookup(id)
+            #expect(try m.allocate(id, newTokens: 8) == .allocated(newBlocks: 2))
+            for (i, b) in try m.blockTable(id).enumerated() {
+                _ = mem.withBlock(b) { TieredPrefixCache.payload(for: keys[i], into: $0) }
+            }
+            try m.commit(id, computedTokens: 8)
+            for (i, b) in try m.blockTable(id).enumerated() { tiers.noteStored(block: b, key: keys[i]) }
+            try m.free(id)
+        }
+        tiers.drain()
+        var events: [KVEvent] = []
+        m.drainEvents(into: &events)
+        let device = events.filter { if case .blockRemoved(_, .device) = $0 { return true }; return false }
+        let host = events.filter { if case .blockStored(_, _, _, .host) = $0 { return true }; return false }
+        #expect(device.count == 2 && host.count == 2)
+        #expect(Set(host.flatMap { if case .blockStored(let k, _, _, _) = $0 { return k }; return [] }) == Set(first))
+        var again: [KVEvent] = []
+        m.drainEvents(into: &again)
+        #expect(again.isEmpty)
+    }
+
     /// A disk that fails (ENOSPC, then EIO) under the tiers: blocks are "not stored" and counted, the
     /// manager keeps working, and what host holds still loads with the right bytes.
     @Test func failingDiskIsNotStoredNeverACrash() throws {
