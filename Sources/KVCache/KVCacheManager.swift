@@ -316,6 +316,13 @@ public final class KVCacheManager {
         sequences[try slot(id)].blocks
     }
 
+    /// Keys of the sequence's full prompt blocks, as `lookup` matches them (so a lower tier can be
+    /// asked about the blocks after the device hit with the same keys). O(prompt blocks).
+    public func promptKeys(_ id: SequenceID) throws(KVCacheError) -> [BlockKey] {
+        let s = try slot(id)
+        return Array(sequences[s].keys.prefix(sequences[s].promptTokens / blockTokens))
+    }
+
     /// Tokens whose KV is written (cached prefix included).
     public func computedTokens(_ id: SequenceID) throws(KVCacheError) -> Int {
         sequences[try slot(id)].computed

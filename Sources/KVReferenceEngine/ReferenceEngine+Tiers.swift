@@ -35,14 +35,12 @@ extension ReferenceEngine {
         lastTierLoad = TierLoad()
     }
 
-    /// The prompt's full-block keys (as the cache manager computes them: same root, same salt) and the
-    /// tiers' lookup after the `deviceTokens` the pool already holds. O(prompt tokens).
-    func lookupTiers(_ tiers: KVTierManager, prompt: [UInt32], salt: String, deviceTokens: Int) -> TierPlan {
+    /// The prompt's full-block keys (the cache manager's own) and the tiers' lookup after the
+    /// `deviceTokens` the pool already holds. O(prompt blocks).
+    func lookupTiers(_ tiers: KVTierManager, _ id: SequenceID, prompt: [UInt32], deviceTokens: Int) throws(EngineError) -> TierPlan {
         let B = pool.blockTokens
-        var keys: [BlockKey] = []
-        prompt.withUnsafeBufferPointer { p in
-            BlockHasher(blockTokens: B).appendKeys(of: p, parent: BlockHasher.rootKey(salt: salt), to: &keys)
-        }
+        let keys: [BlockKey]
+        do { keys = try cache.promptKeys(id) } catch { throw .cache("\(error)") }
         // The last prompt token is always computed (its logits are needed), as in the manager's lookup.
         let lookup = tiers.lookup(keys: keys, deviceBlocks: deviceTokens / B, maxBlocks: (prompt.count - 1) / B)
         return TierPlan(keys: keys, lookup: lookup)

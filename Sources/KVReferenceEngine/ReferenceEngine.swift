@@ -81,7 +81,8 @@ public final class ReferenceEngine {
             // Pin the cached prefix first: what is still cached now is what need not be computed.
             try allocate(id, newTokens: 0)
             let cached = try computed(id)
-            let tierPlan = tiers.map { lookupTiers($0, prompt: prompt, salt: salt, deviceTokens: cached) }
+            var tierPlan: TierPlan? = nil
+            if let tiers { tierPlan = try lookupTiers(tiers, id, prompt: prompt, deviceTokens: cached) }
             try allocate(id, newTokens: prompt.count - cached)
             var done = cached
             if let tierPlan { done += try loadFromTiers(id, plan: tierPlan) }
