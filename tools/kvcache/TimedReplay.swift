@@ -31,7 +31,7 @@ struct TimedReplayOptions: ParsableArguments {
     var maxBatchedTokens = 8192
     @Option(help: "Tokens per KV-cache block in timed mode.")
     var kvBlockTokens = 16
-    @Option(help: "Trace format for timed mode: mooncake, azure, vidur, burstgpt, sharegpt, castillo (default: detected).")
+    @Option(help: "Trace format, both modes: mooncake, azure, vidur, burstgpt, sharegpt, castillo (default: detected).")
     var format: String?
     @Option(name: .customLong("swap-gib"), help: "Host memory for swapping preempted KV, GiB (0: recompute only).")
     var swapGiB = 0.0
@@ -56,27 +56,6 @@ struct TimedReplayOptions: ParsableArguments {
 /// `kvcache replay --mode timed`: runs each named reservation policy through the modelled engine on
 /// the same arrivals and prints a side-by-side table (stderr) or one JSON object (stdout).
 enum TimedReplay {
-    /// Reads `tracePath` (format from `--format` or detected) and runs the timed replay on it.
-    /// `hashBlockTokens` is the tokens per Mooncake hash id (the replay command's `--block-tokens`).
-    static func run(tracePath: String, skipBadLines: Bool, json: Bool, hashBlockTokens: Int = 512,
-                    options o: TimedReplayOptions) throws {
-        var traceFormat: TraceFormat? = nil
-        if let format = o.format {
-            guard let f = TraceFormat(rawValue: format.lowercased()) else {
-                throw CLIError("unknown --format \(format) (\(TraceFormat.allCases.map(\.rawValue).joined(separator: ", ")))")
-            }
-            traceFormat = f
-        }
-        let trace: LoadedTrace
-        do {
-            trace = try TraceLoader.load(path: tracePath, format: traceFormat, skipBadLines: skipBadLines,
-                                         hashBlockTokens: hashBlockTokens)
-        } catch {
-            throw CLIError(error.description)
-        }
-        try run(trace: trace, label: tracePath, json: json, options: o)
-    }
-
     /// Runs the timed replay on an already loaded trace (`label` names it in the output).
     static func run(trace: LoadedTrace, label tracePath: String, json: Bool, options o: TimedReplayOptions) throws {
         let wallStart = DispatchTime.now().uptimeNanoseconds

@@ -8,22 +8,13 @@ import KVScheduler
 /// A line is malformed when it is not a JSON object, lacks a field, has a negative or non-integer
 /// length, or has `hash_ids.count != ceil(input_length / blockTokens)`; the error names the file and
 /// the 1-based line (or, with `skipBadLines`, the line is counted and skipped). Blank lines are
-/// ignored. O(file size).
+/// ignored. O(file size). Files are read through `TraceLoader` (which also inflates gzip).
 public enum MooncakeTrace {
     private struct Row: Decodable {
         var timestamp: Double
         var input_length: Int
         var output_length: Int
         var hash_ids: [Int64]
-    }
-
-    /// Reads and parses the file at `path`.
-    public static func read(path: String, blockTokens: Int = 512, skipBadLines: Bool = false) throws(TraceError) -> LoadedTrace {
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw .unreadable(path: path, reason: error.localizedDescription)
-        }
-        return try parse(data, path: path, blockTokens: blockTokens, skipBadLines: skipBadLines)
     }
 
     /// Parses a whole JSONL document; `path` only labels errors.
