@@ -275,29 +275,38 @@ public final class Scheduler {
         try growRunning()
         var budget = config.maxBatchedTokens
         samplerSlots.removeAll(keepingCapacity: true)
-        for slot in running {
-            if budget == 0 { break }
-            let computed = entries[Int(slot)].computed
-            let target = entries[Int(slot)].contextTarget
-            if computed >= target && computed + 1 > entries[Int(slot)].slotTokens {
-                continue   // waiting for a block (`canWait`)
-            }
-            if computed < target {
-                let chunk = try prefillChunk(slot, wanted: min(target - computed, budget))
-                if chunk == 0 { continue }
-                budget -= chunk
-                addPrefill(slot, chunk: chunk)
-            } else {
-                budget -= 1
-                plan.decodes.append(.init(id: entries[Int(slot)].id, context: computed))
-                plan.decodeSlots.append(slot)
-            }
+        // Decodes first: a decode is never stalled behind a prefill chunk.
+        for slot in running where budget > 0 {
+            let e = entries[Int(slot)]
+            if e.computed < e.contextTarget { continue }        // prefilling: second pass
+            if e.computed + 1 > e.slotTokens { continue }        // waiting for a block (`canWait`)
+            budget -= 1
+            plan.decodes.append(.init(id: e.id, context: e.computed))
+            plan.decodeSlots.append(slot)
+        }
+        budget = prefillBudget(decodes: plan.decodes.count, left: budget)
+        for slot in running where budget > 0 {
+            let e = entries[Int(slot)]
+            if e.computed >= e.contextTarget { continue }
+            let chunk = try prefillChunk(slot, wanted: min(e.contextTarget - e.computed, budget))
+            if chunk == 0 { continue }
+            budget -= chunk
+            addPrefill(slot, chunk: chunk)
         }
         if plan.preemptions.isEmpty {
             try admit(now: now, budget: &budget)
         }
         plan.samplerCount = samplerSlots.count + plan.decodes.count
         return plan
+    }
+
+    /// Prompt tokens this step's prefill chunks (and admissions) may take, `left` being what the token
+    /// budget has after `decodes` decodes. Stall-free batching (`SchedulerConfig.mixedStepTokens`): a
+    /// step that carries decodes gets prefill up to that many tokens in all, at least one block; a
+    /// step without decodes may use the whole budget. O(1).
+    private func prefillBudget(decodes: Int, left: Int) -> Int {
+        guard let mixed = config.mixedStepTokens, decodes > 0 else { return left }
+        return min(left, max(mixed - decodes, cache.blockTokens))
     }
 
     private func addPrefill(_ slot: Int32, chunk: Int) {

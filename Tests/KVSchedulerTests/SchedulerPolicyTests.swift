@@ -68,6 +68,56 @@ func admissionOrder(_ s: Scheduler, steps: Int, stopAfter outputs: Int) throws -
         #expect(s.reservedTokens(of: SequenceID(1)) == 96)   // 40 + 50 = 90 -> 6 blocks
     }
 
+    /// Four decoding requests, then a 1,000-token prompt: with stall-free batching every step keeps all
+    /// four decodes and gives the long prompt at most `mixedStepTokens - decodes` tokens; without it the
+    /// prompt goes through in one step.
+    @Test(arguments: [64, nil] as [Int?])
+    func stallFreeBatchingKeepsDecodesAndChunksPrefill(mixed: Int?) throws {
+        let cache = try KVCacheManager(KVCacheConfig(blockTokens: 16, capacityBlocks: 200))
+        var config = SchedulerConfig(reservation: .onDemand)
+        config.maxBatchedTokens = 2048
+        config.mixedStepTokens = mixed
+        let s = Scheduler(config: config, cache: cache)
+        for i in 1...4 { try s.submit(request(i, prompt: 16, maxTokens: 500)) }
+        var now = 0.0
+        func step() throws -> StepPlan {
+            let plan = try s.schedule(now: now)
+            now += 1
+            try s.complete(stops: Array(repeating: false, count: plan.samplerCount), now: now)
+            return plan
+        }
+        _ = try step()                                    // the four short prompts
+        try s.submit(request(5, prompt: 1000, maxTokens: 500))
+        var prefillSteps = 0
+        var prefilled = 0
+        while prefilled < 1000 {
+            let plan = try step()
+            #expect(plan.decodes.count == 4)              // no decode stalls behind the prefill
+            let tokens = plan.prefills.reduce(0) { $0 + $1.tokens }
+            if let mixed { #expect(tokens <= mixed - 4) }
+            prefilled += tokens
+            prefillSteps += 1
+            #expect(prefillSteps <= 100)
+            if prefillSteps > 100 { break }
+        }
+        #expect(prefillSteps == (mixed == nil ? 1 : (1000 + 59) / 60))
+    }
+
+    /// When the decodes alone reach `mixedStepTokens`, a waiting prompt still gets one block a step.
+    @Test func stallFreeBatchingStillPrefillsOneBlockWhenDecodesFillTheStep() throws {
+        let cache = try KVCacheManager(KVCacheConfig(blockTokens: 16, capacityBlocks: 200))
+        var config = SchedulerConfig(reservation: .onDemand)
+        config.mixedStepTokens = 3
+        let s = Scheduler(config: config, cache: cache)
+        for i in 1...4 { try s.submit(request(i, prompt: 8, maxTokens: 500)) }
+        var plan = try s.schedule(now: 0)
+        try s.complete(stops: Array(repeating: false, count: plan.samplerCount), now: 1)
+        try s.submit(request(5, prompt: 100, maxTokens: 500))
+        plan = try s.schedule(now: 1)
+        #expect(plan.decodes.count == 4)
+        #expect(plan.prefills.map(\.tokens) == [16])
+    }
+
     @Test func shortestPredictedFirstOrdersByPrediction() throws {
         let cache = try KVCacheManager(KVCacheConfig(blockTokens: 16, capacityBlocks: 8))
         var config = SchedulerConfig(reservation: .onDemand)

@@ -30,6 +30,24 @@ import Testing
         #expect(h100.stepSeconds(long) > h100.stepSeconds(batch))
     }
 
+    /// Below the balance point a step costs about what one decode costs (reading the weights); well
+    /// above it, time grows with the tokens.
+    @Test func balancedStepTokensIsWhereComputeMeetsTheWeightsRead() {
+        func step(_ n: Int) -> Double {
+            var w = StepWork()
+            w.addPrefill(tokens: n, contextBefore: 0)
+            return h100.stepSeconds(w)
+        }
+        let n = h100.balancedStepTokens()
+        #expect(n > 150 && n < 300)                                   // about 222 on H100 for bf16
+        #expect(h100.balancedStepTokens(multiple: 16) % 16 == 0)
+        #expect(h100.balancedStepTokens(multiple: 16) >= n)
+        #expect(step(n - 20) < step(1) * 1.1)
+        #expect(step(4 * n) > step(n) * 3)
+        let a100 = RooflineCostModel(model: .llama3_8B, hardware: .a100_80GB)
+        #expect(a100.balancedStepTokens() < n)                        // less compute per byte of bandwidth
+    }
+
     @Test func prefillIsComputeBoundAndAttentionIsQuadratic() {
         func prefill(_ n: Int, before: Int = 0) -> Double {
             var w = StepWork()

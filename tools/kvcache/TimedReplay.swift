@@ -29,6 +29,8 @@ struct TimedReplayOptions: ParsableArguments {
     var maxRunning = 256
     @Option(help: "Most tokens per step (max_num_batched_tokens, chunked prefill budget).")
     var maxBatchedTokens = 8192
+    @Option(help: "Stall-free batching: a step with decodes carries at most this many tokens (decodes first, then prefill chunks, at least one block of prefill); auto: the GPU's balance point for the model on the cost model; off: prefill may take all of --max-batched-tokens.")
+    var mixedStepTokens = "auto"
     @Option(help: "Tokens per KV-cache block in timed mode.")
     var kvBlockTokens = 16
     @Option(help: "Trace format, both modes: mooncake, azure, vidur, burstgpt, sharegpt, castillo (default: detected).")
@@ -101,6 +103,15 @@ enum TimedReplay {
         base.hostTierBytes = o.cpuGiB * 1_073_741_824
         base.scheduler.maxRunningSequences = o.maxRunning
         base.scheduler.maxBatchedTokens = o.maxBatchedTokens
+        switch o.mixedStepTokens.lowercased() {
+        case "auto": base.scheduler.mixedStepTokens = costModel.balancedStepTokens(multiple: o.kvBlockTokens)
+        case "off": base.scheduler.mixedStepTokens = nil
+        default:
+            guard let n = Int(o.mixedStepTokens), n >= 1 else {
+                throw CLIError("--mixed-step-tokens must be auto, off or a positive number, not \(o.mixedStepTokens)")
+            }
+            base.scheduler.mixedStepTokens = n
+        }
         base.scheduler.defaultMaxTokens = o.maxTokens
         base.scheduler.order = queueOrder
         guard o.thinkTimeSeconds >= 0 else { throw CLIError("--think-time-s must not be negative") }
@@ -161,6 +172,8 @@ enum TimedReplay {
                 ("kv_gib", .double(kvBytes / 1_073_741_824)), ("capacity_blocks", .int(base.capacityBlocks)),
                 ("kv_block_tokens", .int(base.blockTokens)), ("kv_bytes_per_token", .int(model.kvBytesPerToken)),
                 ("max_tokens", .int(o.maxTokens)),
+                ("max_batched_tokens", .int(o.maxBatchedTokens)),
+                ("mixed_step_tokens", base.scheduler.mixedStepTokens.map { .int($0) } ?? .null),
                 ("predictor", .string(textModel != nil ? "text" : "history")),
                 ("reserve_quantile", .double(o.reserveQuantile)),
                 ("cpu_gib", .double(o.cpuGiB)),
@@ -174,6 +187,7 @@ enum TimedReplay {
             var out = "Timed replay of \(tracePath) (\(trace.format.rawValue), \(requests.count) requests"
             if trace.skippedLines > 0 { out += ", \(trace.skippedLines) bad lines skipped" }
             out += ")\n\(model.name) on \(hardware.name), KV \(String(format: "%.2f", kvBytes / 1_073_741_824)) GiB = \(base.capacityBlocks) blocks of \(base.blockTokens), max_tokens \(o.maxTokens)\n"
+            out += "Step token budget \(o.maxBatchedTokens)" + (base.scheduler.mixedStepTokens.map { ", \($0) with decodes (stall-free)" } ?? "") + "\n"
             if o.cpuGiB > 0 {
                 out += "Host prefix tier \(o.cpuGiB) GiB (keys only; loads charged at the host link's bandwidth)\n"
             }

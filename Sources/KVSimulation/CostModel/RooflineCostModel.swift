@@ -86,6 +86,20 @@ public struct RooflineCostModel: Sendable {
         return gpuSeconds + transferSeconds
     }
 
+    /// The GPU's balance point for this model: the fewest tokens a step must carry before its linear
+    /// layers' compute time catches up with the time to read the weights, rounded up to a multiple of
+    /// `multiple`. Below it a step is bound by memory and extra tokens (prefill riding along with
+    /// decodes) cost almost nothing; the default token budget of a mixed step
+    /// (`SchedulerConfig.mixedStepTokens`). About 220 tokens for a bf16 model on H100, 120 on A100. O(1).
+    public func balancedStepTokens(multiple: Int = 1) -> Int {
+        let tp = Double(model.tensorParallel)
+        let memorySeconds = model.weightBytes / (hardware.memoryBandwidth * tp * efficiency.memoryBandwidth)
+        let secondsPerToken = 2 * model.activeParameters / (hardware.peakFlops * tp * efficiency.linearFlops)
+        let tokens = max(1, Int((memorySeconds / secondsPerToken).rounded(.up)))
+        let m = max(1, multiple)
+        return (tokens + m - 1) / m * m
+    }
+
     /// KV bytes of `tokens` tokens.
     public func kvBytes(tokens: Int) -> Double { Double(tokens) * Double(model.kvBytesPerToken) }
 }
