@@ -276,15 +276,17 @@ public final class Scheduler {
         var budget = config.maxBatchedTokens
         samplerSlots.removeAll(keepingCapacity: true)
         // Decodes first: a decode is never stalled behind a prefill chunk.
+        var decodeContext = 0
         for slot in running where budget > 0 {
             let e = entries[Int(slot)]
             if e.computed < e.contextTarget { continue }        // prefilling: second pass
             if e.computed + 1 > e.slotTokens { continue }        // waiting for a block (`canWait`)
             budget -= 1
+            decodeContext += e.computed
             plan.decodes.append(.init(id: e.id, context: e.computed))
             plan.decodeSlots.append(slot)
         }
-        budget = prefillBudget(decodes: plan.decodes.count, left: budget)
+        budget = prefillBudget(decodes: plan.decodes.count, decodeContext: decodeContext, left: budget)
         for slot in running where budget > 0 {
             let e = entries[Int(slot)]
             if e.computed >= e.contextTarget { continue }
@@ -301,12 +303,12 @@ public final class Scheduler {
     }
 
     /// Prompt tokens this step's prefill chunks (and admissions) may take, `left` being what the token
-    /// budget has after `decodes` decodes. Stall-free batching (`SchedulerConfig.mixedStepTokens`): a
-    /// step that carries decodes gets prefill up to that many tokens in all, at least one block; a
-    /// step without decodes may use the whole budget. O(1).
-    private func prefillBudget(decodes: Int, left: Int) -> Int {
-        guard let mixed = config.mixedStepTokens, decodes > 0 else { return left }
-        return min(left, max(mixed - decodes, cache.blockTokens))
+    /// budget has after `decodes` decodes reading `decodeContext` tokens of KV. Under stall-free batching
+    /// (`SchedulerConfig.stallFree`) a step that carries decodes gets what keeps it within that budget,
+    /// at least one block; a step without decodes may use the whole token budget. O(1).
+    private func prefillBudget(decodes: Int, decodeContext: Int, left: Int) -> Int {
+        guard let stallFree = config.stallFree, decodes > 0 else { return left }
+        return min(left, max(stallFree.tokens(decodeContextTokens: decodeContext) - decodes, cache.blockTokens))
     }
 
     private func addPrefill(_ slot: Int32, chunk: Int) {
@@ -572,12 +574,9 @@ public final class Scheduler {
         var priority = aged
         while priority < candidates.count && entries[Int(candidates[priority])].state == .preempted { priority += 1 }
         if case .firstFitDecreasing = config.effectivePacking {
-            let bt = cache.blockTokens
             candidates[priority...].sort { a, b in
-                let ea = entries[Int(a)], eb = entries[Int(b)]
-                let na = (ea.contextTarget + max(0, ea.reserveOutput - ea.generated) + bt - 1) / bt
-                let nb = (eb.contextTarget + max(0, eb.reserveOutput - eb.generated) + bt - 1) / bt
-                return na != nb ? na > nb : ea.arrivalSeq < eb.arrivalSeq
+                let na = packingNeed(a), nb = packingNeed(b)
+                return na != nb ? na > nb : entries[Int(a)].arrivalSeq < entries[Int(b)].arrivalSeq
             }
         }
         let inOrder = config.effectivePacking == .inOrder
@@ -592,6 +591,14 @@ public final class Scheduler {
             }
             if !admitted && entries[Int(slot)].state != .finished && (inOrder || k < priority) { break }
         }
+    }
+
+    /// Blocks a waiting request needs for its context and the rest of its reserved output: the size
+    /// first-fit-decreasing packs by. O(1).
+    private func packingNeed(_ slot: Int32) -> Int {
+        let e = entries[Int(slot)]
+        let bt = cache.blockTokens
+        return (e.contextTarget + max(0, e.reserveOutput - e.generated) + bt - 1) / bt
     }
 
     /// Admits `slot` if its reservation fits; returns whether it did. Sets `neverFits` when it failed

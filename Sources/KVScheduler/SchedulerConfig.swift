@@ -36,13 +36,10 @@ public struct SchedulerConfig: Sendable {
     public var maxRunningSequences: Int = 256
     /// Most tokens (prefill chunks plus decodes) in one step (vLLM `max_num_batched_tokens`).
     public var maxBatchedTokens: Int = 8192
-    /// Stall-free batching (Sarathi-Serve): in a step that carries decodes, decodes plus prefill chunks
-    /// stay within this many tokens (prefill gets at least one block), so the step stays near the GPU's
-    /// balance point, where it is still bound by reading the weights and the extra prefill tokens ride
-    /// along almost free, instead of one long compute-bound prefill step stalling every decode. nil
-    /// lets prefill chunks take all of `maxBatchedTokens` (vLLM's rule). Decodes are always planned
-    /// before prefill chunks.
-    public var mixedStepTokens: Int? = nil
+    /// Stall-free batching: in a step that carries decodes, decodes plus prefill chunks stay within this
+    /// budget (prefill gets at least one block). nil lets prefill chunks take all of `maxBatchedTokens`
+    /// (vLLM's rule). Decodes are always planned before prefill chunks.
+    public var stallFree: StallFreeBudget? = nil
     /// The request's `max_tokens` when a submission does not say.
     public var defaultMaxTokens: Int = 4096
     public var reservation: ReservationPolicy = .onDemand

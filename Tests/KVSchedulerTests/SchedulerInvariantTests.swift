@@ -52,7 +52,10 @@ func runRandomSchedule(seed: UInt64, policy: ReservationPolicy, order: QueueOrde
     config.maxBatchedTokens = Int.random(in: 8...256, using: &rng)
     config.order = order
     if Bool.random(using: &rng) { config.projectedAdmission = false }
-    if Bool.random(using: &rng) { config.mixedStepTokens = Int.random(in: 1...64, using: &rng) }
+    if Bool.random(using: &rng) {
+        config.stallFree = StallFreeBudget(baseTokens: Int.random(in: 1...64, using: &rng),
+                                           tokensPerContextToken: Double.random(in: 0...0.2, using: &rng))
+    }
     let predictor = NoisyPredictor(seed: seed)
     let scheduler = Scheduler(config: config, cache: cache, predictor: predictor)
     let swapSpace = CountingSwapSpace(capacityBlocks: capacity / 2)
@@ -95,8 +98,9 @@ func runRandomSchedule(seed: UInt64, policy: ReservationPolicy, order: QueueOrde
         let plan = try scheduler.schedule(now: now)
         // Limits.
         #expect(plan.batchedTokens <= config.maxBatchedTokens)
-        if let mixed = config.mixedStepTokens, !plan.decodes.isEmpty {
-            #expect(plan.batchedTokens - plan.decodes.count <= max(mixed - plan.decodes.count, blockTokens))
+        if let stallFree = config.stallFree, !plan.decodes.isEmpty {
+            let limit = stallFree.tokens(decodeContextTokens: plan.decodes.reduce(0) { $0 + $1.context })
+            #expect(plan.batchedTokens - plan.decodes.count <= max(limit - plan.decodes.count, blockTokens))
         }
         #expect(scheduler.runningCount <= config.maxRunningSequences)
         // Block accounting matches the cache.

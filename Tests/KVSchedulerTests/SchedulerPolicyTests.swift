@@ -69,14 +69,14 @@ func admissionOrder(_ s: Scheduler, steps: Int, stopAfter outputs: Int) throws -
     }
 
     /// Four decoding requests, then a 1,000-token prompt: with stall-free batching every step keeps all
-    /// four decodes and gives the long prompt at most `mixedStepTokens - decodes` tokens; without it the
+    /// four decodes and gives the long prompt at most the stall-free budget less the decodes; without it the
     /// prompt goes through in one step.
     @Test(arguments: [64, nil] as [Int?])
     func stallFreeBatchingKeepsDecodesAndChunksPrefill(mixed: Int?) throws {
         let cache = try KVCacheManager(KVCacheConfig(blockTokens: 16, capacityBlocks: 200))
         var config = SchedulerConfig(reservation: .onDemand)
         config.maxBatchedTokens = 2048
-        config.mixedStepTokens = mixed
+        config.stallFree = mixed.map { StallFreeBudget(baseTokens: $0) }
         let s = Scheduler(config: config, cache: cache)
         for i in 1...4 { try s.submit(request(i, prompt: 16, maxTokens: 500)) }
         var now = 0.0
@@ -103,11 +103,11 @@ func admissionOrder(_ s: Scheduler, steps: Int, stopAfter outputs: Int) throws -
         #expect(prefillSteps == (mixed == nil ? 1 : (1000 + 59) / 60))
     }
 
-    /// When the decodes alone reach `mixedStepTokens`, a waiting prompt still gets one block a step.
+    /// When the decodes alone fill the stall-free budget, a waiting prompt still gets one block a step.
     @Test func stallFreeBatchingStillPrefillsOneBlockWhenDecodesFillTheStep() throws {
         let cache = try KVCacheManager(KVCacheConfig(blockTokens: 16, capacityBlocks: 200))
         var config = SchedulerConfig(reservation: .onDemand)
-        config.mixedStepTokens = 3
+        config.stallFree = StallFreeBudget(baseTokens: 3)
         let s = Scheduler(config: config, cache: cache)
         for i in 1...4 { try s.submit(request(i, prompt: 8, maxTokens: 500)) }
         var plan = try s.schedule(now: 0)

@@ -32,20 +32,30 @@ import Testing
 
     /// Below the balance point a step costs about what one decode costs (reading the weights); well
     /// above it, time grows with the tokens.
-    @Test func balancedStepTokensIsWhereComputeMeetsTheWeightsRead() {
+    @Test func stallFreeBudgetIsWhereComputeMeetsTheMemoryRead() {
         func step(_ n: Int) -> Double {
             var w = StepWork()
             w.addPrefill(tokens: n, contextBefore: 0)
             return h100.stepSeconds(w)
         }
-        let n = h100.balancedStepTokens()
+        let budget = h100.stallFreeBudget()
+        let n = budget.baseTokens
         #expect(n > 150 && n < 300)                                   // about 222 on H100 for bf16
-        #expect(h100.balancedStepTokens(multiple: 16) % 16 == 0)
-        #expect(h100.balancedStepTokens(multiple: 16) >= n)
+        #expect(h100.stallFreeBudget(multiple: 16).baseTokens % 16 == 0)
+        #expect(h100.stallFreeBudget(multiple: 16).baseTokens >= n)
         #expect(step(n - 20) < step(1) * 1.1)
         #expect(step(4 * n) > step(n) * 3)
         let a100 = RooflineCostModel(model: .llama3_8B, hardware: .a100_80GB)
-        #expect(a100.balancedStepTokens() < n)                        // less compute per byte of bandwidth
+        #expect(a100.stallFreeBudget().baseTokens < n)                // less compute per byte of bandwidth
+        // Decodes that read much KV leave room for more prefill: at the budget for 64 decodes of 8k
+        // context the step is still about as long as the decodes alone.
+        var decodes = StepWork()
+        for _ in 0..<64 { decodes.addDecode(context: 8192) }
+        let room = budget.tokens(decodeContextTokens: 64 * 8192) - 64
+        #expect(room > n)
+        var mixed = decodes
+        mixed.addPrefill(tokens: room - 32, contextBefore: 0)
+        #expect(h100.stepSeconds(mixed) < h100.stepSeconds(decodes) * 1.1)
     }
 
     @Test func prefillIsComputeBoundAndAttentionIsQuadratic() {

@@ -29,7 +29,7 @@ struct TimedReplayOptions: ParsableArguments {
     var maxRunning = 256
     @Option(help: "Most tokens per step (max_num_batched_tokens, chunked prefill budget).")
     var maxBatchedTokens = 8192
-    @Option(help: "Stall-free batching: a step with decodes carries at most this many tokens (decodes first, then prefill chunks, at least one block of prefill); auto: the GPU's balance point for the model on the cost model; off: prefill may take all of --max-batched-tokens.")
+    @Option(help: "Stall-free batching: a step with decodes carries at most this many tokens (decodes first, then prefill chunks, at least one block of prefill); auto: the GPU's balance point on the cost model, growing with the KV the decodes read; off: prefill may take all of --max-batched-tokens.")
     var mixedStepTokens = "auto"
     @Option(help: "Tokens per KV-cache block in timed mode.")
     var kvBlockTokens = 16
@@ -104,13 +104,13 @@ enum TimedReplay {
         base.scheduler.maxRunningSequences = o.maxRunning
         base.scheduler.maxBatchedTokens = o.maxBatchedTokens
         switch o.mixedStepTokens.lowercased() {
-        case "auto": base.scheduler.mixedStepTokens = costModel.balancedStepTokens(multiple: o.kvBlockTokens)
-        case "off": base.scheduler.mixedStepTokens = nil
+        case "auto": base.scheduler.stallFree = costModel.stallFreeBudget(multiple: o.kvBlockTokens)
+        case "off": base.scheduler.stallFree = nil
         default:
             guard let n = Int(o.mixedStepTokens), n >= 1 else {
                 throw CLIError("--mixed-step-tokens must be auto, off or a positive number, not \(o.mixedStepTokens)")
             }
-            base.scheduler.mixedStepTokens = n
+            base.scheduler.stallFree = StallFreeBudget(baseTokens: n)
         }
         base.scheduler.defaultMaxTokens = o.maxTokens
         base.scheduler.order = queueOrder
@@ -173,7 +173,8 @@ enum TimedReplay {
                 ("kv_block_tokens", .int(base.blockTokens)), ("kv_bytes_per_token", .int(model.kvBytesPerToken)),
                 ("max_tokens", .int(o.maxTokens)),
                 ("max_batched_tokens", .int(o.maxBatchedTokens)),
-                ("mixed_step_tokens", base.scheduler.mixedStepTokens.map { .int($0) } ?? .null),
+                ("stall_free_base_tokens", base.scheduler.stallFree.map { .int($0.baseTokens) } ?? .null),
+                ("stall_free_tokens_per_context_token", base.scheduler.stallFree.map { .double($0.tokensPerContextToken) } ?? .null),
                 ("predictor", .string(textModel != nil ? "text" : "history")),
                 ("reserve_quantile", .double(o.reserveQuantile)),
                 ("cpu_gib", .double(o.cpuGiB)),
@@ -187,7 +188,11 @@ enum TimedReplay {
             var out = "Timed replay of \(tracePath) (\(trace.format.rawValue), \(requests.count) requests"
             if trace.skippedLines > 0 { out += ", \(trace.skippedLines) bad lines skipped" }
             out += ")\n\(model.name) on \(hardware.name), KV \(String(format: "%.2f", kvBytes / 1_073_741_824)) GiB = \(base.capacityBlocks) blocks of \(base.blockTokens), max_tokens \(o.maxTokens)\n"
-            out += "Step token budget \(o.maxBatchedTokens)" + (base.scheduler.mixedStepTokens.map { ", \($0) with decodes (stall-free)" } ?? "") + "\n"
+            out += "Step token budget \(o.maxBatchedTokens)"
+            if let b = base.scheduler.stallFree {
+                out += "; with decodes \(b.baseTokens) + \(String(format: "%.5f", b.tokensPerContextToken)) per context token read (stall-free)"
+            }
+            out += "\n"
             if o.cpuGiB > 0 {
                 out += "Host prefix tier \(o.cpuGiB) GiB (keys only; loads charged at the host link's bandwidth)\n"
             }

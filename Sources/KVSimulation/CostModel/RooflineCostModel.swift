@@ -1,3 +1,5 @@
+import KVScheduler
+
 /// Prices an engine step from a model and a GPU with a roofline: a step takes the longer of its
 /// compute time and its memory time, plus tensor-parallel communication and a fixed step overhead.
 ///
@@ -86,18 +88,23 @@ public struct RooflineCostModel: Sendable {
         return gpuSeconds + transferSeconds
     }
 
-    /// The GPU's balance point for this model: the fewest tokens a step must carry before its linear
-    /// layers' compute time catches up with the time to read the weights, rounded up to a multiple of
-    /// `multiple`. Below it a step is bound by memory and extra tokens (prefill riding along with
-    /// decodes) cost almost nothing; the default token budget of a mixed step
-    /// (`SchedulerConfig.mixedStepTokens`). About 220 tokens for a bf16 model on H100, 120 on A100. O(1).
-    public func balancedStepTokens(multiple: Int = 1) -> Int {
+    /// The stall-free budget of a mixed step on this model and GPU (`SchedulerConfig.stallFree`): the
+    /// fewest tokens at which the linear layers' compute time catches up with reading the weights
+    /// (rounded up to a multiple of `multiple`; about 220 tokens for a bf16 model on H100, 120 on A100),
+    /// plus, per context token the decodes read, the tokens whose compute fits in that KV read's time
+    /// less its attention compute. Below the budget a step is bound by memory and extra prefill tokens
+    /// cost almost nothing. O(1).
+    public func stallFreeBudget(multiple: Int = 1) -> StallFreeBudget {
         let tp = Double(model.tensorParallel)
-        let memorySeconds = model.weightBytes / (hardware.memoryBandwidth * tp * efficiency.memoryBandwidth)
+        let bandwidth = hardware.memoryBandwidth * tp * efficiency.memoryBandwidth
         let secondsPerToken = 2 * model.activeParameters / (hardware.peakFlops * tp * efficiency.linearFlops)
-        let tokens = max(1, Int((memorySeconds / secondsPerToken).rounded(.up)))
+        let tokens = max(1, Int((model.weightBytes / bandwidth / secondsPerToken).rounded(.up)))
         let m = max(1, multiple)
-        return (tokens + m - 1) / m * m
+        let readSeconds = Double(model.kvBytesPerToken) / bandwidth
+        let attentionSeconds = 4 * Double(model.attentionLayers * model.attentionWidth)
+            / (hardware.peakFlops * tp * efficiency.attentionFlops)
+        return StallFreeBudget(baseTokens: (tokens + m - 1) / m * m,
+                               tokensPerContextToken: max(0, readSeconds - attentionSeconds) / secondsPerToken)
     }
 
     /// KV bytes of `tokens` tokens.
