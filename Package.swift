@@ -45,6 +45,9 @@ let package = Package(
         // The C ABI: the public header alone (CKVCache), implemented in Swift with @_cdecl (KVCacheC).
         .target(name: "CKVCache"),
         .target(name: "KVCacheC", dependencies: ["KVCache", "CKVCache"]),
+        // The same serving cycle through the facade and through the C ABI, side by side.
+        .executableTarget(name: "capi-bench", dependencies: ["KVCache", "CKVCache", "KVCacheC"],
+                          path: "tools/capi/CABIBench"),
 
         // Benchmark workloads shared by `kvcache bench` and the Benchmarks package.
         .target(name: "KVBench", dependencies: ["KVCache", "KVTiers", "KVScheduler"]),

@@ -12,10 +12,20 @@ final class CacheHandle {
 
     init(_ manager: KVCacheManager) { self.manager = manager }
 
-    /// The handle behind an opaque pointer, without touching its reference count. O(1).
+    /// Lends the handle behind an opaque pointer to `body` without retaining it: the C caller's
+    /// reference (from `kvcache_create`) keeps it alive for the whole call. O(1).
     @inline(__always)
-    static func from(_ pointer: OpaquePointer) -> CacheHandle {
-        Unmanaged<CacheHandle>.fromOpaque(UnsafeRawPointer(pointer)).takeUnretainedValue()
+    static func borrow(_ pointer: OpaquePointer, _ body: (CacheHandle) throws(CAPIError) -> Void) throws(CAPIError) {
+        // `_withUnsafeGuaranteedRef` rethrows untyped errors; carry the typed one out as a value.
+        let result = Unmanaged<CacheHandle>.fromOpaque(UnsafeRawPointer(pointer))._withUnsafeGuaranteedRef { h in
+            do throws(CAPIError) {
+                try body(h)
+                return Result<Void, CAPIError>.success(())
+            } catch {
+                return .failure(error)
+            }
+        }
+        try result.get()
     }
 }
 
@@ -26,7 +36,7 @@ func withHandle(_ pointer: OpaquePointer?, _ function: StaticString,
                 _ body: (CacheHandle) throws(CAPIError) -> Void) -> kvcache_status {
     guard let pointer else { return fail(.nullHandle, function) }
     do {
-        try body(CacheHandle.from(pointer))
+        try CacheHandle.borrow(pointer, body)
         return Status.ok
     } catch {
         return fail(error, function)
