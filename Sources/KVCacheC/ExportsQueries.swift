@@ -24,19 +24,24 @@ public func kvcacheBlockTableImpl(_ cache: OpaquePointer?, _ id: Int64, _ out: U
 @_cdecl("kvcache_computed_tokens")
 public func kvcacheComputedTokensImpl(_ cache: OpaquePointer?, _ id: Int64,
                                       _ out: UnsafeMutablePointer<Int64>?) -> kvcache_status {
-    withHandle(cache, "kvcache_computed_tokens") { (h) throws(CAPIError) in
-        let out = try required(out, "out")
-        out.pointee = Int64(try lift { () throws(KVCacheError) in try h.manager.computedTokens(SequenceID(id)) })
-    }
+    sequenceCount(cache, id, out, "kvcache_computed_tokens") { (m, seq) throws(KVCacheError) in try m.computedTokens(seq) }
 }
 
 /// kvcache_token_count. O(1).
 @_cdecl("kvcache_token_count")
 public func kvcacheTokenCountImpl(_ cache: OpaquePointer?, _ id: Int64,
                                   _ out: UnsafeMutablePointer<Int64>?) -> kvcache_status {
-    withHandle(cache, "kvcache_token_count") { (h) throws(CAPIError) in
+    sequenceCount(cache, id, out, "kvcache_token_count") { (m, seq) throws(KVCacheError) in try m.tokenCount(seq) }
+}
+
+/// One per-sequence count of the facade into `out`.
+@inline(__always)
+private func sequenceCount(_ cache: OpaquePointer?, _ id: Int64, _ out: UnsafeMutablePointer<Int64>?,
+                           _ function: StaticString,
+                           _ read: (KVCacheManager, SequenceID) throws(KVCacheError) -> Int) -> kvcache_status {
+    withHandle(cache, function) { (h) throws(CAPIError) in
         let out = try required(out, "out")
-        out.pointee = Int64(try lift { () throws(KVCacheError) in try h.manager.tokenCount(SequenceID(id)) })
+        out.pointee = Int64(try lift { () throws(KVCacheError) in try read(h.manager, SequenceID(id)) })
     }
 }
 
