@@ -71,15 +71,20 @@ func inputBuffer<T>(_ pointer: UnsafePointer<T>?, _ count: Int, _ name: StaticSt
     return UnsafeBufferPointer(start: count == 0 ? nil : pointer, count: count)
 }
 
-/// A caller's output buffer of `capacity` elements that must hold `needed`; `pointer` may be NULL
-/// only when `capacity` is 0. Throws `.bufferTooSmall` (after the caller's length was set).
+/// A caller's output buffer of `capacity` elements; `pointer` may be NULL only when `capacity` is 0.
+/// Checked before anything is written, so a bad buffer leaves every out-parameter alone.
 @inline(__always)
-func outputBuffer<T>(_ pointer: UnsafeMutablePointer<T>?, capacity: Int, needed: Int,
+func outputBuffer<T>(_ pointer: UnsafeMutablePointer<T>?, capacity: Int,
                      _ name: StaticString) throws(CAPIError) -> UnsafeMutablePointer<T>? {
     guard capacity >= 0 else { throw .invalidArgument("a capacity is larger than the address space") }
     guard capacity == 0 || pointer != nil else { throw .nullPointer(name) }
-    guard needed <= capacity else { throw .bufferTooSmall(name, needed: needed, capacity: capacity) }
     return pointer
+}
+
+/// Throws `.bufferTooSmall` when the caller's buffer, named, cannot hold `needed` elements.
+@inline(__always)
+func requireRoom(_ needed: Int, capacity: Int, _ name: StaticString) throws(CAPIError) {
+    guard needed <= capacity else { throw .bufferTooSmall(name, needed: needed, capacity: capacity) }
 }
 
 /// A NUL-terminated UTF-8 argument; NULL is "". Allocates for strings over 15 bytes.

@@ -10,9 +10,11 @@ public func kvcacheBlockTableImpl(_ cache: OpaquePointer?, _ id: Int64, _ out: U
                                   _ capacity: Int, _ length: UnsafeMutablePointer<Int>?) -> kvcache_status {
     withHandle(cache, "kvcache_block_table") { (h) throws(CAPIError) in
         let length = try required(length, "length")
+        let out = try outputBuffer(out, capacity: capacity, "out")
         let table = try lift { () throws(KVCacheError) in try h.manager.blockTable(SequenceID(id)) }
         length.pointee = table.count
-        guard let out = try outputBuffer(out, capacity: capacity, needed: table.count, "out") else { return }
+        try requireRoom(table.count, capacity: capacity, "out")
+        guard let out else { return }  // an empty table into an empty buffer
         table.withUnsafeBufferPointer { t in
             guard let src = t.baseAddress else { return }
             out.update(from: src, count: t.count)
@@ -51,9 +53,11 @@ public func kvcacheDrainCopiesImpl(_ cache: OpaquePointer?, _ out: UnsafeMutable
                                    _ capacity: Int, _ count: UnsafeMutablePointer<Int>?) -> kvcache_status {
     withHandle(cache, "kvcache_drain_copies") { (h) throws(CAPIError) in
         let count = try required(count, "count")
+        let out = try outputBuffer(out, capacity: capacity, "out")
         let pending = h.manager.pendingCopyCount
         count.pointee = pending
-        guard let out = try outputBuffer(out, capacity: capacity, needed: pending, "out") else { return }
+        try requireRoom(pending, capacity: capacity, "out")
+        guard let out else { return }  // nothing pending, empty buffer
         var i = 0
         h.manager.drainCopies { src, dst in
             out[i] = kvcache_block_copy(src: src, dst: dst)
@@ -73,12 +77,14 @@ public func kvcacheDrainEventsImpl(_ cache: OpaquePointer?,
     withHandle(cache, "kvcache_drain_events") { (h) throws(CAPIError) in
         let eventCount = try required(eventCount, "event_count")
         let keyCount = try required(keyCount, "key_count")
+        let eventsOut = try outputBuffer(events, capacity: eventsCapacity, "events")
+        let keysOut = try outputBuffer(keys, capacity: keysCapacity, "keys")
         h.manager.drainEvents(into: &h.stagedEvents)
         let neededKeys = h.stagedEvents.reduce(0) { $0 + $1.keys.count }
         eventCount.pointee = h.stagedEvents.count
         keyCount.pointee = neededKeys
-        let eventsOut = try outputBuffer(events, capacity: eventsCapacity, needed: h.stagedEvents.count, "events")
-        let keysOut = try outputBuffer(keys, capacity: keysCapacity, needed: neededKeys, "keys")
+        try requireRoom(h.stagedEvents.count, capacity: eventsCapacity, "events")
+        try requireRoom(neededKeys, capacity: keysCapacity, "keys")
         var k = 0
         for (i, event) in h.stagedEvents.enumerated() {
             eventsOut![i] = kvcache_event(event, firstKey: k)  // non-nil: capacity >= count > i

@@ -82,7 +82,13 @@ struct ErrorPathTests {
         refused(c, KVCACHE_ERR_NULL_POINTER, "kvcache_append_tokens") { kvcache_append_tokens(c.handle, 1, nil, 1) }
         refused(c, KVCACHE_ERR_NULL_POINTER, "kvcache_match_length") { kvcache_match_length(c.handle, nil, 0, nil) }
         refused(c, KVCACHE_ERR_NULL_POINTER, "kvcache_block_table", "length is NULL") { kvcache_block_table(c.handle, 1, nil, 0, nil) }
+        n = -9
         refused(c, KVCACHE_ERR_NULL_POINTER, "kvcache_block_table", "out is NULL") { kvcache_block_table(c.handle, 1, nil, 8, &n) }
+        refused(c, KVCACHE_ERR_NULL_POINTER, "kvcache_drain_events", "keys is NULL") {
+            var e = kvcache_event(), m = -9
+            return kvcache_drain_events(c.handle, &e, 1, &n, nil, 4, &m)
+        }
+        #expect(n == -9, "a refused call wrote its length")
         refused(c, KVCACHE_ERR_NULL_POINTER, "kvcache_computed_tokens") { kvcache_computed_tokens(c.handle, 1, nil) }
         refused(c, KVCACHE_ERR_NULL_POINTER, "kvcache_token_count") { kvcache_token_count(c.handle, 1, nil) }
         refused(c, KVCACHE_ERR_NULL_POINTER, "kvcache_drain_copies", "out is NULL") { kvcache_drain_copies(c.handle, nil, 4, &n) }

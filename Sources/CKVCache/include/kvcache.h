@@ -13,7 +13,7 @@
  *     returns a status, and kvcache_last_error() says what was wrong in words. A handle that was
  *     already destroyed is not detected (as with free()).
  *   - Counts of tokens are int64_t so that a negative one is reported, not misread; lengths of
- *     caller buffers are size_t.
+ *     caller arrays and buffers are size_t (one above PTRDIFF_MAX is KVCACHE_ERR_INVALID_ARGUMENT).
  *   - Strings are NUL-terminated UTF-8 and are copied or hashed during the call; NULL means "".
  *
  * Threading
