@@ -8,6 +8,7 @@ config="${1:-debug}"
 swift build -c "$config" --product kvcache_c
 lib="$(swift build -c "$config" --show-bin-path)"
 out="$lib/capi-example"
-cc -std=c11 -Wall -Wextra -Werror -pedantic -ISources/CKVCache/include tools/capi/example.c \
+cc="${CC:-$(command -v cc || command -v clang)}"   # the Swift toolchain's clang serves too
+"$cc" -std=c11 -Wall -Wextra -Werror -pedantic -ISources/CKVCache/include tools/capi/example.c \
    -L"$lib" -lkvcache_c -Wl,-rpath,"$lib" -o "$out"
 "$out"
