@@ -12,6 +12,8 @@ let package = Package(
         .library(name: "KVReferenceEngine", targets: ["KVReferenceEngine"]),
         .library(name: "KVBench", targets: ["KVBench"]),
         .executable(name: "kvcache", targets: ["kvcache"]),
+        // The C ABI (include/kvcache.h) as libkvcache_c.so for C, C++ and Python servers.
+        .library(name: "kvcache_c", type: .dynamic, targets: ["KVCacheC"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -40,6 +42,13 @@ let package = Package(
         // A real CPU engine (GGUF, BPE, llama forward pass) on the paged KV.
         .target(name: "KVReferenceEngine", dependencies: ["KVCache", "KVTiers", "COpenBLAS"]),
 
+        // The C ABI: the public header alone (CKVCache), implemented in Swift with @_cdecl (KVCacheC).
+        .target(name: "CKVCache"),
+        .target(name: "KVCacheC", dependencies: ["KVCache", "CKVCache"]),
+        // The same serving cycle through the facade and through the C ABI, side by side.
+        .executableTarget(name: "capi-bench", dependencies: ["KVCache", "CKVCache", "KVCacheC"],
+                          path: "tools/capi/CABIBench"),
+
         // Benchmark workloads shared by `kvcache bench` and the Benchmarks package.
         .target(name: "KVBench", dependencies: ["KVCache", "KVTiers", "KVScheduler"]),
 
@@ -54,6 +63,7 @@ let package = Package(
         ),
 
         .testTarget(name: "KVCacheTests", dependencies: ["KVCache"]),
+        .testTarget(name: "KVCacheCTests", dependencies: ["CKVCache", "KVCacheC", "KVCache"]),
         .testTarget(name: "KVTiersTests", dependencies: ["KVTiers"]),
         .testTarget(name: "KVSchedulerTests", dependencies: ["KVScheduler"]),
         .testTarget(name: "KVSimulationTests", dependencies: ["KVSimulation"],

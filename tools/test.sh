@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/install-deps.sh
 swift test
+bash tools/capi/smoke.sh  # the C ABI from C: builds libkvcache_c.so and tools/capi/example.c, runs it
 echo "== ThreadSanitizer: tiers (transfer engine, tier manager)"
 swift test --sanitize=thread --scratch-path .build-tsan --filter KVTiersTests
 echo "== AddressSanitizer: core and tiers (raw memory, codec, disk records)"

@@ -41,6 +41,9 @@ public final class KVCacheManager {
     }
 
     public var blockTokens: Int { config.blockTokens }
+    /// Tokens one sequence may hold (2^48): far beyond any pool, and small enough that no token
+    /// arithmetic on a count the caller passes can overflow.
+    public static let maxSequenceTokens = 1 << 48
     public var capacityBlocks: Int { pool.capacity }
     /// Blocks an allocation can get now: free ones plus cached ones nobody holds.
     public var freeBlockCount: Int { pool.freeCount + index.unheldCount }
@@ -61,9 +64,19 @@ public final class KVCacheManager {
     /// the root of (namespace, `lora`, `salt`). O(prompt tokens).
     public func addSequence(_ id: SequenceID, prompt: [UInt32], salt: String = "", lora: String = "",
                             multimodal: [MultimodalItem] = []) throws(KVCacheError) {
+        try prompt.withUnsafeBufferPointer { (p) throws(KVCacheError) in
+            try addSequence(id, prompt: p, salt: salt, lora: lora, multimodal: multimodal)
+        }
+    }
+
+    /// `addSequence(_:prompt:salt:lora:multimodal:)` over borrowed token ids (a C caller's buffer),
+    /// so adding a sequence copies no token array. O(prompt tokens).
+    public func addSequence(_ id: SequenceID, prompt: UnsafeBufferPointer<UInt32>, salt: String = "",
+                            lora: String = "", multimodal: [MultimodalItem] = []) throws(KVCacheError) {
         guard sequences.slot(of: id) == nil else { throw .duplicateSequence(id) }
         guard !prompt.isEmpty else { throw .invalidArgument("empty prompt") }
-        for item in multimodal where item.start < 0 || item.length < 1 || item.start + item.length > prompt.count {
+        for item in multimodal where item.start < 0 || item.length < 1 || item.start > prompt.count
+            || item.length > prompt.count - item.start {  // no overflow for any Int start and length
             throw .invalidArgument("multimodal item at \(item.start)+\(item.length) outside the prompt")
         }
         let s = sequences.add(id)
@@ -72,19 +85,26 @@ public final class KVCacheManager {
         sequences[s].multimodal = multimodal
         sequences[s].promptTokens = prompt.count
         sequences[s].tokenCount = prompt.count
-        prompt.withUnsafeBufferPointer { p in
-            hasher.appendKeys(of: p, parent: root, multimodal: multimodal, to: &sequences[s].keys)
-            let full = p.count / blockTokens * blockTokens
-            sequences[s].tail.append(contentsOf: p[full...])
-        }
+        hasher.appendKeys(of: prompt, parent: root, multimodal: multimodal, to: &sequences[s].keys)
+        let full = prompt.count / blockTokens * blockTokens
+        sequences[s].tail.append(contentsOf: prompt[full...])
     }
 
     /// Registers a sequence known by precomputed prompt block keys (from a router, another node, or
     /// a trace). Its other tokens have no ids, so blocks past the keys are never cached.
     /// - Parameter promptTokens: prompt length; at least `promptKeys.count x blockTokens`.
     public func addSequence(_ id: SequenceID, promptKeys: [BlockKey], promptTokens: Int) throws(KVCacheError) {
+        try promptKeys.withUnsafeBufferPointer { (k) throws(KVCacheError) in
+            try addSequence(id, promptKeys: k, promptTokens: promptTokens)
+        }
+    }
+
+    /// `addSequence(_:promptKeys:promptTokens:)` over borrowed keys (a C caller's buffer).
+    /// O(keys).
+    public func addSequence(_ id: SequenceID, promptKeys: UnsafeBufferPointer<BlockKey>,
+                            promptTokens: Int) throws(KVCacheError) {
         guard sequences.slot(of: id) == nil else { throw .duplicateSequence(id) }
-        guard promptTokens >= 1, promptKeys.count <= promptTokens / blockTokens else {
+        guard promptTokens >= 1, promptTokens <= Self.maxSequenceTokens, promptKeys.count <= promptTokens / blockTokens else {
             throw .invalidArgument("\(promptKeys.count) keys need at least \(promptKeys.count * blockTokens) tokens, got \(promptTokens)")
         }
         guard !promptKeys.contains(.zero) else { throw .invalidArgument("the zero key is reserved") }
@@ -124,6 +144,11 @@ public final class KVCacheManager {
         keys.withUnsafeBufferPointer { index.matchLength($0) }
     }
 
+    /// `matchLength(_:)` over borrowed keys (a C caller's buffer). O(matched) probes.
+    public func matchLength(_ keys: UnsafeBufferPointer<BlockKey>) -> Int {
+        index.matchLength(keys)
+    }
+
     /// Ensures slots for `newTokens` tokens to compute this step plus `lookahead` more. The first
     /// call pins the blocks found by `lookup` that are still cached (the sequence's computed tokens
     /// start there). Takes free blocks first, then evicts unheld cached leaves in policy order; a
@@ -133,6 +158,7 @@ public final class KVCacheManager {
     public func allocate(_ id: SequenceID, newTokens: Int, lookahead: Int = 0) throws(KVCacheError) -> AllocationOutcome {
         let s = try slot(id)
         guard newTokens >= 0, lookahead >= 0 else { throw .invalidArgument("negative token count") }
+        guard lookahead <= Self.maxSequenceTokens else { throw .invalidArgument("lookahead \(lookahead) is too large") }
         // Read scalars only: a copy of the state would make the appends below copy the arrays.
         let B = blockTokens
         let pinned = sequences[s].pinned
@@ -189,11 +215,11 @@ public final class KVCacheManager {
     public func commit(_ id: SequenceID, computedTokens: Int) throws(KVCacheError) {
         let s = try slot(id)
         guard computedTokens >= 0 else { throw .invalidArgument("negative token count") }
-        let total = sequences[s].computed + computedTokens
         let allocated = min(sequences[s].blocks.count * blockTokens, sequences[s].tokenCount)
-        guard total <= allocated else {
-            throw .invalidArgument("\(total) computed tokens exceed the \(allocated) allocated and known")
+        guard computedTokens <= allocated - sequences[s].computed else {  // no overflow: both sides bounded
+            throw .invalidArgument("\(computedTokens) more computed tokens exceed the \(allocated) allocated and known")
         }
+        let total = sequences[s].computed + computedTokens
         sequences[s].computed = total
         guard config.enablePrefixCaching else { return }
         let first = sequences[s].committedBlocks
@@ -235,6 +261,12 @@ public final class KVCacheManager {
 
     /// Adds sampled tokens to the sequence; each block they fill gets its key. O(tokens).
     public func append(_ id: SequenceID, tokens: [UInt32]) throws(KVCacheError) {
+        try tokens.withUnsafeBufferPointer { (t) throws(KVCacheError) in try append(id, tokens: t) }
+    }
+
+    /// `append(_:tokens:)` over borrowed token ids (a C caller's buffer): a decode step's token
+    /// copies no array. O(tokens).
+    public func append(_ id: SequenceID, tokens: UnsafeBufferPointer<UInt32>) throws(KVCacheError) {
         let s = try slot(id)
         sequences[s].tokenCount += tokens.count
         guard sequences[s].keyable else { return }
@@ -261,6 +293,9 @@ public final class KVCacheManager {
     public func append(_ id: SequenceID, count: Int) throws(KVCacheError) {
         let s = try slot(id)
         guard count >= 0 else { throw .invalidArgument("negative token count") }
+        guard count <= Self.maxSequenceTokens - sequences[s].tokenCount else {
+            throw .invalidArgument("a sequence holds at most \(Self.maxSequenceTokens) tokens")
+        }
         sequences[s].tokenCount += count
         sequences[s].keyable = false
         sequences[s].tail.removeAll(keepingCapacity: true)
@@ -296,6 +331,17 @@ public final class KVCacheManager {
     /// fork) into `copies`.
     public func drainCopies(into copies: inout [(src: BlockID, dst: BlockID)]) {
         copies.append(contentsOf: pendingCopies)
+        pendingCopies.removeAll(keepingCapacity: true)
+    }
+
+    /// Copies waiting for `drainCopies`.
+    public var pendingCopyCount: Int { pendingCopies.count }
+
+    /// Hands each pending copy to `body` in order, then forgets them all; allocates nothing (for a
+    /// caller that writes them into its own buffer). `body` must not call back into the manager.
+    /// O(pending copies).
+    public func drainCopies(_ body: (_ src: BlockID, _ dst: BlockID) -> Void) {
+        for c in pendingCopies { body(c.src, c.dst) }
         pendingCopies.removeAll(keepingCapacity: true)
     }
 

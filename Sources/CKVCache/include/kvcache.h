@@ -1,0 +1,371 @@
+/*
+ * kvcache.h - the C ABI of swift-kvcache's KVCacheManager, for C, C++ and Python (ctypes) servers.
+ *
+ * Link with -lkvcache_c (libkvcache_c.so, built by `swift build -c release --product kvcache_c`).
+ * See docs/C_API.md for building, linking and a minimal serving loop.
+ *
+ * Conventions
+ *   - Every function that can fail returns a kvcache_status; KVCACHE_OK (0) is success. Results
+ *     come back through out-parameters, which must not be NULL unless the function says so.
+ *   - A call that fails changes nothing: neither the cache nor the caller's out-parameters, except
+ *     the lengths that KVCACHE_ERR_BUFFER_TOO_SMALL and KVCACHE_ERR_INSUFFICIENT_BLOCKS report.
+ *   - No call traps on bad input (NULL handle or pointer, negative count, unknown sequence, ...): it
+ *     returns a status, and kvcache_last_error() says what was wrong in words. A handle that was
+ *     already destroyed is not detected (as with free()).
+ *   - Counts of tokens are int64_t so that a negative one is reported, not misread; lengths of
+ *     caller arrays and buffers are size_t (one above PTRDIFF_MAX is KVCACHE_ERR_INVALID_ARGUMENT).
+ *   - Strings are NUL-terminated UTF-8 and are copied or hashed during the call; NULL means "".
+ *
+ * Threading
+ *   A handle is single-threaded, like the scheduler loop of vLLM or SGLang: never call two functions
+ *   on the same handle at once (a handle may move between threads with the caller's own
+ *   synchronisation). Distinct handles share nothing and may be used from different threads at the
+ *   same time. kvcache_version, kvcache_status_name and kvcache_last_error may be called from any
+ *   thread at any time; the last error is kept per thread.
+ *
+ * Allocation
+ *   The hot calls (lookup, allocate, commit, append, free, block_table, computed_tokens,
+ *   drain_copies, stats) allocate nothing in steady state (measured: tools/capi/bench.c); adding a
+ *   sequence allocates only while the handle's buffers grow, for multimodal items, and for salt or
+ *   lora strings longer than 15 bytes.
+ */
+#ifndef KVCACHE_H
+#define KVCACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* MARK: Version */
+
+#define KVCACHE_VERSION_MAJOR 0
+#define KVCACHE_VERSION_MINOR 1
+#define KVCACHE_VERSION_PATCH 0
+/** MAJOR * 10000 + MINOR * 100 + PATCH of this header; compare with kvcache_version(). */
+#define KVCACHE_VERSION_NUMBER \
+    (KVCACHE_VERSION_MAJOR * 10000 + KVCACHE_VERSION_MINOR * 100 + KVCACHE_VERSION_PATCH)
+
+/** The library's version number, in the form of KVCACHE_VERSION_NUMBER. A library whose major
+ *  number differs from the header's is not compatible with it. O(1); any thread. */
+uint32_t kvcache_version(void);
+
+/* MARK: Statuses */
+
+/** The result of every fallible call: one of enum kvcache_status_code. */
+typedef int32_t kvcache_status;
+
+enum kvcache_status_code {
+    KVCACHE_OK = 0,
+    /** The handle argument is NULL. */
+    KVCACHE_ERR_NULL_HANDLE = 1,
+    /** A required pointer argument (out-parameter, array with a non-zero length) is NULL. */
+    KVCACHE_ERR_NULL_POINTER = 2,
+    /** An argument is out of its documented range (negative count, bad config, invalid UTF-8,
+     *  more new tokens than are not computed, lookup after allocate, ...). */
+    KVCACHE_ERR_INVALID_ARGUMENT = 3,
+    /** The sequence id was never added, or was already freed. */
+    KVCACHE_ERR_UNKNOWN_SEQUENCE = 4,
+    /** add_sequence or fork named a sequence id that is live. */
+    KVCACHE_ERR_DUPLICATE_SEQUENCE = 5,
+    /** allocate: the pool cannot supply the blocks now; needed and available are reported. */
+    KVCACHE_ERR_INSUFFICIENT_BLOCKS = 6,
+    /** reset while sequences still hold blocks. */
+    KVCACHE_ERR_BLOCKS_IN_USE = 7,
+    /** A caller buffer is too short; the length it needs is reported, nothing was consumed. */
+    KVCACHE_ERR_BUFFER_TOO_SMALL = 8,
+    /** A block id outside 0..capacity-1 (the pool's own misuse statuses, never expected from the
+     *  sequence-level calls of this header; kept so every library error has a status). */
+    KVCACHE_ERR_INVALID_BLOCK = 9,
+    /** A block freed twice (pool misuse, see above). */
+    KVCACHE_ERR_DOUBLE_FREE = 10,
+    /** A block freed while it still has holders (pool misuse, see above). */
+    KVCACHE_ERR_BLOCK_STILL_REFERENCED = 11,
+    /** A block released that nobody holds (pool misuse, see above). */
+    KVCACHE_ERR_BLOCK_NOT_REFERENCED = 12,
+    /** validate found a broken internal invariant (a library bug: please report it). */
+    KVCACHE_ERR_INVARIANT_VIOLATION = 13,
+};
+
+/** The constant's name, e.g. "KVCACHE_ERR_UNKNOWN_SEQUENCE" ("KVCACHE_STATUS_UNKNOWN" for a value
+ *  that is not a status). Static storage; never NULL. O(1); any thread. */
+const char *kvcache_status_name(kvcache_status status);
+
+/** A readable sentence about the calling thread's most recent failed call, e.g.
+ *  "kvcache_allocate: need 5 blocks, 3 available"; "" if none failed yet. Successful calls do not
+ *  clear it (like errno). The text stays valid until the next failed call on this thread.
+ *  Never NULL. O(length of the message); any thread. */
+const char *kvcache_last_error(void);
+
+/* MARK: Types */
+
+/** An open cache: a KV block pool with its prefix cache and live sequences. Opaque. */
+typedef struct kvcache kvcache_t;
+
+/** A sequence (request, or one sample of a forked request) as the server names it. */
+typedef int64_t kvcache_seq_id;
+
+/** A block's index in the pool, dense in 0..capacity_blocks-1: copy block tables straight into the
+ *  engine's block-table tensor. */
+typedef int32_t kvcache_block_id;
+
+/** A 128-bit block key: the chained XXH3-128 hash of a full block and every token before it (see
+ *  docs/BLOCK_KEYS.md). Same halves as XXH128_hash_t. The all-zero key is reserved. */
+typedef struct kvcache_key {
+    uint64_t lo;
+    uint64_t hi;
+} kvcache_key;
+
+/** Eviction order of cached blocks nobody holds. */
+enum kvcache_eviction_policy {
+    KVCACHE_EVICTION_LRU = 0,  /**< least recently used (ties: deepest first) */
+    KVCACHE_EVICTION_FIFO = 1, /**< first cached, first evicted */
+    KVCACHE_EVICTION_LFU = 2,  /**< least frequently used */
+};
+
+/** How to build a cache. Fill it with kvcache_config_init, then change what you need. */
+typedef struct kvcache_config {
+    /** Tokens per block, 1...1024 (default 16). */
+    int64_t block_tokens;
+    /** Blocks in the device pool, 1...INT32_MAX (no default: set it). */
+    int64_t capacity_blocks;
+    /** Model id mixed into every key, so caches of different models never match (NULL: ""). */
+    const char *key_namespace;
+    /** One of enum kvcache_eviction_policy (default LRU). */
+    int32_t eviction_policy;
+    /** When false nothing is cached: lookups miss, full blocks are not published (default true). */
+    bool enable_prefix_caching;
+    /** Keep an event log for kvcache_drain_events (default false). */
+    bool record_events;
+} kvcache_config;
+
+/** A multimodal item (image, audio) inside a prompt: its content hash is mixed into the keys of the
+ *  blocks covering tokens [start, start + length), so equal placeholder tokens with different
+ *  images never share a block. */
+typedef struct kvcache_multimodal_item {
+    kvcache_key hash;
+    int64_t start;
+    int64_t length;
+} kvcache_multimodal_item;
+
+/** The longest cached prefix of a prompt. */
+typedef struct kvcache_prefix_hit {
+    /** Leading prompt blocks found in the cache. */
+    int64_t cached_blocks;
+    /** Prompt tokens whose KV need not be computed (never the last prompt token). */
+    int64_t cached_tokens;
+} kvcache_prefix_hit;
+
+/** The outcome of kvcache_allocate. */
+typedef struct kvcache_allocation {
+    /** KVCACHE_OK: blocks taken from the pool by this call (copy-on-write copies included). */
+    int64_t new_blocks;
+    /** KVCACHE_ERR_INSUFFICIENT_BLOCKS: blocks the call needed and blocks it could have had. */
+    int64_t needed_blocks;
+    int64_t available_blocks;
+} kvcache_allocation;
+
+/** A block copy the engine must perform before its next step (copy-on-write after a fork). */
+typedef struct kvcache_block_copy {
+    kvcache_block_id src;
+    kvcache_block_id dst;
+} kvcache_block_copy;
+
+/** Counters of a cache. */
+typedef struct kvcache_stats {
+    int64_t capacity_blocks;
+    /** Blocks with at least one holder. */
+    int64_t used_blocks;
+    /** Blocks in the prefix cache (held or not). */
+    int64_t cached_blocks;
+    /** Blocks on the free list (never cached, or evicted). */
+    int64_t free_blocks;
+    /** lookup calls, the prompt tokens they asked about and those found cached. */
+    int64_t lookups;
+    int64_t query_tokens;
+    int64_t hit_tokens;
+    /** Blocks published, reused instead of a duplicate, evicted, copied on write. */
+    int64_t inserted_blocks;
+    int64_t deduplicated_blocks;
+    int64_t evicted_blocks;
+    int64_t copied_blocks;
+    /** used_blocks / capacity_blocks, and hit_tokens / query_tokens (0 when nothing was asked). */
+    double usage;
+    double hit_rate;
+} kvcache_stats;
+
+/** Kinds of kvcache_event (the shape of vLLM's KV events, for routers). */
+enum kvcache_event_kind {
+    KVCACHE_EVENT_BLOCK_STORED = 0,       /**< keys published to a tier, in chain order */
+    KVCACHE_EVENT_BLOCK_REMOVED = 1,      /**< keys that left a tier */
+    KVCACHE_EVENT_ALL_BLOCKS_CLEARED = 2, /**< every block of the cache dropped (reset) */
+};
+
+/** Where a copy of a block lives. */
+enum kvcache_tier {
+    KVCACHE_TIER_DEVICE = 0,
+    KVCACHE_TIER_HOST = 1,
+    KVCACHE_TIER_DISK = 2,
+    KVCACHE_TIER_REMOTE = 3,
+};
+
+/** One KV event. Its keys are keys[first_key ..< first_key + key_count] of the key buffer passed to
+ *  the same kvcache_drain_events call. */
+typedef struct kvcache_event {
+    /** One of enum kvcache_event_kind. */
+    int32_t kind;
+    /** One of enum kvcache_tier (DEVICE for ALL_BLOCKS_CLEARED). */
+    int32_t tier;
+    /** BLOCK_STORED: tokens per block; 0 otherwise. */
+    int64_t block_tokens;
+    /** BLOCK_STORED: the first key's parent, valid when has_parent (false for a first block). */
+    kvcache_key parent;
+    bool has_parent;
+    size_t first_key;
+    size_t key_count;
+} kvcache_event;
+
+/* MARK: Lifecycle */
+
+/** Fills `config` with the defaults (block_tokens 16, capacity_blocks 0, LRU, prefix caching on,
+ *  no events, empty namespace). O(1). */
+kvcache_status kvcache_config_init(kvcache_config *config);
+
+/** Opens a cache: allocates its pool and index, O(capacity_blocks) time and memory.
+ *  On KVCACHE_OK *out is a new handle owned by the caller (release it with kvcache_destroy).
+ *  Statuses: NULL_POINTER, INVALID_ARGUMENT (block_tokens, capacity_blocks, eviction_policy or a
+ *  namespace that is not UTF-8). */
+kvcache_status kvcache_create(const kvcache_config *config, kvcache_t **out);
+
+/** Releases a handle and everything it owns; the handle must not be used again. O(capacity).
+ *  Statuses: NULL_HANDLE (nothing done). */
+kvcache_status kvcache_destroy(kvcache_t *cache);
+
+/* MARK: Sequences */
+
+/** Registers a sequence by its prompt token ids and keys its full blocks, chained from the root of
+ *  (namespace, lora, salt). `items` (may be NULL when n_items is 0) are multimodal spans.
+ *  O(n_tokens). Statuses: NULL_HANDLE, NULL_POINTER, DUPLICATE_SEQUENCE, INVALID_ARGUMENT (no
+ *  tokens, a multimodal span outside the prompt, salt or lora not UTF-8). */
+kvcache_status kvcache_add_sequence(kvcache_t *cache, kvcache_seq_id id, const uint32_t *tokens,
+                                    size_t n_tokens, const char *salt, const char *lora,
+                                    const kvcache_multimodal_item *items, size_t n_items);
+
+/** Registers a sequence known by precomputed block keys (from a router, another node, a trace);
+ *  blocks past the keys are never cached. `keys` may be NULL when n_keys is 0.
+ *  O(n_keys). Statuses: NULL_HANDLE, NULL_POINTER, DUPLICATE_SEQUENCE, INVALID_ARGUMENT
+ *  (prompt_tokens < 1 or < n_keys x block_tokens, a zero key). */
+kvcache_status kvcache_add_sequence_keys(kvcache_t *cache, kvcache_seq_id id, const kvcache_key *keys,
+                                         size_t n_keys, int64_t prompt_tokens);
+
+/** The longest cached prefix of the sequence's prompt in whole blocks (the last prompt token never
+ *  counts: its logits must be computed). Counts the query in the stats; pins nothing (the first
+ *  allocate does). Call before the first allocate. O(matched blocks) hash probes.
+ *  Statuses: NULL_HANDLE, NULL_POINTER, UNKNOWN_SEQUENCE, INVALID_ARGUMENT (after allocate). */
+kvcache_status kvcache_lookup(kvcache_t *cache, kvcache_seq_id id, kvcache_prefix_hit *out);
+
+/** How many leading `keys` are cached here (for a router). Changes nothing. O(matched) probes.
+ *  Statuses: NULL_HANDLE, NULL_POINTER. */
+kvcache_status kvcache_match_length(kvcache_t *cache, const kvcache_key *keys, size_t n_keys,
+                                    size_t *out);
+
+/** Ensures KV slots for `new_tokens` tokens to compute this step plus `lookahead` more. The first
+ *  call pins the prefix found by lookup. Takes free blocks, then evicts unheld cached blocks in
+ *  policy order; a partial block shared after a fork is copied first (see kvcache_drain_copies).
+ *  O(new blocks x log cached); allocates nothing.
+ *  KVCACHE_ERR_INSUFFICIENT_BLOCKS: out->needed_blocks and out->available_blocks are set and
+ *  nothing else changed (preempt or wait). Statuses also: NULL_HANDLE, NULL_POINTER,
+ *  UNKNOWN_SEQUENCE, INVALID_ARGUMENT (negative count, more new tokens than are not computed). */
+kvcache_status kvcache_allocate(kvcache_t *cache, kvcache_seq_id id, int64_t new_tokens,
+                                int64_t lookahead, kvcache_allocation *out);
+
+/** Records that the engine wrote KV for `computed_tokens` more tokens and publishes each newly full
+ *  block to the prefix cache (a block already cached elsewhere is replaced by that one).
+ *  O(new full blocks x log cached). Statuses: NULL_HANDLE, UNKNOWN_SEQUENCE, INVALID_ARGUMENT
+ *  (negative, or past the allocated and known tokens). */
+kvcache_status kvcache_commit(kvcache_t *cache, kvcache_seq_id id, int64_t computed_tokens);
+
+/** Adds sampled tokens to the sequence; each block they fill gets its key. `tokens` may be NULL
+ *  when n_tokens is 0. O(n_tokens). Statuses: NULL_HANDLE, NULL_POINTER, UNKNOWN_SEQUENCE. */
+kvcache_status kvcache_append_tokens(kvcache_t *cache, kvcache_seq_id id, const uint32_t *tokens,
+                                     size_t n_tokens);
+
+/** Adds `count` tokens whose ids are not known; the blocks they touch are never cached. O(1).
+ *  Statuses: NULL_HANDLE, UNKNOWN_SEQUENCE, INVALID_ARGUMENT (negative). */
+kvcache_status kvcache_append_count(kvcache_t *cache, kvcache_seq_id id, int64_t count);
+
+/** Releases every block of a finished or preempted sequence and forgets it; cached blocks stay
+ *  cached (evictable once nobody holds them). O(blocks x log cached).
+ *  Statuses: NULL_HANDLE, UNKNOWN_SEQUENCE. */
+kvcache_status kvcache_free_sequence(kvcache_t *cache, kvcache_seq_id id);
+
+/** Starts `child` as a copy of `parent` (parallel sampling, beam search), sharing every block that
+ *  holds computed tokens; the partial last block is copied on write at the next allocate of
+ *  whichever sequence writes into it first. O(blocks).
+ *  Statuses: NULL_HANDLE, UNKNOWN_SEQUENCE (parent), DUPLICATE_SEQUENCE (child). */
+kvcache_status kvcache_fork(kvcache_t *cache, kvcache_seq_id parent, kvcache_seq_id child);
+
+/* MARK: Engine-side queries */
+
+/** Copies the sequence's block table into out[0 ..< *length]: block i holds tokens
+ *  [i x block_tokens, (i+1) x block_tokens). *length is always set to the table's length; when
+ *  capacity < *length the status is BUFFER_TOO_SMALL and nothing is written (`out` may be NULL
+ *  when capacity is 0: ask for the length first). O(table length).
+ *  Statuses: NULL_HANDLE, NULL_POINTER, UNKNOWN_SEQUENCE, BUFFER_TOO_SMALL. */
+kvcache_status kvcache_block_table(kvcache_t *cache, kvcache_seq_id id, kvcache_block_id *out,
+                                   size_t capacity, size_t *length);
+
+/** Tokens of the sequence whose KV is written (cached prefix included). O(1).
+ *  Statuses: NULL_HANDLE, NULL_POINTER, UNKNOWN_SEQUENCE. */
+kvcache_status kvcache_computed_tokens(kvcache_t *cache, kvcache_seq_id id, int64_t *out);
+
+/** Tokens known for the sequence (prompt plus appended). O(1).
+ *  Statuses: NULL_HANDLE, NULL_POINTER, UNKNOWN_SEQUENCE. */
+kvcache_status kvcache_token_count(kvcache_t *cache, kvcache_seq_id id, int64_t *out);
+
+/** Moves the pending block copies (copy-on-write after a fork) into out[0 ..< *count], in order;
+ *  perform them before the next engine step. *count is always set to the number pending; when
+ *  capacity < *count the status is BUFFER_TOO_SMALL and nothing is moved (`out` may be NULL when
+ *  capacity is 0). O(pending); allocates nothing.
+ *  Statuses: NULL_HANDLE, NULL_POINTER, BUFFER_TOO_SMALL. */
+kvcache_status kvcache_drain_copies(kvcache_t *cache, kvcache_block_copy *out, size_t capacity,
+                                    size_t *count);
+
+/** Moves the recorded events (empty unless config.record_events) into events[0 ..< *event_count],
+ *  their keys into keys[0 ..< *key_count]. Both counts are always set to what is pending; when
+ *  either buffer is too short the status is BUFFER_TOO_SMALL and nothing is moved (a buffer may be
+ *  NULL when its capacity is 0). O(events + keys).
+ *  Statuses: NULL_HANDLE, NULL_POINTER, BUFFER_TOO_SMALL. */
+kvcache_status kvcache_drain_events(kvcache_t *cache, kvcache_event *events, size_t events_capacity,
+                                    size_t *event_count, kvcache_key *keys, size_t keys_capacity,
+                                    size_t *key_count);
+
+/* MARK: Cache-wide */
+
+/** The cache's counters. O(1). Statuses: NULL_HANDLE, NULL_POINTER. */
+kvcache_status kvcache_get_stats(kvcache_t *cache, kvcache_stats *out);
+
+/** Blocks an allocation can get now: free ones plus cached ones nobody holds. O(1).
+ *  Statuses: NULL_HANDLE, NULL_POINTER. */
+kvcache_status kvcache_free_block_count(kvcache_t *cache, int64_t *out);
+
+/** Live sequences. O(1). Statuses: NULL_HANDLE, NULL_POINTER. */
+kvcache_status kvcache_sequence_count(kvcache_t *cache, int64_t *out);
+
+/** Drops every cached block (vLLM's reset_prefix_cache); only when no block is held.
+ *  O(capacity). Statuses: NULL_HANDLE, BLOCKS_IN_USE (nothing changed). */
+kvcache_status kvcache_reset(kvcache_t *cache);
+
+/** Checks every internal invariant of the cache (for tests and debugging; changes nothing).
+ *  O(capacity + total block-table length); allocates.
+ *  Statuses: NULL_HANDLE, INVARIANT_VIOLATION (with the broken invariant in kvcache_last_error). */
+kvcache_status kvcache_validate(kvcache_t *cache);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KVCACHE_H */

@@ -1,0 +1,67 @@
+import CKVCache
+import KVCache
+
+/// Why a C ABI call failed: a facade error, or a check of the boundary itself (NULL handle or
+/// pointer, a caller buffer too short, a value C can express but the API forbids). Carries static
+/// text wherever it can, so recording a failure allocates nothing.
+enum CAPIError: Error {
+    /// The facade refused the call (it changed nothing).
+    case cache(KVCacheError)
+    /// The handle argument is NULL.
+    case nullHandle
+    /// A required pointer argument, named, is NULL.
+    case nullPointer(StaticString)
+    /// A caller buffer, named, holds `capacity` elements but `needed` are pending.
+    case bufferTooSmall(StaticString, needed: Int, capacity: Int)
+    /// An argument out of range that only the boundary sees (negative length, bad enum value,
+    /// string that is not UTF-8).
+    case invalidArgument(StaticString)
+    /// A string argument, named, that is not valid UTF-8.
+    case notUTF8(StaticString)
+    /// `validate` found a broken invariant.
+    case invariantViolation(String)
+
+    /// The status code the C caller gets (one per `KVCacheError` case). O(1).
+    var status: kvcache_status {
+        switch self {
+        case .cache(let e):
+            switch e {
+            case .unknownSequence: Status.unknownSequence
+            case .duplicateSequence: Status.duplicateSequence
+            case .invalidBlock: Status.invalidBlock
+            case .doubleFree: Status.doubleFree
+            case .blockStillReferenced: Status.blockStillReferenced
+            case .blockNotReferenced: Status.blockNotReferenced
+            case .insufficientBlocks: Status.insufficientBlocks
+            case .blocksInUse: Status.blocksInUse
+            case .invalidArgument: Status.invalidArgument
+            }
+        case .nullHandle: Status.nullHandle
+        case .nullPointer: Status.nullPointer
+        case .bufferTooSmall: Status.bufferTooSmall
+        case .invalidArgument, .notUTF8: Status.invalidArgument
+        case .invariantViolation: Status.invariantViolation
+        }
+    }
+
+    /// The sentence `kvcache_last_error` shows, without the function name. Allocates: called only
+    /// when the caller asks for the text.
+    var message: String {
+        switch self {
+        case .cache(let e): e.description
+        case .nullHandle: "the handle is NULL"
+        case .nullPointer(let name): "\(name) is NULL"
+        case .bufferTooSmall(let name, let needed, let capacity):
+            "\(name) holds \(capacity) but \(needed) are needed"
+        case .invalidArgument(let why): "invalid argument: \(why)"
+        case .notUTF8(let name): "invalid argument: \(name) is not UTF-8"
+        case .invariantViolation(let what): "invariant violated: \(what)"
+        }
+    }
+}
+
+/// Runs a facade call, turning its typed error into the boundary's.
+@inline(__always)
+func lift<R>(_ call: () throws(KVCacheError) -> R) throws(CAPIError) -> R {
+    do { return try call() } catch { throw .cache(error) }
+}

@@ -1,0 +1,95 @@
+import CKVCache
+import KVCache
+
+/// What a `kvcache_t *` points to: the facade plus the buffers the boundary keeps between calls.
+/// Created by `kvcache_create` (retained once), released by `kvcache_destroy`. Single-threaded,
+/// like the manager it wraps.
+final class CacheHandle {
+    let manager: KVCacheManager
+    /// Events drained from the manager but not yet handed to the caller (its buffers were too
+    /// short); keeps its capacity, so a steady event stream allocates nothing here.
+    var stagedEvents: [KVEvent] = []
+
+    init(_ manager: KVCacheManager) { self.manager = manager }
+
+    /// Lends the handle behind an opaque pointer to `body` without retaining it: the C caller's
+    /// reference (from `kvcache_create`) keeps it alive for the whole call. O(1).
+    @inline(__always)
+    static func borrow(_ pointer: OpaquePointer, _ body: (CacheHandle) throws(CAPIError) -> Void) throws(CAPIError) {
+        // `_withUnsafeGuaranteedRef` rethrows untyped errors; carry the typed one out as a value.
+        let result = Unmanaged<CacheHandle>.fromOpaque(UnsafeRawPointer(pointer))._withUnsafeGuaranteedRef { h in
+            do throws(CAPIError) {
+                try body(h)
+                return Result<Void, CAPIError>.success(())
+            } catch {
+                return .failure(error)
+            }
+        }
+        try result.get()
+    }
+}
+
+/// Runs one C ABI call on the handle: a NULL handle and every thrown error become a status (and the
+/// thread's last error); nothing crosses the boundary as a Swift error. O(1) around `body`.
+@inline(__always)
+func withHandle(_ pointer: OpaquePointer?, _ function: StaticString,
+                _ body: (CacheHandle) throws(CAPIError) -> Void) -> kvcache_status {
+    guard let pointer else { return fail(.nullHandle, function) }
+    do {
+        try CacheHandle.borrow(pointer, body)
+        return Status.ok
+    } catch {
+        return fail(error, function)
+    }
+}
+
+/// Records a failure and returns its status.
+func fail(_ error: CAPIError, _ function: StaticString) -> kvcache_status {
+    LastError.record(error, in: function)
+    return error.status
+}
+
+/// A required out-parameter or input pointer.
+@inline(__always)
+func required<T>(_ pointer: UnsafeMutablePointer<T>?, _ name: StaticString) throws(CAPIError) -> UnsafeMutablePointer<T> {
+    guard let pointer else { throw .nullPointer(name) }
+    return pointer
+}
+
+/// A required input pointer.
+@inline(__always)
+func required<T>(_ pointer: UnsafePointer<T>?, _ name: StaticString) throws(CAPIError) -> UnsafePointer<T> {
+    guard let pointer else { throw .nullPointer(name) }
+    return pointer
+}
+
+/// A caller's input array of `count` elements; `pointer` may be NULL only when `count` is 0.
+@inline(__always)
+func inputBuffer<T>(_ pointer: UnsafePointer<T>?, _ count: Int, _ name: StaticString) throws(CAPIError) -> UnsafeBufferPointer<T> {
+    guard count >= 0 else { throw .invalidArgument("a length is larger than the address space") }  // a size_t above Int.max
+    guard count == 0 || pointer != nil else { throw .nullPointer(name) }
+    return UnsafeBufferPointer(start: count == 0 ? nil : pointer, count: count)
+}
+
+/// A caller's output buffer of `capacity` elements; `pointer` may be NULL only when `capacity` is 0.
+/// Checked before anything is written, so a bad buffer leaves every out-parameter alone.
+@inline(__always)
+func outputBuffer<T>(_ pointer: UnsafeMutablePointer<T>?, capacity: Int,
+                     _ name: StaticString) throws(CAPIError) -> UnsafeMutablePointer<T>? {
+    guard capacity >= 0 else { throw .invalidArgument("a capacity is larger than the address space") }
+    guard capacity == 0 || pointer != nil else { throw .nullPointer(name) }
+    return pointer
+}
+
+/// Throws `.bufferTooSmall` when the caller's buffer, named, cannot hold `needed` elements.
+@inline(__always)
+func requireRoom(_ needed: Int, capacity: Int, _ name: StaticString) throws(CAPIError) {
+    guard needed <= capacity else { throw .bufferTooSmall(name, needed: needed, capacity: capacity) }
+}
+
+/// A NUL-terminated UTF-8 argument; NULL is "". Allocates for strings over 15 bytes.
+func utf8String(_ pointer: UnsafePointer<CChar>?, _ name: StaticString) throws(CAPIError) -> String {
+    guard let pointer else { return "" }
+    guard let s = String(validatingCString: pointer) else { throw .notUTF8(name) }
+    return s
+}

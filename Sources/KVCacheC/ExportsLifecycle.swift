@@ -1,0 +1,87 @@
+import CKVCache
+import KVCache
+
+// Version, statuses, last error, and opening and closing a cache. Each `@_cdecl` function is the
+// implementation of the declaration of the same C name in kvcache.h; the Swift names differ so that
+// C callers (and the tests) link against the exported C symbols only.
+
+/// kvcache_version: MAJOR * 10000 + MINOR * 100 + PATCH, from the header's own constants. O(1).
+@_cdecl("kvcache_version")
+public func kvcacheVersionImpl() -> UInt32 {
+    UInt32(KVCACHE_VERSION_MAJOR * 10000 + KVCACHE_VERSION_MINOR * 100 + KVCACHE_VERSION_PATCH)
+}
+
+/// kvcache_status_name: the status constant's name as static text. O(1).
+@_cdecl("kvcache_status_name")
+public func kvcacheStatusNameImpl(_ status: kvcache_status) -> UnsafePointer<CChar> {
+    // A string literal's StaticString storage is a NUL-terminated C string in read-only data.
+    UnsafeRawPointer(Status.name(status).utf8Start).assumingMemoryBound(to: CChar.self)
+}
+
+/// kvcache_last_error: the calling thread's last failure in words. O(message length).
+@_cdecl("kvcache_last_error")
+public func kvcacheLastErrorImpl() -> UnsafePointer<CChar> {
+    LastError.text()
+}
+
+/// kvcache_config_init: the defaults of `KVCacheConfig`, capacity left to the caller. O(1).
+@_cdecl("kvcache_config_init")
+public func kvcacheConfigInitImpl(_ config: UnsafeMutablePointer<kvcache_config>?) -> kvcache_status {
+    guard let config else { return fail(.nullPointer("config"), "kvcache_config_init") }
+    let defaults = KVCacheConfig(capacityBlocks: 0)
+    config.pointee = kvcache_config(
+        block_tokens: Int64(defaults.blockTokens), capacity_blocks: 0, key_namespace: nil,
+        eviction_policy: EvictionPolicyCode.code(of: defaults.policy),
+        enable_prefix_caching: defaults.enablePrefixCaching, record_events: defaults.recordEvents)
+    return Status.ok
+}
+
+/// kvcache_create: validates the config, builds the manager and hands out one retained reference
+/// as the opaque handle. O(capacity).
+@_cdecl("kvcache_create")
+public func kvcacheCreateImpl(_ config: UnsafePointer<kvcache_config>?,
+                              _ out: UnsafeMutablePointer<OpaquePointer?>?) -> kvcache_status {
+    do throws(CAPIError) {
+        let c = try required(config, "config").pointee
+        let out = try required(out, "out")
+        guard let policy = EvictionPolicyCode.kind(of: c.eviction_policy) else {
+            throw .invalidArgument("config.eviction_policy is not a kvcache_eviction_policy")
+        }
+        let namespace = try utf8String(c.key_namespace, "config.key_namespace")
+        let manager = try lift { () throws(KVCacheError) in
+            try KVCacheManager(KVCacheConfig(
+                blockTokens: Int(c.block_tokens), capacityBlocks: Int(c.capacity_blocks), namespace: namespace,
+                enablePrefixCaching: c.enable_prefix_caching, policy: policy, recordEvents: c.record_events))
+        }
+        out.pointee = OpaquePointer(Unmanaged.passRetained(CacheHandle(manager)).toOpaque())
+        return Status.ok
+    } catch {
+        return fail(error, "kvcache_create")
+    }
+}
+
+/// kvcache_destroy: drops the handle's reference; the manager and its arrays go with it.
+/// O(capacity).
+@_cdecl("kvcache_destroy")
+public func kvcacheDestroyImpl(_ cache: OpaquePointer?) -> kvcache_status {
+    guard let cache else { return fail(.nullHandle, "kvcache_destroy") }
+    Unmanaged<CacheHandle>.fromOpaque(UnsafeRawPointer(cache)).release()
+    return Status.ok
+}
+
+/// The header's `enum kvcache_eviction_policy` values and the facade's policies.
+enum EvictionPolicyCode {
+    static func code(of kind: EvictionPolicyKind) -> Int32 {
+        let c = switch kind {
+        case .lru: KVCACHE_EVICTION_LRU
+        case .fifo: KVCACHE_EVICTION_FIFO
+        case .lfu: KVCACHE_EVICTION_LFU
+        }
+        return Int32(truncatingIfNeeded: c.rawValue)
+    }
+
+    /// nil for a value that names no policy.
+    static func kind(of code: Int32) -> EvictionPolicyKind? {
+        EvictionPolicyKind.allCases.first { Self.code(of: $0) == code }
+    }
+}

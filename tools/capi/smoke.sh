@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Builds libkvcache_c.so and tools/capi/example.c against include/kvcache.h with the system C
+# compiler, then runs the example (it exits non-zero on any unexpected status).
+# Usage: bash tools/capi/smoke.sh [debug|release]   (default: debug)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+config="${1:-debug}"
+swift build -c "$config" --product kvcache_c
+lib="$(swift build -c "$config" --show-bin-path)"
+out="$lib/capi-example"
+cc="${CC:-$(command -v cc || command -v clang)}"   # the Swift toolchain's clang serves too
+"$cc" -std=c11 -Wall -Wextra -Werror -pedantic -ISources/CKVCache/include tools/capi/example.c \
+   -L"$lib" -lkvcache_c -Wl,-rpath,"$lib" -o "$out"
+"$out"
