@@ -8,6 +8,6 @@ swift test
 bash tools/capi/smoke.sh  # the C ABI from C: builds libkvcache_c.so and tools/capi/example.c, runs it
 echo "== ThreadSanitizer: tiers (transfer engine, tier manager)"
 swift test --sanitize=thread --scratch-path .build-tsan --filter KVTiersTests
-echo "== AddressSanitizer: core and tiers (raw memory, codec, disk records)"
+echo "== AddressSanitizer: core, C ABI and tiers (raw memory, codec, disk records)"
 LSAN_OPTIONS="suppressions=$PWD/tools/lsan-suppressions.txt" \
-  swift test --sanitize=address --scratch-path .build-asan --filter 'KVCacheTests|KVTiersTests'
+  swift test --sanitize=address --scratch-path .build-asan --filter 'KVCacheTests|KVCacheCTests|KVTiersTests'
