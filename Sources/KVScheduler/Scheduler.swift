@@ -574,7 +574,10 @@ public final class Scheduler {
         var priority = aged
         while priority < candidates.count && entries[Int(candidates[priority])].state == .preempted { priority += 1 }
         if case .firstFitDecreasing = config.effectivePacking {
-            candidates[priority...].sort { a, b in
+            // Under FCFS the oldest waiting request is tried first (and passed over only when it does
+            // not fit), so packing fills around it instead of starving it.
+            let packed = config.order == .fcfs ? min(priority + 1, candidates.count) : priority
+            candidates[packed...].sort { a, b in
                 let na = packingNeed(a), nb = packingNeed(b)
                 return na != nb ? na > nb : entries[Int(a)].arrivalSeq < entries[Int(b)].arrivalSeq
             }

@@ -27,6 +27,8 @@ public enum Packing: Sendable, Equatable {
     /// Strictly in queue order: stop at the first request that does not fit (head-of-line blocking).
     case inOrder
     /// Among the first `window` waiting requests, largest KV need first, each admitted if it fits.
+    /// Under FCFS the oldest waiting request is tried before the packing (backfilling around it when
+    /// it does not fit), so packing cannot starve it when the token budget admits one request a step.
     case firstFitDecreasing(window: Int)
 }
 

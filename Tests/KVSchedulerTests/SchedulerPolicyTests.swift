@@ -118,6 +118,36 @@ func admissionOrder(_ s: Scheduler, steps: Int, stopAfter outputs: Int) throws -
         #expect(plan.prefills.map(\.tokens) == [16])
     }
 
+    /// First-fit-decreasing under FCFS: the oldest waiting request goes first when it fits, even when a
+    /// larger one waits behind it and the token budget admits only one a step.
+    @Test func packingTriesTheOldestFirst() throws {
+        let cache = try KVCacheManager(KVCacheConfig(blockTokens: 16, capacityBlocks: 100))
+        var config = SchedulerConfig(reservation: .predicted)
+        config.maxBatchedTokens = 16
+        let s = Scheduler(config: config, cache: cache, predictor: TablePredictor([16: 4, 200: 4]))
+        try s.submit(request(1, prompt: 16))
+        try s.submit(request(2, prompt: 200))
+        #expect(try admissionOrder(s, steps: 100, stopAfter: 2) == [1, 2])
+    }
+
+    /// When the oldest does not fit, the rest of the window is packed largest first around it.
+    @Test func packingFillsAroundAnOldestThatDoesNotFit() throws {
+        let cache = try KVCacheManager(KVCacheConfig(blockTokens: 16, capacityBlocks: 10))
+        var config = SchedulerConfig(reservation: .predicted)
+        config.projectedAdmission = false
+        let s = Scheduler(config: config, cache: cache, predictor: TablePredictor([96: 1, 60: 1, 10: 1, 30: 1]))
+        try s.submit(request(0, prompt: 96))                // 7 blocks, keeps running
+        var plan = try s.schedule(now: 0)
+        try s.complete(stops: Array(repeating: false, count: plan.samplerCount), now: 1)
+        #expect(cache.freeBlockCount == 3)
+        try s.submit(request(1, prompt: 60, arrival: 1))    // 4 blocks: does not fit
+        try s.submit(request(2, prompt: 10, arrival: 1))    // 1 block
+        try s.submit(request(3, prompt: 30, arrival: 1))    // 2 blocks
+        plan = try s.schedule(now: 1)
+        #expect(plan.prefills.filter { $0.contextBefore == 0 }.map(\.id.raw) == [3, 2])
+        #expect(s.state(of: SequenceID(1)) == .waiting)
+    }
+
     @Test func shortestPredictedFirstOrdersByPrediction() throws {
         let cache = try KVCacheManager(KVCacheConfig(blockTokens: 16, capacityBlocks: 8))
         var config = SchedulerConfig(reservation: .onDemand)
