@@ -7,7 +7,7 @@ struct PredictCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "predict",
         abstract: "Train and evaluate output-length predictors (text: CASTILLO, ShareGPT; history: any).",
-        subcommands: [Train.self, Eval.self, Compare.self, Bench.self]
+        subcommands: [Train.self, Eval.self, Validate.self, Compare.self, Bench.self]
     )
 
     enum DataFormat: String, ExpressibleByArgument, CaseIterable {
@@ -70,13 +70,8 @@ struct PredictCommand: ParsableCommand {
         }
     }
 
-    struct Train: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Train the text predictor on the training split and save it.")
-
-        @OptionGroup var dataOptions: DataOptions
-        @Option(help: "Where to write the model file.")
-        var out: String
+    /// The text model's training options, shared by `train` and `validate`.
+    struct TrainingArguments: ParsableArguments {
         @Option(help: "Passes over the training data.")
         var epochs = 6
         @Option(name: .customLong("learning-rate"), help: "AdaGrad step size.")
@@ -99,13 +94,8 @@ struct PredictCommand: ParsableCommand {
         var noBigrams = false
         @Flag(name: .customLong("hard-labels"), help: "Train on the target's bucket, not the samples' distribution.")
         var hardLabels = false
-        @Flag(help: "Print one JSON object on stdout.")
-        var json = false
 
-        func run() throws {
-            let (set, format) = try dataOptions.load()
-            let training = set.training
-            guard !training.isEmpty else { throw CLIError("the split leaves no training examples") }
+        func options() throws -> TextTrainingOptions {
             guard let statistic = ExpectedStatistic(rawValue: expected) else {
                 throw CLIError("--expected must be median or mean")
             }
@@ -121,6 +111,26 @@ struct PredictCommand: ParsableCommand {
             options.reserveQuantile = quantile
             options.expectedStatistic = statistic
             options.softLabels = !hardLabels
+            return options
+        }
+    }
+
+    struct Train: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Train the text predictor on the training split and save it.")
+
+        @OptionGroup var dataOptions: DataOptions
+        @Option(help: "Where to write the model file.")
+        var out: String
+        @OptionGroup var trainingArguments: TrainingArguments
+        @Flag(help: "Print one JSON object on stdout.")
+        var json = false
+
+        func run() throws {
+            let (set, format) = try dataOptions.load()
+            let training = set.training
+            guard !training.isEmpty else { throw CLIError("the split leaves no training examples") }
+            let options = try trainingArguments.options()
             note("training on \(training.count) examples (\(set.examples.count - training.count) held out), format \(format.rawValue)")
             let start = Date()
             let model: TextLengthModel
@@ -142,7 +152,7 @@ struct PredictCommand: ParsableCommand {
             if json {
                 try JSONReport.print([
                     "model": out, "format": format.rawValue, "train_examples": training.count,
-                    "held_out_examples": set.examples.count - training.count, "epochs": epochs,
+                    "held_out_examples": set.examples.count - training.count, "epochs": options.epochs,
                     "train_seconds": seconds, "model_bytes": bytes, "training_mean": model.trainingMean,
                 ])
             }
@@ -240,6 +250,52 @@ struct PredictCommand: ParsableCommand {
                     e.bucketAccuracy, e.baselineBucketAccuracy,
                     e.underpredictRate, e.baselineUnderpredictRate, e.reserveQuantile, e.expectedUnderpredictRate,
                     e.meanReserve, e.baselineQuantileMeanReserve, e.baselineQuantileUnderpredictRate, ns))
+            }
+        }
+    }
+}
+
+extension PredictCommand {
+    struct Validate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Cross-validate training options inside the training split only (the held-out split is never read): one fold per source data set, or k folds by prompt hash.")
+
+        enum FoldRule: String, ExpressibleByArgument, CaseIterable {
+            case source, hash
+        }
+
+        @OptionGroup var dataOptions: DataOptions
+        @OptionGroup var trainingArguments: TrainingArguments
+        @Option(help: "source: leave one source data set out at a time (CASTILLO's dataset field); hash: --k folds by prompt hash.")
+        var folds: FoldRule = .source
+        @Option(help: "Number of hash folds.")
+        var k = 5
+        @Flag(help: "Print one JSON object on stdout.")
+        var json = false
+
+        func run() throws {
+            let (set, format) = try dataOptions.load()
+            let options = try trainingArguments.options()
+            let rule: ValidationFolds = folds == .source ? .source : .hash(k)
+            let results: [ValidationFoldResult]
+            do {
+                results = try LengthCrossValidation.run(set.training, rule: rule, options: options) { r in
+                    note(String(format: "%@: %d held out, mae_ratio %.3f (MAE %.1f, baseline %.1f), underpredict %.3f",
+                                r.name, r.evaluation.examples, r.evaluation.maeRatio, r.evaluation.mae,
+                                r.evaluation.baselineMAE, r.evaluation.underpredictRate))
+                }
+            } catch {
+                throw CLIError(error.description)
+            }
+            let mean = LengthCrossValidation.meanRatio(results)
+            if json {
+                try JSONReport.print([
+                    "format": format.rawValue, "folds": folds.rawValue, "mean_mae_ratio": mean,
+                    "fold_mae_ratios": Dictionary(uniqueKeysWithValues: results.map { ($0.name, $0.evaluation.maeRatio) }),
+                ])
+            } else {
+                print(String(format: "mean mae_ratio over %d %@ folds of the training split: %.3f", results.count,
+                             folds.rawValue, mean))
             }
         }
     }
