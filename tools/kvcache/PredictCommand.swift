@@ -86,18 +86,26 @@ struct PredictCommand: ParsableCommand {
         var trailingTokens = FeatureHashingConfig().trailingTokens
         @Option(help: "Quantile of the predicted distribution to reserve.")
         var quantile = 0.9
-        @Option(help: "Statistic reported as the expected length: median or mean.")
+        @Option(help: "Statistic reported as the expected length: median, mean, or quantile (--expected-quantile).")
         var expected: String = "median"
+        @Option(name: .customLong("expected-quantile"), help: "The quantile reported as expected with --expected quantile.")
+        var expectedQuantile = 0.5
         @Flag(name: .customLong("no-model-crosses"), help: "Leave out (model x word) features.")
         var noModelCrosses = false
         @Flag(name: .customLong("no-bigrams"), help: "Leave out word bigrams.")
         var noBigrams = false
+        @Option(name: .customLong("cross-scale"), help: "Value of a (model x word) feature relative to the word's own, in (0, 16].")
+        var crossScale: Float = 1
+        @Flag(name: .customLong("prompt-shape"), help: "Add the prompt-shape features (first word, question marks, lines, code symbols, requested counts).")
+        var promptShape = false
+        @Flag(name: .customLong("balance-sources"), help: "Weigh training examples so that every source data set counts the same.")
+        var balanceSources = false
         @Flag(name: .customLong("hard-labels"), help: "Train on the target's bucket, not the samples' distribution.")
         var hardLabels = false
 
         func options() throws -> TextTrainingOptions {
             guard let statistic = ExpectedStatistic(rawValue: expected) else {
-                throw CLIError("--expected must be median or mean")
+                throw CLIError("--expected must be median, mean or quantile")
             }
             var options = TextTrainingOptions()
             options.epochs = epochs
@@ -108,9 +116,13 @@ struct PredictCommand: ParsableCommand {
             options.hashing.trailingTokens = trailingTokens
             options.hashing.modelCrosses = !noModelCrosses
             options.hashing.bigrams = !noBigrams
+            options.hashing.modelCrossScale = crossScale
+            options.hashing.promptShape = promptShape
             options.reserveQuantile = quantile
             options.expectedStatistic = statistic
+            options.expectedQuantile = expectedQuantile
             options.softLabels = !hardLabels
+            options.balanceSources = balanceSources
             return options
         }
     }
@@ -261,14 +273,14 @@ extension PredictCommand {
             abstract: "Cross-validate training options inside the training split only (the held-out split is never read): one fold per source data set, or k folds by prompt hash.")
 
         enum FoldRule: String, ExpressibleByArgument, CaseIterable {
-            case source, hash
+            case source, hash, cell
         }
 
         @OptionGroup var dataOptions: DataOptions
         @OptionGroup var trainingArguments: TrainingArguments
-        @Option(help: "source: leave one source data set out at a time (CASTILLO's dataset field); hash: --k folds by prompt hash.")
+        @Option(help: "source: leave one source data set out at a time (CASTILLO's dataset field); hash: --k folds by prompt hash; cell: --k folds of (model, source) cells on prompts held out by hash, never trained on.")
         var folds: FoldRule = .source
-        @Option(help: "Number of hash folds.")
+        @Option(help: "Number of hash or cell folds.")
         var k = 5
         @Flag(help: "Print one JSON object on stdout.")
         var json = false
@@ -276,7 +288,11 @@ extension PredictCommand {
         func run() throws {
             let (set, format) = try dataOptions.load()
             let options = try trainingArguments.options()
-            let rule: ValidationFolds = folds == .source ? .source : .hash(k)
+            let rule: ValidationFolds = switch folds {
+            case .source: .source
+            case .hash: .hash(k)
+            case .cell: .cell(k)
+            }
             let results: [ValidationFoldResult]
             do {
                 results = try LengthCrossValidation.run(set.training, rule: rule, options: options) { r in

@@ -7,6 +7,11 @@ public enum ValidationFolds: Sendable, Equatable {
     case source
     /// `k` folds by a stable hash of the group id: prompts like the training ones.
     case hash(Int)
+    /// `k` folds of (model, source) cells: fold `i` evaluates the cells whose hash falls in it, on
+    /// the prompts whose hash falls in it, and trains on every other cell of every other prompt.
+    /// Measures a model on a source it was never trained on for that model, when other models
+    /// were (CASTILLO's train split covers some sources with one model only).
+    case cell(Int)
 }
 
 /// One validation fold's outcome.
@@ -20,13 +25,48 @@ public struct ValidationFoldResult: Sendable {
 /// Chooses features and hyper-parameters without touching the held-out split: cross-validation
 /// inside the training examples.
 public enum LengthCrossValidation {
-    /// The folds of `examples`: a name and the indices held out, in a stable order (sources sorted
-    /// by name, hash folds by number). Throws when a fold rule cannot apply (no source on some
-    /// example, fewer than two sources or groups, `k` outside 2...100).
+    /// One fold: the examples evaluated and those trained on (for `cell` folds some examples are
+    /// neither, so that no prompt and no cell lies on both sides).
+    public struct Fold: Sendable {
+        public var name: String
+        public var heldOut: [Int]
+        public var training: [Int]
+    }
+
+    /// The folds of `examples`, in a stable order (sources sorted by name, hash and cell folds by
+    /// number). Throws when a fold rule cannot apply (no source on some example, fewer than two
+    /// sources or groups, `k` outside 2...100).
     ///
-    /// - Complexity: O(n).
-    public static func folds(_ examples: [LengthExample],
-                             rule: ValidationFolds) throws(LengthTrainingError) -> [(name: String, heldOut: [Int])] {
+    /// - Complexity: O(n x folds).
+    public static func folds(_ examples: [LengthExample], rule: ValidationFolds) throws(LengthTrainingError) -> [Fold] {
+        let named = try heldOutFolds(examples, rule: rule)
+        return named.map { fold in
+            var isHeldOut = [Bool](repeating: false, count: examples.count)
+            for i in fold.heldOut { isHeldOut[i] = true }
+            var training: [Int] = []
+            if case let .cell(k) = rule {
+                let number = fold.number
+                for i in examples.indices where groupFold(examples[i], k) != number && cellFold(examples[i], k) != number {
+                    training.append(i)
+                }
+            } else {
+                training = examples.indices.filter { !isHeldOut[$0] }
+            }
+            return Fold(name: fold.name, heldOut: fold.heldOut, training: training)
+        }
+    }
+
+    static func groupFold(_ example: LengthExample, _ k: Int) -> Int {
+        Int(StableHash.mix(StableHash.fnv1a(example.group)) % UInt64(k))
+    }
+
+    static func cellFold(_ example: LengthExample, _ k: Int) -> Int {
+        let cell = StableHash.combine(StableHash.fnv1a(example.input.modelID ?? ""), StableHash.fnv1a(example.source ?? ""))
+        return Int(StableHash.mix(cell) % UInt64(k))
+    }
+
+    static func heldOutFolds(_ examples: [LengthExample],
+                             rule: ValidationFolds) throws(LengthTrainingError) -> [(name: String, number: Int, heldOut: [Int])] {
         switch rule {
         case .source:
             var bySource: [String: [Int]] = [:]
@@ -37,16 +77,22 @@ public enum LengthCrossValidation {
                 bySource[source, default: []].append(i)
             }
             guard bySource.count >= 2 else { throw .invalidOption("source folds need at least two sources") }
-            return bySource.keys.sorted().map { (name: $0, heldOut: bySource[$0]!) }
-        case let .hash(k):
-            guard (2...100).contains(k) else { throw .invalidOption("hash folds need k in 2...100") }
+            return bySource.keys.sorted().enumerated().map { (name: $1, number: $0, heldOut: bySource[$1]!) }
+        case let .hash(k), let .cell(k):
+            guard (2...100).contains(k) else { throw .invalidOption("hash and cell folds need k in 2...100") }
             var byFold = [[Int]](repeating: [], count: k)
+            let cells = if case .cell = rule { true } else { false }
+            if cells, examples.contains(where: { $0.source == nil }) {
+                throw .invalidOption("cell folds need a source on every example (CASTILLO's dataset field)")
+            }
             for (i, example) in examples.enumerated() {
-                byFold[Int(StableHash.mix(StableHash.fnv1a(example.group)) % UInt64(k))].append(i)
+                let f = groupFold(example, k)
+                if !cells || cellFold(example, k) == f { byFold[f].append(i) }
             }
             let folds = byFold.enumerated().filter { !$0.element.isEmpty }
-            guard folds.count >= 2 else { throw .invalidOption("hash folds need at least two groups") }
-            return folds.map { (name: "hash \($0.offset + 1)/\(k)", heldOut: $0.element) }
+            guard folds.count >= 2 else { throw .invalidOption("hash and cell folds need at least two non-empty folds") }
+            let kind = cells ? "cell" : "hash"
+            return folds.map { (name: "\(kind) \($0.offset + 1)/\(k)", number: $0.offset, heldOut: $0.element) }
         }
     }
 
@@ -58,9 +104,7 @@ public enum LengthCrossValidation {
                            progress: ((ValidationFoldResult) -> Void)? = nil) throws(LengthTrainingError) -> [ValidationFoldResult] {
         var results: [ValidationFoldResult] = []
         for fold in try folds(examples, rule: rule) {
-            var isHeldOut = [Bool](repeating: false, count: examples.count)
-            for i in fold.heldOut { isHeldOut[i] = true }
-            let training = examples.indices.filter { !isHeldOut[$0] }.map { examples[$0] }
+            let training = fold.training.map { examples[$0] }
             let model = try TextLengthTrainer.train(training, options: options)
             let predictor = TextLengthPredictor(model: model, onlineLearningRate: 0, calibrateReserve: false)
             let evaluation = LengthEvaluator.evaluate(
