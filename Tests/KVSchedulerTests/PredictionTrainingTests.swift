@@ -159,6 +159,13 @@ struct PredictionTrainingTests {
         #expect(e.baselineMAE == 150)
         #expect(e.baselineUnderpredictRate == 0.5)
         #expect(e.baselineQuantileUnderpredictRate == 0.1)
+        var tagged = examples
+        for i in tagged.indices where i < 15 { tagged[i].source = i < 5 ? "short" : "long" }
+        let bySource = LengthEvaluator.evaluateBySource(exact, examples: tagged, buckets: .standard, trainingMean: 315,
+                                                        trainingMedian: 315, trainingQuantile: 540, reserveQuantile: 0.9)
+        #expect(bySource.keys.sorted() == ["long", "short"])
+        #expect(bySource["short"]?.examples == 5 && bySource["long"]?.examples == 10)
+        #expect(abs((bySource["short"]?.baselineMAE ?? 0) - 225) < 1e-9)   // targets 30...150 against 315
     }
 }
 

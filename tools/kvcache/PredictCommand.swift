@@ -246,6 +246,12 @@ struct PredictCommand: ParsableCommand {
                 object["online"] = history || online
                 object["format"] = format.rawValue
                 object["ns_per_prediction"] = ns
+                if !(history || online) {
+                    let bySource = LengthEvaluator.evaluateBySource(
+                        predictor, examples: heldOut, buckets: buckets, trainingMean: mean, trainingMedian: median,
+                        trainingQuantile: upper, reserveQuantile: q)
+                    if !bySource.isEmpty { object["mae_ratio_by_source"] = bySource.mapValues(\.maeRatio) }
+                }
                 try JSONReport.print(object)
             } else {
                 let e = evaluation
@@ -270,7 +276,7 @@ struct PredictCommand: ParsableCommand {
 extension PredictCommand {
     struct Validate: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Cross-validate training options inside the training split only (the held-out split is never read): one fold per source data set, or k folds by prompt hash.")
+            abstract: "Cross-validate training options inside the training split only (held-out examples are never used): one fold per source data set, or k folds by prompt hash.")
 
         enum FoldRule: String, ExpressibleByArgument, CaseIterable {
             case source, hash, cell
