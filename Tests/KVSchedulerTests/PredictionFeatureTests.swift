@@ -35,15 +35,30 @@ struct PredictionFeatureTests {
     @Test func modelCrossesAndBigramsAddFeatures() {
         let text = "one two three four"
         let plain = Self.features(PredictionInput(promptTokens: 4, promptText: text, maxTokens: 64),
-                                  config: .init(hashBits: 16, bigrams: false, modelCrosses: true))
+                                  config: .init(hashBits: 16, bigrams: false, modelCrosses: true, promptShape: false))
         let bigrams = Self.features(PredictionInput(promptTokens: 4, promptText: text, maxTokens: 64),
-                                    config: .init(hashBits: 16, bigrams: true, modelCrosses: true))
+                                    config: .init(hashBits: 16, bigrams: true, modelCrosses: true, promptShape: false))
         let crossed = Self.features(PredictionInput(promptTokens: 4, promptText: text, modelID: "m", maxTokens: 64),
-                                    config: .init(hashBits: 16, bigrams: true, modelCrosses: true))
+                                    config: .init(hashBits: 16, bigrams: true, modelCrosses: true, promptShape: false))
         // 4 unigrams + 4 fixed indicators; + 3 bigrams; + 4 crosses + 2 model indicators.
         #expect(plain.count == 8)
         #expect(bigrams.count == 11)
         #expect(crossed.count == 17)
+    }
+
+    @Test func crossScaleWeighsModelCrossesAgainstTheirWords() {
+        let input = PredictionInput(promptTokens: 3, promptText: "three short words", modelID: "m", maxTokens: 64)
+        let one = Self.features(input, config: .init(hashBits: 16, bigrams: false))
+        let quarter = Self.features(input, config: .init(hashBits: 16, bigrams: false, modelCrossScale: 0.25))
+        #expect(one.map(\.0) == quarter.map(\.0))
+        // Word, cross, word, cross, ...: the words keep 1/sqrt(3), the crosses get a quarter of it.
+        let word = 1 / Float(3).squareRoot()
+        for i in 0..<6 {
+            #expect(abs(one[i].1 - word) < 1e-6)
+            #expect(abs(quarter[i].1 - (i % 2 == 0 ? word : word / 4)) < 1e-6)
+        }
+        #expect(!FeatureHashingConfig(modelCrossScale: 0).isValid)
+        #expect(!FeatureHashingConfig(modelCrossScale: .nan).isValid)
     }
 
     @Test func longPromptsAreBoundedAndKeepTheirTail() {
@@ -55,6 +70,47 @@ struct PredictionFeatureTests {
                               config: config)
         #expect(a.count <= config.maxFeatures)
         #expect(a.map(\.0) != b.map(\.0))   // the instruction at the end is seen
+    }
+
+    @Test func promptShapeNotesFirstWordQuestionsLinesCodeAndRequestedCounts() {
+        let hasher = FeatureHasher(config: .init(hashBits: 16))
+        let prose = hasher.shape(of: "Write 3 short sentences about the sea. Why is it blue?\nAnd why salty?")
+        #expect(prose.firstWord == StableHash.fnv1a("write"))
+        #expect(prose.requestedCount == 3 && prose.requestedUnit == StableHash.fnv1a("sentences"))
+        #expect(prose.questionMarks == 2 && prose.lines == 1 && prose.codeSymbols == 0)
+        let code = hasher.shape(of: "def f(x):\n    return {x: [x]}  # give 3-5 examples")
+        #expect(code.firstWord == StableHash.fnv1a("def"))
+        #expect(code.codeSymbols == 7)     // ( ) { [ ] } #
+        #expect(code.requestedCount == 5 && code.requestedUnit == StableHash.fnv1a("examples"))
+        #expect(hasher.shape(of: "Name 100 cats").requestedCount == -1)      // "cats" is no unit
+        #expect(hasher.shape(of: "list the 3, then 4 items").requestedCount == 4)
+        #expect(hasher.shape(of: "? 12").firstWord == StableHash.fnv1a("12"))
+        #expect(hasher.shape(of: "").firstWord == 0)
+    }
+
+    @Test func promptShapeAddsFeaturesThatSeparateRequests() {
+        let on = FeatureHashingConfig(hashBits: 16, bigrams: false, modelCrosses: false, promptShape: true)
+        let off = FeatureHashingConfig(hashBits: 16, bigrams: false, modelCrosses: false, promptShape: false)
+        let text = "Write a poem?"
+        let plain = Self.features(PredictionInput(promptTokens: 4, promptText: text, maxTokens: 64), config: off)
+        let shaped = Self.features(PredictionInput(promptTokens: 4, promptText: text, maxTokens: 64), config: on)
+        let modelled = Self.features(PredictionInput(promptTokens: 4, promptText: text, modelID: "m", maxTokens: 64),
+                                     config: on)
+        // first word, question bin, line bin, code bin; with a model also (model x code bin) and 2 model indicators.
+        #expect(shaped.count == plain.count + 4)
+        #expect(modelled.count == shaped.count + 3)
+        #expect(Set(plain.map(\.0)).isSubset(of: Set(shaped.map(\.0))))
+        // A requested count adds one more, and its bin tells 3 from 300.
+        let three = Self.features(PredictionInput(promptTokens: 4, promptText: "Write 3 words", maxTokens: 64), config: on)
+        let many = Self.features(PredictionInput(promptTokens: 4, promptText: "Write 300 words", maxTokens: 64), config: on)
+        let none = Self.features(PredictionInput(promptTokens: 4, promptText: "Write 300 cats", maxTokens: 64), config: on)
+        #expect(three.count == none.count + 1 && many.count == none.count + 1)
+        #expect(Set(three.map(\.0)).subtracting(many.map(\.0)).count == 2)   // the number word and the request
+        // The shape of long prompts stays within the bound.
+        let long = String(repeating: "{x}; why?\n", count: 3000)
+        #expect(Self.features(PredictionInput(promptTokens: 9000, promptText: long, modelID: "m", maxTokens: 64),
+                              config: .init(hashBits: 16, leadingTokens: 8, trailingTokens: 4, promptShape: true)).count
+                <= FeatureHashingConfig(hashBits: 16, leadingTokens: 8, trailingTokens: 4).maxFeatures)
     }
 
     @Test func emptyInputStillHasIndicators() {

@@ -90,14 +90,15 @@ struct PredictionTrainingTests {
     @Test func saveLoadRoundTripGivesIdenticalPredictions() throws {
         let train = SyntheticLengths.examples(count: 300, seed: 6, heldOut: false)
         var options = SyntheticLengths.options
-        options.expectedStatistic = .mean
+        options.expectedStatistic = .quantile
+        options.expectedQuantile = 0.4
         options.reserveQuantile = 0.8
         let model = try TextLengthTrainer.train(train, options: options)
         let bytes = TextLengthModelFile.encode(model)
         let loaded = try TextLengthModelFile.decode(bytes)
         #expect(loaded.weights == model.weights)
         #expect(loaded.bucketMeans == model.bucketMeans)
-        #expect(loaded.expectedStatistic == .mean && loaded.reserveQuantile == 0.8)
+        #expect(loaded.expectedStatistic == .quantile && loaded.expectedQuantile == 0.4 && loaded.reserveQuantile == 0.8)
         #expect(loaded.trainingMean == model.trainingMean)
         #expect(TextLengthModelFile.encode(loaded) == bytes)
         let a = TextLengthPredictor(model: model), b = TextLengthPredictor(model: loaded)
@@ -125,6 +126,10 @@ struct PredictionTrainingTests {
         var wrongVersion = bytes
         wrongVersion[4] = 9
         #expect(failure(wrongVersion) == .unsupportedVersion(9))
+        var versionOne = bytes
+        versionOne[4] = 1                 // before prompt-shape features: hashed differently
+        #expect(failure(versionOne) == .unsupportedVersion(1))
+        #expect(LengthModelError.unsupportedVersion(1).description.contains("retrain"))
         var nan = bytes
         let tail = nan.count - 4
         nan[tail] = 0xff; nan[tail + 1] = 0xff; nan[tail + 2] = 0xc0; nan[tail + 3] = 0x7f
@@ -154,6 +159,13 @@ struct PredictionTrainingTests {
         #expect(e.baselineMAE == 150)
         #expect(e.baselineUnderpredictRate == 0.5)
         #expect(e.baselineQuantileUnderpredictRate == 0.1)
+        var tagged = examples
+        for i in tagged.indices where i < 15 { tagged[i].source = i < 5 ? "short" : "long" }
+        let bySource = LengthEvaluator.evaluateBySource(exact, examples: tagged, buckets: .standard, trainingMean: 315,
+                                                        trainingMedian: 315, trainingQuantile: 540, reserveQuantile: 0.9)
+        #expect(bySource.keys.sorted() == ["long", "short"])
+        #expect(bySource["short"]?.examples == 5 && bySource["long"]?.examples == 10)
+        #expect(abs((bySource["short"]?.baselineMAE ?? 0) - 225) < 1e-9)   // targets 30...150 against 315
     }
 }
 
@@ -219,5 +231,83 @@ struct PredictionCalibrationTests {
         }
         #expect(lateUnderpredictRate(calibrate: false) > 0.8)
         #expect(lateUnderpredictRate(calibrate: true) < 0.25)
+    }
+}
+
+@Suite("Prediction: validation inside the training split")
+struct PredictionCrossValidationTests {
+    /// Synthetic examples tagged with one of `sources` in turn.
+    static func tagged(_ count: Int, seed: UInt64, sources: [String]) -> [LengthExample] {
+        SyntheticLengths.examples(count: count, seed: seed, heldOut: false).enumerated().map { i, example in
+            var e = example
+            e.source = sources[i % sources.count]
+            return e
+        }
+    }
+
+    @Test func sourceFoldsHoldOutOneSourceEachAndHashFoldsPartitionGroups() throws {
+        let examples = Self.tagged(90, seed: 21, sources: ["b", "a", "c"])
+        let bySource = try LengthCrossValidation.folds(examples, rule: .source)
+        #expect(bySource.map(\.name) == ["a", "b", "c"])
+        for fold in bySource {
+            #expect(fold.heldOut.count == 30)
+            #expect(fold.heldOut.allSatisfy { examples[$0].source == fold.name })
+        }
+        let byHash = try LengthCrossValidation.folds(examples, rule: .hash(4))
+        #expect(byHash.flatMap(\.heldOut).sorted() == Array(examples.indices))
+        var foldOfGroup: [String: String] = [:]
+        for fold in byHash {
+            for i in fold.heldOut {
+                let group = examples[i].group
+                #expect(foldOfGroup[group, default: fold.name] == fold.name)
+                foldOfGroup[group] = fold.name
+            }
+        }
+        // Cell folds: no held-out prompt and no held-out (model, source) cell is trained on.
+        var models = examples
+        for i in models.indices { models[i].input.modelID = "m\(i % 5)" }
+        let byCell = try LengthCrossValidation.folds(models, rule: .cell(3))
+        #expect(!byCell.isEmpty && byCell.allSatisfy { !$0.heldOut.isEmpty && !$0.training.isEmpty })
+        for fold in byCell {
+            let trainedGroups = Set(fold.training.map { models[$0].group })
+            let trainedCells = Set(fold.training.map { "\(models[$0].input.modelID!)|\(models[$0].source!)" })
+            #expect(fold.heldOut.allSatisfy { !trainedGroups.contains(models[$0].group) })
+            #expect(fold.heldOut.allSatisfy { !trainedCells.contains("\(models[$0].input.modelID!)|\(models[$0].source!)") })
+        }
+        var unnamed = examples
+        unnamed[5].source = nil
+        #expect(throws: LengthTrainingError.self) { try LengthCrossValidation.folds(unnamed, rule: .source) }
+        #expect(throws: LengthTrainingError.self) { try LengthCrossValidation.folds(unnamed, rule: .cell(3)) }
+        #expect(throws: LengthTrainingError.self) { try LengthCrossValidation.folds(examples, rule: .hash(1)) }
+        #expect(throws: LengthTrainingError.self) {
+            try LengthCrossValidation.folds(Self.tagged(10, seed: 1, sources: ["only"]), rule: .source)
+        }
+    }
+
+    @Test func eachFoldIsEvaluatedOnItsOwnExamplesAgainstItsOwnBaseline() throws {
+        let examples = Self.tagged(300, seed: 22, sources: ["x", "y", "z"])
+        let results = try LengthCrossValidation.run(examples, rule: .source, options: SyntheticLengths.options)
+        #expect(results.map(\.name) == ["x", "y", "z"])
+        #expect(results.allSatisfy { $0.evaluation.examples == 100 && $0.trainExamples == 200 })
+        // The words decide the lengths in every source alike, so each held-out source is predicted well.
+        #expect(results.allSatisfy { $0.evaluation.maeRatio < 0.5 })
+        let mean = LengthCrossValidation.meanRatio(results)
+        #expect(abs(mean - results.map(\.evaluation.maeRatio).reduce(0, +) / 3) < 1e-12)
+    }
+
+    @Test func balancedWeightsMakeEverySourceCountTheSame() throws {
+        let examples = Self.tagged(8, seed: 23, sources: ["a", "a", "a", "b"])
+        let weights = TextLengthTrainer.sourceWeights(examples)
+        #expect(weights.enumerated().allSatisfy { i, w in abs(w - (i % 4 == 3 ? 2 : 2 / 3)) < 1e-6 })
+        #expect(abs(weights.reduce(0, +) - 8) < 1e-5)
+        // With one source the weights are all 1: training is unchanged.
+        let single = Self.tagged(120, seed: 24, sources: ["a"])
+        var balanced = SyntheticLengths.options
+        balanced.balanceSources = true
+        #expect(try TextLengthTrainer.train(single, options: balanced).weights
+                == TextLengthTrainer.train(single, options: SyntheticLengths.options).weights)
+        // With a small source, balancing moves the model towards it.
+        let unbalanced = try TextLengthTrainer.train(examples, options: SyntheticLengths.options).weights
+        #expect(try TextLengthTrainer.train(examples, options: balanced).weights != unbalanced)
     }
 }

@@ -7,7 +7,7 @@ struct PredictCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "predict",
         abstract: "Train and evaluate output-length predictors (text: CASTILLO, ShareGPT; history: any).",
-        subcommands: [Train.self, Eval.self, Compare.self, Bench.self]
+        subcommands: [Train.self, Eval.self, Validate.self, Compare.self, Bench.self]
     )
 
     enum DataFormat: String, ExpressibleByArgument, CaseIterable {
@@ -70,13 +70,8 @@ struct PredictCommand: ParsableCommand {
         }
     }
 
-    struct Train: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Train the text predictor on the training split and save it.")
-
-        @OptionGroup var dataOptions: DataOptions
-        @Option(help: "Where to write the model file.")
-        var out: String
+    /// The text model's training options, shared by `train` and `validate`.
+    struct TrainingArguments: ParsableArguments {
         @Option(help: "Passes over the training data.")
         var epochs = 6
         @Option(name: .customLong("learning-rate"), help: "AdaGrad step size.")
@@ -91,23 +86,26 @@ struct PredictCommand: ParsableCommand {
         var trailingTokens = FeatureHashingConfig().trailingTokens
         @Option(help: "Quantile of the predicted distribution to reserve.")
         var quantile = 0.9
-        @Option(help: "Statistic reported as the expected length: median or mean.")
+        @Option(help: "Statistic reported as the expected length: median, mean, or quantile (--expected-quantile).")
         var expected: String = "median"
+        @Option(name: .customLong("expected-quantile"), help: "The quantile reported as expected with --expected quantile.")
+        var expectedQuantile = 0.5
         @Flag(name: .customLong("no-model-crosses"), help: "Leave out (model x word) features.")
         var noModelCrosses = false
         @Flag(name: .customLong("no-bigrams"), help: "Leave out word bigrams.")
         var noBigrams = false
+        @Option(name: .customLong("cross-scale"), help: "Value of a (model x word) feature relative to the word's own, in (0, 16].")
+        var crossScale: Float = 1
+        @Flag(name: .customLong("prompt-shape"), help: "Add the prompt-shape features (first word, question marks, lines, code symbols, requested counts).")
+        var promptShape = false
+        @Flag(name: .customLong("balance-sources"), help: "Weigh training examples so that every source data set counts the same.")
+        var balanceSources = false
         @Flag(name: .customLong("hard-labels"), help: "Train on the target's bucket, not the samples' distribution.")
         var hardLabels = false
-        @Flag(help: "Print one JSON object on stdout.")
-        var json = false
 
-        func run() throws {
-            let (set, format) = try dataOptions.load()
-            let training = set.training
-            guard !training.isEmpty else { throw CLIError("the split leaves no training examples") }
+        func options() throws -> TextTrainingOptions {
             guard let statistic = ExpectedStatistic(rawValue: expected) else {
-                throw CLIError("--expected must be median or mean")
+                throw CLIError("--expected must be median, mean or quantile")
             }
             var options = TextTrainingOptions()
             options.epochs = epochs
@@ -118,9 +116,33 @@ struct PredictCommand: ParsableCommand {
             options.hashing.trailingTokens = trailingTokens
             options.hashing.modelCrosses = !noModelCrosses
             options.hashing.bigrams = !noBigrams
+            options.hashing.modelCrossScale = crossScale
+            options.hashing.promptShape = promptShape
             options.reserveQuantile = quantile
             options.expectedStatistic = statistic
+            options.expectedQuantile = expectedQuantile
             options.softLabels = !hardLabels
+            options.balanceSources = balanceSources
+            return options
+        }
+    }
+
+    struct Train: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Train the text predictor on the training split and save it.")
+
+        @OptionGroup var dataOptions: DataOptions
+        @Option(help: "Where to write the model file.")
+        var out: String
+        @OptionGroup var trainingArguments: TrainingArguments
+        @Flag(help: "Print one JSON object on stdout.")
+        var json = false
+
+        func run() throws {
+            let (set, format) = try dataOptions.load()
+            let training = set.training
+            guard !training.isEmpty else { throw CLIError("the split leaves no training examples") }
+            let options = try trainingArguments.options()
             note("training on \(training.count) examples (\(set.examples.count - training.count) held out), format \(format.rawValue)")
             let start = Date()
             let model: TextLengthModel
@@ -142,7 +164,7 @@ struct PredictCommand: ParsableCommand {
             if json {
                 try JSONReport.print([
                     "model": out, "format": format.rawValue, "train_examples": training.count,
-                    "held_out_examples": set.examples.count - training.count, "epochs": epochs,
+                    "held_out_examples": set.examples.count - training.count, "epochs": options.epochs,
                     "train_seconds": seconds, "model_bytes": bytes, "training_mean": model.trainingMean,
                 ])
             }
@@ -224,6 +246,12 @@ struct PredictCommand: ParsableCommand {
                 object["online"] = history || online
                 object["format"] = format.rawValue
                 object["ns_per_prediction"] = ns
+                if !(history || online) {
+                    let bySource = LengthEvaluator.evaluateBySource(
+                        predictor, examples: heldOut, buckets: buckets, trainingMean: mean, trainingMedian: median,
+                        trainingQuantile: upper, reserveQuantile: q)
+                    if !bySource.isEmpty { object["mae_ratio_by_source"] = bySource.mapValues(\.maeRatio) }
+                }
                 try JSONReport.print(object)
             } else {
                 let e = evaluation
@@ -240,6 +268,56 @@ struct PredictCommand: ParsableCommand {
                     e.bucketAccuracy, e.baselineBucketAccuracy,
                     e.underpredictRate, e.baselineUnderpredictRate, e.reserveQuantile, e.expectedUnderpredictRate,
                     e.meanReserve, e.baselineQuantileMeanReserve, e.baselineQuantileUnderpredictRate, ns))
+            }
+        }
+    }
+}
+
+extension PredictCommand {
+    struct Validate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Cross-validate training options inside the training split only (held-out examples are never used): one fold per source data set, or k folds by prompt hash.")
+
+        enum FoldRule: String, ExpressibleByArgument, CaseIterable {
+            case source, hash, cell
+        }
+
+        @OptionGroup var dataOptions: DataOptions
+        @OptionGroup var trainingArguments: TrainingArguments
+        @Option(help: "source: leave one source data set out at a time (CASTILLO's dataset field); hash: --k folds by prompt hash; cell: --k folds of (model, source) cells on prompts held out by hash, never trained on.")
+        var folds: FoldRule = .source
+        @Option(help: "Number of hash or cell folds.")
+        var k = 5
+        @Flag(help: "Print one JSON object on stdout.")
+        var json = false
+
+        func run() throws {
+            let (set, format) = try dataOptions.load()
+            let options = try trainingArguments.options()
+            let rule: ValidationFolds = switch folds {
+            case .source: .source
+            case .hash: .hash(k)
+            case .cell: .cell(k)
+            }
+            let results: [ValidationFoldResult]
+            do {
+                results = try LengthCrossValidation.run(set.training, rule: rule, options: options) { r in
+                    note(String(format: "%@: %d held out, mae_ratio %.3f (MAE %.1f, baseline %.1f), underpredict %.3f",
+                                r.name, r.evaluation.examples, r.evaluation.maeRatio, r.evaluation.mae,
+                                r.evaluation.baselineMAE, r.evaluation.underpredictRate))
+                }
+            } catch {
+                throw CLIError(error.description)
+            }
+            let mean = LengthCrossValidation.meanRatio(results)
+            if json {
+                try JSONReport.print([
+                    "format": format.rawValue, "folds": folds.rawValue, "mean_mae_ratio": mean,
+                    "fold_mae_ratios": Dictionary(uniqueKeysWithValues: results.map { ($0.name, $0.evaluation.maeRatio) }),
+                ])
+            } else {
+                print(String(format: "mean mae_ratio over %d %@ folds of the training split: %.3f", results.count,
+                             folds.rawValue, mean))
             }
         }
     }

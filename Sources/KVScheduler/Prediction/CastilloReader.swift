@@ -74,13 +74,14 @@ public enum CastilloReader {
             let split = (prompt.split ?? row.split)?.lowercased()
             let heldOut = split.map { $0 != "train" } ?? LengthDataSet.hashSplitHeldOut(row.prompt_id)
             let mean = Double(row.output_sizes.reduce(0, +)) / Double(row.output_sizes.count)
-            let task = taskAsTemplate ? (prompt.dataset ?? row.dataset).map { StableHash.fnv1a($0) } : nil
+            let source = prompt.dataset ?? row.dataset
+            let task = taskAsTemplate ? source.map { StableHash.fnv1a($0) } : nil
             let input = PredictionInput(promptTokens: row.input_size, promptText: prompt.prompt_text,
                                         templateKey: task, modelID: row.model,
                                         maxTokens: LengthExample.unboundedMaxTokens)
             examples.append(LengthExample(input: input, target: mean,
                                           samples: row.output_sizes.map { Int32($0) },
-                                          group: row.prompt_id, heldOut: heldOut))
+                                          group: row.prompt_id, heldOut: heldOut, source: source))
         }
         return LengthDataSet(examples: examples, skippedRecords: skipped)
     }

@@ -112,4 +112,19 @@ public enum LengthEvaluator {
         e.maeRatio = e.baselineMAE > 0 ? e.mae / e.baselineMAE : 0
         return e
     }
+
+    /// `evaluate` on each source data set of `examples` apart (static predictors only: nothing is
+    /// observed), keyed by source; examples without a source are left out. O(n) predictions.
+    public static func evaluateBySource(_ predictor: any OutputLengthPredictor, examples: [LengthExample],
+                                        buckets: LengthBuckets, trainingMean: Double, trainingMedian: Double,
+                                        trainingQuantile: Double, reserveQuantile: Double) -> [String: LengthEvaluation] {
+        var bySource: [String: [LengthExample]] = [:]
+        for example in examples {
+            if let source = example.source { bySource[source, default: []].append(example) }
+        }
+        return bySource.mapValues {
+            evaluate(predictor, examples: $0, buckets: buckets, trainingMean: trainingMean, trainingMedian: trainingMedian,
+                     trainingQuantile: trainingQuantile, reserveQuantile: reserveQuantile)
+        }
+    }
 }

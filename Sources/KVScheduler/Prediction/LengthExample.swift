@@ -12,13 +12,18 @@ public struct LengthExample: Sendable {
     public var group: String
     /// Whether the example belongs to the held-out (evaluation) part of the split.
     public var heldOut: Bool
+    /// The source data set the prompt comes from (CASTILLO: `Alpaca`, `Mbpp`, ...), when known: the
+    /// unit of leave-one-source-out validation.
+    public var source: String?
 
-    public init(input: PredictionInput, target: Double, samples: [Int32], group: String, heldOut: Bool) {
+    public init(input: PredictionInput, target: Double, samples: [Int32], group: String, heldOut: Bool,
+                source: String? = nil) {
         self.input = input
         self.target = target
         self.samples = samples
         self.group = group
         self.heldOut = heldOut
+        self.source = source
     }
 
     /// The `maxTokens` given to examples whose data has no limit: large enough never to clamp.

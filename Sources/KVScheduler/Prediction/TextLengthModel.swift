@@ -4,6 +4,9 @@ public enum ExpectedStatistic: String, Sendable, Codable, CaseIterable {
     case median
     /// The mean, from the per-bucket means of the training data.
     case mean
+    /// The model's `expectedQuantile` (below 0.5 when out-of-domain prompts make the predicted
+    /// distributions too wide on the long side).
+    case quantile
 }
 
 /// The parameters of a multinomial logistic regression over length buckets on hashed features, and
@@ -27,6 +30,8 @@ public struct TextLengthModel: Sendable {
     public var reserveQuantile: Double
     /// Which statistic is `expected`.
     public var expectedStatistic: ExpectedStatistic
+    /// The quantile `expected` is when `expectedStatistic` is `.quantile`, in (0, 1).
+    public var expectedQuantile: Double
     /// Training-set figures the evaluation baselines need: mean, median and `reserveQuantile` of the targets.
     public var trainingMean: Double
     public var trainingMedian: Double
@@ -36,7 +41,7 @@ public struct TextLengthModel: Sendable {
 
     /// A zero model (uniform probabilities) with the given shape.
     public init(hashing: FeatureHashingConfig, buckets: LengthBuckets, reserveQuantile: Double = 0.9,
-                expectedStatistic: ExpectedStatistic = .median) {
+                expectedStatistic: ExpectedStatistic = .median, expectedQuantile: Double = 0.5) {
         self.hashing = hashing
         self.buckets = buckets
         rowStride = (buckets.count + 7) & ~7
@@ -47,6 +52,7 @@ public struct TextLengthModel: Sendable {
         topValue = Float(buckets.lowerBounds.last! * 2)
         self.reserveQuantile = reserveQuantile
         self.expectedStatistic = expectedStatistic
+        self.expectedQuantile = expectedQuantile
         trainingMean = 0
         trainingMedian = 0
         trainingQuantile = 0

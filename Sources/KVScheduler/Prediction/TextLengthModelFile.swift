@@ -13,7 +13,8 @@ public enum LengthModelError: Error, Equatable, CustomStringConvertible {
         case let .cannotWrite(path, reason): "cannot write \(path): \(reason)"
         case let .cannotRead(path, reason): "cannot read \(path): \(reason)"
         case let .corrupt(reason): "corrupt model file: \(reason)"
-        case let .unsupportedVersion(v): "unsupported model file version \(v)"
+        case let .unsupportedVersion(v):
+            "unsupported model file version \(v) (this build reads version \(TextLengthModelFile.version); retrain with `kvcache predict train`)"
         }
     }
 }
@@ -21,14 +22,16 @@ public enum LengthModelError: Error, Equatable, CustomStringConvertible {
 /// The compact file format of a `TextLengthModel`, little-endian:
 ///
 /// ```
-/// "KVLP"  u32 version (1)  u32 headerBytes  header (JSON: hashing, buckets, statistics)
+/// "KVLP"  u32 version (2)  u32 headerBytes  header (JSON: hashing, buckets, statistics)
 /// u32 K  u32 rows  rows x (u32 slot, K x f32 weights)   -- only rows with a non-zero weight
 /// ```
 /// Rows never touched in training stay zero and are not stored, so the file grows with the
 /// vocabulary seen, not with the hash space.
 public enum TextLengthModelFile {
     static let magic: [UInt8] = Array("KVLP".utf8)
-    static let version: UInt32 = 1
+    /// 2: the hashing configuration gained `promptShape` (version 1 files hash prompts differently),
+    /// the header `expectedQuantile`.
+    static let version: UInt32 = 2
 
     struct Header: Codable {
         var hashing: FeatureHashingConfig
@@ -37,6 +40,7 @@ public enum TextLengthModelFile {
         var topValue: Float
         var reserveQuantile: Double
         var expectedStatistic: ExpectedStatistic
+        var expectedQuantile: Double
         var trainingMean: Double
         var trainingMedian: Double
         var trainingQuantile: Double
@@ -47,7 +51,8 @@ public enum TextLengthModelFile {
     public static func encode(_ model: TextLengthModel) -> [UInt8] {
         let header = Header(hashing: model.hashing, buckets: model.buckets, bucketMeans: model.bucketMeans,
                             topValue: model.topValue, reserveQuantile: model.reserveQuantile,
-                            expectedStatistic: model.expectedStatistic, trainingMean: model.trainingMean,
+                            expectedStatistic: model.expectedStatistic, expectedQuantile: model.expectedQuantile,
+                            trainingMean: model.trainingMean,
                             trainingMedian: model.trainingMedian, trainingQuantile: model.trainingQuantile,
                             trainingExamples: model.trainingExamples)
         let encoder = JSONEncoder()
@@ -92,13 +97,15 @@ public enum TextLengthModelFile {
             throw .corrupt("invalid buckets")
         }
         let k = header.buckets.count
-        guard header.bucketMeans.count == k, header.reserveQuantile > 0, header.reserveQuantile < 1 else {
+        guard header.bucketMeans.count == k, header.reserveQuantile > 0, header.reserveQuantile < 1,
+              header.expectedQuantile > 0, header.expectedQuantile < 1 else {
             throw .corrupt("header figures do not match the buckets")
         }
         guard Int(try reader.u32()) == k else { throw .corrupt("bucket count mismatch") }
         var model = TextLengthModel(hashing: header.hashing, buckets: header.buckets,
                                     reserveQuantile: header.reserveQuantile,
-                                    expectedStatistic: header.expectedStatistic)
+                                    expectedStatistic: header.expectedStatistic,
+                                    expectedQuantile: header.expectedQuantile)
         model.bucketMeans = header.bucketMeans
         model.topValue = header.topValue
         model.trainingMean = header.trainingMean

@@ -40,6 +40,7 @@ public final class TextLengthPredictor: OutputLengthPredictor {
             for k in 1..<model.buckets.count where p[k] > p[best] { best = k }
             let expected: Double = switch model.expectedStatistic {
             case .median: model.quantile(0.5, probabilities: p)
+            case .quantile: model.quantile(model.expectedQuantile, probabilities: p)
             case .mean: model.mean(probabilities: p)
             }
             let reserve = model.quantile(reserveQuantile, probabilities: p)

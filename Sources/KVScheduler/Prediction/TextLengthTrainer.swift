@@ -15,9 +15,15 @@ public struct TextTrainingOptions: Sendable {
     public var seed: UInt64 = 42
     public var reserveQuantile = 0.9
     public var expectedStatistic = ExpectedStatistic.median
+    /// The quantile reported as expected with `ExpectedStatistic.quantile`.
+    public var expectedQuantile = 0.5
     /// Trains towards the distribution of an example's samples over the buckets (CASTILLO has 10
     /// samples per prompt and model) instead of the bucket of its target.
     public var softLabels = true
+    /// Weighs examples so that every source data set (`LengthExample.source`) counts the same in
+    /// the loss, whatever its size: a small source is not drowned by large ones. Examples without a
+    /// source form one source of their own.
+    public var balanceSources = false
 
     public init() {}
 }
@@ -60,11 +66,16 @@ public enum TextLengthTrainer {
         guard options.reserveQuantile > 0, options.reserveQuantile < 1 else {
             throw .invalidOption("reserve quantile must lie in (0, 1)")
         }
+        guard options.expectedQuantile > 0, options.expectedQuantile < 1 else {
+            throw .invalidOption("expected quantile must lie in (0, 1)")
+        }
         var model = TextLengthModel(hashing: options.hashing, buckets: options.buckets,
                                     reserveQuantile: options.reserveQuantile,
-                                    expectedStatistic: options.expectedStatistic)
+                                    expectedStatistic: options.expectedStatistic,
+                                    expectedQuantile: options.expectedQuantile)
         let k = options.buckets.count
         let labels = makeLabels(examples, buckets: options.buckets, stride: model.rowStride, soft: options.softLabels)
+        let exampleWeights = options.balanceSources ? sourceWeights(examples) : [Float](repeating: 1, count: examples.count)
         fillStatistics(&model, examples: examples)
 
         let hasher = FeatureHasher(config: options.hashing)
@@ -95,8 +106,9 @@ public enum TextLengthTrainer {
                                                                    values: val.baseAddress!, count: n)
                                         Softmax.inPlace(UnsafeMutableBufferPointer(rebasing: p[0..<k]))
                                         let label = j * stride
+                                        let weight = exampleWeights[j]
                                         for c in 0..<k where y[label + c] > 0 {
-                                            loss -= Double(y[label + c]) * log(Double(max(p[c], 1e-12)))
+                                            loss -= Double(weight * y[label + c]) * log(Double(max(p[c], 1e-12)))
                                         }
                                         // AdaGrad on the rows present, 8 lanes at a time; padding lanes
                                         // have p = y = w = 0 and stay zero.
@@ -104,7 +116,7 @@ public enum TextLengthTrainer {
                                         let yv = UnsafeRawPointer(y.baseAddress! + label)
                                         for i in 0..<n {
                                             let base = Int(idx[i]) * stride
-                                            let v = SIMD8<Float>(repeating: val[i])
+                                            let v = SIMD8<Float>(repeating: val[i] * weight)
                                             let wRow = UnsafeMutableRawPointer(w.baseAddress! + base)
                                             let gRow = UnsafeMutableRawPointer(g.baseAddress! + base)
                                             for chunk in 0..<(stride / 8) {
@@ -145,6 +157,15 @@ public enum TextLengthTrainer {
             }
         }
         return labels
+    }
+
+    /// Per example, `n / (sources x examples of its source)`: every source weighs the same and the
+    /// weights average 1. O(n).
+    static func sourceWeights(_ examples: [LengthExample]) -> [Float] {
+        var counts: [String?: Int] = [:]
+        for example in examples { counts[example.source, default: 0] += 1 }
+        let scale = Double(examples.count) / Double(counts.count)
+        return examples.map { Float(scale / Double(counts[$0.source]!)) }
     }
 
     /// Training mean, median, quantile, bucket means and the top value. O(n log n).
