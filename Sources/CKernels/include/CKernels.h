@@ -1,0 +1,58 @@
+#pragma once
+/// Decode kernels for the reference engine: quantized matrix-vector products (Q4_1, Q8_0) and the
+/// single-query attention dot/axpy over fp32 KV blocks.
+///
+/// Every entry point picks its implementation at run time: AVX2+FMA intrinsics when the CPU has them
+/// (x86-64), else portable C. The `_portable` variants are the fallback itself, exported so that tests
+/// can check it on machines that would otherwise never run it. All functions are pure loops over
+/// caller-owned memory: no allocation, no global state, safe to call from several threads on
+/// disjoint outputs.
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// The implementation the dispatching entry points use on this CPU.
+typedef enum {
+    KVKernelsISAPortable = 0,
+    KVKernelsISAAVX2FMA = 1,
+} KVKernelsISA;
+
+/// The instruction set the dispatching kernels run with here (the CPU is asked once per call; cheap).
+KVKernelsISA kv_kernels_isa(void);
+
+// MARK: Quantized matrix-vector products
+//
+// A matrix has `blocksPerRow` blocks of 32 weights per row, row-major. Q4_1: `quants` holds 16 bytes a
+// block (weight j in the low nibble of byte j, weight j+16 in the high nibble), `scales`/`minimums`
+// one float each a block, and weight = scale * q + minimum. Q8_0: 32 signed bytes a block and
+// weight = scale * q. `x` holds 32 * blocksPerRow floats. For each row r in [rowBegin, rowEnd):
+// y[r] = sum of weight * x over the row (or y[r] += that when `accumulate`).
+// O((rowEnd - rowBegin) x blocksPerRow x 32), no allocation.
+
+/// Q4_1 product. `blockSums[b]` must be the sum of x[32b ..< 32b + 32] (see `kv_block_sums`).
+void kv_q4_1_matvec(const uint8_t *quants, const float *scales, const float *minimums, size_t blocksPerRow,
+                    const float *x, const float *blockSums, float *y, size_t rowBegin, size_t rowEnd,
+                    bool accumulate);
+/// Portable C version of `kv_q4_1_matvec`.
+void kv_q4_1_matvec_portable(const uint8_t *quants, const float *scales, const float *minimums,
+                             size_t blocksPerRow, const float *x, const float *blockSums, float *y,
+                             size_t rowBegin, size_t rowEnd, bool accumulate);
+
+/// Q8_0 product.
+void kv_q8_0_matvec(const int8_t *quants, const float *scales, size_t blocksPerRow, const float *x, float *y,
+                    size_t rowBegin, size_t rowEnd, bool accumulate);
+/// Portable C version of `kv_q8_0_matvec`.
+void kv_q8_0_matvec_portable(const int8_t *quants, const float *scales, size_t blocksPerRow, const float *x,
+                             float *y, size_t rowBegin, size_t rowEnd, bool accumulate);
+
+/// sums[b] = x[32b] + ... + x[32b + 31] for b < blocks. O(32 x blocks).
+void kv_block_sums(const float *x, size_t blocks, float *sums);
+
+#ifdef __cplusplus
+}
+#endif
