@@ -3,11 +3,7 @@
 // does eight at a time and reads four rows per pass so that each activation load serves four rows.
 
 #include "CKernels.h"
-#include "CPUFeatures.h"
-
-KVKernelsISA kv_kernels_isa(void) {
-    return kv_cpu_has_avx2_fma() ? KVKernelsISAAVX2FMA : KVKernelsISAPortable;
-}
+#include "AVX2Math.h"
 
 void kv_block_sums(const float *x, size_t blocks, float *sums) {
     for (size_t b = 0; b < blocks; b++) {
@@ -82,14 +78,6 @@ static inline size_t kv_prefetch_row(size_t r, size_t rowEnd) {
     return r + 12 <= rowEnd ? r + 8 : r;
 }
 
-/// Horizontal sum of eight floats.
-KV_AVX2 static inline float kv_hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 /// sum_j q_j x_j over one Q4_1 block (the block's scale and minimum not applied).
 KV_AVX2 static inline __m256 kv_q4_1_block_dot(const uint8_t *qb, __m256 x0, __m256 x1, __m256 x2, __m256 x3) {
     const __m256i low = _mm256_set1_epi32(0x0F);
@@ -107,16 +95,6 @@ KV_AVX2 static inline __m256 kv_q8_0_block_dot(const int8_t *qb, __m256 x0, __m2
     s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qb + 8)))), x1, s);
     s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qb + 16)))), x2, s);
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qb + 24)))), x3, s);
-}
-
-/// sum_b a[b] * c[b] for b < n.
-KV_AVX2 static inline float kv_dot_avx2(const float *a, const float *c, size_t n) {
-    __m256 acc = _mm256_setzero_ps();
-    size_t b = 0;
-    for (; b + 8 <= n; b += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + b), _mm256_loadu_ps(c + b), acc);
-    float v = kv_hsum256(acc);
-    for (; b < n; b++) v += a[b] * c[b];
-    return v;
 }
 
 KV_AVX2 static void kv_q4_1_matvec_avx2(const uint8_t *quants, const float *scales, const float *minimums,

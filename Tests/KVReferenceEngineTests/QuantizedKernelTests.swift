@@ -45,38 +45,18 @@ private struct RandomQuantizedMatrix {
         self.packed = packed!
     }
 
-    /// Row r's exact product in Double and the sum of |w x| over the row (the scale of fp32 rounding).
-    func reference(_ x: [Float]) -> [(value: Double, magnitude: Double)] {
+    /// Each row's product with `x`, exactly (Double) from the dequantized weights.
+    func reference(_ x: [Float]) -> [ExactSum] {
         (0 ..< rows).map { r in
-            var value = 0.0, magnitude = 0.0
-            for j in 0 ..< cols {
-                let p = Double(dense[r * cols + j]) * Double(x[j])
-                value += p
-                magnitude += abs(p)
-            }
-            return (value, magnitude)
+            var sum = ExactSum()
+            for j in 0 ..< cols { sum.add(dense[r * cols + j], x[j]) }
+            return sum
         }
     }
 }
 
 /// Shapes with rows not a multiple of the four-row tile and widths from one block up.
 private let shapes: [(rows: Int, cols: Int)] = [(1, 32), (3, 96), (6, 160), (37, 576), (130, 1536), (259, 64)]
-
-private func randomVector(_ count: Int, _ rng: inout SplitMix64) -> [Float] {
-    (0 ..< count).map { _ in Float(Int(rng.next() % 20001) - 10000) / 10000 }
-}
-
-/// Whether `y` matches the reference within 1e-4 relative: the error is measured against the row's
-/// sum of |w x|, the scale an fp32 dot product's rounding error grows with (the result itself can be
-/// near zero by cancellation).
-private func expectClose(_ y: [Float], _ reference: [(value: Double, magnitude: Double)], offsets: [Float]? = nil,
-                         _ label: String) {
-    for (r, ref) in reference.enumerated() {
-        let expected = ref.value + Double(offsets?[r] ?? 0)
-        let error = abs(Double(y[r]) - expected)
-        #expect(error <= 1e-4 * ref.magnitude, "\(label) row \(r): \(y[r]) vs \(expected)")
-    }
-}
 
 @Suite("quantized decode kernels")
 struct QuantizedKernelTests {
@@ -85,14 +65,14 @@ struct QuantizedKernelTests {
         var rng = SplitMix64(seed: 11)
         for shape in shapes {
             let m = RandomQuantizedMatrix(type: type, rows: shape.rows, cols: shape.cols, rng: &rng)
-            let x = randomVector(shape.cols, &rng)
+            let x = randomFloats(shape.cols, &rng)
             let reference = m.reference(x)
             var sums = [Float](repeating: 0, count: shape.cols / 32)
             var outputs: [[Float]] = []
             for threads in [1, 2, 3] {
                 var y = [Float](repeating: .nan, count: shape.rows)
                 m.packed.multiply(x, into: &y, accumulate: false, blockSums: &sums, threads: threads)
-                expectClose(y, reference, "\(type) \(shape) threads \(threads)")
+                expectWithinRounding(y, reference, "\(type) \(shape) threads \(threads)")
                 outputs.append(y)
             }
             #expect(outputs.allSatisfy { $0 == outputs[0] }, "results depend on the thread count")
@@ -103,12 +83,12 @@ struct QuantizedKernelTests {
     func accumulates(type: GGMLType) {
         var rng = SplitMix64(seed: 12)
         let m = RandomQuantizedMatrix(type: type, rows: 45, cols: 192, rng: &rng)
-        let x = randomVector(192, &rng)
-        let before = randomVector(45, &rng)
+        let x = randomFloats(192, &rng)
+        let before = randomFloats(45, &rng)
         var y = before
         var sums = [Float](repeating: 0, count: 6)
         m.packed.multiply(x, into: &y, accumulate: true, blockSums: &sums, threads: 2)
-        expectClose(y, m.reference(x), offsets: before, "\(type) accumulate")
+        expectWithinRounding(y, m.reference(x), offsets: before, "\(type) accumulate")
     }
 
     @Test("the portable C fallback equals dequantise-then-dot", arguments: [GGMLType.q4_1, .q8_0])
@@ -116,7 +96,7 @@ struct QuantizedKernelTests {
         var rng = SplitMix64(seed: 13)
         for shape in shapes {
             let m = RandomQuantizedMatrix(type: type, rows: shape.rows, cols: shape.cols, rng: &rng)
-            let x = randomVector(shape.cols, &rng)
+            let x = randomFloats(shape.cols, &rng)
             var sums = [Float](repeating: 0, count: shape.cols / 32)
             kv_block_sums(x, sums.count, &sums)
             var y = [Float](repeating: .nan, count: shape.rows)
@@ -128,7 +108,7 @@ struct QuantizedKernelTests {
                     kv_q8_0_matvec_portable(q, p.scales, p.blocksPerRow, x, &y, 0, shape.rows, false)
                 }
             }
-            expectClose(y, m.reference(x), "\(type) \(shape) portable")
+            expectWithinRounding(y, m.reference(x), "\(type) \(shape) portable")
         }
     }
 
@@ -136,7 +116,7 @@ struct QuantizedKernelTests {
     func rowRangeIndependent(type: GGMLType) {
         var rng = SplitMix64(seed: 14)
         let m = RandomQuantizedMatrix(type: type, rows: 23, cols: 320, rng: &rng)
-        let x = randomVector(320, &rng)
+        let x = randomFloats(320, &rng)
         var sums = [Float](repeating: 0, count: 10)
         kv_block_sums(x, 10, &sums)
         var whole = [Float](repeating: .nan, count: 23), single = whole
@@ -153,7 +133,7 @@ struct QuantizedKernelTests {
     @Test("block sums are the sums of each 32 inputs")
     func blockSums() {
         var rng = SplitMix64(seed: 15)
-        let x = randomVector(96, &rng)
+        let x = randomFloats(96, &rng)
         var sums = [Float](repeating: .nan, count: 3)
         kv_block_sums(x, 3, &sums)
         for b in 0 ..< 3 {

@@ -53,6 +53,28 @@ void kv_q8_0_matvec_portable(const int8_t *quants, const float *scales, size_t b
 /// sums[b] = x[32b] + ... + x[32b + 31] for b < blocks. O(32 x blocks).
 void kv_block_sums(const float *x, size_t blocks, float *sums);
 
+// MARK: Single-token attention over fp32 KV blocks
+//
+// The few query rows of one KV head's group against one block of `count` cached positions, K and V
+// read in place (`keyStride` / `valueStride` floats from one position to the next). Replaces tiny
+// sgemm calls, whose fixed cost dominates at these sizes.
+
+/// scores[r * scoreStride + t] = scale * dot(queries[r * headDim ...], keys[t * keyStride ...]) for
+/// r < rows, t < count. O(rows x count x headDim).
+void kv_attention_scores(const float *queries, size_t rows, size_t headDim, const float *keys, size_t keyStride,
+                         size_t count, float scale, float *scores, size_t scoreStride);
+/// Portable C version of `kv_attention_scores`.
+void kv_attention_scores_portable(const float *queries, size_t rows, size_t headDim, const float *keys,
+                                  size_t keyStride, size_t count, float scale, float *scores, size_t scoreStride);
+
+/// out[r * headDim + i] (+)= sum over t < count of probs[r * probStride + t] * values[t * valueStride + i]
+/// for r < rows, i < headDim (`+=` when `accumulate`). O(rows x count x headDim).
+void kv_attention_values(const float *probs, size_t rows, size_t probStride, const float *values,
+                         size_t valueStride, size_t count, size_t headDim, float *out, bool accumulate);
+/// Portable C version of `kv_attention_values`.
+void kv_attention_values_portable(const float *probs, size_t rows, size_t probStride, const float *values,
+                                  size_t valueStride, size_t count, size_t headDim, float *out, bool accumulate);
+
 #ifdef __cplusplus
 }
 #endif
