@@ -89,12 +89,12 @@ public final class LlamaModel: Sendable {
         let x = s.x, h = s.h, q = s.q, k = s.k, v = s.v, qh = s.qh, scores = s.scores, og = s.og, attn = s.attn
         let gate = s.gate, up = s.up, rotations = s.rotations
         let decodeKernels = mode == .decode && n == 1 && Self.quantizedDecodeEnabled
-        let threads = BLASThreads.count
+        let workers = decodeKernels ? s.decodeWorkers(threads: BLASThreads.count) : nil
         /// out (+)= a W^T through the quantized copy when decoding, else BLAS.
         func linear(_ a: UnsafeMutablePointer<Float>, _ m: LlamaWeights.Matrix, _ out: UnsafeMutablePointer<Float>,
                     accumulate: Bool) {
             if decodeKernels, let qm = w.quantized(m) {
-                qm.multiply(a, into: out, accumulate: accumulate, blockSums: s.blockSums, threads: threads)
+                qm.multiply(a, into: out, accumulate: accumulate, blockSums: s.blockSums, workers: workers)
             } else {
                 Self.matmulT(a, w.pointer(m), out, rows: n, inWidth: m.cols, outWidth: m.rows, accumulate: accumulate)
             }
@@ -179,7 +179,7 @@ public final class LlamaModel: Sendable {
         let last = x + (n - 1) * E
         Self.rmsNorm(last, w.pointer(w.outputNorm), h, rows: 1, width: E, eps: c.rmsEpsilon)
         if decodeKernels, let qm = w.quantized(w.output) {
-            qm.multiply(h, into: logits.baseAddress!, accumulate: false, blockSums: s.blockSums, threads: threads)
+            qm.multiply(h, into: logits.baseAddress!, accumulate: false, blockSums: s.blockSums, workers: workers)
         } else {
             cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(c.vocabSize), Int32(E), 1, w.pointer(w.output), Int32(E),
                         h, 1, 0, logits.baseAddress!, 1)
@@ -302,11 +302,24 @@ public final class ForwardWorkspace: @unchecked Sendable {
     private(set) var up = UnsafeMutablePointer<Float>.allocate(capacity: 1)
     private(set) var rotations = UnsafeMutablePointer<Float>.allocate(capacity: 1)
     private(set) var blockSums = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    /// Threads for the decode products, started on first use and restarted when the count changes.
+    private var workers: DecodeWorkers?
+    private var workersRequested = 1
 
     public init() {}
 
     deinit {
         for p in [x, h, q, k, v, qh, scores, og, attn, gate, up, rotations, blockSums] { p.deallocate() }
+    }
+
+    /// The decode workers for `threads` threads (nil for one thread, or if threads cannot be started).
+    func decodeWorkers(threads: Int) -> DecodeWorkers? {
+        if threads != workersRequested {
+            workers = nil   // stops the old threads first
+            workers = DecodeWorkers(threads: threads)
+            workersRequested = threads
+        }
+        return workers
     }
 
     /// Grows the buffers (never shrinks) to hold `tokens` new tokens over `context` positions.

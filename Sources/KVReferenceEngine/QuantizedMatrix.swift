@@ -1,5 +1,4 @@
 import CKernels
-import Dispatch
 
 /// A Q4_1 or Q8_0 weight matrix repacked for the single-token (decode) matrix-vector product, which
 /// is bound by memory traffic: 4.5 or 8.5 bits per weight instead of 32 for the fp32 copy.
@@ -71,22 +70,23 @@ public final class QuantizedMatrix: @unchecked Sendable {
         }
     }
 
-    /// `y (+)= W x` split into `threads` row ranges run in parallel. Each row is computed the same way
-    /// whatever the split, so results do not depend on the thread count.
+    /// `y (+)= W x`, split into four row ranges per thread of `workers` when there are at least 64 rows
+    /// per thread (else on the calling thread alone). Each row is computed the same way whatever the
+    /// split, so results do not depend on the thread count. O(rows x cols), no allocation.
     /// - Parameter blockSums: scratch of at least `blocksPerRow` floats.
     func multiply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, accumulate: Bool,
-                  blockSums: UnsafeMutablePointer<Float>, threads: Int) {
+                  blockSums: UnsafeMutablePointer<Float>, workers: DecodeWorkers?) {
         kv_block_sums(x, blocksPerRow, blockSums)
-        let parts = max(1, min(threads, rows / 64))
-        if parts == 1 {
+        guard let workers, rows >= 64 * workers.threads else {
             multiply(x, blockSums: blockSums, into: y, rows: 0 ..< rows, accumulate: accumulate)
             return
         }
         nonisolated(unsafe) let (xs, sums, out) = (x, UnsafePointer(blockSums), y)
-        let rowsPerPart = ((rows + parts - 1) / parts + 3) & ~3   // whole four-row tiles
-        DispatchQueue.concurrentPerform(iterations: parts) { p in
-            let lower = min(rows, p * rowsPerPart), upper = min(rows, lower + rowsPerPart)
-            multiply(xs, blockSums: sums, into: out, rows: lower ..< upper, accumulate: accumulate)
+        let rows = rows
+        workers.run(parts: 4 * workers.threads) { part, parts in
+            let rowsPerPart = ((rows + parts - 1) / parts + 3) & ~3   // whole four-row tiles
+            let lower = min(rows, part * rowsPerPart), upper = min(rows, lower + rowsPerPart)
+            self.multiply(xs, blockSums: sums, into: out, rows: lower ..< upper, accumulate: accumulate)
         }
     }
 }

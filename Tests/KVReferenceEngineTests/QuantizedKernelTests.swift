@@ -69,10 +69,10 @@ struct QuantizedKernelTests {
             let reference = m.reference(x)
             var sums = [Float](repeating: 0, count: shape.cols / 32)
             var outputs: [[Float]] = []
-            for threads in [1, 2, 3] {
+            for workers in [nil, DecodeWorkers(threads: 2), DecodeWorkers(threads: 3)] {
                 var y = [Float](repeating: .nan, count: shape.rows)
-                m.packed.multiply(x, into: &y, accumulate: false, blockSums: &sums, threads: threads)
-                expectWithinRounding(y, reference, "\(type) \(shape) threads \(threads)")
+                m.packed.multiply(x, into: &y, accumulate: false, blockSums: &sums, workers: workers)
+                expectWithinRounding(y, reference, "\(type) \(shape) threads \(workers?.threads ?? 1)")
                 outputs.append(y)
             }
             #expect(outputs.allSatisfy { $0 == outputs[0] }, "results depend on the thread count")
@@ -87,7 +87,7 @@ struct QuantizedKernelTests {
         let before = randomFloats(45, &rng)
         var y = before
         var sums = [Float](repeating: 0, count: 6)
-        m.packed.multiply(x, into: &y, accumulate: true, blockSums: &sums, threads: 2)
+        m.packed.multiply(x, into: &y, accumulate: true, blockSums: &sums, workers: DecodeWorkers(threads: 2))
         expectWithinRounding(y, m.reference(x), offsets: before, "\(type) accumulate")
     }
 

@@ -75,6 +75,32 @@ void kv_attention_values(const float *probs, size_t rows, size_t probStride, con
 void kv_attention_values_portable(const float *probs, size_t rows, size_t probStride, const float *values,
                                   size_t valueStride, size_t count, size_t headDim, float *out, bool accumulate);
 
+// MARK: Worker pool for the decode products
+//
+// A decode step runs a few hundred short parallel loops (tens of microseconds each); waking a sleeping
+// thread for each costs as much as the loop. The pool's workers spin briefly on a generation counter
+// after each loop, so back-to-back loops start without a system call, and sleep on a condition
+// variable once idle for longer (between requests), so an idle engine uses no CPU.
+
+/// A pool of `threads - 1` worker threads; the caller of `kv_pool_run` works alongside them.
+typedef struct KVWorkerPool KVWorkerPool;
+
+/// One part of a parallel loop: `part` of `parts`, with the caller's context.
+typedef void (*KVPoolTask)(void *context, int part, int parts);
+
+/// Starts `threads - 1` workers (`threads` clamped to 1...256). NULL if a thread cannot be started
+/// (those already started are stopped). O(threads).
+KVWorkerPool *kv_pool_create(int threads);
+/// Stops and joins the workers and frees the pool. Not while a `kv_pool_run` is in progress.
+void kv_pool_destroy(KVWorkerPool *pool);
+/// The number of participants (workers + the caller).
+int kv_pool_threads(const KVWorkerPool *pool);
+/// Runs `task(context, p, parts)` once for every p < parts and returns when all have finished. The
+/// caller and the workers claim parts as they become free, so a thread that is late (asleep, or
+/// descheduled on a busy machine) takes fewer; splitting into a few parts per thread balances the load.
+/// No allocation. One caller at a time per pool.
+void kv_pool_run(KVWorkerPool *pool, int parts, KVPoolTask task, void *context);
+
 #ifdef __cplusplus
 }
 #endif
