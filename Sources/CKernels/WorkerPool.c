@@ -59,7 +59,10 @@ static unsigned kv_wait_for_work(KVWorkerPool *pool, unsigned seen) {
         const unsigned g = atomic_load_explicit(&pool->generation, memory_order_acquire);
         if (g != seen || atomic_load_explicit(&pool->stopping, memory_order_acquire)) return g;
         KV_PAUSE();
-        if (i % 256 == 0 && kv_now_ns() > deadline) break;
+        if (i % 64 == 0) {
+            if (kv_now_ns() > deadline) break;
+            sched_yield();   // free on an idle core; on a busy machine, lets the caller's thread run
+        }
     }
     pthread_mutex_lock(&pool->mutex);
     atomic_fetch_add(&pool->sleepers, 1);
@@ -158,6 +161,6 @@ void kv_pool_run(KVWorkerPool *pool, int parts, KVPoolTask task, void *context) 
     // Parts still running were claimed by workers; give the core away if one of them waits for it.
     for (unsigned i = 1; atomic_load_explicit(&pool->finished, memory_order_acquire) < parts; i++) {
         KV_PAUSE();
-        if (i % 4096 == 0) sched_yield();
+        if (i % 64 == 0) sched_yield();
     }
 }
