@@ -3,7 +3,7 @@
 // rows, 16 positions, 64 dims for SmolLM2), where a loop beats a BLAS call's set-up.
 
 #include "CKernels.h"
-#include "AVX2Math.h"
+#include "KernelMath.h"
 
 // MARK: Portable C
 
@@ -18,7 +18,7 @@ void kv_attention_scores_portable(const float *queries, size_t rows, size_t head
             for (; i + 8 <= headDim; i += 8) {
                 for (size_t j = 0; j < 8; j++) lanes[j] += q[i + j] * k[i + j];
             }
-            float dot = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+            float dot = kv_sum8(lanes);
             for (; i < headDim; i++) dot += q[i] * k[i];
             scores[r * scoreStride + t] = scale * dot;
         }
@@ -102,22 +102,12 @@ KV_AVX2 static void kv_attention_values_avx2(const float *probs, size_t rows, si
 
 void kv_attention_scores(const float *queries, size_t rows, size_t headDim, const float *keys, size_t keyStride,
                          size_t count, float scale, float *scores, size_t scoreStride) {
-#if KV_X86
-    if (kv_cpu_has_avx2_fma()) {
-        kv_attention_scores_avx2(queries, rows, headDim, keys, keyStride, count, scale, scores, scoreStride);
-        return;
-    }
-#endif
-    kv_attention_scores_portable(queries, rows, headDim, keys, keyStride, count, scale, scores, scoreStride);
+    KV_DISPATCH(kv_attention_scores_avx2(queries, rows, headDim, keys, keyStride, count, scale, scores, scoreStride),
+                kv_attention_scores_portable(queries, rows, headDim, keys, keyStride, count, scale, scores, scoreStride));
 }
 
 void kv_attention_values(const float *probs, size_t rows, size_t probStride, const float *values,
                          size_t valueStride, size_t count, size_t headDim, float *out, bool accumulate) {
-#if KV_X86
-    if (kv_cpu_has_avx2_fma()) {
-        kv_attention_values_avx2(probs, rows, probStride, values, valueStride, count, headDim, out, accumulate);
-        return;
-    }
-#endif
-    kv_attention_values_portable(probs, rows, probStride, values, valueStride, count, headDim, out, accumulate);
+    KV_DISPATCH(kv_attention_values_avx2(probs, rows, probStride, values, valueStride, count, headDim, out, accumulate),
+                kv_attention_values_portable(probs, rows, probStride, values, valueStride, count, headDim, out, accumulate));
 }

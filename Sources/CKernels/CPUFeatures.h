@@ -21,3 +21,15 @@ static inline bool kv_cpu_has_avx2_fma(void) {
 #else
 #define KV_X86 0
 #endif
+
+/// Runs the statement `avx2Call` where the CPU has AVX2 and FMA, else `portableCall` (on other
+/// architectures only `portableCall` is compiled).
+#if KV_X86
+#define KV_DISPATCH(avx2Call, portableCall) \
+    do { if (kv_cpu_has_avx2_fma()) { avx2Call; } else { portableCall; } } while (0)
+#else
+#define KV_DISPATCH(avx2Call, portableCall) do { portableCall; } while (0)
+#endif
+
+/// Inlined at every call, so that constant arguments specialise a shared kernel body.
+#define KV_INLINE inline __attribute__((always_inline))

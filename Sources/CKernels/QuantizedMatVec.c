@@ -3,19 +3,14 @@
 // does eight at a time and reads four rows per pass so that each activation load serves four rows.
 
 #include "CKernels.h"
-#include "AVX2Math.h"
+#include "KernelMath.h"
 
 void kv_block_sums(const float *x, size_t blocks, float *sums) {
     for (size_t b = 0; b < blocks; b++) {
         float lanes[8] = {0};
         for (size_t j = 0; j < 32; j++) lanes[j % 8] += x[32 * b + j];
-        sums[b] = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+        sums[b] = kv_sum8(lanes);
     }
-}
-
-/// Sum of eight partial sums in a fixed order.
-static inline float kv_sum8(const float lanes[8]) {
-    return ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
 }
 
 // MARK: Portable C (eight partial sums per row, which compilers vectorize for SSE2 and NEON)
@@ -97,78 +92,61 @@ KV_AVX2 static inline __m256 kv_q8_0_block_dot(const int8_t *qb, __m256 x0, __m2
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qb + 24)))), x3, s);
 }
 
+/// Rows r ..< r + tile (tile <= 4) of either format; `q4` and `tile` are constants at every call, so
+/// each use compiles to its own straight-line loop. With `ahead`, prefetches the bytes that many rows on
+/// at the rate this tile reads its own. A row's arithmetic is the same for any tile, so results do not
+/// depend on how a range is split.
+KV_AVX2 KV_INLINE static void kv_tile_avx2(bool q4, size_t tile, const uint8_t *quants, const float *scales,
+                                        const float *minimums, size_t nb, const float *x, const float *blockSums,
+                                        float *y, size_t r, const uint8_t *ahead, bool accumulate) {
+    const size_t blockBytes = q4 ? 16 : 32;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (size_t b = 0; b < nb; b++) {
+        const float *xb = x + 32 * b;
+        const __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8);
+        const __m256 x2 = _mm256_loadu_ps(xb + 16), x3 = _mm256_loadu_ps(xb + 24);
+        if (ahead) {
+            for (size_t line = 0; line < tile * blockBytes; line += 64) {
+                _mm_prefetch((const char *)(ahead + tile * blockBytes * b + line), _MM_HINT_T0);
+            }
+        }
+        for (size_t i = 0; i < tile; i++) {
+            const size_t blk = (r + i) * nb + b;
+            const uint8_t *qb = quants + blockBytes * blk;
+            const __m256 dot = q4 ? kv_q4_1_block_dot(qb, x0, x1, x2, x3)
+                                  : kv_q8_0_block_dot((const int8_t *)qb, x0, x1, x2, x3);
+            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(scales[blk]), dot, acc[i]);
+        }
+    }
+    for (size_t i = 0; i < tile; i++) {
+        float v = kv_hsum256(acc[i]);
+        if (q4) v += kv_dot_avx2(minimums + (r + i) * nb, blockSums, nb);
+        y[r + i] = accumulate ? y[r + i] + v : v;
+    }
+}
+
+/// Four-row tiles (each activation load serves four rows), then single rows for the remainder.
+KV_AVX2 KV_INLINE static void kv_matvec_avx2(bool q4, const uint8_t *quants, const float *scales,
+                                          const float *minimums, size_t nb, const float *x, const float *blockSums,
+                                          float *y, size_t rowBegin, size_t rowEnd, bool accumulate) {
+    const size_t blockBytes = q4 ? 16 : 32;
+    size_t r = rowBegin;
+    for (; r + 4 <= rowEnd; r += 4) {
+        const uint8_t *ahead = quants + kv_prefetch_row(r, rowEnd) * nb * blockBytes;
+        kv_tile_avx2(q4, 4, quants, scales, minimums, nb, x, blockSums, y, r, ahead, accumulate);
+    }
+    for (; r < rowEnd; r++) kv_tile_avx2(q4, 1, quants, scales, minimums, nb, x, blockSums, y, r, NULL, accumulate);
+}
+
 KV_AVX2 static void kv_q4_1_matvec_avx2(const uint8_t *quants, const float *scales, const float *minimums,
                                         size_t nb, const float *x, const float *blockSums, float *y,
                                         size_t rowBegin, size_t rowEnd, bool accumulate) {
-    size_t r = rowBegin;
-    for (; r + 4 <= rowEnd; r += 4) {
-        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-        const uint8_t *ahead = quants + kv_prefetch_row(r, rowEnd) * nb * 16;
-        for (size_t b = 0; b < nb; b++) {
-            const float *xb = x + 32 * b;
-            const __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8);
-            const __m256 x2 = _mm256_loadu_ps(xb + 16), x3 = _mm256_loadu_ps(xb + 24);
-            _mm_prefetch((const char *)(ahead + 64 * b), _MM_HINT_T0);
-            for (size_t i = 0; i < 4; i++) {
-                const size_t blk = (r + i) * nb + b;
-                acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(scales[blk]),
-                                         kv_q4_1_block_dot(quants + 16 * blk, x0, x1, x2, x3), acc[i]);
-            }
-        }
-        for (size_t i = 0; i < 4; i++) {
-            const float v = kv_hsum256(acc[i]) + kv_dot_avx2(minimums + (r + i) * nb, blockSums, nb);
-            y[r + i] = accumulate ? y[r + i] + v : v;
-        }
-    }
-    for (; r < rowEnd; r++) {
-        __m256 acc = _mm256_setzero_ps();
-        for (size_t b = 0; b < nb; b++) {
-            const float *xb = x + 32 * b;
-            const size_t blk = r * nb + b;
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(scales[blk]),
-                                  kv_q4_1_block_dot(quants + 16 * blk, _mm256_loadu_ps(xb), _mm256_loadu_ps(xb + 8),
-                                                    _mm256_loadu_ps(xb + 16), _mm256_loadu_ps(xb + 24)), acc);
-        }
-        const float v = kv_hsum256(acc) + kv_dot_avx2(minimums + r * nb, blockSums, nb);
-        y[r] = accumulate ? y[r] + v : v;
-    }
+    kv_matvec_avx2(true, quants, scales, minimums, nb, x, blockSums, y, rowBegin, rowEnd, accumulate);
 }
 
 KV_AVX2 static void kv_q8_0_matvec_avx2(const int8_t *quants, const float *scales, size_t nb, const float *x,
                                         float *y, size_t rowBegin, size_t rowEnd, bool accumulate) {
-    size_t r = rowBegin;
-    for (; r + 4 <= rowEnd; r += 4) {
-        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-        const int8_t *ahead = quants + kv_prefetch_row(r, rowEnd) * nb * 32;
-        for (size_t b = 0; b < nb; b++) {
-            const float *xb = x + 32 * b;
-            const __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8);
-            const __m256 x2 = _mm256_loadu_ps(xb + 16), x3 = _mm256_loadu_ps(xb + 24);
-            _mm_prefetch((const char *)(ahead + 128 * b), _MM_HINT_T0);
-            _mm_prefetch((const char *)(ahead + 128 * b + 64), _MM_HINT_T0);
-            for (size_t i = 0; i < 4; i++) {
-                const size_t blk = (r + i) * nb + b;
-                acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(scales[blk]),
-                                         kv_q8_0_block_dot(quants + 32 * blk, x0, x1, x2, x3), acc[i]);
-            }
-        }
-        for (size_t i = 0; i < 4; i++) {
-            const float v = kv_hsum256(acc[i]);
-            y[r + i] = accumulate ? y[r + i] + v : v;
-        }
-    }
-    for (; r < rowEnd; r++) {
-        __m256 acc = _mm256_setzero_ps();
-        for (size_t b = 0; b < nb; b++) {
-            const float *xb = x + 32 * b;
-            const size_t blk = r * nb + b;
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(scales[blk]),
-                                  kv_q8_0_block_dot(quants + 32 * blk, _mm256_loadu_ps(xb), _mm256_loadu_ps(xb + 8),
-                                                    _mm256_loadu_ps(xb + 16), _mm256_loadu_ps(xb + 24)), acc);
-        }
-        const float v = kv_hsum256(acc);
-        y[r] = accumulate ? y[r] + v : v;
-    }
+    kv_matvec_avx2(false, (const uint8_t *)quants, scales, NULL, nb, x, NULL, y, rowBegin, rowEnd, accumulate);
 }
 
 #endif
@@ -178,22 +156,12 @@ KV_AVX2 static void kv_q8_0_matvec_avx2(const int8_t *quants, const float *scale
 void kv_q4_1_matvec(const uint8_t *quants, const float *scales, const float *minimums, size_t blocksPerRow,
                     const float *x, const float *blockSums, float *y, size_t rowBegin, size_t rowEnd,
                     bool accumulate) {
-#if KV_X86
-    if (kv_cpu_has_avx2_fma()) {
-        kv_q4_1_matvec_avx2(quants, scales, minimums, blocksPerRow, x, blockSums, y, rowBegin, rowEnd, accumulate);
-        return;
-    }
-#endif
-    kv_q4_1_matvec_portable(quants, scales, minimums, blocksPerRow, x, blockSums, y, rowBegin, rowEnd, accumulate);
+    KV_DISPATCH(kv_q4_1_matvec_avx2(quants, scales, minimums, blocksPerRow, x, blockSums, y, rowBegin, rowEnd, accumulate),
+                kv_q4_1_matvec_portable(quants, scales, minimums, blocksPerRow, x, blockSums, y, rowBegin, rowEnd, accumulate));
 }
 
 void kv_q8_0_matvec(const int8_t *quants, const float *scales, size_t blocksPerRow, const float *x, float *y,
                     size_t rowBegin, size_t rowEnd, bool accumulate) {
-#if KV_X86
-    if (kv_cpu_has_avx2_fma()) {
-        kv_q8_0_matvec_avx2(quants, scales, blocksPerRow, x, y, rowBegin, rowEnd, accumulate);
-        return;
-    }
-#endif
-    kv_q8_0_matvec_portable(quants, scales, blocksPerRow, x, y, rowBegin, rowEnd, accumulate);
+    KV_DISPATCH(kv_q8_0_matvec_avx2(quants, scales, blocksPerRow, x, y, rowBegin, rowEnd, accumulate),
+                kv_q8_0_matvec_portable(quants, scales, blocksPerRow, x, y, rowBegin, rowEnd, accumulate));
 }

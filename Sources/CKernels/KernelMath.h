@@ -1,10 +1,16 @@
 #pragma once
-// Small AVX2+FMA helpers shared by the kernel files (internal). Only for functions marked KV_AVX2.
+// Small arithmetic helpers shared by the kernel files (internal).
 
 #include "CPUFeatures.h"
 #include <stddef.h>
 
+/// Sum of eight partial sums in a fixed order (the portable kernels' lane reduction).
+static inline float kv_sum8(const float lanes[8]) {
+    return ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+}
+
 #if KV_X86
+// AVX2+FMA helpers: only for functions marked KV_AVX2.
 
 /// Horizontal sum of eight floats.
 KV_AVX2 static inline float kv_hsum256(__m256 v) {
