@@ -5,10 +5,11 @@
 // part indices with one fetch-add on the claim word until they run out, so a worker that is slow to wake
 // (or descheduled on a busy machine) simply claims fewer parts; the caller then waits for
 // `finished == count`. A fetch-add that reads an exhausted word claims nothing and reads no other field,
-// so a late worker never touches the next run's task before that run's word is stored. A worker that sees no new generation for `kSpinNanoseconds` sleeps on the
-// condition variable; it counts itself in `sleepers` and re-checks the generation under the mutex first,
-// and the caller bumps the generation before reading `sleepers` (both sequentially consistent), so either
-// the worker sees the new generation or the caller sees the sleeper and broadcasts: no lost wake-up.
+// so a late worker never touches the next run's task before that run's word is stored.
+// A worker that sees no new generation for `kSpinNanoseconds` sleeps on the condition variable; it counts
+// itself in `sleepers` and re-checks the generation under the mutex first, and the caller bumps the
+// generation before reading `sleepers` (both sequentially consistent), so either the worker sees the new
+// generation or the caller sees the sleeper and broadcasts: no lost wake-up.
 
 #include "CKernels.h"
 
