@@ -39,8 +39,11 @@ let package = Package(
         .target(name: "KVScheduler", dependencies: ["KVCache", "CZlib"]),
         // Trace readers, cost model, modelled engine, replay drivers.
         .target(name: "KVSimulation", dependencies: ["KVCache", "KVTiers", "KVScheduler"]),
+        // Decode kernels in C (quantized matrix-vector products, attention dot/axpy): AVX2+FMA chosen at
+        // run time, portable C elsewhere.
+        .target(name: "CKernels"),
         // A real CPU engine (GGUF, BPE, llama forward pass) on the paged KV.
-        .target(name: "KVReferenceEngine", dependencies: ["KVCache", "KVTiers", "COpenBLAS"]),
+        .target(name: "KVReferenceEngine", dependencies: ["KVCache", "KVTiers", "COpenBLAS", "CKernels"]),
 
         // The C ABI: the public header alone (CKVCache), implemented in Swift with @_cdecl (KVCacheC).
         .target(name: "CKVCache"),

@@ -1,3 +1,4 @@
+import CKernels
 import COpenBLAS
 import Foundation
 
@@ -9,8 +10,9 @@ import Foundation
 /// the pool, and returns the last token's logits. Positions before `startPosition` are not recomputed:
 /// their K/V must already be in the pool (a prefix hit).
 ///
-/// Matrix work is OpenBLAS (`cblas_sgemm` / `cblas_sgemv`); per layer attention costs
-/// O(n x (start + n) x heads x headDim) in a few sgemm calls per block, projections O(n x params).
+/// Matrix work is OpenBLAS (`cblas_sgemm` / `cblas_sgemv`), except single decode tokens, which use the
+/// C kernels of `CKernels` (quantized products, attention loops); per layer attention costs
+/// O(n x (start + n) x heads x headDim) in a few calls per block, projections O(n x params).
 /// The model is immutable and may be shared by threads; each caller brings its own `ForwardWorkspace`
 /// (scratch buffers grown only when a larger batch arrives, so steady-state decoding allocates nothing).
 public final class LlamaModel: Sendable {
@@ -19,9 +21,9 @@ public final class LlamaModel: Sendable {
     /// Inverse rotary frequencies `base^(-2i / ropeDims)`, in Double for accurate angles.
     private let inverseFrequencies: [Double]
 
-    /// Whether `.decode` uses the quantized products. Off in debug builds, where the SIMD kernels run
-    /// hundreds of times slower unoptimized (decode then uses BLAS like prefill); the kernels' math is
-    /// still unit-tested there on sampled rows.
+    /// Whether `.decode` uses the decode kernels (quantized products, attention loops; the C target
+    /// `CKernels`). Off in debug builds, where C builds at -O0 and the AVX2 kernels run about 100x
+    /// slower (decode then uses BLAS like prefill); the kernels are still unit-tested there.
     #if DEBUG
     public static let quantizedDecodeEnabled = false
     #else
@@ -50,7 +52,7 @@ public final class LlamaModel: Sendable {
     ///   - logits: at least `vocabSize` floats.
     ///   - workspace: the caller's scratch buffers (one workspace per thread).
     ///   - mode: `.decode` computes single-token products from the quantized weights (memory-bound,
-    ///     about 6x fewer bytes); `.prefill` uses fp32 sgemm. Both compute the same function; they
+    ///     about 6x fewer bytes) and attention with plain loops; `.prefill` uses fp32 sgemm. Both compute the same function; they
     ///     differ by fp32 rounding (~1e-6 relative), so runs compared for exactness use the same mode
     ///     for the same token.
     /// - Throws: `EngineError` for out-of-range tokens, context overflow or a short/invalid block table;
@@ -86,13 +88,13 @@ public final class LlamaModel: Sendable {
         let w = weights
         let x = s.x, h = s.h, q = s.q, k = s.k, v = s.v, qh = s.qh, scores = s.scores, og = s.og, attn = s.attn
         let gate = s.gate, up = s.up, rotations = s.rotations
-        let quantized = mode == .decode && n == 1 && Self.quantizedDecodeEnabled
-        let threads = BLASThreads.count
+        let decodeKernels = mode == .decode && n == 1 && Self.quantizedDecodeEnabled
+        let workers = decodeKernels ? s.decodeWorkers(threads: BLASThreads.count) : nil
         /// out (+)= a W^T through the quantized copy when decoding, else BLAS.
         func linear(_ a: UnsafeMutablePointer<Float>, _ m: LlamaWeights.Matrix, _ out: UnsafeMutablePointer<Float>,
                     accumulate: Bool) {
-            if quantized, let qm = w.quantized(m) {
-                qm.multiply(a, into: out, accumulate: accumulate, blockSums: s.blockSums, threads: threads)
+            if decodeKernels, let qm = w.quantized(m) {
+                qm.multiply(a, into: out, accumulate: accumulate, blockSums: s.blockSums, workers: workers)
             } else {
                 Self.matmulT(a, w.pointer(m), out, rows: n, inWidth: m.cols, outWidth: m.rows, accumulate: accumulate)
             }
@@ -137,20 +139,28 @@ public final class LlamaModel: Sendable {
             let rowsPerGroup = G * n
             for g in 0 ..< c.kvHeads {
                 let a = qh + g * rowsPerGroup * hd
-                // scores = scale * Q_g K^T, one sgemm per block straight from the pool.
+                // scores = scale * Q_g K^T, one sgemm (or, decoding, one kernel call) per block straight from the pool.
                 for b in 0 ..< blocksNeeded {
                     let t0 = b * bt, cnt = min(bt, ctx - t0)
                     let kb = pool.pointer(block: blockTable[b], layer: l, value: false) + g * hd
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rowsPerGroup), Int32(cnt), Int32(hd),
-                                scale, a, Int32(hd), kb, Int32(kvW), 0, scores + t0, Int32(ctx))
+                    if decodeKernels {
+                        kv_attention_scores(a, rowsPerGroup, hd, kb, kvW, cnt, scale, scores + t0, ctx)
+                    } else {
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rowsPerGroup), Int32(cnt), Int32(hd),
+                                    scale, a, Int32(hd), kb, Int32(kvW), 0, scores + t0, Int32(ctx))
+                    }
                 }
                 Self.causalSoftmax(scores, rows: rowsPerGroup, tokens: n, context: ctx, start: startPosition)
                 // og = P V_g, accumulated block by block.
                 for b in 0 ..< blocksNeeded {
                     let t0 = b * bt, cnt = min(bt, ctx - t0)
                     let vb = pool.pointer(block: blockTable[b], layer: l, value: true) + g * hd
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rowsPerGroup), Int32(hd), Int32(cnt),
-                                1, scores + t0, Int32(ctx), vb, Int32(kvW), b == 0 ? 0 : 1, og, Int32(hd))
+                    if decodeKernels {
+                        kv_attention_values(scores + t0, rowsPerGroup, ctx, vb, kvW, cnt, hd, og, b != 0)
+                    } else {
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rowsPerGroup), Int32(hd), Int32(cnt),
+                                    1, scores + t0, Int32(ctx), vb, Int32(kvW), b == 0 ? 0 : 1, og, Int32(hd))
+                    }
                 }
                 for r in 0 ..< rowsPerGroup {
                     let head = g * G + r / n, i = r % n
@@ -168,8 +178,8 @@ public final class LlamaModel: Sendable {
         // Final norm and head for the last token only.
         let last = x + (n - 1) * E
         Self.rmsNorm(last, w.pointer(w.outputNorm), h, rows: 1, width: E, eps: c.rmsEpsilon)
-        if quantized, let qm = w.quantized(w.output) {
-            qm.multiply(h, into: logits.baseAddress!, accumulate: false, blockSums: s.blockSums, threads: threads)
+        if decodeKernels, let qm = w.quantized(w.output) {
+            qm.multiply(h, into: logits.baseAddress!, accumulate: false, blockSums: s.blockSums, workers: workers)
         } else {
             cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(c.vocabSize), Int32(E), 1, w.pointer(w.output), Int32(E),
                         h, 1, 0, logits.baseAddress!, 1)
@@ -270,7 +280,7 @@ public final class LlamaModel: Sendable {
 public enum ForwardMode: Sendable {
     /// fp32 BLAS for every product: prompts (any number of tokens).
     case prefill
-    /// Single generated tokens: products from the quantized weights.
+    /// Single generated tokens: products from the quantized weights, attention in C loops.
     case decode
 }
 
@@ -292,11 +302,24 @@ public final class ForwardWorkspace: @unchecked Sendable {
     private(set) var up = UnsafeMutablePointer<Float>.allocate(capacity: 1)
     private(set) var rotations = UnsafeMutablePointer<Float>.allocate(capacity: 1)
     private(set) var blockSums = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    /// Threads for the decode products, started on first use and restarted when the count changes.
+    private var workers: DecodeWorkers?
+    private var workersRequested = 1
 
     public init() {}
 
     deinit {
         for p in [x, h, q, k, v, qh, scores, og, attn, gate, up, rotations, blockSums] { p.deallocate() }
+    }
+
+    /// The decode workers for `threads` threads (nil for one thread, or if threads cannot be started).
+    func decodeWorkers(threads: Int) -> DecodeWorkers? {
+        if threads != workersRequested {
+            workers = nil   // stops the old threads first
+            workers = DecodeWorkers(threads: threads)
+            workersRequested = threads
+        }
+        return workers
     }
 
     /// Grows the buffers (never shrinks) to hold `tokens` new tokens over `context` positions.

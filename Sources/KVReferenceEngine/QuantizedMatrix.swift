@@ -1,4 +1,4 @@
-import Dispatch
+import CKernels
 
 /// A Q4_1 or Q8_0 weight matrix repacked for the single-token (decode) matrix-vector product, which
 /// is bound by memory traffic: 4.5 or 8.5 bits per weight instead of 32 for the fp32 copy.
@@ -14,7 +14,7 @@ public final class QuantizedMatrix: @unchecked Sendable {
     public let rows: Int
     public let cols: Int
     public let blocksPerRow: Int
-    let quants: UnsafeMutableRawPointer
+    let quants: UnsafeMutablePointer<UInt8>
     let scales: UnsafeMutablePointer<Float>
     let minimums: UnsafeMutablePointer<Float>
 
@@ -31,7 +31,8 @@ public final class QuantizedMatrix: @unchecked Sendable {
         blocksPerRow = cols / 32
         let blocks = rows * blocksPerRow
         let quantBytes = kind == .q4_1 ? 16 : 32
-        quants = .allocate(byteCount: blocks * quantBytes, alignment: 64)
+        quants = UnsafeMutableRawPointer.allocate(byteCount: blocks * quantBytes, alignment: 64)
+            .bindMemory(to: UInt8.self, capacity: blocks * quantBytes)
         scales = .allocate(capacity: blocks)
         minimums = .allocate(capacity: kind == .q4_1 ? blocks : 1)
         minimums.initialize(to: 0)
@@ -40,7 +41,7 @@ public final class QuantizedMatrix: @unchecked Sendable {
             let src = bytes + b * blockBytes
             scales[b] = Dequantize.half(src, 0)
             if kind == .q4_1 { minimums[b] = Dequantize.half(src, 2) }
-            (quants + b * quantBytes).copyMemory(from: src + (kind == .q4_1 ? 4 : 2), byteCount: quantBytes)
+            UnsafeMutableRawPointer(quants + b * quantBytes).copyMemory(from: src + (kind == .q4_1 ? 4 : 2), byteCount: quantBytes)
         }
     }
 
@@ -54,68 +55,38 @@ public final class QuantizedMatrix: @unchecked Sendable {
     public var byteCount: Int { rows * blocksPerRow * ((kind == .q4_1 ? 16 : 32) + 8) }
 
     /// `y = W x` (or `y += W x` when `accumulate`) for rows `range`. `blockSums[b]` must be the sum of
-    /// `x[32b ..< 32b + 32]` (used by Q4_1's minimums). O(range x cols), no allocation.
+    /// `x[32b ..< 32b + 32]` (used by Q4_1's minimums). O(range x cols), no allocation. The C kernel
+    /// (`kv_q4_1_matvec` / `kv_q8_0_matvec`) runs AVX2+FMA where the CPU has it, portable C elsewhere.
     func multiply(_ x: UnsafePointer<Float>, blockSums: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>,
                   rows range: Range<Int>, accumulate: Bool) {
-        let xr = UnsafeRawPointer(x)
-        let nb = blocksPerRow
         switch kind {
         case .q4_1:
-            for r in range {
-                var acc = SIMD16<Float>()
-                var mins: Float = 0
-                let q = UnsafeRawPointer(quants) + r * nb * 16
-                let d = scales + r * nb, m = minimums + r * nb
-                for b in 0 ..< nb {
-                    let bytes = q.loadUnaligned(fromByteOffset: b * 16, as: SIMD16<UInt8>.self)
-                    let lo = SIMD16<Float>(SIMD16<Int32>(truncatingIfNeeded: bytes & 0x0F))
-                    let hi = SIMD16<Float>(SIMD16<Int32>(truncatingIfNeeded: bytes &>> 4))
-                    let xl = xr.loadUnaligned(fromByteOffset: b * 128, as: SIMD16<Float>.self)
-                    let xh = xr.loadUnaligned(fromByteOffset: b * 128 + 64, as: SIMD16<Float>.self)
-                    acc += d[b] * (lo * xl + hi * xh)
-                    mins += m[b] * blockSums[b]
-                }
-                let v = acc.sum() + mins
-                y[r] = accumulate ? y[r] + v : v
-            }
+            kv_q4_1_matvec(quants, scales, minimums, blocksPerRow, x, blockSums, y, range.lowerBound, range.upperBound,
+                           accumulate)
         case .q8_0:
-            for r in range {
-                var acc = SIMD16<Float>()
-                let q = UnsafeRawPointer(quants) + r * nb * 32
-                let d = scales + r * nb
-                for b in 0 ..< nb {
-                    let lo = SIMD16<Float>(SIMD16<Int32>(truncatingIfNeeded: q.loadUnaligned(fromByteOffset: b * 32, as: SIMD16<Int8>.self)))
-                    let hi = SIMD16<Float>(SIMD16<Int32>(truncatingIfNeeded: q.loadUnaligned(fromByteOffset: b * 32 + 16, as: SIMD16<Int8>.self)))
-                    let xl = xr.loadUnaligned(fromByteOffset: b * 128, as: SIMD16<Float>.self)
-                    let xh = xr.loadUnaligned(fromByteOffset: b * 128 + 64, as: SIMD16<Float>.self)
-                    acc += d[b] * (lo * xl + hi * xh)
-                }
-                let v = acc.sum()
-                y[r] = accumulate ? y[r] + v : v
-            }
+            // Int8 and UInt8 may alias (signed/unsigned variants of one type).
+            kv_q8_0_matvec(UnsafeRawPointer(quants).assumingMemoryBound(to: Int8.self), scales, blocksPerRow, x, y,
+                           range.lowerBound, range.upperBound, accumulate)
         }
     }
 
-    /// `y (+)= W x` split into `threads` row ranges run in parallel. Each row is computed the same way
-    /// whatever the split, so results do not depend on the thread count.
+    /// `y (+)= W x`, split into four row ranges per thread of `workers` when there are at least 64 rows
+    /// per thread (else on the calling thread alone). Each row is computed the same way whatever the
+    /// split, so results do not depend on the thread count. O(rows x cols), no allocation.
     /// - Parameter blockSums: scratch of at least `blocksPerRow` floats.
     func multiply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, accumulate: Bool,
-                  blockSums: UnsafeMutablePointer<Float>, threads: Int) {
-        for b in 0 ..< blocksPerRow {
-            var s: Float = 0
-            for j in 0 ..< 32 { s += x[32 * b + j] }
-            blockSums[b] = s
-        }
-        let parts = max(1, min(threads, rows / 64))
-        if parts == 1 {
+                  blockSums: UnsafeMutablePointer<Float>, workers: DecodeWorkers?) {
+        kv_block_sums(x, blocksPerRow, blockSums)
+        guard let workers, rows >= 64 * workers.threads else {
             multiply(x, blockSums: blockSums, into: y, rows: 0 ..< rows, accumulate: accumulate)
             return
         }
         nonisolated(unsafe) let (xs, sums, out) = (x, UnsafePointer(blockSums), y)
-        let rowsPerPart = (rows + parts - 1) / parts
-        DispatchQueue.concurrentPerform(iterations: parts) { p in
-            let lower = p * rowsPerPart, upper = min(rows, lower + rowsPerPart)
-            multiply(xs, blockSums: sums, into: out, rows: lower ..< upper, accumulate: accumulate)
+        let rows = rows
+        workers.run(parts: 4 * workers.threads) { part, parts in
+            let rowsPerPart = ((rows + parts - 1) / parts + 3) & ~3   // whole four-row tiles
+            let lower = min(rows, part * rowsPerPart), upper = min(rows, lower + rowsPerPart)
+            self.multiply(xs, blockSums: sums, into: out, rows: lower ..< upper, accumulate: accumulate)
         }
     }
 }

@@ -22,7 +22,7 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Sample with this seed (temperature sampling); without it decoding is greedy.") var seed: UInt64?
     @Option(help: "Sampling temperature when --seed is given.") var temperature: Float = 0.8
     @Option(name: .customLong("top-k"), help: "Sample among the k most likely tokens.") var topK = 40
-    @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
+    @Option(help: "Threads for prefill (OpenBLAS) and decode (the C kernels); default: all cores.") var threads: Int?
     @Option(name: .customLong("block-tokens"), help: "Tokens per KV block.") var blockTokens = 16
     @Option(name: .customLong("capacity-blocks"), help: "KV pool size in blocks.") var capacityBlocks = 256
     @Flag(help: "Print one JSON object on stdout.") var json = false
