@@ -12,13 +12,32 @@ public func kvcacheBlockTableImpl(_ cache: OpaquePointer?, _ id: Int64, _ out: U
         let length = try required(length, "length")
         let out = try outputBuffer(out, capacity: capacity, "out")
         let table = try lift { () throws(KVCacheError) in try h.manager.blockTable(SequenceID(id)) }
-        length.pointee = table.count
-        try requireRoom(table.count, capacity: capacity, "out")
-        guard let out else { return }  // an empty table into an empty buffer
-        table.withUnsafeBufferPointer { t in
-            guard let src = t.baseAddress else { return }
-            out.update(from: src, count: t.count)
-        }
+        try copyOut(table, to: out, capacity: capacity, length: length)
+    }
+}
+
+/// kvcache_prompt_keys: length first, then the keys if they fit. O(prompt blocks).
+@_cdecl("kvcache_prompt_keys")
+public func kvcachePromptKeysImpl(_ cache: OpaquePointer?, _ id: Int64, _ out: UnsafeMutablePointer<kvcache_key>?,
+                                  _ capacity: Int, _ length: UnsafeMutablePointer<Int>?) -> kvcache_status {
+    withHandle(cache, "kvcache_prompt_keys") { (h) throws(CAPIError) in
+        let length = try required(length, "length")
+        let out = try outputBuffer(out, capacity: capacity, "out")
+        let keys = try lift { () throws(KVCacheError) in try h.manager.promptKeys(SequenceID(id)) }
+        try copyOut(keys.map { kvcache_key(lo: $0.lo, hi: $0.hi) }, to: out, capacity: capacity, length: length)
+    }
+}
+
+/// Sets `length` to `items.count`, then copies the items into `out` when `capacity` holds them
+/// (`BUFFER_TOO_SMALL` and nothing written otherwise). O(items).
+private func copyOut<T>(_ items: [T], to out: UnsafeMutablePointer<T>?, capacity: Int,
+                        length: UnsafeMutablePointer<Int>) throws(CAPIError) {
+    length.pointee = items.count
+    try requireRoom(items.count, capacity: capacity, "out")
+    guard let out else { return }  // nothing into an empty buffer
+    items.withUnsafeBufferPointer { t in
+        guard let src = t.baseAddress else { return }
+        out.update(from: src, count: t.count)
     }
 }
 

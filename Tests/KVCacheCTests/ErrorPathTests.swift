@@ -51,6 +51,7 @@ struct ErrorPathTests {
             ("kvcache_free_sequence", { kvcache_free_sequence(nil, 1) }),
             ("kvcache_fork", { kvcache_fork(nil, 1, 2) }),
             ("kvcache_block_table", { kvcache_block_table(nil, 1, nil, 0, &n) }),
+            ("kvcache_prompt_keys", { kvcache_prompt_keys(nil, 1, nil, 0, &n) }),
             ("kvcache_computed_tokens", { kvcache_computed_tokens(nil, 1, &i) }),
             ("kvcache_token_count", { kvcache_token_count(nil, 1, &i) }),
             ("kvcache_drain_copies", { kvcache_drain_copies(nil, nil, 0, &n) }),

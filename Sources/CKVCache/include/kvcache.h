@@ -318,6 +318,14 @@ kvcache_status kvcache_fork(kvcache_t *cache, kvcache_seq_id parent, kvcache_seq
 kvcache_status kvcache_block_table(kvcache_t *cache, kvcache_seq_id id, kvcache_block_id *out,
                                    size_t capacity, size_t *length);
 
+/** Copies the keys of the sequence's full prompt blocks (as `kvcache_lookup` matches them, salted by
+ *  the namespace, LoRA and salt the sequence was added with) into out[0 ..< *length]. A router or a
+ *  lower tier asks `kvcache_match_length` of other caches with them. *length is always set; when
+ *  capacity < *length the status is BUFFER_TOO_SMALL and nothing is written. O(prompt blocks).
+ *  Statuses: NULL_HANDLE, NULL_POINTER, UNKNOWN_SEQUENCE, BUFFER_TOO_SMALL. */
+kvcache_status kvcache_prompt_keys(kvcache_t *cache, kvcache_seq_id id, kvcache_key *out,
+                                   size_t capacity, size_t *length);
+
 /** Tokens of the sequence whose KV is written (cached prefix included). O(1).
  *  Statuses: NULL_HANDLE, NULL_POINTER, UNKNOWN_SEQUENCE. */
 kvcache_status kvcache_computed_tokens(kvcache_t *cache, kvcache_seq_id id, int64_t *out);
