@@ -8,11 +8,8 @@ import KVCache
 @_cdecl("kvcache_block_table")
 public func kvcacheBlockTableImpl(_ cache: OpaquePointer?, _ id: Int64, _ out: UnsafeMutablePointer<Int32>?,
                                   _ capacity: Int, _ length: UnsafeMutablePointer<Int>?) -> kvcache_status {
-    withHandle(cache, "kvcache_block_table") { (h) throws(CAPIError) in
-        let length = try required(length, "length")
-        let out = try outputBuffer(out, capacity: capacity, "out")
-        let table = try lift { () throws(KVCacheError) in try h.manager.blockTable(SequenceID(id)) }
-        try copyOut(table, to: out, capacity: capacity, length: length)
+    sequenceList(cache, id, out, capacity, length, "kvcache_block_table") { (m, seq) throws(KVCacheError) in
+        try m.blockTable(seq)
     }
 }
 
@@ -20,24 +17,29 @@ public func kvcacheBlockTableImpl(_ cache: OpaquePointer?, _ id: Int64, _ out: U
 @_cdecl("kvcache_prompt_keys")
 public func kvcachePromptKeysImpl(_ cache: OpaquePointer?, _ id: Int64, _ out: UnsafeMutablePointer<kvcache_key>?,
                                   _ capacity: Int, _ length: UnsafeMutablePointer<Int>?) -> kvcache_status {
-    withHandle(cache, "kvcache_prompt_keys") { (h) throws(CAPIError) in
-        let length = try required(length, "length")
-        let out = try outputBuffer(out, capacity: capacity, "out")
-        let keys = try lift { () throws(KVCacheError) in try h.manager.promptKeys(SequenceID(id)) }
-        try copyOut(keys.map { kvcache_key(lo: $0.lo, hi: $0.hi) }, to: out, capacity: capacity, length: length)
+    sequenceList(cache, id, out, capacity, length, "kvcache_prompt_keys") { (m, seq) throws(KVCacheError) in
+        try m.promptKeys(seq).map { kvcache_key(lo: $0.lo, hi: $0.hi) }
     }
 }
 
-/// Sets `length` to `items.count`, then copies the items into `out` when `capacity` holds them
-/// (`BUFFER_TOO_SMALL` and nothing written otherwise). O(items).
-private func copyOut<T>(_ items: [T], to out: UnsafeMutablePointer<T>?, capacity: Int,
-                        length: UnsafeMutablePointer<Int>) throws(CAPIError) {
-    length.pointee = items.count
-    try requireRoom(items.count, capacity: capacity, "out")
-    guard let out else { return }  // nothing into an empty buffer
-    items.withUnsafeBufferPointer { t in
-        guard let src = t.baseAddress else { return }
-        out.update(from: src, count: t.count)
+/// One per-sequence list of the facade into a caller buffer: `length` is always set to the list's
+/// length, then the items are copied when `capacity` holds them (`BUFFER_TOO_SMALL` and nothing
+/// written otherwise). O(items).
+@inline(__always)
+private func sequenceList<T>(_ cache: OpaquePointer?, _ id: Int64, _ out: UnsafeMutablePointer<T>?, _ capacity: Int,
+                             _ length: UnsafeMutablePointer<Int>?, _ function: StaticString,
+                             _ read: (KVCacheManager, SequenceID) throws(KVCacheError) -> [T]) -> kvcache_status {
+    withHandle(cache, function) { (h) throws(CAPIError) in
+        let length = try required(length, "length")
+        let out = try outputBuffer(out, capacity: capacity, "out")
+        let items = try lift { () throws(KVCacheError) in try read(h.manager, SequenceID(id)) }
+        length.pointee = items.count
+        try requireRoom(items.count, capacity: capacity, "out")
+        guard let out else { return }  // nothing into an empty buffer
+        items.withUnsafeBufferPointer { t in
+            guard let src = t.baseAddress else { return }
+            out.update(from: src, count: t.count)
+        }
     }
 }
 
