@@ -16,8 +16,8 @@ public struct PolicyNode: Sendable {
 /// (ties: deeper block first, then lower block id). The prefix index calls it on insert, on access
 /// (a lookup hit pins the block, or its last holder releases it) and on eviction, and keeps the
 /// evictable leaves in a heap ordered by the returned priorities, so a policy is O(1) per call and
-/// the index O(log n) per update. Policies plug in without touching the tree (LRU, FIFO here;
-/// cost- and frequency-aware ones such as PGDSF elsewhere).
+/// the index O(log n) per update. Policies plug in without touching the tree (LRU, FIFO, LFU here;
+/// the cost- and frequency-aware PGDSF in `PGDSFPolicy`).
 public protocol EvictionPolicy: AnyObject {
     /// A short name for reports ("lru").
     var name: String { get }
@@ -46,12 +46,15 @@ public enum AccessKind: Sendable {
 
 /// Names the built-in policies, for configuration and the CLI.
 public enum EvictionPolicyKind: String, Sendable, CaseIterable {
-    case lru, fifo, lfu
-    public func make() -> any EvictionPolicy {
+    case lru, fifo, lfu, pgdsf
+    /// A fresh policy for a cache of `capacity` blocks; `recomputeCost` prices blocks for `pgdsf`
+    /// (the others ignore it).
+    public func make(capacity: Int = 0, recomputeCost: RecomputeCost = .default) -> any EvictionPolicy {
         switch self {
         case .lru: LRUPolicy()
         case .fifo: FIFOPolicy()
         case .lfu: LFUPolicy()
+        case .pgdsf: PGDSFPolicy(capacity: capacity, cost: recomputeCost)
         }
     }
 }

@@ -36,7 +36,8 @@ public final class KVCacheManager {
         self.config = config
         hasher = BlockHasher(blockTokens: config.blockTokens)
         pool = try BlockPool(capacity: config.capacityBlocks)
-        index = PrefixIndex(capacity: config.capacityBlocks, policy: config.policy.make())
+        index = PrefixIndex(capacity: config.capacityBlocks, policy: config.policy.make(capacity: config.capacityBlocks,
+                                                                                   recomputeCost: config.recomputeCost))
         counters.capacityBlocks = config.capacityBlocks
     }
 

@@ -51,17 +51,21 @@ public struct KVCacheConfig: Sendable {
     public var enablePrefixCaching = true
     /// Eviction order of unheld cached blocks.
     public var policy: EvictionPolicyKind = .lru
+    /// Prices a block's recompute for cost-aware policies (`pgdsf`).
+    public var recomputeCost: RecomputeCost = .default
     /// Keep a `KVEvent` log for `drainEvents`.
     public var recordEvents = false
 
     public init(blockTokens: Int = 16, capacityBlocks: Int, namespace: String = "",
-                enablePrefixCaching: Bool = true, policy: EvictionPolicyKind = .lru, recordEvents: Bool = false) {
+                enablePrefixCaching: Bool = true, policy: EvictionPolicyKind = .lru, recordEvents: Bool = false,
+                recomputeCost: RecomputeCost = .default) {
         self.blockTokens = blockTokens
         self.capacityBlocks = capacityBlocks
         self.namespace = namespace
         self.enablePrefixCaching = enablePrefixCaching
         self.policy = policy
         self.recordEvents = recordEvents
+        self.recomputeCost = recomputeCost
     }
 }
 

@@ -76,12 +76,13 @@ enum EvictionPolicyCode {
         case .lru: KVCACHE_EVICTION_LRU
         case .fifo: KVCACHE_EVICTION_FIFO
         case .lfu: KVCACHE_EVICTION_LFU
+        case .pgdsf: return -1  // not in the C header yet; `kind(of:)` never returns it
         }
         return Int32(truncatingIfNeeded: c.rawValue)
     }
 
     /// nil for a value that names no policy.
     static func kind(of code: Int32) -> EvictionPolicyKind? {
-        EvictionPolicyKind.allCases.first { Self.code(of: $0) == code }
+        EvictionPolicyKind.allCases.first { $0 != .pgdsf && Self.code(of: $0) == code }
     }
 }

@@ -1,0 +1,81 @@
+/// Prefix-aware Greedy-Dual-Size-Frequency (RAGCache, Jin et al. 2024): a block's priority is
+///
+///     L + frequency x cost / size
+///
+/// - `L`, the inflation clock: the priority of the last evicted block. Every insert or access
+///   restamps a block with the current `L`, so a block that was hot long ago but is no longer used
+///   ages out once `L` has risen past it (as in GDSF).
+/// - `frequency`: 1 when the block is published, +1 per prefix hit.
+/// - `cost`: the modelled time to recompute the block (`RecomputeCost`) after the `(depth - 1) x tokens`
+///   tokens before it, so deeper blocks, whose attention spans more context, are kept longer.
+/// - `size`: one block; every block has the same size here, so it divides by 1.
+///
+/// A release (the end of a use) restamps the block with the current `L` without counting a hit, so a
+/// block held for a long time is not judged by the clock of its insertion.
+///
+/// Each call is O(1) and allocates nothing once the per-block frequency array covers the block ids
+/// (it is sized to `capacity` up front). Single-threaded, like the cache that drives it.
+public final class PGDSFPolicy: EvictionPolicy {
+    /// The cost model that prices a block's recompute.
+    public let cost: RecomputeCost
+    /// The inflation clock `L`: the highest priority evicted so far (0 after `reset`).
+    public private(set) var inflation = 0.0
+    private var frequencies: [UInt32]
+
+    /// - Parameters:
+    ///   - capacity: block ids the cache uses (`0 ..< capacity`); larger ids grow the array once.
+    ///   - cost: the recompute cost model.
+    public init(capacity: Int = 0, cost: RecomputeCost = .default) {
+        self.cost = cost
+        frequencies = Array(repeating: 0, count: max(0, capacity))
+    }
+
+    public var name: String { "pgdsf" }
+
+    /// Hits (plus the publishing use) counted for a cached block; 0 for one never seen. O(1).
+    public func frequency(of block: BlockID) -> Int {
+        let i = Int(block)
+        return frequencies.indices.contains(i) ? Int(frequencies[i]) : 0
+    }
+
+    /// The modelled recompute seconds of the block `node` describes. O(1).
+    @inlinable
+    public func recomputeSeconds(_ node: PolicyNode) -> Double {
+        cost.seconds(tokens: node.tokens, contextBefore: max(0, node.depth - 1) * node.tokens)
+    }
+
+    public func priorityOnInsert(_ node: PolicyNode) -> Double {
+        let i = slot(node.block)
+        frequencies[i] = 1
+        return inflation + recomputeSeconds(node)
+    }
+
+    public func priorityOnAccess(_ node: PolicyNode, previous: Double, kind: AccessKind) -> Double {
+        let i = slot(node.block)
+        if kind == .hit && frequencies[i] < .max { frequencies[i] += 1 }
+        return inflation + Double(frequencies[i]) * recomputeSeconds(node)
+    }
+
+    public func didEvict(_ node: PolicyNode, priority: Double) {
+        // max: an inner block that outlived its clock (its children kept it off the heap) may carry a
+        // priority below L when it is finally evicted; L never moves back.
+        inflation = max(inflation, priority)
+        let i = Int(node.block)
+        if frequencies.indices.contains(i) { frequencies[i] = 0 }
+    }
+
+    public func reset() {
+        inflation = 0
+        for i in frequencies.indices { frequencies[i] = 0 }
+    }
+
+    /// The frequency slot of `block`, growing the array (amortised, only past `capacity`).
+    private func slot(_ block: BlockID) -> Int {
+        let i = Int(block)
+        precondition(i >= 0, "negative block id from the prefix index")
+        if i >= frequencies.count {
+            frequencies.append(contentsOf: repeatElement(0, count: max(i + 1, 2 * frequencies.count) - frequencies.count))
+        }
+        return i
+    }
+}
