@@ -76,7 +76,7 @@ enum EvictionPolicyCode {
         case .lru: KVCACHE_EVICTION_LRU
         case .fifo: KVCACHE_EVICTION_FIFO
         case .lfu: KVCACHE_EVICTION_LFU
-        case .pgdsf: return -1  // not in the C header yet; `kind(of:)` never returns it
+        case .pgdsf: kvcache_eviction_policy(rawValue: 0xFFFF)  // not in the C header yet; `kind(of:)` never returns it
         }
         return Int32(truncatingIfNeeded: c.rawValue)
     }

@@ -161,9 +161,9 @@ struct ModelBasedTests {
         }
     }
 
-    @Test(arguments: [(1, EvictionPolicyKind.lru), (2, .lru), (3, .fifo), (4, .lfu), (5, .lru)])
+    @Test(arguments: [(1, EvictionPolicyKind.lru), (2, .lru), (3, .fifo), (4, .lfu), (5, .lru), (6, .pgdsf), (7, .pgdsf)])
     func randomOperationsKeepEveryInvariant(seed: Int, policy: EvictionPolicyKind) throws {
-        let h = try Harness(seed: UInt64(seed), capacity: 24, blockTokens: seed == 5 ? 1 : 4, policy: policy)
+        let h = try Harness(seed: UInt64(seed), capacity: 24, blockTokens: seed == 5 || seed == 7 ? 1 : 4, policy: policy)
         try h.run(steps: 3000)
         // The run must have exercised the interesting paths.
         #expect(h.hits > 0 && h.evictions > 0 && (h.copies > 0 || h.B == 1) && h.refusals > 0,
