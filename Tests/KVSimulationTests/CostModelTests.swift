@@ -1,4 +1,5 @@
 import Testing
+import KVCache
 @testable import KVSimulation
 
 @Suite struct CostModelTests {
@@ -69,6 +70,24 @@ import Testing
         #expect(prefill(8192) > 4 * prefill(2048) - 0.001)           // more than linear
         #expect(prefill(1024, before: 30_000) > prefill(1024))       // chunk after a long context
         #expect(StepWork().isEmpty && h100.stepSeconds(StepWork()) == 0)
+    }
+
+    @Test func recomputeCostIsTheSlopeOfALargePrefill() {
+        let cost = h100.recomputeCost
+        // A compute-bound prefill: the step is the marginal costs plus the fixed overhead.
+        for (n, before) in [(8192, 0), (4096, 16_384), (2048, 60_000)] {
+            var w = StepWork()
+            w.addPrefill(tokens: n, contextBefore: before)
+            let modelled = cost.seconds(tokens: n, contextBefore: before) + h100.efficiency.stepOverheadSeconds
+            #expect(abs(h100.stepSeconds(w) - modelled) <= 1e-9 * modelled, "\(n) after \(before)")
+        }
+        // The core's default is this model on this GPU.
+        #expect(abs(cost.secondsPerToken / RecomputeCost.default.secondsPerToken - 1) < 1e-3)
+        #expect(abs(cost.secondsPerContextPair / RecomputeCost.default.secondsPerContextPair - 1) < 1e-3)
+        // Tensor parallelism splits both; a faster GPU lowers both.
+        let tp4 = RooflineCostModel(model: .llama3_70B_TP4, hardware: .h100_80GB).recomputeCost
+        let a100 = RooflineCostModel(model: .llama3_70B_TP4, hardware: .a100_80GB).recomputeCost
+        #expect(a100.secondsPerToken > tp4.secondsPerToken && a100.secondsPerContextPair > tp4.secondsPerContextPair)
     }
 
     @Test func hardwareAndParallelismOrder() {

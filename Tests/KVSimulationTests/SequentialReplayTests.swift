@@ -9,6 +9,8 @@ struct SequentialReplayTests {
         var cached: [UInt64: (parent: UInt64?, stamp: Int, depth: Int)] = [:]
         var now = 0
         var hit = 0, input = 0, evicted = 0, peak = 0
+        /// Recompute seconds of the hit blocks, block by block.
+        var saved = 0.0
         let capacity: Int, B: Int
 
         init(capacity: Int, B: Int) { self.capacity = capacity; self.B = B }
@@ -18,6 +20,9 @@ struct SequentialReplayTests {
             var k = 0
             while k < r.hashIDs.count && cached[r.hashIDs[k]] != nil { k += 1 }
             hit += min(k * B, r.inputTokens)
+            for i in 0 ..< k where i * B < r.inputTokens {
+                saved += RecomputeCost.default.seconds(tokens: min(B, r.inputTokens - i * B), contextBefore: i * B)
+            }
             input += r.inputTokens
             for (i, id) in r.hashIDs.enumerated() {
                 cached[id] = (i == 0 ? nil : r.hashIDs[i - 1], now, i + 1)
@@ -75,6 +80,29 @@ struct SequentialReplayTests {
         #expect(replay.result.evictedBlocks == reference.evicted)
         #expect(replay.result.peakBlocks == reference.peak)
         #expect(replay.result.hitTokens > 0)
+        #expect(abs(replay.result.savedPrefillSeconds - reference.saved) <= 1e-9 * reference.saved)
+    }
+
+    @Test(arguments: [(11, 8), (12, 20), (13, 60), (14, 3)])
+    func pgdsfKeepsTheInvariantsAndSavesWhatItHits(seed: Int, capacity: Int) throws {
+        let trace = randomTrace(seed: UInt64(seed), requests: 400, B: 16)
+        let cost = try RecomputeCost(secondsPerToken: 1e-5, secondsPerContextPair: 1e-7)
+        var pgdsf = try SequentialReplay(capacityBlocks: capacity, blockTokens: 16, policy: .pgdsf, recomputeCost: cost)
+        var unbounded = try SequentialReplay(capacityBlocks: 10_000, blockTokens: 16, policy: .pgdsf, recomputeCost: cost)
+        var lru = try SequentialReplay(capacityBlocks: 10_000, blockTokens: 16, policy: .lru, recomputeCost: cost)
+        for r in trace {
+            try pgdsf.replay(r)
+            try pgdsf.manager.validate()
+            #expect(pgdsf.manager.stats.cachedBlocks <= capacity)
+            try unbounded.replay(r)
+            try lru.replay(r)
+        }
+        #expect(pgdsf.result.hitTokens > 0 && pgdsf.result.evictedBlocks > 0)
+        // Nothing is evicted without pressure, whatever the policy.
+        #expect(unbounded.result.hitTokens == lru.result.hitTokens)
+        #expect(unbounded.result.savedPrefillSeconds == lru.result.savedPrefillSeconds)
+        #expect(pgdsf.result.hitTokens <= unbounded.result.hitTokens)
+        #expect(pgdsf.result.savedPrefillSeconds <= unbounded.result.savedPrefillSeconds)
     }
 
     @Test func handWorkedExample() throws {

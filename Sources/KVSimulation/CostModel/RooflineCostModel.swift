@@ -1,3 +1,4 @@
+import KVCache
 import KVScheduler
 
 /// Prices an engine step from a model and a GPU with a roofline: a step takes the longer of its
@@ -55,6 +56,21 @@ public struct RooflineCostModel: Sendable {
         var work = StepWork()
         work.addPrefill(tokens: chunk, contextBefore: contextBefore)
         return stepSeconds(work) / Double(chunk)
+    }
+
+    /// The marginal prefill costs of this model on this GPU, for cost-aware eviction (PGDSF) and for
+    /// pricing prefix hits: per token, the linear layers' FLOPs (`2 x activeParameters`); per
+    /// query-key pair, the attention FLOPs (`4 x attentionLayers x d`), each at its compute
+    /// efficiency and split over the tensor-parallel GPUs. These are the compute-bound slopes of
+    /// `stepSeconds` for a large prefill (a recompute is one); the fixed step overhead and the weight
+    /// read are shared by the whole batch and left out. O(1).
+    public var recomputeCost: RecomputeCost {
+        let tp = Double(model.tensorParallel)
+        let perToken = 2 * model.activeParameters / (hardware.peakFlops * tp * efficiency.linearFlops)
+        let perPair = 4 * Double(model.attentionLayers) * Double(model.attentionWidth)
+            / (hardware.peakFlops * tp * efficiency.attentionFlops)
+        // Both are finite and >= 0 for any preset (positive FLOPs and peaks); `.default` otherwise.
+        return (try? RecomputeCost(secondsPerToken: perToken, secondsPerContextPair: perPair)) ?? .default
     }
 
     /// The modelled duration of `work` in seconds; 0 for an empty step. O(1).

@@ -14,6 +14,11 @@ import KVTiers
 /// Each request is a sequence known by its keys: its chain is looked up, allocated (evicting as
 /// needed), committed and freed, exactly as a server would drive the manager.
 ///
+/// Every hit is also priced: `savedPrefillSeconds` adds the modelled time to recompute the hit
+/// prefix (`RecomputeCost.prefixSeconds` of its hit tokens), with one cost for every policy so that
+/// runs compare. It is modelled, not measured; hits from lower tiers count too (their load time is
+/// not subtracted).
+///
 /// With lower tiers (`hostBlocks`, `diskBlocks` > 0) the replay runs through `TieredPrefixCache`
 /// instead: blocks evicted from the device pool are copied, as real bytes, to host memory and disk,
 /// and a request's blocks found there (after its device hits) are loaded back and verified; their
@@ -34,6 +39,8 @@ public struct SequentialReplay {
         public var peakBlocks = 0
         /// Blocks loaded from a lower tier whose bytes were wrong (must stay 0).
         public var mismatchedBlocks = 0
+        /// Modelled prefill seconds the hits saved (all tiers), at `recomputeCost`.
+        public var savedPrefillSeconds = 0.0
         public var tokenHitRate: Double { inputTokens == 0 ? 0 : Double(hitTokens) / Double(inputTokens) }
     }
 
@@ -49,6 +56,8 @@ public struct SequentialReplay {
     }
 
     public let manager: KVCacheManager
+    /// Prices hits (`savedPrefillSeconds`) and, for `pgdsf`, blocks.
+    public let recomputeCost: RecomputeCost
     /// The device pool with its lower tiers, when there are any.
     public let tiered: TieredPrefixCache?
     public private(set) var result = Result()
@@ -58,8 +67,11 @@ public struct SequentialReplay {
     /// - Parameters:
     ///   - capacityBlocks: blocks the device pool may hold (N).
     ///   - blockTokens: tokens per trace hash block (B; 512 for Mooncake).
+    ///   - recomputeCost: prices hits and, for `pgdsf` without lower tiers, blocks (with lower tiers
+    ///     the tiered cache's policy uses `RecomputeCost.default`).
     public init(capacityBlocks: Int, blockTokens: Int, policy: EvictionPolicyKind = .lru,
-                tiers: Tiers = Tiers()) throws {
+                recomputeCost: RecomputeCost = .default, tiers: Tiers = Tiers()) throws {
+        self.recomputeCost = recomputeCost
         if tiers.hostBlocks > 0 || tiers.diskBlocks > 0 {
             var config = TieredPrefixCache.Config(blockTokens: blockTokens, deviceBlocks: capacityBlocks,
                                                   hostBlocks: tiers.hostBlocks, diskBlocks: tiers.diskBlocks,
@@ -70,7 +82,8 @@ public struct SequentialReplay {
             manager = cache.manager
         } else {
             tiered = nil
-            manager = try KVCacheManager(KVCacheConfig(blockTokens: blockTokens, capacityBlocks: capacityBlocks, policy: policy))
+            manager = try KVCacheManager(KVCacheConfig(blockTokens: blockTokens, capacityBlocks: capacityBlocks, policy: policy,
+                                                       recomputeCost: recomputeCost))
         }
     }
 
@@ -102,12 +115,14 @@ public struct SequentialReplay {
             result.hitTokensL2 += l12 - l1
             result.hitTokensL3 += all - l12
             result.hitTokens += all
+            result.savedPrefillSeconds += recomputeCost.prefixSeconds(tokens: all)
             result.mismatchedBlocks = tiered.mismatchedBlocks
         } else {
             let k = manager.matchLength(keys)
             let hit = min(k * B, request.inputTokens)
             result.hitTokens += hit
             result.hitTokensL1 += hit
+            result.savedPrefillSeconds += recomputeCost.prefixSeconds(tokens: hit)
             let chain = keys.count - dropped
             if chain > 0 {
                 keys.removeLast(dropped)
