@@ -22,7 +22,7 @@ struct ReplayCommand: ParsableCommand {
     @Option(help: "sequential (hit rates) or timed (scheduler on a modelled GPU).")
     var mode: Mode = .sequential
 
-    @Option(help: "Eviction policy, or a comma-separated list to compare side by side (lru, fifo, lfu).")
+    @Option(help: "Eviction policy, or a comma-separated list to compare side by side (lru, fifo, lfu, pgdsf). pgdsf prices blocks by their modelled recompute time on --model and --hardware.")
     var policy: String = "lru"
 
     @Option(help: "Blocks the cache holds.")
@@ -71,6 +71,14 @@ struct ReplayCommand: ParsableCommand {
             try TimedReplay.run(trace: loaded, label: path, json: json, options: timed)
             return
         }
+        // One recompute cost for every policy: pgdsf's block prices and every run's saved_prefill_s.
+        guard let model = ModelSpec.preset(named: timed.model) else {
+            throw CLIError("unknown --model \(timed.model) (\(ModelSpec.presets.map(\.name).joined(separator: ", ")))")
+        }
+        guard let hardware = HardwareSpec.preset(named: timed.hardware) else {
+            throw CLIError("unknown --hardware \(timed.hardware) (\(HardwareSpec.presets.map(\.name).joined(separator: ", ")))")
+        }
+        let cost = RooflineCostModel(model: model, hardware: hardware).recomputeCost
         var runs: [[String: Any]] = []
         for kind in try policies() {
             let start = ContinuousClock.now
@@ -78,7 +86,7 @@ struct ReplayCommand: ParsableCommand {
             defer { if diskDir == nil, let diskFolder { try? FileManager.default.removeItem(atPath: diskFolder) } }
             let B = loaded.requests.first(where: { $0.hashBlockTokens > 0 })?.hashBlockTokens ?? blockTokens
             var replay = try SequentialReplay(
-                capacityBlocks: capacityBlocks, blockTokens: B, policy: kind,
+                capacityBlocks: capacityBlocks, blockTokens: B, policy: kind, recomputeCost: cost,
                 tiers: .init(hostBlocks: cpuBlocks, diskBlocks: diskBlocks, diskDirectory: diskFolder))
             let total = loaded.requests.count
             for (i, request) in loaded.requests.enumerated() {
@@ -102,6 +110,11 @@ struct ReplayCommand: ParsableCommand {
                 "cpu_blocks": cpuBlocks,
                 "disk_blocks": diskBlocks,
                 "token_hit_rate": r.tokenHitRate,
+                "saved_prefill_s": r.savedPrefillSeconds,
+                "saved_prefill_modelled": true,
+                "cost_model": "\(model.name) on \(hardware.name)",
+                "recompute_s_per_token": cost.secondsPerToken,
+                "recompute_s_per_context_pair": cost.secondsPerContextPair,
                 "evicted_blocks": r.evictedBlocks,
                 "peak_blocks": r.peakBlocks,
                 "bad_lines": loaded.skippedLines,
@@ -155,10 +168,11 @@ struct ReplayCommand: ParsableCommand {
               + "capacity \(capacityBlocks) blocks x \(runs[0]["block_tokens"]!) tokens"
               + (cpuBlocks + diskBlocks > 0 ? ", host \(cpuBlocks) blocks, disk \(diskBlocks) blocks" : "") + "; sequential mode")
         if skipped.skippedLines > 0 { print("skipped \(skipped.skippedLines) bad lines (first: \(skipped.firstSkipped ?? ""))") }
-        let header = ["policy", "hit rate", "hit tokens", "L1", "L2", "L3", "evicted", "peak blocks", "wall s"]
+        let header = ["policy", "hit rate", "saved prefill s (modelled)", "hit tokens", "L1", "L2", "L3", "evicted", "peak blocks", "wall s"]
         var rows = [header]
         for r in runs {
             rows.append([r["policy"] as! String, String(format: "%.4f", r["token_hit_rate"] as! Double),
+                         String(format: "%.1f", r["saved_prefill_s"] as! Double),
                          "\(r["hit_tokens"]!)", "\(r["hit_tokens_l1"]!)", "\(r["hit_tokens_l2"]!)", "\(r["hit_tokens_l3"]!)",
                          "\(r["evicted_blocks"]!)", "\(r["peak_blocks"]!)",
                          String(format: "%.3f", r["wall_seconds"] as! Double)])
@@ -167,5 +181,6 @@ struct ReplayCommand: ParsableCommand {
         for row in rows {
             print(row.indices.map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
         }
+        print("saved prefill: the modelled time (\(runs[0]["cost_model"]!), roofline) to recompute the hit prefixes, the same cost for every policy.")
     }
 }
