@@ -13,7 +13,8 @@ _Static_assert(sizeof(kvcache_prefix_hit) == 16, "kvcache_prefix_hit layout");
 _Static_assert(sizeof(kvcache_allocation) == 24, "kvcache_allocation layout");
 _Static_assert(sizeof(kvcache_multimodal_item) == 32, "kvcache_multimodal_item layout");
 _Static_assert(sizeof(kvcache_stats) == 11 * 8 + 2 * 8, "kvcache_stats layout");
-_Static_assert(offsetof(kvcache_config, key_namespace) == 16 && sizeof(kvcache_config) == 32,
+_Static_assert(offsetof(kvcache_config, key_namespace) == 16 &&
+                   offsetof(kvcache_config, recompute_seconds_per_token) == 32 && sizeof(kvcache_config) == 48,
                "kvcache_config layout");
 _Static_assert(offsetof(kvcache_event, parent) == 16 && offsetof(kvcache_event, first_key) == 40 &&
                    sizeof(kvcache_event) == 56,

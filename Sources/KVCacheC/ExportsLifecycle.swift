@@ -32,7 +32,9 @@ public func kvcacheConfigInitImpl(_ config: UnsafeMutablePointer<kvcache_config>
     config.pointee = kvcache_config(
         block_tokens: Int64(defaults.blockTokens), capacity_blocks: 0, key_namespace: nil,
         eviction_policy: EvictionPolicyCode.code(of: defaults.policy),
-        enable_prefix_caching: defaults.enablePrefixCaching, record_events: defaults.recordEvents)
+        enable_prefix_caching: defaults.enablePrefixCaching, record_events: defaults.recordEvents,
+        recompute_seconds_per_token: defaults.recomputeCost.secondsPerToken,
+        recompute_seconds_per_context_pair: defaults.recomputeCost.secondsPerContextPair)
     return Status.ok
 }
 
@@ -49,9 +51,12 @@ public func kvcacheCreateImpl(_ config: UnsafePointer<kvcache_config>?,
         }
         let namespace = try utf8String(c.key_namespace, "config.key_namespace")
         let manager = try lift { () throws(KVCacheError) in
-            try KVCacheManager(KVCacheConfig(
+            let cost = try RecomputeCost(secondsPerToken: c.recompute_seconds_per_token,
+                                         secondsPerContextPair: c.recompute_seconds_per_context_pair)
+            return try KVCacheManager(KVCacheConfig(
                 blockTokens: Int(c.block_tokens), capacityBlocks: Int(c.capacity_blocks), namespace: namespace,
-                enablePrefixCaching: c.enable_prefix_caching, policy: policy, recordEvents: c.record_events))
+                enablePrefixCaching: c.enable_prefix_caching, policy: policy, recordEvents: c.record_events,
+                recomputeCost: cost))
         }
         out.pointee = OpaquePointer(Unmanaged.passRetained(CacheHandle(manager)).toOpaque())
         return Status.ok
@@ -76,13 +81,13 @@ enum EvictionPolicyCode {
         case .lru: KVCACHE_EVICTION_LRU
         case .fifo: KVCACHE_EVICTION_FIFO
         case .lfu: KVCACHE_EVICTION_LFU
-        case .pgdsf: kvcache_eviction_policy(rawValue: 0xFFFF)  // not in the C header yet; `kind(of:)` never returns it
+        case .pgdsf: KVCACHE_EVICTION_PGDSF
         }
         return Int32(truncatingIfNeeded: c.rawValue)
     }
 
     /// nil for a value that names no policy.
     static func kind(of code: Int32) -> EvictionPolicyKind? {
-        EvictionPolicyKind.allCases.first { $0 != .pgdsf && Self.code(of: $0) == code }
+        EvictionPolicyKind.allCases.first { Self.code(of: $0) == code }
     }
 }

@@ -105,6 +105,7 @@ struct ErrorPathTests {
         var base = kvcache_config()
         #expect(kvcache_config_init(&base) == 0)
         #expect(base.block_tokens == 16 && base.enable_prefix_caching && !base.record_events && base.key_namespace == nil)
+        #expect(base.recompute_seconds_per_token > 0 && base.recompute_seconds_per_context_pair > 0)
         base.capacity_blocks = 8
         let sentinel = OpaquePointer(bitPattern: 0xDEAD)
         func create(_ edit: (inout kvcache_config) -> Void) -> (kvcache_status, OpaquePointer?) {
@@ -120,7 +121,9 @@ struct ErrorPathTests {
             ("blockTokens", { $0.block_tokens = 0 }), ("blockTokens", { $0.block_tokens = 1025 }),
             ("blockTokens", { $0.block_tokens = .min }), ("capacity", { $0.capacity_blocks = 0 }),
             ("capacity", { $0.capacity_blocks = -5 }), ("capacity", { $0.capacity_blocks = Int64(Int32.max) + 1 }),
-            ("eviction_policy", { $0.eviction_policy = 3 }), ("eviction_policy", { $0.eviction_policy = -1 }),
+            ("eviction_policy", { $0.eviction_policy = 4 }), ("eviction_policy", { $0.eviction_policy = -1 }),
+            ("recompute costs", { $0.recompute_seconds_per_token = -1 }),
+            ("recompute costs", { $0.recompute_seconds_per_context_pair = .nan }),
         ]
         for (needle, edit) in bad {
             let (status, out) = create(edit)

@@ -26,7 +26,7 @@ struct LockStepTests {
             case .lru: Int32(truncatingIfNeeded: KVCACHE_EVICTION_LRU.rawValue)
             case .fifo: Int32(truncatingIfNeeded: KVCACHE_EVICTION_FIFO.rawValue)
             case .lfu: Int32(truncatingIfNeeded: KVCACHE_EVICTION_LFU.rawValue)
-            case .pgdsf: -1  // not in the C header yet: creation fails
+            case .pgdsf: Int32(truncatingIfNeeded: KVCACHE_EVICTION_PGDSF.rawValue)
             }
             c = try CCache(blockTokens: LockStepTests.B, capacity: LockStepTests.capacity, namespace: "model-a",
                            policy: code, prefixCaching: prefixCaching, events: true)
@@ -166,7 +166,8 @@ struct LockStepTests {
         }
     }
 
-    @Test(arguments: [(UInt64(1), EvictionPolicyKind.lru, true), (2, .fifo, true), (3, .lfu, true), (4, .lru, false)])
+    @Test(arguments: [(UInt64(1), EvictionPolicyKind.lru, true), (2, .fifo, true), (3, .lfu, true), (4, .lru, false),
+                      (5, .pgdsf, true)])
     func cABIMatchesTheFacade(seed: UInt64, policy: EvictionPolicyKind, prefixCaching: Bool) throws {
         let h = try Harness(seed: seed, policy: policy, prefixCaching: prefixCaching)
         for _ in 0 ..< 1500 {

@@ -22,7 +22,8 @@ class Key(C.Structure):
 
 class Config(C.Structure):
     _fields_ = [("block_tokens", C.c_int64), ("capacity_blocks", C.c_int64), ("key_namespace", C.c_char_p),
-                ("eviction_policy", C.c_int32), ("enable_prefix_caching", C.c_bool), ("record_events", C.c_bool)]
+                ("eviction_policy", C.c_int32), ("enable_prefix_caching", C.c_bool), ("record_events", C.c_bool),
+                ("recompute_seconds_per_token", C.c_double), ("recompute_seconds_per_context_pair", C.c_double)]
 
 
 class PrefixHit(C.Structure):

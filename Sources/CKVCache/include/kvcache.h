@@ -124,6 +124,8 @@ enum kvcache_eviction_policy {
     KVCACHE_EVICTION_LRU = 0,  /**< least recently used (ties: deepest first) */
     KVCACHE_EVICTION_FIFO = 1, /**< first cached, first evicted */
     KVCACHE_EVICTION_LFU = 2,  /**< least frequently used */
+    KVCACHE_EVICTION_PGDSF = 3, /**< RAGCache's prefix-aware greedy-dual-size-frequency: clock +
+                                     hits x recompute cost (deeper blocks cost more) / size */
 };
 
 /** How to build a cache. Fill it with kvcache_config_init, then change what you need. */
@@ -140,6 +142,11 @@ typedef struct kvcache_config {
     bool enable_prefix_caching;
     /** Keep an event log for kvcache_drain_events (default false). */
     bool record_events;
+    /** PGDSF's recompute cost: seconds per recomputed token (linear layers) and per query-key pair
+     *  attention visits; only their ratio changes the eviction order. Defaults: Llama-3-8B on one
+     *  H100 (2.706e-5 and 1.325e-9). Both finite and >= 0. Ignored by the other policies. */
+    double recompute_seconds_per_token;
+    double recompute_seconds_per_context_pair;
 } kvcache_config;
 
 /** A multimodal item (image, audio) inside a prompt: its content hash is mixed into the keys of the
