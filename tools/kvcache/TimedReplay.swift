@@ -5,9 +5,9 @@ import KVSimulation
 
 /// Options of `kvcache replay --mode timed`: the modelled engine, the KV budget and the policies.
 struct TimedReplayOptions: ParsableArguments {
-    @Option(help: "Model preset: llama3-8b, llama3-70b-tp4, llama3-70b-tp8, qwen2.5-7b, mistral-7b, jamba-hybrid.")
+    @Option(help: "Model preset: llama3-8b, llama3-70b-tp4, llama3-70b-tp8, qwen2.5-7b, mistral-7b, jamba-hybrid. Also prices sequential mode's saved_prefill_s and the pgdsf policy's recompute cost.")
     var model = "llama3-8b"
-    @Option(help: "Hardware preset: a100, h100, h200.")
+    @Option(help: "Hardware preset: a100, h100, h200 (both modes, as --model).")
     var hardware = "h100"
     @Option(name: .customLong("kv-gib"), help: "KV-cache budget in GiB (default: 90% of GPU memory less the weights).")
     var kvGiB: Double?
