@@ -1,4 +1,5 @@
 import KVCache
+import Synchronization
 
 /// The multi-tier KV store below the device pool: L2 host memory (`HostSlabPool`, NUMA placed) and
 /// L3 disk (`DiskBlockStore`), with asynchronous transfers on a `TransferEngine`.
@@ -495,7 +496,7 @@ public final class KVTierManager: @unchecked Sendable {
             throw .invalidArgument("load plan, keys and device blocks disagree")
         }
         flushPending()
-        let handle = TransferHandle(blocks: blocks.count, layerGroups: groupRanges)
+        let handle = takeHandle(blocks: blocks.count)
         if blocks.isEmpty { return handle }
         var outbox: Outbox = []
         let job: LoadJob? = lock.withLock {
@@ -563,6 +564,26 @@ public final class KVTierManager: @unchecked Sendable {
             }
         }
         return handle
+    }
+
+    /// Finished load handles the manager hands out again, so a steady stream of loads allocates none.
+    /// Guarded by `lock`.
+    private var handlePool: [TransferHandle] = []
+    /// Handles kept for reuse (loads in flight at once beyond it get fresh ones).
+    static let handlePoolSize = 8
+
+    /// A handle for a load of `blocks` blocks: a pooled one that nobody else references any more (the
+    /// caller dropped it and every job that completed it is gone), reset, or a new one. O(pool + blocks).
+    private func takeHandle(blocks: Int) -> TransferHandle {
+        lock.withLock {
+            for i in handlePool.indices where isKnownUniquelyReferenced(&handlePool[i]) && handlePool[i].isComplete {
+                handlePool[i].reset(blocks: blocks)
+                return handlePool[i]
+            }
+            let h = TransferHandle(blocks: blocks, layerGroups: groupRanges)
+            if handlePool.count < Self.handlePoolSize { handlePool.append(h) }
+            return h
+        }
     }
 
     /// Reads `key` from disk into `slot` and marks the slot ready (or releases it). Returns success.
@@ -821,21 +842,20 @@ final class StagingBuffer: @unchecked Sendable {
     deinit { buffer.deallocate() }
 }
 
-/// Counts arrivals of `n` parties; the last one learns whether all succeeded. Thread-safe.
-final class Countdown: @unchecked Sendable {
-    // Sendable: state only under `lock`.
-    private let lock = ConditionLock()
-    private var left: Int
-    private var allOK = true
-    init(_ n: Int) { left = n }
+/// Counts arrivals of `n` parties; the last one learns whether all succeeded. Thread-safe, lock-free:
+/// one allocation (this object).
+final class Countdown: Sendable {
+    private let left: Atomic<Int>
+    private let failed = Atomic<Bool>(false)
+    init(_ n: Int) { left = Atomic(n) }
 
-    /// Returns nil for every arrival but the last, which gets whether all arrivals succeeded.
+    /// Returns nil for every arrival but the last, which gets whether all arrivals succeeded. O(1).
     func arrive(_ ok: Bool) -> Bool? {
-        lock.withLock {
-            if !ok { allOK = false }
-            left -= 1
-            return left == 0 ? allOK : nil
-        }
+        // Ordering: a failure is published before the count drops (release), and the last arrival's
+        // acquire on the count sees every earlier failure.
+        if !ok { failed.store(true, ordering: .relaxed) }
+        let before = left.subtract(1, ordering: .acquiringAndReleasing).oldValue
+        return before == 1 ? !failed.load(ordering: .relaxed) : nil
     }
 }
 
