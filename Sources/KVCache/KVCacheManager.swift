@@ -401,8 +401,8 @@ public final class KVCacheManager {
     /// caller checked that one is available.
     private func takeBlock(_ observer: (any BlockEvictionObserver)?) -> BlockID {
         if let b = pool.allocateOne() { return b }
-        let (b, key) = index.evictOne(clock: clock, tokens: blockTokens)!
-        observer?.willEvict(block: b, key: key)
+        let (b, key, parent) = index.evictLeaf(clock: clock, tokens: blockTokens)!
+        observer?.willEvict(block: b, key: key, parent: parent)
         counters.evictedBlocks += 1
         if config.recordEvents { events.append(.blockRemoved(keys: [key], tier: .device)) }
         try! pool.free(b)  // evicted: unheld and not on the free list

@@ -117,12 +117,20 @@ public struct PrefixIndex {
     /// Evicts the lowest-priority unheld leaf and returns it with its key; its parent may become an
     /// evictable leaf. The block is no longer cached; the caller frees or reuses it. O(log n).
     public mutating func evictOne(clock: UInt64, tokens: Int) -> (block: BlockID, key: BlockKey)? {
+        evictLeaf(clock: clock, tokens: tokens).map { ($0.block, $0.key) }
+    }
+
+    /// `evictOne`, also naming the evicted block's parent key (nil for a first block), which a lower
+    /// tier needs to report the block with its place in the tree. The parent stays cached. O(log n).
+    public mutating func evictLeaf(clock: UInt64, tokens: Int) -> (block: BlockID, key: BlockKey, parent: BlockKey?)? {
         guard let b = heap.popMin() else { return nil }
         let key = keys[Int(b)]
+        let p = parents[Int(b)]
+        let parent: BlockKey? = p == Self.none ? nil : keys[Int(p)]
         policy.didEvict(node(b, clock: clock, tokens: tokens), priority: heap.priorityOf(b))
         detach(b)
         unheldCount -= 1
-        return (b, key)
+        return (b, key, parent)
     }
 
     private mutating func detach(_ b: BlockID) {

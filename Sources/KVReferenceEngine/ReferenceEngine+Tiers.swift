@@ -85,7 +85,7 @@ extension ReferenceEngine {
         let done: Int
         do { table = try cache.blockTable(id); done = try cache.computedTokens(id) } catch { throw .cache("\(error)") }
         for i in 0 ..< min(keys.count, done / pool.blockTokens, table.count) {
-            tiers.noteStored(block: table[i], key: keys[i])
+            tiers.noteStored(block: table[i], key: keys[i], parent: i == 0 ? nil : keys[i - 1])
         }
     }
 }

@@ -7,8 +7,10 @@ import KVCache
 public protocol KVBlockStore: AnyObject, Sendable {
     /// Whether `key` is stored. O(1).
     func contains(_ key: BlockKey) -> Bool
-    /// Stores a block's bytes under `key`.
-    func put(_ key: BlockKey, bytes: UnsafeRawBufferPointer) -> DiskPutOutcome
+    /// Stores a block's bytes under `key`, with the key of its parent in the prefix tree (nil for a first block).
+    func put(_ key: BlockKey, parent: BlockKey?, bytes: UnsafeRawBufferPointer) -> DiskPutOutcome
+    /// The parent key stored with `key`, if any. O(1).
+    func parent(of key: BlockKey) -> BlockKey?
     /// Reads the block `key` into `dst` (exactly its size), verified.
     func read(_ key: BlockKey, into dst: UnsafeMutableRawBufferPointer) -> DiskReadOutcome
     /// Moves the keys dropped since the last call (eviction, corruption) into `out`.

@@ -3,15 +3,24 @@ import Glibc
 #endif
 
 /// A mutex and a condition variable (pthread), for the places that must block: transfer completions and
-/// the worker queue. The primitives live in heap memory owned by this class, so their addresses never move.
+/// the worker queue. The primitives live in one heap allocation owned by this class (so their addresses
+/// never move): making a lock costs two allocations, this object and that block.
 final class ConditionLock: @unchecked Sendable {
     // Sendable: every access to shared state goes through the pthread mutex below.
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let cond: UnsafeMutablePointer<pthread_cond_t>
 
+    /// The condition variable's offset in the shared block: after the mutex, aligned for it.
+    private static let condOffset: Int = {
+        let a = MemoryLayout<pthread_cond_t>.alignment
+        return (MemoryLayout<pthread_mutex_t>.size + a - 1) / a * a
+    }()
+
     init() {
-        mutex = .allocate(capacity: 1)
-        cond = .allocate(capacity: 1)
+        let a = max(MemoryLayout<pthread_mutex_t>.alignment, MemoryLayout<pthread_cond_t>.alignment)
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: Self.condOffset + MemoryLayout<pthread_cond_t>.size, alignment: a)
+        mutex = raw.bindMemory(to: pthread_mutex_t.self, capacity: 1)
+        cond = (raw + Self.condOffset).bindMemory(to: pthread_cond_t.self, capacity: 1)
         pthread_mutex_init(mutex, nil)
         var attr = pthread_condattr_t()
         pthread_condattr_init(&attr)
@@ -22,7 +31,7 @@ final class ConditionLock: @unchecked Sendable {
 
     deinit {
         pthread_cond_destroy(cond); pthread_mutex_destroy(mutex)
-        cond.deallocate(); mutex.deallocate()
+        UnsafeMutableRawPointer(mutex).deallocate()   // the block holds both
     }
 
     @inline(__always) func lock() { pthread_mutex_lock(mutex) }

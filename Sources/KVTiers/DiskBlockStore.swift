@@ -50,6 +50,14 @@ public enum DiskPutOutcome: Equatable, Sendable {
     case notStored(TierError)
 }
 
+/// One change of the disk tier's contents, as `DiskBlockStore.drainChanges` reports it.
+public enum DiskChange: Equatable, Sendable {
+    /// A block was written, with the parent key its record names.
+    case stored(BlockKey, parent: BlockKey?)
+    /// A block left the store (its segment was evicted, or its record failed a check).
+    case removed(BlockKey)
+}
+
 /// What `DiskBlockStore.read` found.
 public enum DiskReadOutcome: Equatable, Sendable {
     case hit
@@ -109,12 +117,17 @@ public final class DiskBlockStore: @unchecked Sendable {
     private var active: Segment?
     private var nextSegmentID: UInt64 = 1
     private var stats = DiskStoreStats()
-    private var removedKeys: [BlockKey] = []
+    /// Blocks stored (only with `journalsStores`) and removed since the last drain, in the order they
+    /// happened under `lock`.
+    private var changes: [DiskChange] = []
+    private var journalStores = false
     private var codecs: [CodecBuffers] = []
     private var closed = false
 
     struct Location {
         var segment: Segment; var offset: Int; var length: Int; var rawLength: Int
+        /// The parent block's key as the record names it (nil: a first block, or a version 1 record).
+        var parent: BlockKey?
         /// Read since it was written: gets a second chance when its segment is evicted.
         var referenced = false
     }
@@ -237,7 +250,7 @@ public final class DiskBlockStore: @unchecked Sendable {
                 seg.keys.append(f.header.key)
                 if let old = index[f.header.key] { stats.bytesOnDisk -= old.length } else { stats.blocks += 1 }
                 index[f.header.key] = Location(segment: seg, offset: f.offset, length: f.header.recordLength,
-                                               rawLength: f.header.rawLength)
+                                               rawLength: f.header.rawLength, parent: f.header.parent)
                 stats.bytesOnDisk += f.header.recordLength
             }
             segments.append(seg)
@@ -303,9 +316,42 @@ public final class DiskBlockStore: @unchecked Sendable {
     /// Every stored key (order unspecified). O(blocks).
     public func keys() -> [BlockKey] { lock.withLock { Array(index.keys) } }
 
-    /// Moves the keys removed since the last call (evicted segments, corrupt records) into `out`.
+    /// The parent key stored with `key` (nil when `key` is not stored, is a first block, or was written
+    /// by a version 1 store that kept no parents). O(1).
+    public func parent(of key: BlockKey) -> BlockKey? { lock.withLock { index[key]?.parent } }
+
+    /// Every stored key with its parent, oldest record first (a router replaying them sees the order
+    /// they were written in). O(blocks).
+    public func blocksWithParents() -> [(key: BlockKey, parent: BlockKey?)] {
+        lock.withLock {
+            var out: [(key: BlockKey, parent: BlockKey?)] = []
+            out.reserveCapacity(index.count)
+            for seg in segments {
+                for k in seg.keys { if let loc = index[k], loc.segment === seg { out.append((k, loc.parent)) } }
+            }
+            return out
+        }
+    }
+
+    /// Whether `drainChanges` also reports stored blocks (off: only removals are journaled).
+    public var journalsStores: Bool {
+        get { lock.withLock { journalStores } }
+        set { lock.withLock { journalStores = newValue } }
+    }
+
+    /// Moves the blocks stored (with `journalsStores`) and removed since the last call into `out`, in the
+    /// order they happened: a replay of them gives exactly the blocks stored now. O(changes).
+    public func drainChanges(into out: inout [DiskChange]) {
+        lock.withLock { out.append(contentsOf: changes); changes.removeAll(keepingCapacity: true) }
+    }
+
+    /// Moves the keys removed since the last call (evicted segments, corrupt records) into `out`; drops
+    /// the journaled stores.
     public func drainRemoved(into out: inout [BlockKey]) {
-        lock.withLock { out.append(contentsOf: removedKeys); removedKeys.removeAll(keepingCapacity: true) }
+        lock.withLock {
+            for case .removed(let k) in changes { out.append(k) }
+            changes.removeAll(keepingCapacity: true)
+        }
     }
 
     // MARK: Codec pool
@@ -319,11 +365,16 @@ public final class DiskBlockStore: @unchecked Sendable {
 
     // MARK: Write
 
-    /// Stores `bytes` under `key` (compressed when it pays). O(bytes).
+    /// Stores `bytes` under `key` (compressed when it pays), with no parent recorded. O(bytes).
+    @discardableResult
+    public func put(_ key: BlockKey, bytes: UnsafeRawBufferPointer) -> DiskPutOutcome { put(key, parent: nil, bytes: bytes) }
+
+    /// Stores `bytes` under `key` (compressed when it pays); the record names `parent` (nil for a first
+    /// block), which `parent(of:)` returns, also after a restart. O(bytes).
     /// - Returns: `.stored`, `.alreadyStored` (the key is present: blocks with equal keys hold equal bytes),
     ///   or `.notStored` (full disk, I/O error, too large), counted in stats.
     @discardableResult
-    public func put(_ key: BlockKey, bytes: UnsafeRawBufferPointer) -> DiskPutOutcome {
+    public func put(_ key: BlockKey, parent: BlockKey?, bytes: UnsafeRawBufferPointer) -> DiskPutOutcome {
         guard bytes.count <= config.maxBlockBytes, bytes.count % config.elementSize == 0 else {
             return lock.withLock { stats.notStored += 1; return .notStored(.invalidArgument("block size \(bytes.count)")) }
         }
@@ -343,13 +394,13 @@ public final class DiskBlockStore: @unchecked Sendable {
         }
         if mode == .raw, stored > 0 { payloadArea.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: stored) }
         let payload = UnsafeRawBufferPointer(rebasing: c.buffer[H ..< H + stored])
-        DiskRecordFormat.writeHeader(into: c.buffer, mode: mode, key: key, rawLength: bytes.count, payload: payload)
+        DiskRecordFormat.writeHeader(into: c.buffer, mode: mode, key: key, parent: parent, rawLength: bytes.count, payload: payload)
         let record = UnsafeRawBufferPointer(rebasing: c.buffer[0 ..< H + stored])
-        return lock.withLock { () -> DiskPutOutcome in append(record, key: key, rawLength: bytes.count, mode: mode) }
+        return lock.withLock { () -> DiskPutOutcome in append(record, key: key, parent: parent, rawLength: bytes.count, mode: mode) }
     }
 
     /// Appends one encoded record; the lock is held.
-    private func append(_ record: UnsafeRawBufferPointer, key: BlockKey, rawLength: Int, mode: KVCodecMode) -> DiskPutOutcome {
+    private func append(_ record: UnsafeRawBufferPointer, key: BlockKey, parent: BlockKey?, rawLength: Int, mode: KVCodecMode) -> DiskPutOutcome {
         guard !closed else { stats.notStored += 1; return .notStored(.invalidArgument("store is closed")) }
         if index[key] != nil { return .alreadyStored }
         guard record.count <= config.capacityBytes else { stats.notStored += 1; return .notStored(.full) }
@@ -371,7 +422,8 @@ public final class DiskBlockStore: @unchecked Sendable {
         }
         seg.size += record.count
         seg.keys.append(key)
-        index[key] = Location(segment: seg, offset: offset, length: record.count, rawLength: rawLength)
+        index[key] = Location(segment: seg, offset: offset, length: record.count, rawLength: rawLength, parent: parent)
+        if journalStores { changes.append(.stored(key, parent: parent)) }
         stats.blocks += 1; stats.bytesOnDisk += record.count
         stats.writes += 1; stats.bytesWritten += record.count; stats.rawBytesWritten += rawLength
         if mode == .raw { stats.storedRaw += 1 }
@@ -416,9 +468,9 @@ public final class DiskBlockStore: @unchecked Sendable {
             for (k, loc) in live {
                 index[k] = nil
                 stats.blocks -= 1; stats.bytesOnDisk -= loc.length
-                if !kept.contains(k) { stats.evictedBlocks += 1; removedKeys.append(k) }
+                if !kept.contains(k) { stats.evictedBlocks += 1; changes.append(.removed(k)) }
             }
-            for (k, loc) in keep where !reinsert(k, from: loc) { stats.evictedBlocks += 1; removedKeys.append(k) }
+            for (k, loc) in keep where !reinsert(k, from: loc) { stats.evictedBlocks += 1; changes.append(.removed(k)) }
             try? io.unlink(victim.path)
             stats.evictedSegments += 1
             stats.segments = segments.count
@@ -438,7 +490,7 @@ public final class DiskBlockStore: @unchecked Sendable {
         }
         seg.size += loc.length
         seg.keys.append(key)
-        index[key] = Location(segment: seg, offset: offset, length: loc.length, rawLength: loc.rawLength)
+        index[key] = Location(segment: seg, offset: offset, length: loc.length, rawLength: loc.rawLength, parent: loc.parent)
         stats.blocks += 1; stats.bytesOnDisk += loc.length; stats.reinsertedBlocks += 1
         return true
     }
@@ -480,7 +532,7 @@ public final class DiskBlockStore: @unchecked Sendable {
             lock.withLock {
                 stats.corruptReads += 1; stats.misses += 1
                 if let cur = index[key], cur.segment === loc.segment, cur.offset == loc.offset {
-                    index[key] = nil; stats.blocks -= 1; stats.bytesOnDisk -= cur.length; removedKeys.append(key)
+                    index[key] = nil; stats.blocks -= 1; stats.bytesOnDisk -= cur.length; changes.append(.removed(key))
                 }
             }
             return .corrupt(problem)
@@ -499,7 +551,7 @@ public final class DiskBlockStore: @unchecked Sendable {
         guard let h = DiskRecordFormat.parseHeader(record, maxRaw: maxRaw) else { return "bad header" }
         guard h.key == key else { return "key mismatch" }
         guard h.recordLength == record.count, h.rawLength == dst.count else { return "length mismatch" }
-        let payload = UnsafeRawBufferPointer(rebasing: record[DiskRecordFormat.headerSize...])
+        let payload = UnsafeRawBufferPointer(rebasing: record[h.size...])
         guard DiskRecordFormat.checksum(payload) == h.payloadChecksum else { return "payload checksum mismatch" }
         do throws(TierError) { try codec.decode(payload, mode: h.mode, into: dst) } catch { return "\(error)" }
         return nil

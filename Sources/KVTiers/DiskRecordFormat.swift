@@ -1,73 +1,97 @@
 import CXXHash
 import KVCache
 
-/// The on-disk record of the L3 tier: a 48-byte header then the payload, all little-endian.
+/// The on-disk record of the L3 tier: a header then the payload, all little-endian. Version 2 (written
+/// now) is a 64-byte header that also names the block's parent key, so a store reopened after a restart
+/// still reports where each block sits in the prefix tree:
 ///
 /// ```
 ///  0  magic          UInt32  "KVB1"
 ///  4  mode           UInt8   KVCodecMode of the payload
-///  5  version        UInt8   1
-///  6  reserved       UInt16  0
+///  5  version        UInt8   2
+///  6  flags          UInt16  bit 0: the parent key is set (otherwise a first block, or not known)
 ///  8  key.lo         UInt64  the block's key
 /// 16  key.hi         UInt64
-/// 24  storedLength   UInt32  payload bytes that follow the header
-/// 28  rawLength      UInt32  bytes after decoding
-/// 32  payloadXXH3    UInt64  XXH3-64 of the payload
-/// 40  headerXXH3     UInt64  XXH3-64 of bytes 0..<40
+/// 24  parent.lo      UInt64  the parent block's key (0 when flags bit 0 is clear)
+/// 32  parent.hi      UInt64
+/// 40  storedLength   UInt32  payload bytes that follow the header
+/// 44  rawLength      UInt32  bytes after decoding
+/// 48  payloadXXH3    UInt64  XXH3-64 of the payload
+/// 56  headerXXH3     UInt64  XXH3-64 of bytes 0..<56
 /// ```
+/// Version 1 records (48-byte header: no parent, reserved UInt16 at 6, then key, storedLength at 24,
+/// rawLength at 28, payloadXXH3 at 32, headerXXH3 of bytes 0..<40 at 40) are still read, with no parent.
 /// The header checksum lets a scan tell a valid record boundary from garbage and resynchronize after a
 /// damaged header; the payload checksum catches any flipped payload byte. Records never straddle segments.
 enum DiskRecordFormat {
-    static let headerSize = 48
+    /// The header written now (version 2); also the largest header a record may have.
+    static let headerSize = 64
+    static let headerSizeV1 = 48
     static let magic: UInt32 = 0x3142_564B // "KVB1" read as little-endian
-    static let version: UInt8 = 1
+    static let version: UInt8 = 2
+    static let flagHasParent: UInt16 = 1
 
     struct Header: Equatable {
         var mode: KVCodecMode
         var key: BlockKey
+        /// The parent block's key; nil for a first block or a version 1 record.
+        var parent: BlockKey?
         var storedLength: Int
         var rawLength: Int
         var payloadChecksum: UInt64
-        var recordLength: Int { DiskRecordFormat.headerSize + storedLength }
+        /// 48 (version 1) or 64 (version 2).
+        var size: Int = DiskRecordFormat.headerSize
+        var recordLength: Int { size + storedLength }
     }
 
     static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
         XXH3_64bits(bytes.baseAddress, bytes.count)
     }
 
-    /// Writes a header for `payload` into `out[0..<48]`.
-    static func writeHeader(into out: UnsafeMutableRawBufferPointer, mode: KVCodecMode, key: BlockKey,
+    /// Writes a version 2 header for `payload` into `out[0..<64]`.
+    static func writeHeader(into out: UnsafeMutableRawBufferPointer, mode: KVCodecMode, key: BlockKey, parent: BlockKey? = nil,
                             rawLength: Int, payload: UnsafeRawBufferPointer) {
         precondition(out.count >= headerSize)
+        let p = parent ?? .zero
         out.storeBytes(of: magic.littleEndian, toByteOffset: 0, as: UInt32.self)
         out.storeBytes(of: mode.rawValue, toByteOffset: 4, as: UInt8.self)
         out.storeBytes(of: version, toByteOffset: 5, as: UInt8.self)
-        out.storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
+        out.storeBytes(of: (parent == nil ? 0 : flagHasParent).littleEndian, toByteOffset: 6, as: UInt16.self)
         out.storeBytes(of: key.lo.littleEndian, toByteOffset: 8, as: UInt64.self)
         out.storeBytes(of: key.hi.littleEndian, toByteOffset: 16, as: UInt64.self)
-        out.storeBytes(of: UInt32(payload.count).littleEndian, toByteOffset: 24, as: UInt32.self)
-        out.storeBytes(of: UInt32(rawLength).littleEndian, toByteOffset: 28, as: UInt32.self)
-        out.storeBytes(of: checksum(payload).littleEndian, toByteOffset: 32, as: UInt64.self)
-        let h = checksum(UnsafeRawBufferPointer(rebasing: out[0 ..< 40]))
-        out.storeBytes(of: h.littleEndian, toByteOffset: 40, as: UInt64.self)
+        out.storeBytes(of: p.lo.littleEndian, toByteOffset: 24, as: UInt64.self)
+        out.storeBytes(of: p.hi.littleEndian, toByteOffset: 32, as: UInt64.self)
+        out.storeBytes(of: UInt32(payload.count).littleEndian, toByteOffset: 40, as: UInt32.self)
+        out.storeBytes(of: UInt32(rawLength).littleEndian, toByteOffset: 44, as: UInt32.self)
+        out.storeBytes(of: checksum(payload).littleEndian, toByteOffset: 48, as: UInt64.self)
+        let h = checksum(UnsafeRawBufferPointer(rebasing: out[0 ..< 56]))
+        out.storeBytes(of: h.littleEndian, toByteOffset: 56, as: UInt64.self)
     }
 
-    /// Parses and checks a header (magic, version, mode, header checksum, lengths within `maxRaw`).
-    /// Returns nil for anything that is not a valid header.
+    /// Parses and checks a header of either version (magic, version, mode, header checksum, lengths
+    /// within `maxRaw`). Returns nil for anything that is not a valid header.
     static func parseHeader(_ b: UnsafeRawBufferPointer, maxRaw: Int) -> Header? {
-        guard b.count >= headerSize,
+        guard b.count >= headerSizeV1,
               UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 0, as: UInt32.self)) == magic,
-              b.load(fromByteOffset: 5, as: UInt8.self) == version,
               let mode = KVCodecMode(rawValue: b.load(fromByteOffset: 4, as: UInt8.self)) else { return nil }
-        let h = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 40, as: UInt64.self))
-        guard h == checksum(UnsafeRawBufferPointer(rebasing: b[0 ..< 40])) else { return nil }
-        let stored = Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 24, as: UInt32.self)))
-        let raw = Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 28, as: UInt32.self)))
+        func u32(_ at: Int) -> Int { Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: at, as: UInt32.self))) }
+        func u64(_ at: Int) -> UInt64 { UInt64(littleEndian: b.loadUnaligned(fromByteOffset: at, as: UInt64.self)) }
+        let size: Int, lengths: Int, parent: BlockKey?
+        switch b.load(fromByteOffset: 5, as: UInt8.self) {
+        case 1:
+            size = headerSizeV1; lengths = 24; parent = nil
+        case 2 where b.count >= headerSize:
+            size = headerSize; lengths = 40
+            let flags = UInt16(littleEndian: b.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
+            parent = flags & flagHasParent != 0 ? BlockKey(lo: u64(24), hi: u64(32)) : nil
+        default:
+            return nil
+        }
+        guard u64(size - 8) == checksum(UnsafeRawBufferPointer(rebasing: b[0 ..< size - 8])) else { return nil }
+        let stored = u32(lengths), raw = u32(lengths + 4)
         guard raw <= maxRaw, stored <= KVByteCodec.maxEncodedSize(rawBytes: maxRaw) else { return nil }
-        let key = BlockKey(lo: UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 8, as: UInt64.self)),
-                           hi: UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 16, as: UInt64.self)))
-        return Header(mode: mode, key: key, storedLength: stored, rawLength: raw,
-                      payloadChecksum: UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 32, as: UInt64.self)))
+        return Header(mode: mode, key: BlockKey(lo: u64(8), hi: u64(16)), parent: parent, storedLength: stored,
+                      rawLength: raw, payloadChecksum: u64(lengths + 8), size: size)
     }
 
     /// One valid record found by `scan`.
@@ -96,7 +120,7 @@ enum DiskRecordFormat {
         while off < b.count {
             let rest = UnsafeRawBufferPointer(rebasing: b[off...])
             guard let h = parseHeader(rest, maxRaw: maxRaw) else {
-                if rest.count < headerSize && garbageStart == nil { garbageStart = off; r.tornTail = true; break }
+                if rest.count < headerSizeV1 && garbageStart == nil { garbageStart = off; r.tornTail = true; break }
                 if garbageStart == nil { garbageStart = off }
                 off += 1
                 continue
@@ -106,7 +130,7 @@ enum DiskRecordFormat {
                 // A header whose payload runs past the end: a write cut short.
                 garbageStart = off; r.tornTail = true; break
             }
-            let payload = UnsafeRawBufferPointer(rebasing: rest[headerSize ..< h.recordLength])
+            let payload = UnsafeRawBufferPointer(rebasing: rest[h.size ..< h.recordLength])
             if checksum(payload) == h.payloadChecksum {
                 r.records.append(Found(header: h, offset: off))
             } else {
@@ -115,7 +139,7 @@ enum DiskRecordFormat {
             off += h.recordLength
         }
         if garbageStart != nil {
-            if !r.tornTail && b.count - garbageStart! < headerSize { r.tornTail = true }
+            if !r.tornTail && b.count - garbageStart! < headerSizeV1 { r.tornTail = true }
             closeGarbage(at: b.count)
         }
         return r

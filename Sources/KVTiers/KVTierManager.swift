@@ -1,4 +1,5 @@
 import KVCache
+import Synchronization
 
 /// The multi-tier KV store below the device pool: L2 host memory (`HostSlabPool`, NUMA placed) and
 /// L3 disk (`DiskBlockStore`), with asynchronous transfers on a `TransferEngine`.
@@ -7,7 +8,7 @@ import KVCache
 /// 1. Set it as the `KVCacheManager`'s `evictionObserver`: an evicted L1 block is copied to host before
 ///    its id is reused (policy: `TierConfig.writePolicy`). Call `waitForEvictionCopies()` before writing
 ///    into blocks the last `allocate` returned (or set `synchronousEvictionCopies`).
-/// 2. Tell it which device block holds which key after each commit (`noteStored`).
+/// 2. Tell it which device block holds which key (and its parent key) after each commit (`noteStored`).
 /// 3. For a new request: the core's `lookup` gives the L1 prefix; `lookup(keys:deviceBlocks:maxBlocks:)`
 ///    extends it through host and disk (admission permitting). After `allocate`, `load(_:keys:into:)`
 ///    brings those blocks into the freshly allocated device blocks; wait on the handle (whole or per
@@ -29,12 +30,14 @@ public final class KVTierManager: @unchecked Sendable {
     private let lock = ConditionLock()
     // L1 residency, as told by noteStored/willEvict/load.
     private var l1Key: [BlockKey]
+    private var l1Parent: [BlockKey]   // .zero: a first block (or not known)
     private var l1Hits: [UInt32]
     private var l1Index: [BlockKey: BlockID] = [:]
     private var l1CopiesInFlight = 0
     // L2 slots.
     private enum SlotState: UInt8 { case free, filling, ready }
     private var slotKey: [BlockKey]
+    private var slotParent: [BlockKey]   // .zero: a first block (or not known)
     private var slotState: [SlotState]
     private var slotPins: [Int32]
     private var slotOnDisk: [Bool]
@@ -47,7 +50,7 @@ public final class KVTierManager: @unchecked Sendable {
     private var admission: TierAdmission
     private var counters = TierStatistics()
     private var events: [KVEvent] = []
-    private var diskRemoved: [BlockKey] = []
+    private var diskChanges: [DiskChange] = []
 
     /// - Parameters:
     ///   - device: the L1 pool's bytes (a `HostDeviceMemory` stand-in or the engine's `EngineCopyBackend`).
@@ -77,8 +80,10 @@ public final class KVTierManager: @unchecked Sendable {
         byteGroups = ranges.map { layout.byteRange(layers: $0) }
         let n = device.capacityBlocks, h = config.hostBlocks
         l1Key = Array(repeating: .zero, count: n)
+        l1Parent = Array(repeating: .zero, count: n)
         l1Hits = Array(repeating: 0, count: n)
         slotKey = Array(repeating: .zero, count: h)
+        slotParent = Array(repeating: .zero, count: h)
         slotState = Array(repeating: .free, count: h)
         slotPins = Array(repeating: 0, count: h)
         slotOnDisk = Array(repeating: false, count: h)
@@ -91,6 +96,19 @@ public final class KVTierManager: @unchecked Sendable {
         counters.hostPlacement = host?.placement
         if let disk { counters.disk.capacity = disk.config.capacityBlocks ?? 0; counters.disk.occupancy = disk.count }
         if config.calibrateAtStart { calibrate() }
+        if config.recordEvents, let disk { announceRecovered(disk) }
+    }
+
+    /// After a restart: one `blockStored` event (tier `.disk`) per block the disk tier recovered, with the
+    /// parent its record names, so a router learns what survived; from then on the disk's own journal
+    /// gives its events in order. O(blocks on disk).
+    private func announceRecovered(_ disk: DiskBlockStore) {
+        disk.journalsStores = true
+        disk.drainChanges(into: &diskChanges)   // removals while opening: of blocks never announced
+        diskChanges.removeAll(keepingCapacity: true)
+        for (key, parent) in disk.blocksWithParents() {
+            events.append(.blockStored(keys: [key], parent: parent, blockTokens: layout.blockTokens, tier: .disk))
+        }
     }
 
     /// Seeds the admission model: times a host-to-host copy of one synthetic block (when the device is
@@ -129,35 +147,49 @@ public final class KVTierManager: @unchecked Sendable {
 
     // MARK: L1 notifications
 
-    /// Records that device block `block` now holds the committed block `key` (call after `commit` for the
-    /// newly published blocks). With write-through, starts its copy to host. O(1).
-    public func noteStored(block: BlockID, key: BlockKey) {
+    /// Records that device block `block` now holds the committed block `key`, whose parent in the prefix
+    /// tree is `parent` (nil for a first block; the previous key of the prompt's chain otherwise). Call
+    /// after `commit` for the newly published blocks. With write-through, starts its copy to host; the
+    /// tier's events name `parent`. O(1).
+    public func noteStored(block: BlockID, key: BlockKey, parent: BlockKey? = nil) {
         var outbox: Outbox = []
         lock.withLock {
             guard block >= 0, Int(block) < l1Key.count, key != .zero else { return }
-            setResident(block: block, key: key)
-            if config.writePolicy == .writeThrough { startCopyToHost(block: block, key: key, outbox: &outbox) }
+            setResident(block: block, key: key, parent: parent ?? .zero)
+            if config.writePolicy == .writeThrough { startCopyToHost(block: block, key: key, parent: parent ?? .zero, outbox: &outbox) }
         }
         send(outbox)
     }
 
-    /// The lock is held.
-    private func setResident(block: BlockID, key: BlockKey) {
+    /// The lock is held. `parent` is `.zero` for a first block.
+    private func setResident(block: BlockID, key: BlockKey, parent: BlockKey) {
         let old = l1Key[Int(block)]
         if old != .zero, old != key, l1Index[old] == block { l1Index[old] = nil }
         if old != key { l1Hits[Int(block)] = 0 }
         l1Key[Int(block)] = key
+        l1Parent[Int(block)] = parent
         l1Index[key] = block
         counters.device.occupancy = l1Index.count
     }
 
     /// `BlockEvictionObserver`: the device pool is about to reuse `block`. Copies it to host when the
-    /// write policy and admission say so and host does not hold it yet. O(1) plus an asynchronous copy.
+    /// write policy and admission say so and host does not hold it yet; the tier's events name `parent`
+    /// (nil for a first block). O(1) plus an asynchronous copy.
+    public func willEvict(block: BlockID, key: BlockKey, parent: BlockKey?) {
+        evict(block: block, key: key, parent: parent ?? .zero, parentKnown: true)
+    }
+
+    /// `willEvict(block:key:parent:)` without the parent: the one `noteStored` gave for this block, if any.
     public func willEvict(block: BlockID, key: BlockKey) {
+        evict(block: block, key: key, parent: .zero, parentKnown: false)
+    }
+
+    private func evict(block: BlockID, key: BlockKey, parent given: BlockKey, parentKnown: Bool) {
         var outbox: Outbox = []
         let copying: Bool = lock.withLock {
             guard block >= 0, Int(block) < l1Key.count else { return false }
             let hits = l1Hits[Int(block)]
+            let parent = parentKnown || l1Key[Int(block)] != key ? given : l1Parent[Int(block)]
             if l1Key[Int(block)] == key {
                 l1Key[Int(block)] = .zero; l1Hits[Int(block)] = 0
                 if l1Index[key] == block { l1Index[key] = nil }
@@ -171,10 +203,10 @@ public final class KVTierManager: @unchecked Sendable {
                 guard let disk, !disk.contains(key), admission.worthLoading(tier: .disk, layout: layout) else {
                     counters.device.droppedBlocks += 1; return false
                 }
-                return startCopyToDisk(block: block, key: key, disk: disk, outbox: &outbox)
+                return startCopyToDisk(block: block, key: key, parent: parent, disk: disk, outbox: &outbox)
             }
             guard admission.worthLoading(tier: .host, layout: layout) else { counters.device.droppedBlocks += 1; return false }
-            return startCopyToHost(block: block, key: key, outbox: &outbox)
+            return startCopyToHost(block: block, key: key, parent: parent, outbox: &outbox)
         }
         send(outbox)
         if copying && config.synchronousEvictionCopies { waitForEvictionCopies() }
@@ -189,10 +221,10 @@ public final class KVTierManager: @unchecked Sendable {
     /// Starts the copy of device `block` into a new host slot. The lock is held. Returns false when no
     /// slot is free or evictable.
     @discardableResult
-    private func startCopyToHost(block: BlockID, key: BlockKey, outbox: inout Outbox) -> Bool {
+    private func startCopyToHost(block: BlockID, key: BlockKey, parent: BlockKey, outbox: inout Outbox) -> Bool {
         guard let host, l2Index[key] == nil else { return false }
         guard let slot = takeSlot(outbox: &outbox) else { counters.host.notStored += 1; return false }
-        claim(slot, key: key, onDisk: false)
+        claim(slot, key: key, parent: parent, onDisk: false)
         l1CopiesInFlight += 1
         let address = HostAddress(host.address(of: slot))
         let groups = byteGroups
@@ -214,7 +246,7 @@ public final class KVTierManager: @unchecked Sendable {
 
     /// Without a host tier: copies device `block` into a staging buffer, then writes it to disk. The
     /// lock is held.
-    private func startCopyToDisk(block: BlockID, key: BlockKey, disk: DiskBlockStore, outbox: inout Outbox) -> Bool {
+    private func startCopyToDisk(block: BlockID, key: BlockKey, parent: BlockKey, disk: DiskBlockStore, outbox: inout Outbox) -> Bool {
         l1CopiesInFlight += 1
         let groups = byteGroups
         let device = self.device
@@ -225,8 +257,8 @@ public final class KVTierManager: @unchecked Sendable {
                 // The device block may be reused from here on; the disk write works on the copy.
                 self.lock.withLock { self.l1CopiesInFlight -= 1; self.lock.broadcast() }
                 guard ok else { self.lock.withLock { self.counters.disk.notStored += 1 }; return }
-                let r = disk.put(key, bytes: UnsafeRawBufferPointer(staging.buffer))
-                self.lock.withLock { self.noteDiskPut(key, r) }
+                let r = disk.put(key, parent: parent.nonZero, bytes: UnsafeRawBufferPointer(staging.buffer))
+                self.lock.withLock { self.noteDiskPut(r) }
             }
             if expired { return done(false) }
             let left = Countdown(groups.count)
@@ -241,9 +273,9 @@ public final class KVTierManager: @unchecked Sendable {
 
     // MARK: Host slots (the lock is held in all of these)
 
-    private func claim(_ slot: Int32, key: BlockKey, onDisk: Bool) {
+    private func claim(_ slot: Int32, key: BlockKey, parent: BlockKey, onDisk: Bool) {
         let s = Int(slot)
-        slotKey[s] = key; slotState[s] = .filling; slotPins[s] = 1; slotOnDisk[s] = onDisk; slotSpilling[s] = false
+        slotKey[s] = key; slotParent[s] = parent; slotState[s] = .filling; slotPins[s] = 1; slotOnDisk[s] = onDisk; slotSpilling[s] = false
         l2Index[key] = slot
     }
 
@@ -294,8 +326,9 @@ public final class KVTierManager: @unchecked Sendable {
     private func evictSlot(_ slot: Int32) {
         let s = Int(slot), key = slotKey[s]
         if !slotOnDisk[s], let disk, let host, admission.worthLoading(tier: .disk, layout: layout) {
-            let r = disk.put(key, bytes: UnsafeRawBufferPointer(start: host.address(of: slot), count: layout.bytesPerBlock))
-            noteDiskPut(key, r)
+            let r = disk.put(key, parent: slotParent[s].nonZero,
+                             bytes: UnsafeRawBufferPointer(start: host.address(of: slot), count: layout.bytesPerBlock))
+            noteDiskPut(r)
             slotOnDisk[s] = r != .stored && r != .alreadyStored ? false : true
         }
         if !slotOnDisk[s] { counters.host.droppedBlocks += 1 }
@@ -310,17 +343,19 @@ public final class KVTierManager: @unchecked Sendable {
             if config.recordEvents { events.append(.blockRemoved(keys: [key], tier: .host)) }
         }
         if l2Index[key] == slot { l2Index[key] = nil }
-        slotKey[s] = .zero; slotState[s] = .free; slotPins[s] = 0; slotSpilling[s] = false; slotOnDisk[s] = false
+        slotKey[s] = .zero; slotParent[s] = .zero; slotState[s] = .free; slotPins[s] = 0; slotSpilling[s] = false; slotOnDisk[s] = false
         try? host?.release(slot)   // the slot is allocated here by construction
         counters.host.occupancy = l2Index.count
     }
 
-    private func noteDiskPut(_ key: BlockKey, _ r: DiskPutOutcome) {
+    /// Counts a disk write; its event (and those of the blocks it evicted) come from the disk's journal,
+    /// taken in now so the stream stays in order. The lock is held.
+    private func noteDiskPut(_ r: DiskPutOutcome) {
         switch r {
         case .stored:
             counters.disk.storedBlocks += 1
             counters.disk.bytesIn += layout.bytesPerBlock
-            if config.recordEvents { events.append(.blockStored(keys: [key], parent: nil, blockTokens: layout.blockTokens, tier: .disk)) }
+            syncDiskChanges()
         case .alreadyStored: break
         case .notStored: counters.disk.notStored += 1
         }
@@ -339,7 +374,9 @@ public final class KVTierManager: @unchecked Sendable {
                 counters.host.storedBlocks += 1
                 counters.host.bytesIn += bytes
                 counters.host.occupancy = l2Index.count
-                if config.recordEvents { events.append(.blockStored(keys: [key], parent: nil, blockTokens: layout.blockTokens, tier: .host)) }
+                if config.recordEvents {
+                    events.append(.blockStored(keys: [key], parent: slotParent[s].nonZero, blockTokens: layout.blockTokens, tier: .host))
+                }
                 maybeSpill(outbox: &outbox)
             } else {
                 counters.host.notStored += 1
@@ -359,15 +396,15 @@ public final class KVTierManager: @unchecked Sendable {
             let s = Int(v)
             if slotState[s] == .ready && slotPins[s] == 0 && !slotOnDisk[s] && !slotSpilling[s] {
                 slotSpilling[s] = true; slotPins[s] += 1; spillsInFlight += 1
-                let slot = v, key = slotKey[s]
+                let slot = v, key = slotKey[s], parent = slotParent[s]
                 let src = HostAddress(host.address(of: slot))
                 let bytes = layout.bytesPerBlock
                 outbox.append((.low, .max, { [self] _ in
-                    let r = disk.put(key, bytes: UnsafeRawBufferPointer(start: src.pointer, count: bytes))
+                    let r = disk.put(key, parent: parent.nonZero, bytes: UnsafeRawBufferPointer(start: src.pointer, count: bytes))
                     self.lock.withLock {
                         self.spillsInFlight -= 1
                         self.slotPins[s] -= 1; self.slotSpilling[s] = false
-                        self.noteDiskPut(key, r)
+                        self.noteDiskPut(r)
                         if self.slotKey[s] == key, r == .stored || r == .alreadyStored { self.slotOnDisk[s] = true }
                     }
                 }))
@@ -386,7 +423,7 @@ public final class KVTierManager: @unchecked Sendable {
     public func lookup(keys: [BlockKey], deviceBlocks: Int, maxBlocks: Int = .max) -> TierLookup {
         defer { flushPending() }
         return lock.withLock {
-            syncDiskRemovals()
+            syncDiskChanges()
             let start = max(0, min(deviceBlocks, keys.count))
             for i in 0 ..< start {
                 if let b = l1Index[keys[i]] { noteL1Hit(b, key: keys[i]) }
@@ -416,7 +453,7 @@ public final class KVTierManager: @unchecked Sendable {
         l1Hits[Int(block)] &+= 1
         if case .writeAfterHits(let n) = config.writePolicy, l1Hits[Int(block)] == UInt32(clamping: n) {
             var outbox: Outbox = []
-            startCopyToHost(block: block, key: key, outbox: &outbox)
+            startCopyToHost(block: block, key: key, parent: l1Parent[Int(block)], outbox: &outbox)
             pendingOutbox.append(contentsOf: outbox)
         }
     }
@@ -429,14 +466,22 @@ public final class KVTierManager: @unchecked Sendable {
         send(jobs)
     }
 
-    private func syncDiskRemovals() {
+    /// Takes in the disk's journal: removals clear host slots' on-disk marks; with `recordEvents`, every
+    /// store and removal becomes an event, in the order the disk made them (a put racing a segment
+    /// eviction on another worker cannot reorder them). The lock is held. O(changes).
+    private func syncDiskChanges() {
         guard let disk else { return }
-        diskRemoved.removeAll(keepingCapacity: true)
-        disk.drainRemoved(into: &diskRemoved)
-        for k in diskRemoved {
-            counters.disk.removedBlocks += 1
-            if config.recordEvents { events.append(.blockRemoved(keys: [k], tier: .disk)) }
-            if let s = l2Index[k] { slotOnDisk[Int(s)] = false }
+        diskChanges.removeAll(keepingCapacity: true)
+        disk.drainChanges(into: &diskChanges)
+        for c in diskChanges {
+            switch c {
+            case .stored(let k, let parent):
+                events.append(.blockStored(keys: [k], parent: parent, blockTokens: layout.blockTokens, tier: .disk))
+            case .removed(let k):
+                counters.disk.removedBlocks += 1
+                if config.recordEvents { events.append(.blockRemoved(keys: [k], tier: .disk)) }
+                if let s = l2Index[k] { slotOnDisk[Int(s)] = false }
+            }
         }
     }
 
@@ -451,7 +496,7 @@ public final class KVTierManager: @unchecked Sendable {
             throw .invalidArgument("load plan, keys and device blocks disagree")
         }
         flushPending()
-        let handle = TransferHandle(blocks: blocks.count, layerGroups: groupRanges)
+        let handle = takeHandle(blocks: blocks.count)
         if blocks.isEmpty { return handle }
         var outbox: Outbox = []
         let job: LoadJob? = lock.withLock {
@@ -475,7 +520,7 @@ public final class KVTierManager: @unchecked Sendable {
                     slots.append(s); fromDisk.append(false)
                 } else if l2Index[key] == nil, let disk, disk.contains(key) {
                     if host != nil, let s = takeSlot(outbox: &outbox) {
-                        claim(s, key: key, onDisk: true)
+                        claim(s, key: key, parent: Self.parent(in: keys, at: plan.deviceBlocks + i), onDisk: true)
                         slots.append(s)
                     } else {
                         slots.append(-1 - Int32(staged)); staged += 1
@@ -491,7 +536,10 @@ public final class KVTierManager: @unchecked Sendable {
                 HostAddress(s >= 0 ? host!.address(of: s) : staging!.baseAddress! + Int(-1 - s) * layout.bytesPerBlock)
             }
             handle.loadedFromDisk = fromDisk
-            return LoadJob(keys: Array(keys[plan.deviceBlocks ..< plan.deviceBlocks + slots.count]), blocks: Array(blocks[0 ..< slots.count]),
+            let first = plan.deviceBlocks
+            return LoadJob(keys: Array(keys[first ..< first + slots.count]),
+                           parents: (first ..< first + slots.count).map { Self.parent(in: keys, at: $0) },
+                           blocks: Array(blocks[0 ..< slots.count]),
                            slots: slots, fromDisk: fromDisk, addresses: addresses, groups: byteGroups.count, handle: handle,
                            staging: staging)
         }
@@ -516,6 +564,26 @@ public final class KVTierManager: @unchecked Sendable {
             }
         }
         return handle
+    }
+
+    /// Finished load handles the manager hands out again, so a steady stream of loads allocates none.
+    /// Guarded by `lock`.
+    private var handlePool: [TransferHandle] = []
+    /// Handles kept for reuse (loads in flight at once beyond it get fresh ones).
+    static let handlePoolSize = 8
+
+    /// A handle for a load of `blocks` blocks: a pooled one that nobody else references any more (the
+    /// caller dropped it and every job that completed it is gone), reset, or a new one. O(pool + blocks).
+    private func takeHandle(blocks: Int) -> TransferHandle {
+        lock.withLock {
+            for i in handlePool.indices where isKnownUniquelyReferenced(&handlePool[i]) && handlePool[i].isComplete {
+                handlePool[i].reset(blocks: blocks)
+                return handlePool[i]
+            }
+            let h = TransferHandle(blocks: blocks, layerGroups: groupRanges)
+            if handlePool.count < Self.handlePoolSize { handlePool.append(h) }
+            return h
+        }
     }
 
     /// Reads `key` from disk into `slot` and marks the slot ready (or releases it). Returns success.
@@ -547,7 +615,9 @@ public final class KVTierManager: @unchecked Sendable {
                 counters.host.bytesIn += layout.bytesPerBlock
                 counters.host.occupancy = l2Index.count
                 admission.observe(tier: .disk, bytes: layout.bytesPerBlock, nanos: dt)
-                if config.recordEvents { events.append(.blockStored(keys: [key], parent: nil, blockTokens: layout.blockTokens, tier: .host)) }
+                if config.recordEvents {
+                    events.append(.blockStored(keys: [key], parent: slotParent[s].nonZero, blockTokens: layout.blockTokens, tier: .host))
+                }
             } else {
                 counters.disk.failedLoads += 1
                 slotPins[s] -= 1
@@ -593,7 +663,7 @@ public final class KVTierManager: @unchecked Sendable {
             } else {
                 counters.host.loadedBlocks += 1
                 counters.host.bytesOut += layout.bytesPerBlock
-                setResident(block: job.blocks[i], key: job.keys[i])
+                setResident(block: job.blocks[i], key: job.keys[i], parent: job.parents[i])
             }
             job.blocksLeft -= 1
             if job.blocksLeft == 0 {
@@ -610,6 +680,9 @@ public final class KVTierManager: @unchecked Sendable {
         job.handle.complete(block: i, group: g, success: ok)
     }
 
+    /// The parent of `keys[i]` in a prompt's chain: the previous key, `.zero` for the first.
+    private static func parent(in keys: [BlockKey], at i: Int) -> BlockKey { i == 0 ? .zero : keys[i - 1] }
+
     // MARK: Prefetch
 
     /// Brings disk blocks among `keys` up to host ahead of need (L3 -> L2). A block whose read has not
@@ -622,7 +695,7 @@ public final class KVTierManager: @unchecked Sendable {
             guard let host, let disk else { return }
             for k in keys where l2Index[k] == nil && disk.contains(k) {
                 guard let s = takeSlot(outbox: &outbox) else { break }
-                claim(s, key: k, onDisk: true)
+                claim(s, key: k, parent: disk.parent(of: k) ?? .zero, onDisk: true)
                 scheduled.append((k, s, HostAddress(host.address(of: s))))
             }
         }
@@ -670,7 +743,7 @@ public final class KVTierManager: @unchecked Sendable {
     /// A snapshot of the per-tier counters.
     public var statistics: TierStatistics {
         lock.withLock {
-            syncDiskRemovals()
+            syncDiskChanges()
             var s = counters
             s.host.occupancy = l2Index.count
             s.device.occupancy = l1Index.count
@@ -689,7 +762,7 @@ public final class KVTierManager: @unchecked Sendable {
     /// Moves the recorded tier events into `out` (only with `recordEvents`). Attach the manager to
     /// `KVCacheManager.lowerTierEvents` to get them in the device pool's stream.
     public func drainEvents(into out: inout [KVEvent]) {
-        lock.withLock { syncDiskRemovals(); out.append(contentsOf: events); events.removeAll(keepingCapacity: true) }
+        lock.withLock { syncDiskChanges(); out.append(contentsOf: events); events.removeAll(keepingCapacity: true) }
     }
 
     /// Waits until every queued transfer has finished (tests, shutdown).
@@ -733,6 +806,8 @@ extension KVTierManager: BlockEvictionObserver {}
 /// One in-flight load: immutable plan plus progress, the progress guarded by the manager's lock.
 final class LoadJob: @unchecked Sendable {
     let keys: [BlockKey]
+    /// Parent key of each block (`.zero` for a first block).
+    let parents: [BlockKey]
     let blocks: [BlockID]
     let slots: [Int32]
     let fromDisk: [Bool]
@@ -747,10 +822,10 @@ final class LoadJob: @unchecked Sendable {
 
     deinit { staging?.deallocate() }
 
-    init(keys: [BlockKey], blocks: [BlockID], slots: [Int32], fromDisk: [Bool], addresses: [HostAddress], groups: Int,
+    init(keys: [BlockKey], parents: [BlockKey], blocks: [BlockID], slots: [Int32], fromDisk: [Bool], addresses: [HostAddress], groups: Int,
          handle: TransferHandle, staging: UnsafeMutableRawBufferPointer?) {
         self.staging = staging
-        self.keys = keys; self.blocks = blocks; self.slots = slots; self.fromDisk = fromDisk
+        self.keys = keys; self.parents = parents; self.blocks = blocks; self.slots = slots; self.fromDisk = fromDisk
         self.addresses = addresses; self.groups = groups; self.handle = handle
         failed = Array(repeating: false, count: slots.count)
         groupsLeft = Array(repeating: groups, count: slots.count)
@@ -767,21 +842,20 @@ final class StagingBuffer: @unchecked Sendable {
     deinit { buffer.deallocate() }
 }
 
-/// Counts arrivals of `n` parties; the last one learns whether all succeeded. Thread-safe.
-final class Countdown: @unchecked Sendable {
-    // Sendable: state only under `lock`.
-    private let lock = ConditionLock()
-    private var left: Int
-    private var allOK = true
-    init(_ n: Int) { left = n }
+/// Counts arrivals of `n` parties; the last one learns whether all succeeded. Thread-safe, lock-free:
+/// one allocation (this object).
+final class Countdown: Sendable {
+    private let left: Atomic<Int>
+    private let failed = Atomic<Bool>(false)
+    init(_ n: Int) { left = Atomic(n) }
 
-    /// Returns nil for every arrival but the last, which gets whether all arrivals succeeded.
+    /// Returns nil for every arrival but the last, which gets whether all arrivals succeeded. O(1).
     func arrive(_ ok: Bool) -> Bool? {
-        lock.withLock {
-            if !ok { allOK = false }
-            left -= 1
-            return left == 0 ? allOK : nil
-        }
+        // Ordering: a failure is published before the count drops (release), and the last arrival's
+        // acquire on the count sees every earlier failure.
+        if !ok { failed.store(true, ordering: .relaxed) }
+        let before = left.subtract(1, ordering: .acquiringAndReleasing).oldValue
+        return before == 1 ? !failed.load(ordering: .relaxed) : nil
     }
 }
 
@@ -791,3 +865,8 @@ public enum TierClock {
     public static var now: UInt64 { monotonicNanos() }
 }
 extension KVTierManager: KVEventSource {}
+
+extension BlockKey {
+    /// nil for `.zero` (the tiers' "no parent"), the key otherwise.
+    var nonZero: BlockKey? { self == .zero ? nil : self }
+}

@@ -28,6 +28,8 @@ public final class TieredPrefixCache {
         /// Start with an empty disk tier: delete the segment files a previous run left in `diskDirectory`
         /// (only files named like segments). Off: a replay starts warm from them.
         public var freshDisk = true
+        /// Record `KVEvent`s in the device pool and the tiers: `manager.drainEvents` gives one stream.
+        public var recordEvents = false
 
         public init(blockTokens: Int, deviceBlocks: Int, hostBlocks: Int, diskBlocks: Int = 0, diskDirectory: String? = nil) {
             self.blockTokens = blockTokens; self.deviceBlocks = deviceBlocks; self.hostBlocks = hostBlocks
@@ -62,7 +64,8 @@ public final class TieredPrefixCache {
     public init(_ config: Config) throws(TierError) {
         guard config.diskBlocks == 0 || config.diskDirectory != nil else { throw .invalidArgument("disk tier needs a directory") }
         self.config = config
-        do { manager = try KVCacheManager(KVCacheConfig(blockTokens: config.blockTokens, capacityBlocks: config.deviceBlocks, policy: config.policy)) }
+        do { manager = try KVCacheManager(KVCacheConfig(blockTokens: config.blockTokens, capacityBlocks: config.deviceBlocks, policy: config.policy,
+                                                     recordEvents: config.recordEvents)) }
         catch { throw .invalidArgument("core: \(error)") }
         memory = try HostDeviceMemory(layout: config.payloadLayout, capacityBlocks: config.deviceBlocks)
         var t = TierConfig(layout: config.payloadLayout, hostBlocks: config.hostBlocks)
@@ -79,6 +82,7 @@ public final class TieredPrefixCache {
         t.synchronousEvictionCopies = true
         t.spillWatermark = 1.0          // disk writes happen at host eviction: deterministic
         t.calibrateAtStart = false
+        t.recordEvents = config.recordEvents
         tiers = try KVTierManager(config: t, device: memory)
         manager.evictionObserver = tiers
         manager.lowerTierEvents = [tiers]
@@ -126,7 +130,7 @@ public final class TieredPrefixCache {
             hits.computedBlocks = full - first - loaded
             try manager.commit(seq, computedTokens: computeTokens - hit.cachedTokens)
             table = try manager.blockTable(seq)
-            for i in first ..< full { tiers.noteStored(block: table[i], key: keys[i]) }
+            for i in first ..< full { tiers.noteStored(block: table[i], key: keys[i], parent: i == 0 ? nil : keys[i - 1]) }
             try manager.free(seq)
         } catch let e as TierError {
             throw e

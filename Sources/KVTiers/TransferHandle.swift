@@ -6,7 +6,8 @@
 /// Thread-safe.
 public final class TransferHandle: @unchecked Sendable {
     // Sendable: mutable state only under `cond`'s mutex.
-    public let blocks: Int
+    public var blocks: Int { cond.withLock { blockCount } }
+    private var blockCount: Int
     public let layerGroups: [Range<Int>]
     private let cond = ConditionLock()
     private var pendingPerGroup: [Int]
@@ -17,12 +18,33 @@ public final class TransferHandle: @unchecked Sendable {
     private var onFinish: (@Sendable () -> Void)?
 
     init(blocks: Int, layerGroups: [Range<Int>]) {
-        self.blocks = blocks; self.layerGroups = layerGroups
+        blockCount = blocks; self.layerGroups = layerGroups
         pendingPerGroup = Array(repeating: blocks, count: layerGroups.count)
         pendingTotal = blocks * layerGroups.count
         failed = Array(repeating: false, count: blocks)
         startNanos = monotonicNanos()
         if pendingTotal == 0 { finishNanos = startNanos }
+    }
+
+    /// Makes a finished handle new again for `blocks` blocks, reusing its storage (no allocation when
+    /// it held as many blocks before). Only for a handle nobody else references (the manager's pool
+    /// checks that). O(blocks).
+    func reset(blocks: Int) {
+        cond.withLock {
+            blockCount = blocks
+            for g in pendingPerGroup.indices { pendingPerGroup[g] = blocks }
+            pendingTotal = blocks * layerGroups.count
+            failed.removeAll(keepingCapacity: true)
+            for _ in 0 ..< blocks { failed.append(false) }
+            fromDisk.removeAll(keepingCapacity: true)
+            startNanos = monotonicNanos()
+            finishNanos = pendingTotal == 0 ? startNanos : 0
+        }
+    }
+
+    /// Sets `loadedFromDisk` from a buffer, reusing the handle's storage. O(blocks).
+    func setLoadedFromDisk(_ flags: UnsafeBufferPointer<Bool>) {
+        cond.withLock { fromDisk.removeAll(keepingCapacity: true); fromDisk.append(contentsOf: flags) }
     }
 
     /// A handle with nothing to wait for.
@@ -71,7 +93,7 @@ public final class TransferHandle: @unchecked Sendable {
 
     /// After completion: how many leading blocks loaded (the prefix the engine may treat as computed).
     public var loadedPrefixBlocks: Int {
-        cond.withLock { failed.firstIndex(of: true) ?? blocks }
+        cond.withLock { failed.firstIndex(of: true) ?? blockCount }
     }
 
     /// For each block, whether it came from disk (set when the load is planned).

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 import KVCache
 @testable import KVTiers
@@ -61,5 +64,69 @@ struct DiskRecordFormatTests {
             let damaged = touched.contains(true)
             if damaged { #expect(found.corrupt > 0) }
         }
+    }
+
+    /// A version 1 record (48-byte header, no parent), as stores before parents were kept wrote them.
+    static func recordV1(_ key: BlockKey, payload: [UInt8]) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: DiskRecordFormat.headerSizeV1 + payload.count)
+        bytes.withUnsafeMutableBytes { out in
+            out.storeBytes(of: DiskRecordFormat.magic.littleEndian, toByteOffset: 0, as: UInt32.self)
+            out.storeBytes(of: KVCodecMode.raw.rawValue, toByteOffset: 4, as: UInt8.self)
+            out.storeBytes(of: UInt8(1), toByteOffset: 5, as: UInt8.self)
+            out.storeBytes(of: key.lo.littleEndian, toByteOffset: 8, as: UInt64.self)
+            out.storeBytes(of: key.hi.littleEndian, toByteOffset: 16, as: UInt64.self)
+            out.storeBytes(of: UInt32(payload.count).littleEndian, toByteOffset: 24, as: UInt32.self)
+            out.storeBytes(of: UInt32(payload.count).littleEndian, toByteOffset: 28, as: UInt32.self)
+            payload.withUnsafeBytes { p in
+                out.storeBytes(of: DiskRecordFormat.checksum(p).littleEndian, toByteOffset: 32, as: UInt64.self)
+                (out.baseAddress! + DiskRecordFormat.headerSizeV1).copyMemory(from: p.baseAddress!, byteCount: p.count)
+            }
+            let h = DiskRecordFormat.checksum(UnsafeRawBufferPointer(rebasing: out[0 ..< 40]))
+            out.storeBytes(of: h.littleEndian, toByteOffset: 40, as: UInt64.self)
+        }
+        return bytes
+    }
+
+    /// Version 2 headers keep the parent (or its absence); version 1 records still read, with no parent;
+    /// a version the store does not know is not a record.
+    @Test func parentsRoundTripAndVersion1StillReads() {
+        var rng = SplitMix64(seed: 77)
+        let key = testKey(1, salt: 77), parent = testKey(2, salt: 77)
+        let payload = (0 ..< 40).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        for p in [parent, nil] as [BlockKey?] {
+            var bytes = [UInt8](repeating: 0, count: DiskRecordFormat.headerSize + payload.count)
+            bytes.withUnsafeMutableBytes { out in
+                payload.withUnsafeBytes { DiskRecordFormat.writeHeader(into: out, mode: .raw, key: key, parent: p, rawLength: 40, payload: $0) }
+            }
+            let h = bytes.withUnsafeBytes { DiskRecordFormat.parseHeader($0, maxRaw: 1 << 20) }
+            #expect(h?.key == key && h?.parent == p && h?.size == 64 && h?.recordLength == 64 + 40)
+        }
+        var v1 = Self.recordV1(key, payload: payload)
+        let h1 = v1.withUnsafeBytes { DiskRecordFormat.scan($0, maxRaw: 1 << 20) }
+        #expect(h1.records.count == 1 && h1.corrupt == 0)
+        #expect(h1.records.first?.header.parent == nil && h1.records.first?.header.recordLength == 48 + 40)
+        v1[5] = 9   // an unknown version
+        #expect(v1.withUnsafeBytes { DiskRecordFormat.parseHeader($0, maxRaw: 1 << 20) } == nil)
+    }
+
+    /// A store opened on a segment of version 1 records serves them (no parent); new records name theirs.
+    @Test func storeReadsVersion1Segments() throws {
+        let dir = TempDirectory()
+        let layout = smallLayout
+        let old = testKey(5, salt: 78), new = testKey(6, salt: 78)
+        let oldBytes = expectedBytes(for: old, layout: layout)
+        let segment = Self.recordV1(old, payload: oldBytes)
+        let path = dir.path + "/" + DiskBlockStore.segmentName(1)
+        let fd = open(path, O_WRONLY | O_CREAT, 0o600)
+        _ = segment.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        let store = try DiskBlockStore(DiskStoreConfig(directory: dir.path, capacityBytes: 1 << 20, layout: layout))
+        defer { store.close() }
+        #expect(store.contains(old) && store.parent(of: old) == nil)
+        var out = [UInt8](repeating: 0, count: layout.bytesPerBlock)
+        #expect(out.withUnsafeMutableBytes { store.read(old, into: $0) } == .hit && out == oldBytes)
+        _ = expectedBytes(for: new, layout: layout).withUnsafeBytes { store.put(new, parent: old, bytes: $0) }
+        #expect(store.parent(of: new) == old)
+        #expect(store.blocksWithParents().map(\.key) == [old, new])
     }
 }

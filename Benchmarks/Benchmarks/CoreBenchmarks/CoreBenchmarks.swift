@@ -29,4 +29,5 @@ let benchmarks: @Sendable () -> Void = {
     register("allocate+free 6400 blocks") { try AllocFreeWorkload() }
     register("insert 2048 blocks") { try InsertWorkload() }
     register("evict ~1500 blocks") { try EvictWorkload() }
+    register("tiers L1->L2->L1 round trip of one block x256") { try TierRoundTripWorkload() }
 }
