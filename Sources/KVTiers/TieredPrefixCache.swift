@@ -25,6 +25,8 @@ public final class TieredPrefixCache {
         public var admission = TierAdmission()
         public var verify = true
         public var policy: EvictionPolicyKind = .lru
+        /// What `pgdsf` charges for recomputing a block (ignored by the other policies).
+        public var recomputeCost: RecomputeCost = .default
         /// Start with an empty disk tier: delete the segment files a previous run left in `diskDirectory`
         /// (only files named like segments). Off: a replay starts warm from them.
         public var freshDisk = true
@@ -65,7 +67,7 @@ public final class TieredPrefixCache {
         guard config.diskBlocks == 0 || config.diskDirectory != nil else { throw .invalidArgument("disk tier needs a directory") }
         self.config = config
         do { manager = try KVCacheManager(KVCacheConfig(blockTokens: config.blockTokens, capacityBlocks: config.deviceBlocks, policy: config.policy,
-                                                     recordEvents: config.recordEvents)) }
+                                                     recordEvents: config.recordEvents, recomputeCost: config.recomputeCost)) }
         catch { throw .invalidArgument("core: \(error)") }
         memory = try HostDeviceMemory(layout: config.payloadLayout, capacityBlocks: config.deviceBlocks)
         var t = TierConfig(layout: config.payloadLayout, hostBlocks: config.hostBlocks)

@@ -67,8 +67,7 @@ public struct SequentialReplay {
     /// - Parameters:
     ///   - capacityBlocks: blocks the device pool may hold (N).
     ///   - blockTokens: tokens per trace hash block (B; 512 for Mooncake).
-    ///   - recomputeCost: prices hits and, for `pgdsf` without lower tiers, blocks (with lower tiers
-    ///     the tiered cache's policy uses `RecomputeCost.default`).
+    ///   - recomputeCost: prices hits and, for `pgdsf`, blocks.
     public init(capacityBlocks: Int, blockTokens: Int, policy: EvictionPolicyKind = .lru,
                 recomputeCost: RecomputeCost = .default, tiers: Tiers = Tiers()) throws {
         self.recomputeCost = recomputeCost
@@ -77,6 +76,7 @@ public struct SequentialReplay {
                                                   hostBlocks: tiers.hostBlocks, diskBlocks: tiers.diskBlocks,
                                                   diskDirectory: tiers.diskDirectory)
             config.policy = policy
+            config.recomputeCost = recomputeCost
             let cache = try TieredPrefixCache(config)
             tiered = cache
             manager = cache.manager
