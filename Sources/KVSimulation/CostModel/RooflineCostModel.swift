@@ -111,16 +111,14 @@ public struct RooflineCostModel: Sendable {
     /// less its attention compute. Below the budget a step is bound by memory and extra prefill tokens
     /// cost almost nothing. O(1).
     public func stallFreeBudget(multiple: Int = 1) -> StallFreeBudget {
-        let tp = Double(model.tensorParallel)
-        let bandwidth = hardware.memoryBandwidth * tp * efficiency.memoryBandwidth
-        let secondsPerToken = 2 * model.activeParameters / (hardware.peakFlops * tp * efficiency.linearFlops)
-        let tokens = max(1, Int((model.weightBytes / bandwidth / secondsPerToken).rounded(.up)))
+        let compute = recomputeCost   // seconds per token through the weights, per query-key pair
+        let bandwidth = hardware.memoryBandwidth * Double(model.tensorParallel) * efficiency.memoryBandwidth
+        let tokens = max(1, Int((model.weightBytes / bandwidth / compute.secondsPerToken).rounded(.up)))
         let m = max(1, multiple)
         let readSeconds = Double(model.kvBytesPerToken) / bandwidth
-        let attentionSeconds = 4 * Double(model.attentionLayers * model.attentionWidth)
-            / (hardware.peakFlops * tp * efficiency.attentionFlops)
         return StallFreeBudget(baseTokens: (tokens + m - 1) / m * m,
-                               tokensPerContextToken: max(0, readSeconds - attentionSeconds) / secondsPerToken)
+                               tokensPerContextToken: max(0, readSeconds - compute.secondsPerContextPair)
+                                   / compute.secondsPerToken)
     }
 
     /// KV bytes of `tokens` tokens.
