@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "KVCache", targets: ["KVCache"]),
+        .library(name: "KVPlan", targets: ["KVPlan"]),
         .library(name: "KVTiers", targets: ["KVTiers"]),
         .library(name: "KVScheduler", targets: ["KVScheduler"]),
         .library(name: "KVSimulation", targets: ["KVSimulation"]),
@@ -33,17 +34,19 @@ let package = Package(
 
         // The core: allocator, block keys, radix prefix index, eviction policies, the facade.
         .target(name: "KVCache", dependencies: ["CXXHash"]),
+        // What an engine runs: the step plan, the KV geometry, the protocols of lower tiers and swap space.
+        .target(name: "KVPlan", dependencies: ["KVCache"]),
         // Lower tiers: NUMA host memory, zstd disk store, async transfers.
-        .target(name: "KVTiers", dependencies: ["KVCache", "CZstd", "CNuma", "CXXHash"]),
+        .target(name: "KVTiers", dependencies: ["KVCache", "KVPlan", "CZstd", "CNuma", "CXXHash"]),
         // Request lifecycle, reservation policies, output-length predictors.
-        .target(name: "KVScheduler", dependencies: ["KVCache", "CZlib"]),
+        .target(name: "KVScheduler", dependencies: ["KVCache", "KVPlan", "CZlib"]),
         // Trace readers, cost model, modelled engine, replay drivers.
-        .target(name: "KVSimulation", dependencies: ["KVCache", "KVTiers", "KVScheduler"]),
+        .target(name: "KVSimulation", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVScheduler"]),
         // Decode kernels in C (quantized matrix-vector products, attention dot/axpy): AVX2+FMA chosen at
         // run time, portable C elsewhere.
         .target(name: "CKernels"),
         // A real CPU engine (GGUF, BPE, llama forward pass) on the paged KV.
-        .target(name: "KVReferenceEngine", dependencies: ["KVCache", "KVTiers", "COpenBLAS", "CKernels"]),
+        .target(name: "KVReferenceEngine", dependencies: ["KVCache", "KVPlan", "KVTiers", "COpenBLAS", "CKernels"]),
 
         // The C ABI: the public header alone (CKVCache), implemented in Swift with @_cdecl (KVCacheC).
         .target(name: "CKVCache"),
@@ -53,12 +56,12 @@ let package = Package(
                           path: "tools/capi/CABIBench"),
 
         // Benchmark workloads shared by `kvcache bench` and the Benchmarks package.
-        .target(name: "KVBench", dependencies: ["KVCache", "KVTiers", "KVScheduler"]),
+        .target(name: "KVBench", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVScheduler"]),
 
         .executableTarget(
             name: "kvcache",
             dependencies: [
-                "KVCache", "KVTiers", "KVScheduler", "KVSimulation", "KVReferenceEngine", "KVBench",
+                "KVCache", "KVPlan", "KVTiers", "KVScheduler", "KVSimulation", "KVReferenceEngine", "KVBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "tools/kvcache",
@@ -67,11 +70,11 @@ let package = Package(
 
         .testTarget(name: "KVCacheTests", dependencies: ["KVCache"]),
         .testTarget(name: "KVCacheCTests", dependencies: ["CKVCache", "KVCacheC", "KVCache"]),
-        .testTarget(name: "KVTiersTests", dependencies: ["KVTiers"]),
-        .testTarget(name: "KVSchedulerTests", dependencies: ["KVScheduler"]),
-        .testTarget(name: "KVSimulationTests", dependencies: ["KVSimulation"],
+        .testTarget(name: "KVTiersTests", dependencies: ["KVTiers", "KVPlan"]),
+        .testTarget(name: "KVSchedulerTests", dependencies: ["KVScheduler", "KVPlan"]),
+        .testTarget(name: "KVSimulationTests", dependencies: ["KVSimulation", "KVPlan"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "KVReferenceEngineTests", dependencies: ["KVReferenceEngine", "KVTiers"],
+        .testTarget(name: "KVReferenceEngineTests", dependencies: ["KVReferenceEngine", "KVTiers", "KVPlan"],
                     resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v6]

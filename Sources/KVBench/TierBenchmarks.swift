@@ -1,4 +1,5 @@
 import KVCache
+import KVPlan
 import KVTiers
 
 /// L1 -> L2 -> L1 round trips of one block through a `KVTierManager` (host tier, stand-in device
@@ -19,7 +20,7 @@ public final class TierRoundTripWorkload: Workload {
     public init(roundTrips: Int = 256) throws {
         units = roundTrips
         // 2 layers x 2 x 8 heads x 64 x 2 tokens x fp16 = 4 KiB per block, two layer groups.
-        let layout = try KVLayout(layers: 2, kvHeads: 8, headDim: 64, dtype: .fp16, blockTokens: 2)
+        let layout = try KVGeometry(layers: 2, kvHeads: 8, headDim: 64, dtype: .fp16, blockTokens: 2)
         let device = try HostDeviceMemory(layout: layout, capacityBlocks: 2)
         _ = device.withBlock(0) { SyntheticKV.fill($0, layout: layout, seed: 7) }
         var config = TierConfig(layout: layout, hostBlocks: 16)

@@ -2,12 +2,13 @@
 import Glibc
 #endif
 import KVCache
+import KVPlan
 import KVTiers
 
 /// The engine's `PagedKVPool` as the tiers' L1 `DeviceMemory`: eviction copies read a block's bytes out
 /// of the pool, loads write them back, each a `memcpy` on the transfer worker that asks.
 ///
-/// The pool holds fp32 while `KVLayout` speaks of 16-bit elements (fp16, bf16): the pool is described to
+/// The pool holds fp32 while `KVGeometry` speaks of 16-bit elements (fp16, bf16): the pool is described to
 /// the tiers as twice as many 16-bit words per head (`headDim x 2`, `.fp16`). That is the same bytes per
 /// block, per layer and per layer group, so transfers move exactly the pool's bytes; the disk codec then
 /// splits each fp32 value's two 16-bit halves into its byte planes, which is lossless for any bytes.
@@ -18,14 +19,16 @@ import KVTiers
 public final class PagedKVPoolMemory: DeviceMemory, @unchecked Sendable {
     // Sendable: `pool`'s storage is fixed; concurrent copies touch distinct blocks (see above).
     public let pool: PagedKVPool
-    public let layout: KVLayout
+    public let layout: KVGeometry
     public var capacityBlocks: Int { pool.capacityBlocks }
 
-    /// - Throws: `.invalidArgument` when the pool's block cannot be described as a `KVLayout`.
+    /// - Throws: `.invalidArgument` when the pool's block cannot be described as a `KVGeometry`.
     public init(pool: PagedKVPool) throws(TierError) {
         self.pool = pool
-        layout = try KVLayout(layers: pool.layers, kvHeads: pool.kvHeads, headDim: pool.headDim * 2,
-                              dtype: .fp16, blockTokens: pool.blockTokens)
+        do {
+            layout = try KVGeometry(layers: pool.layers, kvHeads: pool.kvHeads, headDim: pool.headDim * 2,
+                                    dtype: .fp16, blockTokens: pool.blockTokens)
+        } catch { throw .cache(error) }
         guard layout.bytesPerBlock == pool.bytesPerBlock else {
             throw .invalidArgument("pool block of \(pool.bytesPerBlock) bytes, layout of \(layout.bytesPerBlock)")
         }

@@ -1,4 +1,5 @@
 import KVCache
+import KVPlan
 
 /// Completion of a step: sampled tokens, stops, finished requests and what goes back to the predictor.
 extension Scheduler {

@@ -1,4 +1,5 @@
 import KVCache
+import KVPlan
 
 /// Growing running requests that need a block, and preempting victims (by swap or recompute) when
 /// the cache has none; lazy decode flushes to the cache.

@@ -1,4 +1,5 @@
 import KVCache
+import KVPlan
 
 /// Decides, step by step, which requests run on the engine: admission under a KV reservation policy,
 /// chunked prefill under a token budget, decodes, and preemption when KV runs out.

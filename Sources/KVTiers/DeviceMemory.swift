@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import KVCache
+import KVPlan
 
 /// A host address lent to a device copy. The tier manager keeps the memory behind it alive and
 /// unmodified (the slot is pinned) until the copy's completion has been called.
@@ -18,7 +19,7 @@ public struct HostAddress: @unchecked Sendable {
 /// (`true`) or failed (`false`). The tier manager never assumes it owns the device: the engine's own
 /// backend (e.g. cudaMemcpyAsync on a copy stream) performs the copies and signals completion.
 public protocol DeviceMemory: AnyObject, Sendable {
-    var layout: KVLayout { get }
+    var layout: KVGeometry { get }
     var capacityBlocks: Int { get }
     /// Copies `range` of device block `block` to `host`.
     func copyToHost(block: BlockID, range: Range<Int>, host: HostAddress, done: @escaping @Sendable (Bool) -> Void)
@@ -31,13 +32,13 @@ public protocol DeviceMemory: AnyObject, Sendable {
 /// transfer worker, completed before `done` is called.
 public final class HostDeviceMemory: DeviceMemory, @unchecked Sendable {
     // Sendable: the base pointer is immutable; the tier manager serializes access to each block.
-    public let layout: KVLayout
+    public let layout: KVGeometry
     public let capacityBlocks: Int
     private let base: UnsafeMutableRawPointer
     private let bytes: Int
 
     /// - Throws: `.invalidArgument` for a non-positive capacity, `.system` when memory is short.
-    public init(layout: KVLayout, capacityBlocks: Int) throws(TierError) {
+    public init(layout: KVGeometry, capacityBlocks: Int) throws(TierError) {
         guard capacityBlocks > 0 else { throw .invalidArgument("capacity must be positive") }
         let (n, o) = layout.bytesPerBlock.multipliedReportingOverflow(by: capacityBlocks)
         guard !o else { throw .invalidArgument("device pool too large") }
@@ -97,11 +98,11 @@ public struct DeviceCopyRequest: Sendable {
 /// A `DeviceMemory` whose copies the engine performs: each copy is handed to `submit`, and the engine
 /// calls `complete` on it when done. The tier manager never touches device memory itself.
 public final class EngineCopyBackend: DeviceMemory, Sendable {
-    public let layout: KVLayout
+    public let layout: KVGeometry
     public let capacityBlocks: Int
     private let submit: @Sendable (DeviceCopyRequest) -> Void
 
-    public init(layout: KVLayout, capacityBlocks: Int, submit: @escaping @Sendable (DeviceCopyRequest) -> Void) {
+    public init(layout: KVGeometry, capacityBlocks: Int, submit: @escaping @Sendable (DeviceCopyRequest) -> Void) {
         self.layout = layout; self.capacityBlocks = capacityBlocks; self.submit = submit
     }
 

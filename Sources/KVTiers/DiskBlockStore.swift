@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import KVCache
+import KVPlan
 
 /// Configuration of the L3 disk tier.
 public struct DiskStoreConfig: Sendable {
@@ -35,7 +36,7 @@ public struct DiskStoreConfig: Sendable {
     }
 
     /// A store for blocks of `layout`.
-    public init(directory: String, capacityBytes: Int, capacityBlocks: Int? = nil, layout: KVLayout) {
+    public init(directory: String, capacityBytes: Int, capacityBlocks: Int? = nil, layout: KVGeometry) {
         self.init(directory: directory, capacityBytes: capacityBytes, capacityBlocks: capacityBlocks,
                   maxBlockBytes: layout.bytesPerBlock, elementSize: layout.dtype.size)
     }

@@ -1,3 +1,4 @@
+import KVPlan
 /// How a block's bytes are stored on disk.
 public enum KVCodecMode: UInt8, Sendable {
     /// The raw bytes (compression did not pay).
@@ -46,7 +47,7 @@ public final class KVByteCodec {
         planeBytes = planes.bindMemory(to: UInt8.self)
     }
 
-    public convenience init(layout: KVLayout, bytePlanes: Bool = true) throws(TierError) {
+    public convenience init(layout: KVGeometry, bytePlanes: Bool = true) throws(TierError) {
         try self.init(elementSize: layout.dtype.size, bytePlanes: bytePlanes, maxInputBytes: layout.bytesPerBlock)
     }
 

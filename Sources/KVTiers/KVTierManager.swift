@@ -1,4 +1,5 @@
 import KVCache
+import KVPlan
 import Synchronization
 
 /// The multi-tier KV store below the device pool: L2 host memory (`HostSlabPool`, NUMA placed) and
@@ -19,7 +20,7 @@ import Synchronization
 public final class KVTierManager: @unchecked Sendable {
     // Sendable: every mutable field is guarded by `lock`.
     public let config: TierConfig
-    public let layout: KVLayout
+    public let layout: KVGeometry
     public let device: any DeviceMemory
     public let host: HostSlabPool?
     public let disk: DiskBlockStore?

@@ -1,11 +1,12 @@
 import KVCache
+import KVPlan
 
 /// KV-cache-like data for tests and benchmarks: per layer and K/V, every head-dimension channel has its
 /// own scale (log-normal, with a few outlier channels, as real K caches have), and values are normally
 /// distributed around zero with that scale, then rounded to the layout's dtype.
 public enum SyntheticKV {
     /// Fills `out` (one block of `layout`) from `seed`. O(bytes).
-    public static func fill(_ out: UnsafeMutableRawBufferPointer, layout: KVLayout, seed: UInt64) {
+    public static func fill(_ out: UnsafeMutableRawBufferPointer, layout: KVGeometry, seed: UInt64) {
         precondition(out.count >= layout.bytesPerBlock)
         var rng = SplitMix64(seed: seed)
         // Channel scales depend on the layer, not the block: the same model produces them for every block.

@@ -1,4 +1,5 @@
 import KVCache
+import KVPlan
 
 /// Decides whether a tier is worth loading from (and so worth storing to): a block is loaded only when
 /// the load is expected to beat recomputing its tokens.
@@ -62,7 +63,7 @@ public struct TierAdmission: Sendable {
     }
 
     /// Whether loading a block of `layout` from `tier` beats recomputing its tokens.
-    public func worthLoading(tier: Tier, layout: KVLayout) -> Bool {
+    public func worthLoading(tier: Tier, layout: KVGeometry) -> Bool {
         guard let perToken = recomputeSecondsPerToken else { return true }
         return loadSeconds(tier: tier, bytes: layout.bytesPerBlock) * safetyFactor <= perToken * Double(layout.blockTokens)
     }

@@ -1,4 +1,5 @@
 import KVCache
+import KVPlan
 
 /// When a block evicted from (or stored in) the device pool is copied to host memory.
 public enum TierWritePolicy: Sendable, Equatable {
@@ -15,7 +16,7 @@ public enum TierWritePolicy: Sendable, Equatable {
 /// Configuration of a `KVTierManager`.
 public struct TierConfig: Sendable {
     /// The engine's KV layout (block size, layer groups).
-    public var layout: KVLayout
+    public var layout: KVGeometry
     /// Blocks of the L2 host tier (0: no host tier).
     public var hostBlocks: Int
     /// NUMA placement of the host tier.
@@ -46,7 +47,7 @@ public struct TierConfig: Sendable {
     /// sysfs root for `.nearDevice` placement (tests use a fixture).
     public var sysfsRoot = "/sys"
 
-    public init(layout: KVLayout, hostBlocks: Int, disk: DiskStoreConfig? = nil) {
+    public init(layout: KVGeometry, hostBlocks: Int, disk: DiskStoreConfig? = nil) {
         self.layout = layout; self.hostBlocks = hostBlocks; self.disk = disk
     }
 }

@@ -1,5 +1,9 @@
+import KVCache
+
 /// Errors of the tier layer. Every throwing call leaves the tier's state unchanged.
 public enum TierError: Error, Equatable, Sendable {
+    /// The core (or a geometry) refused an argument; its error, unchanged.
+    case cache(KVCacheError)
     /// A caller passed a value outside the documented domain.
     case invalidArgument(String)
     /// A POSIX call failed; `errno` is the C error number.

@@ -1,4 +1,5 @@
 import KVCache
+import KVPlan
 
 /// A device pool (`KVCacheManager` over a `HostDeviceMemory`) with host and disk tiers below it, driven
 /// request by request with real bytes: the shape a trace replay or a simple engine needs.
@@ -20,7 +21,7 @@ public final class TieredPrefixCache {
         public var diskBlocks: Int
         public var diskDirectory: String?
         /// The bytes each block carries (small by default: 128 bytes, two layer groups).
-        public var payloadLayout: KVLayout
+        public var payloadLayout: KVGeometry
         public var writePolicy: TierWritePolicy = .writeBack
         public var admission = TierAdmission()
         public var verify = true
@@ -37,7 +38,7 @@ public final class TieredPrefixCache {
             self.blockTokens = blockTokens; self.deviceBlocks = deviceBlocks; self.hostBlocks = hostBlocks
             self.diskBlocks = diskBlocks; self.diskDirectory = diskDirectory
             // Valid by construction.
-            payloadLayout = try! KVLayout(layers: 2, kvHeads: 1, headDim: 8, dtype: .fp16, blockTokens: 2)
+            payloadLayout = try! KVGeometry(layers: 2, kvHeads: 1, headDim: 8, dtype: .fp16, blockTokens: 2)
         }
     }
 

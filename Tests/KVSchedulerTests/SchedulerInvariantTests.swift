@@ -1,4 +1,5 @@
 import KVCache
+import KVPlan
 import Testing
 @testable import KVScheduler
 

@@ -3,11 +3,12 @@ import Glibc
 #endif
 import Testing
 import KVCache
+import KVPlan
 @testable import KVTiers
 
 /// Blocks of 256 KiB: large writes span many pages, and the kernel stops a write between pages when the
 /// writer gets SIGKILL, so the kills below really do leave torn records behind.
-let crashLayout = try! KVLayout(layers: 8, kvHeads: 4, headDim: 128, dtype: .fp16, blockTokens: 16)
+let crashLayout = try! KVGeometry(layers: 8, kvHeads: 4, headDim: 128, dtype: .fp16, blockTokens: 16)
 
 @Suite("Disk tier crash recovery")
 struct CrashRecoveryTests {

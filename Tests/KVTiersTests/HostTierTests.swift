@@ -1,7 +1,9 @@
+import KVCache
 #if canImport(Glibc)
 import Glibc
 #endif
 import Testing
+import KVPlan
 @testable import KVTiers
 
 @Suite("Host tier and layout")
@@ -54,14 +56,14 @@ struct HostTierTests {
     }
 
     @Test func layoutSizesAndGroups() throws {
-        let l = KVLayout.llama3_8B()
+        let l = KVGeometry.llama3_8B()
         #expect(l.bytesPerBlock == 2 * 1024 * 1024)
         #expect(l.bytesPerToken == 128 * 1024)
         let groups = l.layerGroups(3)
         #expect(groups.first?.lowerBound == 0 && groups.last?.upperBound == 32)
         #expect(zip(groups, groups.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound })
-        #expect(throws: TierError.self) { _ = try KVLayout(layers: 0, kvHeads: 1, headDim: 1, dtype: .fp8, blockTokens: 1) }
-        #expect(throws: TierError.self) { _ = try KVLayout(layers: 1 << 20, kvHeads: 1 << 10, headDim: 128, dtype: .fp16, blockTokens: 16) }
-        #expect(try KVLayout(layers: 2, kvHeads: 1, headDim: 4, dtype: .fp8, blockTokens: 4).bytesPerBlock == 64)
+        #expect(throws: KVCacheError.self) { _ = try KVGeometry(layers: 0, kvHeads: 1, headDim: 1, dtype: .fp8, blockTokens: 1) }
+        #expect(throws: KVCacheError.self) { _ = try KVGeometry(layers: 1 << 20, kvHeads: 1 << 10, headDim: 128, dtype: .fp16, blockTokens: 16) }
+        #expect(try KVGeometry(layers: 2, kvHeads: 1, headDim: 4, dtype: .fp8, blockTokens: 4).bytesPerBlock == 64)
     }
 }

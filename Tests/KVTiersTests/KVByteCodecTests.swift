@@ -1,5 +1,6 @@
 import Testing
 import KVCache
+import KVPlan
 @testable import KVTiers
 
 @Suite("KV byte-plane codec")
@@ -21,7 +22,7 @@ struct KVByteCodecTests {
                     case 1: break // all zero
                     case 2: for i in input.indices where rng.next() % 8 == 0 { input[i] = UInt8(truncatingIfNeeded: rng.next()) }
                     default:
-                        let layout = try KVLayout(layers: 1, kvHeads: 1, headDim: max(1, count / (2 * elementSize)),
+                        let layout = try KVGeometry(layers: 1, kvHeads: 1, headDim: max(1, count / (2 * elementSize)),
                                                   dtype: elementSize == 2 ? .bf16 : .fp8, blockTokens: 1)
                         if layout.bytesPerBlock == count {
                             input.withUnsafeMutableBytes { SyntheticKV.fill($0, layout: layout, seed: rng.next()) }
@@ -45,7 +46,7 @@ struct KVByteCodecTests {
 
     @Test func bytePlanesBeatPlainZstdOnKVData() throws {
         for dtype in [KVDType.fp16, .bf16] {
-            let layout = try KVLayout(layers: 4, kvHeads: 4, headDim: 64, dtype: dtype, blockTokens: 16)
+            let layout = try KVGeometry(layers: 4, kvHeads: 4, headDim: 64, dtype: dtype, blockTokens: 16)
             var block = [UInt8](repeating: 0, count: layout.bytesPerBlock)
             block.withUnsafeMutableBytes { SyntheticKV.fill($0, layout: layout, seed: 7) }
             var sizes: [Bool: Int] = [:]

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import KVCache
+import KVPlan
 @testable import KVTiers
 
 /// A fresh temporary directory, removed with everything in it by `remove()`.
@@ -30,7 +31,7 @@ struct TempDirectory: ~Copyable {
 }
 
 /// The block bytes a test stores under a key: synthetic KV seeded by the key, so any reader can check them.
-func expectedBytes(for key: BlockKey, layout: KVLayout) -> [UInt8] {
+func expectedBytes(for key: BlockKey, layout: KVGeometry) -> [UInt8] {
     var out = [UInt8](repeating: 0, count: layout.bytesPerBlock)
     out.withUnsafeMutableBytes { SyntheticKV.fill($0, layout: layout, seed: key.lo ^ key.hi) }
     return out
@@ -62,7 +63,7 @@ func flipByte(_ path: String, at offset: Int) {
     close(fd)
 }
 
-let smallLayout = try! KVLayout(layers: 2, kvHeads: 2, headDim: 16, dtype: .fp16, blockTokens: 8)
+let smallLayout = try! KVGeometry(layers: 2, kvHeads: 2, headDim: 16, dtype: .fp16, blockTokens: 8)
 
 /// Offsets of the valid records in a segment file.
 func recordOffsets(_ path: String) -> [Int] {

@@ -1,11 +1,12 @@
 import Testing
 import KVCache
+import KVPlan
 @testable import KVTiers
 
 /// Tier events name each block's parent, so a router can rebuild the prefix tree from the stream alone.
 @Suite("Tier events with parents")
 struct TierEventParentTests {
-    static let layout = try! KVLayout(layers: 2, kvHeads: 1, headDim: 8, dtype: .fp16, blockTokens: 4)
+    static let layout = try! KVGeometry(layers: 2, kvHeads: 1, headDim: 8, dtype: .fp16, blockTokens: 4)
 
     /// A child key of `parent` (`.zero`: the root) for branch `choice`: chained like real block keys.
     static func child(of parent: BlockKey, _ choice: Int) -> BlockKey {

@@ -3,11 +3,12 @@ import Glibc
 #endif
 import Testing
 import KVCache
+import KVPlan
 @testable import KVTiers
 
 @Suite("Tier manager")
 struct TierManagerTests {
-    let layout = try! KVLayout(layers: 2, kvHeads: 2, headDim: 16, dtype: .fp16, blockTokens: 4)
+    let layout = try! KVGeometry(layers: 2, kvHeads: 2, headDim: 16, dtype: .fp16, blockTokens: 4)
 
     func evictToHost(_ tiers: KVTierManager, _ mem: HostDeviceMemory, _ keys: [BlockKey]) {
         for (i, k) in keys.enumerated() {
@@ -169,7 +170,7 @@ struct TierManagerTests {
         #expect(throws: TierError.self) { _ = try tiers.load(plan, keys: [], into: [0]) }
         #expect(throws: TierError.self) { _ = try tiers.load(plan, keys: [testKey(1)], into: [0, 1]) }
         try tiers.validate()
-        let other = try KVLayout(layers: 1, kvHeads: 1, headDim: 4, dtype: .fp8, blockTokens: 4)
+        let other = try KVGeometry(layers: 1, kvHeads: 1, headDim: 4, dtype: .fp8, blockTokens: 4)
         #expect(throws: TierError.self) { _ = try KVTierManager(config: TierConfig(layout: other, hostBlocks: 1), device: mem) }
         var bad = cfg
         bad.writePolicy = .writeAfterHits(0)

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Testing
 import KVCache
+import KVPlan
 @testable import KVTiers
 
 /// Runs `body(i)` on `n` threads at once and waits for all of them.
@@ -25,7 +26,7 @@ func runConcurrently(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
 
 @Suite("Transfer engine concurrency")
 struct TransferConcurrencyTests {
-    let layout = try! KVLayout(layers: 4, kvHeads: 2, headDim: 16, dtype: .bf16, blockTokens: 4)
+    let layout = try! KVGeometry(layers: 4, kvHeads: 2, headDim: 16, dtype: .bf16, blockTokens: 4)
 
     func fill(_ mem: HostDeviceMemory, block: BlockID, key: BlockKey) {
         _ = mem.withBlock(block) { TieredPrefixCache.payload(for: key, into: $0) }
@@ -192,7 +193,7 @@ struct TransferConcurrencyTests {
 
     @Test func admissionRefusesTiersSlowerThanRecompute() throws {
         let dir = TempDirectory()
-        let big = KVLayout.llama3_8B(dtype: .fp16)
+        let big = KVGeometry.llama3_8B(dtype: .fp16)
         #expect(big.bytesPerBlock == 2 << 20)
         // Llama-3-8B prefill on an H100: 2 x 8.03e9 FLOPs per token at 989 TFLOP/s and 50% utilisation.
         var adm = TierAdmission(recomputeSecondsPerToken: 2 * 8.03e9 / (989e12 * 0.5),

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KVCache
+import KVPlan
 import KVReferenceEngine
 import KVSimulation
 import KVTiers
@@ -98,7 +99,7 @@ struct BenchTiersCommand: ParsableCommand {
     }
 
     private func measure(dtype: KVDType) throws -> [String: Any] {
-        let layout = KVLayout.llama3_8B(dtype: dtype)
+        let layout = KVGeometry.llama3_8B(dtype: dtype)
         let B = layout.bytesPerBlock
         let total = B * blocks
         // L1 stand-in with 2 x blocks: the first half holds data, loads go into the second half.
@@ -213,7 +214,7 @@ struct BenchTiersCommand: ParsableCommand {
     /// one thread, reused contexts; every block decoded back and compared. Keys: `zstd_ratio_plain`,
     /// `zstd_ratio_codec`, `codec_(de)compress_gbps` (best wall time) and `..._per_cpu_second` (best
     /// thread CPU time).
-    private func measureCodec(_ src: UnsafeRawBufferPointer, blockBytes B: Int, layout: KVLayout) throws -> [String: Any] {
+    private func measureCodec(_ src: UnsafeRawBufferPointer, blockBytes B: Int, layout: KVGeometry) throws -> [String: Any] {
         let blocks = src.count / B
         let total = blocks * B
         let plain = try KVByteCodec(elementSize: layout.dtype.size, bytePlanes: false, maxInputBytes: B)
@@ -271,8 +272,8 @@ struct BenchTiersCommand: ParsableCommand {
         let m: KVDump.Manifest
         do { m = try KVDump.readManifest(in: url) } catch { throw CLIError("cannot read \(directory)/manifest.json: \(error)") }
         guard m.format == "kvcache-kv-dump-v1" else { throw CLIError("unknown KV dump format \(m.format)") }
-        let layout: KVLayout
-        do { layout = try KVLayout(layers: m.layers, kvHeads: m.kvHeads, headDim: m.headDim, dtype: .fp16, blockTokens: m.blockTokens) }
+        let layout: KVGeometry
+        do { layout = try KVGeometry(layers: m.layers, kvHeads: m.kvHeads, headDim: m.headDim, dtype: .fp16, blockTokens: m.blockTokens) }
         catch { throw CLIError("bad KV dump shape: \(error)") }
         guard m.bytesPerBlock == layout.bytesPerBlock / 2 * m.dtype.bytes else {
             throw CLIError("manifest says \(m.bytesPerBlock) bytes per block, its shape gives \(layout.bytesPerBlock / 2 * m.dtype.bytes)")
@@ -303,7 +304,7 @@ struct BenchTiersCommand: ParsableCommand {
         var r = try measureCodec(UnsafeRawBufferPointer(src), blockBytes: B, layout: layout)
         if m.dtype == .f32 {
             // As the reference engine's disk tier stores its fp32 pool: each fp32 value as two 16-bit words.
-            let words = try KVLayout(layers: m.layers, kvHeads: m.kvHeads, headDim: 2 * m.headDim, dtype: .fp16,
+            let words = try KVGeometry(layers: m.layers, kvHeads: m.kvHeads, headDim: 2 * m.headDim, dtype: .fp16,
                                      blockTokens: m.blockTokens)
             let raw = UnsafeMutableRawBufferPointer.allocate(byteCount: words.bytesPerBlock * chosen.count, alignment: 4096)
             defer { raw.deallocate() }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KVCache
+import KVPlan
 import KVTiers
 
 /// `kvcache disk`: tools for the L3 disk tier's directory.
@@ -51,7 +52,7 @@ struct DiskCommand: ParsableCommand {
         }
 
         func run() throws {
-            let layout = try KVLayout(layers: 1, kvHeads: 1, headDim: blockKiB * 1024 / 2 / 2 / 16, dtype: .fp16, blockTokens: 16)
+            let layout = try KVGeometry(layers: 1, kvHeads: 1, headDim: blockKiB * 1024 / 2 / 2 / 16, dtype: .fp16, blockTokens: 16)
             let pattern = StressPayload(layout: layout)
             let store: DiskBlockStore
             do {
@@ -117,7 +118,7 @@ struct DiskCommand: ParsableCommand {
 struct StressPayload {
     let base: [UInt8]
 
-    init(layout: KVLayout) {
+    init(layout: KVGeometry) {
         var b = [UInt8](repeating: 0, count: layout.bytesPerBlock)
         b.withUnsafeMutableBytes { SyntheticKV.fill($0, layout: layout, seed: 0x5EED) }
         base = b

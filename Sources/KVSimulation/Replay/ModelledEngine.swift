@@ -1,4 +1,5 @@
 import KVCache
+import KVPlan
 import KVScheduler
 
 /// Settings of one modelled run.

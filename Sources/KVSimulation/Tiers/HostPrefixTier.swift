@@ -1,4 +1,5 @@
 import KVCache
+import KVPlan
 import KVScheduler
 
 /// The modelled engine's host-memory (L2) prefix tier: the keys of blocks evicted from the device

@@ -1,3 +1,5 @@
+import KVCache
+
 /// The element type of the engine's KV cache.
 public enum KVDType: String, Sendable, CaseIterable, Codable {
     case fp16, bf16, fp8
@@ -19,7 +21,7 @@ public enum KVDType: String, Sendable, CaseIterable, Codable {
 /// `[layer][K, V][token][kvHead][headDim]`. One layer's K and V for a block are therefore one contiguous
 /// range (`bytesPerLayer`), so a group of consecutive layers is one contiguous range too: transfers move
 /// whole layer groups, and an engine can start computing layer i while layer i+1 is still in flight.
-public struct KVLayout: Hashable, Sendable {
+public struct KVGeometry: Hashable, Sendable {
     public var layers: Int
     public var kvHeads: Int
     public var headDim: Int
@@ -27,7 +29,7 @@ public struct KVLayout: Hashable, Sendable {
     public var blockTokens: Int
 
     /// Creates a layout; every count must be positive and a block must stay below 1 GiB.
-    public init(layers: Int, kvHeads: Int, headDim: Int, dtype: KVDType, blockTokens: Int) throws(TierError) {
+    public init(layers: Int, kvHeads: Int, headDim: Int, dtype: KVDType, blockTokens: Int) throws(KVCacheError) {
         guard layers > 0, kvHeads > 0, headDim > 0, blockTokens > 0 else {
             throw .invalidArgument("layout counts must be positive")
         }
@@ -39,9 +41,9 @@ public struct KVLayout: Hashable, Sendable {
     }
 
     /// Llama-3-8B (32 layers, 8 KV heads, head dim 128) with 16-token blocks: 2 MiB per fp16 block.
-    public static func llama3_8B(dtype: KVDType = .fp16, blockTokens: Int = 16) -> KVLayout {
+    public static func llama3_8B(dtype: KVDType = .fp16, blockTokens: Int = 16) -> KVGeometry {
         // Constants are valid by construction.
-        try! KVLayout(layers: 32, kvHeads: 8, headDim: 128, dtype: dtype, blockTokens: blockTokens)
+        try! KVGeometry(layers: 32, kvHeads: 8, headDim: 128, dtype: dtype, blockTokens: blockTokens)
     }
 
     /// Bytes of K and V for one token in one layer.

@@ -1,7 +1,7 @@
 import KVCache
 
 /// What the engine runs in one step: prefill chunks, decodes, and the preemptions and KV copies that
-/// come first. Built by `Scheduler.schedule`; the arrays are reused step after step.
+/// come first. Built by the scheduler (`Scheduler.schedule`); the arrays are reused step after step.
 public struct StepPlan: Sendable {
     /// A chunk of a prompt (or of a preempted request's prompt plus its output so far) to compute.
     public struct Prefill: Sendable, Equatable {
@@ -12,6 +12,10 @@ public struct StepPlan: Sendable {
         public var contextBefore: Int
         /// True when this chunk ends the prompt: the step samples this request's next token.
         public var samples: Bool
+
+        public init(id: SequenceID, tokens: Int, contextBefore: Int, samples: Bool) {
+            self.id = id; self.tokens = tokens; self.contextBefore = contextBefore; self.samples = samples
+        }
     }
 
     /// A request that computes the KV of its last token and samples the next.
@@ -19,6 +23,8 @@ public struct StepPlan: Sendable {
         public var id: SequenceID
         /// Tokens whose KV attention reads (already computed before this step).
         public var context: Int
+
+        public init(id: SequenceID, context: Int) { self.id = id; self.context = context }
     }
 
     /// How a request lost its place.
@@ -34,6 +40,8 @@ public struct StepPlan: Sendable {
         public var mode: PreemptionMode
         /// Tokens whose KV it held.
         public var tokens: Int
+
+        public init(id: SequenceID, mode: PreemptionMode, tokens: Int) { self.id = id; self.mode = mode; self.tokens = tokens }
     }
 
     /// A KV copy over the host link: blocks to copy out before the step, or into before the step.
@@ -42,23 +50,25 @@ public struct StepPlan: Sendable {
         /// Device blocks to copy from (swap-out) or into (swap-in), in block-table order.
         public var blocks: [BlockID]
         public var tokens: Int
+
+        public init(id: SequenceID, blocks: [BlockID], tokens: Int) { self.id = id; self.blocks = blocks; self.tokens = tokens }
     }
 
-    public internal(set) var prefills: [Prefill] = []
-    public internal(set) var decodes: [Decode] = []
-    public internal(set) var preemptions: [Preemption] = []
-    public internal(set) var swapOuts: [SwapTransfer] = []
-    public internal(set) var swapIns: [SwapTransfer] = []
+    public package(set) var prefills: [Prefill] = []
+    public package(set) var decodes: [Decode] = []
+    public package(set) var preemptions: [Preemption] = []
+    public package(set) var swapOuts: [SwapTransfer] = []
+    public package(set) var swapIns: [SwapTransfer] = []
     /// Prompt blocks loaded from a lower tier (`Scheduler.prefixLoadSource`) into the listed device
     /// blocks before the step; their tokens count as computed.
-    public internal(set) var prefixLoads: [SwapTransfer] = []
+    public package(set) var prefixLoads: [SwapTransfer] = []
     /// The requests that sample a token this step, in the order `Scheduler.complete` expects its stop
     /// flags: every sampling prefill in `prefills` order, then every decode in `decodes` order.
-    public internal(set) var samplerCount: Int = 0
+    public package(set) var samplerCount: Int = 0
 
-    // Slots of the scheduled requests, parallel to `prefills` and `decodes` (internal bookkeeping).
-    var prefillSlots: [Int32] = []
-    var decodeSlots: [Int32] = []
+    // Slots of the scheduled requests, parallel to `prefills` and `decodes` (the scheduler's bookkeeping).
+    package var prefillSlots: [Int32] = []
+    package var decodeSlots: [Int32] = []
 
     public init() {}
 
@@ -74,7 +84,7 @@ public struct StepPlan: Sendable {
         prefills.isEmpty && decodes.isEmpty && swapOuts.isEmpty && swapIns.isEmpty && prefixLoads.isEmpty
     }
 
-    mutating func reset() {
+    package mutating func reset() {
         prefills.removeAll(keepingCapacity: true)
         decodes.removeAll(keepingCapacity: true)
         preemptions.removeAll(keepingCapacity: true)
@@ -85,27 +95,4 @@ public struct StepPlan: Sendable {
         decodeSlots.removeAll(keepingCapacity: true)
         samplerCount = 0
     }
-}
-
-/// Counters over the scheduler's life.
-public struct SchedulerStats: Sendable, Equatable {
-    public var submitted = 0
-    public var admitted = 0
-    public var finished = 0
-    /// Finished because they could not fit (see `FinishReason.capacity`).
-    public var capacityFinishes = 0
-    public var preemptions = 0
-    /// KV tokens dropped by recompute preemptions (work to redo, less any prefix hits on return).
-    public var preemptedTokens = 0
-    public var swappedOutTokens = 0
-    /// Prompt tokens served from the prefix cache at admission.
-    public var prefixHitTokens = 0
-    /// Prompt tokens loaded from a lower tier at admission (see `PrefixLoadSource`), not recomputed.
-    public var prefixLoadedTokens = 0
-    /// Times a request outgrew its reservation and was extended from free blocks.
-    public var extensions = 0
-    /// Times a request waited a step for a block instead of preempting another.
-    public var stalls = 0
-    public var steps = 0
-    public init() {}
 }
