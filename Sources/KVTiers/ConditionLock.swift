@@ -57,11 +57,3 @@ final class ConditionLock: @unchecked Sendable {
     func broadcast() { pthread_cond_broadcast(cond) }
     func signal() { pthread_cond_signal(cond) }
 }
-
-/// Monotonic clock in nanoseconds (CLOCK_MONOTONIC), the time base of deadlines and measured bandwidths.
-@inline(__always)
-func monotonicNanos() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
-}

@@ -76,7 +76,7 @@ public final class HostDeviceMemory: DeviceMemory, @unchecked Sendable {
     }
 }
 
-/// One copy the engine must perform for an `EngineCopyBackend`.
+/// One copy the engine must perform for an `ServerCopyBackend`.
 public struct DeviceCopyRequest: Sendable {
     public enum Direction: Sendable { case deviceToHost, hostToDevice }
     public let direction: Direction
@@ -97,7 +97,7 @@ public struct DeviceCopyRequest: Sendable {
 
 /// A `DeviceMemory` whose copies the engine performs: each copy is handed to `submit`, and the engine
 /// calls `complete` on it when done. The tier manager never touches device memory itself.
-public final class EngineCopyBackend: DeviceMemory, Sendable {
+public final class ServerCopyBackend: DeviceMemory, Sendable {
     public let layout: KVGeometry
     public let capacityBlocks: Int
     private let submit: @Sendable (DeviceCopyRequest) -> Void

@@ -3,7 +3,7 @@ import KVPlan
 import Synchronization
 
 /// The multi-tier KV store below the device pool: L2 host memory (`HostSlabPool`, NUMA placed) and
-/// L3 disk (`DiskBlockStore`), with asynchronous transfers on a `TransferEngine`.
+/// L3 disk (`DiskBlockStore`), with asynchronous transfers on a `TransferWorkers`.
 ///
 /// How an engine drives it (`TieredPrefixCache.serve` is a complete example):
 /// 1. Set it as the `KVCacheManager`'s `evictionObserver`: an evicted L1 block is copied to host before
@@ -24,7 +24,7 @@ public final class KVTierManager: @unchecked Sendable {
     public let device: any DeviceMemory
     public let host: HostSlabPool?
     public let disk: DiskBlockStore?
-    let transfers: TransferEngine
+    let transfers: TransferWorkers
     let groupRanges: [Range<Int>]      // layer ranges
     let byteGroups: [Range<Int>]       // byte ranges of those layer groups within a block
 
@@ -54,7 +54,7 @@ public final class KVTierManager: @unchecked Sendable {
     private var diskChanges: [DiskChange] = []
 
     /// - Parameters:
-    ///   - device: the L1 pool's bytes (a `HostDeviceMemory` stand-in or the engine's `EngineCopyBackend`).
+    ///   - device: the L1 pool's bytes (a `HostDeviceMemory` stand-in or the engine's `ServerCopyBackend`).
     /// - Throws: `.invalidArgument` when the device's layout differs from `config.layout` or sizes are bad;
     ///   errors of the host pool, disk store or worker threads.
     public init(config: TierConfig, device: any DeviceMemory) throws(TierError) {
@@ -74,7 +74,7 @@ public final class KVTierManager: @unchecked Sendable {
                                lockMemory: config.lockHostMemory, sysfsRoot: config.sysfsRoot)
             : nil
         disk = try config.disk.map { c throws(TierError) in try DiskBlockStore(c) }
-        transfers = try TransferEngine(workers: config.workers)
+        transfers = try TransferWorkers(workers: config.workers)
         let layout = config.layout
         let ranges = layout.layerGroups(config.layerGroups)
         groupRanges = ranges
@@ -124,15 +124,15 @@ public final class KVTierManager: @unchecked Sendable {
         var hostBW: Double? = nil, decodeBW: Double? = nil
         if device is HostDeviceMemory {
             b.baseAddress!.copyMemory(from: a.baseAddress!, byteCount: n)   // fault the pages in first
-            let t0 = monotonicNanos()
+            let t0 = KVClock.monotonicNanos()
             b.baseAddress!.copyMemory(from: a.baseAddress!, byteCount: n)
-            hostBW = Double(n) / (Double(max(1, monotonicNanos() - t0)) * 1e-9)
+            hostBW = Double(n) / (Double(max(1, KVClock.monotonicNanos() - t0)) * 1e-9)
         }
         if disk != nil, let codec = try? KVByteCodec(layout: layout),
            let (mode, count) = try? codec.encode(UnsafeRawBufferPointer(a), into: b), mode != .raw {
-            let t0 = monotonicNanos()
+            let t0 = KVClock.monotonicNanos()
             if (try? codec.decode(UnsafeRawBufferPointer(rebasing: b[0 ..< count]), mode: mode, into: a)) != nil {
-                decodeBW = Double(n) / (Double(max(1, monotonicNanos() - t0)) * 1e-9)
+                decodeBW = Double(n) / (Double(max(1, KVClock.monotonicNanos() - t0)) * 1e-9)
             }
         }
         admission.seed(hostBytesPerSecond: hostBW, decodeBytesPerSecond: decodeBW)
@@ -140,7 +140,7 @@ public final class KVTierManager: @unchecked Sendable {
 
     deinit { transfers.shutdown() }
 
-    private typealias Outbox = [(TransferPriority, UInt64, TransferEngine.Job)]
+    private typealias Outbox = [(TransferPriority, UInt64, TransferWorkers.Job)]
 
     private func send(_ outbox: Outbox) {
         for (p, d, job) in outbox { transfers.submit(p, deadlineNanos: d, job) }
@@ -590,9 +590,9 @@ public final class KVTierManager: @unchecked Sendable {
     /// Reads `key` from disk into `slot` and marks the slot ready (or releases it). Returns success.
     private func readFromDisk(key: BlockKey, slot: Int32, address: HostAddress) -> Bool {
         guard let disk else { return false }
-        let t0 = monotonicNanos()
+        let t0 = KVClock.monotonicNanos()
         let r = disk.read(key, into: UnsafeMutableRawBufferPointer(start: address.pointer, count: layout.bytesPerBlock))
-        let dt = monotonicNanos() - t0
+        let dt = KVClock.monotonicNanos() - t0
         lock.withLock {
             let s = Int(slot)
             if slot < 0 {   // a load's staging buffer, not a host slot
@@ -634,7 +634,7 @@ public final class KVTierManager: @unchecked Sendable {
             job.blocksLeft -= job.failed.count { $0 }
             return job.failed
         }
-        let started = monotonicNanos()
+        let started = KVClock.monotonicNanos()
         for i in failed.indices where failed[i] {
             job.handle.fail(block: i, groups: 0 ..< job.groups)
         }
@@ -668,7 +668,7 @@ public final class KVTierManager: @unchecked Sendable {
             }
             job.blocksLeft -= 1
             if job.blocksLeft == 0 {
-                let dt = monotonicNanos() - started
+                let dt = KVClock.monotonicNanos() - started
                 counters.host.loadCalls += 1
                 counters.host.loadNanosTotal += dt
                 counters.host.loadNanosMax = max(counters.host.loadNanosMax, dt)
@@ -767,16 +767,16 @@ public final class KVTierManager: @unchecked Sendable {
     }
 
     /// Waits until every queued transfer has finished (tests, shutdown).
-    public func drain() {
+    public func waitForTransfers() {
         flushPending()
-        transfers.drain()
+        transfers.waitForTransfers()
     }
 
     /// Finishes every queued transfer, stops the workers and releases the disk directory, now rather
     /// than whenever the last reference goes (a job may hold one), so the same directory can be opened
     /// again at once. The manager then only answers lookups. Idempotent.
     public func close() {
-        drain()
+        waitForTransfers()
         transfers.shutdown()
         disk?.close()
     }
@@ -863,7 +863,7 @@ final class Countdown: Sendable {
 /// The monotonic clock the tiers use for deadlines.
 public enum TierClock {
     /// Nanoseconds on CLOCK_MONOTONIC.
-    public static var now: UInt64 { monotonicNanos() }
+    public static var now: UInt64 { KVClock.monotonicNanos() }
 }
 extension KVTierManager: KVEventSource {}
 

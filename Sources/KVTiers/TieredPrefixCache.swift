@@ -104,7 +104,7 @@ public final class TieredPrefixCache {
         let seq = SequenceID(nextID)
         nextID += 1
         var hits = RequestHits()
-        tiers.drain()   // the previous request's disk writes land first: the replay is deterministic
+        tiers.waitForTransfers()   // the previous request's disk writes land first: the replay is deterministic
         do {
             try manager.addSequence(seq, promptKeys: keys, promptTokens: tokens)
             let hit = try manager.lookup(seq)

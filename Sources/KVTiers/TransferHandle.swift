@@ -1,3 +1,5 @@
+import KVCache
+
 /// A handle on an asynchronous load (or prefetch): the caller waits for all of it, or for one layer
 /// group at a time, so an engine can compute layer group g while group g+1 is still being copied.
 ///
@@ -22,7 +24,7 @@ public final class TransferHandle: @unchecked Sendable {
         pendingPerGroup = Array(repeating: blocks, count: layerGroups.count)
         pendingTotal = blocks * layerGroups.count
         failed = Array(repeating: false, count: blocks)
-        startNanos = monotonicNanos()
+        startNanos = KVClock.monotonicNanos()
         if pendingTotal == 0 { finishNanos = startNanos }
     }
 
@@ -37,7 +39,7 @@ public final class TransferHandle: @unchecked Sendable {
             failed.removeAll(keepingCapacity: true)
             for _ in 0 ..< blocks { failed.append(false) }
             fromDisk.removeAll(keepingCapacity: true)
-            startNanos = monotonicNanos()
+            startNanos = KVClock.monotonicNanos()
             finishNanos = pendingTotal == 0 ? startNanos : 0
         }
     }
@@ -58,7 +60,7 @@ public final class TransferHandle: @unchecked Sendable {
             if !success { failed[block] = true }
             pendingPerGroup[group] -= 1
             pendingTotal -= 1
-            if pendingTotal == 0 { finishNanos = monotonicNanos() }
+            if pendingTotal == 0 { finishNanos = KVClock.monotonicNanos() }
             cond.broadcast()
             return pendingTotal == 0
         }
@@ -84,9 +86,9 @@ public final class TransferHandle: @unchecked Sendable {
 
     /// Waits until everything has completed or `timeoutNanos` passed; returns whether it completed.
     public func wait(timeoutNanos: UInt64) -> Bool {
-        let deadline = monotonicNanos() &+ timeoutNanos
+        let deadline = KVClock.monotonicNanos() &+ timeoutNanos
         return cond.withLock {
-            while pendingTotal > 0 { if !cond.wait(untilMonotonicNanos: deadline) && monotonicNanos() >= deadline { break } }
+            while pendingTotal > 0 { if !cond.wait(untilMonotonicNanos: deadline) && KVClock.monotonicNanos() >= deadline { break } }
             return pendingTotal == 0
         }
     }

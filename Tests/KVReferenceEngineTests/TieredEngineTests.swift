@@ -76,7 +76,7 @@ struct TieredEngineTests {
         // Pressure: another request takes the whole pool; the first prompt's two full blocks are evicted
         // from L1 and copied to the tier below.
         _ = try engine.generate(prompt: other, maxTokens: 1)
-        tiers.drain()
+        tiers.waitForTransfers()
         var keys: [BlockKey] = []
         prompt.withUnsafeBufferPointer { BlockHasher(blockTokens: B).appendKeys(of: $0, parent: BlockHasher.rootKey(), to: &keys) }
         #expect(keys.count == 2)

@@ -61,7 +61,7 @@ struct TierEventParentTests {
             defer { cache.close() }
             _ = try cache.serve(keys: a)
             _ = try cache.serve(keys: b)            // a leaves L1: 2 blocks stay on host, 2 go on to disk
-            cache.tiers.drain()
+            cache.tiers.waitForTransfers()
             cache.manager.drainEvents(into: &events)
             let spilled = Self.expectTrueParents(events, truth)
             #expect(Set(spilled.filter { $0.1 == .host }.map(\.0)) == Set(a))
@@ -69,7 +69,7 @@ struct TierEventParentTests {
             let back = try cache.serve(keys: a)     // a comes back from host and disk
             #expect(back.hostBlocks + back.diskBlocks == 4 && back.diskBlocks > 0 && cache.mismatchedBlocks == 0)
             events.removeAll()
-            cache.tiers.drain()
+            cache.tiers.waitForTransfers()
             cache.manager.drainEvents(into: &events)
             let moved = Self.expectTrueParents(events, truth)   // b going down, a coming up through host
             #expect(moved.contains { $0.1 == .host } && moved.contains { $0.1 == .device })
@@ -110,7 +110,7 @@ struct TierEventParentTests {
                 keys.append(k); parent = k
             }
             _ = try cache.serve(keys: keys)
-            cache.tiers.drain()
+            cache.tiers.waitForTransfers()
             events.removeAll()
             cache.manager.drainEvents(into: &events)
             for e in events {

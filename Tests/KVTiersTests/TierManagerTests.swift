@@ -17,7 +17,7 @@ struct TierManagerTests {
             tiers.willEvict(block: BlockID(i), key: k)
             tiers.waitForEvictionCopies()
         }
-        tiers.drain()
+        tiers.waitForTransfers()
     }
 
     /// Every move between tiers shows up as an event with its tier, in order.
@@ -73,7 +73,7 @@ struct TierManagerTests {
             for (i, b) in try m.blockTable(id).enumerated() { tiers.noteStored(block: b, key: keys[i]) }
             try m.free(id)
         }
-        tiers.drain()
+        tiers.waitForTransfers()
         var events: [KVEvent] = []
         m.drainEvents(into: &events)
         let device = events.filter { if case .blockRemoved(_, .device) = $0 { return true }; return false }
@@ -132,7 +132,7 @@ struct TierManagerTests {
         let h = try tiers.load(plan, keys: [k], into: [2])
         h.wait()
         tiers.willEvict(block: 2, key: k)
-        tiers.drain()
+        tiers.waitForTransfers()
         #expect(tiers.statistics.host.storedBlocks == 1)
         #expect(tiers.statistics.host.loadedBlocks == 1)
     }

@@ -95,7 +95,7 @@ struct TieredPrefixCacheTests {
         let wt = try TieredPrefixCache(cfg)
         let a = (0 ..< 3).map { testKey($0, salt: 1) }
         _ = try wt.serve(keys: a)
-        wt.tiers.drain()
+        wt.tiers.waitForTransfers()
         #expect(wt.tiers.statistics.host.storedBlocks == 3, "write-through copies as soon as blocks are stored")
 
         cfg.writePolicy = .writeAfterHits(2)
@@ -105,7 +105,7 @@ struct TieredPrefixCacheTests {
         _ = try sel.serve(keys: hot)
         _ = try sel.serve(keys: hot)
         _ = try sel.serve(keys: hot)          // second hit: copied to host
-        sel.tiers.drain()
+        sel.tiers.waitForTransfers()
         _ = try sel.serve(keys: cold)
         let evictor = (0 ..< 4).map { testKey($0, salt: 4) }
         _ = try sel.serve(keys: evictor)      // evicts hot and cold from L1

@@ -40,7 +40,7 @@ struct TransferConcurrencyTests {
     }
 
     @Test func workerPoolRunsEveryJobAndHonoursDeadlines() throws {
-        let engine = try TransferEngine(workers: 3)
+        let engine = try TransferWorkers(workers: 3)
         let done = Countdown(1000)
         final class Tally: @unchecked Sendable { let lock = ConditionLock(); var ran = 0; var expired = 0 }
         let tally = Tally()
@@ -53,7 +53,7 @@ struct TransferConcurrencyTests {
                 }
             }
         }
-        engine.drain()
+        engine.waitForTransfers()
         #expect(tally.lock.withLock { tally.ran } == 900)
         #expect(tally.lock.withLock { tally.expired } == 100)
         engine.shutdown()
@@ -101,7 +101,7 @@ struct TransferConcurrencyTests {
                 _ = tiers.prefetch(keys: keys, deadlineNanos: TierClock.now + 50_000_000)
             }
         }
-        tiers.drain()
+        tiers.waitForTransfers()
         #expect(failures.lock.withLock { failures.count } == 0)
         #expect(failures.lock.withLock { failures.loaded } > 0)
         try tiers.validate()
@@ -117,8 +117,8 @@ struct TransferConcurrencyTests {
     /// returns, while later groups may still be in flight.
     @Test func engineBackendCompletesPerLayerGroup() throws {
         let stand = try HostDeviceMemory(layout: layout, capacityBlocks: 8)
-        let copyStream = try TransferEngine(workers: 1)
-        let backend = EngineCopyBackend(layout: layout, capacityBlocks: 8) { req in
+        let copyStream = try TransferWorkers(workers: 1)
+        let backend = ServerCopyBackend(layout: layout, capacityBlocks: 8) { req in
             copyStream.submit(.high) { _ in
                 switch req.direction {
                 case .deviceToHost: stand.copyToHost(block: req.block, range: req.range, host: req.host) { req.complete(success: $0) }
@@ -180,7 +180,7 @@ struct TransferConcurrencyTests {
         #expect(onTime.failedBlocks.isEmpty && tiers.location(of: keys[0]) == .host)
         // Damage keys[1] on disk: the load plan still names it, the load fails there, and only the
         // prefix before it counts.
-        tiers.drain()
+        tiers.waitForTransfers()
         for seg in segmentFiles(dir.path) { for off in recordOffsets(seg) { flipByte(seg, at: off + DiskRecordFormat.headerSize + 3) } }
         let plan = tiers.lookup(keys: keys, deviceBlocks: 0)
         #expect(plan.locations.first == .host)
@@ -215,7 +215,7 @@ struct TransferConcurrencyTests {
         fill(mem, block: 0, key: k)
         tiers.noteStored(block: 0, key: k)
         tiers.willEvict(block: 0, key: k)
-        tiers.drain()
+        tiers.waitForTransfers()
         #expect(tiers.location(of: k) == nil, "nothing is stored where loading would not pay")
         #expect(tiers.statistics.hostAdmitted == false && tiers.statistics.diskAdmitted == false)
     }

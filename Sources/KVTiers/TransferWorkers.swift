@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import KVCache
 import Glibc
 #endif
 
@@ -10,7 +11,7 @@ public enum TransferPriority: Sendable { case high, low }
 /// it is called with `expired == true` and should only clean up (prefetch that came too late).
 ///
 /// Thread-safe. `shutdown` (or deinit) finishes every queued job, then joins the workers.
-public final class TransferEngine: Sendable {
+public final class TransferWorkers: Sendable {
     public typealias Job = @Sendable (_ expired: Bool) -> Void
     private let core: WorkerQueue
     public var workerCount: Int { core.workerCount }
@@ -27,17 +28,17 @@ public final class TransferEngine: Sendable {
     }
 
     /// Blocks until every queued and running job has finished.
-    public func drain() { core.drain() }
+    public func waitForTransfers() { core.waitForTransfers() }
 
     /// Runs every queued job, then stops and joins the workers (a worker calling it is detached instead of
     /// joined). Idempotent.
     public func shutdown() { core.shutdown() }
 }
 
-/// The queues and threads behind `TransferEngine`; the workers hold it, the engine's deinit stops it.
+/// The queues and threads behind `TransferWorkers`; the workers hold it, the engine's deinit stops it.
 final class WorkerQueue: @unchecked Sendable {
     // Sendable: queues and flags are only touched under `cond`'s mutex.
-    typealias Job = TransferEngine.Job
+    typealias Job = TransferWorkers.Job
     private struct Entry { var deadline: UInt64; var job: Job }
 
     private let cond = ConditionLock()
@@ -79,7 +80,7 @@ final class WorkerQueue: @unchecked Sendable {
         if !accepted { job(true) }
     }
 
-    func drain() {
+    func waitForTransfers() {
         cond.withLock {
             while running > 0 || highHead < high.count || lowHead < low.count { cond.wait() }
         }
@@ -133,7 +134,7 @@ final class WorkerQueue: @unchecked Sendable {
     @inline(never)
     private func runNext() -> Bool {
         guard let e = next() else { return false }
-        e.job(e.deadline != .max && monotonicNanos() > e.deadline)
+        e.job(e.deadline != .max && KVClock.monotonicNanos() > e.deadline)
         return true
     }
 }
