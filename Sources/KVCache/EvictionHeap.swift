@@ -32,8 +32,6 @@ struct EvictionHeap: Sendable {
     var count: Int { heap.count }
     var isEmpty: Bool { heap.isEmpty }
     func contains(_ b: BlockID) -> Bool { position[Int(b)] >= 0 }
-    /// The block that would be evicted next. O(1).
-    var min: BlockID? { heap.first?.block }
 
     func priorityOf(_ b: BlockID) -> Double { priority[Int(b)] }
     func depthOf(_ b: BlockID) -> Int { Int(depth[Int(b)]) }

@@ -241,7 +241,7 @@ public final class KVCacheManager {
                 }
                 flushStored(&run, parent: runParent)
             } else {
-                let parent = i == 0 ? PrefixIndex.none : sequences[s].blocks[i - 1]
+                let parent = i == 0 ? PrefixIndex.noParent : sequences[s].blocks[i - 1]
                 index.insert(key, block: mine, parent: parent, tokens: blockTokens, clock: clock)
                 counters.insertedBlocks += 1
                 if config.recordEvents {

@@ -22,14 +22,14 @@ public struct PrefixIndex {
     /// Cached blocks that nobody holds: evictable now (leaves) or once their children go.
     public private(set) var unheldCount = 0
 
-    /// Marks "no parent" (a first block) and "not cached".
-    public static let none: BlockID = -1
+    /// The parent of a first block (and the parent slot of a block that is not cached).
+    public static let noParent: BlockID = -1
 
     public init(capacity: Int, policy: any EvictionPolicy) {
         self.capacity = capacity
         self.policy = policy
         keys = Array(repeating: .zero, count: capacity)
-        parents = Array(repeating: Self.none, count: capacity)
+        parents = Array(repeating: Self.noParent, count: capacity)
         childCounts = Array(repeating: 0, count: capacity)
         held = Array(repeating: false, count: capacity)
         index = KeyIndex(maxEntries: capacity)
@@ -48,7 +48,7 @@ public struct PrefixIndex {
     public func isCached(_ block: BlockID) -> Bool { keys[Int(block)] != .zero }
     /// The key of a cached block (`.zero` if not cached).
     public func key(of block: BlockID) -> BlockKey { keys[Int(block)] }
-    /// The parent of a cached block, or `PrefixIndex.none` for a first block.
+    /// The parent of a cached block, or `PrefixIndex.noParent` for a first block.
     public func parent(of block: BlockID) -> BlockID { parents[Int(block)] }
     /// Cached children of a block.
     public func childCount(of block: BlockID) -> Int { Int(childCounts[Int(block)]) }
@@ -71,20 +71,20 @@ public struct PrefixIndex {
         PolicyNode(block: b, depth: heap.depthOf(b), key: keys[Int(b)], tokens: tokens, clock: clock)
     }
 
-    /// Publishes `block` under `key` as a child of `parent` (`none` for a first block). The block is
+    /// Publishes `block` under `key` as a child of `parent` (`noParent` for a first block). The block is
     /// held by its writer. O(log n) (the parent may leave the heap).
-    /// - Precondition: `key` is not cached, `block` is not cached, `parent` is cached or `none`.
+    /// - Precondition: `key` is not cached, `block` is not cached, `parent` is cached or `noParent`.
     public mutating func insert(_ key: BlockKey, block: BlockID, parent: BlockID, tokens: Int, clock: UInt64) {
         precondition(key != .zero && !isCached(block) && index.find(key) == nil)
-        precondition(parent == Self.none || isCached(parent))
+        precondition(parent == Self.noParent || isCached(parent))
         keys[Int(block)] = key
         parents[Int(block)] = parent
         childCounts[Int(block)] = 0
         held[Int(block)] = true
         index.insert(key, block)
-        heap.setDepth(block, parent == Self.none ? 1 : heap.depthOf(parent) + 1)
+        heap.setDepth(block, parent == Self.noParent ? 1 : heap.depthOf(parent) + 1)
         heap.setPriority(block, policy.priorityOnInsert(node(block, clock: clock, tokens: tokens)))
-        if parent != Self.none {
+        if parent != Self.noParent {
             childCounts[Int(parent)] += 1
             heap.remove(parent)
         }
@@ -111,22 +111,15 @@ public struct PrefixIndex {
         }
     }
 
-    /// The block the policy would evict next, if any. O(1).
-    public var nextVictim: BlockID? { heap.min }
-
-    /// Evicts the lowest-priority unheld leaf and returns it with its key; its parent may become an
-    /// evictable leaf. The block is no longer cached; the caller frees or reuses it. O(log n).
-    public mutating func evictOne(clock: UInt64, tokens: Int) -> (block: BlockID, key: BlockKey)? {
-        evictLeaf(clock: clock, tokens: tokens).map { ($0.block, $0.key) }
-    }
-
-    /// `evictOne`, also naming the evicted block's parent key (nil for a first block), which a lower
-    /// tier needs to report the block with its place in the tree. The parent stays cached. O(log n).
+    /// Evicts the lowest-priority unheld leaf and returns it with its key and its parent's key (nil for
+    /// a first block), which a lower tier needs to report the block with its place in the tree. The
+    /// parent stays cached and may become an evictable leaf; the evicted block is no longer cached and
+    /// the caller frees or reuses it. O(log n).
     public mutating func evictLeaf(clock: UInt64, tokens: Int) -> (block: BlockID, key: BlockKey, parent: BlockKey?)? {
         guard let b = heap.popMin() else { return nil }
         let key = keys[Int(b)]
         let p = parents[Int(b)]
-        let parent: BlockKey? = p == Self.none ? nil : keys[Int(p)]
+        let parent: BlockKey? = p == Self.noParent ? nil : keys[Int(p)]
         policy.didEvict(node(b, clock: clock, tokens: tokens), priority: heap.priorityOf(b))
         detach(b)
         unheldCount -= 1
@@ -137,9 +130,9 @@ public struct PrefixIndex {
         index.remove(keys[Int(b)])
         let p = parents[Int(b)]
         keys[Int(b)] = .zero
-        parents[Int(b)] = Self.none
+        parents[Int(b)] = Self.noParent
         held[Int(b)] = false
-        if p != Self.none {
+        if p != Self.noParent {
             childCounts[Int(p)] -= 1
             if childCounts[Int(p)] == 0 && !held[Int(p)] { heap.insert(p) }
         }
@@ -151,7 +144,7 @@ public struct PrefixIndex {
         precondition(unheldCount == count, "removeAll with held blocks")
         for b in 0 ..< capacity where keys[b] != .zero {
             keys[b] = .zero
-            parents[b] = Self.none
+            parents[b] = Self.noParent
             childCounts[b] = 0
             body(BlockID(b))
         }
@@ -174,7 +167,7 @@ public struct PrefixIndex {
             guard held[b] == isHeld(id) else { throw InvariantViolation("held flag of block \(b) is stale") }
             if !held[b] { unheld += 1 }
             let p = parents[b]
-            if p != Self.none {
+            if p != Self.noParent {
                 guard keys[Int(p)] != .zero else { throw InvariantViolation("block \(b) has an uncached parent \(p)") }
                 guard heap.depthOf(id) == heap.depthOf(p) + 1 else { throw InvariantViolation("depth of \(b) wrong") }
                 guard !(held[b] && !held[Int(p)]) else {

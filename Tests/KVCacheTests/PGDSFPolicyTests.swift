@@ -17,7 +17,7 @@ struct PGDSFPolicyTests {
         }
 
         /// Publishes a chain of `depth` new blocks under `parent` and releases them; returns their ids.
-        mutating func publish(under parent: BlockID = PrefixIndex.none, depth: Int) -> [BlockID] {
+        mutating func publish(under parent: BlockID = PrefixIndex.noParent, depth: Int) -> [BlockID] {
             clock += 1
             var p = parent, out: [BlockID] = []
             for _ in 0 ..< depth {
@@ -51,7 +51,7 @@ struct PGDSFPolicyTests {
 
         mutating func evict() -> BlockID? {
             clock += 1
-            let victim = index.evictOne(clock: clock, tokens: PGDSFPolicyTests.tokens)?.block
+            let victim = index.evictLeaf(clock: clock, tokens: PGDSFPolicyTests.tokens)?.block
             try? index.validate { _ in false }
             return victim
         }
