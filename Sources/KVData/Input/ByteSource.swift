@@ -34,11 +34,8 @@ public final class ByteSource {
         self.path = path
         memory = []
         input = .allocate(capacity: Self.pieceBytes)
-        guard let f = fopen(path, "rb") else {
-            let reason = String(cString: strerror(errno))
-            input.deallocate()
-            throw .cannotRead(path: path, reason: reason)
-        }
+        // Every stored property is set here, so a throw runs `deinit`, which frees `input`.
+        guard let f = fopen(path, "rb") else { throw .cannotRead(path: path, reason: String(cString: strerror(errno))) }
         file = f
         try start()
     }
