@@ -9,6 +9,8 @@ let package = Package(
         .library(name: "KVPlan", targets: ["KVPlan"]),
         .library(name: "KVTiers", targets: ["KVTiers"]),
         .library(name: "KVScheduler", targets: ["KVScheduler"]),
+        .library(name: "KVData", targets: ["KVData"]),
+        .library(name: "KVPrediction", targets: ["KVPrediction"]),
         .library(name: "KVSimulation", targets: ["KVSimulation"]),
         .library(name: "KVReferenceEngine", targets: ["KVReferenceEngine"]),
         .library(name: "KVBench", targets: ["KVBench"]),
@@ -38,10 +40,14 @@ let package = Package(
         .target(name: "KVPlan", dependencies: ["KVCache"]),
         // Lower tiers: NUMA host memory, zstd disk store, async transfers.
         .target(name: "KVTiers", dependencies: ["KVCache", "KVPlan", "CZstd", "CNuma", "CXXHash"]),
-        // Request lifecycle, reservation policies, output-length predictors.
-        .target(name: "KVScheduler", dependencies: ["KVCache", "KVPlan", "CZlib"]),
-        // Trace readers, cost model, modelled engine, replay drivers.
-        .target(name: "KVSimulation", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVScheduler"]),
+        // Request lifecycle, reservation policies, the output-length predictor protocol.
+        .target(name: "KVScheduler", dependencies: ["KVCache", "KVPlan"]),
+        // Every trace and dataset reader (streaming gzip, JSON Lines, CSV, one error), and the JSON writer.
+        .target(name: "KVData", dependencies: ["KVCache", "CZlib"]),
+        // Output-length predictors, training, evaluation and model files; datasets come from KVData.
+        .target(name: "KVPrediction", dependencies: ["KVCache", "KVScheduler", "KVData"]),
+        // Cost model, modelled engine, replay drivers.
+        .target(name: "KVSimulation", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVScheduler", "KVData"]),
         // Decode kernels in C (quantized matrix-vector products, attention dot/axpy): AVX2+FMA chosen at
         // run time, portable C elsewhere.
         .target(name: "CKernels"),
@@ -56,12 +62,13 @@ let package = Package(
                           path: "tools/capi/CABIBench"),
 
         // Benchmark workloads shared by `kvcache bench` and the Benchmarks package.
-        .target(name: "KVBench", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVScheduler"]),
+        .target(name: "KVBench", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVScheduler", "KVPrediction"]),
 
         .executableTarget(
             name: "kvcache",
             dependencies: [
-                "KVCache", "KVPlan", "KVTiers", "KVScheduler", "KVSimulation", "KVReferenceEngine", "KVBench",
+                "KVCache", "KVPlan", "KVTiers", "KVScheduler", "KVData", "KVPrediction", "KVSimulation", "KVReferenceEngine",
+                "KVBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "tools/kvcache",
@@ -72,7 +79,10 @@ let package = Package(
         .testTarget(name: "KVCacheCTests", dependencies: ["CKVCache", "KVCacheC", "KVCache"]),
         .testTarget(name: "KVTiersTests", dependencies: ["KVTiers", "KVPlan"]),
         .testTarget(name: "KVSchedulerTests", dependencies: ["KVScheduler", "KVPlan"]),
-        .testTarget(name: "KVSimulationTests", dependencies: ["KVSimulation", "KVPlan"],
+        .testTarget(name: "KVPredictionTests", dependencies: ["KVPrediction", "KVScheduler", "KVData"]),
+        // Runs the built `kvcache` on small fixtures and checks the documented `--json` keys.
+        .testTarget(name: "KVCacheCLITests", dependencies: ["kvcache", "KVData"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "KVSimulationTests", dependencies: ["KVSimulation", "KVPlan", "KVData", "KVPrediction"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "KVReferenceEngineTests", dependencies: ["KVReferenceEngine", "KVTiers", "KVPlan"],
                     resources: [.copy("Fixtures")]),

@@ -18,11 +18,8 @@ extension Workload {
 
 /// Deterministic pseudo-random token ids below a 128k vocabulary.
 func syntheticTokens(_ count: Int, seed: UInt64) -> [UInt32] {
-    var s = seed
-    return (0 ..< count).map { _ in
-        s = s &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-        return UInt32(truncatingIfNeeded: s >> 33) % 128_000
-    }
+    var generator = LCG(state: seed)
+    return (0 ..< count).map { _ in UInt32(truncatingIfNeeded: generator.next()) % 128_000 }
 }
 
 /// Prefills a whole prompt as a server would and frees it, leaving its full blocks cached.

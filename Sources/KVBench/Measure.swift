@@ -1,3 +1,5 @@
+import KVCache
+
 /// Times a workload several times and keeps the median, so one noisy run on a shared machine does
 /// not move the figure. Used by `kvcache bench` and by the Benchmarks package.
 public enum Measure {
@@ -5,11 +7,11 @@ public enum Measure {
     public static func median(repetitions: Int = 15, setup: () throws -> Void = {}, _ body: () throws -> Void) rethrows -> Double {
         var samples: [Double] = []
         samples.reserveCapacity(repetitions)
-        let clock = ContinuousClock()
         for _ in 0 ..< repetitions {
             try setup()
-            let t = try clock.measure(body)
-            samples.append(Double(t.components.seconds) + Double(t.components.attoseconds) * 1e-18)
+            let start = KVClock.monotonicNanos()
+            try body()
+            samples.append(KVClock.seconds(from: start, to: KVClock.monotonicNanos()))
         }
         samples.sort()
         return samples[samples.count / 2]

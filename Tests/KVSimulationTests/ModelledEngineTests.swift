@@ -1,4 +1,5 @@
 import KVCache
+import KVPrediction
 import KVScheduler
 import Testing
 @testable import KVSimulation

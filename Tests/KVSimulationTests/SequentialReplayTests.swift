@@ -127,12 +127,12 @@ struct SequentialReplayTests {
                     #"{"timestamp": 2000, "input_length": -1, "output_length": 5, "hash_ids": []}"#,
                     #"{"timestamp": 2000, "input_length": 1500, "output_length": 5, "hash_ids": [0, 1]}"#,
                     "not json"].joined(separator: "\n")
-        #expect(throws: TraceError.badLine(path: "t.jsonl", line: 3, reason: "not a Mooncake record: missing field 'hash_ids'")) {
-            try MooncakeTrace.parse(Data(text.utf8), path: "t.jsonl")
+        #expect(throws: DataError.badLine(path: "t.jsonl", line: 3, reason: "missing field \"hash_ids\"")) {
+            try Mooncake.read(ByteSource(bytes: Array(text.utf8), name: "t.jsonl"))
         }
-        let skipped = try MooncakeTrace.parse(Data(text.utf8), path: "t.jsonl", skipBadLines: true)
+        let skipped = try Mooncake.read(ByteSource(bytes: Array(text.utf8), name: "t.jsonl"), skipBadLines: true)
         #expect(skipped.requests.count == 1 && skipped.skippedLines == 4)
         #expect(skipped.requests[0] == TraceRequest(arrival: 0, inputTokens: 1000, outputTokens: 5, hashIDs: [0, 1], hashBlockTokens: 512))
-        #expect(throws: TraceError.empty(path: "e")) { try MooncakeTrace.parse(Data(), path: "e") }
+        #expect(throws: DataError.empty(path: "e")) { try Mooncake.read(ByteSource(bytes: [], name: "e")) }
     }
 }

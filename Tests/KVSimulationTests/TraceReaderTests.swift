@@ -1,7 +1,12 @@
 import Foundation
+import KVCache
 import Testing
+import KVData
 import KVScheduler
 @testable import KVSimulation
+
+func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
+func detect(_ s: String) throws -> TraceFormat? { try TraceLoader.detect(ByteSource(bytes: bytes(s))) }
 
 func fixture(_ name: String) throws -> String {
     let url = try #require(Bundle.module.url(forResource: "Fixtures/\(name)", withExtension: nil))
@@ -11,7 +16,7 @@ func fixture(_ name: String) throws -> String {
 @Suite struct TraceReaderTests {
     @Test func azureCSVReportsTheBadLineWithItsNumber() throws {
         let path = try fixture("azure_small.csv")
-        #expect(throws: TraceError.badLine(path: path, line: 4, reason: "input tokens 'oops' is not a positive integer")) {
+        #expect(throws: DataError.badLine(path: path, line: 4, reason: "input tokens 'oops' is not a positive integer")) {
             try TraceLoader.load(path: path)
         }
     }
@@ -33,7 +38,7 @@ func fixture(_ name: String) throws -> String {
         #expect(timed.format == .vidur && timed.hasTimestamps)
         #expect(timed.requests.map(\.arrival) == [0, 0.052, 1.5])
         let path = try fixture("vidur_small.csv")
-        #expect(throws: TraceError.badLine(path: path, line: 4, reason: "output tokens '-5' is not a non-negative integer")) {
+        #expect(throws: DataError.badLine(path: path, line: 4, reason: "output tokens '-5' is not a non-negative integer")) {
             try TraceLoader.load(path: path)
         }
         let untimed = try TraceLoader.load(path: path, skipBadLines: true)
@@ -52,7 +57,7 @@ func fixture(_ name: String) throws -> String {
 
     @Test func shareGPTMakesOneRequestPerTurnWithSharedHistory() throws {
         let path = try fixture("sharegpt_small.jsonl")
-        #expect(throws: TraceError.badLine(path: path, line: 2, reason: "not a JSON conversation object")) {
+        #expect(throws: DataError.badLine(path: path, line: 2, reason: "not a JSON object")) {
             try TraceLoader.load(path: path)
         }
         let trace = try TraceLoader.load(path: path, skipBadLines: true)
@@ -63,7 +68,7 @@ func fixture(_ name: String) throws -> String {
         // Turn 2's prompt is turn 1's prompt + answer + the new message.
         #expect(second.inputTokens > first.inputTokens + first.outputTokens)
         #expect(Array(second.hashIDs.prefix(first.hashIDs.count)) == first.hashIDs)
-        #expect(first.hashIDs.count == first.inputTokens / ShareGPTTraceReader.prefixBlockTokens)
+        #expect(first.hashIDs.count == first.inputTokens / ShareGPT.prefixBlockTokens)
         #expect(trace.requests[2].promptText == "2+2?")
         #expect(trace.requests[2].outputTokens == ApproximateTokenCounter.count("4"))
     }
@@ -82,7 +87,7 @@ func fixture(_ name: String) throws -> String {
 
     @Test func castilloUsesTheFirstSampledLength() throws {
         let path = try fixture("castillo_small.jsonl")
-        #expect(throws: TraceError.badLine(path: path, line: 2, reason: "input_size missing or not positive")) {
+        #expect(throws: DataError.badLine(path: path, line: 2, reason: "input_size missing or not positive")) {
             try TraceLoader.load(path: path)
         }
         let trace = try TraceLoader.load(path: path, skipBadLines: true)
@@ -99,17 +104,17 @@ func fixture(_ name: String) throws -> String {
     }
 
     @Test func formatDetectionAndForcedFormats() throws {
-        #expect(TraceLoader.detect("TIMESTAMP,ContextTokens,GeneratedTokens\r\n") == .azure)
-        #expect(TraceLoader.detect("\n\narrived_at,num_prefill_tokens,num_decode_tokens\n") == .vidur)
-        #expect(TraceLoader.detect("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type") == .burstgpt)
-        #expect(TraceLoader.detect("{\"timestamp\": 1, \"input_length\": 2, \"output_length\": 3, \"hash_ids\": []}") == .mooncake)
-        #expect(TraceLoader.detect("a,b,c\n1,2,3") == nil)
-        #expect(throws: TraceError.unknownFormat(path: "x.csv")) { try TraceLoader.parse("a,b\n1,2\n", path: "x.csv") }
+        #expect(try detect("TIMESTAMP,ContextTokens,GeneratedTokens\r\n") == .azure)
+        #expect(try detect("\n\narrived_at,num_prefill_tokens,num_decode_tokens\n") == .vidur)
+        #expect(try detect("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type") == .burstgpt)
+        #expect(try detect("{\"timestamp\": 1, \"input_length\": 2, \"output_length\": 3, \"hash_ids\": []}") == .mooncake)
+        #expect(try detect("a,b,c\n1,2,3") == nil)
+        #expect(throws: DataError.unknownFormat(path: "x.csv")) { try TraceLoader.parse(bytes("a,b\n1,2\n"), path: "x.csv") }
         // A forced format whose columns are missing names the header line.
-        #expect(throws: TraceError.self) {
-            try TraceLoader.parse("TIMESTAMP,ContextTokens,GeneratedTokens\n", path: "y.csv", format: .burstgpt)
+        #expect(throws: DataError.self) {
+            try TraceLoader.parse(bytes("TIMESTAMP,ContextTokens,GeneratedTokens\n"), path: "y.csv", format: .burstgpt)
         }
-        #expect(throws: TraceError.unreadable(path: "/nonexistent/trace.csv", reason: "no such file")) {
+        #expect(throws: DataError.cannotRead(path: "/nonexistent/trace.csv", reason: "No such file or directory")) {
             try TraceLoader.load(path: "/nonexistent/trace.csv")
         }
     }
@@ -126,6 +131,11 @@ func fixture(_ name: String) throws -> String {
         let c = TraceRequest(arrival: 0, inputTokens: 64, outputTokens: 1)
         #expect(TracePromptKeys.keys(for: c, index: 5, blockTokens: 16) != TracePromptKeys.keys(for: c, index: 6, blockTokens: 16))
         #expect(Set(ka).count == ka.count)
+        // Sequential mode keys the trace's own blocks by the same rule, a partial last block included.
+        var sequential: [BlockKey] = []
+        TracePromptKeys.append(for: a, index: 0, blockTokens: 512, partialLastBlock: true, to: &sequential)
+        #expect(sequential.count == 3)
+        #expect(Array(sequential.prefix(2)) == TracePromptKeys.keys(for: a, index: 0, blockTokens: 512))
     }
 
     @Test func poissonArrivalsAndRateScale() {

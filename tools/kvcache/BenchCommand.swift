@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KVBench
+import KVData
 
 /// `kvcache bench`: measures the hot paths in this build (use a release build for real figures).
 struct BenchCommand: ParsableCommand {
@@ -37,9 +38,8 @@ struct BenchCoreCommand: ParsableCommand {
             ("evict_ns_per_block", f.evictNanosPerBlock, "ns/block  allocation that evicts unheld cached leaves"),
         ]
         if json {
-            var object: [String: Any] = ["repetitions": repetitions, "block_tokens": 16, "prompt_tokens": 32_768]
-            for (k, v, _) in figures { object[k] = v }
-            try JSONReport.print(object)
+            JSONReport.print(.object([("repetitions", .int(repetitions)), ("block_tokens", .int(16)), ("prompt_tokens", .int(32_768))]
+                                     + figures.map { ($0.0, .double($0.1)) }))
         } else {
             for (k, v, what) in figures {
                 print("\(k.padding(toLength: 24, withPad: " ", startingAt: 0)) \(String(format: v > 1e5 ? "%.3e" : "%.1f", v))  \(what)")

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import KVBench
+import KVData
 import KVScheduler
 
 /// `kvcache bench scheduler`: the scheduler's CPU cost per step (plan + completion, cache calls
@@ -32,10 +34,10 @@ struct BenchSchedulerCommand: ParsableCommand {
             results.append((policy.rawValue, samples[samples.count / 2]))
         }
         if json {
-            var perPolicy: [String: Any] = [:]
-            for (k, v) in results { perPolicy[k] = v }
-            try JSONReport.print(["running_sequences": running, "steps": steps, "repetitions": repetitions,
-                                  "ns_per_step": perPolicy])
+            JSONReport.print(.object([
+                ("running_sequences", .int(running)), ("steps", .int(steps)), ("repetitions", .int(repetitions)),
+                ("ns_per_step", .object(results.map { ($0.0, .double($0.1)) })),
+            ]))
         } else {
             for (k, v) in results {
                 print("\(k.padding(toLength: 12, withPad: " ", startingAt: 0)) \(String(format: "%8.1f", v / 1000)) us/step  (\(running) running; thread CPU time in schedule + complete + submit, cache calls included)")

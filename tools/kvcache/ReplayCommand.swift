@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KVCache
+import KVData
 import KVSimulation
 
 /// `kvcache replay`: runs a trace through the real cache (sequential mode) and reports hit rates.
@@ -72,16 +73,11 @@ struct ReplayCommand: ParsableCommand {
             return
         }
         // One recompute cost for every policy: pgdsf's block prices and every run's saved_prefill_s.
-        guard let model = ModelSpec.preset(named: timed.model) else {
-            throw CLIError("unknown --model \(timed.model) (\(ModelSpec.presets.map(\.name).joined(separator: ", ")))")
-        }
-        guard let hardware = HardwareSpec.preset(named: timed.hardware) else {
-            throw CLIError("unknown --hardware \(timed.hardware) (\(HardwareSpec.presets.map(\.name).joined(separator: ", ")))")
-        }
+        let model = timed.model.spec, hardware = timed.hardware.spec
         let cost = RooflineCostModel(model: model, hardware: hardware).recomputeCost
-        var runs: [[String: Any]] = []
+        var runs: [SequentialRun] = []
         for kind in try policies() {
-            let start = ContinuousClock.now
+            let start = KVClock.monotonicNanos()
             let diskFolder = diskBlocks > 0 ? try diskDir ?? makeTemporaryFolder() : nil
             defer { if diskDir == nil, let diskFolder { try? FileManager.default.removeItem(atPath: diskFolder) } }
             let B = loaded.requests.first(where: { $0.hashBlockTokens > 0 })?.hashBlockTokens ?? blockTokens
@@ -96,64 +92,56 @@ struct ReplayCommand: ParsableCommand {
                 }
             }
             replay.finish()
-            let wall = ContinuousClock.now - start
-            let r = replay.result
-            runs.append([
-                "policy": kind.rawValue,
-                "requests": r.requests,
-                "input_tokens": r.inputTokens,
-                "hit_tokens": r.hitTokens,
-                "hit_tokens_l1": r.hitTokensL1,
-                "hit_tokens_l2": r.hitTokensL2,
-                "hit_tokens_l3": r.hitTokensL3,
-                "mismatched_blocks": r.mismatchedBlocks,
-                "cpu_blocks": cpuBlocks,
-                "disk_blocks": diskBlocks,
-                "token_hit_rate": r.tokenHitRate,
-                "saved_prefill_s": r.savedPrefillSeconds,
-                "saved_prefill_modelled": true,
-                "cost_model": "\(model.name) on \(hardware.name)",
-                "recompute_s_per_token": cost.secondsPerToken,
-                "recompute_s_per_context_pair": cost.secondsPerContextPair,
-                "evicted_blocks": r.evictedBlocks,
-                "peak_blocks": r.peakBlocks,
-                "bad_lines": loaded.skippedLines,
-                "capacity_blocks": capacityBlocks,
-                "block_tokens": B,
-                "mode": mode.rawValue,
-                "trace": path,
-                "wall_seconds": Double(wall.components.seconds) + Double(wall.components.attoseconds) * 1e-18,
-            ])
+            runs.append(SequentialRun(policy: kind, result: replay.result, blockTokens: B,
+                                      wallSeconds: KVClock.seconds(from: start, to: KVClock.monotonicNanos())))
         }
+        let costModel = "\(model.name) on \(hardware.name)"
         if json {
-            try JSONReport.print(runs.count == 1 ? runs[0] : ["runs": runs])
+            let objects = runs.map { run -> JSONValue in
+                let r = run.result
+                return .object([
+                    ("mode", .string(mode.rawValue)), ("trace", .string(path)), ("policy", .string(run.policy.rawValue)),
+                    ("requests", .int(r.requests)), ("input_tokens", .int(r.inputTokens)), ("hit_tokens", .int(r.hitTokens)),
+                    ("hit_tokens_l1", .int(r.hitTokensL1)), ("hit_tokens_l2", .int(r.hitTokensL2)),
+                    ("hit_tokens_l3", .int(r.hitTokensL3)), ("token_hit_rate", .double(r.tokenHitRate)),
+                    ("saved_prefill_s", .double(r.savedPrefillSeconds)), ("saved_prefill_modelled", .bool(true)),
+                    ("cost_model", .string(costModel)), ("recompute_s_per_token", .double(cost.secondsPerToken)),
+                    ("recompute_s_per_context_pair", .double(cost.secondsPerContextPair)),
+                    ("evicted_blocks", .int(r.evictedBlocks)), ("peak_blocks", .int(r.peakBlocks)),
+                    ("mismatched_blocks", .int(r.mismatchedBlocks)), ("bad_lines", .int(loaded.skippedLines)),
+                    ("capacity_blocks", .int(capacityBlocks)), ("block_tokens", .int(run.blockTokens)),
+                    ("cpu_blocks", .int(cpuBlocks)), ("disk_blocks", .int(diskBlocks)), ("wall_s", .double(run.wallSeconds)),
+                ])
+            }
+            JSONReport.print(objects.count == 1 ? objects[0] : .object([("runs", .array(objects))]))
         } else {
-            printTable(runs, path: path, skipped: loaded)
+            printTable(runs, path: path, skipped: loaded, costModel: costModel)
         }
+    }
+
+    /// One policy's sequential run.
+    private struct SequentialRun {
+        var policy: EvictionPolicyKind
+        var result: SequentialReplay.Result
+        var blockTokens: Int
+        var wallSeconds: Double
     }
 
     /// The trace named by --trace (format from --format or detected), or the embedded default.
     private func loadTrace() throws -> (String, LoadedTrace) {
-        var format: TraceFormat? = nil
-        if let name = timed.format {
-            guard let f = TraceFormat(rawValue: name.lowercased()) else {
-                throw CLIError("unknown --format \(name) (\(TraceFormat.allCases.map(\.rawValue).joined(separator: ", ")))")
-            }
-            format = f
-        }
+        let format = timed.format
         if let trace {
             do {
                 return (trace, try TraceLoader.load(path: trace, format: format, skipBadLines: skipBadLines,
                                                     hashBlockTokens: blockTokens))
             } catch { throw CLIError(error.description) }
         }
-        guard let url = Bundle.module.url(forResource: "mooncake-synthetic-1000", withExtension: "jsonl"),
-              let data = try? Data(contentsOf: url) else {
+        guard let url = Bundle.module.url(forResource: "mooncake-synthetic-1000", withExtension: "jsonl") else {
             throw CLIError("the embedded default trace is missing from the resource bundle")
         }
         do {
             return ("embedded:mooncake-synthetic-1000.jsonl",
-                    try MooncakeTrace.parse(data, path: "embedded", blockTokens: blockTokens, skipBadLines: skipBadLines))
+                    try Mooncake.read(ByteSource(path: url.path), blockTokens: blockTokens, skipBadLines: skipBadLines))
         } catch { throw CLIError(error.description) }
     }
 
@@ -163,24 +151,23 @@ struct ReplayCommand: ParsableCommand {
         return path
     }
 
-    private func printTable(_ runs: [[String: Any]], path: String, skipped: LoadedTrace) {
-        print("trace \(path): \(runs[0]["requests"]!) requests, \(runs[0]["input_tokens"]!) input tokens; "
-              + "capacity \(capacityBlocks) blocks x \(runs[0]["block_tokens"]!) tokens"
+    private func printTable(_ runs: [SequentialRun], path: String, skipped: LoadedTrace, costModel: String) {
+        print("trace \(path): \(runs[0].result.requests) requests, \(runs[0].result.inputTokens) input tokens; "
+              + "capacity \(capacityBlocks) blocks x \(runs[0].blockTokens) tokens"
               + (cpuBlocks + diskBlocks > 0 ? ", host \(cpuBlocks) blocks, disk \(diskBlocks) blocks" : "") + "; sequential mode")
         if skipped.skippedLines > 0 { print("skipped \(skipped.skippedLines) bad lines (first: \(skipped.firstSkipped ?? ""))") }
         let header = ["policy", "hit rate", "saved prefill s (modelled)", "hit tokens", "L1", "L2", "L3", "evicted", "peak blocks", "wall s"]
         var rows = [header]
-        for r in runs {
-            rows.append([r["policy"] as! String, String(format: "%.4f", r["token_hit_rate"] as! Double),
-                         String(format: "%.1f", r["saved_prefill_s"] as! Double),
-                         "\(r["hit_tokens"]!)", "\(r["hit_tokens_l1"]!)", "\(r["hit_tokens_l2"]!)", "\(r["hit_tokens_l3"]!)",
-                         "\(r["evicted_blocks"]!)", "\(r["peak_blocks"]!)",
-                         String(format: "%.3f", r["wall_seconds"] as! Double)])
+        for run in runs {
+            let r = run.result
+            rows.append([run.policy.rawValue, String(format: "%.4f", r.tokenHitRate), String(format: "%.1f", r.savedPrefillSeconds),
+                         "\(r.hitTokens)", "\(r.hitTokensL1)", "\(r.hitTokensL2)", "\(r.hitTokensL3)",
+                         "\(r.evictedBlocks)", "\(r.peakBlocks)", String(format: "%.3f", run.wallSeconds)])
         }
         let widths = header.indices.map { c in rows.map { $0[c].count }.max()! }
         for row in rows {
             print(row.indices.map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
         }
-        print("saved prefill: the modelled time (\(runs[0]["cost_model"]!), roofline) to recompute the hit prefixes, the same cost for every policy.")
+        print("saved prefill: the modelled time (\(costModel), roofline) to recompute the hit prefixes, the same cost for every policy.")
     }
 }

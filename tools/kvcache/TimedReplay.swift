@@ -1,14 +1,17 @@
 import ArgumentParser
 import Foundation
+import KVCache
+import KVData
+import KVPrediction
 import KVScheduler
 import KVSimulation
 
 /// Options of `kvcache replay --mode timed`: the modelled engine, the KV budget and the policies.
 struct TimedReplayOptions: ParsableArguments {
-    @Option(help: "Model preset: llama3-8b, llama3-70b-tp4, llama3-70b-tp8, qwen2.5-7b, mistral-7b, jamba-hybrid. Also prices sequential mode's saved_prefill_s and the pgdsf policy's recompute cost.")
-    var model = "llama3-8b"
-    @Option(help: "Hardware preset: a100, h100, h200 (both modes, as --model).")
-    var hardware = "h100"
+    @Option(help: "Model preset (the cost model's table), both modes: also prices sequential mode's saved_prefill_s and the pgdsf policy's recompute cost.")
+    var model = ModelPreset(argument: "llama3-8b")!
+    @Option(help: "Hardware preset (the cost model's table), both modes, as --model.")
+    var hardware = HardwarePreset(argument: "h100")!
     @Option(name: .customLong("kv-gib"), help: "KV-cache budget in GiB (default: 90% of GPU memory less the weights).")
     var kvGiB: Double?
     @Option(help: "max_tokens of every request; longer true outputs are clipped.")
@@ -22,7 +25,7 @@ struct TimedReplayOptions: ParsableArguments {
     @Option(help: "Poisson arrivals at this rate (requests/s) instead of the trace's times.")
     var arrivalRate: Double?
     @Option(help: "Queue order: fcfs or spf (shortest predicted first with aging).")
-    var order = "fcfs"
+    var order: OrderArgument = .fcfs
     @Option(name: .customLong("aging-s"), help: "Aging bound for spf, in modelled seconds.")
     var agingSeconds = 30.0
     @Option(help: "Most running sequences (max_num_seqs).")
@@ -30,17 +33,17 @@ struct TimedReplayOptions: ParsableArguments {
     @Option(help: "Most tokens per step (max_num_batched_tokens, chunked prefill budget).")
     var maxBatchedTokens = 8192
     @Option(help: "Stall-free batching: a step with decodes carries at most this many tokens (decodes first, then prefill chunks, at least one block of prefill); auto: the GPU's balance point on the cost model, growing with the KV the decodes read; off: prefill may take all of --max-batched-tokens.")
-    var mixedStepTokens = "auto"
+    var mixedStepTokens: MixedStepTokens = .auto
     @Option(help: "Tokens per KV-cache block in timed mode.")
     var kvBlockTokens = 16
-    @Option(help: "Trace format, both modes: mooncake, azure, vidur, burstgpt, sharegpt, castillo (default: detected).")
-    var format: String?
+    @Option(help: "Trace format, both modes (default: detected).")
+    var format: TraceFormat?
     @Option(name: .customLong("swap-gib"), help: "Host memory for swapping preempted KV, GiB (0: recompute only).")
     var swapGiB = 0.0
     @Option(name: .customLong("cpu-gib"), help: "Host memory for a prefix tier under the GPU KV cache, GiB (0: off). Evicted prompt blocks are kept there (keys only: modelled, no bytes move) and loaded over the host link instead of recomputed when that is faster on the cost model; each policy also runs without it for comparison.")
     var cpuGiB = 0.0
     @Option(help: "Output-length predictor for predicted and spf: history (per template, prompt length and recent outputs) or text (needs --predictor-model).")
-    var predictor = "history"
+    var predictor: PredictorKind = .history
     @Option(help: "A text length model (`kvcache predict train --out`); implies --predictor text.")
     var predictorModel: String?
     @Option(help: "Quantile of the predicted output distribution to reserve.")
@@ -55,18 +58,39 @@ struct TimedReplayOptions: ParsableArguments {
     var noSessionGating = false
 }
 
+/// `--order`.
+enum OrderArgument: String, ExpressibleByArgument {
+    case fcfs, spf
+    case shortestPredictedFirst = "shortest-predicted-first"
+}
+
+/// `--predictor`.
+enum PredictorKind: String, ExpressibleByArgument {
+    case history, text
+}
+
+/// `--mixed-step-tokens auto|off|N`.
+enum MixedStepTokens: ExpressibleByArgument {
+    case auto, off, tokens(Int)
+    init?(argument: String) {
+        switch argument.lowercased() {
+        case "auto": self = .auto
+        case "off": self = .off
+        default:
+            guard let n = Int(argument), n >= 1 else { return nil }
+            self = .tokens(n)
+        }
+    }
+    var defaultValueDescription: String { "auto" }
+}
+
 /// `kvcache replay --mode timed`: runs each named reservation policy through the modelled engine on
 /// the same arrivals and prints a side-by-side table (stderr) or one JSON object (stdout).
 enum TimedReplay {
     /// Runs the timed replay on an already loaded trace (`label` names it in the output).
     static func run(trace: LoadedTrace, label tracePath: String, json: Bool, options o: TimedReplayOptions) throws {
-        let wallStart = DispatchTime.now().uptimeNanoseconds
-        guard let model = ModelSpec.preset(named: o.model) else {
-            throw CLIError("unknown --model \(o.model) (\(ModelSpec.presets.map(\.name).joined(separator: ", ")))")
-        }
-        guard let hardware = HardwareSpec.preset(named: o.hardware) else {
-            throw CLIError("unknown --hardware \(o.hardware) (a100, h100, h200)")
-        }
+        let wallStart = KVClock.monotonicNanos()
+        let model = o.model.spec, hardware = o.hardware.spec
         let names = (o.compare ?? o.reservation).split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         var policies: [ReservationPolicy] = []
         for n in names {
@@ -81,11 +105,9 @@ enum TimedReplay {
         }
         guard o.rateScale > 0, o.rateScale.isFinite else { throw CLIError("--rate-scale must be positive") }
         if let r = o.arrivalRate, !(r > 0 && r.isFinite) { throw CLIError("--arrival-rate must be positive") }
-        let queueOrder: QueueOrder
-        switch o.order.lowercased() {
-        case "fcfs": queueOrder = .fcfs
-        case "spf", "shortest-predicted-first": queueOrder = .shortestPredictedFirst(agingSeconds: o.agingSeconds)
-        default: throw CLIError("unknown --order \(o.order) (fcfs, spf)")
+        let queueOrder: QueueOrder = switch o.order {
+        case .fcfs: .fcfs
+        case .spf, .shortestPredictedFirst: .shortestPredictedFirst(agingSeconds: o.agingSeconds)
         }
 
         var requests = trace.requests
@@ -103,14 +125,10 @@ enum TimedReplay {
         base.hostTierBytes = o.cpuGiB * 1_073_741_824
         base.scheduler.maxRunningSequences = o.maxRunning
         base.scheduler.maxBatchedTokens = o.maxBatchedTokens
-        switch o.mixedStepTokens.lowercased() {
-        case "auto": base.scheduler.stallFree = costModel.stallFreeBudget(multiple: o.kvBlockTokens)
-        case "off": base.scheduler.stallFree = nil
-        default:
-            guard let n = Int(o.mixedStepTokens), n >= 1 else {
-                throw CLIError("--mixed-step-tokens must be auto, off or a positive number, not \(o.mixedStepTokens)")
-            }
-            base.scheduler.stallFree = StallFreeBudget(baseTokens: n)
+        switch o.mixedStepTokens {
+        case .auto: base.scheduler.stallFree = costModel.stallFreeBudget(multiple: o.kvBlockTokens)
+        case .off: base.scheduler.stallFree = nil
+        case let .tokens(n): base.scheduler.stallFree = StallFreeBudget(baseTokens: n)
         }
         base.scheduler.defaultMaxTokens = o.maxTokens
         base.scheduler.order = queueOrder
@@ -122,10 +140,8 @@ enum TimedReplay {
         var textModel: TextLengthModel? = nil
         if let path = o.predictorModel {
             do { textModel = try TextLengthModelFile.load(from: path) } catch { throw CLIError(error.description) }
-        } else if o.predictor.lowercased() == "text" {
+        } else if o.predictor == .text {
             throw CLIError("--predictor text needs --predictor-model FILE")
-        } else if o.predictor.lowercased() != "history" {
-            throw CLIError("unknown --predictor \(o.predictor) (history, text)")
         }
         guard o.reserveQuantile > 0, o.reserveQuantile < 1 else { throw CLIError("--reserve-quantile must be in (0, 1)") }
         func makePredictor() -> any OutputLengthPredictor {
@@ -142,7 +158,7 @@ enum TimedReplay {
         for policy in policies {
             var config = base
             config.scheduler.reservation = policy
-            let t0 = DispatchTime.now().uptimeNanoseconds
+            let t0 = KVClock.monotonicNanos()
             let predictor = makePredictor()
             var report: ModelledRunReport
             do { report = try ModelledEngine(config: config).run(requests, predictor: predictor) } catch {
@@ -158,11 +174,11 @@ enum TimedReplay {
                 }
                 report.withoutTiers = (plain.ttftP50, plain.ttftP99, plain.prefillTokens)
             }
-            walls.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+            walls.append(KVClock.seconds(from: t0, to: KVClock.monotonicNanos()))
             runs.append(report)
             if !json { note("\(policy.rawValue): done in \(String(format: "%.2f", walls.last!)) s wall") }
         }
-        let wall = Double(DispatchTime.now().uptimeNanoseconds - wallStart) / 1e9
+        let wall = KVClock.seconds(from: wallStart, to: KVClock.monotonicNanos())
         if json {
             var fields: [(String, JSONValue)] = [
                 ("mode", .string("timed")), ("times", .string("modelled")), ("trace", .string(tracePath)),
@@ -183,7 +199,7 @@ enum TimedReplay {
             ]
             fields.append(("runs", .array(zip(runs, walls).map { r, w in .object(r.jsonFields + [("wall_s", .double(w))]) })))
             fields.append(("wall_s", .double(wall)))
-            print(JSONValue.object(fields).text)
+            JSONReport.print(.object(fields))
         } else {
             var out = "Timed replay of \(tracePath) (\(trace.format.rawValue), \(requests.count) requests"
             if trace.skippedLines > 0 { out += ", \(trace.skippedLines) bad lines skipped" }

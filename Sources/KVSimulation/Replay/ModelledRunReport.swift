@@ -1,3 +1,4 @@
+import KVData
 import KVScheduler
 
 /// The metrics of one modelled run. Every time is modelled (from the cost model), not measured.
@@ -82,44 +83,6 @@ public struct HostTierRunReport: Sendable {
     public var stats: HostPrefixTier.Stats
     /// Blocks held at the end.
     public var heldBlocks: Int
-}
-
-/// A JSON value small enough for the reports (objects keep key order).
-public indirect enum JSONValue: Sendable {
-    case string(String), int(Int), double(Double), bool(Bool), null
-    case array([JSONValue]), object([(String, JSONValue)])
-
-    /// Compact JSON text.
-    public var text: String {
-        switch self {
-        case let .string(s): return JSONValue.quote(s)
-        case let .int(i): return String(i)
-        case let .double(d): return d.isFinite ? String(d) : "null"
-        case let .bool(b): return b ? "true" : "false"
-        case .null: return "null"
-        case let .array(a): return "[" + a.map(\.text).joined(separator: ",") + "]"
-        case let .object(o): return "{" + o.map { JSONValue.quote($0.0) + ":" + $0.1.text }.joined(separator: ",") + "}"
-        }
-    }
-
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    let h = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-                } else { out.unicodeScalars.append(u) }
-            }
-        }
-        return out + "\""
-    }
 }
 
 /// Accumulates per-request latencies and time-weighted occupancy during a run.

@@ -1,4 +1,5 @@
 import KVCache
+import KVData
 import KVTiers
 
 /// Replays a trace's prefix structure through the real `KVCacheManager`, one request at a time in
@@ -90,16 +91,15 @@ public struct SequentialReplay {
     /// Finishes the lower tiers' transfers and releases the disk folder.
     public func finish() { tiered?.close() }
 
-    /// The block key a trace hash id stands for: hash ids already name whole prefixes, so the key is
-    /// the id itself, tagged so it cannot be the reserved zero key.
-    @inlinable
-    public static func key(forHashID id: UInt64) -> BlockKey { BlockKey(lo: id, hi: 0x7472_6163_655F_6964) }
-
     /// Replays one request. O(chain length x log cached), plus the copies with lower tiers.
     public mutating func replay(_ request: TraceRequest) throws {
         let B = manager.blockTokens
         keys.removeAll(keepingCapacity: true)
-        for id in request.hashIDs { keys.append(Self.key(forHashID: id)) }
+        // The timed replay's key mapping, with the trace's blocks as cache blocks (partial last one
+        // included); a request without hash ids shares nothing and is not cached.
+        if !request.hashIDs.isEmpty {
+            TracePromptKeys.append(for: request, index: 0, blockTokens: B, partialLastBlock: true, to: &keys)
+        }
         result.requests += 1
         result.inputTokens += request.inputTokens
         let evictedBefore = manager.stats.evictedBlocks

@@ -1,0 +1,88 @@
+import Foundation
+
+/// Walks JSON Lines records and decodes each one, naming the line of any failure: the one line walker
+/// of every JSONL reader (Mooncake, ShareGPT, CASTILLO) and of the CSV reader.
+///
+/// Lines end at `\n` only (JSON strings may hold U+2028); a trailing `\r` is dropped; blank lines are
+/// skipped but counted, so line numbers are the file's own.
+public enum JSONLines {
+    /// Calls `body` with each non-blank line (without its `\n` or `\r\n`) and its 1-based line number,
+    /// reading `source` piece by piece: memory holds one piece plus the longest line. `prefix` holds
+    /// bytes already read from `source` (by a reader that looked at its head), walked first.
+    ///
+    /// - Complexity: O(n) in the (inflated) size.
+    public static func forEachLine(
+        in source: ByteSource, prefix: [UInt8] = [], _ body: (ArraySlice<UInt8>, Int) throws(DataError) -> Void
+    ) throws(DataError) {
+        var buffer = prefix
+        buffer.reserveCapacity(2 * ByteSource.pieceBytes)
+        var line = 1
+        var more = true
+        while more {
+            more = try source.read(appendingTo: &buffer)
+            let consumed = try walk(buffer, final: !more, line: &line, body)
+            buffer.removeFirst(consumed)
+        }
+    }
+
+    /// Calls `body` with each non-blank line of an in-memory buffer and its 1-based line number.
+    ///
+    /// - Complexity: O(n) in the buffer size.
+    public static func forEachLine<E: Error>(
+        in bytes: [UInt8], _ body: (ArraySlice<UInt8>, Int) throws(E) -> Void
+    ) throws(E) {
+        var line = 1
+        _ = try walk(bytes, final: true, line: &line, body)
+    }
+
+    /// Walks the complete lines of `bytes` (and the unterminated last one when `final`); returns the
+    /// bytes consumed.
+    private static func walk<E: Error>(
+        _ bytes: [UInt8], final: Bool, line: inout Int, _ body: (ArraySlice<UInt8>, Int) throws(E) -> Void
+    ) throws(E) -> Int {
+        var start = 0
+        let count = bytes.count
+        while start < count {
+            var end = start
+            while end < count && bytes[end] != UInt8(ascii: "\n") { end += 1 }
+            if end == count && !final { break }
+            var last = end
+            if last > start && bytes[last - 1] == UInt8(ascii: "\r") { last -= 1 }
+            var blank = true
+            for i in start..<last where !isSpace(bytes[i]) { blank = false; break }
+            if !blank { try body(bytes[start..<last], line) }
+            start = end + 1
+            line += 1
+        }
+        return min(start, count)
+    }
+
+    /// Decodes one record of type `T`; a failure is a `badLine` naming what is wrong.
+    public static func decode<T: Decodable>(_ type: T.Type, _ line: ArraySlice<UInt8>, path: String,
+                                            line number: Int) throws(DataError) -> T {
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(line))
+        } catch {
+            throw .badLine(path: path, line: number, reason: describe(error))
+        }
+    }
+
+    /// What a decoding failure means for the record, in a few words.
+    public static func describe(_ error: any Error) -> String {
+        switch error as? DecodingError {
+        case let .keyNotFound(key, _): "missing field \"\(key.stringValue)\""
+        case let .typeMismatch(_, context): "wrong type at \(path(context))"
+        case let .valueNotFound(_, context): "null at \(path(context))"
+        default: "not a JSON object"
+        }
+    }
+
+    private static func path(_ context: DecodingError.Context) -> String {
+        let keys = context.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }
+        return keys.isEmpty ? "top level" : "\"" + keys.joined(separator: ".") + "\""
+    }
+
+    @inline(__always) static func isSpace(_ b: UInt8) -> Bool {
+        b == 0x20 || b == 0x09 || b == 0x0a || b == 0x0d
+    }
+}

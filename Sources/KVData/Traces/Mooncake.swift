@@ -1,0 +1,54 @@
+/// Reads Mooncake-format JSONL traces: one request per line with `timestamp` (milliseconds),
+/// `input_length`, `output_length` and `hash_ids` (prefix-block ids: equal id = same prefix up to
+/// and including that block; `blockTokens` tokens per id, the last one possibly partial).
+///
+/// The one Mooncake reader: `kvcache replay` takes its requests, and the history predictor's length
+/// data set (`predict eval --history`) is built from the same requests, so a row one rejects the other
+/// rejects too. A line is malformed when it is not a JSON object, lacks a field, has a negative or
+/// non-integer length, or has `hash_ids.count != ceil(input_length / blockTokens)`: a
+/// `DataError.badLine` naming the file and the 1-based line (or, with `skipBadLines`, the line is
+/// counted and skipped). Blank lines are ignored. O(file size); memory holds the requests.
+public enum Mooncake {
+    private struct Row: Decodable {
+        var timestamp: Double
+        var input_length: Int
+        var output_length: Int
+        var hash_ids: [Int64]
+    }
+
+    /// Reads a whole JSONL document (gzip or not) from `source`.
+    public static func read(_ source: ByteSource, blockTokens: Int = 512,
+                            skipBadLines: Bool = false) throws(DataError) -> LoadedTrace {
+        let path = source.path
+        var sink = BadLineSink(path: path, skip: skipBadLines)
+        var requests: [TraceRequest] = []
+        var firstTime: Double? = nil
+        try JSONLines.forEachLine(in: source) { (line, lineNumber) throws(DataError) in
+            let row: Row
+            do throws(DataError) { row = try JSONLines.decode(Row.self, line, path: path, line: lineNumber) } catch {
+                try sink.report(error)
+                return
+            }
+            guard row.input_length >= 0, row.output_length >= 0, row.timestamp.isFinite else {
+                try sink.report(line: lineNumber, "negative length or invalid timestamp")
+                return
+            }
+            let expected = (row.input_length + blockTokens - 1) / blockTokens
+            guard row.hash_ids.count == expected else {
+                try sink.report(line: lineNumber, "\(row.hash_ids.count) hash_ids for input_length \(row.input_length) (expected \(expected) at \(blockTokens) tokens per block)")
+                return
+            }
+            guard row.hash_ids.allSatisfy({ $0 >= 0 }) else {
+                try sink.report(line: lineNumber, "negative hash id")
+                return
+            }
+            if firstTime == nil { firstTime = row.timestamp }
+            requests.append(TraceRequest(arrival: (row.timestamp - firstTime!) / 1000, inputTokens: row.input_length,
+                                         outputTokens: row.output_length, hashIDs: row.hash_ids.map { UInt64($0) },
+                                         hashBlockTokens: blockTokens))
+        }
+        guard !requests.isEmpty else { throw .empty(path: path) }
+        return LoadedTrace(requests: requests, format: .mooncake, skippedLines: sink.skipped,
+                           firstSkipped: sink.first, hasTimestamps: true)
+    }
+}

@@ -1,0 +1,97 @@
+import Foundation
+import Testing
+
+/// Runs the built `kvcache` (next to the test bundle in the build folder) and checks the `--json` keys
+/// the README documents, and a few values that the sequential semantics fix exactly.
+@Suite("kvcache --json")
+struct CLIJSONTests {
+    static let executable: URL = {
+        let bundle = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        return bundle.appendingPathComponent("kvcache")
+    }()
+
+    static func fixture(_ name: String) throws -> String {
+        guard let url = Bundle.module.url(forResource: "Fixtures/\(name)", withExtension: nil) else {
+            throw CocoaError(.fileNoSuchFile)
+        }
+        return url.path
+    }
+
+    /// Runs `kvcache arguments`; returns the exit status, stdout and stderr.
+    static func run(_ arguments: [String]) throws -> (status: Int32, out: Data, err: String) {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, outData, String(decoding: errData, as: UTF8.self))
+    }
+
+    static func json(_ arguments: [String]) throws -> [String: Any] {
+        let r = try run(arguments)
+        #expect(r.status == 0, "kvcache \(arguments) failed: \(r.err)")
+        let object = try JSONSerialization.jsonObject(with: r.out) as? [String: Any]
+        return try #require(object)
+    }
+
+    static func expectKeys(_ object: [String: Any], _ keys: [String]) {
+        for key in keys { #expect(object[key] != nil, "missing key \(key)") }
+    }
+
+    @Test func sequentialReplayPrintsTheDocumentedKeysAndFigures() throws {
+        let o = try Self.json(["replay", "--json"])
+        Self.expectKeys(o, ["requests", "input_tokens", "hit_tokens", "token_hit_rate", "saved_prefill_s",
+                            "evicted_blocks", "peak_blocks", "bad_lines", "wall_s", "policy", "mode", "block_tokens"])
+        // The embedded default at 8,192 blocks, LRU (README: hit rate 0.0976).
+        #expect(o["requests"] as? Int == 1000)
+        #expect(o["input_tokens"] as? Int == 11_851_558)
+        #expect(o["hit_tokens"] as? Int == 1_156_574)
+        #expect(o["evicted_blocks"] as? Int == 13_329)
+        #expect(o["mode"] as? String == "sequential")
+        let several = try Self.json(["replay", "--policy", "lru,pgdsf", "--capacity-blocks", "3000", "--json"])
+        let runs = try #require(several["runs"] as? [[String: Any]])
+        #expect(runs.map { $0["policy"] as? String } == ["lru", "pgdsf"])
+        for run in runs { Self.expectKeys(run, ["token_hit_rate", "saved_prefill_s", "wall_s"]) }
+    }
+
+    @Test func timedReplayPrintsTheDocumentedKeys() throws {
+        let o = try Self.json(["replay", "--mode", "timed", "--trace", try Self.fixture("mooncake_40.jsonl"),
+                               "--kv-gib", "0.5", "--compare", "on-demand,predicted", "--cpu-gib", "1", "--json"])
+        Self.expectKeys(o, ["mode", "times", "trace", "format", "trace_requests", "model", "hardware", "kv_gib",
+                            "capacity_blocks", "runs", "wall_s"])
+        #expect(o["mode"] as? String == "timed" && o["times"] as? String == "modelled")
+        #expect(o["format"] as? String == "mooncake" && o["trace_requests"] as? Int == 40)
+        let runs = try #require(o["runs"] as? [[String: Any]])
+        #expect(runs.map { $0["reservation"] as? String } == ["on-demand", "predicted"])
+        for run in runs {
+            Self.expectKeys(run, ["requests", "output_tokens_per_s", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s",
+                                  "preemptions", "prefill_tokens", "tier_load_tokens", "tier_load_bytes",
+                                  "ttft_p50_s_without_tiers", "ttft_p99_s_without_tiers",
+                                  "prefill_tokens_without_tiers", "wall_s"])
+            #expect(run["requests"] as? Int == 40)
+        }
+    }
+
+    @Test func predictEvalPrintsTheDocumentedKeys() throws {
+        let o = try Self.json(["predict", "eval", "--history", "--data", try Self.fixture("mooncake_40.jsonl"), "--json"])
+        Self.expectKeys(o, ["predictor", "online", "format", "examples", "mae", "mae_ratio", "bucket_accuracy",
+                            "underpredict_rate", "baseline_mae", "baseline_bucket_accuracy", "baseline_underpredict_rate",
+                            "ns_per_prediction"])
+        #expect(o["predictor"] as? String == "history" && o["format"] as? String == "mooncake")
+        #expect(o["examples"] as? Int == 20)   // the later half of 40 requests by arrival
+    }
+
+    @Test func aMalformedLineNamesFileAndLine() throws {
+        let path = try Self.fixture("mooncake_bad.jsonl")
+        let r = try Self.run(["replay", "--trace", path, "--json"])
+        #expect(r.status != 0)
+        #expect(r.err.contains("\(path):3: missing field"))
+        let skipped = try Self.json(["replay", "--trace", path, "--skip-bad-lines", "--json"])
+        #expect(skipped["bad_lines"] as? Int == 1 && skipped["requests"] as? Int == 2)
+    }
+}
