@@ -44,14 +44,6 @@ public final class TransferHandle: @unchecked Sendable {
         }
     }
 
-    /// Sets `loadedFromDisk` from a buffer, reusing the handle's storage. O(blocks).
-    func setLoadedFromDisk(_ flags: UnsafeBufferPointer<Bool>) {
-        cond.withLock { fromDisk.removeAll(keepingCapacity: true); fromDisk.append(contentsOf: flags) }
-    }
-
-    /// A handle with nothing to wait for.
-    static func completed(layerGroups: [Range<Int>]) -> TransferHandle { TransferHandle(blocks: 0, layerGroups: layerGroups) }
-
     /// Records that layer group `group` of block `block` is done (or failed). Returns true when this was
     /// the last pending piece of the whole transfer.
     @discardableResult

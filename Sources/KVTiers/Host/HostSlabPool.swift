@@ -1,44 +1,18 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Synchronization
-
-/// Where the host tier should place its memory.
-public enum NumaPlacement: Sendable, Equatable {
-    /// The node of the calling thread (the kernel's default policy).
-    case local
-    /// A configured node.
-    case node(Int)
-    /// The node nearest the GPU at this PCI address (from sysfs); local when sysfs names none.
-    case nearDevice(pciAddress: String)
-}
-
-/// What the host tier got: the node its memory is verified to sit on, whether it is page-locked, and
-/// why it fell back when it did.
-public struct HostPlacementReport: Sendable, Equatable {
-    /// The node bound to after resolving the placement (nil: the local policy, or no binding possible).
-    public var requestedNode: Int?
-    /// The node `get_mempolicy(MPOL_F_NODE|MPOL_F_ADDR)` reports for the pool's pages (nil: not verified).
-    public var verifiedNode: Int?
-    /// Whether every sampled page is on `requestedNode` (or, with the local policy, on one node).
-    public var bindingVerified: Bool
-    /// Whether `mlock` pinned the pool.
-    public var locked: Bool
-    /// Why placement or locking fell back, if it did (also given once to the warning handler).
-    public var fallbackReason: String?
-    /// Configured NUMA nodes on this machine (0 when NUMA is unavailable).
-    public var nodes: Int
-}
 
 /// The L2 host tier's storage: one large allocation cut into slots of one block each, placed on a chosen
 /// NUMA node with libnuma, page-locked where permitted, with O(1) slot allocation and release (a stack
 /// of free slot numbers).
 ///
-/// Slot bookkeeping (`allocate`/`release`) is not thread-safe: the owner (the tier manager) serializes it.
+/// Slot bookkeeping (`allocate`/`release`) is internal and not thread-safe: its one owner, the tier
+/// manager, calls it under its lock.
 /// The slots' bytes may be read and written from transfer workers, one owner per slot at a time, which
 /// the manager guarantees by pinning a slot for the duration of each transfer.
 public final class HostSlabPool: @unchecked Sendable {
-    // Sendable: the base pointer is immutable; slot contents are handed out under the manager's pins.
+    // Sendable: the base pointer is immutable; the free-slot stack is touched only under the owning
+    // manager's lock (`allocate`/`release` are internal); slot contents are handed out under its pins.
     public let slotBytes: Int
     public let capacity: Int
     public let placement: HostPlacementReport
@@ -139,7 +113,7 @@ public final class HostSlabPool: @unchecked Sendable {
     public var freeCount: Int { freeStack.count }
 
     /// Takes a free slot, or nil when all are in use. O(1).
-    public func allocate() -> Int32? {
+    func allocate() -> Int32? {
         guard let s = freeStack.popLast() else { return nil }
         isFree[Int(s)] = false
         return s
@@ -147,8 +121,10 @@ public final class HostSlabPool: @unchecked Sendable {
 
     /// Returns `slot` to the pool. O(1).
     /// - Throws: `.invalidArgument` for an unknown or already free slot (state unchanged).
-    public func release(_ slot: Int32) throws(TierError) {
-        guard slot >= 0, Int(slot) < capacity, !isFree[Int(slot)] else { throw .invalidArgument("slot \(slot) is not allocated") }
+    func release(_ slot: Int32) throws(TierError) {
+        guard slot >= 0, Int(slot) < capacity, !isFree[Int(slot)] else {
+            throw .invalidArgument("slot \(slot) is not allocated")
+        }
         isFree[Int(slot)] = true
         freeStack.append(slot)
     }
@@ -164,18 +140,5 @@ public final class HostSlabPool: @unchecked Sendable {
     public func withSlot<R>(_ slot: Int32, count: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
         precondition(count <= slotBytes)
         return try body(UnsafeMutableRawBufferPointer(start: address(of: slot), count: count))
-    }
-}
-
-/// Warnings of the tier layer: each distinct message once per process, on stderr.
-public enum TierWarnings {
-    private static let seen = Mutex(Set<String>())
-
-    /// Prints `message` to stderr the first time it is seen in this process.
-    @Sendable public static func once(_ message: String) {
-        let first = seen.withLock { $0.insert(message).inserted }
-        guard first else { return }
-        let line = Array("kvcache: warning: \(message)\n".utf8)
-        _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
     }
 }
