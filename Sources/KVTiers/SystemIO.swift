@@ -220,7 +220,8 @@ public final class IOFaultInjector: Sendable {
         state.withLock { s in
             guard let budget = s.writeBudget else { return nil }
             if bytes <= budget { s.writeBudget = budget - bytes; return nil }
-            s.writeBudget = 0; s.injected += 1
+            s.writeBudget = 0
+            s.injected += 1
             return s.writeErrno
         }
     }

@@ -95,9 +95,17 @@ public struct LoadOrRecompute: Sendable, Equatable {
     /// beats recomputing it. Where the depth is not known (a store decision), 0: the cheapest recompute,
     /// so the rule errs on the side of not storing.
     public func worthLoading(tier: Tier, layout: KVGeometry, depth: Int = 0) -> Bool {
+        worthLoading(tier: tier, bytes: layout.bytesPerBlock, tokens: layout.blockTokens,
+                     contextBefore: max(0, depth) * layout.blockTokens)
+    }
+
+    /// The rule itself: whether loading `bytes` from `tier` beats recomputing `tokens` tokens that follow
+    /// `contextBefore` cached ones.
+    public func worthLoading(tier: Tier, bytes: Int, tokens: Int, contextBefore: Int) -> Bool {
         if tier == .device { return true }
         guard link(tier) != nil, tier == .host || link(.host) != nil else { return false }
-        guard let recompute = recomputeSeconds(layout: layout, depth: depth) else { return true }
-        return loadSeconds(tier: tier, bytes: layout.bytesPerBlock) * safetyFactor <= recompute
+        guard let recompute else { return true }
+        return loadSeconds(tier: tier, bytes: bytes) * safetyFactor
+            <= recompute.seconds(tokens: tokens, contextBefore: contextBefore)
     }
 }

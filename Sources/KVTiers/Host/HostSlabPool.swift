@@ -37,7 +37,9 @@ public final class HostSlabPool: @unchecked Sendable {
         guard !overflow else { throw .invalidArgument("host pool too large") }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let rounded = (total + page - 1) / page * page
-        slotBytes = slot; self.capacity = capacity; totalBytes = rounded
+        slotBytes = slot
+        self.capacity = capacity
+        totalBytes = rounded
 
         var reasons: [String] = []
         var requested: Int? = nil
@@ -51,7 +53,8 @@ public final class HostSlabPool: @unchecked Sendable {
                 if requested == nil {
                     reasons.append("no NUMA affinity in sysfs for \(address); using the local node")
                 }
-            } catch { reasons.append("\(error)"); requested = nil }
+            } catch { reasons.append("\(error)")
+            requested = nil }
         }
         if !Numa.isAvailable { reasons.append("NUMA unavailable (numa_available < 0); using unbound memory") }
         if let r = requested, Numa.isAvailable, !Numa.nodeExists(r) {
@@ -92,7 +95,10 @@ public final class HostSlabPool: @unchecked Sendable {
                     let n = try Numa.nodeOfPage(at: base + off)
                     if verified == nil { verified = n }
                     if n != (requested ?? verified) { ok = false }
-                } catch { ok = false; verified = nil; reasons.append("\(error): placement not verified"); break }
+                } catch { ok = false
+                verified = nil
+                reasons.append("\(error): placement not verified")
+                break }
             }
             if !ok, let v = verified, let r = requested { reasons.append("pages on node \(v) instead of \(r)") }
         }

@@ -20,7 +20,8 @@ public final class TransferHandle: @unchecked Sendable {
     private var onFinish: (@Sendable () -> Void)?
 
     init(blocks: Int, layerGroups: [Range<Int>]) {
-        blockCount = blocks; self.layerGroups = layerGroups
+        blockCount = blocks
+        self.layerGroups = layerGroups
         pendingPerGroup = Array(repeating: blocks, count: layerGroups.count)
         pendingTotal = blocks * layerGroups.count
         failed = Array(repeating: false, count: blocks)

@@ -31,8 +31,11 @@ public struct DiskStoreConfig: Sendable {
     #endif
 
     public init(directory: String, capacityBytes: Int, capacityBlocks: Int? = nil, maxBlockBytes: Int, elementSize: Int = 2) {
-        self.directory = directory; self.capacityBytes = capacityBytes; self.capacityBlocks = capacityBlocks
-        self.maxBlockBytes = maxBlockBytes; self.elementSize = elementSize
+        self.directory = directory
+        self.capacityBytes = capacityBytes
+        self.capacityBlocks = capacityBlocks
+        self.maxBlockBytes = maxBlockBytes
+        self.elementSize = elementSize
     }
 
     /// A store for blocks of `layout`.
@@ -126,7 +129,10 @@ public final class DiskBlockStore: @unchecked Sendable {
     private var closed = false
 
     struct Location {
-        var segment: Segment; var offset: Int; var length: Int; var rawLength: Int
+        var segment: Segment
+        var offset: Int
+        var length: Int
+        var rawLength: Int
         /// The parent block's key as the record names it (nil: a first block, or a version 1 record).
         var parent: BlockKey?
         /// Read since it was written: gets a second chance when its segment is evicted.
@@ -142,7 +148,11 @@ public final class DiskBlockStore: @unchecked Sendable {
         var keys: [BlockKey] = []
         var broken = false
         init(id: UInt64, fd: Int32, path: String, io: SystemIO, size: Int) {
-            self.id = id; self.fd = fd; self.path = path; self.io = io; self.size = size
+            self.id = id
+            self.fd = fd
+            self.path = path
+            self.io = io
+            self.size = size
         }
         deinit { io.close(fd) }
     }
@@ -297,7 +307,8 @@ public final class DiskBlockStore: @unchecked Sendable {
             let dir = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
             try io.syncDirectory(dir.isEmpty ? "." : dir)
         } catch {
-            io.close(out); try? io.unlink(tmp)
+            io.close(out)
+            try? io.unlink(tmp)
             throw error
         }
         return SegmentCheck(records: records, corrupt: scan.corrupt, size: off, rewritten: true)
@@ -399,14 +410,17 @@ public final class DiskBlockStore: @unchecked Sendable {
         evictWhileOver(incomingBytes: record.count, incomingBlocks: 1)
         let seg: Segment
         do throws(TierError) { seg = try activeSegment(for: record.count) } catch {
-            stats.notStored += 1; stats.writeErrors += 1; return .notStored(error)
+            stats.notStored += 1
+            stats.writeErrors += 1
+            return .notStored(error)
         }
         let offset = seg.size
         do throws(TierError) {
             try io.pwriteAll(seg.fd, record, at: offset)
             if config.syncEveryWrite { try io.fsync(seg.fd) }
         } catch {
-            stats.notStored += 1; stats.writeErrors += 1
+            stats.notStored += 1
+            stats.writeErrors += 1
             // Cut the partial record away; if even that fails, seal the segment so nothing follows it.
             // (A torn record left behind is never indexed, and a rebuild skips it by checksum.)
             if (try? io.truncate(seg.fd, to: offset)) == nil { seg.broken = true; active = nil }
@@ -416,8 +430,11 @@ public final class DiskBlockStore: @unchecked Sendable {
         seg.keys.append(key)
         index[key] = Location(segment: seg, offset: offset, length: record.count, rawLength: rawLength, parent: parent)
         if journalingStores { changes.append(.stored(key, parent: parent)) }
-        stats.blocks += 1; stats.bytesOnDisk += record.count
-        stats.writes += 1; stats.bytesWritten += record.count; stats.rawBytesWritten += rawLength
+        stats.blocks += 1
+        stats.bytesOnDisk += record.count
+        stats.writes += 1
+        stats.bytesWritten += record.count
+        stats.rawBytesWritten += rawLength
         if mode == .raw { stats.storedRaw += 1 }
         return .stored
     }
@@ -459,7 +476,8 @@ public final class DiskBlockStore: @unchecked Sendable {
             let kept = Set(keep.map(\.0))
             for (k, loc) in live {
                 index[k] = nil
-                stats.blocks -= 1; stats.bytesOnDisk -= loc.length
+                stats.blocks -= 1
+                stats.bytesOnDisk -= loc.length
                 if !kept.contains(k) { stats.evictedBlocks += 1; changes.append(.removed(k)) }
             }
             for (k, loc) in keep where !reinsert(k, from: loc) { stats.evictedBlocks += 1; changes.append(.removed(k)) }
@@ -483,7 +501,9 @@ public final class DiskBlockStore: @unchecked Sendable {
         seg.size += loc.length
         seg.keys.append(key)
         index[key] = Location(segment: seg, offset: offset, length: loc.length, rawLength: loc.rawLength, parent: loc.parent)
-        stats.blocks += 1; stats.bytesOnDisk += loc.length; stats.reinsertedBlocks += 1
+        stats.blocks += 1
+        stats.bytesOnDisk += loc.length
+        stats.reinsertedBlocks += 1
         return true
     }
 
@@ -522,9 +542,13 @@ public final class DiskBlockStore: @unchecked Sendable {
         }
         if let problem {
             lock.withLock {
-                stats.corruptReads += 1; stats.misses += 1
+                stats.corruptReads += 1
+                stats.misses += 1
                 if let cur = index[key], cur.segment === loc.segment, cur.offset == loc.offset {
-                    index[key] = nil; stats.blocks -= 1; stats.bytesOnDisk -= cur.length; changes.append(.removed(key))
+                    index[key] = nil
+                    stats.blocks -= 1
+                    stats.bytesOnDisk -= cur.length
+                    changes.append(.removed(key))
                 }
             }
             return .corrupt(problem)
