@@ -70,7 +70,8 @@ public struct SystemIO: Sendable {
     /// file).
     ///
     /// The corresponding C function is `pread`.
-    public func preadFull(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(TierError) -> Int {
+    public func preadFull(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer,
+                          at offset: Int) throws(TierError) -> Int {
         var done = 0
         while done < buffer.count {
             let n = Glibc.pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
@@ -197,7 +198,12 @@ public struct SystemIO: Sendable {
 #if DEBUG
 /// Debug builds only: makes the disk tier's writes fail on demand, as a full or failing disk would.
 public final class IOFaultInjector: Sendable {
-    private struct State { var writeBudget: Int? = nil; var writeErrno: Int32 = ENOSPC; var failSync = false; var injected = 0 }
+    private struct State {
+        var writeBudget: Int? = nil
+        var writeErrno: Int32 = ENOSPC
+        var failSync = false
+        var injected = 0
+    }
     private let state = Mutex(State())
 
     public init() {}

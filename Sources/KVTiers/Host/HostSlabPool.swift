@@ -61,7 +61,9 @@ public final class HostSlabPool: @unchecked Sendable {
             reasons.append("NUMA node \(r) does not exist; using unbound memory")
             requested = nil
         }
-        if Numa.isAvailable && nodes == 1 && placement != .local { reasons.append("single NUMA node: placement has no effect") }
+        if Numa.isAvailable && nodes == 1 && placement != .local {
+            reasons.append("single NUMA node: placement has no effect")
+        }
 
         var p: UnsafeMutableRawPointer? = nil
         var viaNuma = false
@@ -143,7 +145,8 @@ public final class HostSlabPool: @unchecked Sendable {
     }
 
     /// Lends `slot`'s first `count` bytes to `body`. Do not let the pointer escape.
-    public func withSlot<R>(_ slot: Int32, count: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
+    public func withSlot<R>(_ slot: Int32, count: Int,
+                            _ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
         precondition(count <= slotBytes)
         return try body(UnsafeMutableRawBufferPointer(start: address(of: slot), count: count))
     }

@@ -208,7 +208,9 @@ struct TierIndex {
             v = lru.next(v)
         }
         let ready = slotState.count { $0 == .ready }
-        guard lru.count == ready else { throw InvariantViolation("host LRU holds \(lru.count) of \(ready) ready slots") }
+        guard lru.count == ready else {
+            throw InvariantViolation("host LRU holds \(lru.count) of \(ready) ready slots")
+        }
     }
 
     /// Removes `key`'s device or host part, and the entry when nothing is left.

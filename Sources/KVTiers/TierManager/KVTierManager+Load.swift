@@ -121,7 +121,8 @@ extension KVTierManager {
         // Unpin the pass-1 blocks the plan no longer reaches.
         for i in slots.count ..< blocks.count where prePinned[i] >= 0 { _ = index.unpin(prePinned[i]) }
         let bytes = layout.bytesPerBlock
-        let staging = staged > 0 ? UnsafeMutableRawBufferPointer.allocate(byteCount: staged * bytes, alignment: 64) : nil
+        let staging = staged > 0
+            ? UnsafeMutableRawBufferPointer.allocate(byteCount: staged * bytes, alignment: 64) : nil
         let addresses = slots.map { s in
             // A non-negative slot exists only with a host tier.
             HostAddress(s >= 0 ? host!.address(of: s) : staging!.baseAddress! + Int(-1 - s) * bytes)
