@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "swift-kvcache",
-    platforms: [.macOS(.v15)],
+    // Linux only: the tiers need Glibc and libnuma (SystemIO stops other platforms with an #error).
     products: [
         .library(name: "KVCache", targets: ["KVCache"]),
         .library(name: "KVPlan", targets: ["KVPlan"]),

@@ -1,11 +1,12 @@
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
+#else
+#error("Unsupported platform: the tiers need Linux (Glibc, libnuma, O_DIRECTORY, flock)")
 #endif
 import Synchronization
 
-/// The one choke point for the POSIX file calls of the disk tier. Each call retries `EINTR`, loops over
+/// The one choke point for the tiers' POSIX file calls (the disk store, the sysfs reads of NUMA
+/// placement, the warning line on stderr). Each call retries `EINTR`, loops over
 /// short reads/writes, and turns `errno` into `TierError.system`. In debug builds an `IOFaultInjector`
 /// can make writes fail (ENOSPC, EIO) to test the "not stored" paths without filling a real disk.
 public struct SystemIO: Sendable {
@@ -17,26 +18,37 @@ public struct SystemIO: Sendable {
     public init() {}
 
     @inline(__always)
-    private static func fail(_ call: String) -> TierError { .system(call: call, errno: errno) }
+    private static func fail(_ call: @autoclosure () -> String) -> TierError {
+        let code = errno   // before the message is built
+        return .system(call: call(), errno: code)
+    }
 
-    /// `open(2)` with `O_CLOEXEC`; files are created with `mode`.
+    /// Opens `path` with `O_CLOEXEC` added to `flags`; files are created with `mode`.
+    ///
+    /// The corresponding C function is `open`.
     public func open(_ path: String, flags: Int32, mode: mode_t = 0o600) throws(TierError) -> Int32 {
         while true {
             let fd = Glibc.open(path, flags | O_CLOEXEC, mode)
             if fd >= 0 { return fd }
-            if errno != EINTR { throw Self.fail("open") }
+            if errno != EINTR { throw Self.fail("open \(path)") }
         }
     }
 
-    /// `close(2)`; errors are ignored (the descriptor is gone either way on Linux).
+    /// Closes `fd`; errors are ignored (the descriptor is gone either way on Linux).
+    ///
+    /// The corresponding C function is `close`.
     public func close(_ fd: Int32) { _ = Glibc.close(fd) }
 
-    /// Writes all of `bytes` at `offset` with `pwrite(2)`.
+    /// Writes all of `bytes` at `offset`, looping over short writes.
+    ///
+    /// The corresponding C function is `pwrite`.
     public func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int) throws(TierError) {
         #if DEBUG
         if let faults, let code = faults.writeFault(bytes: bytes.count) {
             // A failing disk may leave part of the data behind: write half of it, then fail.
-            if bytes.count > 1, let base = bytes.baseAddress { _ = Glibc.pwrite(fd, base, bytes.count / 2, off_t(offset)) }
+            if bytes.count > 1, let base = bytes.baseAddress {
+                _ = Glibc.pwrite(fd, base, bytes.count / 2, off_t(offset))
+            }
             errno = code
             throw Self.fail("pwrite")
         }
@@ -44,19 +56,29 @@ public struct SystemIO: Sendable {
         var done = 0
         while done < bytes.count {
             let n = Glibc.pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
-            if n > 0 { done += n; continue }
+            if n > 0 {
+                done += n
+                continue
+            }
             if n < 0 && errno == EINTR { continue }
             if n == 0 { errno = EIO }
             throw Self.fail("pwrite")
         }
     }
 
-    /// Reads up to `buffer.count` bytes at `offset`; returns how many were read (fewer only at end of file).
-    public func preadFull(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(TierError) -> Int {
+    /// Reads up to `buffer.count` bytes at `offset`; returns how many were read (fewer only at end of
+    /// file).
+    ///
+    /// The corresponding C function is `pread`.
+    public func preadFull(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer,
+                          at offset: Int) throws(TierError) -> Int {
         var done = 0
         while done < buffer.count {
             let n = Glibc.pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
-            if n > 0 { done += n; continue }
+            if n > 0 {
+                done += n
+                continue
+            }
             if n == 0 { break }
             if errno == EINTR { continue }
             throw Self.fail("pread")
@@ -64,49 +86,68 @@ public struct SystemIO: Sendable {
         return done
     }
 
-    /// `fsync(2)`.
+    /// Flushes `fd`'s data and metadata to the device.
+    ///
+    /// The corresponding C function is `fsync`.
     public func fsync(_ fd: Int32) throws(TierError) {
         #if DEBUG
-        if let faults, let code = faults.syncFault() { errno = code; throw Self.fail("fsync") }
+        if let faults, let code = faults.syncFault() {
+            errno = code
+            throw Self.fail("fsync")
+        }
         #endif
         while Glibc.fsync(fd) != 0 { if errno != EINTR { throw Self.fail("fsync") } }
     }
 
-    /// `ftruncate(2)`.
+    /// Sets `fd`'s size to `size` bytes.
+    ///
+    /// The corresponding C function is `ftruncate`.
     public func truncate(_ fd: Int32, to size: Int) throws(TierError) {
         while Glibc.ftruncate(fd, off_t(size)) != 0 { if errno != EINTR { throw Self.fail("ftruncate") } }
     }
 
-    /// The file's size from `fstat(2)`.
+    /// The file's size.
+    ///
+    /// The corresponding C function is `fstat`.
     public func size(_ fd: Int32) throws(TierError) -> Int {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw Self.fail("fstat") }
         return Int(st.st_size)
     }
 
-    /// The permission bits of `path` from `stat(2)`.
+    /// The permission bits of `path`.
+    ///
+    /// The corresponding C function is `stat`.
     public func mode(_ path: String) throws(TierError) -> mode_t {
         var st = stat()
-        guard stat(path, &st) == 0 else { throw Self.fail("stat") }
+        guard stat(path, &st) == 0 else { throw Self.fail("stat \(path)") }
         return st.st_mode & 0o7777
     }
 
-    /// `rename(2)`: atomically replaces `to`.
+    /// Renames `from` to `to`, atomically replacing `to`.
+    ///
+    /// The corresponding C function is `rename`.
     public func rename(_ from: String, _ to: String) throws(TierError) {
-        guard Glibc.rename(from, to) == 0 else { throw Self.fail("rename") }
+        guard Glibc.rename(from, to) == 0 else { throw Self.fail("rename \(from) -> \(to)") }
     }
 
-    /// `unlink(2)`; a missing file is not an error.
+    /// Removes `path`; a missing file is not an error.
+    ///
+    /// The corresponding C function is `unlink`.
     public func unlink(_ path: String) throws(TierError) {
-        guard Glibc.unlink(path) == 0 || errno == ENOENT else { throw Self.fail("unlink") }
+        guard Glibc.unlink(path) == 0 || errno == ENOENT else { throw Self.fail("unlink \(path)") }
     }
 
-    /// `mkdir(2)` with mode 0700; an existing directory is not an error.
+    /// Creates directory `path` with mode 0700; an existing directory is not an error.
+    ///
+    /// The corresponding C function is `mkdir`.
     public func makeDirectory(_ path: String) throws(TierError) {
-        guard mkdir(path, 0o700) == 0 || errno == EEXIST else { throw Self.fail("mkdir") }
+        guard mkdir(path, 0o700) == 0 || errno == EEXIST else { throw Self.fail("mkdir \(path)") }
     }
 
-    /// Flushes the directory entry of `dir` (after create/rename/unlink) with `fsync(2)` on the directory.
+    /// Flushes the directory entries of `dir` (after create/rename/unlink).
+    ///
+    /// The corresponding C functions are `open` and `fsync` on the directory.
     public func syncDirectory(_ dir: String) throws(TierError) {
         let fd = try open(dir, flags: O_RDONLY | O_DIRECTORY)
         defer { close(fd) }
@@ -114,8 +155,10 @@ public struct SystemIO: Sendable {
     }
 
     /// The names in `dir` (without "." and "..").
+    ///
+    /// The corresponding C functions are `opendir`, `readdir` and `closedir`.
     public func listDirectory(_ dir: String) throws(TierError) -> [String] {
-        guard let d = opendir(dir) else { throw Self.fail("opendir") }
+        guard let d = opendir(dir) else { throw Self.fail("opendir \(dir)") }
         defer { closedir(d) }
         var names: [String] = []
         while let entry = readdir(d) {
@@ -127,22 +170,40 @@ public struct SystemIO: Sendable {
         return names
     }
 
-    /// Releases a `flock(2)`.
+    /// Releases the lock `lockExclusive` took.
+    ///
+    /// The corresponding C function is `flock` with `LOCK_UN`.
     public func unlock(_ fd: Int32) { _ = flock(fd, LOCK_UN) }
 
-    /// Takes an exclusive, non-blocking `flock(2)` on `fd`.
+    /// Takes an exclusive, non-blocking lock on `fd`.
+    ///
+    /// The corresponding C function is `flock` with `LOCK_EX | LOCK_NB`.
     public func lockExclusive(_ fd: Int32) throws(TierError) {
         while flock(fd, LOCK_EX | LOCK_NB) != 0 {
             if errno == EINTR { continue }
             throw Self.fail("flock")
         }
     }
+
+    /// Writes `text` to standard error in one call (a short write or an error is ignored: a warning
+    /// must not fail its caller).
+    ///
+    /// The corresponding C function is `write` on descriptor 2.
+    public func writeStandardError(_ text: String) {
+        var line = text
+        line.withUTF8 { bytes in _ = Glibc.write(2, bytes.baseAddress, bytes.count) }
+    }
 }
 
 #if DEBUG
 /// Debug builds only: makes the disk tier's writes fail on demand, as a full or failing disk would.
 public final class IOFaultInjector: Sendable {
-    private struct State { var writeBudget: Int? = nil; var writeErrno: Int32 = ENOSPC; var failSync = false; var injected = 0 }
+    private struct State {
+        var writeBudget: Int? = nil
+        var writeErrno: Int32 = ENOSPC
+        var failSync = false
+        var injected = 0
+    }
     private let state = Mutex(State())
 
     public init() {}
@@ -165,7 +226,8 @@ public final class IOFaultInjector: Sendable {
         state.withLock { s in
             guard let budget = s.writeBudget else { return nil }
             if bytes <= budget { s.writeBudget = budget - bytes; return nil }
-            s.writeBudget = 0; s.injected += 1
+            s.writeBudget = 0
+            s.injected += 1
             return s.writeErrno
         }
     }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import KVCache
 
 /// Errors of the tier layer. Every throwing call leaves the tier's state unchanged.
@@ -16,4 +19,20 @@ public enum TierError: Error, Equatable, Sendable {
     case full
     /// The directory is locked by another process.
     case locked(String)
+}
+
+extension TierError: CustomStringConvertible {
+    /// One readable line, e.g. "open failed: No such file or directory (errno 2)"; paths are in the
+    /// messages of the cases that carry them.
+    public var description: String {
+        switch self {
+        case .cache(let e): "cache: \(e)"
+        case .invalidArgument(let m): "invalid argument: \(m)"
+        case .system(let call, let code): "\(call) failed: \(String(cString: strerror(code))) (errno \(code))"
+        case .zstd(let call, let code, let name): "\(call) failed: \(name) (zstd error \(code))"
+        case .corrupt(let m): "corrupt: \(m)"
+        case .full: "the tier is full and nothing can be evicted now"
+        case .locked(let m): "locked: \(m)"
+        }
+    }
 }

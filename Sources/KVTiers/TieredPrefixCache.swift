@@ -23,7 +23,7 @@ public final class TieredPrefixCache {
         /// The bytes each block carries (small by default: 128 bytes, two layer groups).
         public var payloadLayout: KVGeometry
         public var writePolicy: TierWritePolicy = .writeBack
-        public var admission = TierAdmission()
+        public var admission = LoadOrRecompute()
         public var verify = true
         public var policy: EvictionPolicyKind = .lru
         /// What `pgdsf` charges for recomputing a block (ignored by the other policies).

@@ -61,7 +61,7 @@ struct TieredEngineTests {
         if spill != .host {
             config.disk = DiskStoreConfig(directory: dir.path, capacityBytes: 64 << 20, layout: memory.layout)
         }
-        config.admission = TierAdmission(recomputeSecondsPerToken: nil)   // always store and load
+        config.admission = LoadOrRecompute(recompute: nil)   // always store and load
         config.calibrateAtStart = false
         config.lockHostMemory = false
         let tiers = try KVTierManager(config: config, device: memory)

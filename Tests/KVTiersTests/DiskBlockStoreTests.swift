@@ -213,9 +213,10 @@ struct DiskBlockStoreTests {
         #expect(s.evictedBlocks > 0 && s.blocks == store.count)
         #expect(read(store, testKey(99)).0 == .hit)
         #expect(read(store, testKey(0)).0 == .miss)
-        var removed: [BlockKey] = []
-        store.drainRemoved(into: &removed)
-        #expect(removed.count == s.evictedBlocks)
+        var changes: [DiskChange] = []
+        store.drainChanges(into: &changes)
+        #expect(changes.count { if case .removed = $0 { true } else { false } } == s.evictedBlocks)
+        #expect(changes.count == s.evictedBlocks)   // stores are not journaled unless asked
         let onDisk = segmentFiles(dir.path).reduce(0) { $0 + fileSize($1) }
         #expect(onDisk <= 40_000)
     }

@@ -83,7 +83,7 @@ struct TierEventParentTests {
         reopened.manager.drainEvents(into: &events)
         let recovered = Self.expectTrueParents(events, truth)
         #expect(!recovered.isEmpty && recovered.allSatisfy { $0.1 == .disk })
-        #expect(Set(recovered.map(\.0)) == Set(reopened.tiers.disk!.keys()))
+        #expect(Set(recovered.map(\.0)) == Set(reopened.tiers.store!.blocksWithParents().map(\.key)))
         #expect(recovered.contains { $0.0 == a[3] })
     }
 

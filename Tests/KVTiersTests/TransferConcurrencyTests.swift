@@ -98,7 +98,7 @@ struct TransferConcurrencyTests {
                 failures.lock.withLock { failures.loaded += h.loadedPrefixBlocks }
                 for (i, k) in keys.prefix(h.loadedPrefixBlocks).enumerated() { tiers.willEvict(block: into[i], key: k) }
                 tiers.waitForEvictionCopies()
-                _ = tiers.prefetch(keys: keys, deadlineNanos: TierClock.now + 50_000_000)
+                _ = tiers.prefetch(keys: keys, deadlineNanos: KVClock.monotonicNanos() + 50_000_000)
             }
         }
         tiers.waitForTransfers()
@@ -175,7 +175,7 @@ struct TransferConcurrencyTests {
         late.wait()
         #expect(late.failedBlocks == [0])
         #expect(tiers.location(of: keys[0]) == .disk)
-        let onTime = tiers.prefetch(keys: [keys[0]], deadlineNanos: TierClock.now + 10_000_000_000)
+        let onTime = tiers.prefetch(keys: [keys[0]], deadlineNanos: KVClock.monotonicNanos() + 10_000_000_000)
         onTime.wait()
         #expect(onTime.failedBlocks.isEmpty && tiers.location(of: keys[0]) == .host)
         // Damage keys[1] on disk: the load plan still names it, the load fails there, and only the
@@ -196,20 +196,24 @@ struct TransferConcurrencyTests {
         let big = KVGeometry.llama3_8B(dtype: .fp16)
         #expect(big.bytesPerBlock == 2 << 20)
         // Llama-3-8B prefill on an H100: 2 x 8.03e9 FLOPs per token at 989 TFLOP/s and 50% utilisation.
-        var adm = TierAdmission(recomputeSecondsPerToken: 2 * 8.03e9 / (989e12 * 0.5),
-                                hostBytesPerSecond: 25e9, diskBytesPerSecond: 1.6e9)
+        let perToken = try RecomputeCost(secondsPerToken: 2 * 8.03e9 / (989e12 * 0.5), secondsPerContextPair: 0)
+        var adm = LoadOrRecompute(recompute: perToken,
+                                  host: .init(latencySeconds: 5e-6, bytesPerSecond: 25e9),
+                                  disk: .init(latencySeconds: 100e-6, bytesPerSecond: 1.6e9))
         // 16 tokens x 32 us = 0.52 ms to recompute; host 2 MiB at 25 GB/s = 0.09 ms; disk ~1.5 ms.
         #expect(adm.worthLoading(tier: .host, layout: big))
         #expect(!adm.worthLoading(tier: .disk, layout: big))
         adm.observe(tier: .disk, bytes: 2 << 20, nanos: 100_000)   // a much faster disk shows up
         for _ in 0 ..< 30 { adm.observe(tier: .disk, bytes: 2 << 20, nanos: 100_000) }
         #expect(adm.worthLoading(tier: .disk, layout: big))
+        #expect(!adm.worthLoading(tier: .remote, layout: big), "a tier without a row is never loaded from")
 
         let mem = try HostDeviceMemory(layout: layout, capacityBlocks: 4)
         var cfg = TierConfig(layout: layout, hostBlocks: 1,
                              disk: DiskStoreConfig(directory: dir.path, capacityBytes: 1 << 20, layout: layout))
         cfg.lockHostMemory = false
-        cfg.admission = TierAdmission(recomputeSecondsPerToken: 1e-9)   // recompute is nearly free
+        // Recompute is nearly free.
+        cfg.admission = LoadOrRecompute(recompute: try RecomputeCost(secondsPerToken: 1e-9, secondsPerContextPair: 0))
         let tiers = try KVTierManager(config: cfg, device: mem)
         let k = testKey(1)
         fill(mem, block: 0, key: k)
@@ -218,5 +222,18 @@ struct TransferConcurrencyTests {
         tiers.waitForTransfers()
         #expect(tiers.location(of: k) == nil, "nothing is stored where loading would not pay")
         #expect(tiers.statistics.hostAdmitted == false && tiers.statistics.diskAdmitted == false)
+    }
+
+    @Test func loadOrRecomputePricesTheBlockAtItsDepth() throws {
+        let big = KVGeometry.llama3_8B(dtype: .fp16)
+        // Linear layers nearly free, attention dear: only the context term can make a load pay.
+        let cost = try RecomputeCost(secondsPerToken: 1e-9, secondsPerContextPair: 1e-8)
+        let rule = LoadOrRecompute(recompute: cost, host: .init(latencySeconds: 5e-6, bytesPerSecond: 10e9))
+        let load = rule.loadSeconds(tier: .host, bytes: big.bytesPerBlock)
+        #expect(rule.recomputeSeconds(layout: big, depth: 0)! < load)
+        #expect(!rule.worthLoading(tier: .host, layout: big, depth: 0))
+        #expect(rule.recomputeSeconds(layout: big, depth: 100)! > load)
+        #expect(rule.worthLoading(tier: .host, layout: big, depth: 100))
+        #expect(LoadOrRecompute().worthLoading(tier: .host, layout: big), "no cost: every tier with a row")
     }
 }

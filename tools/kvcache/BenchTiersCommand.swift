@@ -91,9 +91,9 @@ struct BenchTiersCommand: ParsableCommand {
     private func best(_ body: () throws -> Void) rethrows -> UInt64 {
         var bestNanos = UInt64.max
         for _ in 0 ..< repeats {
-            let t0 = TierClock.now
+            let t0 = KVClock.monotonicNanos()
             try body()
-            bestNanos = min(bestNanos, TierClock.now - t0)
+            bestNanos = min(bestNanos, KVClock.monotonicNanos() - t0)
         }
         return bestNanos
     }
@@ -125,19 +125,19 @@ struct BenchTiersCommand: ParsableCommand {
         for _ in 0 ..< repeats {
             let tiers = try KVTierManager(config: cfg, device: device)
             placement = tiers.host?.placement
-            let t0 = TierClock.now
+            let t0 = KVClock.monotonicNanos()
             for (b, k) in keys.enumerated() {
                 tiers.noteStored(block: BlockID(b), key: k)
                 tiers.willEvict(block: BlockID(b), key: k)
             }
             tiers.waitForEvictionCopies()
-            l1ToL2 = min(l1ToL2, TierClock.now - t0)
+            l1ToL2 = min(l1ToL2, KVClock.monotonicNanos() - t0)
             let plan = tiers.lookup(keys: keys, deviceBlocks: 0)
             guard plan.hostBlocks == blocks else { throw CLIError("host tier lost blocks") }
-            let t1 = TierClock.now
+            let t1 = KVClock.monotonicNanos()
             let h = try tiers.load(plan, keys: keys, into: (0 ..< blocks).map { BlockID(blocks + $0) })
             h.wait()
-            l2ToL1 = min(l2ToL1, TierClock.now - t1)
+            l2ToL1 = min(l2ToL1, KVClock.monotonicNanos() - t1)
             guard h.loadedPrefixBlocks == blocks else { throw CLIError("load failed") }
         }
         // The loaded copies must equal the originals.
@@ -159,23 +159,23 @@ struct BenchTiersCommand: ParsableCommand {
             try? FileManager.default.removeItem(atPath: sub)
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             let store = try DiskBlockStore(DiskStoreConfig(directory: sub, capacityBytes: 2 * total + (64 << 20), layout: layout))
-            let t0 = TierClock.now
+            let t0 = KVClock.monotonicNanos()
             for b in 0 ..< blocks {
                 guard store.put(keys[b], bytes: UnsafeRawBufferPointer(rebasing: src[b * B ..< (b + 1) * B])) == .stored else {
                     throw CLIError("disk write failed: \(store.statistics)")
                 }
             }
             store.close()   // fsync
-            writeNanos = min(writeNanos, TierClock.now - t0)
+            writeNanos = min(writeNanos, KVClock.monotonicNanos() - t0)
             Self.dropFromPageCache(directory: sub)
             memset(dst.baseAddress!, 0, total)   // the round trip check below must see the read's bytes
-            let t1 = TierClock.now
+            let t1 = KVClock.monotonicNanos()
             for b in 0 ..< blocks {
                 guard store.read(keys[b], into: UnsafeMutableRawBufferPointer(rebasing: dst[b * B ..< (b + 1) * B])) == .hit else {
                     throw CLIError("disk read failed")
                 }
             }
-            readNanos = min(readNanos, TierClock.now - t1)
+            readNanos = min(readNanos, KVClock.monotonicNanos() - t1)
             guard memcmp(src.baseAddress!, dst.baseAddress!, total) == 0 else { throw CLIError("disk round trip differs") }
             if diskDir == nil || r < repeats - 1 { try? FileManager.default.removeItem(atPath: sub) }
         }
@@ -184,8 +184,9 @@ struct BenchTiersCommand: ParsableCommand {
         let hostBW = Self.gbps(total, l2ToL1) * 1e9
         let recompute = RooflineCostModel(model: ModelSpec.preset(named: "llama3-8b")!,
                                           hardware: HardwareSpec.preset(named: "h100")!).prefillSecondsPerToken()
-        let adm = TierAdmission(recomputeSecondsPerToken: recompute,
-                                hostBytesPerSecond: hostBW, diskBytesPerSecond: diskBW)
+        let adm = LoadOrRecompute(recompute: try RecomputeCost(secondsPerToken: recompute, secondsPerContextPair: 0),
+                                  host: .init(latencySeconds: 5e-6, bytesPerSecond: hostBW),
+                                  disk: .init(latencySeconds: 100e-6, bytesPerSecond: diskBW))
         var r: [String: Any] = [
             "dtype": dtype.rawValue,
             "block_bytes": B,

@@ -51,7 +51,7 @@ public struct RooflineCostModel: Sendable {
     }
 
     /// Modelled seconds to recompute one prompt token, as part of a `chunk`-token prefill after
-    /// `contextBefore` cached tokens: what a lower tier's load must beat (`TierAdmission`). O(1).
+    /// `contextBefore` cached tokens: what a lower tier's load must beat (`LoadOrRecompute`). O(1).
     public func prefillSecondsPerToken(chunk: Int = 512, contextBefore: Int = 0) -> Double {
         var work = StepWork()
         work.addPrefill(tokens: chunk, contextBefore: contextBefore)

@@ -45,7 +45,10 @@ public final class HostDeviceMemory: DeviceMemory, @unchecked Sendable {
         guard let p = mmap(nil, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED else {
             throw .system(call: "mmap", errno: errno)
         }
-        self.layout = layout; self.capacityBlocks = capacityBlocks; base = p; bytes = n
+        self.layout = layout
+        self.capacityBlocks = capacityBlocks
+        base = p
+        bytes = n
     }
 
     deinit { munmap(base, bytes) }
@@ -87,7 +90,11 @@ public struct DeviceCopyRequest: Sendable {
     private let done: @Sendable (Bool) -> Void
 
     init(direction: Direction, block: BlockID, range: Range<Int>, host: HostAddress, done: @escaping @Sendable (Bool) -> Void) {
-        self.direction = direction; self.block = block; self.range = range; self.host = host; self.done = done
+        self.direction = direction
+        self.block = block
+        self.range = range
+        self.host = host
+        self.done = done
     }
 
     /// The engine calls this once the copy has finished (e.g. from a CUDA stream callback or after
@@ -103,7 +110,9 @@ public final class ServerCopyBackend: DeviceMemory, Sendable {
     private let submit: @Sendable (DeviceCopyRequest) -> Void
 
     public init(layout: KVGeometry, capacityBlocks: Int, submit: @escaping @Sendable (DeviceCopyRequest) -> Void) {
-        self.layout = layout; self.capacityBlocks = capacityBlocks; self.submit = submit
+        self.layout = layout
+        self.capacityBlocks = capacityBlocks
+        self.submit = submit
     }
 
     public func copyToHost(block: BlockID, range: Range<Int>, host: HostAddress, done: @escaping @Sendable (Bool) -> Void) {

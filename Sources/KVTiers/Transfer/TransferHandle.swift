@@ -20,7 +20,8 @@ public final class TransferHandle: @unchecked Sendable {
     private var onFinish: (@Sendable () -> Void)?
 
     init(blocks: Int, layerGroups: [Range<Int>]) {
-        blockCount = blocks; self.layerGroups = layerGroups
+        blockCount = blocks
+        self.layerGroups = layerGroups
         pendingPerGroup = Array(repeating: blocks, count: layerGroups.count)
         pendingTotal = blocks * layerGroups.count
         failed = Array(repeating: false, count: blocks)
@@ -43,14 +44,6 @@ public final class TransferHandle: @unchecked Sendable {
             finishNanos = pendingTotal == 0 ? startNanos : 0
         }
     }
-
-    /// Sets `loadedFromDisk` from a buffer, reusing the handle's storage. O(blocks).
-    func setLoadedFromDisk(_ flags: UnsafeBufferPointer<Bool>) {
-        cond.withLock { fromDisk.removeAll(keepingCapacity: true); fromDisk.append(contentsOf: flags) }
-    }
-
-    /// A handle with nothing to wait for.
-    static func completed(layerGroups: [Range<Int>]) -> TransferHandle { TransferHandle(blocks: 0, layerGroups: layerGroups) }
 
     /// Records that layer group `group` of block `block` is done (or failed). Returns true when this was
     /// the last pending piece of the whole transfer.

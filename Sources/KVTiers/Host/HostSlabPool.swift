@@ -1,44 +1,18 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Synchronization
-
-/// Where the host tier should place its memory.
-public enum NumaPlacement: Sendable, Equatable {
-    /// The node of the calling thread (the kernel's default policy).
-    case local
-    /// A configured node.
-    case node(Int)
-    /// The node nearest the GPU at this PCI address (from sysfs); local when sysfs names none.
-    case nearDevice(pciAddress: String)
-}
-
-/// What the host tier got: the node its memory is verified to sit on, whether it is page-locked, and
-/// why it fell back when it did.
-public struct HostPlacementReport: Sendable, Equatable {
-    /// The node bound to after resolving the placement (nil: the local policy, or no binding possible).
-    public var requestedNode: Int?
-    /// The node `get_mempolicy(MPOL_F_NODE|MPOL_F_ADDR)` reports for the pool's pages (nil: not verified).
-    public var verifiedNode: Int?
-    /// Whether every sampled page is on `requestedNode` (or, with the local policy, on one node).
-    public var bindingVerified: Bool
-    /// Whether `mlock` pinned the pool.
-    public var locked: Bool
-    /// Why placement or locking fell back, if it did (also given once to the warning handler).
-    public var fallbackReason: String?
-    /// Configured NUMA nodes on this machine (0 when NUMA is unavailable).
-    public var nodes: Int
-}
 
 /// The L2 host tier's storage: one large allocation cut into slots of one block each, placed on a chosen
 /// NUMA node with libnuma, page-locked where permitted, with O(1) slot allocation and release (a stack
 /// of free slot numbers).
 ///
-/// Slot bookkeeping (`allocate`/`release`) is not thread-safe: the owner (the tier manager) serializes it.
+/// Slot bookkeeping (`allocate`/`release`) is internal and not thread-safe: its one owner, the tier
+/// manager, calls it under its lock.
 /// The slots' bytes may be read and written from transfer workers, one owner per slot at a time, which
 /// the manager guarantees by pinning a slot for the duration of each transfer.
 public final class HostSlabPool: @unchecked Sendable {
-    // Sendable: the base pointer is immutable; slot contents are handed out under the manager's pins.
+    // Sendable: the base pointer is immutable; the free-slot stack is touched only under the owning
+    // manager's lock (`allocate`/`release` are internal); slot contents are handed out under its pins.
     public let slotBytes: Int
     public let capacity: Int
     public let placement: HostPlacementReport
@@ -63,7 +37,9 @@ public final class HostSlabPool: @unchecked Sendable {
         guard !overflow else { throw .invalidArgument("host pool too large") }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let rounded = (total + page - 1) / page * page
-        slotBytes = slot; self.capacity = capacity; totalBytes = rounded
+        slotBytes = slot
+        self.capacity = capacity
+        totalBytes = rounded
 
         var reasons: [String] = []
         var requested: Int? = nil
@@ -77,14 +53,17 @@ public final class HostSlabPool: @unchecked Sendable {
                 if requested == nil {
                     reasons.append("no NUMA affinity in sysfs for \(address); using the local node")
                 }
-            } catch { reasons.append("\(error)"); requested = nil }
+            } catch { reasons.append("\(error)")
+            requested = nil }
         }
         if !Numa.isAvailable { reasons.append("NUMA unavailable (numa_available < 0); using unbound memory") }
         if let r = requested, Numa.isAvailable, !Numa.nodeExists(r) {
             reasons.append("NUMA node \(r) does not exist; using unbound memory")
             requested = nil
         }
-        if Numa.isAvailable && nodes == 1 && placement != .local { reasons.append("single NUMA node: placement has no effect") }
+        if Numa.isAvailable && nodes == 1 && placement != .local {
+            reasons.append("single NUMA node: placement has no effect")
+        }
 
         var p: UnsafeMutableRawPointer? = nil
         var viaNuma = false
@@ -118,7 +97,10 @@ public final class HostSlabPool: @unchecked Sendable {
                     let n = try Numa.nodeOfPage(at: base + off)
                     if verified == nil { verified = n }
                     if n != (requested ?? verified) { ok = false }
-                } catch { ok = false; verified = nil; reasons.append("\(error): placement not verified"); break }
+                } catch { ok = false
+                verified = nil
+                reasons.append("\(error): placement not verified")
+                break }
             }
             if !ok, let v = verified, let r = requested { reasons.append("pages on node \(v) instead of \(r)") }
         }
@@ -139,7 +121,7 @@ public final class HostSlabPool: @unchecked Sendable {
     public var freeCount: Int { freeStack.count }
 
     /// Takes a free slot, or nil when all are in use. O(1).
-    public func allocate() -> Int32? {
+    func allocate() -> Int32? {
         guard let s = freeStack.popLast() else { return nil }
         isFree[Int(s)] = false
         return s
@@ -147,8 +129,10 @@ public final class HostSlabPool: @unchecked Sendable {
 
     /// Returns `slot` to the pool. O(1).
     /// - Throws: `.invalidArgument` for an unknown or already free slot (state unchanged).
-    public func release(_ slot: Int32) throws(TierError) {
-        guard slot >= 0, Int(slot) < capacity, !isFree[Int(slot)] else { throw .invalidArgument("slot \(slot) is not allocated") }
+    func release(_ slot: Int32) throws(TierError) {
+        guard slot >= 0, Int(slot) < capacity, !isFree[Int(slot)] else {
+            throw .invalidArgument("slot \(slot) is not allocated")
+        }
         isFree[Int(slot)] = true
         freeStack.append(slot)
     }
@@ -161,21 +145,9 @@ public final class HostSlabPool: @unchecked Sendable {
     }
 
     /// Lends `slot`'s first `count` bytes to `body`. Do not let the pointer escape.
-    public func withSlot<R>(_ slot: Int32, count: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
+    public func withSlot<R>(_ slot: Int32, count: Int,
+                            _ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
         precondition(count <= slotBytes)
         return try body(UnsafeMutableRawBufferPointer(start: address(of: slot), count: count))
-    }
-}
-
-/// Warnings of the tier layer: each distinct message once per process, on stderr.
-public enum TierWarnings {
-    private static let seen = Mutex(Set<String>())
-
-    /// Prints `message` to stderr the first time it is seen in this process.
-    @Sendable public static func once(_ message: String) {
-        let first = seen.withLock { $0.insert(message).inserted }
-        guard first else { return }
-        let line = Array("kvcache: warning: \(message)\n".utf8)
-        _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
     }
 }

@@ -106,13 +106,15 @@ final class WorkerQueue: @unchecked Sendable {
         cond.withLock { () -> Entry? in
             while true {
                 if highHead < high.count {
-                    let e = high[highHead]; highHead += 1
+                    let e = high[highHead]
+                    highHead += 1
                     if highHead == high.count { high.removeAll(keepingCapacity: true); highHead = 0 }
                     running += 1
                     return e
                 }
                 if lowHead < low.count {
-                    let e = low[lowHead]; lowHead += 1
+                    let e = low[lowHead]
+                    lowHead += 1
                     if lowHead == low.count { low.removeAll(keepingCapacity: true); lowHead = 0 }
                     running += 1
                     return e

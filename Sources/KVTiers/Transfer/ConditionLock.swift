@@ -30,7 +30,8 @@ final class ConditionLock: @unchecked Sendable {
     }
 
     deinit {
-        pthread_cond_destroy(cond); pthread_mutex_destroy(mutex)
+        pthread_cond_destroy(cond)
+        pthread_mutex_destroy(mutex)
         UnsafeMutableRawPointer(mutex).deallocate()   // the block holds both
     }
 

@@ -79,9 +79,12 @@ enum DiskRecordFormat {
         let size: Int, lengths: Int, parent: BlockKey?
         switch b.load(fromByteOffset: 5, as: UInt8.self) {
         case 1:
-            size = headerSizeV1; lengths = 24; parent = nil
+            size = headerSizeV1
+            lengths = 24
+            parent = nil
         case 2 where b.count >= headerSize:
-            size = headerSize; lengths = 40
+            size = headerSize
+            lengths = 40
             let flags = UInt16(littleEndian: b.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
             parent = flags & flagHasParent != 0 ? BlockKey(lo: u64(24), hi: u64(32)) : nil
         default:
@@ -128,13 +131,16 @@ enum DiskRecordFormat {
             closeGarbage(at: off)
             guard h.recordLength <= rest.count else {
                 // A header whose payload runs past the end: a write cut short.
-                garbageStart = off; r.tornTail = true; break
+                garbageStart = off
+                r.tornTail = true
+                break
             }
             let payload = UnsafeRawBufferPointer(rebasing: rest[h.size ..< h.recordLength])
             if checksum(payload) == h.payloadChecksum {
                 r.records.append(Found(header: h, offset: off))
             } else {
-                r.corrupt += 1; r.badRanges.append(off ..< off + h.recordLength)
+                r.corrupt += 1
+                r.badRanges.append(off ..< off + h.recordLength)
             }
             off += h.recordLength
         }

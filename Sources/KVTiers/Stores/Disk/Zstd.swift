@@ -26,7 +26,8 @@ final class ZstdCompressor {
         do {
             _ = try Zstd.check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level), "ZSTD_CCtx_setParameter")
             _ = try Zstd.check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 0), "ZSTD_CCtx_setParameter")
-        } catch { ZSTD_freeCCtx(c); throw error }
+        } catch { ZSTD_freeCCtx(c)
+        throw error }
     }
 
     deinit { ZSTD_freeCCtx(cctx) }

@@ -1,0 +1,88 @@
+/// A doubly linked list of node numbers `0 ..< capacity` threaded through two dense arrays: no object
+/// per node, no allocation after `init`. Node numbers are `Int32` (a `BlockID`, a host slot). `head` is
+/// the front (the most recently pushed: an LRU's hot end), `tail` the back (its cold end).
+///
+/// `pushFront`, `remove`, `contains`, `next` and `previous` are O(1). A node is in the list at most once:
+/// pushing a member is a precondition failure, removing a non-member does nothing. Not thread-safe: the
+/// owner serializes it, as it does the arrays the node numbers index.
+public struct IntrusiveList: Sendable {
+    /// "No node": the end of a walk, an empty list's head and tail.
+    public static let end: Int32 = -1
+
+    /// The front node, or `end` when empty.
+    public private(set) var head: Int32 = IntrusiveList.end
+    /// The back node, or `end` when empty.
+    public private(set) var tail: Int32 = IntrusiveList.end
+    /// Nodes in the list.
+    public private(set) var count = 0
+    private var prevs: [Int32]
+    private var nexts: [Int32]
+
+    /// An empty list over nodes `0 ..< capacity` (>= 0).
+    public init(capacity: Int) {
+        prevs = Array(repeating: Self.end, count: max(0, capacity))
+        nexts = Array(repeating: Self.end, count: max(0, capacity))
+    }
+
+    /// The number of nodes the list can hold.
+    public var capacity: Int { prevs.count }
+
+    /// Whether `node` is in the list. O(1).
+    @inlinable
+    public func contains(_ node: Int32) -> Bool { node >= 0 && (previous(node) != Self.end || head == node) }
+
+    /// The node after `node` towards the tail, or `end`.
+    @inline(__always)
+    public func next(_ node: Int32) -> Int32 { nexts[Int(node)] }
+
+    /// The node before `node` towards the head, or `end`.
+    @inline(__always)
+    public func previous(_ node: Int32) -> Int32 { prevs[Int(node)] }
+
+    /// Puts `node` (not in the list) at the front.
+    public mutating func pushFront(_ node: Int32) {
+        precondition(node >= 0 && Int(node) < capacity && !contains(node), "node \(node) out of range or listed")
+        prevs[Int(node)] = Self.end
+        nexts[Int(node)] = head
+        if head != Self.end { prevs[Int(head)] = node }
+        head = node
+        if tail == Self.end { tail = node }
+        count += 1
+    }
+
+    /// Takes `node` out of the list; nothing happens when it is not in it.
+    public mutating func remove(_ node: Int32) {
+        guard contains(node) else { return }
+        let p = prevs[Int(node)]
+        let n = nexts[Int(node)]
+        if p != Self.end { nexts[Int(p)] = n } else { head = n }
+        if n != Self.end { prevs[Int(n)] = p } else { tail = p }
+        prevs[Int(node)] = Self.end
+        nexts[Int(node)] = Self.end
+        count -= 1
+    }
+
+    /// Moves `node` to the front, inserting it when it is not in the list.
+    public mutating func moveToFront(_ node: Int32) {
+        remove(node)
+        pushFront(node)
+    }
+
+    /// Checks that the links agree both ways, the walk from `head` ends at `tail` without a cycle, and
+    /// `count` nodes are on it. O(count).
+    public func validate() throws(InvariantViolation) {
+        var n = 0
+        var v = head
+        var before = Self.end
+        while v != Self.end {
+            guard v >= 0, Int(v) < capacity else { throw InvariantViolation("list holds invalid node \(v)") }
+            guard prevs[Int(v)] == before else { throw InvariantViolation("list links disagree at node \(v)") }
+            n += 1
+            guard n <= capacity else { throw InvariantViolation("list has a cycle") }
+            before = v
+            v = nexts[Int(v)]
+        }
+        guard tail == before else { throw InvariantViolation("list tail is \(tail), the walk ends at \(before)") }
+        guard n == count else { throw InvariantViolation("list walk finds \(n) nodes, count says \(count)") }
+    }
+}

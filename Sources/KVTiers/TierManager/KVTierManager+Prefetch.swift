@@ -1,0 +1,34 @@
+import KVCache
+
+extension KVTierManager {
+    /// Brings store blocks among `keys` up to host ahead of need (store -> L2). A block whose read has not
+    /// started by `deadlineNanos` (`KVClock.monotonicNanos()`) is skipped. The handle has one entry per
+    /// block actually scheduled, one layer group.
+    public func prefetch(keys: [BlockKey], deadlineNanos: UInt64) -> TransferHandle {
+        var outbox: Outbox = []
+        var scheduled: [(BlockKey, Int32, HostAddress)] = []
+        lock.withLock {
+            guard let host, let store else { return }
+            for k in keys where index.hostSlot(of: k) == nil && store.contains(k) {
+                guard let s = takeSlot(outbox: &outbox) else { break }
+                index.claim(s, key: k, parent: store.parent(of: k) ?? .zero, onDisk: true)
+                scheduled.append((k, s, HostAddress(host.address(of: s))))
+            }
+        }
+        send(outbox)
+        let handle = TransferHandle(blocks: scheduled.count, layerGroups: [0 ..< layout.layers])
+        for (i, (k, s, a)) in scheduled.enumerated() {
+            transfers.submit(.low, deadlineNanos: deadlineNanos) { [self] expired in
+                var ok = false
+                if expired {
+                    self.lock.withLock { self.unpinOrRelease(s) }
+                } else {
+                    ok = self.readFromStore(key: k, slot: s, address: a)
+                    if ok { self.lock.withLock { _ = self.index.unpin(s) } }
+                }
+                handle.complete(block: i, group: 0, success: ok)
+            }
+        }
+        return handle
+    }
+}
