@@ -1,4 +1,5 @@
 import KVCache
+import KVRuntime
 import KVTiers
 
 /// A CPU inference engine for a llama model whose KV lives in `KVCacheManager`'s paged blocks.
@@ -81,17 +82,17 @@ public final class ReferenceEngine {
             // Pin the cached prefix first: what is still cached now is what need not be computed.
             try allocate(id, newTokens: 0)
             let cached = try computed(id)
-            var tierPlan: TierPlan? = nil
-            if let tiers { tierPlan = try lookupTiers(tiers, id, prompt: prompt, deviceTokens: cached) }
+            let planner = self.planner
+            let tierPlan = try planner.map { (p) throws(EngineError) in try lookupTiers(p, id, prompt: prompt, deviceTokens: cached) }
             try allocate(id, newTokens: prompt.count - cached)
             var done = cached
-            if let tierPlan { done += try loadFromTiers(id, plan: tierPlan) }
+            if let planner, let tierPlan { done += try loadFromTiers(planner, id, plan: tierPlan) }
             while done < prompt.count {
                 let end = min(prompt.count, done + prefillChunkTokens)
                 try compute(id, tokens: Array(prompt[done ..< end]), startPosition: done, mode: .prefill)
                 done = end
             }
-            if let tierPlan { try noteStoredInTiers(id, keys: tierPlan.keys) }
+            if let planner, let tierPlan { try noteStoredInTiers(planner, id, keys: tierPlan.keys) }
             return cached + lastTierLoad.tokens
         } catch {
             try? cache.free(id)

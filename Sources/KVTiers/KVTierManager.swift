@@ -5,7 +5,7 @@ import Synchronization
 /// The multi-tier KV store below the device pool: L2 host memory (`HostSlabPool`, NUMA placed) and
 /// L3 disk (`DiskBlockStore`), with asynchronous transfers on a `TransferWorkers`.
 ///
-/// How an engine drives it (`TieredPrefixCache.serve` is a complete example):
+/// How an engine drives it (`PrefixPlanner` in KVRuntime is the one place that does it):
 /// 1. Set it as the `KVCacheManager`'s `evictionObserver`: an evicted L1 block is copied to host before
 ///    its id is reused (policy: `TierConfig.writePolicy`). Call `waitForEvictionCopies()` before writing
 ///    into blocks the last `allocate` returned (or set `synchronousEvictionCopies`).
