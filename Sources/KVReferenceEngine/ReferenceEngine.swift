@@ -1,4 +1,5 @@
 import KVCache
+import KVPlan
 import KVRuntime
 import KVTiers
 
@@ -85,12 +86,20 @@ public final class ReferenceEngine {
             let planner = self.planner
             let tierPlan = try planner.map { (p) throws(EngineError) in try lookupTiers(p, id, prompt: prompt, deviceTokens: cached) }
             try allocate(id, newTokens: prompt.count - cached)
-            var done = cached
-            if let planner, let tierPlan { done += try loadFromTiers(planner, id, plan: tierPlan) }
-            while done < prompt.count {
-                let end = min(prompt.count, done + prefillChunkTokens)
-                try compute(id, tokens: Array(prompt[done ..< end]), startPosition: done, mode: .prefill)
-                done = end
+            var loaded = 0
+            if let planner, let tierPlan { loaded = try loadFromTiers(planner, id, plan: tierPlan) }
+            for segment in PrefillSegment.prompt(deviceTokens: cached, loadedTokens: loaded, promptTokens: prompt.count) {
+                switch segment.source {
+                case .deviceHit, .tierLoad:
+                    continue   // in the pool already
+                case .compute:
+                    var done = segment.positions.lowerBound
+                    while done < segment.positions.upperBound {
+                        let end = min(segment.positions.upperBound, done + prefillChunkTokens)
+                        try compute(id, tokens: Array(prompt[done ..< end]), startPosition: done, mode: .prefill)
+                        done = end
+                    }
+                }
             }
             if let planner, let tierPlan { try noteStoredInTiers(planner, id, keys: tierPlan.keys) }
             return cached + lastTierLoad.tokens
