@@ -7,8 +7,9 @@ import KVTiers
 /// loads prompt blocks from host memory and disk into the blocks it just allocated, with the same
 /// load as `PrefixPlanner` (eviction copies first, then the load, waited for).
 ///
-/// `loadableBlocks` is the tiers' lookup (admission rule included); `load` looks up again, because the
-/// allocation in between may have evicted or spilled blocks, and loads what is still there. After the
+/// `loadableBlocks` is the tiers' lookup (admission rule included, hits counted once); `load` loads that
+/// lookup's blocks (those the allocation in between pushed out fail and are computed instead), or looks
+/// up afresh when it is asked for other keys than the last `loadableBlocks` was. After the
 /// engine computed the rest of a prompt, the server records the stored blocks with
 /// `PrefixPlanner.recordStored`, as every other engine does. O(blocks) per call plus the copies;
 /// `load` allocates the destination list. Single-threaded, like the scheduler that calls it.
@@ -17,11 +18,16 @@ public final class TierPrefixSource: PrefixLoadSource {
     /// Blocks loaded, from host and disk, over the source's life.
     public private(set) var loaded = TierLoad()
 
+    /// The last `loadableBlocks` answer, which the `load` that follows it uses.
+    private var last: (keys: [BlockKey], plan: TierLookup)?
+
     public init(tiers: KVTierManager) { self.tiers = tiers }
 
     public func loadableBlocks(_ keys: [BlockKey], from start: Int, maxBlocks: Int) -> Int {
         guard start >= 0, maxBlocks > 0 else { return 0 }
-        return tiers.lookup(keys: keys, deviceBlocks: start, maxBlocks: start + maxBlocks).loadBlocks
+        let plan = tiers.lookup(keys: keys, deviceBlocks: start, maxBlocks: start + maxBlocks)
+        last = (keys, plan)
+        return plan.loadBlocks
     }
 
     /// Loads what the tiers still hold of `keys[start ..< start + blocks.count]`; a failed load counts as
@@ -29,7 +35,14 @@ public final class TierPrefixSource: PrefixLoadSource {
     public func load(_ keys: [BlockKey], from start: Int, into blocks: ArraySlice<BlockID>) -> Int {
         guard start >= 0, !blocks.isEmpty else { return 0 }
         tiers.waitForEvictionCopies()   // the allocation that made `blocks` may have evicted them
-        let plan = tiers.lookup(keys: keys, deviceBlocks: start, maxBlocks: start + blocks.count)
+        var plan: TierLookup
+        if let last, last.plan.deviceBlocks == start, last.keys == keys {
+            plan = last.plan
+            plan.locations.removeLast(max(0, plan.locations.count - blocks.count))
+        } else {
+            plan = tiers.lookup(keys: keys, deviceBlocks: start, maxBlocks: start + blocks.count)
+        }
+        last = nil
         guard plan.loadBlocks > 0 else { return 0 }
         let arrived: (host: Int, disk: Int)
         do {

@@ -76,6 +76,8 @@ struct TierPrefixSourceTests {
         #expect(totalLoaded >= 4)
         #expect(totalLoaded == source.loaded.hostBlocks && source.loaded.failedBlocks == 0)
         #expect(scheduler.stats.prefixLoadedTokens == totalLoaded * bt)
+        // Each admission looked the tiers up once: their hit counter equals the blocks planned.
+        #expect(tiers.statistics.host.hits == source.loaded.hostBlocks + source.loaded.failedBlocks)
         try tiers.validate()
     }
 }
