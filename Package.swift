@@ -79,6 +79,7 @@ let package = Package(
 
         .testTarget(name: "KVCacheTests", dependencies: ["KVCache"]),
         .testTarget(name: "KVCacheCTests", dependencies: ["CKVCache", "KVCacheC", "KVCache"]),
+        .testTarget(name: "KVPlanTests", dependencies: ["KVPlan", "KVCache"]),
         .testTarget(name: "KVTiersTests", dependencies: ["KVTiers", "KVPlan", "KVTestSupport"]),
         .testTarget(name: "KVRuntimeTests", dependencies: ["KVRuntime", "KVTiers", "KVPlan", "KVTestSupport"]),
         .testTarget(name: "KVSchedulerTests", dependencies: ["KVScheduler", "KVPlan"]),
