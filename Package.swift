@@ -86,7 +86,7 @@ let package = Package(
         .testTarget(name: "KVSimulationTests", dependencies: ["KVSimulation", "KVPlan"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "KVReferenceEngineTests", dependencies: ["KVReferenceEngine", "KVTiers", "KVPlan", "KVRuntime",
-                                                                   "KVTestSupport"],
+                                                                   "KVScheduler", "KVTestSupport"],
                     resources: [.copy("Fixtures")]),
         // The C kernels against exact sums (the quantized ones through the engine's repacking).
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels", "KVCache", "KVReferenceEngine"]),

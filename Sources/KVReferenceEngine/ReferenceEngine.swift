@@ -30,6 +30,8 @@ public final class ReferenceEngine {
     public internal(set) var tiers: KVTierManager?
     /// Where the last `start`'s prompt blocks loaded from the tiers came from.
     public internal(set) var lastTierLoad = TierLoad()
+    /// The tokens (prompt, then sampled) of each sequence a scheduler plans for (see `execute`).
+    var planned: [SequenceID: [UInt32]] = [:]
 
     /// - Parameters:
     ///   - capacityBlocks: blocks in the KV pool (each `blockTokens` tokens of every layer's K and V).
@@ -261,16 +263,22 @@ public final class ReferenceEngine {
         if case let .insufficientBlocks(needed, available) = outcome {
             throw .poolExhausted(needed: needed, available: available)
         }
-        // Blocks just evicted may still be copying down to the tiers: they are written only after that.
+        performCopies()
+    }
+
+    /// Performs the block copies the manager asks for (copy-on-write), after the eviction copies of
+    /// blocks just evicted (they may still be copying down to the tiers: they are written only after that).
+    func performCopies() {
         tiers?.waitForEvictionCopies()
         copies.removeAll(keepingCapacity: true)
         cache.drainCopies(into: &copies)
         for c in copies { pool.copyBlock(from: c.src, to: c.dst) }
     }
 
-    /// Runs the model over `tokens` at `startPosition` through the sequence's current block table and
-    /// tells the manager they are computed.
-    private func compute(_ id: SequenceID, tokens: [UInt32], startPosition: Int, mode: ForwardMode) throws(EngineError) {
+    /// Runs the model over `tokens` at `startPosition` through the sequence's current block table and,
+    /// with `commit`, tells the manager they are computed.
+    func compute(_ id: SequenceID, tokens: [UInt32], startPosition: Int, mode: ForwardMode,
+                 commit: Bool = true) throws(EngineError) {
         let table: [BlockID]
         do { table = try cache.blockTable(id) } catch { throw .cache("\(error)") }
         try tokens.withUnsafeBufferPointer { (t) throws(EngineError) in
@@ -281,6 +289,7 @@ public final class ReferenceEngine {
                 }
             }
         }
+        guard commit else { return }
         do { try cache.commit(id, computedTokens: tokens.count) } catch { throw .cache("\(error)") }
     }
 }
