@@ -9,8 +9,10 @@ let package = Package(
         .library(name: "KVPlan", targets: ["KVPlan"]),
         .library(name: "KVTiers", targets: ["KVTiers"]),
         .library(name: "KVScheduler", targets: ["KVScheduler"]),
+        .library(name: "KVRuntime", targets: ["KVRuntime"]),
         .library(name: "KVData", targets: ["KVData"]),
         .library(name: "KVPrediction", targets: ["KVPrediction"]),
+        .library(name: "KVTestSupport", targets: ["KVTestSupport"]),
         .library(name: "KVSimulation", targets: ["KVSimulation"]),
         .library(name: "KVReferenceEngine", targets: ["KVReferenceEngine"]),
         .library(name: "KVBench", targets: ["KVBench"]),
@@ -42,17 +44,24 @@ let package = Package(
         .target(name: "KVTiers", dependencies: ["KVCache", "KVPlan", "CZstd", "CNuma", "CXXHash"]),
         // Request lifecycle, reservation policies, the output-length predictor protocol.
         .target(name: "KVScheduler", dependencies: ["KVCache", "KVPlan"]),
+        // Where the request's path is wired: the tier leg of a prompt (PrefixPlanner) and the tiers behind the
+        // scheduler's protocols.
+        .target(name: "KVRuntime", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVScheduler"]),
         // Every trace and dataset reader (streaming gzip, JSON Lines, CSV, one error), and the JSON writer.
         .target(name: "KVData", dependencies: ["KVCache", "CZlib"]),
         // Output-length predictors, training, evaluation and model files; datasets come from KVData.
         .target(name: "KVPrediction", dependencies: ["KVCache", "KVScheduler", "KVData"]),
+        // Verifying harnesses, key-derived payloads and test helpers (shipped in no library a server links).
+        .target(name: "KVTestSupport", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVRuntime"]),
         // Cost model, modelled engine, replay drivers.
-        .target(name: "KVSimulation", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVScheduler", "KVData"]),
+        .target(name: "KVSimulation", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVScheduler", "KVRuntime",
+                                                     "KVTestSupport", "KVData"]),
         // Decode kernels in C (quantized matrix-vector products, attention dot/axpy): AVX2+FMA chosen at
         // run time, portable C elsewhere.
         .target(name: "CKernels"),
         // A real CPU engine (GGUF, BPE, llama forward pass) on the paged KV.
-        .target(name: "KVReferenceEngine", dependencies: ["KVCache", "KVPlan", "KVTiers", "COpenBLAS", "CKernels"]),
+        .target(name: "KVReferenceEngine", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVRuntime", "COpenBLAS",
+                                                          "CKernels"]),
 
         // The C ABI: the public header alone (CKVCache), implemented in Swift with @_cdecl (KVCacheC).
         .target(name: "CKVCache"),
@@ -77,15 +86,20 @@ let package = Package(
 
         .testTarget(name: "KVCacheTests", dependencies: ["KVCache"]),
         .testTarget(name: "KVCacheCTests", dependencies: ["CKVCache", "KVCacheC", "KVCache"]),
-        .testTarget(name: "KVTiersTests", dependencies: ["KVTiers", "KVPlan"]),
+        .testTarget(name: "KVPlanTests", dependencies: ["KVPlan", "KVCache"]),
+        .testTarget(name: "KVTiersTests", dependencies: ["KVTiers", "KVPlan", "KVTestSupport"]),
+        .testTarget(name: "KVRuntimeTests", dependencies: ["KVRuntime", "KVTiers", "KVPlan", "KVTestSupport"]),
         .testTarget(name: "KVSchedulerTests", dependencies: ["KVScheduler", "KVPlan"]),
         .testTarget(name: "KVPredictionTests", dependencies: ["KVPrediction", "KVScheduler", "KVData"]),
         // Runs the built `kvcache` on small fixtures and checks the documented `--json` keys.
         .testTarget(name: "KVCacheCLITests", dependencies: ["kvcache", "KVData"], resources: [.copy("Fixtures")]),
         .testTarget(name: "KVSimulationTests", dependencies: ["KVSimulation", "KVPlan", "KVData", "KVPrediction"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "KVReferenceEngineTests", dependencies: ["KVReferenceEngine", "KVTiers", "KVPlan"],
+        .testTarget(name: "KVReferenceEngineTests", dependencies: ["KVReferenceEngine", "KVTiers", "KVPlan", "KVRuntime",
+                                                                   "KVScheduler", "KVTestSupport"],
                     resources: [.copy("Fixtures")]),
+        // The C kernels against exact sums (the quantized ones through the engine's repacking).
+        .testTarget(name: "CKernelsTests", dependencies: ["CKernels", "KVCache", "KVReferenceEngine"]),
     ],
     swiftLanguageModes: [.v6]
 )

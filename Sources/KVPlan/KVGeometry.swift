@@ -2,12 +2,13 @@ import KVCache
 
 /// The element type of the engine's KV cache.
 public enum KVDType: String, Sendable, CaseIterable, Codable {
-    case fp16, bf16, fp8
+    case fp32, fp16, bf16, fp8
 
     /// Bytes per element.
     @inlinable
     public var size: Int {
         switch self {
+        case .fp32: return 4
         case .fp16, .bf16: return 2
         case .fp8: return 1
         }

@@ -8,12 +8,15 @@ import KVCache
 /// the loaded tokens count as computed (committed at once, like swap-in restores) and are published
 /// to the device cache; the plan lists them in `StepPlan.prefixLoads` so the engine copies them (and
 /// pays the host link) before the step. Only key prompts (`.keys`) take part. The source decides what
-/// pays: a tier whose loads are slower than recomputing should answer 0.
+/// pays: a tier whose loads are slower than recomputing should answer 0. `TierPrefixSource` (KVRuntime)
+/// puts the real tiers (`KVTierManager`) behind this protocol; `HostPrefixTier` (KVSimulation) is the
+/// modelled engine's keys-only stand-in.
 public protocol PrefixLoadSource: AnyObject {
     /// How many of `keys[start...]`, consecutive from `start` and at most `maxBlocks`, the tier can
     /// supply now. Changes nothing.
     func loadableBlocks(_ keys: [BlockKey], from start: Int, maxBlocks: Int) -> Int
-    /// Loads `keys[start ..< start + count]` and returns how many leading ones it still held (the
-    /// device allocation in between may have pushed some out); the rest are computed instead.
-    func load(_ keys: [BlockKey], from start: Int, count: Int) -> Int
+    /// Loads `keys[start ..< start + blocks.count]` into the device blocks `blocks` (allocated for them
+    /// just before) and returns how many leading ones arrived (the device allocation in between may have
+    /// pushed some out); the rest are computed instead.
+    func load(_ keys: [BlockKey], from start: Int, into blocks: ArraySlice<BlockID>) -> Int
 }

@@ -54,6 +54,17 @@ public struct StepPlan: Sendable {
         public init(id: SequenceID, blocks: [BlockID], tokens: Int) { self.id = id; self.blocks = blocks; self.tokens = tokens }
     }
 
+    /// Prompt blocks a lower tier supplies instead of the engine computing them: copied into `blocks`
+    /// before the step (the tokens count as computed, so no prefill covers them).
+    public struct PrefixLoad: Sendable, Equatable {
+        public var id: SequenceID
+        /// Device blocks the tier's copies land in, in block-table order.
+        public var blocks: [BlockID]
+        public var tokens: Int
+
+        public init(id: SequenceID, blocks: [BlockID], tokens: Int) { self.id = id; self.blocks = blocks; self.tokens = tokens }
+    }
+
     public package(set) var prefills: [Prefill] = []
     public package(set) var decodes: [Decode] = []
     public package(set) var preemptions: [Preemption] = []
@@ -61,7 +72,7 @@ public struct StepPlan: Sendable {
     public package(set) var swapIns: [SwapTransfer] = []
     /// Prompt blocks loaded from a lower tier (`Scheduler.prefixLoadSource`) into the listed device
     /// blocks before the step; their tokens count as computed.
-    public package(set) var prefixLoads: [SwapTransfer] = []
+    public package(set) var prefixLoads: [PrefixLoad] = []
     /// The requests that sample a token this step, in the order `Scheduler.complete` expects its stop
     /// flags: every sampling prefill in `prefills` order, then every decode in `decodes` order.
     public package(set) var samplerCount: Int = 0

@@ -6,6 +6,7 @@ import CKernels
 /// sleep when idle. Parts are claimed as threads come free, so a late thread slows nobody down.
 /// One caller at a time: a `ForwardWorkspace` owns one.
 final class DecodeWorkers: @unchecked Sendable {
+    // Sendable: the C pool synchronizes its own threads; its one caller at a time is the owning workspace.
     /// Participants, the caller included.
     let threads: Int
     private let pool: OpaquePointer

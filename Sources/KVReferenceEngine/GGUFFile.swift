@@ -16,6 +16,7 @@ import Darwin
 /// u32 value type, value), tensor infos (string name, u32 n_dims, u64 dims, u32 ggml type, u64 offset),
 /// padding to `general.alignment` (default 32), then the tensor data. Little-endian throughout.
 public final class GGUFFile: @unchecked Sendable {
+    // Sendable: every field is a `let`; the mapping behind `base` is read-only and lives as long as the file.
     /// Where one tensor lies and what it holds. `dims[0]` is the innermost (row) length, as in ggml.
     public struct TensorInfo: Sendable, Equatable {
         public var name: String

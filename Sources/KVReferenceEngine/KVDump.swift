@@ -1,3 +1,4 @@
+import KVCache
 import Foundation
 
 /// Writes a sequence's KV blocks from the pool to a directory: one file per block plus
@@ -37,7 +38,7 @@ public enum KVDump {
     /// Writes `blockTable`'s first `ceil(tokens / blockTokens)` blocks and the manifest into `directory`
     /// (created if needed).
     /// - Returns: the manifest written.
-    public static func write(pool: PagedKVPool, blockTable: [BlockIndex], tokens: Int, model: String,
+    public static func write(pool: PagedKVPool, blockTable: [BlockID], tokens: Int, model: String,
                              dtype: DType, to directory: URL) throws -> Manifest {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let bt = pool.blockTokens
@@ -101,7 +102,7 @@ public enum KVDump {
     /// shape or any file size is wrong. O(blocks x block bytes).
     /// - Returns: the manifest.
     @discardableResult
-    public static func load(from directory: URL, into pool: PagedKVPool, blockTable: [BlockIndex]) throws -> Manifest {
+    public static func load(from directory: URL, into pool: PagedKVPool, blockTable: [BlockID]) throws -> Manifest {
         let m = try readManifest(in: directory)
         guard m.layers == pool.layers, m.kvHeads == pool.kvHeads, m.headDim == pool.headDim,
               m.blockTokens == pool.blockTokens else {

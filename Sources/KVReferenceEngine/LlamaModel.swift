@@ -1,3 +1,4 @@
+import KVCache
 import CKernels
 import COpenBLAS
 import Foundation
@@ -58,7 +59,7 @@ public final class LlamaModel: Sendable {
     /// - Throws: `EngineError` for out-of-range tokens, context overflow or a short/invalid block table;
     ///   nothing is written then.
     public func forward(tokens: UnsafeBufferPointer<UInt32>, startPosition: Int,
-                        blockTable: UnsafeBufferPointer<BlockIndex>, pool: PagedKVPool,
+                        blockTable: UnsafeBufferPointer<BlockID>, pool: PagedKVPool,
                         logits: UnsafeMutableBufferPointer<Float>, workspace: ForwardWorkspace,
                         mode: ForwardMode = .prefill) throws(EngineError) {
         let c = config
@@ -187,7 +188,7 @@ public final class LlamaModel: Sendable {
     }
 
     /// Convenience: the last token's logits as a new array (allocates; for tests and one-off calls).
-    public func forward(tokens: [UInt32], startPosition: Int, blockTable: [BlockIndex],
+    public func forward(tokens: [UInt32], startPosition: Int, blockTable: [BlockID],
                         pool: PagedKVPool, workspace: ForwardWorkspace = ForwardWorkspace(),
                         mode: ForwardMode = .prefill) throws(EngineError) -> [Float] {
         var out = [Float](repeating: 0, count: config.vocabSize)
@@ -285,8 +286,8 @@ public enum ForwardMode: Sendable {
 }
 
 /// The forward pass's working buffers, sized for the largest batch and context seen so far and
-/// freed with the workspace. One per thread (an engine owns one); not thread-safe itself.
-public final class ForwardWorkspace: @unchecked Sendable {
+/// freed with the workspace. One per thread (an engine owns one); not thread-safe, so not `Sendable`.
+public final class ForwardWorkspace {
     private(set) var tokens = 0
     private(set) var context = 0
     private(set) var x = UnsafeMutablePointer<Float>.allocate(capacity: 1)

@@ -9,6 +9,7 @@ import Dispatch
 /// Q4_1 and Q8_0 matrices are also kept repacked in their own format (about 85 MB), for the
 /// memory-bound single-token products of decoding (`QuantizedMatrix`).
 public final class LlamaWeights: @unchecked Sendable {
+    // Sendable: every field is a `let`; the arena and the repacked matrices are written in `init` only.
     /// One tensor inside the arena.
     public struct Matrix: Sendable {
         public var offset: Int

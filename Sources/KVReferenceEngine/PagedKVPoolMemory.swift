@@ -8,10 +8,9 @@ import KVTiers
 /// The engine's `PagedKVPool` as the tiers' L1 `DeviceMemory`: eviction copies read a block's bytes out
 /// of the pool, loads write them back, each a `memcpy` on the transfer worker that asks.
 ///
-/// The pool holds fp32 while `KVGeometry` speaks of 16-bit elements (fp16, bf16): the pool is described to
-/// the tiers as twice as many 16-bit words per head (`headDim x 2`, `.fp16`). That is the same bytes per
-/// block, per layer and per layer group, so transfers move exactly the pool's bytes; the disk codec then
-/// splits each fp32 value's two 16-bit halves into its byte planes, which is lossless for any bytes.
+/// The tiers see the pool's own geometry (`PagedKVPool.geometry`, `.fp32`): transfers move exactly the
+/// pool's bytes per block, layer and layer group; the disk codec codes each fp32 value as two 16-bit
+/// words (byte planes of their low and high bytes), which is lossless for any bytes.
 ///
 /// Thread-safety: the tier manager copies a block only while the cache manager does not hand it to a
 /// sequence (eviction copies finish before `waitForEvictionCopies` returns; loads before their handle
@@ -22,16 +21,9 @@ public final class PagedKVPoolMemory: DeviceMemory, @unchecked Sendable {
     public let layout: KVGeometry
     public var capacityBlocks: Int { pool.capacityBlocks }
 
-    /// - Throws: `.invalidArgument` when the pool's block cannot be described as a `KVGeometry`.
-    public init(pool: PagedKVPool) throws(TierError) {
+    public init(pool: PagedKVPool) {
         self.pool = pool
-        do {
-            layout = try KVGeometry(layers: pool.layers, kvHeads: pool.kvHeads, headDim: pool.headDim * 2,
-                                    dtype: .fp16, blockTokens: pool.blockTokens)
-        } catch { throw .cache(error) }
-        guard layout.bytesPerBlock == pool.bytesPerBlock else {
-            throw .invalidArgument("pool block of \(pool.bytesPerBlock) bytes, layout of \(layout.bytesPerBlock)")
-        }
+        layout = pool.geometry
     }
 
     /// Copies `range` of `block` to `host`. O(range).

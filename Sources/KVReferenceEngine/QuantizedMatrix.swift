@@ -9,6 +9,7 @@ import CKernels
 /// A weight is `d * q + m` (Q4_1) or `d * q` (Q8_0) exactly as in `Dequantize`, so the product is
 /// the same real-valued function as with the fp32 matrix; only fp32 rounding order differs.
 public final class QuantizedMatrix: @unchecked Sendable {
+    // Sendable: every field is a `let`, and the buffers behind the pointers are written in `init` only.
     public enum Kind: Sendable { case q4_1, q8_0 }
     public let kind: Kind
     public let rows: Int

@@ -1,4 +1,6 @@
 import KVCache
+import KVPlan
+import KVRuntime
 import KVTiers
 
 /// A CPU inference engine for a llama model whose KV lives in `KVCacheManager`'s paged blocks.
@@ -28,6 +30,8 @@ public final class ReferenceEngine {
     public internal(set) var tiers: KVTierManager?
     /// Where the last `start`'s prompt blocks loaded from the tiers came from.
     public internal(set) var lastTierLoad = TierLoad()
+    /// The tokens (prompt, then sampled) of each sequence a scheduler plans for (see `execute`).
+    var planned: [SequenceID: [UInt32]] = [:]
 
     /// - Parameters:
     ///   - capacityBlocks: blocks in the KV pool (each `blockTokens` tokens of every layer's K and V).
@@ -81,17 +85,25 @@ public final class ReferenceEngine {
             // Pin the cached prefix first: what is still cached now is what need not be computed.
             try allocate(id, newTokens: 0)
             let cached = try computed(id)
-            var tierPlan: TierPlan? = nil
-            if let tiers { tierPlan = try lookupTiers(tiers, id, prompt: prompt, deviceTokens: cached) }
+            let planner = self.planner
+            let tierPlan = try planner.map { (p) throws(EngineError) in try lookupTiers(p, id, prompt: prompt, deviceTokens: cached) }
             try allocate(id, newTokens: prompt.count - cached)
-            var done = cached
-            if let tierPlan { done += try loadFromTiers(id, plan: tierPlan) }
-            while done < prompt.count {
-                let end = min(prompt.count, done + prefillChunkTokens)
-                try compute(id, tokens: Array(prompt[done ..< end]), startPosition: done, mode: .prefill)
-                done = end
+            var loaded = 0
+            if let planner, let tierPlan { loaded = try loadFromTiers(planner, id, plan: tierPlan) }
+            for segment in PrefillSegment.prompt(deviceTokens: cached, loadedTokens: loaded, promptTokens: prompt.count) {
+                switch segment.source {
+                case .deviceHit, .tierLoad:
+                    continue   // in the pool already
+                case .compute:
+                    var done = segment.positions.lowerBound
+                    while done < segment.positions.upperBound {
+                        let end = min(segment.positions.upperBound, done + prefillChunkTokens)
+                        try compute(id, tokens: Array(prompt[done ..< end]), startPosition: done, mode: .prefill)
+                        done = end
+                    }
+                }
             }
-            if let tierPlan { try noteStoredInTiers(id, keys: tierPlan.keys) }
+            if let planner, let tierPlan { try noteStoredInTiers(planner, id, keys: tierPlan.keys) }
             return cached + lastTierLoad.tokens
         } catch {
             try? cache.free(id)
@@ -251,16 +263,22 @@ public final class ReferenceEngine {
         if case let .insufficientBlocks(needed, available) = outcome {
             throw .poolExhausted(needed: needed, available: available)
         }
-        // Blocks just evicted may still be copying down to the tiers: they are written only after that.
+        performCopies()
+    }
+
+    /// Performs the block copies the manager asks for (copy-on-write), after the eviction copies of
+    /// blocks just evicted (they may still be copying down to the tiers: they are written only after that).
+    func performCopies() {
         tiers?.waitForEvictionCopies()
         copies.removeAll(keepingCapacity: true)
         cache.drainCopies(into: &copies)
         for c in copies { pool.copyBlock(from: c.src, to: c.dst) }
     }
 
-    /// Runs the model over `tokens` at `startPosition` through the sequence's current block table and
-    /// tells the manager they are computed.
-    private func compute(_ id: SequenceID, tokens: [UInt32], startPosition: Int, mode: ForwardMode) throws(EngineError) {
+    /// Runs the model over `tokens` at `startPosition` through the sequence's current block table and,
+    /// with `commit`, tells the manager they are computed.
+    func compute(_ id: SequenceID, tokens: [UInt32], startPosition: Int, mode: ForwardMode,
+                 commit: Bool = true) throws(EngineError) {
         let table: [BlockID]
         do { table = try cache.blockTable(id) } catch { throw .cache("\(error)") }
         try tokens.withUnsafeBufferPointer { (t) throws(EngineError) in
@@ -271,6 +289,7 @@ public final class ReferenceEngine {
                 }
             }
         }
+        guard commit else { return }
         do { try cache.commit(id, computedTokens: tokens.count) } catch { throw .cache("\(error)") }
     }
 }

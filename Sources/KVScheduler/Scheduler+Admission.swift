@@ -231,10 +231,10 @@ extension Scheduler {
         let bt = cache.blockTokens
         let id = entries[Int(slot)].id
         let start = cached / bt
-        let got = source.load(keys, from: start, count: tokens / bt)
+        let got = source.load(keys, from: start, into: try cache.blockTable(id)[start ..< start + tokens / bt])
         guard got > 0 else { return cached }
         try cache.commit(id, computedTokens: got * bt)
-        let table = try cache.blockTable(id)
+        let table = try cache.blockTable(id)   // again: the commit may have swapped in deduplicated blocks
         plan.prefixLoads.append(.init(id: id, blocks: Array(table[start ..< start + got]), tokens: got * bt))
         stats.prefixLoadedTokens += got * bt
         return cached + got * bt

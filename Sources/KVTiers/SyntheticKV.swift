@@ -42,6 +42,9 @@ public enum SyntheticKV {
     @inline(__always)
     static func store(_ v: Float, dtype: KVDType, into out: UnsafeMutableRawBufferPointer, at offset: inout Int) {
         switch dtype {
+        case .fp32:
+            out.storeBytes(of: v.bitPattern.littleEndian, toByteOffset: offset, as: UInt32.self)
+            offset += 4
         case .fp16:
             out.storeBytes(of: Float16(v).bitPattern.littleEndian, toByteOffset: offset, as: UInt16.self)
             offset += 2

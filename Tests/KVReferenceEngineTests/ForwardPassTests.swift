@@ -37,7 +37,7 @@ struct ForwardPassTests {
                                             pool: PagedKVPool(config: m.model.config, blockTokens: 16, capacityBlocks: 2))
         // Block size 5, blocks scattered in a larger pool, the prompt fed in three uneven chunks.
         let pool = PagedKVPool(config: m.model.config, blockTokens: 5, capacityBlocks: 12)
-        let table: [BlockIndex] = [11, 3, 7, 0, 9, 2, 5, 8, 1, 10, 4, 6]
+        let table: [BlockID] = [11, 3, 7, 0, 9, 2, 5, 8, 1, 10, 4, 6]
         let cuts = [0, 4, 5, ids.count]
         var logits: [Float] = []
         for (a, b) in zip(cuts, cuts.dropFirst()) {

@@ -1,5 +1,6 @@
 import Foundation
 import KVCache
+import KVRuntime
 import KVTiers
 import Testing
 @testable import KVReferenceEngine
@@ -53,7 +54,7 @@ struct TieredEngineTests {
 
         // The engine under test: a pool of 3 blocks, exactly one request's worth.
         let engine = try Self.engine(capacity: 3)
-        let memory = try PagedKVPoolMemory(pool: engine.pool)
+        let memory = PagedKVPoolMemory(pool: engine.pool)
         #expect(memory.layout.bytesPerBlock == 30 * 2 * 16 * 3 * 64 * 4)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("kv-tiered-engine-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -136,7 +137,7 @@ struct TieredEngineTests {
     func foreignTiersRefused() throws {
         let engine = try Self.engine(capacity: 3)
         let other = PagedKVPool(layers: 30, kvHeads: 3, headDim: 64, blockTokens: 16, capacityBlocks: 3)
-        let memory = try PagedKVPoolMemory(pool: other)
+        let memory = PagedKVPoolMemory(pool: other)
         var config = TierConfig(layout: memory.layout, hostBlocks: 2)
         config.calibrateAtStart = false
         config.lockHostMemory = false

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Testing
 import KVCache
+import KVTestSupport
 import KVPlan
 @testable import KVTiers
 
@@ -26,7 +27,7 @@ struct CrashRecoveryTests {
                 var config = DiskStoreConfig(directory: path, capacityBytes: 256 << 20, layout: crashLayout)
                 config.compress = false   // keep the child's time in pwrite, where the kill should land
                 let store = try DiskBlockStore(config)
-                let pattern = cheapBytes(for: .zero, count: crashLayout.bytesPerBlock)
+                let pattern = KeyPayload.bytes(for: .zero, count: crashLayout.bytesPerBlock)
                 var i = 0
                 while true {
                     let key = testKey(i, salt: salt)
@@ -39,7 +40,7 @@ struct CrashRecoveryTests {
             let store = try DiskBlockStore(DiskStoreConfig(directory: path, capacityBytes: 256 << 20, layout: crashLayout))
             #expect(store.count > 0, "round \(round): the child wrote nothing before it was killed")
             torn += store.statistics.droppedOnOpen
-            let pattern = cheapBytes(for: .zero, count: crashLayout.bytesPerBlock)
+            let pattern = KeyPayload.bytes(for: .zero, count: crashLayout.bytesPerBlock)
             var out = [UInt8](repeating: 0, count: crashLayout.bytesPerBlock)
             for key in store.keys() {
                 let r = out.withUnsafeMutableBytes { store.read(key, into: $0) }

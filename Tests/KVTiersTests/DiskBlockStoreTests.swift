@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Testing
 import KVCache
+import KVTestSupport
 @testable import KVTiers
 
 @Suite("Disk tier")

@@ -1,4 +1,5 @@
 import KVCache
+import KVTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif

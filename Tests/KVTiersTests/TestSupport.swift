@@ -5,41 +5,11 @@ import KVCache
 import KVPlan
 @testable import KVTiers
 
-/// A fresh temporary directory, removed with everything in it by `remove()`.
-struct TempDirectory: ~Copyable {
-    let path: String
-
-    init(_ tag: String = "kvtiers") {
-        var template = Array("/tmp/\(tag)-XXXXXX".utf8CString)
-        let p = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        precondition(p != nil, "mkdtemp failed")
-        path = String(cString: p!)
-    }
-
-    deinit { Self.removeTree(path) }
-
-    static func removeTree(_ path: String) {
-        if let names = try? SystemIO().listDirectory(path) {
-            for n in names {
-                let child = path + "/" + n
-                var st = stat()
-                if lstat(child, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR { removeTree(child) } else { unlink(child) }
-            }
-        }
-        rmdir(path)
-    }
-}
-
 /// The block bytes a test stores under a key: synthetic KV seeded by the key, so any reader can check them.
 func expectedBytes(for key: BlockKey, layout: KVGeometry) -> [UInt8] {
     var out = [UInt8](repeating: 0, count: layout.bytesPerBlock)
     out.withUnsafeMutableBytes { SyntheticKV.fill($0, layout: layout, seed: key.lo ^ key.hi) }
     return out
-}
-
-func testKey(_ i: Int, salt: UInt64 = 0) -> BlockKey {
-    var r = SplitMix64(seed: UInt64(i) &+ salt &* 0x9E37)
-    return BlockKey(lo: r.next(), hi: r.next())
 }
 
 /// Names of segment files in `dir`, sorted.
@@ -84,17 +54,6 @@ func killSelf(afterMicroseconds micros: UInt32) {
         kill(getpid(), SIGKILL)
         return nil
     }, arg)
-}
-
-/// Fast to make even in a debug build: `count` pseudo-random bytes seeded by the key (incompressible,
-/// so such blocks are stored raw).
-func cheapBytes(for key: BlockKey, count: Int) -> [UInt8] {
-    var rng = SplitMix64(seed: key.lo ^ key.hi)
-    var out = [UInt8](repeating: 0, count: count)
-    out.withUnsafeMutableBytes { b in
-        for i in stride(from: 0, to: count - 7, by: 8) { b.storeBytes(of: rng.next(), toByteOffset: i, as: UInt64.self) }
-    }
-    return out
 }
 
 /// A block that costs one copy to make: a fixed random pattern with the key in its first 16 bytes.

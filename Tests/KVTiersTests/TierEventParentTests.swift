@@ -1,5 +1,6 @@
 import Testing
 import KVCache
+import KVTestSupport
 import KVPlan
 @testable import KVTiers
 
@@ -25,8 +26,8 @@ struct TierEventParentTests {
         return keys
     }
 
-    static func config(_ dir: String, writePolicy: TierWritePolicy = .writeBack) -> TieredPrefixCache.Config {
-        var c = TieredPrefixCache.Config(blockTokens: 4, deviceBlocks: 4, hostBlocks: 2, diskBlocks: 16, diskDirectory: dir)
+    static func config(_ dir: String, writePolicy: TierWritePolicy = .writeBack) -> TieredReplayHarness.Config {
+        var c = TieredReplayHarness.Config(blockTokens: 4, deviceBlocks: 4, hostBlocks: 2, diskBlocks: 16, diskDirectory: dir)
         c.payloadLayout = layout
         c.recordEvents = true
         c.writePolicy = writePolicy
@@ -57,7 +58,7 @@ struct TierEventParentTests {
         let a = Self.chain(4, branch: 0, truth: &truth), b = Self.chain(4, branch: 1, truth: &truth)
         var events: [KVEvent] = []
         do {
-            let cache = try TieredPrefixCache(Self.config(dir.path))
+            let cache = try TieredReplayHarness(Self.config(dir.path))
             defer { cache.close() }
             _ = try cache.serve(keys: a)
             _ = try cache.serve(keys: b)            // a leaves L1: 2 blocks stay on host, 2 go on to disk
@@ -77,7 +78,7 @@ struct TierEventParentTests {
         // After a restart the disk tier still knows every parent, from its records.
         var config = Self.config(dir.path)
         config.freshDisk = false
-        let reopened = try TieredPrefixCache(config)
+        let reopened = try TieredReplayHarness(config)
         defer { reopened.close() }
         events.removeAll()
         reopened.manager.drainEvents(into: &events)
@@ -95,7 +96,7 @@ struct TierEventParentTests {
         let dir = TempDirectory()
         var config = Self.config(dir.path, writePolicy: policy)
         config.deviceBlocks = 6; config.hostBlocks = 4; config.diskBlocks = 8
-        let cache = try TieredPrefixCache(config)
+        let cache = try TieredReplayHarness(config)
         defer { cache.close() }
         var rng = SplitMix64(seed: seed)
         var truth: [BlockKey: BlockKey?] = [:]

@@ -1,4 +1,5 @@
 import KVCache
+import KVTestSupport
 import Testing
 @testable import KVTiers
 

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Testing
 import KVCache
+import KVTestSupport
 import KVPlan
 @testable import KVTiers
 
@@ -12,7 +13,7 @@ struct TierManagerTests {
 
     func evictToHost(_ tiers: KVTierManager, _ mem: HostDeviceMemory, _ keys: [BlockKey]) {
         for (i, k) in keys.enumerated() {
-            _ = mem.withBlock(BlockID(i)) { TieredPrefixCache.payload(for: k, into: $0) }
+            _ = mem.withBlock(BlockID(i)) { KeyPayload.fill($0, key: k) }
             tiers.noteStored(block: BlockID(i), key: k)
             tiers.willEvict(block: BlockID(i), key: k)
             tiers.waitForEvictionCopies()
@@ -67,7 +68,7 @@ struct TierManagerTests {
             _ = try m.lookup(id)
             #expect(try m.allocate(id, newTokens: 8) == .allocated(newBlocks: 2))
             for (i, b) in try m.blockTable(id).enumerated() {
-                _ = mem.withBlock(b) { TieredPrefixCache.payload(for: keys[i], into: $0) }
+                _ = mem.withBlock(b) { KeyPayload.fill($0, key: keys[i]) }
             }
             try m.commit(id, computedTokens: 8)
             for (i, b) in try m.blockTable(id).enumerated() { tiers.noteStored(block: b, key: keys[i]) }
@@ -110,7 +111,7 @@ struct TierManagerTests {
         h.wait()
         #expect(h.loadedPrefixBlocks == 2)
         var expected = [UInt8](repeating: 0, count: layout.bytesPerBlock)
-        expected.withUnsafeMutableBytes { TieredPrefixCache.payload(for: keys[3], into: $0) }
+        expected.withUnsafeMutableBytes { KeyPayload.fill($0, key: keys[3]) }
         #expect(mem.withBlock(7) { Array($0) } == expected)
         faults.heal()
         evictToHost(tiers, mem, [testKey(9, salt: 32)])
@@ -153,7 +154,7 @@ struct TierManagerTests {
         h.wait()
         #expect(h.loadedPrefixBlocks == 2)
         var expected = [UInt8](repeating: 0, count: layout.bytesPerBlock)
-        expected.withUnsafeMutableBytes { TieredPrefixCache.payload(for: keys[1], into: $0) }
+        expected.withUnsafeMutableBytes { KeyPayload.fill($0, key: keys[1]) }
         #expect(mem.withBlock(3) { Array($0) } == expected)
     }
 

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Testing
 import KVCache
+import KVTestSupport
 import KVPlan
 @testable import KVTiers
 
@@ -29,12 +30,12 @@ struct TransferConcurrencyTests {
     let layout = try! KVGeometry(layers: 4, kvHeads: 2, headDim: 16, dtype: .bf16, blockTokens: 4)
 
     func fill(_ mem: HostDeviceMemory, block: BlockID, key: BlockKey) {
-        _ = mem.withBlock(block) { TieredPrefixCache.payload(for: key, into: $0) }
+        _ = mem.withBlock(block) { KeyPayload.fill($0, key: key) }
     }
 
     func holds(_ mem: HostDeviceMemory, block: BlockID, key: BlockKey, range: Range<Int>? = nil) -> Bool {
         var expected = [UInt8](repeating: 0, count: layout.bytesPerBlock)
-        expected.withUnsafeMutableBytes { TieredPrefixCache.payload(for: key, into: $0) }
+        expected.withUnsafeMutableBytes { KeyPayload.fill($0, key: key) }
         let r = range ?? 0 ..< layout.bytesPerBlock
         return mem.withBlock(block) { dev in expected[r].elementsEqual(dev[r]) } ?? false
     }

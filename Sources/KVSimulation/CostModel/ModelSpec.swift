@@ -1,3 +1,6 @@
+import KVCache
+import KVPlan
+
 /// The shape of a transformer (or attention/Mamba hybrid) that the cost model needs: parameter
 /// counts, layer geometry and tensor parallelism. KV bytes per token follow from it.
 ///
@@ -42,8 +45,20 @@ public struct ModelSpec: Sendable, Equatable {
         self.tensorParallel = tensorParallel
     }
 
-    /// KV-cache bytes one token occupies over all GPUs: K and V, for every attention layer.
-    public var kvBytesPerToken: Int { 2 * attentionLayers * kvHeads * headDim * bytesPerElement }
+    /// The KV cache's geometry over all GPUs, with `blockTokens` tokens per block: the attention layers'
+    /// K and V, in the element type of `bytesPerElement` (4: fp32, 2: bf16, 1: fp8).
+    /// - Throws: `.invalidArgument` for a block of 1 GiB or more, or counts that are not positive.
+    public func kvGeometry(blockTokens: Int) throws(KVCacheError) -> KVGeometry {
+        let dtype: KVDType = bytesPerElement >= 4 ? .fp32 : bytesPerElement == 1 ? .fp8 : .bf16
+        return try KVGeometry(layers: attentionLayers, kvHeads: kvHeads, headDim: headDim, dtype: dtype, blockTokens: blockTokens)
+    }
+
+    /// KV-cache bytes one token occupies over all GPUs: K and V, for every attention layer
+    /// (`kvGeometry`'s bytes per token).
+    public var kvBytesPerToken: Int {
+        // One token of any preset is far below 1 GiB; a spec whose token is not traps.
+        do { return try kvGeometry(blockTokens: 1).bytesPerToken } catch { preconditionFailure("\(error)") }
+    }
 
     /// Width of the attention output (query heads x head dim), the `d` of the attention FLOP term.
     public var attentionWidth: Int { queryHeads * headDim }

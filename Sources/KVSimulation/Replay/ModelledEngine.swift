@@ -52,7 +52,7 @@ public enum ModelledRunError: Error, Equatable, CustomStringConvertible {
 }
 
 /// A discrete-event engine that executes the scheduler's plans without a GPU: each step's duration
-/// comes from `RooflineCostModel`, requests arrive at their trace times, and each request stops when
+/// comes from `RooflineCostModel` (through `ModelledStep`, its `KVEngine`), requests arrive at their trace times, and each request stops when
 /// it has produced its true output length, clipped to `maxTokens` and at least 1 (a trace's 0-token
 /// failures still cost their prefill). Every time it reports is modelled.
 ///
@@ -103,7 +103,6 @@ public final class ModelledEngine {
         for i in 0..<n { trueOutput[i] = Int32(max(1, min(config.maxTokens, requests[i].outputTokens))) }
 
         var metrics = RunMetricsRecorder(requests: n)
-        var work = StepWork()
         var stops: [Bool] = []
         var t = n > 0 ? max(0, arrivals.nextTime) : 0
         let start = t
@@ -112,6 +111,7 @@ public final class ModelledEngine {
             for f in finished { arrivals.finished(Int(f.id.raw), at: f.finishTime) }
         }
         let kvPerBlock = Double(config.model.kvBytesPerToken * config.blockTokens)
+        var engine = ModelledStep(costModel: costModel, kvBytesPerBlock: kvPerBlock)
         let capacity = Double(cache.capacityBlocks)
 
         while true {
@@ -137,26 +137,17 @@ public final class ModelledEngine {
                 if scheduler.isIdle { break }
                 throw .stalled(time: t, waiting: scheduler.waitingCount, running: scheduler.runningCount)
             }
-            work.reset()
             stops.removeAll(keepingCapacity: true)
-            for p in plan.prefills {
-                work.addPrefill(tokens: p.tokens, contextBefore: p.contextBefore)
-            }
-            for s in plan.swapOuts { work.hostTransferBytes += Double(s.blocks.count) * kvPerBlock }
-            for s in plan.swapIns { work.hostTransferBytes += Double(s.blocks.count) * kvPerBlock }
-            for l in plan.prefixLoads {
-                work.hostTransferBytes += Double(l.blocks.count) * kvPerBlock
-                metrics.tierLoadBytes += Double(l.blocks.count) * kvPerBlock
-            }
+            var dt = engine.execute(plan)
+            for l in plan.prefixLoads { metrics.tierLoadBytes += Double(l.blocks.count) * kvPerBlock }
             // A decode-only plan repeats unchanged until a request stops, needs a block, or an arrival
             // or aging deadline comes: run those steps in one go (same result, one event).
             var repeats = config.fastForward ? scheduler.repeatableDecodeSteps() : 0
-            for d in plan.decodes {
-                work.addDecode(context: d.context)
-                if repeats > 0 { repeats = min(repeats, Int(trueOutput[Int(d.id.raw)] - produced[Int(d.id.raw)])) }
+            for d in plan.decodes where repeats > 0 {
+                repeats = min(repeats, Int(trueOutput[Int(d.id.raw)] - produced[Int(d.id.raw)]))
             }
             let used = capacity - Double(cache.freeBlockCount)
-            var dt = costModel.stepSeconds(work)
+            let work = engine.work
             var steps = 1
             if repeats > 1 {
                 let bound = min(arrivals.nextTime, scheduler.nextAgingDeadline)

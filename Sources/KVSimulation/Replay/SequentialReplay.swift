@@ -1,5 +1,6 @@
 import KVCache
 import KVData
+import KVTestSupport
 import KVTiers
 
 /// Replays a trace's prefix structure through the real `KVCacheManager`, one request at a time in
@@ -20,10 +21,13 @@ import KVTiers
 /// runs compare. It is modelled, not measured; hits from lower tiers count too (their load time is
 /// not subtracted).
 ///
-/// With lower tiers (`hostBlocks`, `diskBlocks` > 0) the replay runs through `TieredPrefixCache`
+/// With lower tiers (`hostBlocks`, `diskBlocks` > 0) the replay runs through `TieredReplayHarness`
 /// instead: blocks evicted from the device pool are copied, as real bytes, to host memory and disk,
 /// and a request's blocks found there (after its device hits) are loaded back and verified; their
-/// tokens count as L2 and L3 hits.
+/// tokens count as L2 and L3 hits. That replay is a verification run (every block carries its key's
+/// `KeyPayload`, every loaded byte is checked), so it runs the very harness the tests run, from
+/// KVTestSupport: its tier leg is `PrefixPlanner`'s, as in every engine, and no library a server
+/// links carries a harness.
 public struct SequentialReplay {
     public struct Result: Sendable, Equatable {
         public var requests = 0
@@ -60,7 +64,7 @@ public struct SequentialReplay {
     /// Prices hits (`savedPrefillSeconds`) and, for `pgdsf`, blocks.
     public let recomputeCost: RecomputeCost
     /// The device pool with its lower tiers, when there are any.
-    public let tiered: TieredPrefixCache?
+    public let tiered: TieredReplayHarness?
     public private(set) var result = Result()
     private var keys: [BlockKey] = []
     private var nextID: Int64 = 0
@@ -73,12 +77,12 @@ public struct SequentialReplay {
                 recomputeCost: RecomputeCost = .default, tiers: Tiers = Tiers()) throws {
         self.recomputeCost = recomputeCost
         if tiers.hostBlocks > 0 || tiers.diskBlocks > 0 {
-            var config = TieredPrefixCache.Config(blockTokens: blockTokens, deviceBlocks: capacityBlocks,
+            var config = TieredReplayHarness.Config(blockTokens: blockTokens, deviceBlocks: capacityBlocks,
                                                   hostBlocks: tiers.hostBlocks, diskBlocks: tiers.diskBlocks,
                                                   diskDirectory: tiers.diskDirectory)
             config.policy = policy
             config.recomputeCost = recomputeCost
-            let cache = try TieredPrefixCache(config)
+            let cache = try TieredReplayHarness(config)
             tiered = cache
             manager = cache.manager
         } else {

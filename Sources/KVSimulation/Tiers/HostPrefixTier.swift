@@ -88,7 +88,9 @@ public final class HostPrefixTier: BlockEvictionObserver, PrefixLoadSource {
         return k
     }
 
-    public func load(_ keys: [BlockKey], from start: Int, count: Int) -> Int {
+    /// Counts the leading blocks it holds as loaded (it has no bytes to copy into `blocks`). O(blocks).
+    public func load(_ keys: [BlockKey], from start: Int, into blocks: ArraySlice<BlockID>) -> Int {
+        let count = blocks.count
         guard start >= 0 else { return 0 }
         var k = 0
         while k < count, start + k < keys.count, let n = nodeOf[keys[start + k]] {

@@ -5,7 +5,7 @@ import KVPlan
 /// block store below it (`any KVBlockStore`: the local disk today), with asynchronous transfers on a
 /// `TransferWorkers`.
 ///
-/// How an engine drives it (`TieredPrefixCache.serve` is a complete example):
+/// How an engine drives it (`PrefixPlanner` in KVRuntime is the one place that does it):
 /// 1. Set it as the `KVCacheManager`'s `evictionObserver`: an evicted L1 block is copied to host before
 ///    its id is reused (policy: `TierConfig.writePolicy`). Call `waitForEvictionCopies()` before writing
 ///    into blocks the last `allocate` returned (or set `synchronousEvictionCopies`).

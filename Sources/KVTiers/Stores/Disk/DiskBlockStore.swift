@@ -40,8 +40,14 @@ public struct DiskStoreConfig: Sendable {
 
     /// A store for blocks of `layout`.
     public init(directory: String, capacityBytes: Int, capacityBlocks: Int? = nil, layout: KVGeometry) {
+        // fp32 is coded as two 16-bit words per element, like `KVByteCodec(layout:)`.
         self.init(directory: directory, capacityBytes: capacityBytes, capacityBlocks: capacityBlocks,
-                  maxBlockBytes: layout.bytesPerBlock, elementSize: layout.dtype.size)
+                  maxBlockBytes: layout.bytesPerBlock, elementSize: min(layout.dtype.size, 2))
+    }
+
+    /// The most bytes one record of a `blockBytes`-byte block takes on disk: header plus worst-case encoding.
+    public static func maxRecordBytes(blockBytes: Int) -> Int {
+        DiskRecordFormat.headerSize + KVByteCodec.maxEncodedSize(rawBytes: blockBytes)
     }
 }
 

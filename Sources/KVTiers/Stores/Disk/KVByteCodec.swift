@@ -48,7 +48,8 @@ public final class KVByteCodec {
     }
 
     public convenience init(layout: KVGeometry, bytePlanes: Bool = true) throws(TierError) {
-        try self.init(elementSize: layout.dtype.size, bytePlanes: bytePlanes, maxInputBytes: layout.bytesPerBlock)
+        // fp32 is coded as two 16-bit words per element (byte planes of their low and high bytes).
+        try self.init(elementSize: min(layout.dtype.size, 2), bytePlanes: bytePlanes, maxInputBytes: layout.bytesPerBlock)
     }
 
     deinit { planes.deallocate() }

@@ -1,15 +1,19 @@
 import KVCache
 import KVPlan
+import KVRuntime
+import KVTiers
 
-/// A device pool (`KVCacheManager` over a `HostDeviceMemory`) with host and disk tiers below it, driven
-/// request by request with real bytes: the shape a trace replay or a simple engine needs.
+/// A verifying harness: a device pool (`KVCacheManager` over a `HostDeviceMemory`) with host and disk
+/// tiers below it, driven request by request with real bytes, as the sequential tier replay and the
+/// tests need.
 ///
-/// For every request, `serve` does what a server does: the core's lookup (L1), the tiers' lookup (L2,
-/// L3), `allocate` (evictions copy blocks down), a load of the lower-tier blocks into the new device
-/// blocks, "computing" the rest (writing each block's key-derived payload), `commit`, `free`. With
-/// `verify` on, every block that came from a cache is compared with the payload its key must have, so a
-/// wrong byte anywhere in the tiers shows up in `mismatchedBlocks`.
-public final class TieredPrefixCache {
+/// For every request, `serve` runs the tier leg as every engine does (`PrefixPlanner`: the core's
+/// lookup (L1), the tiers' lookup (L2, L3), `allocate` (evictions copy blocks down), the load of the
+/// lower-tier blocks into the new device blocks), then "computes" the rest (writing each block's
+/// `KeyPayload`), commits, records the stored blocks and frees. With `verify` on, every block that came
+/// from a cache is compared with the payload its key must have, so a wrong byte anywhere in the tiers
+/// shows up in `mismatchedBlocks`. O(blocks) per request plus the copies; not thread-safe.
+public final class TieredReplayHarness {
     public struct Config: Sendable {
         /// Tokens per block (the trace's block size).
         public var blockTokens: Int
@@ -51,30 +55,33 @@ public final class TieredPrefixCache {
         public var computedBlocks = 0
         /// Planned loads that failed (corrupt or vanished) and were recomputed.
         public var failedLoads = 0
+
+        public init() {}
     }
 
     public let config: Config
     public let manager: KVCacheManager
     public let tiers: KVTierManager
     public let memory: HostDeviceMemory
+    /// The tier leg every request runs.
+    public let planner: PrefixPlanner
     public private(set) var verifiedBlocks = 0
     public private(set) var mismatchedBlocks = 0
     private var nextID: Int64 = 0
     private var table: [BlockID] = []
-    private var scratch: [UInt8]
 
-    /// - Throws: errors of the core (`KVCacheError` wrapped as `.invalidArgument`) or of the tiers.
+    /// - Throws: errors of the core (wrapped as `.cache`) or of the tiers.
     public init(_ config: Config) throws(TierError) {
         guard config.diskBlocks == 0 || config.diskDirectory != nil else { throw .invalidArgument("disk tier needs a directory") }
         self.config = config
         do { manager = try KVCacheManager(KVCacheConfig(blockTokens: config.blockTokens, capacityBlocks: config.deviceBlocks, policy: config.policy,
                                                      recordEvents: config.recordEvents, recomputeCost: config.recomputeCost)) }
-        catch { throw .invalidArgument("core: \(error)") }
+        catch { throw .cache(error) }
         memory = try HostDeviceMemory(layout: config.payloadLayout, capacityBlocks: config.deviceBlocks)
         var t = TierConfig(layout: config.payloadLayout, hostBlocks: config.hostBlocks)
         if config.diskBlocks > 0, let dir = config.diskDirectory {
             if config.freshDisk { try DiskBlockStore.removeSegments(in: dir) }
-            let maxRecord = DiskRecordFormat.headerSize + KVByteCodec.maxEncodedSize(rawBytes: config.payloadLayout.bytesPerBlock)
+            let maxRecord = DiskStoreConfig.maxRecordBytes(blockBytes: config.payloadLayout.bytesPerBlock)
             t.disk = DiskStoreConfig(directory: dir, capacityBytes: max(1, config.diskBlocks) * maxRecord * 2,
                                      capacityBlocks: config.diskBlocks, layout: config.payloadLayout)
         }
@@ -89,7 +96,7 @@ public final class TieredPrefixCache {
         tiers = try KVTierManager(config: t, device: memory)
         manager.evictionObserver = tiers
         manager.lowerTierEvents = [tiers]
-        scratch = Array(repeating: 0, count: config.payloadLayout.bytesPerBlock)
+        planner = PrefixPlanner(cache: manager, tiers: tiers)
     }
 
     /// Serves one request whose full prompt blocks have `keys` (chained keys, e.g. trace hash ids) and
@@ -107,62 +114,43 @@ public final class TieredPrefixCache {
         tiers.waitForTransfers()   // the previous request's disk writes land first: the replay is deterministic
         do {
             try manager.addSequence(seq, promptKeys: keys, promptTokens: tokens)
-            let hit = try manager.lookup(seq)
-            let plan = tiers.lookup(keys: keys, deviceBlocks: hit.cachedBlocks, maxBlocks: (tokens - 1) / B)
-            // Like the sequential replay: KV is computed for the full blocks only (the last prompt token's
-            // logits are the engine's business), so a chain of `deviceBlocks` blocks always fits.
-            let computeTokens = min(tokens, keys.count * B)
-            guard case .allocated = try manager.allocate(seq, newTokens: computeTokens - hit.cachedTokens) else {
-                try manager.free(seq)
-                throw TierError.full
-            }
-            tiers.waitForEvictionCopies()
+        } catch { throw .cache(error) }
+        // Like the sequential replay: KV is computed for the full blocks only (the last prompt token's
+        // logits are the engine's business), so a chain of `deviceBlocks` blocks always fits.
+        let computeTokens = min(tokens, keys.count * B)
+        guard let (deviceTokens, load) = try planner.admit(seq, keys: keys, promptTokens: tokens, computeTokens: computeTokens) else {
+            do { try manager.free(seq) } catch { throw .cache(error) }
+            throw TierError.full
+        }
+        let first = deviceTokens / B
+        let loaded = load.loadedBlocks
+        hits.deviceBlocks = first
+        hits.hostBlocks = load.hostBlocks
+        hits.diskBlocks = load.diskBlocks
+        hits.failedLoads = load.failedBlocks
+        let full = min(tokens / B, keys.count)
+        hits.computedBlocks = full - first - loaded
+        do {
             table = try manager.blockTable(seq)
-            let first = hit.cachedBlocks
-            let handle = try tiers.load(plan, keys: keys, into: Array(table[first ..< first + plan.loadBlocks]))
-            handle.wait()
-            let loaded = handle.loadedPrefixBlocks
-            hits.deviceBlocks = first
-            let fromDisk = handle.loadedFromDisk
-            for i in 0 ..< loaded { if fromDisk[i] { hits.diskBlocks += 1 } else { hits.hostBlocks += 1 } }
-            hits.failedLoads = plan.loadBlocks - loaded
             if config.verify { for i in 0 ..< first + loaded { verify(block: table[i], key: keys[i]) } }
             // "Compute" every other full block: write the payload its key stands for.
-            let full = min(tokens / B, keys.count)
             for i in first + loaded ..< full { writePayload(block: table[i], key: keys[i]) }
-            hits.computedBlocks = full - first - loaded
-            try manager.commit(seq, computedTokens: computeTokens - hit.cachedTokens)
-            table = try manager.blockTable(seq)
-            for i in first ..< full { tiers.noteStored(block: table[i], key: keys[i], parent: i == 0 ? nil : keys[i - 1]) }
-            try manager.free(seq)
-        } catch let e as TierError {
-            throw e
-        } catch {
-            throw .invalidArgument("core: \(error)")
-        }
+            try manager.commit(seq, computedTokens: computeTokens - deviceTokens - load.tokens)
+        } catch { throw .cache(error) }
+        try planner.recordStored(seq, keys: keys, from: first)
+        do { try manager.free(seq) } catch { throw .cache(error) }
         return hits
     }
 
     /// Finishes the tiers' transfers and releases the disk directory (see `KVTierManager.close`).
     public func close() { tiers.close() }
 
-    /// The payload a block with `key` carries: a pattern derived from the key, different in every byte.
-    public static func payload(for key: BlockKey, into out: UnsafeMutableRawBufferPointer) {
-        var rng = SplitMix64(seed: key.lo ^ (key.hi &* 0x9E37_79B9))
-        var i = 0
-        while i + 8 <= out.count { out.storeBytes(of: rng.next(), toByteOffset: i, as: UInt64.self); i += 8 }
-        while i < out.count { out[i] = UInt8(truncatingIfNeeded: rng.next()); i += 1 }
-    }
-
     private func writePayload(block: BlockID, key: BlockKey) {
-        _ = memory.withBlock(block) { Self.payload(for: key, into: $0) }
+        _ = memory.withBlock(block) { KeyPayload.fill($0, key: key) }
     }
 
     private func verify(block: BlockID, key: BlockKey) {
-        scratch.withUnsafeMutableBytes { Self.payload(for: key, into: $0) }
-        let same = memory.withBlock(block) { dev in
-            scratch.withUnsafeBytes { $0.elementsEqual(UnsafeRawBufferPointer(dev)) }
-        } ?? false
+        let same = memory.withBlock(block) { KeyPayload.matches(UnsafeRawBufferPointer($0), key: key) } ?? false
         verifiedBlocks += 1
         if !same { mismatchedBlocks += 1 }
     }

@@ -1,9 +1,11 @@
 import Testing
 import KVCache
-@testable import KVTiers
+import KVRuntime
+import KVTestSupport
+import KVTiers
 
-@Suite("Tiered prefix cache (core + tiers, real bytes)")
-struct TieredPrefixCacheTests {
+@Suite("Tiered replay harness (core + tiers through PrefixPlanner, real bytes)")
+struct TieredReplayHarnessTests {
     /// Requests are prefixes of a few long documents (shared system prompts), picked at random.
     static func requests(seed: UInt64, count: Int, docs: Int = 6, maxBlocks: Int = 10) -> [[BlockKey]] {
         var rng = SplitMix64(seed: seed)
@@ -21,11 +23,11 @@ struct TieredPrefixCacheTests {
     func largeLowerTiersMatchUnboundedHitRate(seed: UInt64) throws {
         let reqs = Self.requests(seed: seed, count: 120)
         let dir = TempDirectory()
-        var small = TieredPrefixCache.Config(blockTokens: 4, deviceBlocks: 12, hostBlocks: 8, diskBlocks: 200, diskDirectory: dir.path)
+        var small = TieredReplayHarness.Config(blockTokens: 4, deviceBlocks: 12, hostBlocks: 8, diskBlocks: 200, diskDirectory: dir.path)
         small.verify = true
-        let tiered = try TieredPrefixCache(small)
-        let unbounded = try TieredPrefixCache(.init(blockTokens: 4, deviceBlocks: 1000, hostBlocks: 0))
-        var t = TieredPrefixCache.RequestHits(), u = TieredPrefixCache.RequestHits()
+        let tiered = try TieredReplayHarness(small)
+        let unbounded = try TieredReplayHarness(.init(blockTokens: 4, deviceBlocks: 1000, hostBlocks: 0))
+        var t = TieredReplayHarness.RequestHits(), u = TieredReplayHarness.RequestHits()
         for r in reqs {
             let a = try tiered.serve(keys: r), b = try unbounded.serve(keys: r)
             #expect(a.deviceBlocks + a.hostBlocks + a.diskBlocks == b.deviceBlocks, "per-request hit blocks differ")
@@ -45,8 +47,8 @@ struct TieredPrefixCacheTests {
     /// Disk alone below the device pool (no host tier) also recovers every hit.
     @Test func diskAloneMatchesUnboundedHitRate() throws {
         let dir = TempDirectory()
-        let tiered = try TieredPrefixCache(.init(blockTokens: 4, deviceBlocks: 12, hostBlocks: 0, diskBlocks: 200, diskDirectory: dir.path))
-        let unbounded = try TieredPrefixCache(.init(blockTokens: 4, deviceBlocks: 1000, hostBlocks: 0))
+        let tiered = try TieredReplayHarness(.init(blockTokens: 4, deviceBlocks: 12, hostBlocks: 0, diskBlocks: 200, diskDirectory: dir.path))
+        let unbounded = try TieredReplayHarness(.init(blockTokens: 4, deviceBlocks: 1000, hostBlocks: 0))
         var disk = 0
         for r in Self.requests(seed: 9, count: 80) {
             let a = try tiered.serve(keys: r), b = try unbounded.serve(keys: r)
@@ -62,26 +64,26 @@ struct TieredPrefixCacheTests {
         let chain = (0 ..< 6).map { testKey($0, salt: 41) }
         let filler = (0 ..< 6).map { testKey($0, salt: 42) }
         do {
-            let c = try TieredPrefixCache(.init(blockTokens: 4, deviceBlocks: 6, hostBlocks: 0, diskBlocks: 64, diskDirectory: dir.path))
+            let c = try TieredReplayHarness(.init(blockTokens: 4, deviceBlocks: 6, hostBlocks: 0, diskBlocks: 64, diskDirectory: dir.path))
             _ = try c.serve(keys: chain)
             _ = try c.serve(keys: filler)   // pushes the chain to disk
             c.close()
         }
-        var warm = TieredPrefixCache.Config(blockTokens: 4, deviceBlocks: 6, hostBlocks: 0, diskBlocks: 64, diskDirectory: dir.path)
+        var warm = TieredReplayHarness.Config(blockTokens: 4, deviceBlocks: 6, hostBlocks: 0, diskBlocks: 64, diskDirectory: dir.path)
         warm.freshDisk = false
         do {
-            let c = try TieredPrefixCache(warm)
+            let c = try TieredReplayHarness(warm)
             #expect(try c.serve(keys: chain).diskBlocks == 6)
             #expect(c.mismatchedBlocks == 0)
             c.close()
         }
-        let cold = try TieredPrefixCache(.init(blockTokens: 4, deviceBlocks: 6, hostBlocks: 0, diskBlocks: 64, diskDirectory: dir.path))
+        let cold = try TieredReplayHarness(.init(blockTokens: 4, deviceBlocks: 6, hostBlocks: 0, diskBlocks: 64, diskDirectory: dir.path))
         #expect(try cold.serve(keys: chain).diskBlocks == 0)
     }
 
     /// Without lower tiers, the tiered cache is exactly the core: no host or disk hits.
     @Test func noLowerTiersIsJustTheCore() throws {
-        let c = try TieredPrefixCache(.init(blockTokens: 4, deviceBlocks: 12, hostBlocks: 0))
+        let c = try TieredReplayHarness(.init(blockTokens: 4, deviceBlocks: 12, hostBlocks: 0))
         for r in Self.requests(seed: 5, count: 60) {
             let h = try c.serve(keys: r)
             #expect(h.hostBlocks == 0 && h.diskBlocks == 0)
@@ -90,16 +92,16 @@ struct TieredPrefixCacheTests {
     }
 
     @Test func writeThroughCopiesAtStoreAndWriteAfterHitsDropsColdBlocks() throws {
-        var cfg = TieredPrefixCache.Config(blockTokens: 4, deviceBlocks: 4, hostBlocks: 16)
+        var cfg = TieredReplayHarness.Config(blockTokens: 4, deviceBlocks: 4, hostBlocks: 16)
         cfg.writePolicy = .writeThrough
-        let wt = try TieredPrefixCache(cfg)
+        let wt = try TieredReplayHarness(cfg)
         let a = (0 ..< 3).map { testKey($0, salt: 1) }
         _ = try wt.serve(keys: a)
         wt.tiers.waitForTransfers()
         #expect(wt.tiers.statistics.host.storedBlocks == 3, "write-through copies as soon as blocks are stored")
 
         cfg.writePolicy = .writeAfterHits(2)
-        let sel = try TieredPrefixCache(cfg)
+        let sel = try TieredReplayHarness(cfg)
         let hot = (0 ..< 2).map { testKey($0, salt: 2) }
         let cold = (0 ..< 2).map { testKey($0, salt: 3) }
         _ = try sel.serve(keys: hot)
