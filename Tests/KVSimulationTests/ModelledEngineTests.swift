@@ -1,6 +1,7 @@
 import KVCache
 import KVPrediction
 import KVScheduler
+import KVData
 import Testing
 @testable import KVSimulation
 

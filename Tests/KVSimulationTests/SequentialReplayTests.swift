@@ -1,4 +1,5 @@
 import Foundation
+import KVData
 import Testing
 import KVCache
 @testable import KVSimulation

@@ -1,3 +1,5 @@
+import KVData
+
 /// The order in which a modelled run's requests arrive, with conversations kept in order: a request
 /// that follows another of the same session (the next turn of a ShareGPT conversation) arrives only
 /// after that one finished, plus a think time, so its history really is in the cache to be hit.

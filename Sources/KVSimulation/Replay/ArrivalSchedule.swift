@@ -1,5 +1,6 @@
 import Foundation
 import KVCache
+import KVData
 
 /// Sets request arrival times for a replay: the trace's own times divided by a rate scale, or a
 /// seeded Poisson process for traces without times (or when asked), or all at 0 (an offline batch)

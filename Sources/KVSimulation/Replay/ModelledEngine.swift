@@ -1,4 +1,5 @@
 import KVCache
+import KVData
 import KVPlan
 import KVScheduler
 
