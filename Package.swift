@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "KVScheduler", dependencies: ["KVCache", "KVPlan"]),
         // Where the request's path is wired: the tier leg of a prompt (PrefixPlanner) and the tiers behind the
         // scheduler's protocols.
-        .target(name: "KVRuntime", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVScheduler"]),
+        .target(name: "KVRuntime", dependencies: ["KVCache", "KVPlan", "KVTiers"]),
         // Every trace and dataset reader (streaming gzip, JSON Lines, CSV, one error), and the JSON writer.
         .target(name: "KVData", dependencies: ["KVCache", "CZlib"]),
         // Output-length predictors, training, evaluation and model files; datasets come from KVData.
