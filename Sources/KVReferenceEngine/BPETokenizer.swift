@@ -39,6 +39,9 @@ public final class BPETokenizer: Sendable {
         guard model == "gpt2" else { throw .malformed("tokenizer model \(model) is not byte-level BPE (gpt2)") }
         guard let tokenValues = md["tokenizer.ggml.tokens"]?.arrayValue else { throw .missing("tokenizer.ggml.tokens") }
         guard let mergeValues = md["tokenizer.ggml.merges"]?.arrayValue else { throw .missing("tokenizer.ggml.merges") }
+        guard LlamaConfig.Limits.vocabSize.contains(tokenValues.count) else {
+            throw .malformed("tokenizer.ggml.tokens holds \(tokenValues.count) tokens (\(LlamaConfig.Limits.vocabSize) allowed)")
+        }
         var tokens: [String] = []
         tokens.reserveCapacity(tokenValues.count)
         for v in tokenValues {
@@ -88,8 +91,12 @@ public final class BPETokenizer: Sendable {
         }
         for k in specials.keys { specials[k]!.sort { $0.scalars.count > $1.scalars.count } }
 
-        func optionalID(_ key: String) -> UInt32? {
-            md[key]?.intValue.flatMap { $0 < tokens.count ? UInt32($0) : nil }
+        func optionalID(_ key: String) throws(GGUFError) -> UInt32? {
+            guard let entry = md[key] else { return nil }
+            guard let id = entry.intValue, id < tokens.count else {
+                throw .malformed("\(key) is not a token id below \(tokens.count)")
+            }
+            return UInt32(id)
         }
         self.tokens = tokens
         self.types = types
@@ -97,8 +104,8 @@ public final class BPETokenizer: Sendable {
         self.merges = merges
         self.byteTokens = byteTokens
         self.specials = specials
-        self.bosID = optionalID("tokenizer.ggml.bos_token_id")
-        self.eosID = optionalID("tokenizer.ggml.eos_token_id")
+        self.bosID = try optionalID("tokenizer.ggml.bos_token_id")
+        self.eosID = try optionalID("tokenizer.ggml.eos_token_id")
         if case let .bool(b)? = md["tokenizer.ggml.add_bos_token"] { addBOS = b } else { addBOS = false }
         self.chatTemplate = md["tokenizer.chat_template"]?.stringValue
     }

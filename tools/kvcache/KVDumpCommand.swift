@@ -21,15 +21,22 @@ struct KVDumpCommand: ParsableCommand {
     @Flag(help: "Print the manifest as one JSON object on stdout.") var json = false
 
     func validate() throws {
+        typealias Limits = GenerateCommand.Limits
         guard KVDump.DType(rawValue: dtype) != nil else { throw ValidationError("--dtype must be f16 or f32") }
-        guard blockTokens >= 1, maxTokens >= 1 else { throw ValidationError("--block-tokens and --max-tokens must be >= 1") }
+        guard Limits.blockTokens.contains(blockTokens) else { throw ValidationError("--block-tokens must be in \(Limits.blockTokens)") }
+        guard (1 ... Limits.maxTokens.upperBound).contains(maxTokens) else {
+            throw ValidationError("--max-tokens must be in 1...\(Limits.maxTokens.upperBound)")
+        }
+        guard threads.map(Limits.threads.contains) ?? true else { throw ValidationError("--threads must be in \(Limits.threads)") }
     }
 
     func run() throws {
         guard let path = ModelLocator.resolve(explicit: model, roots: [FileManager.default.currentDirectoryPath]) else {
             throw CLIError("no model: pass --model PATH or set \(ModelLocator.environmentVariable)")
         }
-        guard let data = FileManager.default.contents(atPath: promptFile) else {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: promptFile, isDirectory: &isFolder), !isFolder.boolValue,
+              let data = FileManager.default.contents(atPath: promptFile) else {
             throw CLIError("cannot read prompt file \(promptFile)")
         }
         if let threads { BLASThreads.set(threads) }
@@ -39,6 +46,10 @@ struct KVDumpCommand: ParsableCommand {
         var ids = loaded.tokenizer.encode(chat ? ChatTemplate.render(user: text) : text)
         guard !ids.isEmpty else { throw CLIError("the prompt file has no tokens") }
         if ids.count > maxTokens { ids.removeLast(ids.count - maxTokens) }
+        guard ids.count <= loaded.model.config.contextLength else {
+            throw CLIError("the prompt has \(ids.count) tokens, more than the model's context of "
+                           + "\(loaded.model.config.contextLength) (use --max-tokens)")
+        }
         let blocks = (ids.count + blockTokens - 1) / blockTokens
         let manifest: KVDump.Manifest
         do {
@@ -56,7 +67,7 @@ struct KVDumpCommand: ParsableCommand {
         } catch let error as EngineError {
             throw CLIError(error.description)
         } catch {
-            throw CLIError("kv-dump failed: \(error)")
+            throw CLIError("cannot write \(out): \(readableReason(error))")
         }
         note("wrote \(manifest.blocks.count) blocks of \(manifest.bytesPerBlock) bytes (\(dtype)) and manifest.json to \(out)")
         if json {
@@ -65,4 +76,15 @@ struct KVDumpCommand: ParsableCommand {
             print(String(decoding: try encoder.encode(manifest), as: UTF8.self))
         }
     }
+}
+
+/// One readable clause for a Foundation file error: the POSIX reason underneath it when there is one
+/// ("No such file or directory"), never the NSError dump.
+private func readableReason(_ error: Error) -> String {
+    let e = error as NSError
+    if let posix = e.userInfo[NSUnderlyingErrorKey] as? NSError, posix.domain == NSPOSIXErrorDomain {
+        return String(cString: strerror(Int32(posix.code)))
+    }
+    if e.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(e.code))) }
+    return e.domain == NSCocoaErrorDomain ? "file system error \(e.code)" : "\(error)"
 }
