@@ -307,6 +307,21 @@ def generated_text_kept(argv, code, out, err):
     return None
 
 
+def generated_text_meaningful(argv, code, out, err):
+    """A run that exits 0 must not have generated tokens that spell nothing (NaN logits pick token 0)."""
+    if code != 0 or "--json" not in argv:
+        return None
+    try:
+        import json
+        runs = json.loads(out)["runs"]
+    except (ValueError, KeyError, TypeError):
+        return "generate --json did not print one JSON object"
+    for r in runs:
+        if r.get("generatedTokens", 0) > 0 and r.get("text") == "" and r.get("stopReason") != "eos":
+            return "empty text from generated tokens, exit 0 (non-finite logits?)"
+    return None
+
+
 def garbage_argv(rng, folder, fx):
     """Random subcommands with random flags and values (parser robustness)."""
     subs = [["replay"], ["predict", "train"], ["predict", "eval"], ["disk", "fsck"], ["bench", "core"], ["generate"]]
@@ -332,9 +347,9 @@ GENERATORS = {
     "predict-eval-model": (predict_eval_model, 1),
     "predict-eval-flags": (predict_eval_flags, 1),
     "predict-misc-flags": (predict_misc_flags, 1),
-    "generate-flags": (generate_flags, 3),
+    "generate-flags": (generate_flags, 3, generated_text_meaningful),
     "generate-small-pool": (generate_small_pool, 3, generated_text_kept),
-    "generate-model-file": (generate_model_file, 4),
+    "generate-model-file": (generate_model_file, 4, generated_text_meaningful),
     "kv-dump-flags": (kv_dump_flags, 3),
     "disk-fsck": (disk_fsck, 1),
     "disk-stress-flags": (disk_stress_flags, 1),
