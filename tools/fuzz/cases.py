@@ -182,7 +182,8 @@ GENERATE_FLAGS = ["--max-tokens", "--capacity-blocks", "--block-tokens", "--thre
 def generate_flags(rng, folder, fx):
     if "model" not in fx:
         return None
-    argv = ["generate", "--model", fx["model"], "--prompt", rng.choice(["1, 2, 3,", "Hi", " ", "\u00e9\u00e9"]),
+    argv = ["generate", "--model", fx["model"], "--prompt",
+            rng.choice(["1, 2, 3,", "Hi", " ", "\u00e9\u00e9", "a" * 100_000, "<|im_start|>" * 50, "\ufffd\u0001x"]),
             "--max-tokens", "4", "--threads", "1"]
     return argv + numeric_flags(rng, GENERATE_FLAGS) + (["--json"] if rng.random() < 0.5 else [])
 
@@ -208,7 +209,9 @@ def kv_dump_flags(rng, folder, fx):
         return None
     prompt = os.path.join(folder, "prompt.txt")
     with open(prompt, "wb") as f:
-        f.write(rng.choice([b"hello world", b"", b"\xff\xfe", b"a " * 3000]))
+        f.write(rng.choice([b"hello world", b"", b"\xff\xfe", b"a " * 3000, b"a" * 300_000, b"\0" * 1000]))
+    if rng.random() < 0.15:
+        prompt = special_path(rng, folder, ["dir", "fifo", "/dev/zero", "/dev/null", "missing", "-"])
     argv = ["kv-dump", "--model", fx["model"], "--prompt-file", prompt, "--out", os.path.join(folder, "kv"),
             "--threads", "1", "--max-tokens", "8"]
     argv += numeric_flags(rng, ["--block-tokens", "--max-tokens", "--threads"], 1)
@@ -218,6 +221,12 @@ def kv_dump_flags(rng, folder, fx):
 
 
 # MARK: disk tier and bench
+
+# The fixed names `disk_tier_dir` creates, by kind (each is made at most once per directory).
+ODD_NAMES = {"empty-max": ["seg-ffffffffffffffff.kvlog"], "fifo": ["seg-00000000000000a0.kvlog"],
+             "dir": ["seg-00000000000000b0.kvlog"], "dangling": ["seg-00000000000000c0.kvlog"],
+             "self-link": ["seg-00000000000000d0.kvlog"]}
+
 
 def disk_tier_dir(rng, folder, fx):
     """A copy of a real disk tier directory with odd entries added: an empty or huge-numbered segment,
@@ -233,6 +242,8 @@ def disk_tier_dir(rng, folder, fx):
         kind = rng.choice(["empty-max", "empty", "fifo", "dir", "dangling", "odd-name", "foreign", "truncate",
                            "flip", "garbage-segment", "self-link"])
         name = lambda n: os.path.join(d, n)
+        if any(os.path.lexists(name(n)) for n in ODD_NAMES.get(kind, [])):
+            continue
         if kind == "empty-max":
             open(name("seg-ffffffffffffffff.kvlog"), "wb").close()
         elif kind == "empty":

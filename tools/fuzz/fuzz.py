@@ -191,7 +191,11 @@ def run_case(binary, name, seed, fx, work, timeout):
     rng = random.Random(f"{name}:{seed}")
     folder = os.path.join(work, f"{name}-{seed}")
     os.makedirs(folder)
-    argv = gen(rng, folder, fx)
+    try:
+        argv = gen(rng, folder, fx)
+    except OSError as e:   # e.g. the same odd entry drawn twice: the case is skipped, not the run
+        print(f"fuzz: {name} {seed}: generator failed: {e}", file=sys.stderr)
+        argv = None
     if argv is None:
         shutil.rmtree(folder, ignore_errors=True)
         return name, seed, "skipped", None
@@ -209,11 +213,13 @@ def main():
     ap.add_argument("--only", default="*", help="glob over generator names, e.g. 'replay-*'")
     ap.add_argument("--out", default="fuzz-out", help="folder for fixtures and failure reproducers")
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--timeout", type=float, default=30, help="seconds per case")
+    ap.add_argument("--timeout", type=float, default=None, help="seconds per case (default: 15 quick, 30 long)")
     ap.add_argument("--lib", default=None, help="libkvcache_c.so for the C ABI cases (default: next to the binary)")
     ap.add_argument("--model", default=None, help="the GGUF model (default: $KVCACHE_MODEL or ../shared/models)")
     args = ap.parse_args()
 
+    if args.timeout is None:
+        args.timeout = 15 if args.quick else 30
     binary = os.path.abspath(args.binary)
     out_dir = os.path.abspath(args.out)
     os.makedirs(out_dir, exist_ok=True)

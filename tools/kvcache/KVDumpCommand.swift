@@ -11,7 +11,7 @@ struct KVDumpCommand: ParsableCommand {
         abstract: "Write the real KV blocks of a prompt (SmolLM2-135M) to a directory, with a manifest.")
 
     @Option(help: "Path to the GGUF model file.") var model: String?
-    @Option(name: .customLong("prompt-file"), help: "Text file whose contents are the prompt.") var promptFile: String
+    @Option(name: .customLong("prompt-file"), help: "Text file whose contents are the prompt (- reads standard input; at most 16 MiB).") var promptFile: String
     @Option(help: "Output directory (created if needed).") var out: String
     @Flag(help: "Wrap the prompt in the ChatML template as a user turn.") var chat = false
     @Option(help: "Element type of the written blocks: f16 or f32.") var dtype: String = "f16"
@@ -30,15 +30,35 @@ struct KVDumpCommand: ParsableCommand {
         guard threads.map(Limits.threads.contains) ?? true else { throw ValidationError("--threads must be in \(Limits.threads)") }
     }
 
+    /// The prompt file's bytes: a regular file or standard input (`-`), at most `maxPromptBytes`.
+    /// A FIFO, device or folder is refused before it is opened, so nothing blocks or reads for ever.
+    func readPrompt() throws -> Data {
+        let maxPromptBytes = 16 << 20
+        let handle: FileHandle
+        if promptFile == "-" {
+            handle = FileHandle.standardInput
+        } else {
+            var st = stat()
+            guard stat(promptFile, &st) == 0 else {
+                throw CLIError("cannot read prompt file \(promptFile): \(String(cString: strerror(errno)))")
+            }
+            guard st.st_mode & S_IFMT == S_IFREG else { throw CLIError("prompt file \(promptFile) is not a regular file") }
+            guard let h = FileHandle(forReadingAtPath: promptFile) else { throw CLIError("cannot read prompt file \(promptFile)") }
+            handle = h
+        }
+        let data: Data
+        do { data = try handle.read(upToCount: maxPromptBytes + 1) ?? Data() } catch {
+            throw CLIError("cannot read prompt file \(promptFile): \(readableReason(error))")
+        }
+        guard data.count <= maxPromptBytes else { throw CLIError("prompt file \(promptFile) is larger than 16 MiB") }
+        return data
+    }
+
     func run() throws {
         guard let path = ModelLocator.resolve(explicit: model, roots: [FileManager.default.currentDirectoryPath]) else {
             throw CLIError("no model: pass --model PATH or set \(ModelLocator.environmentVariable)")
         }
-        var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: promptFile, isDirectory: &isFolder), !isFolder.boolValue,
-              let data = FileManager.default.contents(atPath: promptFile) else {
-            throw CLIError("cannot read prompt file \(promptFile)")
-        }
+        let data = try readPrompt()
         if let threads { BLASThreads.set(threads) }
         let loaded: LoadedModel
         do { loaded = try LoadedModel(path: path) } catch { throw CLIError(error.description) }
