@@ -71,14 +71,24 @@ def replay_gzip_bomb(rng, folder, fx):
 
 def special_path(rng, folder, kinds):
     """A path that is not a plain regular file, of one of `kinds`: "dir", "fifo" (no writer),
-    "dangling" (symlink to nothing), "symlink" (to a file that must survive), "missing",
-    "missing-parent", or a literal such as "/dev/null", "-" or ""."""
+    "device" (a character device made in the case folder: a copy of /dev/null's numbers, or a FIFO
+    when not root), "dangling" (symlink to nothing), "symlink" (to a file that must survive),
+    "missing", "missing-parent", or a literal such as "/dev/zero", "-" or "".
+
+    Never pass a real system path where the command may WRITE: a command that replaces its output
+    atomically would replace /dev/null itself (this happened, as root). Literal /dev paths are for
+    reading only."""
     kind = rng.choice(kinds)
     path = os.path.join(folder, "special")
     if kind == "dir":
         return folder
     if kind == "fifo":
         os.mkfifo(path)
+    elif kind == "device":
+        try:
+            os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        except PermissionError:
+            os.mkfifo(path)
     elif kind in ("dangling", "symlink"):
         target = os.path.join(folder, "nowhere" if kind == "dangling" else "precious.txt")
         if kind == "symlink":
@@ -94,7 +104,7 @@ def special_path(rng, folder, kinds):
 
 def replay_special_paths(rng, folder, fx):
     """--trace naming something that is not a regular file."""
-    path = special_path(rng, folder, ["dir", "fifo", "/dev/null", "/dev/zero", "-", "dangling", "missing", ""])
+    path = special_path(rng, folder, ["dir", "fifo", "device", "/dev/zero", "-", "dangling", "missing", ""])
     return ["replay", "--trace", path, "--mode", rng.choice(["sequential", "timed"]), "--json"]
 
 
@@ -135,7 +145,7 @@ def predict_train_out(rng, folder, fx):
     data = fx.get("castillo")
     if data is None:
         return None
-    out = special_path(rng, folder, ["dir", "fifo", "/dev/null", "symlink", "missing-parent", ""])
+    out = special_path(rng, folder, ["dir", "fifo", "device", "symlink", "missing-parent", ""])
     return ["predict", "train", "--data", data, "--out", out, "--epochs", "1", "--json"]
 
 
@@ -211,7 +221,7 @@ def kv_dump_flags(rng, folder, fx):
     with open(prompt, "wb") as f:
         f.write(rng.choice([b"hello world", b"", b"\xff\xfe", b"a " * 3000, b"a" * 300_000, b"\0" * 1000]))
     if rng.random() < 0.15:
-        prompt = special_path(rng, folder, ["dir", "fifo", "/dev/zero", "/dev/null", "missing", "-"])
+        prompt = special_path(rng, folder, ["dir", "fifo", "/dev/zero", "device", "missing", "-"])
     argv = ["kv-dump", "--model", fx["model"], "--prompt-file", prompt, "--out", os.path.join(folder, "kv"),
             "--threads", "1", "--max-tokens", "8"]
     argv += numeric_flags(rng, ["--block-tokens", "--max-tokens", "--threads"], 1)
@@ -311,6 +321,21 @@ def capi_calls(rng, folder, fx):
             str(rng.getrandbits(32)), "2000"]
 
 
+def output_target_kept(argv, code, out, err):
+    """predict train --out must not replace a device, a FIFO or a symlink (or the file it points at)."""
+    path = argv[argv.index("--out") + 1]
+    if os.path.basename(path) != "special":
+        return None
+    folder = os.path.dirname(path)
+    precious = os.path.join(folder, "precious.txt")
+    if os.path.exists(precious) and open(precious).read() != "precious\n":
+        return "--out overwrote the file a symlink points at"
+    st = os.lstat(path)
+    if stat.S_ISREG(st.st_mode):
+        return "--out replaced a device, FIFO or symlink with a regular file"
+    return None
+
+
 def generated_text_kept(argv, code, out, err):
     """generate must not lose what it generated: a run the pool or context stopped is not an error."""
     if code == 1 and b"exhausted" in err:
@@ -354,7 +379,7 @@ GENERATORS = {
     "replay-disk-dir": (replay_disk_dir, 1),
     "predict-train-flags": (predict_train_flags, 1),
     "predict-train-data": (predict_train_data, 1),
-    "predict-train-out": (predict_train_out, 1),
+    "predict-train-out": (predict_train_out, 1, output_target_kept),
     "predict-eval-model": (predict_eval_model, 1),
     "predict-eval-flags": (predict_eval_flags, 1),
     "predict-misc-flags": (predict_misc_flags, 1),
