@@ -5,9 +5,39 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/install-deps.sh
 swift test
-bash tools/capi/smoke.sh  # the C ABI from C: builds libkvcache_c.so and tools/capi/example.c, runs it
+bash tools/capi/smoke.sh  # the C ABI from C and Python: libkvcache_c.so, tools/capi/example.{c,py}
+
+echo "== Sequential replay against the independent Python reference (the README's figures)"
+kvcache="$(swift build --show-bin-path)/kvcache"
+shared_trace=../shared/data/mooncake/synthetic_trace.jsonl
+traces=(tools/kvcache/Resources/mooncake-synthetic-1000.jsonl)
+[ -f "$shared_trace" ] && traces+=("$shared_trace")
+for trace in "${traces[@]}"; do
+  for capacity in 1000 3000 8192; do
+    python3 - "$kvcache" "$trace" "$capacity" <<'PY'
+import json, subprocess, sys
+kvcache, trace, capacity = sys.argv[1:4]
+ref = json.loads(subprocess.run([sys.executable, "tools/reference/sequential_replay.py", trace, capacity],
+                                check=True, capture_output=True, text=True).stdout)
+ours = json.loads(subprocess.run([kvcache, "replay", "--mode", "sequential", "--trace", trace,
+                                  "--capacity-blocks", capacity, "--json"],
+                                 check=True, capture_output=True, text=True).stdout)
+diff = {k: (v, ours.get(k)) for k, v in ref.items() if ours.get(k) != v}
+print(f"{trace} capacity {capacity}: " + ("identical" if not diff else f"DIFFERENT (reference, kvcache): {diff}"))
+sys.exit(1 if diff else 0)
+PY
+  done
+done
 echo "== ThreadSanitizer: tiers (transfer engine, tier manager)"
 swift test --sanitize=thread --scratch-path .build-tsan --filter KVTiersTests
 echo "== AddressSanitizer: core, C ABI and tiers (raw memory, codec, disk records)"
 LSAN_OPTIONS="suppressions=$PWD/tools/lsan-suppressions.txt" \
   swift test --sanitize=address --scratch-path .build-asan --filter 'KVCacheTests|KVCacheCTests|KVTiersTests'
+
+# Hostile input: the quick run of the fuzz harness (tools/fuzz, about 1-2 minutes). NOT fatal yet:
+# it still finds crashes in the trace readers, the predictor and the disk tier, which are being
+# restructured on other branches and fixed after they merge; it prints its summary (and a reproducer
+# for each failure under .build/fuzz-out/failures) so that progress is visible. Make it fatal (drop the
+# `|| true`) once those areas pass.
+echo "== Fuzz (quick, non-fatal for now)"
+python3 tools/fuzz/fuzz.py "$kvcache" --quick --out .build/fuzz-out || true

@@ -106,7 +106,7 @@ public final class KVCacheManager {
                             promptTokens: Int) throws(KVCacheError) {
         guard sequences.slot(of: id) == nil else { throw .duplicateSequence(id) }
         guard promptTokens >= 1, promptTokens <= Self.maxSequenceTokens, promptKeys.count <= promptTokens / blockTokens else {
-            throw .invalidArgument("\(promptKeys.count) keys need at least \(promptKeys.count * blockTokens) tokens, got \(promptTokens)")
+            throw .invalidArgument("\(promptKeys.count) keys of \(blockTokens) tokens need more than the \(promptTokens) prompt tokens given")
         }
         guard !promptKeys.contains(.zero) else { throw .invalidArgument("the zero key is reserved") }
         let s = sequences.add(id)

@@ -20,6 +20,8 @@ enum CAPIError: Error {
     case notUTF8(StaticString)
     /// `validate` found a broken invariant.
     case invariantViolation(String)
+    /// `create`: the index of this many blocks would not fit in memory.
+    case outOfMemory(blocks: Int, limitBytes: Int)
 
     /// The status code the C caller gets (one per `KVCacheError` case). O(1).
     var status: kvcache_status {
@@ -41,6 +43,7 @@ enum CAPIError: Error {
         case .bufferTooSmall: Status.bufferTooSmall
         case .invalidArgument, .notUTF8: Status.invalidArgument
         case .invariantViolation: Status.invariantViolation
+        case .outOfMemory: Status.outOfMemory
         }
     }
 
@@ -56,6 +59,8 @@ enum CAPIError: Error {
         case .invalidArgument(let why): "invalid argument: \(why)"
         case .notUTF8(let name): "invalid argument: \(name) is not UTF-8"
         case .invariantViolation(let what): "invariant violated: \(what)"
+        case .outOfMemory(let blocks, let limit):
+            "capacity_blocks \(blocks) needs more than half of the \(limit >> 20) MiB this process may use"
         }
     }
 }

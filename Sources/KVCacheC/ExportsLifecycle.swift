@@ -50,6 +50,10 @@ public func kvcacheCreateImpl(_ config: UnsafePointer<kvcache_config>?,
             throw .invalidArgument("config.eviction_policy is not a kvcache_eviction_policy")
         }
         let namespace = try utf8String(c.key_namespace, "config.key_namespace")
+        if (1 ... Int64(Int32.max)).contains(c.capacity_blocks), MemoryLimit.checkedBytes(count: Int(c.capacity_blocks),
+                                                           bytesEach: Int(KVCACHE_INDEX_BYTES_PER_BLOCK)) == nil {
+            throw .outOfMemory(blocks: Int(c.capacity_blocks), limitBytes: MemoryLimit.usableBytes)
+        }
         let manager = try lift { () throws(KVCacheError) in
             let cost = try RecomputeCost(secondsPerToken: c.recompute_seconds_per_token,
                                          secondsPerContextPair: c.recompute_seconds_per_context_pair)

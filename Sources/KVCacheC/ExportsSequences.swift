@@ -12,6 +12,9 @@ public func kvcacheAddSequenceImpl(_ cache: OpaquePointer?, _ id: Int64, _ token
                                    _ nTokens: Int, _ salt: UnsafePointer<CChar>?, _ lora: UnsafePointer<CChar>?,
                                    _ items: UnsafePointer<kvcache_multimodal_item>?, _ nItems: Int) -> kvcache_status {
     withHandle(cache, "kvcache_add_sequence") { (h) throws(CAPIError) in
+        guard nTokens <= KVCacheManager.maxSequenceTokens else {   // a size_t above Int.max is negative here
+            throw .invalidArgument("n_tokens is above KVCACHE_MAX_SEQUENCE_TOKENS")
+        }
         let prompt = try inputBuffer(tokens, nTokens, "tokens")
         let spans = try inputBuffer(items, nItems, "items")
         let salt = try utf8String(salt, "salt")
@@ -34,6 +37,10 @@ public func kvcacheAddSequenceImpl(_ cache: OpaquePointer?, _ id: Int64, _ token
 public func kvcacheAddSequenceKeysImpl(_ cache: OpaquePointer?, _ id: Int64, _ keys: UnsafePointer<kvcache_key>?,
                                        _ nKeys: Int, _ promptTokens: Int64) -> kvcache_status {
     withHandle(cache, "kvcache_add_sequence_keys") { (h) throws(CAPIError) in
+        // Refused before the keys are read, and without multiplying: n_keys may be any size_t.
+        guard nKeys <= KVCacheManager.maxSequenceTokens / h.manager.config.blockTokens else {
+            throw .invalidArgument("n_keys x block_tokens is above KVCACHE_MAX_SEQUENCE_TOKENS")
+        }
         let keys = try inputBuffer(keys, nKeys, "keys")
         try BlockKey.borrowing(keys) { (k) throws(CAPIError) in
             try lift { () throws(KVCacheError) in

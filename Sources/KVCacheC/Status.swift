@@ -17,6 +17,7 @@ enum Status {
     static var blockStillReferenced: kvcache_status { code(KVCACHE_ERR_BLOCK_STILL_REFERENCED) }
     static var blockNotReferenced: kvcache_status { code(KVCACHE_ERR_BLOCK_NOT_REFERENCED) }
     static var invariantViolation: kvcache_status { code(KVCACHE_ERR_INVARIANT_VIOLATION) }
+    static var outOfMemory: kvcache_status { code(KVCACHE_ERR_OUT_OF_MEMORY) }
 
     @inline(__always) private static func code(_ c: kvcache_status_code) -> kvcache_status {
         kvcache_status(truncatingIfNeeded: c.rawValue)
@@ -39,6 +40,7 @@ enum Status {
         case blockStillReferenced: "KVCACHE_ERR_BLOCK_STILL_REFERENCED"
         case blockNotReferenced: "KVCACHE_ERR_BLOCK_NOT_REFERENCED"
         case invariantViolation: "KVCACHE_ERR_INVARIANT_VIOLATION"
+        case outOfMemory: "KVCACHE_ERR_OUT_OF_MEMORY"
         default: "KVCACHE_STATUS_UNKNOWN"
         }
     }

@@ -39,6 +39,9 @@ public final class BPETokenizer: Sendable {
         guard model == "gpt2" else { throw .malformed("tokenizer model \(model) is not byte-level BPE (gpt2)") }
         guard let tokenValues = md["tokenizer.ggml.tokens"]?.arrayValue else { throw .missing("tokenizer.ggml.tokens") }
         guard let mergeValues = md["tokenizer.ggml.merges"]?.arrayValue else { throw .missing("tokenizer.ggml.merges") }
+        guard LlamaConfig.Limits.vocabSize.contains(tokenValues.count) else {
+            throw .malformed("tokenizer.ggml.tokens holds \(tokenValues.count) tokens (\(LlamaConfig.Limits.vocabSize) allowed)")
+        }
         var tokens: [String] = []
         tokens.reserveCapacity(tokenValues.count)
         for v in tokenValues {
@@ -88,8 +91,12 @@ public final class BPETokenizer: Sendable {
         }
         for k in specials.keys { specials[k]!.sort { $0.scalars.count > $1.scalars.count } }
 
-        func optionalID(_ key: String) -> UInt32? {
-            md[key]?.intValue.flatMap { $0 < tokens.count ? UInt32($0) : nil }
+        func optionalID(_ key: String) throws(GGUFError) -> UInt32? {
+            guard let entry = md[key] else { return nil }
+            guard let id = entry.intValue, id < tokens.count else {
+                throw .malformed("\(key) is not a token id below \(tokens.count)")
+            }
+            return UInt32(id)
         }
         self.tokens = tokens
         self.types = types
@@ -97,8 +104,8 @@ public final class BPETokenizer: Sendable {
         self.merges = merges
         self.byteTokens = byteTokens
         self.specials = specials
-        self.bosID = optionalID("tokenizer.ggml.bos_token_id")
-        self.eosID = optionalID("tokenizer.ggml.eos_token_id")
+        self.bosID = try optionalID("tokenizer.ggml.bos_token_id")
+        self.eosID = try optionalID("tokenizer.ggml.eos_token_id")
         if case let .bool(b)? = md["tokenizer.ggml.add_bos_token"] { addBOS = b } else { addBOS = false }
         self.chatTemplate = md["tokenizer.chat_template"]?.stringValue
     }
@@ -139,11 +146,25 @@ public final class BPETokenizer: Sendable {
         return out
     }
 
+    /// Chunks longer than this many bytes are merged by `mergeLong` (O(n log n)) instead of the
+    /// rescanning loop (O(n²), faster for the short chunks of ordinary text); both give the same tokens.
+    static let longChunkBytes = 256
+
     /// BPE over one pre-tokenizer chunk.
     private func encodeChunk(_ chunk: ArraySlice<Unicode.Scalar>, into out: inout [UInt32]) {
         var symbols: [UInt32] = []
         var utf8 = String(String.UnicodeScalarView(chunk)).utf8.makeIterator()
         while let b = utf8.next() { symbols.append(byteTokens[Int(b)]) }
+        if symbols.count > Self.longChunkBytes {
+            out.append(contentsOf: mergeLong(symbols))
+            return
+        }
+        out.append(contentsOf: mergeShort(symbols))
+    }
+
+    /// The merge loop by rescanning: lowest rank first, leftmost on ties. O(n²). Internal for tests.
+    func mergeShort(_ symbols: [UInt32]) -> [UInt32] {
+        var symbols = symbols
         while symbols.count > 1 {
             var best = UInt64.max, bestAt = -1
             for j in 0 ..< symbols.count - 1 {
@@ -155,7 +176,67 @@ public final class BPETokenizer: Sendable {
             symbols[bestAt] = UInt32(truncatingIfNeeded: best)
             symbols.remove(at: bestAt + 1)
         }
-        out.append(contentsOf: symbols)
+        return symbols
+    }
+
+    /// The same merges in the same order, O(n log n): symbols in a linked list, candidate pairs in a
+    /// min-heap keyed by (rank, left position); a popped pair whose nodes changed since it was pushed
+    /// is stale and skipped. A chunk of one very long word (a hostile prompt) stays fast. Internal for tests.
+    func mergeLong(_ input: [UInt32]) -> [UInt32] {
+        var symbols = input
+        let n = symbols.count
+        var next = Array(1 ... n), prev = Array(-1 ..< n - 1), alive = [Bool](repeating: true, count: n)
+        next[n - 1] = -1
+        // (rank << 32 | merged id, left position); ordered by rank, then position.
+        var heap: [(key: UInt64, at: Int)] = []
+        func less(_ a: (key: UInt64, at: Int), _ b: (key: UInt64, at: Int)) -> Bool {
+            (a.key >> 32, a.at) < (b.key >> 32, b.at)
+        }
+        func push(_ at: Int) {
+            let right = next[at]
+            guard right >= 0, let m = merges[UInt64(symbols[at]) << 32 | UInt64(symbols[right])] else { return }
+            heap.append((m, at))
+            var c = heap.count - 1
+            while c > 0 {
+                let p = (c - 1) / 2
+                guard less(heap[c], heap[p]) else { break }
+                heap.swapAt(c, p)
+                c = p
+            }
+        }
+        func pop() -> (key: UInt64, at: Int) {
+            let top = heap[0]
+            heap[0] = heap[heap.count - 1]
+            heap.removeLast()
+            var p = 0
+            while true {
+                let l = 2 * p + 1, r = l + 1
+                var m = p
+                if l < heap.count, less(heap[l], heap[m]) { m = l }
+                if r < heap.count, less(heap[r], heap[m]) { m = r }
+                if m == p { break }
+                heap.swapAt(p, m)
+                p = m
+            }
+            return top
+        }
+        for i in 0 ..< n - 1 { push(i) }
+        while !heap.isEmpty {
+            let (key, at) = pop()
+            let right = next[at]
+            guard alive[at], right >= 0,
+                  merges[UInt64(symbols[at]) << 32 | UInt64(symbols[right])] == key else { continue }   // stale
+            symbols[at] = UInt32(truncatingIfNeeded: key)
+            alive[right] = false
+            next[at] = next[right]
+            if next[right] >= 0 { prev[next[right]] = at }
+            if prev[at] >= 0 { push(prev[at]) }
+            push(at)
+        }
+        var out: [UInt32] = []
+        var i = 0
+        while i >= 0 { out.append(symbols[i]); i = next[i] }
+        return out
     }
 
     /// The bytes of `ids` as text (invalid UTF-8 repaired). Control tokens are spelled out only when

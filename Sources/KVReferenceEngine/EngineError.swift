@@ -14,6 +14,9 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
     case cache(String)
     /// The model file could not be loaded.
     case model(GGUFError)
+    /// The model computed a NaN or infinite logit (its weights hold non-finite values): nothing
+    /// sampled from it would mean anything. `position` is the token position whose logits were bad.
+    case nonFiniteLogits(position: Int)
 
     public var description: String {
         switch self {
@@ -24,6 +27,7 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
         case let .poolExhausted(n, a): "KV pool exhausted: \(n) blocks needed, \(a) available"
         case let .cache(why): "cache manager: \(why)"
         case let .model(e): e.description
+        case let .nonFiniteLogits(p): "the model computed a NaN or infinite logit at position \(p) (non-finite weights?)"
         }
     }
 }

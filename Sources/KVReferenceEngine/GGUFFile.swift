@@ -43,11 +43,13 @@ public final class GGUFFile: @unchecked Sendable {
     /// Maps and parses the file at `path`. O(header size).
     public init(path: String) throws(GGUFError) {
         self.path = path
-        let fd = open(path, O_RDONLY)
+        // Non-blocking, so a FIFO without a writer is refused below instead of hanging the open.
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { throw .cannotOpen(path: path, reason: String(cString: strerror(errno))) }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw .cannotOpen(path: path, reason: String(cString: strerror(errno))) }
+        guard st.st_mode & S_IFMT == S_IFREG else { throw .cannotOpen(path: path, reason: "not a regular file") }
         let size = Int(st.st_size)
         guard size > 0 else { throw .truncated(what: "header", offset: 0, needed: 24) }
         guard let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), mapped != MAP_FAILED else {

@@ -160,6 +160,18 @@ public final class ReferenceEngine {
 
     // MARK: Generation
 
+    /// Why a generation ended. Every reason keeps the tokens generated until then.
+    public enum StopReason: String, Sendable, Codable {
+        /// `maxTokens` were generated.
+        case length
+        /// The end-of-sequence token was sampled (it is not among the tokens).
+        case eos
+        /// The KV pool could not supply a block for the next token, even after evicting.
+        case poolFull = "pool-full"
+        /// The next token would have passed the model's context length.
+        case contextFull = "context-full"
+    }
+
     /// What one generation produced and how long it took.
     public struct Generation: Sendable {
         public var promptTokens: Int
@@ -167,8 +179,9 @@ public final class ReferenceEngine {
         public var cachedPromptTokens: Int
         public var tokens: [UInt32]
         public var text: String
+        public var stopReason: StopReason
         /// Whether generation stopped at the end-of-sequence token.
-        public var stoppedAtEOS: Bool
+        public var stoppedAtEOS: Bool { stopReason == .eos }
         /// Seconds computing the prompt (the uncached part).
         public var prefillSeconds: Double
         /// Seconds computing generated tokens, and how many were computed.
@@ -184,20 +197,23 @@ public final class ReferenceEngine {
     }
 
     /// Generates up to `maxTokens` tokens after `prompt` with `sampler`, stopping early at the
-    /// end-of-sequence token when `stopAtEOS`. The sequence is finished afterwards (its blocks stay
-    /// cached), so a later prompt extending this one hits the cache.
-    public func generate(prompt: [UInt32], maxTokens: Int, sampler: Sampler = .greedy,
-                         stopAtEOS: Bool = true) throws(EngineError) -> Generation {
+    /// end-of-sequence token when `stopAtEOS`, and when the pool or the context is full (`stopReason`;
+    /// the tokens generated until then are kept). `onToken` sees each token as it is sampled, so a
+    /// caller can stream the text. The sequence is finished afterwards (its blocks stay cached), so a
+    /// later prompt extending this one hits the cache.
+    /// - Throws: what `start` throws (nothing generated yet), or `.nonFiniteLogits`.
+    public func generate(prompt: [UInt32], maxTokens: Int, sampler: Sampler = .greedy, stopAtEOS: Bool = true,
+                         onToken: (UInt32) -> Void = { _ in }) throws(EngineError) -> Generation {
         let id = makeSequenceID()
         let clock = ContinuousClock()
         let t0 = clock.now
         let cached = try start(id, prompt: prompt)
         let prefill = clock.now - t0
         var result = Generation(promptTokens: prompt.count, cachedPromptTokens: cached, tokens: [], text: "",
-                                stoppedAtEOS: false, prefillSeconds: prefill.seconds, decodeSeconds: 0,
+                                stopReason: .length, prefillSeconds: prefill.seconds, decodeSeconds: 0,
                                 decodeSteps: 0, promptLogits: logitsBuffer)
-        defer { try? cache.free(id) }
-        try decode(id, into: &result, maxTokens: maxTokens, sampler: sampler, stopAtEOS: stopAtEOS)
+        defer { try? finish(id) }
+        try decode(id, into: &result, maxTokens: maxTokens, sampler: sampler, stopAtEOS: stopAtEOS, onToken: onToken)
         return result
     }
 
@@ -214,7 +230,7 @@ public final class ReferenceEngine {
         let prefill = (clock.now - t0).seconds
         let promptLogits = logitsBuffer
         var ids = [parent]
-        defer { for id in ids { try? cache.free(id) } }
+        defer { for id in ids { try? finish(id) } }
         for _ in 1 ..< samplers.count {
             let child = makeSequenceID()
             try fork(parent, into: child)
@@ -224,30 +240,49 @@ public final class ReferenceEngine {
         for (id, sampler) in zip(ids, samplers) {
             logitsBuffer = promptLogits
             var r = Generation(promptTokens: prompt.count, cachedPromptTokens: cached, tokens: [], text: "",
-                               stoppedAtEOS: false, prefillSeconds: prefill, decodeSeconds: 0, decodeSteps: 0,
+                               stopReason: .length, prefillSeconds: prefill, decodeSeconds: 0, decodeSteps: 0,
                                promptLogits: promptLogits)
-            try decode(id, into: &r, maxTokens: maxTokens, sampler: sampler, stopAtEOS: stopAtEOS)
+            try decode(id, into: &r, maxTokens: maxTokens, sampler: sampler, stopAtEOS: stopAtEOS, onToken: { _ in })
             results.append(r)
         }
         return results
     }
 
-    /// Samples from `lastLogits` and steps until `maxTokens` tokens or EOS.
+    /// Samples from `lastLogits` and steps until `maxTokens` tokens, EOS, a full pool or a full
+    /// context (`r.stopReason`). A sampled token is kept even when its own KV could not be computed
+    /// (the pool or context filled): it was generated, only its successor cannot be.
     private func decode(_ id: SequenceID, into r: inout Generation, maxTokens: Int, sampler: Sampler,
-                        stopAtEOS: Bool) throws(EngineError) {
+                        stopAtEOS: Bool, onToken: (UInt32) -> Void) throws(EngineError) {
         var sampler = sampler
         let clock = ContinuousClock()
         let t0 = clock.now
+        defer {
+            r.decodeSeconds = (clock.now - t0).seconds
+            r.text = tokenizer.decode(r.tokens)
+        }
         for i in 0 ..< max(0, maxTokens) {
+            // NaN weights make every logit NaN and argmax silently token 0: refuse instead. O(vocab),
+            // small next to the forward pass that produced the logits.
+            guard logitsBuffer.allSatisfy({ $0.isFinite }) else {
+                throw .nonFiniteLogits(position: r.promptTokens + i)
+            }
             let token = logitsBuffer.withUnsafeBufferPointer { sampler.sample($0) }
-            if stopAtEOS && token == tokenizer.eosID { r.stoppedAtEOS = true; break }
+            if stopAtEOS && token == tokenizer.eosID { r.stopReason = .eos; break }
             r.tokens.append(token)
+            onToken(token)
             if i == maxTokens - 1 { break }   // the last token's successor is not needed
-            try step(id, token: token)
+            do {
+                try step(id, token: token)
+            } catch {
+                switch error {
+                case .poolExhausted: r.stopReason = .poolFull
+                case .contextOverflow: r.stopReason = .contextFull
+                default: throw error
+                }
+                break
+            }
             r.decodeSteps += 1
         }
-        r.decodeSeconds = (clock.now - t0).seconds
-        r.text = tokenizer.decode(r.tokens)
     }
 
     // MARK: Internals

@@ -62,4 +62,29 @@ struct TokenizerTests {
         #expect(chunks("a+=b") == ["a", "+=", "b"])
         #expect(chunks("Ünïcødé 東京") == ["Ünïcødé", " 東京"])
     }
+
+    @Test("long chunks merge by heap exactly as short ones merge by rescanning, and stay fast")
+    func longChunkMergesMatch() throws {
+        let tokenizer = try TestModel.require().tokenizer
+        let alphabet = ByteLevelAlphabet()
+        func symbols(_ text: String) -> [UInt32] {
+            text.utf8.map { tokenizer.id(of: String(Character(alphabet.scalarOfByte[Int($0)])))! }
+        }
+        var rng = SplitMix64(seed: 7)
+        let pieces = ["a", "b", "ab", "the", "er", "in", "ing", "tion", "0", "ü", "東"]
+        for length in [300, 1000, 3000] {
+            for _ in 0 ..< 5 {
+                var text = ""
+                while text.utf8.count < length { text += pieces[Int(rng.next() % UInt64(pieces.count))] }
+                let s = symbols(text)
+                #expect(tokenizer.mergeLong(s) == tokenizer.mergeShort(s), "\(text.prefix(60))")
+            }
+        }
+        for text in [String(repeating: "a", count: 2000), String(repeating: "ab", count: 1000)] {
+            #expect(tokenizer.mergeLong(symbols(text)) == tokenizer.mergeShort(symbols(text)))
+        }
+        // One 100,000-byte word (a hostile prompt): O(n log n), so it finishes.
+        let word = tokenizer.encode(String(repeating: "a", count: 100_000))
+        #expect(tokenizer.decode(word) == String(repeating: "a", count: 100_000))
+    }
 }

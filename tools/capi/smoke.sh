@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds libkvcache_c.so and tools/capi/example.c against include/kvcache.h with the system C
-# compiler, then runs the example (it exits non-zero on any unexpected status).
+# compiler, then runs the example and the Python (ctypes) client (each exits non-zero on any
+# unexpected status).
 # Usage: bash tools/capi/smoke.sh [debug|release]   (default: debug)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -12,3 +13,4 @@ cc="${CC:-$(command -v cc || command -v clang)}"   # the Swift toolchain's clang
 "$cc" -std=c11 -Wall -Wextra -Werror -pedantic -ISources/CKVCache/include tools/capi/example.c \
    -L"$lib" -lkvcache_c -Wl,-rpath,"$lib" -o "$out"
 "$out"
+python3 tools/capi/example.py "$lib/libkvcache_c.so"

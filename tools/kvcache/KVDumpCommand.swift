@@ -11,7 +11,7 @@ struct KVDumpCommand: ParsableCommand {
         abstract: "Write the real KV blocks of a prompt (SmolLM2-135M) to a directory, with a manifest.")
 
     @Option(help: "Path to the GGUF model file.") var model: String?
-    @Option(name: .customLong("prompt-file"), help: "Text file whose contents are the prompt.") var promptFile: String
+    @Option(name: .customLong("prompt-file"), help: "Text file whose contents are the prompt (- reads standard input; at most 16 MiB).") var promptFile: String
     @Option(help: "Output directory (created if needed).") var out: String
     @Flag(help: "Wrap the prompt in the ChatML template as a user turn.") var chat = false
     @Option(help: "Element type of the written blocks: f16 or f32.") var dtype: String = "f16"
@@ -21,17 +21,44 @@ struct KVDumpCommand: ParsableCommand {
     @Flag(help: "Print the manifest as one JSON object on stdout.") var json = false
 
     func validate() throws {
+        typealias Limits = GenerateCommand.Limits
         guard KVDump.DType(rawValue: dtype) != nil else { throw ValidationError("--dtype must be f16 or f32") }
-        guard blockTokens >= 1, maxTokens >= 1 else { throw ValidationError("--block-tokens and --max-tokens must be >= 1") }
+        guard Limits.blockTokens.contains(blockTokens) else { throw ValidationError("--block-tokens must be in \(Limits.blockTokens)") }
+        guard (1 ... Limits.maxTokens.upperBound).contains(maxTokens) else {
+            throw ValidationError("--max-tokens must be in 1...\(Limits.maxTokens.upperBound)")
+        }
+        guard threads.map(Limits.threads.contains) ?? true else { throw ValidationError("--threads must be in \(Limits.threads)") }
+    }
+
+    /// The prompt file's bytes: a regular file or standard input (`-`), at most `maxPromptBytes`.
+    /// A FIFO, device or folder is refused before it is opened, so nothing blocks or reads for ever.
+    func readPrompt() throws -> Data {
+        let maxPromptBytes = 16 << 20
+        let handle: FileHandle
+        if promptFile == "-" {
+            handle = FileHandle.standardInput
+        } else {
+            var st = stat()
+            guard stat(promptFile, &st) == 0 else {
+                throw CLIError("cannot read prompt file \(promptFile): \(String(cString: strerror(errno)))")
+            }
+            guard st.st_mode & S_IFMT == S_IFREG else { throw CLIError("prompt file \(promptFile) is not a regular file") }
+            guard let h = FileHandle(forReadingAtPath: promptFile) else { throw CLIError("cannot read prompt file \(promptFile)") }
+            handle = h
+        }
+        let data: Data
+        do { data = try handle.read(upToCount: maxPromptBytes + 1) ?? Data() } catch {
+            throw CLIError("cannot read prompt file \(promptFile): \(readableReason(error))")
+        }
+        guard data.count <= maxPromptBytes else { throw CLIError("prompt file \(promptFile) is larger than 16 MiB") }
+        return data
     }
 
     func run() throws {
         guard let path = ModelLocator.resolve(explicit: model, roots: [FileManager.default.currentDirectoryPath]) else {
             throw CLIError("no model: pass --model PATH or set \(ModelLocator.environmentVariable)")
         }
-        guard let data = FileManager.default.contents(atPath: promptFile) else {
-            throw CLIError("cannot read prompt file \(promptFile)")
-        }
+        let data = try readPrompt()
         if let threads { BLASThreads.set(threads) }
         let loaded: LoadedModel
         do { loaded = try LoadedModel(path: path) } catch { throw CLIError(error.description) }
@@ -39,6 +66,10 @@ struct KVDumpCommand: ParsableCommand {
         var ids = loaded.tokenizer.encode(chat ? ChatTemplate.render(user: text) : text)
         guard !ids.isEmpty else { throw CLIError("the prompt file has no tokens") }
         if ids.count > maxTokens { ids.removeLast(ids.count - maxTokens) }
+        guard ids.count <= loaded.model.config.contextLength else {
+            throw CLIError("the prompt has \(ids.count) tokens, more than the model's context of "
+                           + "\(loaded.model.config.contextLength) (use --max-tokens)")
+        }
         let blocks = (ids.count + blockTokens - 1) / blockTokens
         let manifest: KVDump.Manifest
         do {
@@ -56,7 +87,7 @@ struct KVDumpCommand: ParsableCommand {
         } catch let error as EngineError {
             throw CLIError(error.description)
         } catch {
-            throw CLIError("kv-dump failed: \(error)")
+            throw CLIError("cannot write \(out): \(readableReason(error))")
         }
         note("wrote \(manifest.blocks.count) blocks of \(manifest.bytesPerBlock) bytes (\(dtype)) and manifest.json to \(out)")
         if json {
@@ -65,4 +96,15 @@ struct KVDumpCommand: ParsableCommand {
             print(String(decoding: try encoder.encode(manifest), as: UTF8.self))
         }
     }
+}
+
+/// One readable clause for a Foundation file error: the POSIX reason underneath it when there is one
+/// ("No such file or directory"), never the NSError dump.
+private func readableReason(_ error: Error) -> String {
+    let e = error as NSError
+    if let posix = e.userInfo[NSUnderlyingErrorKey] as? NSError, posix.domain == NSPOSIXErrorDomain {
+        return String(cString: strerror(Int32(posix.code)))
+    }
+    if e.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(e.code))) }
+    return e.domain == NSCocoaErrorDomain ? "file system error \(e.code)" : "\(error)"
 }

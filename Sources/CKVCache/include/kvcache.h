@@ -43,7 +43,7 @@ extern "C" {
 /* MARK: Version */
 
 #define KVCACHE_VERSION_MAJOR 0
-#define KVCACHE_VERSION_MINOR 1
+#define KVCACHE_VERSION_MINOR 2
 #define KVCACHE_VERSION_PATCH 0
 /** MAJOR * 10000 + MINOR * 100 + PATCH of this header; compare with kvcache_version(). */
 #define KVCACHE_VERSION_NUMBER \
@@ -88,7 +88,13 @@ enum kvcache_status_code {
     KVCACHE_ERR_BLOCK_NOT_REFERENCED = 12,
     /** validate found a broken internal invariant (a library bug: please report it). */
     KVCACHE_ERR_INVARIANT_VIOLATION = 13,
+    /** create: the pool's index would not fit in memory (see kvcache_create); nothing allocated. */
+    KVCACHE_ERR_OUT_OF_MEMORY = 14,
 };
+
+/** Tokens one sequence may hold at most (prompt plus appended). A count above it is refused with
+ *  INVALID_ARGUMENT before the array it describes is read. */
+#define KVCACHE_MAX_SEQUENCE_TOKENS ((int64_t)1 << 48)
 
 /** The constant's name, e.g. "KVCACHE_ERR_UNKNOWN_SEQUENCE" ("KVCACHE_STATUS_UNKNOWN" for a value
  *  that is not a status). Static storage; never NULL. O(1); any thread. */
@@ -243,9 +249,14 @@ kvcache_status kvcache_config_init(kvcache_config *config);
 
 /** Opens a cache: allocates its pool and index, O(capacity_blocks) time and memory.
  *  On KVCACHE_OK *out is a new handle owned by the caller (release it with kvcache_destroy).
- *  Statuses: NULL_POINTER, INVALID_ARGUMENT (block_tokens, capacity_blocks, eviction_policy or a
- *  namespace that is not UTF-8). */
+ *  Statuses: NULL_POINTER, INVALID_ARGUMENT (block_tokens, capacity_blocks, eviction_policy, a
+ *  recompute cost that is negative or not finite, a namespace that is not UTF-8), OUT_OF_MEMORY
+ *  (capacity_blocks x KVCACHE_INDEX_BYTES_PER_BLOCK above half of the smaller of physical memory and
+ *  the address-space limit, RLIMIT_AS: refused before anything is allocated). */
 kvcache_status kvcache_create(const kvcache_config *config, kvcache_t **out);
+
+/** Bytes of index, pool and policy state per block that kvcache_create reserves (an upper bound). */
+#define KVCACHE_INDEX_BYTES_PER_BLOCK 128
 
 /** Releases a handle and everything it owns; the handle must not be used again. O(capacity).
  *  Statuses: NULL_HANDLE (nothing done). */
@@ -256,7 +267,8 @@ kvcache_status kvcache_destroy(kvcache_t *cache);
 /** Registers a sequence by its prompt token ids and keys its full blocks, chained from the root of
  *  (namespace, lora, salt). `items` (may be NULL when n_items is 0) are multimodal spans.
  *  O(n_tokens). Statuses: NULL_HANDLE, NULL_POINTER, DUPLICATE_SEQUENCE, INVALID_ARGUMENT (no
- *  tokens, a multimodal span outside the prompt, salt or lora not UTF-8). */
+ *  tokens, n_tokens above KVCACHE_MAX_SEQUENCE_TOKENS, a multimodal span outside the prompt, salt or
+ *  lora not UTF-8). */
 kvcache_status kvcache_add_sequence(kvcache_t *cache, kvcache_seq_id id, const uint32_t *tokens,
                                     size_t n_tokens, const char *salt, const char *lora,
                                     const kvcache_multimodal_item *items, size_t n_items);
@@ -264,7 +276,8 @@ kvcache_status kvcache_add_sequence(kvcache_t *cache, kvcache_seq_id id, const u
 /** Registers a sequence known by precomputed block keys (from a router, another node, a trace);
  *  blocks past the keys are never cached. `keys` may be NULL when n_keys is 0.
  *  O(n_keys). Statuses: NULL_HANDLE, NULL_POINTER, DUPLICATE_SEQUENCE, INVALID_ARGUMENT
- *  (prompt_tokens < 1 or < n_keys x block_tokens, a zero key). */
+ *  (prompt_tokens < 1 or above KVCACHE_MAX_SEQUENCE_TOKENS, n_keys x block_tokens above
+ *  prompt_tokens, a zero key). */
 kvcache_status kvcache_add_sequence_keys(kvcache_t *cache, kvcache_seq_id id, const kvcache_key *keys,
                                          size_t n_keys, int64_t prompt_tokens);
 

@@ -1,0 +1,395 @@
+"""The case generators: one per reader, flag family and file format of each subcommand.
+
+A generator is `gen(rng, folder, fx) -> argv` (arguments after the binary): it writes whatever input
+files it needs into `folder` and reads shared fixtures (`fx`: the model path, a valid predictor model
+file, a disk tier directory, ...) without changing them. A generator whose fixture is missing
+returns None and the case is skipped. `GENERATORS` maps a stable name to (generator, cost), cost being
+a rough weight used to give slow subcommands (those that load the model) fewer cases in quick mode.
+"""
+import os
+import shutil
+import stat
+
+import formats
+import values
+
+EMBEDDED = []   # replay without --trace uses the embedded sample
+
+
+def numeric_flags(rng, flags, count=None):
+    """Some of `flags` (name list) set to extreme values, as ["--flag", value, ...]."""
+    chosen = rng.sample(flags, min(len(flags), count or rng.randint(1, 2)))
+    argv = []
+    for f in chosen:
+        argv += [f, values.flag_number(rng)]
+    return argv
+
+
+# MARK: replay
+
+REPLAY_SEQ_FLAGS = ["--capacity-blocks", "--block-tokens", "--cpu-blocks", "--disk-blocks"]
+REPLAY_TIMED_FLAGS = ["--kv-gib", "--max-tokens", "--rate-scale", "--arrival-rate", "--aging-s", "--max-running",
+                      "--max-batched-tokens", "--mixed-step-tokens", "--kv-block-tokens", "--swap-gib", "--cpu-gib",
+                      "--reserve-quantile", "--limit", "--seed", "--think-time-s"]
+
+
+def replay_seq_flags(rng, folder, fx):
+    argv = ["replay", "--mode", "sequential", "--capacity-blocks", "64"]
+    argv += numeric_flags(rng, REPLAY_SEQ_FLAGS)
+    if "--disk-blocks" in argv:
+        argv += ["--disk-dir", os.path.join(folder, "disk")]
+    if rng.random() < 0.3:
+        argv += ["--policy", rng.choice(["lru,pgdsf", "", ",", "lru,lru", "x", "pgdsf"])]
+    return argv + ["--json"]
+
+
+def replay_timed_flags(rng, folder, fx):
+    argv = ["replay", "--mode", "timed", "--limit", "40"]
+    argv += numeric_flags(rng, REPLAY_TIMED_FLAGS)
+    if rng.random() < 0.2:
+        argv += [rng.choice(["--order", "--reservation", "--compare", "--model", "--hardware", "--predictor"]),
+                 rng.choice(["", "spf", "x", "oracle,oracle", "predicted,", "h200", "jamba-hybrid"])]
+    return argv + ["--json"]
+
+
+def replay_trace(rng, folder, fx):
+    path = formats.make_trace(rng, folder)
+    argv = ["replay", "--trace", path, "--mode", rng.choice(["sequential", "timed"]), "--capacity-blocks", "32"]
+    if rng.random() < 0.5:
+        argv.append("--skip-bad-lines")
+    if rng.random() < 0.2:
+        argv += ["--format", rng.choice(["mooncake", "azure", "vidur", "burstgpt", "sharegpt", "castillo", "x"])]
+    if "timed" in argv:
+        argv += ["--limit", "200"]
+    return argv + ["--json"]
+
+
+def replay_gzip_bomb(rng, folder, fx):
+    path = formats.make_gzip_bomb(rng, folder)
+    return ["replay", "--trace", path, "--mode", rng.choice(["sequential", "timed"]), "--json"]
+
+
+def special_path(rng, folder, kinds):
+    """A path that is not a plain regular file, of one of `kinds`: "dir", "fifo" (no writer),
+    "device" (a character device made in the case folder: a copy of /dev/null's numbers, or a FIFO
+    when not root), "dangling" (symlink to nothing), "symlink" (to a file that must survive),
+    "missing", "missing-parent", or a literal such as "/dev/zero", "-" or "".
+
+    Never pass a real system path where the command may WRITE: a command that replaces its output
+    atomically would replace /dev/null itself (this happened, as root). Literal /dev paths are for
+    reading only."""
+    kind = rng.choice(kinds)
+    path = os.path.join(folder, "special")
+    if kind == "dir":
+        return folder
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        try:
+            os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        except PermissionError:
+            os.mkfifo(path)
+    elif kind in ("dangling", "symlink"):
+        target = os.path.join(folder, "nowhere" if kind == "dangling" else "precious.txt")
+        if kind == "symlink":
+            with open(target, "w") as f:
+                f.write("precious\n")
+        os.symlink(target, path)
+    elif kind == "missing-parent":
+        return os.path.join(folder, "no", "such", "dir", "file")
+    elif kind != "missing":
+        return kind
+    return path
+
+
+def replay_special_paths(rng, folder, fx):
+    """--trace naming something that is not a regular file."""
+    path = special_path(rng, folder, ["dir", "fifo", "device", "/dev/zero", "-", "dangling", "missing", ""])
+    return ["replay", "--trace", path, "--mode", rng.choice(["sequential", "timed"]), "--json"]
+
+
+def replay_disk_dir(rng, folder, fx):
+    """Sequential replay with a disk tier in an odd directory (see `disk_tier_dir`)."""
+    d = disk_tier_dir(rng, folder, fx)
+    if d is None:
+        return None
+    return ["replay", "--mode", "sequential", "--capacity-blocks", "16", "--cpu-blocks", "8",
+            "--disk-blocks", rng.choice(["64", "1", "100000000"]), "--disk-dir", d, "--json"]
+
+
+# MARK: predict
+
+PREDICT_TRAIN_FLAGS = ["--epochs", "--learning-rate", "--l2", "--hash-bits", "--leading-tokens", "--trailing-tokens",
+                       "--quantile", "--expected-quantile", "--cross-scale", "--context-bytes"]
+
+
+def predict_data(rng, folder):
+    return rng.choice([formats.make_castillo, formats.make_sharegpt])(rng, folder)
+
+
+def predict_train_flags(rng, folder, fx):
+    data = fx.get("castillo") or predict_data(rng, folder)
+    argv = ["predict", "train", "--data", data, "--out", os.path.join(folder, "model.bin"), "--epochs", "1"]
+    return argv + numeric_flags(rng, PREDICT_TRAIN_FLAGS) + ["--json"]
+
+
+def predict_train_data(rng, folder, fx):
+    data = predict_data(rng, folder)
+    if os.path.isfile(data) and rng.random() < 0.2:
+        data = formats.gzip_file(rng, data)
+    return ["predict", "train", "--data", data, "--out", os.path.join(folder, "model.bin"), "--epochs", "1", "--json"]
+
+
+def predict_train_out(rng, folder, fx):
+    """--out naming something that must not be replaced silently: a folder, a FIFO, a device, a symlink."""
+    data = fx.get("castillo")
+    if data is None:
+        return None
+    out = special_path(rng, folder, ["dir", "fifo", "device", "symlink", "missing-parent", ""])
+    return ["predict", "train", "--data", data, "--out", out, "--epochs", "1", "--json"]
+
+
+def predict_eval_model(rng, folder, fx):
+    model, data = fx.get("predictor_model"), fx.get("castillo")
+    if model is None or data is None:
+        return None
+    path = os.path.join(folder, "mutated.model")
+    with open(model, "rb") as f:
+        original = f.read()
+    with open(path, "wb") as f:
+        f.write(formats.mutate_bytes(rng, original))
+    argv = ["predict", "eval", "--data", data, "--model", path, "--json"]
+    if rng.random() < 0.3:
+        argv = ["replay", "--mode", "timed", "--limit", "20", "--predictor-model", path, "--json"]
+    return argv
+
+
+def predict_eval_flags(rng, folder, fx):
+    model, data = fx.get("predictor_model"), fx.get("castillo")
+    if model is None or data is None:
+        return None
+    argv = ["predict", "eval", "--data", data, "--model", model]
+    return argv + numeric_flags(rng, ["--quantile", "--online-rate", "--context-bytes"]) + ["--json"]
+
+
+def predict_misc_flags(rng, folder, fx):
+    data = fx.get("castillo")
+    sub = rng.choice(["validate", "compare", "bench"])
+    if sub == "bench":
+        return ["predict", "bench"] + numeric_flags(rng, ["--hash-bits", "--prompt-words"]) + ["--json"]
+    if data is None:
+        return None
+    flags = ["--k", "--epochs", "--hash-bits"] if sub == "validate" else ["--epochs", "--rounds", "--leading-tokens"]
+    return ["predict", sub, "--data", data, "--epochs", "1"] + numeric_flags(rng, flags) + ["--json"]
+
+
+# MARK: generate and kv-dump (load the model)
+
+GENERATE_FLAGS = ["--max-tokens", "--capacity-blocks", "--block-tokens", "--threads", "--temperature", "--top-k",
+                  "--seed", "--repeat"]
+
+
+def generate_flags(rng, folder, fx):
+    if "model" not in fx:
+        return None
+    argv = ["generate", "--model", fx["model"], "--prompt",
+            rng.choice(["1, 2, 3,", "Hi", " ", "\u00e9\u00e9", "a" * 100_000, "<|im_start|>" * 50, "\ufffd\u0001x"]),
+            "--max-tokens", "4", "--threads", "1"]
+    return argv + numeric_flags(rng, GENERATE_FLAGS) + (["--json"] if rng.random() < 0.5 else [])
+
+
+def generate_small_pool(rng, folder, fx):
+    """A pool or context too small for the prompt plus the tokens asked for."""
+    if "model" not in fx:
+        return None
+    return ["generate", "--model", fx["model"], "--prompt", "1, 2, 3," * rng.randint(1, 4), "--threads", "1",
+            "--max-tokens", str(rng.choice([20, 60])), "--capacity-blocks", str(rng.choice([1, 2, 3])),
+            "--block-tokens", str(rng.choice([4, 16]))] + (["--json"] if rng.random() < 0.5 else [])
+
+
+def generate_model_file(rng, folder, fx):
+    if "model" not in fx:
+        return None
+    path = formats.make_gguf(rng, folder, fx["model"])
+    return ["generate", "--model", path, "--prompt", "Hi", "--max-tokens", "2", "--threads", "1", "--json"]
+
+
+def kv_dump_flags(rng, folder, fx):
+    if "model" not in fx:
+        return None
+    prompt = os.path.join(folder, "prompt.txt")
+    with open(prompt, "wb") as f:
+        f.write(rng.choice([b"hello world", b"", b"\xff\xfe", b"a " * 3000, b"a" * 300_000, b"\0" * 1000]))
+    if rng.random() < 0.15:
+        prompt = special_path(rng, folder, ["dir", "fifo", "/dev/zero", "device", "missing", "-"])
+    argv = ["kv-dump", "--model", fx["model"], "--prompt-file", prompt, "--out", os.path.join(folder, "kv"),
+            "--threads", "1", "--max-tokens", "8"]
+    argv += numeric_flags(rng, ["--block-tokens", "--max-tokens", "--threads"], 1)
+    if rng.random() < 0.3:
+        argv += ["--dtype", rng.choice(["f8", "", "F16", "bf16"])]
+    return argv + ["--json"]
+
+
+# MARK: disk tier and bench
+
+# The fixed names `disk_tier_dir` creates, by kind (each is made at most once per directory).
+ODD_NAMES = {"empty-max": ["seg-ffffffffffffffff.kvlog"], "fifo": ["seg-00000000000000a0.kvlog"],
+             "dir": ["seg-00000000000000b0.kvlog"], "dangling": ["seg-00000000000000c0.kvlog"],
+             "self-link": ["seg-00000000000000d0.kvlog"]}
+
+
+def disk_tier_dir(rng, folder, fx):
+    """A copy of a real disk tier directory with odd entries added: an empty or huge-numbered segment,
+    a FIFO or a folder named like a segment, a dangling symlink, oddly named and foreign files, and
+    damaged or truncated segments."""
+    template = fx.get("disk_dir")
+    if template is None:
+        return None
+    d = os.path.join(folder, "tier")
+    shutil.copytree(template, d)
+    segments = sorted(n for n in os.listdir(d) if n.endswith(".kvlog"))
+    for _ in range(rng.randint(1, 3)):
+        kind = rng.choice(["empty-max", "empty", "fifo", "dir", "dangling", "odd-name", "foreign", "truncate",
+                           "flip", "garbage-segment", "self-link"])
+        name = lambda n: os.path.join(d, n)
+        if any(os.path.lexists(name(n)) for n in ODD_NAMES.get(kind, [])):
+            continue
+        if kind == "empty-max":
+            open(name("seg-ffffffffffffffff.kvlog"), "wb").close()
+        elif kind == "empty":
+            open(name("seg-%016x.kvlog" % rng.randint(0, 2 ** 64 - 1)), "wb").close()
+        elif kind == "fifo":
+            os.mkfifo(name("seg-00000000000000a0.kvlog"))
+        elif kind == "dir":
+            os.mkdir(name("seg-00000000000000b0.kvlog"))
+        elif kind == "dangling":
+            os.symlink(name("nowhere"), name("seg-00000000000000c0.kvlog"))
+        elif kind == "self-link":
+            os.symlink(name("seg-00000000000000d0.kvlog"), name("seg-00000000000000d0.kvlog"))
+        elif kind == "odd-name":
+            with open(name(rng.choice(["seg-zz.kvlog", "seg-.kvlog", "seg-0000000000000000000001.kvlog",
+                                       "seg--1.kvlog", "SEG-0000000000000001.KVLOG"])), "wb") as f:
+                f.write(values.garbage_bytes(rng, 64))
+        elif kind == "foreign":
+            with open(name(rng.choice(["notes.txt", ".hidden", "index.json"])), "wb") as f:
+                f.write(b"hello")
+        elif segments:
+            seg = name(rng.choice(segments))
+            data = open(seg, "rb").read()
+            if kind == "truncate":
+                data = data[: rng.randrange(len(data) + 1)]
+            elif kind == "flip":
+                data = formats.mutate_bytes(rng, data)
+            else:
+                data = values.garbage_bytes(rng, rng.randint(1, 4096))
+            with open(seg, "wb") as f:
+                f.write(data)
+    return d
+
+
+def disk_fsck(rng, folder, fx):
+    d = disk_tier_dir(rng, folder, fx)
+    if d is None:
+        return None
+    return ["disk", "fsck", d] + (["--dry-run"] if rng.random() < 0.5 else []) + ["--json"]
+
+
+def disk_stress_flags(rng, folder, fx):
+    d = disk_tier_dir(rng, folder, fx) if rng.random() < 0.5 else os.path.join(folder, "new")
+    if d is None:
+        d = os.path.join(folder, "new")
+    argv = ["disk", "stress", d, "--seconds", "0.3", "--block-kib", "16", "--capacity-mib", "4"]
+    return argv + numeric_flags(rng, ["--seconds", "--block-kib", "--capacity-mib"], 1) + ["--json"]
+
+
+def bench_flags(rng, folder, fx):
+    sub = rng.choice(["core", "scheduler", "tiers"])
+    if sub == "core":
+        return ["bench", "core", "--repetitions"] + [values.flag_number(rng)] + ["--json"]
+    if sub == "scheduler":
+        argv = ["bench", "scheduler", "--running", "4", "--steps", "5", "--repetitions", "1"]
+        return argv + numeric_flags(rng, ["--running", "--steps", "--repetitions"], 1) + ["--json"]
+    argv = ["bench", "tiers", "--blocks", "2", "--repeats", "1", "--disk-dir", os.path.join(folder, "bt")]
+    return argv + numeric_flags(rng, ["--blocks", "--repeats"], 1) + ["--json"]
+
+
+def capi_calls(rng, folder, fx):
+    """Random C ABI calls with extreme arguments in a Python process (see capi_fuzz.py)."""
+    if "lib" not in fx:
+        return None
+    return ["@python", os.path.join(os.path.dirname(os.path.abspath(__file__)), "capi_fuzz.py"), fx["lib"],
+            str(rng.getrandbits(32)), "2000"]
+
+
+def output_target_kept(argv, code, out, err):
+    """predict train --out must not replace a device, a FIFO or a symlink (or the file it points at)."""
+    path = argv[argv.index("--out") + 1]
+    if os.path.basename(path) != "special":
+        return None
+    folder = os.path.dirname(path)
+    precious = os.path.join(folder, "precious.txt")
+    if os.path.exists(precious) and open(precious).read() != "precious\n":
+        return "--out overwrote the file a symlink points at"
+    st = os.lstat(path)
+    if stat.S_ISREG(st.st_mode):
+        return "--out replaced a device, FIFO or symlink with a regular file"
+    return None
+
+
+def generated_text_kept(argv, code, out, err):
+    """generate must not lose what it generated: a run the pool or context stopped is not an error."""
+    if code == 1 and b"exhausted" in err:
+        return "generated text lost: the run failed on a full pool"
+    return None
+
+
+def generated_text_meaningful(argv, code, out, err):
+    """A run that exits 0 must not have generated tokens that spell nothing (NaN logits pick token 0)."""
+    if code != 0 or "--json" not in argv:
+        return None
+    try:
+        import json
+        runs = json.loads(out)["runs"]
+    except (ValueError, KeyError, TypeError):
+        return "generate --json did not print one JSON object"
+    for r in runs:
+        if r.get("generatedTokens", 0) > 0 and r.get("text") == "" and r.get("stopReason") != "eos":
+            return "empty text from generated tokens, exit 0 (non-finite logits?)"
+    return None
+
+
+def garbage_argv(rng, folder, fx):
+    """Random subcommands with random flags and values (parser robustness)."""
+    subs = [["replay"], ["predict", "train"], ["predict", "eval"], ["disk", "fsck"], ["bench", "core"], ["generate"]]
+    argv = list(rng.choice(subs))
+    for _ in range(rng.randint(0, 4)):
+        argv.append(rng.choice(["--" + rng.choice(["trace", "mode", "x", "", "capacity-blocks", "json"]),
+                                values.flag_number(rng), "-", "--", "-h"]))
+    return argv
+
+
+# name -> (generator, cost weight[, check]): `check(argv, code, stdout, stderr)` returns why a case
+# that exited cleanly still failed (data loss), or None.
+GENERATORS = {
+    "replay-seq-flags": (replay_seq_flags, 1),
+    "replay-timed-flags": (replay_timed_flags, 1),
+    "replay-trace": (replay_trace, 1),
+    "replay-gzip-bomb": (replay_gzip_bomb, 4),
+    "replay-special-paths": (replay_special_paths, 1),
+    "replay-disk-dir": (replay_disk_dir, 1),
+    "predict-train-flags": (predict_train_flags, 1),
+    "predict-train-data": (predict_train_data, 1),
+    "predict-train-out": (predict_train_out, 1, output_target_kept),
+    "predict-eval-model": (predict_eval_model, 1),
+    "predict-eval-flags": (predict_eval_flags, 1),
+    "predict-misc-flags": (predict_misc_flags, 1),
+    "generate-flags": (generate_flags, 3, generated_text_meaningful),
+    "generate-small-pool": (generate_small_pool, 3, generated_text_kept),
+    "generate-model-file": (generate_model_file, 4, generated_text_meaningful),
+    "kv-dump-flags": (kv_dump_flags, 3),
+    "disk-fsck": (disk_fsck, 1),
+    "disk-stress-flags": (disk_stress_flags, 1),
+    "bench-flags": (bench_flags, 2),
+    "garbage-argv": (garbage_argv, 1),
+    "capi-calls": (capi_calls, 2),
+}
