@@ -47,14 +47,22 @@ public enum AccessKind: Sendable {
 /// Names the built-in policies, for configuration and the CLI.
 public enum EvictionPolicyKind: String, Sendable, CaseIterable {
     case lru, fifo, lfu, pgdsf
+    /// Whether the policy prices recomputation, so it needs the caller's `RecomputeCost`.
+    public var needsRecomputeCost: Bool { self == .pgdsf }
+
     /// A fresh policy for a cache of `capacity` blocks; `recomputeCost` prices blocks for `pgdsf`
     /// (the others ignore it).
-    public func make(capacity: Int = 0, recomputeCost: RecomputeCost = .default) -> any EvictionPolicy {
+    /// - Throws: `.invalidArgument` for `pgdsf` without a cost; nothing is built then.
+    public func make(capacity: Int = 0, recomputeCost: RecomputeCost?) throws(KVCacheError) -> any EvictionPolicy {
         switch self {
-        case .lru: LRUPolicy()
-        case .fifo: FIFOPolicy()
-        case .lfu: LFUPolicy()
-        case .pgdsf: PGDSFPolicy(capacity: capacity, cost: recomputeCost)
+        case .lru: return LRUPolicy()
+        case .fifo: return FIFOPolicy()
+        case .lfu: return LFUPolicy()
+        case .pgdsf:
+            guard let recomputeCost else {
+                throw .invalidArgument("the pgdsf policy prices recomputation: give it a recompute cost")
+            }
+            return PGDSFPolicy(capacity: capacity, cost: recomputeCost)
         }
     }
 }

@@ -10,14 +10,15 @@ public struct KVCacheConfig: Sendable {
     public var enablePrefixCaching = true
     /// Eviction order of unheld cached blocks.
     public var policy: EvictionPolicyKind = .lru
-    /// Prices a block's recompute for cost-aware policies (`pgdsf`).
-    public var recomputeCost: RecomputeCost = .default
+    /// Prices a block's recompute for cost-aware policies: `pgdsf` needs it (the manager refuses to be
+    /// built without one), the others ignore it. The core knows no model, so there is no default.
+    public var recomputeCost: RecomputeCost?
     /// Keep a `KVEvent` log for `drainEvents`.
     public var recordEvents = false
 
     public init(blockTokens: Int = 16, capacityBlocks: Int, namespace: String = "",
                 enablePrefixCaching: Bool = true, policy: EvictionPolicyKind = .lru, recordEvents: Bool = false,
-                recomputeCost: RecomputeCost = .default) {
+                recomputeCost: RecomputeCost? = nil) {
         self.blockTokens = blockTokens
         self.capacityBlocks = capacityBlocks
         self.namespace = namespace

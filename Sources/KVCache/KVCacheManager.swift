@@ -33,11 +33,11 @@ public final class KVCacheManager {
         guard (1 ... 1024).contains(config.blockTokens) else {
             throw .invalidArgument("blockTokens must be in 1...1024, got \(config.blockTokens)")
         }
+        let policy = try config.policy.make(capacity: config.capacityBlocks, recomputeCost: config.recomputeCost)
         self.config = config
         hasher = BlockHasher(blockTokens: config.blockTokens)
         pool = try BlockPool(capacity: config.capacityBlocks)
-        index = PrefixIndex(capacity: config.capacityBlocks, policy: config.policy.make(capacity: config.capacityBlocks,
-                                                                                   recomputeCost: config.recomputeCost))
+        index = PrefixIndex(capacity: config.capacityBlocks, policy: policy)
         counters.capacityBlocks = config.capacityBlocks
     }
 

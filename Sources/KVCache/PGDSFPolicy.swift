@@ -25,7 +25,7 @@ public final class PGDSFPolicy: EvictionPolicy {
     /// - Parameters:
     ///   - capacity: block ids the cache uses (`0 ..< capacity`); larger ids grow the array once.
     ///   - cost: the recompute cost model.
-    public init(capacity: Int = 0, cost: RecomputeCost = .default) {
+    public init(capacity: Int = 0, cost: RecomputeCost) {
         self.cost = cost
         frequencies = Array(repeating: 0, count: max(0, capacity))
     }

@@ -3,19 +3,15 @@
 /// `secondsPerContextPair`. A block of `t` tokens after `c` cached tokens visits `t x (c + (t + 1) / 2)`
 /// pairs, so a block deeper in a prefix costs more: this is what makes PGDSF prefix-aware.
 ///
-/// The defaults are the compute-bound marginals of Llama-3-8B (bf16) on one H100 at the roofline
-/// model's efficiencies (60% of peak for GEMMs, 40% for attention): 2 x 8.03e9 FLOPs per token over
-/// 593 TFLOP/s, and 4 x 32 layers x 4,096 FLOPs per pair over 396 TFLOP/s. `KVSimulation`'s
-/// `RooflineCostModel.recomputeCost` derives both for any model and GPU. Only their ratio changes
-/// PGDSF's eviction order; their scale sets the unit of its priorities (seconds).
+/// The core knows no model, so it has no default: the caller that knows the model and the GPU supplies
+/// both marginals (`KVSimulation`'s `RooflineCostModel.recomputeCost` derives them for any preset; for
+/// Llama-3-8B on one H100 they are 2.706e-5 s per token and 1.325e-9 s per pair). Only their ratio
+/// changes PGDSF's eviction order; their scale sets the unit of its priorities (seconds).
 public struct RecomputeCost: Sendable, Equatable {
     /// Seconds per recomputed token (linear layers), >= 0.
     public let secondsPerToken: Double
     /// Seconds per (recomputed token x token it attends to), >= 0.
     public let secondsPerContextPair: Double
-
-    /// Llama-3-8B on one H100 (see the type's comment).
-    public static let `default` = RecomputeCost(uncheckedSecondsPerToken: 2.706e-5, secondsPerContextPair: 1.325e-9)
 
     /// Throws `invalidArgument` if either cost is negative, NaN or infinite.
     public init(secondsPerToken: Double, secondsPerContextPair: Double) throws(KVCacheError) {
@@ -23,11 +19,7 @@ public struct RecomputeCost: Sendable, Equatable {
               secondsPerContextPair.isFinite, secondsPerContextPair >= 0 else {
             throw .invalidArgument("recompute costs must be finite and >= 0, got \(secondsPerToken) s/token, \(secondsPerContextPair) s/pair")
         }
-        self.init(uncheckedSecondsPerToken: secondsPerToken, secondsPerContextPair: secondsPerContextPair)
-    }
-
-    private init(uncheckedSecondsPerToken: Double, secondsPerContextPair: Double) {
-        secondsPerToken = uncheckedSecondsPerToken
+        self.secondsPerToken = secondsPerToken
         self.secondsPerContextPair = secondsPerContextPair
     }
 

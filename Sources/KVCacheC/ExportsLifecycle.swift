@@ -33,8 +33,7 @@ public func kvcacheConfigInitImpl(_ config: UnsafeMutablePointer<kvcache_config>
         block_tokens: Int64(defaults.blockTokens), capacity_blocks: 0, key_namespace: nil,
         eviction_policy: EvictionPolicyCode.code(of: defaults.policy),
         enable_prefix_caching: defaults.enablePrefixCaching, record_events: defaults.recordEvents,
-        recompute_seconds_per_token: defaults.recomputeCost.secondsPerToken,
-        recompute_seconds_per_context_pair: defaults.recomputeCost.secondsPerContextPair)
+        recompute_seconds_per_token: 0, recompute_seconds_per_context_pair: 0)   // 0 and 0: not given
     return Status.ok
 }
 
@@ -55,8 +54,9 @@ public func kvcacheCreateImpl(_ config: UnsafePointer<kvcache_config>?,
             throw .outOfMemory(blocks: Int(c.capacity_blocks), limitBytes: MemoryLimit.usableBytes)
         }
         let manager = try lift { () throws(KVCacheError) in
-            let cost = try RecomputeCost(secondsPerToken: c.recompute_seconds_per_token,
-                                         secondsPerContextPair: c.recompute_seconds_per_context_pair)
+            let given = c.recompute_seconds_per_token != 0 || c.recompute_seconds_per_context_pair != 0
+            let cost = given ? try RecomputeCost(secondsPerToken: c.recompute_seconds_per_token,
+                                                 secondsPerContextPair: c.recompute_seconds_per_context_pair) : nil
             return try KVCacheManager(KVCacheConfig(
                 blockTokens: Int(c.block_tokens), capacityBlocks: Int(c.capacity_blocks), namespace: namespace,
                 enablePrefixCaching: c.enable_prefix_caching, policy: policy, recordEvents: c.record_events,

@@ -31,7 +31,7 @@ public final class TieredReplayHarness {
         public var verify = true
         public var policy: EvictionPolicyKind = .lru
         /// What `pgdsf` charges for recomputing a block (ignored by the other policies).
-        public var recomputeCost: RecomputeCost = .default
+        public var recomputeCost: RecomputeCost?
         /// Start with an empty disk tier: delete the segment files a previous run left in `diskDirectory`
         /// (only files named like segments). Off: a replay starts warm from them.
         public var freshDisk = true

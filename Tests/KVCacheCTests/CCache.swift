@@ -16,6 +16,9 @@ final class CCache {
         config.eviction_policy = policy
         config.enable_prefix_caching = prefixCaching
         config.record_events = events
+        // PGDSF's price (Llama-3-8B on one H100); the library has no default.
+        config.recompute_seconds_per_token = 2.706e-5
+        config.recompute_seconds_per_context_pair = 1.325e-9
         var out: OpaquePointer?
         let status = namespace.map { ns in
             ns.withCString { config.key_namespace = $0; return kvcache_create(&config, &out) }

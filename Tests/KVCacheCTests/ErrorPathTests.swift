@@ -105,7 +105,7 @@ struct ErrorPathTests {
         var base = kvcache_config()
         #expect(kvcache_config_init(&base) == 0)
         #expect(base.block_tokens == 16 && base.enable_prefix_caching && !base.record_events && base.key_namespace == nil)
-        #expect(base.recompute_seconds_per_token > 0 && base.recompute_seconds_per_context_pair > 0)
+        #expect(base.recompute_seconds_per_token == 0 && base.recompute_seconds_per_context_pair == 0)
         base.capacity_blocks = 8
         let sentinel = OpaquePointer(bitPattern: 0xDEAD)
         func create(_ edit: (inout kvcache_config) -> Void) -> (kvcache_status, OpaquePointer?) {
@@ -124,6 +124,7 @@ struct ErrorPathTests {
             ("eviction_policy", { $0.eviction_policy = 4 }), ("eviction_policy", { $0.eviction_policy = -1 }),
             ("recompute costs", { $0.recompute_seconds_per_token = -1 }),
             ("recompute costs", { $0.recompute_seconds_per_context_pair = .nan }),
+            ("pgdsf", { $0.eviction_policy = Int32(truncatingIfNeeded: KVCACHE_EVICTION_PGDSF.rawValue) }),
         ]
         for (needle, edit) in bad {
             let (status, out) = create(edit)

@@ -32,7 +32,9 @@ struct LockStepTests {
                            policy: code, prefixCaching: prefixCaching, events: true)
             s = try KVCacheManager(KVCacheConfig(blockTokens: LockStepTests.B, capacityBlocks: LockStepTests.capacity,
                                                  namespace: "model-a", enablePrefixCaching: prefixCaching,
-                                                 policy: policy, recordEvents: true))
+                                                 policy: policy, recordEvents: true,
+                                                 recomputeCost: try RecomputeCost(secondsPerToken: 2.706e-5,
+                                                                                  secondsPerContextPair: 1.325e-9)))
             rng = SplitMix64(seed: seed)
             var r = SplitMix64(seed: seed ^ 0x5EED)
             templates = (0 ..< 3).map { _ in (0 ..< Int.random(in: 0 ... 12, using: &r)).map { _ in UInt32.random(in: 0 ..< 20, using: &r) } }

@@ -3,7 +3,8 @@ import Testing
 
 struct KVCacheManagerTests {
     func manager(_ capacity: Int, events: Bool = false, policy: EvictionPolicyKind = .lru) throws -> KVCacheManager {
-        try KVCacheManager(KVCacheConfig(blockTokens: 4, capacityBlocks: capacity, policy: policy, recordEvents: events))
+        try KVCacheManager(KVCacheConfig(blockTokens: 4, capacityBlocks: capacity, policy: policy, recordEvents: events,
+                                         recomputeCost: try RecomputeCost(secondsPerToken: 2.706e-5, secondsPerContextPair: 1.325e-9)))
     }
 
     /// Runs a whole prefill of a sequence: lookup, allocate, commit.
@@ -62,6 +63,8 @@ struct KVCacheManagerTests {
         #expect(throws: KVCacheError.unknownSequence(a)) { try m.free(a) }  // double free of a sequence
         #expect(throws: KVCacheError.self) { try KVCacheManager(KVCacheConfig(blockTokens: 0, capacityBlocks: 4)) }
         #expect(throws: KVCacheError.self) { try KVCacheManager(KVCacheConfig(blockTokens: 1025, capacityBlocks: 4)) }
+        // PGDSF prices recomputation and the core knows no model: without the caller's cost it is refused.
+        #expect(throws: KVCacheError.self) { try KVCacheManager(KVCacheConfig(capacityBlocks: 4, policy: .pgdsf)) }
         try m.validate()
         #expect(m.freeBlockCount == 8)
     }

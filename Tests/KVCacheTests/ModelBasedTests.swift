@@ -24,7 +24,9 @@ struct ModelBasedTests {
         init(seed: UInt64, capacity: Int, blockTokens: Int, policy: EvictionPolicyKind) throws {
             B = blockTokens
             m = try KVCacheManager(KVCacheConfig(blockTokens: blockTokens, capacityBlocks: capacity,
-                                                 policy: policy, recordEvents: true))
+                                                 policy: policy, recordEvents: true,
+                                                 recomputeCost: try RecomputeCost(secondsPerToken: 2.706e-5,
+                                                                                  secondsPerContextPair: 1.325e-9)))
             rng = SplitMix64(seed: seed)
             content = Array(repeating: Array(repeating: UInt32.max, count: blockTokens), count: capacity)
             var r = SplitMix64(seed: seed ^ 0xABCD)

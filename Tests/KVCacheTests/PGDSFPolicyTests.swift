@@ -5,6 +5,8 @@ import Testing
 /// drives it): publish (held by its writer), release, hit, evict.
 struct PGDSFPolicyTests {
     static let tokens = 16
+    /// Llama-3-8B on one H100 (RooflineCostModel's figures), written out: the core knows no model.
+    static let cost = try! RecomputeCost(secondsPerToken: 2.706e-5, secondsPerContextPair: 1.325e-9)
 
     /// A prefix index plus the bookkeeping a test needs to drive it like the manager does.
     struct Driver {
@@ -13,7 +15,7 @@ struct PGDSFPolicyTests {
         var nextBlock: BlockID = 0
 
         init(_ kind: EvictionPolicyKind, capacity: Int = 64) {
-            index = PrefixIndex(capacity: capacity, policy: kind.make(capacity: capacity))
+            index = PrefixIndex(capacity: capacity, policy: try! kind.make(capacity: capacity, recomputeCost: PGDSFPolicyTests.cost))
         }
 
         /// Publishes a chain of `depth` new blocks under `parent` and releases them; returns their ids.
@@ -132,7 +134,7 @@ struct PGDSFPolicyTests {
     }
 
     @Test func blockIdsPastTheCapacityGrowTheTable() {
-        let p = PGDSFPolicy(capacity: 2)
+        let p = PGDSFPolicy(capacity: 2, cost: Self.cost)
         let node = PolicyNode(block: 40, depth: 2, key: BlockKey(lo: 1, hi: 1), tokens: 16, clock: 1)
         let first = p.priorityOnInsert(node)
         #expect(first == p.recomputeSeconds(node))
@@ -142,7 +144,7 @@ struct PGDSFPolicyTests {
     }
 
     @Test func recomputeCostIsAdditiveOverBlocksAndRejectsBadValues() throws {
-        let c = RecomputeCost.default
+        let c = Self.cost
         var sum = 0.0
         for i in 0 ..< 10 { sum += c.seconds(tokens: 16, contextBefore: 16 * i) }
         #expect(abs(sum - c.prefixSeconds(tokens: 160)) <= 1e-12 * sum)

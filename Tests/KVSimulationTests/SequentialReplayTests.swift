@@ -5,6 +5,9 @@ import KVCache
 @testable import KVSimulation
 
 struct SequentialReplayTests {
+    /// The roofline's Llama-3-8B on H100 marginals, the replay's price of a hit.
+    static let llamaH100 = RooflineCostModel(model: .llama3_8B, hardware: .h100_80GB).recomputeCost
+
     /// The replay semantics written as plainly as possible: dictionaries and linear scans.
     struct ReferenceReplay {
         var cached: [UInt64: (parent: UInt64?, stamp: Int, depth: Int)] = [:]
@@ -22,7 +25,7 @@ struct SequentialReplayTests {
             while k < r.hashIDs.count && cached[r.hashIDs[k]] != nil { k += 1 }
             hit += min(k * B, r.inputTokens)
             for i in 0 ..< k where i * B < r.inputTokens {
-                saved += RecomputeCost.default.seconds(tokens: min(B, r.inputTokens - i * B), contextBefore: i * B)
+                saved += SequentialReplayTests.llamaH100.seconds(tokens: min(B, r.inputTokens - i * B), contextBefore: i * B)
             }
             input += r.inputTokens
             for (i, id) in r.hashIDs.enumerated() {
@@ -69,7 +72,7 @@ struct SequentialReplayTests {
     @Test(arguments: [(1, 8), (2, 20), (3, 60), (4, 3), (5, 1000)])
     func matchesTheReferenceSemantics(seed: Int, capacity: Int) throws {
         let trace = randomTrace(seed: UInt64(seed), requests: 400, B: 16)
-        var replay = try SequentialReplay(capacityBlocks: capacity, blockTokens: 16)
+        var replay = try SequentialReplay(capacityBlocks: capacity, blockTokens: 16, recomputeCost: Self.llamaH100)
         var reference = ReferenceReplay(capacity: capacity, B: 16)
         for r in trace {
             try replay.replay(r)
@@ -114,7 +117,7 @@ struct SequentialReplayTests {
             TraceRequest(arrival: 0, inputTokens: 25, outputTokens: 1, hashIDs: [1, 2, 3], hashBlockTokens: 10), // hit 20; evicts 4
             TraceRequest(arrival: 0, inputTokens: 45, outputTokens: 1, hashIDs: [5, 6, 7, 8, 9], hashBlockTokens: 10), // evicts 3,2,1 + drops 8,9
         ]
-        var replay = try SequentialReplay(capacityBlocks: 3, blockTokens: 10)
+        var replay = try SequentialReplay(capacityBlocks: 3, blockTokens: 10, recomputeCost: Self.llamaH100)
         for r in rows { try replay.replay(r) }
         #expect(replay.result.hitTokens == 30)
         #expect(replay.result.inputTokens == 110)

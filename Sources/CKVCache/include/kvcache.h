@@ -149,8 +149,10 @@ typedef struct kvcache_config {
     /** Keep an event log for kvcache_drain_events (default false). */
     bool record_events;
     /** PGDSF's recompute cost: seconds per recomputed token (linear layers) and per query-key pair
-     *  attention visits; only their ratio changes the eviction order. Defaults: Llama-3-8B on one
-     *  H100 (2.706e-5 and 1.325e-9). Both finite and >= 0. Ignored by the other policies. */
+     *  attention visits; only their ratio changes the eviction order. The library knows no model, so
+     *  the defaults are 0 and 0, meaning "not given": PGDSF then refuses to be created
+     *  (KVCACHE_ERR_INVALID_ARGUMENT). For Llama-3-8B on one H100: 2.706e-5 and 1.325e-9. Both finite
+     *  and >= 0. Ignored by the other policies. */
     double recompute_seconds_per_token;
     double recompute_seconds_per_context_pair;
 } kvcache_config;

@@ -69,8 +69,11 @@ public struct RooflineCostModel: Sendable {
         let perToken = 2 * model.activeParameters / (hardware.peakFlops * tp * efficiency.linearFlops)
         let perPair = 4 * Double(model.attentionLayers) * Double(model.attentionWidth)
             / (hardware.peakFlops * tp * efficiency.attentionFlops)
-        // Both are finite and >= 0 for any preset (positive FLOPs and peaks); `.default` otherwise.
-        return (try? RecomputeCost(secondsPerToken: perToken, secondsPerContextPair: perPair)) ?? .default
+        // Both are finite and > 0 for any preset (positive FLOPs and peaks); a spec with a zero peak
+        // would price recomputation as free rather than trap.
+        let finite = { (x: Double) in x.isFinite && x >= 0 ? x : 0 }
+        // Valid by construction: both arguments are finite and >= 0.
+        return try! RecomputeCost(secondsPerToken: finite(perToken), secondsPerContextPair: finite(perPair))
     }
 
     /// The modelled duration of `work` in seconds; 0 for an empty step. O(1).

@@ -74,7 +74,7 @@ public struct SequentialReplay {
     ///   - blockTokens: tokens per trace hash block (B; 512 for Mooncake).
     ///   - recomputeCost: prices hits and, for `pgdsf`, blocks.
     public init(capacityBlocks: Int, blockTokens: Int, policy: EvictionPolicyKind = .lru,
-                recomputeCost: RecomputeCost = .default, tiers: Tiers = Tiers()) throws {
+                recomputeCost: RecomputeCost, tiers: Tiers = Tiers()) throws {
         self.recomputeCost = recomputeCost
         if tiers.hostBlocks > 0 || tiers.diskBlocks > 0 {
             var config = TieredReplayHarness.Config(blockTokens: blockTokens, deviceBlocks: capacityBlocks,
