@@ -14,24 +14,44 @@ extension DiskBlockStore {
         let maxBlocks = config.capacityBlocks ?? Int.max
         while !segments.isEmpty,
               stats.bytesOnDisk + incomingBytes > config.capacityBytes || index.count + incomingBlocks > maxBlocks {
-            let victim = segments.removeFirst()
-            if victim === active { active = nil }
-            var live: [(BlockKey, Location)] = []
-            for k in victim.keys { if let loc = index[k], loc.segment === victim { live.append((k, loc)) } }
-            var keep = config.secondChance ? live.filter(\.1.referenced) : []
-            if keep.count > live.count / 2 { keep.removeLast(keep.count - live.count / 2) }
-            let kept = Set(keep.map(\.0))
-            for (k, loc) in live {
-                index[k] = nil
-                stats.blocks -= 1
-                stats.bytesOnDisk -= loc.length
-                if !kept.contains(k) { stats.evictedBlocks += 1; changes.append(.removed(k)) }
-            }
-            for (k, loc) in keep where !reinsert(k, from: loc) { stats.evictedBlocks += 1; changes.append(.removed(k)) }
-            try? io.unlink(victim.path)
-            stats.evictedSegments += 1
-            stats.segments = segments.count
+            evictOldest(secondChance: config.secondChance)
         }
+    }
+
+    /// The disk is full (ENOSPC) below the tier's capacity: evicts the oldest sealed segment, without
+    /// second chances (copying needs room), counts it and warns once per store. The lock is held.
+    /// Returns false, evicting nothing, when only the active segment is left.
+    func evictForFullDisk() -> Bool {
+        if !warnedFullDisk {
+            warnedFullDisk = true
+            config.warn("disk tier \(config.directory): the disk is full (ENOSPC) with \(stats.bytesOnDisk) of "
+                        + "\(config.capacityBytes) bytes used; evicting the oldest segments to make room")
+        }
+        guard let oldest = segments.first, oldest !== active else { return false }
+        evictOldest(secondChance: false)
+        stats.fullDiskEvictedSegments += 1
+        return true
+    }
+
+    /// Deletes the oldest segment with its blocks, except those given a second chance. The lock is held.
+    private func evictOldest(secondChance: Bool) {
+        let victim = segments.removeFirst()
+        if victim === active { active = nil }
+        var live: [(BlockKey, Location)] = []
+        for k in victim.keys { if let loc = index[k], loc.segment === victim { live.append((k, loc)) } }
+        var keep = secondChance ? live.filter(\.1.referenced) : []
+        if keep.count > live.count / 2 { keep.removeLast(keep.count - live.count / 2) }
+        let kept = Set(keep.map(\.0))
+        for (k, loc) in live {
+            index[k] = nil
+            stats.blocks -= 1
+            stats.bytesOnDisk -= loc.length
+            if !kept.contains(k) { stats.evictedBlocks += 1; changes.append(.removed(k)) }
+        }
+        for (k, loc) in keep where !reinsert(k, from: loc) { stats.evictedBlocks += 1; changes.append(.removed(k)) }
+        try? io.unlink(victim.path)
+        stats.evictedSegments += 1
+        stats.segments = segments.count
     }
 
     /// Copies one record's bytes from its (evicted) segment to the active one. The lock is held.

@@ -49,41 +49,45 @@ extension DiskBlockStore {
         return lock.withLock { () -> DiskPutOutcome in append(record, key: key, parent: parent, rawLength: bytes.count, mode: mode) }
     }
 
-    /// Appends one encoded record; the lock is held.
+    /// Appends one encoded record; the lock is held. A full disk (ENOSPC) evicts the oldest sealed
+    /// segment and tries again, until the record fits or only the active segment is left.
     func append(_ record: UnsafeRawBufferPointer, key: BlockKey, parent: BlockKey?, rawLength: Int, mode: KVCodecMode) -> DiskPutOutcome {
         guard !closed else { stats.notStored += 1; return .notStored(.invalidArgument("store is closed")) }
         if index[key] != nil { return .alreadyStored }
         guard record.count <= config.capacityBytes else { stats.notStored += 1; return .notStored(.full) }
         evictWhileOver(incomingBytes: record.count, incomingBlocks: 1)
-        let seg: Segment
-        do throws(TierError) { seg = try activeSegment(for: record.count) } catch {
-            stats.notStored += 1
-            stats.writeErrors += 1
-            return .notStored(error)
+        while true {
+            let seg: Segment
+            do throws(TierError) { seg = try activeSegment(for: record.count) } catch {
+                stats.notStored += 1
+                stats.writeErrors += 1
+                return .notStored(error)
+            }
+            let offset = seg.size
+            do throws(TierError) {
+                try io.pwriteAll(seg.fd, record, at: offset)
+                if config.syncEveryWrite { try io.fsync(seg.fd) }
+            } catch {
+                // Cut the partial record away; if even that fails, seal the segment so nothing follows it.
+                // (A torn record left behind is never indexed, and a rebuild skips it by checksum.)
+                if (try? io.truncate(seg.fd, to: offset)) == nil { seg.broken = true; active = nil }
+                if case .system(_, ENOSPC) = error, evictForFullDisk() { continue }
+                stats.notStored += 1
+                stats.writeErrors += 1
+                return .notStored(error)
+            }
+            seg.size += record.count
+            seg.keys.append(key)
+            index[key] = Location(segment: seg, offset: offset, length: record.count, rawLength: rawLength, parent: parent)
+            if journalingStores { changes.append(.stored(key, parent: parent)) }
+            stats.blocks += 1
+            stats.bytesOnDisk += record.count
+            stats.writes += 1
+            stats.bytesWritten += record.count
+            stats.rawBytesWritten += rawLength
+            if mode == .raw { stats.storedRaw += 1 }
+            return .stored
         }
-        let offset = seg.size
-        do throws(TierError) {
-            try io.pwriteAll(seg.fd, record, at: offset)
-            if config.syncEveryWrite { try io.fsync(seg.fd) }
-        } catch {
-            stats.notStored += 1
-            stats.writeErrors += 1
-            // Cut the partial record away; if even that fails, seal the segment so nothing follows it.
-            // (A torn record left behind is never indexed, and a rebuild skips it by checksum.)
-            if (try? io.truncate(seg.fd, to: offset)) == nil { seg.broken = true; active = nil }
-            return .notStored(error)
-        }
-        seg.size += record.count
-        seg.keys.append(key)
-        index[key] = Location(segment: seg, offset: offset, length: record.count, rawLength: rawLength, parent: parent)
-        if journalingStores { changes.append(.stored(key, parent: parent)) }
-        stats.blocks += 1
-        stats.bytesOnDisk += record.count
-        stats.writes += 1
-        stats.bytesWritten += record.count
-        stats.rawBytesWritten += rawLength
-        if mode == .raw { stats.storedRaw += 1 }
-        return .stored
     }
 
     /// The segment to append `bytes` to, sealing the active one and starting another when it is full.
@@ -92,9 +96,10 @@ extension DiskBlockStore {
             return a
         }
         if let a = active { try? io.fsync(a.fd); active = nil }
+        guard nextSegmentID <= Self.maxSegmentID else { throw .invalidArgument("\(config.directory): no segment ids left") }
         let id = nextSegmentID
         let path = config.directory + "/" + Self.segmentName(id)
-        let fd = try io.open(path, flags: O_RDWR | O_CREAT | O_EXCL, mode: 0o600)
+        let fd = try io.open(path, flags: O_RDWR | O_CREAT | O_EXCL | O_NONBLOCK, mode: 0o600)
         nextSegmentID += 1
         try? io.syncDirectory(config.directory)
         let seg = Segment(id: id, fd: fd, path: path, io: io, size: 0)

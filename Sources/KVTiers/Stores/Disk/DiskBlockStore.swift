@@ -13,7 +13,13 @@ import KVPlan
 /// - Capacity: `capacityBytes` (and optionally `capacityBlocks`); when full, the oldest segment is deleted
 ///   with its blocks (FIFO by segment, as log-structured flash caches do).
 /// - Failures: a full disk or an I/O error makes `put` return `.notStored` and bumps a counter; the partial
-///   write is truncated away (or its segment sealed), never indexed.
+///   write is truncated away (or its segment sealed), never indexed. A full disk (ENOSPC) below the
+///   configured capacity first evicts the oldest sealed segments to make room, counted in
+///   `fullDiskEvictedSegments` and reported by one warning.
+/// - Hostile directories: opening skips, with one warning naming it, every file it cannot use (unreadable,
+///   not a regular file, oddly named, foreign, larger than any segment it writes), reads each segment into
+///   one buffer of at most `maxSegmentBytes`, never blocks on a FIFO or device, and refuses a directory
+///   written with another block size (`FORMAT`) instead of dropping its records.
 /// - Concurrency: thread-safe. Encoding/decoding and reads run outside the lock (one codec per concurrent
 ///   caller from a small pool), appends are serialized.
 /// - Exclusivity: the directory is locked (`flock` on `LOCK`) while the store is open.
@@ -36,6 +42,7 @@ public final class DiskBlockStore: @unchecked Sendable {
     var journalingStores = false
     var codecs: [CodecBuffers] = []
     var closed = false
+    var warnedFullDisk = false
 
     struct Location {
         var segment: Segment
@@ -65,12 +72,8 @@ public final class DiskBlockStore: @unchecked Sendable {
         segmentLimit = max(maxRecord, min(64 << 20, config.capacityBytes / 8))
         segmentBlockLimit = max(1, (config.capacityBlocks ?? Int.max) / 8)
         try io.makeDirectory(config.directory)
-        let lfd = try io.open(config.directory + "/LOCK", flags: O_RDWR | O_CREAT)
-        do throws(TierError) { try io.lockExclusive(lfd) } catch {
-            io.close(lfd)
-            if case .system(_, let e) = error, e == EWOULDBLOCK { throw .locked(config.directory) }
-            throw error
-        }
+        guard io.isDirectory(config.directory) else { throw .invalidArgument("\(config.directory) is not a directory") }
+        let lfd = try Self.lockDirectory(config.directory, io: io)
         lockFD = lfd
         do throws(TierError) { try rebuild() } catch { io.close(lfd); throw error }
     }
@@ -92,20 +95,29 @@ public final class DiskBlockStore: @unchecked Sendable {
         }
     }
 
-    /// Deletes the segment files (and leftover temporary files) in `directory`; a missing directory is
+    /// Deletes the segment files, leftover temporary files and the format file in `directory`; a missing directory is
     /// fine. Refuses (`.locked`) while a store has the directory open.
     public static func removeSegments(in directory: String) throws(TierError) {
         let io = SystemIO()
         guard let names = try? io.listDirectory(directory) else { return }
-        let lockFD = try io.open(directory + "/LOCK", flags: O_RDWR | O_CREAT)
+        let lockFD = try lockDirectory(directory, io: io)
         defer { io.close(lockFD) }
-        do throws(TierError) { try io.lockExclusive(lockFD) } catch {
-            if case .system(_, let e) = error, e == EWOULDBLOCK { throw .locked(directory) }
-            throw error
-        }
-        for n in names where segmentID(n) != nil || (n.hasPrefix("seg-") && n.hasSuffix(".tmp")) {
+        for n in names where segmentID(n) != nil || isOwnTemporary(n) || n == DiskTierFormat.fileName {
             try io.unlink(directory + "/" + n)
         }
+    }
+
+    /// Opens `directory/LOCK` and takes its exclusive lock; returns the descriptor (closing it releases
+    /// the lock). Throws `.locked` when another store or check holds it, `.system` naming the file.
+    static func lockDirectory(_ directory: String, io: SystemIO) throws(TierError) -> Int32 {
+        let path = directory + "/LOCK"
+        let fd = try io.open(path, flags: O_RDWR | O_CREAT | O_NONBLOCK)
+        do throws(TierError) { try io.lockExclusive(fd) } catch {
+            io.close(fd)
+            if case .system(_, let e) = error, e == EWOULDBLOCK { throw .locked(directory) }
+            throw error.naming(path)
+        }
+        return fd
     }
 
     // MARK: Queries

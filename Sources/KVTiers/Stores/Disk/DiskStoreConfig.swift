@@ -25,6 +25,8 @@ public struct DiskStoreConfig: Sendable {
     public var repairOnOpen: Bool = true
     /// Give blocks read since they were written a second chance when their segment is evicted.
     public var secondChance: Bool = true
+    /// Where warnings go (files skipped when opening, a full disk): one line each, naming the path.
+    public var warn: @Sendable (String) -> Void = TierWarnings.once
     #if DEBUG
     /// Debug builds only: fault injection for the I/O wrapper.
     public var faults: IOFaultInjector?

@@ -19,6 +19,8 @@ public struct DiskStoreStats: Sendable, Equatable {
     public var evictedBlocks = 0
     /// Blocks read since written that survived their segment's eviction (second chance).
     public var reinsertedBlocks = 0
+    /// Segments evicted because the disk was full (ENOSPC) before the tier reached its capacity.
+    public var fullDiskEvictedSegments = 0
     /// Torn or corrupt records found (and not served) when the store was opened.
     public var droppedOnOpen = 0
 }
