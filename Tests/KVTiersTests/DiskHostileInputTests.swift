@@ -143,8 +143,10 @@ struct DiskHostileInputTests {
         _ = header.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         close(fd)
         #expect(try DiskStoreCheck.run(directory: dir.path, repair: false, maxBlockBytes: Int(UInt32.max / 2)).corrupt == 1)
-        let store = try DiskBlockStore(config(dir.path, WarningLog()))
+        let log = WarningLog()
+        let store = try DiskBlockStore(config(dir.path, log))
         #expect(store.statistics.droppedOnOpen == 1)
+        #expect(log.count(containing: "1 torn or corrupt records") == 1)
         #expect(!store.contains(testKey(77)))
         for i in 0 ..< 2 { #expect(served(store, testKey(i))) }
     }

@@ -55,6 +55,10 @@ extension DiskBlockStore {
             }
             segments.append(seg)
         }
+        if stats.droppedOnOpen > 0 {
+            config.warn("disk tier \(dir): \(stats.droppedOnOpen) torn or corrupt records found on open were not served"
+                        + (config.repairOnOpen ? " and were removed" : ""))
+        }
         stats.segments = segments.count
         stats.capacityBytes = config.capacityBytes
         evictWhileOver(incomingBytes: 0, incomingBlocks: 0)
