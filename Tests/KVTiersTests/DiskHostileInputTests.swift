@@ -62,6 +62,7 @@ struct DiskHostileInputTests {
         for i in 0 ..< 3 { #expect(served(store, testKey(i))) }
         #expect(put(store, testKey(3)) == .stored)
         #expect(served(store, testKey(3)))
+        try store.validate()
         #expect(fileSize(odd) == 0)
     }
 
@@ -231,6 +232,7 @@ struct DiskHostileInputTests {
         #expect(log.count(containing: "disk is full") == 1)
         #expect(segmentFiles(dir.path).reduce(0) { $0 + fileSize($1) } <= room)
         for i in 55 ..< 60 { #expect(served(store, testKey(i))) }
+        try store.validate()
         #expect(!store.contains(testKey(0)))
         #else
         // Fault injection exists in debug builds only.
