@@ -44,9 +44,9 @@ public struct SystemIO: Sendable {
     /// The corresponding C function is `pwrite`.
     public func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int) throws(TierError) {
         #if DEBUG
-        if let faults, let code = faults.writeFault(bytes: bytes.count) {
+        if let faults, let (code, partial) = faults.writeFault(bytes: bytes.count) {
             // A failing disk may leave part of the data behind: write half of it, then fail.
-            if bytes.count > 1, let base = bytes.baseAddress {
+            if partial, bytes.count > 1, let base = bytes.baseAddress {
                 _ = Glibc.pwrite(fd, base, bytes.count / 2, off_t(offset))
             }
             errno = code
@@ -115,6 +115,36 @@ public struct SystemIO: Sendable {
         return Int(st.st_size)
     }
 
+    /// Opens `path` read-only and checks that it is a regular file, without ever blocking: `O_NONBLOCK`,
+    /// so a FIFO or a device named like a data file is refused instead of waited on. Returns the
+    /// descriptor and the file's size.
+    /// - Throws: `.system` (with the path) when it cannot be opened, `.invalidArgument` naming the path
+    ///   when it is not a regular file. Nothing stays open on failure.
+    ///
+    /// The corresponding C functions are `open` and `fstat`.
+    public func openRegularFile(_ path: String) throws(TierError) -> (fd: Int32, size: Int) {
+        let fd = try open(path, flags: O_RDONLY | O_NONBLOCK)
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let error = Self.fail("fstat \(path)")
+            close(fd)
+            throw error
+        }
+        guard st.st_mode & S_IFMT == S_IFREG else {
+            close(fd)
+            throw .invalidArgument("\(path) is not a regular file")
+        }
+        return (fd, Int(st.st_size))
+    }
+
+    /// Whether `path` names a directory (following links); false when it does not exist.
+    ///
+    /// The corresponding C function is `stat`.
+    public func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR
+    }
+
     /// The permission bits of `path`.
     ///
     /// The corresponding C function is `stat`.
@@ -135,6 +165,12 @@ public struct SystemIO: Sendable {
     ///
     /// The corresponding C function is `unlink`.
     public func unlink(_ path: String) throws(TierError) {
+        #if DEBUG
+        if let faults {
+            var st = stat()
+            if lstat(path, &st) == 0 { faults.freed(bytes: Int(st.st_size)) }
+        }
+        #endif
         guard Glibc.unlink(path) == 0 || errno == ENOENT else { throw Self.fail("unlink \(path)") }
     }
 
@@ -201,6 +237,8 @@ public final class IOFaultInjector: Sendable {
     private struct State {
         var writeBudget: Int? = nil
         var writeErrno: Int32 = ENOSPC
+        /// A disk of limited room: removing a file gives its bytes back to the budget.
+        var limitedDisk = false
         var failSync = false
         var injected = 0
     }
@@ -213,22 +251,35 @@ public final class IOFaultInjector: Sendable {
         state.withLock { $0.writeBudget = bytes; $0.writeErrno = code }
     }
 
+    /// Models a disk with `bytes` free: writes use the room up and fail with ENOSPC (writing nothing)
+    /// when it is short, and unlinking a file gives its size back, as deleting files on a full disk does.
+    public func limitDisk(freeBytes bytes: Int) {
+        state.withLock { $0.writeBudget = bytes; $0.writeErrno = ENOSPC; $0.limitedDisk = true }
+    }
+
     /// Makes every `fsync` fail with EIO while `on`.
     public func failSyncs(_ on: Bool) { state.withLock { $0.failSync = on } }
 
     /// Stops injecting faults (the disk has room again).
-    public func heal() { state.withLock { $0.writeBudget = nil; $0.failSync = false } }
+    public func heal() { state.withLock { $0.writeBudget = nil; $0.limitedDisk = false; $0.failSync = false } }
 
     /// How many faults were injected so far.
     public var injectedCount: Int { state.withLock { $0.injected } }
 
-    func writeFault(bytes: Int) -> Int32? {
+    /// The errno a write of `bytes` fails with (nil: it succeeds), and whether half of it is written first.
+    func writeFault(bytes: Int) -> (code: Int32, partial: Bool)? {
         state.withLock { s in
             guard let budget = s.writeBudget else { return nil }
             if bytes <= budget { s.writeBudget = budget - bytes; return nil }
-            s.writeBudget = 0
+            if !s.limitedDisk { s.writeBudget = 0 }
             s.injected += 1
-            return s.writeErrno
+            return (s.writeErrno, !s.limitedDisk)
+        }
+    }
+
+    func freed(bytes: Int) {
+        state.withLock { s in
+            if s.limitedDisk, let budget = s.writeBudget { s.writeBudget = budget + bytes }
         }
     }
 

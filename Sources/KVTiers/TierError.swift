@@ -36,3 +36,16 @@ extension TierError: CustomStringConvertible {
         }
     }
 }
+
+extension TierError {
+    /// The same error with `path` named in it (a system call's message gains the path when it lacks
+    /// one), so the line a user sees says which file it is about.
+    func naming(_ path: String) -> TierError {
+        switch self {
+        case .system(let call, let code) where !call.contains(path): .system(call: "\(call) \(path)", errno: code)
+        case .corrupt(let m) where !m.contains(path): .corrupt("\(path): \(m)")
+        case .zstd(let call, let code, let name): .zstd(call: "\(call) (\(path))", code: code, name: name)
+        default: self
+        }
+    }
+}

@@ -65,6 +65,7 @@ struct DiskBlockStoreTests {
                 #expect(store!.statistics.droppedOnOpen == 0)
             }
             #expect(store!.count <= capacity)
+            try store!.validate()
             // Segments hold capacity/8 blocks, so the newest capacity*7/8 puts are always present.
             for k in recent.suffix(capacity * 7 / 8) { #expect(store!.contains(k), "step \(step)") }
             #expect(Set(store!.keys()).isSubset(of: everStored))

@@ -5,8 +5,9 @@ import KVPlan
 import KVReferenceEngine
 import KVSimulation
 import KVTiers
+import KVBench
 
-/// `kvcache bench tiers`: measures the tier data path on KV-like data (normal values with per-channel
+/// `kvcache bench tiers`: measures (with `KVBench.TierBandwidthBenchmark`) the tier data path on KV-like data (normal values with per-channel
 /// scales, Llama-3-8B block shape, 2 MiB per fp16 block) for fp16 and bf16: memcpy as the reference,
 /// L1 -> L2 and L2 -> L1 through the transfer engine, disk tier writes and cold reads, and the codec.
 /// With `--kv-dir`, the codec is also measured on real KV written by `kvcache kv-dump` (`real_kv`).
@@ -66,143 +67,34 @@ struct BenchTiersCommand: ParsableCommand {
         if json { try JSONReport.print(report) }
     }
 
-    private static func gbps(_ bytes: Int, _ nanos: UInt64) -> Double { Double(bytes) / Double(max(nanos, 1)) }
-
-    /// CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID), in nanoseconds: on a shared machine it
-    /// says what one core does, whatever else runs.
-    private static func threadCPUNanos() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-    }
-
-    /// Best (shortest) thread CPU time of `repeats` runs of `body`, in nanoseconds.
-    private func bestCPU(_ body: () throws -> Void) rethrows -> UInt64 {
-        var bestNanos = UInt64.max
-        for _ in 0 ..< repeats {
-            let t0 = Self.threadCPUNanos()
-            try body()
-            bestNanos = min(bestNanos, Self.threadCPUNanos() - t0)
-        }
-        return bestNanos
-    }
-
-    /// Best (shortest) time of `repeats` runs of `body`, in nanoseconds.
-    private func best(_ body: () throws -> Void) rethrows -> UInt64 {
-        var bestNanos = UInt64.max
-        for _ in 0 ..< repeats {
-            let t0 = KVClock.monotonicNanos()
-            try body()
-            bestNanos = min(bestNanos, KVClock.monotonicNanos() - t0)
-        }
-        return bestNanos
-    }
-
     private func measure(dtype: KVDType) throws -> [String: Any] {
-        let layout = KVGeometry.llama3_8B(dtype: dtype)
-        let B = layout.bytesPerBlock
-        let total = B * blocks
-        // L1 stand-in with 2 x blocks: the first half holds data, loads go into the second half.
-        let device = try HostDeviceMemory(layout: layout, capacityBlocks: 2 * blocks)
-        for b in 0 ..< blocks { _ = device.withBlock(BlockID(b)) { SyntheticKV.fill($0, layout: layout, seed: UInt64(b)) } }
-
-        // memcpy of the same sizes: block by block, one thread.
-        let src = UnsafeMutableRawBufferPointer.allocate(byteCount: total, alignment: 4096)
-        let dst = UnsafeMutableRawBufferPointer.allocate(byteCount: total, alignment: 4096)
-        defer { src.deallocate(); dst.deallocate() }
-        for b in 0 ..< blocks { _ = device.withBlock(BlockID(b)) { (src.baseAddress! + b * B).copyMemory(from: $0.baseAddress!, byteCount: B) } }
-        memset(dst.baseAddress!, 0, total)
-        let memcpyNanos = best {
-            for b in 0 ..< blocks { memcpy(dst.baseAddress! + b * B, src.baseAddress! + b * B, B) }
-        }
-
-        // L1 -> L2 (eviction copies) and L2 -> L1 (loads) through the tier manager.
-        var cfg = TierConfig(layout: layout, hostBlocks: blocks)
-        cfg.layerGroups = 4
-        let keys = (0 ..< blocks).map { BlockKey(lo: UInt64($0) &+ 1, hi: 0xBE9C_4000 | UInt64(dtype == .fp16 ? 1 : 2)) }
-        var l1ToL2 = UInt64.max, l2ToL1 = UInt64.max
-        var placement: HostPlacementReport?
-        for _ in 0 ..< repeats {
-            let tiers = try KVTierManager(config: cfg, device: device)
-            placement = tiers.host?.placement
-            let t0 = KVClock.monotonicNanos()
-            for (b, k) in keys.enumerated() {
-                tiers.noteStored(block: BlockID(b), key: k)
-                tiers.willEvict(block: BlockID(b), key: k)
-            }
-            tiers.waitForEvictionCopies()
-            l1ToL2 = min(l1ToL2, KVClock.monotonicNanos() - t0)
-            let plan = tiers.lookup(keys: keys, deviceBlocks: 0)
-            guard plan.hostBlocks == blocks else { throw CLIError("host tier lost blocks") }
-            let t1 = KVClock.monotonicNanos()
-            let h = try tiers.load(plan, keys: keys, into: (0 ..< blocks).map { BlockID(blocks + $0) })
-            h.wait()
-            l2ToL1 = min(l2ToL1, KVClock.monotonicNanos() - t1)
-            guard h.loadedPrefixBlocks == blocks else { throw CLIError("load failed") }
-        }
-        // The loaded copies must equal the originals.
-        for b in 0 ..< blocks {
-            let same = device.withBlock(BlockID(blocks + b)) { l in device.withBlock(BlockID(b)) { o in memcmp(l.baseAddress!, o.baseAddress!, B) == 0 } ?? false } ?? false
-            guard same else { throw CLIError("block \(b) differs after the round trip") }
-        }
-
-        // Codec: plain zstd level 1 vs byte planes, one thread, reused contexts.
-        let codecFigures = try measureCodec(UnsafeRawBufferPointer(src), blockBytes: B, layout: layout)
-
-        // Disk tier: write every block (compressed, fsync at the end), drop the files from the page
-        // cache, then read them all back (cold, decompressed, checksums verified).
         let dir = diskDir ?? NSTemporaryDirectory() + "kvcache-bench-\(getpid())-\(dtype)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { if diskDir == nil { try? FileManager.default.removeItem(atPath: dir) } }
-        var writeNanos = UInt64.max, readNanos = UInt64.max
-        for r in 0 ..< repeats {
-            let sub = dir + "/run\(r)"
-            try? FileManager.default.removeItem(atPath: sub)
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            let store = try DiskBlockStore(DiskStoreConfig(directory: sub, capacityBytes: 2 * total + (64 << 20), layout: layout))
-            let t0 = KVClock.monotonicNanos()
-            for b in 0 ..< blocks {
-                guard store.put(keys[b], bytes: UnsafeRawBufferPointer(rebasing: src[b * B ..< (b + 1) * B])) == .stored else {
-                    throw CLIError("disk write failed: \(store.statistics)")
-                }
-            }
-            store.close()   // fsync
-            writeNanos = min(writeNanos, KVClock.monotonicNanos() - t0)
-            Self.dropFromPageCache(directory: sub)
-            memset(dst.baseAddress!, 0, total)   // the round trip check below must see the read's bytes
-            let t1 = KVClock.monotonicNanos()
-            for b in 0 ..< blocks {
-                guard store.read(keys[b], into: UnsafeMutableRawBufferPointer(rebasing: dst[b * B ..< (b + 1) * B])) == .hit else {
-                    throw CLIError("disk read failed")
-                }
-            }
-            readNanos = min(readNanos, KVClock.monotonicNanos() - t1)
-            guard memcmp(src.baseAddress!, dst.baseAddress!, total) == 0 else { throw CLIError("disk round trip differs") }
-            if diskDir == nil || r < repeats - 1 { try? FileManager.default.removeItem(atPath: sub) }
-        }
-
-        let diskBW = Self.gbps(total, readNanos) * 1e9
-        let hostBW = Self.gbps(total, l2ToL1) * 1e9
+        let bench = TierBandwidthBenchmark(blocks: blocks, repeats: repeats, diskDirectory: dir, keepLastDiskRun: diskDir != nil)
+        let m: TierBandwidthFigures
+        do { m = try bench.measure(dtype: dtype) } catch { throw CLIError("bench tiers (\(dtype)): \(error)") }
+        let layout = KVGeometry.llama3_8B(dtype: dtype)
+        let B = m.blockBytes
         let recompute = RooflineCostModel(model: ModelSpec.preset(named: "llama3-8b")!,
                                           hardware: HardwareSpec.preset(named: "h100")!).prefillSecondsPerToken()
-        let adm = LoadOrRecompute(recompute: try RecomputeCost(secondsPerToken: recompute, secondsPerContextPair: 0),
-                                  host: .init(latencySeconds: 5e-6, bytesPerSecond: hostBW),
-                                  disk: .init(latencySeconds: 100e-6, bytesPerSecond: diskBW))
+        let adm = try m.admission(recomputeSecondsPerToken: recompute)
         var r: [String: Any] = [
             "dtype": dtype.rawValue,
             "block_bytes": B,
-            "memcpy_gbps": Self.gbps(total, memcpyNanos),
-            "l1_to_l2_gbps": Self.gbps(total, l1ToL2),
-            "l2_to_l1_gbps": Self.gbps(total, l2ToL1),
-            "disk_write_gbps": Self.gbps(total, writeNanos),
-            "disk_read_gbps": Self.gbps(total, readNanos),
+            "memcpy_gbps": m.memcpyGBps,
+            "l1_to_l2_gbps": m.l1ToL2GBps,
+            "l2_to_l1_gbps": m.l2ToL1GBps,
+            "disk_write_gbps": m.diskWriteGBps,
+            "disk_read_gbps": m.diskReadGBps,
             "recompute_ms_per_block_llama3_8b_h100": recompute * Double(layout.blockTokens) * 1e3,
             "host_load_ms_per_block": adm.loadSeconds(tier: .host, bytes: B) * 1e3,
             "disk_load_ms_per_block": adm.loadSeconds(tier: .disk, bytes: B) * 1e3,
             "disk_tier_used_llama3_8b_h100": adm.worthLoading(tier: .disk, layout: layout),
             "host_tier_used_llama3_8b_h100": adm.worthLoading(tier: .host, layout: layout),
         ]
-        r.merge(codecFigures) { a, _ in a }
-        if let p = placement {
+        r.merge(Self.keys(m.codec)) { a, _ in a }
+        if let p = m.placement {
             r["host_numa_node"] = p.verifiedNode ?? -1
             r["host_numa_verified"] = p.bindingVerified
             r["host_mlocked"] = p.locked
@@ -211,55 +103,22 @@ struct BenchTiersCommand: ParsableCommand {
         return r
     }
 
-    /// The codec on `src` (whole blocks of `blockBytes`): plain zstd level 1 against the byte-plane codec,
-    /// one thread, reused contexts; every block decoded back and compared. Keys: `zstd_ratio_plain`,
-    /// `zstd_ratio_codec`, `codec_(de)compress_gbps` (best wall time) and `..._per_cpu_second` (best
-    /// thread CPU time).
-    private func measureCodec(_ src: UnsafeRawBufferPointer, blockBytes B: Int, layout: KVGeometry) throws -> [String: Any] {
-        let blocks = src.count / B
-        let total = blocks * B
-        let plain = try KVByteCodec(elementSize: layout.dtype.size, bytePlanes: false, maxInputBytes: B)
-        let codec = try KVByteCodec(elementSize: layout.dtype.size, bytePlanes: true, maxInputBytes: B)
-        let encCap = KVByteCodec.maxEncodedSize(rawBytes: B)
-        let enc = UnsafeMutableRawBufferPointer.allocate(byteCount: encCap * blocks, alignment: 64)
-        let dst = UnsafeMutableRawBufferPointer.allocate(byteCount: total, alignment: 4096)
-        defer { enc.deallocate(); dst.deallocate() }
-        memset(dst.baseAddress!, 0, total)
-        var plainBytes = 0, codecBytes = 0
-        var modes = [KVCodecMode](repeating: .raw, count: blocks), sizes = [Int](repeating: 0, count: blocks)
-        for b in 0 ..< blocks {
-            plainBytes += try plain.encode(UnsafeRawBufferPointer(rebasing: src[b * B ..< (b + 1) * B]),
-                                           into: UnsafeMutableRawBufferPointer(rebasing: enc[0 ..< encCap])).count
-        }
-        func encodeAll() throws {
-            codecBytes = 0
-            for b in 0 ..< blocks {
-                let (m, n) = try codec.encode(UnsafeRawBufferPointer(rebasing: src[b * B ..< (b + 1) * B]),
-                                              into: UnsafeMutableRawBufferPointer(rebasing: enc[b * encCap ..< (b + 1) * encCap]))
-                modes[b] = m; sizes[b] = n; codecBytes += n
-            }
-        }
-        func decodeAll() throws {
-            for b in 0 ..< blocks {
-                let stored = modes[b] == .raw ? UnsafeRawBufferPointer(rebasing: src[b * B ..< (b + 1) * B])
-                                              : UnsafeRawBufferPointer(rebasing: enc[b * encCap ..< b * encCap + sizes[b]])
-                try codec.decode(stored, mode: modes[b], into: UnsafeMutableRawBufferPointer(rebasing: dst[b * B ..< (b + 1) * B]))
-            }
-        }
-        let compressNanos = try best(encodeAll)
-        let decompressNanos = try best(decodeAll)
-        guard memcmp(src.baseAddress!, dst.baseAddress!, total) == 0 else { throw CLIError("codec round trip differs") }
-        let compressCPU = try bestCPU(encodeAll)
-        let decompressCPU = try bestCPU(decodeAll)
-        return [
-            "zstd_ratio_plain": Double(total) / Double(plainBytes),
-            "zstd_ratio_codec": Double(total) / Double(codecBytes),
-            "codec_compress_gbps": Self.gbps(total, compressNanos),
-            "codec_decompress_gbps": Self.gbps(total, decompressNanos),
-            "codec_compress_gbps_per_cpu_second": Self.gbps(total, compressCPU),
-            "codec_decompress_gbps_per_cpu_second": Self.gbps(total, decompressCPU),
-            "codec_raw_blocks": modes.count { $0 == .raw },
+    /// The codec figures under their JSON keys.
+    private static func keys(_ c: KVCodecFigures) -> [String: Any] {
+        [
+            "zstd_ratio_plain": c.ratioPlain,
+            "zstd_ratio_codec": c.ratioCodec,
+            "codec_compress_gbps": c.compressGBps,
+            "codec_decompress_gbps": c.decompressGBps,
+            "codec_compress_gbps_per_cpu_second": c.compressGBpsPerCPUSecond,
+            "codec_decompress_gbps_per_cpu_second": c.decompressGBpsPerCPUSecond,
+            "codec_raw_blocks": c.rawBlocks,
         ]
+    }
+
+    private func measureCodec(_ src: UnsafeRawBufferPointer, blockBytes: Int, layout: KVGeometry) throws -> [String: Any] {
+        do { return Self.keys(try KVCodecBenchmark(repeats: repeats).measure(src, blockBytes: blockBytes, elementSize: layout.dtype.size)) }
+        catch { throw CLIError("codec: \(error)") }
     }
 
     /// The codec on the real KV blocks of a `kvcache kv-dump` directory, as fp16 (an f32 dump is rounded
@@ -323,18 +182,5 @@ struct BenchTiersCommand: ParsableCommand {
         r["block_bytes"] = B
         r["prompt_tokens"] = m.promptTokens
         return r
-    }
-
-    /// Asks the kernel to drop the directory's files from the page cache (`posix_fadvise(DONTNEED)`
-    /// after they were fsynced), so the read measurement hits the disk.
-    static func dropFromPageCache(directory: String) {
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
-        for n in names where n.hasSuffix(".kvlog") {
-            let fd = open(directory + "/" + n, O_RDONLY)
-            guard fd >= 0 else { continue }
-            _ = fdatasync(fd)
-            _ = posix_fadvise(fd, 0, 0, Int32(POSIX_FADV_DONTNEED))
-            close(fd)
-        }
     }
 }

@@ -26,10 +26,12 @@ struct DiskCommand: ParsableCommand {
             let r: DiskCheckReport
             do { r = try DiskStoreCheck.run(directory: directory, repair: !dryRun) }
             catch { throw CLIError("fsck failed: \(error)") }
-            note("fsck \(directory): \(r.segments) segments, \(r.blocks) records, \(r.ok) ok, \(r.corrupt) corrupt, \(r.dropped) dropped")
+            note("fsck \(directory): \(r.segments) segments, \(r.blocks) records, \(r.ok) ok, \(r.corrupt) corrupt, \(r.dropped) dropped"
+                 + (r.skipped > 0 ? ", \(r.skipped) files skipped" : ""))
             if json {
                 try JSONReport.print(["blocks": r.blocks, "ok": r.ok, "corrupt": r.corrupt, "dropped": r.dropped,
-                                      "segments": r.segments, "rewritten_segments": r.rewrittenSegments])
+                                      "segments": r.segments, "rewritten_segments": r.rewrittenSegments,
+                                      "skipped": r.skipped])
             }
         }
     }

@@ -16,6 +16,8 @@ public struct DiskCheckReport: Sendable, Equatable, Codable {
     public var segments = 0
     /// Segment files rewritten without their damaged records.
     public var rewrittenSegments = 0
+    /// Files skipped (unreadable, not regular files, oddly named, larger than any segment), one warning each.
+    public var skipped = 0
 }
 
 /// `fsck` for the disk tier: checks every record of every segment and, with `repair`, rewrites damaged
@@ -23,21 +25,37 @@ public struct DiskCheckReport: Sendable, Equatable, Codable {
 /// run finds nothing corrupt. Takes the directory's lock, so it never races an open store.
 public enum DiskStoreCheck {
     /// - Parameters:
-    ///   - maxBlockBytes: the largest decoded block a valid header may announce (default 256 MiB).
-    /// - Throws: `.locked` when a store has the directory open, `.system` for I/O failures.
-    public static func run(directory: String, repair: Bool, maxBlockBytes: Int = 1 << 28) throws(TierError) -> DiskCheckReport {
+    ///   - maxBlockBytes: the largest decoded block a valid header may announce (default 256 MiB) when the
+    ///     directory has no `FORMAT` file; with one, its block size.
+    ///   - warn: gets one line, naming the file, for each file skipped.
+    /// - Throws: `.locked` when a store has the directory open, `.invalidArgument` when `directory` is not
+    ///   a directory, `.corrupt` for an unreadable `FORMAT`, `.system` (with the path) for I/O failures.
+    ///   Never blocks on a FIFO or device; memory is one segment's bytes at most.
+    public static func run(directory: String, repair: Bool, maxBlockBytes: Int = 1 << 28,
+                           warn: @Sendable (String) -> Void = TierWarnings.once) throws(TierError) -> DiskCheckReport {
         let io = SystemIO()
-        let lockFD = try io.open(directory + "/LOCK", flags: O_RDWR | O_CREAT)
+        guard io.isDirectory(directory) else { throw .invalidArgument("\(directory) is not a directory") }
+        let lockFD = try DiskBlockStore.lockDirectory(directory, io: io)
         defer { io.close(lockFD) }
-        do throws(TierError) { try io.lockExclusive(lockFD) } catch {
-            if case .system(_, let e) = error, e == EWOULDBLOCK { throw .locked(directory) }
-            throw error
-        }
+        let maxRaw = try DiskTierFormat.read(directory: directory, io: io)?.blockBytes ?? maxBlockBytes
         var report = DiskCheckReport()
-        let names = try io.listDirectory(directory).filter { DiskBlockStore.segmentID($0) != nil }.sorted()
-        for name in names {
-            let check = try DiskBlockStore.checkSegment(path: directory + "/" + name, io: io, maxRaw: maxBlockBytes,
-                                                        repair: repair)
+        for name in try io.listDirectory(directory).sorted() {
+            guard DiskBlockStore.segmentID(name) != nil else {
+                if DiskBlockStore.looksLikeSegment(name) {
+                    report.skipped += 1
+                    warn("disk fsck: skipped \(directory)/\(name): not a segment name a store writes")
+                }
+                continue
+            }
+            let path = directory + "/" + name
+            let check: DiskBlockStore.SegmentCheck
+            do throws(TierError) {
+                check = try DiskBlockStore.checkSegment(path: path, io: io, maxRaw: maxRaw, repair: repair)
+            } catch {
+                report.skipped += 1
+                warn("disk fsck: skipped \(path): \(error)")
+                continue
+            }
             report.segments += 1
             report.ok += check.records.count
             report.corrupt += check.corrupt
