@@ -45,7 +45,7 @@ let package = Package(
         // Every trace and dataset reader (streaming gzip, JSON Lines, CSV, one error), and the JSON writer.
         .target(name: "KVData", dependencies: ["KVCache", "CZlib"]),
         // Output-length predictors, training, evaluation and model files; datasets come from KVData.
-        .target(name: "KVPrediction", dependencies: ["KVCache", "KVScheduler", "KVData"]),
+        .target(name: "KVPrediction", dependencies: ["KVCache", "KVScheduler", "KVData", "CXXHash"]),
         // Cost model, modelled engine, replay drivers.
         .target(name: "KVSimulation", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVScheduler", "KVData"]),
         // Decode kernels in C (quantized matrix-vector products, attention dot/axpy): AVX2+FMA chosen at
