@@ -187,10 +187,7 @@ public enum TextLengthModelFile {
     /// `path`, so that a failure leaves `path` as it was. A `path` that exists and is not a regular
     /// file (symlink, device, FIFO, folder) is refused.
     public static func save(_ model: TextLengthModel, to path: String) throws(LengthModelError) {
-        var info = stat()
-        if lstat(path, &info) == 0 && info.st_mode & S_IFMT != S_IFREG {
-            throw .cannotWrite(path: path, reason: "exists and is not a regular file (symlink, device, FIFO or folder)")
-        }
+        try checkTarget(path)
         let bytes = encode(model)
         let slash = path.lastIndex(of: "/")
         let folder = slash.map { String(path[...$0]) } ?? ""
@@ -220,6 +217,15 @@ public enum TextLengthModelFile {
         if let failure {
             unlink(temporary)
             throw .cannotWrite(path: path, reason: failure)
+        }
+    }
+
+    /// Refuses a `path` that exists and is not a regular file (what `save` refuses), so that a caller
+    /// can fail before training. O(1).
+    public static func checkTarget(_ path: String) throws(LengthModelError) {
+        var info = stat()
+        if lstat(path, &info) == 0 && info.st_mode & S_IFMT != S_IFREG {
+            throw .cannotWrite(path: path, reason: "exists and is not a regular file (symlink, device, FIFO or folder)")
         }
     }
 

@@ -45,7 +45,11 @@ public enum TraceLoader {
         var more = true
         while true {
             if scanned == head.count {
-                guard more else { return nil }
+                guard more else {
+                    // The last line, without a line break.
+                    guard head[start...].contains(where: { !JSONLines.isSpace($0) }) else { return nil }
+                    return TraceFormat.detect(firstLine: String(decoding: head[start...], as: UTF8.self)[...])
+                }
                 head.removeFirst(start)
                 scanned -= start
                 start = 0
@@ -54,8 +58,8 @@ public enum TraceLoader {
                 continue
             }
             let end = head[scanned...].firstIndex(of: UInt8(ascii: "\n")) ?? head.count
-            // Only a complete line decides (or the last one, at the end of the data).
-            if end == head.count && more {
+            // Only a complete line decides (or the last one, at the end of the data: above).
+            if end == head.count {
                 scanned = end
                 continue
             }
