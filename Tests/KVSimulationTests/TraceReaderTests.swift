@@ -173,6 +173,9 @@ func fixture(_ name: String) throws -> String {
         #expect(throws: DataError.badLine(path: "t.jsonl", line: 2, reason: "timestamp 1000.0 is earlier than the previous row's 5000.0 (sort the trace by time)")) {
             try mooncake([a, b])
         }
+        // Milliseconds divided by 1000, as the replay figures were computed (not multiplied by 1e-3).
+        let nine = #"{"timestamp": 5009, "input_length": 1, "output_length": 1, "hash_ids": [1]}"#
+        #expect(try mooncake([a, nine]).requests[1].arrival == 0.009)
         let skipped = try mooncake([a, b, far, a], skip: true)
         #expect(skipped.requests.map(\.arrival) == [0, 0])
         #expect(skipped.skippedLines == 2)

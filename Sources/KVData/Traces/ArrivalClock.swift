@@ -5,12 +5,12 @@
 /// The one rule of every reader with times (Mooncake, CSV). O(1) per row, allocates only the
 /// reason of a refused timestamp.
 struct ArrivalClock {
-    /// Seconds per unit of the trace's timestamps (1e-3 for milliseconds).
-    let scale: Double
+    /// Units of the trace's timestamps per second (1000 for milliseconds); arrivals divide by it.
+    let unitsPerSecond: Double
     private var first: Double?
     private var last: Double?
 
-    init(scale: Double) { self.scale = scale }
+    init(unitsPerSecond: Double) { self.unitsPerSecond = unitsPerSecond }
 
     /// The arrival of a row stamped `timestamp`, or why it is refused; changes nothing (`accept`
     /// records it once the row is taken).
@@ -19,7 +19,7 @@ struct ArrivalClock {
         if let last, timestamp < last {
             return .failure(Refusal("timestamp \(timestamp) is earlier than the previous row's \(last) (sort the trace by time)"))
         }
-        let arrival = (timestamp - (first ?? timestamp)) * scale
+        let arrival = (timestamp - (first ?? timestamp)) / unitsPerSecond
         guard arrival <= DataLimits.maxArrivalSpanSeconds else {
             return .failure(Refusal("timestamp \(timestamp) is more than \(DataLimits.maxArrivalSpanSeconds) s after the first row's"))
         }

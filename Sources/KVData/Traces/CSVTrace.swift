@@ -17,7 +17,7 @@ public enum CSVTrace {
         var budget = RecordBudget(path: path)
         var requests: [TraceRequest] = []
         var columns: Columns? = nil
-        var clock = ArrivalClock(scale: 1)
+        var clock = ArrivalClock(unitsPerSecond: 1)
         let limit = DataLimits.maxTokensPerRequest
         var fields: [Substring] = []
         try JSONLines.forEachLine(in: source) { (bytes, lineNumber) throws(DataError) in

@@ -29,7 +29,7 @@ public enum Mooncake {
         var sink = BadLineSink(path: path, skip: skipBadLines)
         var budget = RecordBudget(path: path)
         var requests: [TraceRequest] = []
-        var clock = ArrivalClock(scale: 1e-3)
+        var clock = ArrivalClock(unitsPerSecond: 1000)
         try JSONLines.forEachLine(in: source) { (line, lineNumber) throws(DataError) in
             let row: Row
             do throws(DataError) { row = try JSONLines.decode(Row.self, line, path: path, line: lineNumber) } catch {

@@ -60,6 +60,8 @@ public enum TraceLoader {
             let end = head[scanned...].firstIndex(of: UInt8(ascii: "\n")) ?? head.count
             // Only a complete line decides (or the last one, at the end of the data: above).
             if end == head.count {
+                // A JSON array (ShareGPT) may be one long line: its first byte decides.
+                if head[start..<end].first(where: { !JSONLines.isSpace($0) }) == UInt8(ascii: "[") { return .sharegpt }
                 scanned = end
                 continue
             }
