@@ -50,7 +50,7 @@ let package = Package(
         // Every trace and dataset reader (streaming gzip, JSON Lines, CSV, one error), and the JSON writer.
         .target(name: "KVData", dependencies: ["KVCache", "CZlib"]),
         // Output-length predictors, training, evaluation and model files; datasets come from KVData.
-        .target(name: "KVPrediction", dependencies: ["KVCache", "KVScheduler", "KVData"]),
+        .target(name: "KVPrediction", dependencies: ["KVCache", "KVScheduler", "KVData", "CXXHash"]),
         // Verifying harnesses, key-derived payloads and test helpers (shipped in no library a server links).
         .target(name: "KVTestSupport", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVRuntime"]),
         // Cost model, modelled engine, replay drivers.

@@ -90,12 +90,15 @@ public final class BoostedStumpsPredictor: OutputLengthPredictor {
 /// - Complexity: O(rounds x (nnz + 2^hashBits)) time for nnz distinct (example, slot) pairs;
 ///   O(nnz) memory for the examples' slot lists.
 public enum BoostedStumpsTrainer {
+    /// Most boosting rounds.
+    public static let maxRounds = 100_000
+
     public static func train(_ examples: [LengthExample], options: StumpTrainingOptions = StumpTrainingOptions(),
                              progress: ((Int, Double) -> Void)? = nil) throws(LengthTrainingError) -> BoostedStumpsPredictor {
         guard !examples.isEmpty else { throw .noExamples }
-        guard options.hashing.isValid, options.rounds >= 1, options.shrinkage > 0, options.minLeaf >= 1,
-              options.reserveQuantile > 0, options.reserveQuantile < 1 else {
-            throw .invalidOption("rounds >= 1, shrinkage > 0, minLeaf >= 1, quantile in (0, 1) are required")
+        guard options.hashing.isValid, (1...maxRounds).contains(options.rounds), options.shrinkage > 0,
+              options.shrinkage <= 1, options.minLeaf >= 1, options.reserveQuantile > 0, options.reserveQuantile < 1 else {
+            throw .invalidOption("rounds in 1...\(maxRounds), shrinkage in (0, 1], minLeaf >= 1, quantile in (0, 1) are required")
         }
         let slots = 1 << options.hashing.hashBits
         // Distinct slots of each example, CSR.

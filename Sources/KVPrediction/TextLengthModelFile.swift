@@ -1,4 +1,6 @@
+import CXXHash
 import Foundation
+import Glibc
 import KVData
 import KVScheduler
 
@@ -16,7 +18,7 @@ public enum LengthModelError: Error, Equatable, CustomStringConvertible {
         case let .cannotRead(path, reason): "cannot read \(path): \(reason)"
         case let .corrupt(reason): "corrupt model file: \(reason)"
         case let .unsupportedVersion(v):
-            "unsupported model file version \(v) (this build reads version \(TextLengthModelFile.version); retrain with `kvcache predict train`)"
+            "unsupported model file version \(v) (this build reads version \(TextLengthModelFile.version), which has a checksum; retrain with `kvcache predict train`)"
         }
     }
 }
@@ -24,16 +26,41 @@ public enum LengthModelError: Error, Equatable, CustomStringConvertible {
 /// The compact file format of a `TextLengthModel`, little-endian:
 ///
 /// ```
-/// "KVLP"  u32 version (2)  u32 headerBytes  header (JSON: hashing, buckets, statistics)
+/// "KVLP"  u32 version (3)  u64 checksum (XXH3-64 of everything after it)
+/// u32 headerBytes  header (JSON: hashing, buckets, statistics)
 /// u32 K  u32 rows  rows x (u32 slot, K x f32 weights)   -- only rows with a non-zero weight
 /// ```
 /// Rows never touched in training stay zero and are not stored, so the file grows with the
 /// vocabulary seen, not with the hash space.
+///
+/// Reading checks, before any allocation the file sizes: the file is regular and at most
+/// `maxFileBytes`, the checksum matches, the header is at most `maxHeaderBytes` with at most
+/// `maxBuckets` buckets and at most `maxWeightFloats` weights, every figure finite and in range.
+/// Writing goes to a temporary file in the target's folder, then `rename`, and refuses a target
+/// that exists but is not a regular file (symlink, device, FIFO, folder). Every failure is a
+/// `LengthModelError`, one line naming the path.
 public enum TextLengthModelFile {
     static let magic: [UInt8] = Array("KVLP".utf8)
-    /// 2: the hashing configuration gained `promptShape` (version 1 files hash prompts differently),
-    /// the header `expectedQuantile`.
-    static let version: UInt32 = 2
+    /// 3: a checksum after the version. 2: the hashing configuration gained `promptShape` (version 1
+    /// files hash prompts differently), the header `expectedQuantile`. Older versions are refused
+    /// with a request to retrain.
+    static let version: UInt32 = 3
+    /// Bytes before the checksummed payload: magic, version, checksum.
+    static let prefixBytes = 16
+    /// Most bytes of the JSON header: 1 MiB.
+    public static let maxHeaderBytes = 1 << 20
+    /// Most length buckets: 64.
+    public static let maxBuckets = 64
+    /// Most weights (`2^hashBits x rowStride` floats): 2^29, 2 GiB.
+    public static let maxWeightFloats = 1 << 29
+    /// Largest model file: the prefix, the largest header and weight section.
+    public static let maxFileBytes = 16 + 4 + maxHeaderBytes + 8 + (1 << 24) * 4 + maxWeightFloats * 4
+
+    /// Whether a model of this shape is within the limits (`maxBuckets`, `maxWeightFloats`). O(1).
+    public static func sizeIsAllowed(hashing: FeatureHashingConfig, buckets: LengthBuckets) -> Bool {
+        guard hashing.isValid, (2...maxBuckets).contains(buckets.count) else { return false }
+        return (1 << hashing.hashBits) * ((buckets.count + 7) & ~7) <= maxWeightFloats
+    }
 
     struct Header: Codable {
         var hashing: FeatureHashingConfig
@@ -67,8 +94,10 @@ public enum TextLengthModelFile {
         var nonZero: [Int] = []
         for r in 0..<rows where (0..<k).contains(where: { model.weights[r * stride + $0] != 0 }) { nonZero.append(r) }
         var out = magic
-        out.reserveCapacity(16 + json.count + nonZero.count * (4 + 4 * k))
+        out.reserveCapacity(prefixBytes + 12 + json.count + nonZero.count * (4 + 4 * k))
         append(version, to: &out)
+        append(UInt32(0), to: &out)
+        append(UInt32(0), to: &out)
         append(UInt32(json.count), to: &out)
         out += json
         append(UInt32(k), to: &out)
@@ -77,16 +106,30 @@ public enum TextLengthModelFile {
             append(UInt32(r), to: &out)
             for c in 0..<k { append(model.weights[r * stride + c].bitPattern, to: &out) }
         }
+        let sum = checksum(out, from: prefixBytes)
+        append(UInt32(truncatingIfNeeded: sum), to: &out, at: 8)
+        append(UInt32(truncatingIfNeeded: sum >> 32), to: &out, at: 12)
         return out
     }
 
-    /// Parses a file's bytes, checking every count, index and value. O(size).
+    /// XXH3-64 of `bytes[start...]`. O(n).
+    static func checksum(_ bytes: [UInt8], from start: Int) -> UInt64 {
+        bytes.withUnsafeBufferPointer { b in XXH3_64bits(b.baseAddress! + start, b.count - start) }
+    }
+
+    /// Parses a file's bytes, checking the checksum and every count, index and value before the
+    /// allocation it sizes. O(size).
     public static func decode(_ bytes: [UInt8]) throws(LengthModelError) -> TextLengthModel {
         var reader = ByteReader(bytes: bytes)
         guard try reader.bytes(4) == magic else { throw .corrupt("not a length model (bad magic)") }
         let v = try reader.u32()
         guard v == version else { throw .unsupportedVersion(v) }
+        let stored = UInt64(try reader.u32()) | UInt64(try reader.u32()) << 32
+        guard checksum(bytes, from: prefixBytes) == stored else {
+            throw .corrupt("checksum mismatch (the file is damaged or was changed)")
+        }
         let headerBytes = Int(try reader.u32())
+        guard headerBytes <= maxHeaderBytes else { throw .corrupt("header of \(headerBytes) bytes (the limit is \(maxHeaderBytes))") }
         let json = try reader.bytes(headerBytes)
         let header: Header
         do {
@@ -95,13 +138,22 @@ public enum TextLengthModelFile {
             throw .corrupt("unreadable header")
         }
         guard header.hashing.isValid else { throw .corrupt("invalid hashing configuration") }
-        guard LengthBuckets(lowerBounds: header.buckets.lowerBounds) != nil, header.buckets.count >= 2 else {
+        guard LengthBuckets(lowerBounds: header.buckets.lowerBounds) != nil, header.buckets.count >= 2,
+              header.buckets.lowerBounds.last! <= DataLimits.maxTokensPerRequest else {
             throw .corrupt("invalid buckets")
+        }
+        guard sizeIsAllowed(hashing: header.hashing, buckets: header.buckets) else {
+            throw .corrupt("\(header.buckets.count) buckets x 2^\(header.hashing.hashBits) slots is over the limits (\(maxBuckets) buckets, \(maxWeightFloats) weights)")
         }
         let k = header.buckets.count
         guard header.bucketMeans.count == k, header.reserveQuantile > 0, header.reserveQuantile < 1,
               header.expectedQuantile > 0, header.expectedQuantile < 1 else {
             throw .corrupt("header figures do not match the buckets")
+        }
+        let figures = header.bucketMeans.map(Double.init) + [Double(header.topValue), header.trainingMean,
+                                                              header.trainingMedian, header.trainingQuantile]
+        guard figures.allSatisfy({ $0.isFinite && $0 >= 0 }), header.trainingExamples >= 0 else {
+            throw .corrupt("negative or non-finite figure in the header")
         }
         guard Int(try reader.u32()) == k else { throw .corrupt("bucket count mismatch") }
         var model = TextLengthModel(hashing: header.hashing, buckets: header.buckets,
@@ -115,11 +167,11 @@ public enum TextLengthModelFile {
         model.trainingQuantile = header.trainingQuantile
         model.trainingExamples = header.trainingExamples
         let rows = 1 << header.hashing.hashBits
-        let stored = Int(try reader.u32())
-        guard stored <= rows, reader.remaining == stored * (4 + 4 * k) else {
+        let storedRows = Int(try reader.u32())
+        guard storedRows <= rows, reader.remaining == storedRows * (4 + 4 * k) else {
             throw .corrupt("weight section has the wrong size")
         }
-        for _ in 0..<stored {
+        for _ in 0..<storedRows {
             let r = Int(try reader.u32())
             guard r < rows else { throw .corrupt("row \(r) outside the hash space") }
             for c in 0..<k {
@@ -131,28 +183,82 @@ public enum TextLengthModelFile {
         return model
     }
 
-    /// Writes `model` to `path` atomically.
+    /// Writes `model` to `path`: to a temporary file in the same folder, flushed, then renamed over
+    /// `path`, so that a failure leaves `path` as it was. A `path` that exists and is not a regular
+    /// file (symlink, device, FIFO, folder) is refused.
     public static func save(_ model: TextLengthModel, to path: String) throws(LengthModelError) {
-        do {
-            try Data(encode(model)).write(to: URL(fileURLWithPath: path), options: .atomic)
-        } catch {
-            throw .cannotWrite(path: path, reason: error.localizedDescription)
+        try checkTarget(path)
+        let bytes = encode(model)
+        let slash = path.lastIndex(of: "/")
+        let folder = slash.map { String(path[...$0]) } ?? ""
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        guard !name.isEmpty else { throw .cannotWrite(path: path, reason: "names a folder, not a file") }
+        var template = Array((folder + "." + name + ".XXXXXX").utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { throw .cannotWrite(path: path, reason: systemReason()) }
+        let temporary = String(cString: template)
+        var failure: String? = nil
+        bytes.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    failure = systemReason()
+                    return
+                }
+                offset += n
+            }
+        }
+        if failure == nil && fsync(fd) != 0 { failure = systemReason() }
+        if failure == nil { _ = fchmod(fd, 0o644) }
+        if close(fd) != 0 && failure == nil { failure = systemReason() }
+        if failure == nil && rename(temporary, path) != 0 { failure = systemReason() }
+        if let failure {
+            unlink(temporary)
+            throw .cannotWrite(path: path, reason: failure)
         }
     }
 
-    /// Reads the model at `path`.
-    public static func load(from path: String) throws(LengthModelError) -> TextLengthModel {
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
-        } catch {
-            throw .cannotRead(path: path, reason: error.localizedDescription)
+    /// Refuses a `path` that exists and is not a regular file (what `save` refuses), so that a caller
+    /// can fail before training. O(1).
+    public static func checkTarget(_ path: String) throws(LengthModelError) {
+        var info = stat()
+        if lstat(path, &info) == 0 && info.st_mode & S_IFMT != S_IFREG {
+            throw .cannotWrite(path: path, reason: "exists and is not a regular file (symlink, device, FIFO or folder)")
         }
-        return try decode([UInt8](data))
     }
+
+    /// Reads the model at `path` (a regular file of at most `maxFileBytes`).
+    public static func load(from path: String) throws(LengthModelError) -> TextLengthModel {
+        let opened: (file: UnsafeMutablePointer<FILE>, bytes: Int)
+        do { opened = try RegularFile.open(path) } catch {
+            if case let .cannotRead(_, reason) = error { throw .cannotRead(path: path, reason: reason) }
+            throw .cannotRead(path: path, reason: error.description)
+        }
+        defer { fclose(opened.file) }
+        guard opened.bytes <= maxFileBytes else {
+            throw .cannotRead(path: path, reason: "\(opened.bytes) bytes is larger than any model file (\(maxFileBytes))")
+        }
+        let bytes = [UInt8](unsafeUninitializedCapacity: opened.bytes) { buffer, count in
+            count = opened.bytes == 0 ? 0 : fread(buffer.baseAddress!, 1, opened.bytes, opened.file)
+        }
+        guard bytes.count == opened.bytes else { throw .cannotRead(path: path, reason: "short read") }
+        do { return try decode(bytes) } catch {
+            if case let .corrupt(reason) = error { throw .corrupt("\(path): \(reason)") }
+            throw .cannotRead(path: path, reason: error.description)
+        }
+    }
+
+    private static func systemReason() -> String { String(cString: strerror(errno)) }
 
     static func append(_ value: UInt32, to out: inout [UInt8]) {
         withUnsafeBytes(of: value.littleEndian) { out.append(contentsOf: $0) }
+    }
+
+    /// Overwrites the 4 bytes at `offset` with `value`.
+    static func append(_ value: UInt32, to out: inout [UInt8], at offset: Int) {
+        for i in 0..<4 { out[offset + i] = UInt8(truncatingIfNeeded: value >> (8 * UInt32(i))) }
     }
 
     struct ByteReader {

@@ -58,12 +58,26 @@ public struct TrainingProgress: Sendable {
 /// - Complexity: O(epochs x sum of F x K) time for F features per example and K buckets;
 ///   O(2^hashBits x K) memory for the weights and AdaGrad accumulators.
 public enum TextLengthTrainer {
-    public static func train(_ examples: [LengthExample], options: TextTrainingOptions = TextTrainingOptions(),
-                             progress: ((TrainingProgress) -> Void)? = nil) throws(LengthTrainingError) -> TextLengthModel {
-        guard !examples.isEmpty else { throw .noExamples }
-        guard options.hashing.isValid else { throw .invalidOption("hashing configuration") }
-        guard options.epochs >= 1, options.learningRate > 0, options.l2 >= 0 else {
-            throw .invalidOption("epochs >= 1, learning rate > 0 and l2 >= 0 are required")
+    /// Most passes over the data.
+    public static let maxEpochs = 10_000
+    /// Largest learning rate and L2 penalty.
+    public static let maxLearningRate: Float = 1e6
+
+    /// Refuses options that would not train a loadable model: a hashing configuration or bucket
+    /// count over `TextLengthModelFile`'s limits, epochs outside `1...maxEpochs`, a learning rate
+    /// outside `(0, maxLearningRate]`, an L2 penalty outside `[0, maxLearningRate]` (non-finite
+    /// values included), quantiles outside (0, 1). O(1).
+    public static func validate(_ options: TextTrainingOptions) throws(LengthTrainingError) {
+        guard options.hashing.isValid else { throw .invalidOption("hashing configuration (hash bits 8...24, token windows 0...65536, cross scale in (0, 16])") }
+        guard TextLengthModelFile.sizeIsAllowed(hashing: options.hashing, buckets: options.buckets) else {
+            throw .invalidOption("\(options.buckets.count) buckets x 2^\(options.hashing.hashBits) slots is over the model file limits")
+        }
+        guard (1...maxEpochs).contains(options.epochs) else { throw .invalidOption("epochs must lie in 1...\(maxEpochs)") }
+        guard options.learningRate > 0, options.learningRate <= maxLearningRate else {
+            throw .invalidOption("learning rate must be finite, in (0, \(maxLearningRate)]")
+        }
+        guard options.l2 >= 0, options.l2 <= maxLearningRate else {
+            throw .invalidOption("l2 must be finite, in [0, \(maxLearningRate)]")
         }
         guard options.reserveQuantile > 0, options.reserveQuantile < 1 else {
             throw .invalidOption("reserve quantile must lie in (0, 1)")
@@ -71,6 +85,12 @@ public enum TextLengthTrainer {
         guard options.expectedQuantile > 0, options.expectedQuantile < 1 else {
             throw .invalidOption("expected quantile must lie in (0, 1)")
         }
+    }
+
+    public static func train(_ examples: [LengthExample], options: TextTrainingOptions = TextTrainingOptions(),
+                             progress: ((TrainingProgress) -> Void)? = nil) throws(LengthTrainingError) -> TextLengthModel {
+        guard !examples.isEmpty else { throw .noExamples }
+        try validate(options)
         var model = TextLengthModel(hashing: options.hashing, buckets: options.buckets,
                                     reserveQuantile: options.reserveQuantile,
                                     expectedStatistic: options.expectedStatistic,
@@ -143,6 +163,9 @@ public enum TextLengthTrainer {
             }
             progress?(TrainingProgress(epoch: epoch, meanLoss: loss / Double(examples.count),
                                        seconds: KVClock.seconds(from: start, to: KVClock.monotonicNanos())))
+        }
+        guard model.weights.allSatisfy({ $0.isFinite }) else {
+            throw .invalidOption("training diverged (a weight is not finite); lower the learning rate")
         }
         return model
     }

@@ -173,9 +173,9 @@ struct PredictionReaderTests {
 struct PredictionMooncakeTests {
     @Test func readsInArrivalOrderAndHoldsOutTheLaterHalf() throws {
         let text = """
-            {"timestamp": 30, "input_length": 600, "output_length": 12, "hash_ids": [7, 8]}
             {"timestamp": 10, "input_length": 100, "output_length": 40, "hash_ids": [3]}
             {"timestamp": 20, "input_length": 50, "output_length": 5, "hash_ids": [5]}
+            {"timestamp": 30, "input_length": 600, "output_length": 12, "hash_ids": [7, 8]}
             {"timestamp": 40, "input_length": 70, "output_length": 9, "hash_ids": [9]}
             """
         func read(_ t: String) throws -> LengthDataSet {
@@ -185,8 +185,12 @@ struct PredictionMooncakeTests {
         #expect(set.examples.map(\.target) == [40, 5, 12, 9])
         #expect(set.examples.map(\.heldOut) == [false, false, true, true])
         #expect(set.examples.map(\.input.templateKey) == [3, 5, 7, 9])
+        // Out of order: refused with the line, as the replay refuses it.
+        #expect(throws: DataError.badLine(path: "m.jsonl", line: 2, reason: "timestamp 10.0 is earlier than the previous row's 30.0 (sort the trace by time)")) {
+            try read("{\"timestamp\": 30, \"input_length\": 1, \"output_length\": 1, \"hash_ids\": [1]}\n{\"timestamp\": 10, \"input_length\": 1, \"output_length\": 1, \"hash_ids\": [1]}")
+        }
         // The replay's reader: a row the replay rejects is rejected here too.
-        #expect(throws: DataError.badLine(path: "m.jsonl", line: 2, reason: "negative length or invalid timestamp")) {
+        #expect(throws: DataError.badLine(path: "m.jsonl", line: 2, reason: "input_length 1 or output_length -1 is outside 0...16777216")) {
             try read("{\"timestamp\": 1, \"input_length\": 1, \"output_length\": 1, \"hash_ids\": [1]}\n{\"timestamp\": 2, \"input_length\": 1, \"output_length\": -1, \"hash_ids\": [1]}")
         }
         #expect(throws: DataError.badLine(path: "m.jsonl", line: 1, reason: "missing field \"hash_ids\"")) {

@@ -16,7 +16,7 @@ func fixture(_ name: String) throws -> String {
 @Suite struct TraceReaderTests {
     @Test func azureCSVReportsTheBadLineWithItsNumber() throws {
         let path = try fixture("azure_small.csv")
-        #expect(throws: DataError.badLine(path: path, line: 4, reason: "input tokens 'oops' is not a positive integer")) {
+        #expect(throws: DataError.badLine(path: path, line: 4, reason: "input tokens 'oops' is not an integer in 1...16777216")) {
             try TraceLoader.load(path: path)
         }
     }
@@ -25,7 +25,7 @@ func fixture(_ name: String) throws -> String {
         let trace = try TraceLoader.load(path: try fixture("azure_small.csv"), skipBadLines: true)
         #expect(trace.format == .azure)
         #expect(trace.skippedLines == 1)
-        #expect(trace.firstSkipped?.hasSuffix("azure_small.csv:4: input tokens 'oops' is not a positive integer") == true)
+        #expect(trace.firstSkipped?.hasSuffix("azure_small.csv:4: input tokens 'oops' is not an integer in 1...16777216") == true)
         #expect(trace.requests.map(\.inputTokens) == [4808, 3180, 110, 20])
         #expect(trace.requests.map(\.outputTokens) == [10, 8, 27, 1])
         #expect(abs(trace.requests[1].arrival - 0.052) < 1e-6)
@@ -38,7 +38,7 @@ func fixture(_ name: String) throws -> String {
         #expect(timed.format == .vidur && timed.hasTimestamps)
         #expect(timed.requests.map(\.arrival) == [0, 0.052, 1.5])
         let path = try fixture("vidur_small.csv")
-        #expect(throws: DataError.badLine(path: path, line: 4, reason: "output tokens '-5' is not a non-negative integer")) {
+        #expect(throws: DataError.badLine(path: path, line: 4, reason: "output tokens '-5' is not an integer in 0...16777216")) {
             try TraceLoader.load(path: path)
         }
         let untimed = try TraceLoader.load(path: path, skipBadLines: true)
@@ -87,7 +87,7 @@ func fixture(_ name: String) throws -> String {
 
     @Test func castilloUsesTheFirstSampledLength() throws {
         let path = try fixture("castillo_small.jsonl")
-        #expect(throws: DataError.badLine(path: path, line: 2, reason: "input_size missing or not positive")) {
+        #expect(throws: DataError.badLine(path: path, line: 2, reason: "input_size missing or outside 1...16777216")) {
             try TraceLoader.load(path: path)
         }
         let trace = try TraceLoader.load(path: path, skipBadLines: true)
@@ -147,5 +147,103 @@ func fixture(_ name: String) throws -> String {
         let scaled = ArrivalSchedule.apply(to: reqs, hasTimestamps: true, rateScale: 4)
         #expect(scaled[0].arrival == 2.5)
         #expect(ArrivalSchedule.apply(to: reqs, hasTimestamps: false)[7].arrival == 0)
+    }
+}
+
+/// Hostile inputs: every number from a file is range-checked where it enters; nothing traps.
+@Suite struct HostileTraceTests {
+    func mooncake(_ lines: [String], skip: Bool = false) throws -> LoadedTrace {
+        try Mooncake.read(ByteSource(bytes: bytes(lines.joined(separator: "\n")), name: "t.jsonl"), skipBadLines: skip)
+    }
+
+    @Test func hugeMooncakeLengthIsABadLineNotATrap() throws {
+        let line = #"{"timestamp": 0, "input_length": 9223372036854775807, "output_length": 1, "hash_ids": [1]}"#
+        #expect(throws: DataError.badLine(path: "t.jsonl", line: 1, reason: "input_length 9223372036854775807 or output_length 1 is outside 0...16777216")) {
+            try mooncake([line])
+        }
+        #expect(throws: DataError.empty(path: "t.jsonl")) { try mooncake([line], skip: true) }
+        let tooManyOutput = #"{"timestamp": 0, "input_length": 1, "output_length": 16777217, "hash_ids": [1]}"#
+        #expect(throws: DataError.self) { try mooncake([tooManyOutput]) }
+    }
+
+    @Test func timestampsMustBeNonDecreasingAndWithinTheSpan() throws {
+        let a = #"{"timestamp": 5000, "input_length": 1, "output_length": 1, "hash_ids": [1]}"#
+        let b = #"{"timestamp": 1000, "input_length": 1, "output_length": 1, "hash_ids": [1]}"#
+        let far = #"{"timestamp": 1e300, "input_length": 1, "output_length": 1, "hash_ids": [1]}"#
+        #expect(throws: DataError.badLine(path: "t.jsonl", line: 2, reason: "timestamp 1000.0 is earlier than the previous row's 5000.0 (sort the trace by time)")) {
+            try mooncake([a, b])
+        }
+        // Milliseconds divided by 1000, as the replay figures were computed (not multiplied by 1e-3).
+        let nine = #"{"timestamp": 5009, "input_length": 1, "output_length": 1, "hash_ids": [1]}"#
+        #expect(try mooncake([a, nine]).requests[1].arrival == 0.009)
+        let skipped = try mooncake([a, b, far, a], skip: true)
+        #expect(skipped.requests.map(\.arrival) == [0, 0])
+        #expect(skipped.skippedLines == 2)
+        // CSV: the same rule.
+        let csv = "arrived_at,num_prefill_tokens,num_decode_tokens\n2.0,10,1\n1.0,10,1\n"
+        #expect(throws: DataError.badLine(path: "v.csv", line: 3, reason: "timestamp 1.0 is earlier than the previous row's 2.0 (sort the trace by time)")) {
+            try TraceLoader.parse(bytes(csv), path: "v.csv")
+        }
+        let inf = "arrived_at,num_prefill_tokens,num_decode_tokens\ninf,10,1\n"
+        #expect(throws: DataError.badLine(path: "v.csv", line: 2, reason: "timestamp inf is not a finite number")) {
+            try TraceLoader.parse(bytes(inf), path: "v.csv")
+        }
+    }
+
+    @Test func csvTokenCountsAreBounded() throws {
+        let csv = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03,99999999999999999999,1\n"
+        #expect(throws: DataError.badLine(path: "a.csv", line: 2, reason: "input tokens '99999999999999999999' is not an integer in 1...16777216")) {
+            try TraceLoader.parse(bytes(csv), path: "a.csv")
+        }
+    }
+
+    @Test func castilloRowsAreBounded() throws {
+        func read(_ line: String) throws -> LoadedTrace { try TraceLoader.parse(bytes(line), path: "c.jsonl", format: .castillo) }
+        #expect(throws: DataError.badLine(path: "c.jsonl", line: 1, reason: "an output length or output_mean outside 0...16777216")) {
+            try read(#"{"prompt_id": "p", "input_size": 5, "output_mean": 1e300}"#)
+        }
+        let many = "[" + Array(repeating: "1", count: DataLimits.maxSamplesPerRow + 1).joined(separator: ",") + "]"
+        #expect(throws: DataError.badLine(path: "c.jsonl", line: 1, reason: "1025 output_sizes (the limit is 1024)")) {
+            try read(#"{"prompt_id": "p", "input_size": 5, "output_sizes": "# + many + "}")
+        }
+    }
+
+    @Test func budgetRefusesPastTheWholeFileLimits() throws {
+        var budget = RecordBudget(path: "f")
+        try budget.add(line: 1, hashIDs: DataLimits.maxTotalHashIDs)
+        #expect(throws: DataError.self) { try budget.add(line: 2, hashIDs: 1) }
+        #expect(budget.records == 1 && budget.hashIDs == DataLimits.maxTotalHashIDs)
+        #expect(throws: DataError.self) { try budget.add(line: 3, textBytes: DataLimits.maxTextBytes + 1) }
+    }
+
+    @Test func shareGPTLineNumbersCountLeadingBlankLines() throws {
+        let text = "\n  \n{\"conversations\": 3}\n"
+        #expect(throws: DataError.badLine(path: "s.jsonl", line: 3, reason: "wrong type at \"conversations\"")) {
+            try TraceLoader.parse(bytes(text), path: "s.jsonl", format: .sharegpt)
+        }
+    }
+
+    @Test func onlyRegularFilesAreOpened() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("kv-hostile-\(UInt64.random(in: 0...UInt64.max))").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let fifo = folder + "/fifo"
+        #expect(mkfifo(fifo, 0o600) == 0)
+        // A FIFO without a writer would block an ordinary open: refused at once instead.
+        #expect(throws: DataError.cannotRead(path: fifo, reason: "not a regular file (pipes, sockets and devices are not supported)")) {
+            try TraceLoader.load(path: fifo)
+        }
+        #expect(throws: DataError.cannotRead(path: "-", reason: "standard input is not supported; give a file")) {
+            try TraceLoader.load(path: "-")
+        }
+        #expect(throws: DataError.cannotRead(path: folder, reason: "is a folder, not a file")) { try ByteSource(path: folder) }
+        #expect(throws: DataError.self) { try ByteSource(path: "/dev/zero") }
+    }
+
+    @Test func detectionHoldsOnlyTheFirstLine() throws {
+        // Many blank lines, then a header: found without holding the blanks.
+        let text = String(repeating: "\n", count: 200_000) + "arrived_at,num_prefill_tokens,num_decode_tokens\n1,2,3\n"
+        #expect(try detect(text) == .vidur)
+        #expect(try detect(String(repeating: " \n", count: 1000)) == nil)
     }
 }

@@ -51,9 +51,18 @@ struct ReplayCommand: ParsableCommand {
     var timed: TimedReplayOptions
 
     func validate() throws {
-        guard capacityBlocks >= 1 else { throw ValidationError("--capacity-blocks must be at least 1") }
-        guard (1 ... 1024).contains(blockTokens) else { throw ValidationError("--block-tokens must be in 1...1024") }
-        guard cpuBlocks >= 0, diskBlocks >= 0 else { throw ValidationError("--cpu-blocks and --disk-blocks must not be negative") }
+        let blocks = 0...ReplayLimits.maxBlocks
+        guard (1...ReplayLimits.maxBlocks).contains(capacityBlocks) else { throw ValidationError("--capacity-blocks must be in 1...\(ReplayLimits.maxBlocks)") }
+        guard (1...ReplayLimits.maxBlockTokens).contains(blockTokens) else { throw ValidationError("--block-tokens must be in 1...\(ReplayLimits.maxBlockTokens)") }
+        guard blocks.contains(cpuBlocks) else { throw ValidationError("--cpu-blocks must be in 0...\(ReplayLimits.maxBlocks)") }
+        guard blocks.contains(diskBlocks) else { throw ValidationError("--disk-blocks must be in 0...\(ReplayLimits.maxBlocks)") }
+        let tiered = cpuBlocks + diskBlocks > 0
+        do {
+            try ReplayLimits.checkMemory(capacityBlocks * (tiered ? ReplayLimits.tieredBlockBytes : ReplayLimits.deviceBlockBytes)
+                                         + cpuBlocks * ReplayLimits.tieredBlockBytes + diskBlocks * ReplayLimits.diskBlockBytes,
+                                         what: "--capacity-blocks, --cpu-blocks and --disk-blocks")
+        } catch { throw ValidationError(error.description) }
+        try timed.validate()
         _ = try policies()
     }
 

@@ -56,6 +56,26 @@ struct TimedReplayOptions: ParsableArguments {
     var thinkTimeSeconds = 0.0
     @Flag(help: "Let conversation turns arrive at their own times, not after the previous turn finished.")
     var noSessionGating = false
+
+    /// Refuses every numeric flag outside its documented range (README, "Limits"), naming the flag.
+    func validate() throws {
+        func check(_ ok: Bool, _ message: String) throws { if !ok { throw ValidationError(message) } }
+        let tokens = 1...DataLimits.maxTokensPerRequest, seconds = 0...ReplayLimits.maxSeconds
+        if let kvGiB { try check(kvGiB.isFinite && kvGiB > 0 && kvGiB <= 1_048_576, "--kv-gib must be a finite number in (0, 1048576]") }
+        try check(swapGiB.isFinite && (0...1_048_576.0).contains(swapGiB), "--swap-gib must be a finite number in 0...1048576")
+        try check(cpuGiB.isFinite && (0...1_048_576.0).contains(cpuGiB), "--cpu-gib must be a finite number in 0...1048576")
+        try check(tokens.contains(maxTokens), "--max-tokens must be in 1...\(DataLimits.maxTokensPerRequest)")
+        try check((1...ReplayLimits.maxRunningSequences).contains(maxRunning), "--max-running must be in 1...\(ReplayLimits.maxRunningSequences)")
+        try check(tokens.contains(maxBatchedTokens), "--max-batched-tokens must be in 1...\(DataLimits.maxTokensPerRequest)")
+        if case let .tokens(n) = mixedStepTokens { try check(tokens.contains(n), "--mixed-step-tokens must be auto, off or in 1...\(DataLimits.maxTokensPerRequest)") }
+        try check((1...ReplayLimits.maxBlockTokens).contains(kvBlockTokens), "--kv-block-tokens must be in 1...\(ReplayLimits.maxBlockTokens)")
+        try check(rateScale.isFinite && (1e-3...1e6).contains(rateScale), "--rate-scale must be a finite number in 0.001...1000000")
+        if let arrivalRate { try check(arrivalRate.isFinite && (1e-3...1e9).contains(arrivalRate), "--arrival-rate must be a finite number in 0.001...1000000000") }
+        try check(agingSeconds.isFinite && seconds.contains(agingSeconds), "--aging-s must be a finite number in 0...\(ReplayLimits.maxSeconds)")
+        try check(thinkTimeSeconds.isFinite && seconds.contains(thinkTimeSeconds), "--think-time-s must be a finite number in 0...\(ReplayLimits.maxSeconds)")
+        try check(reserveQuantile > 0 && reserveQuantile < 1, "--reserve-quantile must be in (0, 1)")
+        if let limit { try check(limit >= 0, "--limit must not be negative") }
+    }
 }
 
 /// `--order`.
@@ -118,6 +138,7 @@ enum TimedReplay {
         let costModel = RooflineCostModel(model: model, hardware: hardware)
         let kvBytes = o.kvGiB.map { $0 * 1_073_741_824 } ?? costModel.kvBytesAvailable()
         var base = ModelledRunConfig(model: model, hardware: hardware, kvBytes: kvBytes)
+        guard o.kvGiB != nil || kvBytes > 0 else { throw CLIError("\(model.name) does not fit on \(hardware.name): no memory left for the KV cache (give --kv-gib)") }
         base.blockTokens = o.kvBlockTokens
         base.maxTokens = o.maxTokens
         base.swapBytes = o.swapGiB * 1_073_741_824
@@ -134,6 +155,7 @@ enum TimedReplay {
         base.scheduler.order = queueOrder
         guard o.thinkTimeSeconds >= 0 else { throw CLIError("--think-time-s must not be negative") }
         base.sessionThinkSeconds = o.noSessionGating ? nil : o.thinkTimeSeconds
+        do { try base.validateLimits() } catch { throw CLIError("--kv-gib, --swap-gib or --cpu-gib: \(error.description)") }
         guard base.capacityBlocks >= 1 else { throw CLIError("--kv-gib holds no KV block") }
 
         // A fresh predictor per run (they learn online), from one loaded model.

@@ -8,8 +8,8 @@ import Glibc
 /// file's size: readers walk the pieces (`JSONLines`, `CSV`) instead of holding the file. Foundation on
 /// Linux has no gzip decoder, so this is the one caller of zlib's `inflate`; concatenated gzip members
 /// (as `cat a.gz b.gz` produces) are inflated one after another, zero padding between them skipped.
-/// Failure: `DataError.cannotRead` (open or read) or `.corruptCompressedData` (damaged or truncated
-/// stream), naming the path. A source is used by one thread; `read` allocates only when the caller's
+/// Only regular files are opened (`RegularFile`). Failure: `DataError.cannotRead` (open or read) or
+/// `.corruptCompressedData` (damaged or truncated stream), naming the path. A source is used by one thread; `read` allocates only when the caller's
 /// buffer grows.
 public final class ByteSource {
     /// The most bytes one `read` appends, and the size of the compressed input buffer.
@@ -35,8 +35,7 @@ public final class ByteSource {
         memory = []
         input = .allocate(capacity: Self.pieceBytes)
         // Every stored property is set here, so a throw runs `deinit`, which frees `input`.
-        guard let f = fopen(path, "rb") else { throw .cannotRead(path: path, reason: String(cString: strerror(errno))) }
-        file = f
+        file = try RegularFile.open(path).file
         try start()
     }
 

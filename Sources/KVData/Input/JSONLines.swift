@@ -8,20 +8,34 @@ import Foundation
 public enum JSONLines {
     /// Calls `body` with each non-blank line (without its `\n` or `\r\n`) and its 1-based line number,
     /// reading `source` piece by piece: memory holds one piece plus the longest line. `prefix` holds
-    /// bytes already read from `source` (by a reader that looked at its head), walked first.
+    /// bytes already read from `source` (by a reader that looked at its head), walked first, starting
+    /// at line `firstLine`. A line longer than `DataLimits.maxLineBytes` is a `badLine`.
     ///
     /// - Complexity: O(n) in the (inflated) size.
     public static func forEachLine(
-        in source: ByteSource, prefix: [UInt8] = [], _ body: (ArraySlice<UInt8>, Int) throws(DataError) -> Void
+        in source: ByteSource, prefix: [UInt8] = [], firstLine: Int = 1,
+        _ body: (ArraySlice<UInt8>, Int) throws(DataError) -> Void
     ) throws(DataError) {
         var buffer = prefix
         buffer.reserveCapacity(2 * ByteSource.pieceBytes)
-        var line = 1
+        var line = firstLine
         var more = true
+        // The bytes left over from the last walk hold no line break: the next walk starts past them,
+        // so a long line is scanned once, not once per piece.
+        var scanned = 0
         while more {
             more = try source.read(appendingTo: &buffer)
-            let consumed = try walk(buffer, final: !more, line: &line, body)
+            let consumed = try walk(buffer, final: !more, line: &line, scanFrom: scanned, body)
             buffer.removeFirst(consumed)
+            scanned = buffer.count
+            try checkLineLength(scanned, path: source.path, line: line)
+        }
+    }
+
+    /// Throws when an unfinished line of `bytes` bytes is longer than `DataLimits.maxLineBytes`. O(1).
+    public static func checkLineLength(_ bytes: Int, path: String, line: Int) throws(DataError) {
+        guard bytes <= DataLimits.maxLineBytes else {
+            throw .badLine(path: path, line: line, reason: "line longer than \(DataLimits.maxLineBytes) bytes (the limit)")
         }
     }
 
@@ -32,18 +46,19 @@ public enum JSONLines {
         in bytes: [UInt8], _ body: (ArraySlice<UInt8>, Int) throws(E) -> Void
     ) throws(E) {
         var line = 1
-        _ = try walk(bytes, final: true, line: &line, body)
+        _ = try walk(bytes, final: true, line: &line, scanFrom: 0, body)
     }
 
     /// Walks the complete lines of `bytes` (and the unterminated last one when `final`); returns the
-    /// bytes consumed.
+    /// bytes consumed. `bytes[..<scanFrom]` is known to hold no line break.
     private static func walk<E: Error>(
-        _ bytes: [UInt8], final: Bool, line: inout Int, _ body: (ArraySlice<UInt8>, Int) throws(E) -> Void
+        _ bytes: [UInt8], final: Bool, line: inout Int, scanFrom: Int,
+        _ body: (ArraySlice<UInt8>, Int) throws(E) -> Void
     ) throws(E) -> Int {
         var start = 0
         let count = bytes.count
         while start < count {
-            var end = start
+            var end = start == 0 ? min(scanFrom, count) : start
             while end < count && bytes[end] != UInt8(ascii: "\n") { end += 1 }
             if end == count && !final { break }
             var last = end

@@ -5,7 +5,8 @@ import Foundation
 /// (`Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type`).
 ///
 /// Columns are found by header name, in any order (`CSV` splits the rows). Arrivals are made relative
-/// to the first row. A bad row is a `DataError.badLine` (or, with `skipBadLines`, counted and skipped).
+/// to the first row and follow `ArrivalClock`'s rule (finite, non-decreasing, bounded span); token
+/// counts lie in `0...DataLimits.maxTokensPerRequest` (input at least 1). A bad row is a `DataError.badLine` (or, with `skipBadLines`, counted and skipped).
 /// O(n) in the file size; memory holds the requests and one piece of the file.
 public enum CSVTrace {
     /// Reads `source` (a whole CSV file) as `format`.
@@ -13,9 +14,11 @@ public enum CSVTrace {
                             skipBadLines: Bool = false) throws(DataError) -> LoadedTrace {
         let path = source.path
         var sink = BadLineSink(path: path, skip: skipBadLines)
+        var budget = RecordBudget(path: path)
         var requests: [TraceRequest] = []
         var columns: Columns? = nil
-        var firstTime: Double? = nil
+        var clock = ArrivalClock(unitsPerSecond: 1)
+        let limit = DataLimits.maxTokensPerRequest
         var fields: [Substring] = []
         try JSONLines.forEachLine(in: source) { (bytes, lineNumber) throws(DataError) in
             let text = String(decoding: bytes, as: UTF8.self)
@@ -28,23 +31,32 @@ public enum CSVTrace {
                 try sink.report(line: lineNumber, "expected \(cols.width) fields, found \(fields.count)")
                 return
             }
-            guard let input = Int(fields[cols.input].trimmingCharacters(in: .whitespaces)), input > 0 else {
-                try sink.report(line: lineNumber, "input tokens '\(fields[cols.input])' is not a positive integer")
+            guard let input = Int(fields[cols.input].trimmingCharacters(in: .whitespaces)), (1...limit).contains(input) else {
+                try sink.report(line: lineNumber, "input tokens '\(fields[cols.input].prefix(40))' is not an integer in 1...\(limit)")
                 return
             }
-            guard let output = Int(fields[cols.output].trimmingCharacters(in: .whitespaces)), output >= 0 else {
-                try sink.report(line: lineNumber, "output tokens '\(fields[cols.output])' is not a non-negative integer")
+            guard let output = Int(fields[cols.output].trimmingCharacters(in: .whitespaces)), (0...limit).contains(output) else {
+                try sink.report(line: lineNumber, "output tokens '\(fields[cols.output].prefix(40))' is not an integer in 0...\(limit)")
                 return
             }
+            let modelBytes = cols.model.map { fields[$0].utf8.count } ?? 0
             var arrival = 0.0
             if let tc = cols.time {
                 let field = fields[tc].trimmingCharacters(in: .whitespaces)
-                guard let t = format == .azure ? CSV.parseDateTime(field) ?? Double(field) : Double(field), t.isFinite else {
-                    try sink.report(line: lineNumber, "timestamp '\(field)' is not a time")
+                guard let t = format == .azure ? CSV.parseDateTime(field) ?? Double(field) : Double(field) else {
+                    try sink.report(line: lineNumber, "timestamp '\(field.prefix(40))' is not a time")
                     return
                 }
-                if firstTime == nil { firstTime = t }
-                arrival = t - firstTime!
+                switch clock.arrival(of: t) {
+                case let .success(a): arrival = a
+                case let .failure(refusal):
+                    try sink.report(line: lineNumber, refusal.description)
+                    return
+                }
+                try budget.add(line: lineNumber, textBytes: modelBytes)
+                clock.accept(t)
+            } else {
+                try budget.add(line: lineNumber, textBytes: modelBytes)
             }
             let model = cols.model.map { String(fields[$0].trimmingCharacters(in: .whitespaces)) }
             requests.append(TraceRequest(arrival: arrival, inputTokens: input, outputTokens: output, model: model))

@@ -6,8 +6,10 @@
 /// different targets from one row, so the choice is explicit (`Target`): the replay takes one real
 /// draw (`output_sizes[0]`) as the request's output, the predictors train on the mean of the samples
 /// (what a scheduler packs on average) and keep every sample for the reservation quantiles.
-/// A row is malformed when it is not a JSON object, has no positive `input_size`, has neither
-/// `output_sizes` nor `output_mean`, or has a length outside 0...Int32.max. O(n) in the file size.
+/// A row is malformed when it is not a JSON object, has no `input_size` in
+/// `1...DataLimits.maxTokensPerRequest`, has neither `output_sizes` nor `output_mean`, has more than
+/// `DataLimits.maxSamplesPerRow` samples, or has an output length (or a mean) outside
+/// `0...DataLimits.maxTokensPerRequest`. O(n) in the file size; `RecordBudget` bounds what is kept.
 public enum Castillo {
     /// Which output length of a row a consumer takes.
     public enum Target: Sendable {
@@ -64,38 +66,51 @@ public enum Castillo {
     public static func readLengths(_ source: ByteSource, skipBadLines: Bool = false) throws(DataError)
         -> (rows: [LengthRow], skipped: Int, firstSkipped: String?) {
         var sink = BadLineSink(path: source.path, skip: skipBadLines)
+        var budget = RecordBudget(path: source.path)
         var rows: [LengthRow] = []
+        let limit = DataLimits.maxTokensPerRequest
         try JSONLines.forEachLine(in: source) { (line, number) throws(DataError) in
             let r: Record
             do throws(DataError) { r = try JSONLines.decode(Record.self, line, path: source.path, line: number) } catch {
                 try sink.report(error)
                 return
             }
-            guard let input = r.input_size, input > 0 else {
-                try sink.report(line: number, "input_size missing or not positive")
+            guard let input = r.input_size, (1...limit).contains(input) else {
+                try sink.report(line: number, "input_size missing or outside 1...\(limit)")
                 return
             }
             let sizes = r.output_sizes ?? []
-            guard !sizes.isEmpty || r.output_mean.map({ $0 >= 0 && $0.isFinite }) == true else {
+            guard !sizes.isEmpty || r.output_mean != nil else {
                 try sink.report(line: number, "output_sizes missing or empty")
                 return
             }
-            guard sizes.allSatisfy({ $0 >= 0 && $0 <= Int(Int32.max) }) else {
-                try sink.report(line: number, "negative or huge output length")
+            guard sizes.count <= DataLimits.maxSamplesPerRow else {
+                try sink.report(line: number, "\(sizes.count) output_sizes (the limit is \(DataLimits.maxSamplesPerRow))")
                 return
             }
+            guard sizes.allSatisfy({ (0...limit).contains($0) }),
+                  r.output_mean.map({ $0 >= 0 && $0 <= Double(limit) }) ?? true else {
+                try sink.report(line: number, "an output length or output_mean outside 0...\(limit)")
+                return
+            }
+            let kept = (r.prompt_id?.utf8.count ?? 0) + (r.model?.utf8.count ?? 0) + (r.dataset?.utf8.count ?? 0)
+                + (r.split?.utf8.count ?? 0)
+            try budget.add(line: number, textBytes: kept)
             rows.append(LengthRow(line: number, promptID: r.prompt_id, model: r.model, dataset: r.dataset,
                                   split: r.split, inputSize: input, outputSizes: sizes, outputMean: r.output_mean))
         }
         return (rows, sink.skipped, sink.first)
     }
 
-    /// The prompts of `source` by prompt id. A row without a prompt id or text is malformed. O(n).
+    /// The prompts of `source` by prompt id. A row without a prompt id or text is malformed; the rows
+    /// kept are bounded by `RecordBudget`. O(n).
     public static func readPrompts(_ source: ByteSource) throws(DataError) -> [String: PromptRow] {
         var prompts: [String: PromptRow] = [:]
+        var budget = RecordBudget(path: source.path)
         try JSONLines.forEachLine(in: source) { (line, number) throws(DataError) in
             let record = try JSONLines.decode(PromptRow.self, line, path: source.path, line: number)
             if record.prompt_id.isEmpty { throw .badLine(path: source.path, line: number, reason: "empty prompt_id") }
+            try budget.add(line: number, textBytes: line.count)
             prompts[record.prompt_id] = record
         }
         return prompts

@@ -4,8 +4,10 @@
 ///
 /// The one Mooncake reader: `kvcache replay` takes its requests, and the history predictor's length
 /// data set (`predict eval --history`) is built from the same requests, so a row one rejects the other
-/// rejects too. A line is malformed when it is not a JSON object, lacks a field, has a negative or
-/// non-integer length, or has `hash_ids.count != ceil(input_length / blockTokens)`: a
+/// rejects too. A line is malformed when it is not a JSON object, lacks a field, has a negative,
+/// non-integer or too large length (`DataLimits.maxTokensPerRequest`), has a timestamp that is not
+/// finite, earlier than the previous row's or more than `DataLimits.maxArrivalSpanSeconds` after the
+/// first, or has `hash_ids.count != ceil(input_length / blockTokens)`: a
 /// `DataError.badLine` naming the file and the 1-based line (or, with `skipBadLines`, the line is
 /// counted and skipped). Blank lines are ignored. O(file size); memory holds the requests.
 public enum Mooncake {
@@ -17,20 +19,26 @@ public enum Mooncake {
     }
 
     /// Reads a whole JSONL document (gzip or not) from `source`.
+    /// `blockTokens` must lie in `1...DataLimits.maxTokensPerRequest`.
     public static func read(_ source: ByteSource, blockTokens: Int = 512,
                             skipBadLines: Bool = false) throws(DataError) -> LoadedTrace {
         let path = source.path
+        guard (1...DataLimits.maxTokensPerRequest).contains(blockTokens) else {
+            throw .badLine(path: path, line: 0, reason: "\(blockTokens) tokens per hash block is outside 1...\(DataLimits.maxTokensPerRequest)")
+        }
         var sink = BadLineSink(path: path, skip: skipBadLines)
+        var budget = RecordBudget(path: path)
         var requests: [TraceRequest] = []
-        var firstTime: Double? = nil
+        var clock = ArrivalClock(unitsPerSecond: 1000)
         try JSONLines.forEachLine(in: source) { (line, lineNumber) throws(DataError) in
             let row: Row
             do throws(DataError) { row = try JSONLines.decode(Row.self, line, path: path, line: lineNumber) } catch {
                 try sink.report(error)
                 return
             }
-            guard row.input_length >= 0, row.output_length >= 0, row.timestamp.isFinite else {
-                try sink.report(line: lineNumber, "negative length or invalid timestamp")
+            let limit = DataLimits.maxTokensPerRequest
+            guard (0...limit).contains(row.input_length), (0...limit).contains(row.output_length) else {
+                try sink.report(line: lineNumber, "input_length \(row.input_length) or output_length \(row.output_length) is outside 0...\(limit)")
                 return
             }
             let expected = (row.input_length + blockTokens - 1) / blockTokens
@@ -42,8 +50,16 @@ public enum Mooncake {
                 try sink.report(line: lineNumber, "negative hash id")
                 return
             }
-            if firstTime == nil { firstTime = row.timestamp }
-            requests.append(TraceRequest(arrival: (row.timestamp - firstTime!) / 1000, inputTokens: row.input_length,
+            let arrival: Double
+            switch clock.arrival(of: row.timestamp) {
+            case let .success(t): arrival = t
+            case let .failure(refusal):
+                try sink.report(line: lineNumber, refusal.description)
+                return
+            }
+            try budget.add(line: lineNumber, hashIDs: row.hash_ids.count)
+            clock.accept(row.timestamp)
+            requests.append(TraceRequest(arrival: arrival, inputTokens: row.input_length,
                                          outputTokens: row.output_length, hashIDs: row.hash_ids.map { UInt64($0) },
                                          hashBlockTokens: blockTokens))
         }

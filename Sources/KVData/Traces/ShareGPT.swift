@@ -11,7 +11,8 @@ import Foundation
 /// Llama-3 style) per message, the predictors 0 (their README figures were measured that way): the one
 /// thing that legitimately differs is that option. Messages from `system` join the history. A record
 /// that is not a conversation is a `DataError.badLine` (line in JSONL, 1-based element in an array), or
-/// counted and skipped with `skipBadLines`. O(n) in the file size.
+/// counted and skipped with `skipBadLines`, as is a conversation with a turn over
+/// `DataLimits.maxTokensPerRequest` tokens. O(n) in the file size.
 public enum ShareGPT {
     /// Chat-template tokens per message in the replay.
     public static let replayTemplateTokens = 4
@@ -60,38 +61,57 @@ public enum ShareGPT {
     }
 
     /// Calls `body` with each conversation of `source` and its location (line, or 1-based element).
+    ///
+    /// JSONL is streamed (one line held at a time, at most `DataLimits.maxLineBytes`); a JSON array is
+    /// decoded whole, so a document larger than `DataLimits.maxJSONArrayBytes` is refused.
     public static func forEachConversation(
-        in source: ByteSource, skipBadLines: Bool = false, _ body: (Conversation, Int) -> Void
+        in source: ByteSource, skipBadLines: Bool = false, _ body: (Conversation, Int) throws(DataError) -> Void
     ) throws(DataError) -> (skipped: Int, firstSkipped: String?) {
         var sink = BadLineSink(path: source.path, skip: skipBadLines)
         var head: [UInt8] = []
         var more = try source.read(appendingTo: &head)
         var first = 0
+        var line = 1
         while true {
-            while first < head.count && JSONLines.isSpace(head[first]) { first += 1 }
+            while first < head.count && JSONLines.isSpace(head[first]) {
+                if head[first] == UInt8(ascii: "\n") { line += 1 }
+                first += 1
+            }
             if first < head.count || !more { break }
+            // Only blank space so far: dropped, so that a file of blanks holds no memory.
+            head.removeAll(keepingCapacity: true)
+            first = 0
             more = try source.read(appendingTo: &head)
         }
         if first < head.count && head[first] == UInt8(ascii: "[") {
             // One JSON array: the whole document is decoded at once; bad elements are reported one by one.
-            while more { more = try source.read(appendingTo: &head) }
+            while more {
+                more = try source.read(appendingTo: &head)
+                guard head.count - first <= DataLimits.maxJSONArrayBytes else {
+                    throw .badLine(path: source.path, line: line, reason: "JSON array larger than \(DataLimits.maxJSONArrayBytes) bytes (the limit; convert it to JSONL)")
+                }
+            }
             let all: [Lenient]
             do { all = try JSONDecoder().decode([Lenient].self, from: Data(head[first...])) } catch {
-                throw .badLine(path: source.path, line: 1, reason: "not a JSON array of conversations")
+                throw .badLine(path: source.path, line: line, reason: "not a JSON array of conversations")
             }
+            head = []
             for (k, element) in all.enumerated() {
                 guard let conversation = element.conversation else {
                     try sink.report(line: k + 1, "record \(k + 1) is not a conversation")
                     continue
                 }
-                body(conversation, k + 1)
+                try body(conversation, k + 1)
             }
         } else {
-            // The piece already read, then the rest of the source, walked as one stream of lines.
-            try JSONLines.forEachLine(in: source, prefix: head) { (line, number) throws(DataError) in
-                do throws(DataError) { body(try JSONLines.decode(Conversation.self, line, path: source.path, line: number), number) } catch {
+            // The rest of the piece already read, then the rest of the source, walked as one stream of lines.
+            try JSONLines.forEachLine(in: source, prefix: Array(head[first...]), firstLine: line) { (bytes, number) throws(DataError) in
+                let conversation: Conversation
+                do throws(DataError) { conversation = try JSONLines.decode(Conversation.self, bytes, path: source.path, line: number) } catch {
                     try sink.report(error)
+                    return
                 }
+                try body(conversation, number)
             }
         }
         return (sink.skipped, sink.first)
@@ -125,23 +145,31 @@ public enum ShareGPT {
     public static func trace(_ source: ByteSource, skipBadLines: Bool = false,
                              tokenCount: (String) -> Int = ApproximateTokenCounter.count) throws(DataError) -> LoadedTrace {
         var requests: [TraceRequest] = []
-        let (skipped, first) = try forEachConversation(in: source, skipBadLines: skipBadLines) { conversation, location in
+        var budget = RecordBudget(path: source.path)
+        var tooLong = BadLineSink(path: source.path, skip: skipBadLines)
+        let (skipped, first) = try forEachConversation(in: source, skipBadLines: skipBadLines) { (conversation, location) throws(DataError) in
             let session = name(of: conversation, path: source.path, location: location)
             let sessionHash = StableHash.fnv1a(session)
-            for turn in turns(of: conversation, templateTokensPerMessage: replayTemplateTokens, tokenCount: tokenCount)
-            where turn.replyTokens > 0 {
+            let made = turns(of: conversation, templateTokensPerMessage: replayTemplateTokens, tokenCount: tokenCount)
+            if let long = made.first(where: { $0.promptTokens > DataLimits.maxTokensPerRequest || $0.replyTokens > DataLimits.maxTokensPerRequest }) {
+                try tooLong.report(line: location, "a turn of \(long.promptTokens) prompt and \(long.replyTokens) reply tokens is over the \(DataLimits.maxTokensPerRequest) limit")
+                return
+            }
+            for turn in made where turn.replyTokens > 0 {
                 let blocks = turn.promptTokens / prefixBlockTokens
+                let text = conversation.messages[turn.message].text
+                try budget.add(line: location, hashIDs: blocks, textBytes: text.utf8.count)
                 var ids: [UInt64] = []
                 ids.reserveCapacity(blocks)
                 for b in 0..<blocks { ids.append(StableHash.combine(sessionHash, UInt64(b))) }
                 requests.append(TraceRequest(arrival: 0, inputTokens: turn.promptTokens, outputTokens: turn.replyTokens,
                                              hashIDs: ids, hashBlockTokens: prefixBlockTokens,
-                                             promptText: conversation.messages[turn.message].text, session: session))
+                                             promptText: text, session: session))
             }
         }
         guard !requests.isEmpty else { throw .empty(path: source.path) }
-        return LoadedTrace(requests: requests, format: .sharegpt, skippedLines: skipped, firstSkipped: first,
-                           hasTimestamps: false)
+        return LoadedTrace(requests: requests, format: .sharegpt, skippedLines: skipped + tooLong.skipped,
+                           firstSkipped: first ?? tooLong.first, hasTimestamps: false)
     }
 
     /// Whether a speaker (lowercased) is the user asking. O(1).

@@ -36,21 +36,41 @@ public enum TraceLoader {
         }
     }
 
-    /// The format of `source` judged by its first non-blank line, or nil. Reads up to that line.
+    /// The format of `source` judged by its first non-blank line, or nil. Reads up to that line,
+    /// holding only it (blank lines before it are dropped); a first line longer than
+    /// `DataLimits.maxLineBytes` is a `badLine`. O(bytes read).
     public static func detect(_ source: ByteSource) throws(DataError) -> TraceFormat? {
-        var found: TraceFormat?? = nil
         var head: [UInt8] = []
+        var start = 0, scanned = 0, line = 1
         var more = true
-        while found == nil && more {
-            more = try source.read(appendingTo: &head)
-            // Only a complete line decides (or the last one, at the end of the data).
-            JSONLines.forEachLine(in: head) { (bytes, _) in
-                guard found == nil else { return }
-                if bytes.endIndex < head.endIndex || !more {
-                    found = .some(TraceFormat.detect(firstLine: String(decoding: bytes, as: UTF8.self)[...]))
+        while true {
+            if scanned == head.count {
+                guard more else {
+                    // The last line, without a line break.
+                    guard head[start...].contains(where: { !JSONLines.isSpace($0) }) else { return nil }
+                    return TraceFormat.detect(firstLine: String(decoding: head[start...], as: UTF8.self)[...])
                 }
+                head.removeFirst(start)
+                scanned -= start
+                start = 0
+                more = try source.read(appendingTo: &head)
+                try JSONLines.checkLineLength(head.count, path: source.path, line: line)
+                continue
             }
+            let end = head[scanned...].firstIndex(of: UInt8(ascii: "\n")) ?? head.count
+            // Only a complete line decides (or the last one, at the end of the data: above).
+            if end == head.count {
+                // A JSON array (ShareGPT) may be one long line: its first byte decides.
+                if head[start..<end].first(where: { !JSONLines.isSpace($0) }) == UInt8(ascii: "[") { return .sharegpt }
+                scanned = end
+                continue
+            }
+            if head[start..<end].contains(where: { !JSONLines.isSpace($0) }) {
+                return TraceFormat.detect(firstLine: String(decoding: head[start..<end], as: UTF8.self)[...])
+            }
+            start = min(end + 1, head.count)
+            scanned = start
+            line += 1
         }
-        return found ?? nil
     }
 }

@@ -13,7 +13,8 @@ extension LengthDataSet {
     ///
     /// Split: by conversation. ShareGPT ids such as `QWJhYvA_0`, `QWJhYvA_1` are parts of one
     /// conversation, so the group is the id without its `_N` suffix, and `hashSplitHeldOut` holds out
-    /// one group in five. A conversation without a turn is counted in `skippedRecords`.
+    /// one group in five. A conversation without a turn is counted in `skippedRecords`. `RecordBudget`
+    /// bounds the examples and their text per file.
     ///
     /// - Parameter path: a file, or a folder whose `*.json`, `*.jsonl`, `*.jsonl.gz`, `*.json.gz` files
     ///   are read in name order.
@@ -37,7 +38,8 @@ extension LengthDataSet {
     public static func shareGPT(_ source: ByteSource, modelID: String? = nil, contextBytes: Int = 0) throws(DataError) -> LengthDataSet {
         var examples: [LengthExample] = []
         var skipped = 0
-        _ = try ShareGPT.forEachConversation(in: source) { conversation, location in
+        var budget = RecordBudget(path: source.path)
+        _ = try ShareGPT.forEachConversation(in: source) { (conversation, location) throws(DataError) in
             let group = conversationGroup(ShareGPT.name(of: conversation, path: source.path, location: location))
             let heldOut = hashSplitHeldOut(group)
             let messages = conversation.messages
@@ -51,6 +53,7 @@ extension LengthDataSet {
                     let tail = previous.index(previous.endIndex, offsetBy: -min(contextBytes, previous.count))
                     text = String(Substring(previousText.unicodeScalars[tail...])) + "\n" + text
                 }
+                try budget.add(line: location, textBytes: text.utf8.count)
                 let input = PredictionInput(promptTokens: turn.promptTokens, promptText: text, modelID: modelID,
                                             maxTokens: LengthExample.unboundedMaxTokens)
                 examples.append(LengthExample(input: input, target: Double(turn.replyTokens),

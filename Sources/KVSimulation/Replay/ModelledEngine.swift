@@ -72,6 +72,7 @@ public final class ModelledEngine {
     /// - Parameter predictor: used by the scheduler (and fed true lengths); nil predicts `maxTokens`.
     /// - Returns: the run's metrics.
     public func run(_ requests: [TraceRequest], predictor: (any OutputLengthPredictor)?) throws(ModelledRunError) -> ModelledRunReport {
+        do { try config.validateLimits() } catch { throw .invalidConfig(error.description) }
         guard config.capacityBlocks >= 1 else { throw .invalidConfig("the KV budget holds no block") }
         guard config.maxTokens >= 1 else { throw .invalidConfig("maxTokens must be at least 1") }
         let cache: KVCacheManager

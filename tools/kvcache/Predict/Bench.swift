@@ -21,7 +21,7 @@ extension PredictCommand {
         func run() throws {
             var hashing = FeatureHashingConfig()
             hashing.hashBits = hashBits
-            guard promptWords >= 1, hashing.isValid else { throw CLIError("--prompt-words must be >= 1, --hash-bits in 8...24") }
+            guard (1...10_000).contains(promptWords), hashing.isValid else { throw CLIError("--prompt-words must be in 1...10000, --hash-bits in 8...24") }
             let r = PredictorBench.run(promptWords: promptWords, hashing: hashing)
             if json {
                 JSONReport.print(.object([

@@ -23,6 +23,14 @@ extension PredictCommand {
         @Flag(help: "Print one JSON object on stdout.")
         var json = false
 
+        func validate() throws {
+            guard (1...TextLengthTrainer.maxEpochs).contains(epochs) else { throw ValidationError("--epochs must be in 1...\(TextLengthTrainer.maxEpochs)") }
+            guard (1...BoostedStumpsTrainer.maxRounds).contains(rounds) else { throw ValidationError("--rounds must be in 1...\(BoostedStumpsTrainer.maxRounds)") }
+            guard (0...65_536).contains(leadingTokens), (0...65_536).contains(trailingTokens) else {
+                throw ValidationError("--leading-tokens and --trailing-tokens must be in 0...65536")
+            }
+        }
+
         func run() throws {
             let (set, format) = try dataOptions.load()
             let training = set.training, heldOut = set.heldOut

@@ -25,6 +25,10 @@ extension PredictCommand {
               help: "CASTILLO: give the dataset name (the task) to the predictors as the template key.")
         var taskID = false
 
+        func validate() throws {
+            guard (0...(1 << 20)).contains(contextBytes) else { throw ValidationError("--context-bytes must be in 0...1048576") }
+        }
+
         func load() throws -> (LengthDataSet, DataFormat) {
             var resolved = format
             if resolved == .auto {
@@ -32,7 +36,8 @@ extension PredictCommand {
                     let lengths = (try? FolderListing.files(in: data, suffixes: [""], containing: "lengths")) ?? []
                     resolved = lengths.isEmpty ? .sharegpt : .castillo
                 } else {
-                    let detected = try? TraceLoader.detect(ByteSource(path: data))
+                    let detected: TraceFormat?
+                    do { detected = try TraceLoader.detect(ByteSource(path: data)) } catch { throw CLIError(error.description) }
                     resolved = detected == .mooncake ? .mooncake : .sharegpt
                 }
             }

@@ -27,7 +27,9 @@ extension PredictCommand {
 
         func validate() throws {
             if history == (model != nil) { throw ValidationError("give either --model MODEL or --history") }
-            if !(onlineRate >= 0) { throw ValidationError("--online-rate must be >= 0") }
+            if !(onlineRate.isFinite && onlineRate >= 0 && onlineRate <= TextLengthTrainer.maxLearningRate) {
+                throw ValidationError("--online-rate must be a finite number in [0, \(TextLengthTrainer.maxLearningRate)]")
+            }
             if let quantile, !(quantile > 0 && quantile < 1) { throw ValidationError("--quantile must lie in (0, 1)") }
         }
 

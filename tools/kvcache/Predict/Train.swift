@@ -19,6 +19,7 @@ extension PredictCommand {
         var json = false
 
         func run() throws {
+            do { try TextLengthModelFile.checkTarget(out) } catch { throw CLIError(error.description) }
             let (set, format) = try dataOptions.load()
             let training = set.training
             guard !training.isEmpty else { throw CLIError("the split leaves no training examples") }

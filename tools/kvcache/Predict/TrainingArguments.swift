@@ -40,6 +40,21 @@ extension PredictCommand {
         @Flag(name: .customLong("hard-labels"), help: "Train on the target's bucket, not the samples' distribution.")
         var hardLabels = false
 
+        /// Refuses every numeric flag outside its range (README, "Limits"), naming the flag.
+        func validate() throws {
+            func check(_ ok: Bool, _ message: String) throws { if !ok { throw ValidationError(message) } }
+            let maxRate = TextLengthTrainer.maxLearningRate
+            try check((1...TextLengthTrainer.maxEpochs).contains(epochs), "--epochs must be in 1...\(TextLengthTrainer.maxEpochs)")
+            try check(learningRate.isFinite && learningRate > 0 && learningRate <= maxRate, "--learning-rate must be a finite number in (0, \(maxRate)]")
+            try check(l2.isFinite && l2 >= 0 && l2 <= maxRate, "--l2 must be a finite number in [0, \(maxRate)]")
+            try check((8...24).contains(hashBits), "--hash-bits must be in 8...24")
+            try check((0...65_536).contains(leadingTokens), "--leading-tokens must be in 0...65536")
+            try check((0...65_536).contains(trailingTokens), "--trailing-tokens must be in 0...65536")
+            try check(quantile > 0 && quantile < 1, "--quantile must be in (0, 1)")
+            try check(expectedQuantile > 0 && expectedQuantile < 1, "--expected-quantile must be in (0, 1)")
+            try check(crossScale > 0 && crossScale <= 16, "--cross-scale must be in (0, 16]")
+        }
+
         func options() throws -> TextTrainingOptions {
             guard let statistic = ExpectedStatistic(rawValue: expected) else {
                 throw CLIError("--expected must be median, mean or quantile")
@@ -60,6 +75,7 @@ extension PredictCommand {
             options.expectedQuantile = expectedQuantile
             options.softLabels = !hardLabels
             options.balanceSources = balanceSources
+            do { try TextLengthTrainer.validate(options) } catch { throw CLIError(error.description) }
             return options
         }
     }

@@ -24,6 +24,10 @@ extension PredictCommand {
         @Flag(help: "Print one JSON object on stdout.")
         var json = false
 
+        func validate() throws {
+            guard (2...100).contains(k) else { throw ValidationError("--k must be in 2...100") }
+        }
+
         func run() throws {
             let (set, format) = try dataOptions.load()
             let options = try trainingArguments.options()

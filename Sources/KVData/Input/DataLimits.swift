@@ -1,0 +1,25 @@
+/// The limits every reader enforces on what it takes from a file, checked where a value enters and
+/// before any arithmetic, conversion or allocation it sizes (the README's "Limits" lists them).
+///
+/// A value past a limit is a `DataError.badLine` naming the file and line; the per-record limits can
+/// be skipped with `skipBadLines`, the whole-file budgets (`RecordBudget`) cannot.
+public enum DataLimits {
+    /// Most tokens in one request's prompt or output: 2^24 (16,777,216).
+    public static let maxTokensPerRequest = 1 << 24
+    /// Longest line (or CSV row) a reader holds: 64 MiB. A longer one (or a file without line
+    /// breaks, such as a gzip bomb of one byte) is refused once that much has been read.
+    public static let maxLineBytes = 1 << 26
+    /// Largest ShareGPT document read as one JSON array: 256 MiB (a larger one must be JSONL).
+    public static let maxJSONArrayBytes = 1 << 28
+    /// Most records (requests, rows, conversations' turns, prompts) one file yields: 2^23 (8,388,608).
+    public static let maxRecords = 1 << 23
+    /// Most prefix hash ids over a whole trace: 2^27 (1 GiB of ids).
+    public static let maxTotalHashIDs = 1 << 27
+    /// Most bytes of prompt text kept from one file: 1 GiB.
+    public static let maxTextBytes = 1 << 30
+    /// Most sampled output lengths in one CASTILLO row.
+    public static let maxSamplesPerRow = 1024
+    /// Longest span of arrival times in one trace, in seconds (about 31.7 years). Timestamps must be
+    /// finite and non-decreasing in file order; an earlier one than the row before is a bad line.
+    public static let maxArrivalSpanSeconds = 1e9
+}

@@ -1,0 +1,37 @@
+import Glibc
+
+/// Opens input files for the readers: the one place that decides what may be read.
+///
+/// Only regular files are read. A folder, FIFO, socket or device is refused before a byte is read
+/// (a FIFO is opened without blocking, so a pipe with no writer cannot hang the caller), and `-`
+/// (standard input) is refused: every reader may need to read its file twice (format detection,
+/// then the records). O(1); the caller owns (and `fclose`s) the returned stream.
+public enum RegularFile {
+    /// The stream and size in bytes of the regular file at `path`.
+    ///
+    /// - Throws: `DataError.cannotRead` with a one-line reason naming `path`.
+    public static func open(_ path: String) throws(DataError) -> (file: UnsafeMutablePointer<FILE>, bytes: Int) {
+        if path == "-" { throw .cannotRead(path: path, reason: "standard input is not supported; give a file") }
+        let fd = Glibc.open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { throw .cannotRead(path: path, reason: String(cString: strerror(errno))) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw .cannotRead(path: path, reason: reason)
+        }
+        let kind = info.st_mode & S_IFMT
+        guard kind == S_IFREG else {
+            close(fd)
+            throw .cannotRead(path: path, reason: kind == S_IFDIR ? "is a folder, not a file"
+                                  : "not a regular file (pipes, sockets and devices are not supported)")
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        guard let file = fdopen(fd, "rb") else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw .cannotRead(path: path, reason: reason)
+        }
+        return (file, Int(info.st_size))
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import Testing
+
+/// Hostile flags and files through the built `kvcache`: each ends with a clean one-line error (exit 1
+/// for bad input, 64 for a bad flag) naming the file or the flag, never a trap.
+@Suite("kvcache hostile input")
+struct CLIHostileInputTests {
+    static func folder() throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("kvcache-hostile-\(UInt64.random(in: 0...UInt64.max))").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    /// Runs `kvcache arguments`, expecting `status` and an error line containing `message`.
+    static func refuses(_ arguments: [String], status: Int32, _ message: String) throws {
+        let r = try CLIJSONTests.run(arguments)
+        #expect(r.status == status, "kvcache \(arguments): \(r.err)")
+        let first = r.err.split(separator: "\n").first.map(String.init) ?? ""
+        #expect(first.hasPrefix("Error: ") && first.contains(message), "kvcache \(arguments): \(r.err)")
+        #expect(!r.err.contains("NSCocoaErrorDomain") && !r.err.contains("Fatal error"))
+    }
+
+    @Test func hugeTraceNumbersAreBadLines() throws {
+        let dir = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let trace = dir + "/t.jsonl"
+        try #"{"timestamp": 0, "input_length": 9223372036854775807, "output_length": 1, "hash_ids": [1]}"#
+            .write(toFile: trace, atomically: true, encoding: .utf8)
+        try Self.refuses(["replay", "--trace", trace], status: 1, "\(trace):1: input_length 9223372036854775807")
+        try Self.refuses(["replay", "--trace", trace, "--skip-bad-lines"], status: 1, "\(trace): no requests")
+        try Self.refuses(["replay", "--trace", trace, "--mode", "timed"], status: 1, "\(trace):1:")
+    }
+
+    @Test func nonFiniteAndHugeReplayFlagsAreRefused() throws {
+        for value in ["nan", "inf", "1e30", "-1"] {
+            try Self.refuses(["replay", "--mode", "timed", "--kv-gib", value], status: 64, "--kv-gib")
+        }
+        try Self.refuses(["replay", "--mode", "timed", "--cpu-gib", "inf"], status: 64, "--cpu-gib")
+        try Self.refuses(["replay", "--mode", "timed", "--swap-gib", "1e300"], status: 64, "--swap-gib")
+        try Self.refuses(["replay", "--mode", "timed", "--rate-scale", "1e-300"], status: 64, "--rate-scale")
+        try Self.refuses(["replay", "--mode", "timed", "--think-time-s", "inf"], status: 64, "--think-time-s")
+        try Self.refuses(["replay", "--mode", "timed", "--max-running", "9223372036854775807"], status: 64, "--max-running")
+        try Self.refuses(["replay", "--capacity-blocks", "100000000000"], status: 64, "--capacity-blocks")
+        try Self.refuses(["replay", "--cpu-blocks", "9223372036854775807"], status: 64, "--cpu-blocks")
+    }
+
+    @Test func pipesAndStandardInputAreRefusedWithoutHanging() throws {
+        let dir = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fifo = dir + "/fifo"
+        #expect(mkfifo(fifo, 0o600) == 0)
+        try Self.refuses(["replay", "--trace", fifo], status: 1, "not a regular file")
+        try Self.refuses(["replay", "--trace", "-"], status: 1, "standard input is not supported")
+        try Self.refuses(["predict", "eval", "--model", fifo, "--data", fifo], status: 1, "not a regular file")
+    }
+
+    @Test func predictorFlagsAndModelFilesAreChecked() throws {
+        let dir = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let data = dir + "/chat.jsonl"
+        let lines = (0..<30).map { i in
+            #"{"id": "c\#(i)", "conversations": [{"from": "human", "value": "write a haiku about \#(i)"}, {"from": "gpt", "value": "\#(String(repeating: "word ", count: i % 7 + 1))"}]}"#
+        }
+        try lines.joined(separator: "\n").write(toFile: data, atomically: true, encoding: .utf8)
+        for flag in [["--learning-rate", "inf"], ["--learning-rate", "nan"], ["--l2", "nan"], ["--epochs", "0"], ["--hash-bits", "30"]] {
+            try Self.refuses(["predict", "train", "--data", data, "--out", dir + "/m.kvlp"] + flag, status: 64, flag[0])
+        }
+        try Self.refuses(["predict", "eval", "--history", "--data", data, "--online-rate", "inf"], status: 64, "--online-rate")
+        // --out must not replace a symlink; the link's target is kept.
+        let target = dir + "/target"
+        try "keep".write(toFile: target, atomically: true, encoding: .utf8)
+        #expect(symlink(target, dir + "/link.kvlp") == 0)
+        try Self.refuses(["predict", "train", "--data", data, "--out", dir + "/link.kvlp", "--epochs", "1", "--hash-bits", "8"],
+                         status: 1, "not a regular file")
+        #expect(try String(contentsOfFile: target, encoding: .utf8) == "keep")
+        // A garbage model file: one line naming it.
+        let bad = dir + "/bad.kvlp"
+        try Data([0x4b, 0x56, 0x4c, 0x50, 3, 0, 0, 0] + Array(repeating: 0xff, count: 2500)).write(to: URL(fileURLWithPath: bad))
+        try Self.refuses(["predict", "eval", "--model", bad, "--data", data], status: 1, bad)
+    }
+}
