@@ -88,7 +88,7 @@ let package = Package(
         ),
 
         .testTarget(name: "KVCacheTests", dependencies: ["KVCache"]),
-        .testTarget(name: "KVHybridTests", dependencies: ["KVHybrid", "KVData"]),
+        .testTarget(name: "KVHybridTests", dependencies: ["KVHybrid", "KVData", "KVCache"]),
         .testTarget(name: "KVCacheCTests", dependencies: ["CKVCache", "KVCacheC", "KVCache"]),
         .testTarget(name: "KVPlanTests", dependencies: ["KVPlan", "KVCache"]),
         .testTarget(name: "KVTiersTests", dependencies: ["KVTiers", "KVPlan", "KVTestSupport"]),
