@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "KVSimulation", targets: ["KVSimulation"]),
         .library(name: "KVReferenceEngine", targets: ["KVReferenceEngine"]),
         .library(name: "KVBench", targets: ["KVBench"]),
+        .library(name: "KVHybrid", targets: ["KVHybrid"]),
         .executable(name: "kvcache", targets: ["kvcache"]),
         // The C ABI (include/kvcache.h) as libkvcache_c.so for C, C++ and Python servers.
         .library(name: "kvcache_c", type: .dynamic, targets: ["KVCacheC"]),
@@ -42,6 +43,8 @@ let package = Package(
         .target(name: "KVPlan", dependencies: ["KVCache"]),
         // Lower tiers: NUMA host memory, zstd disk store, async transfers.
         .target(name: "KVTiers", dependencies: ["KVCache", "KVPlan", "CZstd", "CNuma", "CXXHash"]),
+        // Prefix caching for hybrid attention + SSM models (Marconi): the model, the tree, the policies, the replay.
+        .target(name: "KVHybrid", dependencies: ["KVCache"]),
         // Request lifecycle, reservation policies, the output-length predictor protocol.
         .target(name: "KVScheduler", dependencies: ["KVCache", "KVPlan"]),
         // Where the request's path is wired: the tier leg of a prompt (PrefixPlanner) and the tiers behind the
@@ -77,7 +80,7 @@ let package = Package(
             name: "kvcache",
             dependencies: [
                 "KVCache", "KVPlan", "KVTiers", "KVScheduler", "KVData", "KVPrediction", "KVSimulation", "KVReferenceEngine",
-                "KVBench",
+                "KVBench", "KVHybrid",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "tools/kvcache",
@@ -85,6 +88,7 @@ let package = Package(
         ),
 
         .testTarget(name: "KVCacheTests", dependencies: ["KVCache"]),
+        .testTarget(name: "KVHybridTests", dependencies: ["KVHybrid", "KVData", "KVCache"]),
         .testTarget(name: "KVCacheCTests", dependencies: ["CKVCache", "KVCacheC", "KVCache"]),
         .testTarget(name: "KVPlanTests", dependencies: ["KVPlan", "KVCache"]),
         .testTarget(name: "KVTiersTests", dependencies: ["KVTiers", "KVPlan", "KVTestSupport"]),

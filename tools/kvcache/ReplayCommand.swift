@@ -50,7 +50,12 @@ struct ReplayCommand: ParsableCommand {
     @OptionGroup(title: "Timed mode (--mode timed)")
     var timed: TimedReplayOptions
 
+    @OptionGroup(title: "Hybrid attention + SSM models (--format marconi; policies vllm+, sglang+, marconi-sim, marconi)")
+    var hybrid: HybridReplayOptions
+
     func validate() throws {
+        if timed.format == .marconi { _ = try HybridReplayCommand.policies(policy); return }
+        if timed.model.hybrid != nil { throw ValidationError("a hybrid --model needs --format marconi") }
         let blocks = 0...ReplayLimits.maxBlocks
         guard (1...ReplayLimits.maxBlocks).contains(capacityBlocks) else { throw ValidationError("--capacity-blocks must be in 1...\(ReplayLimits.maxBlocks)") }
         guard (1...ReplayLimits.maxBlockTokens).contains(blockTokens) else { throw ValidationError("--block-tokens must be in 1...\(ReplayLimits.maxBlockTokens)") }
@@ -76,6 +81,10 @@ struct ReplayCommand: ParsableCommand {
     }
 
     func run() throws {
+        if timed.format == .marconi {
+            return try HybridReplayCommand.run(trace: trace, model: timed.model, policies: policy,
+                                               skipBadLines: skipBadLines, json: json, options: hybrid)
+        }
         let (path, loaded) = try loadTrace()
         if mode == .timed {
             try TimedReplay.run(trace: loaded, label: path, json: json, options: timed)

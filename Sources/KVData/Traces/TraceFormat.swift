@@ -17,6 +17,8 @@ public enum TraceFormat: String, Sendable, CaseIterable {
     case sharegpt
     /// CASTILLO lengths JSONL: `prompt_id, model, input_size, output_sizes[...]`.
     case castillo
+    /// Marconi's hybrid-model trace JSONL: `session_id, turn_id, ts, num_input_tokens, ..., input_tokens, output_tokens`.
+    case marconi
 
     /// Guesses the format from the first non-empty line (CSV header or first JSON record).
     ///
@@ -26,6 +28,7 @@ public enum TraceFormat: String, Sendable, CaseIterable {
         if t.hasPrefix("{") || t.hasPrefix("[") {
             if t.contains("\"conversations\"") || t.contains("\"conversation\"") || t.hasPrefix("[") { return .sharegpt }
             if t.contains("\"output_sizes\"") || t.contains("\"prompt_id\"") { return .castillo }
+            if t.contains("\"input_tokens\"") && t.contains("\"turn_id\"") { return .marconi }
             if t.contains("\"hash_ids\"") || t.contains("\"input_length\"") { return .mooncake }
             return nil
         }

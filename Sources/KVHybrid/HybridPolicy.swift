@@ -1,0 +1,19 @@
+/// The eviction and admission policies of the hybrid prefix cache.
+///
+/// `vllm+`, `sglang+` and `marconi-sim` reproduce the Marconi simulator (MLSys'25, its own behaviours
+/// included, see `docs` in the README's "Hybrid models" section); `marconi` is this library's policy:
+/// Marconi's admission and utility with those defects fixed (freed bytes counted from the victim, the
+/// MLP parent term, the tree never left over capacity).
+public enum HybridPolicy: String, Sendable, CaseIterable {
+    /// 32-token block nodes with a checkpoint each, LRU over leaf blocks.
+    case vllmPlus = "vllm+"
+    /// Marconi's tree and admission, LRU over leaves.
+    case sglangPlus = "sglang+"
+    /// Marconi as the reference simulator runs it.
+    case marconiSim = "marconi-sim"
+    /// Marconi with the simulator's defects fixed.
+    case marconi
+
+    /// Whether the policy tunes alpha (Marconi's utility weight).
+    public var tunesAlpha: Bool { self == .marconiSim || self == .marconi }
+}

@@ -1,0 +1,89 @@
+import ArgumentParser
+import Foundation
+import KVCache
+import KVData
+import KVHybrid
+
+/// Options of `kvcache replay --format marconi`: hybrid attention + SSM prefix caching.
+struct HybridReplayOptions: ParsableArguments {
+    @Option(help: "--format marconi: cache size in GB (10^9 bytes) for checkpoints and KV.")
+    var capacityGb: Double = 2
+
+    @Option(help: "--format marconi: write `i,input_len,output_len,hit_tokens,states_after,kv_tokens_after,logical_ts_after,alpha_after` per request (one file per policy: the policy's name is inserted before the extension when several run).")
+    var perRequest: String?
+}
+
+/// `kvcache replay --format marconi --model hybrid-7b --capacity-gb G --policy vllm+,sglang+,marconi-sim,marconi`:
+/// replays a Marconi-schema trace through each hybrid policy and reports token hit rate, exact hit tokens
+/// and FLOPs saved (total and by layer type), the tuned alpha and evictions.
+enum HybridReplayCommand {
+    static func policies(_ list: String) throws -> [HybridPolicy] {
+        try list.split(separator: ",").map { name in
+            guard let p = HybridPolicy(rawValue: String(name)) else {
+                throw ValidationError("unknown hybrid policy '\(name)' (choose from \(HybridPolicy.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            return p
+        }
+    }
+
+    static func run(trace path: String?, model preset: ModelPreset, policies list: String, skipBadLines: Bool,
+                    json: Bool, options: HybridReplayOptions) throws {
+        guard let path else { throw CLIError("--format marconi needs --trace FILE") }
+        guard let model = preset.hybrid else {
+            throw CLIError("--format marconi needs a hybrid --model (\(HybridModel.presets.map(\.name).joined(separator: ", ")))")
+        }
+        guard options.capacityGb > 0, options.capacityGb < 1e9 else { throw CLIError("--capacity-gb must be positive") }
+        let policies = try policies(list)
+        let trace: MarconiTrace.Trace
+        do { trace = try MarconiTrace.read(ByteSource(path: path), skipBadLines: skipBadLines) } catch {
+            throw CLIError(error.description)
+        }
+        let requests = trace.requests.map { HybridReplay.Request(input: $0.input, output: $0.output) }
+        let capacity = Int64((options.capacityGb * 1e9).rounded())
+        var objects: [JSONValue] = []
+        for policy in policies {
+            let start = KVClock.monotonicNanos()
+            let r = HybridReplay.run(requests, model: model, capacityBytes: capacity, policy: policy)
+            let wall = KVClock.seconds(from: start, to: KVClock.monotonicNanos())
+            if let file = options.perRequest {
+                try writePerRequest(r, requests, to: policies.count == 1 ? file : insert(policy.rawValue, into: file))
+            }
+            let alpha: JSONValue = r.alpha.map { .double($0) } ?? .null
+            objects.append(.object([
+                ("trace", .string(path)), ("format", .string("marconi")), ("model", .string(model.name)),
+                ("policy", .string(policy.rawValue)), ("capacity_bytes", .int(Int(capacity))),
+                ("requests", .int(requests.count)), ("input_tokens", .int(r.inputTokens)),
+                ("hit_tokens", .int(r.hitTokens)), ("token_hit_rate", .double(r.tokenHitRate)),
+                ("flops_saved", .int(Int(r.saved.total))), ("flops_saved_attention", .int(Int(r.saved.attention))),
+                ("flops_saved_mlp", .int(Int(r.saved.mlp))), ("flops_saved_mamba", .int(Int(r.saved.mamba))),
+                ("alpha", alpha), ("first_eviction_at", r.firstEvictionAt.map { .int($0) } ?? .null),
+                ("tuning_window", r.window.map { .int($0) } ?? .null),
+                ("evicted_nodes", .int(r.evictedNodes)), ("eviction_calls", .int(r.evictionCalls)),
+                ("bad_lines", .int(trace.skippedLines)), ("wall_s", .double(wall)),
+            ]))
+            if !json {
+                note("\(policy.rawValue): hit \(r.hitTokens)/\(r.inputTokens) tokens (\(String(format: "%.2f", 100 * r.tokenHitRate)) %), FLOPs saved \(r.saved.total), alpha \(r.alpha.map { String($0) } ?? "none"), \(r.evictedNodes) nodes evicted, \(String(format: "%.3f", wall)) s wall")
+            }
+        }
+        if json { JSONReport.print(objects.count == 1 ? objects[0] : .object([("runs", .array(objects))])) }
+    }
+
+    private static func insert(_ name: String, into file: String) -> String {
+        let safe = name.replacingOccurrences(of: "+", with: "plus")
+        let url = URL(fileURLWithPath: file)
+        let ext = url.pathExtension
+        let base = url.deletingPathExtension().path
+        return ext.isEmpty ? "\(base)-\(safe)" : "\(base)-\(safe).\(ext)"
+    }
+
+    private static func writePerRequest(_ r: HybridReplay.Result, _ requests: [HybridReplay.Request], to file: String) throws {
+        var out = "i,input_len,output_len,hit_tokens,states_after,kv_tokens_after,logical_ts_after,alpha_after\n"
+        for (i, s) in r.steps.enumerated() {
+            out += "\(i),\(requests[i].input.count),\(requests[i].output.count),\(s.hitTokens),\(s.checkpointsAfter),"
+            out += "\(s.cachedTokensAfter),\(s.clockAfter),\(r.policy == .vllmPlus ? "" : String(s.alphaAfter))\n"
+        }
+        do { try out.write(toFile: file, atomically: true, encoding: .utf8) } catch {
+            throw CLIError("\(file): cannot write: \(error.localizedDescription)")
+        }
+    }
+}
