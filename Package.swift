@@ -74,7 +74,7 @@ let package = Package(
                           path: "tools/capi/CABIBench"),
 
         // Benchmark workloads shared by `kvcache bench` and the Benchmarks package.
-        .target(name: "KVBench", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVScheduler", "KVPrediction"]),
+        .target(name: "KVBench", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVScheduler", "KVPrediction", "KVChunks"]),
 
         .executableTarget(
             name: "kvcache",
