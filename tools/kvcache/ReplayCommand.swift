@@ -50,6 +50,9 @@ struct ReplayCommand: ParsableCommand {
     @OptionGroup(title: "Timed mode (--mode timed)")
     var timed: TimedReplayOptions
 
+    @OptionGroup(title: "RAG traces (--format ragpulse)")
+    var chunks: ChunkReplayOptions
+
     func validate() throws {
         guard capacityBlocks >= 1 else { throw ValidationError("--capacity-blocks must be at least 1") }
         guard (1 ... 1024).contains(blockTokens) else { throw ValidationError("--block-tokens must be in 1...1024") }
@@ -67,6 +70,9 @@ struct ReplayCommand: ParsableCommand {
     }
 
     func run() throws {
+        if mode == .sequential && ChunkReplay.handles(trace: trace, format: timed.format) {
+            return try ChunkReplay.run(trace: trace, options: chunks, skipBadLines: skipBadLines, json: json)
+        }
         let (path, loaded) = try loadTrace()
         if mode == .timed {
             try TimedReplay.run(trace: loaded, label: path, json: json, options: timed)

@@ -33,6 +33,7 @@ public enum TraceLoader {
         case .sharegpt: try ShareGPT.trace(source, skipBadLines: skipBadLines)
         case .castillo: try Castillo.trace(source, skipBadLines: skipBadLines)
         case .mooncake: try Mooncake.read(source, blockTokens: hashBlockTokens, skipBadLines: skipBadLines)
+        case .ragpulse: try RAGPulse.read(source, skipBadLines: skipBadLines).trace
         }
     }
 
