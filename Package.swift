@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "KVReferenceEngine", targets: ["KVReferenceEngine"]),
         .library(name: "KVBench", targets: ["KVBench"]),
         .library(name: "KVHybrid", targets: ["KVHybrid"]),
+        .library(name: "KVChunks", targets: ["KVChunks"]),
         .executable(name: "kvcache", targets: ["kvcache"]),
         // The C ABI (include/kvcache.h) as libkvcache_c.so for C, C++ and Python servers.
         .library(name: "kvcache_c", type: .dynamic, targets: ["KVCacheC"]),
@@ -62,6 +63,8 @@ let package = Package(
         // Decode kernels in C (quantized matrix-vector products, attention dot/axpy): AVX2+FMA chosen at
         // run time, portable C elsewhere.
         .target(name: "CKernels"),
+        // Chunk reuse at any position: RoPE re-rotation (PIE), the chunk store and the prefill plan.
+        .target(name: "KVChunks", dependencies: ["KVCache", "KVPlan", "CKernels"]),
         // A real CPU engine (GGUF, BPE, llama forward pass) on the paged KV.
         .target(name: "KVReferenceEngine", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVRuntime", "COpenBLAS",
                                                           "CKernels"]),
@@ -74,7 +77,7 @@ let package = Package(
                           path: "tools/capi/CABIBench"),
 
         // Benchmark workloads shared by `kvcache bench` and the Benchmarks package.
-        .target(name: "KVBench", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVScheduler", "KVPrediction"]),
+        .target(name: "KVBench", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVScheduler", "KVPrediction", "KVChunks"]),
 
         .executableTarget(
             name: "kvcache",
@@ -100,8 +103,9 @@ let package = Package(
         .testTarget(name: "KVSimulationTests", dependencies: ["KVSimulation", "KVPlan", "KVData", "KVPrediction"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "KVReferenceEngineTests", dependencies: ["KVReferenceEngine", "KVTiers", "KVPlan", "KVRuntime",
-                                                                   "KVScheduler", "KVTestSupport"],
+                                                                   "KVScheduler", "KVTestSupport", "KVChunks"],
                     resources: [.copy("Fixtures")]),
+        .testTarget(name: "KVChunksTests", dependencies: ["KVChunks", "KVPlan", "KVCache"]),
         // The C kernels against exact sums (the quantized ones through the engine's repacking).
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels", "KVCache", "KVReferenceEngine"]),
     ],

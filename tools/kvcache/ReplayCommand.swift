@@ -52,6 +52,8 @@ struct ReplayCommand: ParsableCommand {
 
     @OptionGroup(title: "Hybrid attention + SSM models (--format marconi; policies vllm+, sglang+, marconi-sim, marconi)")
     var hybrid: HybridReplayOptions
+    @OptionGroup(title: "RAG traces (--format ragpulse)")
+    var chunks: ChunkReplayOptions
 
     func validate() throws {
         if timed.format == .marconi { _ = try HybridReplayCommand.policies(policy); return }
@@ -84,6 +86,9 @@ struct ReplayCommand: ParsableCommand {
         if timed.format == .marconi {
             return try HybridReplayCommand.run(trace: trace, model: timed.model, policies: policy,
                                                skipBadLines: skipBadLines, json: json, options: hybrid)
+        }
+        if mode == .sequential && ChunkReplay.handles(trace: trace, format: timed.format) {
+            return try ChunkReplay.run(trace: trace, options: chunks, skipBadLines: skipBadLines, json: json)
         }
         let (path, loaded) = try loadTrace()
         if mode == .timed {

@@ -1,6 +1,6 @@
 #pragma once
 /// Decode kernels for the reference engine: quantized matrix-vector products (Q4_1, Q8_0) and the
-/// single-query attention dot/axpy over fp32 KV blocks.
+/// single-query attention dot/axpy over fp32 KV blocks; RoPE re-rotation of cached keys.
 ///
 /// Every entry point picks its implementation at run time: AVX2+FMA intrinsics when the CPU has them
 /// (x86-64), else portable C. The `_portable` variants are the fallback itself, exported so that tests
@@ -74,6 +74,39 @@ void kv_attention_values(const float *probs, size_t rows, size_t probStride, con
 /// Portable C version of `kv_attention_values`.
 void kv_attention_values_portable(const float *probs, size_t rows, size_t probStride, const float *values,
                                   size_t valueStride, size_t count, size_t headDim, float *out, bool accumulate);
+
+// MARK: RoPE re-rotation of cached keys (PIE)
+//
+// Keys cached after RoPE at positions p move to p + delta when each rotated pair turns by
+// delta x theta_i: rotations compose, R(delta) R(p) = R(p + delta). The caller computes the
+// `ropeDims / 2` cosines and sines of delta x theta_i once per shift (see RopeRotator in KVChunks).
+// `count` vectors (one head of one token each) start `stride` elements apart; only their first
+// `ropeDims` elements are rotated (partial rotary), in place. O(count x ropeDims), no allocation.
+
+/// The largest `ropeDims` the kernels take (their tables live on the stack).
+#define KV_ROPE_MAX_DIMS 1024
+
+/// Which dims form a rotated pair.
+typedef enum {
+    /// Pairs (2i, 2i+1): ggml's normal RoPE, the layout GGUF llama files use.
+    KVRopeAdjacentPairs = 0,
+    /// Pairs (i, i + ropeDims/2): GPT-NeoX and Hugging Face's rotate_half.
+    KVRopeHalfSplit = 1,
+} KVRopeLayout;
+
+/// Rotates pair i of every vector by the angle with cosine `cosines[i]` and sine `sines[i]`:
+/// (a, b) -> (a cos - b sin, a sin + b cos). `ropeDims` even, at most KV_ROPE_MAX_DIMS, <= stride.
+void kv_rope_rotate_f32(float *vectors, size_t count, size_t stride, size_t ropeDims, KVRopeLayout layout,
+                        const float *cosines, const float *sines);
+/// Portable C version of `kv_rope_rotate_f32`.
+void kv_rope_rotate_f32_portable(float *vectors, size_t count, size_t stride, size_t ropeDims, KVRopeLayout layout,
+                                 const float *cosines, const float *sines);
+/// `kv_rope_rotate_f32` on bf16 elements (each vector widened to fp32, rotated, rounded to nearest even).
+void kv_rope_rotate_bf16(uint16_t *vectors, size_t count, size_t stride, size_t ropeDims, KVRopeLayout layout,
+                         const float *cosines, const float *sines);
+/// `kv_rope_rotate_f32` on IEEE fp16 elements (widened, rotated, rounded to nearest even).
+void kv_rope_rotate_f16(uint16_t *vectors, size_t count, size_t stride, size_t ropeDims, KVRopeLayout layout,
+                        const float *cosines, const float *sines);
 
 // MARK: Worker pool for the decode products
 //

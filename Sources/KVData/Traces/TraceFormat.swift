@@ -1,6 +1,6 @@
 /// The trace file formats `kvcache replay` reads.
 ///
-/// Room for more: a new format (RAGPulse's `0_trace_days*.jsonl` joined with its prompt parts, the
+/// Room for more: a new format (the
 /// hybrid-trace schema of Marconi: `session_id, turn_id, input_tokens, ...`) is one case here, one
 /// reader in `Traces/` that yields `TraceRequest`s through `JSONLines` or `CSV`, and one line in
 /// `TraceLoader.load`.
@@ -19,6 +19,8 @@ public enum TraceFormat: String, Sendable, CaseIterable {
     case castillo
     /// Marconi's hybrid-model trace JSONL: `session_id, turn_id, ts, num_input_tokens, ..., input_tokens, output_tokens`.
     case marconi
+    /// RAGPulse JSONL: `hash_ids` as an object of segment ids per kind, lengths in side files (`RAGPulse`).
+    case ragpulse
 
     /// Guesses the format from the first non-empty line (CSV header or first JSON record).
     ///
@@ -29,6 +31,7 @@ public enum TraceFormat: String, Sendable, CaseIterable {
             if t.contains("\"conversations\"") || t.contains("\"conversation\"") || t.hasPrefix("[") { return .sharegpt }
             if t.contains("\"output_sizes\"") || t.contains("\"prompt_id\"") { return .castillo }
             if t.contains("\"input_tokens\"") && t.contains("\"turn_id\"") { return .marconi }
+            if t.contains("\"passages_ids\"") || t.contains("\"sys_prompt\"") { return .ragpulse }
             if t.contains("\"hash_ids\"") || t.contains("\"input_length\"") { return .mooncake }
             return nil
         }

@@ -34,6 +34,7 @@ public enum TraceLoader {
         case .castillo: try Castillo.trace(source, skipBadLines: skipBadLines)
         case .mooncake: try Mooncake.read(source, blockTokens: hashBlockTokens, skipBadLines: skipBadLines)
         case .marconi: try MarconiTrace.loaded(source, skipBadLines: skipBadLines)
+        case .ragpulse: try RAGPulse.read(source, skipBadLines: skipBadLines).trace
         }
     }
 

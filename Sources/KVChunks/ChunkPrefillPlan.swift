@@ -1,0 +1,175 @@
+import KVCache
+
+/// One piece of a prompt as the caller splits it: fresh text, the cached prefix (first piece only), or a
+/// reusable chunk with its key.
+public struct PromptPiece: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
+        /// Computed in full (the question, template text, anything not worth caching).
+        case fresh
+        /// Served by the prefix cache (`KVCacheManager`): leading tokens only.
+        case cachedPrefix
+        /// A chunk that may be in the chunk store.
+        case chunk(ChunkKey)
+    }
+    public var kind: Kind
+    public var tokens: Int
+    public init(_ kind: Kind, tokens: Int) { self.kind = kind; self.tokens = tokens }
+}
+
+/// Which tokens of a reused chunk are recomputed to repair its cross-attention to what precedes it.
+public enum TokenSelection: Sendable, Equatable {
+    /// None (full reuse).
+    case none
+    /// CacheBlend's high-KV-deviation tokens: the engine recomputes every token at its check layer and keeps
+    /// the ceil(ratio x n) with the largest deviation, so the plan carries only the budget.
+    case highDeviation(ratio: Double)
+    /// ceil(ratio x n) positions drawn uniformly without replacement (the ablation), from `seed`.
+    case random(ratio: Double, seed: UInt64)
+    /// The first ceil(ratio x n) positions of each chunk.
+    case leading(ratio: Double)
+
+    var ratio: Double {
+        switch self {
+        case .none: 0
+        case let .highDeviation(r), let .random(r, _), let .leading(r): r
+        }
+    }
+}
+
+/// Where a reused span's KV comes from. Only the device pool exists yet (see `ChunkStore`).
+public enum ChunkTier: String, Sendable, Equatable { case device }
+
+/// A chunk's cached KV placed at new prompt positions.
+public struct ReusedSpan: Sendable, Equatable {
+    public var chunk: ChunkKey
+    public var variant: ChunkVariantID
+    public var tier: ChunkTier
+    /// Positions the KV was computed at.
+    public var source: Range<Int>
+    /// Prompt positions it now occupies.
+    public var target: Range<Int>
+    /// Tokens of the span the engine recomputes (the positions are in `ChunkPrefillPlan.recompute` unless
+    /// the selection is `.highDeviation`, where the engine chooses them).
+    public var recomputeBudget: Int
+    /// The RoPE shift that moves the keys from `source` to `target`: `RopeRotator.rotate(by:)`.
+    public var rotateBy: Int { target.lowerBound - source.lowerBound }
+}
+
+/// The engine-neutral prefill of a prompt with chunk reuse: the cached prefix, the reused chunk spans (key,
+/// variant, tier, source and target positions), the prompt positions to recompute inside them, and the
+/// fresh ranges computed in full (fresh pieces and chunks the store does not hold). The engine executes
+/// it: copies or maps each span's blocks, re-rotates keys by `rotateBy`, recomputes the selected tokens,
+/// computes the fresh ranges, then calls `release` so the variants may be evicted again.
+///
+/// Building is O(pieces + recomputed positions) plus one store lookup per chunk; it allocates the plan's
+/// arrays. Not there yet: tiers other than the device, the C ABI and Swift-facade entry points, Cache-Craft's
+/// per-chunk decision (reuse / partial / full recompute from `contextImpact`), and the engine side.
+public struct ChunkPrefillPlan: Sendable, Equatable {
+    public var promptTokens: Int
+    /// Positions served by the prefix cache.
+    public var prefix: Range<Int>
+    public var reused: [ReusedSpan]
+    /// Prompt positions recomputed inside reused spans, ascending.
+    public var recompute: [Int]
+    /// Ranges computed in full, ascending.
+    public var fresh: [Range<Int>]
+    /// Chunks the store did not hold (recomputed as fresh).
+    public var missingChunks: Int
+
+    /// Plans `pieces` against `store`, acquiring every reused variant (see `release`). `context` is the key
+    /// of what precedes the prompt's chunks (prefers variants computed after it).
+    /// - Throws: `.invalidArgument` for a non-positive piece, a cached prefix that is not first, a ratio
+    ///   outside 0...1, or a stored variant whose length differs from the piece's; nothing is acquired then.
+    public static func build(_ pieces: [PromptPiece], store: inout ChunkStore, context: BlockKey,
+                             selection: TokenSelection = .none) throws(ChunkError) -> ChunkPrefillPlan {
+        guard (0 ... 1).contains(selection.ratio) else { throw .invalidArgument("recompute ratio outside 0...1") }
+        var plan = ChunkPrefillPlan(promptTokens: 0, prefix: 0 ..< 0, reused: [], recompute: [], fresh: [], missingChunks: 0)
+        var found: [(Int, ChunkVariantID)] = []
+        for (i, piece) in pieces.enumerated() {
+            guard piece.tokens >= 1 else { throw .invalidArgument("piece \(i) has no tokens") }
+            if piece.kind == .cachedPrefix && i != 0 { throw .invalidArgument("a cached prefix must be the first piece") }
+            if case let .chunk(key) = piece.kind, let id = store.lookup(key, context: context) {
+                guard store.variant(id)!.tokens == piece.tokens else {
+                    throw .invalidArgument("piece \(i): stored chunk has \(store.variant(id)!.tokens) tokens, not \(piece.tokens)")
+                }
+                found.append((i, id))
+            }
+        }
+        var rng = SplitMix64(seed: { if case let .random(_, seed) = selection { seed } else { 0 } }())
+        var position = 0, next = 0
+        for (i, piece) in pieces.enumerated() {
+            let range = position ..< position + piece.tokens
+            position += piece.tokens
+            switch piece.kind {
+            case .cachedPrefix: plan.prefix = range
+            case .fresh: plan.appendFresh(range)
+            case let .chunk(key):
+                guard next < found.count, found[next].0 == i else {
+                    plan.missingChunks += 1
+                    plan.appendFresh(range)
+                    continue
+                }
+                let id = found[next].1
+                next += 1
+                try! store.acquire(id)  // live: just looked up
+                let v = store.variant(id)!
+                let budget = Int((selection.ratio * Double(piece.tokens)).rounded(.up))
+                plan.reused.append(ReusedSpan(chunk: key, variant: id, tier: .device,
+                                              source: v.computedAt ..< v.computedAt + v.tokens, target: range,
+                                              recomputeBudget: budget))
+                switch selection {
+                case .none, .highDeviation: break
+                case .leading: plan.recompute.append(contentsOf: range.prefix(budget))
+                case .random:
+                    // Partial Fisher-Yates over the span's offsets.
+                    var offsets = Array(0 ..< piece.tokens)
+                    for k in 0 ..< budget {
+                        let j = k + Int(rng.next() % UInt64(piece.tokens - k))
+                        offsets.swapAt(k, j)
+                    }
+                    plan.recompute.append(contentsOf: offsets[0 ..< budget].sorted().map { range.lowerBound + $0 })
+                }
+            }
+        }
+        plan.promptTokens = position
+        return plan
+    }
+
+    private mutating func appendFresh(_ r: Range<Int>) {
+        if let last = fresh.last, last.upperBound == r.lowerBound { fresh[fresh.count - 1] = last.lowerBound ..< r.upperBound } else { fresh.append(r) }
+    }
+
+    /// Ends the plan's hold on its variants (after the engine has read them).
+    public func release(from store: inout ChunkStore) throws(ChunkError) {
+        for span in reused { try store.release(span.variant) }
+    }
+
+    /// Checks that prefix, reused spans and fresh ranges tile `0 ..< promptTokens` exactly once, each span's
+    /// source is as long as its target, and every recomputed position lies in a reused span within its
+    /// budget, ascending and distinct. O(promptTokens).
+    public func validate() throws(InvariantViolation) {
+        var covered = Array(repeating: 0, count: promptTokens)
+        func cover(_ r: Range<Int>) throws(InvariantViolation) {
+            guard r.lowerBound >= 0, r.upperBound <= promptTokens else { throw InvariantViolation("range \(r) outside the prompt") }
+            for p in r { covered[p] += 1 }
+        }
+        try cover(prefix)
+        guard prefix.isEmpty || prefix.lowerBound == 0 else { throw InvariantViolation("prefix does not start the prompt") }
+        for s in reused {
+            guard s.source.count == s.target.count, s.source.lowerBound >= 0 else { throw InvariantViolation("span \(s.target) source \(s.source)") }
+            try cover(s.target)
+        }
+        for f in fresh { try cover(f) }
+        guard covered.allSatisfy({ $0 == 1 }) else { throw InvariantViolation("the plan does not tile the prompt exactly once") }
+        guard zip(recompute, recompute.dropFirst()).allSatisfy({ $0 < $1 }) else { throw InvariantViolation("recompute not ascending") }
+        for s in reused {
+            let inside = recompute.filter { s.target.contains($0) }.count
+            guard inside <= s.recomputeBudget, s.recomputeBudget <= s.target.count else {
+                throw InvariantViolation("span \(s.target): \(inside) recomputed, budget \(s.recomputeBudget)")
+            }
+        }
+        guard recompute.allSatisfy({ p in reused.contains { $0.target.contains(p) } }) else {
+            throw InvariantViolation("a recomputed position lies outside every reused span")
+        }
+    }
+}

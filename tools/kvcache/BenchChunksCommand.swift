@@ -1,0 +1,45 @@
+import ArgumentParser
+import Foundation
+import KVBench
+import KVData
+
+/// `kvcache bench chunks`: RoPE re-rotation of a reused chunk's keys against memcpy of the same bytes.
+struct BenchChunksCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chunks",
+        abstract: "RoPE re-rotation (PIE) of cached keys against memcpy of the same bytes, in one run.")
+
+    @Option(help: "Chunk tokens (keys of 8 layers x 8 KV heads x head dim 128, fp32).")
+    var tokens = 512
+    @Option(help: "Timed repetitions of each; the median is reported.")
+    var repetitions = 15
+    @Flag(help: "Print one JSON object on stdout.")
+    var json = false
+
+    func run() throws {
+        guard tokens >= 1, repetitions >= 1 else { throw CLIError("--tokens and --repetitions must be positive") }
+        #if DEBUG
+        note("warning: a debug build; figures are only meaningful from `swift build -c release`")
+        #endif
+        let figures = try [.adjacentPairs, .halfSplit].map {
+            try RopeRotationFigures.measure(layout: $0, tokens: tokens, repetitions: repetitions)
+        }
+        if json {
+            JSONReport.print(.object([("tokens", .int(tokens)), ("repetitions", .int(repetitions)),
+                                      ("bytes", .int(figures[0].bytes)),
+                                      ("rope", .array(figures.map { f in
+                                          .object([("layout", .string(f.layout.rawValue)),
+                                                   ("rotate_gb_per_s", .double(f.rotateBytesPerSecond / 1e9)),
+                                                   ("memcpy_gb_per_s", .double(f.copyBytesPerSecond / 1e9)),
+                                                   ("ratio", .double(f.ratio))])
+                                      }))]))
+        } else {
+            print("keys: \(figures[0].bytes) bytes (\(tokens) tokens x 8 layers x 8 KV heads x 128 dims, fp32)")
+            for f in figures {
+                print("\(f.layout.rawValue.padding(toLength: 14, withPad: " ", startingAt: 0)) rotate "
+                      + String(format: "%.2f GB/s  memcpy %.2f GB/s  ratio %.2f", f.rotateBytesPerSecond / 1e9,
+                               f.copyBytesPerSecond / 1e9, f.ratio))
+            }
+        }
+    }
+}
