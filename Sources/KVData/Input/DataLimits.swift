@@ -11,6 +11,11 @@ public enum DataLimits {
     public static let maxLineBytes = 1 << 26
     /// Largest ShareGPT document read as one JSON array: 256 MiB (a larger one must be JSONL).
     public static let maxJSONArrayBytes = 1 << 28
+    /// Most lines, blank ones included, one JSON Lines or CSV file may have: 2^25 (33,554,432), four
+    /// times `maxRecords`, so a file (or a gzip bomb) of blank lines ends in seconds, not hours.
+    public static let maxLines = 1 << 25
+    /// Most blank lines before a file's first record when its format is detected: 2^20.
+    public static let maxLeadingBlankLines = 1 << 20
     /// Most records (requests, rows, conversations' turns, prompts) one file yields: 2^23 (8,388,608).
     public static let maxRecords = 1 << 23
     /// Most prefix hash ids over a whole trace: 2^27 (1 GiB of ids).

@@ -9,7 +9,8 @@ public enum JSONLines {
     /// Calls `body` with each non-blank line (without its `\n` or `\r\n`) and its 1-based line number,
     /// reading `source` piece by piece: memory holds one piece plus the longest line. `prefix` holds
     /// bytes already read from `source` (by a reader that looked at its head), walked first, starting
-    /// at line `firstLine`. A line longer than `DataLimits.maxLineBytes` is a `badLine`.
+    /// at line `firstLine`. A line longer than `DataLimits.maxLineBytes`, or a file of more than
+    /// `DataLimits.maxLines` lines, is a `badLine`.
     ///
     /// - Complexity: O(n) in the (inflated) size.
     public static func forEachLine(
@@ -29,6 +30,10 @@ public enum JSONLines {
             buffer.removeFirst(consumed)
             scanned = buffer.count
             try checkLineLength(scanned, path: source.path, line: line)
+            guard line <= DataLimits.maxLines + 1 else {
+                throw .badLine(path: source.path, line: line,
+                               reason: "more than \(DataLimits.maxLines) lines (the limit), blank ones included")
+            }
         }
     }
 

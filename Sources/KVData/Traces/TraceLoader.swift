@@ -40,7 +40,8 @@ public enum TraceLoader {
 
     /// The format of `source` judged by its first non-blank line, or nil. Reads up to that line,
     /// holding only it (blank lines before it are dropped); a first line longer than
-    /// `DataLimits.maxLineBytes` is a `badLine`. O(bytes read).
+    /// `DataLimits.maxLineBytes`, or more than `DataLimits.maxLeadingBlankLines` blank lines before it,
+    /// is a `badLine`. O(bytes read).
     public static func detect(_ source: ByteSource) throws(DataError) -> TraceFormat? {
         var head: [UInt8] = []
         var start = 0, scanned = 0, line = 1
@@ -73,6 +74,10 @@ public enum TraceLoader {
             start = min(end + 1, head.count)
             scanned = start
             line += 1
+            guard line <= DataLimits.maxLeadingBlankLines else {
+                throw .badLine(path: source.path, line: line,
+                               reason: "no record in the first \(DataLimits.maxLeadingBlankLines) lines (the limit)")
+            }
         }
     }
 }
