@@ -51,7 +51,7 @@ for name in sorted(os.listdir(f"{out}/old")):
         a = json.load(open(f"{out}/old/{name}")); b = json.load(open(f"{out}/new/{name}"))
     except Exception as e:
         print(f"{name}: unreadable ({e})"); bad += 1; continue
-    skip = re.compile(r"wall|elapsed|seconds_per_|_us$|_ns$|tokens_per_s")
+    skip = re.compile(r"(?i)wall|elapsed|(load|decode|prefill)seconds|persecond|tokens_per_s|ns_per|_us$|_ns$")
     fa = [(p, v) for p, v in leaves(a) if not skip.search(p)]
     fb = [(p, v) for p, v in leaves(b) if not skip.search(p)]
     va = sorted(repr(v) for _, v in fa); vb = sorted(repr(v) for _, v in fb)
