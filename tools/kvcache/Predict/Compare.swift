@@ -16,19 +16,13 @@ extension PredictCommand {
         var epochs = 6
         @Option(help: "Boosting rounds of the stumps.")
         var rounds = 400
-        @Option(name: .customLong("leading-tokens"), help: "Words and symbols read from the start of a prompt.")
-        var leadingTokens = FeatureHashingConfig().leadingTokens
-        @Option(name: .customLong("trailing-tokens"), help: "Words and symbols read from the end of a long prompt.")
-        var trailingTokens = FeatureHashingConfig().trailingTokens
+        @OptionGroup var window: PromptWindowOptions
         @Flag(help: "Print one JSON object on stdout.")
         var json = false
 
         func validate() throws {
             guard (1...TextLengthTrainer.maxEpochs).contains(epochs) else { throw ValidationError("--epochs must be in 1...\(TextLengthTrainer.maxEpochs)") }
             guard (1...BoostedStumpsTrainer.maxRounds).contains(rounds) else { throw ValidationError("--rounds must be in 1...\(BoostedStumpsTrainer.maxRounds)") }
-            guard (0...65_536).contains(leadingTokens), (0...65_536).contains(trailingTokens) else {
-                throw ValidationError("--leading-tokens and --trailing-tokens must be in 0...65536")
-            }
         }
 
         func run() throws {
@@ -36,8 +30,7 @@ extension PredictCommand {
             let training = set.training, heldOut = set.heldOut
             guard !training.isEmpty, !heldOut.isEmpty else { throw CLIError("the split leaves one side empty") }
             var hashing = FeatureHashingConfig()
-            hashing.leadingTokens = leadingTokens
-            hashing.trailingTokens = trailingTokens
+            window.apply(to: &hashing)
             var lrOptions = TextTrainingOptions()
             lrOptions.hashing = hashing
             lrOptions.epochs = epochs

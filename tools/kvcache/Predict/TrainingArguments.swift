@@ -17,10 +17,7 @@ extension PredictCommand {
         var l2: Float = 1e-6
         @Option(name: .customLong("hash-bits"), help: "log2 of the feature space size (8...24).")
         var hashBits = 18
-        @Option(name: .customLong("leading-tokens"), help: "Words and symbols read from the start of a prompt.")
-        var leadingTokens = FeatureHashingConfig().leadingTokens
-        @Option(name: .customLong("trailing-tokens"), help: "Words and symbols read from the end of a long prompt.")
-        var trailingTokens = FeatureHashingConfig().trailingTokens
+        @OptionGroup var window: PromptWindowOptions
         @Option(help: "Quantile of the predicted distribution to reserve.")
         var quantile = 0.9
         @Option(help: "Statistic reported as the expected length: median, mean, or quantile (--expected-quantile).")
@@ -48,8 +45,6 @@ extension PredictCommand {
             try check(learningRate.isFinite && learningRate > 0 && learningRate <= maxRate, "--learning-rate must be a finite number in (0, \(maxRate)]")
             try check(l2.isFinite && l2 >= 0 && l2 <= maxRate, "--l2 must be a finite number in [0, \(maxRate)]")
             try check((8...24).contains(hashBits), "--hash-bits must be in 8...24")
-            try check((0...65_536).contains(leadingTokens), "--leading-tokens must be in 0...65536")
-            try check((0...65_536).contains(trailingTokens), "--trailing-tokens must be in 0...65536")
             try check(quantile > 0 && quantile < 1, "--quantile must be in (0, 1)")
             try check(expectedQuantile > 0 && expectedQuantile < 1, "--expected-quantile must be in (0, 1)")
             try check(crossScale > 0 && crossScale <= 16, "--cross-scale must be in (0, 16]")
@@ -64,8 +59,7 @@ extension PredictCommand {
             options.learningRate = learningRate
             options.l2 = l2
             options.hashing.hashBits = hashBits
-            options.hashing.leadingTokens = leadingTokens
-            options.hashing.trailingTokens = trailingTokens
+            window.apply(to: &options.hashing)
             options.hashing.modelCrosses = !noModelCrosses
             options.hashing.bigrams = !noBigrams
             options.hashing.modelCrossScale = crossScale
