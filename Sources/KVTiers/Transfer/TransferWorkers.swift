@@ -105,17 +105,7 @@ final class WorkerQueue: @unchecked Sendable {
     private func next() -> Entry? {
         cond.withLock { () -> Entry? in
             while true {
-                if highHead < high.count {
-                    let e = high[highHead]
-                    highHead += 1
-                    if highHead == high.count { high.removeAll(keepingCapacity: true); highHead = 0 }
-                    running += 1
-                    return e
-                }
-                if lowHead < low.count {
-                    let e = low[lowHead]
-                    lowHead += 1
-                    if lowHead == low.count { low.removeAll(keepingCapacity: true); lowHead = 0 }
+                if let e = Self.popFront(&high, &highHead) ?? Self.popFront(&low, &lowHead) {
                     running += 1
                     return e
                 }
@@ -123,6 +113,19 @@ final class WorkerQueue: @unchecked Sendable {
                 cond.wait()
             }
         }
+    }
+
+    /// The first entry of a FIFO kept as an array and a head index (no element moves per pop); the array
+    /// is emptied, keeping its capacity, once the head reaches its end. O(1) amortised, no allocation.
+    private static func popFront(_ queue: inout [Entry], _ head: inout Int) -> Entry? {
+        guard head < queue.count else { return nil }
+        let e = queue[head]
+        head += 1
+        if head == queue.count {
+            queue.removeAll(keepingCapacity: true)
+            head = 0
+        }
+        return e
     }
 
     private func workLoop() {
