@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KVCache
+import KVData
 import KVReferenceEngine
 
 /// `kvcache kv-dump`: computes a prompt's real KV with the reference engine and writes its blocks, one
@@ -30,28 +31,27 @@ struct KVDumpCommand: ParsableCommand {
         guard threads.map(Limits.threads.contains) ?? true else { throw ValidationError("--threads must be in \(Limits.threads)") }
     }
 
-    /// The prompt file's bytes: a regular file or standard input (`-`), at most `maxPromptBytes`.
-    /// A FIFO, device or folder is refused before it is opened, so nothing blocks or reads for ever.
+    /// The prompt file's bytes: a regular file (opened by `RegularFile`, so a FIFO, device or folder is
+    /// refused before anything blocks) or standard input (`-`), at most 16 MiB.
     func readPrompt() throws -> Data {
         let maxPromptBytes = 16 << 20
-        let handle: FileHandle
+        let file: UnsafeMutablePointer<FILE>
         if promptFile == "-" {
-            handle = FileHandle.standardInput
-        } else {
-            var st = stat()
-            guard stat(promptFile, &st) == 0 else {
-                throw CLIError("cannot read prompt file \(promptFile): \(String(cString: strerror(errno)))")
+            guard let input = fdopen(dup(STDIN_FILENO), "rb") else {
+                throw CLIError("cannot read standard input: \(String(cString: strerror(errno)))")
             }
-            guard st.st_mode & S_IFMT == S_IFREG else { throw CLIError("prompt file \(promptFile) is not a regular file") }
-            guard let h = FileHandle(forReadingAtPath: promptFile) else { throw CLIError("cannot read prompt file \(promptFile)") }
-            handle = h
+            file = input
+        } else {
+            do { file = try RegularFile.open(promptFile).file } catch { throw CLIError("\(error)") }
         }
-        let data: Data
-        do { data = try handle.read(upToCount: maxPromptBytes + 1) ?? Data() } catch {
-            throw CLIError("cannot read prompt file \(promptFile): \(readableReason(error))")
+        defer { fclose(file) }
+        var bytes = [UInt8](repeating: 0, count: maxPromptBytes + 1)
+        let count = fread(&bytes, 1, bytes.count, file)
+        if count < bytes.count, ferror(file) != 0 {
+            throw CLIError("cannot read prompt file \(promptFile): \(String(cString: strerror(errno)))")
         }
-        guard data.count <= maxPromptBytes else { throw CLIError("prompt file \(promptFile) is larger than 16 MiB") }
-        return data
+        guard count <= maxPromptBytes else { throw CLIError("prompt file \(promptFile) is larger than 16 MiB") }
+        return Data(bytes[..<count])
     }
 
     func run() throws {
