@@ -187,46 +187,18 @@ public enum TextLengthModelFile {
     /// `path`, so that a failure leaves `path` as it was. A `path` that exists and is not a regular
     /// file (symlink, device, FIFO, folder) is refused.
     public static func save(_ model: TextLengthModel, to path: String) throws(LengthModelError) {
-        try checkTarget(path)
-        let bytes = encode(model)
-        let slash = path.lastIndex(of: "/")
-        let folder = slash.map { String(path[...$0]) } ?? ""
-        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        guard !name.isEmpty else { throw .cannotWrite(path: path, reason: "names a folder, not a file") }
-        var template = Array((folder + "." + name + ".XXXXXX").utf8CString)
-        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        guard fd >= 0 else { throw .cannotWrite(path: path, reason: systemReason()) }
-        let temporary = String(cString: template)
-        var failure: String? = nil
-        bytes.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    failure = systemReason()
-                    return
-                }
-                offset += n
-            }
-        }
-        if failure == nil && fsync(fd) != 0 { failure = systemReason() }
-        if failure == nil { _ = fchmod(fd, 0o644) }
-        if close(fd) != 0 && failure == nil { failure = systemReason() }
-        if failure == nil && rename(temporary, path) != 0 { failure = systemReason() }
-        if let failure {
-            unlink(temporary)
-            throw .cannotWrite(path: path, reason: failure)
-        }
+        do { try OutputFile.write(encode(model), to: path) } catch { throw wrap(error, path) }
     }
 
     /// Refuses a `path` that exists and is not a regular file (what `save` refuses), so that a caller
     /// can fail before training. O(1).
     public static func checkTarget(_ path: String) throws(LengthModelError) {
-        var info = stat()
-        if lstat(path, &info) == 0 && info.st_mode & S_IFMT != S_IFREG {
-            throw .cannotWrite(path: path, reason: "exists and is not a regular file (symlink, device, FIFO or folder)")
-        }
+        do { try OutputFile.checkTarget(path) } catch { throw wrap(error, path) }
+    }
+
+    private static func wrap(_ error: DataError, _ path: String) -> LengthModelError {
+        if case let .cannotWrite(_, reason) = error { return .cannotWrite(path: path, reason: reason) }
+        return .cannotWrite(path: path, reason: error.description)
     }
 
     /// Reads the model at `path` (a regular file of at most `maxFileBytes`).
@@ -250,7 +222,6 @@ public enum TextLengthModelFile {
         }
     }
 
-    private static func systemReason() -> String { String(cString: strerror(errno)) }
 
     static func append(_ value: UInt32, to out: inout [UInt8]) {
         withUnsafeBytes(of: value.littleEndian) { out.append(contentsOf: $0) }

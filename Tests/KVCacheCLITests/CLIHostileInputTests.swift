@@ -78,4 +78,20 @@ struct CLIHostileInputTests {
         try Data([0x4b, 0x56, 0x4c, 0x50, 3, 0, 0, 0] + Array(repeating: 0xff, count: 2500)).write(to: URL(fileURLWithPath: bad))
         try Self.refuses(["predict", "eval", "--model", bad, "--data", data], status: 1, bad)
     }
+
+    /// `replay --format marconi --per-request` writes through `OutputFile`: a symlink (or a device such
+    /// as /dev/null, which a run as root once replaced) is refused and left as it was.
+    @Test func perRequestOutputDoesNotReplaceALink() throws {
+        let dir = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let trace = dir + "/m.jsonl"
+        try #"{"session_id":1,"turn_id":0,"ts":0,"num_input_tokens":2,"num_output_tokens":1,"input_tokens":[1,2],"output_tokens":[3]}"#
+            .write(toFile: trace, atomically: true, encoding: .utf8)
+        let target = dir + "/target"
+        try "keep".write(toFile: target, atomically: true, encoding: .utf8)
+        #expect(symlink(target, dir + "/link.csv") == 0)
+        try Self.refuses(["replay", "--format", "marconi", "--trace", trace, "--model", "hybrid-7b", "--capacity-gb", "1",
+                          "--policy", "marconi", "--per-request", dir + "/link.csv"], status: 1, "not a regular file")
+        #expect(try String(contentsOfFile: target, encoding: .utf8) == "keep")
+    }
 }

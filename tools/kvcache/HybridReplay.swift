@@ -82,8 +82,6 @@ enum HybridReplayCommand {
             out += "\(i),\(requests[i].input.count),\(requests[i].output.count),\(s.hitTokens),\(s.checkpointsAfter),"
             out += "\(s.cachedTokensAfter),\(s.clockAfter),\(r.policy == .vllmPlus ? "" : String(s.alphaAfter))\n"
         }
-        do { try out.write(toFile: file, atomically: true, encoding: .utf8) } catch {
-            throw CLIError("\(file): cannot write: \(error.localizedDescription)")
-        }
+        do { try OutputFile.write(Array(out.utf8), to: file) } catch { throw CLIError(error.description) }
     }
 }

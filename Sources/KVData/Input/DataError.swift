@@ -5,6 +5,8 @@
 public enum DataError: Error, Equatable, CustomStringConvertible {
     /// The file or folder could not be opened or read.
     case cannotRead(path: String, reason: String)
+    /// An output file could not be written (or its path names something that is not a regular file).
+    case cannotWrite(path: String, reason: String)
     /// The gzip stream is damaged or truncated.
     case corruptCompressedData(path: String, reason: String)
     /// One record is not what the format requires.
@@ -19,6 +21,7 @@ public enum DataError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .cannotRead(path, reason): "\(path): cannot read: \(reason)"
+        case let .cannotWrite(path, reason): "\(path): cannot write: \(reason)"
         case let .corruptCompressedData(path, reason): "\(path): corrupt compressed data: \(reason)"
         case let .badLine(path, line, reason): "\(path):\(line): \(reason)"
         case let .missingFile(folder, pattern): "\(folder): no file matching \(pattern)"
