@@ -12,8 +12,10 @@ import CXXHash
 ///   Int64, all little-endian), seed 0. The parent of block 0 is the root key.
 /// - No random seed anywhere: keys are the same in every process and on every machine.
 ///
-/// Only full blocks get keys. Cost: one XXH3-128 call over 16 + 4 x blockTokens bytes per block, no heap
-/// allocation (the input is assembled in a stack buffer).
+/// Only full blocks get keys. Cost: one XXH3-128 over 16 + 4 x blockTokens bytes per block, no heap
+/// allocation at any block size: inputs of up to `oneShotBytes` are assembled in a stack buffer and
+/// hashed in one call; longer ones (blocks of 253 tokens and more) stream the parent, the token array in
+/// place and the multimodal records through an XXH3 state kept on the stack (the same digest).
 public struct BlockHasher: Sendable {
     public let blockTokens: Int
 
@@ -47,6 +49,9 @@ public struct BlockHasher: Sendable {
                     multimodal: UnsafeBufferPointer<MultimodalExtra> = .init(start: nil, count: 0)) -> BlockKey {
         precondition(tokens.count == blockTokens, "only full blocks have keys")
         let size = 16 + 4 * blockTokens + 24 * multimodal.count
+        guard size <= Self.oneShotBytes else {
+            return Self.streamedKey(parent: parent, tokens: tokens, multimodal: multimodal)
+        }
         return withUnsafeTemporaryAllocation(byteCount: size, alignment: 8) { buf in
             buf.storeBytes(of: parent.lo.littleEndian, toByteOffset: 0, as: UInt64.self)
             buf.storeBytes(of: parent.hi.littleEndian, toByteOffset: 8, as: UInt64.self)
@@ -69,6 +74,48 @@ public struct BlockHasher: Sendable {
                 offset += 24
             }
             return Self.hash128(UnsafeRawBufferPointer(buf))
+        }
+    }
+
+    /// Inputs up to this many bytes are hashed in one call from a stack buffer (the standard library
+    /// keeps temporary allocations of up to 1 KiB on the stack and moves larger ones to the heap).
+    @usableFromInline static var oneShotBytes: Int { 1024 }
+
+    /// Bytes reserved on the stack for an `XXH3_state_t` (576 in libxxhash 0.8), plus room to align
+    /// it to the 64 bytes its accumulators are declared with.
+    @usableFromInline static var stateBytes: Int { 640 }
+
+    /// The same key as the one-shot path, streamed: parent, tokens in place, then each multimodal
+    /// record, through an XXH3 state on the stack. O(blockTokens), no allocation.
+    @usableFromInline
+    static func streamedKey(parent: BlockKey, tokens: UnsafeBufferPointer<UInt32>,
+                            multimodal: UnsafeBufferPointer<MultimodalExtra>) -> BlockKey {
+        precondition(kv_xxh3_state_size() <= stateBytes, "libxxhash's XXH3 state outgrew the stack reserve")
+        return withUnsafeTemporaryAllocation(byteCount: stateBytes + 64, alignment: 16) { raw in
+            let address = (UInt(bitPattern: raw.baseAddress!) + 63) & ~UInt(63)
+            let state = OpaquePointer(bitPattern: address)!
+            XXH3_128bits_reset(state)
+            withUnsafeTemporaryAllocation(byteCount: 24, alignment: 8) { record in
+                record.storeBytes(of: parent.lo.littleEndian, toByteOffset: 0, as: UInt64.self)
+                record.storeBytes(of: parent.hi.littleEndian, toByteOffset: 8, as: UInt64.self)
+                XXH3_128bits_update(state, record.baseAddress, 16)
+                #if _endian(little)
+                XXH3_128bits_update(state, UnsafeRawPointer(tokens.baseAddress), 4 * tokens.count)
+                #else
+                for t in tokens {
+                    record.storeBytes(of: t.littleEndian, toByteOffset: 0, as: UInt32.self)
+                    XXH3_128bits_update(state, record.baseAddress, 4)
+                }
+                #endif
+                for m in multimodal {
+                    record.storeBytes(of: m.hash.lo.littleEndian, toByteOffset: 0, as: UInt64.self)
+                    record.storeBytes(of: m.hash.hi.littleEndian, toByteOffset: 8, as: UInt64.self)
+                    record.storeBytes(of: m.offset.littleEndian, toByteOffset: 16, as: Int64.self)
+                    XXH3_128bits_update(state, record.baseAddress, 24)
+                }
+            }
+            let h = XXH3_128bits_digest(state)
+            return BlockKey(lo: h.low64, hi: h.high64)
         }
     }
 

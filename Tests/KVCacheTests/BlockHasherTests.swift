@@ -24,6 +24,25 @@ struct BlockHasherTests {
         #expect(key(root, Array(0 ..< 16), [mm]).description == "43065de7c9a0584be254ca2b6b0a7955")
     }
 
+    /// Blocks of 253 tokens and more stream through an XXH3 state (the one-shot stack buffer would
+    /// spill to the heap); the digest must be the specified one on both sides of that switch.
+    @Test(arguments: [(252, "2e504418329a3bb860af6bd65adc331c"), (253, "aefd292ce1584608b0d7f7279a911b46"),
+                      (512, "cfff4f3734820b165feee8f57d38e370"), (1024, "e9532f91bcf2003bbfa2c346b7a08d84")])
+    func largeBlocksMatchIndependentVectors(blockTokens: Int, expected: String) {
+        let tokens = (0 ..< blockTokens).map { UInt32((7 * $0) % 49152) }
+        let big = BlockHasher(blockTokens: blockTokens)
+        let k = tokens.withUnsafeBufferPointer { big.key(parent: BlockHasher.rootKey(), tokens: $0) }
+        #expect(k.description == expected)
+        if blockTokens == 512 {
+            let mm = [MultimodalExtra(hash: BlockKey(lo: 0x5678, hi: 0x1234), offset: -4),
+                      MultimodalExtra(hash: BlockKey(lo: 9, hi: 0), offset: 100)]
+            let withItems = tokens.withUnsafeBufferPointer { t in
+                mm.withUnsafeBufferPointer { big.key(parent: BlockHasher.rootKey(), tokens: t, multimodal: $0) }
+            }
+            #expect(withItems.description == "27fc790510a6d36994647ece35529db4")
+        }
+    }
+
     @Test func appendKeysChainsFullBlocksOnly() {
         let tokens: [UInt32] = Array(0 ..< 40)
         var keys: [BlockKey] = []
