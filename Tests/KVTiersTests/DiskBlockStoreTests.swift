@@ -186,15 +186,16 @@ struct DiskBlockStoreTests {
         let store = try DiskBlockStore(config)
         for i in 0 ..< 3 { #expect(put(store, testKey(i)) == .stored) }
         faults.failWrites(afterBytes: 0, errno: ENOSPC)
+        let segment = dir.path + "/" + DiskBlockStore.segmentName(1)
         for i in 3 ..< 6 {
-            #expect(put(store, testKey(i)) == .notStored(.system(call: "pwrite", errno: ENOSPC)))
+            #expect(put(store, testKey(i)) == .notStored(.system(call: "pwrite \(segment)", errno: ENOSPC)))
             #expect(!store.contains(testKey(i)))
         }
         #expect(store.statistics.notStored == 3)
         #expect(store.statistics.writeErrors == 3)
         for i in 0 ..< 3 { #expect(read(store, testKey(i)) == (.hit, expectedBytes(for: testKey(i), layout: layout))) }
         faults.failWrites(afterBytes: 0, errno: EIO)
-        #expect(put(store, testKey(6)) == .notStored(.system(call: "pwrite", errno: EIO)))
+        #expect(put(store, testKey(6)) == .notStored(.system(call: "pwrite \(segment)", errno: EIO)))
         faults.heal()
         #expect(put(store, testKey(7)) == .stored)
         #expect(read(store, testKey(7)).0 == .hit)

@@ -22,7 +22,7 @@ extension DiskBlockStore {
     /// Stores `bytes` under `key` (compressed when it pays); the record names `parent` (nil for a first
     /// block), which `parent(of:)` returns, also after a restart. O(bytes).
     /// - Returns: `.stored`, `.alreadyStored` (the key is present: blocks with equal keys hold equal bytes),
-    ///   or `.notStored` (full disk, I/O error, too large), counted in stats.
+    ///   or `.notStored` (full disk, I/O error naming the segment file, too large), counted in stats.
     @discardableResult
     public func put(_ key: BlockKey, parent: BlockKey?, bytes: UnsafeRawBufferPointer) -> DiskPutOutcome {
         guard bytes.count <= config.maxBlockBytes, bytes.count % config.elementSize == 0 else {
@@ -74,7 +74,7 @@ extension DiskBlockStore {
                 if case .system(_, ENOSPC) = error, evictForFullDisk() { continue }
                 stats.notStored += 1
                 stats.writeErrors += 1
-                return .notStored(error)
+                return .notStored(error.naming(seg.path))
             }
             seg.size += record.count
             seg.keys.append(key)
