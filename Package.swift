@@ -66,7 +66,7 @@ let package = Package(
         // Chunk reuse at any position: RoPE re-rotation (PIE), the chunk store and the prefill plan.
         .target(name: "KVChunks", dependencies: ["KVCache", "KVPlan", "CKernels"]),
         // A real CPU engine (GGUF, BPE, llama forward pass) on the paged KV.
-        .target(name: "KVReferenceEngine", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVRuntime", "COpenBLAS",
+        .target(name: "KVReferenceEngine", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVRuntime", "KVData", "COpenBLAS",
                                                           "CKernels"]),
 
         // The C ABI: the public header alone (CKVCache), implemented in Swift with @_cdecl (KVCacheC).
@@ -103,7 +103,7 @@ let package = Package(
         .testTarget(name: "KVSimulationTests", dependencies: ["KVSimulation", "KVPlan", "KVData", "KVPrediction"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "KVReferenceEngineTests", dependencies: ["KVReferenceEngine", "KVTiers", "KVPlan", "KVRuntime",
-                                                                   "KVScheduler", "KVTestSupport", "KVChunks"],
+                                                                   "KVScheduler", "KVTestSupport", "KVChunks", "KVData"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "KVChunksTests", dependencies: ["KVChunks", "KVPlan", "KVCache"]),
         // The C kernels against exact sums (the quantized ones through the engine's repacking).

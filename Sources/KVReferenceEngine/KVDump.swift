@@ -1,4 +1,5 @@
 import KVCache
+import KVData
 import Foundation
 
 /// Writes a sequence's KV blocks from the pool to a directory: one file per block plus
@@ -6,7 +7,8 @@ import Foundation
 ///
 /// Each file holds one block in the pool layout `[layer][K|V][token in block][kv head][head dim]`,
 /// little-endian, in `dtype` (fp16 converted from the pool's fp32, or fp32 as stored). Slots past a
-/// partial last block's `tokens` are written as zeros. O(blocks x block bytes).
+/// partial last block's `tokens` are written as zeros. Every file goes through `OutputFile` (KVData):
+/// an existing link, device or folder of the same name is refused, never replaced. O(blocks x block bytes).
 public enum KVDump {
     public enum DType: String, Codable, Sendable, CaseIterable {
         case f16, f32
@@ -67,7 +69,7 @@ public enum KVDump {
                 }
             }
             let name = String(format: "block-%05d.bin", i)
-            try Data(out).write(to: directory.appendingPathComponent(name))
+            try OutputFile.write(out, to: directory.appendingPathComponent(name).path)
             blocks.append(.init(file: name, index: i, tokens: filled))
         }
         let manifest = Manifest(model: model, dtype: dtype, layers: pool.layers, kvHeads: pool.kvHeads,
@@ -75,7 +77,7 @@ public enum KVDump {
                                 promptTokens: tokens, blocks: blocks)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(manifest).write(to: directory.appendingPathComponent("manifest.json"))
+        try OutputFile.write(Array(encoder.encode(manifest)), to: directory.appendingPathComponent("manifest.json").path)
         return manifest
     }
 

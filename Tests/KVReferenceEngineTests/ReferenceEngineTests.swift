@@ -1,5 +1,6 @@
 import Foundation
 import KVCache
+import KVData
 import Testing
 @testable import KVReferenceEngine
 
@@ -179,6 +180,19 @@ struct KVDumpTests {
         #expect(throws: KVDump.LoadError.self) {
             try KVDump.write(pool: engine.pool, blockTable: [99], tokens: 3, model: "", dtype: .f32, to: dir)
         }
+
+        // A link where a block file goes is refused, and what it points to stays as it was.
+        let linked = dir.appendingPathComponent("linked")
+        try FileManager.default.createDirectory(at: linked, withIntermediateDirectories: true)
+        let victim = dir.appendingPathComponent("victim.txt")
+        try Data("keep".utf8).write(to: victim)
+        try FileManager.default.createSymbolicLink(at: linked.appendingPathComponent("block-00000.bin"),
+                                                   withDestinationURL: victim)
+        #expect(throws: DataError.self) {
+            try KVDump.write(pool: engine.pool, blockTable: table, tokens: prompt.count,
+                             model: ModelLocator.fileName, dtype: .f32, to: linked)
+        }
+        #expect(try Data(contentsOf: victim) == Data("keep".utf8))
     }
 }
 
