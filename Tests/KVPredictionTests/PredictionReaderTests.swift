@@ -134,7 +134,7 @@ struct PredictionReaderTests {
         #expect(throws: DataError.badLine(path: "s.jsonl", line: 2, reason: "wrong type at \"conversations\"")) {
             try Self.shareGPT(text, "s.jsonl")
         }
-        #expect(throws: DataError.badLine(path: "s.jsonl", line: 1, reason: "not a JSON object")) {
+        #expect(throws: DataError.badLine(path: "s.jsonl", line: 1, reason: "not a JSON object, or a number out of range")) {
             try Self.shareGPT("{oops\n", "s.jsonl")
         }
         #expect(throws: DataError.badLine(path: "a.json", line: 1, reason: "record 1 is not a conversation")) {
@@ -166,6 +166,14 @@ struct PredictionReaderTests {
             if String(decoding: line, as: UTF8.self) != "{\"a\":\(number)}" { Issue.record("line \(number)") }
         }
         #expect(seen == 30_000)
+    }
+
+    @Test func aNumberThatDoesNotFitIsNotCalledAMalformedObject() throws {
+        struct Row: Decodable { var id: Int64 }
+        let line = ArraySlice(Array("{\"id\": 1e308}".utf8))
+        #expect(throws: DataError.badLine(path: "r.jsonl", line: 4, reason: "not a JSON object, or a number out of range")) {
+            _ = try JSONLines.decode(Row.self, line, path: "r.jsonl", line: 4)
+        }
     }
 }
 

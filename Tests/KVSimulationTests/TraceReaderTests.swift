@@ -57,7 +57,7 @@ func fixture(_ name: String) throws -> String {
 
     @Test func shareGPTMakesOneRequestPerTurnWithSharedHistory() throws {
         let path = try fixture("sharegpt_small.jsonl")
-        #expect(throws: DataError.badLine(path: path, line: 2, reason: "not a JSON object")) {
+        #expect(throws: DataError.badLine(path: path, line: 2, reason: "not a JSON object, or a number out of range")) {
             try TraceLoader.load(path: path)
         }
         let trace = try TraceLoader.load(path: path, skipBadLines: true)

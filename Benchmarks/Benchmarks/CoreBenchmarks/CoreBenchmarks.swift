@@ -25,7 +25,9 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     register("hash 32k tokens (2048 blocks of 16)") { HashWorkload() }
+    register("hash 32k tokens (64 blocks of 512)") { HashWorkload(blockTokens: 512) }
     register("lookup cached 32k-token prompt") { try LookupWorkload() }
+    register("lookup cached 32k-token prompt (blocks of 512)") { try LookupWorkload(blockTokens: 512) }
     register("allocate+free 6400 blocks") { try AllocFreeWorkload() }
     register("insert 2048 blocks") { try InsertWorkload() }
     register("evict ~1500 blocks") { try EvictWorkload() }

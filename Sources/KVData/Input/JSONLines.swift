@@ -93,7 +93,8 @@ public enum JSONLines {
         case let .keyNotFound(key, _): "missing field \"\(key.stringValue)\""
         case let .typeMismatch(_, context): "wrong type at \(path(context))"
         case let .valueNotFound(_, context): "null at \(path(context))"
-        default: "not a JSON object"
+        // Foundation reports a number too large for its field as invalid JSON, with no field named.
+        default: "not a JSON object, or a number out of range"
         }
     }
 
