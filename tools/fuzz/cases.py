@@ -117,6 +117,36 @@ def replay_disk_dir(rng, folder, fx):
             "--disk-blocks", rng.choice(["64", "1", "100000000"]), "--disk-dir", d, "--json"]
 
 
+def replay_marconi(rng, folder, fx):
+    """Hybrid-model traces: a mutated Marconi-schema trace, extreme --capacity-gb, odd --per-request."""
+    argv = ["replay", "--format", "marconi", "--trace", formats.make_marconi(rng, folder)]
+    argv += ["--model", rng.choice(["hybrid-7b"] * 4 + ["jamba-1.5-mini", "nemotron-h-8b", "x", ""])]
+    argv.append("--capacity-gb=" + (values.flag_number(rng) if rng.random() < 0.25 else rng.choice(["0.0001", "0.01", "2"])))
+    argv += ["--policy", rng.choice(["vllm+,sglang+,marconi-sim,marconi"] * 4 + ["marconi", "sglang+", "lru", ","])]
+    if rng.random() < 0.4:
+        target = rng.choice(["plain", "dir", "fifo", "device", "symlink", "dangling", "missing-parent"])
+        argv += ["--per-request", os.path.join(folder, "per-request.csv") if target == "plain"
+                 else special_path(rng, folder, [target])]
+    if rng.random() < 0.3:
+        argv.append("--skip-bad-lines")
+    return argv + ["--json"]
+
+
+def replay_ragpulse(rng, folder, fx):
+    """RAG traces: mutated trace and side files, --chunk-reuse with extreme --recompute-ratio."""
+    argv = ["replay", "--format", "ragpulse", "--trace", formats.make_ragpulse(rng, folder),
+            "--capacity-blocks=" + rng.choice(["64", "64", "1", values.flag_number(rng)])]
+    if rng.random() < 0.6:
+        argv.append("--chunk-reuse")
+    if rng.random() < 0.25:
+        argv.append("--recompute-ratio=" + values.flag_number(rng))
+    if rng.random() < 0.2:
+        argv += ["--side-files", special_path(rng, folder, ["dir", "missing", "fifo", "device"])]
+    if rng.random() < 0.3:
+        argv.append("--skip-bad-lines")
+    return argv + ["--json"]
+
+
 # MARK: predict
 
 PREDICT_TRAIN_FLAGS = ["--epochs", "--learning-rate", "--l2", "--hash-bits", "--leading-tokens", "--trailing-tokens",
@@ -303,7 +333,9 @@ def disk_stress_flags(rng, folder, fx):
 
 
 def bench_flags(rng, folder, fx):
-    sub = rng.choice(["core", "scheduler", "tiers"])
+    sub = rng.choice(["core", "scheduler", "tiers", "chunks"])
+    if sub == "chunks":
+        return ["bench", "chunks", "--repetitions", "1"] + numeric_flags(rng, ["--tokens", "--repetitions"], 1) + ["--json"]
     if sub == "core":
         return ["bench", "core", "--repetitions"] + [values.flag_number(rng)] + ["--json"]
     if sub == "scheduler":
@@ -322,17 +354,21 @@ def capi_calls(rng, folder, fx):
 
 
 def output_target_kept(argv, code, out, err):
-    """predict train --out must not replace a device, a FIFO or a symlink (or the file it points at)."""
-    path = argv[argv.index("--out") + 1]
+    """An output flag (`--out`, `--per-request`) must not replace a device, a FIFO or a symlink (or the
+    file it points at)."""
+    flag = next((f for f in ("--out", "--per-request") if f in argv), None)
+    if flag is None:
+        return None
+    path = argv[argv.index(flag) + 1]
     if os.path.basename(path) != "special":
         return None
     folder = os.path.dirname(path)
     precious = os.path.join(folder, "precious.txt")
     if os.path.exists(precious) and open(precious).read() != "precious\n":
-        return "--out overwrote the file a symlink points at"
+        return f"{flag} overwrote the file a symlink points at"
     st = os.lstat(path)
     if stat.S_ISREG(st.st_mode):
-        return "--out replaced a device, FIFO or symlink with a regular file"
+        return f"{flag} replaced a device, FIFO or symlink with a regular file"
     return None
 
 
@@ -377,6 +413,8 @@ GENERATORS = {
     "replay-gzip-bomb": (replay_gzip_bomb, 4),
     "replay-special-paths": (replay_special_paths, 1),
     "replay-disk-dir": (replay_disk_dir, 1),
+    "replay-marconi": (replay_marconi, 1, output_target_kept),
+    "replay-ragpulse": (replay_ragpulse, 1),
     "predict-train-flags": (predict_train_flags, 1),
     "predict-train-data": (predict_train_data, 1),
     "predict-train-out": (predict_train_out, 1, output_target_kept),

@@ -164,6 +164,76 @@ def mutate_castillo(rng, rec):
     return rec
 
 
+def marconi_record(rng, session, turn, ts):
+    n_in, n_out = rng.randint(1, 60), rng.randint(1, 30)
+    head = [1, 2, 3, 4] if rng.random() < 0.7 else []
+    inp = (head + [rng.randrange(32000) for _ in range(n_in)])[:n_in]
+    out = [rng.randrange(32000) for _ in range(n_out)]
+    return {"session_id": session, "turn_id": turn, "ts": ts, "num_input_tokens": n_in,
+            "num_output_tokens": n_out, "input_tokens": inp, "output_tokens": out}
+
+
+def make_marconi(rng, folder, name="hybrid.jsonl"):
+    """A trace in the Marconi simulator's schema (token lists, or counts as in its sysprompt trace),
+    with one or two records mutated (extreme numbers, wrong types, lengths that disagree)."""
+    records = [marconi_record(rng, i // 3, i % 3, float(i)) for i in range(rng.randint(1, 12))]
+    for _ in range(rng.choice([0, 0, 1, 2])):
+        r = rng.choice(records)
+        key = rng.choice(list(r) + ["extra"])
+        r[key] = rng.choice([values.json_number(rng), [], [values.json_number(rng)] * rng.randint(1, 3),
+                             [2 ** 63 - 1] * 4, [-1], None, "x", list(range(rng.choice([1, 5000])))])
+    lines = [json.dumps(r).encode() for r in records]
+    if rng.random() < 0.2:
+        lines.insert(rng.randrange(len(lines) + 1), values.odd_text(rng))
+    path = os.path.join(folder, name)
+    write_lines(path, lines)
+    return gzip_file(rng, path) if rng.random() < 0.2 else path
+
+
+RAGPULSE_KINDS = [("sys_prompt", "1_sys_prompt.jsonl", "sys_prompt_id"),
+                  ("passages_ids", "2_passages.jsonl", "passage_id"),
+                  ("history", "3_history.jsonl", "history_id"),
+                  ("user_input", "4_user_input.jsonl", "user_input_id"),
+                  ("web_search", "5_web_search.jsonl", "web_search_id")]
+
+
+def make_ragpulse(rng, folder):
+    """A RAGPulse trace (`0_trace.jsonl`) and its five side files of segment lengths, with ids that may
+    be missing from the side files, extreme lengths or timestamps, and mutated lines in either."""
+    base = {kind: 100 * (k + 1) for k, (kind, _, _) in enumerate(RAGPULSE_KINDS)}
+    side = {kind: {base[kind] + i: rng.randint(1, 600) for i in range(8)} for kind, _, _ in RAGPULSE_KINDS}
+    for kind, file, key in RAGPULSE_KINDS:
+        lines = [json.dumps({key: i, "token_length": n}).encode() for i, n in side[kind].items()]
+        if rng.random() < 0.08:
+            victim = rng.randrange(len(lines))
+            lines[victim] = json.dumps({key: rng.choice([values.json_number(rng), base[kind]]),
+                                        "token_length": values.json_number(rng)}).encode()
+        if rng.random() < 0.04:
+            lines.append(values.odd_text(rng))
+        write_lines(os.path.join(folder, file), lines)
+    records = []
+    for i in range(rng.randint(1, 10)):
+        ids = {kind: rng.sample(sorted(side[kind]), rng.randint(0 if kind != "sys_prompt" else 1, 3))
+               for kind, _, _ in RAGPULSE_KINDS}
+        held = sum(side[kind][j] for kind in ids for j in ids[kind])
+        records.append({"timestamp": str(10 * i), "input_length": held + rng.randint(0, 200),
+                        "output_length": rng.randint(1, 300), "hash_ids": ids, "session_id": f"s{i % 3}"})
+    for _ in range(rng.choice([0, 0, 1, 2])):
+        r = rng.choice(records)
+        key = rng.choice(list(r) + ["extra"])
+        if key == "hash_ids" and isinstance(r["hash_ids"], dict) and rng.random() < 0.6:
+            kind = rng.choice(RAGPULSE_KINDS)[0]
+            r["hash_ids"][kind] = rng.choice([[values.json_number(rng)], [99999], "x", None, [0] * 5000])
+        else:
+            r[key] = values.json_number(rng)
+    lines = [json.dumps(r).encode() for r in records]
+    if rng.random() < 0.15:
+        lines.insert(rng.randrange(len(lines) + 1), values.odd_text(rng))
+    path = os.path.join(folder, "0_trace.jsonl")
+    write_lines(path, lines)
+    return path
+
+
 def make_trace(rng, folder):
     """Any trace format, sometimes gzip-compressed (whole, truncated or as a bomb)."""
     kind = rng.choice(["mooncake", "mooncake", "csv", "sharegpt", "castillo"])

@@ -16,8 +16,13 @@ struct BenchChunksCommand: ParsableCommand {
     @Flag(help: "Print one JSON object on stdout.")
     var json = false
 
+    func validate() throws {
+        // 32 KiB of keys per token: 8,192 tokens are 256 MiB per copy.
+        guard (1 ... 8_192).contains(tokens) else { throw ValidationError("--tokens must be in 1...8192") }
+        guard (1 ... 1_000).contains(repetitions) else { throw ValidationError("--repetitions must be in 1...1000") }
+    }
+
     func run() throws {
-        guard tokens >= 1, repetitions >= 1 else { throw CLIError("--tokens and --repetitions must be positive") }
         #if DEBUG
         note("warning: a debug build; figures are only meaningful from `swift build -c release`")
         #endif

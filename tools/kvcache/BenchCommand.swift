@@ -25,6 +25,10 @@ struct BenchCoreCommand: ParsableCommand {
     @Flag(help: "Print one JSON object on stdout.")
     var json = false
 
+    func validate() throws {
+        guard (1 ... 1_000).contains(repetitions) else { throw ValidationError("--repetitions must be in 1...1000") }
+    }
+
     func run() throws {
         #if DEBUG
         note("warning: a debug build; figures are only meaningful from `swift build -c release`")

@@ -20,10 +20,13 @@ struct BenchSchedulerCommand: ParsableCommand {
     @Flag(help: "Print one JSON object on stdout.")
     var json = false
 
+    func validate() throws {
+        guard (1 ... 65_536).contains(running) else { throw ValidationError("--running must be in 1...65536") }
+        guard (1 ... 1_000_000).contains(steps) else { throw ValidationError("--steps must be in 1...1000000") }
+        guard (1 ... 1_000).contains(repetitions) else { throw ValidationError("--repetitions must be in 1...1000") }
+    }
+
     func run() throws {
-        guard running >= 1, steps >= 1, repetitions >= 1 else {
-            throw CLIError("--running, --steps and --repetitions must be positive")
-        }
         #if DEBUG
         note("warning: a debug build; figures are only meaningful from `swift build -c release`")
         #endif
