@@ -8,7 +8,8 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure the cache's hot paths (medians of repeated runs).",
-        subcommands: [BenchCoreCommand.self, BenchTiersCommand.self, BenchSchedulerCommand.self, BenchChunksCommand.self],
+        subcommands: [BenchCoreCommand.self, BenchTiersCommand.self, BenchSchedulerCommand.self, BenchChunksCommand.self,
+                      BenchTraceCommand.self],
         defaultSubcommand: BenchCoreCommand.self
     )
 }

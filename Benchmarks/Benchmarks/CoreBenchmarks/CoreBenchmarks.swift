@@ -31,5 +31,13 @@ let benchmarks: @Sendable () -> Void = {
     register("allocate+free 6400 blocks") { try AllocFreeWorkload() }
     register("insert 2048 blocks") { try InsertWorkload() }
     register("evict ~1500 blocks") { try EvictWorkload() }
+    // The embedded Mooncake sample through the C ABI at 16-token blocks (units: prompt blocks);
+    // `kvcache bench trace` reports the same replay by call and by pool size.
+    for pool in [32_000, 320_000] {
+        register("trace through the C ABI, 16-token blocks, pool \(pool)") {
+            try TraceControlPlane(mooncakePath: "../tools/kvcache/Resources/mooncake-synthetic-1000.jsonl",
+                                  blockTokens: 16, poolBlocks: pool)
+        }
+    }
     register("tiers L1->L2->L1 round trip of one block x256") { try TierRoundTripWorkload() }
 }
