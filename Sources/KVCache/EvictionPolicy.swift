@@ -29,11 +29,15 @@ public protocol EvictionPolicy: AnyObject {
     func didEvict(_ node: PolicyNode, priority: Double)
     /// Forget all state (the cache was cleared).
     func reset()
+    /// True when every unheld block's priority is the clock of its release, so release order is
+    /// priority order and the index can keep an O(1) list instead of a heap (LRU). Default false.
+    var ordersByRelease: Bool { get }
 }
 
 extension EvictionPolicy {
     public func didEvict(_ node: PolicyNode, priority: Double) {}
     public func reset() {}
+    public var ordersByRelease: Bool { false }
 }
 
 /// Why a cached block was touched.
@@ -72,6 +76,7 @@ public enum EvictionPolicyKind: String, Sendable, CaseIterable {
 public final class LRUPolicy: EvictionPolicy {
     public init() {}
     public var name: String { "lru" }
+    public var ordersByRelease: Bool { true }
     public func priorityOnInsert(_ node: PolicyNode) -> Double { Double(node.clock) }
     public func priorityOnAccess(_ node: PolicyNode, previous: Double, kind: AccessKind) -> Double {
         Double(node.clock)

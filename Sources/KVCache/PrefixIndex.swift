@@ -8,7 +8,10 @@
 ///
 /// Eviction removes only unheld leaves, so every cached block's ancestors stay matchable. The
 /// unheld leaves sit in an `EvictionHeap` ordered by the `EvictionPolicy`'s priorities: each
-/// eviction costs O(log n), never a scan. Holders (reference counts) live in `BlockPool`; the owner
+/// eviction costs O(log n), never a scan. A policy that `ordersByRelease` (LRU) needs no heap: every
+/// unheld block sits in an intrusive list in release order, whose cold end is always the policy's
+/// victim and always a leaf (a child is released no later than its parent, and deeper first within
+/// one release), so release, pin and eviction are O(1) and the order is exactly the heap's. Holders (reference counts) live in `BlockPool`; the owner
 /// tells the index when a cached block gains its first or loses its last holder (`setHeld`).
 public struct PrefixIndex {
     public let capacity: Int
@@ -18,6 +21,10 @@ public struct PrefixIndex {
     private var held: [Bool]
     private var index: KeyIndex
     private var heap: EvictionHeap
+    /// Every unheld block, most recently released at the front; used instead of the heap when
+    /// `byRelease`.
+    private var released: IntrusiveList
+    private let byRelease: Bool
     public let policy: any EvictionPolicy
     /// Cached blocks that nobody holds: evictable now (leaves) or once their children go.
     public private(set) var unheldCount = 0
@@ -34,12 +41,23 @@ public struct PrefixIndex {
         held = Array(repeating: false, count: capacity)
         index = KeyIndex(maxEntries: capacity)
         heap = EvictionHeap(capacity: capacity)
+        byRelease = policy.ordersByRelease
+        released = IntrusiveList(capacity: byRelease ? capacity : 0)
     }
 
     /// Number of cached blocks.
     public var count: Int { index.count }
-    /// Unheld leaves, evictable right now.
-    public var evictableLeafCount: Int { heap.count }
+    /// Unheld leaves, evictable right now. O(1), or O(unheld) for a policy that orders by release.
+    public var evictableLeafCount: Int {
+        guard byRelease else { return heap.count }
+        var leaves = 0
+        var b = released.head
+        while b != IntrusiveList.end {
+            if childCounts[Int(b)] == 0 { leaves += 1 }
+            b = released.next(b)
+        }
+        return leaves
+    }
 
     /// The cached block with this key. O(1) expected.
     public func block(for key: BlockKey) -> BlockID? { index.find(key) }
@@ -86,7 +104,7 @@ public struct PrefixIndex {
         heap.setPriority(block, policy.priorityOnInsert(node(block, clock: clock, tokens: tokens)))
         if parent != Self.noParent {
             childCounts[Int(parent)] += 1
-            heap.remove(parent)
+            if !byRelease { heap.remove(parent) }  // by release: the writer holds the parent, it is not listed
         }
     }
 
@@ -98,25 +116,38 @@ public struct PrefixIndex {
     }
 
     /// Records that a cached block gained its first holder (`true`) or lost its last (`false`).
-    /// Unheld leaves become evictable. O(log n).
+    /// Unheld leaves become evictable. O(log n), O(1) by release.
     public mutating func setHeld(_ block: BlockID, _ isHeld: Bool) {
         precondition(isCached(block) && held[Int(block)] != isHeld)
         held[Int(block)] = isHeld
         if isHeld {
             unheldCount -= 1
-            heap.remove(block)
+            if byRelease { released.remove(block) } else { heap.remove(block) }
         } else {
             unheldCount += 1
-            if childCounts[Int(block)] == 0 { heap.insert(block) }
+            if byRelease {
+                released.pushFront(block)
+            } else if childCounts[Int(block)] == 0 {
+                heap.insert(block)
+            }
         }
     }
 
     /// Evicts the lowest-priority unheld leaf and returns it with its key and its parent's key (nil for
     /// a first block), which a lower tier needs to report the block with its place in the tree. The
     /// parent stays cached and may become an evictable leaf; the evicted block is no longer cached and
-    /// the caller frees or reuses it. O(log n).
+    /// the caller frees or reuses it. O(log n), O(1) by release.
     public mutating func evictLeaf(clock: UInt64, tokens: Int) -> (block: BlockID, key: BlockKey, parent: BlockKey?)? {
-        guard let b = heap.popMin() else { return nil }
+        let b: BlockID
+        if byRelease {
+            b = released.tail
+            guard b != IntrusiveList.end else { return nil }
+            assert(childCounts[Int(b)] == 0, "the coldest released block must be a leaf")
+            released.remove(b)
+        } else {
+            guard let min = heap.popMin() else { return nil }
+            b = min
+        }
         let key = keys[Int(b)]
         let p = parents[Int(b)]
         let parent: BlockKey? = p == Self.noParent ? nil : keys[Int(p)]
@@ -134,7 +165,7 @@ public struct PrefixIndex {
         held[Int(b)] = false
         if p != Self.noParent {
             childCounts[Int(p)] -= 1
-            if childCounts[Int(p)] == 0 && !held[Int(p)] { heap.insert(p) }
+            if childCounts[Int(p)] == 0 && !held[Int(p)] && !byRelease { heap.insert(p) }
         }
     }
 
@@ -150,6 +181,7 @@ public struct PrefixIndex {
         }
         index.removeAll()
         heap.removeAll()
+        while released.tail != IntrusiveList.end { released.remove(released.tail) }
         unheldCount = 0
         policy.reset()
     }
@@ -184,15 +216,43 @@ public struct PrefixIndex {
         for b in 0 ..< capacity where keys[b] != .zero {
             guard children[b] == childCounts[b] else { throw InvariantViolation("child count of \(b) wrong") }
             let evictable = !held[b] && children[b] == 0
-            guard heap.contains(BlockID(b)) == evictable else {
+            guard byRelease || heap.contains(BlockID(b)) == evictable else {
                 throw InvariantViolation("heap membership of \(b) wrong (evictable: \(evictable))")
             }
             if evictable { leaves += 1 }
         }
-        guard leaves == heap.count else { throw InvariantViolation("heap holds non-cached blocks") }
+        if byRelease {
+            try validateReleaseOrder()
+        } else {
+            guard leaves == heap.count else { throw InvariantViolation("heap holds non-cached blocks") }
+        }
         try index.forEach { (k: BlockKey, b: BlockID) throws(InvariantViolation) in
             guard keys[Int(b)] == k else { throw InvariantViolation("key index maps to wrong block \(b)") }
         }
         try heap.validate()
+    }
+
+    /// By release: the list holds exactly the unheld cached blocks, in the order the heap would pop
+    /// them (priority, then deeper first, then lower id), and the heap is empty. O(unheld).
+    private func validateReleaseOrder() throws(InvariantViolation) {
+        try released.validate()
+        guard released.count == unheldCount else {
+            throw InvariantViolation("release list holds \(released.count) blocks, \(unheldCount) are unheld")
+        }
+        guard heap.count == 0 else { throw InvariantViolation("a release-ordered index has heap entries") }
+        var b = released.tail
+        var before: BlockID? = nil
+        while b != IntrusiveList.end {
+            guard isCached(b), !held[Int(b)] else { throw InvariantViolation("release list holds block \(b), held or not cached") }
+            if let a = before {
+                let (pa, pb) = (heap.priorityOf(a), heap.priorityOf(b))
+                let (da, db) = (heap.depthOf(a), heap.depthOf(b))
+                guard pa < pb || (pa == pb && (da > db || (da == db && a < b))) else {
+                    throw InvariantViolation("release list out of priority order at blocks \(a), \(b)")
+                }
+            }
+            before = b
+            b = released.previous(b)
+        }
     }
 }
