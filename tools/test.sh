@@ -7,6 +7,9 @@ source tools/install-deps.sh
 swift test
 bash tools/capi/smoke.sh  # the C ABI from C and Python: libkvcache_c.so, tools/capi/example.{c,py}
 
+echo "== The shipped library: installed, only kvcache_* exported, runs without the Swift toolchain"
+bash tools/capi/selfcontained.sh
+
 echo "== Sequential replay against the independent Python reference (the README's figures)"
 kvcache="$(swift build --show-bin-path)/kvcache"
 shared_trace=../shared/data/mooncake/synthetic_trace.jsonl
