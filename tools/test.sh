@@ -7,7 +7,10 @@ source tools/install-deps.sh
 swift test
 bash tools/capi/smoke.sh  # the C ABI from C and Python: libkvcache_c.so, tools/capi/example.{c,py}
 
-echo "== The shipped library: installed, only kvcache_* exported, runs without the Swift toolchain"
+# The shipped library and the Python package: tools/install.sh into a temporary prefix (only kvcache_*
+# exported, SONAME, no libswift*), the C and Python examples and the Python package's tests (python/tests,
+# pip-installed into a virtual environment) with the Swift toolchain hidden, kvcache --version.
+echo "== The shipped library and the Python package, without the Swift toolchain"
 bash tools/capi/selfcontained.sh
 
 echo "== Sequential replay against the independent Python reference (the README's figures)"

@@ -8,8 +8,9 @@
 #    only, the loader's trace (LD_DEBUG=libs) opening no libswift*, and, where unshare is permitted, in a
 #    private mount namespace whose toolchain lib folder is covered by an empty tmpfs;
 #  - `kvcache --version` prints the library's kvcache_version_string().
-# Extra commands to run in that toolchain-free view: KVCACHE_BARE_CHECKS (a bash snippet that may call
-# `bare CMD...`; PREFIX is $prefix). Usage: bash tools/capi/selfcontained.sh [debug|release]  (default: debug)
+#  - the Python package (python/, the library bundled by tools/python/build.sh), pip-installed into a
+#    virtual environment, imports that copy and passes its tests (python/tests) in the same view.
+# Usage: bash tools/capi/selfcontained.sh [debug|release]   (default: debug)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 config="${1:-debug}"
@@ -64,7 +65,18 @@ cc="${CC:-$(command -v cc || command -v clang)}"
   -o "$tmp/example"
 bare "$tmp/example"
 bare python3 tools/capi/example.py "$lib"
-if [ -n "${KVCACHE_BARE_CHECKS:-}" ]; then eval "$KVCACHE_BARE_CHECKS"; fi
+
+echo "== The Python package, installed into a virtual environment, without the Swift toolchain"
+# A copy of python/ with the library bundled (tools/python/build.sh), installed offline: numpy, pytest and
+# pycparser come from the interpreter's own site-packages (tools/install-deps.sh installs them).
+mkdir "$tmp/pkgsrc"
+tar -C python --exclude=_lib --exclude=build --exclude='*.egg-info' --exclude=__pycache__ -cf - . | tar -C "$tmp/pkgsrc" -xf -
+KVCACHE_PYTHON_LIB_DIR="$tmp/pkgsrc/kvcache/_lib" bash tools/python/build.sh "$config"
+python3 -m venv --system-site-packages "$tmp/venv"
+"$tmp/venv/bin/python" -m pip install -q --no-index --no-build-isolation --no-deps "$tmp/pkgsrc"
+bare "$tmp/venv/bin/python" -c 'import kvcache, sys; p = kvcache.library().path; print(f"kvcache {kvcache.version()} from {p}")
+sys.exit(0 if p.startswith(sys.prefix) else f"loaded {p}, not the copy installed in {sys.prefix}")'
+bare "$tmp/venv/bin/python" -m pytest -q -p no:cacheprovider python/tests
 
 echo "== kvcache --version"
 swift build -c "$config" --product kvcache >&2
