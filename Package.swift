@@ -1,6 +1,16 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+/// The ABI major version of include/kvcache.h (KVCACHE_ABI_VERSION): the number in the library's SONAME.
+let abiMajor = 1
+/// Linker flags of the shipped C library: the Swift runtime linked statically (nothing from the toolchain
+/// is needed at run time), the SONAME, and a version script that keeps every symbol but `kvcache_*` local.
+let sharedLibraryFlags = [
+    "-static-stdlib", "-use-ld=lld",
+    "-Xlinker", "-soname=libkvcache_c.so.\(abiMajor)",
+    "-Xlinker", "--version-script=\(Context.packageDirectory)/tools/capi/kvcache.map",
+]
+
 let package = Package(
     name: "swift-kvcache",
     // Linux only: the tiers need Glibc and libnuma (SystemIO stops other platforms with an #error).
@@ -19,8 +29,9 @@ let package = Package(
         .library(name: "KVHybrid", targets: ["KVHybrid"]),
         .library(name: "KVChunks", targets: ["KVChunks"]),
         .executable(name: "kvcache", targets: ["kvcache"]),
-        // The C ABI (include/kvcache.h) as libkvcache_c.so for C, C++ and Python servers.
-        .library(name: "kvcache_c", type: .dynamic, targets: ["KVCacheC"]),
+        // The C ABI (include/kvcache.h) as libkvcache_c.so for C, C++ and Python servers: the Swift runtime
+        // linked in, SONAME libkvcache_c.so.<ABI major>, only the kvcache_* symbols exported (docs/C_API.md).
+        .library(name: "kvcache_c", type: .dynamic, targets: ["KVCacheCLibrary"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -72,6 +83,9 @@ let package = Package(
         // The C ABI: the public header alone (CKVCache), implemented in Swift with @_cdecl (KVCacheC).
         .target(name: "CKVCache"),
         .target(name: "KVCacheC", dependencies: ["KVCache", "CKVCache"]),
+        // How libkvcache_c.so is linked, apart from the code so that tests and benchmarks link KVCacheC as usual.
+        .target(name: "KVCacheCLibrary", dependencies: ["KVCacheC"], path: "tools/capi/Library",
+                linkerSettings: [.unsafeFlags(sharedLibraryFlags)]),
         // The same serving cycle through the facade and through the C ABI, side by side.
         .executableTarget(name: "capi-bench", dependencies: ["KVCache", "CKVCache", "KVCacheC"],
                           path: "tools/capi/CABIBench"),

@@ -7,6 +7,12 @@ source tools/install-deps.sh
 swift test
 bash tools/capi/smoke.sh  # the C ABI from C and Python: libkvcache_c.so, tools/capi/example.{c,py}
 
+# The shipped library and the Python package: tools/install.sh into a temporary prefix (only kvcache_*
+# exported, SONAME, no libswift*), the C and Python examples and the Python package's tests (python/tests,
+# pip-installed into a virtual environment) with the Swift toolchain hidden, kvcache --version.
+echo "== The shipped library and the Python package, without the Swift toolchain"
+bash tools/capi/selfcontained.sh
+
 echo "== Sequential replay against the independent Python reference (the README's figures)"
 kvcache="$(swift build --show-bin-path)/kvcache"
 shared_trace=../shared/data/mooncake/synthetic_trace.jsonl

@@ -1,15 +1,9 @@
 import CKVCache
 import KVCache
 
-// Version, statuses, last error, and opening and closing a cache. Each `@_cdecl` function is the
-// implementation of the declaration of the same C name in kvcache.h; the Swift names differ so that
-// C callers (and the tests) link against the exported C symbols only.
-
-/// kvcache_version: MAJOR * 10000 + MINOR * 100 + PATCH, from the header's own constants. O(1).
-@_cdecl("kvcache_version")
-public func kvcacheVersionImpl() -> UInt32 {
-    UInt32(KVCACHE_VERSION_MAJOR * 10000 + KVCACHE_VERSION_MINOR * 100 + KVCACHE_VERSION_PATCH)
-}
+// Statuses, last error, and opening and closing a cache (the versions: ExportsVersion.swift). Each
+// `@_cdecl` function is the implementation of the declaration of the same C name in kvcache.h; the
+// Swift names differ so that C callers (and the tests) link against the exported C symbols only.
 
 /// kvcache_status_name: the status constant's name as static text. O(1).
 @_cdecl("kvcache_status_name")
@@ -42,6 +36,12 @@ public func kvcacheConfigInitImpl(_ config: UnsafeMutablePointer<kvcache_config>
 @_cdecl("kvcache_create")
 public func kvcacheCreateImpl(_ config: UnsafePointer<kvcache_config>?,
                               _ out: UnsafeMutablePointer<OpaquePointer?>?) -> kvcache_status {
+    create(config, out, "kvcache_create")
+}
+
+/// Both creation entry points once the ABI is settled; failures are reported as `function`.
+private func create(_ config: UnsafePointer<kvcache_config>?, _ out: UnsafeMutablePointer<OpaquePointer?>?,
+                    _ function: StaticString) -> kvcache_status {
     do throws(CAPIError) {
         let c = try required(config, "config").pointee
         let out = try required(out, "out")
@@ -65,8 +65,23 @@ public func kvcacheCreateImpl(_ config: UnsafePointer<kvcache_config>?,
         out.pointee = OpaquePointer(Unmanaged.passRetained(CacheHandle(manager)).toOpaque())
         return Status.ok
     } catch {
-        return fail(error, "kvcache_create")
+        return fail(error, function)
     }
+}
+
+/// kvcache_create_checked: kvcache_create once the caller's ABI version and config size are this
+/// library's; a mismatch allocates nothing. O(capacity).
+@_cdecl("kvcache_create_checked")
+public func kvcacheCreateCheckedImpl(_ abiVersion: UInt32, _ configSize: Int,
+                                     _ config: UnsafePointer<kvcache_config>?,
+                                     _ out: UnsafeMutablePointer<OpaquePointer?>?) -> kvcache_status {
+    guard abiVersion == LibraryVersion.abi else {
+        return fail(.invalidArgument("abi_version is not kvcache_abi_version(): compiled against another kvcache.h"), "kvcache_create_checked")
+    }
+    guard configSize == MemoryLayout<kvcache_config>.size else {
+        return fail(.invalidArgument("config_size is not sizeof(kvcache_config): compiled against another kvcache.h"), "kvcache_create_checked")
+    }
+    return create(config, out, "kvcache_create_checked")
 }
 
 /// kvcache_destroy: drops the handle's reference; the manager and its arrays go with it.

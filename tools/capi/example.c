@@ -56,7 +56,9 @@ static void decode(kvcache_t *cache, kvcache_seq_id id, uint32_t token) {
 }
 
 int main(void) {
+    REQUIRE(kvcache_abi_version() == KVCACHE_ABI_VERSION); /* kvcache_create checks it too */
     REQUIRE(kvcache_version() / 10000 == KVCACHE_VERSION_MAJOR);
+    printf("libkvcache_c %s (ABI %u)\n", kvcache_version_string(), (unsigned)kvcache_abi_version());
 
     kvcache_config config;
     CHECK(kvcache_config_init(&config));

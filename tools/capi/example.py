@@ -45,6 +45,9 @@ class Stats(C.Structure):
         ("usage", C.c_double), ("hit_rate", C.c_double)]
 
 
+# KVCACHE_ABI_VERSION of the kvcache.h these declarations follow.
+ABI_VERSION = 1
+
 # Statuses used below (enum kvcache_status_code).
 OK, UNKNOWN_SEQUENCE, INSUFFICIENT_BLOCKS, BUFFER_TOO_SMALL = 0, 4, 6, 8
 
@@ -62,10 +65,12 @@ class KVCache:
         p = C.POINTER
         sigs = {
             "kvcache_version": (C.c_uint32, []),
+            "kvcache_version_string": (C.c_char_p, []),
+            "kvcache_abi_version": (C.c_uint32, []),
             "kvcache_status_name": (C.c_char_p, [status]),
             "kvcache_last_error": (C.c_char_p, []),
             "kvcache_config_init": (status, [p(Config)]),
-            "kvcache_create": (status, [p(Config), p(C.c_void_p)]),
+            "kvcache_create_checked": (status, [C.c_uint32, C.c_size_t, p(Config), p(C.c_void_p)]),
             "kvcache_destroy": (status, [C.c_void_p]),
             "kvcache_add_sequence": (status, [C.c_void_p, C.c_int64, p(C.c_uint32), C.c_size_t, C.c_char_p,
                                               C.c_char_p, C.c_void_p, C.c_size_t]),
@@ -88,7 +93,8 @@ class KVCache:
         config.block_tokens, config.capacity_blocks = block_tokens, capacity_blocks
         config.key_namespace, config.record_events = namespace.encode(), record_events
         self.handle = C.c_void_p()
-        self._check(lib.kvcache_create(C.byref(config), C.byref(self.handle)))
+        # The ABI these declarations were written for: a library of another ABI refuses the handle.
+        self._check(lib.kvcache_create_checked(ABI_VERSION, C.sizeof(Config), C.byref(config), C.byref(self.handle)))
 
     def _check(self, status, *allowed):
         if status != OK and status not in allowed:
@@ -154,7 +160,7 @@ class KVCache:
 def main():
     lib_path = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("KVCACHE_LIB", DEFAULT_LIB)
     cache = KVCache(lib_path, block_tokens=16, capacity_blocks=24, namespace="SmolLM2-135M")
-    print(f"libkvcache_c {cache.lib.kvcache_version()}")
+    print(f"libkvcache_c {cache.lib.kvcache_version_string().decode()} (ABI {cache.lib.kvcache_abi_version()})")
     system = list(range(1000, 1048))
     a, b = system + list(range(5000, 5020)), system + list(range(7000, 7012))
 

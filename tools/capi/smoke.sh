@@ -6,8 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 config="${1:-debug}"
+source tools/capi/version.sh
 swift build -c "$config" --product kvcache_c
 lib="$(swift build -c "$config" --show-bin-path)"
+# Programs linked with -lkvcache_c ask the loader for the SONAME, libkvcache_c.so.ABI: name it in the
+# build folder as tools/install.sh does under PREFIX/lib.
+ln -sfn libkvcache_c.so "$lib/libkvcache_c.so.$KVCACHE_ABI"
 out="$lib/capi-example"
 cc="${CC:-$(command -v cc || command -v clang)}"   # the Swift toolchain's clang serves too
 "$cc" -std=c11 -Wall -Wextra -Werror -pedantic -ISources/CKVCache/include tools/capi/example.c \

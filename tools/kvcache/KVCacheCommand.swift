@@ -6,6 +6,8 @@ struct KVCacheCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kvcache",
         abstract: "A KV-cache manager for LLM serving: trace replay, benchmarks and tools.",
+        // The release of kvcache.h (KVCACHE_VERSION_*); tools/capi/selfcontained.sh checks that they agree.
+        version: "0.3.0",
         subcommands: [
             ReplayCommand.self,
             BenchCommand.self,

@@ -1,8 +1,9 @@
 /*
  * kvcache.h - the C ABI of swift-kvcache's KVCacheManager, for C, C++ and Python (ctypes) servers.
  *
- * Link with -lkvcache_c (libkvcache_c.so, built by `swift build -c release --product kvcache_c`).
- * See docs/C_API.md for building, linking and a minimal serving loop.
+ * Link with -lkvcache_c (libkvcache_c.so.KVCACHE_ABI_VERSION, installed by `tools/install.sh PREFIX`;
+ * `pkg-config --cflags --libs kvcache`). See docs/C_API.md for building, versioning, linking and a
+ * minimal serving loop.
  *
  * Conventions
  *   - Every function that can fail returns a kvcache_status; KVCACHE_OK (0) is success. Results
@@ -20,8 +21,8 @@
  *   A handle is single-threaded, like the scheduler loop of vLLM or SGLang: never call two functions
  *   on the same handle at once (a handle may move between threads with the caller's own
  *   synchronisation). Distinct handles share nothing and may be used from different threads at the
- *   same time. kvcache_version, kvcache_status_name and kvcache_last_error may be called from any
- *   thread at any time; the last error is kept per thread.
+ *   same time. kvcache_version, kvcache_version_string, kvcache_abi_version, kvcache_status_name and
+ *   kvcache_last_error may be called from any thread at any time; the last error is kept per thread.
  *
  * Allocation
  *   The hot calls (lookup, allocate, commit, append, free, block_table, computed_tokens,
@@ -42,16 +43,29 @@ extern "C" {
 
 /* MARK: Version */
 
+/* The release version of the library and this header (semantic versioning). */
 #define KVCACHE_VERSION_MAJOR 0
-#define KVCACHE_VERSION_MINOR 2
+#define KVCACHE_VERSION_MINOR 3
 #define KVCACHE_VERSION_PATCH 0
 /** MAJOR * 10000 + MINOR * 100 + PATCH of this header; compare with kvcache_version(). */
 #define KVCACHE_VERSION_NUMBER \
     (KVCACHE_VERSION_MAJOR * 10000 + KVCACHE_VERSION_MINOR * 100 + KVCACHE_VERSION_PATCH)
 
-/** The library's version number, in the form of KVCACHE_VERSION_NUMBER. A library whose major
- *  number differs from the header's is not compatible with it. O(1); any thread. */
+/** The ABI this header describes: raised whenever a declaration, a struct layout or an enum value
+ *  changes incompatibly (adding functions, statuses or enum values is compatible). It is the number
+ *  in the library's SONAME, libkvcache_c.so.KVCACHE_ABI_VERSION, and kvcache_create checks it. */
+#define KVCACHE_ABI_VERSION 1
+
+/** The library's version number, in the form of KVCACHE_VERSION_NUMBER. O(1); any thread. */
 uint32_t kvcache_version(void);
+
+/** The library's version as text, "MAJOR.MINOR.PATCH" (what `kvcache --version` prints). Static
+ *  storage; never NULL. O(1); any thread. */
+const char *kvcache_version_string(void);
+
+/** The library's ABI version: a caller compiled against a header whose KVCACHE_ABI_VERSION differs
+ *  must not use it (kvcache_create refuses it). O(1); any thread. */
+uint32_t kvcache_abi_version(void);
 
 /* MARK: Statuses */
 
@@ -256,6 +270,19 @@ kvcache_status kvcache_config_init(kvcache_config *config);
  *  (capacity_blocks x KVCACHE_INDEX_BYTES_PER_BLOCK above half of the smaller of physical memory and
  *  the address-space limit, RLIMIT_AS: refused before anything is allocated). */
 kvcache_status kvcache_create(const kvcache_config *config, kvcache_t **out);
+
+/** kvcache_create after checking that the caller was compiled against this library's ABI:
+ *  `abi_version` must be kvcache_abi_version() and `config_size` the library's
+ *  sizeof(kvcache_config), else INVALID_ARGUMENT and nothing is allocated (a header of another ABI
+ *  would have the library misread the config). Every C and C++ caller goes through it: the macro
+ *  below passes the header's own KVCACHE_ABI_VERSION and sizeof(kvcache_config). Binaries compiled
+ *  before it existed call kvcache_create unchecked and keep working; bindings that load the library
+ *  at run time (ctypes, cffi) call this function with the ABI version they were written for.
+ *  Statuses: those of kvcache_create. */
+kvcache_status kvcache_create_checked(uint32_t abi_version, size_t config_size, const kvcache_config *config,
+                                      kvcache_t **out);
+#define kvcache_create(config, out) \
+    kvcache_create_checked(KVCACHE_ABI_VERSION, sizeof(kvcache_config), (config), (out))
 
 /** Bytes of index, pool and policy state per block that kvcache_create reserves (an upper bound). */
 #define KVCACHE_INDEX_BYTES_PER_BLOCK 128

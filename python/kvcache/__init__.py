@@ -1,0 +1,28 @@
+"""swift-kvcache's KV-cache manager for LLM serving, from Python: `Cache` over the C ABI of the bundled
+libkvcache_c (kvcache.h). See docs/PYTHON.md."""
+from ._abi import ABI_VERSION, EventKind, EvictionPolicy, LibraryNotFound, Status, Tier, library
+from ._version import __version__
+from .cache import Cache
+from .errors import (BlockPoolError, BlocksInUseError, BufferTooSmallError, ClosedCacheError, DuplicateSequenceError,
+                     InsufficientBlocksError, InvalidArgumentError, InvariantViolationError, KVCacheError,
+                     KVCacheMemoryError, UnknownSequenceError)
+from .types import BLOCK_COPY_DTYPE, KEY_DTYPE, Event, PrefixHit, Stats, key_to_int
+
+
+def version():
+    """The loaded library's version, "MAJOR.MINOR.PATCH" (kvcache_version_string)."""
+    return library().kvcache_version_string().decode()
+
+
+def abi_version():
+    """The loaded library's ABI version (kvcache_abi_version): ABI_VERSION, or it would not have loaded."""
+    return library().kvcache_abi_version()
+
+
+__all__ = [
+    "ABI_VERSION", "BLOCK_COPY_DTYPE", "KEY_DTYPE", "BlockPoolError", "BlocksInUseError", "BufferTooSmallError", "Cache",
+    "ClosedCacheError", "DuplicateSequenceError", "Event", "EventKind", "EvictionPolicy", "InsufficientBlocksError",
+    "InvalidArgumentError", "InvariantViolationError", "KVCacheError", "KVCacheMemoryError", "LibraryNotFound",
+    "PrefixHit", "Stats", "Status", "Tier", "UnknownSequenceError", "__version__", "abi_version", "key_to_int",
+    "version",
+]

@@ -1,0 +1,209 @@
+"""The C ABI of libkvcache_c (kvcache.h) as Python declares it, and the loaded library.
+
+Every declaration is spelled in C, as in the header: `FUNCTIONS` (return and parameter types),
+`STRUCTS` (fields in order) and the enums. tests/test_abi.py parses kvcache.h with a C preprocessor and
+pycparser and requires each of them to match the header exactly, so the bindings cannot drift from
+the ABI silently. The ctypes types are derived from the C spellings: a `const char *` is a bytes
+string, every other pointer an address (ctypes.byref of a struct, or a numpy array's data pointer,
+so arrays cross without a copy), everything else its fixed-width ctypes scalar.
+"""
+import ctypes as C
+import enum
+import functools
+import os
+
+from ._version import ABI_VERSION
+
+# The scalar types of kvcache.h and <stdint.h>/<stdbool.h>/<stddef.h>.
+SCALARS = {
+    "bool": C.c_bool, "double": C.c_double, "int32_t": C.c_int32, "int64_t": C.c_int64,
+    "uint32_t": C.c_uint32, "uint64_t": C.c_uint64, "size_t": C.c_size_t,
+    "kvcache_status": C.c_int32, "kvcache_seq_id": C.c_int64, "kvcache_block_id": C.c_int32,
+}
+
+STRUCTS = {
+    "kvcache_key": [("lo", "uint64_t"), ("hi", "uint64_t")],
+    "kvcache_config": [
+        ("block_tokens", "int64_t"), ("capacity_blocks", "int64_t"), ("key_namespace", "const char *"),
+        ("eviction_policy", "int32_t"), ("enable_prefix_caching", "bool"), ("record_events", "bool"),
+        ("recompute_seconds_per_token", "double"), ("recompute_seconds_per_context_pair", "double")],
+    "kvcache_multimodal_item": [("hash", "kvcache_key"), ("start", "int64_t"), ("length", "int64_t")],
+    "kvcache_prefix_hit": [("cached_blocks", "int64_t"), ("cached_tokens", "int64_t")],
+    "kvcache_allocation": [("new_blocks", "int64_t"), ("needed_blocks", "int64_t"), ("available_blocks", "int64_t")],
+    "kvcache_block_copy": [("src", "kvcache_block_id"), ("dst", "kvcache_block_id")],
+    "kvcache_stats": [(name, "int64_t") for name in (
+        "capacity_blocks", "used_blocks", "cached_blocks", "free_blocks", "lookups", "query_tokens", "hit_tokens",
+        "inserted_blocks", "deduplicated_blocks", "evicted_blocks", "copied_blocks")]
+        + [("usage", "double"), ("hit_rate", "double")],
+    "kvcache_event": [
+        ("kind", "int32_t"), ("tier", "int32_t"), ("block_tokens", "int64_t"), ("parent", "kvcache_key"),
+        ("has_parent", "bool"), ("first_key", "size_t"), ("key_count", "size_t")],
+}
+
+_H = "kvcache_t *"  # the opaque handle
+FUNCTIONS = {
+    "kvcache_version": ("uint32_t", []),
+    "kvcache_version_string": ("const char *", []),
+    "kvcache_abi_version": ("uint32_t", []),
+    "kvcache_status_name": ("const char *", ["kvcache_status"]),
+    "kvcache_last_error": ("const char *", []),
+    "kvcache_config_init": ("kvcache_status", ["kvcache_config *"]),
+    "kvcache_create": ("kvcache_status", ["const kvcache_config *", "kvcache_t **"]),
+    "kvcache_create_checked": ("kvcache_status", ["uint32_t", "size_t", "const kvcache_config *", "kvcache_t **"]),
+    "kvcache_destroy": ("kvcache_status", [_H]),
+    "kvcache_add_sequence": ("kvcache_status", [_H, "kvcache_seq_id", "const uint32_t *", "size_t", "const char *",
+                                                "const char *", "const kvcache_multimodal_item *", "size_t"]),
+    "kvcache_add_sequence_keys": ("kvcache_status", [_H, "kvcache_seq_id", "const kvcache_key *", "size_t", "int64_t"]),
+    "kvcache_lookup": ("kvcache_status", [_H, "kvcache_seq_id", "kvcache_prefix_hit *"]),
+    "kvcache_match_length": ("kvcache_status", [_H, "const kvcache_key *", "size_t", "size_t *"]),
+    "kvcache_allocate": ("kvcache_status", [_H, "kvcache_seq_id", "int64_t", "int64_t", "kvcache_allocation *"]),
+    "kvcache_commit": ("kvcache_status", [_H, "kvcache_seq_id", "int64_t"]),
+    "kvcache_append_tokens": ("kvcache_status", [_H, "kvcache_seq_id", "const uint32_t *", "size_t"]),
+    "kvcache_append_count": ("kvcache_status", [_H, "kvcache_seq_id", "int64_t"]),
+    "kvcache_free_sequence": ("kvcache_status", [_H, "kvcache_seq_id"]),
+    "kvcache_fork": ("kvcache_status", [_H, "kvcache_seq_id", "kvcache_seq_id"]),
+    "kvcache_block_table": ("kvcache_status", [_H, "kvcache_seq_id", "kvcache_block_id *", "size_t", "size_t *"]),
+    "kvcache_prompt_keys": ("kvcache_status", [_H, "kvcache_seq_id", "kvcache_key *", "size_t", "size_t *"]),
+    "kvcache_computed_tokens": ("kvcache_status", [_H, "kvcache_seq_id", "int64_t *"]),
+    "kvcache_token_count": ("kvcache_status", [_H, "kvcache_seq_id", "int64_t *"]),
+    "kvcache_drain_copies": ("kvcache_status", [_H, "kvcache_block_copy *", "size_t", "size_t *"]),
+    "kvcache_drain_events": ("kvcache_status", [_H, "kvcache_event *", "size_t", "size_t *", "kvcache_key *", "size_t",
+                                                "size_t *"]),
+    "kvcache_get_stats": ("kvcache_status", [_H, "kvcache_stats *"]),
+    "kvcache_free_block_count": ("kvcache_status", [_H, "int64_t *"]),
+    "kvcache_sequence_count": ("kvcache_status", [_H, "int64_t *"]),
+    "kvcache_reset": ("kvcache_status", [_H]),
+    "kvcache_validate": ("kvcache_status", [_H]),
+}
+
+# Header functions this package does not call (yet); the ABI test accepts exactly these as unbound.
+UNBOUND_PREFIXES = (
+    "kvcache_hybrid_",  # the hybrid attention + SSM cache: C and Swift only for now
+)
+
+# Object-like macros of kvcache.h that the package relies on.
+MACROS = {"KVCACHE_ABI_VERSION": ABI_VERSION, "KVCACHE_MAX_SEQUENCE_TOKENS": 1 << 48}
+
+
+class Status(enum.IntEnum):
+    """enum kvcache_status_code, each member KVCACHE_<name>."""
+    OK = 0
+    ERR_NULL_HANDLE = 1
+    ERR_NULL_POINTER = 2
+    ERR_INVALID_ARGUMENT = 3
+    ERR_UNKNOWN_SEQUENCE = 4
+    ERR_DUPLICATE_SEQUENCE = 5
+    ERR_INSUFFICIENT_BLOCKS = 6
+    ERR_BLOCKS_IN_USE = 7
+    ERR_BUFFER_TOO_SMALL = 8
+    ERR_INVALID_BLOCK = 9
+    ERR_DOUBLE_FREE = 10
+    ERR_BLOCK_STILL_REFERENCED = 11
+    ERR_BLOCK_NOT_REFERENCED = 12
+    ERR_INVARIANT_VIOLATION = 13
+    ERR_OUT_OF_MEMORY = 14
+
+
+class EvictionPolicy(enum.IntEnum):
+    """enum kvcache_eviction_policy, each member KVCACHE_EVICTION_<name>."""
+    LRU = 0
+    FIFO = 1
+    LFU = 2
+    PGDSF = 3
+
+
+class EventKind(enum.IntEnum):
+    """enum kvcache_event_kind, each member KVCACHE_EVENT_<name>."""
+    BLOCK_STORED = 0
+    BLOCK_REMOVED = 1
+    ALL_BLOCKS_CLEARED = 2
+
+
+class Tier(enum.IntEnum):
+    """enum kvcache_tier, each member KVCACHE_TIER_<name>."""
+    DEVICE = 0
+    HOST = 1
+    DISK = 2
+    REMOTE = 3
+
+
+# enum type name in kvcache.h -> (Python enum, prefix of its constants).
+ENUMS = {
+    "kvcache_status_code": (Status, "KVCACHE_"),
+    "kvcache_eviction_policy": (EvictionPolicy, "KVCACHE_EVICTION_"),
+    "kvcache_event_kind": (EventKind, "KVCACHE_EVENT_"),
+    "kvcache_tier": (Tier, "KVCACHE_TIER_"),
+}
+
+
+def _ctype(spelling, structs):
+    """The ctypes type of a C type spelling from the tables above."""
+    s = " ".join(spelling.split())
+    if s == "const char *":
+        return C.c_char_p
+    if s.endswith("*"):
+        return C.c_void_p
+    return SCALARS.get(s) or structs[s]
+
+
+def _build_structs():
+    built = {}
+    for name, fields in STRUCTS.items():  # a struct's field types are declared before it
+        built[name] = type(name, (C.Structure,), {"_fields_": [(f, _ctype(t, built)) for f, t in fields]})
+    return built
+
+
+STRUCT_TYPES = _build_structs()
+Key = STRUCT_TYPES["kvcache_key"]
+Config = STRUCT_TYPES["kvcache_config"]
+MultimodalItem = STRUCT_TYPES["kvcache_multimodal_item"]
+PrefixHitStruct = STRUCT_TYPES["kvcache_prefix_hit"]
+Allocation = STRUCT_TYPES["kvcache_allocation"]
+BlockCopy = STRUCT_TYPES["kvcache_block_copy"]
+StatsStruct = STRUCT_TYPES["kvcache_stats"]
+EventStruct = STRUCT_TYPES["kvcache_event"]
+
+
+class LibraryNotFound(ImportError):
+    """No libkvcache_c of this package's ABI could be loaded."""
+
+
+def candidates():
+    """Where the library is looked for, in order: $KVCACHE_LIB, the copy bundled in this package
+    (kvcache/_lib, put there by tools/python/build.sh), then the loader's own search (an install by
+    tools/install.sh under a prefix that ldconfig or LD_LIBRARY_PATH knows)."""
+    env = os.environ.get("KVCACHE_LIB")
+    if env:
+        return [env]
+    name = f"libkvcache_c.so.{ABI_VERSION}"
+    return [os.path.join(os.path.dirname(os.path.abspath(__file__)), "_lib", name), name]
+
+
+@functools.cache
+def library():
+    """The loaded library with every function of FUNCTIONS typed; loaded once per process.
+    Raises LibraryNotFound when none loads, or when the one found has another ABI."""
+    errors = []
+    for path in candidates():
+        if os.sep in path and not os.path.exists(path):
+            errors.append(f"{path}: no such file")
+            continue
+        try:
+            lib = C.CDLL(path)
+        except OSError as e:
+            errors.append(str(e))
+            continue
+        missing = [name for name in FUNCTIONS if not hasattr(lib, name)]
+        if missing:
+            raise LibraryNotFound(f"{path} lacks {', '.join(missing)}: it was built from an older kvcache.h")
+        for name, (res, args) in FUNCTIONS.items():
+            fn = getattr(lib, name)
+            fn.restype = None if res == "void" else _ctype(res, STRUCT_TYPES)
+            fn.argtypes = [_ctype(a, STRUCT_TYPES) for a in args]
+        abi = lib.kvcache_abi_version()
+        if abi != ABI_VERSION:
+            raise LibraryNotFound(f"{path} has ABI {abi}; this package was written for ABI {ABI_VERSION}")
+        lib.path = path
+        return lib
+    raise LibraryNotFound("libkvcache_c not found (build it into the package with tools/python/build.sh, or set "
+                          "KVCACHE_LIB): " + "; ".join(errors))

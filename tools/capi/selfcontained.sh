@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The shipped library as its users get it: tools/install.sh into a temporary prefix, then checks that
+#  - it exports the kvcache_* functions and nothing else (`nm -D --defined-only`), with the SONAME
+#    libkvcache_c.so.ABI of kvcache.h;
+#  - it needs no libswift*.so (NEEDED entries and ldd);
+#  - tools/capi/example.c, compiled with `pkg-config --cflags --libs kvcache`, and tools/capi/example.py
+#    load and run it without the Swift toolchain: under `env -i` with LD_LIBRARY_PATH naming PREFIX/lib
+#    only, the loader's trace (LD_DEBUG=libs) opening no libswift*, and, where unshare is permitted, in a
+#    private mount namespace whose toolchain lib folder is covered by an empty tmpfs;
+#  - `kvcache --version` prints the library's kvcache_version_string().
+#  - the Python package (python/, the library bundled by tools/python/build.sh), pip-installed into a
+#    virtual environment, imports that copy and passes its tests (python/tests) in the same view.
+# Usage: bash tools/capi/selfcontained.sh [debug|release]   (default: debug)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+config="${1:-debug}"
+source tools/capi/version.sh
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+prefix="$tmp/prefix"
+bash tools/install.sh "$prefix" "$config"
+lib="$prefix/lib/libkvcache_c.so.$KVCACHE_ABI"
+fail() { echo "selfcontained: $*" >&2; exit 1; }
+
+echo "== libkvcache_c $KVCACHE_VERSION: exports, SONAME, dependencies"
+nm -D --defined-only "$lib" | awk '{print $NF}' > "$tmp/exports"
+grep -q '^kvcache_create$' "$tmp/exports" || fail "kvcache_create is not exported"
+if grep -v '^kvcache_' "$tmp/exports" > "$tmp/foreign"; then
+  fail "exports symbols outside kvcache_* ($(wc -l < "$tmp/foreign")), first: $(head -5 "$tmp/foreign" | tr '\n' ' ')"
+fi
+# Every function the header declares is exported (a declaration without an implementation fails here).
+sed -n 's/^[a-z_ ]*[ *]\(kvcache_[a-z0-9_]*\)(.*/\1/p' "$prefix/include/kvcache.h" | sort -u > "$tmp/declared"
+missing="$(sort -u "$tmp/exports" | comm -23 "$tmp/declared" - | tr '\n' ' ')"
+[ -z "$missing" ] || fail "declared in kvcache.h but not exported: $missing"
+echo "exports: $(wc -l < "$tmp/exports") symbols, all kvcache_*, every declared function among them"
+soname="$(readelf -d "$lib" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')"
+[ "$soname" = "libkvcache_c.so.$KVCACHE_ABI" ] || fail "SONAME is '$soname', not libkvcache_c.so.$KVCACHE_ABI"
+if readelf -d "$lib" | grep '(NEEDED)' | grep -i swift; then fail "needs a Swift runtime library"; fi
+ldd "$lib" > "$tmp/ldd"
+if grep -i -e swift -e 'not found' "$tmp/ldd"; then fail "ldd: a Swift library or a missing one"; fi
+echo "SONAME $soname; needs: $(readelf -d "$lib" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')"
+
+echo "== Without the Swift toolchain"
+toolchain_lib="$(cd "$(dirname "$(readlink -f "$(command -v swift)")")/../lib" && pwd)"
+hide=()
+if unshare -m --propagation private true 2>"$tmp/unshare.err"; then
+  hide=(unshare -m --propagation private bash -c 'mount -t tmpfs kvcache-hidden "$0" && exec "$@"' "$toolchain_lib")
+  echo "toolchain libraries hidden: $toolchain_lib covered by an empty tmpfs in a private mount namespace"
+else
+  echo "unshare not permitted here ($(head -1 "$tmp/unshare.err")): env -i and the loader's trace only"
+fi
+# Runs a command with an empty environment but PATH and LD_LIBRARY_PATH=PREFIX/lib, the toolchain hidden
+# where possible; fails if the loader so much as opened a libswift* file.
+bare() {
+  "${hide[@]}" env -i PATH=/usr/bin:/bin LD_LIBRARY_PATH="$prefix/lib" LD_DEBUG=libs LD_DEBUG_OUTPUT="$tmp/ld" "$@"
+  if grep -h 'libswift' "$tmp"/ld.* 2>/dev/null | head -3 | grep .; then fail "the loader opened a Swift library for: $*"; fi
+  rm -f "$tmp"/ld.*
+}
+[ ${#hide[@]} -eq 0 ] || "${hide[@]}" bash -c '! ls "$0"/swift/linux/libswiftCore.so 2>/dev/null' "$toolchain_lib" \
+  || fail "the tmpfs did not hide $toolchain_lib"
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+cc="${CC:-$(command -v cc || command -v clang)}"
+# shellcheck disable=SC2046  # pkg-config prints separate flags
+"$cc" -std=c11 -Wall -Wextra -Werror -pedantic tools/capi/example.c $(pkg-config --cflags --libs kvcache) \
+  -o "$tmp/example"
+bare "$tmp/example"
+bare python3 tools/capi/example.py "$lib"
+
+echo "== The Python package, installed into a virtual environment, without the Swift toolchain"
+# A copy of python/ with the library bundled (tools/python/build.sh), installed offline: numpy, pytest and
+# pycparser come from the interpreter's own site-packages (tools/install-deps.sh installs them).
+mkdir "$tmp/pkgsrc"
+tar -C python --exclude=_lib --exclude=build --exclude='*.egg-info' --exclude=__pycache__ -cf - . | tar -C "$tmp/pkgsrc" -xf -
+KVCACHE_PYTHON_LIB_DIR="$tmp/pkgsrc/kvcache/_lib" bash tools/python/build.sh "$config"
+python3 -m venv --system-site-packages "$tmp/venv"
+"$tmp/venv/bin/python" -m pip install -q --no-index --no-build-isolation --no-deps "$tmp/pkgsrc"
+bare "$tmp/venv/bin/python" -c 'import kvcache, sys; p = kvcache.library().path; print(f"kvcache {kvcache.version()} from {p}")
+sys.exit(0 if p.startswith(sys.prefix) else f"loaded {p}, not the copy installed in {sys.prefix}")'
+bare "$tmp/venv/bin/python" -m pytest -q -p no:cacheprovider python/tests
+
+echo "== kvcache --version"
+swift build -c "$config" --product kvcache >&2
+cli="$(swift build -c "$config" --show-bin-path)/kvcache"
+cli_version="$("$cli" --version)"
+lib_version="$(python3 -c 'import ctypes, sys; f = ctypes.CDLL(sys.argv[1]).kvcache_version_string
+f.restype = ctypes.c_char_p; print(f().decode())' "$lib")"
+[ "$cli_version" = "$lib_version" ] && [ "$lib_version" = "$KVCACHE_VERSION" ] \
+  || fail "kvcache --version says '$cli_version', the library '$lib_version', kvcache.h $KVCACHE_VERSION"
+echo "kvcache --version: $cli_version, the library's and kvcache.h's"
+echo "self-contained: ok"
