@@ -13,24 +13,41 @@ bash tools/capi/smoke.sh  # the C ABI from C and Python: libkvcache_c.so, tools/
 echo "== The shipped library and the Python package, without the Swift toolchain"
 bash tools/capi/selfcontained.sh
 
-echo "== Sequential replay against the independent Python reference (the README's figures)"
+echo "== Sequential replay against the independent Python references (LRU and Belady; the README's figures)"
 kvcache="$(swift build --show-bin-path)/kvcache"
 shared_trace=../shared/data/mooncake/synthetic_trace.jsonl
 traces=(tools/kvcache/Resources/mooncake-synthetic-1000.jsonl)
 [ -f "$shared_trace" ] && traces+=("$shared_trace")
 for trace in "${traces[@]}"; do
-  for capacity in 1000 3000 8192; do
-    python3 - "$kvcache" "$trace" "$capacity" <<'PY'
+  for range in 0:1 0.5:1; do
+    python3 - "$kvcache" "$trace" "$range" <<'PY'
 import json, subprocess, sys
-kvcache, trace, capacity = sys.argv[1:4]
-ref = json.loads(subprocess.run([sys.executable, "tools/reference/sequential_replay.py", trace, capacity],
-                                check=True, capture_output=True, text=True).stdout)
-ours = json.loads(subprocess.run([kvcache, "replay", "--mode", "sequential", "--trace", trace,
-                                  "--capacity-blocks", capacity, "--json"],
+kvcache, trace, rng = sys.argv[1:4]
+capacities = ["220", "1000", "2200", "3000", "8192"]
+def reference(script, capacity):
+    args = [sys.executable, f"tools/reference/{script}", trace, capacity]
+    if script == "belady_replay.py": args += ["512", rng]
+    return json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
+policies = ["lru", "fifo", "lfu", "pgdsf", "belady"]
+ours = json.loads(subprocess.run([kvcache, "replay", "--mode", "sequential", "--trace", trace, "--range", rng,
+                                  "--policy", ",".join(policies), "--capacity-blocks", ",".join(capacities), "--json"],
                                  check=True, capture_output=True, text=True).stdout)
-diff = {k: (v, ours.get(k)) for k, v in ref.items() if ours.get(k) != v}
-print(f"{trace} capacity {capacity}: " + ("identical" if not diff else f"DIFFERENT (reference, kvcache): {diff}"))
-sys.exit(1 if diff else 0)
+assert ours["schema_version"] == 1
+runs = {(r["policy"], str(r["capacity_blocks"])): r for r in ours["runs"]}
+bad = 0
+for capacity in capacities:
+    checks = [("belady", "belady_replay.py")] + ([("lru", "sequential_replay.py")] if rng == "0:1" else [])
+    for policy, script in checks:
+        ref = reference(script, capacity)
+        diff = {k: (v, runs[policy, capacity].get(k)) for k, v in ref.items() if runs[policy, capacity].get(k) != v}
+        print(f"{trace} range {rng} capacity {capacity} {policy}: "
+              + ("identical" if not diff else f"DIFFERENT (reference, kvcache): {diff}"))
+        bad += bool(diff)
+    bound = runs["belady", capacity]["hit_tokens"]
+    for p in policies[:-1]:
+        if runs[p, capacity]["hit_tokens"] > bound:
+            print(f"{trace} range {rng} capacity {capacity}: {p} beats the offline bound"); bad += 1
+sys.exit(1 if bad else 0)
 PY
   done
 done

@@ -29,11 +29,16 @@ public final class KVCacheManager {
     @exclusivity(unchecked) private var events: [KVEvent] = []
     @exclusivity(unchecked) private var counters = KVCacheStats()
 
-    public init(_ config: KVCacheConfig) throws(KVCacheError) {
+    public convenience init(_ config: KVCacheConfig) throws(KVCacheError) {
+        try self.init(config, policy: try config.policy.make(capacity: config.capacityBlocks, recomputeCost: config.recomputeCost))
+    }
+
+    /// A manager whose eviction order is `policy`, a fresh instance owned by this cache from now on
+    /// (a policy outside `EvictionPolicyKind`, or one built with options); `config.policy` is ignored.
+    public init(_ config: KVCacheConfig, policy: any EvictionPolicy) throws(KVCacheError) {
         guard (1 ... 1024).contains(config.blockTokens) else {
             throw .invalidArgument("blockTokens must be in 1...1024, got \(config.blockTokens)")
         }
-        let policy = try config.policy.make(capacity: config.capacityBlocks, recomputeCost: config.recomputeCost)
         self.config = config
         hasher = BlockHasher(blockTokens: config.blockTokens)
         pool = try BlockPool(capacity: config.capacityBlocks)

@@ -44,19 +44,50 @@ struct CLIJSONTests {
     }
 
     @Test func sequentialReplayPrintsTheDocumentedKeysAndFigures() throws {
-        let o = try Self.json(["replay", "--json"])
-        Self.expectKeys(o, ["requests", "input_tokens", "hit_tokens", "token_hit_rate", "saved_prefill_s",
-                            "evicted_blocks", "peak_blocks", "bad_lines", "wall_s", "policy", "mode", "block_tokens"])
+        let top = try Self.json(["replay", "--json"])
+        Self.expectKeys(top, ["schema_version", "mode", "trace", "range", "bad_lines", "block_tokens", "cost_model", "runs"])
+        #expect(top["schema_version"] as? Int == 1)
+        #expect(top["mode"] as? String == "sequential")
+        let only = try #require(top["runs"] as? [[String: Any]])
+        #expect(only.count == 1)
+        let o = try #require(only.first)
+        Self.expectKeys(o, ["policy", "capacity_blocks", "requests", "input_tokens", "hit_tokens", "share_of_belady",
+                            "token_hit_rate", "saved_prefill_s", "evicted_blocks", "peak_blocks", "wall_s"])
         // The embedded default at 8,192 blocks, LRU (README: hit rate 0.0976).
+        #expect(o["policy"] as? String == "lru" && o["capacity_blocks"] as? Int == 8192)
         #expect(o["requests"] as? Int == 1000)
         #expect(o["input_tokens"] as? Int == 11_851_558)
         #expect(o["hit_tokens"] as? Int == 1_156_574)
         #expect(o["evicted_blocks"] as? Int == 13_329)
-        #expect(o["mode"] as? String == "sequential")
-        let several = try Self.json(["replay", "--policy", "lru,pgdsf", "--capacity-blocks", "3000", "--json"])
+        #expect(o["share_of_belady"] is NSNull)
+        // Policies x capacities in one call, policies inner; each share is of the bound at its capacity.
+        let several = try Self.json(["replay", "--policy", "lru,pgdsf,belady", "--capacity-blocks", "300,3000", "--json"])
         let runs = try #require(several["runs"] as? [[String: Any]])
-        #expect(runs.map { $0["policy"] as? String } == ["lru", "pgdsf"])
-        for run in runs { Self.expectKeys(run, ["token_hit_rate", "saved_prefill_s", "wall_s"]) }
+        #expect(runs.map { $0["policy"] as? String } == ["lru", "pgdsf", "belady", "lru", "pgdsf", "belady"])
+        #expect(runs.map { $0["capacity_blocks"] as? Int } == [300, 300, 300, 3000, 3000, 3000])
+        for (i, run) in runs.enumerated() {
+            Self.expectKeys(run, ["token_hit_rate", "saved_prefill_s", "wall_s"])
+            let bound = try #require(runs[i / 3 * 3 + 2]["hit_tokens"] as? Int)
+            let hits = try #require(run["hit_tokens"] as? Int)
+            #expect(hits <= bound)
+            let share = try #require(run["share_of_belady"] as? Double)
+            #expect(abs(share - Double(hits) / Double(bound)) < 1e-9)
+        }
+        // The held-out second half replays the later 500 requests only.
+        let half = try Self.json(["replay", "--range", "0.5:1", "--policy", "belady", "--capacity-blocks", "1000", "--json"])
+        #expect((half["runs"] as? [[String: Any]])?.first?["requests"] as? Int == 500)
+    }
+
+    @Test func replayRefusesBadPolicyCapacityAndRangeLists() throws {
+        for (args, says) in [(["--policy", "lru,nope"], "unknown policy 'nope'"),
+                             (["--capacity-blocks", "100,0"], "--capacity-blocks"),
+                             (["--capacity-blocks", "100,"], "--capacity-blocks"),
+                             (["--range", "0.5:0.5"], "--range"), (["--range", "1"], "--range"),
+                             (["--policy", "belady", "--cpu-blocks", "10"], "device pool only")] {
+            let r = try Self.run(["replay"] + args)
+            #expect(r.status != 0)
+            #expect(r.err.contains(says), "\(args): \(r.err)")
+        }
     }
 
     @Test func timedReplayPrintsTheDocumentedKeys() throws {
@@ -92,6 +123,7 @@ struct CLIJSONTests {
         #expect(r.status != 0)
         #expect(r.err.contains("\(path):3: missing field"))
         let skipped = try Self.json(["replay", "--trace", path, "--skip-bad-lines", "--json"])
-        #expect(skipped["bad_lines"] as? Int == 1 && skipped["requests"] as? Int == 2)
+        #expect(skipped["bad_lines"] as? Int == 1)
+        #expect((skipped["runs"] as? [[String: Any]])?.first?["requests"] as? Int == 2)
     }
 }

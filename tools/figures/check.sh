@@ -44,6 +44,21 @@ def leaves(v, path=""):
         for i, x in enumerate(v): yield from leaves(x, f"{path}[{i}]")
     else:
         yield path, v
+def sequential_runs(v):
+    """A sequential replay's output as {policy@capacity: run, with the trace-level keys folded in}, whatever its
+    schema: one run object (no schema_version), {"runs": [...]} of such, or schema_version 1 (trace keys on top,
+    one run per policy and capacity); None for any other output."""
+    if not isinstance(v, dict) or v.get("mode", "sequential") != "sequential": return None
+    if "schema_version" in v:
+        top = {k: x for k, x in v.items() if k not in ("runs", "schema_version")}
+        runs = [{**top, **r} for r in v["runs"]]
+    elif "runs" in v and all(isinstance(r, dict) and "policy" in r and "hit_tokens" in r for r in v["runs"]):
+        runs = v["runs"]
+    elif "policy" in v and "hit_tokens" in v:
+        runs = [v]
+    else:
+        return None
+    return {f"{r['policy']}@{r.get('capacity_blocks')}": r for r in runs}
 bad = 0
 for name in sorted(os.listdir(f"{out}/old")):
     if not name.endswith(".json"): continue
@@ -52,6 +67,14 @@ for name in sorted(os.listdir(f"{out}/old")):
     except Exception as e:
         print(f"{name}: unreadable ({e})"); bad += 1; continue
     skip = re.compile(r"(?i)wall|elapsed|(load|decode|prefill)seconds|persecond|tokens_per_s|ns_per|_us$|_ns$")
+    sa, sb = sequential_runs(a), sequential_runs(b)
+    if sa is not None and sb is not None:
+        # Replay outputs of two schemas: compare the figures both name, run by run (keys added are listed).
+        added = sorted({k for r in sb.values() for k in r} - {k for r in sa.values() for k in r})
+        common = lambda r, o: {k: x for k, x in r.items() if k in o}
+        a = {run: common(r, sb.get(run, {})) for run, r in sa.items()}
+        b = {run: common(r, sa.get(run, {})) for run, r in sb.items()}
+        if added: print(f"{name}: keys only in the new output, not compared: {added}")
     fa = [(p, v) for p, v in leaves(a) if not skip.search(p)]
     fb = [(p, v) for p, v in leaves(b) if not skip.search(p)]
     va = sorted(repr(v) for _, v in fa); vb = sorted(repr(v) for _, v in fb)

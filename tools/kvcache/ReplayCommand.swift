@@ -23,11 +23,14 @@ struct ReplayCommand: ParsableCommand {
     @Option(help: "sequential (hit rates) or timed (scheduler on a modelled GPU).")
     var mode: Mode = .sequential
 
-    @Option(help: "Eviction policy, or a comma-separated list to compare side by side (lru, fifo, lfu, pgdsf). pgdsf prices blocks by their modelled recompute time on --model and --hardware.")
+    @Option(help: "Eviction policy, or a comma-separated list to compare side by side (\(ReplayPolicy.allCases.map(\.rawValue).joined(separator: ", "))). pgdsf prices blocks by their modelled recompute time on --model and --hardware; belady is the offline optimum over leaves (sequential mode, device pool only).")
     var policy: String = "lru"
 
-    @Option(help: "Blocks the cache holds.")
-    var capacityBlocks: Int = 8192
+    @Option(help: "Blocks the cache holds, or a comma-separated list (sequential mode: every policy runs at each).")
+    var capacityBlocks: String = "8192"
+
+    @Option(help: "Sequential mode: replay only the requests from fraction FROM to fraction TO of the trace (FROM:TO, e.g. 0.5:1 for the second half).")
+    var range: String = "0:1"
 
     @Option(help: "Tokens per trace hash block (Mooncake); other formats set their own.")
     var blockTokens: Int = 512
@@ -59,27 +62,45 @@ struct ReplayCommand: ParsableCommand {
         if timed.format == .marconi { _ = try HybridReplayCommand.policies(policy); return }
         if timed.model.hybrid != nil { throw ValidationError("a hybrid --model needs --format marconi") }
         let blocks = 0...ReplayLimits.maxBlocks
-        guard (1...ReplayLimits.maxBlocks).contains(capacityBlocks) else { throw ValidationError("--capacity-blocks must be in 1...\(ReplayLimits.maxBlocks)") }
+        let capacities = try self.capacities()
         guard (1...ReplayLimits.maxBlockTokens).contains(blockTokens) else { throw ValidationError("--block-tokens must be in 1...\(ReplayLimits.maxBlockTokens)") }
         guard blocks.contains(cpuBlocks) else { throw ValidationError("--cpu-blocks must be in 0...\(ReplayLimits.maxBlocks)") }
         guard blocks.contains(diskBlocks) else { throw ValidationError("--disk-blocks must be in 0...\(ReplayLimits.maxBlocks)") }
         let tiered = cpuBlocks + diskBlocks > 0
         do {
-            try ReplayLimits.checkMemory(capacityBlocks * (tiered ? ReplayLimits.tieredBlockBytes : ReplayLimits.deviceBlockBytes)
+            try ReplayLimits.checkMemory(capacities.max()! * (tiered ? ReplayLimits.tieredBlockBytes : ReplayLimits.deviceBlockBytes)
                                          + cpuBlocks * ReplayLimits.tieredBlockBytes + diskBlocks * ReplayLimits.diskBlockBytes,
                                          what: "--capacity-blocks, --cpu-blocks and --disk-blocks")
         } catch { throw ValidationError(error.description) }
         try timed.validate()
-        _ = try policies()
+        let policies = try self.policies()
+        if tiered, let p = policies.first(where: { $0.kind == nil }) {
+            throw ValidationError("--policy \(p.rawValue) runs on the device pool only (no --cpu-blocks or --disk-blocks)")
+        }
+        _ = try fraction()
     }
 
-    func policies() throws -> [EvictionPolicyKind] {
-        try policy.split(separator: ",").map { name in
-            guard let kind = EvictionPolicyKind(rawValue: String(name)) else {
-                throw ValidationError("unknown policy '\(name)' (choose from \(EvictionPolicyKind.allCases.map(\.rawValue).joined(separator: ", ")))")
+    func policies() throws -> [ReplayPolicy] {
+        do { return try ReplayPolicy.list(policy) } catch { throw ValidationError(error.description) }
+    }
+
+    func capacities() throws -> [Int] {
+        try capacityBlocks.split(separator: ",", omittingEmptySubsequences: false).map { text in
+            guard let n = Int(text), (1...ReplayLimits.maxBlocks).contains(n) else {
+                throw ValidationError("--capacity-blocks must be in 1...\(ReplayLimits.maxBlocks) (or a comma-separated list of such), got '\(text)'")
             }
-            return kind
+            return n
         }
+    }
+
+    /// --range as fractions (from, to) with 0 <= from < to <= 1.
+    func fraction() throws -> (from: Double, to: Double) {
+        let parts = range.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let from = Double(parts[0]), let to = Double(parts[1]),
+              0 <= from, from < to, to <= 1 else {
+            throw ValidationError("--range must be FROM:TO with 0 <= FROM < TO <= 1, got '\(range)'")
+        }
+        return (from, to)
     }
 
     func run() throws {
@@ -98,53 +119,80 @@ struct ReplayCommand: ParsableCommand {
         // One recompute cost for every policy: pgdsf's block prices and every run's saved_prefill_s.
         let model = timed.model.spec, hardware = timed.hardware.spec
         let cost = RooflineCostModel(model: model, hardware: hardware).recomputeCost
+        let (from, to) = try fraction()
+        let n = loaded.requests.count
+        let requests = loaded.requests[Int((from * Double(n)).rounded(.down)) ..< Int((to * Double(n)).rounded(.down))]
+        guard !requests.isEmpty else { throw CLIError("--range \(range) holds no request of the \(n) in the trace") }
+        let B = requests.first(where: { $0.hashBlockTokens > 0 })?.hashBlockTokens ?? blockTokens
+        var table: NextUseTable?
         var runs: [SequentialRun] = []
-        for kind in try policies() {
-            let start = KVClock.monotonicNanos()
-            let diskFolder = diskBlocks > 0 ? try diskDir ?? makeTemporaryFolder() : nil
-            defer { if diskDir == nil, let diskFolder { try? FileManager.default.removeItem(atPath: diskFolder) } }
-            let B = loaded.requests.first(where: { $0.hashBlockTokens > 0 })?.hashBlockTokens ?? blockTokens
-            var replay = try SequentialReplay(
-                capacityBlocks: capacityBlocks, blockTokens: B, policy: kind, recomputeCost: cost,
-                tiers: .init(hostBlocks: cpuBlocks, diskBlocks: diskBlocks, diskDirectory: diskFolder))
-            let total = loaded.requests.count
-            for (i, request) in loaded.requests.enumerated() {
-                try replay.replay(request)
-                if total >= 20_000 && (i + 1) % (total / 10) == 0 {
-                    note("replay \(kind.rawValue): \(i + 1)/\(total) requests")
+        for capacity in try capacities() {
+            for kind in try policies() {
+                let start = KVClock.monotonicNanos()
+                let diskFolder = diskBlocks > 0 ? try diskDir ?? makeTemporaryFolder() : nil
+                defer { if diskDir == nil, let diskFolder { try? FileManager.default.removeItem(atPath: diskFolder) } }
+                var replay: SequentialReplay
+                if let core = kind.kind, cpuBlocks + diskBlocks > 0 {
+                    replay = try SequentialReplay(
+                        capacityBlocks: capacity, blockTokens: B, policy: core, recomputeCost: cost,
+                        tiers: .init(hostBlocks: cpuBlocks, diskBlocks: diskBlocks, diskDirectory: diskFolder))
+                } else {
+                    let instance = try kind.make(capacity: capacity, cost: cost) {
+                        if table == nil { table = SequentialReplay.nextUseTable(requests, blockTokens: B) }
+                        return table!
+                    }
+                    replay = try SequentialReplay(capacityBlocks: capacity, blockTokens: B, policy: instance, recomputeCost: cost)
                 }
+                for (i, request) in requests.enumerated() {
+                    try replay.replay(request)
+                    if requests.count >= 20_000 && (i + 1) % (requests.count / 10) == 0 {
+                        note("replay \(kind.rawValue) at \(capacity) blocks: \(i + 1)/\(requests.count) requests")
+                    }
+                }
+                replay.finish()
+                runs.append(SequentialRun(policy: kind, capacity: capacity, result: replay.result, blockTokens: B,
+                                          wallSeconds: KVClock.seconds(from: start, to: KVClock.monotonicNanos())))
             }
-            replay.finish()
-            runs.append(SequentialRun(policy: kind, result: replay.result, blockTokens: B,
-                                      wallSeconds: KVClock.seconds(from: start, to: KVClock.monotonicNanos())))
         }
         let costModel = "\(model.name) on \(hardware.name)"
         if json {
             let objects = runs.map { run -> JSONValue in
                 let r = run.result
+                let share = shareOfBelady(run, in: runs)
                 return .object([
-                    ("mode", .string(mode.rawValue)), ("trace", .string(path)), ("policy", .string(run.policy.rawValue)),
+                    ("policy", .string(run.policy.rawValue)), ("capacity_blocks", .int(run.capacity)),
                     ("requests", .int(r.requests)), ("input_tokens", .int(r.inputTokens)), ("hit_tokens", .int(r.hitTokens)),
+                    ("share_of_belady", share.map { .double($0) } ?? .null),
                     ("hit_tokens_l1", .int(r.hitTokensL1)), ("hit_tokens_l2", .int(r.hitTokensL2)),
                     ("hit_tokens_l3", .int(r.hitTokensL3)), ("token_hit_rate", .double(r.tokenHitRate)),
                     ("saved_prefill_s", .double(r.savedPrefillSeconds)), ("saved_prefill_modelled", .bool(true)),
-                    ("cost_model", .string(costModel)), ("recompute_s_per_token", .double(cost.secondsPerToken)),
-                    ("recompute_s_per_context_pair", .double(cost.secondsPerContextPair)),
                     ("evicted_blocks", .int(r.evictedBlocks)), ("peak_blocks", .int(r.peakBlocks)),
-                    ("mismatched_blocks", .int(r.mismatchedBlocks)), ("bad_lines", .int(loaded.skippedLines)),
-                    ("capacity_blocks", .int(capacityBlocks)), ("block_tokens", .int(run.blockTokens)),
-                    ("cpu_blocks", .int(cpuBlocks)), ("disk_blocks", .int(diskBlocks)), ("wall_s", .double(run.wallSeconds)),
+                    ("mismatched_blocks", .int(r.mismatchedBlocks)), ("wall_s", .double(run.wallSeconds)),
                 ])
             }
-            JSONReport.print(objects.count == 1 ? objects[0] : .object([("runs", .array(objects))]))
+            JSONReport.print(.object([
+                ("schema_version", .int(1)), ("mode", .string(mode.rawValue)), ("trace", .string(path)),
+                ("range", .string(range)), ("bad_lines", .int(loaded.skippedLines)), ("block_tokens", .int(B)),
+                ("cpu_blocks", .int(cpuBlocks)), ("disk_blocks", .int(diskBlocks)),
+                ("cost_model", .string(costModel)), ("recompute_s_per_token", .double(cost.secondsPerToken)),
+                ("recompute_s_per_context_pair", .double(cost.secondsPerContextPair)),
+                ("runs", .array(objects)),
+            ]))
         } else {
             printTable(runs, path: path, skipped: loaded, costModel: costModel)
         }
     }
 
-    /// One policy's sequential run.
+    /// `run`'s hit tokens over those of the `belady` run at the same capacity (nil without one).
+    private func shareOfBelady(_ run: SequentialRun, in runs: [SequentialRun]) -> Double? {
+        guard let bound = runs.first(where: { $0.policy == .belady && $0.capacity == run.capacity }) else { return nil }
+        return bound.result.hitTokens == 0 ? nil : Double(run.result.hitTokens) / Double(bound.result.hitTokens)
+    }
+
+    /// One policy's sequential run at one capacity.
     private struct SequentialRun {
-        var policy: EvictionPolicyKind
+        var policy: ReplayPolicy
+        var capacity: Int
         var result: SequentialReplay.Result
         var blockTokens: Int
         var wallSeconds: Double
@@ -175,22 +223,31 @@ struct ReplayCommand: ParsableCommand {
     }
 
     private func printTable(_ runs: [SequentialRun], path: String, skipped: LoadedTrace, costModel: String) {
-        print("trace \(path): \(runs[0].result.requests) requests, \(runs[0].result.inputTokens) input tokens; "
-              + "capacity \(capacityBlocks) blocks x \(runs[0].blockTokens) tokens"
-              + (cpuBlocks + diskBlocks > 0 ? ", host \(cpuBlocks) blocks, disk \(diskBlocks) blocks" : "") + "; sequential mode")
+        let tiered = cpuBlocks + diskBlocks > 0
+        print("trace \(path)" + (range == "0:1" ? "" : " (range \(range))") + ": \(runs[0].result.requests) requests, "
+              + "\(runs[0].result.inputTokens) input tokens; blocks of \(runs[0].blockTokens) tokens"
+              + (tiered ? ", host \(cpuBlocks) blocks, disk \(diskBlocks) blocks" : "") + "; sequential mode")
         if skipped.skippedLines > 0 { print("skipped \(skipped.skippedLines) bad lines (first: \(skipped.firstSkipped ?? ""))") }
-        let header = ["policy", "hit rate", "saved prefill s (modelled)", "hit tokens", "L1", "L2", "L3", "evicted", "peak blocks", "wall s"]
+        var header = ["policy", "capacity", "hit tokens", "share of belady", "hit rate", "saved prefill s (modelled)"]
+        if tiered { header += ["L1", "L2", "L3"] }
+        header += ["evicted", "peak blocks", "wall s"]
         var rows = [header]
         for run in runs {
             let r = run.result
-            rows.append([run.policy.rawValue, String(format: "%.4f", r.tokenHitRate), String(format: "%.1f", r.savedPrefillSeconds),
-                         "\(r.hitTokens)", "\(r.hitTokensL1)", "\(r.hitTokensL2)", "\(r.hitTokensL3)",
-                         "\(r.evictedBlocks)", "\(r.peakBlocks)", String(format: "%.3f", run.wallSeconds)])
+            var row = [run.policy.rawValue, "\(run.capacity)", "\(r.hitTokens)",
+                       shareOfBelady(run, in: runs).map { String(format: "%.3f", $0) } ?? "-",
+                       String(format: "%.4f", r.tokenHitRate), String(format: "%.1f", r.savedPrefillSeconds)]
+            if tiered { row += ["\(r.hitTokensL1)", "\(r.hitTokensL2)", "\(r.hitTokensL3)"] }
+            row += ["\(r.evictedBlocks)", "\(r.peakBlocks)", String(format: "%.3f", run.wallSeconds)]
+            rows.append(row)
         }
         let widths = header.indices.map { c in rows.map { $0[c].count }.max()! }
         for row in rows {
             print(row.indices.map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
         }
         print("saved prefill: the modelled time (\(costModel), roofline) to recompute the hit prefixes, the same cost for every policy.")
+        if runs.contains(where: { $0.policy == .belady }) {
+            print("belady: the offline optimum over leaves (it reads the trace's future), the bound each share is taken of.")
+        }
     }
 }

@@ -66,6 +66,8 @@ public struct SequentialReplay {
     /// The device pool with its lower tiers, when there are any.
     public let tiered: TieredReplayHarness?
     public private(set) var result = Result()
+    /// The offline policy told about each request before it is served, when it is the one evicting.
+    private let belady: BeladyPolicy?
     private var keys: [BlockKey] = []
     private var nextID: Int64 = 0
 
@@ -76,6 +78,7 @@ public struct SequentialReplay {
     public init(capacityBlocks: Int, blockTokens: Int, policy: EvictionPolicyKind = .lru,
                 recomputeCost: RecomputeCost, tiers: Tiers = Tiers()) throws {
         self.recomputeCost = recomputeCost
+        belady = nil
         if tiers.hostBlocks > 0 || tiers.diskBlocks > 0 {
             var config = TieredReplayHarness.Config(blockTokens: blockTokens, deviceBlocks: capacityBlocks,
                                                   hostBlocks: tiers.hostBlocks, diskBlocks: tiers.diskBlocks,
@@ -92,6 +95,32 @@ public struct SequentialReplay {
         }
     }
 
+    /// A device pool only, evicting in the order of `policy` (a fresh instance: an online policy
+    /// with options, or a `BeladyPolicy` over this very trace, whose `willServe` the replay calls).
+    public init(capacityBlocks: Int, blockTokens: Int, policy: any EvictionPolicy, recomputeCost: RecomputeCost) throws {
+        self.recomputeCost = recomputeCost
+        tiered = nil
+        belady = policy as? BeladyPolicy
+        manager = try KVCacheManager(KVCacheConfig(blockTokens: blockTokens, capacityBlocks: capacityBlocks,
+                                                   recomputeCost: recomputeCost), policy: policy)
+    }
+
+    /// The block keys the replay gives `request` (the trace's blocks, partial last one included;
+    /// none without hash ids), appended to `keys`: the rows of a `NextUseTable` for `BeladyPolicy`.
+    public static func appendKeys(of request: TraceRequest, blockTokens: Int, to keys: inout [BlockKey]) {
+        guard !request.hashIDs.isEmpty else { return }
+        TracePromptKeys.append(for: request, index: 0, blockTokens: blockTokens, partialLastBlock: true, to: &keys)
+    }
+
+    /// The next-use table of `requests` as this replay keys them, for `BeladyPolicy`. O(total blocks).
+    public static func nextUseTable(_ requests: some Collection<TraceRequest>, blockTokens: Int) -> NextUseTable {
+        NextUseTable(requests: requests.map { r in
+            var keys: [BlockKey] = []
+            appendKeys(of: r, blockTokens: blockTokens, to: &keys)
+            return keys
+        })
+    }
+
     /// Finishes the lower tiers' transfers and releases the disk folder.
     public func finish() { tiered?.close() }
 
@@ -101,9 +130,8 @@ public struct SequentialReplay {
         keys.removeAll(keepingCapacity: true)
         // The timed replay's key mapping, with the trace's blocks as cache blocks (partial last one
         // included); a request without hash ids shares nothing and is not cached.
-        if !request.hashIDs.isEmpty {
-            TracePromptKeys.append(for: request, index: 0, blockTokens: B, partialLastBlock: true, to: &keys)
-        }
+        Self.appendKeys(of: request, blockTokens: B, to: &keys)
+        belady?.willServe(request: result.requests)
         result.requests += 1
         result.inputTokens += request.inputTokens
         let evictedBefore = manager.stats.evictedBlocks

@@ -1,0 +1,48 @@
+import KVCache
+
+/// The eviction policies the sequential replay compares by name: the core's online policies and the
+/// offline bound `belady`, which reads the replayed trace's future and so exists only here.
+public enum ReplayPolicy: String, Sendable, CaseIterable {
+    case lru, fifo, lfu, pgdsf
+    case belady
+
+    /// Options of the policies that take some.
+    public struct Options: Sendable {
+        public init() {}
+    }
+
+    /// Whether the policy reads the future (offline): it is a bound, never a candidate.
+    public var isOffline: Bool { self == .belady }
+
+    /// The core's policy of the same name, for the tiered replay (nil for the others).
+    public var kind: EvictionPolicyKind? { EvictionPolicyKind(rawValue: rawValue) }
+
+    /// Parses a comma-separated list ("lru,belady").
+    /// - Throws: a message naming the unknown entry and the choices.
+    public static func list(_ text: String) throws(ReplayPolicyError) -> [ReplayPolicy] {
+        var out: [ReplayPolicy] = []
+        for name in text.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let p = ReplayPolicy(rawValue: String(name)) else {
+                throw ReplayPolicyError("unknown policy '\(name)' (choose from \(allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            out.append(p)
+        }
+        return out
+    }
+
+    /// A fresh policy for a pool of `capacity` blocks. `table` is called only for `belady` (the
+    /// next uses of the requests to be replayed, as `SequentialReplay.nextUseTable` keys them).
+    public func make(capacity: Int, cost: RecomputeCost, options: Options = Options(),
+                     table: () -> NextUseTable) throws(KVCacheError) -> any EvictionPolicy {
+        switch self {
+        case .lru, .fifo, .lfu, .pgdsf: return try kind!.make(capacity: capacity, recomputeCost: cost)
+        case .belady: return BeladyPolicy(table: table())
+        }
+    }
+}
+
+/// A policy list that names no known policy.
+public struct ReplayPolicyError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
