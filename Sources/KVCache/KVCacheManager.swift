@@ -210,6 +210,7 @@ public final class KVCacheManager {
             sequences[s].blocks[copyIndex] = dst
             counters.copiedBlocks += 1
         }
+        if wanted > pool.freeCount { index.prepareEvictions(wanted - pool.freeCount) }  // overlap the victims' key-table misses
         for _ in 0 ..< wanted { sequences[s].blocks.append(takeBlock(observer)) }
         return .allocated(newBlocks: needed)
     }
@@ -232,6 +233,7 @@ public final class KVCacheManager {
         let limit = min(total / blockTokens, sequences[s].keys.count)
         guard first < limit else { return }
         clock &+= 1
+        index.prepareProbes(sequences[s].keys[first ..< limit])  // overlap the key-table misses of the loop below
         var run: [BlockKey] = []
         var runParent: BlockKey? = nil
         for i in first ..< limit {

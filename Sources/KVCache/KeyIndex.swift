@@ -1,94 +1,141 @@
 /// A fixed-size open-addressing hash table from `BlockKey` to `BlockID` (linear probing,
-/// backward-shift deletion, no tombstones).
+/// backward-shift deletion, no tombstones) that also holds each indexed block's key, dense by id.
 ///
-/// Sized once for at most `maxEntries` keys at load factor <= 1/2, so it never grows: `find`,
-/// `insert` and `remove` are O(1) expected and allocate nothing. Block keys are already uniform
-/// hashes; a multiply-shift of both halves still spreads small synthetic keys (trace hash ids).
+/// A slot is 8 bytes: a 32-bit tag (the high bits of the key's hash) beside the block id, so a probe
+/// reads one small array (8 slots per cache line) and compares a key only when the tag matches;
+/// the key itself is stored once, at its block (`key(of:)`). A slot's home is its tag's high bits,
+/// so deletion shifts entries back without reading a key, and removing a block needs no key
+/// comparison. Sized once for at most `maxEntries` keys at load factor <= 1/2, so it never grows:
+/// `find`, `insert` and `remove` are O(1) expected and allocate nothing. Block keys are already
+/// uniform hashes; a multiply-shift of both halves still spreads small synthetic keys (trace hash ids).
 struct KeyIndex: Sendable {
-    private var keys: [BlockKey]
-    private var values: [BlockID]
+    /// `tag << 32 | UInt32(bitPattern: block)`, or `empty`.
+    private var slots: [UInt64]
+    /// The key of each indexed block, `.zero` for a block that is not indexed.
+    private var blockKeys: [BlockKey]
     private let mask: Int
-    private let shift: UInt64
+    private let homeShift: UInt32
     private(set) var count = 0
 
-    private static let empty: BlockID = -1
+    private static let empty = UInt64.max  // block id -1: never a real block
 
+    /// A table for block ids `0 ..< maxEntries` (at most `Int32.max`), at most one key each.
     init(maxEntries: Int) {
         var size = 16
         while size < 2 * maxEntries { size <<= 1 }
-        keys = Array(repeating: .zero, count: size)
-        values = Array(repeating: Self.empty, count: size)
+        slots = Array(repeating: Self.empty, count: size)
+        blockKeys = Array(repeating: .zero, count: max(0, maxEntries))
         mask = size - 1
-        shift = UInt64(64 - size.trailingZeroBitCount)
+        homeShift = UInt32(32 - size.trailingZeroBitCount)
     }
 
     @inline(__always)
-    private func home(_ key: BlockKey) -> Int {
-        Int(truncatingIfNeeded: ((key.lo ^ (key.hi &* 0xC2B2_AE3D_27D4_EB4F)) &* 0x9E37_79B9_7F4A_7C15) >> shift)
+    private static func tag(_ key: BlockKey) -> UInt32 {
+        UInt32(truncatingIfNeeded: ((key.lo ^ (key.hi &* 0xC2B2_AE3D_27D4_EB4F)) &* 0x9E37_79B9_7F4A_7C15) >> 32)
     }
+
+    @inline(__always)
+    private func home(_ tag: UInt32) -> Int { Int(truncatingIfNeeded: UInt64(tag) >> UInt64(homeShift)) }
+
+    @inline(__always)
+    private static func block(_ slot: UInt64) -> BlockID { BlockID(truncatingIfNeeded: slot) }
+
+    /// Reads the slot where a probe for `key` starts, so that a later `find`, `insert` or `remove`
+    /// finds its cache line loaded; the loads of several keys overlap. O(1).
+    @inline(__always)
+    func homeSlot(of key: BlockKey) -> UInt64 { slots[home(Self.tag(key))] }
+
+    /// The key of an indexed block, `.zero` when the block is not indexed. O(1).
+    @inline(__always)
+    func key(of block: BlockID) -> BlockKey { blockKeys[Int(block)] }
 
     /// The block holding `key`, if any. O(1) expected.
     @inline(__always)
     func find(_ key: BlockKey) -> BlockID? {
-        var i = home(key)
+        let t = Self.tag(key)
+        var i = home(t)
         while true {
-            let v = values[i]
-            if v == Self.empty { return nil }
-            if keys[i] == key { return v }
+            let s = slots[i]
+            if s == Self.empty { return nil }
+            if UInt32(truncatingIfNeeded: s >> 32) == t && blockKeys[Int(Self.block(s))] == key { return Self.block(s) }
             i = (i + 1) & mask
         }
     }
 
-    /// Adds `key -> block`. Precondition: `key` is absent and fewer than `maxEntries` keys are present.
+    /// Indexes `block` under `key`. Precondition: `key` is not `.zero` and absent, `block` is not
+    /// indexed, fewer than `maxEntries` keys are present.
     mutating func insert(_ key: BlockKey, _ block: BlockID) {
-        var i = home(key)
-        while values[i] != Self.empty {
-            precondition(keys[i] != key, "duplicate key in KeyIndex")
+        precondition(key != .zero && blockKeys[Int(block)] == .zero, "block \(block) indexed twice")
+        let t = Self.tag(key)
+        var i = home(t)
+        while slots[i] != Self.empty {
+            precondition(UInt32(truncatingIfNeeded: slots[i] >> 32) != t || blockKeys[Int(Self.block(slots[i]))] != key,
+                         "duplicate key in KeyIndex")
             i = (i + 1) & mask
         }
-        keys[i] = key
-        values[i] = block
+        slots[i] = UInt64(t) << 32 | UInt64(UInt32(bitPattern: block))
+        blockKeys[Int(block)] = key
         count += 1
     }
 
-    /// Removes `key`; returns whether it was present. Shifts later entries of the probe run back so
-    /// that no tombstone is needed. O(1) expected.
+    /// Unindexes `block`; returns whether it was indexed. Shifts later entries of the probe run back
+    /// so that no tombstone is needed. O(1) expected.
     @discardableResult
-    mutating func remove(_ key: BlockKey) -> Bool {
-        var i = home(key)
-        while true {
-            if values[i] == Self.empty { return false }
-            if keys[i] == key { break }
-            i = (i + 1) & mask
-        }
+    mutating func remove(_ block: BlockID) -> Bool {
+        let key = blockKeys[Int(block)]
+        guard key != .zero else { return false }
+        var i = home(Self.tag(key))
+        while Self.block(slots[i]) != block { i = (i + 1) & mask }  // present: the run reaches it
         var hole = i
         var j = i
         while true {
             j = (j + 1) & mask
-            if values[j] == Self.empty { break }
-            let h = home(keys[j])
+            let s = slots[j]
+            if s == Self.empty { break }
+            let h = home(UInt32(truncatingIfNeeded: s >> 32))
             // Move entry j into the hole unless its home lies cyclically in (hole, j].
             let inRange = hole <= j ? (hole < h && h <= j) : (hole < h || h <= j)
             if !inRange {
-                keys[hole] = keys[j]
-                values[hole] = values[j]
+                slots[hole] = s
                 hole = j
             }
         }
-        keys[hole] = .zero
-        values[hole] = Self.empty
+        slots[hole] = Self.empty
+        blockKeys[Int(block)] = .zero
         count -= 1
         return true
     }
 
-    /// Drops every entry. O(table size).
+    /// Drops every entry. O(table size + blocks).
     mutating func removeAll() {
-        for i in values.indices { values[i] = Self.empty; keys[i] = .zero }
+        for i in slots.indices { slots[i] = Self.empty }
+        for b in blockKeys.indices { blockKeys[b] = .zero }
         count = 0
     }
 
-    /// Calls `body` for every entry (validation only). O(table size).
+    /// Calls `body` for every entry, after checking that each slot's tag is its key's and lies on
+    /// the probe run from its home, and that slots and blocks agree on the count (validation only).
+    /// O(table size + blocks).
     func forEach(_ body: (BlockKey, BlockID) throws(InvariantViolation) -> Void) throws(InvariantViolation) {
-        for i in values.indices where values[i] != Self.empty { try body(keys[i], values[i]) }
+        var entries = 0
+        for (i, s) in slots.enumerated() where s != Self.empty {
+            let b = Self.block(s)
+            guard b >= 0, Int(b) < blockKeys.count, blockKeys[Int(b)] != .zero else {
+                throw InvariantViolation("key index slot \(i) names block \(b), which has no key")
+            }
+            let t = Self.tag(blockKeys[Int(b)])
+            guard UInt32(truncatingIfNeeded: s >> 32) == t else { throw InvariantViolation("key index tag of block \(b) is stale") }
+            var j = home(t)
+            while j != i {
+                guard slots[j] != Self.empty else { throw InvariantViolation("key index entry of block \(b) is unreachable") }
+                j = (j + 1) & mask
+            }
+            entries += 1
+            try body(blockKeys[Int(b)], b)
+        }
+        let keyed = blockKeys.reduce(0) { $0 + ($1 == .zero ? 0 : 1) }
+        guard entries == count, keyed == count else {
+            throw InvariantViolation("key index holds \(entries) slots and \(keyed) keys, count says \(count)")
+        }
     }
 }

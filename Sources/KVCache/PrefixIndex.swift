@@ -15,7 +15,6 @@
 /// tells the index when a cached block gains its first or loses its last holder (`setHeld`).
 public struct PrefixIndex {
     public let capacity: Int
-    private var keys: [BlockKey]
     private var parents: [BlockID]
     private var childCounts: [Int32]
     private var held: [Bool]
@@ -25,6 +24,8 @@ public struct PrefixIndex {
     /// `byRelease`.
     private var released: IntrusiveList
     private let byRelease: Bool
+    /// Where the prepare calls put what they load, so that the loads are not optimized away.
+    private var prefetchSink: UInt64 = 0
     public let policy: any EvictionPolicy
     /// Cached blocks that nobody holds: evictable now (leaves) or once their children go.
     public private(set) var unheldCount = 0
@@ -35,7 +36,6 @@ public struct PrefixIndex {
     public init(capacity: Int, policy: any EvictionPolicy) {
         self.capacity = capacity
         self.policy = policy
-        keys = Array(repeating: .zero, count: capacity)
         parents = Array(repeating: Self.noParent, count: capacity)
         childCounts = Array(repeating: 0, count: capacity)
         held = Array(repeating: false, count: capacity)
@@ -63,9 +63,9 @@ public struct PrefixIndex {
     public func block(for key: BlockKey) -> BlockID? { index.find(key) }
 
     /// Whether `block` is in the cache.
-    public func isCached(_ block: BlockID) -> Bool { keys[Int(block)] != .zero }
+    public func isCached(_ block: BlockID) -> Bool { index.key(of: block) != .zero }
     /// The key of a cached block (`.zero` if not cached).
-    public func key(of block: BlockID) -> BlockKey { keys[Int(block)] }
+    public func key(of block: BlockID) -> BlockKey { index.key(of: block) }
     /// The parent of a cached block, or `PrefixIndex.noParent` for a first block.
     public func parent(of block: BlockID) -> BlockID { parents[Int(block)] }
     /// Cached children of a block.
@@ -74,6 +74,27 @@ public struct PrefixIndex {
     public func depth(of block: BlockID) -> Int { heap.depthOf(block) }
     /// The policy's current priority of a cached block.
     public func priority(of block: BlockID) -> Double { heap.priorityOf(block) }
+
+    /// Loads the key-table lines that probes for `keys` will read, one independent load each, so
+    /// their cache misses overlap instead of coming one probe at a time. O(keys); changes nothing.
+    public mutating func prepareProbes(_ keys: ArraySlice<BlockKey>) {
+        var sink: UInt64 = 0
+        for k in keys { sink ^= index.homeSlot(of: k) }
+        prefetchSink ^= sink
+    }
+
+    /// Loads the key-table lines of the next `count` victims (LRU's cold end), as `prepareProbes`
+    /// does for keys; nothing for a heap-ordered policy. O(count); changes nothing.
+    public mutating func prepareEvictions(_ count: Int) {
+        guard byRelease else { return }
+        var sink: UInt64 = 0
+        var b = released.tail
+        for _ in 0 ..< count where b != IntrusiveList.end {
+            sink ^= index.homeSlot(of: index.key(of: b))
+            b = released.previous(b)
+        }
+        prefetchSink ^= sink
+    }
 
     /// Number of leading `keys` that are cached, stopping at the first miss. O(matched) probes.
     public func matchLength(_ keys: UnsafeBufferPointer<BlockKey>) -> Int {
@@ -86,16 +107,15 @@ public struct PrefixIndex {
     }
 
     private func node(_ b: BlockID, clock: UInt64, tokens: Int) -> PolicyNode {
-        PolicyNode(block: b, depth: heap.depthOf(b), key: keys[Int(b)], tokens: tokens, clock: clock)
+        PolicyNode(block: b, depth: heap.depthOf(b), key: index.key(of: b), tokens: tokens, clock: clock)
     }
 
     /// Publishes `block` under `key` as a child of `parent` (`noParent` for a first block). The block is
     /// held by its writer. O(log n) (the parent may leave the heap).
     /// - Precondition: `key` is not cached, `block` is not cached, `parent` is cached or `noParent`.
     public mutating func insert(_ key: BlockKey, block: BlockID, parent: BlockID, tokens: Int, clock: UInt64) {
-        precondition(key != .zero && !isCached(block) && index.find(key) == nil)
+        precondition(key != .zero && !isCached(block))  // a duplicate key: KeyIndex.insert traps
         precondition(parent == Self.noParent || isCached(parent))
-        keys[Int(block)] = key
         parents[Int(block)] = parent
         childCounts[Int(block)] = 0
         held[Int(block)] = true
@@ -148,9 +168,9 @@ public struct PrefixIndex {
             guard let min = heap.popMin() else { return nil }
             b = min
         }
-        let key = keys[Int(b)]
+        let key = index.key(of: b)
         let p = parents[Int(b)]
-        let parent: BlockKey? = p == Self.noParent ? nil : keys[Int(p)]
+        let parent: BlockKey? = p == Self.noParent ? nil : index.key(of: p)
         policy.didEvict(node(b, clock: clock, tokens: tokens), priority: heap.priorityOf(b))
         detach(b)
         unheldCount -= 1
@@ -158,9 +178,8 @@ public struct PrefixIndex {
     }
 
     private mutating func detach(_ b: BlockID) {
-        index.remove(keys[Int(b)])
+        index.remove(b)
         let p = parents[Int(b)]
-        keys[Int(b)] = .zero
         parents[Int(b)] = Self.noParent
         held[Int(b)] = false
         if p != Self.noParent {
@@ -173,8 +192,7 @@ public struct PrefixIndex {
     /// O(cached).
     public mutating func removeAll(_ body: (BlockID) -> Void) {
         precondition(unheldCount == count, "removeAll with held blocks")
-        for b in 0 ..< capacity where keys[b] != .zero {
-            keys[b] = .zero
+        for b in 0 ..< capacity where isCached(BlockID(b)) {
             parents[b] = Self.noParent
             childCounts[b] = 0
             body(BlockID(b))
@@ -192,15 +210,15 @@ public struct PrefixIndex {
     public func validate(isHeld: (BlockID) -> Bool) throws(InvariantViolation) {
         var cached = 0, unheld = 0
         var children = [Int32](repeating: 0, count: capacity)
-        for b in 0 ..< capacity where keys[b] != .zero {
+        for b in 0 ..< capacity where isCached(BlockID(b)) {
             cached += 1
             let id = BlockID(b)
-            guard index.find(keys[b]) == id else { throw InvariantViolation("key index misses block \(b)") }
+            guard index.find(index.key(of: id)) == id else { throw InvariantViolation("key index misses block \(b)") }
             guard held[b] == isHeld(id) else { throw InvariantViolation("held flag of block \(b) is stale") }
             if !held[b] { unheld += 1 }
             let p = parents[b]
             if p != Self.noParent {
-                guard keys[Int(p)] != .zero else { throw InvariantViolation("block \(b) has an uncached parent \(p)") }
+                guard isCached(p) else { throw InvariantViolation("block \(b) has an uncached parent \(p)") }
                 guard heap.depthOf(id) == heap.depthOf(p) + 1 else { throw InvariantViolation("depth of \(b) wrong") }
                 guard !(held[b] && !held[Int(p)]) else {
                     throw InvariantViolation("held block \(b) has an unheld parent \(p)")
@@ -213,7 +231,7 @@ public struct PrefixIndex {
         guard cached == index.count else { throw InvariantViolation("index has \(index.count) keys, tree \(cached)") }
         guard unheld == unheldCount else { throw InvariantViolation("unheld count \(unheldCount), found \(unheld)") }
         var leaves = 0
-        for b in 0 ..< capacity where keys[b] != .zero {
+        for b in 0 ..< capacity where isCached(BlockID(b)) {
             guard children[b] == childCounts[b] else { throw InvariantViolation("child count of \(b) wrong") }
             let evictable = !held[b] && children[b] == 0
             guard byRelease || heap.contains(BlockID(b)) == evictable else {
@@ -227,7 +245,7 @@ public struct PrefixIndex {
             guard leaves == heap.count else { throw InvariantViolation("heap holds non-cached blocks") }
         }
         try index.forEach { (k: BlockKey, b: BlockID) throws(InvariantViolation) in
-            guard keys[Int(b)] == k else { throw InvariantViolation("key index maps to wrong block \(b)") }
+            guard key(of: b) == k else { throw InvariantViolation("key index maps to wrong block \(b)") }
         }
         try heap.validate()
     }
