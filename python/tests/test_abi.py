@@ -26,8 +26,9 @@ FAKE_LIBC = {
 @pytest.fixture(scope="module")
 def header(header_path, tmp_path_factory):
     """(functions, structs, enums, macros) of kvcache.h: the names mapped to C type spellings."""
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("clang") or shutil.which("gcc")
-    assert cc, "a C preprocessor (cc, clang or gcc) is needed to read kvcache.h"
+    compilers = [os.environ.get("CC"), shutil.which("cc"), shutil.which("gcc"), shutil.which("clang")]
+    preprocess = next(([c, "-E"] for c in compilers if c), None) or ([shutil.which("cpp")] if shutil.which("cpp") else None)
+    assert preprocess, "a C preprocessor (cc, gcc, clang or cpp) is needed to read kvcache.h"
     d = tmp_path_factory.mktemp("abi")
     for name, text in FAKE_LIBC.items():
         (d / name).write_text(text)
@@ -35,7 +36,7 @@ def header(header_path, tmp_path_factory):
     # Each macro becomes an initializer pycparser can read.
     probe.write_text(f'#include "{header_path}"\n'
                      + "".join(f"long long kvcache_probe_{m} = {m};\n" for m in _abi.MACROS))
-    source = subprocess.run([cc, "-E", "-P", "-nostdinc", "-isystem", str(d), str(probe)], check=True,
+    source = subprocess.run([*preprocess, "-P", "-nostdinc", "-isystem", str(d), str(probe)], check=True,
                             capture_output=True, text=True).stdout
     ast = pycparser.CParser().parse(source, "kvcache.h")
     # Only the declarations the package binds are spelled out: the rest of the header may use C this
