@@ -42,12 +42,12 @@ echo "SONAME $soname; needs: $(readelf -d "$lib" | sed -n 's/.*(NEEDED).*\[\(.*\
 
 echo "== Without the Swift toolchain"
 toolchain_lib="$(cd "$(dirname "$(readlink -f "$(command -v swift)")")/../lib" && pwd)"
-hide=()
-if unshare -m --propagation private true 2>"$tmp/unshare.err"; then
-  hide=(unshare -m --propagation private bash -c 'mount -t tmpfs kvcache-hidden "$0" && exec "$@"' "$toolchain_lib")
+hide=(unshare -m --propagation private bash -c 'mount -t tmpfs kvcache-hidden "$0" && exec "$@"' "$toolchain_lib")
+if "${hide[@]}" true 2>"$tmp/unshare.err"; then
   echo "toolchain libraries hidden: $toolchain_lib covered by an empty tmpfs in a private mount namespace"
 else
-  echo "unshare not permitted here ($(head -1 "$tmp/unshare.err")): env -i and the loader's trace only"
+  hide=()
+  echo "a private mount namespace is not permitted here ($(head -1 "$tmp/unshare.err")): env -i and the loader's trace only"
 fi
 # Runs a command with an empty environment but PATH and LD_LIBRARY_PATH=PREFIX/lib, the toolchain hidden
 # where possible; fails if the loader so much as opened a libswift* file.
