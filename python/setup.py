@@ -1,10 +1,16 @@
-"""The metadata is in pyproject.toml; this only marks the wheel as one platform's (it bundles
-libkvcache_c.so) and refuses to build one without the library."""
+"""The metadata is in pyproject.toml; this only makes the wheel one platform's but any Python 3's
+(it bundles libkvcache_c.so and loads it with ctypes: py3-none-<platform>), and refuses to build one
+without the library."""
 import glob
 import os
 
 from setuptools import setup
 from setuptools.dist import Distribution
+
+try:
+    from setuptools.command.bdist_wheel import bdist_wheel  # setuptools >= 70.1
+except ImportError:
+    from wheel.bdist_wheel import bdist_wheel
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 if not glob.glob(os.path.join(HERE, "kvcache", "_lib", "libkvcache_c.so.*")):
@@ -16,4 +22,9 @@ class BinaryDistribution(Distribution):
         return True
 
 
-setup(distclass=BinaryDistribution)
+class PlatformWheel(bdist_wheel):
+    def get_tag(self):
+        return ("py3", "none", super().get_tag()[2])
+
+
+setup(distclass=BinaryDistribution, cmdclass={"bdist_wheel": PlatformWheel})

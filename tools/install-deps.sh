@@ -3,8 +3,9 @@
 # message. Sourced by tools/run.sh and tools/test.sh.
 set -euo pipefail
 KVCACHE_DEBS=(pkg-config libzstd-dev libnuma-dev libxxhash-dev libopenblas-dev zlib1g-dev
-  # The shipped library's checks (nm, readelf, strip) and the Python package's build and tests.
-  binutils python3 python3-venv python3-pip python3-numpy python3-pytest python3-pycparser python3-setuptools
+  # The shipped library's checks (nm, readelf, strip) and the Python package's build and tests (cpp: the
+  # preprocessor that reads kvcache.h for the declaration check, where no C compiler is installed).
+  binutils cpp python3 python3-venv python3-pip python3-numpy python3-pytest python3-pycparser python3-setuptools
   python3-wheel)
 missing=()
 for p in "${KVCACHE_DEBS[@]}"; do

@@ -75,13 +75,16 @@ private func create(_ config: UnsafePointer<kvcache_config>?, _ out: UnsafeMutab
 public func kvcacheCreateCheckedImpl(_ abiVersion: UInt32, _ configSize: Int,
                                      _ config: UnsafePointer<kvcache_config>?,
                                      _ out: UnsafeMutablePointer<OpaquePointer?>?) -> kvcache_status {
+    let function: StaticString = "kvcache_create_checked"
     guard abiVersion == LibraryVersion.abi else {
-        return fail(.invalidArgument("abi_version is not kvcache_abi_version(): compiled against another kvcache.h"), "kvcache_create_checked")
+        return fail(.invalidArgument("abi_version is not kvcache_abi_version(): compiled against another kvcache.h"),
+                    function)
     }
     guard configSize == MemoryLayout<kvcache_config>.size else {
-        return fail(.invalidArgument("config_size is not sizeof(kvcache_config): compiled against another kvcache.h"), "kvcache_create_checked")
+        return fail(.invalidArgument("config_size is not sizeof(kvcache_config): compiled against another kvcache.h"),
+                    function)
     }
-    return create(config, out, "kvcache_create_checked")
+    return create(config, out, function)
 }
 
 /// kvcache_destroy: drops the handle's reference; the manager and its arrays go with it.

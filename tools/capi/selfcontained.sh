@@ -29,10 +29,10 @@ if grep -v '^kvcache_' "$tmp/exports" > "$tmp/foreign"; then
   fail "exports symbols outside kvcache_* ($(wc -l < "$tmp/foreign")), first: $(head -5 "$tmp/foreign" | tr '\n' ' ')"
 fi
 # Every function the header declares is exported (a declaration without an implementation fails here).
-sed -n 's/^[a-z_ ]*[ *]\(kvcache_[a-z0-9_]*\)(.*/\1/p' "$prefix/include/kvcache.h" | sort -u > "$tmp/declared"
+sed -n 's/^[a-z0-9_ ]*[ *]\(kvcache_[a-z0-9_]*\)(.*/\1/p' "$prefix/include/kvcache.h" | sort -u > "$tmp/declared"
 missing="$(sort -u "$tmp/exports" | comm -23 "$tmp/declared" - | tr '\n' ' ')"
 [ -z "$missing" ] || fail "declared in kvcache.h but not exported: $missing"
-echo "exports: $(wc -l < "$tmp/exports") symbols, all kvcache_*, every declared function among them"
+echo "exports: $(wc -l < "$tmp/exports") symbols, all kvcache_*, among them the $(wc -l < "$tmp/declared") functions kvcache.h declares"
 soname="$(readelf -d "$lib" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')"
 [ "$soname" = "libkvcache_c.so.$KVCACHE_ABI" ] || fail "SONAME is '$soname', not libkvcache_c.so.$KVCACHE_ABI"
 if readelf -d "$lib" | grep '(NEEDED)' | grep -i swift; then fail "needs a Swift runtime library"; fi
@@ -42,12 +42,12 @@ echo "SONAME $soname; needs: $(readelf -d "$lib" | sed -n 's/.*(NEEDED).*\[\(.*\
 
 echo "== Without the Swift toolchain"
 toolchain_lib="$(cd "$(dirname "$(readlink -f "$(command -v swift)")")/../lib" && pwd)"
-hide=()
-if unshare -m --propagation private true 2>"$tmp/unshare.err"; then
-  hide=(unshare -m --propagation private bash -c 'mount -t tmpfs kvcache-hidden "$0" && exec "$@"' "$toolchain_lib")
+hide=(unshare -m --propagation private bash -c 'mount -t tmpfs kvcache-hidden "$0" && exec "$@"' "$toolchain_lib")
+if "${hide[@]}" true 2>"$tmp/unshare.err"; then
   echo "toolchain libraries hidden: $toolchain_lib covered by an empty tmpfs in a private mount namespace"
 else
-  echo "unshare not permitted here ($(head -1 "$tmp/unshare.err")): env -i and the loader's trace only"
+  hide=()
+  echo "a private mount namespace is not permitted here ($(head -1 "$tmp/unshare.err")): env -i and the loader's trace only"
 fi
 # Runs a command with an empty environment but PATH and LD_LIBRARY_PATH=PREFIX/lib, the toolchain hidden
 # where possible; fails if the loader so much as opened a libswift* file.
