@@ -77,7 +77,7 @@ public struct PrefixIndex {
 
     /// Loads the key-table lines that probes for `keys` will read, one independent load each, so
     /// their cache misses overlap instead of coming one probe at a time. O(keys); changes nothing.
-    public mutating func prepareProbes(_ keys: ArraySlice<BlockKey>) {
+    public mutating func prepareProbes<Keys: Collection<BlockKey>>(_ keys: Keys) {
         var sink: UInt64 = 0
         for k in keys { sink ^= index.homeSlot(of: k) }
         prefetchSink ^= sink
@@ -96,12 +96,17 @@ public struct PrefixIndex {
         prefetchSink ^= sink
     }
 
-    /// Number of leading `keys` that are cached, stopping at the first miss. O(matched) probes.
-    public func matchLength(_ keys: UnsafeBufferPointer<BlockKey>) -> Int {
+    /// Number of leading `keys` that are cached, stopping at the first miss. O(matched) probes; the
+    /// key-table lines of 16 keys at a time are loaded together, so their misses overlap.
+    public mutating func matchLength(_ keys: UnsafeBufferPointer<BlockKey>) -> Int {
         var n = 0
-        for k in keys {
-            guard index.find(k) != nil else { break }
-            n += 1
+        while n < keys.count {
+            let end = min(n + 16, keys.count)
+            prepareProbes(keys[n ..< end])
+            for k in keys[n ..< end] {
+                guard index.find(k) != nil else { return n }
+                n += 1
+            }
         }
         return n
     }
