@@ -32,6 +32,9 @@ struct ReplayCommand: ParsableCommand {
     @Option(help: "Sequential mode: replay only the requests from fraction FROM to fraction TO of the trace (FROM:TO, e.g. 0.5:1 for the second half).")
     var range: String = "0:1"
 
+    @Option(help: "pgdsf-probation: what the first use of a key counts in PGDSF's frequency (0...1; plain pgdsf counts 1).")
+    var firstUseWeight: Double = ReplayPolicy.Options().firstUseWeight
+
     @Option(help: "Tokens per trace hash block (Mooncake); other formats set their own.")
     var blockTokens: Int = 512
 
@@ -78,6 +81,7 @@ struct ReplayCommand: ParsableCommand {
             throw ValidationError("--policy \(p.rawValue) runs on the device pool only (no --cpu-blocks or --disk-blocks)")
         }
         _ = try fraction()
+        guard (0...1).contains(firstUseWeight) else { throw ValidationError("--first-use-weight must be in 0...1") }
     }
 
     func policies() throws -> [ReplayPolicy] {
@@ -137,7 +141,7 @@ struct ReplayCommand: ParsableCommand {
                         capacityBlocks: capacity, blockTokens: B, policy: core, recomputeCost: cost,
                         tiers: .init(hostBlocks: cpuBlocks, diskBlocks: diskBlocks, diskDirectory: diskFolder))
                 } else {
-                    let instance = try kind.make(capacity: capacity, cost: cost) {
+                    let instance = try kind.make(capacity: capacity, cost: cost, options: .init(firstUseWeight: firstUseWeight)) {
                         if table == nil { table = SequentialReplay.nextUseTable(requests, blockTokens: B) }
                         return table!
                     }
