@@ -172,13 +172,7 @@ struct OnlinePolicyTests {
         let policy = ProbationPolicy(capacity: 8)
         let m = try KVCacheManager(KVCacheConfig(blockTokens: 4, capacityBlocks: 8), policy: policy)
         #expect(m.index.policy === policy)
-        try m.addSequence(SequenceID(1), prompt: Array(0 ..< 9))
-        _ = try m.lookup(SequenceID(1))
-        _ = try m.allocate(SequenceID(1), newTokens: 9)
-        try m.commit(SequenceID(1), computedTokens: 9)
-        try m.free(SequenceID(1))
-        try m.validate()
-        #expect(m.stats.cachedBlocks == 2)
+        try PGDSFPolicyTests.serveNineTokens(m)
         #expect(throws: KVCacheError.self) { try KVCacheManager(KVCacheConfig(blockTokens: 0, capacityBlocks: 8), policy: policy) }
     }
 }
