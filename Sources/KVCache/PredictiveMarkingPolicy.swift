@@ -6,11 +6,12 @@
 /// phase began) are evicted while there are any; when a victim has to be a marked block, a new
 /// phase begins and every block is unmarked. Here the phase is part of the priority,
 ///
-///     phase of the block's last use x 2 + predicted reuse probability (in [0, 1)),
+///     phase of the block's last use x 2 + predicted reuse probability (in [0, 1), in steps of
+///     1/256) + recency within the phase (below one step)
 ///
-/// so the heap's minimum is an unmarked block with the lowest predicted reuse (older phases first),
-/// and a victim from the current phase starts the next one (O(1): nothing is re-ranked, since every
-/// block of the old phase now sorts as unmarked).
+/// so the heap's minimum is an unmarked block with the lowest predicted reuse (older phases first;
+/// among equal predictions, the least recently used), and a victim from the current phase starts the
+/// next one (O(1): nothing is re-ranked, since every block of the old phase now sorts as unmarked).
 ///
 /// Predictions come from `ReusePredictor` (online, delayed labels, never the future), or, with
 /// `noise`, from a seeded uniform generator: the fallback the marking structure guarantees (hit
@@ -26,6 +27,7 @@ public final class PredictiveMarkingPolicy: EvictionPolicy {
     /// Phases begun so far.
     public private(set) var phase: Double = 0
     private var published: Double = 0
+    private var phaseStart: Double = 0
     private var random: SplitMix64
     private let seed: UInt64
     // The request being released, read from the call order (see `ReusePredictor`).
@@ -68,16 +70,22 @@ public final class PredictiveMarkingPolicy: EvictionPolicy {
         let bucket = ReusePredictor.bucket(uses: sketch.increment(node.key), role: role, fromEnd: runTop - node.depth)
         predictor.observe(node.key, bucket: bucket, now: published)
         let p = noise ? Double(random.next() >> 11) * 0x1p-53 : predictor.probability(bucket)
-        return phase * 2 + min(p, 0.999)
+        let step = (min(p, 0.999) * 256).rounded(.down) / 256
+        let age = published - phaseStart
+        return phase * 2 + step + age / (age + Double(capacity)) / 256
     }
 
     public func didEvict(_ node: PolicyNode, priority: Double) {
-        if priority >= phase * 2 { phase += 1 }  // no unmarked leaf was left
+        if priority >= phase * 2 {  // no unmarked leaf was left
+            phase += 1
+            phaseStart = published
+        }
     }
 
     public func reset() {
         phase = 0
         published = 0
+        phaseStart = 0
         random = SplitMix64(seed: seed)
         predictor.reset()
         sketch.reset()

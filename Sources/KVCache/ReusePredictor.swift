@@ -10,10 +10,11 @@
 /// - its distance from the end of the request's chain (0, 1, 2, 3+), since a chain's last blocks are
 ///   its least shared.
 ///
-/// Labels: each use is remembered (key fingerprint, bucket, time) in a direct-mapped table. When the
-/// same key is used again within `horizon` publications, its bucket gets a positive label; when it
-/// comes back later, or its slot is taken by another key first, a negative one. Prediction = (positive
-/// + 1) / (labelled + 2), the Laplace estimate. Nothing looks ahead.
+/// Labels: each use is remembered (key fingerprint, bucket, time) in a direct-mapped table and in a
+/// queue by time. When the same key is used again within `horizon` publications, its bucket gets a
+/// positive label; once the horizon has passed without that (the queue's oldest entry expires), or
+/// its slot is taken by another key first, a negative one. Prediction = (positive + 1) / (labelled +
+/// 2), the Laplace estimate. Nothing looks ahead.
 ///
 /// O(1) per call; fixed memory allocated at init, no allocation per call. Single-threaded.
 public struct ReusePredictor: Sendable {
@@ -26,6 +27,12 @@ public struct ReusePredictor: Sendable {
     private var fingerprints: [UInt64]
     private var slotBucket: [UInt8]
     private var slotTime: [Double]
+    /// Whether the slot's use still waits for its label.
+    private var pending: [Bool]
+    /// Uses by time (slot, time), a ring of `slots` entries: the oldest expires first.
+    private var queueSlot: [Int32]
+    private var queueTime: [Double]
+    private var queueHead = 0, queueCount = 0
     private let mask: Int
 
     /// - Parameters:
@@ -41,6 +48,9 @@ public struct ReusePredictor: Sendable {
         fingerprints = Array(repeating: 0, count: n)
         slotBucket = Array(repeating: 0, count: n)
         slotTime = Array(repeating: 0, count: n)
+        pending = Array(repeating: false, count: n)
+        queueSlot = Array(repeating: 0, count: n)
+        queueTime = Array(repeating: 0, count: n)
     }
 
     /// The bucket of a block used `uses` times (>= 1) with `role` (0 new chain, 1 hit prefix, 2 new
@@ -57,21 +67,38 @@ public struct ReusePredictor: Sendable {
     /// Records a use of `key` in `bucket` at time `now` (publications so far), settling the label
     /// of the key's previous use, or of the use whose slot it takes. O(1).
     public mutating func observe(_ key: BlockKey, bucket: Int, now: Double) {
+        // Uses whose horizon has passed (or that the full queue must drop) settle as not reused.
+        while queueCount > 0 && (now - queueTime[queueHead] > horizon || queueCount == queueTime.count) {
+            let j = Int(queueSlot[queueHead])
+            if pending[j] && slotTime[j] == queueTime[queueHead] { settle(j, reused: false) }
+            queueHead = (queueHead + 1) & mask
+            queueCount -= 1
+        }
         let i = Int(truncatingIfNeeded: (key.lo &* 0x9E37_79B9_7F4A_7C15) >> 32) & mask
         let fp = key.lo | 1
-        if fingerprints[i] != 0 {
-            let b = Int(slotBucket[i])
-            labelled[b] &+= 1
-            if fingerprints[i] == fp && now - slotTime[i] <= horizon { positives[b] &+= 1 }
-        }
+        if pending[i] { settle(i, reused: fingerprints[i] == fp && now - slotTime[i] <= horizon) }
         fingerprints[i] = fp
         slotBucket[i] = UInt8(bucket)
         slotTime[i] = now
+        pending[i] = true
+        let tail = (queueHead + queueCount) & mask
+        queueSlot[tail] = Int32(i)
+        queueTime[tail] = now
+        queueCount += 1
+    }
+
+    private mutating func settle(_ slot: Int, reused: Bool) {
+        let b = Int(slotBucket[slot])
+        labelled[b] &+= 1
+        if reused { positives[b] &+= 1 }
+        pending[slot] = false
     }
 
     /// Forgets everything learned. O(slots).
     public mutating func reset() {
         for i in positives.indices { positives[i] = 0; labelled[i] = 0 }
-        for i in fingerprints.indices { fingerprints[i] = 0 }
+        for i in fingerprints.indices { fingerprints[i] = 0; pending[i] = false }
+        queueHead = 0
+        queueCount = 0
     }
 }

@@ -164,6 +164,8 @@ struct OnlinePolicyTests {
         p.observe(BlockKey(lo: 2, hi: 2), bucket: slow, now: 0)
         p.observe(BlockKey(lo: 2, hi: 2), bucket: slow, now: 500)  // past the horizon: negative
         #expect(p.probability(slow) == 1.0 / 3)
+        // Key 1's second use (at 10) expired unrepeated by then: a negative label for its bucket.
+        #expect(p.probability(fast) == 2.0 / 4)
         p.reset()
         #expect(p.probability(fast) == 0.5)
     }
