@@ -22,7 +22,7 @@ def reference(script, capacity):
     args = [sys.executable, f"tools/reference/{script}", trace, capacity]
     if script == "belady_replay.py": args += ["512", rng]
     return json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
-policies = ["lru", "fifo", "lfu", "pgdsf", "belady"]
+policies = ["lru", "fifo", "lfu", "pgdsf", "probation", "pgdsf-probation", "marking", "marking-noise", "belady"]
 ours = json.loads(subprocess.run([kvcache, "replay", "--mode", "sequential", "--trace", trace, "--range", rng,
                                   "--policy", ",".join(policies), "--capacity-blocks", ",".join(capacities), "--json"],
                                  check=True, capture_output=True, text=True).stdout)
