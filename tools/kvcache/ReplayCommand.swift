@@ -70,13 +70,14 @@ struct ReplayCommand: ParsableCommand {
         guard blocks.contains(cpuBlocks) else { throw ValidationError("--cpu-blocks must be in 0...\(ReplayLimits.maxBlocks)") }
         guard blocks.contains(diskBlocks) else { throw ValidationError("--disk-blocks must be in 0...\(ReplayLimits.maxBlocks)") }
         let tiered = cpuBlocks + diskBlocks > 0
+        let policies = try self.policies()
+        let policyBytes = policies.map(\.stateBytesPerBlock).max() ?? 0  // one run at a time
         do {
-            try ReplayLimits.checkMemory(capacities.max()! * (tiered ? ReplayLimits.tieredBlockBytes : ReplayLimits.deviceBlockBytes)
+            try ReplayLimits.checkMemory(capacities.max()! * ((tiered ? ReplayLimits.tieredBlockBytes : ReplayLimits.deviceBlockBytes) + policyBytes)
                                          + cpuBlocks * ReplayLimits.tieredBlockBytes + diskBlocks * ReplayLimits.diskBlockBytes,
                                          what: "--capacity-blocks, --cpu-blocks and --disk-blocks")
         } catch { throw ValidationError(error.description) }
         try timed.validate()
-        let policies = try self.policies()
         if tiered, let p = policies.first(where: { $0.kind == nil }) {
             throw ValidationError("--policy \(p.rawValue) runs on the device pool only (no --cpu-blocks or --disk-blocks)")
         }

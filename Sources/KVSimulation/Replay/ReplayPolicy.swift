@@ -20,6 +20,18 @@ public enum ReplayPolicy: String, Sendable, CaseIterable {
         public init(firstUseWeight: Double = 0.25) { self.firstUseWeight = firstUseWeight }
     }
 
+    /// At most the bytes of the policy's own state per pool block (its sketch, predictor tables and
+    /// queues, each sized from the capacity at init, rounded up to powers of two), for the replay's
+    /// memory check. `belady` keeps its table per trace key instead (the trace is in memory anyway).
+    public var stateBytesPerBlock: Int {
+        switch self {
+        case .lru, .fifo, .lfu, .belady: return 0
+        case .pgdsf: return 8
+        case .probation, .pgdsfProbation: return 8 + 4 * 128  // 4 sketch rows of <= 128 counters per block
+        case .marking, .markingNoise: return 4 * 128 + 32 * 30  // sketch + <= 32 predictor slots of 30 bytes
+        }
+    }
+
     /// Whether the policy reads the future (offline): it is a bound, never a candidate.
     public var isOffline: Bool { self == .belady }
 
