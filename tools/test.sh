@@ -19,18 +19,20 @@ shared_trace=../shared/data/mooncake/synthetic_trace.jsonl
 traces=(tools/kvcache/Resources/mooncake-synthetic-1000.jsonl)
 [ -f "$shared_trace" ] && traces+=("$shared_trace")
 for trace in "${traces[@]}"; do
-  for range in 0:1 0.5:1; do
+  for range in 0:1 0.5:1 0.5:1:warm; do
     python3 - "$kvcache" "$trace" "$range" <<'PY'
 import json, subprocess, sys
 kvcache, trace, rng = sys.argv[1:4]
+warm = rng.endswith(":warm"); rng = rng.removesuffix(":warm")
 capacities = ["220", "1000", "2200", "3000", "8192"]
 def reference(script, capacity):
     args = [sys.executable, f"tools/reference/{script}", trace, capacity]
-    if script == "belady_replay.py": args += ["512", rng]
+    if script == "belady_replay.py": args += ["512", rng] + (["warm"] if warm else [])
     return json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
-policies = ["lru", "fifo", "lfu", "pgdsf", "belady"]
+policies = ["lru", "fifo", "lfu", "pgdsf", "probation", "pgdsf-probation", "marking", "marking-noise", "belady"]
 ours = json.loads(subprocess.run([kvcache, "replay", "--mode", "sequential", "--trace", trace, "--range", rng,
-                                  "--policy", ",".join(policies), "--capacity-blocks", ",".join(capacities), "--json"],
+                                  "--policy", ",".join(policies), "--capacity-blocks", ",".join(capacities), "--json"]
+                                 + (["--warm-up"] if warm else []),
                                  check=True, capture_output=True, text=True).stdout)
 assert ours["schema_version"] == 1
 runs = {(r["policy"], str(r["capacity_blocks"])): r for r in ours["runs"]}
@@ -40,7 +42,7 @@ for capacity in capacities:
     for policy, script in checks:
         ref = reference(script, capacity)
         diff = {k: (v, runs[policy, capacity].get(k)) for k, v in ref.items() if runs[policy, capacity].get(k) != v}
-        print(f"{trace} range {rng} capacity {capacity} {policy}: "
+        print(f"{trace} range {rng}{' after a warm-up' if warm else ''} capacity {capacity} {policy}: "
               + ("identical" if not diff else f"DIFFERENT (reference, kvcache): {diff}"))
         bad += bool(diff)
     bound = runs["belady", capacity]["hit_tokens"]

@@ -116,7 +116,8 @@ public final class InsertWorkload: Workload {
 }
 
 /// An allocation that must evict for (almost) every block it takes, from a bushy tree: 128 prompts
-/// sharing a 4-block system prompt with 12 blocks each; units are evicted blocks.
+/// sharing a 4-block system prompt with 12 blocks each; units are evicted blocks. Each of
+/// `evictionPolicies` can rank the victims (LRU by default).
 public final class EvictWorkload: Workload {
     let m: KVCacheManager
     let system: [UInt32]
@@ -126,9 +127,27 @@ public final class EvictWorkload: Workload {
     var victim: SequenceID?
     var evictedBefore = 0
     public private(set) var units = 1
-    public init(blockTokens: Int = 16) throws {
+    /// The core's policies by name, as `kvcache bench core` reports them.
+    public static let evictionPolicies = ["lru", "fifo", "lfu", "pgdsf", "probation", "pgdsf-probation", "marking"]
+
+    /// A fresh policy named in `evictionPolicies` for `capacity` blocks. PGDSF's prices are only
+    /// ordered by it, never reported, so any recompute cost will do: a per-token and an attention term.
+    public static func policy(_ name: String, capacity: Int) throws -> any EvictionPolicy {
+        let cost = try RecomputeCost(secondsPerToken: 1e-5, secondsPerContextPair: 1e-9)
+        switch name {
+        case "probation": return ProbationPolicy(capacity: capacity)
+        case "pgdsf-probation": return PGDSFPolicy(capacity: capacity, cost: cost, firstUseWeight: 0.25)
+        case "marking": return PredictiveMarkingPolicy(capacity: capacity)
+        default:
+            guard let kind = EvictionPolicyKind(rawValue: name) else { throw KVCacheError.invalidArgument("no policy named \(name)") }
+            return try kind.make(capacity: capacity, recomputeCost: cost)
+        }
+    }
+
+    public init(blockTokens: Int = 16, policy: String = "lru") throws {
         let capacity = 128 * 12 + 4
-        m = try KVCacheManager(KVCacheConfig(blockTokens: blockTokens, capacityBlocks: capacity))
+        m = try KVCacheManager(KVCacheConfig(blockTokens: blockTokens, capacityBlocks: capacity),
+                               policy: try Self.policy(policy, capacity: capacity))
         system = syntheticTokens(4 * blockTokens, seed: 4)
         bodies = (0 ..< 128).map { syntheticTokens(12 * blockTokens, seed: 100 + UInt64($0)) }
         fresh = syntheticTokens((capacity - 4) * blockTokens, seed: 5)
@@ -165,8 +184,10 @@ public struct CoreFigures: Sendable {
     public var allocFreeNanosPerBlock: Double
     /// `commit` publishing new blocks into the prefix index, per block.
     public var insertNanosPerBlock: Double
-    /// `allocate` that evicts unheld cached leaves, per evicted block.
+    /// `allocate` that evicts unheld cached leaves, per evicted block (LRU).
     public var evictNanosPerBlock: Double
+    /// The same for each of `EvictWorkload.evictionPolicies`, in that order (LRU's included).
+    public var evictNanosPerBlockByPolicy: [(policy: String, nanos: Double)]
 
     /// Runs every core workload (16-token blocks, 32k-token prompts) and keeps medians.
     public static func measure(repetitions: Int = 15) throws -> CoreFigures {
@@ -175,6 +196,9 @@ public struct CoreFigures: Sendable {
             lookupNanosPerBlock: try LookupWorkload().medianSecondsPerUnit(repetitions: repetitions) * 1e9,
             allocFreeNanosPerBlock: try AllocFreeWorkload().medianSecondsPerUnit(repetitions: repetitions) * 1e9,
             insertNanosPerBlock: try InsertWorkload().medianSecondsPerUnit(repetitions: repetitions) * 1e9,
-            evictNanosPerBlock: try EvictWorkload().medianSecondsPerUnit(repetitions: repetitions) * 1e9)
+            evictNanosPerBlock: try EvictWorkload().medianSecondsPerUnit(repetitions: repetitions) * 1e9,
+            evictNanosPerBlockByPolicy: try EvictWorkload.evictionPolicies.map { name in
+                (name, try EvictWorkload(policy: name).medianSecondsPerUnit(repetitions: repetitions) * 1e9)
+            })
     }
 }

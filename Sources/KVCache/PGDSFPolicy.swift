@@ -13,6 +13,11 @@
 /// A release (the end of a use) restamps the block with the current `L` without counting a hit, so a
 /// block held for a long time is not judged by the clock of its insertion.
 ///
+/// With a `firstUseWeight` w < 1 (`pgdsf-probation`), a block whose key the `FrequencySketch` has
+/// never seen (a first use in the recent history, evicted keys included) counts w instead of 1 for
+/// its publishing use, so one-shot blocks, which are most blocks on conversation traces, leave before
+/// returning ones of the same cost.
+///
 /// Each call is O(1) and allocates nothing once the per-block frequency array covers the block ids
 /// (it is sized to `capacity` up front). Single-threaded, like the cache that drives it.
 public final class PGDSFPolicy: EvictionPolicy {
@@ -20,17 +25,27 @@ public final class PGDSFPolicy: EvictionPolicy {
     public let cost: RecomputeCost
     /// The inflation clock `L`: the highest priority evicted so far (0 after `reset`).
     public private(set) var inflation = 0.0
+    /// The weight of a first use (1: plain PGDSF).
+    public let firstUseWeight: Double
     private var frequencies: [UInt32]
+    /// Per block: published on its key's first use (counts `firstUseWeight`); only with a weight.
+    private var firstUse: [Bool]
+    private var sketch: FrequencySketch?
 
     /// - Parameters:
     ///   - capacity: block ids the cache uses (`0 ..< capacity`); larger ids grow the array once.
     ///   - cost: the recompute cost model.
-    public init(capacity: Int = 0, cost: RecomputeCost) {
+    ///   - firstUseWeight: in 0...1; below 1, first uses count that much (a sketch of 16 x capacity
+    ///     uses, at least 2^16, remembers which keys were seen).
+    public init(capacity: Int = 0, cost: RecomputeCost, firstUseWeight: Double = 1) {
         self.cost = cost
+        self.firstUseWeight = min(1, max(0, firstUseWeight))
         frequencies = Array(repeating: 0, count: max(0, capacity))
+        firstUse = Array(repeating: false, count: max(0, capacity))
+        if self.firstUseWeight < 1 { sketch = FrequencySketch(history: max(1 << 16, 16 * capacity)) }
     }
 
-    public var name: String { "pgdsf" }
+    public var name: String { sketch == nil ? "pgdsf" : "pgdsf-probation" }
 
     /// Hits (plus the publishing use) counted for a cached block; 0 for one never seen. O(1).
     public func frequency(of block: BlockID) -> Int {
@@ -47,13 +62,23 @@ public final class PGDSFPolicy: EvictionPolicy {
     public func priorityOnInsert(_ node: PolicyNode) -> Double {
         let i = slot(node.block)
         frequencies[i] = 1
-        return inflation + recomputeSeconds(node)
+        if sketch != nil { firstUse[i] = sketch!.increment(node.key) < 2 }
+        return inflation + weightedFrequency(i) * recomputeSeconds(node)
     }
 
     public func priorityOnAccess(_ node: PolicyNode, previous: Double, kind: AccessKind) -> Double {
         let i = slot(node.block)
-        if kind == .hit && frequencies[i] < .max { frequencies[i] += 1 }
-        return inflation + Double(frequencies[i]) * recomputeSeconds(node)
+        if kind == .hit && frequencies[i] < .max {
+            frequencies[i] += 1
+            if sketch != nil { sketch!.increment(node.key) }
+        }
+        return inflation + weightedFrequency(i) * recomputeSeconds(node)
+    }
+
+    /// The frequency with a first use weighted. O(1).
+    @inline(__always)
+    private func weightedFrequency(_ i: Int) -> Double {
+        Double(frequencies[i]) - (firstUse[i] ? 1 - firstUseWeight : 0)
     }
 
     public func didEvict(_ node: PolicyNode, priority: Double) {
@@ -61,12 +86,13 @@ public final class PGDSFPolicy: EvictionPolicy {
         // priority below L when it is finally evicted; L never moves back.
         inflation = max(inflation, priority)
         let i = Int(node.block)
-        if frequencies.indices.contains(i) { frequencies[i] = 0 }
+        if frequencies.indices.contains(i) { frequencies[i] = 0; firstUse[i] = false }
     }
 
     public func reset() {
         inflation = 0
-        for i in frequencies.indices { frequencies[i] = 0 }
+        for i in frequencies.indices { frequencies[i] = 0; firstUse[i] = false }
+        sketch?.reset()
     }
 
     /// The frequency slot of `block`, growing the array (amortised, only past `capacity`).
@@ -74,7 +100,9 @@ public final class PGDSFPolicy: EvictionPolicy {
         let i = Int(block)
         precondition(i >= 0, "negative block id from the prefix index")
         if i >= frequencies.count {
-            frequencies.append(contentsOf: repeatElement(0, count: max(i + 1, 2 * frequencies.count) - frequencies.count))
+            let more = max(i + 1, 2 * frequencies.count) - frequencies.count
+            frequencies.append(contentsOf: repeatElement(0, count: more))
+            firstUse.append(contentsOf: repeatElement(false, count: more))
         }
         return i
     }

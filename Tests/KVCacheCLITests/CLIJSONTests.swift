@@ -76,6 +76,12 @@ struct CLIJSONTests {
         // The held-out second half replays the later 500 requests only.
         let half = try Self.json(["replay", "--range", "0.5:1", "--policy", "belady", "--capacity-blocks", "1000", "--json"])
         #expect((half["runs"] as? [[String: Any]])?.first?["requests"] as? Int == 500)
+        // After an uncounted warm-up on the first half, the same 500 requests, and more of them hit.
+        let warm = try Self.json(["replay", "--range", "0.5:1", "--warm-up", "--policy", "belady", "--capacity-blocks", "1000", "--json"])
+        let cold = try #require((half["runs"] as? [[String: Any]])?.first)
+        let warmed = try #require((warm["runs"] as? [[String: Any]])?.first)
+        #expect(warmed["requests"] as? Int == 500 && warm["warm_up"] as? Bool == true)
+        #expect(try #require(warmed["hit_tokens"] as? Int) > (try #require(cold["hit_tokens"] as? Int)))
     }
 
     @Test func replayRefusesBadPolicyCapacityAndRangeLists() throws {

@@ -21,12 +21,11 @@ struct ModelBasedTests {
         let templates: [[UInt32]]
         var hits = 0, evictions = 0, copies = 0, refusals = 0
 
-        init(seed: UInt64, capacity: Int, blockTokens: Int, policy: EvictionPolicyKind) throws {
+        init(seed: UInt64, capacity: Int, blockTokens: Int, policy: String) throws {
             B = blockTokens
-            m = try KVCacheManager(KVCacheConfig(blockTokens: blockTokens, capacityBlocks: capacity,
-                                                 policy: policy, recordEvents: true,
-                                                 recomputeCost: try RecomputeCost(secondsPerToken: 2.706e-5,
-                                                                                  secondsPerContextPair: 1.325e-9)))
+            let cost = try RecomputeCost(secondsPerToken: 2.706e-5, secondsPerContextPair: 1.325e-9)
+            let config = KVCacheConfig(blockTokens: blockTokens, capacityBlocks: capacity, recordEvents: true, recomputeCost: cost)
+            m = try KVCacheManager(config, policy: try ModelBasedTests.policy(policy, capacity: capacity, cost: cost))
             rng = SplitMix64(seed: seed)
             content = Array(repeating: Array(repeating: UInt32.max, count: blockTokens), count: capacity)
             var r = SplitMix64(seed: seed ^ 0xABCD)
@@ -163,9 +162,22 @@ struct ModelBasedTests {
         }
     }
 
-    @Test(arguments: [(1, EvictionPolicyKind.lru), (2, .lru), (3, .fifo), (4, .lfu), (5, .lru), (6, .pgdsf), (7, .pgdsf)])
-    func randomOperationsKeepEveryInvariant(seed: Int, policy: EvictionPolicyKind) throws {
-        let h = try Harness(seed: UInt64(seed), capacity: 24, blockTokens: seed == 5 || seed == 7 ? 1 : 4, policy: policy)
+    /// Every policy of the core by name: the built-in kinds and those built with options.
+    static func policy(_ name: String, capacity: Int, cost: RecomputeCost) throws -> any EvictionPolicy {
+        switch name {
+        case "probation": return ProbationPolicy(capacity: capacity)
+        case "pgdsf-probation": return PGDSFPolicy(capacity: capacity, cost: cost, firstUseWeight: 0.25)
+        case "marking": return PredictiveMarkingPolicy(capacity: capacity)
+        case "marking-noise": return PredictiveMarkingPolicy(capacity: capacity, noise: true)
+        default: return try #require(EvictionPolicyKind(rawValue: name)).make(capacity: capacity, recomputeCost: cost)
+        }
+    }
+
+    @Test(arguments: [(1, "lru"), (2, "lru"), (3, "fifo"), (4, "lfu"), (5, "lru"), (6, "pgdsf"), (7, "pgdsf"),
+                      (8, "probation"), (9, "probation"), (10, "pgdsf-probation"), (11, "marking"), (12, "marking"),
+                      (13, "marking-noise")])
+    func randomOperationsKeepEveryInvariant(seed: Int, policy: String) throws {
+        let h = try Harness(seed: UInt64(seed), capacity: 24, blockTokens: seed % 2 == 1 && seed > 4 ? 1 : 4, policy: policy)
         try h.run(steps: 3000)
         // The run must have exercised the interesting paths.
         #expect(h.hits > 0 && h.evictions > 0 && (h.copies > 0 || h.B == 1) && h.refusals > 0,

@@ -160,6 +160,16 @@ struct PGDSFPolicyTests {
     @Test func theManagerPassesItsRecomputeCostToThePolicy() throws {
         let cost = try RecomputeCost(secondsPerToken: 1, secondsPerContextPair: 0)
         let m = try KVCacheManager(KVCacheConfig(blockTokens: 4, capacityBlocks: 8, policy: .pgdsf, recomputeCost: cost))
+        try Self.serveNineTokens(m)
+        // 1 s per token, no attention term: each 4-token block is worth 4 s at frequency 1.
+        let policy = try #require(m.index.policy as? PGDSFPolicy)
+        #expect(policy.cost == cost)
+        for b in 0 ..< 8 where m.index.isCached(BlockID(b)) { #expect(m.index.priority(of: BlockID(b)) == 4) }
+    }
+
+    /// One 9-token prompt through the manager's whole cycle (add, lookup, allocate, commit, free):
+    /// two full 4-token blocks end up cached.
+    static func serveNineTokens(_ m: KVCacheManager) throws {
         try m.addSequence(SequenceID(1), prompt: Array(0 ..< 9))
         _ = try m.lookup(SequenceID(1))
         _ = try m.allocate(SequenceID(1), newTokens: 9)
@@ -167,9 +177,5 @@ struct PGDSFPolicyTests {
         try m.free(SequenceID(1))
         try m.validate()
         #expect(m.stats.cachedBlocks == 2)
-        // 1 s per token, no attention term: each 4-token block is worth 4 s at frequency 1.
-        let policy = try #require(m.index.policy as? PGDSFPolicy)
-        #expect(policy.cost == cost)
-        for b in 0 ..< 8 where m.index.isCached(BlockID(b)) { #expect(m.index.priority(of: BlockID(b)) == 4) }
     }
 }

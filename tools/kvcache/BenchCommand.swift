@@ -44,11 +44,14 @@ struct BenchCoreCommand: ParsableCommand {
         ]
         if json {
             JSONReport.print(.object([("repetitions", .int(repetitions)), ("block_tokens", .int(16)), ("prompt_tokens", .int(32_768))]
-                                     + figures.map { ($0.0, .double($0.1)) }))
+                                     + figures.map { ($0.0, .double($0.1)) }
+                                     + [("evict_ns_per_block_by_policy", .object(f.evictNanosPerBlockByPolicy.map { ($0.policy, .double($0.nanos)) }))]))
         } else {
             for (k, v, what) in figures {
                 print("\(k.padding(toLength: 24, withPad: " ", startingAt: 0)) \(String(format: v > 1e5 ? "%.3e" : "%.1f", v))  \(what)")
             }
+            print("evict ns/block by policy (the same workload): "
+                  + f.evictNanosPerBlockByPolicy.map { "\($0.policy) \(String(format: "%.0f", $0.nanos))" }.joined(separator: ", "))
         }
     }
 }

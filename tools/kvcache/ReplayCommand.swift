@@ -32,6 +32,12 @@ struct ReplayCommand: ParsableCommand {
     @Option(help: "Sequential mode: replay only the requests from fraction FROM to fraction TO of the trace (FROM:TO, e.g. 0.5:1 for the second half).")
     var range: String = "0:1"
 
+    @Flag(help: "Sequential mode, with --range: first replay the requests before FROM, uncounted, so the cache and the policies (and belady's view of the future) start warm.")
+    var warmUp = false
+
+    @Option(help: "pgdsf-probation: what the first use of a key counts in PGDSF's frequency (0...1; plain pgdsf counts 1).")
+    var firstUseWeight: Double = ReplayPolicy.Options().firstUseWeight
+
     @Option(help: "Tokens per trace hash block (Mooncake); other formats set their own.")
     var blockTokens: Int = 512
 
@@ -67,17 +73,19 @@ struct ReplayCommand: ParsableCommand {
         guard blocks.contains(cpuBlocks) else { throw ValidationError("--cpu-blocks must be in 0...\(ReplayLimits.maxBlocks)") }
         guard blocks.contains(diskBlocks) else { throw ValidationError("--disk-blocks must be in 0...\(ReplayLimits.maxBlocks)") }
         let tiered = cpuBlocks + diskBlocks > 0
+        let policies = try self.policies()
+        let policyBytes = policies.map(\.stateBytesPerBlock).max() ?? 0  // one run at a time
         do {
-            try ReplayLimits.checkMemory(capacities.max()! * (tiered ? ReplayLimits.tieredBlockBytes : ReplayLimits.deviceBlockBytes)
+            try ReplayLimits.checkMemory(capacities.max()! * ((tiered ? ReplayLimits.tieredBlockBytes : ReplayLimits.deviceBlockBytes) + policyBytes)
                                          + cpuBlocks * ReplayLimits.tieredBlockBytes + diskBlocks * ReplayLimits.diskBlockBytes,
                                          what: "--capacity-blocks, --cpu-blocks and --disk-blocks")
         } catch { throw ValidationError(error.description) }
         try timed.validate()
-        let policies = try self.policies()
         if tiered, let p = policies.first(where: { $0.kind == nil }) {
             throw ValidationError("--policy \(p.rawValue) runs on the device pool only (no --cpu-blocks or --disk-blocks)")
         }
         _ = try fraction()
+        guard (0...1).contains(firstUseWeight) else { throw ValidationError("--first-use-weight must be in 0...1") }
     }
 
     func policies() throws -> [ReplayPolicy] {
@@ -121,8 +129,11 @@ struct ReplayCommand: ParsableCommand {
         let cost = RooflineCostModel(model: model, hardware: hardware).recomputeCost
         let (from, to) = try fraction()
         let n = loaded.requests.count
-        let requests = loaded.requests[Int((from * Double(n)).rounded(.down)) ..< Int((to * Double(n)).rounded(.down))]
-        guard !requests.isEmpty else { throw CLIError("--range \(range) holds no request of the \(n) in the trace") }
+        let first = Int((from * Double(n)).rounded(.down)), end = Int((to * Double(n)).rounded(.down))
+        guard first < end else { throw CLIError("--range \(range) holds no request of the \(n) in the trace") }
+        // Replayed: the range, after the uncounted warm-up when asked.
+        let warm = warmUp ? first : 0
+        let requests = loaded.requests[(first - warm) ..< end]
         let B = requests.first(where: { $0.hashBlockTokens > 0 })?.hashBlockTokens ?? blockTokens
         var table: NextUseTable?
         var runs: [SequentialRun] = []
@@ -137,13 +148,14 @@ struct ReplayCommand: ParsableCommand {
                         capacityBlocks: capacity, blockTokens: B, policy: core, recomputeCost: cost,
                         tiers: .init(hostBlocks: cpuBlocks, diskBlocks: diskBlocks, diskDirectory: diskFolder))
                 } else {
-                    let instance = try kind.make(capacity: capacity, cost: cost) {
+                    let instance = try kind.make(capacity: capacity, cost: cost, options: .init(firstUseWeight: firstUseWeight)) {
                         if table == nil { table = SequentialReplay.nextUseTable(requests, blockTokens: B) }
                         return table!
                     }
                     replay = try SequentialReplay(capacityBlocks: capacity, blockTokens: B, policy: instance, recomputeCost: cost)
                 }
                 for (i, request) in requests.enumerated() {
+                    if i == warm && warm > 0 { replay.resetCounts() }
                     try replay.replay(request)
                     if requests.count >= 20_000 && (i + 1) % (requests.count / 10) == 0 {
                         note("replay \(kind.rawValue) at \(capacity) blocks: \(i + 1)/\(requests.count) requests")
@@ -172,7 +184,7 @@ struct ReplayCommand: ParsableCommand {
             }
             JSONReport.print(.object([
                 ("schema_version", .int(1)), ("mode", .string(mode.rawValue)), ("trace", .string(path)),
-                ("range", .string(range)), ("bad_lines", .int(loaded.skippedLines)), ("block_tokens", .int(B)),
+                ("range", .string(range)), ("warm_up", .bool(warmUp)), ("bad_lines", .int(loaded.skippedLines)), ("block_tokens", .int(B)),
                 ("cpu_blocks", .int(cpuBlocks)), ("disk_blocks", .int(diskBlocks)),
                 ("cost_model", .string(costModel)), ("recompute_s_per_token", .double(cost.secondsPerToken)),
                 ("recompute_s_per_context_pair", .double(cost.secondsPerContextPair)),
@@ -224,7 +236,8 @@ struct ReplayCommand: ParsableCommand {
 
     private func printTable(_ runs: [SequentialRun], path: String, skipped: LoadedTrace, costModel: String) {
         let tiered = cpuBlocks + diskBlocks > 0
-        print("trace \(path)" + (range == "0:1" ? "" : " (range \(range))") + ": \(runs[0].result.requests) requests, "
+        print("trace \(path)" + (range == "0:1" ? "" : " (range \(range)\(warmUp ? ", after an uncounted warm-up on the requests before it" : ""))")
+              + ": \(runs[0].result.requests) requests, "
               + "\(runs[0].result.inputTokens) input tokens; blocks of \(runs[0].blockTokens) tokens"
               + (tiered ? ", host \(cpuBlocks) blocks, disk \(diskBlocks) blocks" : "") + "; sequential mode")
         if skipped.skippedLines > 0 { print("skipped \(skipped.skippedLines) bad lines (first: \(skipped.firstSkipped ?? ""))") }

@@ -7,16 +7,17 @@ sequential replay's rules, with the victim being the unheld leaf not on the curr
 goes first. Next uses come from one backward pass over the trace; leaves sit in a lazy-deletion heap keyed
 by (-next use, -depth). Prints the same JSON keys as `kvcache replay --json` does per run:
 
-    python3 tools/reference/belady_replay.py TRACE CAPACITY_BLOCKS [BLOCK_TOKENS] [FROM:TO]
+    python3 tools/reference/belady_replay.py TRACE CAPACITY_BLOCKS [BLOCK_TOKENS] [FROM:TO [warm]]
 
 FROM:TO replays the requests from fraction FROM to fraction TO of the trace (`--range`), as
-`floor(FROM x n) ..< floor(TO x n)`.
+`floor(FROM x n) ..< floor(TO x n)`; with `warm` (`--warm-up`), the requests before FROM are replayed
+first without being counted.
 """
 import heapq, json, math, sys
 
 NEVER = 2**31 - 1
 
-def load(path, B, frac):
+def load(path, B, frac, warm):
     reqs = []
     for line in open(path):
         if not line.strip():
@@ -24,8 +25,8 @@ def load(path, B, frac):
         r = json.loads(line)
         assert len(r["hash_ids"]) == math.ceil(r["input_length"] / B)
         reqs.append((r["hash_ids"], r["input_length"]))
-    lo, hi = frac
-    return reqs[math.floor(lo * len(reqs)):math.floor(hi * len(reqs))]
+    lo, hi = math.floor(frac[0] * len(reqs)), math.floor(frac[1] * len(reqs))
+    return reqs[0 if warm else lo:hi], (lo if warm else 0)
 
 def next_uses(reqs):
     seen, out = {}, [None] * len(reqs)
@@ -36,13 +37,17 @@ def next_uses(reqs):
             seen[h] = i
     return out
 
-def replay(path, capacity, B=512, frac=(0.0, 1.0)):
-    reqs = load(path, B, frac)
+def replay(path, capacity, B=512, frac=(0.0, 1.0), warm=False):
+    reqs, counted_from = load(path, B, frac, warm)
     nxt = next_uses(reqs)
     parent, nextuse, depth, children = {}, {}, {}, {}
     heap = []  # (-next use, -depth, id) for leaves; stale entries skipped
     hit = inp = evicted = peak = 0
+    counted = 0
     for i, (ids, length) in enumerate(reqs):
+        if i == counted_from and warm:  # the warm-up is over: count from here
+            hit = inp = evicted = peak = 0
+        counted += i >= counted_from
         k = 0
         while k < len(ids) and ids[k] in parent:
             k += 1
@@ -83,10 +88,11 @@ def replay(path, capacity, B=512, frac=(0.0, 1.0)):
         for e in deferred:
             heapq.heappush(heap, e)
         peak = max(peak, len(parent))
-    return {"requests": len(reqs), "input_tokens": inp, "hit_tokens": hit,
+    return {"requests": counted, "input_tokens": inp, "hit_tokens": hit,
             "token_hit_rate": hit / inp if inp else 0.0, "evicted_blocks": evicted, "peak_blocks": peak}
 
 if __name__ == "__main__":
     B = int(sys.argv[3]) if len(sys.argv) > 3 else 512
     frac = tuple(float(x) for x in sys.argv[4].split(":")) if len(sys.argv) > 4 else (0.0, 1.0)
-    print(json.dumps(replay(sys.argv[1], int(sys.argv[2]), B, frac), sort_keys=True))
+    warm = len(sys.argv) > 5 and sys.argv[5] == "warm"
+    print(json.dumps(replay(sys.argv[1], int(sys.argv[2]), B, frac, warm), sort_keys=True))

@@ -4,11 +4,32 @@ import KVCache
 /// offline bound `belady`, which reads the replayed trace's future and so exists only here.
 public enum ReplayPolicy: String, Sendable, CaseIterable {
     case lru, fifo, lfu, pgdsf
+    /// `ProbationPolicy`: first uses on probation, returning keys protected.
+    case probation
+    /// `PGDSFPolicy` with a first use weighted by `Options.firstUseWeight`.
+    case pgdsfProbation = "pgdsf-probation"
+    /// `PredictiveMarkingPolicy` with its learned predictor, and with noise instead (the fallback).
+    case marking
+    case markingNoise = "marking-noise"
     case belady
 
     /// Options of the policies that take some.
     public struct Options: Sendable {
-        public init() {}
+        /// `pgdsf-probation`: what a first use counts (plain PGDSF counts 1).
+        public var firstUseWeight = 0.25
+        public init(firstUseWeight: Double = 0.25) { self.firstUseWeight = firstUseWeight }
+    }
+
+    /// At most the bytes of the policy's own state per pool block (its sketch, predictor tables and
+    /// queues, each sized from the capacity at init, rounded up to powers of two), for the replay's
+    /// memory check. `belady` keeps its table per trace key instead (the trace is in memory anyway).
+    public var stateBytesPerBlock: Int {
+        switch self {
+        case .lru, .fifo, .lfu, .belady: return 0
+        case .pgdsf: return 8
+        case .probation, .pgdsfProbation: return 8 + 4 * 128  // 4 sketch rows of <= 128 counters per block
+        case .marking, .markingNoise: return 4 * 128 + 32 * 30  // sketch + <= 32 predictor slots of 30 bytes
+        }
     }
 
     /// Whether the policy reads the future (offline): it is a bound, never a candidate.
@@ -36,6 +57,10 @@ public enum ReplayPolicy: String, Sendable, CaseIterable {
                      table: () -> NextUseTable) throws(KVCacheError) -> any EvictionPolicy {
         switch self {
         case .lru, .fifo, .lfu, .pgdsf: return try kind!.make(capacity: capacity, recomputeCost: cost)
+        case .probation: return ProbationPolicy(capacity: capacity)
+        case .pgdsfProbation: return PGDSFPolicy(capacity: capacity, cost: cost, firstUseWeight: options.firstUseWeight)
+        case .marking: return PredictiveMarkingPolicy(capacity: capacity)
+        case .markingNoise: return PredictiveMarkingPolicy(capacity: capacity, noise: true)
         case .belady: return BeladyPolicy(table: table())
         }
     }

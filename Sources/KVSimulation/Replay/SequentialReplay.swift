@@ -70,6 +70,8 @@ public struct SequentialReplay {
     private let belady: BeladyPolicy?
     private var keys: [BlockKey] = []
     private var nextID: Int64 = 0
+    /// Requests replayed, warm-up included (`result.requests` restarts with `resetCounts`).
+    private var served = 0
 
     /// - Parameters:
     ///   - capacityBlocks: blocks the device pool may hold (N).
@@ -121,6 +123,10 @@ public struct SequentialReplay {
         })
     }
 
+    /// Starts counting afresh (every figure of `result` back to zero, peak blocks included) while the
+    /// cache and its policy keep their state: what the replay served so far was a warm-up.
+    public mutating func resetCounts() { result = Result() }
+
     /// Finishes the lower tiers' transfers and releases the disk folder.
     public func finish() { tiered?.close() }
 
@@ -131,7 +137,8 @@ public struct SequentialReplay {
         // The timed replay's key mapping, with the trace's blocks as cache blocks (partial last one
         // included); a request without hash ids shares nothing and is not cached.
         Self.appendKeys(of: request, blockTokens: B, to: &keys)
-        belady?.willServe(request: result.requests)
+        belady?.willServe(request: served)
+        served += 1
         result.requests += 1
         result.inputTokens += request.inputTokens
         let evictedBefore = manager.stats.evictedBlocks
