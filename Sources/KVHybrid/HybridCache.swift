@@ -13,19 +13,21 @@
 /// Lookup allocates nothing; eviction reuses scratch arrays (no allocation once warm). Marconi's
 /// eviction rescans the tree per victim: O(nodes) per victim.
 public struct HybridCache: Sendable {
-    public private(set) var tree: HybridPrefixTree
+    public internal(set) var tree: HybridPrefixTree
     public let policy: HybridPolicy
     public let capacityBytes: Int64
     /// Marconi's utility weight on normalised FLOPs per byte.
     public var alpha: Double
     /// The adaptive policy's admission and utility settings (unused by the others).
     public var settings: AdaptiveSettings
-    public private(set) var clock: Int64
+    public internal(set) var clock: Int64
     /// Nodes removed (leaves and merged single-child nodes) and eviction calls.
     public private(set) var evictedNodes = 0
     public private(set) var evictionCalls = 0
+    /// Structural changes so far (inserts and evictions); a plan is valid only for the value it saw.
+    public internal(set) var generation: UInt64 = 0
 
-    private var sketch = RecurrenceSketch()
+    var sketch = RecurrenceSketch()
     private var candidates: [Int32] = []
     private var efficiency: [Double] = []
     private var recency: [Double] = []
@@ -89,7 +91,7 @@ public struct HybridCache: Sendable {
         return cost(seq, refresh: true)
     }
 
-    private mutating func cost(_ seq: UnsafeBufferPointer<Int32>, refresh: Bool) -> Int64 {
+    mutating func cost(_ seq: UnsafeBufferPointer<Int32>, refresh: Bool) -> Int64 {
         let m = tree.match(seq, refresh: refresh && policy == .sglangPlus ? clock : nil)
         if refresh && policy != .sglangPlus && m.node != HybridPrefixTree.root { tree.stamp[Int(m.node)] = clock }
         if policy == .adaptive { return admission(seq, m).cost }
@@ -157,6 +159,7 @@ public struct HybridCache: Sendable {
                 }
             }
         }
+        generation &+= 1
         let m = tree.match(seq)
         if policy == .adaptive {
             place(seq, admission(seq, m))
@@ -180,6 +183,7 @@ public struct HybridCache: Sendable {
     /// Frees at least `need` bytes (as the policy counts them) or empties the tree. One clock tick.
     public mutating func evict(_ need: Int64) {
         clock += 1
+        generation &+= 1
         evictionCalls += 1
         if policy == .sglangPlus { evictLRU(need) } else { evictByUtility(need) }
     }
