@@ -71,7 +71,7 @@ let package = Package(
 
         // The C ABI: the public header alone (CKVCache), implemented in Swift with @_cdecl (KVCacheC).
         .target(name: "CKVCache"),
-        .target(name: "KVCacheC", dependencies: ["KVCache", "CKVCache"]),
+        .target(name: "KVCacheC", dependencies: ["KVCache", "CKVCache", "KVHybrid"]),
         // The same serving cycle through the facade and through the C ABI, side by side.
         .executableTarget(name: "capi-bench", dependencies: ["KVCache", "CKVCache", "KVCacheC"],
                           path: "tools/capi/CABIBench"),

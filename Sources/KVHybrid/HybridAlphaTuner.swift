@@ -19,18 +19,21 @@ public struct HybridAlphaTuner: Sendable {
     }
 
     /// The default grid: alpha in {0, 0.1, 0.25, 0.5, 1, 2} x recurrence weight in {0, 0.3}, superseded
-    /// checkpoints dropped, branch checkpoints as Marconi admits them (threshold 1) and, at alpha 0 and
-    /// 0.5, only once the branch recurred (threshold 2).
+    /// checkpoints dropped, branch checkpoints as Marconi admits them (threshold 1); SGLang's path
+    /// recency at alpha 0 and 0.1; and branch checkpoints only once the branch recurred (threshold 2)
+    /// at alpha 0 and 0.5.
     public static let defaultGrid: [Candidate] = {
         var grid: [Candidate] = []
         for beta in [0.0, 0.3] {
             for alpha in [0.0, 0.1, 0.25, 0.5, 1.0, 2.0] {
-                grid.append(Candidate(alpha: alpha, settings: .init(recurrenceWeight: beta, branchThreshold: 1,
-                                                                    dropSuperseded: true)))
+                grid.append(Candidate(alpha: alpha, settings: .init(recurrenceWeight: beta, branchThreshold: 1)))
             }
         }
+        for (alpha, beta) in [(0.0, 0.0), (0.0, 0.3), (0.1, 0.3)] {
+            grid.append(Candidate(alpha: alpha, settings: .init(recurrenceWeight: beta, branchThreshold: 1, refreshPath: true)))
+        }
         for alpha in [0.0, 0.5] {
-            grid.append(Candidate(alpha: alpha, settings: .init(recurrenceWeight: 0.3, branchThreshold: 2, dropSuperseded: true)))
+            grid.append(Candidate(alpha: alpha, settings: .init(recurrenceWeight: 0.3, branchThreshold: 2)))
         }
         return grid
     }()

@@ -29,6 +29,14 @@ public struct HybridPlan: Sendable, Equatable {
     public var saveBranchAt: Int?
     /// The cache generation the plan was made for.
     public var generation: UInt64
+
+    public init(hitTokens: Int, restoreSlot: Int32, rawTokens: Int, saveBranchAt: Int?, generation: UInt64) {
+        self.hitTokens = hitTokens
+        self.restoreSlot = restoreSlot
+        self.rawTokens = rawTokens
+        self.saveBranchAt = saveBranchAt
+        self.generation = generation
+    }
 }
 
 extension HybridCache {
@@ -37,6 +45,7 @@ extension HybridCache {
     /// (they are the simulator's parity modes).
     public mutating func plan(_ prompt: UnsafeBufferPointer<Int32>) throws(HybridCacheError) -> HybridPlan {
         guard policy == .adaptive else { throw .invalidArgument("plan and commit need the adaptive policy") }
+        try Self.checkLength(prompt.count)
         let (hit, raw, _) = lookup(prompt)
         let m = tree.match(prompt)
         let node = tree.checkpointed(atOrAbove: m.node).node
@@ -52,8 +61,9 @@ extension HybridCache {
     public mutating func commit(sequence: UnsafeBufferPointer<Int32>, plan: HybridPlan, savedBranch: Bool,
                                 savedEnd: Bool) throws(HybridCacheError) {
         guard policy == .adaptive else { throw .invalidArgument("plan and commit need the adaptive policy") }
+        try Self.checkLength(sequence.count)
         guard plan.generation == generation else { throw .stalePlan }
-        if let b = plan.saveBranchAt, b > sequence.count {
+        if let b = plan.saveBranchAt, b < 1 || b > sequence.count {
             throw .invalidArgument("the sequence is shorter than the planned branch point")
         }
         let branch = savedBranch ? plan.saveBranchAt : nil

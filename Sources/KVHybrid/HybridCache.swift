@@ -43,12 +43,18 @@ public struct HybridCache: Sendable {
         public var recurrenceWeight: Double
         public var branchThreshold: Int
         public var dropSuperseded: Bool
-        public init(recurrenceWeight: Double = 1, branchThreshold: Int = 2, dropSuperseded: Bool = true) {
+        /// Stamp every node on the path on lookup and insert (SGLang's recency) instead of the deepest.
+        public var refreshPath: Bool
+        public init(recurrenceWeight: Double = 0.3, branchThreshold: Int = 2, dropSuperseded: Bool = true,
+                    refreshPath: Bool = false) {
             self.recurrenceWeight = recurrenceWeight
             self.branchThreshold = branchThreshold
             self.dropSuperseded = dropSuperseded
+            self.refreshPath = refreshPath
         }
-        public var description: String { "beta \(recurrenceWeight), threshold \(branchThreshold), drop \(dropSuperseded)" }
+        public var description: String {
+            "beta \(recurrenceWeight), threshold \(branchThreshold), drop \(dropSuperseded), path \(refreshPath)"
+        }
     }
 
     public init(model: HybridModel, policy: HybridPolicy, capacityBytes: Int64, alpha: Double = 0, clock: Int64 = 0,
@@ -62,6 +68,9 @@ public struct HybridCache: Sendable {
         self.settings = settings
     }
 
+    /// Whether lookups and inserts stamp the whole path.
+    var refreshesPath: Bool { policy == .sglangPlus || (policy == .adaptive && settings.refreshPath) }
+
     /// Whether the policy keeps the tree within `capacityBytes` (the library's policies).
     public var staysWithinCapacity: Bool { policy == .marconi || policy == .adaptive }
 
@@ -71,7 +80,7 @@ public struct HybridCache: Sendable {
     /// the prefix `raw` in its sketch. O(len); allocates nothing.
     public mutating func lookup(_ seq: UnsafeBufferPointer<Int32>) -> (hit: Int, raw: Int, branch: Bool) {
         clock += 1
-        let m = tree.match(seq, refresh: policy == .sglangPlus ? clock : nil)
+        let m = tree.match(seq, refresh: refreshesPath ? clock : nil)
         if policy != .sglangPlus && m.node != HybridPrefixTree.root { tree.stamp[Int(m.node)] = clock }
         let (node, hit) = tree.checkpointed(atOrAbove: m.node)
         if policy == .adaptive {
@@ -92,7 +101,7 @@ public struct HybridCache: Sendable {
     }
 
     mutating func cost(_ seq: UnsafeBufferPointer<Int32>, refresh: Bool) -> Int64 {
-        let m = tree.match(seq, refresh: refresh && policy == .sglangPlus ? clock : nil)
+        let m = tree.match(seq, refresh: refresh && refreshesPath ? clock : nil)
         if refresh && policy != .sglangPlus && m.node != HybridPrefixTree.root { tree.stamp[Int(m.node)] = clock }
         if policy == .adaptive { return admission(seq, m).cost }
         return tree.model.checkpointBytes * (m.splits ? 2 : 1) + tree.model.kvBytesPerToken * Int64(seq.count - m.raw)
@@ -126,6 +135,13 @@ public struct HybridCache: Sendable {
                          cost: model.checkpointBytes * Int64(checkpoints) + model.kvBytesPerToken * Int64(seq.count - m.raw))
     }
 
+    /// The longest sequence the tree takes (its depths are 32-bit).
+    public static let maxSequenceTokens = 1 << 30
+
+    static func checkLength(_ count: Int) throws(HybridCacheError) {
+        guard count <= maxSequenceTokens else { throw .invalidArgument("a sequence longer than \(maxSequenceTokens) tokens") }
+    }
+
     /// Bytes `seq` needs in an empty cache: its KV and one checkpoint.
     public func bytesAlone(_ count: Int) -> Int64 {
         tree.model.checkpointBytes + tree.model.kvBytesPerToken * Int64(count)
@@ -135,6 +151,7 @@ public struct HybridCache: Sendable {
     /// policies refuse a sequence that cannot fit even in an empty cache (`.tooLarge`) before changing
     /// anything; the simulator's policies insert it over capacity.
     public mutating func insert(_ seq: UnsafeBufferPointer<Int32>) throws(HybridCacheError) {
+        try Self.checkLength(seq.count)
         if staysWithinCapacity && bytesAlone(seq.count) > capacityBytes {
             throw .tooLarge(bytes: bytesAlone(seq.count), capacity: capacityBytes)
         }
@@ -163,6 +180,7 @@ public struct HybridCache: Sendable {
         let m = tree.match(seq)
         if policy == .adaptive {
             place(seq, admission(seq, m))
+            if settings.refreshPath { tree.refreshPath(from: tree.match(seq).node, clock) }
             return true
         }
         let end = tree.insert(seq, at: m, stamp: clock)

@@ -12,7 +12,7 @@ struct HybridReplayOptions: ParsableArguments {
     @Option(help: "--format marconi: write `i,input_len,output_len,hit_tokens,states_after,kv_tokens_after,logical_ts_after,alpha_after` per request (one file per policy: the policy's name is inserted before the extension when several run).")
     var perRequest: String?
 
-    @Option(help: ArgumentHelp("--format marconi, adaptive: fixed settings instead of online tuning, `alpha:beta:threshold:drop` (e.g. 1:1:2:1), or several separated by '/' to tune among.", visibility: .hidden))
+    @Option(help: ArgumentHelp("--format marconi, adaptive: fixed settings instead of online tuning, `alpha:beta:threshold:drop[:path]` (e.g. 1:1:2:1:0), or several separated by '/' to tune among.", visibility: .hidden))
     var adaptiveSettings: String?
 
     @Option(help: ArgumentHelp("--format marconi, adaptive: tuning window in requests.", visibility: .hidden))
@@ -91,11 +91,12 @@ enum HybridReplayCommand {
     private static func candidates(_ text: String) throws -> [HybridAlphaTuner.Candidate] {
         try text.split(separator: "/").map { item in
             let f = item.split(separator: ":").map { Double($0) }
-            guard f.count == 4, let a = f[0], let b = f[1], let t = f[2], let d = f[3], a >= 0, b >= 0, t >= 1, t < 256 else {
-                throw CLIError("--adaptive-settings: '\(item)' is not alpha:beta:threshold:drop")
+            guard f.count == 4 || f.count == 5, let a = f[0], let b = f[1], let t = f[2], let d = f[3],
+                  a >= 0, b >= 0, t >= 1, t < 256, let r = f.count == 5 ? f[4] : 0 else {
+                throw CLIError("--adaptive-settings: '\(item)' is not alpha:beta:threshold:drop[:path]")
             }
             return HybridAlphaTuner.Candidate(alpha: a, settings: .init(recurrenceWeight: b, branchThreshold: Int(t),
-                                                                      dropSuperseded: d != 0))
+                                                                      dropSuperseded: d != 0, refreshPath: r != 0))
         }
     }
 
