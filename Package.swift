@@ -77,7 +77,7 @@ let package = Package(
                           path: "tools/capi/CABIBench"),
 
         // Benchmark workloads shared by `kvcache bench` and the Benchmarks package.
-        .target(name: "KVBench", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVScheduler", "KVPrediction", "KVChunks"]),
+        .target(name: "KVBench", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVScheduler", "KVPrediction", "KVChunks", "KVHybrid"]),
 
         .executableTarget(
             name: "kvcache",

@@ -8,7 +8,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure the cache's hot paths (medians of repeated runs).",
-        subcommands: [BenchCoreCommand.self, BenchTiersCommand.self, BenchSchedulerCommand.self, BenchChunksCommand.self],
+        subcommands: [BenchCoreCommand.self, BenchTiersCommand.self, BenchSchedulerCommand.self, BenchChunksCommand.self, BenchHybridCommand.self],
         defaultSubcommand: BenchCoreCommand.self
     )
 }
