@@ -77,6 +77,9 @@ enum HybridReplayCommand {
                 ("alpha", alpha), ("first_eviction_at", r.firstEvictionAt.map { .int($0) } ?? .null),
                 ("tuning_window", r.window.map { .int($0) } ?? .null),
                 ("adaptive_settings", r.settings.map { .string($0.description) } ?? .null),
+                ("adaptive_candidate", r.settings.map { s in
+                    .string("\(r.alpha ?? 0):\(s.recurrenceWeight):\(s.branchThreshold):\(s.dropSuperseded ? 1 : 0):\(s.refreshPath ? 1 : 0)")
+                } ?? .null),
                 ("setting_switches", .int(r.settingSwitches)),
                 ("evicted_nodes", .int(r.evictedNodes)), ("eviction_calls", .int(r.evictionCalls)),
                 ("bad_lines", .int(trace.skippedLines)), ("wall_s", .double(wall)),
