@@ -82,7 +82,7 @@ let package = Package(
 
         // The C ABI: the public header alone (CKVCache), implemented in Swift with @_cdecl (KVCacheC).
         .target(name: "CKVCache"),
-        .target(name: "KVCacheC", dependencies: ["KVCache", "CKVCache"]),
+        .target(name: "KVCacheC", dependencies: ["KVCache", "CKVCache", "KVHybrid"]),
         // How libkvcache_c.so is linked, apart from the code so that tests and benchmarks link KVCacheC as usual.
         .target(name: "KVCacheCLibrary", dependencies: ["KVCacheC"], path: "tools/capi/Library",
                 linkerSettings: [.unsafeFlags(sharedLibraryFlags)]),
@@ -92,7 +92,7 @@ let package = Package(
 
         // Benchmark workloads shared by `kvcache bench` and the Benchmarks package.
         .target(name: "KVBench", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVScheduler", "KVPrediction", "KVChunks",
-                                               "KVData", "KVCacheC", "CKVCache"]),
+                                               "KVData", "KVCacheC", "CKVCache", "KVHybrid"]),
 
         .executableTarget(
             name: "kvcache",

@@ -11,22 +11,22 @@ final class CacheHandle {
     var stagedEvents: [KVEvent] = []
 
     init(_ manager: KVCacheManager) { self.manager = manager }
+}
 
-    /// Lends the handle behind an opaque pointer to `body` without retaining it: the C caller's
-    /// reference (from `kvcache_create`) keeps it alive for the whole call. O(1).
-    @inline(__always)
-    static func borrow(_ pointer: OpaquePointer, _ body: (CacheHandle) throws(CAPIError) -> Void) throws(CAPIError) {
-        // `_withUnsafeGuaranteedRef` rethrows untyped errors; carry the typed one out as a value.
-        let result = Unmanaged<CacheHandle>.fromOpaque(UnsafeRawPointer(pointer))._withUnsafeGuaranteedRef { h in
-            do throws(CAPIError) {
-                try body(h)
-                return Result<Void, CAPIError>.success(())
-            } catch {
-                return .failure(error)
-            }
+/// Lends the handle object behind an opaque pointer (any handle class of the ABI) to `body` without
+/// retaining it: the C caller's reference (from its create call) keeps it alive for the whole call. O(1).
+@inline(__always)
+func borrow<H: AnyObject>(_ pointer: OpaquePointer, _ body: (H) throws(CAPIError) -> Void) throws(CAPIError) {
+    // `_withUnsafeGuaranteedRef` rethrows untyped errors; carry the typed one out as a value.
+    let result = Unmanaged<H>.fromOpaque(UnsafeRawPointer(pointer))._withUnsafeGuaranteedRef { h in
+        do throws(CAPIError) {
+            try body(h)
+            return Result<Void, CAPIError>.success(())
+        } catch {
+            return .failure(error)
         }
-        try result.get()
     }
+    try result.get()
 }
 
 /// Runs one C ABI call on the handle: a NULL handle and every thrown error become a status (and the
@@ -34,9 +34,16 @@ final class CacheHandle {
 @inline(__always)
 func withHandle(_ pointer: OpaquePointer?, _ function: StaticString,
                 _ body: (CacheHandle) throws(CAPIError) -> Void) -> kvcache_status {
+    withHandle(pointer, function, as: CacheHandle.self, body)
+}
+
+/// `withHandle` for any handle class of the ABI.
+@inline(__always)
+func withHandle<H: AnyObject>(_ pointer: OpaquePointer?, _ function: StaticString, as: H.Type,
+                              _ body: (H) throws(CAPIError) -> Void) -> kvcache_status {
     guard let pointer else { return fail(.nullHandle, function) }
     do {
-        try CacheHandle.borrow(pointer, body)
+        try borrow(pointer, body)
         return Status.ok
     } catch {
         return fail(error, function)

@@ -13,7 +13,10 @@ public enum HybridPolicy: String, Sendable, CaseIterable {
     case marconiSim = "marconi-sim"
     /// Marconi with the simulator's defects fixed.
     case marconi
+    /// Marconi's utility plus recurrence: branch checkpoints admitted when the branch recurs, superseded
+    /// checkpoints dropped, hits served in the utility, its weights re-tuned online on shadow caches.
+    case adaptive
 
-    /// Whether the policy tunes alpha (Marconi's utility weight).
+    /// Whether the policy tunes alpha once, Marconi's way (`adaptive` re-tunes in windows instead).
     public var tunesAlpha: Bool { self == .marconiSim || self == .marconi }
 }

@@ -28,6 +28,8 @@ public struct HybridPrefixTree: Sendable {
     public internal(set) var stamp: [Int64] = [0]
     /// Checkpoint slot, or `none`.
     var slot: [Int32] = [none]
+    /// Hits served from the node's checkpoint (the caller counts them; a merged node keeps its child's).
+    public internal(set) var uses: [Int32] = [0]
     var freeNodes: [Int32] = []
     static let freedMark: Int32 = -2
 
@@ -37,6 +39,9 @@ public struct HybridPrefixTree: Sendable {
     var slotsIssued: Int32 = 0
 
     public let model: HybridModel
+    /// When set, every checkpoint given or dropped is appended to `events` (the caller drains them).
+    public var recordsEvents = false
+    public internal(set) var events: [HybridCheckpointEvent] = []
     /// Nodes holding a checkpoint, and tokens with cached KV.
     public private(set) var checkpoints = 0
     public private(set) var cachedTokens = 0
@@ -193,6 +198,15 @@ public struct HybridPrefixTree: Sendable {
     public func edgeTokens(_ x: Int32) -> Int { Int(edgeLength[Int(x)]) }
     public func tokensFromRoot(_ x: Int32) -> Int { Int(depth[Int(x)]) }
     public func hasCheckpoint(_ x: Int32) -> Bool { slot[Int(x)] != Self.none }
+    /// The checkpoint slot of `x`, or -1.
+    public func checkpointSlot(_ x: Int32) -> Int32 { slot[Int(x)] }
+    public func parentOf(_ x: Int32) -> Int32 { parent[Int(x)] }
+
+    /// Drains the recorded checkpoint events, oldest first.
+    public mutating func takeEvents() -> [HybridCheckpointEvent] {
+        defer { events.removeAll(keepingCapacity: true) }
+        return events
+    }
 
     // MARK: storage
 
@@ -205,6 +219,7 @@ public struct HybridPrefixTree: Sendable {
             parent.append(Self.none); firstChild.append(Self.none); lastChild.append(Self.none)
             nextSibling.append(Self.none); prevSibling.append(Self.none); childCount.append(0)
             edgeStart.append(0); edgeLength.append(0); depth.append(0); stamp.append(0); slot.append(Self.none)
+            uses.append(0)
         }
         let i = Int(id)
         parent[i] = p
@@ -216,6 +231,7 @@ public struct HybridPrefixTree: Sendable {
         depth[i] = depth[Int(p)] + Int32(length)
         stamp[i] = now
         slot[i] = Self.none
+        uses[i] = 0
         return id
     }
 
@@ -250,10 +266,13 @@ public struct HybridPrefixTree: Sendable {
             slotsIssued += 1
         }
         checkpoints += 1
+        if recordsEvents { events.append(.stored(slot: slot[Int(x)], tokens: Int(depth[Int(x)]))) }
     }
 
-    private mutating func dropCheckpoint(_ x: Int32) {
+    /// Frees `x`'s checkpoint slot, if it holds one; the node and its KV stay.
+    mutating func dropCheckpoint(_ x: Int32) {
         guard slot[Int(x)] != Self.none else { return }
+        if recordsEvents { events.append(.removed(slot: slot[Int(x)], tokens: Int(depth[Int(x)]))) }
         freeSlots.append(slot[Int(x)])
         slot[Int(x)] = Self.none
         checkpoints -= 1

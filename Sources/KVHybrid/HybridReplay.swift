@@ -26,6 +26,22 @@ public struct HybridReplay: Sendable {
         public var alphaAfter: Double
     }
 
+    /// How `adaptive` runs: its candidate settings (one: fixed, no tuning), the one it starts with, the
+    /// tuning window in requests and the decay of older windows' scores.
+    public struct Adaptive: Sendable {
+        public var candidates: [HybridAlphaTuner.Candidate]
+        public var start: Int
+        public var window: Int
+        public var decay: Double
+        public init(candidates: [HybridAlphaTuner.Candidate] = HybridAlphaTuner.defaultGrid, start: Int = 0,
+                    window: Int = 25, decay: Double = 0.5) {
+            self.candidates = candidates
+            self.start = min(start, candidates.count - 1)
+            self.window = window
+            self.decay = decay
+        }
+    }
+
     /// A whole run.
     public struct Result: Sendable {
         public var policy: HybridPolicy
@@ -38,6 +54,9 @@ public struct HybridReplay: Sendable {
         public var window: Int?
         public var evictedNodes = 0
         public var evictionCalls = 0
+        /// `adaptive`: its settings at the end, and how many times the tuner changed them.
+        public var settings: HybridCache.AdaptiveSettings?
+        public var settingSwitches = 0
         public var tokenHitRate: Double { inputTokens == 0 ? 0 : Double(hitTokens) / Double(inputTokens) }
     }
 
@@ -46,7 +65,7 @@ public struct HybridReplay: Sendable {
 
     /// Runs `requests` through `policy` on `model` with `capacityBytes`.
     public static func run(_ requests: [Request], model: HybridModel, capacityBytes: Int64,
-                           policy: HybridPolicy) -> Result {
+                           policy: HybridPolicy, adaptive: Adaptive = Adaptive()) -> Result {
         var result = Result(policy: policy)
         var seq: [Int32] = []
         if policy == .vllmPlus {
@@ -62,10 +81,22 @@ public struct HybridReplay: Sendable {
             result.evictionCalls = cache.evictionCalls
             return result
         }
-        var cache = HybridCache(model: model, policy: policy, capacityBytes: capacityBytes)
+        let first = adaptive.candidates[adaptive.start]
+        var cache = HybridCache(model: model, policy: policy, capacityBytes: capacityBytes,
+                                alpha: policy == .adaptive ? first.alpha : 0, settings: first.settings)
+        var tuner = policy == .adaptive && adaptive.candidates.count > 1
+            ? HybridAlphaTuner(model: model, capacityBytes: capacityBytes, candidates: adaptive.candidates,
+                               window: adaptive.window, decay: adaptive.decay, start: adaptive.start) : nil
         for (i, r) in requests.enumerated() {
             let hit = r.input.withUnsafeBufferPointer { cache.lookup($0).hit }
             fill(&seq, r)
+            if tuner != nil, let next = r.input.withUnsafeBufferPointer({ input in
+                seq.withUnsafeBufferPointer { tuner!.observe(input: input, sequence: $0) }
+            }) {
+                cache.alpha = next.alpha
+                cache.settings = next.settings
+                result.alpha = next.alpha
+            }
             let calls = cache.evictionCalls
             seq.withUnsafeBufferPointer { s in
                 let cost = cache.prepareInsert(s)
@@ -85,6 +116,11 @@ public struct HybridReplay: Sendable {
         }
         result.evictedNodes = cache.evictedNodes
         result.evictionCalls = cache.evictionCalls
+        if policy == .adaptive {
+            result.alpha = cache.alpha
+            result.settings = cache.settings
+            result.settingSwitches = tuner?.switches ?? 0
+        }
         return result
     }
 

@@ -39,4 +39,23 @@ struct HybridModelTests {
         #expect(HybridModel.jamba15Mini.kvBytesPerToken == 16_384)
         #expect(HybridModel.nemotronH8B.checkpointBytesPerLayer == 2 * (8192 * 128 + (8192 + 2048) * 4))
     }
+
+    /// Figures computed outside Swift (Python, from the published config.json constants) for the two
+    /// real models: state bytes per layer and per checkpoint, KV per token, FLOPs saved by a 1,000-token hit.
+    @Test func realModelFiguresMatchTheirConfigs() {
+        let jamba = HybridModel.jamba15Mini, nemotron = HybridModel.nemotronH8B
+        #expect(jamba.checkpointBytesPerLayer == 327_680)
+        #expect(jamba.checkpointBytes == 9_175_040)
+        #expect(jamba.kvBytesPerToken == 16_384)
+        #expect(jamba.savedFLOPs(hitTokens: 1000).total == 22_980_165_632_000)
+        #expect(nemotron.checkpointBytesPerLayer == 2_179_072)
+        #expect(nemotron.checkpointBytes == 52_297_728)
+        #expect(nemotron.kvBytesPerToken == 16_384)
+        #expect(nemotron.attentionFLOPs(1000) == 100_270_080_000)
+        #expect(nemotron.mlpFLOPs(1000) == 352_321_536_000)
+        #expect(nemotron.mambaFLOPs(1000) == 209_756_160_000)
+        #expect(nemotron.savedFLOPs(hitTokens: 1000).total == 13_890_945_024_000)
+        // The paper's model: one checkpoint weighs as much as the KV of about 409 tokens.
+        #expect(HybridModel.hybrid7B.checkpointBytes / HybridModel.hybrid7B.kvBytesPerToken == 408)
+    }
 }

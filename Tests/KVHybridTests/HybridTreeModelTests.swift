@@ -22,7 +22,7 @@ struct HybridTreeModelTests {
         return k
     }
 
-    @Test(arguments: [HybridPolicy.sglangPlus, .marconiSim, .marconi])
+    @Test(arguments: [HybridPolicy.sglangPlus, .marconiSim, .marconi, .adaptive])
     func radixTreeKeepsItsInvariants(policy: HybridPolicy) {
         let model = HybridModel.hybrid7B
         for seed in 0 ..< UInt64(20) {
@@ -39,7 +39,11 @@ struct HybridTreeModelTests {
                     Issue.record("seed \(seed) step \(step): \(problem)")
                     return
                 }
-                if policy == .marconi {
+                if let problem = cache.validate() {
+                    Issue.record("seed \(seed) step \(step): \(problem)")
+                    return
+                }
+                if cache.staysWithinCapacity {
                     #expect(cache.tree.bytes <= capacity, "seed \(seed) step \(step): over capacity")
                     #expect(inserted)
                     // What was just inserted is found whole.

@@ -9,7 +9,7 @@ struct BenchCommand: ParsableCommand {
         commandName: "bench",
         abstract: "Measure the cache's hot paths (medians of repeated runs).",
         subcommands: [BenchCoreCommand.self, BenchTiersCommand.self, BenchSchedulerCommand.self, BenchChunksCommand.self,
-                      BenchTraceCommand.self],
+                      BenchTraceCommand.self, BenchHybridCommand.self],
         defaultSubcommand: BenchCoreCommand.self
     )
 }

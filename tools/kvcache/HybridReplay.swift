@@ -11,14 +11,27 @@ struct HybridReplayOptions: ParsableArguments {
 
     @Option(help: "--format marconi: write `i,input_len,output_len,hit_tokens,states_after,kv_tokens_after,logical_ts_after,alpha_after` per request (one file per policy: the policy's name is inserted before the extension when several run).")
     var perRequest: String?
+
+    @Option(help: ArgumentHelp("--format marconi, adaptive: fixed settings instead of online tuning, `alpha:beta:threshold:drop[:path]` (e.g. 1:1:2:1:0), or several separated by '/' to tune among.", visibility: .hidden))
+    var adaptiveSettings: String?
+
+    @Option(help: ArgumentHelp("--format marconi, adaptive: tuning window in requests.", visibility: .hidden))
+    var adaptiveWindow: Int = 25
 }
 
 /// `kvcache replay --format marconi --model hybrid-7b --capacity-gb G --policy vllm+,sglang+,marconi-sim,marconi`:
 /// replays a Marconi-schema trace through each hybrid policy and reports token hit rate, exact hit tokens
 /// and FLOPs saved (total and by layer type), the tuned alpha and evictions.
 enum HybridReplayCommand {
+    /// The policies run when `--policy` is not given: the parity policy closest to each library one, and
+    /// the library's two.
+    static let defaultPolicies = "sglang+,marconi,adaptive"
+
+    /// The hybrid policies named in `list`; the core replay's default (`lru`, not a hybrid policy) stands
+    /// for `defaultPolicies`.
     static func policies(_ list: String) throws -> [HybridPolicy] {
-        try list.split(separator: ",").map { name in
+        let list = list == "lru" ? defaultPolicies : list
+        return try list.split(separator: ",").map { name in
             guard let p = HybridPolicy(rawValue: String(name)) else {
                 throw ValidationError("unknown hybrid policy '\(name)' (choose from \(HybridPolicy.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
@@ -40,10 +53,15 @@ enum HybridReplayCommand {
         }
         let requests = trace.requests.map { HybridReplay.Request(input: $0.input, output: $0.output) }
         let capacity = Int64((options.capacityGb * 1e9).rounded())
+        var adaptive = HybridReplay.Adaptive(window: max(1, options.adaptiveWindow))
+        if let text = options.adaptiveSettings {
+            adaptive = HybridReplay.Adaptive(candidates: try candidates(text), start: 0, window: max(1, options.adaptiveWindow))
+        }
         var objects: [JSONValue] = []
         for policy in policies {
             let start = KVClock.monotonicNanos()
-            let r = HybridReplay.run(requests, model: model, capacityBytes: capacity, policy: policy)
+            let r = HybridReplay.run(requests, model: model, capacityBytes: capacity, policy: policy,
+                                     adaptive: adaptive)
             let wall = KVClock.seconds(from: start, to: KVClock.monotonicNanos())
             if let file = options.perRequest {
                 try writePerRequest(r, requests, to: policies.count == 1 ? file : insert(policy.rawValue, into: file))
@@ -58,6 +76,11 @@ enum HybridReplayCommand {
                 ("flops_saved_mlp", .int(Int(r.saved.mlp))), ("flops_saved_mamba", .int(Int(r.saved.mamba))),
                 ("alpha", alpha), ("first_eviction_at", r.firstEvictionAt.map { .int($0) } ?? .null),
                 ("tuning_window", r.window.map { .int($0) } ?? .null),
+                ("adaptive_settings", r.settings.map { .string($0.description) } ?? .null),
+                ("adaptive_candidate", r.settings.map { s in
+                    .string("\(r.alpha ?? 0):\(s.recurrenceWeight):\(s.branchThreshold):\(s.dropSuperseded ? 1 : 0):\(s.refreshPath ? 1 : 0)")
+                } ?? .null),
+                ("setting_switches", .int(r.settingSwitches)),
                 ("evicted_nodes", .int(r.evictedNodes)), ("eviction_calls", .int(r.evictionCalls)),
                 ("bad_lines", .int(trace.skippedLines)), ("wall_s", .double(wall)),
             ]))
@@ -66,6 +89,18 @@ enum HybridReplayCommand {
             }
         }
         if json { JSONReport.print(objects.count == 1 ? objects[0] : .object([("runs", .array(objects))])) }
+    }
+
+    private static func candidates(_ text: String) throws -> [HybridAlphaTuner.Candidate] {
+        try text.split(separator: "/").map { item in
+            let f = item.split(separator: ":").map { Double($0) }
+            guard f.count == 4 || f.count == 5, let a = f[0], let b = f[1], let t = f[2], let d = f[3],
+                  a >= 0, b >= 0, t >= 1, t < 256, let r = f.count == 5 ? f[4] : 0 else {
+                throw CLIError("--adaptive-settings: '\(item)' is not alpha:beta:threshold:drop[:path]")
+            }
+            return HybridAlphaTuner.Candidate(alpha: a, settings: .init(recurrenceWeight: b, branchThreshold: Int(t),
+                                                                      dropSuperseded: d != 0, refreshPath: r != 0))
+        }
     }
 
     private static func insert(_ name: String, into file: String) -> String {

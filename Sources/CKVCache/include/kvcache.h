@@ -421,6 +421,102 @@ kvcache_status kvcache_reset(kvcache_t *cache);
  *  Statuses: NULL_HANDLE, INVARIANT_VIOLATION (with the broken invariant in kvcache_last_error). */
 kvcache_status kvcache_validate(kvcache_t *cache);
 
+/* MARK: Hybrid attention + SSM models */
+
+/* Prefix caching for hybrid models (Jamba, Nemotron-H, Mamba-2 hybrids): a radix tree over token ids
+ * whose nodes may hold an SSM-state checkpoint (a slot of the engine's fixed-size state pool) plus the
+ * attention KV of their edge, under a byte budget, with the library's adaptive policy (Marconi's
+ * admission and utility, recurrence-gated branch checkpoints). The engine contract, per request:
+ *   1. kvcache_hybrid_plan_prefill(prompt): restore the SSM state from `restore_slot` and the KV of the first
+ *      `hit_tokens` tokens, prefill from there (a missing state means recomputing from the nearest
+ *      checkpoint, which is what `hit_tokens` already is);
+ *   2. during prefill save the SSM state after `save_branch_at` tokens (when >= 0), and after the
+ *      last decoded token;
+ *   3. kvcache_hybrid_commit(prompt + output, plan, saved_branch, saved_end), then drain the events:
+ *      STORED names the slot that receives the state saved after `tokens` tokens, REMOVED a slot
+ *      freed.
+ * Token ids are int32_t. Single-threaded, like kvcache_t. Every refused call changes nothing. */
+
+/** An opaque hybrid prefix cache. */
+typedef struct kvcache_hybrid kvcache_hybrid_t;
+
+/** The longest sequence the hybrid cache takes. */
+#define KVCACHE_HYBRID_MAX_SEQUENCE_TOKENS ((int64_t)1 << 30)
+
+/** What the engine does for one request (see above). */
+typedef struct kvcache_hybrid_plan {
+    /** Tokens served from the cache; the state after them is in `restore_slot` (-1 when 0). */
+    int64_t hit_tokens;
+    int32_t restore_slot;
+    /** Prompt tokens whose KV the cache holds (>= hit_tokens; no state past hit_tokens). */
+    int64_t raw_tokens;
+    /** Save the SSM state after this many prompt tokens during prefill; -1: none. */
+    int64_t save_branch_at;
+    /** The cache state the plan was made for; a commit after another change is refused. */
+    uint64_t generation;
+} kvcache_hybrid_plan;
+
+/** Sizes and counters of a hybrid cache. */
+typedef struct kvcache_hybrid_stats {
+    int64_t capacity_bytes;
+    /** checkpoints x checkpoint bytes + cached_tokens x KV bytes per token; never above capacity. */
+    int64_t bytes;
+    int64_t checkpoints;
+    int64_t cached_tokens;
+    int64_t nodes;
+    int64_t evicted_nodes;
+    int64_t checkpoint_bytes;
+    int64_t kv_bytes_per_token;
+} kvcache_hybrid_stats;
+
+enum kvcache_hybrid_event_kind {
+    KVCACHE_HYBRID_CHECKPOINT_STORED = 1,
+    KVCACHE_HYBRID_CHECKPOINT_REMOVED = 2,
+};
+
+/** One checkpoint event: kind, the state-pool slot, the tokens the state summarises. */
+typedef struct kvcache_hybrid_event {
+    int32_t kind;
+    int32_t slot;
+    int64_t tokens;
+} kvcache_hybrid_event;
+
+/** Creates a hybrid cache for a model preset ("hybrid-7b", "jamba-1.5-mini", "nemotron-h-8b") holding
+ *  at most `capacity_bytes`; `record_events` turns on checkpoint events.
+ *  Release with kvcache_hybrid_destroy. Statuses: NULL_POINTER (out), INVALID_ARGUMENT (unknown or
+ *  non-UTF-8 model, capacity_bytes < 1). */
+kvcache_status kvcache_hybrid_create(const char *model, int64_t capacity_bytes, bool record_events,
+                                     kvcache_hybrid_t **out);
+
+/** Releases the cache. Statuses: NULL_HANDLE. */
+kvcache_status kvcache_hybrid_destroy(kvcache_hybrid_t *cache);
+
+/** Plans a request for `prompt` (a lookup: refreshes recency and counts the prefix's recurrence).
+ *  O(n_tokens); allocates nothing. Statuses: NULL_HANDLE, NULL_POINTER (out; prompt when n_tokens > 0),
+ *  INVALID_ARGUMENT (n_tokens above KVCACHE_HYBRID_MAX_SEQUENCE_TOKENS). */
+kvcache_status kvcache_hybrid_plan_prefill(kvcache_hybrid_t *cache, const int32_t *prompt, size_t n_tokens,
+                                           kvcache_hybrid_plan *out);
+
+/** Caches `tokens` (prompt + output) as `plan` said, with the branch and end states the engine saved
+ *  (a state not saved is not admitted: without the end state only the prefix up to a saved branch
+ *  point is cached). Evicts first; never over capacity. Statuses: NULL_HANDLE, NULL_POINTER,
+ *  INVALID_ARGUMENT (a stale plan, save_branch_at outside [-1, n_tokens] or 0, a sequence that cannot
+ *  fit even in an empty cache, n_tokens above the maximum). */
+kvcache_status kvcache_hybrid_commit(kvcache_hybrid_t *cache, const int32_t *tokens, size_t n_tokens,
+                                     const kvcache_hybrid_plan *plan, bool saved_branch, bool saved_end);
+
+/** Moves up to `capacity` pending checkpoint events, oldest first, into `events`; `*count` says how
+ *  many (fewer than `capacity`: none left). Statuses: NULL_HANDLE, NULL_POINTER. */
+kvcache_status kvcache_hybrid_drain_events(kvcache_hybrid_t *cache, kvcache_hybrid_event *events,
+                                           size_t capacity, size_t *count);
+
+/** The cache's sizes and counters. O(1). Statuses: NULL_HANDLE, NULL_POINTER. */
+kvcache_status kvcache_hybrid_get_stats(kvcache_hybrid_t *cache, kvcache_hybrid_stats *out);
+
+/** Checks the tree's and the policy's invariants (changes nothing). O(nodes + tokens).
+ *  Statuses: NULL_HANDLE, INVARIANT_VIOLATION. */
+kvcache_status kvcache_hybrid_validate(kvcache_hybrid_t *cache);
+
 #ifdef __cplusplus
 }
 #endif
