@@ -13,6 +13,7 @@ struct KVCacheCommand: ParsableCommand {
             DiskCommand.self,
             GenerateCommand.self,
             KVDumpCommand.self,
+            BlendCommand.self,
         ]
     )
 }
