@@ -22,11 +22,12 @@ public final class ChunkBlender {
     public var store: ChunkStore
     public let storePool: PagedKVPool
     public let rotator: RopeRotator
-    /// CacheBlend's check layers (default layer 1, its plain HKVD), strictly ascending.
-    public var checkLayers: [Int] = [1]
+    /// CacheBlend's check layers, strictly ascending: layer 1 alone is its plain HKVD; the default, layers
+    /// 1 and 2, filters gradually.
+    public var checkLayers: [Int] = [1, 2]
     /// How many times more candidates each earlier check layer keeps than the next.
     public var gradualGrowth: Double = 2
-    public var metric: DeviationCheck.Metric = .value
+    public var metric: DeviationCheck.Metric = .keyValue
     private let workspace = ForwardWorkspace()
     private var scratch: PagedKVPool?
 
