@@ -78,7 +78,7 @@ let package = Package(
         .target(name: "KVChunks", dependencies: ["KVCache", "KVPlan", "CKernels"]),
         // A real CPU engine (GGUF, BPE, llama forward pass) on the paged KV.
         .target(name: "KVReferenceEngine", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVRuntime", "KVData", "COpenBLAS",
-                                                          "CKernels"]),
+                                                          "CKernels", "KVChunks"]),
 
         // The C ABI: the public header alone (CKVCache), implemented in Swift with @_cdecl (KVCacheC).
         .target(name: "CKVCache"),
@@ -98,7 +98,7 @@ let package = Package(
             name: "kvcache",
             dependencies: [
                 "KVCache", "KVPlan", "KVTiers", "KVScheduler", "KVData", "KVPrediction", "KVSimulation", "KVReferenceEngine",
-                "KVBench", "KVHybrid",
+                "KVBench", "KVHybrid", "KVChunks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "tools/kvcache",

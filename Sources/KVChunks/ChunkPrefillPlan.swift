@@ -27,11 +27,16 @@ public enum TokenSelection: Sendable, Equatable {
     case random(ratio: Double, seed: UInt64)
     /// The first ceil(ratio x n) positions of each chunk.
     case leading(ratio: Double)
+    /// Cache-Craft: ceil(ratio x reused tokens) over the whole prompt, split over the chunks in proportion
+    /// to each variant's `contextImpact` times its tokens (`RecomputeSelection.contextImpactBudgets`), and
+    /// within a chunk the tokens of highest recorded `tokenImpact` (its leading tokens when none was
+    /// recorded).
+    case contextImpact(ratio: Double)
 
     var ratio: Double {
         switch self {
         case .none: 0
-        case let .highDeviation(r), let .random(r, _), let .leading(r): r
+        case let .highDeviation(r), let .random(r, _), let .leading(r), let .contextImpact(r): r
         }
     }
 }
@@ -51,6 +56,10 @@ public struct ReusedSpan: Sendable, Equatable {
     /// Tokens of the span the engine recomputes (the positions are in `ChunkPrefillPlan.recompute` unless
     /// the selection is `.highDeviation`, where the engine chooses them).
     public var recomputeBudget: Int
+    /// Whether the KV is exactly what a full prefill computes here: the chunk was computed at its target
+    /// position right after the prompt's cached prefix, under the plan's context (a prefix hit in all but
+    /// name). Its budget is 0 under every selection.
+    public var exact: Bool
     /// The RoPE shift that moves the keys from `source` to `target`: `RopeRotator.rotate(by:)`.
     public var rotateBy: Int { target.lowerBound - source.lowerBound }
 }
@@ -62,8 +71,9 @@ public struct ReusedSpan: Sendable, Equatable {
 /// computes the fresh ranges, then calls `release` so the variants may be evicted again.
 ///
 /// Building is O(pieces + recomputed positions) plus one store lookup per chunk; it allocates the plan's
-/// arrays. Not there yet: tiers other than the device, the C ABI and Swift-facade entry points, Cache-Craft's
-/// per-chunk decision (reuse / partial / full recompute from `contextImpact`), and the engine side.
+/// arrays. Cache-Craft's per-chunk decision (reuse as is / partial fix / full recompute) is `.contextImpact`'s
+/// budget split; the reference engine executes plans (`ChunkBlender`). Not there yet: tiers other than the
+/// device, and the C ABI and Swift-facade entry points.
 public struct ChunkPrefillPlan: Sendable, Equatable {
     public var promptTokens: Int
     /// Positions served by the prefix cache.
@@ -113,26 +123,40 @@ public struct ChunkPrefillPlan: Sendable, Equatable {
                 next += 1
                 try! store.acquire(id)  // live: just looked up
                 let v = store.variant(id)!
-                let budget = Int((selection.ratio * Double(piece.tokens)).rounded(.up))
+                // Computed at this very position after this very context: its KV is what a full prefill
+                // computes, so nothing in it needs repair.
+                let exact = range.lowerBound == plan.prefix.upperBound && v.computedAt == range.lowerBound && v.context == context
+                let budget = exact ? 0 : try! RecomputeSelection.budget(ratio: selection.ratio, tokens: piece.tokens)  // ratio checked above
                 plan.reused.append(ReusedSpan(chunk: key, variant: id, tier: .device,
                                               source: v.computedAt ..< v.computedAt + v.tokens, target: range,
-                                              recomputeBudget: budget))
+                                              recomputeBudget: budget, exact: exact))
                 switch selection {
-                case .none, .highDeviation: break
+                case .none, .highDeviation, .contextImpact: break
                 case .leading: plan.recompute.append(contentsOf: range.prefix(budget))
                 case .random:
-                    // Partial Fisher-Yates over the span's offsets.
-                    var offsets = Array(0 ..< piece.tokens)
-                    for k in 0 ..< budget {
-                        let j = k + Int(rng.next() % UInt64(piece.tokens - k))
-                        offsets.swapAt(k, j)
-                    }
-                    plan.recompute.append(contentsOf: offsets[0 ..< budget].sorted().map { range.lowerBound + $0 })
+                    plan.recompute.append(contentsOf: RecomputeSelection.random(count: piece.tokens, budget: budget, rng: &rng)
+                        .map { range.lowerBound + $0 })
                 }
             }
         }
         plan.promptTokens = position
+        if case let .contextImpact(ratio) = selection { plan.selectByContextImpact(ratio: ratio, store: store) }
         return plan
+    }
+
+    /// Sets each span's budget and recomputed positions for `.contextImpact`. The store's variants are live
+    /// (acquired by `build`), so nothing here can fail.
+    private mutating func selectByContextImpact(ratio: Double, store: ChunkStore) {
+        let tokens = reused.map { $0.exact ? 0 : $0.target.count }
+        let total = try! RecomputeSelection.budget(ratio: ratio, tokens: tokens.reduce(0, +))
+        let impacts = reused.map { store.variant($0.variant)!.contextImpact ?? 0 }
+        let budgets = try! RecomputeSelection.contextImpactBudgets(total, impacts: impacts, tokens: tokens)
+        for i in reused.indices {
+            reused[i].recomputeBudget = budgets[i]
+            let chosen = (try! store.tokenImpact(of: reused[i].variant)).map { RecomputeSelection.topScores($0, budget: budgets[i]) }
+                ?? Array(0 ..< budgets[i])
+            recompute.append(contentsOf: chosen.map { reused[i].target.lowerBound + $0 })
+        }
     }
 
     private mutating func appendFresh(_ r: Range<Int>) {

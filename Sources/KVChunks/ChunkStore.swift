@@ -44,6 +44,7 @@ public struct ChunkStore: Sendable {
     private var generations: [UInt32] = []
     private var nextVariant: [Int32] = []
     private var blockLists: [[BlockID]] = []
+    private var tokenImpacts: [[Float]] = []
     private var holders: [Int32] = []
     private var lastUse: [UInt64] = []
     private var freeSlots: [Int32] = []
@@ -73,6 +74,15 @@ public struct ChunkStore: Sendable {
     public func blocks(of id: ChunkVariantID) throws(ChunkError) -> [BlockID] {
         guard live(id) else { throw .unknownVariant(id) }
         return blockLists[Int(id.slot)]
+    }
+
+    /// Cache-Craft's per-token statistics of `id` (one value per token, as `insert` took them: the share
+    /// of each token's attention that went outside the chunk when it was computed), or nil when none were
+    /// recorded.
+    public func tokenImpact(of id: ChunkVariantID) throws(ChunkError) -> [Float]? {
+        guard live(id) else { throw .unknownVariant(id) }
+        let t = tokenImpacts[Int(id.slot)]
+        return t.isEmpty ? nil : t
     }
 
     /// The best variant of `chunk` to reuse after `context`: the one computed after that very context if
@@ -107,12 +117,20 @@ public struct ChunkStore: Sendable {
     /// same chunk and context is returned instead (nothing allocated). When the chunk already has
     /// `maxVariantsPerChunk` variants, its least recently used unheld one is dropped first; when the pool
     /// is short, unheld variants are evicted least recently used first.
-    /// - Throws: `.invalidArgument` for a non-positive length or a negative position, `.insufficientBlocks`
-    ///   when even eviction cannot make room. Nothing changes then.
+    /// `tokenImpact` (one finite value >= 0 per token) are the attention statistics Cache-Craft selects
+    /// tokens by; when given without `contextImpact`, the chunk's impact is their mean.
+    /// - Throws: `.invalidArgument` for a non-positive length, a negative position or token impacts of the
+    ///   wrong count or value, `.insufficientBlocks` when even eviction cannot make room. Nothing changes then.
     @discardableResult
     public mutating func insert(_ chunk: ChunkKey, tokens: Int, computedAt: Int, context: BlockKey,
-                                contextImpact: Float? = nil) throws(ChunkError) -> (ChunkVariantID, [BlockID]) {
+                                contextImpact: Float? = nil, tokenImpact: [Float]? = nil) throws(ChunkError) -> (ChunkVariantID, [BlockID]) {
         guard tokens >= 1, computedAt >= 0 else { throw .invalidArgument("a chunk needs tokens >= 1 and computedAt >= 0") }
+        if let tokenImpact {
+            guard tokenImpact.count == tokens, tokenImpact.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
+                throw .invalidArgument("token impacts need \(tokens) finite values >= 0, got \(tokenImpact.count)")
+            }
+        }
+        let contextImpact = contextImpact ?? tokenImpact.map { $0.reduce(0, +) / Float(tokens) }
         var s = heads[chunk] ?? -1
         var siblings = 0
         while s >= 0 {
@@ -146,7 +164,7 @@ public struct ChunkStore: Sendable {
             slot = free
         } else {
             slot = Int32(variants.count)
-            variants.append(nil); generations.append(0); nextVariant.append(-1); blockLists.append([])
+            variants.append(nil); generations.append(0); nextVariant.append(-1); blockLists.append([]); tokenImpacts.append([])
             holders.append(0); lastUse.append(0)
         }
         var list = blockLists[Int(slot)]
@@ -158,6 +176,7 @@ public struct ChunkStore: Sendable {
         variants[Int(slot)] = Variant(chunk: chunk, tokens: tokens, computedAt: computedAt, context: context,
                                       contextImpact: contextImpact, hits: 0)
         lastUse[Int(slot)] = clock
+        tokenImpacts[Int(slot)] = tokenImpact ?? []
         holders[Int(slot)] = 0
         nextVariant[Int(slot)] = heads[chunk] ?? -1
         heads[chunk] = slot
@@ -207,6 +226,7 @@ public struct ChunkStore: Sendable {
         // Blocks of a live variant are allocated and held once by it: freeing cannot fail.
         for b in blockLists[Int(s)] { try! pool.releaseAndFreeIfUnheld(b) }
         blockLists[Int(s)].removeAll(keepingCapacity: true)
+        tokenImpacts[Int(s)] = []
         variants[Int(s)] = nil
         nextVariant[Int(s)] = -1
         generations[Int(s)] &+= 1
@@ -236,10 +256,13 @@ public struct ChunkStore: Sendable {
         var owner: [BlockID: Int] = [:]
         for s in variants.indices {
             guard let v = variants[s] else {
-                guard blockLists[s].isEmpty, holders[s] == 0 else { throw InvariantViolation("dead slot \(s) holds blocks") }
+                guard blockLists[s].isEmpty, tokenImpacts[s].isEmpty, holders[s] == 0 else { throw InvariantViolation("dead slot \(s) holds blocks") }
                 continue
             }
             guard chained[s] else { throw InvariantViolation("live slot \(s) is in no chain") }
+            guard tokenImpacts[s].isEmpty || tokenImpacts[s].count == v.tokens else {
+                throw InvariantViolation("slot \(s) has \(tokenImpacts[s].count) token impacts for \(v.tokens) tokens")
+            }
             guard blockLists[s].count == (v.tokens + blockTokens - 1) / blockTokens else {
                 throw InvariantViolation("slot \(s) has \(blockLists[s].count) blocks for \(v.tokens) tokens")
             }

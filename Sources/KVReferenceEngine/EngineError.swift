@@ -17,6 +17,9 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
     /// The model computed a NaN or infinite logit (its weights hold non-finite values): nothing
     /// sampled from it would mean anything. `position` is the token position whose logits were bad.
     case nonFiniteLogits(position: Int)
+    /// A blended prefill (chunk reuse with selective recompute) was asked for positions, spans or check
+    /// layers that cannot be right.
+    case invalidBlend(String)
 
     public var description: String {
         switch self {
@@ -28,6 +31,7 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
         case let .cache(why): "cache manager: \(why)"
         case let .model(e): e.description
         case let .nonFiniteLogits(p): "the model computed a NaN or infinite logit at position \(p) (non-finite weights?)"
+        case let .invalidBlend(why): "invalid blended prefill: \(why)"
         }
     }
 }

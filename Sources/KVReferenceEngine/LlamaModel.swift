@@ -69,26 +69,17 @@ public final class LlamaModel: Sendable {
         for t in tokens where Int(t) >= c.vocabSize { throw .tokenOutOfRange(t, vocabulary: c.vocabSize) }
         let ctx = startPosition + n
         guard ctx <= c.contextLength else { throw .contextOverflow(tokens: ctx, limit: c.contextLength) }
-        guard pool.layers == c.layers, pool.kvHeads == c.kvHeads, pool.headDim == c.headDim else {
-            throw .badBlockTable("pool shape does not match the model")
-        }
         let bt = pool.blockTokens
-        let blocksNeeded = (ctx + bt - 1) / bt
-        guard blockTable.count >= blocksNeeded else {
-            throw .badBlockTable("\(blockTable.count) blocks cover fewer than \(ctx) positions")
-        }
-        for b in blockTable.prefix(blocksNeeded) where !pool.contains(b) {
-            throw .badBlockTable("block \(b) is outside the pool of \(pool.capacityBlocks)")
-        }
+        _ = try checkTable(blockTable, pool: pool, positions: ctx)
         guard logits.count >= c.vocabSize else { throw .badBlockTable("logits buffer smaller than the vocabulary") }
 
         workspace.reserve(tokens: n, context: ctx, config: c)
         let s = workspace
-        let E = c.embedding, kvW = c.kvWidth, hd = c.headDim, H = c.heads, G = c.groupSize, F = c.feedForward
+        let E = c.embedding, kvW = c.kvWidth, hd = c.headDim, H = c.heads
         let qW = H * hd
         let w = weights
-        let x = s.x, h = s.h, q = s.q, k = s.k, v = s.v, qh = s.qh, scores = s.scores, og = s.og, attn = s.attn
-        let gate = s.gate, up = s.up, rotations = s.rotations
+        let x = s.x, h = s.h, q = s.q, k = s.k, v = s.v
+        let rotations = s.rotations
         let decodeKernels = mode == .decode && n == 1 && Self.quantizedDecodeEnabled
         let workers = decodeKernels ? s.decodeWorkers(threads: BLASThreads.count) : nil
         /// out (+)= a W^T through the quantized copy when decoding, else BLAS.
@@ -113,8 +104,6 @@ public final class LlamaModel: Sendable {
         // Embedding rows.
         let emb = w.pointer(w.tokenEmbedding)
         for i in 0 ..< n { (x + i * E).update(from: emb + Int(tokens[i]) * E, count: E) }
-
-        let scale = 1 / Float(Double(hd).squareRoot())
         for l in 0 ..< c.layers {
             let L = w.layers[l]
             Self.rmsNorm(x, w.pointer(L.attnNorm), h, rows: n, width: E, eps: c.rmsEpsilon)
@@ -126,55 +115,14 @@ public final class LlamaModel: Sendable {
                 Self.rope(q + i * qW, heads: H, headDim: hd, pairs: pairs, rotations: r)
                 Self.rope(k + i * kvW, heads: c.kvHeads, headDim: hd, pairs: pairs, rotations: r)
             }
-            // Write the new tokens' K and V into their pool slots.
-            for i in 0 ..< n {
+            storeKVAndRegroupQueries(layer: l, tokens: n, pool: pool, workspace: s) { i in
                 let p = startPosition + i
-                let block = blockTable[p / bt], slot = p % bt
-                (pool.pointer(block: block, layer: l, value: false) + slot * kvW).update(from: k + i * kvW, count: kvW)
-                (pool.pointer(block: block, layer: l, value: true) + slot * kvW).update(from: v + i * kvW, count: kvW)
+                return (blockTable[p / bt], p % bt)
             }
-            // Queries regrouped head-major: qh[head][token][dim], so one KV head's group is one matrix.
-            for i in 0 ..< n {
-                for hh in 0 ..< H { (qh + (hh * n + i) * hd).update(from: q + i * qW + hh * hd, count: hd) }
+            attend(layer: l, tokens: n, context: ctx, pool: pool, workspace: s, kernels: decodeKernels, block: { blockTable[$0] }) { scores, rows in
+                Self.causalSoftmax(scores, rows: rows, tokens: n, context: ctx, start: startPosition)
             }
-            let rowsPerGroup = G * n
-            for g in 0 ..< c.kvHeads {
-                let a = qh + g * rowsPerGroup * hd
-                // scores = scale * Q_g K^T, one sgemm (or, decoding, one kernel call) per block straight from the pool.
-                for b in 0 ..< blocksNeeded {
-                    let t0 = b * bt, cnt = min(bt, ctx - t0)
-                    let kb = pool.pointer(block: blockTable[b], layer: l, value: false) + g * hd
-                    if decodeKernels {
-                        kv_attention_scores(a, rowsPerGroup, hd, kb, kvW, cnt, scale, scores + t0, ctx)
-                    } else {
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rowsPerGroup), Int32(cnt), Int32(hd),
-                                    scale, a, Int32(hd), kb, Int32(kvW), 0, scores + t0, Int32(ctx))
-                    }
-                }
-                Self.causalSoftmax(scores, rows: rowsPerGroup, tokens: n, context: ctx, start: startPosition)
-                // og = P V_g, accumulated block by block.
-                for b in 0 ..< blocksNeeded {
-                    let t0 = b * bt, cnt = min(bt, ctx - t0)
-                    let vb = pool.pointer(block: blockTable[b], layer: l, value: true) + g * hd
-                    if decodeKernels {
-                        kv_attention_values(scores + t0, rowsPerGroup, ctx, vb, kvW, cnt, hd, og, b != 0)
-                    } else {
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rowsPerGroup), Int32(hd), Int32(cnt),
-                                    1, scores + t0, Int32(ctx), vb, Int32(kvW), b == 0 ? 0 : 1, og, Int32(hd))
-                    }
-                }
-                for r in 0 ..< rowsPerGroup {
-                    let head = g * G + r / n, i = r % n
-                    (attn + i * qW + head * hd).update(from: og + r * hd, count: hd)
-                }
-            }
-            linear(attn, L.wo, x, accumulate: true)
-
-            Self.rmsNorm(x, w.pointer(L.ffnNorm), h, rows: n, width: E, eps: c.rmsEpsilon)
-            linear(h, L.wGate, gate, accumulate: false)
-            linear(h, L.wUp, up, accumulate: false)
-            Self.swiglu(gate, up, count: n * F)
-            linear(gate, L.wDown, x, accumulate: true)
+            layerTail(L, tokens: n, workspace: s, linear: linear)
         }
         // Final norm and head for the last token only.
         let last = x + (n - 1) * E
@@ -203,7 +151,103 @@ public final class LlamaModel: Sendable {
         return out
     }
 
+    /// Checks that `pool` has the model's shape and `table` names blocks of it for positions
+    /// `0 ..< positions`; returns how many blocks those are. O(blocks).
+    func checkTable(_ table: some Collection<BlockID>, pool: PagedKVPool, positions: Int) throws(EngineError) -> Int {
+        let c = config
+        guard pool.layers == c.layers, pool.kvHeads == c.kvHeads, pool.headDim == c.headDim else {
+            throw .badBlockTable("pool shape does not match the model")
+        }
+        let needed = (positions + pool.blockTokens - 1) / pool.blockTokens
+        guard table.count >= needed else { throw .badBlockTable("\(table.count) blocks cover fewer than \(positions) positions") }
+        for b in table.prefix(needed) where !pool.contains(b) {
+            throw .badBlockTable("block \(b) is outside the pool of \(pool.capacityBlocks)")
+        }
+        return needed
+    }
+
+    /// Grouped-query attention of the `n` queries in the workspace's `qh` over positions `0 ..< ctx` of
+    /// layer `l` in the pool, into `attn`: per KV group, scores = scale x Q_g K^T, one sgemm (or, with
+    /// `kernels`, one decode-kernel call) per block straight from the pool; `softmax(scores, rows)` masks and
+    /// normalizes them (rows = group heads x n, row r is token r % n); then og = P V_g accumulated block by
+    /// block and scattered to `attn`. O(n x ctx x heads x headDim).
+    @inline(__always)
+    func attend(layer l: Int, tokens n: Int, context ctx: Int, pool: PagedKVPool, workspace s: ForwardWorkspace,
+                kernels: Bool, block: (Int) -> BlockID, softmax: (UnsafeMutablePointer<Float>, Int) -> Void) {
+        let c = config, hd = c.headDim, kvW = c.kvWidth, bt = pool.blockTokens
+        let rows = c.groupSize * n, blocks = (ctx + bt - 1) / bt
+        let scale = 1 / Float(Double(hd).squareRoot())
+        let scores = s.scores, og = s.og
+        for g in 0 ..< c.kvHeads {
+            let a = s.qh + g * rows * hd
+            for b in 0 ..< blocks {
+                let t0 = b * bt, cnt = min(bt, ctx - t0)
+                let kb = pool.pointer(block: block(b), layer: l, value: false) + g * hd
+                if kernels {
+                    kv_attention_scores(a, rows, hd, kb, kvW, cnt, scale, scores + t0, ctx)
+                } else {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(cnt), Int32(hd),
+                                scale, a, Int32(hd), kb, Int32(kvW), 0, scores + t0, Int32(ctx))
+                }
+            }
+            softmax(scores, rows)
+            for b in 0 ..< blocks {
+                let t0 = b * bt, cnt = min(bt, ctx - t0)
+                let vb = pool.pointer(block: block(b), layer: l, value: true) + g * hd
+                if kernels {
+                    kv_attention_values(scores + t0, rows, ctx, vb, kvW, cnt, hd, og, b != 0)
+                } else {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(hd), Int32(cnt),
+                                1, scores + t0, Int32(ctx), vb, Int32(kvW), b == 0 ? 0 : 1, og, Int32(hd))
+                }
+            }
+            Self.scatterHeads(og, into: s.attn, group: g, tokens: n, config: c)
+        }
+    }
+
+    /// The end of layer `L` once attention has filled `attn`: the out-projection added to the residual
+    /// `x`, then the SwiGLU block added to it. `linear(a, m, out, accumulate)` is the caller's product.
+    @inline(__always)
+    func layerTail(_ L: LlamaWeights.Layer, tokens n: Int, workspace s: ForwardWorkspace,
+                   linear: (UnsafeMutablePointer<Float>, LlamaWeights.Matrix, UnsafeMutablePointer<Float>, Bool) -> Void) {
+        linear(s.attn, L.wo, s.x, true)
+        Self.rmsNorm(s.x, weights.pointer(L.ffnNorm), s.h, rows: n, width: config.embedding, eps: config.rmsEpsilon)
+        linear(s.h, L.wGate, s.gate, false)
+        linear(s.h, L.wUp, s.up, false)
+        Self.swiglu(s.gate, s.up, count: n * config.feedForward)
+        linear(s.gate, L.wDown, s.x, true)
+    }
+
+    /// Writes the `n` new tokens' K and V (rows of the workspace's `k`, `v`) into the pool slots `slot(i)`
+    /// names for layer `l`, then regroups the queries head-major, `qh[head][token][dim]`, so that one KV
+    /// head's group is one matrix. O(n x heads x headDim).
+    @inline(__always)
+    func storeKVAndRegroupQueries(layer l: Int, tokens n: Int, pool: PagedKVPool, workspace s: ForwardWorkspace,
+                                  slot: (Int) -> (block: BlockID, slot: Int)) {
+        let kvW = config.kvWidth, hd = config.headDim, qW = config.heads * hd
+        for i in 0 ..< n {
+            let (block, t) = slot(i)
+            (pool.pointer(block: block, layer: l, value: false) + t * kvW).update(from: s.k + i * kvW, count: kvW)
+            (pool.pointer(block: block, layer: l, value: true) + t * kvW).update(from: s.v + i * kvW, count: kvW)
+        }
+        for i in 0 ..< n {
+            for hh in 0 ..< config.heads { (s.qh + (hh * n + i) * hd).update(from: s.q + i * qW + hh * hd, count: hd) }
+        }
+    }
+
     // MARK: Kernels
+
+    /// Copies one KV group's attention output `og` (group heads x tokens rows of headDim) to the token-major
+    /// `attn` (tokens x heads x headDim). O(group heads x tokens x headDim).
+    @inline(__always)
+    static func scatterHeads(_ og: UnsafeMutablePointer<Float>, into attn: UnsafeMutablePointer<Float>, group g: Int,
+                             tokens n: Int, config c: LlamaConfig) {
+        let hd = c.headDim, qW = c.heads * hd
+        for r in 0 ..< c.groupSize * n {
+            let head = g * c.groupSize + r / n, i = r % n
+            (attn + i * qW + head * hd).update(from: og + r * hd, count: hd)
+        }
+    }
 
     /// `out[r] = in[r] * w / rms(in[r])` for each of `rows` rows. O(rows x width).
     static func rmsNorm(_ input: UnsafeMutablePointer<Float>, _ weight: UnsafeMutablePointer<Float>,

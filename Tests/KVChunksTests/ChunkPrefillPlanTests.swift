@@ -13,7 +13,8 @@ struct ChunkPrefillPlanTests {
         let (vb, _) = try store.insert(b, tokens: 20, computedAt: 0, context: root)
         let pieces = [PromptPiece(.cachedPrefix, tokens: 32), PromptPiece(.chunk(b), tokens: 20), PromptPiece(.fresh, tokens: 5),
                       PromptPiece(.chunk(missing), tokens: 3), PromptPiece(.chunk(a), tokens: 40), PromptPiece(.fresh, tokens: 9)]
-        for selection in [TokenSelection.none, .leading(ratio: 0.15), .random(ratio: 0.3, seed: 9), .highDeviation(ratio: 0.15)] {
+        for selection in [TokenSelection.none, .leading(ratio: 0.15), .random(ratio: 0.3, seed: 9), .highDeviation(ratio: 0.15),
+                          .contextImpact(ratio: 0.15)] {
             let plan = try ChunkPrefillPlan.build(pieces, store: &store, context: root, selection: selection)
             try plan.validate()
             #expect(plan.promptTokens == 109 && plan.prefix == 0 ..< 32 && plan.missingChunks == 1)
@@ -27,6 +28,8 @@ struct ChunkPrefillPlanTests {
             case .leading: #expect(plan.recompute == Array(32 ..< 35) + Array(60 ..< 66))
             case .random: #expect(budgets == [6, 12] && plan.recompute.count == 18)
             case .highDeviation: #expect(budgets == [3, 6] && plan.recompute.isEmpty)
+            // No impact measured: 9 tokens split evenly (the odd one to the first), each chunk's leading ones.
+            case .contextImpact: #expect(budgets == [5, 4] && plan.recompute == Array(32 ..< 37) + Array(60 ..< 64))
             }
             // Held while the plan runs: neither variant can be removed until released.
             #expect(throws: ChunkError.variantHeld(va)) { try store.remove(va) }

@@ -8,6 +8,10 @@ import Testing
 struct ChunkStoreTests {
     func key(_ n: UInt64) -> ChunkKey { ChunkKey(bits: BlockKey(lo: n &* 0x9E37_79B9_7F4A_7C15 | 1, hi: n)) }
     func context(_ n: UInt64) -> BlockKey { BlockKey(lo: n + 1, hi: 0xC0) }
+    /// Cache-Craft statistics for half the (chunk, context) pairs, none for the others.
+    func impacts(_ c: UInt64, _ x: UInt64, _ n: Int) -> [Float]? {
+        (c + x) % 2 == 0 ? (0 ..< n).map { Float((UInt64($0) * 7 + c) % 5) / 4 } : nil
+    }
 
     @Test func randomOperationsKeepTheInvariantsAndTheModel() throws {
         var store = try ChunkStore(capacityBlocks: 40, blockTokens: 4, maxVariantsPerChunk: 2)
@@ -25,8 +29,9 @@ struct ChunkStoreTests {
                 let existing = live.first { $0.value.chunk == c && $0.value.context == x }
                 let before = store.count
                 do {
-                    let (id, blocks) = try store.insert(key(c), tokens: existing?.value.tokens ?? tokens, computedAt: Int(c) * 7,
-                                                        context: context(x))
+                    let n = existing?.value.tokens ?? tokens
+                    let (id, blocks) = try store.insert(key(c), tokens: n, computedAt: Int(c) * 7, context: context(x),
+                                                        tokenImpact: impacts(c, x, n))
                     if let existing {
                         #expect(id == existing.key && store.count == before, "step \(step): same chunk and context")
                     } else {
@@ -76,6 +81,7 @@ struct ChunkStoreTests {
             for (id, v) in live {
                 let got = try #require(store.variant(id))
                 #expect(got.tokens == v.tokens && got.context == context(v.context) && got.chunk == key(v.chunk))
+                #expect(try store.tokenImpact(of: id) == impacts(v.chunk, v.context, v.tokens), "step \(step): token impacts")
             }
         }
         #expect(store.evictedVariants > 0)

@@ -15,6 +15,7 @@ struct KVCacheCommand: ParsableCommand {
             DiskCommand.self,
             GenerateCommand.self,
             KVDumpCommand.self,
+            BlendCommand.self,
         ]
     )
 }
