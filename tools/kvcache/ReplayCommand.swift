@@ -219,13 +219,7 @@ struct ReplayCommand: ParsableCommand {
                                                     hashBlockTokens: blockTokens))
             } catch { throw CLIError(error.description) }
         }
-        guard let url = Bundle.module.url(forResource: "mooncake-synthetic-1000", withExtension: "jsonl") else {
-            throw CLIError("the embedded default trace is missing from the resource bundle")
-        }
-        do {
-            return ("embedded:mooncake-synthetic-1000.jsonl",
-                    try Mooncake.read(ByteSource(path: url.path), blockTokens: blockTokens, skipBadLines: skipBadLines))
-        } catch { throw CLIError(error.description) }
+        return (EmbeddedTrace.label, try EmbeddedTrace.load(hashBlockTokens: blockTokens, skipBadLines: skipBadLines))
     }
 
     private func makeTemporaryFolder() throws -> String {
