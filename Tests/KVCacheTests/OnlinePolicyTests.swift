@@ -112,11 +112,13 @@ struct OnlinePolicyTests {
             #expect(try d.evict() == 1)
             d.serve([2])  // first use
             d.serve([1])  // returns: its key is in the sketch
-            // Same depth, same frequency 1: plain PGDSF ties and takes the lower block id (key 2's);
-            // with a first-use weight, key 2 counts 0.25 and goes first either way. Check the priorities.
+            // Same depth, same frequency 1: plain PGDSF evicts key 2, the less recently used, by the
+            // recency term alone; with a first-use weight, key 2 counts 0.25: a whole 3/4 of a price lower.
             let p2 = d.index.priority(of: try #require(d.index.block(for: Driver.key(2))))
             let p1 = d.index.priority(of: try #require(d.index.block(for: Driver.key(1))))
-            if weight == 1 { #expect(p1 == p2) } else { #expect(p2 < p1) }
+            let price = try #require(d.index.policy as? PGDSFPolicy).cost.seconds(tokens: 16, contextBefore: 0)
+            #expect(p2 < p1)
+            #expect((p1 - p2 > price / 2) == (weight < 1))
             #expect(try d.evict() == 2)
         }
         #expect(PGDSFPolicy(cost: Self.cost).name == "pgdsf")

@@ -137,9 +137,10 @@ struct PGDSFPolicyTests {
         let p = PGDSFPolicy(capacity: 2, cost: Self.cost)
         let node = PolicyNode(block: 40, depth: 2, key: BlockKey(lo: 1, hi: 1), tokens: 16, clock: 1)
         let first = p.priorityOnInsert(node)
-        #expect(first == p.recomputeSeconds(node))
-        #expect(p.priorityOnAccess(node, previous: first, kind: .hit) == 2 * first)
-        #expect(p.priorityOnAccess(node, previous: first, kind: .release) == 2 * first)
+        // Frequency x cost, plus the tie-breaking recency term of clock 1.
+        #expect(first == p.recomputeSeconds(node) + p.recency(node))
+        #expect(p.priorityOnAccess(node, previous: first, kind: .hit) == 2 * p.recomputeSeconds(node) + p.recency(node))
+        #expect(p.priorityOnAccess(node, previous: first, kind: .release) == 2 * p.recomputeSeconds(node) + p.recency(node))
         #expect(p.frequency(of: 40) == 2 && p.frequency(of: 41) == 0)
     }
 
@@ -161,10 +162,23 @@ struct PGDSFPolicyTests {
         let cost = try RecomputeCost(secondsPerToken: 1, secondsPerContextPair: 0)
         let m = try KVCacheManager(KVCacheConfig(blockTokens: 4, capacityBlocks: 8, policy: .pgdsf, recomputeCost: cost))
         try Self.serveNineTokens(m)
-        // 1 s per token, no attention term: each 4-token block is worth 4 s at frequency 1.
+        // 1 s per token, no attention term: each 4-token block is worth 4 s at frequency 1 (plus a
+        // recency term far below a second).
         let policy = try #require(m.index.policy as? PGDSFPolicy)
         #expect(policy.cost == cost)
-        for b in 0 ..< 8 where m.index.isCached(BlockID(b)) { #expect(m.index.priority(of: BlockID(b)) == 4) }
+        for b in 0 ..< 8 where m.index.isCached(BlockID(b)) { #expect(abs(m.index.priority(of: BlockID(b)) - 4) < 1e-6) }
+    }
+
+    @Test func equalPricesGoLeastRecentlyUsedFirst() {
+        // Flat cost and equal frequency: the clock L does not move between these publications, so
+        // only the recency term orders them; the block used first goes first, whatever its id.
+        var d = Driver(.pgdsf)
+        let older = d.publish(depth: 1)
+        let newer = d.publish(depth: 1)
+        d.hit(newer)
+        d.hit(older)  // older (the lower block id) is now the more recently used (both at frequency 2)
+        #expect(older[0] < newer[0])
+        #expect(d.evict() == newer[0])
     }
 
     /// One 9-token prompt through the manager's whole cycle (add, lookup, allocate, commit, free):
