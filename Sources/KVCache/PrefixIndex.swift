@@ -60,20 +60,20 @@ public struct PrefixIndex {
     }
 
     /// The cached block with this key. O(1) expected.
-    public func block(for key: BlockKey) -> BlockID? { index.find(key) }
+    @inline(__always) public func block(for key: BlockKey) -> BlockID? { index.find(key) }
 
     /// Whether `block` is in the cache.
-    public func isCached(_ block: BlockID) -> Bool { index.key(of: block) != .zero }
+    @inline(__always) public func isCached(_ block: BlockID) -> Bool { index.key(of: block) != .zero }
     /// The key of a cached block (`.zero` if not cached).
-    public func key(of block: BlockID) -> BlockKey { index.key(of: block) }
+    @inline(__always) public func key(of block: BlockID) -> BlockKey { index.key(of: block) }
     /// The parent of a cached block, or `PrefixIndex.noParent` for a first block.
-    public func parent(of block: BlockID) -> BlockID { parents[Int(block)] }
+    @inline(__always) public func parent(of block: BlockID) -> BlockID { parents[Int(block)] }
     /// Cached children of a block.
-    public func childCount(of block: BlockID) -> Int { Int(childCounts[Int(block)]) }
+    @inline(__always) public func childCount(of block: BlockID) -> Int { Int(childCounts[Int(block)]) }
     /// Blocks from the root (1 for a first block).
-    public func depth(of block: BlockID) -> Int { heap.depthOf(block) }
+    @inline(__always) public func depth(of block: BlockID) -> Int { heap.depthOf(block) }
     /// The policy's current priority of a cached block.
-    public func priority(of block: BlockID) -> Double { heap.priorityOf(block) }
+    @inline(__always) public func priority(of block: BlockID) -> Double { heap.priorityOf(block) }
 
     /// Loads the key-table lines that probes for `keys` will read, one independent load each, so
     /// their cache misses overlap instead of coming one probe at a time. O(keys); changes nothing.
