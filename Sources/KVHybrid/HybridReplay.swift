@@ -33,12 +33,14 @@ public struct HybridReplay: Sendable {
         public var start: Int
         public var window: Int
         public var decay: Double
+        public var margin: Double
         public init(candidates: [HybridAlphaTuner.Candidate] = HybridAlphaTuner.defaultGrid, start: Int = 0,
-                    window: Int = 25, decay: Double = 0.5) {
+                    window: Int = 25, decay: Double = 0.5, margin: Double = 0.1) {
             self.candidates = candidates
             self.start = min(start, candidates.count - 1)
             self.window = window
             self.decay = decay
+            self.margin = margin
         }
     }
 
@@ -86,7 +88,8 @@ public struct HybridReplay: Sendable {
                                 alpha: policy == .adaptive ? first.alpha : 0, settings: first.settings)
         var tuner = policy == .adaptive && adaptive.candidates.count > 1
             ? HybridAlphaTuner(model: model, capacityBytes: capacityBytes, candidates: adaptive.candidates,
-                               window: adaptive.window, decay: adaptive.decay, start: adaptive.start) : nil
+                               window: adaptive.window, decay: adaptive.decay, margin: adaptive.margin,
+                               start: adaptive.start) : nil
         for (i, r) in requests.enumerated() {
             let hit = r.input.withUnsafeBufferPointer { cache.lookup($0).hit }
             fill(&seq, r)
