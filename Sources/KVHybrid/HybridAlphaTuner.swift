@@ -53,7 +53,7 @@ public struct HybridAlphaTuner: Sendable {
     public private(set) var switches = 0
 
     public init(model: HybridModel, capacityBytes: Int64, candidates: [Candidate] = defaultGrid, window: Int = 25,
-                decay: Double = 0.5, margin: Double = 0.02, start: Int = 0) {
+                decay: Double = 0.5, margin: Double = 0.1, start: Int = 0) {
         precondition(!candidates.isEmpty && window > 0 && start < candidates.count)
         self.candidates = candidates
         self.window = window

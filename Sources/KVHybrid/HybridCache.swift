@@ -192,9 +192,8 @@ public struct HybridCache: Sendable {
     /// leaf with its checkpoint, the superseded checkpoint dropped (its node merged into the leaf).
     mutating func place(_ seq: UnsafeBufferPointer<Int32>, _ a: Admission) {
         let m = a.match
-        let end = tree.insert(seq, at: m, stamp: clock, checkpointSplit: a.checkpointAtBranch)
+        tree.insert(seq, at: m, stamp: clock, checkpointSplit: a.checkpointAtBranch)
         if !m.splits && m.node != HybridPrefixTree.root && a.checkpointAtBranch { tree.giveCheckpoint(m.node) }
-        _ = end
         if a.supersedes && tree.children(m.node) == 1 { tree.mergeIntoChild(m.node) }
     }
 

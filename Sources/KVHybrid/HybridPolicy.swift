@@ -1,9 +1,10 @@
 /// The eviction and admission policies of the hybrid prefix cache.
 ///
 /// `vllm+`, `sglang+` and `marconi-sim` reproduce the Marconi simulator (MLSys'25, its own behaviours
-/// included, see `docs` in the README's "Hybrid models" section); `marconi` is this library's policy:
-/// Marconi's admission and utility with those defects fixed (freed bytes counted from the victim, the
-/// MLP parent term, the tree never left over capacity).
+/// included, see the README's "Hybrid models" section); `marconi` is Marconi's admission and utility
+/// with those defects fixed (freed bytes counted from the victim, the MLP parent term, the tree never
+/// left over capacity); `adaptive` is the library's policy (`HybridCache.AdaptiveSettings`, re-tuned by
+/// `HybridAlphaTuner`), the only one with the engine contract (`HybridCache.plan`).
 public enum HybridPolicy: String, Sendable, CaseIterable {
     /// 32-token block nodes with a checkpoint each, LRU over leaf blocks.
     case vllmPlus = "vllm+"

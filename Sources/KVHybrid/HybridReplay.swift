@@ -5,7 +5,9 @@
 /// (1-based); W = 5·N0. At the insert of request W, between its dry run and its eviction check, requests
 /// 1..W are replayed from an empty cache (clock 1) with each alpha in {0, 0.1, ..., 2.0}; the alpha with
 /// the most FLOPs saved over the last 500 replayed requests wins (the smallest on a tie). Once; never
-/// when W exceeds the trace. Allocation: the sequence buffer is reused; the tree grows as it must.
+/// when W exceeds the trace. `adaptive` instead re-tunes in windows on shadow caches (`HybridAlphaTuner`,
+/// `Adaptive`); one candidate means fixed settings. Allocation: the sequence buffer is reused; the tree
+/// grows as it must.
 public struct HybridReplay: Sendable {
     /// One request: prompt and output token ids.
     public struct Request: Sendable {
@@ -33,12 +35,14 @@ public struct HybridReplay: Sendable {
         public var start: Int
         public var window: Int
         public var decay: Double
+        public var margin: Double
         public init(candidates: [HybridAlphaTuner.Candidate] = HybridAlphaTuner.defaultGrid, start: Int = 0,
-                    window: Int = 25, decay: Double = 0.5) {
+                    window: Int = 25, decay: Double = 0.5, margin: Double = 0.1) {
             self.candidates = candidates
             self.start = min(start, candidates.count - 1)
             self.window = window
             self.decay = decay
+            self.margin = margin
         }
     }
 
@@ -86,7 +90,8 @@ public struct HybridReplay: Sendable {
                                 alpha: policy == .adaptive ? first.alpha : 0, settings: first.settings)
         var tuner = policy == .adaptive && adaptive.candidates.count > 1
             ? HybridAlphaTuner(model: model, capacityBytes: capacityBytes, candidates: adaptive.candidates,
-                               window: adaptive.window, decay: adaptive.decay, start: adaptive.start) : nil
+                               window: adaptive.window, decay: adaptive.decay, margin: adaptive.margin,
+                               start: adaptive.start) : nil
         for (i, r) in requests.enumerated() {
             let hit = r.input.withUnsafeBufferPointer { cache.lookup($0).hit }
             fill(&seq, r)
@@ -135,7 +140,7 @@ public struct HybridReplay: Sendable {
             for (i, r) in window.enumerated() {
                 let hit = r.input.withUnsafeBufferPointer { cache.lookup($0).hit }
                 fill(&seq, r)
-                seq.withUnsafeBufferPointer { s in cache.finishInsert(s, cost: cache.prepareInsert(s)) }
+                _ = seq.withUnsafeBufferPointer { s in cache.finishInsert(s, cost: cache.prepareInsert(s)) }
                 if i >= window.count - 500 { saved += model.savedFLOPs(hitTokens: Int64(hit)).total }
             }
             if saved > bestSaved {

@@ -1,6 +1,7 @@
 /// How often a prefix recurred, approximately: a count-min sketch over 64-bit prefix hashes, four rows of
 /// `width` saturating 8-bit counters, halved every `width` additions so that old popularity fades
-/// (TinyLFU's aging). An estimate never undercounts the additions since the last halving.
+/// (TinyLFU's aging). An estimate never undercounts the additions since the last halving (up to the
+/// counters' 255).
 ///
 /// Fixed storage allocated once; `add` and `estimate` are O(rows), allocate nothing and cannot fail.
 /// `hash(_:)` is the prefix hash the adaptive policy counts (a multiply-xorshift chain over token ids,

@@ -34,13 +34,18 @@ struct HybridPlanTests {
             var cache = HybridCache(model: model, policy: .adaptive, capacityBytes: capacity, alpha: Double(seed % 3) / 2)
             cache.setRecordsEvents(true)
             var mirror = Set<Int32>()
+            var branches = 0, hits = 0
             for step in 0 ..< 200 {
                 let prompt = HybridTreeModelTests.sequence(&rng)
                 let seq = prompt + (0 ..< Int(rng.next() % 4)).map { _ in Int32(rng.next() % 4) }
                 let plan = try prompt.withUnsafeBufferPointer { p throws(HybridCacheError) in try cache.plan(p) }
                 #expect(plan.hitTokens <= plan.rawTokens && plan.rawTokens <= prompt.count)
                 #expect((plan.hitTokens == 0) == (plan.restoreSlot == -1))
-                if let b = plan.saveBranchAt { #expect(b > plan.hitTokens && b < prompt.count) }
+                if let b = plan.saveBranchAt {
+                    #expect(b > plan.hitTokens && b < prompt.count)
+                    branches += 1
+                }
+                if plan.hitTokens > 0 { hits += 1 }
                 let savedBranch = rng.next() % 4 != 0, savedEnd = rng.next() % 5 != 0
                 try seq.withUnsafeBufferPointer { s throws(HybridCacheError) in
                     try cache.commit(sequence: s, plan: plan, savedBranch: savedBranch, savedEnd: savedEnd)
@@ -61,6 +66,8 @@ struct HybridPlanTests {
                     #expect(again.hitTokens == seq.count, "seed \(seed) step \(step): the committed sequence is served whole")
                 }
             }
+            // The run exercised both halves of the contract: branch states to save and hits to restore.
+            #expect(branches > 0 && hits > 0, "seed \(seed): \(branches) branch points, \(hits) hits")
         }
     }
 

@@ -17,6 +17,12 @@ struct HybridReplayOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp("--format marconi, adaptive: tuning window in requests.", visibility: .hidden))
     var adaptiveWindow: Int = 25
+
+    @Option(help: ArgumentHelp("--format marconi, adaptive: how much better (relative) a shadow must score to be adopted.", visibility: .hidden))
+    var adaptiveMargin: Double = 0.1
+
+    @Option(help: ArgumentHelp("--format marconi, adaptive: weight of the previous windows' scores (0: the last window only).", visibility: .hidden))
+    var adaptiveDecay: Double = 0.5
 }
 
 /// `kvcache replay --format marconi --model hybrid-7b --capacity-gb G --policy vllm+,sglang+,marconi-sim,marconi`:
@@ -53,9 +59,13 @@ enum HybridReplayCommand {
         }
         let requests = trace.requests.map { HybridReplay.Request(input: $0.input, output: $0.output) }
         let capacity = Int64((options.capacityGb * 1e9).rounded())
-        var adaptive = HybridReplay.Adaptive(window: max(1, options.adaptiveWindow))
+        guard options.adaptiveMargin >= 0, options.adaptiveMargin < 100 else { throw CLIError("--adaptive-margin must be in [0, 100)") }
+        guard options.adaptiveDecay >= 0, options.adaptiveDecay <= 1 else { throw CLIError("--adaptive-decay must be in [0, 1]") }
+        var adaptive = HybridReplay.Adaptive(window: max(1, options.adaptiveWindow), decay: options.adaptiveDecay,
+                                             margin: options.adaptiveMargin)
         if let text = options.adaptiveSettings {
-            adaptive = HybridReplay.Adaptive(candidates: try candidates(text), start: 0, window: max(1, options.adaptiveWindow))
+            adaptive = HybridReplay.Adaptive(candidates: try candidates(text), start: 0, window: max(1, options.adaptiveWindow),
+                                             decay: options.adaptiveDecay, margin: options.adaptiveMargin)
         }
         var objects: [JSONValue] = []
         for policy in policies {

@@ -59,7 +59,7 @@ struct ReplayCommand: ParsableCommand {
     @OptionGroup(title: "Timed mode (--mode timed)")
     var timed: TimedReplayOptions
 
-    @OptionGroup(title: "Hybrid attention + SSM models (--format marconi; policies vllm+, sglang+, marconi-sim, marconi)")
+    @OptionGroup(title: "Hybrid attention + SSM models (--format marconi; policies vllm+, sglang+, marconi-sim, marconi, adaptive; default sglang+,marconi,adaptive)")
     var hybrid: HybridReplayOptions
     @OptionGroup(title: "RAG traces (--format ragpulse)")
     var chunks: ChunkReplayOptions
