@@ -21,7 +21,8 @@ public enum TokenSelection: Sendable, Equatable {
     /// None (full reuse).
     case none
     /// CacheBlend's high-KV-deviation tokens: the engine recomputes every token at its check layer and keeps
-    /// the ceil(ratio x n) with the largest deviation, so the plan carries only the budget.
+    /// the ceil(ratio x n) with the largest deviation, so the plan carries only the budget (an engine may
+    /// spend the spans' budgets together over the prompt, as `ChunkBlender` does).
     case highDeviation(ratio: Double)
     /// ceil(ratio x n) positions drawn uniformly without replacement (the ablation), from `seed`.
     case random(ratio: Double, seed: UInt64)

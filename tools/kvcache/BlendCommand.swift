@@ -206,6 +206,35 @@ struct BlendCommand: ParsableCommand {
             note("sample \(index + 1)/\(prompts.count): \(n) tokens, full prefill \(String(format: "%.3f", fullSeconds)) s, answer \"\(text(reference))\"")
         }
         report(modes, samples: prompts.count)
+        noteController(modes, reused: prompts.map { $0.chunks.dropFirst().reduce(0) { $0 + $1.count } },
+                       kvBytesPerToken: PagedKVPool(config: c, blockTokens: bt, capacityBlocks: 1).bytesPerBlock / bt, layers: c.layers)
+    }
+
+    /// What CacheBlend's loading controller would choose for these prompts if their chunks sat in host
+    /// memory: the recompute cost fitted to this run's full prefills (seconds per token, the linear layers
+    /// dominating at this length) and host memory's copy bandwidth measured here. Modelled, on stderr.
+    func noteController(_ modes: [Mode], reused: [Int], kvBytesPerToken: Int, layers: Int) {
+        let bytes = 1 << 26
+        let a = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64), b = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        defer { a.deallocate(); b.deallocate() }
+        memset(a, 1, bytes); memset(b, 0, bytes)
+        let clock = ContinuousClock()
+        var best = Double.infinity
+        for _ in 0 ..< 3 {
+            let t0 = clock.now
+            memcpy(b, a, bytes)
+            let d = (clock.now - t0).components
+            best = min(best, Double(d.seconds) + Double(d.attoseconds) * 1e-18)
+        }
+        let full = modes[0]
+        let perToken = zip(full.seconds, full.context).map { $0 / Double($1) }.sorted()[full.seconds.count / 2]
+        guard let cost = try? RecomputeCost(secondsPerToken: perToken, secondsPerContextPair: 0),
+              let controller = try? LoadingController(cost: cost, layers: layers, kvBytesPerToken: kvBytesPerToken),
+              let d = try? controller.decide(reusedTokens: reused.max() ?? 0, contextTokens: full.context.max() ?? 0,
+                                             tiers: [.init(name: "host memory", bytesPerSecond: Double(bytes) / best)]) else { return }
+        note(String(format: "loading controller (modelled from measured figures): host memory %.1f GB/s, recompute %.2f ms/token; "
+                    + "ratio %.2f, loading %.1f ms ", Double(bytes) / best / 1e9, perToken * 1e3, d.ratio, d.loadSeconds * 1e3)
+             + (d.loadHidden ? "hidden under" : "longer than") + String(format: " recompute %.1f ms", d.recomputeSeconds * 1e3))
     }
 
     func report(_ modes: [Mode], samples: Int) {
