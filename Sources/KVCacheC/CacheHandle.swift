@@ -11,22 +11,6 @@ final class CacheHandle {
     var stagedEvents: [KVEvent] = []
 
     init(_ manager: KVCacheManager) { self.manager = manager }
-
-    /// Lends the handle behind an opaque pointer to `body` without retaining it: the C caller's
-    /// reference (from `kvcache_create`) keeps it alive for the whole call. O(1).
-    @inline(__always)
-    static func borrow(_ pointer: OpaquePointer, _ body: (CacheHandle) throws(CAPIError) -> Void) throws(CAPIError) {
-        // `_withUnsafeGuaranteedRef` rethrows untyped errors; carry the typed one out as a value.
-        let result = Unmanaged<CacheHandle>.fromOpaque(UnsafeRawPointer(pointer))._withUnsafeGuaranteedRef { h in
-            do throws(CAPIError) {
-                try body(h)
-                return Result<Void, CAPIError>.success(())
-            } catch {
-                return .failure(error)
-            }
-        }
-        try result.get()
-    }
 }
 
 /// Runs one C ABI call on the handle: a NULL handle and every thrown error become a status (and the
@@ -34,12 +18,28 @@ final class CacheHandle {
 @inline(__always)
 func withHandle(_ pointer: OpaquePointer?, _ function: StaticString,
                 _ body: (CacheHandle) throws(CAPIError) -> Void) -> kvcache_status {
+    withBorrowed(pointer, function, body)
+}
+
+/// Lends the object behind an opaque handle (`kvcache_t *`, `kvcache_tiers_t *`) to `body` without
+/// retaining it: the C caller's reference from its create call keeps it alive for the whole call. A NULL
+/// handle and every thrown error become a status and the thread's last error. O(1) around `body`.
+@inline(__always)
+func withBorrowed<Handle: AnyObject>(_ pointer: OpaquePointer?, _ function: StaticString,
+                                     _ body: (Handle) throws(CAPIError) -> Void) -> kvcache_status {
     guard let pointer else { return fail(.nullHandle, function) }
-    do {
-        try CacheHandle.borrow(pointer, body)
-        return Status.ok
-    } catch {
-        return fail(error, function)
+    // `_withUnsafeGuaranteedRef` rethrows untyped errors; carry the typed one out as a value.
+    let result = Unmanaged<Handle>.fromOpaque(UnsafeRawPointer(pointer))._withUnsafeGuaranteedRef { h in
+        do throws(CAPIError) {
+            try body(h)
+            return Result<Void, CAPIError>.success(())
+        } catch {
+            return .failure(error)
+        }
+    }
+    switch result {
+    case .success: return Status.ok
+    case .failure(let error): return fail(error, function)
     }
 }
 
