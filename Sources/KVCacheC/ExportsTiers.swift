@@ -160,6 +160,23 @@ public func kvcacheTiersIsCompleteImpl(_ tiers: OpaquePointer?, _ id: UInt64,
     }
 }
 
+/// kvcache_tiers_failed_blocks: a snapshot of the failed blocks, without waiting. O(blocks).
+@_cdecl("kvcache_tiers_failed_blocks")
+public func kvcacheTiersFailedBlocksImpl(_ tiers: OpaquePointer?, _ id: UInt64, _ failed: UnsafeMutablePointer<UInt8>?,
+                                         _ capacity: Int, _ count: UnsafeMutablePointer<Int>?) -> kvcache_status {
+    withTiers(tiers, "kvcache_tiers_failed_blocks") { (h) throws(CAPIError) in
+        let count = try required(count, "count")
+        let t = try h.transfer(id)
+        let out = try outputBuffer(failed, capacity: capacity, "failed")
+        let n = t.blocks
+        count.pointee = n
+        guard let out else { return }
+        try requireRoom(n, capacity: capacity, "failed")
+        out.update(repeating: 0, count: n)
+        for i in t.failedBlocks { out[i] = 1 }
+    }
+}
+
 /// kvcache_tiers_complete_load: waits, reports per block, forgets the load. O(blocks).
 @_cdecl("kvcache_tiers_complete_load")
 public func kvcacheTiersCompleteLoadImpl(_ tiers: OpaquePointer?, _ loadID: UInt64, _ blockOK: UnsafeMutablePointer<UInt8>?,

@@ -109,6 +109,10 @@ struct TierCallbackTests {
             // Each block is two layer groups: two copies each, none reported yet.
             var complete = true
             #expect(kvcache_tiers_is_complete(tiers, id, &complete) == 0 && !complete)
+            var failed = [UInt8](repeating: 9, count: 3)
+            var count = 0
+            #expect(kvcache_tiers_failed_blocks(tiers, id, &failed, 3, &count) == 0 && failed == [0, 0, 0] && count == 3)
+            #expect(kvcache_tiers_failed_blocks(tiers, id, &failed, 2, &count) == KVCACHE_ERR_BUFFER_TOO_SMALL.code)
             var n = 0
             while n < 6 { n += engine.drain() }
         }

@@ -101,6 +101,7 @@ FUNCTIONS = {
     "kvcache_tiers_prepare_load": ("kvcache_status", [_T, "const kvcache_key *", "size_t", "size_t",
                                                       "const kvcache_block_id *", "size_t", "uint64_t *"]),
     "kvcache_tiers_is_complete": ("kvcache_status", [_T, "uint64_t", "bool *"]),
+    "kvcache_tiers_failed_blocks": ("kvcache_status", [_T, "uint64_t", "uint8_t *", "size_t", "size_t *"]),
     "kvcache_tiers_complete_load": ("kvcache_status", [_T, "uint64_t", "uint8_t *", "size_t", "size_t *"]),
     "kvcache_tiers_prepare_store": ("kvcache_status", [_T, "const kvcache_block_id *", "const kvcache_key *", "size_t",
                                                        "const kvcache_key *", "uint64_t *"]),

@@ -166,6 +166,14 @@ class TierManager(OwnedHandle):
         self._check(self._lib.kvcache_tiers_is_complete(self._handle, index(transfer_id), self._bool_ref))
         return self._bool.value
 
+    def failed_blocks(self, transfer_id):
+        """Which blocks of a load or store have failed so far (bool array), without waiting: right after
+        prepare_*, the blocks for which no copy will be asked."""
+        failed = np.zeros(self._pending.get(transfer_id, 0), np.uint8)
+        self._check(self._lib.kvcache_tiers_failed_blocks(self._handle, index(transfer_id), failed.ctypes.data,
+                                                          failed.size, self._size_ref))
+        return failed.astype(bool)
+
     def complete_load(self, load_id):
         """Waits for a load and forgets it: (loaded_prefix, ok), ok[i] True when block i arrived."""
         ok = np.zeros(self._pending.get(load_id, 0), np.uint8)

@@ -584,6 +584,14 @@ kvcache_status kvcache_tiers_prepare_load(kvcache_tiers_t *tiers, const kvcache_
  *  Does not wait. O(1). Statuses: NULL_HANDLE, NULL_POINTER, INVALID_ARGUMENT (unknown id). */
 kvcache_status kvcache_tiers_is_complete(kvcache_tiers_t *tiers, uint64_t id, bool *complete);
 
+/** Which blocks of a load or store (`id`) have failed so far, without waiting: failed[i] is 1 for a
+ *  block that failed (no host slot, found nowhere, a copy reported failed), 0 otherwise; *count is the
+ *  transfer's block count (`failed` may be NULL when capacity is 0, else capacity must hold them).
+ *  Right after prepare_load or prepare_store it names the blocks for which no copy will be asked.
+ *  O(blocks). Statuses: NULL_HANDLE, NULL_POINTER, INVALID_ARGUMENT (unknown id), BUFFER_TOO_SMALL. */
+kvcache_status kvcache_tiers_failed_blocks(kvcache_tiers_t *tiers, uint64_t id, uint8_t *failed, size_t capacity,
+                                           size_t *count);
+
 /** Waits for a load to finish and forgets it: block_ok[i] is 1 when block i arrived, 0 when it failed
  *  (`block_ok` may be NULL when capacity is 0, else capacity must hold the load's blocks);
  *  *loaded_prefix is the number of leading blocks that arrived, the ones the engine may treat as
