@@ -10,6 +10,7 @@ tools/install-deps.sh), with exactly these stand-ins, and nothing else of the en
   (one process, rank 0), which vllm.logger's warning_once asks when the factory loads an
   out-of-tree spec.
 The test modules skip, saying why, when a wheel is not installed."""
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -37,8 +38,9 @@ def _bare_package(name):
 
 
 def _torch_stand_in():
-    if importlib.util.find_spec("torch") is None and "torch" not in sys.modules:
+    if "torch" not in sys.modules and importlib.util.find_spec("torch") is None:
         torch = types.ModuleType("torch")
+        torch.__spec__ = importlib.machinery.ModuleSpec("torch", None)
         torch.Tensor = type("Tensor", (), {})
         sys.modules["torch"] = torch
 
