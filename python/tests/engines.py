@@ -20,6 +20,8 @@ import pytest
 
 
 def _bare_package(name):
+    if getattr(sys.modules.get(name), "__kvcache_bare__", False):
+        return
     spec = importlib.util.find_spec(name) if "." not in name else None
     if "." in name:
         parent = sys.modules[name.rsplit(".", 1)[0]]
@@ -29,12 +31,11 @@ def _bare_package(name):
     if spec is None or not spec.submodule_search_locations:
         pytest.skip(f"the {name} wheel is not installed (tools/install-deps.sh installs it without dependencies)",
                     allow_module_level=True)
-    if name not in sys.modules or not getattr(sys.modules[name], "__kvcache_bare__", False):
-        package = types.ModuleType(name)
-        package.__path__ = list(spec.submodule_search_locations)
-        package.__kvcache_bare__ = True
-        sys.modules[name] = package
-    return os.path.dirname(spec.origin or package.__path__[0])
+    package = types.ModuleType(name)
+    package.__path__ = list(spec.submodule_search_locations)
+    package.__spec__ = spec
+    package.__kvcache_bare__ = True
+    sys.modules[name] = package
 
 
 def _torch_stand_in():
