@@ -15,30 +15,16 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
-import time
 
 here = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [os.path.join(here, ".."), os.path.join(here, "..", "tests")]
+sys.path[:0] = [here, os.path.join(here, ".."), os.path.join(here, "..", "tests")]
 import numpy as np  # noqa: E402
 
 import engines  # noqa: E402
 import kvcache  # noqa: E402
-
-
-def per_call_median_us(fn, batches, calls):
-    """Median over `batches` of the mean time of `calls` back-to-back calls, in microseconds."""
-    for _ in range(calls):
-        fn()
-    samples = []
-    for _ in range(batches):
-        t0 = time.perf_counter_ns()
-        for _ in range(calls):
-            fn()
-        samples.append((time.perf_counter_ns() - t0) / calls / 1000)
-    return statistics.median(samples)
+from lookup_overhead import per_call_median_us  # noqa: E402
 
 
 def main():
