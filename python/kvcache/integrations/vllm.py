@@ -35,7 +35,9 @@ __all__ = ["KVCacheOffloadingManager", "KVCacheOffloadingSpec", "KVCacheTransfer
 @dataclass
 class KVCacheTransferSpec(LoadStoreSpec):
     """Where the worker copies: `host_addresses[i]` and `lengths[i]` are the host bytes of `keys[i]`
-    (the source of a load, the destination of a store)."""
+    (the source of a load, the destination of a store). A load's address is 0 for a key that could not be
+    loaded (it left the tiers since `lookup`, or failed its checksum): the worker skips it and reports the
+    job failed, so the connector recomputes from there."""
     keys: list
     host_addresses: list
     lengths: list
