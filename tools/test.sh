@@ -13,6 +13,11 @@ bash tools/capi/smoke.sh  # the C ABI from C and Python: libkvcache_c.so, tools/
 echo "== The shipped library and the Python package, without the Swift toolchain"
 bash tools/capi/selfcontained.sh
 
+# The tiers from Python and the adapters against vLLM's and SGLang's own classes (their wheels installed
+# without dependencies into .build/adapters-venv; python/tests/engines.py lists the stand-ins).
+echo "== Adapters: vLLM's offloading seam and SGLang's HiCache storage over the tiers"
+bash tools/capi/adapters.sh
+
 echo "== Sequential replay against the independent Python references (LRU and Belady; the README's figures)"
 kvcache="$(swift build --show-bin-path)/kvcache"
 shared_trace=../shared/data/mooncake/synthetic_trace.jsonl

@@ -1,5 +1,6 @@
 import CKVCache
 import KVCache
+import KVTiers
 
 /// Why a C ABI call failed: a facade error, or a check of the boundary itself (NULL handle or
 /// pointer, a caller buffer too short, a value C can express but the API forbids). Carries static
@@ -22,6 +23,8 @@ enum CAPIError: Error {
     case invariantViolation(String)
     /// `create`: the index of this many blocks would not fit in memory.
     case outOfMemory(blocks: Int, limitBytes: Int)
+    /// The tier manager refused the call (it changed nothing).
+    case tier(TierError)
 
     /// The status code the C caller gets (one per `KVCacheError` case). O(1).
     var status: kvcache_status {
@@ -44,6 +47,8 @@ enum CAPIError: Error {
         case .invalidArgument, .notUTF8: Status.invalidArgument
         case .invariantViolation: Status.invariantViolation
         case .outOfMemory: Status.outOfMemory
+        case .tier(let e):
+            if case .invalidArgument = e { Status.invalidArgument } else { Status.tierSystem }
         }
     }
 
@@ -61,6 +66,7 @@ enum CAPIError: Error {
         case .invariantViolation(let what): "invariant violated: \(what)"
         case .outOfMemory(let blocks, let limit):
             "capacity_blocks \(blocks) needs more than half of the \(limit >> 20) MiB this process may use"
+        case .tier(let e): e.description
         }
     }
 }

@@ -96,26 +96,38 @@ public func kvcacheDrainEventsImpl(_ cache: OpaquePointer?,
                                    _ keys: UnsafeMutablePointer<kvcache_key>?, _ keysCapacity: Int,
                                    _ keyCount: UnsafeMutablePointer<Int>?) -> kvcache_status {
     withHandle(cache, "kvcache_drain_events") { (h) throws(CAPIError) in
-        let eventCount = try required(eventCount, "event_count")
-        let keyCount = try required(keyCount, "key_count")
-        let eventsOut = try outputBuffer(events, capacity: eventsCapacity, "events")
-        let keysOut = try outputBuffer(keys, capacity: keysCapacity, "keys")
-        h.manager.drainEvents(into: &h.stagedEvents)
-        let neededKeys = h.stagedEvents.reduce(0) { $0 + $1.keys.count }
-        eventCount.pointee = h.stagedEvents.count
-        keyCount.pointee = neededKeys
-        try requireRoom(h.stagedEvents.count, capacity: eventsCapacity, "events")
-        try requireRoom(neededKeys, capacity: keysCapacity, "keys")
-        var k = 0
-        for (i, event) in h.stagedEvents.enumerated() {
-            eventsOut![i] = kvcache_event(event, firstKey: k)  // non-nil: capacity >= count > i
-            for key in event.keys {
-                keysOut![k] = kvcache_key(lo: key.lo, hi: key.hi)  // non-nil: capacity >= total > k
-                k += 1
-            }
-        }
-        h.stagedEvents.removeAll(keepingCapacity: true)
+        try handOverEvents(&h.stagedEvents, from: h.manager.drainEvents(into:), events, eventsCapacity, eventCount,
+                           keys, keysCapacity, keyCount)
     }
+}
+
+/// The event hand-over of kvcache_drain_events and kvcache_tiers_take_events: checks the caller's
+/// pointers, moves the source's events into `staged`, then hands over the whole list or, when a buffer
+/// is too short, nothing (the counts say what is pending). O(events + keys).
+func handOverEvents(_ staged: inout [KVEvent], from drain: (inout [KVEvent]) -> Void,
+                    _ events: UnsafeMutablePointer<kvcache_event>?, _ eventsCapacity: Int,
+                    _ eventCount: UnsafeMutablePointer<Int>?,
+                    _ keys: UnsafeMutablePointer<kvcache_key>?, _ keysCapacity: Int,
+                    _ keyCount: UnsafeMutablePointer<Int>?) throws(CAPIError) {
+    let eventCount = try required(eventCount, "event_count")
+    let keyCount = try required(keyCount, "key_count")
+    let eventsOut = try outputBuffer(events, capacity: eventsCapacity, "events")
+    let keysOut = try outputBuffer(keys, capacity: keysCapacity, "keys")
+    drain(&staged)
+    let neededKeys = staged.reduce(0) { $0 + $1.keys.count }
+    eventCount.pointee = staged.count
+    keyCount.pointee = neededKeys
+    try requireRoom(staged.count, capacity: eventsCapacity, "events")
+    try requireRoom(neededKeys, capacity: keysCapacity, "keys")
+    var k = 0
+    for (i, event) in staged.enumerated() {
+        eventsOut![i] = kvcache_event(event, firstKey: k)  // non-nil: capacity >= count > i
+        for key in event.keys {
+            keysOut![k] = kvcache_key(lo: key.lo, hi: key.hi)  // non-nil: capacity >= total > k
+            k += 1
+        }
+    }
+    staged.removeAll(keepingCapacity: true)
 }
 
 /// kvcache_get_stats. O(1).

@@ -18,6 +18,7 @@ enum Status {
     static var blockNotReferenced: kvcache_status { code(KVCACHE_ERR_BLOCK_NOT_REFERENCED) }
     static var invariantViolation: kvcache_status { code(KVCACHE_ERR_INVARIANT_VIOLATION) }
     static var outOfMemory: kvcache_status { code(KVCACHE_ERR_OUT_OF_MEMORY) }
+    static var tierSystem: kvcache_status { kvcache_status(truncatingIfNeeded: KVCACHE_ERR_TIER_SYSTEM.rawValue) }
 
     @inline(__always) private static func code(_ c: kvcache_status_code) -> kvcache_status {
         kvcache_status(truncatingIfNeeded: c.rawValue)
@@ -41,6 +42,7 @@ enum Status {
         case blockNotReferenced: "KVCACHE_ERR_BLOCK_NOT_REFERENCED"
         case invariantViolation: "KVCACHE_ERR_INVARIANT_VIOLATION"
         case outOfMemory: "KVCACHE_ERR_OUT_OF_MEMORY"
+        case tierSystem: "KVCACHE_ERR_TIER_SYSTEM"
         default: "KVCACHE_STATUS_UNKNOWN"
         }
     }

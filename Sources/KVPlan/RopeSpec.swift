@@ -1,5 +1,7 @@
 import KVCache
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// How an engine applies rotary position embeddings (RoPE) to the keys it caches: what a chunk store needs
 /// to move cached keys to another position (PIE re-rotation) without the model.

@@ -1,11 +1,12 @@
-"""swift-kvcache's KV-cache manager for LLM serving, from Python: `Cache` over the C ABI of the bundled
+"""swift-kvcache's KV-cache manager for LLM serving, from Python: `Cache` and `TierManager` over the C ABI of the bundled
 libkvcache_c (kvcache.h). See docs/PYTHON.md."""
 from ._abi import ABI_VERSION, EventKind, EvictionPolicy, LibraryNotFound, Status, Tier, library
 from ._version import __version__
 from .cache import Cache
 from .errors import (BlockPoolError, BlocksInUseError, BufferTooSmallError, ClosedCacheError, DuplicateSequenceError,
                      InsufficientBlocksError, InvalidArgumentError, InvariantViolationError, KVCacheError,
-                     KVCacheMemoryError, UnknownSequenceError)
+                     KVCacheMemoryError, TierSystemError, UnknownSequenceError)
+from .tiers import TierCounters, TierLookup, TierManager, TierStats
 from .types import BLOCK_COPY_DTYPE, KEY_DTYPE, Event, PrefixHit, Stats, key_to_int
 
 
@@ -23,6 +24,7 @@ __all__ = [
     "ABI_VERSION", "BLOCK_COPY_DTYPE", "KEY_DTYPE", "BlockPoolError", "BlocksInUseError", "BufferTooSmallError", "Cache",
     "ClosedCacheError", "DuplicateSequenceError", "Event", "EventKind", "EvictionPolicy", "InsufficientBlocksError",
     "InvalidArgumentError", "InvariantViolationError", "KVCacheError", "KVCacheMemoryError", "LibraryNotFound",
-    "PrefixHit", "Stats", "Status", "Tier", "UnknownSequenceError", "__version__", "abi_version", "key_to_int",
+    "PrefixHit", "Stats", "Status", "Tier", "TierCounters", "TierLookup", "TierManager", "TierStats", "TierSystemError",
+    "UnknownSequenceError", "__version__", "abi_version", "key_to_int",
     "version",
 ]

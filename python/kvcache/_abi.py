@@ -19,6 +19,8 @@ SCALARS = {
     "bool": C.c_bool, "double": C.c_double, "int32_t": C.c_int32, "int64_t": C.c_int64,
     "uint32_t": C.c_uint32, "uint64_t": C.c_uint64, "size_t": C.c_size_t,
     "kvcache_status": C.c_int32, "kvcache_seq_id": C.c_int64, "kvcache_block_id": C.c_int32,
+    # A function pointer crosses as an address: a ctypes CFUNCTYPE object cast to c_void_p.
+    "kvcache_tier_copy_fn": C.c_void_p, "uint8_t": C.c_uint8,
 }
 
 STRUCTS = {
@@ -38,9 +40,23 @@ STRUCTS = {
     "kvcache_event": [
         ("kind", "int32_t"), ("tier", "int32_t"), ("block_tokens", "int64_t"), ("parent", "kvcache_key"),
         ("has_parent", "bool"), ("first_key", "size_t"), ("key_count", "size_t")],
+    "kvcache_tiers_config": [
+        ("layers", "int64_t"), ("kv_heads", "int64_t"), ("head_dim", "int64_t"), ("dtype_bytes", "int64_t"),
+        ("block_tokens", "int64_t"), ("device_blocks", "int64_t"), ("host_blocks", "int64_t"),
+        ("disk_directory", "const char *"), ("disk_capacity_bytes", "int64_t"), ("layer_groups", "int64_t"),
+        ("workers", "int64_t"), ("spill_watermark", "double"), ("record_events", "bool"), ("lock_host_memory", "bool"),
+        ("synchronous_eviction_copies", "bool"), ("device_to_host", "kvcache_tier_copy_fn"),
+        ("host_to_device", "kvcache_tier_copy_fn"), ("copy_context", "void *")],
+    "kvcache_tier_lookup": [(name, "int64_t") for name in ("device_blocks", "host_blocks", "disk_blocks", "load_blocks")],
+    "kvcache_tier_counters": [(name, "int64_t") for name in (
+        "hits", "stored_blocks", "removed_blocks", "bytes_in", "bytes_out", "occupancy", "capacity", "loaded_blocks",
+        "not_stored", "failed_loads", "dropped_blocks")],
+    "kvcache_tier_stats": [("block_bytes", "int64_t"), ("device", "kvcache_tier_counters"),
+                           ("host", "kvcache_tier_counters"), ("disk", "kvcache_tier_counters")],
 }
 
-_H = "kvcache_t *"  # the opaque handle
+_H = "kvcache_t *"  # the opaque handles
+_T = "kvcache_tiers_t *"
 FUNCTIONS = {
     "kvcache_version": ("uint32_t", []),
     "kvcache_version_string": ("const char *", []),
@@ -74,6 +90,34 @@ FUNCTIONS = {
     "kvcache_sequence_count": ("kvcache_status", [_H, "int64_t *"]),
     "kvcache_reset": ("kvcache_status", [_H]),
     "kvcache_validate": ("kvcache_status", [_H]),
+    # The tiers (kvcache_tiers_t).
+    "kvcache_tiers_config_init": ("kvcache_status", ["kvcache_tiers_config *"]),
+    "kvcache_tiers_create_checked": ("kvcache_status", ["uint32_t", "size_t", "const kvcache_tiers_config *",
+                                                        "kvcache_tiers_t **"]),
+    "kvcache_tiers_destroy": ("kvcache_status", [_T]),
+    "kvcache_tiers_lookup": ("kvcache_status", [_T, "const kvcache_key *", "size_t", "int64_t", "int64_t", "int32_t *",
+                                                "size_t", "kvcache_tier_lookup *"]),
+    "kvcache_tiers_loadable": ("kvcache_status", [_T, "kvcache_key", "int32_t *"]),
+    "kvcache_tiers_prepare_load": ("kvcache_status", [_T, "const kvcache_key *", "size_t", "size_t",
+                                                      "const kvcache_block_id *", "size_t", "uint64_t *"]),
+    "kvcache_tiers_is_complete": ("kvcache_status", [_T, "uint64_t", "bool *"]),
+    "kvcache_tiers_failed_blocks": ("kvcache_status", [_T, "uint64_t", "uint8_t *", "size_t", "size_t *"]),
+    "kvcache_tiers_complete_load": ("kvcache_status", [_T, "uint64_t", "uint8_t *", "size_t", "size_t *"]),
+    "kvcache_tiers_prepare_store": ("kvcache_status", [_T, "const kvcache_block_id *", "const kvcache_key *", "size_t",
+                                                       "const kvcache_key *", "uint64_t *"]),
+    "kvcache_tiers_complete_store": ("kvcache_status", [_T, "uint64_t", "uint8_t *", "size_t", "size_t *"]),
+    "kvcache_tiers_copy_done": ("kvcache_status", [_T, "uint64_t", "bool"]),
+    "kvcache_tiers_touch": ("kvcache_status", [_T, "const kvcache_key *", "size_t", "size_t *"]),
+    "kvcache_tiers_will_evict": ("kvcache_status", [_T, "kvcache_block_id", "kvcache_key"]),
+    "kvcache_tiers_disk_put": ("kvcache_status", [_T, "kvcache_key", "const kvcache_key *", "const void *", "size_t",
+                                                  "bool *"]),
+    "kvcache_tiers_disk_get": ("kvcache_status", [_T, "kvcache_key", "void *", "size_t", "bool *"]),
+    "kvcache_tiers_disk_contains": ("kvcache_status", [_T, "const kvcache_key *", "size_t", "size_t *"]),
+    "kvcache_tiers_take_events": ("kvcache_status", [_T, "kvcache_event *", "size_t", "size_t *", "kvcache_key *",
+                                                     "size_t", "size_t *"]),
+    "kvcache_tiers_get_stats": ("kvcache_status", [_T, "kvcache_tier_stats *"]),
+    "kvcache_tiers_device_block": ("kvcache_status", [_T, "kvcache_block_id", "void **", "size_t *"]),
+    "kvcache_tiers_validate": ("kvcache_status", [_T]),
 }
 
 # Header functions this package does not call (yet); the ABI test accepts exactly these as unbound.
@@ -104,6 +148,11 @@ class Status(enum.IntEnum):
     ERR_OUT_OF_MEMORY = 14
 
 
+class TierStatus(enum.IntEnum):
+    """enum kvcache_tier_status_code: the statuses only the tier calls return."""
+    ERR_TIER_SYSTEM = 15
+
+
 class EvictionPolicy(enum.IntEnum):
     """enum kvcache_eviction_policy, each member KVCACHE_EVICTION_<name>."""
     LRU = 0
@@ -130,6 +179,7 @@ class Tier(enum.IntEnum):
 # enum type name in kvcache.h -> (Python enum, prefix of its constants).
 ENUMS = {
     "kvcache_status_code": (Status, "KVCACHE_"),
+    "kvcache_tier_status_code": (TierStatus, "KVCACHE_"),
     "kvcache_eviction_policy": (EvictionPolicy, "KVCACHE_EVICTION_"),
     "kvcache_event_kind": (EventKind, "KVCACHE_EVENT_"),
     "kvcache_tier": (Tier, "KVCACHE_TIER_"),
@@ -162,6 +212,11 @@ Allocation = STRUCT_TYPES["kvcache_allocation"]
 BlockCopy = STRUCT_TYPES["kvcache_block_copy"]
 StatsStruct = STRUCT_TYPES["kvcache_stats"]
 EventStruct = STRUCT_TYPES["kvcache_event"]
+TiersConfig = STRUCT_TYPES["kvcache_tiers_config"]
+TierLookupStruct = STRUCT_TYPES["kvcache_tier_lookup"]
+TierStatsStruct = STRUCT_TYPES["kvcache_tier_stats"]
+# void (*)(void *context, kvcache_block_id block, size_t offset, size_t length, void *host, uint64_t token)
+CopyFn = C.CFUNCTYPE(None, C.c_void_p, C.c_int32, C.c_size_t, C.c_size_t, C.c_void_p, C.c_uint64)
 
 
 class LibraryNotFound(ImportError):

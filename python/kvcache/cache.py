@@ -17,6 +17,7 @@ from operator import index
 import numpy as np
 
 from . import errors
+from ._handle import OwnedHandle
 from ._abi import (ABI_VERSION, Allocation, Config, EventKind, EventStruct, EvictionPolicy, MultimodalItem,
                    PrefixHitStruct, Status, StatsStruct, Tier, library)
 from .types import BLOCK_COPY_DTYPE, KEY_DTYPE, Event, PrefixHit, Stats
@@ -77,7 +78,7 @@ def _keys(keys):
     return np.ascontiguousarray(a).view(KEY_DTYPE).reshape(-1)
 
 
-class Cache:
+class Cache(OwnedHandle):
     """A KV block pool with its prefix cache and live sequences (kvcache_t).
 
     Cache(capacity_blocks, block_tokens=16, namespace="", policy="lru", prefix_caching=True,
@@ -86,6 +87,7 @@ class Cache:
     checks the library's ABI against this package's (kvcache_create_checked). O(capacity_blocks).
     Close it with close() or a `with` block; a closed cache raises ClosedCacheError.
     """
+    _DESTROY = "kvcache_destroy"
 
     def __init__(self, capacity_blocks, *, block_tokens=16, namespace="", policy="lru", prefix_caching=True,
                  record_events=False, recompute_seconds_per_token=0.0, recompute_seconds_per_context_pair=0.0):
@@ -118,29 +120,6 @@ class Cache:
         self._size, self._size2, self._i64out = C.c_size_t(), C.c_size_t(), C.c_int64()
         self._hit_ref, self._alloc_ref = C.byref(self._hit), C.byref(self._alloc)
         self._size_ref, self._size2_ref, self._i64_ref = C.byref(self._size), C.byref(self._size2), C.byref(self._i64out)
-
-    # MARK: lifecycle
-
-    def close(self):
-        """Releases the handle and everything it owns; later calls raise ClosedCacheError. Idempotent."""
-        if self._handle is not None:
-            handle, self._handle = self._handle, None
-            self._check(self._lib.kvcache_destroy(handle))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        if getattr(self, "_handle", None) is not None:
-            self._lib.kvcache_destroy(self._handle)
-            self._handle = None
-
-    def _check(self, status):
-        if status != _OK:
-            raise errors.from_status(self._lib, status)
 
     # MARK: sequences
 
@@ -279,19 +258,7 @@ class Cache:
 
     def drain_events(self):
         """The recorded KV events (record_events=True), moved out of the cache, as a list of Event."""
-        lib, h = self._lib, self._handle
-        status = lib.kvcache_drain_events(h, None, 0, self._size_ref, None, 0, self._size2_ref)
-        if status == _OK:
-            return []
-        if status != _TOO_SMALL:
-            raise errors.from_status(lib, status)
-        raw = (EventStruct * self._size.value)()
-        keys = np.empty(self._size2.value, KEY_DTYPE)
-        self._check(lib.kvcache_drain_events(h, raw, len(raw), self._size_ref, keys.ctypes.data, keys.size,
-                                             self._size2_ref))
-        return [Event(EventKind(e.kind), Tier(e.tier), e.block_tokens,
-                      (e.parent.lo, e.parent.hi) if e.has_parent else None,
-                      keys[e.first_key:e.first_key + e.key_count]) for e in raw]
+        return _take_events(self._lib, self._lib.kvcache_drain_events, self._handle, self._size, self._size2)
 
     # MARK: cache-wide
 
@@ -318,3 +285,21 @@ class Cache:
     def validate(self):
         """Checks every internal invariant (tests, debugging); InvariantViolationError on a library bug."""
         self._check(self._lib.kvcache_validate(self._handle))
+
+
+def _take_events(lib, drain, handle, size, size2):
+    """The events of kvcache_drain_events or kvcache_tiers_take_events (`drain`): the counts first, then
+    the events into a ctypes array and their keys into one KEY_DTYPE array, as a list of Event."""
+    status = drain(handle, None, 0, C.byref(size), None, 0, C.byref(size2))
+    if status == _OK:
+        return []
+    if status != _TOO_SMALL:
+        raise errors.from_status(lib, status)
+    raw = (EventStruct * size.value)()
+    keys = np.empty(size2.value, KEY_DTYPE)
+    status = drain(handle, raw, len(raw), C.byref(size), keys.ctypes.data, keys.size, C.byref(size2))
+    if status != _OK:
+        raise errors.from_status(lib, status)
+    return [Event(EventKind(e.kind), Tier(e.tier), e.block_tokens,
+                  (e.parent.lo, e.parent.hi) if e.has_parent else None,
+                  keys[e.first_key:e.first_key + e.key_count]) for e in raw]

@@ -6,7 +6,7 @@ name in the header and the library's sentence for it (kvcache_last_error, read o
 thread right after the call). Classes also derive from the matching built-in exception where one
 fits (ValueError, KeyError, MemoryError), so generic handlers work.
 """
-from ._abi import Status
+from ._abi import Status, TierStatus
 
 
 class KVCacheError(Exception):
@@ -67,6 +67,11 @@ class KVCacheMemoryError(KVCacheError, MemoryError):
     """create: the index would not fit in memory; nothing allocated (KVCACHE_ERR_OUT_OF_MEMORY)."""
 
 
+class TierSystemError(KVCacheError):
+    """The tiers' system calls, zstd or the disk directory failed; the message names the call and the
+    path (KVCACHE_ERR_TIER_SYSTEM)."""
+
+
 # Status -> exception class; a status not listed (a newer library's) raises KVCacheError itself.
 BY_STATUS = {
     Status.ERR_NULL_HANDLE: ClosedCacheError,
@@ -83,6 +88,7 @@ BY_STATUS = {
     Status.ERR_BLOCK_NOT_REFERENCED: BlockPoolError,
     Status.ERR_INVARIANT_VIOLATION: InvariantViolationError,
     Status.ERR_OUT_OF_MEMORY: KVCacheMemoryError,
+    TierStatus.ERR_TIER_SYSTEM: TierSystemError,
 }
 
 

@@ -517,6 +517,253 @@ kvcache_status kvcache_hybrid_get_stats(kvcache_hybrid_t *cache, kvcache_hybrid_
  *  Statuses: NULL_HANDLE, INVARIANT_VIOLATION. */
 kvcache_status kvcache_hybrid_validate(kvcache_hybrid_t *cache);
 
+/* MARK: Tiers (host memory and disk below the device pool) */
+
+/*
+ * A tier manager: the engine's KV blocks copied out of the device pool into page-aligned host memory
+ * (NUMA placed) and a zstd-compressed disk store below it, looked up by block key and brought back on
+ * demand: the verbs of vLLM's OffloadingManager and of SGLang's HiCache storage. The host memory and
+ * the disk bytes are the library's own; the device copies are the engine's: the library asks for each
+ * one through a callback with a completion token, and the engine reports it done with
+ * kvcache_tiers_copy_done (at once, or later from a CUDA stream callback). Without callbacks the
+ * library keeps a stand-in device pool in host memory (tests, CPU engines; kvcache_tiers_device_block).
+ *
+ * Same conventions as above: statuses, kvcache_last_error, nothing changed on failure, caller buffers.
+ * Threading: kvcache_tiers_copy_done may be called from any thread (the copy callbacks run on the
+ * library's transfer threads and may call it before they return); every other call on one handle must
+ * come from one thread at a time, as with kvcache_t. Allocation: the calls copy the caller's keys into
+ * buffers the handle keeps (no allocation in steady state); a lookup's plan and each load or store
+ * handle allocate O(1) objects plus O(blocks) words. Sizes and counts are those of a device pool of
+ * device_blocks blocks of bytes_per_block bytes (layers x 2 x kv_heads x head_dim x dtype_bytes x
+ * block_tokens).
+ */
+
+/** An open tier manager. Opaque. */
+typedef struct kvcache_tiers kvcache_tiers_t;
+
+/** A copy between one device block and host memory that the engine performs: `length` bytes at byte
+ *  `offset` of device block `block`, from or to `host` (which stays valid and untouched until the copy
+ *  is reported). Call kvcache_tiers_copy_done(tiers, token, ok) exactly once when it has finished.
+ *  Runs on a library thread; must not call other kvcache_tiers_* functions than copy_done. */
+typedef void (*kvcache_tier_copy_fn)(void *context, kvcache_block_id block, size_t offset, size_t length,
+                                     void *host, uint64_t token);
+
+/** Statuses of the tier calls besides those of enum kvcache_status_code. */
+enum kvcache_tier_status_code {
+    /** A system call, zstd or the disk directory failed (create: the directory is locked, unreadable,
+     *  full); kvcache_last_error names the call and the path. */
+    KVCACHE_ERR_TIER_SYSTEM = 15,
+};
+
+/** How to build a tier manager. Fill it with kvcache_tiers_config_init, then set the geometry and
+ *  sizes. */
+typedef struct kvcache_tiers_config {
+    /** The engine's KV geometry: a block is layers x 2 (K, V) x kv_heads x head_dim elements of
+     *  dtype_bytes (1, 2 or 4) per token, block_tokens tokens; below 1 GiB. */
+    int64_t layers;
+    int64_t kv_heads;
+    int64_t head_dim;
+    int64_t dtype_bytes;
+    int64_t block_tokens;
+    /** Blocks of the device pool that copies address, 1...INT32_MAX. */
+    int64_t device_blocks;
+    /** Blocks of host memory (0: no host tier). */
+    int64_t host_blocks;
+    /** Folder of the disk tier (created if missing; NULL: no disk tier) and its size in bytes. */
+    const char *disk_directory;
+    int64_t disk_capacity_bytes;
+    /** Loads complete per layer group: each block is copied as this many byte ranges (default 1). */
+    int64_t layer_groups;
+    /** Transfer threads (default 2). */
+    int64_t workers;
+    /** Host occupancy (0...1] above which cold host blocks are written to disk in the background
+     *  (default 0.9; 1: only when evicted from host). */
+    double spill_watermark;
+    /** Keep events for kvcache_tiers_take_events (default false). */
+    bool record_events;
+    /** Page-lock the host tier where permitted (default false). */
+    bool lock_host_memory;
+    /** kvcache_tiers_will_evict returns only once the evicted block's copy to host has finished
+     *  (default false: the engine must not overwrite the block before its device_to_host copies are
+     *  reported; with callbacks that complete later, true would wait for them). */
+    bool synchronous_eviction_copies;
+    /** The engine's copies (both NULL: the library's stand-in device pool; one NULL: INVALID_ARGUMENT). */
+    kvcache_tier_copy_fn device_to_host;
+    kvcache_tier_copy_fn host_to_device;
+    /** Passed as the first argument of both callbacks. */
+    void *copy_context;
+} kvcache_tiers_config;
+
+/** The result of kvcache_tiers_lookup: the longest prefix of the keys found across tiers. */
+typedef struct kvcache_tier_lookup {
+    /** Leading blocks the caller said are in the device pool. */
+    int64_t device_blocks;
+    /** The blocks after them found on host and on disk; load_blocks = host_blocks + disk_blocks. */
+    int64_t host_blocks;
+    int64_t disk_blocks;
+    int64_t load_blocks;
+} kvcache_tier_lookup;
+
+/** Counters of one tier. */
+typedef struct kvcache_tier_counters {
+    /** Blocks of lookups served from this tier; blocks written into it and removed from it. */
+    int64_t hits;
+    int64_t stored_blocks;
+    int64_t removed_blocks;
+    /** Bytes moved into the tier, and out of it towards the device. */
+    int64_t bytes_in;
+    int64_t bytes_out;
+    /** Blocks held now, and the most it can hold. */
+    int64_t occupancy;
+    int64_t capacity;
+    /** Blocks loaded from it; blocks that could not be stored or loaded; evicted without a copy below. */
+    int64_t loaded_blocks;
+    int64_t not_stored;
+    int64_t failed_loads;
+    int64_t dropped_blocks;
+} kvcache_tier_counters;
+
+/** Counters of a tier manager. */
+typedef struct kvcache_tier_stats {
+    /** Bytes of one block. */
+    int64_t block_bytes;
+    kvcache_tier_counters device;
+    kvcache_tier_counters host;
+    kvcache_tier_counters disk;
+} kvcache_tier_stats;
+
+/** Fills `config` with the defaults (geometry and sizes 0, layer_groups 1, workers 2, spill 0.9, no
+ *  disk, no events, no callbacks). O(1). Statuses: NULL_POINTER. */
+kvcache_status kvcache_tiers_config_init(kvcache_tiers_config *config);
+
+/** Opens a tier manager: maps the host tier, opens (or recovers) the disk directory, starts the
+ *  transfer threads. On KVCACHE_OK *out is a new handle owned by the caller (kvcache_tiers_destroy).
+ *  `abi_version` and `config_size` as for kvcache_create_checked (the macro passes them).
+ *  Statuses: NULL_POINTER, INVALID_ARGUMENT (geometry, sizes, one callback without the other, a
+ *  directory that is not UTF-8, another ABI), TIER_SYSTEM (mmap, the directory). */
+kvcache_status kvcache_tiers_create_checked(uint32_t abi_version, size_t config_size,
+                                            const kvcache_tiers_config *config, kvcache_tiers_t **out);
+#define kvcache_tiers_create(config, out) \
+    kvcache_tiers_create_checked(KVCACHE_ABI_VERSION, sizeof(kvcache_tiers_config), (config), (out))
+
+/** Finishes the queued transfers (the engine must complete the copies it was handed), closes the disk
+ *  directory and releases the handle. Statuses: NULL_HANDLE. */
+kvcache_status kvcache_tiers_destroy(kvcache_tiers_t *tiers);
+
+/** The longest prefix of keys[0 ..< n_keys] available: the first `device_blocks` are in the device
+ *  pool (the caller's own lookup said so), the following ones are looked up on host, then on disk,
+ *  up to `max_blocks` blocks in all. Writes the tier of each block to load (KVCACHE_TIER_HOST or
+ *  _DISK) into locations[0 ..< out->load_blocks]; `locations` may be NULL when capacity is 0, else
+ *  capacity must hold min(n_keys, max_blocks) - device_blocks (checked first: BUFFER_TOO_SMALL).
+ *  Counts hits per tier. O(n_keys) probes. Statuses: NULL_HANDLE, NULL_POINTER, INVALID_ARGUMENT
+ *  (negative device_blocks or max_blocks, device_blocks > n_keys), BUFFER_TOO_SMALL. */
+kvcache_status kvcache_tiers_lookup(kvcache_tiers_t *tiers, const kvcache_key *keys, size_t n_keys,
+                                    int64_t device_blocks, int64_t max_blocks, int32_t *locations,
+                                    size_t capacity, kvcache_tier_lookup *out);
+
+/** Where `key` can be loaded from now: *tier is KVCACHE_TIER_HOST, KVCACHE_TIER_DISK or -1 (neither).
+ *  Counts nothing, changes nothing. O(1). Statuses: NULL_HANDLE, NULL_POINTER. */
+kvcache_status kvcache_tiers_loadable(kvcache_tiers_t *tiers, kvcache_key key, int32_t *tier);
+
+/** Starts loading keys[first ..< first + n_blocks] (keys[0 ..< first] are the prompt's blocks before
+ *  them, for the parents) into device blocks dst[0 ..< n_blocks]: disk blocks come up through host,
+ *  then one host_to_device copy per block and layer group. Host copies are pinned until the load
+ *  completes. A block found nowhere any more, and every block after it, completes as failed.
+ *  *load_id names the load for kvcache_tiers_complete_load. O(n_blocks).
+ *  Statuses: NULL_HANDLE, NULL_POINTER, INVALID_ARGUMENT (first + n_blocks > n_keys, a device block
+ *  out of range). */
+kvcache_status kvcache_tiers_prepare_load(kvcache_tiers_t *tiers, const kvcache_key *keys, size_t n_keys,
+                                          size_t first, const kvcache_block_id *dst, size_t n_blocks,
+                                          uint64_t *load_id);
+
+/** Whether every copy of a load or store (`id` from prepare_load or prepare_store) has finished.
+ *  Does not wait. O(1). Statuses: NULL_HANDLE, NULL_POINTER, INVALID_ARGUMENT (unknown id). */
+kvcache_status kvcache_tiers_is_complete(kvcache_tiers_t *tiers, uint64_t id, bool *complete);
+
+/** Which blocks of a load or store (`id`) have failed so far, without waiting: failed[i] is 1 for a
+ *  block that failed (no host slot, found nowhere, a copy reported failed), 0 otherwise; *count is the
+ *  transfer's block count (`failed` may be NULL when capacity is 0, else capacity must hold them).
+ *  Right after prepare_load or prepare_store it names the blocks for which no copy will be asked.
+ *  O(blocks). Statuses: NULL_HANDLE, NULL_POINTER, INVALID_ARGUMENT (unknown id), BUFFER_TOO_SMALL. */
+kvcache_status kvcache_tiers_failed_blocks(kvcache_tiers_t *tiers, uint64_t id, uint8_t *failed, size_t capacity,
+                                           size_t *count);
+
+/** Waits for a load to finish and forgets it: block_ok[i] is 1 when block i arrived, 0 when it failed
+ *  (`block_ok` may be NULL when capacity is 0, else capacity must hold the load's blocks);
+ *  *loaded_prefix is the number of leading blocks that arrived, the ones the engine may treat as
+ *  computed. O(blocks). Statuses: NULL_HANDLE, NULL_POINTER, INVALID_ARGUMENT (unknown id),
+ *  BUFFER_TOO_SMALL (nothing waited for, the load is kept). */
+kvcache_status kvcache_tiers_complete_load(kvcache_tiers_t *tiers, uint64_t load_id, uint8_t *block_ok,
+                                           size_t capacity, size_t *loaded_prefix);
+
+/** Offloads: device blocks blocks[0 ..< n] hold keys[0 ..< n], a chain whose first key's parent is
+ *  *first_parent (NULL: a first block). Each key not on host yet gets a host slot (evicting the
+ *  coldest host block, written to disk first when it is not there) and a device_to_host copy.
+ *  *store_id names the store for kvcache_tiers_complete_store. O(n).
+ *  Statuses: NULL_HANDLE, NULL_POINTER, INVALID_ARGUMENT (a zero key, a device block out of range). */
+kvcache_status kvcache_tiers_prepare_store(kvcache_tiers_t *tiers, const kvcache_block_id *blocks,
+                                           const kvcache_key *keys, size_t n, const kvcache_key *first_parent,
+                                           uint64_t *store_id);
+
+/** Waits for a store to finish and forgets it: block_ok[i] is 1 when key i is on host now (copied, or
+ *  there already), 0 when no slot was free or the copy failed; *stored counts the ones. O(n).
+ *  Statuses: NULL_HANDLE, NULL_POINTER, INVALID_ARGUMENT (unknown id), BUFFER_TOO_SMALL (nothing
+ *  waited for, the store is kept). */
+kvcache_status kvcache_tiers_complete_store(kvcache_tiers_t *tiers, uint64_t store_id, uint8_t *block_ok,
+                                            size_t capacity, size_t *stored);
+
+/** The engine finished the copy of `token` (ok false: it failed). Any thread, also inside the
+ *  callback. O(1). Statuses: NULL_HANDLE, INVALID_ARGUMENT (a token not pending: never handed out,
+ *  or reported already). */
+kvcache_status kvcache_tiers_copy_done(kvcache_tiers_t *tiers, uint64_t token, bool ok);
+
+/** Marks the host copies of keys[0 ..< n] as just used (last to be evicted); *found counts those on
+ *  host (may be NULL). O(n). Statuses: NULL_HANDLE, NULL_POINTER. */
+kvcache_status kvcache_tiers_touch(kvcache_tiers_t *tiers, const kvcache_key *keys, size_t n, size_t *found);
+
+/** The device pool is about to reuse `block`, which held `key` (as prepare_store or a load said): it
+ *  stops being device-resident, and when the key is not on host yet its bytes are copied there first
+ *  (one device_to_host copy per layer group; see synchronous_eviction_copies). O(1).
+ *  Statuses: NULL_HANDLE, INVALID_ARGUMENT (block out of range). */
+kvcache_status kvcache_tiers_will_evict(kvcache_tiers_t *tiers, kvcache_block_id block, kvcache_key key);
+
+/** Writes `length` bytes (exactly the block size) under `key` straight to the disk tier (SGLang's
+ *  HiCache storage set); *stored is true when written now, false when the key was there already.
+ *  O(length). Statuses: NULL_HANDLE, NULL_POINTER, INVALID_ARGUMENT (no disk tier, a zero key, another
+ *  length), TIER_SYSTEM (the disk refused it: full, I/O error). */
+kvcache_status kvcache_tiers_disk_put(kvcache_tiers_t *tiers, kvcache_key key, const kvcache_key *parent,
+                                      const void *bytes, size_t length, bool *stored);
+
+/** Reads the block `key` from the disk tier into bytes[0 ..< length] (exactly the block size), after
+ *  checking its checksum and key; *hit is false (bytes untouched) when it is not there or failed its
+ *  check. O(length). Statuses: NULL_HANDLE, NULL_POINTER, INVALID_ARGUMENT (no disk tier, length). */
+kvcache_status kvcache_tiers_disk_get(kvcache_tiers_t *tiers, kvcache_key key, void *bytes, size_t length,
+                                      bool *hit);
+
+/** How many leading keys[0 ..< n] the disk tier holds. O(matched). Statuses: NULL_HANDLE,
+ *  NULL_POINTER, INVALID_ARGUMENT (no disk tier). */
+kvcache_status kvcache_tiers_disk_contains(kvcache_tiers_t *tiers, const kvcache_key *keys, size_t n,
+                                           size_t *leading);
+
+/** Moves the tier events (BLOCK_STORED / BLOCK_REMOVED with tier HOST or DISK; empty unless
+ *  config.record_events) into the caller's buffers, exactly as kvcache_drain_events does.
+ *  Statuses: NULL_HANDLE, NULL_POINTER, BUFFER_TOO_SMALL. */
+kvcache_status kvcache_tiers_take_events(kvcache_tiers_t *tiers, kvcache_event *events, size_t events_capacity,
+                                         size_t *event_count, kvcache_key *keys, size_t keys_capacity,
+                                         size_t *key_count);
+
+/** The tier manager's counters. O(1). Statuses: NULL_HANDLE, NULL_POINTER. */
+kvcache_status kvcache_tiers_get_stats(kvcache_tiers_t *tiers, kvcache_tier_stats *out);
+
+/** The stand-in device pool's block `block` (only without copy callbacks): *data and *length address
+ *  its bytes, valid until the handle is destroyed. Statuses: NULL_HANDLE, NULL_POINTER,
+ *  INVALID_ARGUMENT (block out of range, or the engine's callbacks are set). */
+kvcache_status kvcache_tiers_device_block(kvcache_tiers_t *tiers, kvcache_block_id block, void **data,
+                                          size_t *length);
+
+/** Checks the tier index's invariants (tests). Statuses: NULL_HANDLE, INVARIANT_VIOLATION. */
+kvcache_status kvcache_tiers_validate(kvcache_tiers_t *tiers);
+
 #ifdef __cplusplus
 }
 #endif

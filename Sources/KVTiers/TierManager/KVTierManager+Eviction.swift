@@ -84,9 +84,10 @@ extension KVTierManager {
     }
 
     /// Starts the copy of device `block` into a new host slot. The lock is held. Returns false when no
-    /// slot is free or evictable.
+    /// slot is free or evictable. `completion` (if any) runs once the slot is filled or failed.
     @discardableResult
-    func startCopyToHost(block: BlockID, key: BlockKey, parent: BlockKey, outbox: inout Outbox) -> Bool {
+    func startCopyToHost(block: BlockID, key: BlockKey, parent: BlockKey, outbox: inout Outbox,
+                         completion: (@Sendable (Bool) -> Void)? = nil) -> Bool {
         guard let host, index.hostSlot(of: key) == nil else { return false }
         guard let slot = takeSlot(outbox: &outbox) else {
             counters.host.notStored += 1
@@ -99,12 +100,17 @@ extension KVTierManager {
         let device = self.device
         let bytes = layout.bytesPerBlock
         outbox.append((.high, .max, { [self] expired in
-            if expired { return self.finishFill(slot: slot, key: key, ok: false, fromDevice: true, bytes: bytes) }
+            if expired {
+                self.finishFill(slot: slot, key: key, ok: false, fromDevice: true, bytes: bytes)
+                completion?(false)
+                return
+            }
             let left = Countdown(groups.count)
             for r in groups {
                 device.copyToHost(block: block, range: r, host: HostAddress(address.pointer + r.lowerBound)) { ok in
                     if let allOK = left.arrive(ok) {
                         self.finishFill(slot: slot, key: key, ok: allOK, fromDevice: true, bytes: bytes)
+                        completion?(allOK)
                     }
                 }
             }

@@ -1,0 +1,245 @@
+"""vLLM's offloading connector over the tiers: `KVCacheOffloadingSpec`, an `OffloadingSpec` whose
+`OffloadingManager` is a `TierManager` (host memory and a zstd disk store below the GPU).
+
+Configure it as any out-of-tree offloading spec (docs/INTEGRATION.md):
+
+    --kv-transfer-config '{"kv_connector": "OffloadingConnector", "kv_role": "kv_both",
+      "kv_connector_extra_config": {"spec_name": "KVCacheOffloadingSpec",
+        "spec_module_path": "kvcache.integrations.vllm",
+        "host_blocks": 4096, "disk_directory": "/nvme/kvcache", "disk_capacity_bytes": 200000000000}}'
+
+What the manager does, in the order the connector's scheduler side calls it: `lookup(key)` is HIT when
+the key is on host or disk now; `prepare_load(keys)` pins the host copies (bringing disk blocks up to
+host first) and returns a `KVCacheTransferSpec` naming, per key, the host address the worker copies from;
+`complete_load(keys)` reports those copies done and unpins; `prepare_store(keys)` takes a host slot per
+new key (evicting the coldest host block to disk) and returns the addresses the worker copies into;
+`complete_store(keys, success)` makes them loadable (or drops them); `take_events()` gives the tiers'
+stored/removed events. The worker-side copies (GPU <-> those host addresses) are the engine's: this
+module's `get_worker` is not provided (the library's host memory is process-private, while vLLM's
+workers run in other processes). Every call holds `lock` (a real lock: the copy callables run on the
+library's threads).
+"""
+import threading
+from dataclasses import dataclass, field
+
+from vllm.v1.kv_offload.base import (LoadStoreSpec, LookupResult, Medium, OffloadingEvent, OffloadingManager,
+                                     OffloadingSpec, PrepareStoreOutput, RequestOffloadingContext)
+
+from .. import TierManager
+from .._abi import EventKind, Tier
+from . import key_of
+
+__all__ = ["KVCacheOffloadingManager", "KVCacheOffloadingSpec", "KVCacheTransferSpec", "TransferDesk"]
+
+
+@dataclass
+class KVCacheTransferSpec(LoadStoreSpec):
+    """Where the worker copies: `host_addresses[i]` and `lengths[i]` are the host bytes of `keys[i]`
+    (the source of a load, the destination of a store). A load's address is 0 for a key that could not be
+    loaded (it left the tiers since `lookup`, or failed its checksum): the worker skips it and reports the
+    job failed, so the connector recomputes from there."""
+    keys: list
+    host_addresses: list
+    lengths: list
+    medium: str = "CPU"
+    tokens: list = field(default_factory=list, repr=False)
+
+
+class TransferDesk:
+    """The copies the tier manager asks for, by transfer lane (the tier manager's "device block"): the
+    copy callables put them here from the library's threads; prepare_* collects them."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.by_lane = {}
+
+    def arrive(self, lane, offset, length, host, token):
+        with self.cond:
+            self.by_lane[lane] = (host + offset, length, token)
+            self.cond.notify_all()
+
+    def collect(self, lanes, still_expected, timeout=60.0):
+        """(host, length, token) per lane, waiting while `still_expected(lanes_missing)` says more
+        copies will come. Lanes without a copy map to None."""
+        with self.cond:
+            while True:
+                missing = [lane for lane in lanes if lane not in self.by_lane]
+                if not missing or not still_expected(missing):
+                    return [self.by_lane.pop(lane, None) for lane in lanes]
+                if not self.cond.wait(timeout):
+                    raise TimeoutError("the tier manager asked for no copy of a planned block")
+
+
+class KVCacheOffloadingManager(OffloadingManager):
+    """An OffloadingManager over a TierManager (see the module's documentation)."""
+
+    def __init__(self, tiers, desk, lanes, has_disk):
+        self.tiers, self.desk = tiers, desk
+        # A key leaves the tiers when it leaves the lowest one.
+        self._lowest = Tier.DISK if has_disk else Tier.HOST
+        self._events = []
+        self._lock = threading.Lock()
+        self._free_lanes = list(range(lanes - 1, -1, -1))
+        self._stores = {}   # offload key -> (store id, lane, token)
+        self._loads = {}    # offload key -> [(load id, lane, token), ...] (a key may be loaded twice at once)
+        self._by_kv_key = {}
+        self.hits = 0
+
+    @property
+    def lock(self):
+        return self._lock
+
+    def _kv(self, key):
+        kv = key_of(key)
+        self._by_kv_key[kv] = key
+        return kv
+
+    def lookup(self, key, req_context):
+        if self.tiers.loadable(self._kv(key)) is None:
+            return LookupResult.MISS
+        self.hits += 1
+        return LookupResult.HIT
+
+    def _take_lanes(self, n):
+        if n > len(self._free_lanes):
+            return None
+        return [self._free_lanes.pop() for _ in range(n)]
+
+    def _transfer(self, transfer_id, keys, lanes):
+        """Collects the copies of a transfer just prepared; keys without one failed at once."""
+        def still_expected(missing):
+            failed = self.tiers.failed_blocks(transfer_id)
+            return any(not failed[lanes.index(lane)] for lane in missing)
+        return self.desk.collect(lanes, still_expected)
+
+    def prepare_load(self, keys, req_context):
+        keys = list(keys)
+        lanes = self._take_lanes(len(keys))
+        if lanes is None:
+            raise RuntimeError("more blocks in flight than transfer lanes; raise extra_config transfer_lanes")
+        load_id = self.tiers.prepare_load([self._kv(k) for k in keys], 0, lanes)
+        copies = self._transfer(load_id, keys, lanes)
+        for key, lane, copy in zip(keys, lanes, copies):
+            self._loads.setdefault(key, []).append((load_id, lane, copy[2] if copy else None))
+        return KVCacheTransferSpec(keys, [c[0] if c else 0 for c in copies], [c[1] if c else 0 for c in copies],
+                                   tokens=[c[2] if c else None for c in copies])
+
+    def complete_load(self, keys, req_context):
+        ids = set()
+        for key in keys:
+            load_id, lane, token = self._loads[key].pop(0)
+            if not self._loads[key]:
+                del self._loads[key]
+            if token is not None:
+                self.tiers.copy_done(token, True)
+            self._free_lanes.append(lane)
+            ids.add(load_id)
+        for load_id in ids:
+            self.tiers.complete_load(load_id)
+
+    def prepare_store(self, keys, req_context):
+        keys = [k for k in keys if k not in self._stores]
+        new = [k for k in keys if self.tiers.loadable(self._kv(k)) is None]
+        lanes = self._take_lanes(len(new))
+        if lanes is None:
+            return None
+        if not new:
+            return PrepareStoreOutput([], KVCacheTransferSpec([], [], []), [])
+        store_id = self.tiers.prepare_store(lanes, [self._kv(k) for k in new])
+        copies = self._transfer(store_id, new, lanes)
+        stored = []
+        for key, lane, copy in zip(new, lanes, copies):
+            if copy is None:   # no host slot free or evictable: not stored
+                self._free_lanes.append(lane)
+                continue
+            self._stores[key] = (store_id, lane, copy[2])
+            stored.append((key, copy))
+        spec = KVCacheTransferSpec([k for k, _ in stored], [c[0] for _, c in stored], [c[1] for _, c in stored],
+                                   tokens=[c[2] for _, c in stored])
+        return PrepareStoreOutput([k for k, _ in stored], spec, self._pending_removals())
+
+    def _pending_removals(self):
+        """Takes the tier manager's events in (kept for take_events, with their offload keys) and returns
+        the offload keys that left the lowest tier: evicted from the tiers."""
+        gone = []
+        for e in self.tiers.take_events():
+            kv = [(int(k["lo"]), int(k["hi"])) for k in e.keys]
+            keys = [self._by_kv_key[k] for k in kv if k in self._by_kv_key]
+            self._events.append((e, keys))
+            if e.kind == EventKind.BLOCK_REMOVED and e.tier == self._lowest:
+                gone += keys
+                for k in kv:
+                    self._by_kv_key.pop(k, None)
+        return gone
+
+    def complete_store(self, keys, req_context, success=True):
+        ids = set()
+        for key in keys:
+            if key not in self._stores:
+                continue
+            store_id, lane, token = self._stores.pop(key)
+            self.tiers.copy_done(token, bool(success))
+            self._free_lanes.append(lane)
+            ids.add(store_id)
+        for store_id in ids:
+            # A store covers the keys of one prepare_store; finish it once none of its keys is pending.
+            if not any(s == store_id for s, _, _ in self._stores.values()):
+                self.tiers.complete_store(store_id)
+
+    def on_new_request(self, req_context):
+        return RequestOffloadingContext()
+
+    def take_events(self):
+        self._pending_removals()
+        events, self._events = self._events, []
+        for e, keys in events:
+            if keys:
+                yield OffloadingEvent(keys=keys, medium=Medium.CPU if e.tier == Tier.HOST else Medium.STORAGE,
+                                      removed=e.kind == EventKind.BLOCK_REMOVED)
+
+    def shutdown(self):
+        self.tiers.close()
+
+
+class KVCacheOffloadingSpec(OffloadingSpec):
+    """The spec vLLM's OffloadingSpecFactory builds from kv_connector_extra_config (spec_name
+    "KVCacheOffloadingSpec", spec_module_path "kvcache.integrations.vllm"). Extra config keys:
+    host_blocks (offload chunks kept in host memory; default: cpu_bytes_to_use / chunk bytes, else 1024),
+    disk_directory and disk_capacity_bytes (the disk tier; none by default), transfer_lanes (copies in
+    flight at most; default 4096), workers (transfer threads; default 2), spill_watermark (default 0.9),
+    lock_host_memory (default false)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        extra = self.extra_config
+        # One offloaded chunk holds blocks_per_chunk GPU blocks of this worker.
+        self.chunk_bytes = config.worker_kv_bytes_per_block * max(1, self.blocks_per_chunk)
+        default_host = int(extra.get("cpu_bytes_to_use", 0)) // self.chunk_bytes or 1024
+        self.host_blocks = int(extra.get("host_blocks", default_host))
+        self.disk_directory = extra.get("disk_directory")
+        self.disk_capacity_bytes = int(extra.get("disk_capacity_bytes", 0))
+        self.transfer_lanes = int(extra.get("transfer_lanes", 4096))
+        self._manager = None
+
+    def get_manager(self):
+        if self._manager is None:
+            desk = TransferDesk()
+            # The chunk is one opaque run of bytes: 1 layer, 1 head, 1 token, fp8, head_dim = bytes / 2.
+            if self.chunk_bytes % 2:
+                raise ValueError("an offload chunk of an odd number of bytes")
+            tiers = TierManager(
+                layers=1, kv_heads=1, head_dim=self.chunk_bytes // 2, dtype_bytes=1, block_tokens=1,
+                device_blocks=self.transfer_lanes, host_blocks=self.host_blocks,
+                disk_directory=self.disk_directory, disk_capacity_bytes=self.disk_capacity_bytes,
+                workers=int(self.extra_config.get("workers", 2)),
+                spill_watermark=float(self.extra_config.get("spill_watermark", 0.9)),
+                lock_host_memory=bool(self.extra_config.get("lock_host_memory", False)),
+                record_events=True,
+                device_to_host=desk.arrive, host_to_device=desk.arrive)
+            self._manager = KVCacheOffloadingManager(tiers, desk, self.transfer_lanes, self.disk_directory is not None)
+        return self._manager
+
+    def get_worker(self, kv_caches):
+        raise NotImplementedError(
+            "kvcache.integrations.vllm provides the scheduler side (OffloadingManager); the GPU <-> host copies "
+            "into the addresses of KVCacheTransferSpec are the engine's (see docs/INTEGRATION.md)")
