@@ -28,6 +28,7 @@ let package = Package(
         .library(name: "KVBench", targets: ["KVBench"]),
         .library(name: "KVHybrid", targets: ["KVHybrid"]),
         .library(name: "KVChunks", targets: ["KVChunks"]),
+        .library(name: "KVEvents", targets: ["KVEvents"]),
         .executable(name: "kvcache", targets: ["kvcache"]),
         // The C ABI (include/kvcache.h) as libkvcache_c.so for C, C++ and Python servers: the Swift runtime
         // linked in, SONAME libkvcache_c.so.<ABI major>, only the kvcache_* symbols exported (docs/C_API.md).
@@ -48,6 +49,10 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CZmq", pkgConfig: "libzmq",
+                       providers: [.apt(["libzmq3-dev"])]),
+        .systemLibrary(name: "CMsgpack", pkgConfig: "msgpack",
+                       providers: [.apt(["libmsgpack-dev"])]),
 
         // The core: allocator, block keys, radix prefix index, eviction policies, the facade.
         .target(name: "KVCache", dependencies: ["CXXHash"]),
@@ -55,6 +60,8 @@ let package = Package(
         .target(name: "KVPlan", dependencies: ["KVCache"]),
         // Lower tiers: NUMA host memory, zstd disk store, async transfers.
         .target(name: "KVTiers", dependencies: ["KVCache", "KVPlan", "CZstd", "CNuma", "CXXHash"]),
+        // KV events on the wire: vLLM's msgpack schema over a ZMQ PUB socket with a replay socket.
+        .target(name: "KVEvents", dependencies: ["KVCache", "CZmq", "CMsgpack"]),
         // Prefix caching for hybrid attention + SSM models (Marconi): the model, the tree, the policies, the replay.
         .target(name: "KVHybrid", dependencies: ["KVCache"]),
         // Request lifecycle, reservation policies, the output-length predictor protocol.
@@ -120,6 +127,10 @@ let package = Package(
         .testTarget(name: "KVReferenceEngineTests", dependencies: ["KVReferenceEngine", "KVTiers", "KVPlan", "KVRuntime",
                                                                    "KVScheduler", "KVTestSupport", "KVChunks", "KVData"],
                     resources: [.copy("Fixtures")]),
+        .testTarget(name: "KVEventsTests", dependencies: ["KVEvents", "KVCache", "KVTestSupport", "CZmq"]),
+        // Publishes the events of a random operation sequence for the Python subscriber test (tools/events).
+        .executableTarget(name: "kvcache-events-check", dependencies: ["KVEvents", "KVCache"],
+                          path: "tools/events/Driver"),
         .testTarget(name: "KVChunksTests", dependencies: ["KVChunks", "KVPlan", "KVCache"]),
         // The C kernels against exact sums (the quantized ones through the engine's repacking).
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels", "KVCache", "KVReferenceEngine"]),
