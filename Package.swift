@@ -29,6 +29,7 @@ let package = Package(
         .library(name: "KVHybrid", targets: ["KVHybrid"]),
         .library(name: "KVChunks", targets: ["KVChunks"]),
         .library(name: "KVEvents", targets: ["KVEvents"]),
+        .library(name: "KVMetrics", targets: ["KVMetrics"]),
         .executable(name: "kvcache", targets: ["kvcache"]),
         // The C ABI (include/kvcache.h) as libkvcache_c.so for C, C++ and Python servers: the Swift runtime
         // linked in, SONAME libkvcache_c.so.<ABI major>, only the kvcache_* symbols exported (docs/C_API.md).
@@ -36,6 +37,9 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
     ],
     targets: [
         // System-library shims: a module map and one header each, nothing else.
@@ -59,9 +63,16 @@ let package = Package(
         // What an engine runs: the step plan, the KV geometry, the protocols of lower tiers and swap space.
         .target(name: "KVPlan", dependencies: ["KVCache"]),
         // Lower tiers: NUMA host memory, zstd disk store, async transfers.
-        .target(name: "KVTiers", dependencies: ["KVCache", "KVPlan", "CZstd", "CNuma", "CXXHash"]),
-        // KV events on the wire: vLLM's msgpack schema over a ZMQ PUB socket with a replay socket.
-        .target(name: "KVEvents", dependencies: ["KVCache", "CZmq", "CMsgpack"]),
+        .target(name: "KVTiers", dependencies: ["KVCache", "KVPlan", "CZstd", "CNuma", "CXXHash",
+                                               .product(name: "Logging", package: "swift-log")]),
+        // vLLM-shaped counters, gauges and histograms of the cache and its tiers (swift-metrics) in a
+        // Prometheus registry of their own, for the text exposition.
+        .target(name: "KVMetrics", dependencies: ["KVCache",
+                                                 .product(name: "CoreMetrics", package: "swift-metrics"),
+                                                 .product(name: "Prometheus", package: "swift-prometheus")]),
+        // What the cache tells the outside: KV events on the wire (vLLM's msgpack schema over a ZMQ PUB
+        // socket with a replay socket) and the tiers' figures into KVMetrics.
+        .target(name: "KVEvents", dependencies: ["KVCache", "KVTiers", "KVMetrics", "CZmq", "CMsgpack"]),
         // Prefix caching for hybrid attention + SSM models (Marconi): the model, the tree, the policies, the replay.
         .target(name: "KVHybrid", dependencies: ["KVCache"]),
         // Request lifecycle, reservation policies, the output-length predictor protocol.
@@ -89,7 +100,7 @@ let package = Package(
 
         // The C ABI: the public header alone (CKVCache), implemented in Swift with @_cdecl (KVCacheC).
         .target(name: "CKVCache"),
-        .target(name: "KVCacheC", dependencies: ["KVCache", "CKVCache"]),
+        .target(name: "KVCacheC", dependencies: ["KVCache", "CKVCache", "KVMetrics"]),
         // How libkvcache_c.so is linked, apart from the code so that tests and benchmarks link KVCacheC as usual.
         .target(name: "KVCacheCLibrary", dependencies: ["KVCacheC"], path: "tools/capi/Library",
                 linkerSettings: [.unsafeFlags(sharedLibraryFlags)]),
@@ -127,7 +138,7 @@ let package = Package(
         .testTarget(name: "KVReferenceEngineTests", dependencies: ["KVReferenceEngine", "KVTiers", "KVPlan", "KVRuntime",
                                                                    "KVScheduler", "KVTestSupport", "KVChunks", "KVData"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "KVEventsTests", dependencies: ["KVEvents", "KVCache", "KVTestSupport", "CZmq"]),
+        .testTarget(name: "KVEventsTests", dependencies: ["KVEvents", "KVMetrics", "KVCache", "KVTiers", "KVTestSupport", "CZmq", "KVCacheC", "CKVCache"]),
         // Publishes the events of a random operation sequence for the Python subscriber test (tools/events).
         .executableTarget(name: "kvcache-events-check", dependencies: ["KVEvents", "KVCache"],
                           path: "tools/events/Driver"),
