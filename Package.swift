@@ -116,8 +116,9 @@ let package = Package(
             name: "kvcache",
             dependencies: [
                 "KVCache", "KVPlan", "KVTiers", "KVScheduler", "KVData", "KVPrediction", "KVSimulation", "KVReferenceEngine",
-                "KVBench", "KVHybrid",
+                "KVBench", "KVHybrid", "KVEvents", "KVMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             path: "tools/kvcache",
             resources: [.copy("Resources")]

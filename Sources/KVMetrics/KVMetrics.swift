@@ -63,22 +63,27 @@ public final class KVMetrics: Sendable {
     private let tiers: [TierMetrics]
     private let last = Mutex(Last())
 
-    /// - Parameter prefix: prepended to every name (vLLM writes `vllm:`).
-    public init(prefix: String = "kvcache:") {
-        registry = PrometheusCollectorRegistry()
+    /// - Parameters:
+    ///   - prefix: prepended to every name (vLLM writes `vllm:`).
+    ///   - labels: added to every metric (vLLM adds `model_name`): several caches share one `registry`
+    ///     when each has its own values of the same label names.
+    ///   - registry: where the metrics go; a new one by default.
+    public init(prefix: String = "kvcache:", labels: [(String, String)] = [],
+                registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.durationHistogramBuckets = ["\(prefix)tier_load_seconds": Self.loadBuckets]
-        queries = CoreMetrics.Counter(label: "\(prefix)prefix_cache_queries", factory: factory)
-        hits = CoreMetrics.Counter(label: "\(prefix)prefix_cache_hits", factory: factory)
-        usage = CoreMetrics.Gauge(label: "\(prefix)kv_cache_usage_perc", factory: factory)
-        evicted = CoreMetrics.Counter(label: "\(prefix)evicted_blocks", factory: factory)
+        queries = CoreMetrics.Counter(label: "\(prefix)prefix_cache_queries", dimensions: labels, factory: factory)
+        hits = CoreMetrics.Counter(label: "\(prefix)prefix_cache_hits", dimensions: labels, factory: factory)
+        usage = CoreMetrics.Gauge(label: "\(prefix)kv_cache_usage_perc", dimensions: labels, factory: factory)
+        evicted = CoreMetrics.Counter(label: "\(prefix)evicted_blocks", dimensions: labels, factory: factory)
         tiers = Self.lowerTiers.map { t in
-            let tier = ("tier", t.description)
+            let tier = labels + [("tier", t.description)]
             return TierMetrics(
-                hits: CoreMetrics.Counter(label: "\(prefix)tier_hits", dimensions: [tier], factory: factory),
-                bytesIn: CoreMetrics.Counter(label: "\(prefix)tier_bytes_moved", dimensions: [tier, ("direction", "in")], factory: factory),
-                bytesOut: CoreMetrics.Counter(label: "\(prefix)tier_bytes_moved", dimensions: [tier, ("direction", "out")], factory: factory),
-                load: CoreMetrics.Timer(label: "\(prefix)tier_load_seconds", dimensions: [tier], factory: factory))
+                hits: CoreMetrics.Counter(label: "\(prefix)tier_hits", dimensions: tier, factory: factory),
+                bytesIn: CoreMetrics.Counter(label: "\(prefix)tier_bytes_moved", dimensions: tier + [("direction", "in")], factory: factory),
+                bytesOut: CoreMetrics.Counter(label: "\(prefix)tier_bytes_moved", dimensions: tier + [("direction", "out")], factory: factory),
+                load: CoreMetrics.Timer(label: "\(prefix)tier_load_seconds", dimensions: tier, factory: factory))
         }
         usage.record(0.0)
     }
