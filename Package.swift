@@ -28,6 +28,8 @@ let package = Package(
         .library(name: "KVBench", targets: ["KVBench"]),
         .library(name: "KVHybrid", targets: ["KVHybrid"]),
         .library(name: "KVChunks", targets: ["KVChunks"]),
+        .library(name: "KVEvents", targets: ["KVEvents"]),
+        .library(name: "KVMetrics", targets: ["KVMetrics"]),
         .executable(name: "kvcache", targets: ["kvcache"]),
         // The C ABI (include/kvcache.h) as libkvcache_c.so for C, C++ and Python servers: the Swift runtime
         // linked in, SONAME libkvcache_c.so.<ABI major>, only the kvcache_* symbols exported (docs/C_API.md).
@@ -35,6 +37,9 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
     ],
     targets: [
         // System-library shims: a module map and one header each, nothing else.
@@ -48,13 +53,26 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CZmq", pkgConfig: "libzmq",
+                       providers: [.apt(["libzmq3-dev"])]),
+        .systemLibrary(name: "CMsgpack", pkgConfig: "msgpack",
+                       providers: [.apt(["libmsgpack-dev"])]),
 
         // The core: allocator, block keys, radix prefix index, eviction policies, the facade.
         .target(name: "KVCache", dependencies: ["CXXHash"]),
         // What an engine runs: the step plan, the KV geometry, the protocols of lower tiers and swap space.
         .target(name: "KVPlan", dependencies: ["KVCache"]),
         // Lower tiers: NUMA host memory, zstd disk store, async transfers.
-        .target(name: "KVTiers", dependencies: ["KVCache", "KVPlan", "CZstd", "CNuma", "CXXHash"]),
+        .target(name: "KVTiers", dependencies: ["KVCache", "KVPlan", "CZstd", "CNuma", "CXXHash",
+                                               .product(name: "Logging", package: "swift-log")]),
+        // vLLM-shaped counters, gauges and histograms of the cache and its tiers (swift-metrics) in a
+        // Prometheus registry of their own, for the text exposition.
+        .target(name: "KVMetrics", dependencies: ["KVCache",
+                                                 .product(name: "CoreMetrics", package: "swift-metrics"),
+                                                 .product(name: "Prometheus", package: "swift-prometheus")]),
+        // What the cache tells the outside: KV events on the wire (vLLM's msgpack schema over a ZMQ PUB
+        // socket with a replay socket) and the tiers' figures into KVMetrics.
+        .target(name: "KVEvents", dependencies: ["KVCache", "KVTiers", "KVMetrics", "CZmq", "CMsgpack"]),
         // Prefix caching for hybrid attention + SSM models (Marconi): the model, the tree, the policies, the replay.
         .target(name: "KVHybrid", dependencies: ["KVCache"]),
         // Request lifecycle, reservation policies, the output-length predictor protocol.
@@ -82,7 +100,7 @@ let package = Package(
 
         // The C ABI: the public header alone (CKVCache), implemented in Swift with @_cdecl (KVCacheC).
         .target(name: "CKVCache"),
-        .target(name: "KVCacheC", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVHybrid", "CKVCache"]),
+        .target(name: "KVCacheC", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVHybrid", "KVMetrics", "CKVCache"]),
         // How libkvcache_c.so is linked, apart from the code so that tests and benchmarks link KVCacheC as usual.
         .target(name: "KVCacheCLibrary", dependencies: ["KVCacheC"], path: "tools/capi/Library",
                 linkerSettings: [.unsafeFlags(sharedLibraryFlags)]),
@@ -98,8 +116,9 @@ let package = Package(
             name: "kvcache",
             dependencies: [
                 "KVCache", "KVPlan", "KVTiers", "KVScheduler", "KVData", "KVPrediction", "KVSimulation", "KVReferenceEngine",
-                "KVBench", "KVHybrid", "KVChunks",
+                "KVBench", "KVHybrid", "KVChunks", "KVEvents", "KVMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             path: "tools/kvcache",
             resources: [.copy("Resources")]
@@ -120,6 +139,10 @@ let package = Package(
         .testTarget(name: "KVReferenceEngineTests", dependencies: ["KVReferenceEngine", "KVTiers", "KVPlan", "KVRuntime",
                                                                    "KVScheduler", "KVTestSupport", "KVChunks", "KVData"],
                     resources: [.copy("Fixtures")]),
+        .testTarget(name: "KVEventsTests", dependencies: ["KVEvents", "KVMetrics", "KVCache", "KVTiers", "KVTestSupport", "CZmq", "KVCacheC", "CKVCache"]),
+        // Publishes the events of a random operation sequence for the Python subscriber test (tools/events).
+        .executableTarget(name: "kvcache-events-check", dependencies: ["KVEvents", "KVCache"],
+                          path: "tools/events/Driver"),
         .testTarget(name: "KVChunksTests", dependencies: ["KVChunks", "KVPlan", "KVCache"]),
         // The C kernels against exact sums (the quantized ones through the engine's repacking).
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels", "KVCache", "KVReferenceEngine"]),

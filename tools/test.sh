@@ -71,3 +71,10 @@ LSAN_OPTIONS="suppressions=$PWD/tools/lsan-suppressions.txt" \
 # count as a hang. Reproducers of failures are under .build/fuzz-out/failures.
 echo "== Fuzz (quick)"
 python3 tools/fuzz/fuzz.py "$kvcache" --quick --out .build/fuzz-out
+
+# KV events through vLLM's own decoder: seeded random serving sequences publish on ZMQ (PUB + replay),
+# a subscriber with vLLM's KVEventBatch classes rebuilds the cache from the events, gaps recovered by
+# replay, and must find exactly the blocks (and parents) the cache holds, each hash matching its token ids.
+echo "== KV events: vLLM's decoder rebuilds the cache"
+swift build --product kvcache-events-check
+python3 tools/events/check_events.py "$(swift build --show-bin-path)/kvcache-events-check" 5 600

@@ -27,6 +27,8 @@ public final class KVCacheManager {
     @exclusivity(unchecked) private var clock: UInt64 = 0
     @exclusivity(unchecked) private var pendingCopies: [(src: BlockID, dst: BlockID)] = []
     @exclusivity(unchecked) private var events: [KVEvent] = []
+    /// Token ids of each live sequence, kept only with `recordEvents` so that stored events carry them.
+    @exclusivity(unchecked) private var eventTokens: [SequenceID: [UInt32]] = [:]
     @exclusivity(unchecked) private var counters = KVCacheStats()
 
     public convenience init(_ config: KVCacheConfig) throws(KVCacheError) {
@@ -94,6 +96,7 @@ public final class KVCacheManager {
         hasher.appendKeys(of: prompt, parent: root, multimodal: multimodal, to: &sequences[s].keys)
         let full = prompt.count / blockTokens * blockTokens
         sequences[s].tail.append(contentsOf: prompt[full...])
+        if config.recordEvents { eventTokens[id] = Array(prompt) }
     }
 
     /// Registers a sequence known by precomputed prompt block keys (from a router, another node, or
@@ -236,6 +239,8 @@ public final class KVCacheManager {
         index.prepareProbes(sequences[s].keys[first ..< limit])  // overlap the key-table misses of the loop below
         var run: [BlockKey] = []
         var runParent: BlockKey? = nil
+        var runTokens: [UInt32] = []
+        let tokens = config.recordEvents ? eventTokens[id] : nil
         for i in first ..< limit {
             let key = sequences[s].keys[i]
             let mine = sequences[s].blocks[i]
@@ -246,7 +251,7 @@ public final class KVCacheManager {
                     sequences[s].blocks[i] = cached
                     counters.deduplicatedBlocks += 1
                 }
-                flushStored(&run, parent: runParent)
+                flushStored(&run, parent: runParent, tokens: &runTokens)
             } else {
                 let parent = i == 0 ? PrefixIndex.noParent : sequences[s].blocks[i - 1]
                 index.insert(key, block: mine, parent: parent, tokens: blockTokens, clock: clock)
@@ -254,17 +259,23 @@ public final class KVCacheManager {
                 if config.recordEvents {
                     if run.isEmpty { runParent = i == 0 ? nil : sequences[s].keys[i - 1] }
                     run.append(key)
+                    if let tokens, tokens.count >= (i + 1) * blockTokens {
+                        runTokens.append(contentsOf: tokens[i * blockTokens ..< (i + 1) * blockTokens])
+                    }
                 }
             }
         }
-        flushStored(&run, parent: runParent)
+        flushStored(&run, parent: runParent, tokens: &runTokens)
         sequences[s].committedBlocks = limit
     }
 
-    private func flushStored(_ run: inout [BlockKey], parent: BlockKey?) {
+    private func flushStored(_ run: inout [BlockKey], parent: BlockKey?, tokens: inout [UInt32]) {
         guard !run.isEmpty else { return }
-        events.append(.blockStored(keys: run, parent: parent, blockTokens: blockTokens, tier: .device))
+        // Token ids only when every block of the run has them.
+        if tokens.count != run.count * blockTokens { tokens.removeAll() }
+        events.append(.blockStored(keys: run, parent: parent, blockTokens: blockTokens, tier: .device, tokens: tokens))
         run.removeAll()
+        tokens = []
     }
 
     /// Adds sampled tokens to the sequence; each block they fill gets its key. O(tokens).
@@ -278,6 +289,7 @@ public final class KVCacheManager {
         let s = try slot(id)
         sequences[s].tokenCount += tokens.count
         guard sequences[s].keyable else { return }
+        if config.recordEvents { eventTokens[id, default: []].append(contentsOf: tokens) }
         // Move the tail out so that hashing it while appending keys copies no array.
         var tail = sequences[s].tail
         sequences[s].tail = []
@@ -318,6 +330,7 @@ public final class KVCacheManager {
         let blocks = sequences[s].blocks
         for b in blocks.reversed() { releaseBlock(b) }
         sequences.remove(id)
+        if config.recordEvents { eventTokens[id] = nil }
     }
 
     /// Starts `child` as a copy of `parent` (parallel sampling, beam search): it shares every block
@@ -333,6 +346,7 @@ public final class KVCacheManager {
         for b in copy.blocks { try! pool.retain(b) }  // held by the parent: never free
         let c = sequences.add(child)
         sequences[c] = copy
+        if config.recordEvents { eventTokens[child] = eventTokens[parent] }
     }
 
     /// Moves the block copies the engine must perform before its next step (copy-on-write after a

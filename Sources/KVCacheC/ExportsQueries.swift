@@ -182,7 +182,7 @@ extension KVEvent {
     /// The keys an event carries, in order (none for `allBlocksCleared`).
     var keys: [BlockKey] {
         switch self {
-        case .blockStored(let keys, _, _, _), .blockRemoved(let keys, _): keys
+        case .blockStored(let keys, _, _, _, _), .blockRemoved(let keys, _): keys
         case .allBlocksCleared: []
         }
     }
@@ -193,7 +193,7 @@ extension kvcache_event {
     init(_ event: KVEvent, firstKey: Int) {
         let none = kvcache_key(lo: 0, hi: 0)
         switch event {
-        case .blockStored(let keys, let parent, let blockTokens, let tier):
+        case .blockStored(let keys, let parent, let blockTokens, let tier, _):
             self.init(kind: EventCode.stored, tier: Int32(tier.rawValue), block_tokens: Int64(blockTokens),
                       parent: parent.map { kvcache_key(lo: $0.lo, hi: $0.hi) } ?? none, has_parent: parent != nil,
                       first_key: firstKey, key_count: keys.count)

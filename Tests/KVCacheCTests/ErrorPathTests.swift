@@ -238,7 +238,7 @@ struct ErrorPathTests {
         }
         #expect(nEvents == 1 && nKeys == 2 && keys[0].lo == 0 && keys[0].hi == 0)
         let drained = c.drainEvents()
-        guard case .blockStored(let stored, nil, Self.B, .device)? = drained.first, drained.count == 1 else {
+        guard case .blockStored(let stored, nil, Self.B, .device, _)? = drained.first, drained.count == 1 else {
             Issue.record("expected one stored event, got \(drained)")
             return
         }

@@ -37,7 +37,7 @@ struct ModelBasedTests {
             m.drainEvents(into: &events)
             for e in events {
                 switch e {
-                case .blockStored(let keys, _, _, let tier):
+                case .blockStored(let keys, _, _, let tier, _):
                     #expect(tier == .device)
                     for k in keys { #expect(cachedKeys.insert(k).inserted, "stored twice") }
                 case .blockRemoved(let keys, _):

@@ -39,7 +39,7 @@ struct TierEventParentTests {
     @discardableResult
     static func expectTrueParents(_ events: [KVEvent], _ truth: [BlockKey: BlockKey?]) -> [(BlockKey, Tier)] {
         var stored: [(BlockKey, Tier)] = []
-        for case .blockStored(let keys, let parent, _, let tier) in events {
+        for case .blockStored(let keys, let parent, _, let tier, _) in events {
             for (j, k) in keys.enumerated() {
                 let named = j == 0 ? parent : keys[j - 1]
                 #expect(truth[k] != nil, "unknown key in a \(tier) event")
@@ -116,7 +116,7 @@ struct TierEventParentTests {
             cache.manager.drainEvents(into: &events)
             for e in events {
                 switch e {
-                case .blockStored(let ks, let p, _, let tier):
+                case .blockStored(let ks, let p, _, let tier, _):
                     for (j, k) in ks.enumerated() { replay[tier]![k] = j == 0 ? p : ks[j - 1] }
                 case .blockRemoved(let ks, let tier):
                     for k in ks { #expect(replay[tier]!.removeValue(forKey: k) != nil, "step \(step): \(tier) removed an unknown block") }

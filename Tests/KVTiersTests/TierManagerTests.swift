@@ -78,9 +78,9 @@ struct TierManagerTests {
         var events: [KVEvent] = []
         m.drainEvents(into: &events)
         let device = events.filter { if case .blockRemoved(_, .device) = $0 { return true }; return false }
-        let host = events.filter { if case .blockStored(_, _, _, .host) = $0 { return true }; return false }
+        let host = events.filter { if case .blockStored(_, _, _, .host, _) = $0 { return true }; return false }
         #expect(device.count == 2 && host.count == 2)
-        #expect(Set(host.flatMap { if case .blockStored(let k, _, _, _) = $0 { return k }; return [] }) == Set(first))
+        #expect(Set(host.flatMap { if case .blockStored(let k, _, _, _, _) = $0 { return k }; return [] }) == Set(first))
         var again: [KVEvent] = []
         m.drainEvents(into: &again)
         #expect(again.isEmpty)

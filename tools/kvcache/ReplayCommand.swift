@@ -56,6 +56,9 @@ struct ReplayCommand: ParsableCommand {
     @Flag(help: "Print one JSON object on stdout.")
     var json = false
 
+    @Option(help: "Sequential mode: write the final Prometheus metrics of every run (labelled by policy and capacity) to FILE.")
+    var metrics: String?
+
     @OptionGroup(title: "Timed mode (--mode timed)")
     var timed: TimedReplayOptions
 
@@ -137,6 +140,7 @@ struct ReplayCommand: ParsableCommand {
         let B = requests.first(where: { $0.hashBlockTokens > 0 })?.hashBlockTokens ?? blockTokens
         var table: NextUseTable?
         var runs: [SequentialRun] = []
+        let exposition = metrics.map { ReplayMetrics(path: $0) }
         for capacity in try capacities() {
             for kind in try policies() {
                 let start = KVClock.monotonicNanos()
@@ -161,11 +165,13 @@ struct ReplayCommand: ParsableCommand {
                         note("replay \(kind.rawValue) at \(capacity) blocks: \(i + 1)/\(requests.count) requests")
                     }
                 }
+                exposition?.record(replay, policy: kind.rawValue, capacity: capacity)
                 replay.finish()
                 runs.append(SequentialRun(policy: kind, capacity: capacity, result: replay.result, blockTokens: B,
                                           wallSeconds: KVClock.seconds(from: start, to: KVClock.monotonicNanos())))
             }
         }
+        try exposition?.write()
         let costModel = "\(model.name) on \(hardware.name)"
         if json {
             let objects = runs.map { run -> JSONValue in

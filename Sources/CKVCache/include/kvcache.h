@@ -764,6 +764,17 @@ kvcache_status kvcache_tiers_device_block(kvcache_tiers_t *tiers, kvcache_block_
 /** Checks the tier index's invariants (tests). Statuses: NULL_HANDLE, INVARIANT_VIOLATION. */
 kvcache_status kvcache_tiers_validate(kvcache_tiers_t *tiers);
 
+/* MARK: Metrics */
+
+/** The cache's metrics in the Prometheus text exposition format (0.0.4), for a server's /metrics
+ *  endpoint: kvcache:prefix_cache_queries and kvcache:prefix_cache_hits (prompt tokens asked about
+ *  and found cached, as vLLM's prefix_cache_queries / prefix_cache_hits), kvcache:kv_cache_usage_perc
+ *  (0...1) and kvcache:evicted_blocks (docs/METRICS.md). `*length` is always set to the text's length
+ *  in bytes without the terminating NUL; the text and a NUL are written when `capacity` holds
+ *  `*length + 1` bytes. Call with capacity 0 (out may be NULL) to learn the size. O(metrics); allocates.
+ *  Statuses: NULL_HANDLE, NULL_POINTER, BUFFER_TOO_SMALL (nothing written). */
+kvcache_status kvcache_metrics_text(kvcache_t *cache, char *out, size_t capacity, size_t *length);
+
 #ifdef __cplusplus
 }
 #endif

@@ -52,12 +52,14 @@ extension KVTierManager {
             if host == nil {
                 // No host tier: the block goes straight to the store, through a staging buffer.
                 guard let store, !store.contains(key), admission.worthLoading(tier: store.tier, layout: layout) else {
+                    if let store, !store.contains(key) { Self.warnAdmissionOff(store.tier) }
                     counters.device.droppedBlocks += 1
                     return false
                 }
                 return startCopyToStore(block: block, key: key, parent: parent, store: store, outbox: &outbox)
             }
             guard admission.worthLoading(tier: .host, layout: layout) else {
+                Self.warnAdmissionOff(.host)
                 counters.device.droppedBlocks += 1
                 return false
             }
@@ -151,5 +153,15 @@ extension KVTierManager {
             }
         }))
         return true
+    }
+}
+
+extension KVTierManager {
+    /// Logs once per tier that admission keeps evicted blocks out of it (loading from it would cost
+    /// more than recomputing at the measured bandwidth).
+    static func warnAdmissionOff(_ tier: Tier) {
+        TierWarnings.once(key: "admission off: \(tier)",
+                          "\(tier) tier: admission is off (a load would cost more than recomputing at the measured "
+                          + "bandwidth); evicted device blocks are dropped instead of copied there")
     }
 }

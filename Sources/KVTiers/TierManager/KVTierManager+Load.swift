@@ -171,6 +171,7 @@ extension KVTierManager {
             counters.disk.loadNanosMax = max(counters.disk.loadNanosMax, dt)
             if slot >= 0 { finishStoreFill(slot: slot, key: key) }
             admission.observe(tier: store.tier, bytes: bytes, nanos: dt)
+            config.loadObserver?(store.tier, dt)
         }
         return r == .hit
     }
@@ -224,6 +225,7 @@ extension KVTierManager {
                 counters.host.loadNanosTotal += dt
                 counters.host.loadNanosMax = max(counters.host.loadNanosMax, dt)
                 admission.observe(tier: .host, bytes: job.blocks.count * layout.bytesPerBlock, nanos: dt)
+                config.loadObserver?(.host, dt)
             }
         }
         job.handle.complete(block: i, group: g, success: ok)

@@ -45,6 +45,9 @@ public struct TierConfig: Sendable {
     public var admission = LoadOrRecompute()
     /// Keep `KVEvent`s (stored/removed with tier .host/.disk) for `drainEvents`.
     public var recordEvents = false
+    /// Told each load call's latency as it completes (tier, nanoseconds), for metrics; called under the
+    /// manager's lock, so it must be quick and must not call back into the tiers.
+    public var loadObserver: (@Sendable (Tier, UInt64) -> Void)? = nil
     /// sysfs root for `.nearDevice` placement (tests use a fixture).
     public var sysfsRoot = "/sys"
 

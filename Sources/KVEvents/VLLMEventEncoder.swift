@@ -1,0 +1,110 @@
+import CMsgpack
+import KVCache
+
+/// Encodes a batch of `KVEvent`s as vLLM's `KVEventBatch` in msgpack, byte for byte what
+/// `msgspec.msgpack.Encoder().encode(KVEventBatch(...))` writes (vllm/distributed/kv_events.py):
+///
+/// - the batch is an array (`array_like`): `[ts (float64), [events...], data_parallel_rank]`;
+/// - each event is a map tagged by its class name under `"type"`, with the fields that have no
+///   default in vLLM's class order: `BlockStored {type, block_hashes, parent_block_hash, token_ids,
+///   block_size, lora_id, medium, lora_name}`, `BlockRemoved {type, block_hashes, medium}`,
+///   `AllBlocksCleared {type}` (fields with defaults are omitted, as `omit_defaults` does);
+/// - BlockStored's map header is `map 16` (0xDE 0x0008), as msgspec writes it for a struct of 16
+///   possible fields; the other headers are the shortest form;
+/// - a block hash is `bin 16`: the key's 16 bytes, high 64 bits first, big-endian (the 32-hex-digit
+///   form of docs/BLOCK_KEYS.md as bytes); `lora_id` and `lora_name` are nil.
+///
+/// All bytes go through msgpack-c's packer into one buffer the encoder keeps: after the first batches
+/// have grown it, encoding allocates nothing. O(keys + token ids). Not thread-safe: one caller.
+public final class VLLMEventEncoder {
+    private let buffer: UnsafeMutablePointer<msgpack_sbuffer>
+    private let packer: UnsafeMutablePointer<msgpack_packer>
+    /// The medium name of each tier.
+    public var medium: EventMedium
+
+    public init(medium: EventMedium = EventMedium()) {
+        self.medium = medium
+        buffer = .allocate(capacity: 1)
+        msgpack_sbuffer_init(buffer)
+        packer = .allocate(capacity: 1)
+        msgpack_packer_init(packer, UnsafeMutableRawPointer(buffer), msgpack_sbuffer_write)
+    }
+
+    deinit {
+        msgpack_sbuffer_destroy(buffer)
+        buffer.deallocate()
+        packer.deallocate()
+    }
+
+    /// Encodes one batch, replacing the previous bytes, and returns them (valid until the next call).
+    public func encode(_ events: some Collection<KVEvent>, timestamp: Double,
+                       dataParallelRank: Int) -> UnsafeRawBufferPointer {
+        msgpack_sbuffer_clear(buffer)
+        msgpack_pack_array(packer, 3)
+        msgpack_pack_double(packer, timestamp)
+        msgpack_pack_array(packer, events.count)
+        for e in events { pack(e) }
+        msgpack_pack_int64(packer, Int64(dataParallelRank))
+        return bytes
+    }
+
+    /// The bytes of the last batch.
+    public var bytes: UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: buffer.pointee.data, count: buffer.pointee.size)
+    }
+
+    private func pack(_ e: KVEvent) {
+        switch e {
+        case .blockStored(let keys, let parent, let blockTokens, let tier, let tokens):
+            // msgspec writes the map header of a struct that may have 16 or more fields (BlockStored: the
+            // tag and 15) as map 16 and fills in the count, even when fewer are written; so does this.
+            var header: (UInt8, UInt8, UInt8) = (0xDE, 0x00, 8)
+            withUnsafeBytes(of: &header) {
+                _ = msgpack_sbuffer_write(buffer, $0.baseAddress?.assumingMemoryBound(to: CChar.self), 3)
+            }
+            string("type"); string("BlockStored")
+            string("block_hashes"); hashes(keys)
+            string("parent_block_hash")
+            if let parent { hash(parent) } else { msgpack_pack_nil(packer) }
+            string("token_ids")
+            msgpack_pack_array(packer, tokens.count)
+            for t in tokens { msgpack_pack_uint32(packer, t) }
+            string("block_size"); msgpack_pack_int64(packer, Int64(blockTokens))
+            string("lora_id"); msgpack_pack_nil(packer)
+            string("medium"); string(medium.name(of: tier))
+            string("lora_name"); msgpack_pack_nil(packer)
+        case .blockRemoved(let keys, let tier):
+            msgpack_pack_map(packer, 3)
+            string("type"); string("BlockRemoved")
+            string("block_hashes"); hashes(keys)
+            string("medium"); string(medium.name(of: tier))
+        case .allBlocksCleared:
+            msgpack_pack_map(packer, 1)
+            string("type"); string("AllBlocksCleared")
+        }
+    }
+
+    private func hashes(_ keys: [BlockKey]) {
+        msgpack_pack_array(packer, keys.count)
+        for k in keys { hash(k) }
+    }
+
+    private func hash(_ k: BlockKey) {
+        var be = (k.hi.bigEndian, k.lo.bigEndian)
+        msgpack_pack_bin(packer, 16)
+        withUnsafeBytes(of: &be) { _ = msgpack_pack_bin_body(packer, $0.baseAddress, 16) }
+    }
+
+    private func string(_ s: StaticString) {
+        msgpack_pack_str(packer, s.utf8CodeUnitCount)
+        msgpack_pack_str_body(packer, s.utf8Start, s.utf8CodeUnitCount)
+    }
+
+    private func string(_ s: String) {
+        var s = s
+        s.withUTF8 { u in
+            msgpack_pack_str(packer, u.count)
+            msgpack_pack_str_body(packer, u.baseAddress, u.count)
+        }
+    }
+}

@@ -1,0 +1,211 @@
+import CZmq
+import Glibc
+import KVCache
+import Synchronization
+
+/// Publishes batches of `KVEvent`s the way vLLM's `ZmqEventPublisher` does, so a router written for
+/// vLLM subscribes unchanged:
+///
+/// - a PUB socket sends each batch as three frames: the topic, the sequence number (8 bytes,
+///   big-endian, from 0, one per batch), and the msgpack payload (`VLLMEventEncoder`);
+/// - an optional ROUTER socket answers a replay request (`[identity, "", start seq (8 bytes BE)]`)
+///   with `[identity, "", topic, seq, payload]` for every buffered batch from `start`, then the end
+///   marker `[identity, "", "", -1 (8 bytes BE), ""]`; the last `bufferSteps` batches are kept.
+///
+/// `publish` runs on the caller's thread (the scheduler loop, single-threaded by contract): it encodes
+/// into a reused buffer, hands the frames to libzmq (which sends from its own I/O thread) and copies
+/// the payload into a ring slot whose capacity is reused, so a steady stream allocates nothing.
+/// O(keys + token ids) per batch. A replay thread owns the ROUTER socket and reads the ring under its
+/// mutex. A full PUB queue (`hwm` batches) drops batches for slow subscribers, as ZMQ PUB does; they
+/// find the gap by the sequence numbers and ask the replay socket.
+// Sendable: the PUB socket and encoder are used only by the publishing caller; the ring is guarded by
+// `ring`'s mutex, the ROUTER socket is used only by the replay thread.
+public final class ZmqEventPublisher: @unchecked Sendable {
+    /// The publisher's settings, named as vLLM's `KVEventsConfig`.
+    public struct Config: Sendable {
+        /// PUB address: `tcp://*:5557` binds; ipc:// and inproc:// too.
+        public var endpoint = "tcp://*:5557"
+        /// ROUTER address for replay requests, or nil for none.
+        public var replayEndpoint: String? = nil
+        /// Batches kept for replay.
+        public var bufferSteps = 10_000
+        /// High-water mark of the PUB socket (batches).
+        public var hwm = 100_000
+        public var topic = ""
+        /// Written into every batch (vLLM's `data_parallel_rank`).
+        public var dataParallelRank = 0
+        public var medium = EventMedium()
+        public init() {}
+    }
+
+    private struct Ring {
+        var entries: [(seq: Int64, payload: [UInt8])] = []
+        var next = 0   // slot of the next batch once `entries` is full
+    }
+
+    public let config: Config
+    private let context: UnsafeMutableRawPointer
+    private let pub: UnsafeMutableRawPointer
+    private let replay: UnsafeMutableRawPointer?
+    private let encoder: VLLMEventEncoder
+    private let topic: [UInt8]
+    private let ring = Mutex(Ring())
+    private let running = Atomic<Bool>(true)
+    private var thread: pthread_t?
+    private var scratch: [KVEvent] = []
+    /// Sequence number of the next batch.
+    public private(set) var nextSequence: Int64 = 0
+
+    public init(_ config: Config) throws(KVEventsError) {
+        guard config.bufferSteps >= 1, config.hwm >= 1 else {
+            throw .invalidArgument("bufferSteps and hwm must be at least 1")
+        }
+        guard let ctx = zmq_ctx_new() else { throw .socket(Self.lastError()) }
+        guard let pub = zmq_socket(ctx, ZMQ_PUB) else {
+            zmq_ctx_term(ctx)
+            throw .socket(Self.lastError())
+        }
+        var hwm = Int32(clamping: config.hwm), linger: Int32 = 0
+        zmq_setsockopt(pub, ZMQ_SNDHWM, &hwm, MemoryLayout<Int32>.size)
+        zmq_setsockopt(pub, ZMQ_LINGER, &linger, MemoryLayout<Int32>.size)
+        if zmq_bind(pub, config.endpoint) != 0 {
+            let reason = Self.lastError()
+            zmq_close(pub); zmq_ctx_term(ctx)
+            throw .bind(endpoint: config.endpoint, reason: reason)
+        }
+        var router: UnsafeMutableRawPointer? = nil
+        if let endpoint = config.replayEndpoint {
+            guard let r = zmq_socket(ctx, ZMQ_ROUTER) else {
+                let reason = Self.lastError()
+                zmq_close(pub); zmq_ctx_term(ctx)
+                throw .socket(reason)
+            }
+            // Room for a full replay plus its end marker, as vLLM sizes it.
+            var replayHWM = Int32(clamping: 2 * (config.bufferSteps + 1))
+            zmq_setsockopt(r, ZMQ_SNDHWM, &replayHWM, MemoryLayout<Int32>.size)
+            zmq_setsockopt(r, ZMQ_LINGER, &linger, MemoryLayout<Int32>.size)
+            if zmq_bind(r, endpoint) != 0 {
+                let reason = Self.lastError()
+                zmq_close(r); zmq_close(pub); zmq_ctx_term(ctx)
+                throw .bind(endpoint: endpoint, reason: reason)
+            }
+            router = r
+        }
+        self.config = config
+        context = ctx
+        self.pub = pub
+        replay = router
+        encoder = VLLMEventEncoder(medium: config.medium)
+        topic = Array(config.topic.utf8)
+        if router != nil { startReplayThread() }
+    }
+
+    deinit { close() }
+
+    /// Stops the replay thread and closes the sockets; later `publish` calls are ignored. Idempotent.
+    public func close() {
+        guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
+        if let thread { pthread_join(thread, nil) }
+        if let replay { zmq_close(replay) }
+        zmq_close(pub)
+        zmq_ctx_term(context)
+    }
+
+    /// Publishes `events` as one batch stamped `timestamp` (seconds since the epoch, as vLLM's
+    /// `time.time()`) and returns its sequence number, or nil when `events` is empty or the publisher
+    /// is closed (no number is used then).
+    @discardableResult
+    public func publish(_ events: some Collection<KVEvent>, timestamp: Double) -> Int64? {
+        guard !events.isEmpty, running.load(ordering: .relaxed) else { return nil }
+        let seq = nextSequence
+        nextSequence += 1
+        let payload = encoder.encode(events, timestamp: timestamp, dataParallelRank: config.dataParallelRank)
+        var seqBE = UInt64(bitPattern: seq).bigEndian
+        topic.withUnsafeBytes { _ = zmq_send(pub, $0.baseAddress, $0.count, ZMQ_SNDMORE | ZMQ_DONTWAIT) }
+        withUnsafeBytes(of: &seqBE) { _ = zmq_send(pub, $0.baseAddress, 8, ZMQ_SNDMORE | ZMQ_DONTWAIT) }
+        _ = zmq_send(pub, payload.baseAddress, payload.count, ZMQ_DONTWAIT)
+        guard replay != nil else { return seq }
+        let steps = config.bufferSteps
+        ring.withLock { r in
+            if r.entries.count < steps {
+                r.entries.append((seq, Array(payload)))
+            } else {
+                r.entries[r.next].seq = seq
+                r.entries[r.next].payload.removeAll(keepingCapacity: true)
+                r.entries[r.next].payload.append(contentsOf: payload)
+                r.next = (r.next + 1) % steps
+            }
+        }
+        return seq
+    }
+
+    /// Drains `manager`'s events (and its lower tiers') and publishes them as one batch stamped now.
+    /// Returns the batch's sequence number, or nil when there was nothing to publish.
+    @discardableResult
+    public func publish(from manager: KVCacheManager) -> Int64? {
+        manager.drainEvents(into: &scratch)
+        defer { scratch.removeAll(keepingCapacity: true) }
+        return publish(scratch, timestamp: Self.now())
+    }
+
+    /// Seconds since the epoch from the real-time clock.
+    public static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    static func lastError() -> String { String(cString: zmq_strerror(zmq_errno())) }
+
+    // MARK: Replay
+
+    private func startReplayThread() {
+        let box = Unmanaged.passRetained(self)
+        var t = pthread_t()
+        let rc = pthread_create(&t, nil, { arg in
+            let p = Unmanaged<ZmqEventPublisher>.fromOpaque(arg!)
+            p.takeUnretainedValue().serveReplays()
+            p.release()
+            return nil
+        }, box.toOpaque())
+        if rc == 0 { thread = t } else { box.release() }
+    }
+
+    /// The replay thread: polls the ROUTER socket every 50 ms until `close`.
+    private func serveReplays() {
+        guard let replay else { return }
+        var item = zmq_pollitem_t(socket: replay, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
+        var frames: [[UInt8]] = []
+        var frame = [UInt8](repeating: 0, count: 256)
+        while running.load(ordering: .acquiring) {
+            guard zmq_poll(&item, 1, 50) > 0 else { continue }
+            frames.removeAll(keepingCapacity: true)
+            var more: Int32 = 1
+            while more != 0 {
+                let n = frame.withUnsafeMutableBytes { zmq_recv(replay, $0.baseAddress, $0.count, ZMQ_DONTWAIT) }
+                if n < 0 { break }
+                frames.append(Array(frame[..<min(Int(n), frame.count)]))
+                var size = MemoryLayout<Int32>.size
+                zmq_getsockopt(replay, ZMQ_RCVMORE, &more, &size)
+            }
+            guard frames.count == 3, frames[2].count == 8 else { continue }  // not a replay request
+            let start = frames[2].reduce(Int64(0)) { $0 << 8 | Int64($1) }
+            let identity = frames[0]
+            let batches = ring.withLock { r in
+                (r.entries[r.next...] + r.entries[..<r.next]).filter { $0.seq >= start }
+            }
+            for b in batches { send(replay, identity, topic, b.seq, b.payload) }
+            send(replay, identity, [], -1, [])
+        }
+    }
+
+    private func send(_ socket: UnsafeMutableRawPointer, _ identity: [UInt8], _ topic: [UInt8], _ seq: Int64,
+                      _ payload: [UInt8]) {
+        var seqBE = UInt64(bitPattern: seq).bigEndian
+        identity.withUnsafeBytes { _ = zmq_send(socket, $0.baseAddress, $0.count, ZMQ_SNDMORE) }
+        _ = zmq_send(socket, nil, 0, ZMQ_SNDMORE)
+        topic.withUnsafeBytes { _ = zmq_send(socket, $0.baseAddress, $0.count, ZMQ_SNDMORE) }
+        withUnsafeBytes(of: &seqBE) { _ = zmq_send(socket, $0.baseAddress, 8, ZMQ_SNDMORE) }
+        payload.withUnsafeBytes { _ = zmq_send(socket, $0.baseAddress, $0.count, 0) }
+    }
+}

@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""Model-based check of the KV event stream against vLLM's own decoder.
+
+For each seed, runs `kvcache-events-check` (a seeded random serving sequence on a KVCacheManager that
+publishes its events on a ZMQ PUB socket with a replay socket), subscribes as a router would
+(SUB for the live stream, DEALER on the replay socket for the gaps), decodes every batch with
+msgspec into vLLM's `KVEventBatch`, and rebuilds the cache from the events alone. The rebuilt cache
+must equal the contents the publisher prints at the end: the same block hashes with the same parents.
+Each stored block's token ids must also hash, with its parent, to its hash (docs/BLOCK_KEYS.md), so
+the token ids a router indexes are the ones the cache keyed.
+
+The first batches the subscriber receives live are discarded on purpose, so that every run also
+recovers a gap through the replay socket.
+
+usage: check_events.py PATH/TO/kvcache-events-check [SEEDS] [STEPS]
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import msgspec
+import xxhash
+import zmq
+
+import vllm_kv_events
+
+kv = vllm_kv_events.load()
+ROOT = bytes.fromhex("e7bc82a8a9a14a588f0346a5b741f558")  # root key, empty namespace, adapter and salt
+DROPPED_LIVE = 3
+END_SEQ = -1
+
+
+def key_of(parent: bytes, tokens: list[int]) -> bytes:
+    """docs/BLOCK_KEYS.md: XXH3-128 of parent (lo, hi as u64 LE) and the token ids (u32 LE)."""
+    hi, lo = parent[:8], parent[8:]
+    data = lo[::-1] + hi[::-1] + b"".join(t.to_bytes(4, "little") for t in tokens)
+    return xxhash.xxh3_128_digest(data)
+
+
+def collect(driver: str, seed: int, steps: int, tmp: str):
+    pub, replay = f"ipc://{tmp}/pub-{seed}", f"ipc://{tmp}/replay-{seed}"
+    proc = subprocess.Popen([driver, pub, replay, str(seed), str(steps)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready", "the publisher did not start"
+        ctx = zmq.Context.instance()
+        sub = ctx.socket(zmq.SUB)
+        sub.connect(pub)
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.connect(replay)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        expected = json.loads(proc.stdout.readline())
+        last = expected["last_seq"]
+        payloads, seen_live, dropped = {}, 0, 0
+        while sub.poll(1000):
+            topic, seq_bytes, payload = sub.recv_multipart()
+            seq = int.from_bytes(seq_bytes, "big", signed=True)
+            assert topic == b""
+            seen_live += 1
+            if dropped < DROPPED_LIVE:
+                dropped += 1
+                continue
+            payloads[seq] = payload
+            if seq == last:
+                break
+        missing = [s for s in range(last + 1) if s not in payloads]
+        replayed = 0
+        if missing:
+            dealer.send_multipart([b"", missing[0].to_bytes(8, "big")])
+            while True:
+                assert dealer.poll(5000), "no answer from the replay socket"
+                empty, topic, seq_bytes, payload = dealer.recv_multipart()
+                seq = int.from_bytes(seq_bytes, "big", signed=True)
+                if seq == END_SEQ:
+                    assert topic == b"" and payload == b""
+                    break
+                payloads.setdefault(seq, payload)
+                replayed += 1
+        assert sorted(payloads) == list(range(last + 1)), f"seqs missing after replay: {sorted(set(range(last + 1)) - set(payloads))}"
+        sub.close(0)
+        dealer.close(0)
+        return expected, [payloads[s] for s in range(last + 1)], seen_live, replayed
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+def rebuild(batches: list[bytes], block_size: int):
+    decoder = msgspec.msgpack.Decoder(type=kv.KVEventBatch)
+    media: dict[str, dict[bytes, bytes | None]] = {}
+    counts = {"BlockStored": 0, "BlockRemoved": 0, "AllBlocksCleared": 0}
+    for raw in batches:
+        batch = decoder.decode(raw)
+        assert isinstance(batch, kv.EventBatch) and batch.data_parallel_rank == 0 and batch.ts > 1e9
+        assert batch.events, "an empty batch was published"
+        for e in batch.events:
+            counts[type(e).__name__] += 1
+            if isinstance(e, kv.BlockStored):
+                assert e.block_size == block_size and e.lora_id is None
+                assert len(e.token_ids) == len(e.block_hashes) * block_size, "stored blocks without their token ids"
+                cache = media.setdefault(e.medium, {})
+                parent = e.parent_block_hash
+                for i, h in enumerate(e.block_hashes):
+                    tokens = e.token_ids[i * block_size:(i + 1) * block_size]
+                    assert key_of(parent if parent is not None else ROOT, tokens) == h, "token ids do not give the hash"
+                    assert h not in cache, "stored twice"
+                    cache[h] = parent
+                    parent = h
+            elif isinstance(e, kv.BlockRemoved):
+                cache = media.setdefault(e.medium, {})
+                for h in e.block_hashes:
+                    assert h in cache, "removed a block never stored"
+                    del cache[h]
+            else:
+                assert isinstance(e, kv.AllBlocksCleared)
+                media.clear()
+    return media, counts
+
+
+def main():
+    driver = sys.argv[1]
+    seeds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    steps = int(sys.argv[3]) if len(sys.argv) > 3 else 400
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(1, seeds + 1):
+            expected, batches, live, replayed = collect(driver, seed, steps, tmp)
+            media, counts = rebuild(batches, expected["block_size"])
+            want = {bytes.fromhex(k): (bytes.fromhex(v) if v else None) for k, v in expected["contents"].items()}
+            got = media.get("GPU", {})
+            assert got == want, f"seed {seed}: rebuilt {len(got)} blocks, the cache holds {len(want)}"
+            assert set(media) <= {"GPU"}, f"unexpected media {set(media)}"
+            assert replayed >= DROPPED_LIVE, "the replay socket was not exercised"
+            print(f"seed {seed}: {len(batches)} batches ({live} live, {replayed} replayed), {counts}, "
+                  f"{len(want)} cached blocks rebuilt exactly")
+    print("events: vLLM's decoder rebuilt the cache exactly")
+
+
+if __name__ == "__main__":
+    main()
