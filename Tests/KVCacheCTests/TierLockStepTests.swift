@@ -226,7 +226,7 @@ struct TierLockStepTests {
             var fromSwift: [String] = []
             for e in swiftEvents {
                 switch e {
-                case .blockStored(let ks, let parent, _, let tier):
+                case .blockStored(let ks, let parent, _, let tier, _):
                     fromSwift += ks.map { "\(KVCACHE_EVENT_BLOCK_STORED.code32) \(tier.rawValue) \(parent != nil) \($0)" }
                 case .blockRemoved(let ks, let tier):
                     fromSwift += ks.map { "\(KVCACHE_EVENT_BLOCK_REMOVED.code32) \(tier.rawValue) false \($0)" }
