@@ -90,6 +90,7 @@ FUNCTIONS = {
     "kvcache_sequence_count": ("kvcache_status", [_H, "int64_t *"]),
     "kvcache_reset": ("kvcache_status", [_H]),
     "kvcache_validate": ("kvcache_status", [_H]),
+    "kvcache_metrics_text": ("kvcache_status", [_H, "char *", "size_t", "size_t *"]),
     # The tiers (kvcache_tiers_t).
     "kvcache_tiers_config_init": ("kvcache_status", ["kvcache_tiers_config *"]),
     "kvcache_tiers_create_checked": ("kvcache_status", ["uint32_t", "size_t", "const kvcache_tiers_config *",

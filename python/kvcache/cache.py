@@ -286,6 +286,17 @@ class Cache(OwnedHandle):
         """Checks every internal invariant (tests, debugging); InvariantViolationError on a library bug."""
         self._check(self._lib.kvcache_validate(self._handle))
 
+    def metrics_text(self):
+        """The cache's metrics in the Prometheus text exposition format (kvcache_metrics_text), as str:
+        the size first, then the text into a buffer of that size."""
+        length = C.c_size_t()
+        status = self._lib.kvcache_metrics_text(self._handle, None, 0, C.byref(length))
+        if status != _OK and status != _TOO_SMALL:
+            self._check(status)
+        text = C.create_string_buffer(length.value + 1)
+        self._check(self._lib.kvcache_metrics_text(self._handle, text, len(text), C.byref(length)))
+        return text.value.decode()
+
 
 def _take_events(lib, drain, handle, size, size2):
     """The events of kvcache_drain_events or kvcache_tiers_take_events (`drain`): the counts first, then

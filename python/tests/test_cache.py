@@ -226,3 +226,16 @@ def test_random_operations_keep_the_model_and_change_nothing_when_refused(seed):
         for s, (known, computed, _, _) in live.items():
             assert cache.token_count(s) == known and cache.computed_tokens(s) == computed, f"step {step} seq {s}"
     cache.close()
+
+
+def test_metrics_text_counts_what_stats_count():
+    with Cache(24, block_tokens=B) as cache:
+        prefill(cache, 1, list(range(64)))
+        prefill(cache, 2, list(range(64)) + [7])
+        stats = cache.stats()
+        lines = {line.split(" ")[0]: line.split(" ")[-1] for line in cache.metrics_text().splitlines()
+                 if line and not line.startswith("#")}
+        queries = [v for k, v in lines.items() if k.startswith("kvcache:prefix_cache_queries")]
+        hits = [v for k, v in lines.items() if k.startswith("kvcache:prefix_cache_hits")]
+        assert queries and float(queries[0]) == stats.query_tokens
+        assert hits and float(hits[0]) == stats.hit_tokens == 64
