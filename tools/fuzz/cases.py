@@ -244,6 +244,23 @@ def generate_model_file(rng, folder, fx):
     return ["generate", "--model", path, "--prompt", "Hi", "--max-tokens", "2", "--threads", "1", "--json"]
 
 
+BLEND_FLAGS = ["--limit", "--max-tokens", "--passages", "--passage-tokens", "--threads"]
+
+
+def blend_data(rng, folder, fx):
+    """kvcache blend on malformed RAG samples, odd ratio/selection lists and extreme numbers."""
+    if "model" not in fx:
+        return None
+    argv = ["blend", "--model", fx["model"], "--data", formats.make_rag_samples(rng, folder), "--limit", "1",
+            "--max-tokens", "1", "--passages", "2", "--passage-tokens", "8", "--threads", "1",
+            "--ratio", rng.choice(["0.5", "0,1", "", "nan", "-0.1", "1.5", "0.1," * 40, "inf"]),
+            "--select", rng.choice(["hkvd", "random,cci", "", "bogus", "hkvd,hkvd"]),
+            "--check-layers", rng.choice(["1", "1,2", "0", "2,1", "99", "", "1," * 50])]
+    if rng.random() < 0.5:
+        argv += numeric_flags(rng, BLEND_FLAGS, 1)
+    return argv + (["--json"] if rng.random() < 0.5 else [])
+
+
 def kv_dump_flags(rng, folder, fx):
     if "model" not in fx:
         return None
@@ -333,7 +350,17 @@ def disk_stress_flags(rng, folder, fx):
 
 
 def bench_flags(rng, folder, fx):
-    sub = rng.choice(["core", "scheduler", "tiers", "chunks"])
+    sub = rng.choice(["core", "scheduler", "tiers", "chunks", "trace", "hybrid"])
+    if sub == "trace":
+        argv = ["bench", "trace", "--repetitions", "1", "--pool-blocks",
+                rng.choice(["64", "1,2", "", ",", "0", "-5", "16000001", "x", "64," * 20, values.flag_number(rng)])]
+        if rng.random() < 0.5:
+            argv += ["--trace", formats.make_mooncake(rng, folder)]
+        return argv + numeric_flags(rng, ["--block-tokens", "--repetitions"], 1) + ["--json"]
+    if sub == "hybrid":
+        argv = ["bench", "hybrid", "--requests", "4", "--repetitions", "1",
+                "--policy", rng.choice(["sglang+", "adaptive", "", "lru", "marconi,marconi", ",", "x" * 300])]
+        return argv + numeric_flags(rng, ["--requests", "--repetitions"], 1) + ["--json"]
     if sub == "chunks":
         return ["bench", "chunks", "--repetitions", "1"] + numeric_flags(rng, ["--tokens", "--repetitions"], 1) + ["--json"]
     if sub == "core":
@@ -425,6 +452,7 @@ GENERATORS = {
     "generate-small-pool": (generate_small_pool, 3, generated_text_kept),
     "generate-model-file": (generate_model_file, 4, generated_text_meaningful),
     "kv-dump-flags": (kv_dump_flags, 3),
+    "blend-data": (blend_data, 4),
     "disk-fsck": (disk_fsck, 1),
     "disk-stress-flags": (disk_stress_flags, 1),
     "bench-flags": (bench_flags, 2),

@@ -234,6 +234,33 @@ def make_ragpulse(rng, folder):
     return path
 
 
+def make_rag_samples(rng, folder):
+    """A CacheBlend-shaped RAG sample file ([{question, answers?, ctxs: [{title?, text}]}]), often broken."""
+    def odd():
+        return values.odd_text(rng).decode("utf-8", "surrogateescape")
+
+    def sample():
+        ctxs = [{"title": odd(), "text": rng.choice(["Paris is in France.", "", odd(),
+                                                                   "word " * rng.choice([1, 50, 3000])])}
+                for _ in range(rng.randint(0, 5))]
+        s = {"question": rng.choice(["Where is Paris?", "", odd()]), "ctxs": ctxs}
+        if rng.random() < 0.5:
+            s["answers"] = rng.choice([["France"], [], "France", [1], None])
+        if rng.random() < 0.2:
+            s[rng.choice(["question", "ctxs"])] = rng.choice([None, 1, [], {}, values.json_number(rng)])
+        return s
+    text = json.dumps([sample() for _ in range(rng.randint(0, 3))], allow_nan=True)
+    style = rng.random()
+    if style < 0.1:
+        text = text[: rng.randrange(len(text) + 1)]
+    elif style < 0.15:
+        text = rng.choice(["{}", "[1,2]", "null", "", "[" * 100_000])
+    path = os.path.join(folder, "rag.json")
+    with open(path, "w", encoding="utf-8", errors="surrogatepass") as f:
+        f.write(text)
+    return path
+
+
 def make_trace(rng, folder):
     """Any trace format, sometimes gzip-compressed (whole, truncated or as a bomb)."""
     kind = rng.choice(["mooncake", "mooncake", "csv", "sharegpt", "castillo"])
