@@ -76,6 +76,8 @@ public struct ReusedSpan: Sendable, Equatable {
 /// budget split; the reference engine executes plans (`ChunkBlender`). Not there yet: tiers other than the
 /// device, and the C ABI and Swift-facade entry points.
 public struct ChunkPrefillPlan: Sendable, Equatable {
+    /// How the recomputed tokens were (or, for `.highDeviation`, are to be) chosen.
+    public var selection: TokenSelection
     public var promptTokens: Int
     /// Positions served by the prefix cache.
     public var prefix: Range<Int>
@@ -94,7 +96,7 @@ public struct ChunkPrefillPlan: Sendable, Equatable {
     public static func build(_ pieces: [PromptPiece], store: inout ChunkStore, context: BlockKey,
                              selection: TokenSelection = .none) throws(ChunkError) -> ChunkPrefillPlan {
         guard (0 ... 1).contains(selection.ratio) else { throw .invalidArgument("recompute ratio outside 0...1") }
-        var plan = ChunkPrefillPlan(promptTokens: 0, prefix: 0 ..< 0, reused: [], recompute: [], fresh: [], missingChunks: 0)
+        var plan = ChunkPrefillPlan(selection: selection, promptTokens: 0, prefix: 0 ..< 0, reused: [], recompute: [], fresh: [], missingChunks: 0)
         var found: [(Int, ChunkVariantID)] = []
         for (i, piece) in pieces.enumerated() {
             guard piece.tokens >= 1 else { throw .invalidArgument("piece \(i) has no tokens") }

@@ -89,7 +89,7 @@ public final class ChunkBlender {
     /// Runs `plan` for `prompt` into `pool` through `blockTable`: the plan's prefix must already be there;
     /// reused spans are copied from the store and re-rotated, then the fresh ranges and the selected tokens
     /// are computed. The plan stays acquired (the caller releases it).
-    public func execute(_ plan: ChunkPrefillPlan, prompt: [UInt32], selection: TokenSelection, pool: PagedKVPool,
+    public func execute(_ plan: ChunkPrefillPlan, prompt: [UInt32], pool: PagedKVPool,
                         blockTable: [BlockID]) throws(EngineError) -> Outcome {
         guard plan.promptTokens == prompt.count else { throw .invalidBlend("plan of \(plan.promptTokens) tokens for a prompt of \(prompt.count)") }
         guard !plan.fresh.isEmpty, plan.fresh.last!.upperBound == prompt.count else {
@@ -108,7 +108,7 @@ public final class ChunkBlender {
             do { blocks = try store.blocks(of: span.variant) } catch { throw .invalidBlend(error.description) }
             pool.copyRows(from: storePool, sourceTable: blocks, sourceStart: 0, to: blockTable, targetStart: span.target.lowerBound,
                           count: span.target.count, rotateBy: span.rotateBy, rotator: rotator)
-            if case .highDeviation = selection, !span.exact {
+            if case .highDeviation = plan.selection, !span.exact {
                 for p in span.target { marks[p] = 2 }
                 budget += span.recomputeBudget
                 candidateCount += span.target.count

@@ -50,7 +50,7 @@ struct ChunkBlendTests {
             let plan = try ChunkPrefillPlan.build(pieces, store: &b.store, context: context, selection: selection)
             try plan.validate()
             defer { try? plan.release(from: &b.store) }
-            return try b.execute(plan, prompt: prompt, selection: selection, pool: pool, blockTable: table)
+            return try b.execute(plan, prompt: prompt, pool: pool, blockTable: table)
         }
 
         var allChunks: [PromptPiece] {

@@ -190,7 +190,7 @@ struct BlendCommand: ParsableCommand {
                 do { plan = try ChunkPrefillPlan.build(pieces, store: &blender.store, context: context, selection: selection) } catch {
                     throw CLIError("chunk plan: \(error)")
                 }
-                let outcome = try blender.execute(plan, prompt: prompt, selection: selection, pool: pool, blockTable: table)
+                let outcome = try blender.execute(plan, prompt: prompt, pool: pool, blockTable: table)
                 let elapsed = seconds(clock.now - start)
                 do { try plan.release(from: &blender.store) } catch { throw CLIError("chunk plan: \(error)") }
                 guard plan.missingChunks == 0 else { throw CLIError("internal: \(plan.missingChunks) chunks missing from the store") }
