@@ -110,7 +110,7 @@ let package = Package(
 
         // Benchmark workloads shared by `kvcache bench` and the Benchmarks package.
         .target(name: "KVBench", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVScheduler", "KVPrediction", "KVChunks",
-                                               "KVData", "KVCacheC", "CKVCache"]),
+                                               "KVData", "KVCacheC", "CKVCache", "KVEvents", "KVMetrics"]),
 
         .executableTarget(
             name: "kvcache",
