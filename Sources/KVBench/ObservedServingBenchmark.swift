@@ -1,3 +1,4 @@
+import Glibc
 import KVCache
 import KVEvents
 import KVMetrics
@@ -54,23 +55,45 @@ public final class ObservedServingWorkload: Workload {
 }
 
 /// The serving cycle's cost per block with events and metrics off and on, measured alternately in the
-/// same run (one repetition of each in turn, medians kept), and their ratio.
+/// same run (one repetition of each in turn, medians kept), and their ratio. Two clocks: the serving
+/// thread's CPU time (what the hot path pays: its own work, the event recording and the queueing, but
+/// not the publisher thread's encoding and sending, which runs on another core) and wall time (which
+/// also counts the publisher thread taking the serving thread's core away on a busy machine).
 public struct ObservedServingFigures: Sendable {
     public var offNanosPerBlock: Double
     public var onNanosPerBlock: Double
-    /// on / off: 1.0 is no cost.
+    public var offWallNanosPerBlock: Double
+    public var onWallNanosPerBlock: Double
+    /// on / off of the serving thread's CPU time: 1.0 is no cost.
     public var ratio: Double { onNanosPerBlock / offNanosPerBlock }
+    /// on / off of wall time.
+    public var wallRatio: Double { onWallNanosPerBlock / offWallNanosPerBlock }
+
+    /// Seconds of CPU time the calling thread has used.
+    static func threadSeconds() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    /// (thread CPU, wall) seconds per unit of one run.
+    static func time(_ w: ObservedServingWorkload) throws -> (Double, Double) {
+        let cpu0 = threadSeconds(), wall0 = KVClock.monotonicNanos()
+        try w.run()
+        let cpu = threadSeconds() - cpu0, wall = KVClock.seconds(from: wall0, to: KVClock.monotonicNanos())
+        return (cpu / Double(w.units), wall / Double(w.units))
+    }
 
     public static func measure(repetitions: Int = 15) throws -> ObservedServingFigures {
         let off = try ObservedServingWorkload(observed: false), on = try ObservedServingWorkload(observed: true)
         try off.run(); try on.run()   // warm: the pools fill and start evicting
-        var offSamples: [Double] = [], onSamples: [Double] = []
+        var samples: [[Double]] = Array(repeating: [], count: 4)   // off CPU, on CPU, off wall, on wall
         for _ in 0 ..< repetitions {
-            offSamples.append(try Measure.median(repetitions: 1, off.run) / Double(off.units))
-            onSamples.append(try Measure.median(repetitions: 1, on.run) / Double(on.units))
+            let a = try time(off), b = try time(on)
+            samples[0].append(a.0); samples[1].append(b.0); samples[2].append(a.1); samples[3].append(b.1)
         }
-        offSamples.sort(); onSamples.sort()
-        return ObservedServingFigures(offNanosPerBlock: offSamples[repetitions / 2] * 1e9,
-                                      onNanosPerBlock: onSamples[repetitions / 2] * 1e9)
+        let m = samples.map { $0.sorted()[repetitions / 2] * 1e9 }
+        return ObservedServingFigures(offNanosPerBlock: m[0], onNanosPerBlock: m[1], offWallNanosPerBlock: m[2],
+                                      onWallNanosPerBlock: m[3])
     }
 }
