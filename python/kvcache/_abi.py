@@ -79,6 +79,7 @@ FUNCTIONS = {
 # Header functions this package does not call (yet); the ABI test accepts exactly these as unbound.
 UNBOUND_PREFIXES = (
     "kvcache_hybrid_",  # the hybrid attention + SSM cache: C and Swift only for now
+    "kvcache_metrics_",  # the Prometheus exposition: C and Swift only for now
 )
 
 # Object-like macros of kvcache.h that the package relies on.
