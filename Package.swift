@@ -141,7 +141,7 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "KVEventsTests", dependencies: ["KVEvents", "KVMetrics", "KVCache", "KVTiers", "KVTestSupport", "CZmq", "KVCacheC", "CKVCache"]),
         // Publishes the events of a random operation sequence for the Python subscriber test (tools/events).
-        .executableTarget(name: "kvcache-events-check", dependencies: ["KVEvents", "KVCache"],
+        .executableTarget(name: "kvcache-events-check", dependencies: ["KVEvents", "KVCache", "KVTiers", "KVPlan"],
                           path: "tools/events/Driver"),
         .testTarget(name: "KVChunksTests", dependencies: ["KVChunks", "KVPlan", "KVCache"]),
         // The C kernels against exact sums (the quantized ones through the engine's repacking).
