@@ -110,7 +110,7 @@ let package = Package(
 
         // Benchmark workloads shared by `kvcache bench` and the Benchmarks package.
         .target(name: "KVBench", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVScheduler", "KVPrediction", "KVChunks",
-                                               "KVData", "KVCacheC", "CKVCache", "KVHybrid"]),
+                                               "KVData", "KVCacheC", "CKVCache", "KVHybrid", "KVEvents", "KVMetrics"]),
 
         .executableTarget(
             name: "kvcache",
@@ -141,7 +141,7 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "KVEventsTests", dependencies: ["KVEvents", "KVMetrics", "KVCache", "KVTiers", "KVTestSupport", "CZmq", "KVCacheC", "CKVCache"]),
         // Publishes the events of a random operation sequence for the Python subscriber test (tools/events).
-        .executableTarget(name: "kvcache-events-check", dependencies: ["KVEvents", "KVCache"],
+        .executableTarget(name: "kvcache-events-check", dependencies: ["KVEvents", "KVCache", "KVTiers", "KVPlan"],
                           path: "tools/events/Driver"),
         .testTarget(name: "KVChunksTests", dependencies: ["KVChunks", "KVPlan", "KVCache"]),
         // The C kernels against exact sums (the quantized ones through the engine's repacking).

@@ -74,7 +74,8 @@ python3 tools/fuzz/fuzz.py "$kvcache" --quick --out .build/fuzz-out
 
 # KV events through vLLM's own decoder: seeded random serving sequences publish on ZMQ (PUB + replay),
 # a subscriber with vLLM's KVEventBatch classes rebuilds the cache from the events, gaps recovered by
-# replay, and must find exactly the blocks (and parents) the cache holds, each hash matching its token ids.
+# replay, and must find exactly the blocks (and parents) the device pool and its host tier hold, each device
+# hash matching its token ids.
 echo "== KV events: vLLM's decoder rebuilds the cache"
 swift build --product kvcache-events-check
 python3 tools/events/check_events.py "$(swift build --show-bin-path)/kvcache-events-check" 5 600

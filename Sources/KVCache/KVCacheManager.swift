@@ -239,7 +239,7 @@ public final class KVCacheManager {
         index.prepareProbes(sequences[s].keys[first ..< limit])  // overlap the key-table misses of the loop below
         var run: [BlockKey] = []
         var runParent: BlockKey? = nil
-        var runTokens: [UInt32] = []
+        var runStart = 0
         let tokens = config.recordEvents ? eventTokens[id] : nil
         for i in first ..< limit {
             let key = sequences[s].keys[i]
@@ -251,31 +251,29 @@ public final class KVCacheManager {
                     sequences[s].blocks[i] = cached
                     counters.deduplicatedBlocks += 1
                 }
-                flushStored(&run, parent: runParent, tokens: &runTokens)
+                flushStored(&run, parent: runParent, tokens: tokens, firstBlock: runStart)
             } else {
                 let parent = i == 0 ? PrefixIndex.noParent : sequences[s].blocks[i - 1]
                 index.insert(key, block: mine, parent: parent, tokens: blockTokens, clock: clock)
                 counters.insertedBlocks += 1
                 if config.recordEvents {
-                    if run.isEmpty { runParent = i == 0 ? nil : sequences[s].keys[i - 1] }
+                    if run.isEmpty { runParent = i == 0 ? nil : sequences[s].keys[i - 1]; runStart = i }
                     run.append(key)
-                    if let tokens, tokens.count >= (i + 1) * blockTokens {
-                        runTokens.append(contentsOf: tokens[i * blockTokens ..< (i + 1) * blockTokens])
-                    }
                 }
             }
         }
-        flushStored(&run, parent: runParent, tokens: &runTokens)
+        flushStored(&run, parent: runParent, tokens: tokens, firstBlock: runStart)
         sequences[s].committedBlocks = limit
     }
 
-    private func flushStored(_ run: inout [BlockKey], parent: BlockKey?, tokens: inout [UInt32]) {
+    /// Records the run of consecutive blocks from `firstBlock` just published, with their token ids when
+    /// the sequence's are known (`tokens`) for every block of the run.
+    private func flushStored(_ run: inout [BlockKey], parent: BlockKey?, tokens: [UInt32]?, firstBlock: Int) {
         guard !run.isEmpty else { return }
-        // Token ids only when every block of the run has them.
-        if tokens.count != run.count * blockTokens { tokens.removeAll() }
-        events.append(.blockStored(keys: run, parent: parent, blockTokens: blockTokens, tier: .device, tokens: tokens))
+        let lo = firstBlock * blockTokens, hi = lo + run.count * blockTokens
+        let ids = tokens.map { $0.count >= hi ? Array($0[lo ..< hi]) : [] } ?? []
+        events.append(.blockStored(keys: run, parent: parent, blockTokens: blockTokens, tier: .device, tokens: ids))
         run.removeAll()
-        tokens = []
     }
 
     /// Adds sampled tokens to the sequence; each block they fill gets its key. O(tokens).

@@ -12,14 +12,15 @@ import Synchronization
 ///   with `[identity, "", topic, seq, payload]` for every buffered batch from `start`, then the end
 ///   marker `[identity, "", "", -1 (8 bytes BE), ""]`; the last `bufferSteps` batches are kept.
 ///
-/// `publish` runs on the caller's thread (the scheduler loop, single-threaded by contract): it encodes
-/// into a reused buffer, hands the frames to libzmq (which sends from its own I/O thread) and copies
-/// the payload into a ring slot whose capacity is reused, so a steady stream allocates nothing.
-/// O(keys + token ids) per batch. A replay thread owns the ROUTER socket and reads the ring under its
-/// mutex. A full PUB queue (`hwm` batches) drops batches for slow subscribers, as ZMQ PUB does; they
-/// find the gap by the sequence numbers and ask the replay socket.
-// Sendable: the PUB socket and encoder are used only by the publishing caller; the ring is guarded by
-// `ring`'s mutex, the ROUTER socket is used only by the replay thread.
+/// As in vLLM, a publisher thread does the work: `publish` (the scheduler loop's call, single-threaded
+/// by contract) only numbers the batch and queues it under a mutex, O(1) amortized; the thread encodes
+/// each batch into a reused buffer, hands the frames to libzmq and copies the payload into a ring slot
+/// whose capacity is reused, and answers replay requests, so the serving loop never waits on encoding
+/// or sockets. The queue is unbounded (a batch is never lost before it is numbered and sent); `close`
+/// sends what is queued before it stops. A full PUB queue (`hwm` batches) drops batches for slow
+/// subscribers, as ZMQ PUB does; they find the gap by the sequence numbers and ask the replay socket.
+// Sendable: the sockets, the encoder and the ring belong to the publisher thread; `queue` is guarded by
+// its mutex; `nextSequence` and `scratch` are the publishing caller's.
 public final class ZmqEventPublisher: @unchecked Sendable {
     /// The publisher's settings, named as vLLM's `KVEventsConfig`.
     public struct Config: Sendable {
@@ -43,13 +44,20 @@ public final class ZmqEventPublisher: @unchecked Sendable {
         var next = 0   // slot of the next batch once `entries` is full
     }
 
+    private struct Batch {
+        var seq: Int64
+        var timestamp: Double
+        var events: [KVEvent]
+    }
+
     public let config: Config
     private let context: UnsafeMutableRawPointer
     private let pub: UnsafeMutableRawPointer
     private let replay: UnsafeMutableRawPointer?
     private let encoder: VLLMEventEncoder
     private let topic: [UInt8]
-    private let ring = Mutex(Ring())
+    private var ring = Ring()
+    private let queue = Mutex([Batch]())
     private let running = Atomic<Bool>(true)
     private var thread: pthread_t?
     private var scratch: [KVEvent] = []
@@ -97,12 +105,14 @@ public final class ZmqEventPublisher: @unchecked Sendable {
         replay = router
         encoder = VLLMEventEncoder(medium: config.medium)
         topic = Array(config.topic.utf8)
-        if router != nil { startReplayThread() }
+        // A throw from here on runs deinit, which closes the sockets.
+        guard startThread() else { throw .socket("cannot start the publisher thread") }
     }
 
     deinit { close() }
 
-    /// Stops the replay thread and closes the sockets; later `publish` calls are ignored. Idempotent.
+    /// Sends what is queued, stops the publisher thread and closes the sockets; later `publish` calls
+    /// are ignored. Idempotent.
     public func close() {
         guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
         if let thread { pthread_join(thread, nil) }
@@ -111,41 +121,51 @@ public final class ZmqEventPublisher: @unchecked Sendable {
         zmq_ctx_term(context)
     }
 
-    /// Publishes `events` as one batch stamped `timestamp` (seconds since the epoch, as vLLM's
+    /// Queues `events` as one batch stamped `timestamp` (seconds since the epoch, as vLLM's
     /// `time.time()`) and returns its sequence number, or nil when `events` is empty or the publisher
-    /// is closed (no number is used then).
+    /// is closed (no number is used then). O(1) amortized besides the copy of `events` into an array.
     @discardableResult
     public func publish(_ events: some Collection<KVEvent>, timestamp: Double) -> Int64? {
-        guard !events.isEmpty, running.load(ordering: .relaxed) else { return nil }
-        let seq = nextSequence
-        nextSequence += 1
-        let payload = encoder.encode(events, timestamp: timestamp, dataParallelRank: config.dataParallelRank)
-        var seqBE = UInt64(bitPattern: seq).bigEndian
-        topic.withUnsafeBytes { _ = zmq_send(pub, $0.baseAddress, $0.count, ZMQ_SNDMORE | ZMQ_DONTWAIT) }
-        withUnsafeBytes(of: &seqBE) { _ = zmq_send(pub, $0.baseAddress, 8, ZMQ_SNDMORE | ZMQ_DONTWAIT) }
-        _ = zmq_send(pub, payload.baseAddress, payload.count, ZMQ_DONTWAIT)
-        guard replay != nil else { return seq }
-        let steps = config.bufferSteps
-        ring.withLock { r in
-            if r.entries.count < steps {
-                r.entries.append((seq, Array(payload)))
-            } else {
-                r.entries[r.next].seq = seq
-                r.entries[r.next].payload.removeAll(keepingCapacity: true)
-                r.entries[r.next].payload.append(contentsOf: payload)
-                r.next = (r.next + 1) % steps
-            }
-        }
-        return seq
+        guard !events.isEmpty else { return nil }
+        return enqueue(Array(events), timestamp: timestamp)
     }
 
-    /// Drains `manager`'s events (and its lower tiers') and publishes them as one batch stamped now.
-    /// Returns the batch's sequence number, or nil when there was nothing to publish.
+    /// Drains `manager`'s events (and its lower tiers') and queues them as one batch stamped now.
+    /// Returns the batch's sequence number, or nil when there was nothing to publish. O(1) amortized:
+    /// the drained array itself is queued.
     @discardableResult
     public func publish(from manager: KVCacheManager) -> Int64? {
         manager.drainEvents(into: &scratch)
-        defer { scratch.removeAll(keepingCapacity: true) }
-        return publish(scratch, timestamp: Self.now())
+        guard !scratch.isEmpty else { return nil }
+        defer { scratch = [] }
+        return enqueue(scratch, timestamp: Self.now())
+    }
+
+    private func enqueue(_ events: [KVEvent], timestamp: Double) -> Int64? {
+        guard running.load(ordering: .relaxed) else { return nil }
+        let seq = nextSequence
+        nextSequence += 1
+        queue.withLock { $0.append(Batch(seq: seq, timestamp: timestamp, events: events)) }
+        return seq
+    }
+
+    /// The publisher thread's half of a batch: encode, send, keep for replay.
+    private func send(_ batch: Batch) {
+        let payload = encoder.encode(batch.events, timestamp: batch.timestamp, dataParallelRank: config.dataParallelRank)
+        var seqBE = UInt64(bitPattern: batch.seq).bigEndian
+        topic.withUnsafeBytes { _ = zmq_send(pub, $0.baseAddress, $0.count, ZMQ_SNDMORE | ZMQ_DONTWAIT) }
+        withUnsafeBytes(of: &seqBE) { _ = zmq_send(pub, $0.baseAddress, 8, ZMQ_SNDMORE | ZMQ_DONTWAIT) }
+        _ = zmq_send(pub, payload.baseAddress, payload.count, ZMQ_DONTWAIT)
+        guard replay != nil else { return }
+        let steps = config.bufferSteps
+        if ring.entries.count < steps {
+            ring.entries.append((batch.seq, Array(payload)))
+        } else {
+            ring.entries[ring.next].seq = batch.seq
+            ring.entries[ring.next].payload.removeAll(keepingCapacity: true)
+            ring.entries[ring.next].payload.append(contentsOf: payload)
+            ring.next = (ring.next + 1) % steps
+        }
     }
 
     /// Seconds since the epoch from the real-time clock.
@@ -157,28 +177,36 @@ public final class ZmqEventPublisher: @unchecked Sendable {
 
     static func lastError() -> String { String(cString: zmq_strerror(zmq_errno())) }
 
-    // MARK: Replay
+    // MARK: The publisher thread
 
-    private func startReplayThread() {
-        let box = Unmanaged.passRetained(self)
+    /// Starts the publisher thread. It holds no reference: `close` (called by `deinit` at the latest)
+    /// joins it before the publisher goes away.
+    private func startThread() -> Bool {
         var t = pthread_t()
         let rc = pthread_create(&t, nil, { arg in
-            let p = Unmanaged<ZmqEventPublisher>.fromOpaque(arg!)
-            p.takeUnretainedValue().serveReplays()
-            p.release()
+            Unmanaged<ZmqEventPublisher>.fromOpaque(arg!).takeUnretainedValue().serve()
             return nil
-        }, box.toOpaque())
-        if rc == 0 { thread = t } else { box.release() }
+        }, Unmanaged.passUnretained(self).toOpaque())
+        guard rc == 0 else { return false }
+        thread = t
+        return true
     }
 
-    /// The replay thread: polls the ROUTER socket every 50 ms until `close`.
-    private func serveReplays() {
-        guard let replay else { return }
+    /// The publisher thread: every millisecond, sends the queued batches and answers a waiting replay
+    /// request; after `close`, sends what is left and returns.
+    private func serve() {
         var item = zmq_pollitem_t(socket: replay, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
         var frames: [[UInt8]] = []
         var frame = [UInt8](repeating: 0, count: 256)
-        while running.load(ordering: .acquiring) {
-            guard zmq_poll(&item, 1, 50) > 0 else { continue }
+        var batches: [Batch] = []
+        while true {
+            let open = running.load(ordering: .acquiring)
+            queue.withLock { swap(&$0, &batches) }
+            for b in batches { send(b) }
+            batches.removeAll(keepingCapacity: true)
+            guard open else { return }
+            guard let replay else { usleep(1000); continue }
+            guard zmq_poll(&item, 1, 1) > 0 else { continue }
             frames.removeAll(keepingCapacity: true)
             var more: Int32 = 1
             while more != 0 {
@@ -191,10 +219,9 @@ public final class ZmqEventPublisher: @unchecked Sendable {
             guard frames.count == 3, frames[2].count == 8 else { continue }  // not a replay request
             let start = frames[2].reduce(Int64(0)) { $0 << 8 | Int64($1) }
             let identity = frames[0]
-            let batches = ring.withLock { r in
-                (r.entries[r.next...] + r.entries[..<r.next]).filter { $0.seq >= start }
+            for b in ring.entries[ring.next...] + ring.entries[..<ring.next] where b.seq >= start {
+                send(replay, identity, topic, b.seq, b.payload)
             }
-            for b in batches { send(replay, identity, topic, b.seq, b.payload) }
             send(replay, identity, [], -1, [])
         }
     }

@@ -5,7 +5,8 @@ For each seed, runs `kvcache-events-check` (a seeded random serving sequence on 
 publishes its events on a ZMQ PUB socket with a replay socket), subscribes as a router would
 (SUB for the live stream, DEALER on the replay socket for the gaps), decodes every batch with
 msgspec into vLLM's `KVEventBatch`, and rebuilds the cache from the events alone. The rebuilt cache
-must equal the contents the publisher prints at the end: the same block hashes with the same parents.
+must equal the contents the publisher prints at the end: the same device block hashes with the same
+parents (medium GPU), and the same host-tier blocks (medium CPU, evicted device blocks copied down).
 Each stored block's token ids must also hash, with its parent, to its hash (docs/BLOCK_KEYS.md), so
 the token ids a router indexes are the ones the cache keyed.
 
@@ -92,21 +93,27 @@ def collect(driver: str, seed: int, steps: int, tmp: str):
 def rebuild(batches: list[bytes], block_size: int):
     decoder = msgspec.msgpack.Decoder(type=kv.KVEventBatch)
     media: dict[str, dict[bytes, bytes | None]] = {}
-    counts = {"BlockStored": 0, "BlockRemoved": 0, "AllBlocksCleared": 0}
+    counts = {"BlockStored": 0, "BlockRemoved": 0, "AllBlocksCleared": 0, "CPU": 0}
     for raw in batches:
         batch = decoder.decode(raw)
         assert isinstance(batch, kv.EventBatch) and batch.data_parallel_rank == 0 and batch.ts > 1e9
         assert batch.events, "an empty batch was published"
         for e in batch.events:
             counts[type(e).__name__] += 1
+            counts["CPU"] += getattr(e, "medium", None) == "CPU"
             if isinstance(e, kv.BlockStored):
                 assert e.block_size == block_size and e.lora_id is None
-                assert len(e.token_ids) == len(e.block_hashes) * block_size, "stored blocks without their token ids"
+                # Device blocks carry their token ids; the lower tiers see keys and bytes only.
+                if e.medium == "GPU":
+                    assert len(e.token_ids) == len(e.block_hashes) * block_size, "stored blocks without their token ids"
+                else:
+                    assert e.medium == "CPU" and e.token_ids == [], f"unexpected {e.medium} event"
                 cache = media.setdefault(e.medium, {})
                 parent = e.parent_block_hash
                 for i, h in enumerate(e.block_hashes):
                     tokens = e.token_ids[i * block_size:(i + 1) * block_size]
-                    assert key_of(parent if parent is not None else ROOT, tokens) == h, "token ids do not give the hash"
+                    if tokens:
+                        assert key_of(parent if parent is not None else ROOT, tokens) == h, "token ids do not give the hash"
                     assert h not in cache, "stored twice"
                     cache[h] = parent
                     parent = h
@@ -117,7 +124,7 @@ def rebuild(batches: list[bytes], block_size: int):
                     del cache[h]
             else:
                 assert isinstance(e, kv.AllBlocksCleared)
-                media.clear()
+                media.pop("GPU", None)  # the device pool's reset: the lower tiers keep their blocks
     return media, counts
 
 
@@ -132,10 +139,12 @@ def main():
             want = {bytes.fromhex(k): (bytes.fromhex(v) if v else None) for k, v in expected["contents"].items()}
             got = media.get("GPU", {})
             assert got == want, f"seed {seed}: rebuilt {len(got)} blocks, the cache holds {len(want)}"
-            assert set(media) <= {"GPU"}, f"unexpected media {set(media)}"
+            host = {bytes.fromhex(k) for k in expected["host"]}
+            assert set(media.get("CPU", {})) == host, f"seed {seed}: rebuilt {len(media.get('CPU', {}))} host blocks, the tier holds {len(host)}"
+            assert counts["CPU"] > 0, "no host-tier event"
             assert replayed >= DROPPED_LIVE, "the replay socket was not exercised"
             print(f"seed {seed}: {len(batches)} batches ({live} live, {replayed} replayed), {counts}, "
-                  f"{len(want)} cached blocks rebuilt exactly")
+                  f"{len(want)} device and {len(host)} host blocks rebuilt exactly")
     print("events: vLLM's decoder rebuilt the cache exactly")
 
 

@@ -35,12 +35,19 @@ struct BenchCoreCommand: ParsableCommand {
         note("warning: a debug build; figures are only meaningful from `swift build -c release`")
         #endif
         let f = try CoreFigures.measure(repetitions: repetitions)
+        let o = try ObservedServingFigures.measure(repetitions: repetitions)
         let figures: [(String, Double, String)] = [
             ("hash_tokens_per_s", f.hashTokensPerSecond, "tokens/s  chained XXH3-128 block keys, one core"),
             ("lookup_ns_per_block", f.lookupNanosPerBlock, "ns/block  lookup of a cached 32k-token prompt, hashing included"),
             ("alloc_free_ns_per_block", f.allocFreeNanosPerBlock, "ns/block  BlockPool allocate + free"),
             ("insert_ns_per_block", f.insertNanosPerBlock, "ns/block  commit of new blocks into the prefix index"),
             ("evict_ns_per_block", f.evictNanosPerBlock, "ns/block  allocation that evicts unheld cached leaves"),
+            ("serve_ns_per_block", o.offNanosPerBlock, "ns/block  add+lookup+allocate+commit+free, serving thread CPU, events and metrics off"),
+            ("serve_observed_ns_per_block", o.onNanosPerBlock, "ns/block  the same with ZMQ events and metrics on, alternated"),
+            ("observed_over_off", o.ratio, "x         on / off, serving thread CPU (1.0: no cost)"),
+            ("serve_wall_ns_per_block", o.offWallNanosPerBlock, "ns/block  events and metrics off, wall time"),
+            ("serve_observed_wall_ns_per_block", o.onWallNanosPerBlock, "ns/block  on, wall time (the publisher thread shares the machine)"),
+            ("observed_over_off_wall", o.wallRatio, "x         on / off, wall time"),
         ]
         if json {
             JSONReport.print(.object([("repetitions", .int(repetitions)), ("block_tokens", .int(16)), ("prompt_tokens", .int(32_768))]

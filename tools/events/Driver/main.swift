@@ -4,11 +4,13 @@
 //
 // usage: kvcache-events-check PUB_ENDPOINT REPLAY_ENDPOINT SEED STEPS
 // Prints "ready" once bound and waits for a line on stdin before the first operation; after the last
-// batch prints one JSON line {"last_seq", "block_size", "contents": {hash: parent or null}} with the
-// device pool's cached blocks, then serves replays until stdin closes.
+// batch prints one JSON line {"last_seq", "block_size", "contents": {hash: parent or null}, "host": [hash]}
+// with the device pool's cached blocks and the host tier's, then serves replays until stdin closes.
 import Glibc
 import KVCache
 import KVEvents
+import KVPlan
+import KVTiers
 
 /// Writes one line to a file descriptor, unbuffered (the subscriber reads stdout line by line).
 func line(_ text: String, to fd: Int32 = 1) {
@@ -33,12 +35,27 @@ do { publisher = try ZmqEventPublisher(pubConfig) } catch { fail("\(error)") }
 
 let blockTokens = 4
 let m = try KVCacheManager(KVCacheConfig(blockTokens: blockTokens, capacityBlocks: 48, recordEvents: true))
+// A host tier under the device pool: evicted device blocks are copied there (medium CPU) and leave it
+// when it is full.
+let layout = try KVGeometry(layers: 2, kvHeads: 1, headDim: 8, dtype: .fp16, blockTokens: blockTokens)
+let memory = try HostDeviceMemory(layout: layout, capacityBlocks: 48)
+var tierConfig = TierConfig(layout: layout, hostBlocks: 24)
+tierConfig.lockHostMemory = false
+tierConfig.synchronousEvictionCopies = true
+tierConfig.calibrateAtStart = false
+tierConfig.layerGroups = 2
+tierConfig.recordEvents = true
+let tiers = try KVTierManager(config: tierConfig, device: memory)
+m.evictionObserver = tiers
+m.lowerTierEvents = [tiers]
 var rng = SplitMix64(seed: seed)
 // A few shared prefixes so that prompts hit, deduplicate and evict each other's blocks.
 let templates: [[UInt32]] = (0 ..< 5).map { _ in
     (0 ..< Int.random(in: 0 ... 4 * blockTokens, using: &rng)).map { _ in UInt32.random(in: 0 ..< 100, using: &rng) }
 }
 var live: [SequenceID] = []
+var batch: [KVEvent] = []
+var everStored = Set<BlockKey>()
 var nextID: Int64 = 0
 
 line("ready")
@@ -80,7 +97,11 @@ for _ in 0 ..< steps {
         live.removeAll()
         try m.reset()
     }
-    publisher.publish(from: m)
+    tiers.waitForTransfers()
+    m.drainEvents(into: &batch)
+    for case .blockStored(let keys, _, _, .device, _) in batch { everStored.formUnion(keys) }
+    publisher.publish(batch, timestamp: ZmqEventPublisher.now())
+    batch.removeAll()
 }
 
 var contents: [String] = []
@@ -89,6 +110,12 @@ for b in 0 ..< Int32(m.capacityBlocks) where m.index.isCached(b) {
     let p = parent == PrefixIndex.noParent ? "null" : "\"\(m.index.key(of: parent))\""
     contents.append("\"\(m.index.key(of: b))\": \(p)")
 }
-line("{\"last_seq\": \(publisher.nextSequence - 1), \"block_size\": \(blockTokens), \"contents\": {\(contents.joined(separator: ", "))}}")
+// The host tier's blocks: every key ever stored, asked one by one (after the last batch: the lookups
+// publish nothing).
+var hostKeys: [String] = []
+for k in everStored where tiers.lookup(keys: [k], deviceBlocks: 0).locations == [.host] {
+    hostKeys.append("\"\(k)\"")
+}
+line("{\"last_seq\": \(publisher.nextSequence - 1), \"block_size\": \(blockTokens), \"contents\": {\(contents.joined(separator: ", "))}, \"host\": [\(hostKeys.joined(separator: ", "))]}")
 while readLine() != nil {}
 publisher.close()

@@ -1,0 +1,99 @@
+import Glibc
+import KVCache
+import KVEvents
+import KVMetrics
+
+/// A serving cycle with and without the cache's outside reporting, timed side by side in one run:
+/// each request is added, looked up, allocated, committed and freed on a pool small enough that it
+/// evicts; "observed" also records events (token ids kept per sequence), publishes one batch per
+/// request through a `ZmqEventPublisher` (msgpack encoding, PUB send, replay ring) and updates
+/// `KVMetrics` from the stats, as a server would each step. Units are prompt blocks.
+public final class ObservedServingWorkload: Workload {
+    let m: KVCacheManager
+    let publisher: ZmqEventPublisher?
+    let metrics: KVMetrics?
+    let prompts: [[UInt32]]
+    var next: Int64 = 0
+
+    /// - Parameter observed: events and metrics on.
+    public init(observed: Bool, requests: Int = 256, prefixTokens: Int = 1024, suffixTokens: Int = 1024,
+                blockTokens: Int = 16) throws {
+        let blocksPerPrompt = (prefixTokens + suffixTokens) / blockTokens
+        m = try KVCacheManager(KVCacheConfig(blockTokens: blockTokens, capacityBlocks: blocksPerPrompt * requests / 4,
+                                             recordEvents: observed))
+        // Eight shared prefixes, each request's own suffix: hits, inserts and evictions every cycle.
+        let prefixes = (0 ..< 8).map { syntheticTokens(prefixTokens, seed: 100 + UInt64($0)) }
+        prompts = (0 ..< requests).map { prefixes[$0 % 8] + syntheticTokens(suffixTokens, seed: 200 + UInt64($0)) }
+        if observed {
+            var c = ZmqEventPublisher.Config()
+            c.endpoint = "inproc://kvcache-bench-events"
+            c.replayEndpoint = "inproc://kvcache-bench-replay"
+            publisher = try ZmqEventPublisher(c)
+            metrics = KVMetrics()
+        } else {
+            publisher = nil
+            metrics = nil
+        }
+    }
+
+    deinit { publisher?.close() }
+
+    public var units: Int { prompts.reduce(0) { $0 + $1.count / m.blockTokens } }
+    public func prepare() {}
+    public func run() throws {
+        for p in prompts {
+            let id = SequenceID(next)
+            next += 1
+            try m.addSequence(id, prompt: p)
+            let todo = p.count - (try m.lookup(id)).cachedTokens
+            if case .allocated = try m.allocate(id, newTokens: todo) { try m.commit(id, computedTokens: todo) }
+            try m.free(id)
+            if let publisher { publisher.publish(from: m) }
+            if let metrics { metrics.update(m.stats) }
+        }
+    }
+}
+
+/// The serving cycle's cost per block with events and metrics off and on, measured alternately in the
+/// same run (one repetition of each in turn, medians kept), and their ratio. Two clocks: the serving
+/// thread's CPU time (what the hot path pays: its own work, the event recording and the queueing, but
+/// not the publisher thread's encoding and sending, which runs on another core) and wall time (which
+/// also counts the publisher thread taking the serving thread's core away on a busy machine).
+public struct ObservedServingFigures: Sendable {
+    public var offNanosPerBlock: Double
+    public var onNanosPerBlock: Double
+    public var offWallNanosPerBlock: Double
+    public var onWallNanosPerBlock: Double
+    /// on / off of the serving thread's CPU time: 1.0 is no cost.
+    public var ratio: Double { onNanosPerBlock / offNanosPerBlock }
+    /// on / off of wall time.
+    public var wallRatio: Double { onWallNanosPerBlock / offWallNanosPerBlock }
+
+    /// Seconds of CPU time the calling thread has used.
+    static func threadSeconds() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    /// (thread CPU, wall) seconds per unit of one run.
+    static func time(_ w: ObservedServingWorkload) throws -> (Double, Double) {
+        let cpu0 = threadSeconds(), wall0 = KVClock.monotonicNanos()
+        try w.run()
+        let cpu = threadSeconds() - cpu0, wall = KVClock.seconds(from: wall0, to: KVClock.monotonicNanos())
+        return (cpu / Double(w.units), wall / Double(w.units))
+    }
+
+    public static func measure(repetitions: Int = 15) throws -> ObservedServingFigures {
+        let off = try ObservedServingWorkload(observed: false), on = try ObservedServingWorkload(observed: true)
+        try off.run(); try on.run()   // warm: the pools fill and start evicting
+        var samples: [[Double]] = Array(repeating: [], count: 4)   // off CPU, on CPU, off wall, on wall
+        for _ in 0 ..< repetitions {
+            let a = try time(off), b = try time(on)
+            samples[0].append(a.0); samples[1].append(b.0); samples[2].append(a.1); samples[3].append(b.1)
+        }
+        let m = samples.map { $0.sorted()[repetitions / 2] * 1e9 }
+        return ObservedServingFigures(offNanosPerBlock: m[0], onNanosPerBlock: m[1], offWallNanosPerBlock: m[2],
+                                      onWallNanosPerBlock: m[3])
+    }
+}
