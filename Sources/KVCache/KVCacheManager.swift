@@ -27,6 +27,8 @@ public final class KVCacheManager {
     @exclusivity(unchecked) private var clock: UInt64 = 0
     @exclusivity(unchecked) private var pendingCopies: [(src: BlockID, dst: BlockID)] = []
     @exclusivity(unchecked) private var events: [KVEvent] = []
+    /// Keys evicted by the current `allocate`, published as one removal event when it returns.
+    @exclusivity(unchecked) private var evictedKeys: [BlockKey] = []
     /// Token ids of each live sequence, kept only with `recordEvents` so that stored events carry them.
     @exclusivity(unchecked) private var eventTokens: [SequenceID: [UInt32]] = [:]
     @exclusivity(unchecked) private var counters = KVCacheStats()
@@ -215,6 +217,10 @@ public final class KVCacheManager {
         }
         if wanted > pool.freeCount { index.prepareEvictions(wanted - pool.freeCount) }  // overlap the victims' key-table misses
         for _ in 0 ..< wanted { sequences[s].blocks.append(takeBlock(observer)) }
+        if !evictedKeys.isEmpty {  // one event per call, not one per block (recordEvents only)
+            events.append(.blockRemoved(keys: evictedKeys, tier: .device))
+            evictedKeys.removeAll(keepingCapacity: true)
+        }
         return .allocated(newBlocks: needed)
     }
 
@@ -423,7 +429,7 @@ public final class KVCacheManager {
         let (b, key, parent) = index.evictLeaf(clock: clock, tokens: blockTokens)!
         observer?.willEvict(block: b, key: key, parent: parent)
         counters.evictedBlocks += 1
-        if config.recordEvents { events.append(.blockRemoved(keys: [key], tier: .device)) }
+        if config.recordEvents { evictedKeys.append(key) }
         try! pool.free(b)  // evicted: unheld and not on the free list
         return pool.allocateOne()!  // LIFO: returns b
     }

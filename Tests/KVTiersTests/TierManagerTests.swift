@@ -79,7 +79,8 @@ struct TierManagerTests {
         m.drainEvents(into: &events)
         let device = events.filter { if case .blockRemoved(_, .device) = $0 { return true }; return false }
         let host = events.filter { if case .blockStored(_, _, _, .host, _) = $0 { return true }; return false }
-        #expect(device.count == 2 && host.count == 2)
+        let removed = device.flatMap { if case .blockRemoved(let k, _) = $0 { return k }; return [] }
+        #expect(Set(removed) == Set(first) && host.count == 2)
         #expect(Set(host.flatMap { if case .blockStored(let k, _, _, _, _) = $0 { return k }; return [] }) == Set(first))
         var again: [KVEvent] = []
         m.drainEvents(into: &again)
