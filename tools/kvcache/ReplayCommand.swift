@@ -63,6 +63,8 @@ struct ReplayCommand: ParsableCommand {
     var hybrid: HybridReplayOptions
     @OptionGroup(title: "RAG traces (--format ragpulse)")
     var chunks: ChunkReplayOptions
+    @OptionGroup(title: "RAGCache's knowledge tree (--format ragpulse --knowledge-tree)")
+    var tree: KnowledgeTreeOptions
 
     func validate() throws {
         if timed.format == .marconi { _ = try HybridReplayCommand.policies(policy); return }
@@ -115,6 +117,11 @@ struct ReplayCommand: ParsableCommand {
         if timed.format == .marconi {
             return try HybridReplayCommand.run(trace: trace, model: timed.model, policies: policy,
                                                skipBadLines: skipBadLines, json: json, options: hybrid)
+        }
+        if mode == .sequential && tree.knowledgeTree {
+            return try KnowledgeTreeReplayCommand.run(trace: trace, sideFiles: chunks.sideFiles, tree: tree, policies: policy,
+                                                      gpuSizes: try capacities(), model: timed.model.spec, hardware: timed.hardware.spec,
+                                                      skipBadLines: skipBadLines, json: json)
         }
         if mode == .sequential && ChunkReplay.handles(trace: trace, format: timed.format) {
             return try ChunkReplay.run(trace: trace, options: chunks, skipBadLines: skipBadLines, json: json)
