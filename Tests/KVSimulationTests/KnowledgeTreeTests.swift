@@ -116,3 +116,42 @@ import Testing
         }
     }
 }
+
+/// The knowledge-tree replay of a RAGPulse trace small enough to follow by hand.
+@Suite struct KnowledgeTreeReplayTests {
+    static func trace() throws -> RAGPulse.Trace {
+        let (_, path) = try RAGPulseTests.folder(trace: [
+            RAGPulseTests.line(10, 200, sys: [1], passages: [10, 11], user: [30]),
+            RAGPulseTests.line(12, 180, sys: [1], passages: [10, 11], user: [31]),
+            RAGPulseTests.line(15, 120, sys: [2], passages: [10], web: [40], user: [30]),
+            RAGPulseTests.line(20, 190, sys: [1], passages: [11, 10], history: [20], user: [31]),
+        ])
+        return try RAGPulse.load(path: path)
+    }
+
+    static func config(gpu: Int, _ policy: KnowledgeTree.Policy = .lru) -> KnowledgeTree.Config {
+        .init(gpuBlocks: gpu, hostBlocks: 0, blockTokens: 10, policy: policy, cost: KnowledgeTreeTests.linear,
+              hostSecondsPerToken: 0)
+    }
+
+    @Test func pathsAreTheSystemPromptThenThePassages() throws {
+        let t = try Self.trace()
+        // Unbounded: request 2 hits sys 1 + passages 10, 11 (170); request 4 hits sys 1 only (100).
+        let big = try KnowledgeTreeReplay.run(t, config: Self.config(gpu: 1000), validateEvery: 1)
+        #expect(big.hitTokens == 270 && big.gpuHitTokens == 270 && big.requests == 4 && big.promptTokens == 690)
+        #expect(big.pathTokens == 170 + 170 + 80 + 170)
+        #expect(big.savedSeconds == 170 + 100)
+        // 17 blocks hold request 1's path exactly; request 3 pushes it all out under lru (passage 11, then
+        // 10, then sys 1), and request 4 (sys 1, passages 11, 10: 17 blocks) pushes out request 3's two.
+        let small = try KnowledgeTreeReplay.run(t, config: Self.config(gpu: 17), validateEvery: 1)
+        #expect(small.hitTokens == 170)
+        #expect(small.counters.gpuEvictions == 5 && small.counters.drops == 5)
+    }
+
+    @Test func warmUpRequestsAreNotCounted() throws {
+        let t = try Self.trace()
+        let r = try KnowledgeTreeReplay.run(t, config: Self.config(gpu: 1000), range: 0 ..< 4, countFrom: 3)
+        #expect(r.requests == 1 && r.hitTokens == 100 && r.promptTokens == 190)
+        #expect(throws: KnowledgeTreeError.self) { try KnowledgeTreeReplay.run(t, config: Self.config(gpu: 1), range: 0 ..< 5) }
+    }
+}

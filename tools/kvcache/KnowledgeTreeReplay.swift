@@ -29,6 +29,7 @@ struct KnowledgeTreeOptions: ParsableArguments {
 /// table (or `--json` `{"schema_version": 1, "runs": [...]}`); saved prefill is modelled on the roofline.
 enum KnowledgeTreeReplayCommand {
     static func run(trace: String?, sideFiles: String?, tree o: KnowledgeTreeOptions, policies: String, gpuSizes: [Int],
+                    fraction: (from: Double, to: Double), warmUp: Bool,
                     model: ModelSpec, hardware: HardwareSpec, skipBadLines: Bool, json: Bool) throws {
         guard let trace else { throw CLIError("--knowledge-tree needs --trace FILE") }
         let kinds = try policies.split(separator: ",").map { name in
@@ -42,13 +43,16 @@ enum KnowledgeTreeReplayCommand {
         do { loaded = try RAGPulse.load(path: trace, sideFiles: sideFiles, skipBadLines: skipBadLines) } catch {
             throw CLIError(error.description)
         }
+        let n = loaded.trace.requests.count
+        let first = Int((fraction.from * Double(n)).rounded(.down)), end = Int((fraction.to * Double(n)).rounded(.down))
+        guard first < end else { throw CLIError("--range holds no request of the \(n) in the trace") }
         let costModel = RooflineCostModel(model: model, hardware: hardware)
         // Host load time per token: the slope of a host-link copy on the cost model (no step overhead).
         var one = StepWork(), two = StepWork()
-        let n = 1 << 16
-        one.hostTransferBytes = costModel.kvBytes(tokens: n)
-        two.hostTransferBytes = costModel.kvBytes(tokens: 2 * n)
-        let hostSecondsPerToken = (costModel.stepSeconds(two) - costModel.stepSeconds(one)) / Double(n)
+        let probe = 1 << 16
+        one.hostTransferBytes = costModel.kvBytes(tokens: probe)
+        two.hostTransferBytes = costModel.kvBytes(tokens: 2 * probe)
+        let hostSecondsPerToken = (costModel.stepSeconds(two) - costModel.stepSeconds(one)) / Double(probe)
         var rows: [(gpu: Int, host: Int, policy: KnowledgeTree.Policy, result: KnowledgeTreeReplay.Result, wall: Double)] = []
         for gpu in gpuSizes {
             for host in hostSizes {
@@ -57,7 +61,7 @@ enum KnowledgeTreeReplayCommand {
                                                       cost: costModel.recomputeCost, hostSecondsPerToken: hostSecondsPerToken)
                     let start = KVClock.monotonicNanos()
                     let result: KnowledgeTreeReplay.Result
-                    do { result = try KnowledgeTreeReplay.run(loaded, config: config) } catch { throw CLIError(error.description) }
+                    do { result = try KnowledgeTreeReplay.run(loaded, config: config, range: (warmUp ? 0 : first) ..< end, countFrom: first) } catch { throw CLIError(error.description) }
                     rows.append((gpu, host, policy, result, KVClock.seconds(from: start, to: KVClock.monotonicNanos())))
                 }
             }
@@ -66,6 +70,7 @@ enum KnowledgeTreeReplayCommand {
         if json {
             JSONReport.print(.object([
                 ("schema_version", .int(1)), ("mode", .string("knowledge_tree")), ("trace", .string(trace)),
+                ("first_request", .int(first)), ("end_request", .int(end)), ("warm_up", .bool(warmUp)),
                 ("block_tokens", .int(o.treeBlockTokens)), ("cost_model", .string(label)),
                 ("host_load_s_per_token", .double(hostSecondsPerToken)), ("bad_lines", .int(loaded.trace.skippedLines)),
                 ("runs", .array(rows.map { row in
@@ -84,8 +89,8 @@ enum KnowledgeTreeReplayCommand {
             ]))
             return
         }
-        let first = rows.first?.result
-        print("trace \(trace): \(first?.requests ?? 0) requests, \(first?.promptTokens ?? 0) input tokens, \(first?.pathTokens ?? 0) on the paths (system prompt + passages); \(o.treeBlockTokens)-token blocks")
+        let head = rows.first?.result
+        print("trace \(trace): requests \(first) ..< \(end)\(warmUp && first > 0 ? " after \(first) uncounted" : ""): \(head?.requests ?? 0) requests, \(head?.promptTokens ?? 0) input tokens, \(head?.pathTokens ?? 0) on the paths (system prompt + passages); \(o.treeBlockTokens)-token blocks")
         print("gpu_blocks  host_blocks  policy  hit_tokens   gpu_hits  host_hits  saved_prefill_s  swap_outs  vs_lru_hits  vs_lru_saved")
         for row in rows {
             let r = row.result

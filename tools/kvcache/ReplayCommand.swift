@@ -120,7 +120,7 @@ struct ReplayCommand: ParsableCommand {
         }
         if mode == .sequential && tree.knowledgeTree {
             return try KnowledgeTreeReplayCommand.run(trace: trace, sideFiles: chunks.sideFiles, tree: tree, policies: policy,
-                                                      gpuSizes: try capacities(), model: timed.model.spec, hardware: timed.hardware.spec,
+                                                      gpuSizes: try capacities(), fraction: try fraction(), warmUp: warmUp, model: timed.model.spec, hardware: timed.hardware.spec,
                                                       skipBadLines: skipBadLines, json: json)
         }
         if mode == .sequential && ChunkReplay.handles(trace: trace, format: timed.format) {

@@ -141,6 +141,9 @@ public struct KnowledgeTree: Sendable {
         self.config = config
     }
 
+    /// Zeroes the counters (after a warm-up); the cache is unchanged.
+    public mutating func resetCounters() { counters = Counters() }
+
     /// Nodes in the tree, the root included (cached or not).
     public var nodeCount: Int { parent.count }
 

@@ -21,27 +21,40 @@ public enum KnowledgeTreeReplay {
         public var hitRate: Double { promptTokens == 0 ? 0 : Double(hitTokens) / Double(promptTokens) }
     }
 
-    /// Runs `trace` through a fresh tree of `config`; checks the tree's invariants every `validateEvery`
-    /// requests (0: never). Throws the tree's errors.
-    public static func run(_ trace: RAGPulse.Trace, config: KnowledgeTree.Config,
-                           validateEvery: Int = 0) throws(KnowledgeTreeError) -> Result {
+    /// Runs the requests `range` of `trace` (default: all) through a fresh tree of `config`, counting
+    /// only those from `countFrom` on (the earlier ones warm the cache); checks the tree's invariants every
+    /// `validateEvery` requests (0: never) and at the end. Throws the tree's errors, or `invalidArgument`
+    /// for a range outside the trace.
+    public static func run(_ trace: RAGPulse.Trace, config: KnowledgeTree.Config, range: Range<Int>? = nil,
+                           countFrom: Int? = nil, validateEvery: Int = 0) throws(KnowledgeTreeError) -> Result {
+        let all = trace.trace.requests.indices
+        let range = range ?? all
+        let countFrom = countFrom ?? range.lowerBound
+        guard range.lowerBound >= all.lowerBound, range.upperBound <= all.upperBound,
+              (range.lowerBound ... range.upperBound).contains(countFrom) else {
+            throw .invalidArgument("requests \(range) counted from \(countFrom) are not within the trace's \(all.count)")
+        }
         var tree = try KnowledgeTree(config)
         var result = Result()
         var steps: [KnowledgeTree.Step] = []
-        for (i, request) in trace.trace.requests.enumerated() {
+        for i in range {
+            let counted = i >= countFrom
             steps.removeAll(keepingCapacity: true)
             for s in trace.segments(of: i) {
                 guard s.kind == .sysPrompt || s.kind == .passages else { break }
                 steps.append(.init(identity: s.identity, tokens: s.tokens))
-                result.pathTokens += s.tokens
+                if counted { result.pathTokens += s.tokens }
             }
+            let request = trace.trace.requests[i]
+            if i == countFrom { tree.resetCounters() }
             let served = tree.serve(steps, promptTokens: request.inputTokens)
+            if validateEvery > 0 && (i + 1) % validateEvery == 0 { try tree.validate() }
+            guard counted else { continue }
             result.requests += 1
             result.promptTokens += request.inputTokens
             result.gpuHitTokens += served.gpuHitTokens
             result.hostHitTokens += served.hostHitTokens
             result.savedSeconds += served.savedSeconds
-            if validateEvery > 0 && (i + 1) % validateEvery == 0 { try tree.validate() }
         }
         try tree.validate()
         result.counters = tree.counters
