@@ -155,3 +155,13 @@ import Testing
         #expect(throws: KnowledgeTreeError.self) { try KnowledgeTreeReplay.run(t, config: Self.config(gpu: 1), range: 0 ..< 5) }
     }
 }
+
+extension KnowledgeTreeReplayTests {
+    @Test func passagesFirstLayoutReusesDocumentsAcrossSystemPrompts() throws {
+        let t = try Self.trace()
+        // Paths: [10, 11, 1], [10, 11, 1] (hit 170), [10, 2] (hit 30), [11, 10, 1] (no hit).
+        let r = try KnowledgeTreeReplay.run(t, config: Self.config(gpu: 1000), layout: .passagesFirst, validateEvery: 1)
+        #expect(r.hitTokens == 170 + 30)
+        #expect(r.pathTokens == 170 + 170 + 80 + 170)
+    }
+}

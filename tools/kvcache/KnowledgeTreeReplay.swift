@@ -15,6 +15,16 @@ struct KnowledgeTreeOptions: ParsableArguments {
     @Option(help: "Knowledge tree: tokens per block (a node of t tokens takes ceil(t / this) blocks).")
     var treeBlockTokens: Int = 16
 
+    @Option(help: "Knowledge tree: system-first (the trace's prompt order: system prompt, then passages) or passages-first (a what-if layout with the documents at the front).")
+    var treeLayout: String = KnowledgeTreeReplay.Layout.systemFirst.rawValue
+
+    func layout() throws -> KnowledgeTreeReplay.Layout {
+        guard let l = KnowledgeTreeReplay.Layout(rawValue: treeLayout) else {
+            throw CLIError("--tree-layout must be \(KnowledgeTreeReplay.Layout.allCases.map(\.rawValue).joined(separator: " or ")), got '\(treeLayout)'")
+        }
+        return l
+    }
+
     func hostSizes() throws -> [Int] {
         try treeHostBlocks.split(separator: ",", omittingEmptySubsequences: false).map { text in
             guard let n = Int(text), (0 ... ReplayLimits.maxBlocks).contains(n) else {
@@ -39,6 +49,7 @@ enum KnowledgeTreeReplayCommand {
             return p
         }
         let hostSizes = try o.hostSizes()
+        let layout = try o.layout()
         let loaded: RAGPulse.Trace
         do { loaded = try RAGPulse.load(path: trace, sideFiles: sideFiles, skipBadLines: skipBadLines) } catch {
             throw CLIError(error.description)
@@ -61,7 +72,7 @@ enum KnowledgeTreeReplayCommand {
                                                       cost: costModel.recomputeCost, hostSecondsPerToken: hostSecondsPerToken)
                     let start = KVClock.monotonicNanos()
                     let result: KnowledgeTreeReplay.Result
-                    do { result = try KnowledgeTreeReplay.run(loaded, config: config, range: (warmUp ? 0 : first) ..< end, countFrom: first) } catch { throw CLIError(error.description) }
+                    do { result = try KnowledgeTreeReplay.run(loaded, config: config, layout: layout, range: (warmUp ? 0 : first) ..< end, countFrom: first) } catch { throw CLIError(error.description) }
                     rows.append((gpu, host, policy, result, KVClock.seconds(from: start, to: KVClock.monotonicNanos())))
                 }
             }
@@ -70,7 +81,7 @@ enum KnowledgeTreeReplayCommand {
         if json {
             JSONReport.print(.object([
                 ("schema_version", .int(1)), ("mode", .string("knowledge_tree")), ("trace", .string(trace)),
-                ("first_request", .int(first)), ("end_request", .int(end)), ("warm_up", .bool(warmUp)),
+                ("first_request", .int(first)), ("end_request", .int(end)), ("warm_up", .bool(warmUp)), ("layout", .string(layout.rawValue)),
                 ("block_tokens", .int(o.treeBlockTokens)), ("cost_model", .string(label)),
                 ("host_load_s_per_token", .double(hostSecondsPerToken)), ("bad_lines", .int(loaded.trace.skippedLines)),
                 ("runs", .array(rows.map { row in
@@ -90,7 +101,7 @@ enum KnowledgeTreeReplayCommand {
             return
         }
         let head = rows.first?.result
-        print("trace \(trace): requests \(first) ..< \(end)\(warmUp && first > 0 ? " after \(first) uncounted" : ""): \(head?.requests ?? 0) requests, \(head?.promptTokens ?? 0) input tokens, \(head?.pathTokens ?? 0) on the paths (system prompt + passages); \(o.treeBlockTokens)-token blocks")
+        print("trace \(trace): requests \(first) ..< \(end)\(warmUp && first > 0 ? " after \(first) uncounted" : ""): \(head?.requests ?? 0) requests, \(head?.promptTokens ?? 0) input tokens, \(head?.pathTokens ?? 0) on the paths (\(layout.rawValue)); \(o.treeBlockTokens)-token blocks")
         print("gpu_blocks  host_blocks  policy  hit_tokens   gpu_hits  host_hits  saved_prefill_s  swap_outs  vs_lru_hits  vs_lru_saved")
         for row in rows {
             let r = row.result
