@@ -78,9 +78,9 @@ import Testing
     }
 
     @Test func rejectsBadConfigurations() {
-        #expect(throws: KnowledgeTreeError.self) { try Self.tree(gpu: -1, host: 0, .lru) }
-        #expect(throws: KnowledgeTreeError.self) { try Self.tree(gpu: 1, host: 0, .lru, hostSeconds: .nan) }
-        #expect(throws: KnowledgeTreeError.self) {
+        #expect(throws: CacheModelError.self) { try Self.tree(gpu: -1, host: 0, .lru) }
+        #expect(throws: CacheModelError.self) { try Self.tree(gpu: 1, host: 0, .lru, hostSeconds: .nan) }
+        #expect(throws: CacheModelError.self) {
             try KnowledgeTree(.init(gpuBlocks: 1, hostBlocks: 0, blockTokens: 0, policy: .lru, cost: Self.linear, hostSecondsPerToken: 0))
         }
     }
@@ -152,7 +152,7 @@ import Testing
         let t = try Self.trace()
         let r = try KnowledgeTreeReplay.run(t, config: Self.config(gpu: 1000), range: 0 ..< 4, countFrom: 3)
         #expect(r.requests == 1 && r.hitTokens == 100 && r.promptTokens == 190)
-        #expect(throws: KnowledgeTreeError.self) { try KnowledgeTreeReplay.run(t, config: Self.config(gpu: 1), range: 0 ..< 5) }
+        #expect(throws: CacheModelError.self) { try KnowledgeTreeReplay.run(t, config: Self.config(gpu: 1), range: 0 ..< 5) }
     }
 }
 

@@ -119,9 +119,10 @@ struct ReplayCommand: ParsableCommand {
                                                skipBadLines: skipBadLines, json: json, options: hybrid)
         }
         if mode == .sequential && tree.knowledgeTree {
-            return try KnowledgeTreeReplayCommand.run(trace: trace, sideFiles: chunks.sideFiles, tree: tree, policies: policy,
-                                                      gpuSizes: try capacities(), fraction: try fraction(), warmUp: warmUp, model: timed.model.spec, hardware: timed.hardware.spec,
-                                                      skipBadLines: skipBadLines, json: json)
+            return try KnowledgeTreeReplayCommand.run(
+                trace: trace, sideFiles: chunks.sideFiles, tree: tree, policies: policy, gpuSizes: try capacities(),
+                fraction: try fraction(), warmUp: warmUp, model: timed.model.spec, hardware: timed.hardware.spec,
+                skipBadLines: skipBadLines, json: json)
         }
         if mode == .sequential && ChunkReplay.handles(trace: trace, format: timed.format) {
             return try ChunkReplay.run(trace: trace, options: chunks, skipBadLines: skipBadLines, json: json)

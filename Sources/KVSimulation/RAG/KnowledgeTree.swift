@@ -1,20 +1,5 @@
 import KVCache
 
-/// Failures of the knowledge tree; a throwing call has changed nothing.
-public enum KnowledgeTreeError: Error, Equatable, CustomStringConvertible {
-    /// A configuration value out of range.
-    case invalidArgument(String)
-    /// `validate()` found a broken invariant (a bug, not bad input).
-    case invariant(String)
-
-    public var description: String {
-        switch self {
-        case .invalidArgument(let m): "invalid argument: \(m)"
-        case .invariant(let m): "knowledge tree invariant broken: \(m)"
-        }
-    }
-}
-
 /// RAGCache's knowledge tree: the KV of retrieved documents cached as nodes of a prefix tree under the
 /// system prompt, in a GPU tier and a host-memory tier, with one eviction order per tier.
 ///
@@ -128,7 +113,7 @@ public struct KnowledgeTree: Sendable {
 
     /// Throws `invalidArgument` for negative capacities, a block size outside 1...2^20 or a negative or
     /// non-finite host load time.
-    public init(_ config: Config) throws(KnowledgeTreeError) {
+    public init(_ config: Config) throws(CacheModelError) {
         guard config.gpuBlocks >= 0, config.hostBlocks >= 0 else {
             throw .invalidArgument("capacities must be >= 0, got \(config.gpuBlocks) GPU and \(config.hostBlocks) host blocks")
         }
@@ -366,7 +351,7 @@ public struct KnowledgeTree: Sendable {
     }
 
     /// Checks every invariant of the contract; throws `invariant` naming the first broken one. O(n).
-    public func validate() throws(KnowledgeTreeError) {
+    public func validate() throws(CacheModelError) {
         var gpu = 0, host = 0
         var gpuKids = [Int32](repeating: 0, count: parent.count)
         var cachedKids = [Int32](repeating: 0, count: parent.count)

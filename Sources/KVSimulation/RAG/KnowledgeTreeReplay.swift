@@ -32,7 +32,7 @@ public enum KnowledgeTreeReplay {
     /// `validateEvery` requests (0: never) and at the end. Throws the tree's errors, or `invalidArgument`
     /// for a range outside the trace.
     public static func run(_ trace: RAGPulse.Trace, config: KnowledgeTree.Config, layout: Layout = .systemFirst, range: Range<Int>? = nil,
-                           countFrom: Int? = nil, validateEvery: Int = 0) throws(KnowledgeTreeError) -> Result {
+                           countFrom: Int? = nil, validateEvery: Int = 0) throws(CacheModelError) -> Result {
         let all = trace.trace.requests.indices
         let range = range ?? all
         let countFrom = countFrom ?? range.lowerBound
