@@ -1,4 +1,5 @@
 import KVCache
+import KVData
 import Testing
 @testable import KVSimulation
 
@@ -95,5 +96,25 @@ import Testing
                 try p.validate()
             }
         }
+    }
+}
+
+/// The replay's timeline and totals on a three-conversation trace without times.
+@Suite struct PensieveReplayTests {
+    static func request(_ session: String?, _ input: Int, _ output: Int) -> TraceRequest {
+        TraceRequest(arrival: 0, inputTokens: input, outputTokens: output, session: session)
+    }
+
+    @Test func conversationsStartApartAndTurnsFollowAfterTheThinkTime() throws {
+        let requests = [Self.request("a", 20, 10), Self.request("b", 10, 5), Self.request("a", 40, 5), Self.request(nil, 7, 1)]
+        let t = PensieveReplay.timeline(requests, hasTimestamps: false, schedule: .init(conversationGapSeconds: 10, thinkSeconds: 100))
+        #expect(t.conversation == [0, 1, 0, 2] && t.conversations == 3)
+        #expect(t.time == [0, 10, 100, 20])
+        let r = try PensieveReplay.run(requests, hasTimestamps: false, schedule: .init(conversationGapSeconds: 10, thinkSeconds: 100),
+                                       config: .init(gpuChunks: 100, hostChunks: 0, chunkTokens: 10, policy: .pensieve,
+                                                     cost: PensieveRetentionTests.pairs, hostSecondsPerToken: 0))
+        // Only a's second turn has history: its first prompt and reply, 30 tokens, all in the GPU.
+        #expect(r.turns == 4 && r.totals.historyTokens == 30 && r.totals.gpuHitTokens == 30 && r.totals.newTokens == 77 - 30)
+        #expect(r.totals.recomputedTokens == 0 && r.hostHitRate == 0)
     }
 }

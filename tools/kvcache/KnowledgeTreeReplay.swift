@@ -25,14 +25,7 @@ struct KnowledgeTreeOptions: ParsableArguments {
         return l
     }
 
-    func hostSizes() throws -> [Int] {
-        try treeHostBlocks.split(separator: ",", omittingEmptySubsequences: false).map { text in
-            guard let n = Int(text), (0 ... ReplayLimits.maxBlocks).contains(n) else {
-                throw CLIError("--tree-host-blocks must be in 0...\(ReplayLimits.maxBlocks) (or a comma-separated list), got '\(text)'")
-            }
-            return n
-        }
-    }
+    func hostSizes() throws -> [Int] { try SizeList.parse(treeHostBlocks, option: "--tree-host-blocks", range: 0 ... ReplayLimits.maxBlocks) }
 }
 
 /// Runs the knowledge tree over a RAGPulse trace for every (GPU size, host size, policy) and prints one
@@ -58,12 +51,7 @@ enum KnowledgeTreeReplayCommand {
         let first = Int((fraction.from * Double(n)).rounded(.down)), end = Int((fraction.to * Double(n)).rounded(.down))
         guard first < end else { throw CLIError("--range holds no request of the \(n) in the trace") }
         let costModel = RooflineCostModel(model: model, hardware: hardware)
-        // Host load time per token: the slope of a host-link copy on the cost model (no step overhead).
-        var one = StepWork(), two = StepWork()
-        let probe = 1 << 16
-        one.hostTransferBytes = costModel.kvBytes(tokens: probe)
-        two.hostTransferBytes = costModel.kvBytes(tokens: 2 * probe)
-        let hostSecondsPerToken = (costModel.stepSeconds(two) - costModel.stepSeconds(one)) / Double(probe)
+        let hostSecondsPerToken = costModel.hostLoadSecondsPerToken
         var rows: [(gpu: Int, host: Int, policy: KnowledgeTree.Policy, result: KnowledgeTreeReplay.Result, wall: Double)] = []
         for gpu in gpuSizes {
             for host in hostSizes {

@@ -65,8 +65,11 @@ struct ReplayCommand: ParsableCommand {
     var chunks: ChunkReplayOptions
     @OptionGroup(title: "RAGCache's knowledge tree (--format ragpulse --knowledge-tree)")
     var tree: KnowledgeTreeOptions
+    @OptionGroup(title: "Pensieve's per-conversation retention (--pensieve)")
+    var pensieve: PensieveOptions
 
     func validate() throws {
+        if pensieve.pensieve { _ = try capacities(); return }  // its own options are checked when it runs
         if timed.format == .marconi { _ = try HybridReplayCommand.policies(policy); return }
         if timed.model.hybrid != nil { throw ValidationError("a hybrid --model needs --format marconi") }
         let blocks = 0...ReplayLimits.maxBlocks
@@ -114,6 +117,11 @@ struct ReplayCommand: ParsableCommand {
     }
 
     func run() throws {
+        if pensieve.pensieve {
+            return try PensieveReplayCommand.run(
+                trace: trace, format: timed.format, options: pensieve, policies: policy, gpuSizes: try capacities(),
+                model: timed.model.spec, hardware: timed.hardware.spec, skipBadLines: skipBadLines, json: json)
+        }
         if timed.format == .marconi {
             return try HybridReplayCommand.run(trace: trace, model: timed.model, policies: policy,
                                                skipBadLines: skipBadLines, json: json, options: hybrid)

@@ -54,6 +54,13 @@ public struct PensieveRetention: Sendable {
         public var newTokens = 0
         /// Modelled prefill seconds: recomputed and new tokens on the cost model, plus host loads.
         public var prefillSeconds = 0.0
+        public init() {}
+
+        /// Adds `other`'s figures to these (totals over turns).
+        public mutating func add(_ other: Served) {
+            historyTokens += other.historyTokens; gpuHitTokens += other.gpuHitTokens; hostHitTokens += other.hostHitTokens
+            recomputedTokens += other.recomputedTokens; newTokens += other.newTokens; prefillSeconds += other.prefillSeconds
+        }
     }
 
     public struct Counters: Sendable, Equatable {
