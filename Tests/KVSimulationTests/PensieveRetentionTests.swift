@@ -15,7 +15,7 @@ import Testing
     }
 
     @Test func pensieveDropsCheapLeadingChunksOfIdleConversationsWhereLRUDropsTheOldest() throws {
-        for policy in PensieveRetention.Policy.allCases {
+        for policy in [PensieveRetention.Policy.lru, .pensieve] {
             var p = try Self.retention(gpu: 6, host: 0, policy)
             _ = p.serve(conversation: 0, now: 0, promptTokens: 40, outputTokens: 0)
             _ = p.serve(conversation: 1, now: 1, promptTokens: 20, outputTokens: 0)
@@ -33,6 +33,19 @@ import Testing
                     + Self.pairs.seconds(tokens: 10, contextBefore: 40))
             try p.validate()
         }
+    }
+
+    @Test func prefixLRUDropsTrailingChunksAndRecomputesThemAfterThePrefix() throws {
+        var p = try Self.retention(gpu: 6, host: 0, .prefixLRU)
+        _ = p.serve(conversation: 0, now: 0, promptTokens: 40, outputTokens: 0)
+        _ = p.serve(conversation: 1, now: 1, promptTokens: 20, outputTokens: 0)
+        _ = p.serve(conversation: 2, now: 2, promptTokens: 20, outputTokens: 0)
+        #expect(p.chunkCounts(of: 0)! == (2, 0, 2))
+        let s = p.serve(conversation: 0, now: 3, promptTokens: 50, outputTokens: 0)
+        #expect(s.gpuHitTokens == 20 && s.recomputedTokens == 20 && s.newTokens == 10)
+        // The dropped tail is recomputed after the 20-token prefix: dearer than a dropped head.
+        #expect(s.prefillSeconds == Self.pairs.seconds(tokens: 20, contextBefore: 20) + Self.pairs.seconds(tokens: 10, contextBefore: 40))
+        try p.validate()
     }
 
     @Test func evictedChunksGoToTheHostAndAreLoadedBack() throws {

@@ -4,14 +4,17 @@ import KVCache
 /// earlier prompt and reply) is kept in chunks of `chunkTokens`, in the GPU, in host memory or dropped,
 /// and a turn reuses it instead of recomputing its history.
 ///
-/// - Layout per conversation: chunks `[0, dropped)` are dropped, `[dropped, gpuStart)` are in host memory,
-///   `[gpuStart, chunks)` in the GPU: leading chunks leave first, to the host and then out. A turn
-///   recomputes its dropped leading tokens with its new tokens, loads its host chunks over the host link,
-///   and reuses its GPU chunks; afterwards its whole context (prompt and reply) is in the GPU.
-/// - Victims: the GPU moves a leading GPU chunk of another conversation to the host (the host first drops
-///   a leading host chunk when full; with no host the chunk is dropped); the host drops leading host
-///   chunks. `pensieve` takes the chunk of least value = modelled recompute time of the chunk at its
-///   position / idle time of its conversation; `lru` the leading chunk of the longest-idle conversation.
+/// - Layout per conversation (`pensieve`, `lru`): chunks `[0, dropped)` are dropped, then host chunks,
+///   then GPU chunks to the end: leading chunks leave first, to the host and then out. A turn recomputes
+///   its dropped leading tokens with its new tokens, loads its host chunks over the host link, and reuses
+///   its GPU chunks; afterwards its whole context (prompt and reply) is in the GPU. `prefix-lru` is the
+///   mirror, a prefix cache's order (leaves first): GPU chunks from the start, then host chunks, then
+///   dropped trailing chunks, recomputed after the reused prefix.
+/// - Victims: the GPU moves the GPU chunk next to the host region of another conversation to the host
+///   (the host first drops a chunk when full; with no host the chunk is dropped); the host drops the host
+///   chunk next to the dropped region. `pensieve` takes the chunk of least value = modelled recompute time
+///   of the chunk at its position / idle time of its conversation; `lru` and `prefix-lru` a chunk of the
+///   longest-idle conversation.
 /// - Ahead-of-time swapping: after a turn, while fewer than `swapThreshold` of the GPU chunks are free,
 ///   GPU chunks move to the host as long as the host has free room (nothing is dropped ahead of time).
 /// - A context longer than the GPU keeps only its trailing `gpuChunks` chunks.
@@ -21,7 +24,10 @@ import KVCache
 /// chunks from the chosen one while they stay below the runner-up, O(1) each. No allocation per call once
 /// the per-conversation arrays have grown. `validate()` checks every invariant in O(conversations).
 public struct PensieveRetention: Sendable {
-    public enum Policy: String, Sendable, CaseIterable { case lru, pensieve }
+    public enum Policy: String, Sendable, CaseIterable {
+        case lru, pensieve
+        case prefixLRU = "prefix-lru"
+    }
 
     public struct Config: Sendable, Equatable {
         public var gpuChunks: Int
@@ -76,8 +82,9 @@ public struct PensieveRetention: Sendable {
     public private(set) var hostUsed = 0
 
     private var length: [Int] = []
-    private var dropped: [Int] = []
-    private var gpuStart: [Int] = []
+    /// Chunks in the GPU and in the host; the rest of `chunks(c)` are dropped.
+    private var gpuCount: [Int] = []
+    private var hostCount: [Int] = []
     private var lastActive: [Double] = []
     /// Conversations holding any chunk in the GPU or the host, and each one's index there (-1: none).
     private var cached: [Int32] = []
@@ -105,30 +112,40 @@ public struct PensieveRetention: Sendable {
     public mutating func serve(conversation c: Int, now: Double, promptTokens: Int, outputTokens: Int) -> Served {
         precondition(c >= 0 && promptTokens >= 0 && outputTokens >= 0, "ids and sizes are >= 0")
         while length.count <= c {
-            length.append(0); dropped.append(0); gpuStart.append(0); lastActive.append(now); cachedIndex.append(-1)
+            length.append(0); gpuCount.append(0); hostCount.append(0); lastActive.append(now); cachedIndex.append(-1)
         }
         let C = config.chunkTokens
         var s = Served()
         let history = min(length[c], promptTokens)
-        let dropEnd = min(dropped[c] * C, history), hostEnd = min(gpuStart[c] * C, history)
         s.historyTokens = history
-        s.recomputedTokens = dropEnd
-        s.hostHitTokens = hostEnd - dropEnd
-        s.gpuHitTokens = history - hostEnd
         s.newTokens = promptTokens - history
-        s.prefillSeconds = config.cost.seconds(tokens: s.recomputedTokens, contextBefore: 0)
+        let dropped = chunks(c) - gpuCount[c] - hostCount[c]
+        var recomputedContext = 0
+        if config.policy == .prefixLRU {
+            let gpuEnd = min(gpuCount[c] * C, history), hostEnd = min((gpuCount[c] + hostCount[c]) * C, history)
+            s.gpuHitTokens = gpuEnd
+            s.hostHitTokens = hostEnd - gpuEnd
+            s.recomputedTokens = history - hostEnd
+            recomputedContext = hostEnd
+        } else {
+            let dropEnd = min(dropped * C, history), hostEnd = min((dropped + hostCount[c]) * C, history)
+            s.recomputedTokens = dropEnd
+            s.hostHitTokens = hostEnd - dropEnd
+            s.gpuHitTokens = history - hostEnd
+        }
+        s.prefillSeconds = config.cost.seconds(tokens: s.recomputedTokens, contextBefore: recomputedContext)
             + config.cost.seconds(tokens: s.newTokens, contextBefore: history)
             + Double(s.hostHitTokens) * config.hostSecondsPerToken
         // Take the conversation out of both tiers while it runs; it is never its own victim.
-        gpuUsed -= chunks(c) - gpuStart[c]
-        hostUsed -= gpuStart[c] - dropped[c]
+        gpuUsed -= gpuCount[c]
+        hostUsed -= hostCount[c]
         setCached(c, false)
         length[c] = promptTokens + outputTokens
         let total = chunks(c)
         let need = min(total, config.gpuChunks)
         while config.gpuChunks - gpuUsed < need { evictGPUChunks(need: need, now: now, aheadOfTime: false) }
-        dropped[c] = total - need
-        gpuStart[c] = total - need
+        gpuCount[c] = need
+        hostCount[c] = 0
         counters.droppedChunks += total - need
         gpuUsed += need
         lastActive[c] = now
@@ -141,11 +158,13 @@ public struct PensieveRetention: Sendable {
         return s
     }
 
-    /// Value of conversation `c`'s chunk `k`: lower leaves first.
-    private func value(_ c: Int, chunk k: Int, now: Double) -> Double {
+    /// Value of conversation `c`'s next GPU victim (host victim with `host`): lower leaves first.
+    private func value(_ c: Int, host: Bool = false, now: Double) -> Double {
         switch config.policy {
-        case .lru: return lastActive[c]
+        case .lru, .prefixLRU: return lastActive[c]
         case .pensieve:
+            // The leading GPU chunk (or leading host chunk) of the front layout.
+            let k = chunks(c) - gpuCount[c] - (host ? hostCount[c] : 0)
             let idle = max(now - lastActive[c], 1e-9)
             return config.cost.seconds(tokens: config.chunkTokens, contextBefore: k * config.chunkTokens) / idle
         }
@@ -158,8 +177,8 @@ public struct PensieveRetention: Sendable {
         var best = -1, bestValue = Double.infinity, second = Double.infinity
         for x in cached {
             let c = Int(x)
-            guard gpuStart[c] < chunks(c) else { continue }
-            let v = value(c, chunk: gpuStart[c], now: now)
+            guard gpuCount[c] > 0 else { continue }
+            let v = value(c, now: now)
             if v < bestValue { second = bestValue; bestValue = v; best = c } else if v < second { second = v }
         }
         precondition(best >= 0, "the GPU is full of chunks of the running conversation")
@@ -170,18 +189,18 @@ public struct PensieveRetention: Sendable {
             } else if hostUsed == config.hostChunks && config.hostChunks > 0 {
                 dropHostChunk(now: now)
             }
-            if config.hostChunks == 0 || dropped[c] == gpuStart[c] && hostUsed == config.hostChunks {
-                // No host room: the chunk goes (it is leading: the conversation has no host chunks).
-                dropped[c] += 1
+            if config.hostChunks == 0 || hostCount[c] == 0 && hostUsed == config.hostChunks {
+                // No host room: the chunk goes (it borders the dropped region: the conversation has no host chunks).
                 counters.droppedChunks += 1
             } else {
+                hostCount[c] += 1
                 hostUsed += 1
                 if aheadOfTime { counters.aheadOfTimeChunks += 1 } else { counters.swappedChunks += 1 }
             }
-            gpuStart[c] += 1
+            gpuCount[c] -= 1
             gpuUsed -= 1
-            if dropped[c] == chunks(c) { setCached(c, false); return }
-        } while config.gpuChunks - gpuUsed < need && gpuStart[c] < chunks(c) && value(c, chunk: gpuStart[c], now: now) <= second
+            if gpuCount[c] + hostCount[c] == 0 { setCached(c, false); return }
+        } while config.gpuChunks - gpuUsed < need && gpuCount[c] > 0 && value(c, now: now) <= second
     }
 
     /// Drops the least valuable leading host chunk.
@@ -189,15 +208,15 @@ public struct PensieveRetention: Sendable {
         var best = -1, bestValue = Double.infinity
         for x in cached {
             let c = Int(x)
-            guard dropped[c] < gpuStart[c] else { continue }
-            let v = value(c, chunk: dropped[c], now: now)
+            guard hostCount[c] > 0 else { continue }
+            let v = value(c, host: true, now: now)
             if v < bestValue { bestValue = v; best = c }
         }
         guard best >= 0 else { return }
-        dropped[best] += 1
+        hostCount[best] -= 1
         hostUsed -= 1
         counters.droppedChunks += 1
-        if dropped[best] == chunks(best) { setCached(best, false) }
+        if gpuCount[best] + hostCount[best] == 0 { setCached(best, false) }
     }
 
     private mutating func setCached(_ c: Int, _ on: Bool) {
@@ -215,19 +234,19 @@ public struct PensieveRetention: Sendable {
     /// Where conversation `c`'s chunks are: (dropped, host, GPU) chunk counts; nil if unknown.
     public func chunkCounts(of c: Int) -> (dropped: Int, host: Int, gpu: Int)? {
         guard c >= 0, c < length.count else { return nil }
-        return (dropped[c], gpuStart[c] - dropped[c], chunks(c) - gpuStart[c])
+        return (chunks(c) - gpuCount[c] - hostCount[c], hostCount[c], gpuCount[c])
     }
 
     /// Checks every invariant of the contract; throws `invariant` naming the first broken one.
     public func validate() throws(CacheModelError) {
         var gpu = 0, host = 0
         for c in length.indices {
-            guard 0 <= dropped[c], dropped[c] <= gpuStart[c], gpuStart[c] <= chunks(c) else {
-                throw .invariant("conversation \(c): dropped \(dropped[c]), GPU from \(gpuStart[c]) of \(chunks(c)) chunks")
+            guard gpuCount[c] >= 0, hostCount[c] >= 0, gpuCount[c] + hostCount[c] <= chunks(c) else {
+                throw .invariant("conversation \(c): \(gpuCount[c]) GPU and \(hostCount[c]) host chunks of \(chunks(c))")
             }
-            gpu += chunks(c) - gpuStart[c]
-            host += gpuStart[c] - dropped[c]
-            let holds = dropped[c] < chunks(c)
+            gpu += gpuCount[c]
+            host += hostCount[c]
+            let holds = gpuCount[c] + hostCount[c] > 0
             if holds != (cachedIndex[c] >= 0) { throw .invariant("conversation \(c) cached-list membership is wrong") }
             if cachedIndex[c] >= 0 && cached[Int(cachedIndex[c])] != Int32(c) { throw .invariant("cached list index of \(c) is stale") }
         }
