@@ -14,14 +14,19 @@ import Testing
                                     hostSecondsPerToken: 0.5, swapThreshold: threshold))
     }
 
+    /// Conversation 0 (`first` tokens) at 0 s, then 1 and 2 (20 tokens each) at 1 s and 2 s.
+    static func serveThree(_ p: inout PensieveRetention, first: Int) {
+        _ = p.serve(conversation: 0, now: 0, promptTokens: first, outputTokens: 0)
+        _ = p.serve(conversation: 1, now: 1, promptTokens: 20, outputTokens: 0)
+        _ = p.serve(conversation: 2, now: 2, promptTokens: 20, outputTokens: 0)
+    }
+
     @Test func pensieveDropsCheapLeadingChunksOfIdleConversationsWhereLRUDropsTheOldest() throws {
         for policy in [PensieveRetention.Policy.lru, .pensieve] {
             var p = try Self.retention(gpu: 6, host: 0, policy)
-            _ = p.serve(conversation: 0, now: 0, promptTokens: 40, outputTokens: 0)
-            _ = p.serve(conversation: 1, now: 1, promptTokens: 20, outputTokens: 0)
             // Conversation 2 needs 2 chunks. pensieve: conversation 0's chunk 0 (55 / 2 idle s), then
             // conversation 1's chunk 0 (55 / 1) before conversation 0's chunk 1 (155 / 2).
-            _ = p.serve(conversation: 2, now: 2, promptTokens: 20, outputTokens: 0)
+            Self.serveThree(&p, first: 40)
             let lru = policy == .lru
             #expect(p.chunkCounts(of: 0)! == (lru ? (2, 0, 2) : (1, 0, 3)))
             #expect(p.chunkCounts(of: 1)! == (lru ? (0, 0, 2) : (1, 0, 1)))
@@ -37,9 +42,7 @@ import Testing
 
     @Test func prefixLRUDropsTrailingChunksAndRecomputesThemAfterThePrefix() throws {
         var p = try Self.retention(gpu: 6, host: 0, .prefixLRU)
-        _ = p.serve(conversation: 0, now: 0, promptTokens: 40, outputTokens: 0)
-        _ = p.serve(conversation: 1, now: 1, promptTokens: 20, outputTokens: 0)
-        _ = p.serve(conversation: 2, now: 2, promptTokens: 20, outputTokens: 0)
+        Self.serveThree(&p, first: 40)
         #expect(p.chunkCounts(of: 0)! == (2, 0, 2))
         let s = p.serve(conversation: 0, now: 3, promptTokens: 50, outputTokens: 0)
         #expect(s.gpuHitTokens == 20 && s.recomputedTokens == 20 && s.newTokens == 10)
@@ -50,9 +53,7 @@ import Testing
 
     @Test func evictedChunksGoToTheHostAndAreLoadedBack() throws {
         var p = try Self.retention(gpu: 4, host: 2, .lru)
-        _ = p.serve(conversation: 0, now: 0, promptTokens: 20, outputTokens: 0)
-        _ = p.serve(conversation: 1, now: 1, promptTokens: 20, outputTokens: 0)
-        _ = p.serve(conversation: 2, now: 2, promptTokens: 20, outputTokens: 0)
+        Self.serveThree(&p, first: 20)
         #expect(p.chunkCounts(of: 0)! == (0, 2, 0))
         let s = p.serve(conversation: 0, now: 3, promptTokens: 25, outputTokens: 5)
         #expect(s.hostHitTokens == 20 && s.recomputedTokens == 0 && s.gpuHitTokens == 0 && s.newTokens == 5)
