@@ -66,8 +66,13 @@ struct ReplayCommand: ParsableCommand {
     var hybrid: HybridReplayOptions
     @OptionGroup(title: "RAG traces (--format ragpulse)")
     var chunks: ChunkReplayOptions
+    @OptionGroup(title: "RAGCache's knowledge tree (--format ragpulse --knowledge-tree)")
+    var tree: KnowledgeTreeOptions
+    @OptionGroup(title: "Pensieve's per-conversation retention (--pensieve)")
+    var pensieve: PensieveOptions
 
     func validate() throws {
+        if pensieve.pensieve { _ = try capacities(); return }  // its own options are checked when it runs
         if timed.format == .marconi { _ = try HybridReplayCommand.policies(policy); return }
         if timed.model.hybrid != nil { throw ValidationError("a hybrid --model needs --format marconi") }
         let blocks = 0...ReplayLimits.maxBlocks
@@ -115,9 +120,20 @@ struct ReplayCommand: ParsableCommand {
     }
 
     func run() throws {
+        if pensieve.pensieve {
+            return try PensieveReplayCommand.run(
+                trace: trace, format: timed.format, options: pensieve, policies: policy, gpuSizes: try capacities(),
+                model: timed.model.spec, hardware: timed.hardware.spec, skipBadLines: skipBadLines, json: json)
+        }
         if timed.format == .marconi {
             return try HybridReplayCommand.run(trace: trace, model: timed.model, policies: policy,
                                                skipBadLines: skipBadLines, json: json, options: hybrid)
+        }
+        if mode == .sequential && tree.knowledgeTree {
+            return try KnowledgeTreeReplayCommand.run(
+                trace: trace, sideFiles: chunks.sideFiles, tree: tree, policies: policy, gpuSizes: try capacities(),
+                fraction: try fraction(), warmUp: warmUp, model: timed.model.spec, hardware: timed.hardware.spec,
+                skipBadLines: skipBadLines, json: json)
         }
         if mode == .sequential && ChunkReplay.handles(trace: trace, format: timed.format) {
             return try ChunkReplay.run(trace: trace, options: chunks, skipBadLines: skipBadLines, json: json)

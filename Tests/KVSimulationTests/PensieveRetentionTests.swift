@@ -1,0 +1,134 @@
+import KVCache
+import KVData
+import Testing
+@testable import KVSimulation
+
+/// Pensieve's retention on hand-built conversations whose victims are known, and a model-based run over
+/// random conversations that checks every invariant after every turn.
+@Suite struct PensieveRetentionTests {
+    /// Attention term only: chunk k of 10 tokens costs 10 x (10k + 5.5) = 100k + 55 seconds.
+    static let pairs = try! RecomputeCost(secondsPerToken: 0, secondsPerContextPair: 1)
+
+    static func retention(gpu: Int, host: Int, _ policy: PensieveRetention.Policy, threshold: Double = 0) throws -> PensieveRetention {
+        try PensieveRetention(.init(gpuChunks: gpu, hostChunks: host, chunkTokens: 10, policy: policy, cost: pairs,
+                                    hostSecondsPerToken: 0.5, swapThreshold: threshold))
+    }
+
+    /// Conversation 0 (`first` tokens) at 0 s, then 1 and 2 (20 tokens each) at 1 s and 2 s.
+    static func serveThree(_ p: inout PensieveRetention, first: Int) {
+        _ = p.serve(conversation: 0, now: 0, promptTokens: first, outputTokens: 0)
+        _ = p.serve(conversation: 1, now: 1, promptTokens: 20, outputTokens: 0)
+        _ = p.serve(conversation: 2, now: 2, promptTokens: 20, outputTokens: 0)
+    }
+
+    @Test func pensieveDropsCheapLeadingChunksOfIdleConversationsWhereLRUDropsTheOldest() throws {
+        for policy in [PensieveRetention.Policy.lru, .pensieve] {
+            var p = try Self.retention(gpu: 6, host: 0, policy)
+            // Conversation 2 needs 2 chunks. pensieve: conversation 0's chunk 0 (55 / 2 idle s), then
+            // conversation 1's chunk 0 (55 / 1) before conversation 0's chunk 1 (155 / 2).
+            Self.serveThree(&p, first: 40)
+            let lru = policy == .lru
+            #expect(p.chunkCounts(of: 0)! == (lru ? (2, 0, 2) : (1, 0, 3)))
+            #expect(p.chunkCounts(of: 1)! == (lru ? (0, 0, 2) : (1, 0, 1)))
+            let s = p.serve(conversation: 0, now: 3, promptTokens: 50, outputTokens: 0)
+            #expect(s.historyTokens == 40 && s.newTokens == 10)
+            #expect(s.recomputedTokens == (lru ? 20 : 10) && s.gpuHitTokens == (lru ? 20 : 30) && s.hostHitTokens == 0)
+            // Recomputed leading tokens at context 0, the new ones after the 40-token history.
+            #expect(s.prefillSeconds == Self.pairs.seconds(tokens: s.recomputedTokens, contextBefore: 0)
+                    + Self.pairs.seconds(tokens: 10, contextBefore: 40))
+            try p.validate()
+        }
+    }
+
+    @Test func prefixLRUDropsTrailingChunksAndRecomputesThemAfterThePrefix() throws {
+        var p = try Self.retention(gpu: 6, host: 0, .prefixLRU)
+        Self.serveThree(&p, first: 40)
+        #expect(p.chunkCounts(of: 0)! == (2, 0, 2))
+        let s = p.serve(conversation: 0, now: 3, promptTokens: 50, outputTokens: 0)
+        #expect(s.gpuHitTokens == 20 && s.recomputedTokens == 20 && s.newTokens == 10)
+        // The dropped tail is recomputed after the 20-token prefix: dearer than a dropped head.
+        #expect(s.prefillSeconds == Self.pairs.seconds(tokens: 20, contextBefore: 20) + Self.pairs.seconds(tokens: 10, contextBefore: 40))
+        try p.validate()
+    }
+
+    @Test func evictedChunksGoToTheHostAndAreLoadedBack() throws {
+        var p = try Self.retention(gpu: 4, host: 2, .lru)
+        Self.serveThree(&p, first: 20)
+        #expect(p.chunkCounts(of: 0)! == (0, 2, 0))
+        let s = p.serve(conversation: 0, now: 3, promptTokens: 25, outputTokens: 5)
+        #expect(s.hostHitTokens == 20 && s.recomputedTokens == 0 && s.gpuHitTokens == 0 && s.newTokens == 5)
+        #expect(s.prefillSeconds == 20 * 0.5 + Self.pairs.seconds(tokens: 5, contextBefore: 20))
+        // Conversation 0 now holds 3 GPU chunks: conversation 1 went to the host, then conversation 2's
+        // first chunk, for which the host dropped conversation 1's leading chunk.
+        #expect(p.chunkCounts(of: 0)! == (0, 0, 3))
+        #expect(p.chunkCounts(of: 1)! == (1, 1, 0))
+        #expect(p.chunkCounts(of: 2)! == (0, 1, 1))
+        #expect(p.counters == .init(swappedChunks: 5, aheadOfTimeChunks: 0, droppedChunks: 1))
+        try p.validate()
+    }
+
+    @Test func swapsAheadOfTimeBelowTheFreeThreshold() throws {
+        var p = try Self.retention(gpu: 4, host: 4, .lru, threshold: 0.25)
+        _ = p.serve(conversation: 0, now: 0, promptTokens: 20, outputTokens: 0)
+        #expect(p.counters.aheadOfTimeChunks == 0)
+        _ = p.serve(conversation: 1, now: 1, promptTokens: 15, outputTokens: 5)
+        #expect(p.counters.aheadOfTimeChunks == 1)
+        #expect(p.chunkCounts(of: 0)! == (0, 1, 1))
+        #expect(p.gpuUsed == 3 && p.hostUsed == 1)
+        try p.validate()
+    }
+
+    @Test func rejectsBadConfigurations() {
+        #expect(throws: CacheModelError.self) { try Self.retention(gpu: 0, host: 0, .lru) }
+        #expect(throws: CacheModelError.self) { try Self.retention(gpu: 1, host: -1, .lru) }
+        #expect(throws: CacheModelError.self) { try Self.retention(gpu: 1, host: 0, .lru, threshold: 2) }
+    }
+
+    /// Random conversations: tokens add up, invariants hold after every turn, and with a GPU that holds
+    /// everything nothing is recomputed or loaded.
+    @Test(arguments: PensieveRetention.Policy.allCases) func modelBasedRandomConversations(policy: PensieveRetention.Policy) throws {
+        var rng = SplitMix64(seed: 4)
+        for round in 0 ..< 30 {
+            let big = round % 6 == 0
+            var p = try PensieveRetention(.init(
+                gpuChunks: big ? 1 << 20 : 1 + Int(rng.next() % 40), hostChunks: Int(rng.next() % 30),
+                chunkTokens: 1 + Int(rng.next() % 16), policy: policy, cost: Self.pairs, hostSecondsPerToken: 1e-3,
+                swapThreshold: Double(rng.next() % 5) / 8))
+            var context = [Int](repeating: 0, count: 8)
+            var now = 0.0
+            for _ in 0 ..< 80 {
+                let c = Int(rng.next() % 8)
+                now += Double(rng.next() % 100) / 10
+                let prompt = context[c] + 1 + Int(rng.next() % 60), output = Int(rng.next() % 40)
+                let s = p.serve(conversation: c, now: now, promptTokens: prompt, outputTokens: output)
+                #expect(s.historyTokens == context[c])
+                #expect(s.gpuHitTokens + s.hostHitTokens + s.recomputedTokens == s.historyTokens)
+                #expect(s.historyTokens + s.newTokens == prompt)
+                #expect(min(s.gpuHitTokens, s.hostHitTokens, s.recomputedTokens) >= 0)
+                if big { #expect(s.gpuHitTokens == s.historyTokens) }
+                context[c] = prompt + output
+                try p.validate()
+            }
+        }
+    }
+}
+
+/// The replay's timeline and totals on a three-conversation trace without times.
+@Suite struct PensieveReplayTests {
+    static func request(_ session: String?, _ input: Int, _ output: Int) -> TraceRequest {
+        TraceRequest(arrival: 0, inputTokens: input, outputTokens: output, session: session)
+    }
+
+    @Test func conversationsStartApartAndTurnsFollowAfterTheThinkTime() throws {
+        let requests = [Self.request("a", 20, 10), Self.request("b", 10, 5), Self.request("a", 40, 5), Self.request(nil, 7, 1)]
+        let t = PensieveReplay.timeline(requests, hasTimestamps: false, schedule: .init(conversationGapSeconds: 10, thinkSeconds: 100))
+        #expect(t.conversation == [0, 1, 0, 2] && t.conversations == 3)
+        #expect(t.time == [0, 10, 100, 20])
+        let r = try PensieveReplay.run(requests, hasTimestamps: false, schedule: .init(conversationGapSeconds: 10, thinkSeconds: 100),
+                                       config: .init(gpuChunks: 100, hostChunks: 0, chunkTokens: 10, policy: .pensieve,
+                                                     cost: PensieveRetentionTests.pairs, hostSecondsPerToken: 0))
+        // Only a's second turn has history: its first prompt and reply, 30 tokens, all in the GPU.
+        #expect(r.turns == 4 && r.totals.historyTokens == 30 && r.totals.gpuHitTokens == 30 && r.totals.newTokens == 77 - 30)
+        #expect(r.totals.recomputedTokens == 0 && r.hostHitRate == 0)
+    }
+}
