@@ -104,7 +104,8 @@ extension HybridCache {
     /// Re-tunes `alpha` and `settings` online from now on: shadow caches, one per candidate, see every
     /// committed request (its planned prompt looked up, the sequence inserted), and every `window`
     /// commits the cache takes the best shadow's setting (`HybridAlphaTuner`). Starts from the first
-    /// candidate. Costs one lookup and one insert per candidate per commit.
+    /// candidate. Costs one lookup and one insert per candidate per commit. `candidates` must not be empty
+    /// and `window` must be at least 1 (preconditions: a programming error, not an input).
     public mutating func enableOnlineTuning(candidates: [HybridAlphaTuner.Candidate] = HybridAlphaTuner.defaultGrid,
                                             window: Int = 25) {
         tuner = HybridAlphaTuner(model: tree.model, capacityBytes: capacityBytes, candidates: candidates, window: window)
