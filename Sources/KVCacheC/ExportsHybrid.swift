@@ -36,10 +36,10 @@ private func hybridTokens(_ pointer: UnsafePointer<Int32>?, _ count: Int, _ name
     return try inputBuffer(pointer, count, name)
 }
 
-/// kvcache_hybrid_create: a model preset by name, a byte budget, events on or off. O(1).
+/// kvcache_hybrid_create: a model preset by name, a byte budget, events and online tuning on or off. O(1).
 @_cdecl("kvcache_hybrid_create")
 public func kvcacheHybridCreateImpl(_ model: UnsafePointer<CChar>?, _ capacityBytes: Int64, _ recordEvents: Bool,
-                                    _ out: UnsafeMutablePointer<OpaquePointer?>?) -> kvcache_status {
+                                    _ onlineTuning: Bool, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> kvcache_status {
     do throws(CAPIError) {
         let out = try required(out, "out")
         let name = try utf8String(model, "model")
@@ -47,6 +47,7 @@ public func kvcacheHybridCreateImpl(_ model: UnsafePointer<CChar>?, _ capacityBy
         guard capacityBytes >= 1 else { throw .invalidArgument("capacity_bytes must be at least 1") }
         var cache = HybridCache(model: preset, policy: .adaptive, capacityBytes: capacityBytes)
         cache.setRecordsEvents(recordEvents)
+        if onlineTuning { cache.enableOnlineTuning() }
         out.pointee = OpaquePointer(Unmanaged.passRetained(HybridHandle(cache)).toOpaque())
         return Status.ok
     } catch {
@@ -133,7 +134,8 @@ public func kvcacheHybridGetStatsImpl(_ cache: OpaquePointer?, _ out: UnsafeMuta
         out.pointee = kvcache_hybrid_stats(
             capacity_bytes: c.capacityBytes, bytes: c.tree.bytes, checkpoints: Int64(c.tree.checkpoints),
             cached_tokens: Int64(c.tree.cachedTokens), nodes: Int64(c.tree.nodeCount), evicted_nodes: Int64(c.evictedNodes),
-            checkpoint_bytes: model.checkpointBytes, kv_bytes_per_token: model.kvBytesPerToken)
+            checkpoint_bytes: model.checkpointBytes, kv_bytes_per_token: model.kvBytesPerToken,
+            setting_switches: Int64(c.tuner?.switches ?? 0))
     }
 }
 

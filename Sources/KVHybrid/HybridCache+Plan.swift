@@ -46,6 +46,7 @@ extension HybridCache {
     public mutating func plan(_ prompt: UnsafeBufferPointer<Int32>) throws(HybridCacheError) -> HybridPlan {
         guard policy == .adaptive else { throw .invalidArgument("plan and commit need the adaptive policy") }
         try Self.checkLength(prompt.count)
+        plannedPrompt = prompt.count
         let (hit, raw, _) = lookup(prompt)
         let m = tree.match(prompt)
         let node = tree.checkpointed(atOrAbove: m.node).node
@@ -70,6 +71,11 @@ extension HybridCache {
         // Without the end state only the prefix up to a saved branch point is worth caching.
         let length = savedEnd ? sequence.count : (branch ?? 0)
         if bytesAlone(length) > capacityBytes { throw .tooLarge(bytes: bytesAlone(length), capacity: capacityBytes) }
+        if tuner != nil, let next = tuner!.observe(input: UnsafeBufferPointer(rebasing: sequence[0 ..< min(plannedPrompt, sequence.count)]),
+                                                   sequence: sequence) {
+            alpha = next.alpha
+            settings = next.settings
+        }
         guard length > 0 else { return }
         let seq = UnsafeBufferPointer(rebasing: sequence[0 ..< length])
         clock += 2
@@ -93,6 +99,18 @@ extension HybridCache {
         if checkpoint != a.checkpointAtBranch { a.cost += checkpoint ? tree.model.checkpointBytes : -tree.model.checkpointBytes }
         a.checkpointAtBranch = checkpoint
         return a
+    }
+
+    /// Re-tunes `alpha` and `settings` online from now on: shadow caches, one per candidate, see every
+    /// committed request (its planned prompt looked up, the sequence inserted), and every `window`
+    /// commits the cache takes the best shadow's setting (`HybridAlphaTuner`). Starts from the first
+    /// candidate. Costs one lookup and one insert per candidate per commit. `candidates` must not be empty
+    /// and `window` must be at least 1 (preconditions: a programming error, not an input).
+    public mutating func enableOnlineTuning(candidates: [HybridAlphaTuner.Candidate] = HybridAlphaTuner.defaultGrid,
+                                            window: Int = 25) {
+        tuner = HybridAlphaTuner(model: tree.model, capacityBytes: capacityBytes, candidates: candidates, window: window)
+        alpha = candidates[0].alpha
+        settings = candidates[0].settings
     }
 
     /// Drains the checkpoint events recorded since the last call (`recordsEvents` must be set).

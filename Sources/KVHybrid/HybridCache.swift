@@ -28,6 +28,10 @@ public struct HybridCache: Sendable {
     public internal(set) var generation: UInt64 = 0
 
     var sketch = RecurrenceSketch()
+    /// Online re-tuning of `alpha` and `settings` at each commit (adaptive; see `enableOnlineTuning`).
+    public internal(set) var tuner: HybridAlphaTuner?
+    /// The prompt length of the latest plan (the part of a committed sequence its shadows look up).
+    var plannedPrompt = 0
     private var candidates: [Int32] = []
     private var efficiency: [Double] = []
     private var recency: [Double] = []

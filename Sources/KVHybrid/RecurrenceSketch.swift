@@ -4,8 +4,9 @@
 /// counters' 255).
 ///
 /// Fixed storage allocated once; `add` and `estimate` are O(rows), allocate nothing and cannot fail.
-/// `hash(_:)` is the prefix hash the adaptive policy counts (a multiply-xorshift chain over token ids,
-/// O(tokens)); it is stable across runs (no per-process seed), so a replay is deterministic.
+/// `hash(_:count:)` is the prefix hash the adaptive policy counts (a multiply-xorshift chain over the
+/// prefix's length and last 64 token ids, O(1) per prefix); it is stable across runs (no per-process
+/// seed), so a replay is deterministic.
 public struct RecurrenceSketch: Sendable {
     static let rows = 4
     private var counters: [UInt8]
@@ -45,10 +46,15 @@ public struct RecurrenceSketch: Sendable {
         return m
     }
 
-    /// The hash of `tokens[0 ..< count]`.
+    /// Tokens of a prefix's tail that its hash reads.
+    public static let hashedTail = 64
+
+    /// The hash of the prefix `tokens[0 ..< count]`, from its length and its last `hashedTail` tokens:
+    /// O(1) in the prefix's length. Two prefixes of one length that differ only before their last 64
+    /// tokens share a hash and so a count (the sketch overestimates them, as it does on a collision).
     public static func hash(_ tokens: UnsafeBufferPointer<Int32>, count: Int) -> UInt64 {
         var h: UInt64 = 0xCBF2_9CE4_8422_2325 ^ UInt64(count)
-        for i in 0 ..< count {
+        for i in max(0, count - hashedTail) ..< count {
             h = (h ^ UInt64(UInt32(bitPattern: tokens[i]))) &* 0x100_0000_01B3
             h ^= h >> 31
         }

@@ -9,9 +9,9 @@ import Testing
 struct HybridCABITests {
     final class Hybrid {
         let handle: OpaquePointer
-        init(model: String = "hybrid-7b", capacity: Int64, events: Bool = true) throws {
+        init(model: String = "hybrid-7b", capacity: Int64, events: Bool = true, tuning: Bool = false) throws {
             var out: OpaquePointer?
-            let status = model.withCString { kvcache_hybrid_create($0, capacity, events, &out) }
+            let status = model.withCString { kvcache_hybrid_create($0, capacity, events, tuning, &out) }
             guard status == 0, let out else { throw CStatus(status) }
             handle = out
         }
@@ -47,9 +47,10 @@ struct HybridCABITests {
         a.bytes == b.bytes && a.checkpoints == b.checkpoints && a.cached_tokens == b.cached_tokens && a.nodes == b.nodes
     }
 
-    @Test func servesAPlannedRequestAndMirrorsItsSlots() throws {
+    @Test(arguments: [false, true])
+    func servesAPlannedRequestAndMirrorsItsSlots(tuning: Bool) throws {
         let ckpt: Int64 = 26_787_840, kv: Int64 = 65_536
-        let h = try Hybrid(capacity: 6 * ckpt + 200 * kv)
+        let h = try Hybrid(capacity: 6 * ckpt + 200 * kv, tuning: tuning)
         var slots = Set<Int32>()
         var rng = SplitMix64(seed: 3)
         for step in 0 ..< 300 {
@@ -132,16 +133,16 @@ struct HybridCABITests {
     @Test func createRefusesBadArguments() {
         var out: OpaquePointer? = nil
         let invalid = Int32(KVCACHE_ERR_INVALID_ARGUMENT.rawValue)
-        #expect("llama3-8b".withCString { kvcache_hybrid_create($0, 1 << 30, false, &out) } == invalid)
-        #expect("hybrid-7b".withCString { kvcache_hybrid_create($0, 0, false, &out) } == invalid)
-        #expect("hybrid-7b".withCString { kvcache_hybrid_create($0, -5, false, &out) } == invalid)
-        #expect(kvcache_hybrid_create(nil, 1 << 30, false, &out) == invalid)
+        #expect("llama3-8b".withCString { kvcache_hybrid_create($0, 1 << 30, false, false, &out) } == invalid)
+        #expect("hybrid-7b".withCString { kvcache_hybrid_create($0, 0, false, false, &out) } == invalid)
+        #expect("hybrid-7b".withCString { kvcache_hybrid_create($0, -5, false, false, &out) } == invalid)
+        #expect(kvcache_hybrid_create(nil, 1 << 30, false, false, &out) == invalid)
         let bad: [CChar] = [CChar(bitPattern: 0xFF), 0]
-        #expect(kvcache_hybrid_create(bad, 1 << 30, false, &out) == invalid)
-        #expect("hybrid-7b".withCString { kvcache_hybrid_create($0, 1 << 30, false, nil) } == Int32(KVCACHE_ERR_NULL_POINTER.rawValue))
+        #expect(kvcache_hybrid_create(bad, 1 << 30, false, false, &out) == invalid)
+        #expect("hybrid-7b".withCString { kvcache_hybrid_create($0, 1 << 30, false, false, nil) } == Int32(KVCACHE_ERR_NULL_POINTER.rawValue))
         #expect(out == nil)
         for model in ["hybrid-7b", "jamba-1.5-mini", "nemotron-h-8b"] {
-            #expect(model.withCString { kvcache_hybrid_create($0, 1 << 30, false, &out) } == 0)
+            #expect(model.withCString { kvcache_hybrid_create($0, 1 << 30, false, true, &out) } == 0)
             if let h = out { #expect(kvcache_hybrid_destroy(h) == 0) }
             out = nil
         }

@@ -33,6 +33,7 @@ struct HybridPlanTests {
             let capacity = 4 * (model.checkpointBytes + 10 * model.kvBytesPerToken)
             var cache = HybridCache(model: model, policy: .adaptive, capacityBytes: capacity, alpha: Double(seed % 3) / 2)
             cache.setRecordsEvents(true)
+            if seed % 2 == 1 { cache.enableOnlineTuning(window: 5) }
             var mirror = Set<Int32>()
             var branches = 0, hits = 0
             for step in 0 ..< 200 {

@@ -102,7 +102,8 @@ enum HybridReplayCommand {
     }
 
     private static func candidates(_ text: String) throws -> [HybridAlphaTuner.Candidate] {
-        try text.split(separator: "/").map { item in
+        guard !text.split(separator: "/").isEmpty else { throw CLIError("--adaptive-settings: no setting given") }
+        return try text.split(separator: "/").map { item in
             let f = item.split(separator: ":").map { Double($0) }
             guard f.count == 4 || f.count == 5, let a = f[0], let b = f[1], let t = f[2], let d = f[3],
                   a >= 0, b >= 0, t >= 1, t < 256, let r = f.count == 5 ? f[4] : 0 else {

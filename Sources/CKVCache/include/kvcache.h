@@ -467,6 +467,8 @@ typedef struct kvcache_hybrid_stats {
     int64_t evicted_nodes;
     int64_t checkpoint_bytes;
     int64_t kv_bytes_per_token;
+    /** Times online tuning changed the policy's settings (0 without it). */
+    int64_t setting_switches;
 } kvcache_hybrid_stats;
 
 enum kvcache_hybrid_event_kind {
@@ -482,11 +484,13 @@ typedef struct kvcache_hybrid_event {
 } kvcache_hybrid_event;
 
 /** Creates a hybrid cache for a model preset ("hybrid-7b", "jamba-1.5-mini", "nemotron-h-8b") holding
- *  at most `capacity_bytes`; `record_events` turns on checkpoint events.
+ *  at most `capacity_bytes`; `record_events` turns on checkpoint events; `online_tuning` re-tunes the
+ *  policy's weights every 25 commits on 17 shadow caches (token ids only; each commit then costs one
+ *  lookup and one insert per shadow).
  *  Release with kvcache_hybrid_destroy. Statuses: NULL_POINTER (out), INVALID_ARGUMENT (unknown or
  *  non-UTF-8 model, capacity_bytes < 1). */
 kvcache_status kvcache_hybrid_create(const char *model, int64_t capacity_bytes, bool record_events,
-                                     kvcache_hybrid_t **out);
+                                     bool online_tuning, kvcache_hybrid_t **out);
 
 /** Releases the cache. Statuses: NULL_HANDLE. */
 kvcache_status kvcache_hybrid_destroy(kvcache_hybrid_t *cache);
