@@ -59,6 +59,17 @@ public struct BlockPool: Sendable {
         return b
     }
 
+    /// Gives one holder to an unheld block that is not on the free list (a cached block the owner just
+    /// evicted), as `free` then `allocateOne` would, without the trip through the free list. O(1).
+    @inlinable
+    public mutating func adopt(_ block: BlockID) throws(KVCacheError) {
+        guard isValid(block) else { throw .invalidBlock(block) }
+        guard !isFree(block) else { throw .invalidArgument("adopt of free block \(block)") }
+        let rc = refCounts[Int(block)]
+        guard rc == 0 else { throw .blockStillReferenced(block, refCount: Int(rc)) }
+        refCounts[Int(block)] = 1
+    }
+
     /// Allocates `count` blocks, each with one holder, appending their ids to `blocks`; all or nothing.
     /// O(count); no allocation when `blocks` has capacity.
     @inlinable

@@ -1,8 +1,8 @@
 /// An indexed binary min-heap of block ids keyed by (priority, deeper first, lower id). Entries
 /// carry their sort key inline, so sifting reads one contiguous array; each block's heap position
-/// sits in a dense array, so update and remove are O(log n) without a search. It also stores every
-/// cached block's priority and depth (members or not), keeping them in one place for the prefix
-/// index. Holds the evictable leaves; no allocation after init.
+/// sits in a dense array, so update and remove are O(log n) without a search. The owner keeps each
+/// block's priority and depth (members or not) and hands them in on insert and update. Holds the
+/// evictable leaves; no allocation after init.
 struct EvictionHeap: Sendable {
     private struct Entry {
         var priority: Double
@@ -19,43 +19,36 @@ struct EvictionHeap: Sendable {
 
     private var heap: [Entry] = []
     private var position: [Int32]
-    private var priority: [Double]
-    private var depth: [Int32]
 
     init(capacity: Int) {
         heap.reserveCapacity(capacity)
         position = Array(repeating: -1, count: capacity)
-        priority = Array(repeating: 0, count: capacity)
-        depth = Array(repeating: 0, count: capacity)
     }
 
     var count: Int { heap.count }
     var isEmpty: Bool { heap.isEmpty }
     func contains(_ b: BlockID) -> Bool { position[Int(b)] >= 0 }
 
-    func priorityOf(_ b: BlockID) -> Double { priority[Int(b)] }
-    func depthOf(_ b: BlockID) -> Int { Int(depth[Int(b)]) }
-
-    /// Sets the depth of a block that is not in the heap. O(1).
-    mutating func setDepth(_ b: BlockID, _ d: Int) {
-        precondition(!contains(b))
-        depth[Int(b)] = Int32(truncatingIfNeeded: d)
+    /// The sort key a member was given (validation), nil for a block that is not a member.
+    func sortKey(of b: BlockID) -> (priority: Double, depth: Int32)? {
+        let i = Int(position[Int(b)])
+        return i < 0 ? nil : (heap[i].priority, heap[i].depth)
     }
 
-    /// Sets `b`'s priority, restoring heap order if it is a member. O(log n).
-    mutating func setPriority(_ b: BlockID, _ p: Double) {
-        let old = priority[Int(b)]
-        priority[Int(b)] = p
+    /// Gives a member `b` the priority `p`, restoring heap order; nothing for a block that is not a
+    /// member. O(log n).
+    mutating func update(_ b: BlockID, priority p: Double) {
         let i = Int(position[Int(b)])
         guard i >= 0 else { return }
+        let old = heap[i].priority
         heap[i].priority = p
         if p < old { siftUp(i) } else if p > old { siftDown(i) }
     }
 
-    /// Adds `b` with its stored priority and depth. O(log n).
-    mutating func insert(_ b: BlockID) {
+    /// Adds `b` (not a member) with its sort key. O(log n).
+    mutating func insert(_ b: BlockID, priority: Double, depth: Int32) {
         precondition(!contains(b))
-        heap.append(Entry(priority: priority[Int(b)], depth: depth[Int(b)], block: b))
+        heap.append(Entry(priority: priority, depth: depth, block: b))
         siftUp(heap.count - 1)
     }
 
@@ -115,13 +108,10 @@ struct EvictionHeap: Sendable {
         position[Int(e.block)] = Int32(i)
     }
 
-    /// Checks positions, inline keys and the heap order. O(n).
+    /// Checks positions and the heap order. O(n).
     func validate() throws(InvariantViolation) {
         for (i, e) in heap.enumerated() {
             guard position[Int(e.block)] == Int32(i) else { throw InvariantViolation("heap position of \(e.block) is stale") }
-            guard e.priority == priority[Int(e.block)], e.depth == depth[Int(e.block)] else {
-                throw InvariantViolation("heap entry of \(e.block) is stale")
-            }
             if i > 0 && e.precedes(heap[(i - 1) / 2]) { throw InvariantViolation("heap order broken at \(i)") }
         }
     }

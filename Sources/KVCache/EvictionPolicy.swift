@@ -32,12 +32,15 @@ public protocol EvictionPolicy: AnyObject {
     /// True when every unheld block's priority is the clock of its release, so release order is
     /// priority order and the index can keep an O(1) list instead of a heap (LRU). Default false.
     var ordersByRelease: Bool { get }
+    /// False when `didEvict` does nothing, so the index need not call it (LRU, FIFO). Default true.
+    var observesEvictions: Bool { get }
 }
 
 extension EvictionPolicy {
     public func didEvict(_ node: PolicyNode, priority: Double) {}
     public func reset() {}
     public var ordersByRelease: Bool { false }
+    public var observesEvictions: Bool { true }
 }
 
 /// Why a cached block was touched.
@@ -77,6 +80,7 @@ public final class LRUPolicy: EvictionPolicy {
     public init() {}
     public var name: String { "lru" }
     public var ordersByRelease: Bool { true }
+    public var observesEvictions: Bool { false }
     public func priorityOnInsert(_ node: PolicyNode) -> Double { Double(node.clock) }
     public func priorityOnAccess(_ node: PolicyNode, previous: Double, kind: AccessKind) -> Double {
         Double(node.clock)
@@ -87,6 +91,7 @@ public final class LRUPolicy: EvictionPolicy {
 public final class FIFOPolicy: EvictionPolicy {
     public init() {}
     public var name: String { "fifo" }
+    public var observesEvictions: Bool { false }
     public func priorityOnInsert(_ node: PolicyNode) -> Double { Double(node.clock) }
     public func priorityOnAccess(_ node: PolicyNode, previous: Double, kind: AccessKind) -> Double {
         previous

@@ -140,7 +140,10 @@ public final class KVCacheManager {
         var k = 0
         if config.enablePrefixCaching {
             let limit = min(sequences[s].keys.count, (sequences[s].promptTokens - 1) / blockTokens)
-            k = sequences[s].keys.withUnsafeBufferPointer { index.matchLength(UnsafeBufferPointer(rebasing: $0[..<limit])) }
+            sequences[s].lookupHits.removeAll(keepingCapacity: true)
+            k = sequences[s].keys.withUnsafeBufferPointer {
+                index.match(UnsafeBufferPointer(rebasing: $0[..<limit]), into: &sequences[s].lookupHits)
+            }
         }
         sequences[s].lookupBlocks = k
         counters.lookups += 1
@@ -176,7 +179,14 @@ public final class KVCacheManager {
         var hits = 0, pinCost = 0
         if !pinned {
             let limit = sequences[s].lookupBlocks
-            while hits < limit, let b = index.block(for: sequences[s].keys[hits]) {
+            while hits < limit {
+                // The block the lookup found, unless it was evicted since: then the key's block now, if any.
+                var b = sequences[s].lookupHits[hits]
+                if index.key(of: b) != sequences[s].keys[hits] {
+                    guard let now = index.block(for: sequences[s].keys[hits]) else { break }
+                    b = now
+                    sequences[s].lookupHits[hits] = now
+                }
                 if pool.refCount(b) == 0 { pinCost += 1 }
                 hits += 1
             }
@@ -198,7 +208,7 @@ public final class KVCacheManager {
         clock &+= 1
         if !pinned {
             for i in 0 ..< hits {
-                let b = index.block(for: sequences[s].keys[i])!
+                let b = sequences[s].lookupHits[i]
                 retainCached(b)
                 sequences[s].blocks.append(b)
             }
@@ -250,7 +260,8 @@ public final class KVCacheManager {
         for i in first ..< limit {
             let key = sequences[s].keys[i]
             let mine = sequences[s].blocks[i]
-            if let cached = index.block(for: key) {
+            let parent = i == 0 ? PrefixIndex.noParent : sequences[s].blocks[i - 1]
+            if let cached = index.publish(key, block: mine, parent: parent, tokens: blockTokens, clock: clock) {
                 if cached != mine {
                     retainCached(cached)
                     releaseBlock(mine)
@@ -259,8 +270,6 @@ public final class KVCacheManager {
                 }
                 flushStored(&run, parent: runParent, tokens: tokens, firstBlock: runStart)
             } else {
-                let parent = i == 0 ? PrefixIndex.noParent : sequences[s].blocks[i - 1]
-                index.insert(key, block: mine, parent: parent, tokens: blockTokens, clock: clock)
                 counters.insertedBlocks += 1
                 if config.recordEvents {
                     if run.isEmpty { runParent = i == 0 ? nil : sequences[s].keys[i - 1]; runStart = i }
@@ -415,6 +424,7 @@ public final class KVCacheManager {
         pool = p
         for s in sequences.liveSlots {
             sequences[s].lookupBlocks = 0
+            sequences[s].lookupHits.removeAll(keepingCapacity: true)
             sequences[s].committedBlocks = 0
         }
         if config.recordEvents { events.append(.allBlocksCleared) }
@@ -426,12 +436,12 @@ public final class KVCacheManager {
     /// caller checked that one is available.
     private func takeBlock(_ observer: (any BlockEvictionObserver)?) -> BlockID {
         if let b = pool.allocateOne() { return b }
-        let (b, key, parent) = index.evictLeaf(clock: clock, tokens: blockTokens)!
-        observer?.willEvict(block: b, key: key, parent: parent)
+        let (b, key, parent) = index.evict(clock: clock, tokens: blockTokens)!
+        if let observer { observer.willEvict(block: b, key: key, parent: parent == PrefixIndex.noParent ? nil : index.key(of: parent)) }
         counters.evictedBlocks += 1
         if config.recordEvents { evictedKeys.append(key) }
-        try! pool.free(b)  // evicted: unheld and not on the free list
-        return pool.allocateOne()!  // LIFO: returns b
+        try! pool.adopt(b)  // evicted: unheld and not on the free list
+        return b
     }
 
     /// Adds a holder to a cached block (a hit or a deduplicated block).

@@ -43,39 +43,63 @@ struct KeyIndex: Sendable {
     /// Reads the slot where a probe for `key` starts, so that a later `find`, `insert` or `remove`
     /// finds its cache line loaded; the loads of several keys overlap. O(1).
     @inline(__always)
-    func homeSlot(of key: BlockKey) -> UInt64 { slots[home(Self.tag(key))] }
+    func homeSlot(of key: BlockKey) -> UInt64 { slots.withUnsafeBufferPointer { $0[home(Self.tag(key))] } }
 
     /// The key of an indexed block, `.zero` when the block is not indexed. O(1).
     @inline(__always)
     func key(of block: BlockID) -> BlockKey { blockKeys[Int(block)] }
 
     /// The block holding `key`, if any. O(1) expected.
+    // Unchecked access: every slot index is masked into the table, and a slot's block id indexes
+    // `blockKeys` (validate() checks both).
     @inline(__always)
     func find(_ key: BlockKey) -> BlockID? {
         let t = Self.tag(key)
-        var i = home(t)
-        while true {
-            let s = slots[i]
-            if s == Self.empty { return nil }
-            if UInt32(truncatingIfNeeded: s >> 32) == t && blockKeys[Int(Self.block(s))] == key { return Self.block(s) }
-            i = (i + 1) & mask
+        return slots.withUnsafeBufferPointer { slots in
+            blockKeys.withUnsafeBufferPointer { keys in
+                var i = home(t)
+                while true {
+                    let s = slots[i]
+                    if s == Self.empty { return nil }
+                    if UInt32(truncatingIfNeeded: s >> 32) == t && keys[Int(Self.block(s))] == key { return Self.block(s) }
+                    i = (i + 1) & mask
+                }
+            }
         }
     }
 
     /// Indexes `block` under `key`. Precondition: `key` is not `.zero` and absent, `block` is not
     /// indexed, fewer than `maxEntries` keys are present.
     mutating func insert(_ key: BlockKey, _ block: BlockID) {
-        precondition(key != .zero && blockKeys[Int(block)] == .zero, "block \(block) indexed twice")
+        let found = findOrInsert(key, block)
+        precondition(found == nil, "duplicate key in KeyIndex")
+    }
+
+    /// The block holding `key` if there is one; else indexes `block` under `key` and returns nil: one
+    /// probe run for the look-up and the insert. Precondition: `key` is not `.zero`, `block` is not
+    /// indexed, fewer than `maxEntries` keys are present. O(1) expected.
+    @inline(__always)
+    mutating func findOrInsert(_ key: BlockKey, _ block: BlockID) -> BlockID? {
+        precondition(key != .zero && Int(block) >= 0 && Int(block) < blockKeys.count && blockKeys[Int(block)] == .zero,
+                     "block \(block) indexed twice")
         let t = Self.tag(key)
+        let m = mask
         var i = home(t)
-        while slots[i] != Self.empty {
-            precondition(UInt32(truncatingIfNeeded: slots[i] >> 32) != t || blockKeys[Int(Self.block(slots[i]))] != key,
-                         "duplicate key in KeyIndex")
-            i = (i + 1) & mask
+        let found: BlockID? = slots.withUnsafeMutableBufferPointer { slots in
+            blockKeys.withUnsafeBufferPointer { keys in
+                while true {
+                    let s = slots[i]
+                    if s == Self.empty { return nil }
+                    if UInt32(truncatingIfNeeded: s >> 32) == t && keys[Int(Self.block(s))] == key { return Self.block(s) }
+                    i = (i + 1) & m
+                }
+            }
         }
-        slots[i] = UInt64(t) << 32 | UInt64(UInt32(bitPattern: block))
+        if let found { return found }
+        slots.withUnsafeMutableBufferPointer { $0[i] = UInt64(t) << 32 | UInt64(UInt32(bitPattern: block)) }
         blockKeys[Int(block)] = key
         count += 1
+        return nil
     }
 
     /// Unindexes `block`; returns whether it was indexed. Shifts later entries of the probe run back
@@ -84,23 +108,27 @@ struct KeyIndex: Sendable {
     mutating func remove(_ block: BlockID) -> Bool {
         let key = blockKeys[Int(block)]
         guard key != .zero else { return false }
-        var i = home(Self.tag(key))
-        while Self.block(slots[i]) != block { i = (i + 1) & mask }  // present: the run reaches it
-        var hole = i
-        var j = i
-        while true {
-            j = (j + 1) & mask
-            let s = slots[j]
-            if s == Self.empty { break }
-            let h = home(UInt32(truncatingIfNeeded: s >> 32))
-            // Move entry j into the hole unless its home lies cyclically in (hole, j].
-            let inRange = hole <= j ? (hole < h && h <= j) : (hole < h || h <= j)
-            if !inRange {
-                slots[hole] = s
-                hole = j
+        let start = home(Self.tag(key))
+        let m = mask, shift = homeShift
+        slots.withUnsafeMutableBufferPointer { slots in
+            var i = start
+            while Self.block(slots[i]) != block { i = (i + 1) & m }  // present: the run reaches it
+            var hole = i
+            var j = i
+            while true {
+                j = (j + 1) & m
+                let s = slots[j]
+                if s == Self.empty { break }
+                let h = Int(truncatingIfNeeded: (s >> 32) >> UInt64(shift))
+                // Move entry j into the hole unless its home lies cyclically in (hole, j].
+                let inRange = hole <= j ? (hole < h && h <= j) : (hole < h || h <= j)
+                if !inRange {
+                    slots[hole] = s
+                    hole = j
+                }
             }
+            slots[hole] = Self.empty
         }
-        slots[hole] = Self.empty
         blockKeys[Int(block)] = .zero
         count -= 1
         return true

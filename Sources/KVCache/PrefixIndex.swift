@@ -3,8 +3,9 @@
 ///
 /// Because a block key already covers its whole prefix, a child is found by one probe of a global
 /// key index instead of a per-node child map: matching a prompt of n blocks is n O(1) probes. Nodes
-/// are the cached blocks themselves, stored as dense arrays indexed by `BlockID` (parent, child
-/// count, key), so the tree adds no object per node.
+/// are the cached blocks themselves, stored as dense arrays indexed by `BlockID` (one record of
+/// parent, child count, depth, priority and held flag; the key in the key index), so the tree adds
+/// no object per node and one block's updates touch one record.
 ///
 /// Eviction removes only unheld leaves, so every cached block's ancestors stay matchable. The
 /// unheld leaves sit in an `EvictionHeap` ordered by the `EvictionPolicy`'s priorities: each
@@ -15,15 +16,26 @@
 /// tells the index when a cached block gains its first or loses its last holder (`setHeld`).
 public struct PrefixIndex {
     public let capacity: Int
-    private var parents: [BlockID]
-    private var childCounts: [Int32]
-    private var held: [Bool]
+    /// A cached block's place in the tree and its eviction rank, one record per block so that a
+    /// block's updates touch one cache line (24 bytes).
+    private struct Node {
+        var parent: BlockID = PrefixIndex.noParent
+        var childCount: Int32 = 0
+        /// Blocks from the root: 1 for a first block.
+        var depth: Int32 = 0
+        var held = false
+        /// The policy's priority (kept when the block is held, so the next access can build on it).
+        var priority: Double = 0
+    }
+    private var nodes: [Node]
     private var index: KeyIndex
     private var heap: EvictionHeap
     /// Every unheld block, most recently released at the front; used instead of the heap when
     /// `byRelease`.
     private var released: IntrusiveList
     private let byRelease: Bool
+    /// The policy's `observesEvictions`, read once.
+    private let observesEvictions: Bool
     /// Where the prepare calls put what they load, so that the loads are not optimized away.
     private var prefetchSink: UInt64 = 0
     public let policy: any EvictionPolicy
@@ -36,12 +48,11 @@ public struct PrefixIndex {
     public init(capacity: Int, policy: any EvictionPolicy) {
         self.capacity = capacity
         self.policy = policy
-        parents = Array(repeating: Self.noParent, count: capacity)
-        childCounts = Array(repeating: 0, count: capacity)
-        held = Array(repeating: false, count: capacity)
+        nodes = Array(repeating: Node(), count: capacity)
         index = KeyIndex(maxEntries: capacity)
         heap = EvictionHeap(capacity: capacity)
         byRelease = policy.ordersByRelease
+        observesEvictions = policy.observesEvictions
         released = IntrusiveList(capacity: byRelease ? capacity : 0)
     }
 
@@ -53,7 +64,7 @@ public struct PrefixIndex {
         var leaves = 0
         var b = released.head
         while b != IntrusiveList.end {
-            if childCounts[Int(b)] == 0 { leaves += 1 }
+            if nodes[Int(b)].childCount == 0 { leaves += 1 }
             b = released.next(b)
         }
         return leaves
@@ -67,13 +78,13 @@ public struct PrefixIndex {
     /// The key of a cached block (`.zero` if not cached).
     @inline(__always) public func key(of block: BlockID) -> BlockKey { index.key(of: block) }
     /// The parent of a cached block, or `PrefixIndex.noParent` for a first block.
-    @inline(__always) public func parent(of block: BlockID) -> BlockID { parents[Int(block)] }
+    @inline(__always) public func parent(of block: BlockID) -> BlockID { nodes[Int(block)].parent }
     /// Cached children of a block.
-    @inline(__always) public func childCount(of block: BlockID) -> Int { Int(childCounts[Int(block)]) }
+    @inline(__always) public func childCount(of block: BlockID) -> Int { Int(nodes[Int(block)].childCount) }
     /// Blocks from the root (1 for a first block).
-    @inline(__always) public func depth(of block: BlockID) -> Int { heap.depthOf(block) }
+    @inline(__always) public func depth(of block: BlockID) -> Int { Int(nodes[Int(block)].depth) }
     /// The policy's current priority of a cached block.
-    @inline(__always) public func priority(of block: BlockID) -> Double { heap.priorityOf(block) }
+    @inline(__always) public func priority(of block: BlockID) -> Double { nodes[Int(block)].priority }
 
     /// Loads the key-table lines that probes for `keys` will read, one independent load each, so
     /// their cache misses overlap instead of coming one probe at a time. O(keys); changes nothing.
@@ -99,12 +110,24 @@ public struct PrefixIndex {
     /// Number of leading `keys` that are cached, stopping at the first miss. O(matched) probes; the
     /// key-table lines of 16 keys at a time are loaded together, so their misses overlap.
     public mutating func matchLength(_ keys: UnsafeBufferPointer<BlockKey>) -> Int {
+        match(keys) { _ in }
+    }
+
+    /// `matchLength(_:)` that also appends each matched block to `blocks`, so that a caller pinning
+    /// them later need not probe again (allocates nothing when `blocks` has the capacity).
+    public mutating func match(_ keys: UnsafeBufferPointer<BlockKey>, into blocks: inout [BlockID]) -> Int {
+        match(keys) { blocks.append($0) }
+    }
+
+    @inline(__always)
+    private mutating func match(_ keys: UnsafeBufferPointer<BlockKey>, _ found: (BlockID) -> Void) -> Int {
         var n = 0
         while n < keys.count {
             let end = min(n + 16, keys.count)
             prepareProbes(keys[n ..< end])
             for k in keys[n ..< end] {
-                guard index.find(k) != nil else { return n }
+                guard let b = index.find(k) else { return n }
+                found(b)
                 n += 1
             }
         }
@@ -112,39 +135,48 @@ public struct PrefixIndex {
     }
 
     private func node(_ b: BlockID, clock: UInt64, tokens: Int) -> PolicyNode {
-        PolicyNode(block: b, depth: heap.depthOf(b), key: index.key(of: b), tokens: tokens, clock: clock)
+        PolicyNode(block: b, depth: Int(nodes[Int(b)].depth), key: index.key(of: b), tokens: tokens, clock: clock)
     }
 
     /// Publishes `block` under `key` as a child of `parent` (`noParent` for a first block). The block is
     /// held by its writer. O(log n) (the parent may leave the heap).
     /// - Precondition: `key` is not cached, `block` is not cached, `parent` is cached or `noParent`.
     public mutating func insert(_ key: BlockKey, block: BlockID, parent: BlockID, tokens: Int, clock: UInt64) {
-        precondition(key != .zero && !isCached(block))  // a duplicate key: KeyIndex.insert traps
+        let cached = publish(key, block: block, parent: parent, tokens: tokens, clock: clock)
+        precondition(cached == nil, "duplicate key in the prefix index")
+    }
+
+    /// `insert(_:block:parent:tokens:clock:)` unless `key` is already cached: then returns the block
+    /// that holds it and changes nothing. One key-table probe decides and inserts. O(log n).
+    /// - Precondition: `block` is not cached (unless under `key`), `parent` is cached or `noParent`.
+    public mutating func publish(_ key: BlockKey, block: BlockID, parent: BlockID, tokens: Int, clock: UInt64) -> BlockID? {
+        if index.key(of: block) == key { return block }
+        precondition(key != .zero && !isCached(block))
         precondition(parent == Self.noParent || isCached(parent))
-        parents[Int(block)] = parent
-        childCounts[Int(block)] = 0
-        held[Int(block)] = true
-        index.insert(key, block)
-        heap.setDepth(block, parent == Self.noParent ? 1 : heap.depthOf(parent) + 1)
-        heap.setPriority(block, policy.priorityOnInsert(node(block, clock: clock, tokens: tokens)))
+        if let cached = index.findOrInsert(key, block) { return cached }
+        let depth = parent == Self.noParent ? 1 : nodes[Int(parent)].depth + 1
+        nodes[Int(block)] = Node(parent: parent, childCount: 0, depth: depth, held: true, priority: 0)
+        nodes[Int(block)].priority = policy.priorityOnInsert(node(block, clock: clock, tokens: tokens))
         if parent != Self.noParent {
-            childCounts[Int(parent)] += 1
+            nodes[Int(parent)].childCount += 1
             if !byRelease { heap.remove(parent) }  // by release: the writer holds the parent, it is not listed
         }
+        return nil
     }
 
     /// Lets the policy re-rank a cached block after a hit or a release. O(log n).
     public mutating func touch(_ block: BlockID, kind: AccessKind, clock: UInt64, tokens: Int) {
         let p = policy.priorityOnAccess(node(block, clock: clock, tokens: tokens),
-                                        previous: heap.priorityOf(block), kind: kind)
-        heap.setPriority(block, p)
+                                        previous: nodes[Int(block)].priority, kind: kind)
+        nodes[Int(block)].priority = p
+        if !byRelease { heap.update(block, priority: p) }
     }
 
     /// Records that a cached block gained its first holder (`true`) or lost its last (`false`).
     /// Unheld leaves become evictable. O(log n), O(1) by release.
     public mutating func setHeld(_ block: BlockID, _ isHeld: Bool) {
-        precondition(isCached(block) && held[Int(block)] != isHeld)
-        held[Int(block)] = isHeld
+        precondition(isCached(block) && nodes[Int(block)].held != isHeld)
+        nodes[Int(block)].held = isHeld
         if isHeld {
             unheldCount -= 1
             if byRelease { released.remove(block) } else { heap.remove(block) }
@@ -152,8 +184,8 @@ public struct PrefixIndex {
             unheldCount += 1
             if byRelease {
                 released.pushFront(block)
-            } else if childCounts[Int(block)] == 0 {
-                heap.insert(block)
+            } else if nodes[Int(block)].childCount == 0 {
+                heap.insert(block, priority: nodes[Int(block)].priority, depth: nodes[Int(block)].depth)
             }
         }
     }
@@ -163,33 +195,42 @@ public struct PrefixIndex {
     /// parent stays cached and may become an evictable leaf; the evicted block is no longer cached and
     /// the caller frees or reuses it. O(log n), O(1) by release.
     public mutating func evictLeaf(clock: UInt64, tokens: Int) -> (block: BlockID, key: BlockKey, parent: BlockKey?)? {
+        guard let (b, key, p) = evict(clock: clock, tokens: tokens) else { return nil }
+        return (b, key, p == Self.noParent ? nil : index.key(of: p))
+    }
+
+    /// `evictLeaf(clock:tokens:)` returning the parent's block (`noParent` for a first block), still
+    /// cached, instead of its key: a caller that needs the parent's key reads it with `key(of:)`, and
+    /// one that does not saves that load. O(log n), O(1) by release.
+    public mutating func evict(clock: UInt64, tokens: Int) -> (block: BlockID, key: BlockKey, parent: BlockID)? {
         let b: BlockID
         if byRelease {
             b = released.tail
             guard b != IntrusiveList.end else { return nil }
-            assert(childCounts[Int(b)] == 0, "the coldest released block must be a leaf")
+            assert(nodes[Int(b)].childCount == 0, "the coldest released block must be a leaf")
             released.remove(b)
         } else {
             guard let min = heap.popMin() else { return nil }
             b = min
         }
         let key = index.key(of: b)
-        let p = parents[Int(b)]
-        let parent: BlockKey? = p == Self.noParent ? nil : index.key(of: p)
-        policy.didEvict(node(b, clock: clock, tokens: tokens), priority: heap.priorityOf(b))
+        let p = nodes[Int(b)].parent
+        if observesEvictions { policy.didEvict(node(b, clock: clock, tokens: tokens), priority: nodes[Int(b)].priority) }
         detach(b)
         unheldCount -= 1
-        return (b, key, parent)
+        return (b, key, p)
     }
 
     private mutating func detach(_ b: BlockID) {
         index.remove(b)
-        let p = parents[Int(b)]
-        parents[Int(b)] = Self.noParent
-        held[Int(b)] = false
+        let p = nodes[Int(b)].parent
+        nodes[Int(b)].parent = Self.noParent
+        nodes[Int(b)].held = false
         if p != Self.noParent {
-            childCounts[Int(p)] -= 1
-            if childCounts[Int(p)] == 0 && !held[Int(p)] && !byRelease { heap.insert(p) }
+            nodes[Int(p)].childCount -= 1
+            if nodes[Int(p)].childCount == 0 && !nodes[Int(p)].held && !byRelease {
+                heap.insert(p, priority: nodes[Int(p)].priority, depth: nodes[Int(p)].depth)
+            }
         }
     }
 
@@ -198,8 +239,8 @@ public struct PrefixIndex {
     public mutating func removeAll(_ body: (BlockID) -> Void) {
         precondition(unheldCount == count, "removeAll with held blocks")
         for b in 0 ..< capacity where isCached(BlockID(b)) {
-            parents[b] = Self.noParent
-            childCounts[b] = 0
+            nodes[b].parent = Self.noParent
+            nodes[b].childCount = 0
             body(BlockID(b))
         }
         index.removeAll()
@@ -219,28 +260,32 @@ public struct PrefixIndex {
             cached += 1
             let id = BlockID(b)
             guard index.find(index.key(of: id)) == id else { throw InvariantViolation("key index misses block \(b)") }
-            guard held[b] == isHeld(id) else { throw InvariantViolation("held flag of block \(b) is stale") }
-            if !held[b] { unheld += 1 }
-            let p = parents[b]
+            guard nodes[b].held == isHeld(id) else { throw InvariantViolation("held flag of block \(b) is stale") }
+            if !nodes[b].held { unheld += 1 }
+            let p = nodes[b].parent
             if p != Self.noParent {
                 guard isCached(p) else { throw InvariantViolation("block \(b) has an uncached parent \(p)") }
-                guard heap.depthOf(id) == heap.depthOf(p) + 1 else { throw InvariantViolation("depth of \(b) wrong") }
-                guard !(held[b] && !held[Int(p)]) else {
+                guard nodes[b].depth == nodes[Int(p)].depth + 1 else { throw InvariantViolation("depth of \(b) wrong") }
+                guard !(nodes[b].held && !nodes[Int(p)].held) else {
                     throw InvariantViolation("held block \(b) has an unheld parent \(p)")
                 }
                 children[Int(p)] += 1
-            } else if heap.depthOf(id) != 1 {
-                throw InvariantViolation("first block \(b) has depth \(heap.depthOf(id))")
+            } else if nodes[b].depth != 1 {
+                throw InvariantViolation("first block \(b) has depth \(nodes[b].depth)")
             }
         }
         guard cached == index.count else { throw InvariantViolation("index has \(index.count) keys, tree \(cached)") }
         guard unheld == unheldCount else { throw InvariantViolation("unheld count \(unheldCount), found \(unheld)") }
         var leaves = 0
         for b in 0 ..< capacity where isCached(BlockID(b)) {
-            guard children[b] == childCounts[b] else { throw InvariantViolation("child count of \(b) wrong") }
-            let evictable = !held[b] && children[b] == 0
+            guard children[b] == nodes[b].childCount else { throw InvariantViolation("child count of \(b) wrong") }
+            let evictable = !nodes[b].held && children[b] == 0
             guard byRelease || heap.contains(BlockID(b)) == evictable else {
                 throw InvariantViolation("heap membership of \(b) wrong (evictable: \(evictable))")
+            }
+            if let (priority, depth) = heap.sortKey(of: BlockID(b)),
+               priority != nodes[b].priority || depth != nodes[b].depth {
+                throw InvariantViolation("heap entry of \(b) is stale")
             }
             if evictable { leaves += 1 }
         }
@@ -266,10 +311,10 @@ public struct PrefixIndex {
         var b = released.tail
         var before: BlockID? = nil
         while b != IntrusiveList.end {
-            guard isCached(b), !held[Int(b)] else { throw InvariantViolation("release list holds block \(b), held or not cached") }
+            guard isCached(b), !nodes[Int(b)].held else { throw InvariantViolation("release list holds block \(b), held or not cached") }
             if let a = before {
-                let (pa, pb) = (heap.priorityOf(a), heap.priorityOf(b))
-                let (da, db) = (heap.depthOf(a), heap.depthOf(b))
+                let (pa, pb) = (nodes[Int(a)].priority, nodes[Int(b)].priority)
+                let (da, db) = (nodes[Int(a)].depth, nodes[Int(b)].depth)
                 guard pa < pb || (pa == pb && (da > db || (da == db && a < b))) else {
                     throw InvariantViolation("release list out of priority order at blocks \(a), \(b)")
                 }

@@ -27,6 +27,9 @@ struct SequenceState {
     var pinned = false
     /// Blocks found by the last `lookup`, pinned by the first `allocate` if still cached.
     var lookupBlocks = 0
+    /// The blocks the last `lookup` found, one per looked-up block, so that `allocate` pins them
+    /// without probing again (it checks that each still holds its key).
+    var lookupHits: [BlockID] = []
 
     mutating func reset(id: SequenceID) {
         self.id = id
@@ -42,6 +45,7 @@ struct SequenceState {
         committedBlocks = 0
         pinned = false
         lookupBlocks = 0
+        lookupHits.removeAll(keepingCapacity: true)
     }
 }
 
