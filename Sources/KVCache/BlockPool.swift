@@ -11,10 +11,18 @@ public struct BlockPool: Sendable {
     /// Number of blocks.
     public let capacity: Int
     // Storage is @usableFromInline so the O(1) operations inline into callers in other modules.
-    /// Holders per block.
-    @usableFromInline var refCounts: [Int32]
-    /// Next block on the free list, `end` at the tail, `notFree` when the block is not on the list.
-    @usableFromInline var nextFree: [Int32]
+    /// One block's holders and free-list link, side by side so that a block's state is one load.
+    @usableFromInline struct Slot: Sendable {
+        /// Holders of the block.
+        @usableFromInline var refCount: Int32
+        /// Next block on the free list, `end` at the tail, `notFree` when the block is not on the list.
+        @usableFromInline var nextFree: Int32
+        @usableFromInline init(refCount: Int32, nextFree: Int32) {
+            self.refCount = refCount
+            self.nextFree = nextFree
+        }
+    }
+    @usableFromInline var slots: [Slot]
     @usableFromInline var freeHead: Int32
     @usableFromInline var freeBlocks: Int
 
@@ -30,8 +38,7 @@ public struct BlockPool: Sendable {
             throw .invalidArgument("capacity must be in 1...\(Int32.max), got \(capacity)")
         }
         self.capacity = capacity
-        refCounts = Array(repeating: 0, count: capacity)
-        nextFree = (0 ..< capacity).map { $0 + 1 < capacity ? Int32($0 + 1) : Self.end }
+        slots = (0 ..< capacity).map { Slot(refCount: 0, nextFree: $0 + 1 < capacity ? Int32($0 + 1) : Self.end) }
         freeHead = 0
         freeBlocks = capacity
     }
@@ -41,21 +48,21 @@ public struct BlockPool: Sendable {
 
     /// Holders of `block` (0 for a free or cached-idle block).
     @inlinable
-    public func refCount(_ block: BlockID) -> Int { Int(refCounts[Int(block)]) }
+    public func refCount(_ block: BlockID) -> Int { Int(slots[Int(block)].refCount) }
 
     /// Whether `block` is on the free list.
     @inlinable
-    public func isFree(_ block: BlockID) -> Bool { nextFree[Int(block)] != Self.notFree }
+    public func isFree(_ block: BlockID) -> Bool { slots[Int(block)].nextFree != Self.notFree }
 
     /// Pops one free block and gives it one holder, or returns nil when none is free. O(1).
     @inlinable
     public mutating func allocateOne() -> BlockID? {
         let b = freeHead
         guard b != Self.end else { return nil }
-        freeHead = nextFree[Int(b)]
-        nextFree[Int(b)] = Self.notFree
+        freeHead = slots[Int(b)].nextFree
+        slots[Int(b)].nextFree = Self.notFree
         freeBlocks -= 1
-        refCounts[Int(b)] = 1
+        slots[Int(b)].refCount = 1
         return b
     }
 
@@ -65,9 +72,9 @@ public struct BlockPool: Sendable {
     public mutating func adopt(_ block: BlockID) throws(KVCacheError) {
         guard isValid(block) else { throw .invalidBlock(block) }
         guard !isFree(block) else { throw .invalidArgument("adopt of free block \(block)") }
-        let rc = refCounts[Int(block)]
+        let rc = slots[Int(block)].refCount
         guard rc == 0 else { throw .blockStillReferenced(block, refCount: Int(rc)) }
-        refCounts[Int(block)] = 1
+        slots[Int(block)].refCount = 1
     }
 
     /// Allocates `count` blocks, each with one holder, appending their ids to `blocks`; all or nothing.
@@ -84,7 +91,7 @@ public struct BlockPool: Sendable {
     public mutating func retain(_ block: BlockID) throws(KVCacheError) {
         guard isValid(block) else { throw .invalidBlock(block) }
         guard !isFree(block) else { throw .invalidArgument("retain of free block \(block)") }
-        refCounts[Int(block)] += 1
+        slots[Int(block)].refCount += 1
     }
 
     /// Removes a holder and returns the remaining count. The block is not freed: the caller decides
@@ -93,9 +100,9 @@ public struct BlockPool: Sendable {
     @inlinable
     public mutating func release(_ block: BlockID) throws(KVCacheError) -> Int {
         guard isValid(block) else { throw .invalidBlock(block) }
-        guard refCounts[Int(block)] > 0 else { throw .blockNotReferenced(block) }
-        refCounts[Int(block)] -= 1
-        return Int(refCounts[Int(block)])
+        guard slots[Int(block)].refCount > 0 else { throw .blockNotReferenced(block) }
+        slots[Int(block)].refCount -= 1
+        return Int(slots[Int(block)].refCount)
     }
 
     /// Returns an unheld block to the free list (LIFO, so hot memory is reused first). O(1).
@@ -103,9 +110,9 @@ public struct BlockPool: Sendable {
     public mutating func free(_ block: BlockID) throws(KVCacheError) {
         guard isValid(block) else { throw .invalidBlock(block) }
         guard !isFree(block) else { throw .doubleFree(block) }
-        let rc = refCounts[Int(block)]
+        let rc = slots[Int(block)].refCount
         guard rc == 0 else { throw .blockStillReferenced(block, refCount: Int(rc)) }
-        nextFree[Int(block)] = freeHead
+        slots[Int(block)].nextFree = freeHead
         freeHead = block
         freeBlocks += 1
     }
@@ -126,12 +133,12 @@ public struct BlockPool: Sendable {
             guard isValid(b) else { throw InvariantViolation("free list holds invalid id \(b)") }
             guard !seen[Int(b)] else { throw InvariantViolation("free list cycles at block \(b)") }
             seen[Int(b)] = true
-            guard refCounts[Int(b)] == 0 else { throw InvariantViolation("free block \(b) has holders") }
+            guard slots[Int(b)].refCount == 0 else { throw InvariantViolation("free block \(b) has holders") }
             n += 1
-            b = nextFree[Int(b)]
+            b = slots[Int(b)].nextFree
         }
         guard n == freeCount else { throw InvariantViolation("free list has \(n) blocks, count says \(freeCount)") }
-        for i in 0 ..< capacity where !seen[i] && nextFree[i] != Self.notFree {
+        for i in 0 ..< capacity where !seen[i] && slots[i].nextFree != Self.notFree {
             throw InvariantViolation("block \(i) is marked free but not on the free list")
         }
     }

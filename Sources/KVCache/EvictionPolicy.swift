@@ -30,7 +30,9 @@ public protocol EvictionPolicy: AnyObject {
     /// Forget all state (the cache was cleared).
     func reset()
     /// True when every unheld block's priority is the clock of its release, so release order is
-    /// priority order and the index can keep an O(1) list instead of a heap (LRU). Default false.
+    /// priority order and the index can keep an O(1) list instead of a heap (LRU). Such a policy's
+    /// priorities are the clock by contract, so the index stamps them itself and never calls
+    /// `priorityOnInsert` or `priorityOnAccess`. Default false.
     var ordersByRelease: Bool { get }
     /// False when `didEvict` does nothing, so the index need not call it (LRU, FIFO). Default true.
     var observesEvictions: Bool { get }

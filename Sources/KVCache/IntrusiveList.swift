@@ -1,5 +1,5 @@
-/// A doubly linked list of node numbers `0 ..< capacity` threaded through two dense arrays: no object
-/// per node, no allocation after `init`. Node numbers are `Int32` (a `BlockID`, a host slot). `head` is
+/// A doubly linked list of node numbers `0 ..< capacity` threaded through one dense array of link
+/// pairs (a node's two links share a cache line): no object per node, no allocation after `init`. Node numbers are `Int32` (a `BlockID`, a host slot). `head` is
 /// the front (the most recently pushed: an LRU's hot end), `tail` the back (its cold end).
 ///
 /// `pushFront`, `remove`, `contains`, `next` and `previous` are O(1). A node is in the list at most once:
@@ -15,17 +15,19 @@ public struct IntrusiveList: Sendable {
     public private(set) var tail: Int32 = IntrusiveList.end
     /// Nodes in the list.
     public private(set) var count = 0
-    private var prevs: [Int32]
-    private var nexts: [Int32]
+    private struct Links {
+        var previous: Int32 = IntrusiveList.end
+        var next: Int32 = IntrusiveList.end
+    }
+    private var links: [Links]
 
     /// An empty list over nodes `0 ..< capacity` (>= 0).
     public init(capacity: Int) {
-        prevs = Array(repeating: Self.end, count: max(0, capacity))
-        nexts = Array(repeating: Self.end, count: max(0, capacity))
+        links = Array(repeating: Links(), count: max(0, capacity))
     }
 
     /// The number of nodes the list can hold.
-    public var capacity: Int { prevs.count }
+    public var capacity: Int { links.count }
 
     /// Whether `node` is in the list. O(1).
     @inlinable
@@ -33,18 +35,21 @@ public struct IntrusiveList: Sendable {
 
     /// The node after `node` towards the tail, or `end`.
     @inline(__always)
-    public func next(_ node: Int32) -> Int32 { nexts[Int(node)] }
+    public func next(_ node: Int32) -> Int32 { links[Int(node)].next }
 
     /// The node before `node` towards the head, or `end`.
     @inline(__always)
-    public func previous(_ node: Int32) -> Int32 { prevs[Int(node)] }
+    public func previous(_ node: Int32) -> Int32 { links[Int(node)].previous }
 
     /// Puts `node` (not in the list) at the front.
     public mutating func pushFront(_ node: Int32) {
         precondition(node >= 0 && Int(node) < capacity && !contains(node), "node \(node) out of range or listed")
-        prevs[Int(node)] = Self.end
-        nexts[Int(node)] = head
-        if head != Self.end { prevs[Int(head)] = node }
+        let h = head
+        // Unchecked: `node` is in range (above) and `h` is a member.
+        links.withUnsafeMutableBufferPointer { links in
+            links[Int(node)] = Links(previous: Self.end, next: h)
+            if h != Self.end { links[Int(h)].previous = node }
+        }
         head = node
         if tail == Self.end { tail = node }
         count += 1
@@ -53,12 +58,16 @@ public struct IntrusiveList: Sendable {
     /// Takes `node` out of the list; nothing happens when it is not in it.
     public mutating func remove(_ node: Int32) {
         guard contains(node) else { return }
-        let p = prevs[Int(node)]
-        let n = nexts[Int(node)]
-        if p != Self.end { nexts[Int(p)] = n } else { head = n }
-        if n != Self.end { prevs[Int(n)] = p } else { tail = p }
-        prevs[Int(node)] = Self.end
-        nexts[Int(node)] = Self.end
+        // Unchecked: `node` is a member (so in range), its neighbours are members or `end`.
+        let (p, n) = links.withUnsafeMutableBufferPointer { links in
+            let (p, n) = (links[Int(node)].previous, links[Int(node)].next)
+            if p != Self.end { links[Int(p)].next = n }
+            if n != Self.end { links[Int(n)].previous = p }
+            links[Int(node)] = Links()
+            return (p, n)
+        }
+        if p == Self.end { head = n }
+        if n == Self.end { tail = p }
         count -= 1
     }
 
@@ -76,11 +85,11 @@ public struct IntrusiveList: Sendable {
         var before = Self.end
         while v != Self.end {
             guard v >= 0, Int(v) < capacity else { throw InvariantViolation("list holds invalid node \(v)") }
-            guard prevs[Int(v)] == before else { throw InvariantViolation("list links disagree at node \(v)") }
+            guard links[Int(v)].previous == before else { throw InvariantViolation("list links disagree at node \(v)") }
             n += 1
             guard n <= capacity else { throw InvariantViolation("list has a cycle") }
             before = v
-            v = nexts[Int(v)]
+            v = links[Int(v)].next
         }
         guard tail == before else { throw InvariantViolation("list tail is \(tail), the walk ends at \(before)") }
         guard n == count else { throw InvariantViolation("list walk finds \(n) nodes, count says \(count)") }

@@ -140,10 +140,14 @@ public final class KVCacheManager {
         var k = 0
         if config.enablePrefixCaching {
             let limit = min(sequences[s].keys.count, (sequences[s].promptTokens - 1) / blockTokens)
-            sequences[s].lookupHits.removeAll(keepingCapacity: true)
+            // Move the hit list out so that filling it does not overlap the read of the keys.
+            var found = sequences[s].lookupHits
+            sequences[s].lookupHits = []
+            found.removeAll(keepingCapacity: true)
             k = sequences[s].keys.withUnsafeBufferPointer {
-                index.match(UnsafeBufferPointer(rebasing: $0[..<limit]), into: &sequences[s].lookupHits)
+                index.match(UnsafeBufferPointer(rebasing: $0[..<limit]), into: &found)
             }
+            sequences[s].lookupHits = found
         }
         sequences[s].lookupBlocks = k
         counters.lookups += 1

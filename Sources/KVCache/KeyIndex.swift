@@ -5,7 +5,9 @@
 /// reads one small array (8 slots per cache line) and compares a key only when the tag matches;
 /// the key itself is stored once, at its block (`key(of:)`). A slot's home is its tag's high bits,
 /// so deletion shifts entries back without reading a key, and removing a block needs no key
-/// comparison. Sized once for at most `maxEntries` keys at load factor <= 1/2, so it never grows:
+/// comparison. Sized once for at most `maxEntries` keys at load factor <= 1/4 (short probe runs keep
+/// the deletion's shift short; 1/2 above 2^30 entries, where the 32-bit tag's homes run out), 32 bytes
+/// of slots per block, so it never grows:
 /// `find`, `insert` and `remove` are O(1) expected and allocate nothing. Block keys are already
 /// uniform hashes; a multiply-shift of both halves still spreads small synthetic keys (trace hash ids).
 struct KeyIndex: Sendable {
@@ -22,7 +24,7 @@ struct KeyIndex: Sendable {
     /// A table for block ids `0 ..< maxEntries` (at most `Int32.max`), at most one key each.
     init(maxEntries: Int) {
         var size = 16
-        while size < 2 * maxEntries { size <<= 1 }
+        while size < 4 * maxEntries && size < 1 << 32 { size <<= 1 }  // homes come from a 32-bit tag
         slots = Array(repeating: Self.empty, count: size)
         blockKeys = Array(repeating: .zero, count: max(0, maxEntries))
         mask = size - 1

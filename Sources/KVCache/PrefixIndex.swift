@@ -155,21 +155,29 @@ public struct PrefixIndex {
         precondition(parent == Self.noParent || isCached(parent))
         if let cached = index.findOrInsert(key, block) { return cached }
         let depth = parent == Self.noParent ? 1 : nodes[Int(parent)].depth + 1
-        nodes[Int(block)] = Node(parent: parent, childCount: 0, depth: depth, held: true, priority: 0)
-        nodes[Int(block)].priority = policy.priorityOnInsert(node(block, clock: clock, tokens: tokens))
-        if parent != Self.noParent {
-            nodes[Int(parent)].childCount += 1
-            if !byRelease { heap.remove(parent) }  // by release: the writer holds the parent, it is not listed
+        let priority = byRelease ? Double(clock)
+            : policy.priorityOnInsert(PolicyNode(block: block, depth: Int(depth), key: key, tokens: tokens, clock: clock))
+        // Unchecked: `block` and `parent` passed the isCached preconditions, so both are in range.
+        nodes.withUnsafeMutableBufferPointer { n in
+            n[Int(block)] = Node(parent: parent, childCount: 0, depth: depth, held: true, priority: priority)
+            if parent != Self.noParent { n[Int(parent)].childCount += 1 }
         }
+        // By release the writer holds the parent, so it is not listed; else it is no longer a leaf.
+        if parent != Self.noParent && !byRelease { heap.remove(parent) }
         return nil
     }
 
-    /// Lets the policy re-rank a cached block after a hit or a release. O(log n).
+    /// Lets the policy re-rank a cached block after a hit or a release. O(log n); by release O(1),
+    /// the priority being the clock.
     public mutating func touch(_ block: BlockID, kind: AccessKind, clock: UInt64, tokens: Int) {
+        if byRelease {
+            nodes[Int(block)].priority = Double(clock)
+            return
+        }
         let p = policy.priorityOnAccess(node(block, clock: clock, tokens: tokens),
                                         previous: nodes[Int(block)].priority, kind: kind)
         nodes[Int(block)].priority = p
-        if !byRelease { heap.update(block, priority: p) }
+        heap.update(block, priority: p)
     }
 
     /// Records that a cached block gained its first holder (`true`) or lost its last (`false`).
@@ -223,15 +231,16 @@ public struct PrefixIndex {
 
     private mutating func detach(_ b: BlockID) {
         index.remove(b)
-        let p = nodes[Int(b)].parent
-        nodes[Int(b)].parent = Self.noParent
-        nodes[Int(b)].held = false
-        if p != Self.noParent {
-            nodes[Int(p)].childCount -= 1
-            if nodes[Int(p)].childCount == 0 && !nodes[Int(p)].held && !byRelease {
-                heap.insert(p, priority: nodes[Int(p)].priority, depth: nodes[Int(p)].depth)
-            }
+        // Unchecked: `b` came off the list or the heap and `p` is its cached parent, both in range.
+        let (p, parentIsLeaf) = nodes.withUnsafeMutableBufferPointer { n in
+            let p = n[Int(b)].parent
+            n[Int(b)].parent = Self.noParent
+            n[Int(b)].held = false
+            guard p != Self.noParent else { return (p, false) }
+            n[Int(p)].childCount -= 1
+            return (p, n[Int(p)].childCount == 0 && !n[Int(p)].held)
         }
+        if parentIsLeaf && !byRelease { heap.insert(p, priority: nodes[Int(p)].priority, depth: nodes[Int(p)].depth) }
     }
 
     /// Drops every cached block. Precondition: none is held. Calls `body` with each dropped block.
