@@ -486,6 +486,9 @@ public final class KVCacheManager {
             guard seq.computed <= seq.blocks.count * blockTokens, seq.computed <= seq.tokenCount else {
                 throw InvariantViolation("\(seq.id) computed \(seq.computed) past its blocks")
             }
+            guard seq.lookupHits.count == seq.lookupBlocks else {
+                throw InvariantViolation("\(seq.id) keeps \(seq.lookupHits.count) looked-up blocks for a hit of \(seq.lookupBlocks)")
+            }
             guard seq.committedBlocks <= seq.blocks.count || !seq.pinned else {
                 throw InvariantViolation("\(seq.id) committed more blocks than it holds")
             }
