@@ -39,5 +39,9 @@ let benchmarks: @Sendable () -> Void = {
                                   blockTokens: 16, poolBlocks: pool)
         }
     }
+    register("trace through the C ABI, 512-token blocks, pool 2000") {
+        try TraceControlPlane(mooncakePath: "../tools/kvcache/Resources/mooncake-synthetic-1000.jsonl",
+                              blockTokens: 512, poolBlocks: 2_000)
+    }
     register("tiers L1->L2->L1 round trip of one block x256") { try TierRoundTripWorkload() }
 }
