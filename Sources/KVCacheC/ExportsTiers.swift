@@ -109,9 +109,10 @@ public func kvcacheTiersLookupImpl(_ tiers: OpaquePointer?, _ keys: UnsafePointe
         let most = max(0, min(keys.count, Int(clamping: maxBlocks)) - Int(deviceBlocks))
         if locations != nil { try requireRoom(most, capacity: capacity, "locations") }
         h.loadKeys(keys)
-        let plan = h.manager.lookup(keys: h.keys, deviceBlocks: Int(deviceBlocks), maxBlocks: Int(clamping: maxBlocks))
+        h.manager.lookup(keys: h.keys, deviceBlocks: Int(deviceBlocks), maxBlocks: Int(clamping: maxBlocks), into: &h.plan)
+        let plan = h.plan
         if let locations {
-            for (i, t) in plan.locations.enumerated() { locations[i] = Int32(t.rawValue) }
+            for i in plan.locations.indices { locations[i] = Int32(plan.locations[i].rawValue) }
         }
         out.pointee = kvcache_tier_lookup(device_blocks: Int64(plan.deviceBlocks), host_blocks: Int64(plan.hostBlocks),
                                           disk_blocks: Int64(plan.diskBlocks), load_blocks: Int64(plan.loadBlocks))
@@ -172,8 +173,7 @@ public func kvcacheTiersFailedBlocksImpl(_ tiers: OpaquePointer?, _ id: UInt64, 
         count.pointee = n
         guard let out else { return }
         try requireRoom(n, capacity: capacity, "failed")
-        out.update(repeating: 0, count: n)
-        for i in t.failedBlocks { out[i] = 1 }
+        t.writeOutcome(into: out, okValue: 0)
     }
 }
 
@@ -216,7 +216,7 @@ public func kvcacheTiersCompleteStoreImpl(_ tiers: OpaquePointer?, _ storeID: UI
     withTiers(tiers, "kvcache_tiers_complete_store") { (h) throws(CAPIError) in
         let stored = try required(stored, "stored")
         let t = try h.finish(storeID, blockOK, capacity)
-        stored.pointee = t.blocks - t.failedBlocks.count
+        stored.pointee = t.blocks - t.failedCount
     }
 }
 
@@ -312,8 +312,23 @@ public func kvcacheTiersTakeEventsImpl(_ tiers: OpaquePointer?,
                                        _ keys: UnsafeMutablePointer<kvcache_key>?, _ keysCapacity: Int,
                                        _ keyCount: UnsafeMutablePointer<Int>?) -> kvcache_status {
     withTiers(tiers, "kvcache_tiers_take_events") { (h) throws(CAPIError) in
-        try handOverEvents(&h.stagedEvents, from: h.manager.drainEvents(into:), events, eventsCapacity, eventCount,
-                           keys, keysCapacity, keyCount)
+        // As handOverEvents, over the manager's flat events (one key each): no allocation.
+        let eventCount = try required(eventCount, "event_count")
+        let keyCount = try required(keyCount, "key_count")
+        let eventsOut = try outputBuffer(events, capacity: eventsCapacity, "events")
+        let keysOut = try outputBuffer(keys, capacity: keysCapacity, "keys")
+        h.manager.drainEvents(into: &h.stagedEvents)
+        let n = h.stagedEvents.count
+        eventCount.pointee = n
+        keyCount.pointee = n
+        try requireRoom(n, capacity: eventsCapacity, "events")
+        try requireRoom(n, capacity: keysCapacity, "keys")
+        let blockTokens = Int64(h.manager.layout.blockTokens)
+        for (i, e) in h.stagedEvents.enumerated() {
+            eventsOut![i] = kvcache_event(e, blockTokens: blockTokens, firstKey: i)  // non-nil: capacity >= n > i
+            keysOut![i] = kvcache_key(lo: e.key.lo, hi: e.key.hi)
+        }
+        h.stagedEvents.removeAll(keepingCapacity: true)
     }
 }
 
@@ -374,13 +389,23 @@ extension TierHandle {
         if let out {
             try requireRoom(t.blocks, capacity: capacity, "block_ok")
             t.wait()
-            for i in 0 ..< t.blocks { out[i] = 1 }
-            for i in t.failedBlocks { out[i] = 0 }
+            t.writeOutcome(into: out)
         } else {
             t.wait()
         }
         transfers[id] = nil
         return t
+    }
+}
+
+extension kvcache_event {
+    /// The C form of one tier event, its key at `firstKey` of the keys array.
+    init(_ e: TierEvent, blockTokens: Int64, firstKey: Int) {
+        let none = kvcache_key(lo: 0, hi: 0)
+        let stored = e.kind == .stored
+        self.init(kind: stored ? EventCode.stored : EventCode.removed, tier: Int32(e.tier.rawValue),
+                  block_tokens: stored ? blockTokens : 0, parent: e.parent.map { kvcache_key(lo: $0.lo, hi: $0.hi) } ?? none,
+                  has_parent: e.parent != nil, first_key: firstKey, key_count: 1)
     }
 }
 

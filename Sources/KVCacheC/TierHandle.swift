@@ -22,8 +22,10 @@ final class TierHandle {
     /// Keys and blocks of the current call, copied from the caller (capacity kept).
     var keys: [BlockKey] = []
     var blocks: [BlockID] = []
+    /// The last lookup's plan (its locations' storage reused).
+    var plan = TierLookup()
     /// Events taken from the manager and not handed to the caller yet (its buffers were too short).
-    var stagedEvents: [KVEvent] = []
+    var stagedEvents: [TierEvent] = []
 
     init(manager: KVTierManager, standIn: HostDeviceMemory?, copies: PendingCopies) {
         self.manager = manager

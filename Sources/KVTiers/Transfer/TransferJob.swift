@@ -1,0 +1,19 @@
+/// A transfer that the workers run in steps and that device copies report to, without a closure per
+/// step or per copy: the tier manager keeps its loads and stores as pooled subclasses (`LoadJob`,
+/// `StoreJob`) and queues `(job, step)` pairs, and a `DeviceMemory` reports each copy with
+/// `copyFinished(tag:ok:)` on the job it was given. Queuing a step or handing out a copy allocates
+/// nothing.
+///
+/// Contract: `run(step:expired:)` runs on a transfer worker, once per queued step; `copyFinished` is
+/// called exactly once per copy, from any thread, after the copy has completed or failed. The base class
+/// does nothing in either (a subclass decides what a step and a tag mean).
+public class TransferJob: @unchecked Sendable {
+    // Sendable: subclasses guard their mutable state with the tier manager's lock.
+    init() {}
+
+    /// Runs step `step`; `expired` asks only to clean up (the workers are stopping).
+    func run(step: Int, expired: Bool) {}
+
+    /// The device copy handed out with `tag` has finished (`ok`) or failed.
+    public func copyFinished(tag: Int, ok: Bool) {}
+}
