@@ -358,6 +358,22 @@ public func kvcacheTiersDeviceBlockImpl(_ tiers: OpaquePointer?, _ block: Int32,
     }
 }
 
+/// kvcache_tiers_host_region: the host pool's memfd, its mapping here and its size. O(1).
+@_cdecl("kvcache_tiers_host_region")
+public func kvcacheTiersHostRegionImpl(_ tiers: OpaquePointer?, _ fd: UnsafeMutablePointer<Int32>?,
+                                       _ base: UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
+                                       _ size: UnsafeMutablePointer<Int>?) -> kvcache_status {
+    withTiers(tiers, "kvcache_tiers_host_region") { (h) throws(CAPIError) in
+        let fd = try required(fd, "fd")
+        let base = try required(base, "base")
+        let size = try required(size, "size")
+        guard let host = h.manager.host else { throw .invalidArgument("the tier manager has no host tier") }
+        fd.pointee = host.sharedFD
+        base.pointee = host.region.baseAddress
+        size.pointee = host.region.count
+    }
+}
+
 /// kvcache_tiers_validate. O(entries + slots).
 @_cdecl("kvcache_tiers_validate")
 public func kvcacheTiersValidateImpl(_ tiers: OpaquePointer?) -> kvcache_status {

@@ -118,6 +118,7 @@ FUNCTIONS = {
                                                      "size_t", "size_t *"]),
     "kvcache_tiers_get_stats": ("kvcache_status", [_T, "kvcache_tier_stats *"]),
     "kvcache_tiers_device_block": ("kvcache_status", [_T, "kvcache_block_id", "void **", "size_t *"]),
+    "kvcache_tiers_host_region": ("kvcache_status", [_T, "int32_t *", "void **", "size_t *"]),
     "kvcache_tiers_validate": ("kvcache_status", [_T]),
 }
 

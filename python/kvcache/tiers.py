@@ -267,6 +267,14 @@ class TierManager(OwnedHandle):
         self._check(self._lib.kvcache_tiers_device_block(self._handle, index(block), C.byref(data), C.byref(length)))
         return np.ctypeslib.as_array((C.c_uint8 * length.value).from_address(data.value))
 
+    def host_region(self):
+        """The host tier's shared memory: (fd, base, size): the memfd holding the host blocks (owned by the
+        manager, open while it is), its address in this process and its size. Another process maps it
+        through /proc/<pid>/fd/<fd> (HostRegion.open) and copies a block at `host address - base`."""
+        fd, base, size = C.c_int32(), C.c_void_p(), C.c_size_t()
+        self._check(self._lib.kvcache_tiers_host_region(self._handle, C.byref(fd), C.byref(base), C.byref(size)))
+        return fd.value, base.value, size.value
+
     def validate(self):
         """Checks the tier index's invariants; raises InvariantViolationError when one is broken."""
         self._check(self._lib.kvcache_tiers_validate(self._handle))

@@ -30,6 +30,16 @@ enum Numa {
         return p
     }
 
+    /// Binds the pages of `bytes` at `p` (not faulted in yet) to `node` (`mbind` with MPOL_BIND, strict).
+    static func bind(_ p: UnsafeMutableRawPointer, bytes: Int, toNode node: Int) throws(TierError) {
+        var mask = [UInt](repeating: 0, count: node / UInt.bitWidth + 1)
+        mask[node / UInt.bitWidth] = 1 << UInt(node % UInt.bitWidth)
+        let rc = mask.withUnsafeMutableBufferPointer { m in
+            mbind(p, UInt(bytes), Int32(MPOL_BIND), m.baseAddress, UInt(m.count * UInt.bitWidth + 1), UInt32(MPOL_MF_STRICT))
+        }
+        guard rc == 0 else { throw .system(call: "mbind", errno: errno) }
+    }
+
     /// Frees memory from `allocate`.
     static func free(_ p: UnsafeMutableRawPointer, bytes: Int) { numa_free(p, bytes) }
 
