@@ -232,6 +232,18 @@ public func kvcacheTiersCopyDoneImpl(_ tiers: OpaquePointer?, _ token: UInt64, _
     return Status.ok
 }
 
+/// kvcache_tiers_prefetch: `KVTierManager.promote(keys:)`. O(n).
+@_cdecl("kvcache_tiers_prefetch")
+public func kvcacheTiersPrefetchImpl(_ tiers: OpaquePointer?, _ keys: UnsafePointer<kvcache_key>?, _ n: Int,
+                                     _ pending: UnsafeMutablePointer<Int>?) -> kvcache_status {
+    withTiers(tiers, "kvcache_tiers_prefetch") { (h) throws(CAPIError) in
+        let keys = try inputBuffer(keys, n, "keys")
+        h.loadKeys(keys)
+        let count = h.manager.promote(keys: h.keys)
+        pending?.pointee = count
+    }
+}
+
 /// kvcache_tiers_touch. O(n).
 @_cdecl("kvcache_tiers_touch")
 public func kvcacheTiersTouchImpl(_ tiers: OpaquePointer?, _ keys: UnsafePointer<kvcache_key>?, _ n: Int,

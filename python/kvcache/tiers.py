@@ -214,6 +214,13 @@ class TierManager(OwnedHandle):
         self._check(self._lib.kvcache_tiers_touch(self._handle, k.ctypes.data, k.size, self._size_ref))
         return self._size.value
 
+    def prefetch(self, keys):
+        """Starts bringing the disk blocks among `keys` up to host in the background (nothing waits for the
+        disk); returns how many of `keys` are on their way up now."""
+        k = _keys(keys)
+        self._check(self._lib.kvcache_tiers_prefetch(self._handle, k.ctypes.data, k.size, self._size_ref))
+        return self._size.value
+
     def will_evict(self, block, key):
         """The device pool is about to reuse `block`, which held `key` (copied to host first if needed)."""
         self._check(self._lib.kvcache_tiers_will_evict(self._handle, index(block), _key(key)))

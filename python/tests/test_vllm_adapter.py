@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import pytest
 import engines
 
 base, factory, vconfig = engines.vllm()
+from kvcache.integrations import key_of  # noqa: E402
 from kvcache.integrations import vllm as adapter  # noqa: E402  (after the stand-ins)
 
 CHUNK = 512  # bytes of one offloaded chunk on this worker
@@ -56,13 +58,26 @@ def keys_of(prompt, n):
     return [base.make_offload_key(f"{prompt}-{i}".encode().ljust(32, b"."), 0) for i in range(n)]
 
 
-def lookup_prefix(manager, keys, ctx):
-    hits = 0
-    for k in keys:
-        if manager.lookup(k, ctx) != base.LookupResult.HIT:
-            break
-        hits += 1
-    return hits
+def lookup_prefix(manager, keys, ctx, rounds=200):
+    """The connector's maximal prefix lookup: HIT and HIT_PENDING count, a MISS ends it, and while any
+    key was pending the lookup is deferred and asked again (here after a short sleep; the connector at a
+    later step)."""
+    for _ in range(rounds):
+        hits, pending = 0, False
+        for k in keys:
+            r = manager.lookup(k, ctx)
+            if r == base.LookupResult.MISS:
+                break
+            pending |= r == base.LookupResult.HIT_PENDING
+            hits += 1
+        if not pending:
+            return hits
+        manager.lock.release()
+        try:
+            time.sleep(0.005)
+        finally:
+            manager.lock.acquire()
+    raise AssertionError("a lookup stayed pending")
 
 
 def test_the_spec_is_what_vllms_factory_builds(tmp_path):
@@ -209,6 +224,7 @@ def test_worker_process_loads_what_the_scheduler_process_stored(tmp_path):
         manager.tiers.validate()
     worker.shutdown()
     manager.shutdown()
+    assert not Path(region_file).exists()
 
 
 def test_a_load_whose_block_left_fails_the_job(tmp_path):
@@ -221,4 +237,37 @@ def test_a_load_whose_block_left_fails_the_job(tmp_path):
     assert worker.submit_load(3, src, device_pointers(gpu, [0, 1]))
     assert [(r.job_id, r.success) for r in worker.get_finished()] == [(3, False)]
     worker.shutdown()
+    manager.shutdown()
+
+
+def test_a_disk_hit_is_pending_until_it_is_on_host(tmp_path):
+    """A lookup that finds a key on disk only starts bringing it up (HIT_PENDING until it is on host);
+    once the lookup says HIT, prepare_load reads nothing from disk."""
+    spec = factory.OffloadingSpecFactory.create_spec(
+        offloading_config(tmp_path, host_blocks=2, disk_directory="disk", disk_capacity_bytes=1 << 22, spill_watermark=1))
+    manager = spec.get_manager()
+    worker = Worker(8)
+    keys = keys_of("p", 4)
+    ctx = base.ReqContext(req_id="p")
+    for i, k in enumerate(keys):   # four chunks through two host slots: the first two end on disk only
+        worker.gpu[i] = 60 + i
+        with manager.lock:
+            out = manager.prepare_store([k], ctx)
+        worker.store(out.store_spec, [i])
+        with manager.lock:
+            manager.complete_store([k], ctx)
+    with manager.lock:
+        assert manager.tiers.loadable(key_of(keys[0])) == adapter.Tier.DISK
+        # Pending, or HIT when the background read has already finished (the block is tiny).
+        assert manager.lookup(keys[0], ctx) in (base.LookupResult.HIT_PENDING, base.LookupResult.HIT)
+        assert lookup_prefix(manager, keys[:1], ctx) == 1
+        assert manager.tiers.loadable(key_of(keys[0])) == adapter.Tier.HOST
+        disk_reads = manager.tiers.stats().disk.loaded_blocks
+        src = manager.prepare_load(keys[:1], ctx)
+        assert manager.tiers.stats().disk.loaded_blocks == disk_reads
+    worker.load(src, [7])
+    with manager.lock:
+        manager.complete_load(keys[:1], ctx)
+        manager.tiers.validate()
+    assert (worker.gpu[7] == 60).all()
     manager.shutdown()

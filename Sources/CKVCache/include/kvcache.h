@@ -724,6 +724,13 @@ kvcache_status kvcache_tiers_complete_store(kvcache_tiers_t *tiers, uint64_t sto
  *  or reported already). */
 kvcache_status kvcache_tiers_copy_done(kvcache_tiers_t *tiers, uint64_t token, bool ok);
 
+/** Starts bringing the disk blocks among keys[0 ..< n] up to host in the background (no copy to the
+ *  device; nothing waits for the disk), so that a later load of them finds them on host; *pending (may
+ *  be NULL) counts the keys on their way up now, by this call or an earlier one (kvcache_tiers_loadable
+ *  says KVCACHE_TIER_HOST once one has arrived). A disk block that finds no host slot free or evictable
+ *  stays on disk (a load reads it from there). O(n). Statuses: NULL_HANDLE, NULL_POINTER. */
+kvcache_status kvcache_tiers_prefetch(kvcache_tiers_t *tiers, const kvcache_key *keys, size_t n, size_t *pending);
+
 /** Marks the host copies of keys[0 ..< n] as just used (last to be evicted); *found counts those on
  *  host (may be NULL). O(n). Statuses: NULL_HANDLE, NULL_POINTER. */
 kvcache_status kvcache_tiers_touch(kvcache_tiers_t *tiers, const kvcache_key *keys, size_t n, size_t *found);

@@ -31,4 +31,15 @@ extension KVTierManager {
         }
         return handle
     }
+
+    /// Starts bringing the store blocks among `keys` up to host in the background (no deadline) and
+    /// returns how many of `keys` are on their way up now: read by this call or by an earlier one and
+    /// not ready yet. Keys already on host or found nowhere count nothing; a store block that finds no
+    /// host slot free or evictable is left where it is (a load reads it from the store itself).
+    /// O(keys) probes plus one job per block scheduled.
+    @discardableResult
+    public func promote(keys: [BlockKey]) -> Int {
+        _ = prefetch(keys: keys, deadlineNanos: .max)
+        return lock.withLock { keys.count { index.hostSlot(of: $0) != nil && index.readyHostSlot(of: $0) == nil } }
+    }
 }

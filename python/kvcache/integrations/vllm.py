@@ -9,7 +9,8 @@ Configure it as any out-of-tree offloading spec (docs/INTEGRATION.md):
         "host_blocks": 4096, "disk_directory": "/nvme/kvcache", "disk_capacity_bytes": 200000000000}}'
 
 What the manager does, in the order the connector's scheduler side calls it: `lookup(key)` is HIT when
-the key is on host or disk now; `prepare_load(keys)` pins the host copies (bringing disk blocks up to
+the key is on host now, HIT_PENDING while a disk block is being brought up to host in the background
+(started by that lookup; the connector defers the request and asks again), MISS when it is nowhere; `prepare_load(keys)` pins the host copies (bringing disk blocks up to
 host first) and returns a `KVCacheTransferSpec` naming, per key, the host address the worker copies from;
 `complete_load(keys)` reports those copies done and unpins; `prepare_store(keys)` takes a host slot per
 new key (evicting the coldest host block to disk) and returns the addresses the worker copies into;
@@ -86,9 +87,9 @@ class TransferDesk:
 class KVCacheOffloadingManager(OffloadingManager):
     """An OffloadingManager over a TierManager (see the module's documentation)."""
 
-    def __init__(self, tiers, desk, lanes, has_disk, region_base=0):
+    def __init__(self, tiers, desk, lanes, has_disk, region_base=0, region_file=None):
         self.tiers, self.desk = tiers, desk
-        self._region_base = region_base
+        self._region_base, self._region_file = region_base, region_file
         # A key leaves the tiers when it leaves the lowest one.
         self._lowest = Tier.DISK if has_disk else Tier.HOST
         self._events = []
@@ -109,8 +110,15 @@ class KVCacheOffloadingManager(OffloadingManager):
         return kv
 
     def lookup(self, key, req_context):
-        if self.tiers.loadable(self._kv(key)) is None:
+        kv = self._kv(key)
+        tier = self.tiers.loadable(kv)
+        if tier is None:
             return LookupResult.MISS
+        # A disk block is brought up to host in the background; the connector asks again later, and
+        # prepare_load then finds it on host: no load waits for the disk. One that cannot get a host slot
+        # now is a HIT read from disk by the load itself.
+        if tier == Tier.DISK and self.tiers.prefetch([kv]) > 0:
+            return LookupResult.HIT_PENDING
         self.hits += 1
         return LookupResult.HIT
 
@@ -217,6 +225,11 @@ class KVCacheOffloadingManager(OffloadingManager):
                                       removed=e.kind == EventKind.BLOCK_REMOVED)
 
     def shutdown(self):
+        if self._region_file:
+            try:
+                os.remove(self._region_file)
+            except FileNotFoundError:
+                pass
         self.tiers.close()
 
 
@@ -262,7 +275,7 @@ class KVCacheOffloadingSpec(OffloadingSpec):
             fd, region_base, size = tiers.host_region()
             publish(self.region_file, fd, size)
             self._manager = KVCacheOffloadingManager(tiers, desk, self.transfer_lanes, self.disk_directory is not None,
-                                                     region_base)
+                                                     region_base, self.region_file)
         return self._manager
 
     def get_worker(self, kv_caches):
