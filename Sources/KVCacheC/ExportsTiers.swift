@@ -63,7 +63,8 @@ public func kvcacheTiersCreateCheckedImpl(_ abiVersion: UInt32, _ configSize: In
         tc.lockHostMemory = c.lock_host_memory
         tc.synchronousEvictionCopies = c.synchronous_eviction_copies
         tc.calibrateAtStart = false   // no recompute cost: every tier with a row is loaded from
-        let copies = PendingCopies()
+        // Pending copies at once: each moves one layer group of a device block to or from a host slot.
+        let copies = PendingCopies(expected: Int(min(c.device_blocks, max(c.host_blocks, 1))) * Int(c.layer_groups))
         let standIn: HostDeviceMemory?
         let device: any DeviceMemory
         if let toHost = c.device_to_host, let toDevice = c.host_to_device {
@@ -236,23 +237,26 @@ public func kvcacheTiersCopyDoneImpl(_ tiers: OpaquePointer?, _ token: UInt64, _
 @_cdecl("kvcache_tiers_prefetch")
 public func kvcacheTiersPrefetchImpl(_ tiers: OpaquePointer?, _ keys: UnsafePointer<kvcache_key>?, _ n: Int,
                                      _ pending: UnsafeMutablePointer<Int>?) -> kvcache_status {
-    withTiers(tiers, "kvcache_tiers_prefetch") { (h) throws(CAPIError) in
-        let keys = try inputBuffer(keys, n, "keys")
-        h.loadKeys(keys)
-        let count = h.manager.promote(keys: h.keys)
-        pending?.pointee = count
-    }
+    countKeys(tiers, "kvcache_tiers_prefetch", keys, n, pending) { $0.promote(keys: $1) }
 }
 
 /// kvcache_tiers_touch. O(n).
 @_cdecl("kvcache_tiers_touch")
 public func kvcacheTiersTouchImpl(_ tiers: OpaquePointer?, _ keys: UnsafePointer<kvcache_key>?, _ n: Int,
                                   _ found: UnsafeMutablePointer<Int>?) -> kvcache_status {
-    withTiers(tiers, "kvcache_tiers_touch") { (h) throws(CAPIError) in
+    countKeys(tiers, "kvcache_tiers_touch", keys, n, found) { $0.touch(keys: $1) }
+}
+
+/// A tier call over keys[0 ..< n] that counts some of them into `count` (which may be NULL). O(n) plus
+/// the verb's own cost; no allocation (the keys go through the handle's buffer).
+@inline(__always)
+private func countKeys(_ tiers: OpaquePointer?, _ function: StaticString, _ keys: UnsafePointer<kvcache_key>?, _ n: Int,
+                       _ count: UnsafeMutablePointer<Int>?, _ verb: (KVTierManager, [BlockKey]) -> Int) -> kvcache_status {
+    withTiers(tiers, function) { (h) throws(CAPIError) in
         let keys = try inputBuffer(keys, n, "keys")
         h.loadKeys(keys)
-        let count = h.manager.touch(keys: h.keys)
-        found?.pointee = count
+        let c = verb(h.manager, h.keys)
+        count?.pointee = c
     }
 }
 

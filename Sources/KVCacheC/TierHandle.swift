@@ -49,7 +49,15 @@ final class PendingCopies: Sendable {
         var pending: [UInt64: DeviceCopyRequest] = [:]
         var next: UInt64 = 1
     }
-    private let state = Mutex(State())
+    private let state: Mutex<State>
+
+    /// Room for `expected` copies pending at once before the table grows (the copies of every device
+    /// block and layer group the host tier can take, say): no allocation per copy below that.
+    init(expected: Int) {
+        var s = State()
+        s.pending.reserveCapacity(expected)
+        state = Mutex(s)
+    }
 
     /// Keeps `request` and returns its token.
     func add(_ request: DeviceCopyRequest) -> UInt64 {

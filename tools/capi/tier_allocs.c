@@ -127,7 +127,7 @@ int main(int argc, char **argv) {
     printf("tier-allocs: %d rounds of %d-block prompts after %d warm-up rounds (all threads counted)\n",
            rounds, prompt, warmup);
     for (int i = 0; i < CALLS; i++) {
-        printf("  %-15s %8.2f allocations per call\n", names[i], (double)per_call[i] / rounds);
+        printf("  %-15s %8.2f allocations per call (%ld in all)\n", names[i], (double)per_call[i] / rounds, per_call[i]);
         if (per_call[i] != 0) bad = 1;
     }
     check(kvcache_tiers_validate(tiers), "validate");

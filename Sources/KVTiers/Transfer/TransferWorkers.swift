@@ -70,6 +70,10 @@ final class WorkerQueue: @unchecked Sendable {
     init(workers: Int) throws(TierError) {
         guard (1 ... 64).contains(workers) else { throw .invalidArgument("workers must be in 1...64") }
         workerCount = workers
+        // Room for the steps of a few large loads and stores queued at once, so that a burst larger than
+        // the warm-up's does not grow the queues in steady state.
+        high.reserveCapacity(Self.reservedEntries)
+        low.reserveCapacity(Self.reservedEntries)
         for _ in 0 ..< workers {
             var t = pthread_t()
             let ctx = Unmanaged.passRetained(self).toOpaque()
@@ -152,6 +156,9 @@ final class WorkerQueue: @unchecked Sendable {
         }
         return e
     }
+
+    /// Entries each queue holds before it grows.
+    static let reservedEntries = 1024
 
     /// What a popped place holds until the array is emptied: a closure without captures (no allocation).
     private static let popped: Job = { _ in }
