@@ -92,7 +92,7 @@ extension KVTierManager {
         let job = takeStoreJob(blocks: 1)
         if startCopyToHost(block: block, key: key, parent: parent, job: job, at: 0, outbox: &outbox) { return true }
         job.handle.complete(block: 0, group: 0, success: false)
-        return false
+        return settle(job, false)
     }
 
     /// Starts the copy of device `block` into a new host slot as block `i` of `job`, whose handle
@@ -112,6 +112,7 @@ extension KVTierManager {
         job.slots[i] = slot
         job.addresses[i] = HostAddress(host.address(of: slot))
         job.groupsLeft[i] = job.groups
+        job.copiesLeft += 1
         enqueue(.high, job, step: i)
         return true
     }
@@ -122,11 +123,13 @@ extension KVTierManager {
         for i in storeJobs.indices where isKnownUniquelyReferenced(&storeJobs[i])
             && isKnownUniquelyReferenced(&storeJobs[i].handle) && storeJobs[i].handle.isComplete {
             storeJobs[i].reset(blocks: blocks)
+            storeJobs[i].keepAlive = self
             return storeJobs[i]
         }
         let job = StoreJob(manager: self, blocks: blocks)
         job.reset(blocks: blocks)
         if storeJobs.count < Self.handlePoolSize { storeJobs.append(job) }
+        job.keepAlive = self
         return job
     }
 
@@ -146,14 +149,19 @@ extension KVTierManager {
     /// One layer-group copy of block `i` of a store has finished; after the last, the slot is filled (or
     /// released) and the block completes.
     func finishStoreCopy(_ job: StoreJob, block i: Int, ok: Bool) {
-        let allOK: Bool? = lock.withLock {
+        let (allOK, finished): (Bool?, AnyObject?) = lock.withLock {
             if !ok { job.failed[i] = true }
             job.groupsLeft[i] -= 1
-            return job.groupsLeft[i] == 0 ? !job.failed[i] : nil
+            guard job.groupsLeft[i] == 0 else { return (nil, nil) }
+            job.copiesLeft -= 1
+            guard job.copiesLeft == 0 else { return (!job.failed[i], nil) }
+            defer { job.keepAlive = nil }
+            return (!job.failed[i], job.keepAlive)
         }
         guard let allOK else { return }
         finishFill(slot: job.slots[i], key: job.keys[i], ok: allOK, fromDevice: true, bytes: layout.bytesPerBlock)
         job.handle.complete(block: i, group: 0, success: allOK)
+        withExtendedLifetime(finished) {}   // the manager may go now
     }
 
     /// Without a host tier: copies device `block` into a staging buffer, then writes it to the store. The

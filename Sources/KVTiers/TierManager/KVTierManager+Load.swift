@@ -78,13 +78,14 @@ extension KVTierManager {
         var outbox: Outbox = []
         let handle: TransferHandle = lock.withLock {
             let job = takeLoadJob(blocks: blocks.count)
-            if blocks.isEmpty { return job.handle }
+            // The caller holds the manager: a job finished here can drop its reference under the lock.
+            if blocks.isEmpty { return settle(job, job.handle) }
             planLoad(keys: keys, first: first, into: blocks, job: job, outbox: &outbox)
             for i in job.slots.count ..< blocks.count { job.handle.fail(block: i, groups: 0 ..< job.groups) }
-            if job.slots.isEmpty { return job.handle }
+            if job.slots.isEmpty { return settle(job, job.handle) }
             job.readsLeft = job.fromDisk.count { $0 }
             if job.readsLeft == 0 {
-                queueGroupCopies(job)
+                if queueGroupCopies(job) { job.keepAlive = nil }
             } else {
                 for i in job.fromDisk.indices where job.fromDisk[i] { enqueue(.high, job, step: -1 - i) }
             }
@@ -156,22 +157,34 @@ extension KVTierManager {
         for i in loadJobs.indices where isKnownUniquelyReferenced(&loadJobs[i])
             && isKnownUniquelyReferenced(&loadJobs[i].handle) && loadJobs[i].handle.isComplete {
             loadJobs[i].reset(blocks: blocks)
+            loadJobs[i].keepAlive = self
             return loadJobs[i]
         }
         let job = LoadJob(manager: self, blocks: blocks)
         if loadJobs.count < Self.handlePoolSize { loadJobs.append(job) }
+        job.keepAlive = self
         return job
+    }
+
+    /// Drops `job`'s reference to the manager (it has nothing in flight) and returns `value`. The lock is
+    /// held, by a caller that holds the manager itself.
+    func settle<T>(_ job: TransferJob, _ value: T) -> T {
+        job.keepAlive = nil
+        return value
     }
 
     /// A step of a load: reads block `i` from the store into its host place, then, after the last read,
     /// queues the group copies.
     func readStep(_ job: LoadJob, block i: Int, expired: Bool) {
         let ok = !expired && readFromStore(key: job.keys[i], slot: job.slots[i], address: job.addresses[i])
-        lock.withLock {
+        let finished: AnyObject? = lock.withLock {
             if !ok { job.failed[i] = true }
             job.readsLeft -= 1
-            if job.readsLeft == 0 { queueGroupCopies(job) }
+            guard job.readsLeft == 0, queueGroupCopies(job) else { return nil }
+            defer { job.keepAlive = nil }
+            return job.keepAlive
         }
+        withExtendedLifetime(finished) {}   // the manager may go now, outside its lock
     }
 
     /// Reads `key` from the store into `slot` and marks the slot ready (or releases it); a negative
@@ -201,14 +214,16 @@ extension KVTierManager {
     }
 
     /// Phase 2 of a load: fails the blocks that failed so far, then queues one step per layer group, each
-    /// copying that group of every other block. The lock is held.
-    private func queueGroupCopies(_ job: LoadJob) {
+    /// copying that group of every other block. The lock is held. Returns true when every block had
+    /// failed: nothing queued, the load is over.
+    private func queueGroupCopies(_ job: LoadJob) -> Bool {
         job.blocksLeft -= job.failed.count { $0 }
         job.skip.append(contentsOf: job.failed)
         job.started = KVClock.monotonicNanos()
         for i in job.skip.indices where job.skip[i] { job.handle.fail(block: i, groups: 0 ..< job.groups) }
-        if job.blocksLeft == 0 { return }
+        if job.blocksLeft == 0 { return true }
         for g in 0 ..< job.groups { enqueue(.high, job, step: g) }
+        return false
     }
 
     /// A step of a load: hands the device the copy of layer group `g` of every block not skipped.
@@ -226,10 +241,10 @@ extension KVTierManager {
 
     /// Layer group `g` of block `i` of a load has arrived (or failed).
     func finishGroup(_ job: LoadJob, block i: Int, group g: Int, ok: Bool) {
-        let handle: TransferHandle = lock.withLock {
+        let (handle, finished): (TransferHandle, AnyObject?) = lock.withLock {
             if !ok { job.failed[i] = true }
             job.groupsLeft[i] -= 1
-            guard job.groupsLeft[i] == 0 else { return job.handle }
+            guard job.groupsLeft[i] == 0 else { return (job.handle, nil) }
             if job.slots[i] >= 0 { _ = index.unpin(job.slots[i]) }
             if job.failed[i] {
                 counters.host.failedLoads += 1
@@ -246,10 +261,13 @@ extension KVTierManager {
                 counters.host.loadNanosMax = max(counters.host.loadNanosMax, dt)
                 admission.observe(tier: .host, bytes: job.blocks.count * layout.bytesPerBlock, nanos: dt)
                 config.loadObserver?(.host, dt)
+                defer { job.keepAlive = nil }
+                return (job.handle, job.keepAlive)
             }
-            return job.handle
+            return (job.handle, nil)
         }
         handle.complete(block: i, group: g, success: ok)
+        withExtendedLifetime(finished) {}   // the manager may go now, outside its lock
     }
 
     /// The parent of `keys[i]` in a prompt's chain: the previous key, `.zero` for the first.

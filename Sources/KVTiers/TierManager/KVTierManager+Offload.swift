@@ -82,7 +82,8 @@ extension KVTierManager {
                     job.handle.complete(block: i, group: 0, success: false)
                 }
             }
-            return job.handle
+            // The caller holds the manager: a store with no copy in flight drops its reference here.
+            return job.copiesLeft == 0 ? settle(job, job.handle) : job.handle
         }
         send(outbox)
         flushPending()

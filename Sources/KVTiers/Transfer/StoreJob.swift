@@ -20,6 +20,8 @@ final class StoreJob: TransferJob, @unchecked Sendable {
     var addresses: [HostAddress?] = []
     var failed: [Bool] = []
     var groupsLeft: [Int] = []
+    /// Blocks whose copy was started and has not finished.
+    var copiesLeft = 0
 
     init(manager: KVTierManager, blocks: Int) {
         self.manager = manager
@@ -36,6 +38,7 @@ final class StoreJob: TransferJob, @unchecked Sendable {
         addresses.removeAll(keepingCapacity: true)
         failed.removeAll(keepingCapacity: true)
         groupsLeft.removeAll(keepingCapacity: true)
+        copiesLeft = 0
         for _ in 0 ..< n {
             blocks.append(-1)
             keys.append(.zero)

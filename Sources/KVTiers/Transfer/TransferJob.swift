@@ -11,6 +11,12 @@ public class TransferJob: @unchecked Sendable {
     // Sendable: subclasses guard their mutable state with the tier manager's lock.
     init() {}
 
+    /// The tier manager, held strongly from the moment the job is handed out until its last step and
+    /// copy are done (as a queued closure capturing the manager would hold it), then dropped, so that a
+    /// job resting in the pool does not keep its manager alive. Set and cleared under the manager's lock;
+    /// a completion that clears it keeps the reference until it has left the manager.
+    var keepAlive: AnyObject?
+
     /// Runs step `step`; `expired` asks only to clean up (the workers are stopping).
     func run(step: Int, expired: Bool) {}
 
