@@ -90,14 +90,18 @@ extension KVTierManager {
     @discardableResult
     func startCopyToHost(block: BlockID, key: BlockKey, parent: BlockKey, outbox: inout Outbox) -> Bool {
         let job = takeStoreJob(blocks: 1)
-        if startCopyToHost(block: block, key: key, parent: parent, job: job, at: 0, outbox: &outbox) { return true }
+        if startCopyToHost(block: block, key: key, parent: parent, job: job, at: 0, outbox: &outbox) {
+            enqueue(.high, job, step: 0)
+            return true
+        }
         job.handle.complete(block: 0, group: 0, success: false)
         return settle(job, false)
     }
 
-    /// Starts the copy of device `block` into a new host slot as block `i` of `job`, whose handle
-    /// completes that block once the slot is filled or failed. The lock is held. Returns false (nothing
-    /// started) when no slot is free or evictable. No allocation.
+    /// Plans the copy of device `block` into a new host slot as block `i` of `job`, whose handle
+    /// completes that block once the slot is filled or failed; the caller queues step `i` once it has
+    /// written every block of the job (a worker reads the job's arrays while they are not written). The
+    /// lock is held. Returns false (nothing planned) when no slot is free or evictable. No allocation.
     func startCopyToHost(block: BlockID, key: BlockKey, parent: BlockKey, job: StoreJob, at i: Int,
                          outbox: inout Outbox) -> Bool {
         guard let host, index.hostSlot(of: key) == nil else { return false }
@@ -113,15 +117,13 @@ extension KVTierManager {
         job.addresses[i] = HostAddress(host.address(of: slot))
         job.groupsLeft[i] = job.groups
         job.copiesLeft += 1
-        enqueue(.high, job, step: i)
         return true
     }
 
     /// A pooled store job that nobody else references and whose handle the caller has dropped, reset
     /// for `blocks` blocks; or a new one. The lock is held. O(pool + blocks).
     func takeStoreJob(blocks: Int) -> StoreJob {
-        for i in storeJobs.indices where isKnownUniquelyReferenced(&storeJobs[i])
-            && isKnownUniquelyReferenced(&storeJobs[i].handle) && storeJobs[i].handle.isComplete {
+        for i in storeJobs.indices where isReusable(storeJobs[i], handle: &storeJobs[i].handle) {
             storeJobs[i].reset(blocks: blocks)
             storeJobs[i].keepAlive = self
             return storeJobs[i]
@@ -149,19 +151,20 @@ extension KVTierManager {
     /// One layer-group copy of block `i` of a store has finished; after the last, the slot is filled (or
     /// released) and the block completes.
     func finishStoreCopy(_ job: StoreJob, block i: Int, ok: Bool) {
-        let (allOK, finished): (Bool?, AnyObject?) = lock.withLock {
+        // What the rest needs is read under the lock: the job may be reused once it has let go.
+        typealias Done = (ok: Bool, slot: Int32, key: BlockKey, handle: TransferHandle)
+        let (done, released): (Done?, AnyObject?) = lock.withLock {
             if !ok { job.failed[i] = true }
             job.groupsLeft[i] -= 1
             guard job.groupsLeft[i] == 0 else { return (nil, nil) }
             job.copiesLeft -= 1
-            guard job.copiesLeft == 0 else { return (!job.failed[i], nil) }
-            defer { job.keepAlive = nil }
-            return (!job.failed[i], job.keepAlive)
+            let done: Done = (!job.failed[i], job.slots[i], job.keys[i], job.handle)
+            return (done, job.copiesLeft == 0 ? finish(job) : nil)
         }
-        guard let allOK else { return }
-        finishFill(slot: job.slots[i], key: job.keys[i], ok: allOK, fromDevice: true, bytes: layout.bytesPerBlock)
-        job.handle.complete(block: i, group: 0, success: allOK)
-        withExtendedLifetime(finished) {}   // the manager may go now
+        guard let done else { return }
+        finishFill(slot: done.slot, key: done.key, ok: done.ok, fromDevice: true, bytes: layout.bytesPerBlock)
+        done.handle.complete(block: i, group: 0, success: done.ok)
+        withExtendedLifetime(released) {}   // the manager may go now
     }
 
     /// Without a host tier: copies device `block` into a staging buffer, then writes it to the store. The

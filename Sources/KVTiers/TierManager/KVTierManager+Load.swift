@@ -85,7 +85,7 @@ extension KVTierManager {
             if job.slots.isEmpty { return settle(job, job.handle) }
             job.readsLeft = job.fromDisk.count { $0 }
             if job.readsLeft == 0 {
-                if queueGroupCopies(job) { job.keepAlive = nil }
+                if queueGroupCopies(job) { _ = settle(job, ()) }
             } else {
                 for i in job.fromDisk.indices where job.fromDisk[i] { enqueue(.high, job, step: -1 - i) }
             }
@@ -154,8 +154,7 @@ extension KVTierManager {
     /// whose handle the caller has dropped, reset for `blocks` blocks; or a new one. The lock is held.
     /// O(pool + blocks).
     private func takeLoadJob(blocks: Int) -> LoadJob {
-        for i in loadJobs.indices where isKnownUniquelyReferenced(&loadJobs[i])
-            && isKnownUniquelyReferenced(&loadJobs[i].handle) && loadJobs[i].handle.isComplete {
+        for i in loadJobs.indices where isReusable(loadJobs[i], handle: &loadJobs[i].handle) {
             loadJobs[i].reset(blocks: blocks)
             loadJobs[i].keepAlive = self
             return loadJobs[i]
@@ -166,10 +165,10 @@ extension KVTierManager {
         return job
     }
 
-    /// Drops `job`'s reference to the manager (it has nothing in flight) and returns `value`. The lock is
-    /// held, by a caller that holds the manager itself.
+    /// Finishes `job`, which has nothing in flight, dropping its hold on the manager, and returns
+    /// `value`. The lock is held, by a caller that holds the manager itself.
     func settle<T>(_ job: TransferJob, _ value: T) -> T {
-        job.keepAlive = nil
+        withExtendedLifetime(finish(job)) {}
         return value
     }
 
@@ -181,8 +180,7 @@ extension KVTierManager {
             if !ok { job.failed[i] = true }
             job.readsLeft -= 1
             guard job.readsLeft == 0, queueGroupCopies(job) else { return nil }
-            defer { job.keepAlive = nil }
-            return job.keepAlive
+            return finish(job)
         }
         withExtendedLifetime(finished) {}   // the manager may go now, outside its lock
     }
@@ -261,8 +259,7 @@ extension KVTierManager {
                 counters.host.loadNanosMax = max(counters.host.loadNanosMax, dt)
                 admission.observe(tier: .host, bytes: job.blocks.count * layout.bytesPerBlock, nanos: dt)
                 config.loadObserver?(.host, dt)
-                defer { job.keepAlive = nil }
-                return (job.handle, job.keepAlive)
+                return (job.handle, finish(job))
             }
             return (job.handle, nil)
         }

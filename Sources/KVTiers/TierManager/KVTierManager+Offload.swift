@@ -82,6 +82,7 @@ extension KVTierManager {
                     job.handle.complete(block: i, group: 0, success: false)
                 }
             }
+            for i in blocks.indices where job.slots[i] >= 0 { enqueue(.high, job, step: i) }
             // The caller holds the manager: a store with no copy in flight drops its reference here.
             return job.copiesLeft == 0 ? settle(job, job.handle) : job.handle
         }

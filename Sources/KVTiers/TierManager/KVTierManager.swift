@@ -157,9 +157,42 @@ public final class KVTierManager: @unchecked Sendable {
     /// Queues step `step` of `job`; the lock is held. Once the workers have stopped, the step is kept for
     /// `flushPending`, which runs it as expired. No allocation while the workers run.
     func enqueue(_ priority: TransferPriority, _ job: TransferJob, step: Int) {
+        job.stepsQueued += 1
         if !transfers.trySubmit(priority, job, step: step) {
             pendingOutbox.append((priority, .max, { expired in job.run(step: step, expired: expired) }))
         }
+    }
+
+    /// Marks `job` finished and returns its hold on the manager when no step of it is queued or running
+    /// (nil otherwise: the last step lets go). The lock is held; the caller releases the result after
+    /// leaving the lock (`withExtendedLifetime`), since it may be the manager's last reference.
+    func finish(_ job: TransferJob) -> AnyObject? {
+        job.finished = true
+        return letGo(job)
+    }
+
+    /// `job`'s hold on the manager, taken from it when the job has finished and no step is queued or
+    /// running; nil otherwise. The lock is held.
+    func letGo(_ job: TransferJob) -> AnyObject? {
+        guard job.finished, job.stepsQueued == 0 else { return nil }
+        defer { job.keepAlive = nil }
+        return job.keepAlive
+    }
+
+    /// A step of `job` has ended: counted out under the lock; the job lets the manager go if it was the
+    /// last thing it waited for.
+    func stepEnded(_ job: TransferJob) {
+        let released: AnyObject? = lock.withLock {
+            job.stepsQueued -= 1
+            return letGo(job)
+        }
+        withExtendedLifetime(released) {}   // the manager may go now, outside its lock
+    }
+
+    /// Whether a pooled job can be handed out again: idle (finished, no step left, no hold on the
+    /// manager), its handle complete and no longer the caller's. The lock is held.
+    func isReusable(_ job: TransferJob, handle: inout TransferHandle) -> Bool {
+        job.keepAlive == nil && job.stepsQueued == 0 && handle.isComplete && isKnownUniquelyReferenced(&handle)
     }
 
     /// Submits the jobs that paths without an outbox queued.

@@ -58,13 +58,16 @@ final class LoadJob: TransferJob, @unchecked Sendable {
         prePinned.removeAll(keepingCapacity: true)
         blocksLeft = 0
         readsLeft = 0
+        finished = false
         staging?.deallocate()
         staging = nil
     }
 
     override func run(step: Int, expired: Bool) {
+        let manager = self.manager
         if step >= 0 { manager.copyGroup(self, group: step, expired: expired) }
         else { manager.readStep(self, block: -1 - step, expired: expired) }
+        manager.stepEnded(self)
     }
 
     override func copyFinished(tag: Int, ok: Bool) {

@@ -39,6 +39,7 @@ final class StoreJob: TransferJob, @unchecked Sendable {
         failed.removeAll(keepingCapacity: true)
         groupsLeft.removeAll(keepingCapacity: true)
         copiesLeft = 0
+        finished = false
         for _ in 0 ..< n {
             blocks.append(-1)
             keys.append(.zero)
@@ -49,7 +50,11 @@ final class StoreJob: TransferJob, @unchecked Sendable {
         }
     }
 
-    override func run(step: Int, expired: Bool) { manager.copyBlockToHost(self, block: step, expired: expired) }
+    override func run(step: Int, expired: Bool) {
+        let manager = self.manager
+        manager.copyBlockToHost(self, block: step, expired: expired)
+        manager.stepEnded(self)
+    }
 
     override func copyFinished(tag: Int, ok: Bool) {
         manager.finishStoreCopy(self, block: tag / groups, ok: ok)

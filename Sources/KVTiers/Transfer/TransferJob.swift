@@ -11,11 +11,18 @@ public class TransferJob: @unchecked Sendable {
     // Sendable: subclasses guard their mutable state with the tier manager's lock.
     init() {}
 
-    /// The tier manager, held strongly from the moment the job is handed out until its last step and
-    /// copy are done (as a queued closure capturing the manager would hold it), then dropped, so that a
-    /// job resting in the pool does not keep its manager alive. Set and cleared under the manager's lock;
-    /// a completion that clears it keeps the reference until it has left the manager.
+    // The fields below are read and written under the tier manager's lock only.
+    /// The tier manager, held strongly from the moment the job is handed out until it has `finished`
+    /// and no step of it is queued or running (as a queued closure capturing the manager would hold it),
+    /// then dropped, so that a job resting in the pool does not keep its manager alive. Whoever drops it
+    /// keeps the reference until it has left the manager's lock. nil: the job is idle (reusable once its
+    /// handle is complete and the caller has dropped it).
     var keepAlive: AnyObject?
+    /// Steps queued or running; each one ends by taking the lock to count itself out, which orders its
+    /// reads of the job's plan before a later reuse of the job.
+    var stepsQueued = 0
+    /// Every block has completed (or none was started).
+    var finished = false
 
     /// Runs step `step`; `expired` asks only to clean up (the workers are stopping).
     func run(step: Int, expired: Bool) {}
