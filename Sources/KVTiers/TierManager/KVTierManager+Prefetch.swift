@@ -1,19 +1,30 @@
 import KVCache
 
 extension KVTierManager {
-    /// Brings store blocks among `keys` up to host ahead of need (store -> L2). A block whose read has not
-    /// started by `deadlineNanos` (`KVClock.monotonicNanos()`) is skipped. The handle has one entry per
+    /// Brings store blocks among `keys` up to host ahead of need (store -> L2), never evicting the ones of
+    /// `keys` already on host to make room. A block whose read has not started by `deadlineNanos`
+    /// (`KVClock.monotonicNanos()`) is skipped. The handle has one entry per
     /// block actually scheduled, one layer group.
     public func prefetch(keys: [BlockKey], deadlineNanos: UInt64) -> TransferHandle {
         var outbox: Outbox = []
         var scheduled: [(BlockKey, Int32, HostAddress)] = []
         lock.withLock {
             guard let host, let store else { return }
+            // The keys on host now stay there: taking slots for the others must not evict them (and then
+            // read them back).
+            var held: [Int32] = []
+            for k in keys {
+                if let s = index.readyHostSlot(of: k) {
+                    index.pin(s)
+                    held.append(s)
+                }
+            }
             for k in keys where index.hostSlot(of: k) == nil && store.contains(k) {
                 guard let s = takeSlot(outbox: &outbox) else { break }
                 index.claim(s, key: k, parent: store.parent(of: k) ?? .zero, onDisk: true)
                 scheduled.append((k, s, HostAddress(host.address(of: s))))
             }
+            for s in held { _ = index.unpin(s) }
         }
         send(outbox)
         let handle = TransferHandle(blocks: scheduled.count, layerGroups: [0 ..< layout.layers])
