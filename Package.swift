@@ -43,8 +43,8 @@ let package = Package(
     ],
     targets: [
         // System-library shims: a module map and one header each, nothing else.
-        .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash",
-                       providers: [.apt(["libxxhash-dev"])]),
+        // xxhash.h only, compiled inline (XXH_INLINE_ALL): no libxxhash at link or run time.
+        .systemLibrary(name: "CXXHash", providers: [.apt(["libxxhash-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd",
                        providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CNuma", pkgConfig: "numa",

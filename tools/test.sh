@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 source tools/install-deps.sh
 swift test
 bash tools/capi/smoke.sh  # the C ABI from C and Python: libkvcache_c.so, tools/capi/example.{c,py}
+bash tools/capi/allocs.sh  # no heap allocation per tier call in steady state (malloc counted, release build)
 
 # The shipped library and the Python package: tools/install.sh into a temporary prefix (only kvcache_*
 # exported, SONAME, no libswift*), the C and Python examples and the Python package's tests (python/tests,

@@ -63,7 +63,8 @@ public func kvcacheTiersCreateCheckedImpl(_ abiVersion: UInt32, _ configSize: In
         tc.lockHostMemory = c.lock_host_memory
         tc.synchronousEvictionCopies = c.synchronous_eviction_copies
         tc.calibrateAtStart = false   // no recompute cost: every tier with a row is loaded from
-        let copies = PendingCopies()
+        // Pending copies at once: each moves one layer group of a device block to or from a host slot.
+        let copies = PendingCopies(expected: Int(min(c.device_blocks, max(c.host_blocks, 1))) * Int(c.layer_groups))
         let standIn: HostDeviceMemory?
         let device: any DeviceMemory
         if let toHost = c.device_to_host, let toDevice = c.host_to_device {
@@ -109,9 +110,10 @@ public func kvcacheTiersLookupImpl(_ tiers: OpaquePointer?, _ keys: UnsafePointe
         let most = max(0, min(keys.count, Int(clamping: maxBlocks)) - Int(deviceBlocks))
         if locations != nil { try requireRoom(most, capacity: capacity, "locations") }
         h.loadKeys(keys)
-        let plan = h.manager.lookup(keys: h.keys, deviceBlocks: Int(deviceBlocks), maxBlocks: Int(clamping: maxBlocks))
+        h.manager.lookup(keys: h.keys, deviceBlocks: Int(deviceBlocks), maxBlocks: Int(clamping: maxBlocks), into: &h.plan)
+        let plan = h.plan
         if let locations {
-            for (i, t) in plan.locations.enumerated() { locations[i] = Int32(t.rawValue) }
+            for i in plan.locations.indices { locations[i] = Int32(plan.locations[i].rawValue) }
         }
         out.pointee = kvcache_tier_lookup(device_blocks: Int64(plan.deviceBlocks), host_blocks: Int64(plan.hostBlocks),
                                           disk_blocks: Int64(plan.diskBlocks), load_blocks: Int64(plan.loadBlocks))
@@ -172,8 +174,7 @@ public func kvcacheTiersFailedBlocksImpl(_ tiers: OpaquePointer?, _ id: UInt64, 
         count.pointee = n
         guard let out else { return }
         try requireRoom(n, capacity: capacity, "failed")
-        out.update(repeating: 0, count: n)
-        for i in t.failedBlocks { out[i] = 1 }
+        t.writeOutcome(into: out, okValue: 0)
     }
 }
 
@@ -216,7 +217,7 @@ public func kvcacheTiersCompleteStoreImpl(_ tiers: OpaquePointer?, _ storeID: UI
     withTiers(tiers, "kvcache_tiers_complete_store") { (h) throws(CAPIError) in
         let stored = try required(stored, "stored")
         let t = try h.finish(storeID, blockOK, capacity)
-        stored.pointee = t.blocks - t.failedBlocks.count
+        stored.pointee = t.blocks - t.failedCount
     }
 }
 
@@ -232,15 +233,30 @@ public func kvcacheTiersCopyDoneImpl(_ tiers: OpaquePointer?, _ token: UInt64, _
     return Status.ok
 }
 
+/// kvcache_tiers_prefetch: `KVTierManager.promote(keys:)`. O(n).
+@_cdecl("kvcache_tiers_prefetch")
+public func kvcacheTiersPrefetchImpl(_ tiers: OpaquePointer?, _ keys: UnsafePointer<kvcache_key>?, _ n: Int,
+                                     _ pending: UnsafeMutablePointer<Int>?) -> kvcache_status {
+    countKeys(tiers, "kvcache_tiers_prefetch", keys, n, pending) { $0.promote(keys: $1) }
+}
+
 /// kvcache_tiers_touch. O(n).
 @_cdecl("kvcache_tiers_touch")
 public func kvcacheTiersTouchImpl(_ tiers: OpaquePointer?, _ keys: UnsafePointer<kvcache_key>?, _ n: Int,
                                   _ found: UnsafeMutablePointer<Int>?) -> kvcache_status {
-    withTiers(tiers, "kvcache_tiers_touch") { (h) throws(CAPIError) in
+    countKeys(tiers, "kvcache_tiers_touch", keys, n, found) { $0.touch(keys: $1) }
+}
+
+/// A tier call over keys[0 ..< n] that counts some of them into `count` (which may be NULL). O(n) plus
+/// the verb's own cost; no allocation (the keys go through the handle's buffer).
+@inline(__always)
+private func countKeys(_ tiers: OpaquePointer?, _ function: StaticString, _ keys: UnsafePointer<kvcache_key>?, _ n: Int,
+                       _ count: UnsafeMutablePointer<Int>?, _ verb: (KVTierManager, [BlockKey]) -> Int) -> kvcache_status {
+    withTiers(tiers, function) { (h) throws(CAPIError) in
         let keys = try inputBuffer(keys, n, "keys")
         h.loadKeys(keys)
-        let count = h.manager.touch(keys: h.keys)
-        found?.pointee = count
+        let c = verb(h.manager, h.keys)
+        count?.pointee = c
     }
 }
 
@@ -312,8 +328,23 @@ public func kvcacheTiersTakeEventsImpl(_ tiers: OpaquePointer?,
                                        _ keys: UnsafeMutablePointer<kvcache_key>?, _ keysCapacity: Int,
                                        _ keyCount: UnsafeMutablePointer<Int>?) -> kvcache_status {
     withTiers(tiers, "kvcache_tiers_take_events") { (h) throws(CAPIError) in
-        try handOverEvents(&h.stagedEvents, from: h.manager.drainEvents(into:), events, eventsCapacity, eventCount,
-                           keys, keysCapacity, keyCount)
+        // As handOverEvents, over the manager's flat events (one key each): no allocation.
+        let eventCount = try required(eventCount, "event_count")
+        let keyCount = try required(keyCount, "key_count")
+        let eventsOut = try outputBuffer(events, capacity: eventsCapacity, "events")
+        let keysOut = try outputBuffer(keys, capacity: keysCapacity, "keys")
+        h.manager.drainEvents(into: &h.stagedEvents)
+        let n = h.stagedEvents.count
+        eventCount.pointee = n
+        keyCount.pointee = n
+        try requireRoom(n, capacity: eventsCapacity, "events")
+        try requireRoom(n, capacity: keysCapacity, "keys")
+        let blockTokens = Int64(h.manager.layout.blockTokens)
+        for (i, e) in h.stagedEvents.enumerated() {
+            eventsOut![i] = kvcache_event(e, blockTokens: blockTokens, firstKey: i)  // non-nil: capacity >= n > i
+            keysOut![i] = kvcache_key(lo: e.key.lo, hi: e.key.hi)
+        }
+        h.stagedEvents.removeAll(keepingCapacity: true)
     }
 }
 
@@ -340,6 +371,22 @@ public func kvcacheTiersDeviceBlockImpl(_ tiers: OpaquePointer?, _ block: Int32,
         guard let bytes = memory.withBlock(block, { $0 }) else { throw .invalidArgument("block is outside the device pool") }
         data.pointee = bytes.baseAddress
         length.pointee = bytes.count
+    }
+}
+
+/// kvcache_tiers_host_region: the host pool's memfd, its mapping here and its size. O(1).
+@_cdecl("kvcache_tiers_host_region")
+public func kvcacheTiersHostRegionImpl(_ tiers: OpaquePointer?, _ fd: UnsafeMutablePointer<Int32>?,
+                                       _ base: UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
+                                       _ size: UnsafeMutablePointer<Int>?) -> kvcache_status {
+    withTiers(tiers, "kvcache_tiers_host_region") { (h) throws(CAPIError) in
+        let fd = try required(fd, "fd")
+        let base = try required(base, "base")
+        let size = try required(size, "size")
+        guard let host = h.manager.host else { throw .invalidArgument("the tier manager has no host tier") }
+        fd.pointee = host.sharedFD
+        base.pointee = host.region.baseAddress
+        size.pointee = host.region.count
     }
 }
 
@@ -374,13 +421,23 @@ extension TierHandle {
         if let out {
             try requireRoom(t.blocks, capacity: capacity, "block_ok")
             t.wait()
-            for i in 0 ..< t.blocks { out[i] = 1 }
-            for i in t.failedBlocks { out[i] = 0 }
+            t.writeOutcome(into: out)
         } else {
             t.wait()
         }
         transfers[id] = nil
         return t
+    }
+}
+
+extension kvcache_event {
+    /// The C form of one tier event, its key at `firstKey` of the keys array.
+    init(_ e: TierEvent, blockTokens: Int64, firstKey: Int) {
+        let none = kvcache_key(lo: 0, hi: 0)
+        let stored = e.kind == .stored
+        self.init(kind: stored ? EventCode.stored : EventCode.removed, tier: Int32(e.tier.rawValue),
+                  block_tokens: stored ? blockTokens : 0, parent: e.parent.map { kvcache_key(lo: $0.lo, hi: $0.hi) } ?? none,
+                  has_parent: e.parent != nil, first_key: firstKey, key_count: 1)
     }
 }
 

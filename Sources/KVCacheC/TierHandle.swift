@@ -22,8 +22,10 @@ final class TierHandle {
     /// Keys and blocks of the current call, copied from the caller (capacity kept).
     var keys: [BlockKey] = []
     var blocks: [BlockID] = []
+    /// The last lookup's plan (its locations' storage reused).
+    var plan = TierLookup()
     /// Events taken from the manager and not handed to the caller yet (its buffers were too short).
-    var stagedEvents: [KVEvent] = []
+    var stagedEvents: [TierEvent] = []
 
     init(manager: KVTierManager, standIn: HostDeviceMemory?, copies: PendingCopies) {
         self.manager = manager
@@ -47,7 +49,15 @@ final class PendingCopies: Sendable {
         var pending: [UInt64: DeviceCopyRequest] = [:]
         var next: UInt64 = 1
     }
-    private let state = Mutex(State())
+    private let state: Mutex<State>
+
+    /// Room for `expected` copies pending at once before the table grows (the copies of every device
+    /// block and layer group the host tier can take, say): no allocation per copy below that.
+    init(expected: Int) {
+        var s = State()
+        s.pending.reserveCapacity(expected)
+        state = Mutex(s)
+    }
 
     /// Keeps `request` and returns its token.
     func add(_ request: DeviceCopyRequest) -> UInt64 {

@@ -5,7 +5,7 @@ import KVTestSupport
 import Testing
 
 /// The offload verbs keyed by block key (`store`, `load(keys:first:into:)`, `loadableTier`, `touch`,
-/// `putToStore`, `readFromStore`) over random sequences, checked against a model of which keys the tiers
+/// `promote`, `putToStore`, `readFromStore`) over random sequences, checked against a model of which keys the tiers
 /// hold and against the bytes each key stands for; `validate()` after every step.
 struct OffloadVerbTests {
     static let layout = smallLayout
@@ -45,7 +45,7 @@ struct OffloadVerbTests {
             let t = Int.random(in: 0 ..< 3, using: &rng)
             let n = Int.random(in: 1 ... 4, using: &rng)
             let keys = (0 ..< n).map { key(t, $0) }
-            switch Int.random(in: 0 ..< 5, using: &rng) {
+            switch Int.random(in: 0 ..< 6, using: &rng) {
             case 0, 1:
                 let b = blocks(n)
                 for (block, k) in zip(b, keys) {
@@ -68,6 +68,18 @@ struct OffloadVerbTests {
                 }
             case 3:
                 #expect(tiers.touch(keys: keys) <= n)
+                for k in keys { #expect((tiers.loadableTier(of: k) != nil) == stored.contains(k)) }
+            case 4:
+                // Promotion: the disk blocks among the keys come up to host in the background, never at the
+                // expense of the keys on host already; once the transfers are done, every one counted as
+                // on its way is on host, and nothing was lost.
+                let onDisk = keys.filter { tiers.loadableTier(of: $0) == .disk }
+                let onHost = keys.filter { tiers.loadableTier(of: $0) == .host }
+                let pending = tiers.promote(keys: keys)
+                #expect(pending <= onDisk.count)
+                tiers.waitForTransfers()
+                #expect(onDisk.count { tiers.loadableTier(of: $0) == .host } >= pending)
+                #expect(onHost.allSatisfy { tiers.loadableTier(of: $0) == .host })
                 for k in keys { #expect((tiers.loadableTier(of: k) != nil) == stored.contains(k)) }
             default:
                 let k = key(3, Int.random(in: 0 ..< 8, using: &rng))

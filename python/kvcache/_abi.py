@@ -109,6 +109,7 @@ FUNCTIONS = {
     "kvcache_tiers_complete_store": ("kvcache_status", [_T, "uint64_t", "uint8_t *", "size_t", "size_t *"]),
     "kvcache_tiers_copy_done": ("kvcache_status", [_T, "uint64_t", "bool"]),
     "kvcache_tiers_touch": ("kvcache_status", [_T, "const kvcache_key *", "size_t", "size_t *"]),
+    "kvcache_tiers_prefetch": ("kvcache_status", [_T, "const kvcache_key *", "size_t", "size_t *"]),
     "kvcache_tiers_will_evict": ("kvcache_status", [_T, "kvcache_block_id", "kvcache_key"]),
     "kvcache_tiers_disk_put": ("kvcache_status", [_T, "kvcache_key", "const kvcache_key *", "const void *", "size_t",
                                                   "bool *"]),
@@ -118,6 +119,7 @@ FUNCTIONS = {
                                                      "size_t", "size_t *"]),
     "kvcache_tiers_get_stats": ("kvcache_status", [_T, "kvcache_tier_stats *"]),
     "kvcache_tiers_device_block": ("kvcache_status", [_T, "kvcache_block_id", "void **", "size_t *"]),
+    "kvcache_tiers_host_region": ("kvcache_status", [_T, "int32_t *", "void **", "size_t *"]),
     "kvcache_tiers_validate": ("kvcache_status", [_T]),
 }
 

@@ -129,6 +129,8 @@ class TierManager(OwnedHandle):
         self._lookup, self._u64, self._size, self._size2 = TierLookupStruct(), C.c_uint64(), C.c_size_t(), C.c_size_t()
         self._i32, self._bool = C.c_int32(), C.c_bool()
         self._lookup_ref, self._u64_ref, self._size_ref = C.byref(self._lookup), C.byref(self._u64), C.byref(self._size)
+        self._locations = np.empty(0, np.int32)
+        self._locations_address = 0
         self._i32_ref, self._bool_ref = C.byref(self._i32), C.byref(self._bool)
         self._pending = {}  # load or store id -> its block count
         self.block_bytes = self.stats().block_bytes
@@ -141,11 +143,15 @@ class TierManager(OwnedHandle):
         tiers). Counts hits per tier. O(len(keys))."""
         k = _keys(keys)
         most = k.size if max_blocks is None else _i64(max_blocks, "max_blocks")
-        locations = np.empty(max(0, min(k.size, most) - max(0, index(device_blocks))), np.int32)
+        room = max(0, min(k.size, most) - max(0, index(device_blocks)))
+        if room > self._locations.size:   # the plan's buffer, kept (its address taken once per growth)
+            self._locations = np.empty(max(room, 2 * self._locations.size), np.int32)
+            self._locations_address = self._locations.ctypes.data
         self._check(self._lib.kvcache_tiers_lookup(self._handle, k.ctypes.data, k.size, _i64(device_blocks, "device_blocks"),
-                                                   most, locations.ctypes.data, locations.size, self._lookup_ref))
+                                                   most, self._locations_address, room, self._lookup_ref))
         r = self._lookup
-        return TierLookup(r.device_blocks, r.host_blocks, r.disk_blocks, r.load_blocks, locations[:r.load_blocks])
+        return TierLookup(r.device_blocks, r.host_blocks, r.disk_blocks, r.load_blocks,
+                          self._locations[:r.load_blocks].copy())
 
     def loadable(self, key):
         """Tier.HOST or Tier.DISK when `key` can be loaded from there now, else None. Counts nothing."""
@@ -214,6 +220,13 @@ class TierManager(OwnedHandle):
         self._check(self._lib.kvcache_tiers_touch(self._handle, k.ctypes.data, k.size, self._size_ref))
         return self._size.value
 
+    def prefetch(self, keys):
+        """Starts bringing the disk blocks among `keys` up to host in the background (nothing waits for the
+        disk); returns how many of `keys` are on their way up now."""
+        k = _keys(keys)
+        self._check(self._lib.kvcache_tiers_prefetch(self._handle, k.ctypes.data, k.size, self._size_ref))
+        return self._size.value
+
     def will_evict(self, block, key):
         """The device pool is about to reuse `block`, which held `key` (copied to host first if needed)."""
         self._check(self._lib.kvcache_tiers_will_evict(self._handle, index(block), _key(key)))
@@ -266,6 +279,14 @@ class TierManager(OwnedHandle):
         data, length = C.c_void_p(), C.c_size_t()
         self._check(self._lib.kvcache_tiers_device_block(self._handle, index(block), C.byref(data), C.byref(length)))
         return np.ctypeslib.as_array((C.c_uint8 * length.value).from_address(data.value))
+
+    def host_region(self):
+        """The host tier's shared memory: (fd, base, size): the memfd holding the host blocks (owned by the
+        manager, open while it is), its address in this process and its size. Another process maps it
+        through /proc/<pid>/fd/<fd> (HostRegion.open) and copies a block at `host address - base`."""
+        fd, base, size = C.c_int32(), C.c_void_p(), C.c_size_t()
+        self._check(self._lib.kvcache_tiers_host_region(self._handle, C.byref(fd), C.byref(base), C.byref(size)))
+        return fd.value, base.value, size.value
 
     def validate(self):
         """Checks the tier index's invariants; raises InvariantViolationError when one is broken."""

@@ -2,7 +2,9 @@
 # The shipped library as its users get it: tools/install.sh into a temporary prefix, then checks that
 #  - it exports the kvcache_* functions and nothing else (`nm -D --defined-only`), with the SONAME
 #    libkvcache_c.so.ABI of kvcache.h;
-#  - it needs no libswift*.so (NEEDED entries and ldd);
+#  - it needs no libswift*.so and no libxxhash (xxHash is compiled in): NEEDED entries and ldd, checked
+#    against the list of system libraries it may need (libc, libm, libstdc++, libgcc_s, the loader, and
+#    libzstd and libnuma, whose Debian archives cannot be linked into a shared object or are LGPL);
 #  - tools/capi/example.c, compiled with `pkg-config --cflags --libs kvcache`, and tools/capi/example.py
 #    load and run it without the Swift toolchain: under `env -i` with LD_LIBRARY_PATH naming PREFIX/lib
 #    only, the loader's trace (LD_DEBUG=libs) opening no libswift*, and, where unshare is permitted, in a
@@ -37,7 +39,11 @@ soname="$(readelf -d "$lib" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')"
 [ "$soname" = "libkvcache_c.so.$KVCACHE_ABI" ] || fail "SONAME is '$soname', not libkvcache_c.so.$KVCACHE_ABI"
 if readelf -d "$lib" | grep '(NEEDED)' | grep -i swift; then fail "needs a Swift runtime library"; fi
 ldd "$lib" > "$tmp/ldd"
-if grep -i -e swift -e 'not found' "$tmp/ldd"; then fail "ldd: a Swift library or a missing one"; fi
+if grep -i -e swift -e xxhash -e 'not found' "$tmp/ldd"; then fail "ldd: a Swift library, libxxhash or a missing one"; fi
+allowed='^(libc\.so\.6|libm\.so\.6|libstdc\+\+\.so\.6|libgcc_s\.so\.1|ld-linux-x86-64\.so\.2|libzstd\.so\.1|libnuma\.so\.1)$'
+if readelf -d "$lib" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | grep -Ev "$allowed"; then
+  fail "needs a library outside libc/libm/libstdc++/libgcc_s/libzstd/libnuma"
+fi
 echo "SONAME $soname; needs: $(readelf -d "$lib" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')"
 
 echo "== Without the Swift toolchain"

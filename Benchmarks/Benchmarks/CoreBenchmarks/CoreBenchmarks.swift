@@ -44,4 +44,6 @@ let benchmarks: @Sendable () -> Void = {
                               blockTokens: 512, poolBlocks: 2_000)
     }
     register("tiers L1->L2->L1 round trip of one block x256") { try TierRoundTripWorkload() }
+    // The tier calls through the C ABI in steady state: mallocs must stay 0 (tools/capi/allocs.sh).
+    register("tier ABI: store, lookup, load, touch, take_events of a 32-block prompt x16") { try TierABIWorkload() }
 }

@@ -535,9 +535,12 @@ kvcache_status kvcache_hybrid_validate(kvcache_hybrid_t *cache);
  * Same conventions as above: statuses, kvcache_last_error, nothing changed on failure, caller buffers.
  * Threading: kvcache_tiers_copy_done may be called from any thread (the copy callbacks run on the
  * library's transfer threads and may call it before they return); every other call on one handle must
- * come from one thread at a time, as with kvcache_t. Allocation: the calls copy the caller's keys into
- * buffers the handle keeps (no allocation in steady state); a lookup's plan and each load or store
- * handle allocate O(1) objects plus O(blocks) words. Sizes and counts are those of a device pool of
+ * come from one thread at a time, as with kvcache_t. Allocation: none per call in steady state for
+ * lookup, prepare_load, complete_load, prepare_store, complete_store, touch and take_events, on any
+ * thread (the keys are copied into buffers the handle keeps; loads and stores are pooled jobs; events
+ * are flat records; tools/capi/allocs.sh counts it); a load that finds every host slot pinned
+ * allocates its staging buffer, and a load or store beyond 8 in flight at once allocates its job.
+ * Sizes and counts are those of a device pool of
  * device_blocks blocks of bytes_per_block bytes (layers x 2 x kv_heads x head_dim x dtype_bytes x
  * block_tokens).
  */
@@ -721,6 +724,13 @@ kvcache_status kvcache_tiers_complete_store(kvcache_tiers_t *tiers, uint64_t sto
  *  or reported already). */
 kvcache_status kvcache_tiers_copy_done(kvcache_tiers_t *tiers, uint64_t token, bool ok);
 
+/** Starts bringing the disk blocks among keys[0 ..< n] up to host in the background (no copy to the
+ *  device; nothing waits for the disk), so that a later load of them finds them on host; *pending (may
+ *  be NULL) counts the keys on their way up now, by this call or an earlier one (kvcache_tiers_loadable
+ *  says KVCACHE_TIER_HOST once one has arrived). A disk block that finds no host slot free or evictable
+ *  stays on disk (a load reads it from there). O(n). Statuses: NULL_HANDLE, NULL_POINTER. */
+kvcache_status kvcache_tiers_prefetch(kvcache_tiers_t *tiers, const kvcache_key *keys, size_t n, size_t *pending);
+
 /** Marks the host copies of keys[0 ..< n] as just used (last to be evicted); *found counts those on
  *  host (may be NULL). O(n). Statuses: NULL_HANDLE, NULL_POINTER. */
 kvcache_status kvcache_tiers_touch(kvcache_tiers_t *tiers, const kvcache_key *keys, size_t n, size_t *found);
@@ -764,6 +774,16 @@ kvcache_status kvcache_tiers_get_stats(kvcache_tiers_t *tiers, kvcache_tier_stat
  *  INVALID_ARGUMENT (block out of range, or the engine's callbacks are set). */
 kvcache_status kvcache_tiers_device_block(kvcache_tiers_t *tiers, kvcache_block_id block, void **data,
                                           size_t *length);
+
+/** The host tier's memory, for another process (an engine's worker) to copy into and out of it
+ *  directly: the host blocks live in one shared-memory file (a memfd) of `*size` bytes, open as
+ *  descriptor *fd in this process (owned by the handle; valid until kvcache_tiers_destroy) and mapped
+ *  here at *base. A host address the library hands out (a copy callback's `host`) lies at byte offset
+ *  `host - *base` of the file; another process maps the file, e.g. with open("/proc/<pid>/fd/<fd>")
+ *  and mmap(MAP_SHARED), and copies at those offsets while the copy is pending (the library keeps the
+ *  block pinned until kvcache_tiers_copy_done). O(1). Statuses: NULL_HANDLE, NULL_POINTER,
+ *  INVALID_ARGUMENT (no host tier). */
+kvcache_status kvcache_tiers_host_region(kvcache_tiers_t *tiers, int32_t *fd, void **base, size_t *size);
 
 /** Checks the tier index's invariants (tests). Statuses: NULL_HANDLE, INVARIANT_VIOLATION. */
 kvcache_status kvcache_tiers_validate(kvcache_tiers_t *tiers);

@@ -25,6 +25,22 @@ public protocol DeviceMemory: AnyObject, Sendable {
     func copyToHost(block: BlockID, range: Range<Int>, host: HostAddress, done: @escaping @Sendable (Bool) -> Void)
     /// Copies `host` into `range` of device block `block`.
     func copyFromHost(block: BlockID, range: Range<Int>, host: HostAddress, done: @escaping @Sendable (Bool) -> Void)
+    /// `copyToHost(block:range:host:done:)` reporting to `job.copyFinished(tag: tag, ok:)`: the manager's
+    /// own path, with no closure per copy. The default wraps it in a closure (one allocation per copy);
+    /// the library's backends implement it without any.
+    func copyToHost(block: BlockID, range: Range<Int>, host: HostAddress, notify job: TransferJob, tag: Int)
+    /// `copyFromHost(block:range:host:done:)` reporting to `job.copyFinished(tag: tag, ok:)`.
+    func copyFromHost(block: BlockID, range: Range<Int>, host: HostAddress, notify job: TransferJob, tag: Int)
+}
+
+extension DeviceMemory {
+    public func copyToHost(block: BlockID, range: Range<Int>, host: HostAddress, notify job: TransferJob, tag: Int) {
+        copyToHost(block: block, range: range, host: host) { job.copyFinished(tag: tag, ok: $0) }
+    }
+
+    public func copyFromHost(block: BlockID, range: Range<Int>, host: HostAddress, notify job: TransferJob, tag: Int) {
+        copyFromHost(block: block, range: range, host: host) { job.copyFinished(tag: tag, ok: $0) }
+    }
 }
 
 /// A stand-in for the GPU pool in host memory (the default in tests, the simulator and the benchmarks):
@@ -59,16 +75,27 @@ public final class HostDeviceMemory: DeviceMemory, @unchecked Sendable {
         return base + Int(block) * layout.bytesPerBlock + offset
     }
 
+    /// Copies between `range` of `block` and `host` (`toHost`: from the block); false when out of range.
+    private func copy(_ block: BlockID, _ range: Range<Int>, _ host: HostAddress, toHost: Bool) -> Bool {
+        guard range.upperBound <= layout.bytesPerBlock, let p = address(block, range.lowerBound) else { return false }
+        if toHost { memcpy(host.pointer, p, range.count) } else { memcpy(p, host.pointer, range.count) }
+        return true
+    }
+
     public func copyToHost(block: BlockID, range: Range<Int>, host: HostAddress, done: @escaping @Sendable (Bool) -> Void) {
-        guard range.upperBound <= layout.bytesPerBlock, let src = address(block, range.lowerBound) else { return done(false) }
-        memcpy(host.pointer, src, range.count)
-        done(true)
+        done(copy(block, range, host, toHost: true))
     }
 
     public func copyFromHost(block: BlockID, range: Range<Int>, host: HostAddress, done: @escaping @Sendable (Bool) -> Void) {
-        guard range.upperBound <= layout.bytesPerBlock, let dst = address(block, range.lowerBound) else { return done(false) }
-        memcpy(dst, host.pointer, range.count)
-        done(true)
+        done(copy(block, range, host, toHost: false))
+    }
+
+    public func copyToHost(block: BlockID, range: Range<Int>, host: HostAddress, notify job: TransferJob, tag: Int) {
+        job.copyFinished(tag: tag, ok: copy(block, range, host, toHost: true))
+    }
+
+    public func copyFromHost(block: BlockID, range: Range<Int>, host: HostAddress, notify job: TransferJob, tag: Int) {
+        job.copyFinished(tag: tag, ok: copy(block, range, host, toHost: false))
     }
 
     /// Lends device block `block`'s bytes to `body` (the simulated engine writes its KV here). Do not
@@ -87,7 +114,10 @@ public struct DeviceCopyRequest: Sendable {
     /// Byte range within the block (a layer group).
     public let range: Range<Int>
     public let host: HostAddress
-    private let done: @Sendable (Bool) -> Void
+    /// Who learns of the completion: a closure, or a job and its tag (no allocation).
+    private let done: (@Sendable (Bool) -> Void)?
+    private let job: TransferJob?
+    private let tag: Int
 
     init(direction: Direction, block: BlockID, range: Range<Int>, host: HostAddress, done: @escaping @Sendable (Bool) -> Void) {
         self.direction = direction
@@ -95,11 +125,25 @@ public struct DeviceCopyRequest: Sendable {
         self.range = range
         self.host = host
         self.done = done
+        job = nil
+        tag = 0
+    }
+
+    init(direction: Direction, block: BlockID, range: Range<Int>, host: HostAddress, job: TransferJob, tag: Int) {
+        self.direction = direction
+        self.block = block
+        self.range = range
+        self.host = host
+        done = nil
+        self.job = job
+        self.tag = tag
     }
 
     /// The engine calls this once the copy has finished (e.g. from a CUDA stream callback or after
     /// synchronizing an event), with `false` if it failed.
-    public func complete(success: Bool = true) { done(success) }
+    public func complete(success: Bool = true) {
+        if let job { job.copyFinished(tag: tag, ok: success) } else { done?(success) }
+    }
 }
 
 /// A `DeviceMemory` whose copies the engine performs: each copy is handed to `submit`, and the engine
@@ -116,12 +160,26 @@ public final class ServerCopyBackend: DeviceMemory, Sendable {
     }
 
     public func copyToHost(block: BlockID, range: Range<Int>, host: HostAddress, done: @escaping @Sendable (Bool) -> Void) {
-        guard block >= 0, Int(block) < capacityBlocks, range.upperBound <= layout.bytesPerBlock else { return done(false) }
+        guard inRange(block, range) else { return done(false) }
         submit(DeviceCopyRequest(direction: .deviceToHost, block: block, range: range, host: host, done: done))
     }
 
     public func copyFromHost(block: BlockID, range: Range<Int>, host: HostAddress, done: @escaping @Sendable (Bool) -> Void) {
-        guard block >= 0, Int(block) < capacityBlocks, range.upperBound <= layout.bytesPerBlock else { return done(false) }
+        guard inRange(block, range) else { return done(false) }
         submit(DeviceCopyRequest(direction: .hostToDevice, block: block, range: range, host: host, done: done))
+    }
+
+    public func copyToHost(block: BlockID, range: Range<Int>, host: HostAddress, notify job: TransferJob, tag: Int) {
+        guard inRange(block, range) else { return job.copyFinished(tag: tag, ok: false) }
+        submit(DeviceCopyRequest(direction: .deviceToHost, block: block, range: range, host: host, job: job, tag: tag))
+    }
+
+    public func copyFromHost(block: BlockID, range: Range<Int>, host: HostAddress, notify job: TransferJob, tag: Int) {
+        guard inRange(block, range) else { return job.copyFinished(tag: tag, ok: false) }
+        submit(DeviceCopyRequest(direction: .hostToDevice, block: block, range: range, host: host, job: job, tag: tag))
+    }
+
+    private func inRange(_ block: BlockID, _ range: Range<Int>) -> Bool {
+        block >= 0 && Int(block) < capacityBlocks && range.upperBound <= layout.bytesPerBlock
     }
 }

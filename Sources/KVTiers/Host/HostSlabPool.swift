@@ -1,10 +1,12 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CNuma
 
-/// The L2 host tier's storage: one large allocation cut into slots of one block each, placed on a chosen
-/// NUMA node with libnuma, page-locked where permitted, with O(1) slot allocation and release (a stack
-/// of free slot numbers).
+/// The L2 host tier's storage: one large shared-memory file (memfd) mapped once and cut into slots of one
+/// block each, placed on a chosen NUMA node with libnuma (mbind), page-locked where permitted, with O(1)
+/// slot allocation and release (a stack of free slot numbers). Another process (an engine's worker) can
+/// map the same bytes through `sharedFD` (`region`); slot `s` lies at byte `s * slotBytes` of it.
 ///
 /// Slot bookkeeping (`allocate`/`release`) is internal and not thread-safe: its one owner, the tier
 /// manager, calls it under its lock.
@@ -18,7 +20,8 @@ public final class HostSlabPool: @unchecked Sendable {
     public let placement: HostPlacementReport
     private let base: UnsafeMutableRawPointer
     private let totalBytes: Int
-    private let numaAllocated: Bool
+    /// The memfd behind the mapping, open until deinit.
+    public let sharedFD: Int32
     private var freeStack: [Int32]
     private var isFree: [Bool]
 
@@ -65,19 +68,25 @@ public final class HostSlabPool: @unchecked Sendable {
             reasons.append("single NUMA node: placement has no effect")
         }
 
-        var p: UnsafeMutableRawPointer? = nil
-        var viaNuma = false
+        let fd = kv_memfd_create("kvcache-host-tier")
+        guard fd >= 0 else { throw .system(call: "memfd_create", errno: errno) }
+        guard ftruncate(fd, off_t(rounded)) == 0 else {
+            let e = errno
+            close(fd)
+            throw .system(call: "ftruncate", errno: e)
+        }
+        let m = mmap(nil, rounded, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        guard let m, m != MAP_FAILED else {
+            let e = errno
+            close(fd)
+            throw .system(call: "mmap", errno: e)
+        }
         if let r = requested, Numa.isAvailable {
-            do throws(TierError) { p = try Numa.allocate(bytes: rounded, onNode: r); viaNuma = true }
+            do throws(TierError) { try Numa.bind(m, bytes: rounded, toNode: r) }
             catch { reasons.append("\(error); using unbound memory"); requested = nil }
         }
-        if p == nil {
-            let m = mmap(nil, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-            guard let m, m != MAP_FAILED else { throw .system(call: "mmap", errno: errno) }
-            p = m
-        }
-        base = p!
-        numaAllocated = viaNuma
+        base = m
+        sharedFD = fd
         // Fault every page in now (first touch happens under the node binding), so transfers never fault.
         memset(base, 0, rounded)
 
@@ -114,8 +123,13 @@ public final class HostSlabPool: @unchecked Sendable {
 
     deinit {
         munlock(base, totalBytes)
-        if numaAllocated { Numa.free(base, bytes: totalBytes) } else { munmap(base, totalBytes) }
+        munmap(base, totalBytes)
+        close(sharedFD)
     }
+
+    /// The whole mapping: its address in this process and its size (the memfd's), for another process
+    /// to map through `sharedFD`.
+    public var region: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: base, count: totalBytes) }
 
     /// Free slots now.
     public var freeCount: Int { freeStack.count }

@@ -21,17 +21,15 @@ enum Numa {
         return numa_node_size64(Int32(node), nil) > 0
     }
 
-    /// Memory of `bytes` bound to `node` (`numa_alloc_onnode`: mmap + mbind, page aligned, lazily faulted).
-    static func allocate(bytes: Int, onNode node: Int) throws(TierError) -> UnsafeMutableRawPointer {
-        errno = 0
-        guard let p = numa_alloc_onnode(bytes, Int32(node)) else {
-            throw .system(call: "numa_alloc_onnode", errno: errno == 0 ? ENOMEM : errno)
+    /// Binds the pages of `bytes` at `p` (not faulted in yet) to `node` (`mbind` with MPOL_BIND, strict).
+    static func bind(_ p: UnsafeMutableRawPointer, bytes: Int, toNode node: Int) throws(TierError) {
+        var mask = [UInt](repeating: 0, count: node / UInt.bitWidth + 1)
+        mask[node / UInt.bitWidth] = 1 << UInt(node % UInt.bitWidth)
+        let rc = mask.withUnsafeMutableBufferPointer { m in
+            mbind(p, UInt(bytes), Int32(MPOL_BIND), m.baseAddress, UInt(m.count * UInt.bitWidth + 1), UInt32(MPOL_MF_STRICT))
         }
-        return p
+        guard rc == 0 else { throw .system(call: "mbind", errno: errno) }
     }
-
-    /// Frees memory from `allocate`.
-    static func free(_ p: UnsafeMutableRawPointer, bytes: Int) { numa_free(p, bytes) }
 
     /// The node that holds the page at `address` (`get_mempolicy` with `MPOL_F_NODE | MPOL_F_ADDR`).
     static func nodeOfPage(at address: UnsafeRawPointer) throws(TierError) -> Int {

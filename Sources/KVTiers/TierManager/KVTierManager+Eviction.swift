@@ -85,11 +85,25 @@ extension KVTierManager {
         }
     }
 
-    /// Starts the copy of device `block` into a new host slot. The lock is held. Returns false when no
-    /// slot is free or evictable. `completion` (if any) runs once the slot is filled or failed.
+    /// Starts the copy of device `block` into a new host slot: an eviction or write-through copy, with a
+    /// store job of its own. The lock is held. Returns false when no slot is free or evictable.
     @discardableResult
-    func startCopyToHost(block: BlockID, key: BlockKey, parent: BlockKey, outbox: inout Outbox,
-                         completion: (@Sendable (Bool) -> Void)? = nil) -> Bool {
+    func startCopyToHost(block: BlockID, key: BlockKey, parent: BlockKey, outbox: inout Outbox) -> Bool {
+        let job = takeStoreJob(blocks: 1)
+        if startCopyToHost(block: block, key: key, parent: parent, job: job, at: 0, outbox: &outbox) {
+            enqueue(.high, job, step: 0)
+            return true
+        }
+        job.handle.complete(block: 0, group: 0, success: false)
+        return settle(job, false)
+    }
+
+    /// Plans the copy of device `block` into a new host slot as block `i` of `job`, whose handle
+    /// completes that block once the slot is filled or failed; the caller queues step `i` once it has
+    /// written every block of the job (a worker reads the job's arrays while they are not written). The
+    /// lock is held. Returns false (nothing planned) when no slot is free or evictable. No allocation.
+    func startCopyToHost(block: BlockID, key: BlockKey, parent: BlockKey, job: StoreJob, at i: Int,
+                         outbox: inout Outbox) -> Bool {
         guard let host, index.hostSlot(of: key) == nil else { return false }
         guard let slot = takeSlot(outbox: &outbox) else {
             counters.host.notStored += 1
@@ -97,27 +111,60 @@ extension KVTierManager {
         }
         index.claim(slot, key: key, parent: parent, onDisk: false)
         deviceCopiesInFlight += 1
-        let address = HostAddress(host.address(of: slot))
-        let groups = byteGroups
-        let device = self.device
-        let bytes = layout.bytesPerBlock
-        outbox.append((.high, .max, { [self] expired in
-            if expired {
-                self.finishFill(slot: slot, key: key, ok: false, fromDevice: true, bytes: bytes)
-                completion?(false)
-                return
-            }
-            let left = Countdown(groups.count)
-            for r in groups {
-                device.copyToHost(block: block, range: r, host: HostAddress(address.pointer + r.lowerBound)) { ok in
-                    if let allOK = left.arrive(ok) {
-                        self.finishFill(slot: slot, key: key, ok: allOK, fromDevice: true, bytes: bytes)
-                        completion?(allOK)
-                    }
-                }
-            }
-        }))
+        job.blocks[i] = block
+        job.keys[i] = key
+        job.slots[i] = slot
+        job.addresses[i] = HostAddress(host.address(of: slot))
+        job.groupsLeft[i] = job.groups
+        job.copiesLeft += 1
         return true
+    }
+
+    /// A pooled store job that nobody else references and whose handle the caller has dropped, reset
+    /// for `blocks` blocks; or a new one. The lock is held. O(pool + blocks).
+    func takeStoreJob(blocks: Int) -> StoreJob {
+        for i in storeJobs.indices where isReusable(storeJobs[i], handle: &storeJobs[i].handle) {
+            storeJobs[i].reset(blocks: blocks)
+            storeJobs[i].keepAlive = self
+            return storeJobs[i]
+        }
+        let job = StoreJob(manager: self, blocks: blocks)
+        job.reset(blocks: blocks)
+        if storeJobs.count < Self.handlePoolSize { storeJobs.append(job) }
+        job.keepAlive = self
+        return job
+    }
+
+    /// A step of a store: hands the device the copies of block `i`, one per layer group.
+    func copyBlockToHost(_ job: StoreJob, block i: Int, expired: Bool) {
+        guard let address = job.addresses[i] else { return }
+        for (g, r) in byteGroups.enumerated() {
+            if expired {
+                finishStoreCopy(job, block: i, ok: false)
+            } else {
+                device.copyToHost(block: job.blocks[i], range: r, host: HostAddress(address.pointer + r.lowerBound),
+                                  notify: job, tag: i * job.groups + g)
+            }
+        }
+    }
+
+    /// One layer-group copy of block `i` of a store has finished; after the last, the slot is filled (or
+    /// released) and the block completes.
+    func finishStoreCopy(_ job: StoreJob, block i: Int, ok: Bool) {
+        // What the rest needs is read under the lock: the job may be reused once it has let go.
+        typealias Done = (ok: Bool, slot: Int32, key: BlockKey, handle: TransferHandle)
+        let (done, released): (Done?, AnyObject?) = lock.withLock {
+            if !ok { job.failed[i] = true }
+            job.groupsLeft[i] -= 1
+            guard job.groupsLeft[i] == 0 else { return (nil, nil) }
+            job.copiesLeft -= 1
+            let done: Done = (!job.failed[i], job.slots[i], job.keys[i], job.handle)
+            return (done, job.copiesLeft == 0 ? finish(job) : nil)
+        }
+        guard let done else { return }
+        finishFill(slot: done.slot, key: done.key, ok: done.ok, fromDevice: true, bytes: layout.bytesPerBlock)
+        done.handle.complete(block: i, group: 0, success: done.ok)
+        withExtendedLifetime(released) {}   // the manager may go now
     }
 
     /// Without a host tier: copies device `block` into a staging buffer, then writes it to the store. The

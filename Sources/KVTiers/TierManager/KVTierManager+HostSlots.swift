@@ -53,7 +53,7 @@ extension KVTierManager {
         let key = index.key(ofSlot: slot)
         if index.release(slot) {
             counters.host.removedBlocks += 1
-            if config.recordEvents { events.append(.blockRemoved(keys: [key], tier: .host)) }
+            if config.recordEvents { events.append(.removed(key, tier: .host)) }
         }
         try? host?.release(slot)   // the slot is allocated here by construction
         counters.host.occupancy = index.hostCount
@@ -84,7 +84,7 @@ extension KVTierManager {
         counters.host.occupancy = index.hostCount
         if config.recordEvents {
             let parent = index.parent(ofSlot: slot).nonZero
-            events.append(.blockStored(keys: [key], parent: parent, blockTokens: layout.blockTokens, tier: .host))
+            events.append(.stored(key, parent: parent, tier: .host))
         }
     }
 
@@ -158,11 +158,10 @@ extension KVTierManager {
         for c in storeChanges {
             switch c {
             case .stored(let k, let parent):
-                events.append(.blockStored(keys: [k], parent: parent, blockTokens: layout.blockTokens,
-                                           tier: store.tier))
+                events.append(.stored(k, parent: parent, tier: store.tier))
             case .removed(let k):
                 counters.disk.removedBlocks += 1
-                if config.recordEvents { events.append(.blockRemoved(keys: [k], tier: store.tier)) }
+                if config.recordEvents { events.append(.removed(k, tier: store.tier)) }
                 index.diskRemoved(k)
             }
         }

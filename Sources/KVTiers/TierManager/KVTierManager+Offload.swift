@@ -22,15 +22,25 @@ extension KVTierManager {
     /// many of them are on host (ready). O(keys), no allocation.
     @discardableResult
     public func touch(keys: some Sequence<BlockKey>) -> Int {
+        lock.withLock { keys.count { touchHostCopy($0) } }
+    }
+
+    /// `touch(keys:)` over an array, not specialized per caller: the C ABI's path. O(keys), no allocation.
+    @discardableResult
+    public func touch(keys: [BlockKey]) -> Int {
         lock.withLock {
             var found = 0
-            for k in keys {
-                guard let s = index.readyHostSlot(of: k) else { continue }
-                index.touch(s)
-                found += 1
-            }
+            for k in keys where touchHostCopy(k) { found += 1 }
             return found
         }
+    }
+
+    /// Moves `key`'s ready host copy to the front of the LRU order; false when there is none. The lock is
+    /// held. O(1).
+    private func touchHostCopy(_ key: BlockKey) -> Bool {
+        guard let s = index.readyHostSlot(of: key) else { return false }
+        index.touch(s)
+        return true
     }
 
     /// Loads `keys[first ..< first + blocks.count]` into device blocks `blocks` without a plan from
@@ -39,9 +49,7 @@ extension KVTierManager {
     /// - Throws: `.invalidArgument` when `first + blocks.count` passes the keys or a block is out of range.
     public func load(keys: [BlockKey], first: Int, into blocks: [BlockID]) throws(TierError) -> TransferHandle {
         guard first >= 0 else { throw .invalidArgument("load: first is negative") }
-        let plan = TierLookup(deviceBlocks: first, locations: Array(repeating: .host, count: blocks.count),
-                              limitedByAdmission: false)
-        return try load(plan, keys: keys, into: blocks)
+        return try startLoad(keys: keys, first: first, into: blocks)
     }
 
     /// Offloads device blocks: `blocks[i]` holds `keys[i]`, a chain whose first key's parent is
@@ -59,26 +67,27 @@ extension KVTierManager {
             throw .invalidArgument("store: blocks and keys disagree, a block is out of range or a key is zero")
         }
         flushPending()
-        let handle = TransferHandle(blocks: blocks.count, layerGroups: [0 ..< layout.layers])
         var outbox: Outbox = []
-        var settled: [(Int, Bool)] = []
-        lock.withLock {
+        let handle: TransferHandle = lock.withLock {
+            let job = takeStoreJob(blocks: blocks.count)
             for i in blocks.indices {
                 let key = keys[i]
                 let parent = i == 0 ? firstParent ?? .zero : keys[i - 1]
                 setResident(block: blocks[i], key: key, parent: parent)
                 if index.hostSlot(of: key) != nil {
-                    settled.append((i, true))
+                    job.handle.complete(block: i, group: 0, success: true)
                 } else if host == nil {
-                    settled.append((i, store?.contains(key) ?? false))
-                } else if !startCopyToHost(block: blocks[i], key: key, parent: parent, outbox: &outbox,
-                                           completion: { ok in handle.complete(block: i, group: 0, success: ok) }) {
-                    settled.append((i, false))
+                    job.handle.complete(block: i, group: 0, success: store?.contains(key) ?? false)
+                } else if !startCopyToHost(block: blocks[i], key: key, parent: parent, job: job, at: i, outbox: &outbox) {
+                    job.handle.complete(block: i, group: 0, success: false)
                 }
             }
+            for i in blocks.indices where job.slots[i] >= 0 { enqueue(.high, job, step: i) }
+            // The caller holds the manager: a store with no copy in flight drops its reference here.
+            return job.copiesLeft == 0 ? settle(job, job.handle) : job.handle
         }
         send(outbox)
-        for (i, ok) in settled { handle.complete(block: i, group: 0, success: ok) }
+        flushPending()
         return handle
     }
 

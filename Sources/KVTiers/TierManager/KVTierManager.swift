@@ -32,6 +32,8 @@ public final class KVTierManager: @unchecked Sendable {
     let transfers: TransferWorkers
     let groupRanges: [Range<Int>]      // layer ranges
     let byteGroups: [Range<Int>]       // byte ranges of those layer groups within a block
+    /// The one layer group of a store's handle: every layer.
+    let storeGroups: [Range<Int>]
 
     let lock = ConditionLock()
     // Everything below is guarded by `lock`.
@@ -43,13 +45,14 @@ public final class KVTierManager: @unchecked Sendable {
     var spillsInFlight = 0
     var admission: LoadOrRecompute
     var counters = TierStatistics()
-    var events: [KVEvent] = []
+    var events: [TierEvent] = []
     /// The store's journal, taken in under the lock (storage reused).
     var storeChanges: [DiskChange] = []
     /// Jobs queued while the lock was held by a path that cannot return an outbox.
     var pendingOutbox: Outbox = []
-    /// Finished load handles handed out again, so a steady stream of loads allocates none.
-    var handlePool: [TransferHandle] = []
+    /// Finished loads and stores handed out again, so a steady stream of them allocates nothing.
+    var loadJobs: [LoadJob] = []
+    var storeJobs: [StoreJob] = []
 
     /// - Parameters:
     ///   - device: the L1 pool's bytes (a `HostDeviceMemory` stand-in or the engine's `ServerCopyBackend`).
@@ -82,6 +85,7 @@ public final class KVTierManager: @unchecked Sendable {
         let ranges = layout.layerGroups(config.layerGroups)
         groupRanges = ranges
         byteGroups = ranges.map { layout.byteRange(layers: $0) }
+        storeGroups = [0 ..< layout.layers]
         index = TierIndex(deviceBlocks: device.capacityBlocks, hostSlots: config.hostBlocks)
         admission = config.admission
         counters.host.capacity = config.hostBlocks
@@ -104,7 +108,7 @@ public final class KVTierManager: @unchecked Sendable {
         store.drainChanges(into: &storeChanges)   // removals while opening: of blocks never announced
         storeChanges.removeAll(keepingCapacity: true)
         for (key, parent) in store.blocksWithParents() {
-            events.append(.blockStored(keys: [key], parent: parent, blockTokens: layout.blockTokens, tier: store.tier))
+            events.append(.stored(key, parent: parent, tier: store.tier))
         }
     }
 
@@ -150,9 +154,51 @@ public final class KVTierManager: @unchecked Sendable {
         for (p, d, job) in outbox { transfers.submit(p, deadlineNanos: d, job) }
     }
 
+    /// Queues step `step` of `job`; the lock is held. Once the workers have stopped, the step is kept for
+    /// `flushPending`, which runs it as expired. No allocation while the workers run.
+    func enqueue(_ priority: TransferPriority, _ job: TransferJob, step: Int) {
+        job.stepsQueued += 1
+        if !transfers.trySubmit(priority, job, step: step) {
+            pendingOutbox.append((priority, .max, { expired in job.run(step: step, expired: expired) }))
+        }
+    }
+
+    /// Marks `job` finished and returns its hold on the manager when no step of it is queued or running
+    /// (nil otherwise: the last step lets go). The lock is held; the caller releases the result after
+    /// leaving the lock (`withExtendedLifetime`), since it may be the manager's last reference.
+    func finish(_ job: TransferJob) -> AnyObject? {
+        job.finished = true
+        return letGo(job)
+    }
+
+    /// `job`'s hold on the manager, taken from it when the job has finished and no step is queued or
+    /// running; nil otherwise. The lock is held.
+    func letGo(_ job: TransferJob) -> AnyObject? {
+        guard job.finished, job.stepsQueued == 0 else { return nil }
+        defer { job.keepAlive = nil }
+        return job.keepAlive
+    }
+
+    /// A step of `job` has ended: counted out under the lock; the job lets the manager go if it was the
+    /// last thing it waited for.
+    func stepEnded(_ job: TransferJob) {
+        let released: AnyObject? = lock.withLock {
+            job.stepsQueued -= 1
+            return letGo(job)
+        }
+        withExtendedLifetime(released) {}   // the manager may go now, outside its lock
+    }
+
+    /// Whether a pooled job can be handed out again: idle (finished, no step left, no hold on the
+    /// manager), its handle complete and no longer the caller's. The lock is held.
+    func isReusable(_ job: TransferJob, handle: inout TransferHandle) -> Bool {
+        job.keepAlive == nil && job.stepsQueued == 0 && handle.isComplete && isKnownUniquelyReferenced(&handle)
+    }
+
     /// Submits the jobs that paths without an outbox queued.
     func flushPending() {
         let jobs: Outbox = lock.withLock {
+            if pendingOutbox.isEmpty { return [] }
             let j = pendingOutbox
             pendingOutbox = []
             return j
@@ -163,6 +209,15 @@ public final class KVTierManager: @unchecked Sendable {
     /// Moves the recorded tier events into `out` (only with `recordEvents`). Attach the manager to
     /// `KVCacheManager.lowerTierEvents` to get them in the device pool's stream.
     public func drainEvents(into out: inout [KVEvent]) {
+        lock.withLock {
+            syncStoreChanges()
+            for e in events { out.append(e.event(blockTokens: layout.blockTokens)) }
+            events.removeAll(keepingCapacity: true)
+        }
+    }
+
+    /// `drainEvents(into:)` in the recorded form: no allocation once `out` has grown. O(events).
+    public func drainEvents(into out: inout [TierEvent]) {
         lock.withLock {
             syncStoreChanges()
             out.append(contentsOf: events)

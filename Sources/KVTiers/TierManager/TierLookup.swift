@@ -10,6 +10,15 @@ public struct TierLookup: Sendable, Equatable {
     /// The prefix stopped because loading the next block would be slower than recomputing it.
     public var limitedByAdmission: Bool
 
+    /// An empty plan (to be filled by `KVTierManager.lookup(keys:deviceBlocks:maxBlocks:into:)`).
+    public init() { self.init(deviceBlocks: 0, locations: [], limitedByAdmission: false) }
+
+    init(deviceBlocks: Int, locations: [Tier], limitedByAdmission: Bool) {
+        self.deviceBlocks = deviceBlocks
+        self.locations = locations
+        self.limitedByAdmission = limitedByAdmission
+    }
+
     public var hostBlocks: Int { locations.count { $0 == .host } }
     public var diskBlocks: Int { locations.count { $0 == .disk } }
     /// Blocks to load from lower tiers.

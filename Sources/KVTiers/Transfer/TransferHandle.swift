@@ -98,8 +98,27 @@ public final class TransferHandle: @unchecked Sendable {
     }
     private var fromDisk: [Bool] = []
 
+    /// Records, for each block, whether it came from disk, reusing the handle's storage. O(blocks).
+    func setLoadedFromDisk(_ flags: [Bool]) {
+        cond.withLock {
+            fromDisk.removeAll(keepingCapacity: true)
+            fromDisk.append(contentsOf: flags)
+        }
+    }
+
     /// After completion: indices of the blocks that failed.
     public var failedBlocks: [Int] { cond.withLock { failed.indices.filter { failed[$0] } } }
+
+    /// How many blocks have failed so far. O(blocks), no allocation.
+    public var failedCount: Int { cond.withLock { failed.count { $0 } } }
+
+    /// Writes 1 for each block that has not failed (so far) and 0 for each one that has into
+    /// `out[0 ..< blocks]`, which must hold `blocks` entries. O(blocks), no allocation.
+    public func writeOutcome(into out: UnsafeMutablePointer<UInt8>, okValue: UInt8 = 1) {
+        cond.withLock {
+            for i in 0 ..< blockCount { out[i] = failed[i] ? 1 - okValue : okValue }
+        }
+    }
 
     /// Wall time from creation to completion, in nanoseconds (0 while running).
     public var elapsedNanos: UInt64 { cond.withLock { finishNanos == 0 ? 0 : finishNanos - startNanos } }

@@ -27,6 +27,12 @@ public final class TransferWorkers: Sendable {
         core.submit(priority, deadlineNanos: deadlineNanos, job)
     }
 
+    /// Queues step `step` of `job` (no allocation once the queue has grown); false, queuing nothing, after
+    /// `shutdown`. O(1) amortized.
+    func trySubmit(_ priority: TransferPriority, _ job: TransferJob, step: Int) -> Bool {
+        core.trySubmit(priority, deadlineNanos: .max, .step(job, step))
+    }
+
     /// Blocks until every queued and running job has finished.
     public func waitForTransfers() { core.waitForTransfers() }
 
@@ -39,7 +45,19 @@ public final class TransferWorkers: Sendable {
 final class WorkerQueue: @unchecked Sendable {
     // Sendable: queues and flags are only touched under `cond`'s mutex.
     typealias Job = TransferWorkers.Job
-    private struct Entry { var deadline: UInt64; var job: Job }
+    /// A queued unit: a closure, or a step of a pooled job (stored inline, no allocation).
+    enum Work {
+        case closure(Job)
+        case step(TransferJob, Int)
+
+        func run(expired: Bool) {
+            switch self {
+            case .closure(let job): job(expired)
+            case .step(let job, let step): job.run(step: step, expired: expired)
+            }
+        }
+    }
+    private struct Entry { var deadline: UInt64; var work: Work }
 
     private let cond = ConditionLock()
     private var high: [Entry] = [], highHead = 0
@@ -52,6 +70,10 @@ final class WorkerQueue: @unchecked Sendable {
     init(workers: Int) throws(TierError) {
         guard (1 ... 64).contains(workers) else { throw .invalidArgument("workers must be in 1...64") }
         workerCount = workers
+        // Room for the steps of a few large loads and stores queued at once, so that a burst larger than
+        // the warm-up's does not grow the queues in steady state.
+        high.reserveCapacity(Self.reservedEntries)
+        low.reserveCapacity(Self.reservedEntries)
         for _ in 0 ..< workers {
             var t = pthread_t()
             let ctx = Unmanaged.passRetained(self).toOpaque()
@@ -70,14 +92,18 @@ final class WorkerQueue: @unchecked Sendable {
     }
 
     func submit(_ priority: TransferPriority, deadlineNanos: UInt64 = .max, _ job: @escaping Job) {
-        let accepted: Bool = cond.withLock {
+        if !trySubmit(priority, deadlineNanos: deadlineNanos, .closure(job)) { job(true) }
+    }
+
+    /// Queues `work`; false (nothing queued) once stopping.
+    func trySubmit(_ priority: TransferPriority, deadlineNanos: UInt64, _ work: Work) -> Bool {
+        cond.withLock {
             guard !stopping else { return false }
-            if priority == .high { high.append(Entry(deadline: deadlineNanos, job: job)) }
-            else { low.append(Entry(deadline: deadlineNanos, job: job)) }
+            if priority == .high { high.append(Entry(deadline: deadlineNanos, work: work)) }
+            else { low.append(Entry(deadline: deadlineNanos, work: work)) }
             cond.signal()
             return true
         }
-        if !accepted { job(true) }
     }
 
     func waitForTransfers() {
@@ -116,10 +142,13 @@ final class WorkerQueue: @unchecked Sendable {
     }
 
     /// The first entry of a FIFO kept as an array and a head index (no element moves per pop); the array
-    /// is emptied, keeping its capacity, once the head reaches its end. O(1) amortised, no allocation.
+    /// is emptied, keeping its capacity, once the head reaches its end; the popped place drops its
+    /// references at once (a pooled job is free again as soon as its steps have run). O(1) amortised, no
+    /// allocation.
     private static func popFront(_ queue: inout [Entry], _ head: inout Int) -> Entry? {
         guard head < queue.count else { return nil }
         let e = queue[head]
+        queue[head] = Entry(deadline: 0, work: .closure(Self.popped))
         head += 1
         if head == queue.count {
             queue.removeAll(keepingCapacity: true)
@@ -127,6 +156,12 @@ final class WorkerQueue: @unchecked Sendable {
         }
         return e
     }
+
+    /// Entries each queue holds before it grows.
+    static let reservedEntries = 1024
+
+    /// What a popped place holds until the array is emptied: a closure without captures (no allocation).
+    private static let popped: Job = { _ in }
 
     private func workLoop() {
         while runNext() {
@@ -139,7 +174,7 @@ final class WorkerQueue: @unchecked Sendable {
     @inline(never)
     private func runNext() -> Bool {
         guard let e = next() else { return false }
-        e.job(e.deadline != .max && KVClock.monotonicNanos() > e.deadline)
+        e.work.run(expired: e.deadline != .max && KVClock.monotonicNanos() > e.deadline)
         return true
     }
 }
