@@ -87,8 +87,16 @@ public struct ChunkStore: Sendable {
 
     /// The best variant of `chunk` to reuse after `context`: the one computed after that very context if
     /// stored, else the one least dependent on its context (lowest measured `contextImpact`; unmeasured
-    /// ones after measured ones), else the most recently used. Marks it used. No allocation.
+    /// ones after measured ones), else the most recently used. Marks it used (`find` then `touch`). One
+    /// hash probe and a walk over at most `maxVariantsPerChunk` variants; no allocation.
     public mutating func lookup(_ chunk: ChunkKey, context: BlockKey? = nil) -> ChunkVariantID? {
+        guard let id = find(chunk, context: context) else { return nil }
+        touch(id)
+        return id
+    }
+
+    /// The variant `lookup` would return, without marking it used: changes nothing. No allocation.
+    public func find(_ chunk: ChunkKey, context: BlockKey? = nil) -> ChunkVariantID? {
         guard var s = heads[chunk] else { return nil }
         var best: Int32 = -1
         while s >= 0 {
@@ -97,10 +105,16 @@ public struct ChunkStore: Sendable {
             if best < 0 || Self.better(v, lastUse[Int(s)], than: variants[Int(best)]!, lastUse[Int(best)]) { best = s }
             s = nextVariant[Int(s)]
         }
-        clock += 1
-        lastUse[Int(best)] = clock
-        variants[Int(best)]!.hits += 1
         return ChunkVariantID(slot: best, generation: generations[Int(best)])
+    }
+
+    /// Marks the live variant `id` used now (last to be evicted) and counts a hit. O(1).
+    /// - Precondition: `id` is live (as `find` returned it, with no change to the store since).
+    public mutating func touch(_ id: ChunkVariantID) {
+        precondition(live(id), "touch of a variant that is gone")
+        clock += 1
+        lastUse[Int(id.slot)] = clock
+        variants[Int(id.slot)]!.hits += 1
     }
 
     private static func better(_ a: Variant, _ aUse: UInt64, than b: Variant, _ bUse: UInt64) -> Bool {
@@ -198,6 +212,9 @@ public struct ChunkStore: Sendable {
         guard live(id) else { throw .unknownVariant(id) }
         holders[Int(id.slot)] += 1
     }
+
+    /// Readers holding `id` now (0 for a variant that is gone). O(1).
+    public func holders(of id: ChunkVariantID) -> Int { live(id) ? Int(holders[Int(id.slot)]) : 0 }
 
     /// Ends one `acquire`. O(1).
     public mutating func release(_ id: ChunkVariantID) throws(ChunkError) {
