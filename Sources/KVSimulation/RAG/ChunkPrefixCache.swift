@@ -18,9 +18,12 @@ import KVCache
 ///   Then every node of the path is cached, evicting as needed; nodes of the request being served are never
 ///   victims, and when the pool cannot make room the rest of the path is computed, not cached.
 /// - Policies: `lru` evicts the least recently used leaf (a hit, prefix or chunk, or an insert uses a
-///   node); `pgdsf` the leaf of lowest clock + frequency x cost / blocks (GDSF with the prefix-aware cost:
-///   the modelled seconds to compute the node's tokens at the position it was cached at), the clock set to
-///   each victim's priority, ties by recency.
+///   node); `pgdsf` the leaf of lowest clock + frequency x cost / blocks (GDSF: the clock as of the node's
+///   last use, set to each victim's priority; ties by recency), with the prefix-aware cost of a miss: the
+///   modelled seconds to compute the node's tokens at the position it was cached at, and with chunk reuse,
+///   while another node of the same identity is cached, only the recompute ratio of that (a later request
+///   that misses this node's prefix reuses the other copy as a chunk). A node's priority follows when a
+///   copy of its identity comes or goes.
 ///
 /// Complexity: serving a path of k segments costs O(k) hash probes plus O(log n) per heap change and per
 /// eviction (n nodes); no allocation per call once the arrays have grown, except for new nodes.
@@ -65,6 +68,8 @@ public struct ChunkPrefixCache: Sendable {
     private var cached: [Bool] = [true]
     private var cachedChildren: [Int32] = [0]
     private var frequency: [Double] = [0]
+    /// pgdsf's clock at the node's last use.
+    private var base: [Double] = [0]
     private var cost: [Double] = [0]
     private var lastUse: [UInt64] = [0]
     private var pinnedAt: [UInt64] = [0]
@@ -130,7 +135,7 @@ public struct ChunkPrefixCache: Sendable {
                 child = Int32(parent.count)
                 children[edge] = child
                 parent.append(node); identity.append(step.identity); tokens.append(step.tokens); cached.append(false)
-                cachedChildren.append(0); frequency.append(0); cost.append(0); lastUse.append(0); pinnedAt.append(0)
+                cachedChildren.append(0); frequency.append(0); base.append(0); cost.append(0); lastUse.append(0); pinnedAt.append(0)
                 sameNext.append(-1); samePrev.append(-1)
             }
             let need = blocks(child)
@@ -157,6 +162,7 @@ public struct ChunkPrefixCache: Sendable {
         tick += 1
         lastUse[Int(n)] = tick
         frequency[Int(n)] += 1
+        base[Int(n)] = clock
         pinnedAt[Int(n)] = epoch
         if sameHead[identity[Int(n)]] != n { unlink(n); link(n) }
         if cachedChildren[Int(n)] == 0 { heap.update(n, priority: priority(n), tie: lastUse[Int(n)]) }
@@ -165,8 +171,20 @@ public struct ChunkPrefixCache: Sendable {
     private func priority(_ n: Int32) -> Double {
         switch config.policy {
         case .lru: Double(lastUse[Int(n)])
-        case .pgdsf: clock + frequency[Int(n)] * cost[Int(n)] / Double(blocks(n))
+        case .pgdsf: base[Int(n)] + frequency[Int(n)] * missCost(n) / Double(blocks(n))
         }
+    }
+
+    /// What losing the cached node `n` costs a later request that would have hit it: its compute, or with
+    /// chunk reuse and another cached copy of its identity, only that copy's recompute. O(1).
+    private func missCost(_ n: Int32) -> Double {
+        let shared = config.chunkReuse && (sameNext[Int(n)] >= 0 || samePrev[Int(n)] >= 0)
+        return shared ? config.recomputeRatio * cost[Int(n)] : cost[Int(n)]
+    }
+
+    /// Re-keys `n` in the heap (when it is there) after a change of its miss cost. O(log n).
+    private mutating func refresh(_ n: Int32) {
+        if n >= 0, heap.contains(n) { heap.update(n, priority: priority(n), tie: lastUse[Int(n)]) }
     }
 
     private mutating func link(_ n: Int32) {
@@ -176,6 +194,7 @@ public struct ChunkPrefixCache: Sendable {
         samePrev[Int(n)] = -1
         if head >= 0 { samePrev[Int(head)] = n }
         sameHead[id] = n
+        if head >= 0 && sameNext[Int(head)] < 0 { refresh(head) }  // was the only copy
     }
 
     private mutating func unlink(_ n: Int32) {
@@ -183,6 +202,8 @@ public struct ChunkPrefixCache: Sendable {
         if prev >= 0 { sameNext[Int(prev)] = next } else if next >= 0 { sameHead[identity[Int(n)]] = next } else { sameHead[identity[Int(n)]] = nil }
         if next >= 0 { samePrev[Int(next)] = prev }
         sameNext[Int(n)] = -1; samePrev[Int(n)] = -1
+        // A copy left alone is dear again.
+        if let head = sameHead[identity[Int(n)]], sameNext[Int(head)] < 0 { refresh(head) }
     }
 
     /// Evicts unpinned leaves by the policy until `need` more blocks fit; false (nothing evicted beyond

@@ -10,7 +10,8 @@ import KVData
 /// input - computed)` (the computed tokens attend over the whole prompt); saved seconds = the full prefill's
 /// less that. Time to first token: one prefill instance serving the requests in arrival order (decode runs
 /// elsewhere, as in a disaggregated deployment): start = max(arrival, previous finish), TTFT = finish -
-/// arrival. O(requests x segments x log n).
+/// arrival. Where the timestamps go back (recordings concatenated in one file), the later requests are
+/// shifted to continue from the latest arrival so far. O(requests x segments x log n).
 public enum ChunkPrefixReplay {
     public struct Result: Sendable, Equatable {
         public var requests = 0
@@ -49,17 +50,11 @@ public enum ChunkPrefixReplay {
     /// Throws the cache's errors, or `invalidArgument` for a range outside the trace.
     public static func run(_ trace: RAGPulse.Trace, config: ChunkPrefixCache.Config, range: Range<Int>? = nil, countFrom: Int? = nil,
                            validateEvery: Int = 0) throws(CacheModelError) -> Result {
-        let all = trace.trace.requests.indices
-        let range = range ?? all
-        let countFrom = countFrom ?? range.lowerBound
-        guard range.lowerBound >= all.lowerBound, range.upperBound <= all.upperBound,
-              (range.lowerBound ... range.upperBound).contains(countFrom) else {
-            throw .invalidArgument("requests \(range) counted from \(countFrom) are not within the trace's \(all.count)")
-        }
+        let (range, countFrom) = try KnowledgeTreeReplay.requests(of: trace, range: range, countFrom: countFrom)
         var cache = try ChunkPrefixCache(config)
         var result = Result()
         var steps: [KnowledgeTree.Step] = []
-        var free = -Double.infinity
+        var free = -Double.infinity, latest = -Double.infinity, shift = 0.0
         var evictedBefore = 0
         for i in range {
             steps.removeAll(keepingCapacity: true)
@@ -80,9 +75,12 @@ public enum ChunkPrefixReplay {
             result.computedTokens += computed
             result.prefillSeconds += prefill
             result.savedSeconds += config.cost.prefixSeconds(tokens: input) - prefill
-            let start = max(request.arrival, free)
+            if request.arrival + shift < latest { shift = latest - request.arrival }
+            let arrival = request.arrival + shift
+            latest = arrival
+            let start = max(arrival, free)
             free = start + prefill
-            result.ttft.append(free - request.arrival)
+            result.ttft.append(free - arrival)
         }
         try cache.validate()
         result.evictedNodes = cache.evictedNodes - evictedBefore
