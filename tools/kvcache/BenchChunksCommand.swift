@@ -3,11 +3,12 @@ import Foundation
 import KVBench
 import KVData
 
-/// `kvcache bench chunks`: RoPE re-rotation of a reused chunk's keys against memcpy of the same bytes.
+/// `kvcache bench chunks`: RoPE re-rotation of a reused chunk's keys against memcpy of the same bytes, and
+/// the chunk store's lookup and plan building in ns per chunk.
 struct BenchChunksCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chunks",
-        abstract: "RoPE re-rotation (PIE) of cached keys against memcpy of the same bytes, in one run.")
+        abstract: "RoPE re-rotation (PIE) of cached keys against memcpy of the same bytes, in one run; chunk lookup and plan building in ns per chunk.")
 
     @Option(help: "Chunk tokens (keys of 8 layers x 8 KV heads x head dim 128, fp32).")
     var tokens = 512
@@ -29,8 +30,12 @@ struct BenchChunksCommand: ParsableCommand {
         let figures = try [.adjacentPairs, .halfSplit].map {
             try RopeRotationFigures.measure(layout: $0, tokens: tokens, repetitions: repetitions)
         }
+        let plans = try ChunkPlanFigures.measure(repetitions: repetitions)
         if json {
             JSONReport.print(.object([("tokens", .int(tokens)), ("repetitions", .int(repetitions)),
+                                      ("lookup_ns_per_chunk", .double(plans.lookupNanosPerChunk)),
+                                      ("plan_ns_per_chunk", .double(plans.planNanosPerChunk)),
+                                      ("plan_c_abi_ns_per_chunk", .double(plans.planCAPINanosPerChunk)),
                                       ("bytes", .int(figures[0].bytes)),
                                       ("rope", .array(figures.map { f in
                                           .object([("layout", .string(f.layout.rawValue)),
@@ -45,6 +50,9 @@ struct BenchChunksCommand: ParsableCommand {
                       + String(format: "%.2f GB/s  memcpy %.2f GB/s  ratio %.2f", f.rotateBytesPerSecond / 1e9,
                                f.copyBytesPerSecond / 1e9, f.ratio))
             }
+            print("chunk store of 4,096 chunks of 256 tokens; prompts of 8 reused chunks, HKVD at 0.15")
+            print(String(format: "lookup %.1f ns/chunk  plan (draft+acquire+release) %.1f ns/chunk  plan through the C ABI (plan+commit) %.1f ns/chunk",
+                         plans.lookupNanosPerChunk, plans.planNanosPerChunk, plans.planCAPINanosPerChunk))
         }
     }
 }
