@@ -50,6 +50,9 @@ public struct ChunkStore: Sendable {
     private var freeSlots: [Int32] = []
     private var clock: UInt64 = 0
     public private(set) var evictedVariants = 0
+    /// The variants the last `insert` evicted to make room, with the blocks they held (now the new
+    /// variant's or free): what a tiered store copies out before the engine overwrites them.
+    public private(set) var lastEvicted: [(variant: Variant, blocks: [BlockID])] = []
 
     public init(capacityBlocks: Int, blockTokens: Int, maxVariantsPerChunk: Int = 4) throws(ChunkError) {
         guard blockTokens >= 1, maxVariantsPerChunk >= 1 else {
@@ -172,7 +175,12 @@ public struct ChunkStore: Sendable {
             victims.append(v)
             available += blockLists[Int(v)].count
         }
-        for v in victims { drop(v); evictedVariants += 1 }
+        lastEvicted.removeAll(keepingCapacity: true)
+        for v in victims {
+            lastEvicted.append((variants[Int(v)]!, blockLists[Int(v)]))
+            drop(v)
+            evictedVariants += 1
+        }
         let slot: Int32
         if let free = freeSlots.popLast() {
             slot = free
