@@ -3,6 +3,7 @@ import KVCache
 import KVCacheC
 import KVChunks
 import KVPlan
+import KVTiers
 
 /// RoPE re-rotation of a chunk's cached keys (PIE) and, on the same bytes, `memcpy`: what moving a reused
 /// chunk to a new position costs next to merely copying its keys. Keys are `tokens x kvHeads` vectors of
@@ -226,5 +227,79 @@ public struct ChunkPlanFigures: Sendable {
         return ChunkPlanFigures(lookupNanosPerChunk: try lookup.medianSecondsPerUnit(repetitions: repetitions) * 1e9,
                                 planNanosPerChunk: try plan.medianSecondsPerUnit(repetitions: repetitions) * 1e9,
                                 planCAPINanosPerChunk: try capi.medianSecondsPerUnit(repetitions: repetitions) * 1e9)
+    }
+}
+
+/// Chunks spilled from the device to host memory and disk with their real bytes and fetched back through
+/// `TieredChunkStore` (the blend engine's geometry: SmolLM2-135M, 30 layers x 3 KV heads x 64 dims, fp16,
+/// 16-token blocks; 256-token chunks of 5.9 MB): `chunks` chunks through a device of `deviceChunks` and a
+/// host of `hostChunks`, so the oldest reach disk; then every chunk fetched back once, newest first. Each
+/// fetch is timed alone (load and checks; the evictions it causes included) and its bytes compared with
+/// what was written. Measured, not modelled.
+public struct ChunkFetchFigures: Sendable {
+    public var chunkBytes: Int
+    /// Fetches served from each tier, and their median GB/s (chunk bytes / fetch seconds; 0 when none).
+    public var fromDevice = 0, fromHost = 0, fromDisk = 0, missing = 0
+    public var hostGBps = 0.0, diskGBps = 0.0
+    /// Fetched chunks whose bytes differ from those written (must be 0).
+    public var mismatches = 0
+
+    public static func measure(directory: String, chunks: Int = 24, deviceChunks: Int = 8, hostChunks: Int = 8,
+                               chunkTokens: Int = 256) throws -> ChunkFetchFigures {
+        let layout = try KVGeometry(layers: 30, kvHeads: 3, headDim: 64, dtype: .fp16, blockTokens: 16)
+        let blocksPerChunk = (chunkTokens + 15) / 16
+        var config = TierConfig(layout: layout, hostBlocks: hostChunks * blocksPerChunk,
+                                disk: DiskStoreConfig(directory: directory, capacityBytes: (chunks + 4) * blocksPerChunk * layout.bytesPerBlock * 2,
+                                                      layout: layout))
+        config.calibrateAtStart = false
+        config.lockHostMemory = false
+        config.spillWatermark = 1
+        let device = try HostDeviceMemory(layout: layout, capacityBlocks: deviceChunks * blocksPerChunk)
+        let tiers = try KVTierManager(config: config, device: device)
+        defer { tiers.close() }
+        let tiered = try TieredChunkStore(store: try ChunkStore(capacityBlocks: deviceChunks * blocksPerChunk, blockTokens: 16), tiers: tiers)
+        let root = BlockHasher.rootKey(namespace: "bench-fetch")
+        let keys = (0 ..< chunks).map { c in ChunkKey(tokens: (0 ..< chunkTokens).map { UInt32(c * chunkTokens + $0) }, namespace: "bench-fetch") }
+        func fill(_ c: Int, _ b: Int, _ dst: UnsafeMutableRawBufferPointer) {
+            var rng = SplitMix64(seed: UInt64(c * 4096 + b + 1))
+            let words = dst.bindMemory(to: UInt64.self)
+            for i in words.indices { words[i] = rng.next() }
+        }
+        func same(_ c: Int, _ b: Int, _ got: UnsafeMutableRawBufferPointer) -> Bool {
+            var rng = SplitMix64(seed: UInt64(c * 4096 + b + 1))
+            let words = got.bindMemory(to: UInt64.self)
+            return words.allSatisfy { $0 == rng.next() }
+        }
+        for c in 0 ..< chunks {
+            let (id, blocks) = try tiered.insert(keys[c], tokens: chunkTokens, computedAt: 0, context: root)
+            for (b, block) in blocks.enumerated() { device.withBlock(block) { fill(c, b, $0) } }
+            try tiered.commit(id)
+        }
+        tiers.waitForTransfers()
+        let controller = try LoadingController(cost: try RecomputeCost(secondsPerToken: 4.9e-3, secondsPerContextPair: 0), layers: 30,
+                                               kvBytesPerToken: layout.bytesPerBlock / 16)
+        var figures = ChunkFetchFigures(chunkBytes: blocksPerChunk * layout.bytesPerBlock)
+        var host: [Double] = [], disk: [Double] = []
+        for c in (0 ..< chunks).reversed() {
+            let start = KVClock.monotonicNanos()
+            let fetched = try tiered.fetch(keys[c], context: root, contextTokens: 4 * chunkTokens, controller: controller,
+                                           host: .init(name: "host", bytesPerSecond: 20e9), disk: .init(name: "disk", bytesPerSecond: 2e9))
+            let seconds = KVClock.seconds(from: start, to: KVClock.monotonicNanos())
+            guard let fetched else { figures.missing += 1; continue }
+            switch fetched.source {
+            case .device: figures.fromDevice += 1
+            case .host: figures.fromHost += 1; host.append(seconds)
+            case .disk: figures.fromDisk += 1; disk.append(seconds)
+            }
+            let intact = try tiered.store.blocks(of: fetched.variant).enumerated().allSatisfy { b, block in
+                device.withBlock(block) { same(c, b, $0) } ?? false
+            }
+            if !intact { figures.mismatches += 1 }
+            try tiered.release(fetched.variant)
+        }
+        func gbps(_ s: [Double]) -> Double { s.isEmpty ? 0 : Double(figures.chunkBytes) / s.sorted()[s.count / 2] / 1e9 }
+        figures.hostGBps = gbps(host)
+        figures.diskGBps = gbps(disk)
+        return figures
     }
 }
