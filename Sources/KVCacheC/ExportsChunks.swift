@@ -94,6 +94,15 @@ extension CAPIError {
 
 @inline(__always) private func key(_ k: kvcache_key) -> BlockKey { BlockKey(lo: k.lo, hi: k.hi) }
 
+/// A span's tier as enum kvcache_tier. O(1).
+@inline(__always) private func cTier(_ t: ChunkTier) -> Int32 {
+    switch t {
+    case .device: Int32(KVCACHE_TIER_DEVICE.rawValue)
+    case .host: Int32(KVCACHE_TIER_HOST.rawValue)
+    case .disk: Int32(KVCACHE_TIER_DISK.rawValue)
+    }
+}
+
 /// kvcache_chunks_create: an empty store. O(capacity).
 @_cdecl("kvcache_chunks_create")
 public func kvcacheChunksCreateImpl(_ capacityBlocks: Int64, _ blockTokens: Int64, _ maxVariants: Int64,
@@ -248,7 +257,7 @@ public func kvcacheChunksPlanImpl(_ chunks: OpaquePointer?, _ segments: UnsafePo
         // Buffers are non-nil wherever an element is written: each capacity >= its count.
         for (i, s) in plan.reused.enumerated() {
             spanBuffer![i] = kvcache_reused_span(
-                chunk: kvcache_key(lo: s.chunk.bits.lo, hi: s.chunk.bits.hi), variant: s.variant.raw, tier: Int32(KVCACHE_TIER_DEVICE.rawValue),
+                chunk: kvcache_key(lo: s.chunk.bits.lo, hi: s.chunk.bits.hi), variant: s.variant.raw, tier: cTier(s.tier),
                 exact: s.exact, source_start: Int64(s.source.lowerBound), target_start: Int64(s.target.lowerBound),
                 tokens: Int64(s.target.count), recompute_budget: Int64(s.recomputeBudget))
         }

@@ -42,8 +42,9 @@ public enum TokenSelection: Sendable, Equatable {
     }
 }
 
-/// Where a reused span's KV comes from. Only the device pool exists yet (see `ChunkStore`).
-public enum ChunkTier: String, Sendable, Equatable { case device }
+/// Where a reused span's KV came from: the store's device pool, or loaded into it from host memory or disk
+/// for this prompt (`TieredChunkStore.plan`).
+public enum ChunkTier: String, Sendable, Equatable { case device, host, disk }
 
 /// A chunk's cached KV placed at new prompt positions.
 public struct ReusedSpan: Sendable, Equatable {

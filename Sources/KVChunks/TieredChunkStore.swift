@@ -145,4 +145,36 @@ public final class TieredChunkStore {
         // Host is never dearer than disk, so the controller's tier is where the tiers load from: `source`.
         return Fetched(variant: id, source: source, decision: decision)
     }
+
+    /// The plan of `pieces` (as `ChunkPrefillPlan.build`) after every chunk not on the device but in a tier
+    /// has been fetched back (`fetch`): its spans name the tier each chunk came from, and a chunk no tier
+    /// could serve intact is a missing chunk (computed as fresh). The plan holds its variants; `release`
+    /// them with `plan.release(from:)` on `store` through `release(plan:)`.
+    /// - Throws: as `fetch` and `ChunkPrefillPlan.build`; the fetched chunks stay on the device then, unheld.
+    public func plan(_ pieces: [PromptPiece], context: BlockKey, selection: TokenSelection, controller: LoadingController,
+                     host: LoadingController.Tier, disk: LoadingController.Tier) throws(ChunkError) -> ChunkPrefillPlan {
+        let promptTokens = pieces.reduce(0) { $0 + max(0, $1.tokens) }
+        var held: [ChunkVariantID] = []
+        var sources: [ChunkKey: ChunkTier] = [:]
+        defer { for id in held { try? store.release(id) } }
+        // Hold the device's chunks first, so that loading the others cannot evict them.
+        for piece in pieces {
+            guard case let .chunk(key) = piece.kind, let id = store.find(key, context: context) else { continue }
+            try store.acquire(id)
+            held.append(id)
+        }
+        for piece in pieces {
+            guard case let .chunk(key) = piece.kind, store.find(key, context: context) == nil,
+                  let fetched = try fetch(key, context: context, contextTokens: promptTokens, controller: controller, host: host, disk: disk)
+            else { continue }
+            held.append(fetched.variant)
+            sources[key] = fetched.source == .disk ? .disk : .host
+        }
+        var plan = try ChunkPrefillPlan.build(pieces, store: &store, context: context, selection: selection)
+        for i in plan.reused.indices { plan.reused[i].tier = sources[plan.reused[i].chunk] ?? .device }
+        return plan
+    }
+
+    /// Ends `plan`'s hold on its variants (after the engine has read them).
+    public func release(plan: ChunkPrefillPlan) throws(ChunkError) { try plan.release(from: &store) }
 }

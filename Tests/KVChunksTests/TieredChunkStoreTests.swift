@@ -122,4 +122,22 @@ import Testing
         try h.tiered.store.validate()
         try h.tiered.tiers.validate()
     }
+
+    @Test func aPlanLoadsSpilledChunksAndNamesTheirTier() throws {
+        let h = try Harness()
+        for i in 0 ..< 9 { try h.put(i) }  // 6, 7, 8 on the device; 0, 1 on disk; others on host
+        h.tiered.tiers.waitForTransfers()
+        let pieces = [PromptPiece(.fresh, tokens: 3), PromptPiece(.chunk(h.chunk(8)), tokens: 8), PromptPiece(.chunk(h.chunk(5)), tokens: 8),
+                      PromptPiece(.chunk(h.chunk(0)), tokens: 8), PromptPiece(.chunk(h.chunk(77)), tokens: 8)]
+        let plan = try h.tiered.plan(pieces, context: h.root, selection: .highDeviation(ratio: 0.15), controller: h.controller,
+                                     host: h.host, disk: h.disk)
+        try plan.validate()
+        #expect(plan.reused.map(\.tier) == [.device, .host, .disk] && plan.missingChunks == 1)
+        for (span, i) in zip(plan.reused, [8, 5, 0]) { #expect(try h.holds(span.variant, i), "chunk \(i)") }
+        // Held by the plan only: the fetches' own holds are gone.
+        #expect(plan.reused.allSatisfy { h.tiered.store.holders(of: $0.variant) == 1 })
+        try h.tiered.release(plan: plan)
+        try h.tiered.store.validate()
+        try h.tiered.tiers.validate()
+    }
 }
