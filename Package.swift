@@ -126,7 +126,7 @@ let package = Package(
 
         .testTarget(name: "KVCacheTests", dependencies: ["KVCache"]),
         .testTarget(name: "KVHybridTests", dependencies: ["KVHybrid", "KVData", "KVCache"]),
-        .testTarget(name: "KVCacheCTests", dependencies: ["CKVCache", "KVCacheC", "KVCache", "KVPlan", "KVTiers", "KVChunks"]),
+        .testTarget(name: "KVCacheCTests", dependencies: ["CKVCache", "KVCacheC", "KVCache", "KVPlan", "KVTiers"]),
         .testTarget(name: "KVPlanTests", dependencies: ["KVPlan", "KVCache"]),
         .testTarget(name: "KVTiersTests", dependencies: ["KVTiers", "KVPlan", "KVTestSupport"]),
         .testTarget(name: "KVRuntimeTests", dependencies: ["KVRuntime", "KVTiers", "KVPlan", "KVTestSupport"]),
@@ -143,7 +143,7 @@ let package = Package(
         // Publishes the events of a random operation sequence for the Python subscriber test (tools/events).
         .executableTarget(name: "kvcache-events-check", dependencies: ["KVEvents", "KVCache", "KVTiers", "KVPlan"],
                           path: "tools/events/Driver"),
-        .testTarget(name: "KVChunksTests", dependencies: ["KVChunks", "KVPlan", "KVCache", "KVTiers", "KVTestSupport"]),
+        .testTarget(name: "KVChunksTests", dependencies: ["KVChunks", "KVPlan", "KVCache", "KVTiers", "KVTestSupport", "CKVCache", "KVCacheC"]),
         // The C kernels against exact sums (the quantized ones through the engine's repacking).
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels", "KVCache", "KVReferenceEngine"]),
     ],

@@ -9,6 +9,8 @@ import Testing
 /// statuses, variants, blocks, plans and counters, both valid after every step.
 @Suite("chunk store through the C ABI")
 struct ChunksCABITests {
+    struct CreateFailed: Error { let status: kvcache_status }
+
     static let invalid = kvcache_status(truncatingIfNeeded: KVCACHE_ERR_INVALID_ARGUMENT.rawValue)
     static let tooSmall = kvcache_status(truncatingIfNeeded: KVCACHE_ERR_BUFFER_TOO_SMALL.rawValue)
     static let inUse = kvcache_status(truncatingIfNeeded: KVCACHE_ERR_BLOCKS_IN_USE.rawValue)
@@ -21,7 +23,7 @@ struct ChunksCABITests {
         init(capacity: Int64, blockTokens: Int64 = 4, variants: Int64 = 2, namespace: String = "test") throws {
             var out: OpaquePointer?
             let s = namespace.withCString { kvcache_chunks_create(capacity, blockTokens, variants, $0, &out) }
-            guard s == 0, let out else { throw CStatus(s) }
+            guard s == 0, let out else { throw CreateFailed(status: s) }
             handle = out
         }
         deinit { _ = kvcache_chunks_destroy(handle) }
