@@ -93,14 +93,14 @@ let package = Package(
         // run time, portable C elsewhere.
         .target(name: "CKernels"),
         // Chunk reuse at any position: RoPE re-rotation (PIE), the chunk store and the prefill plan.
-        .target(name: "KVChunks", dependencies: ["KVCache", "KVPlan", "CKernels"]),
+        .target(name: "KVChunks", dependencies: ["KVCache", "KVPlan", "KVTiers", "CKernels"]),
         // A real CPU engine (GGUF, BPE, llama forward pass) on the paged KV.
         .target(name: "KVReferenceEngine", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVRuntime", "KVData", "COpenBLAS",
                                                           "CKernels", "KVChunks"]),
 
         // The C ABI: the public header alone (CKVCache), implemented in Swift with @_cdecl (KVCacheC).
         .target(name: "CKVCache"),
-        .target(name: "KVCacheC", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVHybrid", "KVMetrics", "CKVCache"]),
+        .target(name: "KVCacheC", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVHybrid", "KVMetrics", "KVChunks", "CKVCache"]),
         // How libkvcache_c.so is linked, apart from the code so that tests and benchmarks link KVCacheC as usual.
         .target(name: "KVCacheCLibrary", dependencies: ["KVCacheC"], path: "tools/capi/Library",
                 linkerSettings: [.unsafeFlags(sharedLibraryFlags)]),
@@ -143,7 +143,7 @@ let package = Package(
         // Publishes the events of a random operation sequence for the Python subscriber test (tools/events).
         .executableTarget(name: "kvcache-events-check", dependencies: ["KVEvents", "KVCache", "KVTiers", "KVPlan"],
                           path: "tools/events/Driver"),
-        .testTarget(name: "KVChunksTests", dependencies: ["KVChunks", "KVPlan", "KVCache"]),
+        .testTarget(name: "KVChunksTests", dependencies: ["KVChunks", "KVPlan", "KVCache", "KVTiers", "KVTestSupport", "CKVCache", "KVCacheC"]),
         // The C kernels against exact sums (the quantized ones through the engine's repacking).
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels", "KVCache", "KVReferenceEngine"]),
     ],

@@ -28,6 +28,8 @@ public struct ChunkVariantID: Hashable, Sendable {
     public var slot: Int32
     public var generation: UInt32
     public init(slot: Int32, generation: UInt32) { self.slot = slot; self.generation = generation }
+    /// The id `raw` names (the inverse of `raw`).
+    public init(raw: UInt64) { self.init(slot: Int32(bitPattern: UInt32(truncatingIfNeeded: raw)), generation: UInt32(raw >> 32)) }
     /// One integer for messages: generation << 32 | slot.
     public var raw: UInt64 { UInt64(generation) << 32 | UInt64(UInt32(bitPattern: slot)) }
 }

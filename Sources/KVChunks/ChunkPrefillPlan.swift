@@ -42,8 +42,9 @@ public enum TokenSelection: Sendable, Equatable {
     }
 }
 
-/// Where a reused span's KV comes from. Only the device pool exists yet (see `ChunkStore`).
-public enum ChunkTier: String, Sendable, Equatable { case device }
+/// Where a reused span's KV came from: the store's device pool, or loaded into it from host memory or disk
+/// for this prompt (`TieredChunkStore.plan`).
+public enum ChunkTier: String, Sendable, Equatable { case device, host, disk }
 
 /// A chunk's cached KV placed at new prompt positions.
 public struct ReusedSpan: Sendable, Equatable {
@@ -88,63 +89,94 @@ public struct ChunkPrefillPlan: Sendable, Equatable {
     public var fresh: [Range<Int>]
     /// Chunks the store did not hold (recomputed as fresh).
     public var missingChunks: Int
+    /// An empty plan (no prompt), to `draft` into.
+    public init() {
+        self.init(selection: .none, promptTokens: 0, prefix: 0 ..< 0, reused: [], recompute: [], fresh: [], missingChunks: 0)
+    }
+
+    public init(selection: TokenSelection, promptTokens: Int, prefix: Range<Int>, reused: [ReusedSpan], recompute: [Int],
+                fresh: [Range<Int>], missingChunks: Int) {
+        self.selection = selection; self.promptTokens = promptTokens; self.prefix = prefix; self.reused = reused
+        self.recompute = recompute; self.fresh = fresh; self.missingChunks = missingChunks
+    }
 
     /// Plans `pieces` against `store`, acquiring every reused variant (see `release`). `context` is the key
-    /// of what precedes the prompt's chunks (prefers variants computed after it).
+    /// of what precedes the prompt's chunks (prefers variants computed after it). `draft` then `acquire`.
     /// - Throws: `.invalidArgument` for a non-positive piece, a cached prefix that is not first, a ratio
     ///   outside 0...1, or a stored variant whose length differs from the piece's; nothing is acquired then.
     public static func build(_ pieces: [PromptPiece], store: inout ChunkStore, context: BlockKey,
                              selection: TokenSelection = .none) throws(ChunkError) -> ChunkPrefillPlan {
-        guard (0 ... 1).contains(selection.ratio) else { throw .invalidArgument("recompute ratio outside 0...1") }
-        var plan = ChunkPrefillPlan(selection: selection, promptTokens: 0, prefix: 0 ..< 0, reused: [], recompute: [], fresh: [], missingChunks: 0)
-        var found: [(Int, ChunkVariantID)] = []
+        var plan = ChunkPrefillPlan()
+        try plan.draft(pieces, store: store, context: context, selection: selection)
+        plan.acquire(in: &store)
+        return plan
+    }
+
+    /// Replaces this plan with the plan of `pieces` against `store` as it is now, changing nothing in the
+    /// store (no variant is marked used or held: `acquire` does that). Reuses this plan's array capacity,
+    /// so redrafting one plan allocates nothing for `.none`, `.highDeviation` and `.leading` once its
+    /// arrays have grown (`.random` and `.contextImpact` allocate scratch). O(pieces + recomputed
+    /// positions) plus one `ChunkStore.find` per chunk.
+    /// - Throws: as `build`; the plan is unchanged then.
+    public mutating func draft(_ pieces: [PromptPiece], store: ChunkStore, context: BlockKey,
+                               selection: TokenSelection = .none) throws(ChunkError) {
+        guard selection.ratio.isFinite, (0 ... 1).contains(selection.ratio) else { throw .invalidArgument("recompute ratio outside 0...1") }
         for (i, piece) in pieces.enumerated() {
             guard piece.tokens >= 1 else { throw .invalidArgument("piece \(i) has no tokens") }
             if piece.kind == .cachedPrefix && i != 0 { throw .invalidArgument("a cached prefix must be the first piece") }
-            if case let .chunk(key) = piece.kind, let id = store.lookup(key, context: context) {
-                guard store.variant(id)!.tokens == piece.tokens else {
-                    throw .invalidArgument("piece \(i): stored chunk has \(store.variant(id)!.tokens) tokens, not \(piece.tokens)")
-                }
-                found.append((i, id))
+            if case let .chunk(key) = piece.kind, let id = store.find(key, context: context) {
+                let stored = store.variant(id)!.tokens
+                guard stored == piece.tokens else { throw .invalidArgument("piece \(i): stored chunk has \(stored) tokens, not \(piece.tokens)") }
             }
         }
+        self.selection = selection
+        prefix = 0 ..< 0
+        reused.removeAll(keepingCapacity: true)
+        recompute.removeAll(keepingCapacity: true)
+        fresh.removeAll(keepingCapacity: true)
+        missingChunks = 0
         var rng = SplitMix64(seed: { if case let .random(_, seed) = selection { seed } else { 0 } }())
-        var position = 0, next = 0
-        for (i, piece) in pieces.enumerated() {
+        var position = 0
+        for piece in pieces {
             let range = position ..< position + piece.tokens
             position += piece.tokens
             switch piece.kind {
-            case .cachedPrefix: plan.prefix = range
-            case .fresh: plan.appendFresh(range)
+            case .cachedPrefix: prefix = range
+            case .fresh: appendFresh(range)
             case let .chunk(key):
-                guard next < found.count, found[next].0 == i else {
-                    plan.missingChunks += 1
-                    plan.appendFresh(range)
+                guard let id = store.find(key, context: context) else {
+                    missingChunks += 1
+                    appendFresh(range)
                     continue
                 }
-                let id = found[next].1
-                next += 1
-                try! store.acquire(id)  // live: just looked up
                 let v = store.variant(id)!
                 // Computed at this very position after this very context: its KV is what a full prefill
                 // computes, so nothing in it needs repair.
-                let exact = range.lowerBound == plan.prefix.upperBound && v.computedAt == range.lowerBound && v.context == context
+                let exact = range.lowerBound == prefix.upperBound && v.computedAt == range.lowerBound && v.context == context
                 let budget = exact ? 0 : try! RecomputeSelection.budget(ratio: selection.ratio, tokens: piece.tokens)  // ratio checked above
-                plan.reused.append(ReusedSpan(chunk: key, variant: id, tier: .device,
-                                              source: v.computedAt ..< v.computedAt + v.tokens, target: range,
-                                              recomputeBudget: budget, exact: exact))
+                reused.append(ReusedSpan(chunk: key, variant: id, tier: .device,
+                                         source: v.computedAt ..< v.computedAt + v.tokens, target: range,
+                                         recomputeBudget: budget, exact: exact))
                 switch selection {
                 case .none, .highDeviation, .contextImpact: break
-                case .leading: plan.recompute.append(contentsOf: range.prefix(budget))
+                case .leading: recompute.append(contentsOf: range.prefix(budget))
                 case .random:
-                    plan.recompute.append(contentsOf: RecomputeSelection.random(count: piece.tokens, budget: budget, rng: &rng)
-                        .map { range.lowerBound + $0 })
+                    for p in RecomputeSelection.random(count: piece.tokens, budget: budget, rng: &rng) { recompute.append(range.lowerBound + p) }
                 }
             }
         }
-        plan.promptTokens = position
-        if case let .contextImpact(ratio) = selection { plan.selectByContextImpact(ratio: ratio, store: store) }
-        return plan
+        promptTokens = position
+        if case let .contextImpact(ratio) = selection { selectByContextImpact(ratio: ratio, store: store) }
+    }
+
+    /// Holds every reused variant in `store` and marks it used, as the store was when the plan was
+    /// drafted (see `release`). O(reused spans), no allocation.
+    /// - Precondition: the store has not changed since `draft` (every span's variant is live).
+    public func acquire(in store: inout ChunkStore) {
+        for span in reused {
+            store.touch(span.variant)
+            try! store.acquire(span.variant)  // live: precondition
+        }
     }
 
     /// Sets each span's budget and recomputed positions for `.contextImpact`. The store's variants are live

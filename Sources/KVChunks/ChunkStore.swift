@@ -50,6 +50,9 @@ public struct ChunkStore: Sendable {
     private var freeSlots: [Int32] = []
     private var clock: UInt64 = 0
     public private(set) var evictedVariants = 0
+    /// The variants the last `insert` evicted to make room, with the blocks they held (now the new
+    /// variant's or free): what a tiered store copies out before the engine overwrites them.
+    public private(set) var lastEvicted: [(variant: Variant, blocks: [BlockID])] = []
 
     public init(capacityBlocks: Int, blockTokens: Int, maxVariantsPerChunk: Int = 4) throws(ChunkError) {
         guard blockTokens >= 1, maxVariantsPerChunk >= 1 else {
@@ -87,8 +90,16 @@ public struct ChunkStore: Sendable {
 
     /// The best variant of `chunk` to reuse after `context`: the one computed after that very context if
     /// stored, else the one least dependent on its context (lowest measured `contextImpact`; unmeasured
-    /// ones after measured ones), else the most recently used. Marks it used. No allocation.
+    /// ones after measured ones), else the most recently used. Marks it used (`find` then `touch`). One
+    /// hash probe and a walk over at most `maxVariantsPerChunk` variants; no allocation.
     public mutating func lookup(_ chunk: ChunkKey, context: BlockKey? = nil) -> ChunkVariantID? {
+        guard let id = find(chunk, context: context) else { return nil }
+        touch(id)
+        return id
+    }
+
+    /// The variant `lookup` would return, without marking it used: changes nothing. No allocation.
+    public func find(_ chunk: ChunkKey, context: BlockKey? = nil) -> ChunkVariantID? {
         guard var s = heads[chunk] else { return nil }
         var best: Int32 = -1
         while s >= 0 {
@@ -97,10 +108,16 @@ public struct ChunkStore: Sendable {
             if best < 0 || Self.better(v, lastUse[Int(s)], than: variants[Int(best)]!, lastUse[Int(best)]) { best = s }
             s = nextVariant[Int(s)]
         }
-        clock += 1
-        lastUse[Int(best)] = clock
-        variants[Int(best)]!.hits += 1
         return ChunkVariantID(slot: best, generation: generations[Int(best)])
+    }
+
+    /// Marks the live variant `id` used now (last to be evicted) and counts a hit. O(1).
+    /// - Precondition: `id` is live (as `find` returned it, with no change to the store since).
+    public mutating func touch(_ id: ChunkVariantID) {
+        precondition(live(id), "touch of a variant that is gone")
+        clock += 1
+        lastUse[Int(id.slot)] = clock
+        variants[Int(id.slot)]!.hits += 1
     }
 
     private static func better(_ a: Variant, _ aUse: UInt64, than b: Variant, _ bUse: UInt64) -> Bool {
@@ -158,7 +175,12 @@ public struct ChunkStore: Sendable {
             victims.append(v)
             available += blockLists[Int(v)].count
         }
-        for v in victims { drop(v); evictedVariants += 1 }
+        lastEvicted.removeAll(keepingCapacity: true)
+        for v in victims {
+            lastEvicted.append((variants[Int(v)]!, blockLists[Int(v)]))
+            drop(v)
+            evictedVariants += 1
+        }
         let slot: Int32
         if let free = freeSlots.popLast() {
             slot = free
@@ -198,6 +220,9 @@ public struct ChunkStore: Sendable {
         guard live(id) else { throw .unknownVariant(id) }
         holders[Int(id.slot)] += 1
     }
+
+    /// Readers holding `id` now (0 for a variant that is gone). O(1).
+    public func holders(of id: ChunkVariantID) -> Int { live(id) ? Int(holders[Int(id.slot)]) : 0 }
 
     /// Ends one `acquire`. O(1).
     public mutating func release(_ id: ChunkVariantID) throws(ChunkError) {

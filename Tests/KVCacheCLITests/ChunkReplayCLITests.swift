@@ -29,4 +29,25 @@ struct ChunkReplayCLITests {
         #expect(r.status != 0)
         #expect(r.err.contains("/nonexistent: cannot read"))
     }
+
+    @Test func finiteCapacityRunsEachPolicyWithAndWithoutChunkReuse() throws {
+        let trace = try CLIJSONTests.fixture("ragpulse/0_trace_small.jsonl")
+        // A pool far larger than the trace: the unbounded figures (prefix 445, chunk 100, recomputed 16).
+        let o = try CLIJSONTests.json(["replay", "--format", "ragpulse", "--trace", trace, "--capacity-tokens", "100000,1000%",
+                                       "--policy", "lru,pgdsf", "--json"])
+        let runs = try #require(o["runs"] as? [[String: Any]])
+        #expect(o["schema_version"] as? Int == 1 && o["mode"] as? String == "ragpulse_finite")
+        #expect(runs.count == 8)
+        for r in runs {
+            let chunk = r["chunk_reuse"] as? Bool == true
+            #expect(r["prefix_hit_tokens"] as? Int == 445)
+            #expect(r["chunk_hit_tokens"] as? Int == (chunk ? 100 : 0) && r["recomputed_tokens"] as? Int == (chunk ? 16 : 0))
+            #expect((r["ttft_mean_s"] as? Double ?? -1) > 0 && r["evicted_nodes"] as? Int == 0)
+        }
+        // A pool of 1 token holds nothing: no hit; a bad size is one line.
+        let tiny = try CLIJSONTests.json(["replay", "--format", "ragpulse", "--trace", trace, "--capacity-tokens", "1", "--json"])
+        for r in try #require(tiny["runs"] as? [[String: Any]]) { #expect(r["reused_tokens"] as? Int == 0) }
+        let bad = try CLIJSONTests.run(["replay", "--format", "ragpulse", "--trace", trace, "--capacity-tokens", "-5%", "--json"])
+        #expect(bad.status != 0 && bad.err.contains("--capacity-tokens"))
+    }
 }

@@ -53,10 +53,21 @@ STRUCTS = {
         "not_stored", "failed_loads", "dropped_blocks")],
     "kvcache_tier_stats": [("block_bytes", "int64_t"), ("device", "kvcache_tier_counters"),
                            ("host", "kvcache_tier_counters"), ("disk", "kvcache_tier_counters")],
+    "kvcache_prompt_segment": [("kind", "int32_t"), ("tokens", "int64_t"), ("chunk", "kvcache_key")],
+    "kvcache_reused_span": [("chunk", "kvcache_key"), ("variant", "uint64_t"), ("tier", "int32_t"), ("exact", "bool"),
+                            ("source_start", "int64_t"), ("target_start", "int64_t"), ("tokens", "int64_t"),
+                            ("recompute_budget", "int64_t")],
+    "kvcache_token_range": [("start", "int64_t"), ("end", "int64_t")],
+    "kvcache_chunk_plan": [("plan_id", "uint64_t"), ("prompt_tokens", "int64_t"), ("prefix_tokens", "int64_t"),
+                           ("reused_tokens", "int64_t"), ("missing_chunks", "int64_t"), ("n_spans", "size_t"),
+                           ("n_recompute", "size_t"), ("n_fresh", "size_t")],
+    "kvcache_chunks_stats": [(name, "int64_t") for name in (
+        "capacity_blocks", "free_blocks", "block_tokens", "variants", "evicted_variants", "open_plans")],
 }
 
 _H = "kvcache_t *"  # the opaque handles
 _T = "kvcache_tiers_t *"
+_C = "kvcache_chunks_t *"
 FUNCTIONS = {
     "kvcache_version": ("uint32_t", []),
     "kvcache_version_string": ("const char *", []),
@@ -121,6 +132,20 @@ FUNCTIONS = {
     "kvcache_tiers_device_block": ("kvcache_status", [_T, "kvcache_block_id", "void **", "size_t *"]),
     "kvcache_tiers_host_region": ("kvcache_status", [_T, "int32_t *", "void **", "size_t *"]),
     "kvcache_tiers_validate": ("kvcache_status", [_T]),
+    # The chunk store and its prefill plan (kvcache_chunks_t).
+    "kvcache_chunks_create": ("kvcache_status", ["int64_t", "int64_t", "int64_t", "const char *", "kvcache_chunks_t **"]),
+    "kvcache_chunks_destroy": ("kvcache_status", [_C]),
+    "kvcache_chunks_key": ("kvcache_status", [_C, "const uint32_t *", "size_t", "kvcache_key *"]),
+    "kvcache_chunks_insert": ("kvcache_status", [_C, "kvcache_key", "int64_t", "int64_t", "kvcache_key", "double",
+                                                 "uint64_t *", "kvcache_block_id *", "size_t", "size_t *"]),
+    "kvcache_chunks_blocks": ("kvcache_status", [_C, "uint64_t", "kvcache_block_id *", "size_t", "size_t *"]),
+    "kvcache_chunks_remove": ("kvcache_status", [_C, "uint64_t"]),
+    "kvcache_chunks_plan": ("kvcache_status", [_C, "const kvcache_prompt_segment *", "size_t", "kvcache_key", "int32_t",
+                                               "double", "uint64_t", "kvcache_reused_span *", "size_t", "int64_t *",
+                                               "size_t", "kvcache_token_range *", "size_t", "kvcache_chunk_plan *"]),
+    "kvcache_chunks_commit": ("kvcache_status", [_C, "uint64_t"]),
+    "kvcache_chunks_get_stats": ("kvcache_status", [_C, "kvcache_chunks_stats *"]),
+    "kvcache_chunks_validate": ("kvcache_status", [_C]),
 }
 
 # Header functions this package does not call (yet); the ABI test accepts exactly these as unbound.
@@ -171,6 +196,22 @@ class EventKind(enum.IntEnum):
     ALL_BLOCKS_CLEARED = 2
 
 
+class SegmentKind(enum.IntEnum):
+    """enum kvcache_segment_kind, each member KVCACHE_SEGMENT_<name>."""
+    FRESH = 0
+    CACHED_PREFIX = 1
+    CHUNK = 2
+
+
+class Selection(enum.IntEnum):
+    """enum kvcache_recompute_selection, each member KVCACHE_SELECT_<name>."""
+    NONE = 0
+    HKVD = 1
+    RANDOM = 2
+    LEADING = 3
+    CONTEXT_IMPACT = 4
+
+
 class Tier(enum.IntEnum):
     """enum kvcache_tier, each member KVCACHE_TIER_<name>."""
     DEVICE = 0
@@ -186,6 +227,8 @@ ENUMS = {
     "kvcache_eviction_policy": (EvictionPolicy, "KVCACHE_EVICTION_"),
     "kvcache_event_kind": (EventKind, "KVCACHE_EVENT_"),
     "kvcache_tier": (Tier, "KVCACHE_TIER_"),
+    "kvcache_segment_kind": (SegmentKind, "KVCACHE_SEGMENT_"),
+    "kvcache_recompute_selection": (Selection, "KVCACHE_SELECT_"),
 }
 
 
@@ -218,6 +261,11 @@ EventStruct = STRUCT_TYPES["kvcache_event"]
 TiersConfig = STRUCT_TYPES["kvcache_tiers_config"]
 TierLookupStruct = STRUCT_TYPES["kvcache_tier_lookup"]
 TierStatsStruct = STRUCT_TYPES["kvcache_tier_stats"]
+PromptSegment = STRUCT_TYPES["kvcache_prompt_segment"]
+ReusedSpanStruct = STRUCT_TYPES["kvcache_reused_span"]
+TokenRange = STRUCT_TYPES["kvcache_token_range"]
+ChunkPlanStruct = STRUCT_TYPES["kvcache_chunk_plan"]
+ChunksStatsStruct = STRUCT_TYPES["kvcache_chunks_stats"]
 # void (*)(void *context, kvcache_block_id block, size_t offset, size_t length, void *host, uint64_t token)
 CopyFn = C.CFUNCTYPE(None, C.c_void_p, C.c_int32, C.c_size_t, C.c_size_t, C.c_void_p, C.c_uint64)
 

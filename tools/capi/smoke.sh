@@ -17,4 +17,7 @@ cc="${CC:-$(command -v cc || command -v clang)}"   # the Swift toolchain's clang
 "$cc" -std=c11 -Wall -Wextra -Werror -pedantic -ISources/CKVCache/include tools/capi/example.c \
    -L"$lib" -lkvcache_c -Wl,-rpath,"$lib" -o "$out"
 "$out"
+"$cc" -std=c11 -Wall -Wextra -Werror -pedantic -ISources/CKVCache/include tools/capi/chunks_test.c \
+   -L"$lib" -lkvcache_c -lm -Wl,-rpath,"$lib" -o "$lib/capi-chunks-test"
+"$lib/capi-chunks-test"
 python3 tools/capi/example.py "$lib/libkvcache_c.so"

@@ -136,7 +136,9 @@ struct ReplayCommand: ParsableCommand {
                 skipBadLines: skipBadLines, json: json)
         }
         if mode == .sequential && ChunkReplay.handles(trace: trace, format: timed.format) {
-            return try ChunkReplay.run(trace: trace, options: chunks, skipBadLines: skipBadLines, json: json)
+            return try ChunkReplay.run(trace: trace, options: chunks, skipBadLines: skipBadLines, json: json,
+                                       finite: FiniteRun(policies: policy, fraction: try fraction(), warmUp: warmUp,
+                                                         model: timed.model.spec, hardware: timed.hardware.spec))
         }
         let (path, loaded) = try loadTrace()
         if mode == .timed {

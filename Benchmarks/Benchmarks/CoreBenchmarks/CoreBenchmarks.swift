@@ -46,4 +46,8 @@ let benchmarks: @Sendable () -> Void = {
     register("tiers L1->L2->L1 round trip of one block x256") { try TierRoundTripWorkload() }
     // The tier calls through the C ABI in steady state: mallocs must stay 0 (tools/capi/allocs.sh).
     register("tier ABI: store, lookup, load, touch, take_events of a 32-block prompt x16") { try TierABIWorkload() }
+    // Chunk reuse: lookups and plans allocate nothing once the plan's arrays (the handle's scratch) have grown.
+    register("chunk lookup x4096") { try ChunkLookupWorkload() }
+    register("chunk plan, 256 prompts of 8 chunks") { try ChunkPlanWorkload(throughCAPI: false) }
+    register("chunk plan through the C ABI, 256 prompts of 8 chunks") { try ChunkPlanWorkload(throughCAPI: true) }
 }

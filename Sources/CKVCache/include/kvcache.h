@@ -521,6 +521,187 @@ kvcache_status kvcache_hybrid_get_stats(kvcache_hybrid_t *cache, kvcache_hybrid_
  *  Statuses: NULL_HANDLE, INVARIANT_VIOLATION. */
 kvcache_status kvcache_hybrid_validate(kvcache_hybrid_t *cache);
 
+/* MARK: Chunk reuse */
+
+/*
+ * A chunk store and the engine-neutral prefill plan of a prompt that reuses chunks at any position
+ * (CacheBlend, Cache-Craft, PIE): the KV of position-independent chunks (retrieved passages, tool
+ * results) held in the store's own pool of blocks, several variants per chunk (the same tokens' KV
+ * computed after different contexts). A serving cycle:
+ *   1. kvcache_chunks_key(tokens) for each reusable segment of a prompt;
+ *   2. kvcache_chunks_plan(segments): the reused spans (chunk key, variant, tier, source and target
+ *      positions, recompute budget), the prompt positions to recompute inside them (selections RANDOM,
+ *      LEADING and CONTEXT_IMPACT fix them; under HKVD the engine picks `recompute_budget` tokens per
+ *      span by its own check layer), and the fresh ranges computed in full (fresh segments and chunks
+ *      the store does not hold). The plan holds its variants: they are not evicted or removed;
+ *   3. the engine reads each span's blocks (kvcache_chunks_blocks), re-rotates its keys by
+ *      target_start - source_start, recomputes the selected tokens and computes the fresh ranges;
+ *   4. kvcache_chunks_commit(plan_id) reports it done and ends the hold; kvcache_chunks_insert stores
+ *      a chunk the engine computed (it writes the KV into the blocks insert returns).
+ * Same conventions as the cache: statuses, kvcache_last_error, nothing changed on failure, caller
+ * buffers, one thread at a time per handle. Allocation: kvcache_chunks_plan, _commit, _key and
+ * _blocks allocate nothing once the handle's scratch has grown to the largest prompt (selections
+ * RANDOM and CONTEXT_IMPACT allocate scratch per call); insert may allocate. Costs: plan is
+ * O(segments + recomputed positions) plus one hash probe per chunk segment.
+ */
+
+/** An opaque chunk store. */
+typedef struct kvcache_chunks kvcache_chunks_t;
+
+/** What a prompt segment is. */
+enum kvcache_segment_kind {
+    /** Computed in full (the question, template text). */
+    KVCACHE_SEGMENT_FRESH = 0,
+    /** Served by the prefix cache (kvcache_t): the first segment only. */
+    KVCACHE_SEGMENT_CACHED_PREFIX = 1,
+    /** A chunk that may be in the store, named by `chunk` (kvcache_chunks_key). */
+    KVCACHE_SEGMENT_CHUNK = 2,
+};
+
+/** One segment of a prompt, in prompt order. */
+typedef struct kvcache_prompt_segment {
+    /** One of enum kvcache_segment_kind. */
+    int32_t kind;
+    /** Tokens in the segment, >= 1. */
+    int64_t tokens;
+    /** The chunk's key (KVCACHE_SEGMENT_CHUNK only; ignored otherwise). */
+    kvcache_key chunk;
+} kvcache_prompt_segment;
+
+/** How the tokens recomputed inside reused chunks are chosen. */
+enum kvcache_recompute_selection {
+    /** None: full reuse. */
+    KVCACHE_SELECT_NONE = 0,
+    /** CacheBlend's high-KV-deviation tokens: the plan carries each span's budget; the engine picks. */
+    KVCACHE_SELECT_HKVD = 1,
+    /** ceil(ratio x tokens) positions per span drawn uniformly from `seed` (the ablation). */
+    KVCACHE_SELECT_RANDOM = 2,
+    /** The first ceil(ratio x tokens) positions of each span. */
+    KVCACHE_SELECT_LEADING = 3,
+    /** Cache-Craft: the prompt's budget split over the spans by each variant's context impact, within a
+     *  span the tokens of highest recorded impact. */
+    KVCACHE_SELECT_CONTEXT_IMPACT = 4,
+};
+
+/** A chunk's cached KV placed at new prompt positions. */
+typedef struct kvcache_reused_span {
+    kvcache_key chunk;
+    /** The stored variant (kvcache_chunks_blocks). */
+    uint64_t variant;
+    /** One of enum kvcache_tier: where the variant's KV is now (KVCACHE_TIER_DEVICE: the store's pool). */
+    int32_t tier;
+    /** The KV is exactly what a full prefill computes here (computed at this position after this context
+     *  right behind the cached prefix): nothing to re-rotate or recompute. */
+    bool exact;
+    /** Positions source_start ..< source_start + tokens the KV was computed at, and the prompt positions
+     *  target_start ..< target_start + tokens it now occupies (re-rotate keys by the difference). */
+    int64_t source_start;
+    int64_t target_start;
+    int64_t tokens;
+    /** Tokens of the span to recompute. */
+    int64_t recompute_budget;
+} kvcache_reused_span;
+
+/** Prompt positions start ..< end. */
+typedef struct kvcache_token_range {
+    int64_t start;
+    int64_t end;
+} kvcache_token_range;
+
+/** The summary of a plan and the lengths of its three arrays. */
+typedef struct kvcache_chunk_plan {
+    /** Names the plan for kvcache_chunks_commit (never 0 for a plan made; 0 when none was). */
+    uint64_t plan_id;
+    int64_t prompt_tokens;
+    /** Leading tokens served by the prefix cache. */
+    int64_t prefix_tokens;
+    /** Tokens in reused spans, and chunk segments the store does not hold (computed as fresh). */
+    int64_t reused_tokens;
+    int64_t missing_chunks;
+    /** Elements of spans, recompute and fresh the plan has (written when the buffers hold them). */
+    size_t n_spans;
+    size_t n_recompute;
+    size_t n_fresh;
+} kvcache_chunk_plan;
+
+/** Sizes and counters of a chunk store. */
+typedef struct kvcache_chunks_stats {
+    int64_t capacity_blocks;
+    int64_t free_blocks;
+    int64_t block_tokens;
+    /** Stored variants, variants evicted to make room so far, plans not yet committed. */
+    int64_t variants;
+    int64_t evicted_variants;
+    int64_t open_plans;
+} kvcache_chunks_stats;
+
+/** Creates a chunk store of `capacity_blocks` blocks of `block_tokens` tokens keeping at most
+ *  `max_variants` variants per chunk; chunk keys are computed under `key_namespace` (NULL: "") as
+ *  block keys are. Release with kvcache_chunks_destroy. Statuses: NULL_POINTER (out), INVALID_ARGUMENT
+ *  (a count below 1, capacity above INT32_MAX blocks, a namespace that is not UTF-8). */
+kvcache_status kvcache_chunks_create(int64_t capacity_blocks, int64_t block_tokens, int64_t max_variants,
+                                     const char *key_namespace, kvcache_chunks_t **out);
+
+/** Releases the store (open plans included). Statuses: NULL_HANDLE. */
+kvcache_status kvcache_chunks_destroy(kvcache_chunks_t *chunks);
+
+/** The position-independent key of tokens[0 ..< n_tokens] (docs/BLOCK_KEYS.md, "Chunk keys").
+ *  O(n_tokens), no allocation for chunks that fit the stack. Statuses: NULL_HANDLE, NULL_POINTER,
+ *  INVALID_ARGUMENT (no tokens, or more than KVCACHE_MAX_SEQUENCE_TOKENS). */
+kvcache_status kvcache_chunks_key(kvcache_chunks_t *chunks, const uint32_t *tokens, size_t n_tokens,
+                                  kvcache_key *out);
+
+/** Stores a variant of `chunk`: `tokens` tokens whose KV was computed at positions starting at
+ *  `computed_at` after the context `context` (the key of what preceded it; the engine's choice, used
+ *  consistently), with Cache-Craft's context impact (>= 0; NaN: not measured). *variant names it and
+ *  blocks[0 ..< *n_blocks] are the store's blocks the engine writes the KV into (token t in block
+ *  t / block_tokens). A variant of the same chunk and context is returned instead when stored. Evicts
+ *  unheld variants least recently used first when short of blocks. *n_blocks is always set to the
+ *  blocks the chunk needs. O(blocks + evicted). Statuses: NULL_HANDLE, NULL_POINTER, INVALID_ARGUMENT
+ *  (tokens < 1, computed_at < 0, a negative or infinite impact, every variant of the chunk held),
+ *  BUFFER_TOO_SMALL, INSUFFICIENT_BLOCKS (held variants leave too few). */
+kvcache_status kvcache_chunks_insert(kvcache_chunks_t *chunks, kvcache_key chunk, int64_t tokens,
+                                     int64_t computed_at, kvcache_key context, double context_impact,
+                                     uint64_t *variant, kvcache_block_id *blocks, size_t capacity,
+                                     size_t *n_blocks);
+
+/** The blocks of a stored variant, in token order; *n_blocks is always set when the variant is known.
+ *  O(blocks). Statuses: NULL_HANDLE, NULL_POINTER, INVALID_ARGUMENT (unknown variant: never stored,
+ *  or evicted or removed since), BUFFER_TOO_SMALL. */
+kvcache_status kvcache_chunks_blocks(kvcache_chunks_t *chunks, uint64_t variant, kvcache_block_id *blocks,
+                                     size_t capacity, size_t *n_blocks);
+
+/** Drops a variant and frees its blocks. O(blocks). Statuses: NULL_HANDLE, INVALID_ARGUMENT (unknown
+ *  variant), BLOCKS_IN_USE (an open plan holds it). */
+kvcache_status kvcache_chunks_remove(kvcache_chunks_t *chunks, uint64_t variant);
+
+/** Plans the prefill of a prompt given as segments[0 ..< n_segments] against the store: `context` is
+ *  the key of what precedes the chunks (variants computed after it are preferred), `selection` one of
+ *  enum kvcache_recompute_selection with `ratio` in [0, 1] and `seed` (RANDOM). Writes the reused spans
+ *  in prompt order, the recomputed prompt positions ascending and the fresh ranges ascending into the
+ *  caller's buffers, and *out. out->n_spans, n_recompute and n_fresh are always set when the segments
+ *  are valid; when a buffer is too short the status is BUFFER_TOO_SMALL and no plan is made (plan_id
+ *  0, nothing held). On KVCACHE_OK the plan's variants are held until kvcache_chunks_commit.
+ *  Statuses: NULL_HANDLE, NULL_POINTER, INVALID_ARGUMENT (an unknown kind or selection, a segment of
+ *  fewer than 1 token, a cached prefix that is not first, a prompt above KVCACHE_MAX_SEQUENCE_TOKENS, a
+ *  ratio outside [0, 1], a stored chunk whose length differs from its segment's), BUFFER_TOO_SMALL. */
+kvcache_status kvcache_chunks_plan(kvcache_chunks_t *chunks, const kvcache_prompt_segment *segments,
+                                   size_t n_segments, kvcache_key context, int32_t selection, double ratio,
+                                   uint64_t seed, kvcache_reused_span *spans, size_t spans_capacity,
+                                   int64_t *recompute, size_t recompute_capacity, kvcache_token_range *fresh,
+                                   size_t fresh_capacity, kvcache_chunk_plan *out);
+
+/** The engine has executed plan `plan_id` (or given it up): its variants are no longer held. O(spans).
+ *  Statuses: NULL_HANDLE, INVALID_ARGUMENT (a plan not open: never made, or committed already). */
+kvcache_status kvcache_chunks_commit(kvcache_chunks_t *chunks, uint64_t plan_id);
+
+/** The store's sizes and counters. O(1). Statuses: NULL_HANDLE, NULL_POINTER. */
+kvcache_status kvcache_chunks_get_stats(kvcache_chunks_t *chunks, kvcache_chunks_stats *out);
+
+/** Checks the store's invariants and that the open plans hold exactly the held variants (tests).
+ *  Statuses: NULL_HANDLE, INVARIANT_VIOLATION. */
+kvcache_status kvcache_chunks_validate(kvcache_chunks_t *chunks);
+
 /* MARK: Tiers (host memory and disk below the device pool) */
 
 /*

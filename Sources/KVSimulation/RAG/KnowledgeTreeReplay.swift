@@ -27,12 +27,10 @@ public enum KnowledgeTreeReplay {
         public var hitRate: Double { promptTokens == 0 ? 0 : Double(hitTokens) / Double(promptTokens) }
     }
 
-    /// Runs the requests `range` of `trace` (default: all) through a fresh tree of `config`, counting
-    /// only those from `countFrom` on (the earlier ones warm the cache); checks the tree's invariants every
-    /// `validateEvery` requests (0: never) and at the end. Throws the tree's errors, or `invalidArgument`
-    /// for a range outside the trace.
-    public static func run(_ trace: RAGPulse.Trace, config: KnowledgeTree.Config, layout: Layout = .systemFirst, range: Range<Int>? = nil,
-                           countFrom: Int? = nil, validateEvery: Int = 0) throws(CacheModelError) -> Result {
+    /// `range` (default: every request) and `countFrom` (default: its start) checked against `trace`: the
+    /// replayed requests and the first counted one. Throws `invalidArgument` for a range outside the trace
+    /// or a first counted request outside the range. O(1).
+    static func requests(of trace: RAGPulse.Trace, range: Range<Int>?, countFrom: Int?) throws(CacheModelError) -> (Range<Int>, Int) {
         let all = trace.trace.requests.indices
         let range = range ?? all
         let countFrom = countFrom ?? range.lowerBound
@@ -40,6 +38,16 @@ public enum KnowledgeTreeReplay {
               (range.lowerBound ... range.upperBound).contains(countFrom) else {
             throw .invalidArgument("requests \(range) counted from \(countFrom) are not within the trace's \(all.count)")
         }
+        return (range, countFrom)
+    }
+
+    /// Runs the requests `range` of `trace` (default: all) through a fresh tree of `config`, counting
+    /// only those from `countFrom` on (the earlier ones warm the cache); checks the tree's invariants every
+    /// `validateEvery` requests (0: never) and at the end. Throws the tree's errors, or `invalidArgument`
+    /// for a range outside the trace.
+    public static func run(_ trace: RAGPulse.Trace, config: KnowledgeTree.Config, layout: Layout = .systemFirst, range: Range<Int>? = nil,
+                           countFrom: Int? = nil, validateEvery: Int = 0) throws(CacheModelError) -> Result {
+        let (range, countFrom) = try KnowledgeTreeReplay.requests(of: trace, range: range, countFrom: countFrom)
         var tree = try KnowledgeTree(config)
         var result = Result()
         var steps: [KnowledgeTree.Step] = []

@@ -1,0 +1,297 @@
+import CKVCache
+import KVCache
+import KVChunks
+
+// The chunk store and the engine-neutral prefill plan (kvcache_chunks_*): one `ChunkStore` behind an
+// opaque handle, through the same `withHandle` boundary as the cache's calls (NULL handle, NULL pointers
+// and every refusal become a status and the thread's last error; nothing is changed by a refused call;
+// no input traps).
+
+/// What a `kvcache_chunks_t *` points to: the store, the root chunk keys are computed under, the scratch
+/// one plan is drafted into, and the open plans with the variants each holds.
+///
+/// Open plans live in reusable slots (their variant lists keep their capacity), named by
+/// `generation << 32 | slot` with generations from 1, so an id is never 0 and a committed plan's id never
+/// names a later plan. Drafting reuses `pieces` and `scratch`: once they have grown to the largest prompt,
+/// planning and committing allocate nothing (`ChunkPrefillPlan.draft`). Single-threaded.
+final class ChunksHandle {
+    var store: ChunkStore
+    let root: BlockKey
+    var pieces: [PromptPiece] = []
+    var scratch = ChunkPrefillPlan()
+    var planVariants: [[ChunkVariantID]] = []
+    var planGenerations: [UInt32] = []
+    var planOpen: [Bool] = []
+    var freePlans: [Int32] = []
+    var openPlans = 0
+
+    init(_ store: ChunkStore, root: BlockKey) { self.store = store; self.root = root }
+
+    /// The slot of the open plan `id`, or nil. O(1).
+    func openSlot(_ id: UInt64) -> Int? {
+        let slot = Int(UInt32(truncatingIfNeeded: id)), generation = UInt32(id >> 32)
+        guard slot < planOpen.count, planOpen[slot], planGenerations[slot] == generation else { return nil }
+        return slot
+    }
+
+    /// Records the scratch plan's variants as a new open plan and returns its id. O(spans); allocates
+    /// only when no slot is free or a slot's list must grow.
+    func open() -> UInt64 {
+        let slot: Int
+        if let free = freePlans.popLast() {
+            slot = Int(free)
+        } else {
+            slot = planOpen.count
+            planVariants.append([]); planGenerations.append(0); planOpen.append(false)
+        }
+        planGenerations[slot] &+= 1
+        if planGenerations[slot] == 0 { planGenerations[slot] = 1 }
+        planOpen[slot] = true
+        planVariants[slot].removeAll(keepingCapacity: true)
+        for span in scratch.reused { planVariants[slot].append(span.variant) }
+        openPlans += 1
+        return UInt64(planGenerations[slot]) << 32 | UInt64(slot)
+    }
+
+    /// Ends the open plan in `slot`: releases its variants. O(spans).
+    func close(_ slot: Int) {
+        for v in planVariants[slot] { try! store.release(v) }  // held by this plan since `open`
+        planVariants[slot].removeAll(keepingCapacity: true)
+        planOpen[slot] = false
+        freePlans.append(Int32(slot))
+        openPlans -= 1
+    }
+
+    /// The store's invariants, and that each live variant is held exactly as often as the open plans
+    /// name it. O(slots + blocks + spans).
+    func validate() throws(CAPIError) {
+        do { try store.validate() } catch { throw .invariantViolation(error.description) }
+        var holds: [ChunkVariantID: Int] = [:]
+        for slot in planOpen.indices where planOpen[slot] {
+            for v in planVariants[slot] { holds[v, default: 0] += 1 }
+        }
+        for (v, n) in holds where store.holders(of: v) != n {
+            throw .invariantViolation("variant \(v.raw) is held \(store.holders(of: v)) times, open plans name it \(n) times")
+        }
+        guard openPlans == planOpen.filter({ $0 }).count, freePlans.count + openPlans == planOpen.count else {
+            throw .invariantViolation("open plan count \(openPlans) does not match the slots")
+        }
+    }
+}
+
+extension CAPIError {
+    /// A refusal of the chunk store, as static text where the text would otherwise allocate (the store's
+    /// error changed nothing).
+    static func chunks(_ e: ChunkError) -> CAPIError {
+        switch e {
+        case .unknownVariant: .invalidArgument("unknown chunk variant (never stored, or evicted or removed since)")
+        case .variantHeld: .cache(.blocksInUse(1))
+        case let .insufficientBlocks(needed, evictable): .cache(.insufficientBlocks(needed: needed, available: evictable))
+        case .invalidArgument: .invalidArgument("a stored chunk's length differs from its segment's, or every variant of the chunk is held")
+        }
+    }
+}
+
+@inline(__always) private func key(_ k: kvcache_key) -> BlockKey { BlockKey(lo: k.lo, hi: k.hi) }
+
+/// A span's tier as enum kvcache_tier. O(1).
+@inline(__always) private func cTier(_ t: ChunkTier) -> Int32 {
+    switch t {
+    case .device: Int32(KVCACHE_TIER_DEVICE.rawValue)
+    case .host: Int32(KVCACHE_TIER_HOST.rawValue)
+    case .disk: Int32(KVCACHE_TIER_DISK.rawValue)
+    }
+}
+
+/// kvcache_chunks_create: an empty store. O(capacity).
+@_cdecl("kvcache_chunks_create")
+public func kvcacheChunksCreateImpl(_ capacityBlocks: Int64, _ blockTokens: Int64, _ maxVariants: Int64,
+                                    _ keyNamespace: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> kvcache_status {
+    do throws(CAPIError) {
+        let out = try required(out, "out")
+        guard capacityBlocks >= 1, capacityBlocks <= Int64(Int32.max) else { throw .invalidArgument("capacity_blocks outside 1...INT32_MAX") }
+        guard blockTokens >= 1, blockTokens <= 1 << 20 else { throw .invalidArgument("block_tokens outside 1...2^20") }
+        guard maxVariants >= 1, maxVariants <= 1 << 16 else { throw .invalidArgument("max_variants outside 1...65536") }
+        let namespace = try utf8String(keyNamespace, "key_namespace")
+        let store: ChunkStore
+        do throws(ChunkError) {
+            store = try ChunkStore(capacityBlocks: Int(capacityBlocks), blockTokens: Int(blockTokens), maxVariantsPerChunk: Int(maxVariants))
+        } catch { throw .chunks(error) }
+        let handle = ChunksHandle(store, root: BlockHasher.rootKey(namespace: namespace, lora: "", salt: ""))
+        out.pointee = OpaquePointer(Unmanaged.passRetained(handle).toOpaque())
+        return Status.ok
+    } catch {
+        return fail(error, "kvcache_chunks_create")
+    }
+}
+
+/// kvcache_chunks_destroy: releases the handle's reference. O(variants).
+@_cdecl("kvcache_chunks_destroy")
+public func kvcacheChunksDestroyImpl(_ chunks: OpaquePointer?) -> kvcache_status {
+    guard let chunks else { return fail(.nullHandle, "kvcache_chunks_destroy") }
+    Unmanaged<ChunksHandle>.fromOpaque(UnsafeRawPointer(chunks)).release()
+    return Status.ok
+}
+
+/// kvcache_chunks_key: `ChunkKey(root:tokens:)`. O(n_tokens).
+@_cdecl("kvcache_chunks_key")
+public func kvcacheChunksKeyImpl(_ chunks: OpaquePointer?, _ tokens: UnsafePointer<UInt32>?, _ count: Int,
+                                 _ out: UnsafeMutablePointer<kvcache_key>?) -> kvcache_status {
+    withHandle(chunks, "kvcache_chunks_key", as: ChunksHandle.self) { h throws(CAPIError) in
+        let out = try required(out, "out")
+        let ids = try inputBuffer(tokens, count, "tokens")
+        guard !ids.isEmpty, ids.count <= 1 << 48 else { throw .invalidArgument("a chunk needs 1...KVCACHE_MAX_SEQUENCE_TOKENS tokens") }
+        let k = ChunkKey(root: h.root, tokens: ids).bits
+        out.pointee = kvcache_key(lo: k.lo, hi: k.hi)
+    }
+}
+
+/// kvcache_chunks_insert: `ChunkStore.insert`. O(blocks + evicted).
+@_cdecl("kvcache_chunks_insert")
+public func kvcacheChunksInsertImpl(_ chunks: OpaquePointer?, _ chunk: kvcache_key, _ tokens: Int64, _ computedAt: Int64,
+                                    _ context: kvcache_key, _ contextImpact: Double, _ variant: UnsafeMutablePointer<UInt64>?,
+                                    _ blocks: UnsafeMutablePointer<kvcache_block_id>?, _ capacity: Int,
+                                    _ count: UnsafeMutablePointer<Int>?) -> kvcache_status {
+    withHandle(chunks, "kvcache_chunks_insert", as: ChunksHandle.self) { h throws(CAPIError) in
+        let variant = try required(variant, "variant"), count = try required(count, "n_blocks")
+        let buffer = try outputBuffer(blocks, capacity: capacity, "blocks")
+        guard tokens >= 1, tokens <= 1 << 48, computedAt >= 0, computedAt <= 1 << 48 else {
+            throw .invalidArgument("tokens outside 1...KVCACHE_MAX_SEQUENCE_TOKENS or computed_at outside 0...KVCACHE_MAX_SEQUENCE_TOKENS")
+        }
+        guard contextImpact.isNaN || (contextImpact.isFinite && contextImpact >= 0) else {
+            throw .invalidArgument("context_impact must be NaN, or finite and >= 0")
+        }
+        let bt = Int64(h.store.blockTokens)
+        let needed = Int((tokens + bt - 1) / bt)
+        count.pointee = needed
+        try requireRoom(needed, capacity: capacity, "blocks")
+        let (id, list): (ChunkVariantID, [BlockID])
+        do throws(ChunkError) {
+            (id, list) = try h.store.insert(ChunkKey(bits: key(chunk)), tokens: Int(tokens), computedAt: Int(computedAt),
+                                            context: key(context), contextImpact: contextImpact.isNaN ? nil : Float(contextImpact))
+        } catch { throw .chunks(error) }
+        for (i, b) in list.enumerated() { buffer![i] = b }  // non-nil: capacity >= needed >= 1
+        variant.pointee = id.raw
+    }
+}
+
+/// kvcache_chunks_blocks: `ChunkStore.blocks(of:)` into the caller's buffer. O(blocks), no allocation.
+@_cdecl("kvcache_chunks_blocks")
+public func kvcacheChunksBlocksImpl(_ chunks: OpaquePointer?, _ variant: UInt64, _ blocks: UnsafeMutablePointer<kvcache_block_id>?,
+                                    _ capacity: Int, _ count: UnsafeMutablePointer<Int>?) -> kvcache_status {
+    withHandle(chunks, "kvcache_chunks_blocks", as: ChunksHandle.self) { h throws(CAPIError) in
+        let count = try required(count, "n_blocks")
+        let buffer = try outputBuffer(blocks, capacity: capacity, "blocks")
+        let id = ChunkVariantID(raw: variant)
+        guard let v = h.store.variant(id) else { throw .chunks(.unknownVariant(id)) }
+        let needed = (v.tokens + h.store.blockTokens - 1) / h.store.blockTokens
+        count.pointee = needed
+        try requireRoom(needed, capacity: capacity, "blocks")
+        let list = try! h.store.blocks(of: id)  // live: checked above; the store's own array, not a copy
+        for i in 0 ..< list.count { buffer![i] = list[i] }
+    }
+}
+
+/// kvcache_chunks_remove: `ChunkStore.remove`. O(blocks).
+@_cdecl("kvcache_chunks_remove")
+public func kvcacheChunksRemoveImpl(_ chunks: OpaquePointer?, _ variant: UInt64) -> kvcache_status {
+    withHandle(chunks, "kvcache_chunks_remove", as: ChunksHandle.self) { h throws(CAPIError) in
+        do throws(ChunkError) { try h.store.remove(ChunkVariantID(raw: variant)) } catch { throw .chunks(error) }
+    }
+}
+
+/// kvcache_chunks_plan: `ChunkPrefillPlan.draft` into the handle's scratch, written into the caller's
+/// buffers, then `acquire` and a new open plan. O(segments + recomputed positions) plus one hash probe per
+/// chunk; no allocation in steady state for NONE, HKVD and LEADING.
+@_cdecl("kvcache_chunks_plan")
+public func kvcacheChunksPlanImpl(_ chunks: OpaquePointer?, _ segments: UnsafePointer<kvcache_prompt_segment>?, _ nSegments: Int,
+                                  _ context: kvcache_key, _ selection: Int32, _ ratio: Double, _ seed: UInt64,
+                                  _ spans: UnsafeMutablePointer<kvcache_reused_span>?, _ spansCapacity: Int,
+                                  _ recompute: UnsafeMutablePointer<Int64>?, _ recomputeCapacity: Int,
+                                  _ fresh: UnsafeMutablePointer<kvcache_token_range>?, _ freshCapacity: Int,
+                                  _ out: UnsafeMutablePointer<kvcache_chunk_plan>?) -> kvcache_status {
+    withHandle(chunks, "kvcache_chunks_plan", as: ChunksHandle.self) { h throws(CAPIError) in
+        let out = try required(out, "out")
+        let input = try inputBuffer(segments, nSegments, "segments")
+        let spanBuffer = try outputBuffer(spans, capacity: spansCapacity, "spans")
+        let recomputeBuffer = try outputBuffer(recompute, capacity: recomputeCapacity, "recompute")
+        let freshBuffer = try outputBuffer(fresh, capacity: freshCapacity, "fresh")
+        guard ratio.isFinite, ratio >= 0, ratio <= 1 else { throw .invalidArgument("ratio outside [0, 1]") }
+        let how: TokenSelection
+        switch selection {
+        case Int32(KVCACHE_SELECT_NONE.rawValue): how = .none
+        case Int32(KVCACHE_SELECT_HKVD.rawValue): how = .highDeviation(ratio: ratio)
+        case Int32(KVCACHE_SELECT_RANDOM.rawValue): how = .random(ratio: ratio, seed: seed)
+        case Int32(KVCACHE_SELECT_LEADING.rawValue): how = .leading(ratio: ratio)
+        case Int32(KVCACHE_SELECT_CONTEXT_IMPACT.rawValue): how = .contextImpact(ratio: ratio)
+        default: throw .invalidArgument("unknown recompute selection")
+        }
+        h.pieces.removeAll(keepingCapacity: true)
+        var total: Int64 = 0
+        for (i, s) in input.enumerated() {
+            guard s.tokens >= 1, s.tokens <= 1 << 48 - total else { throw .invalidArgument("a segment of fewer than 1 token, or a prompt above KVCACHE_MAX_SEQUENCE_TOKENS") }
+            total += s.tokens
+            switch s.kind {
+            case Int32(KVCACHE_SEGMENT_FRESH.rawValue): h.pieces.append(PromptPiece(.fresh, tokens: Int(s.tokens)))
+            case Int32(KVCACHE_SEGMENT_CACHED_PREFIX.rawValue):
+                guard i == 0 else { throw .invalidArgument("a cached prefix that is not the first segment") }
+                h.pieces.append(PromptPiece(.cachedPrefix, tokens: Int(s.tokens)))
+            case Int32(KVCACHE_SEGMENT_CHUNK.rawValue): h.pieces.append(PromptPiece(.chunk(ChunkKey(bits: key(s.chunk))), tokens: Int(s.tokens)))
+            default: throw .invalidArgument("unknown segment kind")
+            }
+        }
+        do throws(ChunkError) { try h.scratch.draft(h.pieces, store: h.store, context: key(context), selection: how) } catch { throw .chunks(error) }
+        let plan = h.scratch
+        var summary = kvcache_chunk_plan(plan_id: 0, prompt_tokens: Int64(plan.promptTokens), prefix_tokens: Int64(plan.prefix.count),
+                                         reused_tokens: 0, missing_chunks: Int64(plan.missingChunks), n_spans: plan.reused.count,
+                                         n_recompute: plan.recompute.count, n_fresh: plan.fresh.count)
+        for span in plan.reused { summary.reused_tokens += Int64(span.target.count) }
+        guard plan.reused.count <= spansCapacity, plan.recompute.count <= recomputeCapacity, plan.fresh.count <= freshCapacity else {
+            out.pointee = summary
+            if plan.reused.count > spansCapacity { throw .bufferTooSmall("spans", needed: plan.reused.count, capacity: spansCapacity) }
+            if plan.recompute.count > recomputeCapacity {
+                throw .bufferTooSmall("recompute", needed: plan.recompute.count, capacity: recomputeCapacity)
+            }
+            throw .bufferTooSmall("fresh", needed: plan.fresh.count, capacity: freshCapacity)
+        }
+        // Buffers are non-nil wherever an element is written: each capacity >= its count.
+        for (i, s) in plan.reused.enumerated() {
+            spanBuffer![i] = kvcache_reused_span(
+                chunk: kvcache_key(lo: s.chunk.bits.lo, hi: s.chunk.bits.hi), variant: s.variant.raw, tier: cTier(s.tier),
+                exact: s.exact, source_start: Int64(s.source.lowerBound), target_start: Int64(s.target.lowerBound),
+                tokens: Int64(s.target.count), recompute_budget: Int64(s.recomputeBudget))
+        }
+        for (i, p) in plan.recompute.enumerated() { recomputeBuffer![i] = Int64(p) }
+        for (i, r) in plan.fresh.enumerated() { freshBuffer![i] = kvcache_token_range(start: Int64(r.lowerBound), end: Int64(r.upperBound)) }
+        plan.acquire(in: &h.store)
+        summary.plan_id = h.open()
+        out.pointee = summary
+    }
+}
+
+/// kvcache_chunks_commit: ends an open plan's hold on its variants. O(spans).
+@_cdecl("kvcache_chunks_commit")
+public func kvcacheChunksCommitImpl(_ chunks: OpaquePointer?, _ planID: UInt64) -> kvcache_status {
+    withHandle(chunks, "kvcache_chunks_commit", as: ChunksHandle.self) { h throws(CAPIError) in
+        guard let slot = h.openSlot(planID) else { throw .invalidArgument("a plan that is not open (never made, or committed already)") }
+        h.close(slot)
+    }
+}
+
+/// kvcache_chunks_get_stats: sizes and counters. O(1).
+@_cdecl("kvcache_chunks_get_stats")
+public func kvcacheChunksGetStatsImpl(_ chunks: OpaquePointer?, _ out: UnsafeMutablePointer<kvcache_chunks_stats>?) -> kvcache_status {
+    withHandle(chunks, "kvcache_chunks_get_stats", as: ChunksHandle.self) { h throws(CAPIError) in
+        let out = try required(out, "out")
+        let s = h.store
+        out.pointee = kvcache_chunks_stats(capacity_blocks: Int64(s.pool.capacity), free_blocks: Int64(s.pool.freeCount),
+                                           block_tokens: Int64(s.blockTokens), variants: Int64(s.count),
+                                           evicted_variants: Int64(s.evictedVariants), open_plans: Int64(h.openPlans))
+    }
+}
+
+/// kvcache_chunks_validate: the store's invariants and the open plans' holds. O(slots + blocks + spans).
+@_cdecl("kvcache_chunks_validate")
+public func kvcacheChunksValidateImpl(_ chunks: OpaquePointer?) -> kvcache_status {
+    withHandle(chunks, "kvcache_chunks_validate", as: ChunksHandle.self) { h throws(CAPIError) in try h.validate() }
+}

@@ -1,0 +1,277 @@
+import CKVCache
+import KVCache
+import KVChunks
+import Testing
+
+/// The chunk store and prefill plan through the C header (kvcache_chunks_*): the engine contract end to end,
+/// every refused call returning its status and changing nothing, and a seeded random lock-step run against
+/// `ChunkStore` and `ChunkPrefillPlan` built from the same operations (invalid calls mixed in): same
+/// statuses, variants, blocks, plans and counters, both valid after every step.
+@Suite("chunk store through the C ABI")
+struct ChunksCABITests {
+    struct CreateFailed: Error { let status: kvcache_status }
+
+    static let invalid = kvcache_status(truncatingIfNeeded: KVCACHE_ERR_INVALID_ARGUMENT.rawValue)
+    static let tooSmall = kvcache_status(truncatingIfNeeded: KVCACHE_ERR_BUFFER_TOO_SMALL.rawValue)
+    static let inUse = kvcache_status(truncatingIfNeeded: KVCACHE_ERR_BLOCKS_IN_USE.rawValue)
+    static let insufficient = kvcache_status(truncatingIfNeeded: KVCACHE_ERR_INSUFFICIENT_BLOCKS.rawValue)
+    static let nullPointer = kvcache_status(truncatingIfNeeded: KVCACHE_ERR_NULL_POINTER.rawValue)
+    static let nullHandle = kvcache_status(truncatingIfNeeded: KVCACHE_ERR_NULL_HANDLE.rawValue)
+
+    final class Chunks {
+        let handle: OpaquePointer
+        init(capacity: Int64, blockTokens: Int64 = 4, variants: Int64 = 2, namespace: String = "test") throws {
+            var out: OpaquePointer?
+            let s = namespace.withCString { kvcache_chunks_create(capacity, blockTokens, variants, $0, &out) }
+            guard s == 0, let out else { throw CreateFailed(status: s) }
+            handle = out
+        }
+        deinit { _ = kvcache_chunks_destroy(handle) }
+
+        func key(_ tokens: [UInt32]) -> kvcache_key {
+            var k = kvcache_key()
+            #expect(tokens.withUnsafeBufferPointer { kvcache_chunks_key(handle, $0.baseAddress, $0.count, &k) } == 0)
+            return k
+        }
+        func insert(_ chunk: kvcache_key, tokens: Int64, at: Int64, context: kvcache_key = .init(), impact: Double = .nan,
+                    capacity: Int = 64) -> (kvcache_status, UInt64, [kvcache_block_id]) {
+            var variant: UInt64 = 0, n = 0
+            var blocks = [kvcache_block_id](repeating: -1, count: capacity)
+            let s = kvcache_chunks_insert(handle, chunk, tokens, at, context, impact, &variant, &blocks, capacity, &n)
+            return (s, variant, s == 0 ? Array(blocks[0 ..< n]) : [])
+        }
+        struct Plan { var status: kvcache_status; var summary: kvcache_chunk_plan; var spans: [kvcache_reused_span]; var recompute: [Int64]; var fresh: [kvcache_token_range] }
+        func plan(_ segments: [kvcache_prompt_segment], context: kvcache_key = .init(), selection: kvcache_recompute_selection = KVCACHE_SELECT_HKVD,
+                  ratio: Double = 0.25, seed: UInt64 = 1, capacity: Int = 64) -> Plan {
+            var spans = [kvcache_reused_span](repeating: .init(), count: capacity)
+            var recompute = [Int64](repeating: -1, count: capacity * 16)
+            var fresh = [kvcache_token_range](repeating: .init(), count: capacity)
+            var out = kvcache_chunk_plan()
+            let s = segments.withUnsafeBufferPointer {
+                kvcache_chunks_plan(handle, $0.baseAddress, $0.count, context, Int32(selection.rawValue), ratio, seed,
+                                    &spans, capacity, &recompute, capacity * 16, &fresh, capacity, &out)
+            }
+            guard s == 0 else { return Plan(status: s, summary: out, spans: [], recompute: [], fresh: []) }
+            return Plan(status: s, summary: out, spans: Array(spans[0 ..< out.n_spans]), recompute: Array(recompute[0 ..< out.n_recompute]),
+                        fresh: Array(fresh[0 ..< out.n_fresh]))
+        }
+        var stats: kvcache_chunks_stats {
+            var s = kvcache_chunks_stats()
+            #expect(kvcache_chunks_get_stats(handle, &s) == 0)
+            return s
+        }
+    }
+
+    static func segment(_ kind: kvcache_segment_kind, _ tokens: Int64, _ chunk: kvcache_key = .init()) -> kvcache_prompt_segment {
+        kvcache_prompt_segment(kind: Int32(kind.rawValue), tokens: tokens, chunk: chunk)
+    }
+    static func same(_ a: kvcache_chunks_stats, _ b: kvcache_chunks_stats) -> Bool {
+        a.free_blocks == b.free_blocks && a.variants == b.variants && a.evicted_variants == b.evicted_variants && a.open_plans == b.open_plans
+    }
+
+    @Test func servesAPlanAndHoldsItsVariantsUntilCommit() throws {
+        let c = try Chunks(capacity: 16)
+        let a = c.key(Array(0 ..< 10)), b = c.key(Array(50 ..< 56)), missing = c.key([9, 9])
+        // The key is the Swift chunk key under the same namespace.
+        let swiftKey = ChunkKey(tokens: Array(0 ..< 10), namespace: "test").bits
+        #expect(a.lo == swiftKey.lo && a.hi == swiftKey.hi)
+        let (sa, va, blocksA) = c.insert(a, tokens: 10, at: 0)
+        let (sb, vb, blocksB) = c.insert(b, tokens: 6, at: 3)
+        #expect(sa == 0 && sb == 0 && blocksA.count == 3 && blocksB.count == 2 && Set(blocksA + blocksB).count == 5)
+        var n = 0
+        var again = [kvcache_block_id](repeating: 0, count: 3)
+        #expect(kvcache_chunks_blocks(c.handle, va, &again, 3, &n) == 0 && n == 3 && again == blocksA)
+
+        let p = c.plan([Self.segment(KVCACHE_SEGMENT_CACHED_PREFIX, 8), Self.segment(KVCACHE_SEGMENT_CHUNK, 6, b),
+                        Self.segment(KVCACHE_SEGMENT_CHUNK, 2, missing), Self.segment(KVCACHE_SEGMENT_CHUNK, 10, a),
+                        Self.segment(KVCACHE_SEGMENT_FRESH, 5)], selection: KVCACHE_SELECT_LEADING, ratio: 0.25)
+        #expect(p.status == 0 && p.summary.plan_id != 0)
+        #expect(p.summary.prompt_tokens == 31 && p.summary.prefix_tokens == 8 && p.summary.reused_tokens == 16 && p.summary.missing_chunks == 1)
+        #expect(p.spans.map(\.variant) == [vb, va] && p.spans.map(\.target_start) == [8, 16] && p.spans.map(\.source_start) == [3, 0])
+        #expect(p.spans.map(\.recompute_budget) == [2, 3] && p.spans.allSatisfy { $0.tier == Int32(KVCACHE_TIER_DEVICE.rawValue) && !$0.exact })
+        #expect(p.recompute == [8, 9, 16, 17, 18])
+        #expect(p.fresh.map { [$0.start, $0.end] } == [[14, 16], [26, 31]])
+        #expect(c.stats.open_plans == 1 && kvcache_chunks_validate(c.handle) == 0)
+        // Held: cannot be removed, nor evicted by an insert that needs every block.
+        #expect(kvcache_chunks_remove(c.handle, va) == Self.inUse)
+        let before = c.stats
+        #expect(c.insert(c.key([1, 2, 3]), tokens: 64, at: 0).0 == Self.insufficient)
+        #expect(Self.same(c.stats, before))
+        #expect(kvcache_chunks_commit(c.handle, p.summary.plan_id) == 0)
+        #expect(kvcache_chunks_commit(c.handle, p.summary.plan_id) == Self.invalid)
+        #expect(kvcache_chunks_remove(c.handle, va) == 0 && c.stats.variants == 1)
+        #expect(kvcache_chunks_blocks(c.handle, va, &again, 3, &n) == Self.invalid)
+        #expect(kvcache_chunks_validate(c.handle) == 0)
+    }
+
+    @Test func refusedCallsSayWhyAndChangeNothing() throws {
+        let c = try Chunks(capacity: 8)
+        let a = c.key(Array(0 ..< 8))
+        let (_, va, _) = c.insert(a, tokens: 8, at: 0)
+        let before = c.stats
+        // A buffer too short: the counts are set, no plan is made, nothing is held.
+        var out = kvcache_chunk_plan()
+        var seg = [Self.segment(KVCACHE_SEGMENT_CHUNK, 8, a), Self.segment(KVCACHE_SEGMENT_FRESH, 2)]
+        #expect(kvcache_chunks_plan(c.handle, &seg, 2, .init(), Int32(KVCACHE_SELECT_NONE.rawValue), 0, 0, nil, 0, nil, 0, nil, 0, &out) == Self.tooSmall)
+        #expect(out.n_spans == 1 && out.n_fresh == 1 && out.plan_id == 0)
+        #expect(String(cString: kvcache_last_error()).contains("spans"))
+        #expect(Self.same(c.stats, before))
+        // Bad segments and arguments.
+        for (segments, selection, ratio) in [
+            ([Self.segment(KVCACHE_SEGMENT_CHUNK, 7, a)], KVCACHE_SELECT_NONE, 0.0),          // length differs from the stored chunk
+            ([Self.segment(KVCACHE_SEGMENT_FRESH, 2), Self.segment(KVCACHE_SEGMENT_CACHED_PREFIX, 4)], KVCACHE_SELECT_NONE, 0.0),
+            ([Self.segment(KVCACHE_SEGMENT_FRESH, 0)], KVCACHE_SELECT_NONE, 0.0),
+            ([kvcache_prompt_segment(kind: 9, tokens: 3, chunk: .init())], KVCACHE_SELECT_NONE, 0.0),
+            ([Self.segment(KVCACHE_SEGMENT_FRESH, 1 << 47), Self.segment(KVCACHE_SEGMENT_FRESH, 1 << 47), Self.segment(KVCACHE_SEGMENT_FRESH, 1 << 47)],
+             KVCACHE_SELECT_NONE, 0.0),
+            ([Self.segment(KVCACHE_SEGMENT_FRESH, 2)], KVCACHE_SELECT_HKVD, 1.5),
+            ([Self.segment(KVCACHE_SEGMENT_FRESH, 2)], KVCACHE_SELECT_HKVD, .nan),
+            ([Self.segment(KVCACHE_SEGMENT_FRESH, 2)], kvcache_recompute_selection(rawValue: 77), 0.1),
+        ] {
+            #expect(c.plan(segments, selection: selection, ratio: ratio).status == Self.invalid)
+        }
+        #expect(Self.same(c.stats, before))
+        // Insert: too small a buffer, bad lengths and impacts.
+        var variant: UInt64 = 42, n = 0
+        var blocks = [kvcache_block_id](repeating: 0, count: 1)
+        #expect(kvcache_chunks_insert(c.handle, c.key([5]), 8, 0, .init(), .nan, &variant, &blocks, 1, &n) == Self.tooSmall && n == 2)
+        #expect(kvcache_chunks_insert(c.handle, c.key([5]), 0, 0, .init(), .nan, &variant, &blocks, 1, &n) == Self.invalid)
+        #expect(kvcache_chunks_insert(c.handle, c.key([5]), 1, -1, .init(), .nan, &variant, &blocks, 1, &n) == Self.invalid)
+        #expect(kvcache_chunks_insert(c.handle, c.key([5]), 1, 0, .init(), -1, &variant, &blocks, 1, &n) == Self.invalid)
+        #expect(kvcache_chunks_insert(c.handle, c.key([5]), 1, 0, .init(), .infinity, &variant, &blocks, 1, &n) == Self.invalid)
+        #expect(variant == 42 && Self.same(c.stats, before))
+        // Unknown variants and plans; NULL handle and pointers; bad create arguments.
+        #expect(kvcache_chunks_remove(c.handle, va ^ (1 << 40)) == Self.invalid)
+        #expect(kvcache_chunks_commit(c.handle, 0) == Self.invalid && kvcache_chunks_commit(c.handle, 12345) == Self.invalid)
+        #expect(kvcache_chunks_plan(c.handle, nil, 2, .init(), 0, 0, 0, nil, 0, nil, 0, nil, 0, &out) == Self.nullPointer)
+        #expect(kvcache_chunks_plan(c.handle, nil, 0, .init(), 0, 0, 0, nil, 0, nil, 0, nil, 0, nil) == Self.nullPointer)
+        #expect(kvcache_chunks_key(c.handle, nil, 0, nil) == Self.nullPointer)
+        var k = kvcache_key(lo: 7, hi: 7)
+        let none: [UInt32] = []
+        #expect(none.withUnsafeBufferPointer { kvcache_chunks_key(c.handle, $0.baseAddress, 0, &k) } == Self.invalid && k.lo == 7)
+        #expect(kvcache_chunks_plan(nil, nil, 0, .init(), 0, 0, 0, nil, 0, nil, 0, nil, 0, &out) == Self.nullHandle)
+        #expect(kvcache_chunks_get_stats(nil, nil) == Self.nullHandle && kvcache_chunks_destroy(nil) == Self.nullHandle)
+        var h: OpaquePointer? = nil
+        #expect(kvcache_chunks_create(0, 4, 1, nil, &h) == Self.invalid && kvcache_chunks_create(4, 0, 1, nil, &h) == Self.invalid)
+        #expect(kvcache_chunks_create(4, 4, 0, nil, &h) == Self.invalid && kvcache_chunks_create(1 << 40, 4, 1, nil, &h) == Self.invalid)
+        #expect(kvcache_chunks_create(4, 4, 1, nil, nil) == Self.nullPointer && h == nil)
+        #expect(Self.same(c.stats, before) && kvcache_chunks_validate(c.handle) == 0)
+    }
+
+    /// The Swift side of the lock-step run: the store, the open plans and their variants.
+    struct SwiftSide {
+        var store: ChunkStore
+        var plans: [UInt64: ChunkPrefillPlan] = [:]
+    }
+
+    @Test(arguments: [1, 2, 3, 4] as [UInt64])
+    func lockStepWithTheSwiftAPI(seed: UInt64) throws {
+        let c = try Chunks(capacity: 24, blockTokens: 4, variants: 2)
+        var swift = SwiftSide(store: try ChunkStore(capacityBlocks: 24, blockTokens: 4, maxVariantsPerChunk: 2))
+        let root = BlockHasher.rootKey(namespace: "test")
+        var rng = SplitMix64(seed: seed)
+        func draw(_ n: Int) -> Int { Int(rng.next() % UInt64(n)) }
+        // Six chunks of 3...14 tokens; two contexts.
+        var chunkTokens: [[UInt32]] = []
+        for i in 0 ..< 6 {
+            let n = UInt32(3 + 2 * i + i % 2), base = UInt32(i) * 1000
+            chunkTokens.append((0 ..< n).map { base + $0 })
+        }
+        let keys = chunkTokens.map { c.key($0) }
+        let contexts = [kvcache_key(lo: 0, hi: 0), kvcache_key(lo: 5, hi: 6)]
+        func bk(_ k: kvcache_key) -> BlockKey { BlockKey(lo: k.lo, hi: k.hi) }
+        for (k, t) in zip(keys, chunkTokens) { #expect(bk(k) == ChunkKey(root: root, tokens: t.withUnsafeBufferPointer { $0 }).bits) }
+        var variants: [UInt64] = []
+        for step in 0 ..< 400 {
+            switch draw(10) {
+            case 0 ..< 3:  // insert (sometimes a wrong length or an impact)
+                let i = draw(keys.count), ctx = contexts[draw(2)]
+                let tokens = draw(8) == 0 ? 0 : chunkTokens[i].count
+                let at = Int64(draw(20)), impact = draw(2) == 0 ? Double.nan : Double(draw(100)) / 100
+                let (s, v, blocks) = c.insert(keys[i], tokens: Int64(tokens), at: at, context: ctx, impact: impact)
+                do throws(ChunkError) {
+                    let (id, list) = try swift.store.insert(ChunkKey(bits: bk(keys[i])), tokens: tokens, computedAt: Int(at), context: bk(ctx),
+                                                            contextImpact: impact.isNaN ? nil : Float(impact))
+                    #expect(s == 0 && v == id.raw && blocks == list, "step \(step)")
+                    variants.append(v)
+                } catch {
+                    #expect(s != 0, "step \(step): Swift refused \(error), C did not")
+                }
+            case 3 ..< 7:  // plan
+                var segments: [kvcache_prompt_segment] = []
+                var pieces: [PromptPiece] = []
+                if draw(2) == 0 { segments.append(Self.segment(KVCACHE_SEGMENT_CACHED_PREFIX, 8)); pieces.append(PromptPiece(.cachedPrefix, tokens: 8)) }
+                for _ in 0 ..< 1 + draw(5) {
+                    if draw(3) == 0 {
+                        let n = 1 + draw(6)
+                        segments.append(Self.segment(KVCACHE_SEGMENT_FRESH, Int64(n))); pieces.append(PromptPiece(.fresh, tokens: n))
+                    } else {
+                        let i = draw(keys.count)
+                        let n = draw(12) == 0 ? chunkTokens[i].count + 1 : chunkTokens[i].count
+                        segments.append(Self.segment(KVCACHE_SEGMENT_CHUNK, Int64(n), keys[i]))
+                        pieces.append(PromptPiece(.chunk(ChunkKey(bits: bk(keys[i]))), tokens: n))
+                    }
+                }
+                let ctx = contexts[draw(2)], ratio = Double(draw(5)) / 4
+                let kinds: [(kvcache_recompute_selection, TokenSelection)] = [
+                    (KVCACHE_SELECT_NONE, .none), (KVCACHE_SELECT_HKVD, .highDeviation(ratio: ratio)), (KVCACHE_SELECT_RANDOM, .random(ratio: ratio, seed: 7)),
+                    (KVCACHE_SELECT_LEADING, .leading(ratio: ratio)), (KVCACHE_SELECT_CONTEXT_IMPACT, .contextImpact(ratio: ratio))]
+                let (cSel, sSel) = kinds[draw(kinds.count)]
+                let p = c.plan(segments, context: ctx, selection: cSel, ratio: ratio, seed: 7)
+                var built: ChunkPrefillPlan? = nil
+                do throws(ChunkError) {
+                    built = try ChunkPrefillPlan.build(pieces, store: &swift.store, context: bk(ctx), selection: sSel)
+                } catch {
+                    #expect(p.status == Self.invalid, "step \(step): Swift refused \(error)")
+                }
+                if let plan = built {
+                    try #require(p.status == 0, "step \(step)")
+                    try plan.validate()
+                    #expect(p.spans.map { ChunkVariantID(raw: $0.variant) } == plan.reused.map(\.variant), "step \(step)")
+                    #expect(p.spans.map { Int($0.source_start) ..< Int($0.source_start + $0.tokens) } == plan.reused.map(\.source))
+                    #expect(p.spans.map { Int($0.target_start) ..< Int($0.target_start + $0.tokens) } == plan.reused.map(\.target))
+                    #expect(p.spans.map { Int($0.recompute_budget) } == plan.reused.map(\.recomputeBudget))
+                    #expect(p.spans.map(\.exact) == plan.reused.map(\.exact))
+                    #expect(p.recompute.map { Int($0) } == plan.recompute)
+                    #expect(p.fresh.map { Int($0.start) ..< Int($0.end) } == plan.fresh)
+                    #expect(Int(p.summary.missing_chunks) == plan.missingChunks && Int(p.summary.prompt_tokens) == plan.promptTokens)
+                    #expect(Int(p.summary.prefix_tokens) == plan.prefix.count)
+                    swift.plans[p.summary.plan_id] = plan
+                }
+            case 7:  // commit an open plan, or one not open
+                if let id = swift.plans.keys.sorted().first, draw(4) != 0 {
+                    #expect(kvcache_chunks_commit(c.handle, id) == 0)
+                    try swift.plans.removeValue(forKey: id)!.release(from: &swift.store)
+                } else {
+                    #expect(kvcache_chunks_commit(c.handle, rng.next() | 1 << 63) == Self.invalid)
+                }
+            case 8:  // remove a variant (held, gone or unheld)
+                guard !variants.isEmpty else { continue }
+                let v = variants[draw(variants.count)]
+                let s = kvcache_chunks_remove(c.handle, v)
+                do throws(ChunkError) {
+                    try swift.store.remove(ChunkVariantID(raw: v))
+                    #expect(s == 0, "step \(step)")
+                } catch {
+                    #expect(s == (error == .variantHeld(ChunkVariantID(raw: v)) ? Self.inUse : Self.invalid), "step \(step)")
+                }
+            default:  // the blocks of a variant
+                guard !variants.isEmpty else { continue }
+                let v = variants[draw(variants.count)]
+                var n = 0
+                var blocks = [kvcache_block_id](repeating: 0, count: 8)
+                let s = kvcache_chunks_blocks(c.handle, v, &blocks, 8, &n)
+                if let list = try? swift.store.blocks(of: ChunkVariantID(raw: v)) {
+                    #expect(s == 0 && Array(blocks[0 ..< n]) == list)
+                } else {
+                    #expect(s == Self.invalid)
+                }
+            }
+            let st = c.stats
+            #expect(Int(st.free_blocks) == swift.store.pool.freeCount && Int(st.variants) == swift.store.count, "step \(step)")
+            #expect(Int(st.evicted_variants) == swift.store.evictedVariants && Int(st.open_plans) == swift.plans.count)
+            #expect(kvcache_chunks_validate(c.handle) == 0)
+            try swift.store.validate()
+        }
+    }
+}

@@ -1,0 +1,143 @@
+import Foundation
+import KVCache
+import KVPlan
+import KVTestSupport
+import KVTiers
+import Testing
+@testable import KVChunks
+
+/// Chunks spilled from the device through host memory to disk with their real bytes, and brought back by
+/// `TieredChunkStore.fetch`: identical bytes from host and from disk, and a chunk whose disk copy is
+/// corrupt is never served (the caller recomputes it).
+@Suite struct TieredChunkStoreTests {
+    static let layout = try! KVGeometry(layers: 2, kvHeads: 1, headDim: 8, dtype: .fp16, blockTokens: 4)  // 256-byte blocks
+    static let cost = try! RecomputeCost(secondsPerToken: 1e-4, secondsPerContextPair: 1e-8)
+
+    final class Harness {
+        let dir = TempDirectory("kvchunks-tiers")
+        let device: HostDeviceMemory
+        let tiered: TieredChunkStore
+        let root = BlockHasher.rootKey(namespace: "tiered")
+        let controller = try! LoadingController(cost: TieredChunkStoreTests.cost, layers: 2, kvBytesPerToken: 64)
+        let host = LoadingController.Tier(name: "host", bytesPerSecond: 10e9)
+        let disk = LoadingController.Tier(name: "disk", bytesPerSecond: 1e9)
+
+        init(deviceBlocks: Int = 6, hostBlocks: Int = 4) throws {
+            var config = TierConfig(layout: TieredChunkStoreTests.layout, hostBlocks: hostBlocks,
+                                    disk: DiskStoreConfig(directory: dir.path, capacityBytes: 1 << 22, layout: TieredChunkStoreTests.layout))
+            config.workers = 1
+            config.spillWatermark = 1
+            config.calibrateAtStart = false
+            config.lockHostMemory = false
+            config.layerGroups = 1
+            device = try HostDeviceMemory(layout: TieredChunkStoreTests.layout, capacityBlocks: deviceBlocks)
+            tiered = try TieredChunkStore(store: try ChunkStore(capacityBlocks: deviceBlocks, blockTokens: 4),
+                                          tiers: try KVTierManager(config: config, device: device))
+        }
+
+        func chunk(_ i: Int) -> ChunkKey { ChunkKey(tokens: (0 ..< 8).map { UInt32(i * 100 + $0) }, namespace: "tiered") }
+
+        /// The KV an engine computes for block `b` of chunk `i`: distinct bytes per chunk and block.
+        static func bytes(_ i: Int, _ b: Int) -> [UInt8] {
+            var r = SplitMix64(seed: UInt64(i * 1000 + b + 1))
+            return (0 ..< TieredChunkStoreTests.layout.bytesPerBlock).map { _ in UInt8(truncatingIfNeeded: r.next()) }
+        }
+
+        /// Stores chunk `i` (8 tokens, 2 blocks) as an engine would: insert, write the KV, commit.
+        func put(_ i: Int) throws {
+            let (id, blocks) = try tiered.insert(chunk(i), tokens: 8, computedAt: 0, context: root)
+            for (b, block) in blocks.enumerated() {
+                let kv = Self.bytes(i, b)
+                device.withBlock(block) { dst in kv.withUnsafeBytes { dst.copyMemory(from: $0) } }
+            }
+            try tiered.commit(id)
+        }
+
+        /// Whether the device blocks of `id` hold chunk `i`'s bytes.
+        func holds(_ id: ChunkVariantID, _ i: Int) throws -> Bool {
+            try tiered.store.blocks(of: id).enumerated().allSatisfy { b, block in
+                device.withBlock(block) { Array($0) == Self.bytes(i, b) } ?? false
+            }
+        }
+
+        /// Where the first block of chunk `i` (stored at 0 after `root`) can be loaded from.
+        func loadable(_ i: Int) -> Tier? {
+            tiered.tiers.loadableTier(of: tiered.blockKeys(of: .init(chunk: chunk(i), tokens: 8, computedAt: 0, context: root,
+                                                                      contextImpact: nil, hits: 0))[0])
+        }
+
+        func fetch(_ i: Int) throws -> TieredChunkStore.Fetched? {
+            try tiered.fetch(chunk(i), context: root, contextTokens: 64, controller: controller, host: host, disk: disk)
+        }
+    }
+
+    @Test func anEvictedChunkComesBackFromHostAndFromDiskWithIdenticalBytes() throws {
+        let h = try Harness()
+        for i in 0 ..< 3 { try h.put(i) }  // the device is full
+        try h.put(3)  // evicts chunk 0 to host
+        #expect(h.tiered.store.find(h.chunk(0)) == nil && h.tiered.store.evictedVariants == 1)
+        let fromHost = try #require(try h.fetch(0))
+        #expect(fromHost.source == .host && fromHost.decision != nil)
+        #expect(try h.holds(fromHost.variant, 0))
+        try h.tiered.release(fromHost.variant)
+        // Enough chunks that the host (4 blocks) passes chunk 1 on to disk.
+        for i in 4 ..< 9 { try h.put(i) }
+        let onDevice = (0 ..< 9).filter { h.tiered.store.find(h.chunk($0)) != nil }
+        #expect(!onDevice.contains(1))
+        let fromDisk = try #require(try h.fetch(1))
+        #expect(fromDisk.source == .disk)
+        #expect(try h.holds(fromDisk.variant, 1))
+        try h.tiered.release(fromDisk.variant)
+        // A chunk on the device is served from there, a chunk never stored from nowhere.
+        let last = try #require(try h.fetch(8))
+        #expect(last.source == .device && last.decision == nil)
+        #expect(try h.holds(last.variant, 8))
+        try h.tiered.release(last.variant)
+        #expect(try h.fetch(99) == nil)
+        #expect(h.tiered.loadedVariants == 2 && h.tiered.failedLoads == 0)
+        try h.tiered.store.validate()
+        try h.tiered.tiers.validate()
+    }
+
+    @Test func aCorruptDiskCopyIsNeverServed() throws {
+        let h = try Harness()
+        for i in 0 ..< 9 { try h.put(i) }  // chunks 0 and 1 are on disk by now
+        h.tiered.tiers.waitForTransfers()
+        #expect(h.tiered.store.find(h.chunk(0)) == nil && h.loadable(0) != nil && h.loadable(0) != .host)
+        // Flip every byte past the first 16 of each segment file of the disk folder (every record).
+        let files = try FileManager.default.subpathsOfDirectory(atPath: h.dir.path).map { h.dir.path + "/" + $0 }
+        var flipped = 0
+        for f in files {
+            guard f.hasSuffix(".kvlog"), var data = FileManager.default.contents(atPath: f), data.count > 16 else { continue }
+            for k in 16 ..< data.count { data[k] ^= 0xFF }
+            try data.write(to: URL(fileURLWithPath: f))
+            flipped += 1
+        }
+        #expect(flipped > 0)
+        let before = h.tiered.store.count
+        #expect(try h.fetch(0) == nil, "a corrupt chunk was served")
+        // Either the load found the corruption (a failed load) or the store had dropped the record already.
+        #expect(h.tiered.loadedVariants == 0 && (h.tiered.failedLoads == 1 || h.loadable(0) == nil))
+        #expect(h.tiered.store.find(h.chunk(0)) == nil && h.tiered.store.count <= before)
+        try h.tiered.store.validate()
+        try h.tiered.tiers.validate()
+    }
+
+    @Test func aPlanLoadsSpilledChunksAndNamesTheirTier() throws {
+        let h = try Harness()
+        for i in 0 ..< 9 { try h.put(i) }  // 6, 7, 8 on the device; 0, 1 on disk; others on host
+        h.tiered.tiers.waitForTransfers()
+        let pieces = [PromptPiece(.fresh, tokens: 3), PromptPiece(.chunk(h.chunk(8)), tokens: 8), PromptPiece(.chunk(h.chunk(5)), tokens: 8),
+                      PromptPiece(.chunk(h.chunk(0)), tokens: 8), PromptPiece(.chunk(h.chunk(77)), tokens: 8)]
+        let plan = try h.tiered.plan(pieces, context: h.root, selection: .highDeviation(ratio: 0.15), controller: h.controller,
+                                     host: h.host, disk: h.disk)
+        try plan.validate()
+        #expect(plan.reused.map(\.tier) == [.device, .host, .disk] && plan.missingChunks == 1)
+        for (span, i) in zip(plan.reused, [8, 5, 0]) { #expect(try h.holds(span.variant, i), "chunk \(i)") }
+        // Held by the plan only: the fetches' own holds are gone.
+        #expect(plan.reused.allSatisfy { h.tiered.store.holders(of: $0.variant) == 1 })
+        try h.tiered.release(plan: plan)
+        try h.tiered.store.validate()
+        try h.tiered.tiers.validate()
+    }
+}

@@ -1,0 +1,43 @@
+"""ChunkStore over kvcache_chunks_*: a plan's spans, recomputed positions and fresh ranges, the hold until
+commit, and refused calls that change nothing."""
+import pytest
+
+import kvcache
+
+
+def test_plan_holds_its_variants_until_commit():
+    with kvcache.ChunkStore(16, block_tokens=4, max_variants=2, key_namespace="test") as store:
+        a, b = store.key(range(10)), store.key(range(50, 56))
+        va, blocks_a = store.insert(a, 10, 0)
+        vb, _ = store.insert(b, 6, 3)
+        assert len(blocks_a) == 3 and list(store.blocks(va)) == list(blocks_a)
+        plan = store.plan([("prefix", 8), ("chunk", 6, b), ("chunk", 2, store.key([9, 9])), ("chunk", 10, a), ("fresh", 5)],
+                          selection=kvcache.Selection.LEADING, ratio=0.25)
+        assert plan.plan_id and plan.prompt_tokens == 31 and plan.prefix_tokens == 8 and plan.missing_chunks == 1
+        assert [s.variant for s in plan.spans] == [vb, va] and [s.target_start for s in plan.spans] == [8, 16]
+        assert list(plan.recompute) == [8, 9, 16, 17, 18] and plan.fresh == [(14, 16), (26, 31)]
+        with pytest.raises(kvcache.BlocksInUseError):
+            store.remove(va)
+        store.commit(plan.plan_id)
+        with pytest.raises(kvcache.InvalidArgumentError):
+            store.commit(plan.plan_id)
+        store.remove(va)
+        assert store.stats().variants == 1 and store.stats().open_plans == 0
+        store.validate()
+
+
+def test_refused_calls_change_nothing():
+    with kvcache.ChunkStore(8, block_tokens=4) as store:
+        a = store.key(range(8))
+        store.insert(a, 8, 0)
+        before = store.stats()
+        for segments, ratio in (([("chunk", 7, a)], 0.1), ([("fresh", 2), ("prefix", 3)], 0.1), ([("fresh", 0)], 0.1),
+                                ([("fresh", 2)], 1.5)):
+            with pytest.raises(kvcache.InvalidArgumentError):
+                store.plan(segments, ratio=ratio)
+        with pytest.raises(kvcache.InvalidArgumentError):
+            store.plan([("nothing", 2)])
+        with pytest.raises(kvcache.InsufficientBlocksError):
+            store.insert(store.key([1]), 40, 0)
+        assert store.stats() == before
+        store.validate()
