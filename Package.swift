@@ -9,6 +9,10 @@ let sharedLibraryFlags = [
     "-static-stdlib", "-use-ld=lld",
     "-Xlinker", "-soname=libkvcache_c.so.\(abiMajor)",
     "-Xlinker", "--version-script=\(Context.packageDirectory)/tools/capi/kvcache.map",
+    // Foundation (which the YAML reader of KVConfig needs) linked statically too: the archives its own
+    // archive references, which the static-stdlib defaults leave out of a shared library.
+    "-Xlinker", "-lCoreFoundation", "-Xlinker", "-l_FoundationICU", "-Xlinker", "-l_FoundationCShims",
+    "-Xlinker", "-l_FoundationCollections",
 ]
 
 let package = Package(
@@ -30,6 +34,7 @@ let package = Package(
         .library(name: "KVChunks", targets: ["KVChunks"]),
         .library(name: "KVEvents", targets: ["KVEvents"]),
         .library(name: "KVMetrics", targets: ["KVMetrics"]),
+        .library(name: "KVConfig", targets: ["KVConfig"]),
         .executable(name: "kvcache", targets: ["kvcache"]),
         // The C ABI (include/kvcache.h) as libkvcache_c.so for C, C++ and Python servers: the Swift runtime
         // linked in, SONAME libkvcache_c.so.<ABI major>, only the kvcache_* symbols exported (docs/C_API.md).
@@ -40,6 +45,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
+        // KVCACHE_* environment variables and YAML files (the YAML trait brings Yams).
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0", traits: ["YAML"]),
     ],
     targets: [
         // System-library shims: a module map and one header each, nothing else.
@@ -73,6 +80,9 @@ let package = Package(
         // What the cache tells the outside: KV events on the wire (vLLM's msgpack schema over a ZMQ PUB
         // socket with a replay socket) and the tiers' figures into KVMetrics.
         .target(name: "KVEvents", dependencies: ["KVCache", "KVTiers", "KVMetrics", "CZmq", "CMsgpack"]),
+        // The embedded library's settings (cache, policy, tiers, event endpoints) from KVCACHE_* environment
+        // variables and a YAML file, typed and validated.
+        .target(name: "KVConfig", dependencies: ["KVCache", .product(name: "Configuration", package: "swift-configuration")]),
         // Prefix caching for hybrid attention + SSM models (Marconi): the model, the tree, the policies, the replay.
         .target(name: "KVHybrid", dependencies: ["KVCache"]),
         // Request lifecycle, reservation policies, the output-length predictor protocol.
@@ -100,7 +110,7 @@ let package = Package(
 
         // The C ABI: the public header alone (CKVCache), implemented in Swift with @_cdecl (KVCacheC).
         .target(name: "CKVCache"),
-        .target(name: "KVCacheC", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVHybrid", "KVMetrics", "CKVCache"]),
+        .target(name: "KVCacheC", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVHybrid", "KVMetrics", "KVConfig", "CKVCache"]),
         // How libkvcache_c.so is linked, apart from the code so that tests and benchmarks link KVCacheC as usual.
         .target(name: "KVCacheCLibrary", dependencies: ["KVCacheC"], path: "tools/capi/Library",
                 linkerSettings: [.unsafeFlags(sharedLibraryFlags)]),
@@ -116,7 +126,7 @@ let package = Package(
             name: "kvcache",
             dependencies: [
                 "KVCache", "KVPlan", "KVTiers", "KVScheduler", "KVData", "KVPrediction", "KVSimulation", "KVReferenceEngine",
-                "KVBench", "KVHybrid", "KVChunks", "KVEvents", "KVMetrics",
+                "KVBench", "KVHybrid", "KVChunks", "KVEvents", "KVMetrics", "KVConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
@@ -127,6 +137,7 @@ let package = Package(
         .testTarget(name: "KVCacheTests", dependencies: ["KVCache"]),
         .testTarget(name: "KVHybridTests", dependencies: ["KVHybrid", "KVData", "KVCache"]),
         .testTarget(name: "KVCacheCTests", dependencies: ["CKVCache", "KVCacheC", "KVCache", "KVPlan", "KVTiers"]),
+        .testTarget(name: "KVConfigTests", dependencies: ["KVConfig", "KVCache"]),
         .testTarget(name: "KVPlanTests", dependencies: ["KVPlan", "KVCache"]),
         .testTarget(name: "KVTiersTests", dependencies: ["KVTiers", "KVPlan", "KVTestSupport"]),
         .testTarget(name: "KVRuntimeTests", dependencies: ["KVRuntime", "KVTiers", "KVPlan", "KVTestSupport"]),

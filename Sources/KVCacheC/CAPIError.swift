@@ -25,6 +25,8 @@ enum CAPIError: Error {
     case outOfMemory(blocks: Int, limitBytes: Int)
     /// The tier manager refused the call (it changed nothing).
     case tier(TierError)
+    /// A configuration (environment variables, YAML file) was refused; the text names the key.
+    case configuration(String)
 
     /// The status code the C caller gets (one per `KVCacheError` case). O(1).
     var status: kvcache_status {
@@ -44,7 +46,7 @@ enum CAPIError: Error {
         case .nullHandle: Status.nullHandle
         case .nullPointer: Status.nullPointer
         case .bufferTooSmall: Status.bufferTooSmall
-        case .invalidArgument, .notUTF8: Status.invalidArgument
+        case .invalidArgument, .notUTF8, .configuration: Status.invalidArgument
         case .invariantViolation: Status.invariantViolation
         case .outOfMemory: Status.outOfMemory
         case .tier(let e):
@@ -67,6 +69,7 @@ enum CAPIError: Error {
         case .outOfMemory(let blocks, let limit):
             "capacity_blocks \(blocks) needs more than half of the \(limit >> 20) MiB this process may use"
         case .tier(let e): e.description
+        case .configuration(let why): "invalid argument: \(why)"
         }
     }
 }

@@ -25,6 +25,10 @@ public struct ModelledRunConfig: Sendable {
     /// Requests of one session (conversation turns) arrive in order, each only after the previous one
     /// finished plus `thinkSeconds`; nil lets them arrive at their own times.
     public var sessionThinkSeconds: Double? = 0
+    /// Eviction order of the device pool's cached blocks (`pgdsf` and `pgdsf-probation` price blocks
+    /// with the cost model's recompute cost) and its tunables.
+    public var evictionPolicy: EvictionPolicyKind = .lru
+    public var policyParameters = EvictionPolicyKind.Parameters()
 
     public init(model: ModelSpec, hardware: HardwareSpec, kvBytes: Double) {
         self.model = model
@@ -77,7 +81,10 @@ public final class ModelledEngine {
         guard config.maxTokens >= 1 else { throw .invalidConfig("maxTokens must be at least 1") }
         let cache: KVCacheManager
         do {
-            cache = try KVCacheManager(KVCacheConfig(blockTokens: config.blockTokens, capacityBlocks: config.capacityBlocks))
+            var cacheConfig = KVCacheConfig(blockTokens: config.blockTokens, capacityBlocks: config.capacityBlocks,
+                                            policy: config.evictionPolicy, recomputeCost: costModel.recomputeCost)
+            cacheConfig.policyParameters = config.policyParameters
+            cache = try KVCacheManager(cacheConfig)
         } catch { throw .invalidConfig("\(error)") }
         let scheduler = Scheduler(config: config.scheduler, cache: cache, predictor: predictor)
         var swap: CountingSwapSpace? = nil
@@ -185,6 +192,7 @@ public final class ModelledEngine {
         }
         let s = scheduler.stats
         var report = metrics.report(policy: config.scheduler.reservation.rawValue, start: start, stats: s)
+        report.evictionPolicy = config.evictionPolicy.rawValue
         if let hostTier, let admission {
             report.hostTier = HostTierRunReport(capacityBlocks: hostTier.capacityBlocks, loadsPay: admission.loadsPay,
                                                 loadSecondsPerBlock: admission.loadSecondsPerBlock,

@@ -1,0 +1,27 @@
+/// Why a configuration could not be loaded. Each case names what was wrong in words a user can act
+/// on: the key as the YAML file spells it, the `KVCACHE_*` variable that sets it, and the value given.
+/// Loading is all or nothing: a configuration that throws was not built.
+public enum KVConfigError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// A value out of range, of the wrong type, or contradicting another key.
+    case invalidValue(key: String, variable: String, message: String)
+    /// A key that has no default was not given.
+    case missing(key: String, variable: String)
+    /// The YAML file could not be read or parsed.
+    case file(path: String, message: String)
+
+    public var description: String {
+        switch self {
+        case let .invalidValue(key, variable, message): "configuration key \(key) (\(variable)): \(message)"
+        case let .missing(key, variable): "configuration key \(key) (\(variable)) is required and was not given"
+        case let .file(path, message): "configuration file \(path): \(message)"
+        }
+    }
+
+    /// The key the error is about ("" for a file error).
+    public var key: String {
+        switch self {
+        case let .invalidValue(key, _, _), let .missing(key, _): key
+        case .file: ""
+        }
+    }
+}
