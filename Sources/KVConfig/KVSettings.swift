@@ -144,3 +144,23 @@ public struct EventSettings: Sendable, Equatable {
 func check(_ ok: Bool, _ key: Key, _ message: @autoclosure () -> String) throws(KVConfigError) {
     if !ok { throw .invalidValue(key: key.name, variable: key.variable, message: message()) }
 }
+
+extension KVSettings {
+    /// Every key with its value as the file would spell it (nil: not set, for the optional ones), in
+    /// `KVConfigKey.all`'s order: what `kvcache config` prints. O(keys).
+    public var keyValues: [(key: KVConfigKey, value: String?)] {
+        let p = cache.policyParameters
+        let values: [KVConfigKey: String?] = [
+            .blockTokens: "\(cache.blockTokens)", .capacityBlocks: "\(cache.capacityBlocks)", .namespace: cache.namespace,
+            .prefixCaching: "\(cache.prefixCaching)", .recordEvents: "\(cache.recordEvents)", .policy: cache.policy.rawValue,
+            .firstUseWeight: "\(p.firstUseWeight)", .protection: "\(p.protection)", .horizonFactor: "\(p.horizonFactor)",
+            .secondsPerToken: "\(cache.recomputeCost?.secondsPerToken ?? 0)",
+            .secondsPerPair: "\(cache.recomputeCost?.secondsPerContextPair ?? 0)",
+            .hostBlocks: "\(tiers.hostBlocks)", .diskPath: tiers.diskPath, .diskBytes: "\(tiers.diskBytes)",
+            .workers: "\(tiers.workers)", .layerGroups: "\(tiers.layerGroups)", .spillWatermark: "\(tiers.spillWatermark)",
+            .eventsEnabled: "\(events.enabled)", .endpoint: events.endpoint, .replayEndpoint: events.replayEndpoint,
+            .topic: events.topic, .bufferSteps: "\(events.bufferSteps)", .highWaterMark: "\(events.highWaterMark)",
+        ]
+        return KVConfigKey.all.map { ($0, values[$0] ?? nil) }
+    }
+}
