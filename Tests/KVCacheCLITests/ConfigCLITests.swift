@@ -7,19 +7,8 @@ import Testing
 struct ConfigCLITests {
     /// Runs `kvcache config arguments` with exactly `variables` as its KVCACHE_* environment.
     static func run(_ arguments: [String], _ variables: [String: String]) throws -> (status: Int32, out: Data, err: String) {
-        let process = Process()
-        process.executableURL = CLIJSONTests.executable
-        process.arguments = ["config"] + arguments
-        process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("KVCACHE_") }
-            .merging(variables) { $1 }
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, outData, String(decoding: errData, as: UTF8.self))
+        let environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("KVCACHE_") }.merging(variables) { $1 }
+        return try CLIJSONTests.run(["config"] + arguments, environment: environment)
     }
 
     @Test func printsTheMergedSettingsAndTheirSources() throws {
