@@ -10,6 +10,9 @@ enum CAPIError: Error {
     case cache(KVCacheError)
     /// The handle argument is NULL.
     case nullHandle
+    /// The handle argument is a live handle of another kind (a `kvcache_t` where a `kvcache_tiers_t`
+    /// is expected, ...).
+    case wrongHandle
     /// A required pointer argument, named, is NULL.
     case nullPointer(StaticString)
     /// A caller buffer, named, holds `capacity` elements but `needed` are pending.
@@ -46,7 +49,7 @@ enum CAPIError: Error {
         case .nullHandle: Status.nullHandle
         case .nullPointer: Status.nullPointer
         case .bufferTooSmall: Status.bufferTooSmall
-        case .invalidArgument, .notUTF8, .configuration: Status.invalidArgument
+        case .invalidArgument, .notUTF8, .configuration, .wrongHandle: Status.invalidArgument
         case .invariantViolation: Status.invariantViolation
         case .outOfMemory: Status.outOfMemory
         case .tier(let e):
@@ -60,6 +63,7 @@ enum CAPIError: Error {
         switch self {
         case .cache(let e): e.description
         case .nullHandle: "the handle is NULL"
+        case .wrongHandle: "invalid argument: the handle is of another kind (kvcache_t, kvcache_tiers_t and kvcache_hybrid_t do not mix)"
         case .nullPointer(let name): "\(name) is NULL"
         case .bufferTooSmall(let name, let needed, let capacity):
             "\(name) holds \(capacity) but \(needed) are needed"

@@ -1,5 +1,4 @@
 import CKVCache
-import Foundation
 import KVCache
 import KVConfig
 
@@ -22,7 +21,7 @@ public func kvcacheCreateFromFileImpl(_ path: UnsafePointer<CChar>?,
     guard let path else { return fail(.nullPointer("path"), function) }
     guard let file = String(validatingCString: path) else { return fail(.notUTF8("path"), function) }
     return createFromSettings(out, function) { () throws(KVConfigError) in
-        try KVSettingsLoader.load(file: file, environment: ProcessInfo.processInfo.environment)
+        try KVSettingsLoader.load(file: file)
     }
 }
 

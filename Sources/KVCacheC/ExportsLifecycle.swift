@@ -100,6 +100,7 @@ public func kvcacheCreateCheckedImpl(_ abiVersion: UInt32, _ configSize: Int,
 @_cdecl("kvcache_destroy")
 public func kvcacheDestroyImpl(_ cache: OpaquePointer?) -> kvcache_status {
     guard let cache else { return fail(.nullHandle, "kvcache_destroy") }
+    guard isHandle(cache, of: CacheHandle.self) else { return fail(.wrongHandle, "kvcache_destroy") }
     Unmanaged<CacheHandle>.fromOpaque(UnsafeRawPointer(cache)).release()
     return Status.ok
 }

@@ -1,5 +1,5 @@
-import Configuration
-import Foundation
+internal import Configuration
+internal import Foundation
 import KVCache
 
 /// Builds `KVSettings` from `KVCACHE_*` environment variables and a YAML file through
@@ -14,10 +14,12 @@ public enum KVSettingsLoader {
     /// The variable naming the YAML file that `fromEnvironment` reads (unset or empty: none).
     public static let fileVariable = "KVCACHE_CONFIG_FILE"
 
-    /// The settings of `environment` over those of the YAML file at `file` (nil: none) over the defaults.
+    /// The settings of `environment` (nil: the process environment) over those of the YAML file at
+    /// `file` (nil: none) over the defaults.
     /// - Throws: `KVConfigError` naming the first bad key, a missing `capacity_blocks`, or a file that
     ///   cannot be read or parsed.
-    public static func load(file: String? = nil, environment: [String: String]) throws(KVConfigError) -> KVSettings {
+    public static func load(file: String? = nil, environment: [String: String]? = nil) throws(KVConfigError) -> KVSettings {
+        let environment = environment ?? ProcessInfo.processInfo.environment
         var providers: [any ConfigProvider] = [
             EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: "kvcache"),
         ]
@@ -71,10 +73,10 @@ public enum KVSettingsLoader {
         return settings
     }
 
-    /// The settings of the process environment (or `environment`), with the YAML file that
+    /// The settings of `environment` (nil: the process environment), with the YAML file that
     /// `KVCACHE_CONFIG_FILE` names, if any. Throws as `load`.
-    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment)
-        throws(KVConfigError) -> KVSettings {
+    public static func fromEnvironment(_ environment: [String: String]? = nil) throws(KVConfigError) -> KVSettings {
+        let environment = environment ?? ProcessInfo.processInfo.environment
         let file = environment[fileVariable].flatMap { $0.isEmpty ? nil : $0 }
         return try load(file: file, environment: environment)
     }

@@ -1,5 +1,5 @@
-import Configuration
-import Foundation
+internal import Configuration
+internal import Foundation
 
 /// A swift-configuration provider over one YAML file, read and parsed once, synchronously, when it is
 /// built (the library's `FileProvider` reads asynchronously; the C ABI's calls cannot wait on a task).

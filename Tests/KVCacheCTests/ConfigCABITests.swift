@@ -1,11 +1,12 @@
 import CKVCache
-import Foundation
+import Glibc
 import KVCache
 import Testing
 
 /// kvcache_create_from_env and kvcache_create_from_file: the settings reach the cache (capacity, block
 /// size, policy), variables override the file, and a bad key fails the call with the key named and
-/// nothing opened. Serialized: the tests set the process environment.
+/// nothing opened. Serialized: the tests set the process environment. (No Foundation here: its String
+/// overloads would change `contains("")` for the whole test module.)
 @Suite(.serialized)
 struct ConfigCABITests {
     static let variables = ["KVCACHE_CAPACITY_BLOCKS", "KVCACHE_BLOCK_TOKENS", "KVCACHE_POLICY", "KVCACHE_CONFIG_FILE",
@@ -31,12 +32,20 @@ struct ConfigCABITests {
         return stats.capacity_blocks
     }
 
-    static func file(_ text: String) throws -> (String, URL) {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("kvcache-capi-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let path = folder.appendingPathComponent("kvcache.yaml").path
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
+    /// A YAML file holding `text` in a new temporary folder; the caller calls `remove` on both.
+    static func file(_ text: String) throws -> (path: String, folder: String) {
+        var template = Array("/tmp/kvcache-capi-XXXXXX".utf8CString)
+        let folder = try #require(template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }.map { String(cString: $0) })
+        let path = folder + "/kvcache.yaml"
+        let f = try #require(fopen(path, "w"))
+        #expect(fputs(text, f) >= 0)
+        fclose(f)
         return (path, folder)
+    }
+
+    static func remove(_ file: (path: String, folder: String)) {
+        unlink(file.path)
+        rmdir(file.folder)
     }
 
     @Test func fromEnvironment() throws {
@@ -50,8 +59,9 @@ struct ConfigCABITests {
     }
 
     @Test func fromFileWithVariablesOverriding() throws {
-        let (path, folder) = try Self.file("capacity_blocks: 40\nblock_tokens: 4\npolicy: marking\n")
-        defer { try? FileManager.default.removeItem(at: folder) }
+        let file = try Self.file("capacity_blocks: 40\nblock_tokens: 4\npolicy: marking\n")
+        defer { Self.remove(file) }
+        let path = file.path
         try Self.withEnvironment([:]) {
             var out: OpaquePointer?
             #expect(kvcache_create_from_file(path, &out) == 0)

@@ -11,8 +11,10 @@
  *   - A call that fails changes nothing: neither the cache nor the caller's out-parameters, except
  *     the lengths that KVCACHE_ERR_BUFFER_TOO_SMALL and KVCACHE_ERR_INSUFFICIENT_BLOCKS report.
  *   - No call traps on bad input (NULL handle or pointer, negative count, unknown sequence, ...): it
- *     returns a status, and kvcache_last_error() says what was wrong in words. A handle that was
- *     already destroyed is not detected (as with free()).
+ *     returns a status, and kvcache_last_error() says what was wrong in words. A live handle of
+ *     another kind (a kvcache_t passed where a kvcache_tiers_t or kvcache_hybrid_t is expected, or
+ *     the other way round) is refused with INVALID_ARGUMENT. A handle that was already destroyed is
+ *     not detected (as with free()).
  *   - Counts of tokens are int64_t so that a negative one is reported, not misread; lengths of
  *     caller arrays and buffers are size_t (one above PTRDIFF_MAX is KVCACHE_ERR_INVALID_ARGUMENT).
  *   - Strings are NUL-terminated UTF-8 and are copied or hashed during the call; NULL means "".
