@@ -87,9 +87,9 @@ let package = Package(
         .target(name: "KVHybrid", dependencies: ["KVCache"]),
         // Request lifecycle, reservation policies, the output-length predictor protocol.
         .target(name: "KVScheduler", dependencies: ["KVCache", "KVPlan"]),
-        // Where the request's path is wired: the tier leg of a prompt (PrefixPlanner) and the tiers behind the
-        // scheduler's protocols.
-        .target(name: "KVRuntime", dependencies: ["KVCache", "KVPlan", "KVTiers"]),
+        // Where the request's path is wired: the serving loop (ServingLoop), the tier leg of a prompt
+        // (PrefixPlanner) and the tiers behind the scheduler's protocols (TierPrefixSource, TierSwapSpace).
+        .target(name: "KVRuntime", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVScheduler"]),
         // Every trace and dataset reader (streaming gzip, JSON Lines, CSV, one error), and the JSON writer.
         .target(name: "KVData", dependencies: ["KVCache", "CZlib"]),
         // Output-length predictors, training, evaluation and model files; datasets come from KVData.
@@ -140,12 +140,12 @@ let package = Package(
         .testTarget(name: "KVConfigTests", dependencies: ["KVConfig", "KVCache"]),
         .testTarget(name: "KVPlanTests", dependencies: ["KVPlan", "KVCache"]),
         .testTarget(name: "KVTiersTests", dependencies: ["KVTiers", "KVPlan", "KVTestSupport"]),
-        .testTarget(name: "KVRuntimeTests", dependencies: ["KVRuntime", "KVTiers", "KVPlan", "KVTestSupport"]),
+        .testTarget(name: "KVRuntimeTests", dependencies: ["KVRuntime", "KVTiers", "KVPlan", "KVTestSupport", "KVScheduler"]),
         .testTarget(name: "KVSchedulerTests", dependencies: ["KVScheduler", "KVPlan"]),
         .testTarget(name: "KVPredictionTests", dependencies: ["KVPrediction", "KVScheduler", "KVData"]),
         // Runs the built `kvcache` on small fixtures and checks the documented `--json` keys.
         .testTarget(name: "KVCacheCLITests", dependencies: ["kvcache", "KVData"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "KVSimulationTests", dependencies: ["KVSimulation", "KVPlan", "KVData", "KVPrediction"],
+        .testTarget(name: "KVSimulationTests", dependencies: ["KVSimulation", "KVPlan", "KVData", "KVPrediction", "KVRuntime", "KVScheduler"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "KVReferenceEngineTests", dependencies: ["KVReferenceEngine", "KVTiers", "KVPlan", "KVRuntime",
                                                                    "KVScheduler", "KVTestSupport", "KVChunks", "KVData"],
