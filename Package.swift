@@ -126,7 +126,7 @@ let package = Package(
             name: "kvcache",
             dependencies: [
                 "KVCache", "KVPlan", "KVTiers", "KVScheduler", "KVData", "KVPrediction", "KVSimulation", "KVReferenceEngine",
-                "KVBench", "KVHybrid", "KVChunks", "KVEvents", "KVMetrics", "KVConfig",
+                "KVBench", "KVHybrid", "KVChunks", "KVEvents", "KVMetrics", "KVConfig", "KVTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
