@@ -114,4 +114,45 @@ struct ServingLoopTests {
         plan.swapIns.append(.init(id: SequenceID(9), blocks: [0], tokens: 4))
         #expect(throws: TierError.self) { try swap.perform(plan) }   // no slots for it
     }
+
+    /// Samples token `n` for a request's n-th sampled token (1, 2, 3, ...).
+    struct CountingEngine: KVEngine {
+        var counts: [SequenceID: UInt32] = [:]
+        mutating func execute(_ plan: StepPlan) -> [UInt32] {
+            let ids = plan.prefills.filter(\.samples).map(\.id) + plan.decodes.map(\.id)
+            return ids.map { id in
+                counts[id, default: 0] += 1
+                return counts[id]!
+            }
+        }
+    }
+
+    @Test func requestsStopAtTheirLimitTheirKnownLengthOrAStopToken() throws {
+        let cache = try KVCacheManager(KVCacheConfig(blockTokens: 4, capacityBlocks: 64))
+        let loop = ServingLoop(scheduler: Scheduler(config: SchedulerConfig(), cache: cache), engine: CountingEngine(),
+                               stopTokens: [5])
+        let prompt: [UInt32] = [1, 2, 3, 4, 5, 6]
+        let cases: [(maxTokens: Int?, known: Int?, expected: [UInt32])] = [
+            (3, nil, [1, 2, 3]),          // max tokens
+            (9, 2, [1, 2]),               // a known output length below the limit
+            (9, nil, [1, 2, 3, 4, 5]),    // the stop token
+            (nil, 0, [1]),                // a known length of 0 still samples one token
+        ]
+        for (i, c) in cases.enumerated() {
+            try loop.submit(SchedulerRequest(id: SequenceID(Int64(i)), prompt: .tokens(prompt.map { $0 + UInt32(10 * i) }),
+                                             maxTokens: c.maxTokens, arrival: 0, knownOutputTokens: c.known))
+        }
+        var reasons: [SequenceID: FinishReason] = [:]
+        while !loop.isIdle {
+            try #require(try loop.step(now: 0) != nil, "no progress")
+            for f in loop.finished { reasons[f.id] = f.reason }
+        }
+        for (i, c) in cases.enumerated() {
+            #expect(loop.take(SequenceID(Int64(i))) == c.expected, "case \(i)")
+        }
+        #expect(reasons.count == cases.count)
+        #expect(throws: ServingLoop<CountingEngine>.Failure.self) {
+            try loop.submit(SchedulerRequest(id: SequenceID(9), prompt: .tokens([]), maxTokens: 1, arrival: 0))
+        }
+    }
 }
