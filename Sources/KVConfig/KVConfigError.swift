@@ -13,8 +13,28 @@ public enum KVConfigError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case let .invalidValue(key, variable, message): "configuration key \(key) (\(variable)): \(message)"
         case let .missing(key, variable): "configuration key \(key) (\(variable)) is required and was not given"
-        case let .file(path, message): "configuration file \(path): \(message)"
+        case let .file(path, message): "configuration file \(Self.excerpt(path, limit: 200)): \(message)"
         }
+    }
+
+    /// `text` as an error message quotes it: on one line (control characters escaped, as `\n`) and at
+    /// most `limit` characters (then "..."), so a hostile value or parser message cannot flood or split
+    /// the caller's log line. O(limit).
+    public static func excerpt(_ text: String, limit: Int = 80) -> String {
+        var out = ""
+        for c in text.unicodeScalars {
+            if out.unicodeScalars.count >= limit {
+                out += "..."
+                break
+            }
+            switch c {
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default: out += c.properties.generalCategory == .control ? "\\u{\(String(c.value, radix: 16))}" : String(c)
+            }
+        }
+        return out
     }
 
     /// The key the error is about ("" for a file error).

@@ -128,10 +128,10 @@ public struct EventSettings: Sendable, Equatable {
     }
 
     public func validate() throws(KVConfigError) {
-        try check(Self.isEndpoint(endpoint), Key.endpoint, "must be tcp://, ipc:// or inproc:// and an address, got '\(endpoint)'")
+        try check(Self.isEndpoint(endpoint), Key.endpoint, "must be tcp://, ipc:// or inproc:// and an address, got '\(KVConfigError.excerpt(endpoint))'")
         if let replayEndpoint {
             try check(Self.isEndpoint(replayEndpoint), Key.replayEndpoint,
-                      "must be tcp://, ipc:// or inproc:// and an address, got '\(replayEndpoint)'")
+                      "must be tcp://, ipc:// or inproc:// and an address, got '\(KVConfigError.excerpt(replayEndpoint))'")
             try check(replayEndpoint != endpoint, Key.replayEndpoint, "must differ from \(Key.endpoint.name)")
         }
         try check((1...10_000_000).contains(bufferSteps), Key.bufferSteps, "must be in 1...10000000, got \(bufferSteps)")

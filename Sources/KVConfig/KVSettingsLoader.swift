@@ -37,7 +37,7 @@ public enum KVSettingsLoader {
         if let name = r.text(.policy) {
             let trimmed = name.trimmingCharacters(in: .whitespaces).lowercased()
             guard let policy = EvictionPolicyKind(rawValue: trimmed) else {
-                throw r.invalid(.policy, "must be one of \(EvictionPolicyKind.allCases.map(\.rawValue).joined(separator: ", ")), got '\(name)'")
+                throw r.invalid(.policy, "must be one of \(EvictionPolicyKind.allCases.map(\.rawValue).joined(separator: ", ")), got '\(KVConfigError.excerpt(name))'")
             }
             cache.policy = policy
         }
@@ -94,14 +94,14 @@ private struct Reader {
 
     func int(_ key: Key) throws(KVConfigError) -> Int? {
         guard let t = text(key) else { return nil }
-        guard let v = Int(t.trimmingCharacters(in: .whitespaces)) else { throw invalid(key, "must be an integer, got '\(t)'") }
+        guard let v = Int(t.trimmingCharacters(in: .whitespaces)) else { throw invalid(key, "must be an integer, got '\(KVConfigError.excerpt(t))'") }
         return v
     }
 
     func double(_ key: Key) throws(KVConfigError) -> Double? {
         guard let t = text(key) else { return nil }
         guard let v = Double(t.trimmingCharacters(in: .whitespaces)), v.isFinite else {
-            throw invalid(key, "must be a finite number, got '\(t)'")
+            throw invalid(key, "must be a finite number, got '\(KVConfigError.excerpt(t))'")
         }
         return v
     }
@@ -111,7 +111,7 @@ private struct Reader {
         switch t.trimmingCharacters(in: .whitespaces).lowercased() {
         case "true", "yes", "on", "1": return true
         case "false", "no", "off", "0": return false
-        default: throw invalid(key, "must be true or false, got '\(t)'")
+        default: throw invalid(key, "must be true or false, got '\(KVConfigError.excerpt(t))'")
         }
     }
 }

@@ -34,7 +34,7 @@ struct YAMLFileProvider: ConfigProvider {
         do {
             yaml = try YAMLSnapshot(data: bytes.span.bytes, providerName: "yaml \(path)", parsingOptions: .default)
         } catch {
-            throw .file(path: path, message: "is not a YAML mapping of keys (\(error))")
+            throw .file(path: path, message: "is not a YAML mapping of keys (\(KVConfigError.excerpt("\(error)", limit: 160)))")
         }
     }
 

@@ -180,3 +180,21 @@ struct KVConfigTests {
         #expect(try s.cache.makeManager().index.policy.name == s.cache.policy.rawValue)
     }
 }
+
+/// Errors stay on one line and short, whatever the value or the file holds.
+struct KVConfigErrorTextTests {
+    @Test func hostileValuesAndParserMessagesAreExcerpted() throws {
+        let error = #expect(throws: KVConfigError.self) {
+            try KVSettingsLoader.load(environment: ["KVCACHE_CAPACITY_BLOCKS": "1\n2\t" + String(repeating: "9", count: 500)])
+        }
+        let text = try #require(error).description
+        #expect(!text.contains("\n") && !text.contains("\t") && text.count < 200, "\(text)")
+        #expect(text.contains("got '1\\n2\\t999") && text.contains("...'"))
+        let (path, folder) = try KVConfigTests.file("capacity_blocks: 8\nx: " + String(repeating: "{a: ", count: 5000))
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let fileError = #expect(throws: KVConfigError.self) { try KVSettingsLoader.load(file: path, environment: [:]) }
+        let fileText = try #require(fileError).description
+        #expect(!fileText.contains("\n") && fileText.count < 400, "\(fileText)")
+        #expect(KVConfigError.excerpt("a\u{1}b") == "a\\u{1}b")
+    }
+}

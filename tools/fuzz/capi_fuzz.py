@@ -5,7 +5,8 @@
 
 The core calls (kvcache_*), then the tier manager's (kvcache_tiers_*, with a disk tier in a temporary
 folder), the hybrid cache's (kvcache_hybrid_*) and the metrics text (kvcache_metrics_*), CALLS each,
-with NULL and wrong-kind handles (a live handle of another kind) among them.
+with NULL and wrong-kind handles (a live handle of another kind) among them; then kvcache_create_from_file
+on hostile YAML files (garbage bytes, deep nesting, huge and non-finite numbers, wrong types).
 
 Every argument is legal C: pointers are NULL or point at buffers at least as long as the count passed
 (a too-short buffer is the caller's bug, as with memcpy), except the documented early refusals (a key
@@ -209,6 +210,7 @@ def main():
     tiers, folder = tier_calls(lib, rng, calls, status_ok, h)
     hybrid = hybrid_calls(lib, rng, calls, status_ok, h, tiers)
     metrics_calls(lib, rng, calls, status_ok, h, tiers)
+    config_files(lib, rng, max(1, calls // 100), status_ok, folder)
     # Destroying through the wrong kind of handle is refused and leaves the handle usable.
     for handle, destroy in ((h, "kvcache_tiers_destroy"), (tiers, "kvcache_hybrid_destroy"), (hybrid, "kvcache_destroy")):
         if status_ok(getattr(lib, destroy)(handle), destroy) != INVALID_ARGUMENT:
@@ -217,7 +219,8 @@ def main():
         if status_ok(getattr(lib, destroy)(handle), destroy) != 0:
             fail(f"{destroy} failed")
     shutil.rmtree(folder, ignore_errors=True)
-    print(f"capi-fuzz: {calls} calls each on the cache, the tiers, the hybrid cache and the metrics, every contract held")
+    print(f"capi-fuzz: {calls} calls each on the cache, the tiers, the hybrid cache and the metrics, {max(1, calls // 100)} "
+          "configuration files, every contract held")
 
 
 NULL_HANDLE, NULL_POINTER, INVALID_ARGUMENT, BUFFER_TOO_SMALL = 1, 2, 3, 8
@@ -483,6 +486,44 @@ def hybrid_calls(lib, rng, calls, status_ok, cache, tiers):
         if lib.kvcache_hybrid_validate(hy) != 0:
             fail(f"after {call} (call {i}): {lib.kvcache_last_error()!r}")
     return hy
+
+
+YAML_VALUES = [b"1", b"-1", b"0", b"1e400", b"-1e400", b".nan", b".inf", b"nan", b"9" * 40, b"0x10", b"true",
+               b"[1, 2]", b"{a: 1}", b"~", b"''", b"\"\\xff\"", b"\xff\xfe", b"&a 1", b"*a", b"!!binary AAAA"]
+YAML_KEYS = [b"capacity_blocks", b"block_tokens", b"policy", b"first_use_weight", b"recompute_seconds_per_token",
+             b"tiers", b"events", b"namespace", b"prefix_caching", b"\xff", b"", b"capacity_blocks.x"]
+
+
+def config_files(lib, rng, count, status_ok, folder):
+    """kvcache_create_from_file on random and hostile YAML: OK (a cache that validates) or INVALID_ARGUMENT
+    with one line of error, never a crash; deep nesting must not exhaust the stack."""
+    fn = lib.kvcache_create_from_file
+    fn.restype, fn.argtypes = C.c_int32, [C.c_char_p, C.c_void_p]
+    path = os.path.join(folder, "fuzz.yaml")
+    for i in range(count):
+        kind = rng.randrange(4)
+        if kind == 0:
+            text = bytes(rng.getrandbits(8) for _ in range(rng.choice([0, 1, 16, 300])))
+        elif kind == 1:
+            depth = rng.choice([10, 1000, 100000])
+            text = b"capacity_blocks: 8\nx: " + (b"[" * depth if rng.random() < 0.5 else b"{a: " * depth)
+        else:
+            lines = [b"capacity_blocks: " + rng.choice([b"8", b"64"] + YAML_VALUES)]
+            for _ in range(rng.randrange(6)):
+                lines.append(rng.choice(YAML_KEYS) + b": " + rng.choice(YAML_VALUES + [b"lru", b"marking", b"pgdsf"]))
+            text = b"\n".join(lines) + b"\n"
+        with open(path, "wb") as f:
+            f.write(text)
+        out = C.c_void_p(0x5A5A)
+        st = status_ok(fn(path.encode(), C.byref(out)), "kvcache_create_from_file")
+        if st == 0:
+            if lib.kvcache_validate(out.value) != 0:
+                fail(f"a cache from {text[:80]!r} does not validate")
+            lib.kvcache_destroy(out.value)
+        elif st != INVALID_ARGUMENT or out.value != 0x5A5A:
+            fail(f"kvcache_create_from_file({text[:80]!r}) returned {st} or wrote *out")
+    if os.path.exists(path):
+        os.unlink(path)
 
 
 def metrics_calls(lib, rng, calls, status_ok, cache, tiers):
