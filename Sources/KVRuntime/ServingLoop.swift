@@ -80,42 +80,75 @@ public final class ServingLoop<Engine: KVEngine> {
     }
 
     /// One step at time `now`: plan, swap, execute, complete (at `now` + the outcome's duration). Returns
-    /// the plan and the engine's outcome,
-    /// or nil when the scheduler had nothing to run now (requests it could never fit are in `finished`).
+    /// the plan and the engine's outcome, or nil when the scheduler had nothing to run now (requests it
+    /// could never fit are in `finished`).
     @discardableResult
     public func step(now: Double) throws(Failure) -> (plan: StepPlan, outcome: Engine.StepOutcome)? {
+        guard let plan = try plan(now: now) else { return nil }
+        let outcome = try execute(plan)
+        try complete(plan, tokens: sampledTokens(outcome), now: now + duration(outcome))
+        return (plan, outcome)
+    }
+
+    // The three phases of `step`, for a driver that runs its own clock between them (the modelled engine
+    // prices repeated decode steps before completing them as one).
+
+    /// Phase 1: the scheduler's plan at `now`, or nil when it has nothing to run now (requests that
+    /// planning finished, such as those that can never fit, are in `finished` then).
+    public func plan(now: Double) throws(Failure) -> StepPlan? {
         let plan: StepPlan
         do { plan = try scheduler.schedule(now: now) } catch { throw .scheduler(error) }
         if plan.isEmpty {
             collectFinished()
             return nil
         }
+        return plan
+    }
+
+    /// Phase 2: the plan's swaps (with a `TierSwapSpace`), then the engine's execution.
+    public func execute(_ plan: StepPlan) throws(Failure) -> Engine.StepOutcome {
         if let swapSpace {
             do { try swapSpace.perform(plan) } catch { throw .swap(error) }
         }
-        let outcome: Engine.StepOutcome
-        do { outcome = try engine.execute(plan) } catch { throw .engine(error) }
-        let tokens = sampledTokens(outcome)
+        do { return try engine.execute(plan) } catch { throw .engine(error) }
+    }
+
+    /// Tokens `id` may still produce before its limit stops it (0 for an id not live here). O(1).
+    public func remainingTokens(_ id: SequenceID) -> Int {
+        limit[id].map { max(0, $0.stopAt - $0.produced) } ?? 0
+    }
+
+    /// Phase 3: decides the stops of the plan's sampled tokens (`tokens`: their ids, nil when the engine
+    /// samples none) and reports them to the scheduler at `now`. With `steps` > 1 the plan (decodes only)
+    /// ran that many identical steps, each decode producing `steps` tokens (`tokens` must then be nil);
+    /// a decode stops when the last of them reaches its limit. O(sampled tokens).
+    public func complete(_ plan: StepPlan, tokens: [UInt32]?, steps: Int = 1, now: Double) throws(Failure) {
         sampledIDs.removeAll(keepingCapacity: true)
         for p in plan.prefills where p.samples { sampledIDs.append(p.id) }
         for d in plan.decodes { sampledIDs.append(d.id) }
+        let repeated = steps > 1 && plan.prefills.isEmpty && tokens == nil
         stops.removeAll(keepingCapacity: true)
+        let produced = repeated ? steps : 1
         for (i, id) in sampledIDs.enumerated() {
-            var entry = limit[id] ?? (stopAt: 1, produced: 0)
-            entry.produced += 1
-            limit[id] = entry
-            var stop = entry.produced >= entry.stopAt
+            var stop = true   // an id this loop was not given stops at once
+            if let e = limit.index(forKey: id) {   // one hash probe, the entry updated in place
+                limit.values[e].produced += produced
+                stop = limit.values[e].produced >= limit.values[e].stopAt
+            }
             if let tokens, i < tokens.count {
                 generated[id, default: []].append(tokens[i])
                 stop = stop || stopTokens.contains(tokens[i])
             }
             stops.append(stop)
         }
-        do { try scheduler.complete(stops: stops, tokenIDs: tokens, now: now + duration(outcome)) } catch {
-            throw .scheduler(error)
-        }
+        do {
+            if repeated {
+                try scheduler.completeRepeated(steps: steps, stops: stops, now: now)
+            } else {
+                try scheduler.complete(stops: stops, tokenIDs: tokens, now: now)
+            }
+        } catch { throw .scheduler(error) }
         collectFinished()
-        return (plan, outcome)
     }
 
     /// Forgets the finished requests' stop counts and tokens (`generated` keeps a finished request's

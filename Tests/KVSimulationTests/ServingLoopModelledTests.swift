@@ -6,9 +6,9 @@ import KVScheduler
 import Testing
 @testable import KVSimulation
 
-/// The modelled engine's step (`ModelledStep`) driven by `ServingLoop` gives the figures of
-/// `ModelledEngine.run`, today's hand-written loop, on the same requests (all arriving at 0, no fast
-/// forward, no session gating): same steps, makespan, preemptions, prefix hits and output tokens.
+/// The modelled engine's step (`ModelledStep`) driven by `ServingLoop.step` gives the figures of
+/// `ModelledEngine.run` (its event clock around the loop's phases) on the same requests (all arriving at
+/// 0, no fast forward, no session gating): same steps, makespan, preemptions, prefix hits and output tokens.
 @Suite struct ServingLoopModelledTests {
     @Test(arguments: [(ReservationPolicy.onDemand, UInt64(3)), (.predicted, 5), (.worstCase, 7)])
     func servingLoopMatchesTheModelledEngine(policy: ReservationPolicy, seed: UInt64) throws {
