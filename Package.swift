@@ -47,6 +47,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
         // KVCACHE_* environment variables and YAML files (the YAML trait brings Yams).
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0", traits: ["YAML"]),
+        // The YAML parser under swift-configuration's trait, also read directly to name unknown keys.
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // System-library shims: a module map and one header each, nothing else.
@@ -82,7 +84,8 @@ let package = Package(
         .target(name: "KVEvents", dependencies: ["KVCache", "KVTiers", "KVMetrics", "CZmq", "CMsgpack"]),
         // The embedded library's settings (cache, policy, tiers, event endpoints) from KVCACHE_* environment
         // variables and a YAML file, typed and validated.
-        .target(name: "KVConfig", dependencies: ["KVCache", .product(name: "Configuration", package: "swift-configuration")]),
+        .target(name: "KVConfig", dependencies: ["KVCache", .product(name: "Configuration", package: "swift-configuration"),
+                                                .product(name: "Yams", package: "Yams")]),
         // Prefix caching for hybrid attention + SSM models (Marconi): the model, the tree, the policies, the replay.
         .target(name: "KVHybrid", dependencies: ["KVCache"]),
         // Request lifecycle, reservation policies, the output-length predictor protocol.

@@ -8,12 +8,16 @@ public enum KVConfigError: Error, Equatable, Sendable, CustomStringConvertible {
     case missing(key: String, variable: String)
     /// The YAML file could not be read or parsed.
     case file(path: String, message: String)
+    /// The YAML file holds a key that is not a configuration key (a typo would otherwise be ignored).
+    case unknownKey(key: String, path: String)
 
     public var description: String {
         switch self {
         case let .invalidValue(key, variable, message): "configuration key \(key) (\(variable)): \(message)"
         case let .missing(key, variable): "configuration key \(key) (\(variable)) is required and was not given"
         case let .file(path, message): "configuration file \(Self.excerpt(path, limit: 200)): \(message)"
+        case let .unknownKey(key, path):
+            "configuration file \(Self.excerpt(path, limit: 200)): unknown key \(Self.excerpt(key)) (the keys are in docs/CONFIGURATION.md)"
         }
     }
 
@@ -40,7 +44,7 @@ public enum KVConfigError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The key the error is about ("" for a file error).
     public var key: String {
         switch self {
-        case let .invalidValue(key, _, _), let .missing(key, _): key
+        case let .invalidValue(key, _, _), let .missing(key, _), let .unknownKey(key, _): key
         case .file: ""
         }
     }

@@ -1,9 +1,11 @@
 internal import Configuration
 internal import Foundation
+internal import Yams
 
 /// A swift-configuration provider over one YAML file, read and parsed once, synchronously, when it is
 /// built (the library's `FileProvider` reads asynchronously; the C ABI's calls cannot wait on a task).
-/// Values never change afterwards, so watching yields the current value once.
+/// Values never change afterwards, so watching yields the current value once. A key that is not one of
+/// `KVConfigKey.all` (at any depth) is refused, so a misspelt key cannot be silently ignored.
 struct YAMLFileProvider: ConfigProvider {
     private let yaml: YAMLSnapshot?
     private let empty: InMemoryProvider
@@ -36,6 +38,25 @@ struct YAMLFileProvider: ConfigProvider {
         } catch {
             throw .file(path: path, message: "is not a YAML mapping of keys (\(KVConfigError.excerpt("\(error)", limit: 160)))")
         }
+        let known = Set(KVConfigKey.all.map(\.name))
+        if let unknown = Self.keyNames(String(decoding: bytes, as: UTF8.self)).first(where: { !known.contains($0) }) {
+            throw .unknownKey(key: unknown, path: path)
+        }
+    }
+
+    /// The dotted name of every leaf key of the file's top-level mapping (a mapping's keys under its
+    /// own name), in file order; empty when the text does not parse (the snapshot reported that). O(nodes).
+    static func keyNames(_ text: String) -> [String] {
+        guard let root = (try? Yams.compose(yaml: text))??.mapping else { return [] }
+        var names: [String] = []
+        func walk(_ mapping: Node.Mapping, prefix: String) {
+            for (key, value) in mapping {
+                let name = prefix + (key.string ?? "?")
+                if let inner = value.mapping { walk(inner, prefix: name + ".") } else { names.append(name) }
+            }
+        }
+        walk(root, prefix: "")
+        return names
     }
 
     var providerName: String { "yaml \(path)" }

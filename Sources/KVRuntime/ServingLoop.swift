@@ -21,7 +21,8 @@ import KVTiers
 /// (`TierPrefixSource`); with tiers, the cache's `evictionObserver` is the tier manager. The loop
 /// adds no policy of its own. Contract: a step that throws has left the plan's requests as the failing
 /// part left them; the caller abandons the run. Cost: O(plan) per step beyond the scheduler and the
-/// engine; two dictionary entries per live request. Single-threaded, like the scheduler.
+/// engine; one dictionary entry per live request, and the sampled tokens until `take`. Single-threaded,
+/// like the scheduler.
 public final class ServingLoop<Engine: KVEngine> {
     /// Why a step failed.
     public enum Failure: Error {
@@ -38,7 +39,8 @@ public final class ServingLoop<Engine: KVEngine> {
     public let stopTokens: Set<UInt32>
     /// Requests the last step (or the last planning that ran nothing) finished.
     public private(set) var finished: [FinishedRequest] = []
-    /// Tokens sampled per live request (only when the engine's outcome carries them).
+    /// Tokens sampled per request, finished ones included until `take` hands them over (only when the
+    /// engine's outcome carries token ids).
     public private(set) var generated: [SequenceID: [UInt32]] = [:]
 
     private let sampledTokens: (Engine.StepOutcome) -> [UInt32]?

@@ -116,6 +116,16 @@ struct KVConfigTests {
                                                    message: "must be an integer, got 'many'")) {
             try KVSettingsLoader.load(file: bad, environment: [:])
         }
+        // A misspelt key, at the top or in a section, is named rather than ignored.
+        for (text, key) in [("capacity_blocks: 10\npolcy: lru\n", "polcy"),
+                            ("capacity_blocks: 10\ntiers:\n  host_block: 4\n", "tiers.host_block"),
+                            ("capacity_blocks: 10\nevents:\n  endpoint:\n    deep: 1\n", "events.endpoint.deep")] {
+            let (typo, folder4) = try Self.file(text)
+            defer { try? FileManager.default.removeItem(at: folder4) }
+            #expect(throws: KVConfigError.unknownKey(key: key, path: typo)) {
+                try KVSettingsLoader.load(file: typo, environment: [:])
+            }
+        }
         // An empty file (comments only) holds no values: the environment decides.
         let (empty, folder3) = try Self.file("# nothing yet\n\n")
         defer { try? FileManager.default.removeItem(at: folder3) }
