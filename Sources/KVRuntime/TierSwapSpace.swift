@@ -75,6 +75,22 @@ public final class TierSwapSpace: SwapSpace {
         }
     }
 
+    /// Checks that every slot is in exactly one place: free, held by one request, or released and
+    /// waiting for the next `perform`. O(capacity).
+    public func validate() throws(InvariantViolation) {
+        var seen = [Bool](repeating: false, count: capacityBlocks)
+        for slot in free + held.values.joined() + releasing.values.joined() {
+            guard slot >= 0, Int(slot) < capacityBlocks, !seen[Int(slot)] else {
+                throw InvariantViolation("swap slot \(slot) is out of range or in two places")
+            }
+            seen[Int(slot)] = true
+        }
+        guard !seen.contains(false) else { throw InvariantViolation("a swap slot is neither free nor held") }
+        guard Set(held.keys).isDisjoint(with: releasing.keys) else {
+            throw InvariantViolation("a request both holds and releases swap slots")
+        }
+    }
+
     private func blockCount(_ s: StepPlan.SwapTransfer) -> Int {
         min(s.blocks.count, (s.tokens + device.layout.blockTokens - 1) / device.layout.blockTokens)
     }

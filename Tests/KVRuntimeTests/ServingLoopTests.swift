@@ -78,6 +78,7 @@ struct ServingLoopTests {
             finished += loop.finished.count
             steps += 1
             try cache.validate()
+            try swap?.validate()
         }
         return (loop.engine, scheduler.stats, finished, swap)
     }
@@ -108,8 +109,10 @@ struct ServingLoopTests {
         #expect(swap.reserve(b, blocks: 1) && swap.freeBlocks == 0)
         swap.release(a)
         #expect(swap.freeBlocks == 0 && !swap.reserve(SequenceID(3), blocks: 1))  // held until the next perform
+        try swap.validate()
         try swap.perform(StepPlan())
         #expect(swap.freeBlocks == 2)
+        try swap.validate()
         var plan = StepPlan()
         plan.swapIns.append(.init(id: SequenceID(9), blocks: [0], tokens: 4))
         #expect(throws: TierError.self) { try swap.perform(plan) }   // no slots for it
