@@ -55,26 +55,34 @@ struct ServingLoopTests {
         }
     }
 
-    /// Runs `requests` requests (unique prompts of 10 tokens, 24 output tokens) through a 14-block
-    /// pool under on-demand reservation, which preempts as requests grow.
-    static func run(swapBlocks: Int) throws -> (engine: PayloadEngine, stats: SchedulerStats, finished: Int,
-                                               swap: TierSwapSpace?) {
-        let cache = try KVCacheManager(KVCacheConfig(blockTokens: layout.blockTokens, capacityBlocks: 14))
-        let memory = try HostDeviceMemory(layout: layout, capacityBlocks: 14)
+    /// Runs 4 requests (unique prompts of 10 tokens, 24 output tokens) through a 14-block pool under
+    /// on-demand reservation, which preempts as requests grow; with a seed, `requests` requests of random
+    /// prompt and output lengths, arriving over time, through a pool of random size and step budget.
+    static func run(swapBlocks: Int, seed: UInt64? = nil, requests: Int = 4) throws
+        -> (engine: PayloadEngine, stats: SchedulerStats, finished: Int, swap: TierSwapSpace?) {
+        var rng = SplitMix64(seed: seed ?? 0)
+        func draw(_ range: ClosedRange<Int>) -> Int { seed == nil ? range.upperBound : range.lowerBound + Int(rng.next() % UInt64(range.count)) }
+        let blocks = seed == nil ? 14 : draw(10 ... 24)
+        let cache = try KVCacheManager(KVCacheConfig(blockTokens: layout.blockTokens, capacityBlocks: blocks))
+        let memory = try HostDeviceMemory(layout: layout, capacityBlocks: blocks)
         var config = SchedulerConfig()
         config.reservation = .onDemand
+        if seed != nil { config.maxBatchedTokens = draw(8 ... 64) }
         let scheduler = Scheduler(config: config, cache: cache)
         let swap = swapBlocks > 0 ? try TierSwapSpace(device: memory, capacityBlocks: swapBlocks) : nil
         let loop = ServingLoop(scheduler: scheduler, engine: PayloadEngine(cache: cache, memory: memory),
                                swapSpace: swap) { _ in nil }
-        for r in 0 ..< 4 {
-            let prompt = (0 ..< 10).map { UInt32(r * 100 + $0) }
-            try loop.submit(SchedulerRequest(id: SequenceID(Int64(r)), prompt: .tokens(prompt), maxTokens: 24, arrival: 0))
+        var pending = (0 ..< requests).map { r in
+            (arrival: seed == nil ? 0 : draw(0 ... 40),
+             request: SchedulerRequest(id: SequenceID(Int64(r)), prompt: .tokens((0 ..< draw(1 ... 10)).map { UInt32(r * 100 + $0) }),
+                                       maxTokens: draw(1 ... 24), arrival: 0))
         }
         var finished = 0, steps = 0
-        while !loop.isIdle {
+        while !loop.isIdle || !pending.isEmpty {
+            for p in pending where p.arrival <= steps { try loop.submit(p.request) }
+            pending.removeAll { $0.arrival <= steps }
             let ran = try loop.step(now: Double(steps))
-            try #require(ran != nil, "no progress")
+            try #require(ran != nil || !pending.isEmpty, "no progress")
             finished += loop.finished.count
             steps += 1
             try cache.validate()
@@ -90,6 +98,17 @@ struct ServingLoopTests {
         #expect(swap!.swappedInBlocks > 0 && swap!.swappedOutBlocks >= swap!.swappedInBlocks)
         #expect(engine.checked > 0 && engine.wrong == 0, "\(engine.wrong) of \(engine.checked) blocks lost their bytes")
         #expect(swap!.freeBlocks == 32, "every slot is back once the requests finished")
+    }
+
+    /// Random workloads, swap space of random size (none included): every request finishes, and no
+    /// computed block ever holds another request's bytes or lost its own.
+    @Test(arguments: 1 ... 12)
+    func randomWorkloadsKeepEveryBlocksBytes(seed: Int) throws {
+        let swapBlocks = [0, 3, 12, 64][seed % 4]
+        let (engine, _, finished, swap) = try Self.run(swapBlocks: swapBlocks, seed: UInt64(seed), requests: 10)
+        #expect(finished == 10)
+        #expect(engine.checked > 0 && engine.wrong == 0, "\(engine.wrong) of \(engine.checked) blocks wrong")
+        if let swap { #expect(swap.freeBlocks == swapBlocks) }
     }
 
     @Test func recomputeRewritesAndAFullSwapSpaceFallsBackToIt() throws {
