@@ -9,6 +9,10 @@ let sharedLibraryFlags = [
     "-static-stdlib", "-use-ld=lld",
     "-Xlinker", "-soname=libkvcache_c.so.\(abiMajor)",
     "-Xlinker", "--version-script=\(Context.packageDirectory)/tools/capi/kvcache.map",
+    // Foundation (which the YAML reader of KVConfig needs) linked statically too: the archives its own
+    // archive references, which the static-stdlib defaults leave out of a shared library.
+    "-Xlinker", "-lCoreFoundation", "-Xlinker", "-l_FoundationICU", "-Xlinker", "-l_FoundationCShims",
+    "-Xlinker", "-l_FoundationCollections",
 ]
 
 let package = Package(
@@ -30,6 +34,7 @@ let package = Package(
         .library(name: "KVChunks", targets: ["KVChunks"]),
         .library(name: "KVEvents", targets: ["KVEvents"]),
         .library(name: "KVMetrics", targets: ["KVMetrics"]),
+        .library(name: "KVConfig", targets: ["KVConfig"]),
         .executable(name: "kvcache", targets: ["kvcache"]),
         // The C ABI (include/kvcache.h) as libkvcache_c.so for C, C++ and Python servers: the Swift runtime
         // linked in, SONAME libkvcache_c.so.<ABI major>, only the kvcache_* symbols exported (docs/C_API.md).
@@ -40,6 +45,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
+        // KVCACHE_* environment variables and YAML files (the YAML trait brings Yams).
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0", traits: ["YAML"]),
+        // The YAML parser under swift-configuration's trait, also read directly to name unknown keys.
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // System-library shims: a module map and one header each, nothing else.
@@ -73,13 +82,17 @@ let package = Package(
         // What the cache tells the outside: KV events on the wire (vLLM's msgpack schema over a ZMQ PUB
         // socket with a replay socket) and the tiers' figures into KVMetrics.
         .target(name: "KVEvents", dependencies: ["KVCache", "KVTiers", "KVMetrics", "CZmq", "CMsgpack"]),
+        // The embedded library's settings (cache, policy, tiers, event endpoints) from KVCACHE_* environment
+        // variables and a YAML file, typed and validated.
+        .target(name: "KVConfig", dependencies: ["KVCache", .product(name: "Configuration", package: "swift-configuration"),
+                                                .product(name: "Yams", package: "Yams")]),
         // Prefix caching for hybrid attention + SSM models (Marconi): the model, the tree, the policies, the replay.
         .target(name: "KVHybrid", dependencies: ["KVCache"]),
         // Request lifecycle, reservation policies, the output-length predictor protocol.
         .target(name: "KVScheduler", dependencies: ["KVCache", "KVPlan"]),
-        // Where the request's path is wired: the tier leg of a prompt (PrefixPlanner) and the tiers behind the
-        // scheduler's protocols.
-        .target(name: "KVRuntime", dependencies: ["KVCache", "KVPlan", "KVTiers"]),
+        // Where the request's path is wired: the serving loop (ServingLoop), the tier leg of a prompt
+        // (PrefixPlanner) and the tiers behind the scheduler's protocols (TierPrefixSource, TierSwapSpace).
+        .target(name: "KVRuntime", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVScheduler"]),
         // Every trace and dataset reader (streaming gzip, JSON Lines, CSV, one error), and the JSON writer.
         .target(name: "KVData", dependencies: ["KVCache", "CZlib"]),
         // Output-length predictors, training, evaluation and model files; datasets come from KVData.
@@ -100,7 +113,7 @@ let package = Package(
 
         // The C ABI: the public header alone (CKVCache), implemented in Swift with @_cdecl (KVCacheC).
         .target(name: "CKVCache"),
-        .target(name: "KVCacheC", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVHybrid", "KVMetrics", "KVChunks", "CKVCache"]),
+        .target(name: "KVCacheC", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVHybrid", "KVMetrics", "KVChunks", "KVConfig", "CKVCache"]),
         // How libkvcache_c.so is linked, apart from the code so that tests and benchmarks link KVCacheC as usual.
         .target(name: "KVCacheCLibrary", dependencies: ["KVCacheC"], path: "tools/capi/Library",
                 linkerSettings: [.unsafeFlags(sharedLibraryFlags)]),
@@ -116,7 +129,7 @@ let package = Package(
             name: "kvcache",
             dependencies: [
                 "KVCache", "KVPlan", "KVTiers", "KVScheduler", "KVData", "KVPrediction", "KVSimulation", "KVReferenceEngine",
-                "KVBench", "KVHybrid", "KVChunks", "KVEvents", "KVMetrics",
+                "KVBench", "KVHybrid", "KVChunks", "KVEvents", "KVMetrics", "KVConfig", "KVTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
@@ -127,14 +140,15 @@ let package = Package(
         .testTarget(name: "KVCacheTests", dependencies: ["KVCache"]),
         .testTarget(name: "KVHybridTests", dependencies: ["KVHybrid", "KVData", "KVCache"]),
         .testTarget(name: "KVCacheCTests", dependencies: ["CKVCache", "KVCacheC", "KVCache", "KVPlan", "KVTiers"]),
+        .testTarget(name: "KVConfigTests", dependencies: ["KVConfig", "KVCache"]),
         .testTarget(name: "KVPlanTests", dependencies: ["KVPlan", "KVCache"]),
         .testTarget(name: "KVTiersTests", dependencies: ["KVTiers", "KVPlan", "KVTestSupport"]),
-        .testTarget(name: "KVRuntimeTests", dependencies: ["KVRuntime", "KVTiers", "KVPlan", "KVTestSupport"]),
+        .testTarget(name: "KVRuntimeTests", dependencies: ["KVRuntime", "KVTiers", "KVPlan", "KVTestSupport", "KVScheduler"]),
         .testTarget(name: "KVSchedulerTests", dependencies: ["KVScheduler", "KVPlan"]),
         .testTarget(name: "KVPredictionTests", dependencies: ["KVPrediction", "KVScheduler", "KVData"]),
         // Runs the built `kvcache` on small fixtures and checks the documented `--json` keys.
         .testTarget(name: "KVCacheCLITests", dependencies: ["kvcache", "KVData"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "KVSimulationTests", dependencies: ["KVSimulation", "KVPlan", "KVData", "KVPrediction"],
+        .testTarget(name: "KVSimulationTests", dependencies: ["KVSimulation", "KVPlan", "KVData", "KVPrediction", "KVRuntime", "KVScheduler"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "KVReferenceEngineTests", dependencies: ["KVReferenceEngine", "KVTiers", "KVPlan", "KVRuntime",
                                                                    "KVScheduler", "KVTestSupport", "KVChunks", "KVData"],

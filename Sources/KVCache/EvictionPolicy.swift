@@ -53,25 +53,68 @@ public enum AccessKind: Sendable {
     case release
 }
 
-/// Names the built-in policies, for configuration and the CLI.
+/// Names the built-in policies, for configuration, the C ABI and the CLI.
 public enum EvictionPolicyKind: String, Sendable, CaseIterable {
     case lru, fifo, lfu, pgdsf
-    /// Whether the policy prices recomputation, so it needs the caller's `RecomputeCost`.
-    public var needsRecomputeCost: Bool { self == .pgdsf }
+    /// `ProbationPolicy`: first uses of a key on probation, returning keys protected.
+    case probation
+    /// `PGDSFPolicy` with a first use weighted by `Parameters.firstUseWeight`.
+    case pgdsfProbation = "pgdsf-probation"
+    /// `PredictiveMarkingPolicy`: marking with an online reuse predictor.
+    case marking
 
-    /// A fresh policy for a cache of `capacity` blocks; `recomputeCost` prices blocks for `pgdsf`
-    /// (the others ignore it).
-    /// - Throws: `.invalidArgument` for `pgdsf` without a cost; nothing is built then.
-    public func make(capacity: Int = 0, recomputeCost: RecomputeCost?) throws(KVCacheError) -> any EvictionPolicy {
+    /// The tunables of the policies that have some; each policy reads only its own, and the defaults
+    /// are those the policies were tuned with (README, "Eviction policies and the offline bound").
+    public struct Parameters: Sendable, Equatable {
+        /// `pgdsf-probation`: what a key's first use counts in the frequency, in 0...1 (plain PGDSF: 1).
+        public var firstUseWeight = 0.25
+        /// `probation`: pool-fulls of publications a protected block outlives probationary ones, >= 0.
+        public var protection = 3.0
+        /// `marking`: the reuse predictor's horizon in pool-fulls of publications, > 0.
+        public var horizonFactor = 4.0
+
+        public init(firstUseWeight: Double = 0.25, protection: Double = 3, horizonFactor: Double = 4) {
+            self.firstUseWeight = firstUseWeight
+            self.protection = protection
+            self.horizonFactor = horizonFactor
+        }
+
+        /// Throws `invalidArgument` naming the first value out of range (NaN and infinities included).
+        public func validate() throws(KVCacheError) {
+            guard firstUseWeight.isFinite, (0...1).contains(firstUseWeight) else {
+                throw .invalidArgument("firstUseWeight must be in 0...1, got \(firstUseWeight)")
+            }
+            guard protection.isFinite, protection >= 0, protection <= 1e6 else {
+                throw .invalidArgument("protection must be in 0...1e6, got \(protection)")
+            }
+            guard horizonFactor.isFinite, horizonFactor > 0, horizonFactor <= 1e6 else {
+                throw .invalidArgument("horizonFactor must be in (0, 1e6], got \(horizonFactor)")
+            }
+        }
+    }
+
+    /// Whether the policy prices recomputation, so it needs the caller's `RecomputeCost`.
+    public var needsRecomputeCost: Bool { self == .pgdsf || self == .pgdsfProbation }
+
+    /// A fresh policy for a cache of `capacity` blocks; `recomputeCost` prices blocks for `pgdsf` and
+    /// `pgdsf-probation` (the others ignore it); `parameters` tune the policies that have some.
+    /// - Throws: `.invalidArgument` for a pricing policy without a cost, or parameters out of range;
+    ///   nothing is built then.
+    public func make(capacity: Int = 0, recomputeCost: RecomputeCost?,
+                     parameters: Parameters = Parameters()) throws(KVCacheError) -> any EvictionPolicy {
+        try parameters.validate()
+        if needsRecomputeCost && recomputeCost == nil {
+            throw .invalidArgument("the \(rawValue) policy prices recomputation: give it a recompute cost")
+        }
         switch self {
         case .lru: return LRUPolicy()
         case .fifo: return FIFOPolicy()
         case .lfu: return LFUPolicy()
-        case .pgdsf:
-            guard let recomputeCost else {
-                throw .invalidArgument("the pgdsf policy prices recomputation: give it a recompute cost")
-            }
-            return PGDSFPolicy(capacity: capacity, cost: recomputeCost)
+        case .pgdsf: return PGDSFPolicy(capacity: capacity, cost: recomputeCost!)
+        case .probation: return ProbationPolicy(capacity: capacity, protection: parameters.protection)
+        case .pgdsfProbation:
+            return PGDSFPolicy(capacity: capacity, cost: recomputeCost!, firstUseWeight: parameters.firstUseWeight)
+        case .marking: return PredictiveMarkingPolicy(capacity: capacity, horizonFactor: parameters.horizonFactor)
         }
     }
 }

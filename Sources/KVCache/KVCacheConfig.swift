@@ -10,6 +10,8 @@ public struct KVCacheConfig: Sendable {
     public var enablePrefixCaching = true
     /// Eviction order of unheld cached blocks.
     public var policy: EvictionPolicyKind = .lru
+    /// Tunables of `policy` (first-use weight, protection, predictor horizon).
+    public var policyParameters = EvictionPolicyKind.Parameters()
     /// Prices a block's recompute for cost-aware policies: `pgdsf` needs it (the manager refuses to be
     /// built without one), the others ignore it. The core knows no model, so there is no default.
     public var recomputeCost: RecomputeCost?

@@ -34,7 +34,8 @@ public final class KVCacheManager {
     @exclusivity(unchecked) private var counters = KVCacheStats()
 
     public convenience init(_ config: KVCacheConfig) throws(KVCacheError) {
-        try self.init(config, policy: try config.policy.make(capacity: config.capacityBlocks, recomputeCost: config.recomputeCost))
+        try self.init(config, policy: try config.policy.make(capacity: config.capacityBlocks, recomputeCost: config.recomputeCost,
+                                                             parameters: config.policyParameters))
     }
 
     /// A manager whose eviction order is `policy`, a fresh instance owned by this cache from now on

@@ -10,6 +10,9 @@ enum CAPIError: Error {
     case cache(KVCacheError)
     /// The handle argument is NULL.
     case nullHandle
+    /// The handle argument is a live handle of another kind (a `kvcache_t` where a `kvcache_tiers_t`
+    /// is expected, ...).
+    case wrongHandle
     /// A required pointer argument, named, is NULL.
     case nullPointer(StaticString)
     /// A caller buffer, named, holds `capacity` elements but `needed` are pending.
@@ -25,6 +28,8 @@ enum CAPIError: Error {
     case outOfMemory(blocks: Int, limitBytes: Int)
     /// The tier manager refused the call (it changed nothing).
     case tier(TierError)
+    /// A configuration (environment variables, YAML file) was refused; the text names the key.
+    case configuration(String)
 
     /// The status code the C caller gets (one per `KVCacheError` case). O(1).
     var status: kvcache_status {
@@ -44,7 +49,7 @@ enum CAPIError: Error {
         case .nullHandle: Status.nullHandle
         case .nullPointer: Status.nullPointer
         case .bufferTooSmall: Status.bufferTooSmall
-        case .invalidArgument, .notUTF8: Status.invalidArgument
+        case .invalidArgument, .notUTF8, .configuration, .wrongHandle: Status.invalidArgument
         case .invariantViolation: Status.invariantViolation
         case .outOfMemory: Status.outOfMemory
         case .tier(let e):
@@ -58,6 +63,7 @@ enum CAPIError: Error {
         switch self {
         case .cache(let e): e.description
         case .nullHandle: "the handle is NULL"
+        case .wrongHandle: "invalid argument: the handle is of another kind (kvcache_t, kvcache_tiers_t and kvcache_hybrid_t do not mix)"
         case .nullPointer(let name): "\(name) is NULL"
         case .bufferTooSmall(let name, let needed, let capacity):
             "\(name) holds \(capacity) but \(needed) are needed"
@@ -67,6 +73,7 @@ enum CAPIError: Error {
         case .outOfMemory(let blocks, let limit):
             "capacity_blocks \(blocks) needs more than half of the \(limit >> 20) MiB this process may use"
         case .tier(let e): e.description
+        case .configuration(let why): "invalid argument: \(why)"
         }
     }
 }

@@ -13,10 +13,27 @@ final class CacheHandle {
     init(_ manager: KVCacheManager) { self.manager = manager }
 }
 
+/// Whether a live handle of the ABI is of class `H`: its first word, a native Swift object's metadata
+/// pointer, is `H`'s (the handle classes are final). Tells a `kvcache_t` passed where a
+/// `kvcache_tiers_t` or a `kvcache_hybrid_t` is expected (and the other way round) apart; a destroyed
+/// handle or a pointer to something else is not detected (the header says so). O(1): one load.
+@inline(__always)
+func isHandle<H: AnyObject>(_ pointer: OpaquePointer, of: H.Type) -> Bool {
+    UnsafeRawPointer(pointer).load(as: UnsafeRawPointer.self) == unsafeBitCast(H.self as AnyObject.Type, to: UnsafeRawPointer.self)
+}
+
+/// A handle of class `H`, or `.wrongHandle`.
+@inline(__always)
+func checkHandle<H: AnyObject>(_ pointer: OpaquePointer, _ type: H.Type) throws(CAPIError) {
+    guard isHandle(pointer, of: type) else { throw .wrongHandle }
+}
+
 /// Lends the handle object behind an opaque pointer (any handle class of the ABI) to `body` without
-/// retaining it: the C caller's reference (from its create call) keeps it alive for the whole call. O(1).
+/// retaining it: the C caller's reference (from its create call) keeps it alive for the whole call.
+/// A live handle of another class is refused (`.wrongHandle`). O(1).
 @inline(__always)
 func borrow<H: AnyObject>(_ pointer: OpaquePointer, _ body: (H) throws(CAPIError) -> Void) throws(CAPIError) {
+    try checkHandle(pointer, H.self)
     // `_withUnsafeGuaranteedRef` rethrows untyped errors; carry the typed one out as a value.
     let result = Unmanaged<H>.fromOpaque(UnsafeRawPointer(pointer))._withUnsafeGuaranteedRef { h in
         do throws(CAPIError) {

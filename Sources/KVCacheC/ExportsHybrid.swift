@@ -59,6 +59,7 @@ public func kvcacheHybridCreateImpl(_ model: UnsafePointer<CChar>?, _ capacityBy
 @_cdecl("kvcache_hybrid_destroy")
 public func kvcacheHybridDestroyImpl(_ cache: OpaquePointer?) -> kvcache_status {
     guard let cache else { return fail(.nullHandle, "kvcache_hybrid_destroy") }
+    guard isHandle(cache, of: HybridHandle.self) else { return fail(.wrongHandle, "kvcache_hybrid_destroy") }
     Unmanaged<HybridHandle>.fromOpaque(UnsafeRawPointer(cache)).release()
     return Status.ok
 }

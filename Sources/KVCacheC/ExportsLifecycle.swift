@@ -49,24 +49,32 @@ private func create(_ config: UnsafePointer<kvcache_config>?, _ out: UnsafeMutab
             throw .invalidArgument("config.eviction_policy is not a kvcache_eviction_policy")
         }
         let namespace = try utf8String(c.key_namespace, "config.key_namespace")
-        if (1 ... Int64(Int32.max)).contains(c.capacity_blocks), MemoryLimit.checkedBytes(count: Int(c.capacity_blocks),
-                                                           bytesEach: Int(KVCACHE_INDEX_BYTES_PER_BLOCK)) == nil {
-            throw .outOfMemory(blocks: Int(c.capacity_blocks), limitBytes: MemoryLimit.usableBytes)
-        }
-        let manager = try lift { () throws(KVCacheError) in
-            let given = c.recompute_seconds_per_token != 0 || c.recompute_seconds_per_context_pair != 0
-            let cost = given ? try RecomputeCost(secondsPerToken: c.recompute_seconds_per_token,
-                                                 secondsPerContextPair: c.recompute_seconds_per_context_pair) : nil
-            return try KVCacheManager(KVCacheConfig(
-                blockTokens: Int(c.block_tokens), capacityBlocks: Int(c.capacity_blocks), namespace: namespace,
-                enablePrefixCaching: c.enable_prefix_caching, policy: policy, recordEvents: c.record_events,
-                recomputeCost: cost))
-        }
-        out.pointee = OpaquePointer(Unmanaged.passRetained(CacheHandle(manager)).toOpaque())
+        let given = c.recompute_seconds_per_token != 0 || c.recompute_seconds_per_context_pair != 0
+        let cost = given ? try lift { () throws(KVCacheError) in
+            try RecomputeCost(secondsPerToken: c.recompute_seconds_per_token,
+                              secondsPerContextPair: c.recompute_seconds_per_context_pair)
+        } : nil
+        let config = KVCacheConfig(
+            blockTokens: Int(c.block_tokens), capacityBlocks: Int(c.capacity_blocks),
+            namespace: namespace, enablePrefixCaching: c.enable_prefix_caching, policy: policy,
+            recordEvents: c.record_events, recomputeCost: cost)
+        out.pointee = try open(config)
         return Status.ok
     } catch {
         return fail(error, function)
     }
+}
+
+/// A new handle over a manager of `config`, after checking that its index and its policy's state fit
+/// in memory. O(capacity).
+func open(_ config: KVCacheConfig) throws(CAPIError) -> OpaquePointer {
+    if (1 ... Int(Int32.max)).contains(config.capacityBlocks),
+       MemoryLimit.checkedBytes(count: config.capacityBlocks,
+                                bytesEach: Int(KVCACHE_INDEX_BYTES_PER_BLOCK) + EvictionPolicyCode.stateBytes(of: config.policy)) == nil {
+        throw .outOfMemory(blocks: config.capacityBlocks, limitBytes: MemoryLimit.usableBytes)
+    }
+    let manager = try lift { () throws(KVCacheError) in try KVCacheManager(config) }
+    return OpaquePointer(Unmanaged.passRetained(CacheHandle(manager)).toOpaque())
 }
 
 /// kvcache_create_checked: kvcache_create once the caller's ABI version and config size are this
@@ -92,6 +100,7 @@ public func kvcacheCreateCheckedImpl(_ abiVersion: UInt32, _ configSize: Int,
 @_cdecl("kvcache_destroy")
 public func kvcacheDestroyImpl(_ cache: OpaquePointer?) -> kvcache_status {
     guard let cache else { return fail(.nullHandle, "kvcache_destroy") }
+    guard isHandle(cache, of: CacheHandle.self) else { return fail(.wrongHandle, "kvcache_destroy") }
     Unmanaged<CacheHandle>.fromOpaque(UnsafeRawPointer(cache)).release()
     return Status.ok
 }
@@ -104,8 +113,20 @@ enum EvictionPolicyCode {
         case .fifo: KVCACHE_EVICTION_FIFO
         case .lfu: KVCACHE_EVICTION_LFU
         case .pgdsf: KVCACHE_EVICTION_PGDSF
+        case .probation: KVCACHE_EVICTION_PROBATION
+        case .pgdsfProbation: KVCACHE_EVICTION_PGDSF_PROBATION
+        case .marking: KVCACHE_EVICTION_MARKING
         }
         return Int32(truncatingIfNeeded: c.rawValue)
+    }
+
+    /// Bytes per block of the policy's own state beyond KVCACHE_INDEX_BYTES_PER_BLOCK (kvcache.h).
+    static func stateBytes(of kind: EvictionPolicyKind) -> Int {
+        switch kind {
+        case .lru, .fifo, .lfu, .pgdsf: 0
+        case .probation, .pgdsfProbation: Int(KVCACHE_POLICY_SKETCH_BYTES_PER_BLOCK)
+        case .marking: Int(KVCACHE_POLICY_SKETCH_BYTES_PER_BLOCK) + Int(KVCACHE_POLICY_PREDICTOR_BYTES_PER_BLOCK)
+        }
     }
 
     /// nil for a value that names no policy.

@@ -91,6 +91,7 @@ public func kvcacheTiersCreateCheckedImpl(_ abiVersion: UInt32, _ configSize: In
 @_cdecl("kvcache_tiers_destroy")
 public func kvcacheTiersDestroyImpl(_ tiers: OpaquePointer?) -> kvcache_status {
     guard let tiers else { return fail(.nullHandle, "kvcache_tiers_destroy") }
+    guard isHandle(tiers, of: TierHandle.self) else { return fail(.wrongHandle, "kvcache_tiers_destroy") }
     Unmanaged<TierHandle>.fromOpaque(UnsafeRawPointer(tiers)).release()
     return Status.ok
 }
@@ -225,6 +226,7 @@ public func kvcacheTiersCompleteStoreImpl(_ tiers: OpaquePointer?, _ storeID: UI
 @_cdecl("kvcache_tiers_copy_done")
 public func kvcacheTiersCopyDoneImpl(_ tiers: OpaquePointer?, _ token: UInt64, _ ok: Bool) -> kvcache_status {
     guard let tiers else { return fail(.nullHandle, "kvcache_tiers_copy_done") }
+    guard isHandle(tiers, of: TierHandle.self) else { return fail(.wrongHandle, "kvcache_tiers_copy_done") }
     // Only the thread-safe part of the handle is read: the pending copies.
     let copies = Unmanaged<TierHandle>.fromOpaque(UnsafeRawPointer(tiers))._withUnsafeGuaranteedRef { $0.copies }
     guard copies.complete(token, ok: ok) else {

@@ -30,6 +30,8 @@ public final class TieredReplayHarness {
         public var admission = LoadOrRecompute()
         public var verify = true
         public var policy: EvictionPolicyKind = .lru
+        /// The tunables of `policy`.
+        public var policyParameters = EvictionPolicyKind.Parameters()
         /// What `pgdsf` charges for recomputing a block (ignored by the other policies).
         public var recomputeCost: RecomputeCost?
         /// Start with an empty disk tier: delete the segment files a previous run left in `diskDirectory`
@@ -74,8 +76,10 @@ public final class TieredReplayHarness {
     public init(_ config: Config) throws(TierError) {
         guard config.diskBlocks == 0 || config.diskDirectory != nil else { throw .invalidArgument("disk tier needs a directory") }
         self.config = config
-        do { manager = try KVCacheManager(KVCacheConfig(blockTokens: config.blockTokens, capacityBlocks: config.deviceBlocks, policy: config.policy,
-                                                     recordEvents: config.recordEvents, recomputeCost: config.recomputeCost)) }
+        var cacheConfig = KVCacheConfig(blockTokens: config.blockTokens, capacityBlocks: config.deviceBlocks, policy: config.policy,
+                                        recordEvents: config.recordEvents, recomputeCost: config.recomputeCost)
+        cacheConfig.policyParameters = config.policyParameters
+        do { manager = try KVCacheManager(cacheConfig) }
         catch { throw .cache(error) }
         memory = try HostDeviceMemory(layout: config.payloadLayout, capacityBlocks: config.deviceBlocks)
         var t = TierConfig(layout: config.payloadLayout, hostBlocks: config.hostBlocks)

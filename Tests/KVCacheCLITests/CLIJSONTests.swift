@@ -17,11 +17,13 @@ struct CLIJSONTests {
         return url.path
     }
 
-    /// Runs `kvcache arguments`; returns the exit status, stdout and stderr.
-    static func run(_ arguments: [String]) throws -> (status: Int32, out: Data, err: String) {
+    /// Runs `kvcache arguments` (in `environment`, else this process's); returns the exit status, stdout
+    /// and stderr.
+    static func run(_ arguments: [String], environment: [String: String]? = nil) throws -> (status: Int32, out: Data, err: String) {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
+        if let environment { process.environment = environment }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err

@@ -27,6 +27,9 @@ struct LockStepTests {
             case .fifo: Int32(truncatingIfNeeded: KVCACHE_EVICTION_FIFO.rawValue)
             case .lfu: Int32(truncatingIfNeeded: KVCACHE_EVICTION_LFU.rawValue)
             case .pgdsf: Int32(truncatingIfNeeded: KVCACHE_EVICTION_PGDSF.rawValue)
+            case .probation: Int32(truncatingIfNeeded: KVCACHE_EVICTION_PROBATION.rawValue)
+            case .pgdsfProbation: Int32(truncatingIfNeeded: KVCACHE_EVICTION_PGDSF_PROBATION.rawValue)
+            case .marking: Int32(truncatingIfNeeded: KVCACHE_EVICTION_MARKING.rawValue)
             }
             c = try CCache(blockTokens: LockStepTests.B, capacity: LockStepTests.capacity, namespace: "model-a",
                            policy: code, prefixCaching: prefixCaching, events: true)
@@ -173,7 +176,7 @@ struct LockStepTests {
     }
 
     @Test(arguments: [(UInt64(1), EvictionPolicyKind.lru, true), (2, .fifo, true), (3, .lfu, true), (4, .lru, false),
-                      (5, .pgdsf, true)])
+                      (5, .pgdsf, true), (6, .probation, true), (7, .pgdsfProbation, true), (8, .marking, true)])
     func cABIMatchesTheFacade(seed: UInt64, policy: EvictionPolicyKind, prefixCaching: Bool) throws {
         let h = try Harness(seed: seed, policy: policy, prefixCaching: prefixCaching)
         for _ in 0 ..< 1500 {

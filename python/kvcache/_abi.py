@@ -151,6 +151,7 @@ FUNCTIONS = {
 # Header functions this package does not call (yet); the ABI test accepts exactly these as unbound.
 UNBOUND_PREFIXES = (
     "kvcache_hybrid_",  # the hybrid attention + SSM cache: C and Swift only for now
+    "kvcache_create_from_",  # caches opened from KVCACHE_* variables or a YAML file: C and Swift only for now
 )
 
 # Object-like macros of kvcache.h that the package relies on.
@@ -187,6 +188,9 @@ class EvictionPolicy(enum.IntEnum):
     FIFO = 1
     LFU = 2
     PGDSF = 3
+    PROBATION = 4
+    PGDSF_PROBATION = 5
+    MARKING = 6
 
 
 class EventKind(enum.IntEnum):

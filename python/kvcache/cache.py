@@ -83,7 +83,8 @@ class Cache(OwnedHandle):
 
     Cache(capacity_blocks, block_tokens=16, namespace="", policy="lru", prefix_caching=True,
     record_events=False, recompute_seconds_per_token=0, recompute_seconds_per_context_pair=0): the
-    fields of kvcache_config (PGDSF needs both recompute costs; the others ignore them). Creation
+    fields of kvcache_config; policy is an EvictionPolicy or its name: lru, fifo, lfu, pgdsf, probation,
+    pgdsf-probation, marking (pgdsf and pgdsf-probation need both recompute costs; the others ignore them). Creation
     checks the library's ABI against this package's (kvcache_create_checked). O(capacity_blocks).
     Close it with close() or a `with` block; a closed cache raises ClosedCacheError.
     """
@@ -97,9 +98,10 @@ class Cache(OwnedHandle):
         self._check(lib.kvcache_config_init(C.byref(config)))
         if isinstance(policy, str):
             try:
-                policy = EvictionPolicy[policy.upper()]
+                policy = EvictionPolicy[policy.upper().replace("-", "_")]
             except KeyError:
-                raise _invalid(f"policy {policy!r} is not one of {', '.join(p.name.lower() for p in EvictionPolicy)}") \
+                raise _invalid(f"policy {policy!r} is not one of "
+                               f"{', '.join(p.name.lower().replace('_', '-') for p in EvictionPolicy)}") \
                     from None
         config.block_tokens = _i64(block_tokens, "block_tokens")
         config.capacity_blocks = _i64(capacity_blocks, "capacity_blocks")

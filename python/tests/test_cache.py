@@ -239,3 +239,24 @@ def test_metrics_text_counts_what_stats_count():
         hits = [v for k, v in lines.items() if k.startswith("kvcache:prefix_cache_hits")]
         assert queries and float(queries[0]) == stats.query_tokens
         assert hits and float(hits[0]) == stats.hit_tokens == 64
+
+
+@pytest.mark.parametrize("policy", ["lru", "fifo", "lfu", "pgdsf", "probation", "pgdsf-probation", "marking"])
+def test_every_policy_name_opens_a_cache_that_evicts(policy):
+    """Each policy by name (the C enum's members lower-cased, '-' for '_') serves a workload that evicts."""
+    costs = dict(recompute_seconds_per_token=2.706e-5, recompute_seconds_per_context_pair=1.325e-9)
+    rng = random.Random(7)
+    with kvcache.Cache(16, block_tokens=4, policy=policy, **costs) as cache:
+        for seq in range(1, 200):
+            base = rng.randrange(10) * 100
+            prompt = [base + i for i in range(9)]
+            cache.add_sequence(seq, prompt)
+            hit = cache.lookup(seq)
+            cache.allocate(seq, len(prompt) - hit.cached_tokens)
+            cache.commit(seq, len(prompt) - hit.cached_tokens)
+            cache.free(seq)
+            cache.validate()
+        stats = cache.stats()
+        assert stats.evicted_blocks > 0 and stats.hit_tokens > 0
+    with pytest.raises(kvcache.InvalidArgumentError):
+        kvcache.Cache(8, policy="arc")

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KVCache
 import KVPlan
+import KVTestSupport
 import KVTiers
 
 /// `kvcache disk`: tools for the L3 disk tier's directory.
@@ -43,7 +44,7 @@ struct DiskCommand: ParsableCommand {
             abstract: "Write, read back and verify random blocks; exits non-zero if a wrong block is ever served.")
         @Argument(help: "The disk tier directory (created if missing).") var directory: String
         @Option(help: "How long to run.") var seconds: Double = 5
-        @Option(name: .customLong("block-kib"), help: "Block size in KiB (fp16 KV-like data).") var blockKiB: Int = 256
+        @Option(name: .customLong("block-kib"), help: "Block size in KiB (each block the key-derived payload every verifying tool uses).") var blockKiB: Int = 256
         @Option(name: .customLong("capacity-mib"), help: "Disk tier capacity in MiB.") var capacityMiB: Int = 512
         @Flag(help: "Print one JSON object on stdout.") var json = false
 
@@ -55,7 +56,6 @@ struct DiskCommand: ParsableCommand {
 
         func run() throws {
             let layout = try KVGeometry(layers: 1, kvHeads: 1, headDim: blockKiB * 1024 / 2 / 2 / 16, dtype: .fp16, blockTokens: 16)
-            let pattern = StressPayload(layout: layout)
             let store: DiskBlockStore
             do {
                 store = try DiskBlockStore(DiskStoreConfig(directory: directory, capacityBytes: capacityMiB << 20, layout: layout))
@@ -68,7 +68,7 @@ struct DiskCommand: ParsableCommand {
             for k in known {
                 reads += 1
                 switch out.withUnsafeMutableBytes({ store.read(k, into: $0) }) {
-                case .hit: hits += 1; if !pattern.matches(out, key: k) { mismatches += 1 }
+                case .hit: hits += 1; if !Self.matches(out, key: k) { mismatches += 1 }
                 case .corrupt: corruptDetected += 1
                 case .miss: break
                 }
@@ -80,7 +80,7 @@ struct DiskCommand: ParsableCommand {
             while Date() < deadline {
                 if known.isEmpty || rng.next() % 2 == 0 {
                     let key = BlockKey(lo: rng.next(), hi: 0x7374_7265_7373_0000 | (rng.next() & 0xFFFF))
-                    pattern.fill(&block, key: key)
+                    block.withUnsafeMutableBytes { KeyPayload.fill($0, key: key) }
                     switch block.withUnsafeBytes({ store.put(key, bytes: $0) }) {
                     case .stored: writes += 1; known.append(key)
                     case .alreadyStored: break
@@ -90,7 +90,7 @@ struct DiskCommand: ParsableCommand {
                     let k = known[Int(rng.next() % UInt64(known.count))]
                     reads += 1
                     switch out.withUnsafeMutableBytes({ store.read(k, into: $0) }) {
-                    case .hit: hits += 1; if !pattern.matches(out, key: k) { mismatches += 1 }
+                    case .hit: hits += 1; if !Self.matches(out, key: k) { mismatches += 1 }
                     case .corrupt: corruptDetected += 1
                     case .miss: break
                     }
@@ -112,36 +112,11 @@ struct DiskCommand: ParsableCommand {
             }
             if mismatches > 0 { throw ExitCode(2) }
         }
-    }
-}
 
-/// KV-like block contents that any process can regenerate from the key: one synthetic fp16 block,
-/// rotated by a key-dependent amount, with the key stamped in the first 16 bytes.
-struct StressPayload {
-    let base: [UInt8]
-
-    init(layout: KVGeometry) {
-        var b = [UInt8](repeating: 0, count: layout.bytesPerBlock)
-        b.withUnsafeMutableBytes { SyntheticKV.fill($0, layout: layout, seed: 0x5EED) }
-        base = b
-    }
-
-    func fill(_ out: inout [UInt8], key: BlockKey) {
-        let n = base.count
-        let shift = Int(key.lo % UInt64(n / 2)) * 2
-        out.withUnsafeMutableBytes { o in
-            base.withUnsafeBytes { b in
-                o.baseAddress!.copyMemory(from: b.baseAddress! + shift, byteCount: n - shift)
-                (o.baseAddress! + (n - shift)).copyMemory(from: b.baseAddress!, byteCount: shift)
-            }
-            o.storeBytes(of: key.lo, toByteOffset: 0, as: UInt64.self)
-            o.storeBytes(of: key.hi, toByteOffset: 8, as: UInt64.self)
+        /// Whether a block read back is `key`'s payload (`KeyPayload`, the bytes every verifying tool
+        /// derives from a key, so a restarted run checks what another process wrote). O(bytes).
+        static func matches(_ bytes: [UInt8], key: BlockKey) -> Bool {
+            bytes.withUnsafeBytes { KeyPayload.matches($0, key: key) }
         }
-    }
-
-    func matches(_ bytes: [UInt8], key: BlockKey) -> Bool {
-        var expected = [UInt8](repeating: 0, count: base.count)
-        fill(&expected, key: key)
-        return expected == bytes
     }
 }

@@ -23,7 +23,7 @@ struct ReplayCommand: ParsableCommand {
     @Option(help: "sequential (hit rates) or timed (scheduler on a modelled GPU).")
     var mode: Mode = .sequential
 
-    @Option(help: "Eviction policy, or a comma-separated list to compare side by side (\(ReplayPolicy.allCases.map(\.rawValue).joined(separator: ", "))). pgdsf prices blocks by their modelled recompute time on --model and --hardware; belady is the offline optimum over leaves (sequential mode, device pool only).")
+    @Option(help: "Eviction policy, or a comma-separated list to compare side by side (\(ReplayPolicy.allCases.map(\.rawValue).joined(separator: ", "))). pgdsf and pgdsf-probation price blocks by their modelled recompute time on --model and --hardware; marking-noise (the predictor replaced by noise) and belady (the offline optimum over leaves) run in sequential mode on the device pool only; every other policy runs in every mode (sequential with or without tiers, timed).")
     var policy: String = "lru"
 
     @Option(help: "Blocks the cache holds, or a comma-separated list (sequential mode: every policy runs at each).")
@@ -92,6 +92,9 @@ struct ReplayCommand: ParsableCommand {
         if tiered, let p = policies.first(where: { $0.kind == nil }) {
             throw ValidationError("--policy \(p.rawValue) runs on the device pool only (no --cpu-blocks or --disk-blocks)")
         }
+        if mode == .timed, let p = policies.first(where: { $0.kind == nil }) {
+            throw ValidationError("--policy \(p.rawValue) runs in sequential mode only (not --mode timed)")
+        }
         _ = try fraction()
         guard (0...1).contains(firstUseWeight) else { throw ValidationError("--first-use-weight must be in 0...1") }
     }
@@ -142,7 +145,9 @@ struct ReplayCommand: ParsableCommand {
         }
         let (path, loaded) = try loadTrace()
         if mode == .timed {
-            try TimedReplay.run(trace: loaded, label: path, json: json, options: timed)
+            try TimedReplay.run(trace: loaded, label: path, json: json, options: timed,
+                                evictionPolicies: try policies().compactMap(\.kind),
+                                policyParameters: ReplayPolicy.Options(firstUseWeight: firstUseWeight).parameters)
             return
         }
         // One recompute cost for every policy: pgdsf's block prices and every run's saved_prefill_s.
@@ -167,7 +172,8 @@ struct ReplayCommand: ParsableCommand {
                 var replay: SequentialReplay
                 if let core = kind.kind, cpuBlocks + diskBlocks > 0 {
                     replay = try SequentialReplay(
-                        capacityBlocks: capacity, blockTokens: B, policy: core, recomputeCost: cost,
+                        capacityBlocks: capacity, blockTokens: B, policy: core,
+                        parameters: ReplayPolicy.Options(firstUseWeight: firstUseWeight).parameters, recomputeCost: cost,
                         tiers: .init(hostBlocks: cpuBlocks, diskBlocks: diskBlocks, diskDirectory: diskFolder))
                 } else {
                     let instance = try kind.make(capacity: capacity, cost: cost, options: .init(firstUseWeight: firstUseWeight)) {

@@ -108,7 +108,10 @@ enum MixedStepTokens: ExpressibleByArgument {
 /// the same arrivals and prints a side-by-side table (stderr) or one JSON object (stdout).
 enum TimedReplay {
     /// Runs the timed replay on an already loaded trace (`label` names it in the output).
-    static func run(trace: LoadedTrace, label tracePath: String, json: Bool, options o: TimedReplayOptions) throws {
+    /// Every reservation policy runs with every eviction policy of `evictionPolicies` (the device pool's).
+    static func run(trace: LoadedTrace, label tracePath: String, json: Bool, options o: TimedReplayOptions,
+                    evictionPolicies: [EvictionPolicyKind] = [.lru],
+                    policyParameters: EvictionPolicyKind.Parameters = .init()) throws {
         let wallStart = KVClock.monotonicNanos()
         let model = o.model.spec, hardware = o.hardware.spec
         let names = (o.compare ?? o.reservation).split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
@@ -177,9 +180,12 @@ enum TimedReplay {
 
         var runs: [ModelledRunReport] = []
         var walls: [Double] = []
-        for policy in policies {
+        base.policyParameters = policyParameters
+        let evictions: [EvictionPolicyKind] = evictionPolicies.isEmpty ? [.lru] : evictionPolicies
+        for (eviction, policy) in evictions.flatMap({ e in policies.map { (e, $0) } }) {
             var config = base
             config.scheduler.reservation = policy
+            config.evictionPolicy = eviction
             let t0 = KVClock.monotonicNanos()
             let predictor = makePredictor()
             var report: ModelledRunReport
@@ -198,7 +204,7 @@ enum TimedReplay {
             }
             walls.append(KVClock.seconds(from: t0, to: KVClock.monotonicNanos()))
             runs.append(report)
-            if !json { note("\(policy.rawValue): done in \(String(format: "%.2f", walls.last!)) s wall") }
+            if !json { note("\(policy.rawValue), \(eviction.rawValue): done in \(String(format: "%.2f", walls.last!)) s wall") }
         }
         let wall = KVClock.seconds(from: wallStart, to: KVClock.monotonicNanos())
         if json {
@@ -274,13 +280,16 @@ enum TimedReplayTable {
         }
         let labelWidth = rows.map(\.0.count).max()! + 2
         let cells = runs.map { r in rows.map { $0.1(r) } }
-        let widths = runs.indices.map { i in max(runs[i].reservation.count, cells[i].map(\.count).max() ?? 0) + 2 }
+        // Columns name the reservation policy, and the eviction policy too once one is not LRU.
+        let named = runs.contains { $0.evictionPolicy != EvictionPolicyKind.lru.rawValue }
+        let titles = runs.map { named ? "\($0.reservation)/\($0.evictionPolicy)" : $0.reservation }
+        let widths = runs.indices.map { i in max(titles[i].count, cells[i].map(\.count).max() ?? 0) + 2 }
         func pad(_ s: String, _ w: Int, left: Bool = false) -> String {
             let p = String(repeating: " ", count: max(0, w - s.count))
             return left ? s + p : p + s
         }
         var out = pad("", labelWidth, left: true)
-        for (i, r) in runs.enumerated() { out += pad(r.reservation, widths[i]) }
+        for i in runs.indices { out += pad(titles[i], widths[i]) }
         out += "\n"
         for (k, row) in rows.enumerated() {
             out += pad(row.0, labelWidth, left: true)

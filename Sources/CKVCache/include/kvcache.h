@@ -11,8 +11,10 @@
  *   - A call that fails changes nothing: neither the cache nor the caller's out-parameters, except
  *     the lengths that KVCACHE_ERR_BUFFER_TOO_SMALL and KVCACHE_ERR_INSUFFICIENT_BLOCKS report.
  *   - No call traps on bad input (NULL handle or pointer, negative count, unknown sequence, ...): it
- *     returns a status, and kvcache_last_error() says what was wrong in words. A handle that was
- *     already destroyed is not detected (as with free()).
+ *     returns a status, and kvcache_last_error() says what was wrong in words. A live handle of
+ *     another kind (a kvcache_t passed where a kvcache_tiers_t or kvcache_hybrid_t is expected, or
+ *     the other way round) is refused with INVALID_ARGUMENT. A handle that was already destroyed is
+ *     not detected (as with free()).
  *   - Counts of tokens are int64_t so that a negative one is reported, not misread; lengths of
  *     caller arrays and buffers are size_t (one above PTRDIFF_MAX is KVCACHE_ERR_INVALID_ARGUMENT).
  *   - Strings are NUL-terminated UTF-8 and are copied or hashed during the call; NULL means "".
@@ -146,6 +148,13 @@ enum kvcache_eviction_policy {
     KVCACHE_EVICTION_LFU = 2,  /**< least frequently used */
     KVCACHE_EVICTION_PGDSF = 3, /**< RAGCache's prefix-aware greedy-dual-size-frequency: clock +
                                      hits x recompute cost (deeper blocks cost more) / size */
+    KVCACHE_EVICTION_PROBATION = 4, /**< a key's first use on probation (evicted before keys seen
+                                         before), returning keys protected for 3 pool-fulls of
+                                         publications (S3-FIFO with TinyLFU's memory) */
+    KVCACHE_EVICTION_PGDSF_PROBATION = 5, /**< PGDSF whose first use of a key counts 0.25 in the
+                                               frequency; needs the recompute cost as PGDSF does */
+    KVCACHE_EVICTION_MARKING = 6, /**< a marking algorithm choosing among unmarked blocks by an
+                                       online reuse predictor (paging with predictions) */
 };
 
 /** How to build a cache. Fill it with kvcache_config_init, then change what you need. */
@@ -162,9 +171,10 @@ typedef struct kvcache_config {
     bool enable_prefix_caching;
     /** Keep an event log for kvcache_drain_events (default false). */
     bool record_events;
-    /** PGDSF's recompute cost: seconds per recomputed token (linear layers) and per query-key pair
-     *  attention visits; only their ratio changes the eviction order. The library knows no model, so
-     *  the defaults are 0 and 0, meaning "not given": PGDSF then refuses to be created
+    /** PGDSF's (and PGDSF_PROBATION's) recompute cost: seconds per recomputed token (linear layers)
+     *  and per query-key pair attention visits; only their ratio changes the eviction order. The
+     *  library knows no model, so the defaults are 0 and 0, meaning "not given": both then refuse to be
+     *  created
      *  (KVCACHE_ERR_INVALID_ARGUMENT). For Llama-3-8B on one H100: 2.706e-5 and 1.325e-9. Both finite
      *  and >= 0. Ignored by the other policies. */
     double recompute_seconds_per_token;
@@ -284,12 +294,40 @@ kvcache_status kvcache_create_checked(uint32_t abi_version, size_t config_size, 
 #define kvcache_create(config, out) \
     kvcache_create_checked(KVCACHE_ABI_VERSION, sizeof(kvcache_config), (config), (out))
 
-/** Bytes of index, pool and policy state per block that kvcache_create reserves (an upper bound). */
+/** Bytes of index, pool and policy state per block that kvcache_create reserves (an upper bound)
+ *  with LRU, FIFO, LFU and PGDSF; PROBATION and PGDSF_PROBATION add their frequency sketch,
+ *  KVCACHE_POLICY_SKETCH_BYTES_PER_BLOCK, and MARKING that and its predictor's table,
+ *  KVCACHE_POLICY_PREDICTOR_BYTES_PER_BLOCK (the OUT_OF_MEMORY check counts them). */
 #define KVCACHE_INDEX_BYTES_PER_BLOCK 128
+#define KVCACHE_POLICY_SKETCH_BYTES_PER_BLOCK 520
+#define KVCACHE_POLICY_PREDICTOR_BYTES_PER_BLOCK 960
 
 /** Releases a handle and everything it owns; the handle must not be used again. O(capacity).
  *  Statuses: NULL_HANDLE (nothing done). */
 kvcache_status kvcache_destroy(kvcache_t *cache);
+
+/* MARK: Configuration from the environment or a file */
+
+/*
+ * A cache opened from its settings rather than a kvcache_config: KVCACHE_* environment variables and
+ * a YAML file (docs/CONFIGURATION.md lists every key: KVCACHE_CAPACITY_BLOCKS, KVCACHE_POLICY,
+ * KVCACHE_FIRST_USE_WEIGHT, ...; in the file capacity_blocks:, policy:, ...). A variable overrides the
+ * file's key, the file overrides the default. These calls also validate the file's tiers: and events:
+ * sections, which configure the tier manager and the event publisher of the embedding server.
+ * Every bad key fails the call with INVALID_ARGUMENT, and kvcache_last_error names the key, its
+ * variable and the value, e.g. "kvcache_create_from_env: invalid argument: configuration key
+ * tiers.host_blocks (KVCACHE_TIERS_HOST_BLOCKS): must be in 0...2147483647, got -3".
+ */
+
+/** Opens a cache from the KVCACHE_* variables of the process environment, over the YAML file that
+ *  KVCACHE_CONFIG_FILE names (if set). KVCACHE_CAPACITY_BLOCKS (or capacity_blocks:) is required.
+ *  Statuses: NULL_POINTER (out), INVALID_ARGUMENT (a key out of range, of the wrong type or missing;
+ *  the file unreadable or not a YAML mapping), OUT_OF_MEMORY as kvcache_create. */
+kvcache_status kvcache_create_from_env(kvcache_t **out);
+
+/** Opens a cache from the YAML file at `path` (UTF-8), the environment's KVCACHE_* variables
+ *  overriding its keys. Statuses: NULL_POINTER (path, out), those of kvcache_create_from_env. */
+kvcache_status kvcache_create_from_file(const char *path, kvcache_t **out);
 
 /* MARK: Sequences */
 

@@ -1,6 +1,7 @@
 import KVCache
 import KVData
 import KVPlan
+import KVRuntime
 import KVScheduler
 
 /// Settings of one modelled run.
@@ -25,6 +26,10 @@ public struct ModelledRunConfig: Sendable {
     /// Requests of one session (conversation turns) arrive in order, each only after the previous one
     /// finished plus `thinkSeconds`; nil lets them arrive at their own times.
     public var sessionThinkSeconds: Double? = 0
+    /// Eviction order of the device pool's cached blocks (`pgdsf` and `pgdsf-probation` price blocks
+    /// with the cost model's recompute cost) and its tunables.
+    public var evictionPolicy: EvictionPolicyKind = .lru
+    public var policyParameters = EvictionPolicyKind.Parameters()
 
     public init(model: ModelSpec, hardware: HardwareSpec, kvBytes: Double) {
         self.model = model
@@ -68,6 +73,14 @@ public final class ModelledEngine {
         self.costModel = RooflineCostModel(model: config.model, hardware: config.hardware, efficiency: config.efficiency)
     }
 
+    /// The run's error for a failure of its serving loop (the modelled step itself never fails).
+    private static func error(_ failure: ServingLoop<ModelledStep>.Failure) -> ModelledRunError {
+        switch failure {
+        case .scheduler(let e): .scheduler(e)
+        case .swap(let e): .invalidConfig("swap: \(e)")
+        }
+    }
+
     /// Runs every request of `requests` (arrivals in seconds, any order) to completion.
     /// - Parameter predictor: used by the scheduler (and fed true lengths); nil predicts `maxTokens`.
     /// - Returns: the run's metrics.
@@ -77,7 +90,10 @@ public final class ModelledEngine {
         guard config.maxTokens >= 1 else { throw .invalidConfig("maxTokens must be at least 1") }
         let cache: KVCacheManager
         do {
-            cache = try KVCacheManager(KVCacheConfig(blockTokens: config.blockTokens, capacityBlocks: config.capacityBlocks))
+            var cacheConfig = KVCacheConfig(blockTokens: config.blockTokens, capacityBlocks: config.capacityBlocks,
+                                            policy: config.evictionPolicy, recomputeCost: costModel.recomputeCost)
+            cacheConfig.policyParameters = config.policyParameters
+            cache = try KVCacheManager(cacheConfig)
         } catch { throw .invalidConfig("\(error)") }
         let scheduler = Scheduler(config: config.scheduler, cache: cache, predictor: predictor)
         var swap: CountingSwapSpace? = nil
@@ -100,12 +116,7 @@ public final class ModelledEngine {
         let n = requests.count
         var arrivals = ArrivalQueue(requests, gateSessions: config.sessionThinkSeconds != nil,
                                     thinkSeconds: config.sessionThinkSeconds ?? 0)
-        var trueOutput = [Int32](repeating: 0, count: n)
-        var produced = [Int32](repeating: 0, count: n)
-        for i in 0..<n { trueOutput[i] = Int32(max(1, min(config.maxTokens, requests[i].outputTokens))) }
-
         var metrics = RunMetricsRecorder(requests: n)
-        var stops: [Bool] = []
         var t = n > 0 ? max(0, arrivals.nextTime) : 0
         let start = t
         func recordFinished(_ finished: [FinishedRequest]) {
@@ -113,7 +124,9 @@ public final class ModelledEngine {
             for f in finished { arrivals.finished(Int(f.id.raw), at: f.finishTime) }
         }
         let kvPerBlock = Double(config.model.kvBytesPerToken * config.blockTokens)
-        var engine = ModelledStep(costModel: costModel, kvBytesPerBlock: kvPerBlock)
+        // The serving loop decides the stops (each request's true output, clipped to maxTokens, at least
+        // 1); this event loop adds the arrivals and the fast-forward of repeated decode steps around it.
+        let loop = ServingLoop(scheduler: scheduler, engine: ModelledStep(costModel: costModel, kvBytesPerBlock: kvPerBlock))
         let capacity = Double(cache.capacityBlocks)
 
         while true {
@@ -123,14 +136,14 @@ public final class ModelledEngine {
                 let req = SchedulerRequest(id: SequenceID(Int64(i)), prompt: .keys(keys, tokenCount: r.inputTokens),
                                            maxTokens: config.maxTokens, arrival: arrival, promptText: r.promptText,
                                            templateKey: r.hashIDs.first, modelID: r.model,
-                                           knownOutputTokens: Int(trueOutput[i]))
-                do { try scheduler.submit(req) } catch { throw .scheduler(error) }
+                                           knownOutputTokens: max(1, min(config.maxTokens, r.outputTokens)))
+                do { try loop.submit(req) } catch { throw Self.error(error) }
             }
-            let plan: StepPlan
-            do { plan = try scheduler.schedule(now: t) } catch { throw .scheduler(error) }
-            if plan.isEmpty {
+            let planned: StepPlan?
+            do { planned = try loop.plan(now: t) } catch { throw Self.error(error) }
+            guard let plan = planned else {
                 // No `complete` follows: collect what planning finished (requests that cannot fit).
-                recordFinished(scheduler.finished)
+                recordFinished(loop.finished)
                 let due = arrivals.nextTime
                 if due < .infinity {
                     t = max(t, due)
@@ -139,17 +152,15 @@ public final class ModelledEngine {
                 if scheduler.isIdle { break }
                 throw .stalled(time: t, waiting: scheduler.waitingCount, running: scheduler.runningCount)
             }
-            stops.removeAll(keepingCapacity: true)
-            var dt = engine.execute(plan)
+            var dt: Double
+            do { dt = try loop.execute(plan) } catch { throw Self.error(error) }
             for l in plan.prefixLoads { metrics.tierLoadBytes += Double(l.blocks.count) * kvPerBlock }
             // A decode-only plan repeats unchanged until a request stops, needs a block, or an arrival
             // or aging deadline comes: run those steps in one go (same result, one event).
             var repeats = config.fastForward ? scheduler.repeatableDecodeSteps() : 0
-            for d in plan.decodes where repeats > 0 {
-                repeats = min(repeats, Int(trueOutput[Int(d.id.raw)] - produced[Int(d.id.raw)]))
-            }
+            for d in plan.decodes where repeats > 0 { repeats = min(repeats, loop.remainingTokens(d.id)) }
             let used = capacity - Double(cache.freeBlockCount)
-            let work = engine.work
+            let work = loop.engine.work
             var steps = 1
             if repeats > 1 {
                 let bound = min(arrivals.nextTime, scheduler.nextAgingDeadline)
@@ -160,31 +171,16 @@ public final class ModelledEngine {
                     steps += 1
                 }
             }
-            for p in plan.prefills where p.samples {
-                let i = Int(p.id.raw)
-                produced[i] += 1
-                stops.append(produced[i] >= trueOutput[i])
-            }
-            for d in plan.decodes {
-                let i = Int(d.id.raw)
-                produced[i] += Int32(steps)
-                stops.append(produced[i] >= trueOutput[i])
-            }
             metrics.step(duration: dt, running: scheduler.runningCount, kvUtilization: used / capacity,
                          batchedTokens: work.batchedTokens)
             metrics.prefill(tokens: work.prefillTokens)
             t += dt
-            do {
-                if steps > 1 {
-                    try scheduler.completeRepeated(steps: steps, stops: stops, now: t)
-                } else {
-                    try scheduler.complete(stops: stops, now: t)
-                }
-            } catch { throw .scheduler(error) }
-            recordFinished(scheduler.finished)
+            do { try loop.complete(plan, tokens: nil, steps: steps, now: t) } catch { throw Self.error(error) }
+            recordFinished(loop.finished)
         }
         let s = scheduler.stats
         var report = metrics.report(policy: config.scheduler.reservation.rawValue, start: start, stats: s)
+        report.evictionPolicy = config.evictionPolicy.rawValue
         if let hostTier, let admission {
             report.hostTier = HostTierRunReport(capacityBlocks: hostTier.capacityBlocks, loadsPay: admission.loadsPay,
                                                 loadSecondsPerBlock: admission.loadSecondsPerBlock,

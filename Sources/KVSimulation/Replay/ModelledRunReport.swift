@@ -1,9 +1,12 @@
+import KVCache
 import KVData
 import KVScheduler
 
 /// The metrics of one modelled run. Every time is modelled (from the cost model), not measured.
 public struct ModelledRunReport: Sendable {
     public var reservation: String
+    /// The device pool's eviction policy.
+    public var evictionPolicy = EvictionPolicyKind.lru.rawValue
     /// Requests that finished normally.
     public var requests: Int
     /// Requests dropped because they could not fit in the KV cache even alone.
@@ -42,7 +45,7 @@ public struct ModelledRunReport: Sendable {
 
     /// The JSON object of this run (keys as `kvcache replay --mode timed --json` prints them).
     public var jsonFields: [(String, JSONValue)] {
-        [("reservation", .string(reservation)), ("requests", .int(requests)), ("rejected", .int(rejected)),
+        [("reservation", .string(reservation)), ("eviction_policy", .string(evictionPolicy)), ("requests", .int(requests)), ("rejected", .int(rejected)),
          ("output_tokens", .int(outputTokens)),
          ("output_tokens_per_s", .double(outputTokensPerSecond)), ("requests_per_s", .double(requestsPerSecond)),
          ("ttft_p50_s", .double(ttftP50)), ("ttft_p99_s", .double(ttftP99)), ("tpot_p50_s", .double(tpotP50)),

@@ -18,6 +18,8 @@ public enum ReplayPolicy: String, Sendable, CaseIterable {
         /// `pgdsf-probation`: what a first use counts (plain PGDSF counts 1).
         public var firstUseWeight = 0.25
         public init(firstUseWeight: Double = 0.25) { self.firstUseWeight = firstUseWeight }
+        /// The core's parameters with these options (the other tunables at their defaults).
+        public var parameters: EvictionPolicyKind.Parameters { .init(firstUseWeight: firstUseWeight) }
     }
 
     /// At most the bytes of the policy's own state per pool block (its sketch, predictor tables and
@@ -35,7 +37,8 @@ public enum ReplayPolicy: String, Sendable, CaseIterable {
     /// Whether the policy reads the future (offline): it is a bound, never a candidate.
     public var isOffline: Bool { self == .belady }
 
-    /// The core's policy of the same name, for the tiered replay (nil for the others).
+    /// The core's policy of the same name, for the tiered and timed replays, the C ABI and the
+    /// configuration (nil for `marking-noise` and `belady`, which exist only to measure).
     public var kind: EvictionPolicyKind? { EvictionPolicyKind(rawValue: rawValue) }
 
     /// Parses a comma-separated list ("lru,belady").
@@ -56,10 +59,8 @@ public enum ReplayPolicy: String, Sendable, CaseIterable {
     public func make(capacity: Int, cost: RecomputeCost, options: Options = Options(),
                      table: () -> NextUseTable) throws(KVCacheError) -> any EvictionPolicy {
         switch self {
-        case .lru, .fifo, .lfu, .pgdsf: return try kind!.make(capacity: capacity, recomputeCost: cost)
-        case .probation: return ProbationPolicy(capacity: capacity)
-        case .pgdsfProbation: return PGDSFPolicy(capacity: capacity, cost: cost, firstUseWeight: options.firstUseWeight)
-        case .marking: return PredictiveMarkingPolicy(capacity: capacity)
+        case .lru, .fifo, .lfu, .pgdsf, .probation, .pgdsfProbation, .marking:
+            return try kind!.make(capacity: capacity, recomputeCost: cost, parameters: options.parameters)
         case .markingNoise: return PredictiveMarkingPolicy(capacity: capacity, noise: true)
         case .belady: return BeladyPolicy(table: table())
         }

@@ -77,7 +77,9 @@ public struct SequentialReplay {
     ///   - capacityBlocks: blocks the device pool may hold (N).
     ///   - blockTokens: tokens per trace hash block (B; 512 for Mooncake).
     ///   - recomputeCost: prices hits and, for `pgdsf`, blocks.
+    ///   - parameters: the tunables of `policy`.
     public init(capacityBlocks: Int, blockTokens: Int, policy: EvictionPolicyKind = .lru,
+                parameters: EvictionPolicyKind.Parameters = .init(),
                 recomputeCost: RecomputeCost, tiers: Tiers = Tiers()) throws {
         self.recomputeCost = recomputeCost
         belady = nil
@@ -86,14 +88,17 @@ public struct SequentialReplay {
                                                   hostBlocks: tiers.hostBlocks, diskBlocks: tiers.diskBlocks,
                                                   diskDirectory: tiers.diskDirectory)
             config.policy = policy
+            config.policyParameters = parameters
             config.recomputeCost = recomputeCost
             let cache = try TieredReplayHarness(config)
             tiered = cache
             manager = cache.manager
         } else {
             tiered = nil
-            manager = try KVCacheManager(KVCacheConfig(blockTokens: blockTokens, capacityBlocks: capacityBlocks, policy: policy,
-                                                       recomputeCost: recomputeCost))
+            var config = KVCacheConfig(blockTokens: blockTokens, capacityBlocks: capacityBlocks, policy: policy,
+                                       recomputeCost: recomputeCost)
+            config.policyParameters = parameters
+            manager = try KVCacheManager(config)
         }
     }
 

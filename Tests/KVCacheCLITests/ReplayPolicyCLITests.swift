@@ -1,0 +1,41 @@
+import Foundation
+import Testing
+
+/// Every eviction policy of the core's `EvictionPolicyKind` in every `kvcache replay` mode that runs
+/// the core's cache: sequential on the device pool, sequential over host and disk tiers, and timed.
+@Suite("kvcache replay --policy in every mode")
+struct ReplayPolicyCLITests {
+    static let corePolicies = ["lru", "fifo", "lfu", "pgdsf", "probation", "pgdsf-probation", "marking"]
+
+    @Test(arguments: [[String](), ["--cpu-blocks", "64"], ["--cpu-blocks", "16", "--disk-blocks", "64"]])
+    func sequentialRunsEveryPolicy(tiers: [String]) throws {
+        let o = try CLIJSONTests.json(["replay", "--trace", try CLIJSONTests.fixture("mooncake_40.jsonl"),
+                                       "--policy", Self.corePolicies.joined(separator: ","), "--capacity-blocks", "32",
+                                       "--first-use-weight", "0.5", "--json"] + tiers)
+        let runs = try #require(o["runs"] as? [[String: Any]])
+        #expect(runs.map { $0["policy"] as? String } == Self.corePolicies.map { Optional($0) })
+        for run in runs {
+            #expect(run["requests"] as? Int == 40)
+            #expect(run["mismatched_blocks"] as? Int == 0)
+            #expect((run["evicted_blocks"] as? Int ?? 0) > 0, "\(run)")   // the pool is small enough to evict
+        }
+    }
+
+    @Test func timedRunsEveryPolicyWithEachReservation() throws {
+        let o = try CLIJSONTests.json(["replay", "--mode", "timed", "--trace", try CLIJSONTests.fixture("mooncake_40.jsonl"),
+                                       "--kv-gib", "0.5", "--compare", "on-demand,predicted",
+                                       "--policy", Self.corePolicies.joined(separator: ","), "--json"])
+        let runs = try #require(o["runs"] as? [[String: Any]])
+        let pairs = runs.map { "\($0["eviction_policy"] as? String ?? "?")/\($0["reservation"] as? String ?? "?")" }
+        #expect(pairs == Self.corePolicies.flatMap { ["\($0)/on-demand", "\($0)/predicted"] })
+        for run in runs { #expect(run["requests"] as? Int == 40) }
+    }
+
+    @Test func measuringPoliciesAreRefusedOutsideTheSequentialDevicePool() throws {
+        for (args, says) in [(["--mode", "timed", "--policy", "belady"], "sequential mode only"),
+                             (["--policy", "marking-noise", "--cpu-blocks", "8"], "device pool only")] {
+            let r = try CLIJSONTests.run(["replay", "--trace", try CLIJSONTests.fixture("mooncake_40.jsonl")] + args)
+            #expect(r.status != 0 && r.err.contains(says), "\(args): \(r.err)")
+        }
+    }
+}
