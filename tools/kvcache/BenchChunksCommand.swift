@@ -13,8 +13,8 @@ struct BenchChunksCommand: ParsableCommand {
     var tokens = 512
     @Option(help: "Timed repetitions of each; the median is reported.")
     var repetitions = 15
-    @Flag(help: "Print one JSON object on stdout.")
-    var json = false
+    @OptionGroup(title: "Report") var reportOutput: ReportOptions
+    var json: Bool { reportOutput.machine }
 
     func validate() throws {
         // 32 KiB of keys per token: 8,192 tokens are 256 MiB per copy.
@@ -30,14 +30,14 @@ struct BenchChunksCommand: ParsableCommand {
             try RopeRotationFigures.measure(layout: $0, tokens: tokens, repetitions: repetitions)
         }
         if json {
-            JSONReport.print(.object([("tokens", .int(tokens)), ("repetitions", .int(repetitions)),
+            try reportOutput.emit(command: "bench chunks", object: .object([("tokens", .int(tokens)), ("repetitions", .int(repetitions)),
                                       ("bytes", .int(figures[0].bytes)),
                                       ("rope", .array(figures.map { f in
                                           .object([("layout", .string(f.layout.rawValue)),
                                                    ("rotate_gb_per_s", .double(f.rotateBytesPerSecond / 1e9)),
                                                    ("memcpy_gb_per_s", .double(f.copyBytesPerSecond / 1e9)),
                                                    ("ratio", .double(f.ratio))])
-                                      }))]))
+                                      }))]), runsKey: "rope")
         } else {
             print("keys: \(figures[0].bytes) bytes (\(tokens) tokens x 8 layers x 8 KV heads x 128 dims, fp32)")
             for f in figures {

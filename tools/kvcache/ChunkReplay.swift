@@ -26,7 +26,8 @@ enum ChunkReplay {
         return detected == .ragpulse
     }
 
-    static func run(trace: String?, options o: ChunkReplayOptions, skipBadLines: Bool, json: Bool) throws {
+    static func run(trace: String?, options o: ChunkReplayOptions, skipBadLines: Bool, report: ReportOptions) throws {
+        let json = report.machine
         guard let trace else { throw CLIError("--format ragpulse needs --trace FILE") }
         guard (0 ... 1).contains(o.recomputeRatio) else { throw CLIError("--recompute-ratio must be in 0...1") }
         let loaded: RAGPulse.Trace
@@ -40,8 +41,8 @@ enum ChunkReplay {
         let reused = r.prefixHitTokens + (o.chunkReuse ? r.chunkHitTokens : 0)
         let saved = o.chunkReuse ? r.savedPrefillTokens : r.prefixHitTokens
         if json {
-            JSONReport.print(.object([
-                ("mode", .string("unbounded")), ("format", .string("ragpulse")), ("trace", .string(trace)),
+            try report.emit(command: "replay", fields: [("mode", .string("unbounded"))], runs: [.object([
+                ("format", .string("ragpulse")), ("trace", .string(trace)),
                 ("chunk_reuse", .bool(o.chunkReuse)), ("recompute_ratio", .double(o.recomputeRatio)),
                 ("requests", .int(r.requests)), ("input_tokens", .int(r.inputTokens)),
                 ("segment_tokens", .int(r.segmentTokens)), ("template_tokens", .int(r.inputTokens - r.segmentTokens)),
@@ -51,7 +52,7 @@ enum ChunkReplay {
                 ("reused_tokens", .int(reused)), ("saved_prefill_tokens", .int(saved)),
                 ("saved_prefill_modelled", .bool(true)), ("bad_lines", .int(loaded.trace.skippedLines)),
                 ("wall_s", .double(wall)),
-            ]))
+            ])])
         } else {
             print("trace \(trace): \(r.requests) requests, \(r.inputTokens) input tokens (\(r.inputTokens - r.segmentTokens) template); unbounded cache")
             print(String(format: "prefix reuse: %d tokens (%.4f of input)", r.prefixHitTokens, r.prefixHitRate))

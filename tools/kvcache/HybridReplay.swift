@@ -46,7 +46,8 @@ enum HybridReplayCommand {
     }
 
     static func run(trace path: String?, model preset: ModelPreset, policies list: String, skipBadLines: Bool,
-                    json: Bool, options: HybridReplayOptions) throws {
+                    report: ReportOptions, options: HybridReplayOptions) throws {
+        let json = report.machine
         guard let path else { throw CLIError("--format marconi needs --trace FILE") }
         guard let model = preset.hybrid else {
             throw CLIError("--format marconi needs a hybrid --model (\(HybridModel.presets.map(\.name).joined(separator: ", ")))")
@@ -98,7 +99,7 @@ enum HybridReplayCommand {
                 note("\(policy.rawValue): hit \(r.hitTokens)/\(r.inputTokens) tokens (\(String(format: "%.2f", 100 * r.tokenHitRate)) %), FLOPs saved \(r.saved.total), alpha \(r.alpha.map { String($0) } ?? "none"), \(r.evictedNodes) nodes evicted, \(String(format: "%.3f", wall)) s wall")
             }
         }
-        if json { JSONReport.print(objects.count == 1 ? objects[0] : .object([("runs", .array(objects))])) }
+        if json { try report.emit(command: "replay", fields: [("mode", .string("hybrid"))], runs: objects) }
     }
 
     private static func candidates(_ text: String) throws -> [HybridAlphaTuner.Candidate] {
