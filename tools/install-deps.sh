@@ -8,6 +8,9 @@ KVCACHE_DEBS=(pkg-config libzstd-dev libnuma-dev libxxhash-dev libopenblas-dev z
   binutils cpp python3 python3-venv python3-pip python3-numpy python3-pytest python3-pycparser python3-setuptools
   python3-wheel)
 KVCACHE_DEBS+=(libzmq3-dev libmsgpack-dev)  # the KV event publisher (Sources/CZmq, Sources/CMsgpack)
+# The report checks: every subcommand's --json against docs/report.schema.json (python3 jsonschema), and
+# `kvcache report`'s HTML page rendered by a real browser (headless Chromium).
+KVCACHE_DEBS+=(python3-jsonschema chromium)
 missing=()
 for p in "${KVCACHE_DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -24,7 +27,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 # A python3 first on PATH that is not Debian's (pyenv, a virtual environment) gets the Python modules from pip.
-KVCACHE_PY_MODULES=(numpy pytest pycparser setuptools wheel)
+KVCACHE_PY_MODULES=(numpy pytest pycparser setuptools wheel jsonschema)
 if ! python3 -c 'import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in sys.argv[1:]))' \
     "${KVCACHE_PY_MODULES[@]}" venv; then
   echo "installing for $(command -v python3): ${KVCACHE_PY_MODULES[*]}" >&2

@@ -16,6 +16,7 @@ struct KVCacheCommand: ParsableCommand {
             GenerateCommand.self,
             KVDumpCommand.self,
             BlendCommand.self,
+            ReportCommand.self,
         ]
     )
 }
