@@ -17,14 +17,16 @@ struct CLIJSONTests {
         return url.path
     }
 
-    /// Runs `kvcache arguments`; returns the exit status, stdout and stderr.
-    static func run(_ arguments: [String]) throws -> (status: Int32, out: Data, err: String) {
+    /// Runs `kvcache arguments` (standard input: the file `input` when given); returns the exit status,
+    /// stdout and stderr.
+    static func run(_ arguments: [String], input: String? = nil) throws -> (status: Int32, out: Data, err: String) {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
+        if let input { process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: input)) }
         try process.run()
         let outData = out.fileHandleForReading.readDataToEndOfFile()
         let errData = err.fileHandleForReading.readDataToEndOfFile()

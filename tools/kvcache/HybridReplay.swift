@@ -55,7 +55,7 @@ enum HybridReplayCommand {
         guard options.capacityGb > 0, options.capacityGb < 1e9 else { throw CLIError("--capacity-gb must be positive") }
         let policies = try policies(list)
         let trace: MarconiTrace.Trace
-        do { trace = try MarconiTrace.read(ByteSource(path: path), skipBadLines: skipBadLines) } catch {
+        do { trace = try MarconiTrace.read(ByteSource(pathOrStandardInput: path), skipBadLines: skipBadLines) } catch {
             throw CLIError(error.description)
         }
         let requests = trace.requests.map { HybridReplay.Request(input: $0.input, output: $0.output) }

@@ -17,7 +17,7 @@ struct ReplayCommand: ParsableCommand {
 
     enum Mode: String, ExpressibleByArgument { case sequential, timed }
 
-    @Option(help: "Trace file: Mooncake JSONL, Azure/Vidur/BurstGPT CSV, ShareGPT or CASTILLO (detected, or --format). Default: the embedded sample.")
+    @Option(help: "Trace file: Mooncake JSONL, Azure/Vidur/BurstGPT CSV, ShareGPT or CASTILLO (detected, or --format; gzip or not), or - for standard input. Default: the embedded sample.")
     var trace: String?
 
     @Option(help: "sequential (hit rates) or timed (scheduler on a modelled GPU).")
