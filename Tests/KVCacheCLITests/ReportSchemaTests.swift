@@ -74,6 +74,8 @@ struct ReportSchemaTests {
             ("predict-validate", ["predict", "validate", "--data", sharegpt, "--epochs", "1", "--folds", "hash", "--k", "2"]),
             ("disk-stress", ["disk", "stress", dir + "/disk", "--seconds", "0.3", "--block-kib", "16", "--capacity-mib", "4"]),
             ("disk-fsck", ["disk", "fsck", dir + "/disk"]),
+            ("record-events", ["replay", "--range", "0.9:1", "--capacity-blocks", "300", "--record-events", dir + "/events.kvev"]),
+            ("trace-export", ["trace", "export", dir + "/events.kvev", "-o", dir + "/exported.jsonl"]),
         ]
         if FileManager.default.fileExists(atPath: Self.model) {
             try Data("Why cache KV?".utf8).write(to: URL(fileURLWithPath: dir + "/prompt.txt"))

@@ -17,6 +17,7 @@ struct KVCacheCommand: ParsableCommand {
             KVDumpCommand.self,
             BlendCommand.self,
             ReportCommand.self,
+            TraceCommand.self,
         ]
     )
 }

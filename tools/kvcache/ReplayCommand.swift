@@ -60,6 +60,9 @@ struct ReplayCommand: ParsableCommand {
     @Option(help: "Sequential and timed modes: write one JSON object per replayed request (per run) to FILE (JSON Lines).")
     var requestsOut: String?
 
+    @Option(help: "Sequential mode, one policy and capacity, device pool only: record the cache's KV events (vLLM's KVEventBatch, one batch per request that stored or removed blocks, timed by the request's arrival) to FILE, for `kvcache trace export`.")
+    var recordEvents: String?
+
     @Option(help: "Sequential mode: write the final Prometheus metrics of every run (labelled by policy and capacity) to FILE.")
     var metrics: String?
 
@@ -97,6 +100,12 @@ struct ReplayCommand: ParsableCommand {
             throw ValidationError("--policy \(p.rawValue) runs on the device pool only (no --cpu-blocks or --disk-blocks)")
         }
         _ = try fraction()
+        if let recordEvents {
+            guard mode == .sequential, policies.count == 1, capacities.count == 1, !tiered, policies[0] != .belady else {
+                throw ValidationError("--record-events needs sequential mode, one online policy, one capacity and no lower tier")
+            }
+            do { try OutputFile.checkTarget(recordEvents) } catch { throw ValidationError("--record-events \(error.description)") }
+        }
         guard (0...1).contains(firstUseWeight) else { throw ValidationError("--first-use-weight must be in 0...1") }
     }
 
@@ -162,6 +171,7 @@ struct ReplayCommand: ParsableCommand {
         var runs: [SequentialRun] = []
         let exposition = metrics.map { ReplayMetrics(path: $0) }
         var perRequest = try requestsOut.map { try RequestsOut(path: $0) }
+        let recording = recordEvents.map { EventRecorder(path: $0) }
         let capacities = try capacities(), policies = try policies()
         let progress = ProgressLine(what: "requests", runs: capacities.count * policies.count, itemsPerRun: requests.count)
         defer { progress.finish() }
@@ -182,13 +192,15 @@ struct ReplayCommand: ParsableCommand {
                         if table == nil { table = SequentialReplay.nextUseTable(requests, blockTokens: B) }
                         return table!
                     }
-                    replay = try SequentialReplay(capacityBlocks: capacity, blockTokens: B, policy: instance, recomputeCost: cost)
+                    replay = try SequentialReplay(capacityBlocks: capacity, blockTokens: B, policy: instance, recomputeCost: cost,
+                                                  recordEvents: recording != nil)
                 }
                 var occupancy: [TierOccupancySample] = []
                 for (i, request) in requests.enumerated() {
                     if i == warm && warm > 0 { replay.resetCounts() }
                     let hitsBefore = replay.result.hitTokens
                     try replay.replay(request)
+                    recording?.record(replay.manager, at: request.arrival)
                     if i >= warm, perRequest != nil {
                         try perRequest!.append(SequentialRequestRecord(
                             policy: kind.rawValue, capacityBlocks: capacity, index: first + i - warm,
@@ -214,6 +226,7 @@ struct ReplayCommand: ParsableCommand {
         progress.finish()
         try exposition?.write()
         try perRequest?.write()
+        try recording?.write()
         let costModel = "\(model.name) on \(hardware.name)"
         if json {
             let header = SequentialReplayHeader(
