@@ -26,7 +26,7 @@ struct SVGChart {
     var xTitle: String
     var yTitle: String
     var kind: Kind
-    /// The y axis spans 0...1 when set (rates, CDFs); otherwise 0...max.
+    /// The y axis ends at most at 1 when set (rates, CDFs); otherwise at a round number over the largest value.
     var unitY = false
     /// Lines drawn as steps (a CDF) rather than straight segments.
     var steps = false
@@ -44,7 +44,7 @@ struct SVGChart {
         out += "<title>\(HTMLText.escape(title))</title>\n"
         out += "<text x=\"\(Self.left)\" y=\"20\" class=\"chart-title\">\(HTMLText.escape(title))</text>\n"
         let (xs, ys, xLabels) = domain()
-        let yMax = unitY ? 1 : Self.niceCeiling(ys.max() ?? 1)
+        let yMax = unitY ? min(1, Self.niceCeiling(ys.max() ?? 1)) : Self.niceCeiling(ys.max() ?? 1)
         let xMin = xs.min() ?? 0, xMax = max(xs.max() ?? 1, xMin + 1e-12)
         func px(_ x: Double) -> Double { Self.left + (x - xMin) / (xMax - xMin) * plotW }
         func py(_ y: Double) -> Double { Self.top + plotH - min(max(y / yMax, 0), 1) * plotH }
@@ -57,7 +57,7 @@ struct SVGChart {
         }
         out += "<line x1=\"\(f(Self.left))\" y1=\"\(f(Self.top + plotH))\" x2=\"\(f(Self.left + plotW))\" y2=\"\(f(Self.top + plotH))\" class=\"axis\"/>\n"
         out += "<line x1=\"\(f(Self.left))\" y1=\"\(f(Self.top))\" x2=\"\(f(Self.left))\" y2=\"\(f(Self.top + plotH))\" class=\"axis\"/>\n"
-        out += "<text x=\"\(f(Self.left + plotW / 2))\" y=\"\(f(h - 10))\" text-anchor=\"middle\" class=\"axis-title\">\(HTMLText.escape(xTitle))</text>\n"
+        out += "<text x=\"\(f(Self.left + plotW / 2))\" y=\"\(f(Self.top + plotH + (isBars ? 80 : 38)))\" text-anchor=\"middle\" class=\"axis-title\">\(HTMLText.escape(xTitle))</text>\n"
         out += "<text transform=\"translate(16 \(f(Self.top + plotH / 2))) rotate(-90)\" text-anchor=\"middle\" class=\"axis-title\">\(HTMLText.escape(yTitle))</text>\n"
         out += "</g>\n"
         var legend: [String] = []
@@ -121,6 +121,8 @@ struct SVGChart {
             return ([0, 1], bars.map { $0.values.filter(\.isFinite).reduce(0, +) }, bars.map(\.label))
         }
     }
+
+    private var isBars: Bool { if case .stackedBars = kind { true } else { false } }
 
     private func f(_ v: Double) -> String { String(format: "%.1f", v) }
 
