@@ -79,6 +79,16 @@ struct ReplayCommand: ParsableCommand {
     var pensieve: PensieveOptions
 
     func validate() throws {
+        let otherReplay = pensieve.pensieve || timed.format == .marconi || timed.format == .ragpulse || tree.knowledgeTree
+        if otherReplay && requestsOut != nil {
+            throw ValidationError("--requests-out is written by the sequential and timed replays of request traces only")
+        }
+        if otherReplay && recordEvents != nil {
+            throw ValidationError("--record-events needs sequential mode, one online policy, one capacity and no lower tier")
+        }
+        if let requestsOut {
+            do { try OutputFile.checkTarget(requestsOut) } catch { throw ValidationError("--requests-out \(error.description)") }
+        }
         if pensieve.pensieve { _ = try capacities(); return }  // its own options are checked when it runs
         if timed.format == .marconi { _ = try HybridReplayCommand.policies(policy); return }
         if timed.model.hybrid != nil { throw ValidationError("a hybrid --model needs --format marconi") }
