@@ -418,7 +418,7 @@ def generated_text_meaningful(argv, code, out, err):
     except (ValueError, KeyError, TypeError):
         return "generate --json did not print one JSON object"
     for r in runs:
-        if r.get("generatedTokens", 0) > 0 and r.get("text") == "" and r.get("stopReason") != "eos":
+        if r.get("generated_tokens", 0) > 0 and r.get("text") == "" and r.get("stop_reason") != "eos":
             return "empty text from generated tokens, exit 0 (non-finite logits?)"
     return None
 
