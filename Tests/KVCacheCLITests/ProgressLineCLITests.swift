@@ -51,4 +51,12 @@ struct ProgressLineCLITests {
         let piped = try CLIJSONTests.run(arguments)
         #expect(piped.status == 0 && !piped.err.contains("run 1 of") && !piped.err.contains("\u{1B}"))
     }
+
+    @Test func aTimedReplayShowsItsRunsAndTheirETA() throws {
+        let r = try Self.runOnTerminal(["replay", "--mode", "timed", "--trace", try CLIJSONTests.fixture("mooncake_40.jsonl"),
+                                        "--kv-gib", "0.5,1", "--compare", "on-demand", "--json"])
+        #expect(r.status == 0)
+        #expect(r.terminal.contains("(run 1 of 2)") && r.terminal.contains("(run 2 of 2), ETA"), "\(r.terminal)")
+        #expect((try JSONSerialization.jsonObject(with: r.out) as? [String: Any])?["runs"] is [Any])
+    }
 }

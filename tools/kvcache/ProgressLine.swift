@@ -9,7 +9,9 @@ import KVCache
 /// Shown only when stderr is a terminal (`isatty(2)`), whatever the output format (`--json` keeps it:
 /// the report goes to stdout or a file); silent otherwise, so logs and pipes get no control characters.
 /// `advance` is O(1) with no allocation except every 64th call, which reads the clock and, once per
-/// 0.2 s, formats and writes the line. The ETA counts the items left in every run still to come.
+/// 0.2 s, formats and writes the line. The ETA counts the items left in every run still to come. A
+/// call whose runs cannot count their items (`itemsPerRun` 0: the timed replay's engine) draws
+/// `label (run i of n), ETA s` from the mean time of the runs done.
 final class ProgressLine {
     private let enabled: Bool
     private let what: String
@@ -21,6 +23,7 @@ final class ProgressLine {
     private var runStart: UInt64 = 0
     private var lastDraw: UInt64 = 0
     private var drawn = false
+    private var callStart: UInt64 = 0
 
     /// Whether the line is drawn at all (stderr is a terminal).
     var isShown: Bool { enabled }
@@ -43,6 +46,7 @@ final class ProgressLine {
         run = index
         done = 0
         runStart = KVClock.monotonicNanos()
+        if index == 0 { callStart = runStart }
         draw(now: runStart)
     }
 
@@ -64,6 +68,16 @@ final class ProgressLine {
 
     private func draw(now: UInt64) {
         lastDraw = now
+        guard itemsPerRun > 0 else {
+            var line = "\r\u{1B}[2K\(label) (run \(run + 1) of \(runs))"
+            if run > 0 {
+                let perRun = KVClock.seconds(from: callStart, to: now) / Double(run)
+                line += String(format: ", ETA %.0f s", perRun * Double(runs - run))
+            }
+            FileHandle.standardError.write(Data(line.utf8))
+            drawn = true
+            return
+        }
         let seconds = KVClock.seconds(from: runStart, to: now)
         let rate = seconds > 0 ? Double(done) / seconds : 0
         var line = "\r\u{1B}[2K\(label) (run \(run + 1) of \(runs)): \(done)/\(itemsPerRun) \(what)"

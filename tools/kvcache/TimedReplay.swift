@@ -211,12 +211,11 @@ enum TimedReplay {
 
         var perRequest = try requestsOut.map { try RequestsOut(path: $0) }
         var runs: [TimedRun] = []
-        let progress = ProgressLine(what: "runs", runs: 1, itemsPerRun: configurations.count * policies.count)
+        let progress = ProgressLine(what: "runs", runs: configurations.count * policies.count, itemsPerRun: 0)
         defer { progress.finish() }
         for base in configurations {
             for policy in policies {
-                progress.begin("timed replay \(policy.rawValue) at \(TimedRun.gib(base.kvBytes)) GiB KV", index: 0)
-                progress.advance(to: runs.count)
+                progress.begin("timed replay \(policy.rawValue) at \(TimedRun.gib(base.kvBytes)) GiB KV", index: runs.count)
                 var config = base
                 config.scheduler.reservation = policy
                 let t0 = KVClock.monotonicNanos()
@@ -241,7 +240,6 @@ enum TimedReplay {
                 if !json && !progress.isShown { note("\(policy.rawValue): done in \(String(format: "%.2f", run.wall)) s wall") }
             }
         }
-        progress.advance(to: runs.count)
         progress.finish()
         try perRequest?.write()
         let wall = KVClock.seconds(from: wallStart, to: KVClock.monotonicNanos())
