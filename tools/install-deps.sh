@@ -8,6 +8,10 @@ KVCACHE_DEBS=(pkg-config libzstd-dev libnuma-dev libxxhash-dev libopenblas-dev z
   binutils cpp python3 python3-venv python3-pip python3-numpy python3-pytest python3-pycparser python3-setuptools
   python3-wheel)
 KVCACHE_DEBS+=(libzmq3-dev libmsgpack-dev)  # the KV event publisher (Sources/CZmq, Sources/CMsgpack)
+# The report checks (tools/test.sh sets KVCACHE_TEST_DEPS=1; run.sh and install.sh do not need them): every
+# subcommand's --json against docs/report.schema.json (python3 jsonschema), and `kvcache report`'s HTML page
+# rendered by a real browser (headless Chromium).
+if [ "${KVCACHE_TEST_DEPS:-0}" = 1 ]; then KVCACHE_DEBS+=(python3-jsonschema chromium); fi
 missing=()
 for p in "${KVCACHE_DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,6 +29,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # A python3 first on PATH that is not Debian's (pyenv, a virtual environment) gets the Python modules from pip.
 KVCACHE_PY_MODULES=(numpy pytest pycparser setuptools wheel)
+if [ "${KVCACHE_TEST_DEPS:-0}" = 1 ]; then KVCACHE_PY_MODULES+=(jsonschema); fi
 if ! python3 -c 'import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in sys.argv[1:]))' \
     "${KVCACHE_PY_MODULES[@]}" venv; then
   echo "installing for $(command -v python3): ${KVCACHE_PY_MODULES[*]}" >&2

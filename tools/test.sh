@@ -3,7 +3,9 @@
 # the concurrent and raw-memory code again under ThreadSanitizer and AddressSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source tools/install-deps.sh
+KVCACHE_TEST_DEPS=1 source tools/install-deps.sh   # also python3-jsonschema and chromium (the report checks)
+# swift test includes the report checks: every subcommand's --json validated against docs/report.schema.json
+# (ReportSchemaTests), and `kvcache report`'s page rendered in headless Chromium (HTMLReportTests).
 swift test
 bash tools/capi/smoke.sh  # the C ABI from C and Python: libkvcache_c.so, tools/capi/example.{c,py}
 bash tools/capi/allocs.sh  # no heap allocation per tier call in steady state (malloc counted, release build)

@@ -50,8 +50,45 @@ struct CLIHostileInputTests {
         let fifo = dir + "/fifo"
         #expect(mkfifo(fifo, 0o600) == 0)
         try Self.refuses(["replay", "--trace", fifo], status: 1, "not a regular file")
-        try Self.refuses(["replay", "--trace", "-"], status: 1, "standard input is not supported")
+        // Standard input is read by --trace - only; other inputs still refuse it.
+        try Self.refuses(["predict", "eval", "--history", "--data", "-"], status: 1, "standard input is not supported here")
         try Self.refuses(["predict", "eval", "--model", fifo, "--data", fifo], status: 1, "not a regular file")
+    }
+
+    @Test func aTraceOnStandardInputReplaysAsTheFileDoes() throws {
+        let dir = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let trace = try CLIJSONTests.fixture("mooncake_40.jsonl")
+        func runs(_ arguments: [String], input: String?) throws -> [[String: Any]] {
+            let r = try CLIJSONTests.run(arguments + ["--json"], input: input)
+            #expect(r.status == 0, "\(r.err)")
+            let o = try #require(try JSONSerialization.jsonObject(with: r.out) as? [String: Any])
+            return try #require(o["runs"] as? [[String: Any]])
+        }
+        let hits = { (runs: [[String: Any]]) in runs.map { $0["hit_tokens"] as? Int ?? -1 } }
+        let sequential = ["replay", "--policy", "lru,belady", "--capacity-blocks", "100,400"]
+        let fromFile = try runs(sequential + ["--trace", trace], input: nil)
+        #expect(hits(try runs(sequential + ["--trace", "-"], input: trace)) == hits(fromFile))
+        // gzip is detected on standard input too.
+        let gz = dir + "/t.jsonl.gz"
+        let gzip = Process()
+        gzip.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        gzip.arguments = ["sh", "-c", "gzip -c \"$0\" > \"$1\"", trace, gz]
+        try gzip.run()
+        gzip.waitUntilExit()
+        #expect(hits(try runs(sequential + ["--trace", "-"], input: gz)) == hits(fromFile))
+        let timed = ["replay", "--mode", "timed", "--kv-gib", "0.5", "--compare", "on-demand"]
+        #expect(try runs(timed + ["--trace", "-"], input: trace).first?["ttft_p50_s"] as? Double
+                == (try runs(timed + ["--trace", trace], input: nil)).first?["ttft_p50_s"] as? Double)
+        // A bad line is named on standard input as in a file; a RAGPulse trace needs its folder.
+        let bad = try CLIJSONTests.run(["replay", "--trace", "-"], input: try CLIJSONTests.fixture("mooncake_bad.jsonl"))
+        #expect(bad.status == 1 && bad.err.contains("-:3: missing field"), "\(bad.err)")
+        let rag = try CLIJSONTests.run(["replay", "--trace", "-"], input: try CLIJSONTests.fixture("ragpulse/0_trace_small.jsonl"))
+        #expect(rag.status == 1 && rag.err.contains("side files"), "\(rag.err)")
+        let empty = dir + "/empty"
+        FileManager.default.createFile(atPath: empty, contents: Data())
+        let none = try CLIJSONTests.run(["replay", "--trace", "-", "--format", "mooncake"], input: empty)
+        #expect(none.status == 1 && none.err.contains("-: no requests"), "\(none.err)")
     }
 
     @Test func predictorFlagsAndModelFilesAreChecked() throws {

@@ -17,9 +17,10 @@ struct CLIJSONTests {
         return url.path
     }
 
-    /// Runs `kvcache arguments` (in `environment`, else this process's); returns the exit status, stdout
-    /// and stderr.
-    static func run(_ arguments: [String], environment: [String: String]? = nil) throws -> (status: Int32, out: Data, err: String) {
+    /// Runs `kvcache arguments` (in `environment`, else this process's; standard input: the file `input`
+    /// when given); returns the exit status, stdout and stderr.
+    static func run(_ arguments: [String], environment: [String: String]? = nil,
+                    input: String? = nil) throws -> (status: Int32, out: Data, err: String) {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
@@ -27,6 +28,7 @@ struct CLIJSONTests {
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
+        if let input { process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: input)) }
         try process.run()
         let outData = out.fileHandleForReading.readDataToEndOfFile()
         let errData = err.fileHandleForReading.readDataToEndOfFile()
@@ -39,6 +41,14 @@ struct CLIJSONTests {
         #expect(r.status == 0, "kvcache \(arguments) failed: \(r.err)")
         let object = try JSONSerialization.jsonObject(with: r.out) as? [String: Any]
         return try #require(object)
+    }
+
+    /// The one run of a report (`{"schema_version": 1, "command", ..., "runs": [run]}`).
+    static func onlyRun(_ report: [String: Any]) throws -> [String: Any] {
+        #expect(report["schema_version"] as? Int == 1)
+        let runs = try #require(report["runs"] as? [[String: Any]])
+        #expect(runs.count == 1)
+        return try #require(runs.first)
     }
 
     static func expectKeys(_ object: [String: Any], _ keys: [String]) {
@@ -101,8 +111,8 @@ struct CLIJSONTests {
     @Test func timedReplayPrintsTheDocumentedKeys() throws {
         let o = try Self.json(["replay", "--mode", "timed", "--trace", try Self.fixture("mooncake_40.jsonl"),
                                "--kv-gib", "0.5", "--compare", "on-demand,predicted", "--cpu-gib", "1", "--json"])
-        Self.expectKeys(o, ["mode", "times", "trace", "format", "trace_requests", "model", "hardware", "kv_gib",
-                            "capacity_blocks", "runs", "wall_s"])
+        Self.expectKeys(o, ["schema_version", "command", "mode", "times", "trace", "format", "trace_requests", "model",
+                            "hardware", "runs", "wall_s"])
         #expect(o["mode"] as? String == "timed" && o["times"] as? String == "modelled")
         #expect(o["format"] as? String == "mooncake" && o["trace_requests"] as? Int == 40)
         let runs = try #require(o["runs"] as? [[String: Any]])
@@ -111,13 +121,21 @@ struct CLIJSONTests {
             Self.expectKeys(run, ["requests", "output_tokens_per_s", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s",
                                   "preemptions", "prefill_tokens", "tier_load_tokens", "tier_load_bytes",
                                   "ttft_p50_s_without_tiers", "ttft_p99_s_without_tiers",
-                                  "prefill_tokens_without_tiers", "wall_s"])
+                                  "prefill_tokens_without_tiers", "kv_gib", "cpu_gib", "capacity_blocks",
+                                  "ttft_percentiles_s", "tpot_percentiles_s", "e2e_percentiles_s", "wall_s"])
             #expect(run["requests"] as? Int == 40)
+            #expect(run["kv_gib"] as? Double == 0.5 && run["cpu_gib"] as? Int == 1)
+            // The percentiles are a CDF: 101 points, not decreasing, the median the reported p50.
+            let ttft = try #require(run["ttft_percentiles_s"] as? [Double])
+            #expect(ttft.count == 101 && zip(ttft, ttft.dropFirst()).allSatisfy { $0 <= $1 })
+            #expect(abs(ttft[50] - (try #require(run["ttft_p50_s"] as? Double))) < 1e-12)
         }
     }
 
     @Test func predictEvalPrintsTheDocumentedKeys() throws {
-        let o = try Self.json(["predict", "eval", "--history", "--data", try Self.fixture("mooncake_40.jsonl"), "--json"])
+        let top = try Self.json(["predict", "eval", "--history", "--data", try Self.fixture("mooncake_40.jsonl"), "--json"])
+        #expect(top["command"] as? String == "predict eval")
+        let o = try Self.onlyRun(top)
         Self.expectKeys(o, ["predictor", "online", "format", "examples", "mae", "mae_ratio", "bucket_accuracy",
                             "underpredict_rate", "baseline_mae", "baseline_bucket_accuracy", "baseline_underpredict_rate",
                             "ns_per_prediction"])

@@ -8,7 +8,7 @@ import Testing
 struct ChunkReplayCLITests {
     @Test func unboundedFiguresMatchThePythonReference() throws {
         let trace = try CLIJSONTests.fixture("ragpulse/0_trace_small.jsonl")
-        let o = try CLIJSONTests.json(["replay", "--format", "ragpulse", "--trace", trace, "--chunk-reuse", "--json"])
+        let o = try CLIJSONTests.onlyRun(try CLIJSONTests.json(["replay", "--format", "ragpulse", "--trace", trace, "--chunk-reuse", "--json"]))
         #expect(o["requests"] as? Int == 5)
         #expect(o["input_tokens"] as? Int == 890)
         #expect(o["template_tokens"] as? Int == 69)
@@ -18,7 +18,7 @@ struct ChunkReplayCLITests {
         #expect(o["reused_tokens"] as? Int == 545)
         #expect(o["saved_prefill_tokens"] as? Int == 529)
         // Detected without --format; prefix-only reuse recomputes nothing and saves only the prefix hits.
-        let prefixOnly = try CLIJSONTests.json(["replay", "--trace", trace, "--json"])
+        let prefixOnly = try CLIJSONTests.onlyRun(try CLIJSONTests.json(["replay", "--trace", trace, "--json"]))
         #expect(prefixOnly["chunk_reuse"] as? Bool == false)
         #expect(prefixOnly["reused_tokens"] as? Int == 445 && prefixOnly["recomputed_tokens"] as? Int == 0)
     }

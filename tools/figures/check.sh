@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces the README's figures with two `kvcache` binaries side by side and reports every figure
-# that differs (wall-clock times excepted). Use it before and after a change that must not move them:
+# that differs (wall-clock times excepted; outputs of two report schemas compared run by run, on the keys
+# both name). Use it before and after a change that must not move them:
 #   bash tools/figures/check.sh OLD_KVCACHE NEW_KVCACHE [OUT_DIR]
 # Both binaries should be release builds. About 4 minutes on 2 cores. Needs ../shared/data and
 # ../shared/models beside the repository. Exit 0 when every figure matches, 1 otherwise.
@@ -44,21 +45,26 @@ def leaves(v, path=""):
         for i, x in enumerate(v): yield from leaves(x, f"{path}[{i}]")
     else:
         yield path, v
-def sequential_runs(v):
-    """A sequential replay's output as {policy@capacity: run, with the trace-level keys folded in}, whatever its
-    schema: one run object (no schema_version), {"runs": [...]} of such, or schema_version 1 (trace keys on top,
-    one run per policy and capacity); None for any other output."""
-    if not isinstance(v, dict) or v.get("mode", "sequential") != "sequential": return None
-    if "schema_version" in v:
-        top = {k: x for k, x in v.items() if k not in ("runs", "schema_version")}
+def snake(k):
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", k).lower()
+def number(v):
+    # 3 and 3.0 are one figure (a report may print an integral double without its fraction).
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+def report_runs(v):
+    """Any output as {run name: run, with the call-wide keys folded in}, whatever its schema: one flat object,
+    {"runs": [...]} with call-wide keys beside it (schema_version 1, any command), keys snake_cased."""
+    if not isinstance(v, dict): return None
+    if isinstance(v.get("runs"), list) and all(isinstance(r, dict) for r in v["runs"]):
+        top = {k: x for k, x in v.items() if k not in ("runs", "schema_version", "command")}
         runs = [{**top, **r} for r in v["runs"]]
-    elif "runs" in v and all(isinstance(r, dict) and "policy" in r and "hit_tokens" in r for r in v["runs"]):
-        runs = v["runs"]
-    elif "policy" in v and "hit_tokens" in v:
-        runs = [v]
     else:
-        return None
-    return {f"{r['policy']}@{r.get('capacity_blocks')}": r for r in runs}
+        runs = [v]
+    out = {}
+    for i, r in enumerate(runs):
+        r = {snake(k): x for k, x in r.items()}
+        name = "@".join(str(number(r[k])) for k in ("policy", "reservation", "mode", "capacity_blocks", "kv_gib", "cpu_gib") if k in r)
+        out[name or str(i)] = r
+    return out
 bad = 0
 for name in sorted(os.listdir(f"{out}/old")):
     if not name.endswith(".json"): continue
@@ -66,17 +72,17 @@ for name in sorted(os.listdir(f"{out}/old")):
         a = json.load(open(f"{out}/old/{name}")); b = json.load(open(f"{out}/new/{name}"))
     except Exception as e:
         print(f"{name}: unreadable ({e})"); bad += 1; continue
-    skip = re.compile(r"(?i)wall|elapsed|(load|decode|prefill)seconds|persecond|tokens_per_s|ns_per|_us$|_ns$")
-    sa, sb = sequential_runs(a), sequential_runs(b)
+    skip = re.compile(r"(?i)wall|elapsed|(load|decode|prefill)_?seconds|per_?second|tokens_per_s|ns_per|_us$|_ns$")
+    sa, sb = report_runs(a), report_runs(b)
     if sa is not None and sb is not None:
-        # Replay outputs of two schemas: compare the figures both name, run by run (keys added are listed).
+        # Outputs of two schemas: compare the figures both name, run by run (keys added are listed).
         added = sorted({k for r in sb.values() for k in r} - {k for r in sa.values() for k in r})
         common = lambda r, o: {k: x for k, x in r.items() if k in o}
         a = {run: common(r, sb.get(run, {})) for run, r in sa.items()}
         b = {run: common(r, sa.get(run, {})) for run, r in sb.items()}
         if added: print(f"{name}: keys only in the new output, not compared: {added}")
-    fa = [(p, v) for p, v in leaves(a) if not skip.search(p)]
-    fb = [(p, v) for p, v in leaves(b) if not skip.search(p)]
+    fa = [(p, number(v)) for p, v in leaves(a) if not skip.search(p)]
+    fb = [(p, number(v)) for p, v in leaves(b) if not skip.search(p)]
     va = sorted(repr(v) for _, v in fa); vb = sorted(repr(v) for _, v in fb)
     if va == vb:
         renamed = sorted(set(p for p, _ in fa) ^ set(p for p, _ in fb))

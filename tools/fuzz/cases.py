@@ -6,7 +6,9 @@ file, a disk tier directory, ...) without changing them. A generator whose fixtu
 returns None and the case is skipped. `GENERATORS` maps a stable name to (generator, cost), cost being
 a rough weight used to give slow subcommands (those that load the model) fewer cases in quick mode.
 """
+import json
 import os
+import struct
 import shutil
 import stat
 
@@ -416,7 +418,7 @@ def generated_text_meaningful(argv, code, out, err):
     except (ValueError, KeyError, TypeError):
         return "generate --json did not print one JSON object"
     for r in runs:
-        if r.get("generatedTokens", 0) > 0 and r.get("text") == "" and r.get("stopReason") != "eos":
+        if r.get("generated_tokens", 0) > 0 and r.get("text") == "" and r.get("stop_reason") != "eos":
             return "empty text from generated tokens, exit 0 (non-finite logits?)"
     return None
 
@@ -429,6 +431,66 @@ def garbage_argv(rng, folder, fx):
         argv.append(rng.choice(["--" + rng.choice(["trace", "mode", "x", "", "capacity-blocks", "json"]),
                                 values.flag_number(rng), "-", "--", "-h"]))
     return argv
+
+
+def _msgpack_batch(rng):
+    """One KVEventBatch in msgpack, written by hand: [ts, [BlockStored | BlockRemoved...], rank]."""
+    def hashes(n):
+        return bytes([0x90 | n]) + b"".join(b"\xc4\x10" + bytes(rng.randrange(256) for _ in range(16)) for _ in range(n))
+    events = []
+    for _ in range(rng.randint(0, 4)):
+        n = rng.randint(1, 3)
+        if rng.random() < 0.7:
+            parent = b"\xc0" if rng.random() < 0.3 else b"\xc4\x10" + bytes(rng.randrange(256) for _ in range(16))
+            events.append(b"\x85\xa4type\xabBlockStored\xacblock_hashes" + hashes(n) + b"\xb1parent_block_hash" + parent
+                          + b"\xaablock_size" + bytes([rng.choice([1, 16, 127])]) + b"\xa6medium\xa3GPU")
+        else:
+            events.append(b"\x83\xa4type\xacBlockRemoved\xacblock_hashes" + hashes(n) + b"\xa6medium\xa3GPU")
+    ts = b"\xcb" + struct.pack(">d", rng.choice([0.0, 1.5, 1e9, -1.0, float("nan"), float("inf")]))
+    return b"\x93" + ts + bytes([0x90 | len(events)]) + b"".join(events) + b"\x00"
+
+
+def trace_export(rng, folder, fx):
+    """kvcache trace export on a KV-event recording with damaged frames, lengths or msgpack."""
+    frames = [_msgpack_batch(rng) for _ in range(rng.randint(0, 6))]
+    data = bytearray(b"KVEVREC1" if rng.random() < 0.9 else b"KVEVREC2")
+    for f in frames:
+        n = len(f) if rng.random() < 0.9 else rng.choice([0, 2 ** 31 - 1, len(f) + 1, 2 ** 26 + 1])
+        data += struct.pack(">I", n) + f
+    for _ in range(rng.choice([0, 0, 1, 3])):
+        if len(data) > 8:
+            data[rng.randrange(8, len(data))] = rng.randrange(256)
+    if rng.random() < 0.2:
+        data = data[:rng.randrange(len(data) + 1)]
+    path = os.path.join(folder, "events.kvev")
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+    argv = ["trace", "export", path, "-o", os.path.join(folder, "out.jsonl")]
+    if rng.random() < 0.3:
+        argv += ["--medium", rng.choice(["CPU", "", "GPU"])]
+    return argv + (["--json"] if rng.random() < 0.5 else [])
+
+
+def report_inputs(rng, folder, fx):
+    """kvcache report on odd report files: runs of wrong types, huge or non-finite numbers, not JSON."""
+    def run():
+        keys = ["policy", "capacity_blocks", "token_hit_rate", "hit_tokens_l1", "hit_tokens_l2", "hit_tokens_l3",
+                "input_tokens", "ttft_percentiles_s", "tpot_percentiles_s", "occupancy", "reservation", "kv_gib"]
+        value = lambda: rng.choice([0, -1, 1e308, 2 ** 63 - 1, "x", None, [], [1, 2, "a"], {"request": 1},
+                                    [{"request": 1, "l1_blocks": 5}], list(range(rng.choice([1, 101, 3000])))])
+        return {k: value() for k in rng.sample(keys, rng.randint(0, len(keys)))}
+    paths = []
+    for i in range(rng.randint(1, 3)):
+        path = os.path.join(folder, f"r{i}.json")
+        doc = {"schema_version": 1, "command": "replay", "mode": rng.choice(["sequential", "timed", "<b>"]),
+               "runs": [run() for _ in range(rng.randint(0, 5))]}
+        text = json.dumps(doc) if rng.random() < 0.85 else values.odd_text(rng).decode("utf-8", "replace")
+        with open(path, "w") as f:
+            f.write(text)
+        paths.append(path)
+    if rng.random() < 0.2:
+        paths.append(special_path(rng, folder, ["dir", "fifo", "/dev/zero", "missing"]))
+    return ["report"] + paths + ["-o", os.path.join(folder, "report.html")]
 
 
 # name -> (generator, cost weight[, check]): `check(argv, code, stdout, stderr)` returns why a case
@@ -456,6 +518,8 @@ GENERATORS = {
     "disk-fsck": (disk_fsck, 1),
     "disk-stress-flags": (disk_stress_flags, 1),
     "bench-flags": (bench_flags, 2),
+    "trace-export": (trace_export, 1),
+    "report-inputs": (report_inputs, 1),
     "garbage-argv": (garbage_argv, 1),
     "capi-calls": (capi_calls, 2),
 }

@@ -14,8 +14,8 @@ struct BenchChunksCommand: ParsableCommand {
     var tokens = 512
     @Option(help: "Timed repetitions of each; the median is reported.")
     var repetitions = 15
-    @Flag(help: "Print one JSON object on stdout.")
-    var json = false
+    @OptionGroup(title: "Report") var reportOutput: ReportOptions
+    var json: Bool { reportOutput.machine }
 
     func validate() throws {
         // 32 KiB of keys per token: 8,192 tokens are 256 MiB per copy.
@@ -36,7 +36,7 @@ struct BenchChunksCommand: ParsableCommand {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let fetch = try ChunkFetchFigures.measure(directory: dir)
         if json {
-            JSONReport.print(.object([("tokens", .int(tokens)), ("repetitions", .int(repetitions)),
+            try reportOutput.emit(command: "bench chunks", object: .object([("tokens", .int(tokens)), ("repetitions", .int(repetitions)),
                                       ("lookup_ns_per_chunk", .double(plans.lookupNanosPerChunk)),
                                       ("plan_ns_per_chunk", .double(plans.planNanosPerChunk)),
                                       ("plan_c_abi_ns_per_chunk", .double(plans.planCAPINanosPerChunk)),
@@ -50,7 +50,7 @@ struct BenchChunksCommand: ParsableCommand {
                                                    ("rotate_gb_per_s", .double(f.rotateBytesPerSecond / 1e9)),
                                                    ("memcpy_gb_per_s", .double(f.copyBytesPerSecond / 1e9)),
                                                    ("ratio", .double(f.ratio))])
-                                      }))]))
+                                      }))]), runsKey: "rope")
         } else {
             print("keys: \(figures[0].bytes) bytes (\(tokens) tokens x 8 layers x 8 KV heads x 128 dims, fp32)")
             for f in figures {

@@ -23,8 +23,8 @@ struct BenchCoreCommand: ParsableCommand {
     @Option(help: "Timed repetitions per workload; the median is reported.")
     var repetitions: Int = 15
 
-    @Flag(help: "Print one JSON object on stdout.")
-    var json = false
+    @OptionGroup(title: "Report") var reportOutput: ReportOptions
+    var json: Bool { reportOutput.machine }
 
     func validate() throws {
         guard (1 ... 1_000).contains(repetitions) else { throw ValidationError("--repetitions must be in 1...1000") }
@@ -50,7 +50,7 @@ struct BenchCoreCommand: ParsableCommand {
             ("observed_over_off_wall", o.wallRatio, "x         on / off, wall time"),
         ]
         if json {
-            JSONReport.print(.object([("repetitions", .int(repetitions)), ("block_tokens", .int(16)), ("prompt_tokens", .int(32_768))]
+            try reportOutput.emit(command: "bench core", object: .object([("repetitions", .int(repetitions)), ("block_tokens", .int(16)), ("prompt_tokens", .int(32_768))]
                                      + figures.map { ($0.0, .double($0.1)) }
                                      + [("evict_ns_per_block_by_policy", .object(f.evictNanosPerBlockByPolicy.map { ($0.policy, .double($0.nanos)) }))]))
         } else {

@@ -16,8 +16,8 @@ struct BenchHybridCommand: ParsableCommand {
     var repetitions = 15
     @Option(help: "Policies to measure (sglang+, marconi-sim, marconi, adaptive).")
     var policy = "sglang+,marconi,adaptive"
-    @Flag(help: "Print one JSON object on stdout.")
-    var json = false
+    @OptionGroup(title: "Report") var reportOutput: ReportOptions
+    var json: Bool { reportOutput.machine }
 
     func validate() throws {
         guard (1 ... 100_000).contains(requests) else { throw ValidationError("--requests must be in 1...100000") }
@@ -38,7 +38,7 @@ struct BenchHybridCommand: ParsableCommand {
         #endif
         let figures = try policies().map { try HybridFigures.measure(policy: $0, repetitions: repetitions, requests: requests) }
         if json {
-            JSONReport.print(.object([
+            try reportOutput.emit(command: "bench hybrid", object: .object([
                 ("requests", .int(requests)), ("repetitions", .int(repetitions)),
                 ("capacity_bytes", .int(Int(HybridFigures.defaultCapacity))),
                 ("policies", .array(figures.map { f in
@@ -46,7 +46,7 @@ struct BenchHybridCommand: ParsableCommand {
                              ("lookup_us_per_request", .double(f.lookupSecondsPerRequest * 1e6)),
                              ("insert_us_per_request", .double(f.insertSecondsPerRequest * 1e6))])
                 })),
-            ]))
+            ]), runsKey: "policies")
         } else {
             for f in figures {
                 print(f.policy.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0)

@@ -17,8 +17,8 @@ struct BenchSchedulerCommand: ParsableCommand {
     var steps = 4000
     @Option(help: "Timed repetitions per policy; the median is reported.")
     var repetitions = 5
-    @Flag(help: "Print one JSON object on stdout.")
-    var json = false
+    @OptionGroup(title: "Report") var reportOutput: ReportOptions
+    var json: Bool { reportOutput.machine }
 
     func validate() throws {
         guard (1 ... 65_536).contains(running) else { throw ValidationError("--running must be in 1...65536") }
@@ -37,10 +37,9 @@ struct BenchSchedulerCommand: ParsableCommand {
             results.append((policy.rawValue, samples[samples.count / 2]))
         }
         if json {
-            JSONReport.print(.object([
+            try reportOutput.emit(command: "bench scheduler", fields: [
                 ("running_sequences", .int(running)), ("steps", .int(steps)), ("repetitions", .int(repetitions)),
-                ("ns_per_step", .object(results.map { ($0.0, .double($0.1)) })),
-            ]))
+            ], runs: results.map { .object([("policy", .string($0.0)), ("ns_per_step", .double($0.1))]) })
         } else {
             for (k, v) in results {
                 print("\(k.padding(toLength: 12, withPad: " ", startingAt: 0)) \(String(format: "%8.1f", v / 1000)) us/step  (\(running) running; thread CPU time in schedule + complete + submit, cache calls included)")

@@ -14,7 +14,8 @@ import KVBench
 struct BenchTiersCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tiers", abstract: "Measure host/disk tier bandwidth and the KV codec on fp16 and bf16 data.")
-    @Flag(help: "Print one JSON object on stdout.") var json = false
+    @OptionGroup(title: "Report") var reportOutput: ReportOptions
+    var json: Bool { reportOutput.machine }
     @Option(help: "Directory for the disk tier (default: a temporary directory under /tmp, removed after).") var diskDir: String?
     @Option(help: "A directory written by `kvcache kv-dump`: also measure the codec on that real KV, as fp16.") var kvDir: String?
     @Option(help: "Blocks per measurement (2 MiB each for fp16).") var blocks: Int = 48
@@ -37,9 +38,8 @@ struct BenchTiersCommand: ParsableCommand {
             note("bench tiers: \(dtype) ...")
             perDType[dtype.rawValue] = try measure(dtype: dtype)
         }
-        var report: [String: Any] = perDType["fp16"]!
-        report["fp16"] = perDType["fp16"]
-        report["bf16"] = perDType["bf16"]
+        // One run per dtype; the machine's figures and the real KV's beside them.
+        var report: [String: Any] = ["runs": [perDType["fp16"]!, perDType["bf16"]!]]
         report["blocks"] = blocks
         // Figures on a shared machine move with its load: record it beside them.
         if let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8),
@@ -64,7 +64,7 @@ struct BenchTiersCommand: ParsableCommand {
                         f("zstd_ratio_plain"), f("zstd_ratio_codec"), synthetic, f("codec_compress_gbps"), f("codec_decompress_gbps"),
                         f("codec_compress_gbps_per_cpu_second"), f("codec_decompress_gbps_per_cpu_second")))
         }
-        if json { try JSONReport.print(report) }
+        if json { try reportOutput.emit(command: "bench tiers", object: report) }
     }
 
     private func measure(dtype: KVDType) throws -> [String: Any] {

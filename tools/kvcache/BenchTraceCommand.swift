@@ -22,8 +22,8 @@ struct BenchTraceCommand: ParsableCommand {
     var poolBlocks = "32000,320000,1600000"
     @Option(help: "Replays per pool size; the one with the median serve time is reported.")
     var repetitions = 3
-    @Flag(help: "Print one JSON object on stdout.")
-    var json = false
+    @OptionGroup(title: "Report") var reportOutput: ReportOptions
+    var json: Bool { reportOutput.machine }
 
     func validate() throws {
         guard (1 ... 1_024).contains(blockTokens) else { throw ValidationError("--block-tokens must be in 1...1024") }
@@ -56,7 +56,7 @@ struct BenchTraceCommand: ParsableCommand {
             do { figures.append(try bench.measure(poolBlocks: pool, repetitions: repetitions)) } catch { throw CLIError("\(error)") }
         }
         if json {
-            JSONReport.print(.object([
+            try reportOutput.emit(command: "bench trace", object: .object([
                 ("trace", .string(label)), ("block_tokens", .int(blockTokens)), ("repetitions", .int(repetitions)),
                 ("runs", .array(figures.map { f in
                     .object([("pool_blocks", .int(f.poolBlocks)), ("requests", .int(f.requests)),

@@ -37,7 +37,8 @@ struct BlendCommand: ParsableCommand {
     @Option(name: .customLong("check-layers"), help: "HKVD check layers, comma-separated, ascending (several: gradual filtering).") var checkLayers = "1,2"
     @Option(help: "HKVD deviation: value, key or key-value.") var metric = "key-value"
     @Option(help: "Threads for OpenBLAS and the decode kernels, 1...1024; default: all cores.") var threads: Int?
-    @Flag(help: "Print one JSON object on stdout.") var json = false
+    @OptionGroup(title: "Report") var reportOutput: ReportOptions
+    var json: Bool { reportOutput.machine }
 
     enum Limits {
         static let samples = 1 ... 100_000
@@ -205,7 +206,7 @@ struct BlendCommand: ParsableCommand {
             }
             note("sample \(index + 1)/\(prompts.count): \(n) tokens, full prefill \(String(format: "%.3f", fullSeconds)) s, answer \"\(text(reference))\"")
         }
-        report(modes, samples: prompts.count)
+        try report(modes, samples: prompts.count)
         noteController(modes, reused: prompts.map { $0.chunks.dropFirst().reduce(0) { $0 + $1.count } },
                        kvBytesPerToken: PagedKVPool(config: c, blockTokens: bt, capacityBlocks: 1).bytesPerBlock / bt, layers: c.layers)
     }
@@ -237,7 +238,7 @@ struct BlendCommand: ParsableCommand {
              + (d.loadHidden ? "hidden under" : "longer than") + String(format: " recompute %.1f ms", d.recomputeSeconds * 1e3))
     }
 
-    func report(_ modes: [Mode], samples: Int) {
+    func report(_ modes: [Mode], samples: Int) throws {
         func mean(_ a: [Double]) -> Double { a.isEmpty ? 0 : a.reduce(0, +) / Double(a.count) }
         func median(_ a: [Double]) -> Double {
             let s = a.sorted()
@@ -270,7 +271,7 @@ struct BlendCommand: ParsableCommand {
         if json {
             // The table still goes to stderr, with the top-1 agreement the JSON does not carry.
             note(out)
-            JSONReport.print(.object([("samples", .int(samples)), ("runs", .array(rows))]))
+            try reportOutput.emit(command: "blend", object: .object([("samples", .int(samples)), ("runs", .array(rows))]))
         } else {
             FileHandle.standardOutput.write(Data(out.utf8))
         }

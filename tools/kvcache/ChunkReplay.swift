@@ -32,8 +32,9 @@ enum ChunkReplay {
         return detected == .ragpulse
     }
 
-    static func run(trace: String?, options o: ChunkReplayOptions, skipBadLines: Bool, json: Bool,
+    static func run(trace: String?, options o: ChunkReplayOptions, skipBadLines: Bool, report: ReportOptions,
                     finite: FiniteRun? = nil) throws {
+        let json = report.machine
         guard let trace else { throw CLIError("--format ragpulse needs --trace FILE") }
         guard (0 ... 1).contains(o.recomputeRatio) else { throw CLIError("--recompute-ratio must be in 0...1") }
         if o.capacityTokens != nil { _ = try capacities(o, uniqueTokens: 1) }  // the list's syntax, before loading
@@ -42,7 +43,7 @@ enum ChunkReplay {
             throw CLIError(error.description)
         }
         if o.capacityTokens != nil, let finite {
-            return try runFinite(trace, loaded, options: o, finite, json: json)
+            return try runFinite(trace, loaded, options: o, finite, report: report)
         }
         let start = KVClock.monotonicNanos()
         let r = ChunkReuseReplay.run(loaded, recomputeRatio: o.recomputeRatio)
@@ -51,8 +52,8 @@ enum ChunkReplay {
         let reused = r.prefixHitTokens + (o.chunkReuse ? r.chunkHitTokens : 0)
         let saved = o.chunkReuse ? r.savedPrefillTokens : r.prefixHitTokens
         if json {
-            JSONReport.print(.object([
-                ("mode", .string("unbounded")), ("format", .string("ragpulse")), ("trace", .string(trace)),
+            try report.emit(command: "replay", fields: [("mode", .string("unbounded"))], runs: [.object([
+                ("format", .string("ragpulse")), ("trace", .string(trace)),
                 ("chunk_reuse", .bool(o.chunkReuse)), ("recompute_ratio", .double(o.recomputeRatio)),
                 ("requests", .int(r.requests)), ("input_tokens", .int(r.inputTokens)),
                 ("segment_tokens", .int(r.segmentTokens)), ("template_tokens", .int(r.inputTokens - r.segmentTokens)),
@@ -62,7 +63,7 @@ enum ChunkReplay {
                 ("reused_tokens", .int(reused)), ("saved_prefill_tokens", .int(saved)),
                 ("saved_prefill_modelled", .bool(true)), ("bad_lines", .int(loaded.trace.skippedLines)),
                 ("wall_s", .double(wall)),
-            ]))
+            ])])
         } else {
             print("trace \(trace): \(r.requests) requests, \(r.inputTokens) input tokens (\(r.inputTokens - r.segmentTokens) template); unbounded cache")
             print(String(format: "prefix reuse: %d tokens (%.4f of input)", r.prefixHitTokens, r.prefixHitRate))
@@ -100,8 +101,8 @@ extension ChunkReplay {
     }
 
     /// The finite replay: for each capacity and policy, prefix reuse only and chunk reuse through one pool
-    /// (`ChunkPrefixReplay`), one table or `--json` `{"schema_version": 1, "runs": [...]}`.
-    static func runFinite(_ trace: String, _ loaded: RAGPulse.Trace, options o: ChunkReplayOptions, _ f: FiniteRun, json: Bool) throws {
+    /// (`ChunkPrefixReplay`), one table or one report (`--json`, `--csv`, `--output`).
+    static func runFinite(_ trace: String, _ loaded: RAGPulse.Trace, options o: ChunkReplayOptions, _ f: FiniteRun, report: ReportOptions) throws {
         let policies = try f.policies.split(separator: ",").map { name in
             guard let p = ChunkPrefixCache.Policy(rawValue: String(name)) else {
                 throw CLIError("--capacity-tokens runs the policies \(ChunkPrefixCache.Policy.allCases.map(\.rawValue).joined(separator: ", ")), got '\(name)'")
@@ -130,14 +131,14 @@ extension ChunkReplay {
             }
         }
         let label = "\(f.model.name) on \(f.hardware.name)"
-        if json {
-            JSONReport.print(.object([
-                ("schema_version", .int(1)), ("mode", .string("ragpulse_finite")), ("trace", .string(trace)),
+        if report.machine {
+            try report.emit(command: "replay", fields: [
+                ("mode", .string("ragpulse_finite")), ("trace", .string(trace)),
                 ("first_request", .int(first)), ("end_request", .int(end)), ("warm_up", .bool(f.warmUp)),
                 ("unique_segment_tokens", .int(unique)), ("block_tokens", .int(o.chunkBlockTokens)),
                 ("recompute_ratio", .double(o.recomputeRatio)), ("cost_model", .string(label)), ("modelled", .bool(true)),
                 ("bad_lines", .int(loaded.trace.skippedLines)),
-                ("runs", .array(rows.map { row in
+            ], runs: rows.map { row in
                     let r = row.result
                     return .object([
                         ("policy", .string(row.policy.rawValue)), ("capacity_tokens", .int(row.tokens)),
@@ -150,8 +151,7 @@ extension ChunkReplay {
                         ("ttft_p50_s", .double(r.ttftQuantile(0.5))), ("ttft_p99_s", .double(r.ttftQuantile(0.99))),
                         ("evicted_nodes", .int(r.evictedNodes)), ("wall_s", .double(row.wall)),
                     ])
-                })),
-            ]))
+                })
             return
         }
         print("trace \(trace): requests \(first)..<\(end)\(f.warmUp ? " after a warm-up" : ""); \(unique) unique segment tokens; blocks of \(o.chunkBlockTokens) tokens; recompute ratio \(o.recomputeRatio)")

@@ -17,7 +17,8 @@ struct DiskCommand: ParsableCommand {
             abstract: "Check every record of a disk tier directory and drop the torn or corrupt ones.")
         @Argument(help: "The disk tier directory.") var directory: String
         @Flag(help: "Only report; do not rewrite damaged segments.") var dryRun = false
-        @Flag(help: "Print one JSON object on stdout.") var json = false
+        @OptionGroup(title: "Report") var reportOutput: ReportOptions
+        var json: Bool { reportOutput.machine }
 
         func run() throws {
             var isDir: ObjCBool = false
@@ -30,7 +31,7 @@ struct DiskCommand: ParsableCommand {
             note("fsck \(directory): \(r.segments) segments, \(r.blocks) records, \(r.ok) ok, \(r.corrupt) corrupt, \(r.dropped) dropped"
                  + (r.skipped > 0 ? ", \(r.skipped) files skipped" : ""))
             if json {
-                try JSONReport.print(["blocks": r.blocks, "ok": r.ok, "corrupt": r.corrupt, "dropped": r.dropped,
+                try reportOutput.emit(command: "disk fsck", object: ["blocks": r.blocks, "ok": r.ok, "corrupt": r.corrupt, "dropped": r.dropped,
                                       "segments": r.segments, "rewritten_segments": r.rewrittenSegments,
                                       "skipped": r.skipped])
             }
@@ -46,7 +47,8 @@ struct DiskCommand: ParsableCommand {
         @Option(help: "How long to run.") var seconds: Double = 5
         @Option(name: .customLong("block-kib"), help: "Block size in KiB (each block the key-derived payload every verifying tool uses).") var blockKiB: Int = 256
         @Option(name: .customLong("capacity-mib"), help: "Disk tier capacity in MiB.") var capacityMiB: Int = 512
-        @Flag(help: "Print one JSON object on stdout.") var json = false
+        @OptionGroup(title: "Report") var reportOutput: ReportOptions
+        var json: Bool { reportOutput.machine }
 
         func validate() throws {
             guard seconds > 0, seconds <= 86_400 else { throw ValidationError("--seconds must be in (0, 86400]") }
@@ -102,7 +104,7 @@ struct DiskCommand: ParsableCommand {
             note("stress \(directory): \(writes) writes, \(reads) reads (\(hits) verified hits), \(mismatches) mismatches, "
                  + "\(corruptDetected) corrupt detected, \(start.droppedOnOpen) dropped at start, \(verifiedAtStart) verified at start")
             if json {
-                try JSONReport.print([
+                try reportOutput.emit(command: "disk stress", object: [
                     "writes": writes, "reads": reads, "hits": hits, "mismatches": mismatches,
                     "corrupt_detected": corruptDetected, "not_stored": notStored,
                     "blocks_at_start": start.blocks, "dropped_at_start": start.droppedOnOpen,

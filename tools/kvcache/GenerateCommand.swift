@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KVData
 import KVCache
 import KVReferenceEngine
 
@@ -26,7 +27,8 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Threads for prefill (OpenBLAS) and decode (the C kernels), 1...\(Limits.threads.upperBound); default: all cores.") var threads: Int?
     @Option(name: .customLong("block-tokens"), help: "Tokens per KV block (1...1024).") var blockTokens = 16
     @Option(name: .customLong("capacity-blocks"), help: "KV pool size in blocks (its bytes must fit in half the memory).") var capacityBlocks = 256
-    @Flag(help: "Print one JSON object on stdout.") var json = false
+    @OptionGroup(title: "Report") var reportOutput: ReportOptions
+    var json: Bool { reportOutput.machine }
 
     /// The documented ranges of the flags (checked before the model is loaded).
     enum Limits {
@@ -63,11 +65,11 @@ struct GenerateCommand: ParsableCommand {
         var decodeTokensPerSecond: Double
     }
 
-    struct Report: Codable {
+    /// The call-wide fields of `--json` (each generation is one run).
+    struct Header: Encodable {
         var model: String
         var threads: Int
         var loadSeconds: Double
-        var runs: [Run]
     }
 
     func run() throws {
@@ -123,10 +125,8 @@ struct GenerateCommand: ParsableCommand {
             }
         }
         if json {
-            let report = Report(model: path, threads: BLASThreads.count, loadSeconds: loadSeconds, runs: runs)
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try reportOutput.emit(Report(command: "generate", header: Header(model: path, threads: BLASThreads.count,
+                                                                           loadSeconds: loadSeconds), runs: runs))
         }
     }
 }

@@ -6,8 +6,8 @@ import KVHybrid
 
 /// Options of `kvcache replay --format marconi`: hybrid attention + SSM prefix caching.
 struct HybridReplayOptions: ParsableArguments {
-    @Option(help: "--format marconi: cache size in GB (10^9 bytes) for checkpoints and KV.")
-    var capacityGb: Double = 2
+    @Option(help: "--format marconi: cache size in GB (10^9 bytes) for checkpoints and KV, or a comma-separated list (every policy runs at each).")
+    var capacityGb: String = "2"
 
     @Option(help: "--format marconi: write `i,input_len,output_len,hit_tokens,states_after,kv_tokens_after,logical_ts_after,alpha_after` per request (one file per policy: the policy's name is inserted before the extension when several run).")
     var perRequest: String?
@@ -46,19 +46,24 @@ enum HybridReplayCommand {
     }
 
     static func run(trace path: String?, model preset: ModelPreset, policies list: String, skipBadLines: Bool,
-                    json: Bool, options: HybridReplayOptions) throws {
+                    report: ReportOptions, options: HybridReplayOptions) throws {
+        let json = report.machine
         guard let path else { throw CLIError("--format marconi needs --trace FILE") }
         guard let model = preset.hybrid else {
             throw CLIError("--format marconi needs a hybrid --model (\(HybridModel.presets.map(\.name).joined(separator: ", ")))")
         }
-        guard options.capacityGb > 0, options.capacityGb < 1e9 else { throw CLIError("--capacity-gb must be positive") }
+        let capacities = try options.capacityGb.split(separator: ",", omittingEmptySubsequences: false).map { item in
+            guard let gb = Double(item), gb > 0, gb < 1e9 else {
+                throw CLIError("--capacity-gb must be positive (or a comma-separated list of such), got '\(item)'")
+            }
+            return Int64((gb * 1e9).rounded())
+        }
         let policies = try policies(list)
         let trace: MarconiTrace.Trace
-        do { trace = try MarconiTrace.read(ByteSource(path: path), skipBadLines: skipBadLines) } catch {
+        do { trace = try MarconiTrace.read(ByteSource(pathOrStandardInput: path), skipBadLines: skipBadLines) } catch {
             throw CLIError(error.description)
         }
         let requests = trace.requests.map { HybridReplay.Request(input: $0.input, output: $0.output) }
-        let capacity = Int64((options.capacityGb * 1e9).rounded())
         guard options.adaptiveMargin >= 0, options.adaptiveMargin < 100 else { throw CLIError("--adaptive-margin must be in [0, 100)") }
         guard options.adaptiveDecay >= 0, options.adaptiveDecay <= 1 else { throw CLIError("--adaptive-decay must be in [0, 1]") }
         var adaptive = HybridReplay.Adaptive(window: max(1, options.adaptiveWindow), decay: options.adaptiveDecay,
@@ -68,37 +73,42 @@ enum HybridReplayCommand {
                                              decay: options.adaptiveDecay, margin: options.adaptiveMargin)
         }
         var objects: [JSONValue] = []
-        for policy in policies {
-            let start = KVClock.monotonicNanos()
-            let r = HybridReplay.run(requests, model: model, capacityBytes: capacity, policy: policy,
-                                     adaptive: adaptive)
-            let wall = KVClock.seconds(from: start, to: KVClock.monotonicNanos())
-            if let file = options.perRequest {
-                try writePerRequest(r, requests, to: policies.count == 1 ? file : insert(policy.rawValue, into: file))
-            }
-            let alpha: JSONValue = r.alpha.map { .double($0) } ?? .null
-            objects.append(.object([
-                ("trace", .string(path)), ("format", .string("marconi")), ("model", .string(model.name)),
-                ("policy", .string(policy.rawValue)), ("capacity_bytes", .int(Int(capacity))),
-                ("requests", .int(requests.count)), ("input_tokens", .int(r.inputTokens)),
-                ("hit_tokens", .int(r.hitTokens)), ("token_hit_rate", .double(r.tokenHitRate)),
-                ("flops_saved", .int(Int(r.saved.total))), ("flops_saved_attention", .int(Int(r.saved.attention))),
-                ("flops_saved_mlp", .int(Int(r.saved.mlp))), ("flops_saved_mamba", .int(Int(r.saved.mamba))),
-                ("alpha", alpha), ("first_eviction_at", r.firstEvictionAt.map { .int($0) } ?? .null),
-                ("tuning_window", r.window.map { .int($0) } ?? .null),
-                ("adaptive_settings", r.settings.map { .string($0.description) } ?? .null),
-                ("adaptive_candidate", r.settings.map { s in
-                    .string("\(r.alpha ?? 0):\(s.recurrenceWeight):\(s.branchThreshold):\(s.dropSuperseded ? 1 : 0):\(s.refreshPath ? 1 : 0)")
-                } ?? .null),
-                ("setting_switches", .int(r.settingSwitches)),
-                ("evicted_nodes", .int(r.evictedNodes)), ("eviction_calls", .int(r.evictionCalls)),
-                ("bad_lines", .int(trace.skippedLines)), ("wall_s", .double(wall)),
-            ]))
-            if !json {
-                note("\(policy.rawValue): hit \(r.hitTokens)/\(r.inputTokens) tokens (\(String(format: "%.2f", 100 * r.tokenHitRate)) %), FLOPs saved \(r.saved.total), alpha \(r.alpha.map { String($0) } ?? "none"), \(r.evictedNodes) nodes evicted, \(String(format: "%.3f", wall)) s wall")
+        for capacity in capacities {
+            for policy in policies {
+                let start = KVClock.monotonicNanos()
+                let r = HybridReplay.run(requests, model: model, capacityBytes: capacity, policy: policy,
+                                         adaptive: adaptive)
+                let wall = KVClock.seconds(from: start, to: KVClock.monotonicNanos())
+                if let file = options.perRequest {
+                    let name = policies.count == 1 ? nil : policy.rawValue
+                    let size = capacities.count == 1 ? nil : "\(Double(capacity) / 1e9)gb"
+                    let tag = [name, size].compactMap { $0 }.joined(separator: "-")
+                    try writePerRequest(r, requests, to: tag.isEmpty ? file : insert(tag, into: file))
+                }
+                let alpha: JSONValue = r.alpha.map { .double($0) } ?? .null
+                objects.append(.object([
+                    ("trace", .string(path)), ("format", .string("marconi")), ("model", .string(model.name)),
+                    ("policy", .string(policy.rawValue)), ("capacity_bytes", .int(Int(capacity))),
+                    ("requests", .int(requests.count)), ("input_tokens", .int(r.inputTokens)),
+                    ("hit_tokens", .int(r.hitTokens)), ("token_hit_rate", .double(r.tokenHitRate)),
+                    ("flops_saved", .int(Int(r.saved.total))), ("flops_saved_attention", .int(Int(r.saved.attention))),
+                    ("flops_saved_mlp", .int(Int(r.saved.mlp))), ("flops_saved_mamba", .int(Int(r.saved.mamba))),
+                    ("alpha", alpha), ("first_eviction_at", r.firstEvictionAt.map { .int($0) } ?? .null),
+                    ("tuning_window", r.window.map { .int($0) } ?? .null),
+                    ("adaptive_settings", r.settings.map { .string($0.description) } ?? .null),
+                    ("adaptive_candidate", r.settings.map { s in
+                        .string("\(r.alpha ?? 0):\(s.recurrenceWeight):\(s.branchThreshold):\(s.dropSuperseded ? 1 : 0):\(s.refreshPath ? 1 : 0)")
+                    } ?? .null),
+                    ("setting_switches", .int(r.settingSwitches)),
+                    ("evicted_nodes", .int(r.evictedNodes)), ("eviction_calls", .int(r.evictionCalls)),
+                    ("bad_lines", .int(trace.skippedLines)), ("wall_s", .double(wall)),
+                ]))
+                if !json {
+                    note("\(policy.rawValue) at \(Double(capacity) / 1e9) GB: hit \(r.hitTokens)/\(r.inputTokens) tokens (\(String(format: "%.2f", 100 * r.tokenHitRate)) %), FLOPs saved \(r.saved.total), alpha \(r.alpha.map { String($0) } ?? "none"), \(r.evictedNodes) nodes evicted, \(String(format: "%.3f", wall)) s wall")
+                }
             }
         }
-        if json { JSONReport.print(objects.count == 1 ? objects[0] : .object([("runs", .array(objects))])) }
+        if json { try report.emit(command: "replay", fields: [("mode", .string("hybrid"))], runs: objects) }
     }
 
     private static func candidates(_ text: String) throws -> [HybridAlphaTuner.Candidate] {

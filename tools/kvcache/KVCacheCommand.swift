@@ -17,6 +17,8 @@ struct KVCacheCommand: ParsableCommand {
             KVDumpCommand.self,
             BlendCommand.self,
             ConfigCommand.self,
+            ReportCommand.self,
+            TraceCommand.self,
         ]
     )
 }

@@ -19,7 +19,8 @@ struct KVDumpCommand: ParsableCommand {
     @Option(name: .customLong("block-tokens"), help: "Tokens per KV block.") var blockTokens = 16
     @Option(name: .customLong("max-tokens"), help: "Use at most this many prompt tokens.") var maxTokens = 4096
     @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
-    @Flag(help: "Print the manifest as one JSON object on stdout.") var json = false
+    @OptionGroup(title: "Report") var reportOutput: ReportOptions
+    var json: Bool { reportOutput.machine }
 
     func validate() throws {
         typealias Limits = GenerateCommand.Limits
@@ -91,9 +92,7 @@ struct KVDumpCommand: ParsableCommand {
         }
         note("wrote \(manifest.blocks.count) blocks of \(manifest.bytesPerBlock) bytes (\(dtype)) and manifest.json to \(out)")
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(manifest), as: UTF8.self))
+            try reportOutput.emit(Report(command: "kv-dump", header: NoReportHeader(), runs: [manifest]))
         }
     }
 }

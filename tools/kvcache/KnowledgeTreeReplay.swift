@@ -33,7 +33,8 @@ struct KnowledgeTreeOptions: ParsableArguments {
 enum KnowledgeTreeReplayCommand {
     static func run(trace: String?, sideFiles: String?, tree o: KnowledgeTreeOptions, policies: String, gpuSizes: [Int],
                     fraction: (from: Double, to: Double), warmUp: Bool,
-                    model: ModelSpec, hardware: HardwareSpec, skipBadLines: Bool, json: Bool) throws {
+                    model: ModelSpec, hardware: HardwareSpec, skipBadLines: Bool, report: ReportOptions) throws {
+        let json = report.machine
         guard let trace else { throw CLIError("--knowledge-tree needs --trace FILE") }
         let kinds = try policies.split(separator: ",").map { name in
             guard let p = KnowledgeTree.Policy(rawValue: String(name)) else {
@@ -67,7 +68,7 @@ enum KnowledgeTreeReplayCommand {
         }
         let label = "\(model.name) on \(hardware.name)"
         if json {
-            JSONReport.print(.object([
+            try report.emit(command: "replay", object: .object([
                 ("schema_version", .int(1)), ("mode", .string("knowledge_tree")), ("trace", .string(trace)),
                 ("first_request", .int(first)), ("end_request", .int(end)), ("warm_up", .bool(warmUp)), ("layout", .string(layout.rawValue)),
                 ("block_tokens", .int(o.treeBlockTokens)), ("cost_model", .string(label)),

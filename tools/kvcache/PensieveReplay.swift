@@ -31,7 +31,8 @@ struct PensieveOptions: ParsableArguments {
 /// `{"schema_version": 1, "runs": [...]}`); prefill seconds are modelled on the roofline.
 enum PensieveReplayCommand {
     static func run(trace: String?, format: TraceFormat?, options o: PensieveOptions, policies: String, gpuSizes: [Int],
-                    model: ModelSpec, hardware: HardwareSpec, skipBadLines: Bool, json: Bool) throws {
+                    model: ModelSpec, hardware: HardwareSpec, skipBadLines: Bool, report: ReportOptions) throws {
+        let json = report.machine
         guard let trace else { throw CLIError("--pensieve needs --trace FILE (a multi-turn trace)") }
         let kinds = try policies.split(separator: ",").map { name in
             guard let p = PensieveRetention.Policy(rawValue: String(name)) else {
@@ -68,7 +69,7 @@ enum PensieveReplayCommand {
         }
         let label = "\(model.name) on \(hardware.name)"
         if json {
-            JSONReport.print(.object([
+            try report.emit(command: "replay", object: .object([
                 ("schema_version", .int(1)), ("mode", .string("pensieve")), ("trace", .string(trace)),
                 ("chunk_tokens", .int(o.pensieveChunkTokens)), ("swap_threshold", .double(o.pensieveSwapThreshold)),
                 ("trace_times", .bool(loaded.hasTimestamps)), ("think_s", .double(o.thinkSeconds)),

@@ -17,7 +17,7 @@ struct ReplayCommand: ParsableCommand {
 
     enum Mode: String, ExpressibleByArgument { case sequential, timed }
 
-    @Option(help: "Trace file: Mooncake JSONL, Azure/Vidur/BurstGPT CSV, ShareGPT or CASTILLO (detected, or --format). Default: the embedded sample.")
+    @Option(help: "Trace file: Mooncake JSONL, Azure/Vidur/BurstGPT CSV, ShareGPT or CASTILLO (detected, or --format; gzip or not), or - for standard input. Default: the embedded sample.")
     var trace: String?
 
     @Option(help: "sequential (hit rates) or timed (scheduler on a modelled GPU).")
@@ -53,8 +53,15 @@ struct ReplayCommand: ParsableCommand {
     @Flag(help: "Count and skip malformed lines instead of stopping at the first.")
     var skipBadLines = false
 
-    @Flag(help: "Print one JSON object on stdout.")
-    var json = false
+    @OptionGroup(title: "Report")
+    var report: ReportOptions
+    var json: Bool { report.machine }
+
+    @Option(help: "Sequential and timed modes: write one JSON object per replayed request (per run) to FILE (JSON Lines).")
+    var requestsOut: String?
+
+    @Option(help: "Sequential mode, one policy and capacity, device pool only: record the cache's KV events (vLLM's KVEventBatch, one batch per request that stored or removed blocks, timed by the request's arrival) to FILE, for `kvcache trace export`.")
+    var recordEvents: String?
 
     @Option(help: "Sequential mode: write the final Prometheus metrics of every run (labelled by policy and capacity) to FILE.")
     var metrics: String?
@@ -72,6 +79,16 @@ struct ReplayCommand: ParsableCommand {
     var pensieve: PensieveOptions
 
     func validate() throws {
+        let otherReplay = pensieve.pensieve || timed.format == .marconi || timed.format == .ragpulse || tree.knowledgeTree
+        if otherReplay && requestsOut != nil {
+            throw ValidationError("--requests-out is written by the sequential and timed replays of request traces only")
+        }
+        if otherReplay && recordEvents != nil {
+            throw ValidationError("--record-events needs sequential mode, one online policy, one capacity and no lower tier")
+        }
+        if let requestsOut {
+            do { try OutputFile.checkTarget(requestsOut) } catch { throw ValidationError("--requests-out \(error.description)") }
+        }
         if pensieve.pensieve { _ = try capacities(); return }  // its own options are checked when it runs
         if timed.format == .marconi { _ = try HybridReplayCommand.policies(policy); return }
         if timed.model.hybrid != nil { throw ValidationError("a hybrid --model needs --format marconi") }
@@ -96,6 +113,12 @@ struct ReplayCommand: ParsableCommand {
             throw ValidationError("--policy \(p.rawValue) runs in sequential mode only (not --mode timed)")
         }
         _ = try fraction()
+        if let recordEvents {
+            guard mode == .sequential, policies.count == 1, capacities.count == 1, !tiered, policies[0] != .belady else {
+                throw ValidationError("--record-events needs sequential mode, one online policy, one capacity and no lower tier")
+            }
+            do { try OutputFile.checkTarget(recordEvents) } catch { throw ValidationError("--record-events \(error.description)") }
+        }
         guard (0...1).contains(firstUseWeight) else { throw ValidationError("--first-use-weight must be in 0...1") }
     }
 
@@ -126,26 +149,26 @@ struct ReplayCommand: ParsableCommand {
         if pensieve.pensieve {
             return try PensieveReplayCommand.run(
                 trace: trace, format: timed.format, options: pensieve, policies: policy, gpuSizes: try capacities(),
-                model: timed.model.spec, hardware: timed.hardware.spec, skipBadLines: skipBadLines, json: json)
+                model: timed.model.spec, hardware: timed.hardware.spec, skipBadLines: skipBadLines, report: report)
         }
         if timed.format == .marconi {
             return try HybridReplayCommand.run(trace: trace, model: timed.model, policies: policy,
-                                               skipBadLines: skipBadLines, json: json, options: hybrid)
+                                               skipBadLines: skipBadLines, report: report, options: hybrid)
         }
         if mode == .sequential && tree.knowledgeTree {
             return try KnowledgeTreeReplayCommand.run(
                 trace: trace, sideFiles: chunks.sideFiles, tree: tree, policies: policy, gpuSizes: try capacities(),
                 fraction: try fraction(), warmUp: warmUp, model: timed.model.spec, hardware: timed.hardware.spec,
-                skipBadLines: skipBadLines, json: json)
+                skipBadLines: skipBadLines, report: report)
         }
         if mode == .sequential && ChunkReplay.handles(trace: trace, format: timed.format) {
-            return try ChunkReplay.run(trace: trace, options: chunks, skipBadLines: skipBadLines, json: json,
+            return try ChunkReplay.run(trace: trace, options: chunks, skipBadLines: skipBadLines, report: report,
                                        finite: FiniteRun(policies: policy, fraction: try fraction(), warmUp: warmUp,
                                                          model: timed.model.spec, hardware: timed.hardware.spec))
         }
         let (path, loaded) = try loadTrace()
         if mode == .timed {
-            try TimedReplay.run(trace: loaded, label: path, json: json, options: timed,
+            try TimedReplay.run(trace: loaded, label: path, report: report, requestsOut: requestsOut, options: timed,
                                 evictionPolicies: try policies().compactMap(\.kind),
                                 policyParameters: ReplayPolicy.Options(firstUseWeight: firstUseWeight).parameters)
             return
@@ -164,8 +187,15 @@ struct ReplayCommand: ParsableCommand {
         var table: NextUseTable?
         var runs: [SequentialRun] = []
         let exposition = metrics.map { ReplayMetrics(path: $0) }
-        for capacity in try capacities() {
-            for kind in try policies() {
+        var perRequest = try requestsOut.map { try RequestsOut(path: $0) }
+        let recording = recordEvents.map { EventRecorder(path: $0) }
+        let capacities = try capacities(), policies = try policies()
+        let progress = ProgressLine(what: "requests", runs: capacities.count * policies.count, itemsPerRun: requests.count)
+        defer { progress.finish() }
+        let sampleEvery = max(1, requests.count / 100)
+        for capacity in capacities {
+            for kind in policies {
+                progress.begin("replay \(kind.rawValue) at \(capacity) blocks", index: runs.count)
                 let start = KVClock.monotonicNanos()
                 let diskFolder = diskBlocks > 0 ? try diskDir ?? makeTemporaryFolder() : nil
                 defer { if diskDir == nil, let diskFolder { try? FileManager.default.removeItem(atPath: diskFolder) } }
@@ -180,46 +210,58 @@ struct ReplayCommand: ParsableCommand {
                         if table == nil { table = SequentialReplay.nextUseTable(requests, blockTokens: B) }
                         return table!
                     }
-                    replay = try SequentialReplay(capacityBlocks: capacity, blockTokens: B, policy: instance, recomputeCost: cost)
+                    replay = try SequentialReplay(capacityBlocks: capacity, blockTokens: B, policy: instance, recomputeCost: cost,
+                                                  recordEvents: recording != nil)
                 }
+                var occupancy: [TierOccupancySample] = []
                 for (i, request) in requests.enumerated() {
                     if i == warm && warm > 0 { replay.resetCounts() }
+                    let hitsBefore = replay.result.hitTokens
                     try replay.replay(request)
-                    if requests.count >= 20_000 && (i + 1) % (requests.count / 10) == 0 {
+                    recording?.record(replay.manager, at: request.arrival)
+                    if i >= warm, perRequest != nil {
+                        try perRequest!.append(SequentialRequestRecord(
+                            policy: kind.rawValue, capacityBlocks: capacity, index: first + i - warm,
+                            inputTokens: request.inputTokens, hitTokens: replay.result.hitTokens - hitsBefore))
+                    }
+                    if let tiers = replay.tiered?.tiers, (i + 1) % sampleEvery == 0 || i + 1 == requests.count {
+                        let s = tiers.statistics
+                        occupancy.append(TierOccupancySample(request: i + 1, l1Blocks: replay.manager.stats.cachedBlocks,
+                                                             l2Blocks: s.host.occupancy, l3Blocks: s.disk.occupancy))
+                    }
+                    progress.advance(to: i + 1)
+                    if !progress.isShown && requests.count >= 20_000 && (i + 1) % (requests.count / 10) == 0 {
                         note("replay \(kind.rawValue) at \(capacity) blocks: \(i + 1)/\(requests.count) requests")
                     }
                 }
                 exposition?.record(replay, policy: kind.rawValue, capacity: capacity)
                 replay.finish()
                 runs.append(SequentialRun(policy: kind, capacity: capacity, result: replay.result, blockTokens: B,
-                                          wallSeconds: KVClock.seconds(from: start, to: KVClock.monotonicNanos())))
+                                          wallSeconds: KVClock.seconds(from: start, to: KVClock.monotonicNanos()),
+                                          occupancy: occupancy))
             }
         }
+        progress.finish()
         try exposition?.write()
+        try perRequest?.write()
+        try recording?.write()
         let costModel = "\(model.name) on \(hardware.name)"
         if json {
-            let objects = runs.map { run -> JSONValue in
+            let header = SequentialReplayHeader(
+                trace: path, range: range, warmUp: warmUp, badLines: loaded.skippedLines, blockTokens: B,
+                cpuBlocks: cpuBlocks, diskBlocks: diskBlocks, costModel: costModel,
+                recomputeSPerToken: cost.secondsPerToken, recomputeSPerContextPair: cost.secondsPerContextPair)
+            let reports = runs.map { run in
                 let r = run.result
-                let share = shareOfBelady(run, in: runs)
-                return .object([
-                    ("policy", .string(run.policy.rawValue)), ("capacity_blocks", .int(run.capacity)),
-                    ("requests", .int(r.requests)), ("input_tokens", .int(r.inputTokens)), ("hit_tokens", .int(r.hitTokens)),
-                    ("share_of_belady", share.map { .double($0) } ?? .null),
-                    ("hit_tokens_l1", .int(r.hitTokensL1)), ("hit_tokens_l2", .int(r.hitTokensL2)),
-                    ("hit_tokens_l3", .int(r.hitTokensL3)), ("token_hit_rate", .double(r.tokenHitRate)),
-                    ("saved_prefill_s", .double(r.savedPrefillSeconds)), ("saved_prefill_modelled", .bool(true)),
-                    ("evicted_blocks", .int(r.evictedBlocks)), ("peak_blocks", .int(r.peakBlocks)),
-                    ("mismatched_blocks", .int(r.mismatchedBlocks)), ("wall_s", .double(run.wallSeconds)),
-                ])
+                return SequentialRunReport(
+                    policy: run.policy.rawValue, capacityBlocks: run.capacity, requests: r.requests,
+                    inputTokens: r.inputTokens, hitTokens: r.hitTokens, shareOfBelady: ReportNumber(shareOfBelady(run, in: runs)),
+                    hitTokensL1: r.hitTokensL1, hitTokensL2: r.hitTokensL2, hitTokensL3: r.hitTokensL3,
+                    tokenHitRate: r.tokenHitRate, savedPrefillS: r.savedPrefillSeconds, evictedBlocks: r.evictedBlocks,
+                    peakBlocks: r.peakBlocks, mismatchedBlocks: r.mismatchedBlocks, wallS: run.wallSeconds,
+                    occupancy: run.occupancy)
             }
-            JSONReport.print(.object([
-                ("schema_version", .int(1)), ("mode", .string(mode.rawValue)), ("trace", .string(path)),
-                ("range", .string(range)), ("warm_up", .bool(warmUp)), ("bad_lines", .int(loaded.skippedLines)), ("block_tokens", .int(B)),
-                ("cpu_blocks", .int(cpuBlocks)), ("disk_blocks", .int(diskBlocks)),
-                ("cost_model", .string(costModel)), ("recompute_s_per_token", .double(cost.secondsPerToken)),
-                ("recompute_s_per_context_pair", .double(cost.secondsPerContextPair)),
-                ("runs", .array(objects)),
-            ]))
+            try report.emit(Report(command: "replay", header: header, runs: reports))
         } else {
             printTable(runs, path: path, skipped: loaded, costModel: costModel)
         }
@@ -238,6 +280,7 @@ struct ReplayCommand: ParsableCommand {
         var result: SequentialReplay.Result
         var blockTokens: Int
         var wallSeconds: Double
+        var occupancy: [TierOccupancySample]
     }
 
     /// The trace named by --trace (format from --format or detected), or the embedded default.

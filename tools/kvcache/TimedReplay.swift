@@ -12,8 +12,8 @@ struct TimedReplayOptions: ParsableArguments {
     var model = ModelPreset(argument: "llama3-8b")!
     @Option(help: "Hardware preset (the cost model's table), both modes, as --model.")
     var hardware = HardwarePreset(argument: "h100")!
-    @Option(name: .customLong("kv-gib"), help: "KV-cache budget in GiB (default: 90% of GPU memory less the weights).")
-    var kvGiB: Double?
+    @Option(name: .customLong("kv-gib"), help: "KV-cache budget in GiB, or a comma-separated list (every policy runs at each; default: 90% of GPU memory less the weights).")
+    var kvGiBList: String?
     @Option(help: "max_tokens of every request; longer true outputs are clipped.")
     var maxTokens = 4096
     @Option(help: "Reservation policy: worst-case, on-demand, predicted, oracle.")
@@ -40,8 +40,8 @@ struct TimedReplayOptions: ParsableArguments {
     var format: TraceFormat?
     @Option(name: .customLong("swap-gib"), help: "Host memory for swapping preempted KV, GiB (0: recompute only).")
     var swapGiB = 0.0
-    @Option(name: .customLong("cpu-gib"), help: "Host memory for a prefix tier under the GPU KV cache, GiB (0: off). Evicted prompt blocks are kept there (keys only: modelled, no bytes move) and loaded over the host link instead of recomputed when that is faster on the cost model; each policy also runs without it for comparison.")
-    var cpuGiB = 0.0
+    @Option(name: .customLong("cpu-gib"), help: "Host memory for a prefix tier under the GPU KV cache, GiB (0: off), or a comma-separated list (every policy runs at each). Evicted prompt blocks are kept there (keys only: modelled, no bytes move) and loaded over the host link instead of recomputed when that is faster on the cost model; each policy also runs without it for comparison.")
+    var cpuGiBList = "0"
     @Option(help: "Output-length predictor for predicted and spf: history (per template, prompt length and recent outputs) or text (needs --predictor-model).")
     var predictor: PredictorKind = .history
     @Option(help: "A text length model (`kvcache predict train --out`); implies --predictor text.")
@@ -61,9 +61,13 @@ struct TimedReplayOptions: ParsableArguments {
     func validate() throws {
         func check(_ ok: Bool, _ message: String) throws { if !ok { throw ValidationError(message) } }
         let tokens = 1...DataLimits.maxTokensPerRequest, seconds = 0...ReplayLimits.maxSeconds
-        if let kvGiB { try check(kvGiB.isFinite && kvGiB > 0 && kvGiB <= 1_048_576, "--kv-gib must be a finite number in (0, 1048576]") }
+        for kvGiB in try kvGiBs() {
+            if let kvGiB { try check(kvGiB.isFinite && kvGiB > 0 && kvGiB <= 1_048_576, "--kv-gib must be a finite number in (0, 1048576]") }
+        }
         try check(swapGiB.isFinite && (0...1_048_576.0).contains(swapGiB), "--swap-gib must be a finite number in 0...1048576")
-        try check(cpuGiB.isFinite && (0...1_048_576.0).contains(cpuGiB), "--cpu-gib must be a finite number in 0...1048576")
+        for cpuGiB in try cpuGiBs() {
+            try check(cpuGiB.isFinite && (0...1_048_576.0).contains(cpuGiB), "--cpu-gib must be a finite number in 0...1048576")
+        }
         try check(tokens.contains(maxTokens), "--max-tokens must be in 1...\(DataLimits.maxTokensPerRequest)")
         try check((1...ReplayLimits.maxRunningSequences).contains(maxRunning), "--max-running must be in 1...\(ReplayLimits.maxRunningSequences)")
         try check(tokens.contains(maxBatchedTokens), "--max-batched-tokens must be in 1...\(DataLimits.maxTokensPerRequest)")
@@ -75,6 +79,24 @@ struct TimedReplayOptions: ParsableArguments {
         try check(thinkTimeSeconds.isFinite && seconds.contains(thinkTimeSeconds), "--think-time-s must be a finite number in 0...\(ReplayLimits.maxSeconds)")
         try check(reserveQuantile > 0 && reserveQuantile < 1, "--reserve-quantile must be in (0, 1)")
         if let limit { try check(limit >= 0, "--limit must not be negative") }
+    }
+
+    /// --kv-gib as a list; one nil (the GPU's free memory) without the option.
+    func kvGiBs() throws -> [Double?] {
+        guard let kvGiBList else { return [nil] }
+        return try Self.numbers(kvGiBList, option: "--kv-gib")
+    }
+
+    /// --cpu-gib as a list.
+    func cpuGiBs() throws -> [Double] { try Self.numbers(cpuGiBList, option: "--cpu-gib") }
+
+    private static func numbers(_ text: String, option: String) throws -> [Double] {
+        try text.split(separator: ",", omittingEmptySubsequences: false).map { item in
+            guard let x = Double(item.trimmingCharacters(in: .whitespaces)), x.isFinite else {
+                throw ValidationError("\(option) must be a finite number or a comma-separated list of such, got '\(item)'")
+            }
+            return x
+        }
     }
 }
 
@@ -107,11 +129,13 @@ enum MixedStepTokens: ExpressibleByArgument {
 /// `kvcache replay --mode timed`: runs each named reservation policy through the modelled engine on
 /// the same arrivals and prints a side-by-side table (stderr) or one JSON object (stdout).
 enum TimedReplay {
-    /// Runs the timed replay on an already loaded trace (`label` names it in the output).
-    /// Every reservation policy runs with every eviction policy of `evictionPolicies` (the device pool's).
-    static func run(trace: LoadedTrace, label tracePath: String, json: Bool, options o: TimedReplayOptions,
-                    evictionPolicies: [EvictionPolicyKind] = [.lru],
+    /// Runs the timed replay on an already loaded trace (`label` names it in the output): every
+    /// reservation policy with every eviction policy of `evictionPolicies` (the device pool's) at every
+    /// --kv-gib and --cpu-gib, on the same arrivals.
+    static func run(trace: LoadedTrace, label tracePath: String, report output: ReportOptions, requestsOut: String?,
+                    options o: TimedReplayOptions, evictionPolicies: [EvictionPolicyKind] = [.lru],
                     policyParameters: EvictionPolicyKind.Parameters = .init()) throws {
+        let json = output.machine
         let wallStart = KVClock.monotonicNanos()
         let model = o.model.spec, hardware = o.hardware.spec
         let names = (o.compare ?? o.reservation).split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
@@ -139,27 +163,37 @@ enum TimedReplay {
                                          poissonRate: o.arrivalRate, seed: o.seed)
 
         let costModel = RooflineCostModel(model: model, hardware: hardware)
-        let kvBytes = o.kvGiB.map { $0 * 1_073_741_824 } ?? costModel.kvBytesAvailable()
-        var base = ModelledRunConfig(model: model, hardware: hardware, kvBytes: kvBytes)
-        guard o.kvGiB != nil || kvBytes > 0 else { throw CLIError("\(model.name) does not fit on \(hardware.name): no memory left for the KV cache (give --kv-gib)") }
-        base.blockTokens = o.kvBlockTokens
-        base.maxTokens = o.maxTokens
-        base.swapBytes = o.swapGiB * 1_073_741_824
-        guard o.cpuGiB >= 0, o.cpuGiB.isFinite, o.swapGiB >= 0 else { throw CLIError("--cpu-gib and --swap-gib must not be negative") }
-        base.hostTierBytes = o.cpuGiB * 1_073_741_824
-        base.scheduler.maxRunningSequences = o.maxRunning
-        base.scheduler.maxBatchedTokens = o.maxBatchedTokens
-        switch o.mixedStepTokens {
-        case .auto: base.scheduler.stallFree = costModel.stallFreeBudget(multiple: o.kvBlockTokens)
-        case .off: base.scheduler.stallFree = nil
-        case let .tokens(n): base.scheduler.stallFree = StallFreeBudget(baseTokens: n)
-        }
-        base.scheduler.defaultMaxTokens = o.maxTokens
-        base.scheduler.order = queueOrder
+        guard o.swapGiB >= 0 else { throw CLIError("--swap-gib must not be negative") }
         guard o.thinkTimeSeconds >= 0 else { throw CLIError("--think-time-s must not be negative") }
-        base.sessionThinkSeconds = o.noSessionGating ? nil : o.thinkTimeSeconds
-        do { try base.validateLimits() } catch { throw CLIError("--kv-gib, --swap-gib or --cpu-gib: \(error.description)") }
-        guard base.capacityBlocks >= 1 else { throw CLIError("--kv-gib holds no KV block") }
+        /// The engine's configuration at one KV budget and host tier size.
+        func configuration(kvGiB: Double?, cpuGiB: Double) throws -> ModelledRunConfig {
+            let kvBytes = kvGiB.map { $0 * 1_073_741_824 } ?? costModel.kvBytesAvailable()
+            guard kvGiB != nil || kvBytes > 0 else { throw CLIError("\(model.name) does not fit on \(hardware.name): no memory left for the KV cache (give --kv-gib)") }
+            guard cpuGiB >= 0, cpuGiB.isFinite else { throw CLIError("--cpu-gib must not be negative") }
+            var base = ModelledRunConfig(model: model, hardware: hardware, kvBytes: kvBytes)
+            base.blockTokens = o.kvBlockTokens
+            base.maxTokens = o.maxTokens
+            base.policyParameters = policyParameters
+            base.swapBytes = o.swapGiB * 1_073_741_824
+            base.hostTierBytes = cpuGiB * 1_073_741_824
+            base.scheduler.maxRunningSequences = o.maxRunning
+            base.scheduler.maxBatchedTokens = o.maxBatchedTokens
+            switch o.mixedStepTokens {
+            case .auto: base.scheduler.stallFree = costModel.stallFreeBudget(multiple: o.kvBlockTokens)
+            case .off: base.scheduler.stallFree = nil
+            case let .tokens(n): base.scheduler.stallFree = StallFreeBudget(baseTokens: n)
+            }
+            base.scheduler.defaultMaxTokens = o.maxTokens
+            base.scheduler.order = queueOrder
+            base.sessionThinkSeconds = o.noSessionGating ? nil : o.thinkTimeSeconds
+            do { try base.validateLimits() } catch { throw CLIError("--kv-gib, --swap-gib or --cpu-gib: \(error.description)") }
+            guard base.capacityBlocks >= 1 else { throw CLIError("--kv-gib holds no KV block") }
+            return base
+        }
+        var configurations: [ModelledRunConfig] = []
+        for kv in try o.kvGiBs() {
+            for cpu in try o.cpuGiBs() { configurations.append(try configuration(kvGiB: kv, cpuGiB: cpu)) }
+        }
 
         // A fresh predictor per run (they learn online), from one loaded model.
         var textModel: TextLengthModel? = nil
@@ -178,70 +212,81 @@ enum TimedReplay {
             return HistoryLengthPredictor(config: HistoryPredictorConfig(reserveQuantile: o.reserveQuantile))
         }
 
-        var runs: [ModelledRunReport] = []
-        var walls: [Double] = []
-        base.policyParameters = policyParameters
+        var perRequest = try requestsOut.map { try RequestsOut(path: $0) }
+        var runs: [TimedRun] = []
         let evictions: [EvictionPolicyKind] = evictionPolicies.isEmpty ? [.lru] : evictionPolicies
-        for (eviction, policy) in evictions.flatMap({ e in policies.map { (e, $0) } }) {
-            var config = base
-            config.scheduler.reservation = policy
-            config.evictionPolicy = eviction
-            let t0 = KVClock.monotonicNanos()
-            let predictor = makePredictor()
-            var report: ModelledRunReport
-            do { report = try ModelledEngine(config: config).run(requests, predictor: predictor) } catch {
-                throw CLIError(error.description)
-            }
-            if config.hostTierBytes > 0 {
-                // The same policy without the host tier, on the same arrivals: the TTFT effect.
-                config.hostTierBytes = 0
-                let plain: ModelledRunReport
-                let plainPredictor = makePredictor()
-                do { plain = try ModelledEngine(config: config).run(requests, predictor: plainPredictor) } catch {
+        let pairs = evictions.flatMap { e in policies.map { (e, $0) } }
+        let progress = ProgressLine(what: "runs", runs: configurations.count * pairs.count, itemsPerRun: 0)
+        defer { progress.finish() }
+        for base in configurations {
+            for (eviction, policy) in pairs {
+                progress.begin("timed replay \(policy.rawValue), \(eviction.rawValue) at \(TimedRun.gib(base.kvBytes)) GiB KV",
+                               index: runs.count)
+                var config = base
+                config.scheduler.reservation = policy
+                config.evictionPolicy = eviction
+                let t0 = KVClock.monotonicNanos()
+                var report: ModelledRunReport
+                do { report = try ModelledEngine(config: config).run(requests, predictor: makePredictor()) } catch {
                     throw CLIError(error.description)
                 }
-                report.withoutTiers = (plain.ttftP50, plain.ttftP99, plain.prefillTokens)
+                if config.hostTierBytes > 0 {
+                    // The same policy without the host tier, on the same arrivals: the TTFT effect.
+                    config.hostTierBytes = 0
+                    let plain: ModelledRunReport
+                    do { plain = try ModelledEngine(config: config).run(requests, predictor: makePredictor()) } catch {
+                        throw CLIError(error.description)
+                    }
+                    report.withoutTiers = (plain.ttftP50, plain.ttftP99, plain.prefillTokens)
+                }
+                let run = TimedRun(report: report, config: base, wall: KVClock.seconds(from: t0, to: KVClock.monotonicNanos()))
+                runs.append(run)
+                if perRequest != nil {
+                    for l in report.latencies { try perRequest!.append(run.record(l)) }
+                }
+                if !json && !progress.isShown { note("\(policy.rawValue), \(eviction.rawValue): done in \(String(format: "%.2f", run.wall)) s wall") }
             }
-            walls.append(KVClock.seconds(from: t0, to: KVClock.monotonicNanos()))
-            runs.append(report)
-            if !json { note("\(policy.rawValue), \(eviction.rawValue): done in \(String(format: "%.2f", walls.last!)) s wall") }
         }
+        progress.finish()
+        try perRequest?.write()
         let wall = KVClock.seconds(from: wallStart, to: KVClock.monotonicNanos())
         if json {
-            var fields: [(String, JSONValue)] = [
+            let fields: [(String, JSONValue)] = [
                 ("mode", .string("timed")), ("times", .string("modelled")), ("trace", .string(tracePath)),
                 ("format", .string(trace.format.rawValue)), ("trace_requests", .int(requests.count)),
                 ("skipped_lines", .int(trace.skippedLines)),
                 ("model", .string(model.name)), ("hardware", .string(hardware.name)),
-                ("kv_gib", .double(kvBytes / 1_073_741_824)), ("capacity_blocks", .int(base.capacityBlocks)),
-                ("kv_block_tokens", .int(base.blockTokens)), ("kv_bytes_per_token", .int(model.kvBytesPerToken)),
+                ("kv_block_tokens", .int(o.kvBlockTokens)), ("kv_bytes_per_token", .int(model.kvBytesPerToken)),
                 ("max_tokens", .int(o.maxTokens)),
                 ("max_batched_tokens", .int(o.maxBatchedTokens)),
-                ("stall_free_base_tokens", base.scheduler.stallFree.map { .int($0.baseTokens) } ?? .null),
-                ("stall_free_tokens_per_context_token", base.scheduler.stallFree.map { .double($0.tokensPerContextToken) } ?? .null),
+                ("stall_free_base_tokens", configurations[0].scheduler.stallFree.map { .int($0.baseTokens) } ?? .null),
+                ("stall_free_tokens_per_context_token", configurations[0].scheduler.stallFree.map { .double($0.tokensPerContextToken) } ?? .null),
                 ("predictor", .string(textModel != nil ? "text" : "history")),
                 ("reserve_quantile", .double(o.reserveQuantile)),
-                ("cpu_gib", .double(o.cpuGiB)),
                 ("rate_scale", .double(o.rateScale)),
                 ("arrival_rate", o.arrivalRate.map { .double($0) } ?? .null),
+                ("wall_s", .double(wall)),
             ]
-            fields.append(("runs", .array(zip(runs, walls).map { r, w in .object(r.jsonFields + [("wall_s", .double(w))]) })))
-            fields.append(("wall_s", .double(wall)))
-            JSONReport.print(.object(fields))
+            try output.emit(command: "replay", fields: fields, runs: runs.map(\.json))
         } else {
             var out = "Timed replay of \(tracePath) (\(trace.format.rawValue), \(requests.count) requests"
             if trace.skippedLines > 0 { out += ", \(trace.skippedLines) bad lines skipped" }
-            out += ")\n\(model.name) on \(hardware.name), KV \(String(format: "%.2f", kvBytes / 1_073_741_824)) GiB = \(base.capacityBlocks) blocks of \(base.blockTokens), max_tokens \(o.maxTokens)\n"
+            out += ")\n"
+            for base in configurations {
+                out += "\(model.name) on \(hardware.name), KV \(String(format: "%.2f", base.kvBytes / 1_073_741_824)) GiB = \(base.capacityBlocks) blocks of \(base.blockTokens), max_tokens \(o.maxTokens)"
+                if base.hostTierBytes > 0 { out += ", host prefix tier \(TimedRun.gib(base.hostTierBytes)) GiB" }
+                out += "\n"
+            }
             out += "Step token budget \(o.maxBatchedTokens)"
-            if let b = base.scheduler.stallFree {
+            if let b = configurations[0].scheduler.stallFree {
                 out += "; with decodes \(b.baseTokens) + \(String(format: "%.5f", b.tokensPerContextToken)) per context token read (stall-free)"
             }
             out += "\n"
-            if o.cpuGiB > 0 {
-                out += "Host prefix tier \(o.cpuGiB) GiB (keys only; loads charged at the host link's bandwidth)\n"
+            if configurations.contains(where: { $0.hostTierBytes > 0 }) {
+                out += "Host prefix tier: keys only; loads charged at the host link's bandwidth\n"
             }
             out += "All times are modelled (roofline cost model), not measured.\n\n"
-            out += TimedReplayTable.render(runs)
+            out += TimedReplayTable.render(runs.map(\.report), labels: configurations.count > 1 ? runs.map(\.label) : nil)
             out += "\nwall time \(String(format: "%.2f", wall)) s\n"
             FileHandle.standardError.write(Data(out.utf8))
         }
@@ -250,7 +295,11 @@ enum TimedReplay {
 
 /// The side-by-side table of timed runs.
 enum TimedReplayTable {
-    static func render(_ runs: [ModelledRunReport]) -> String {
+    /// `labels` name the columns (default: the reservation policy, and the eviction policy too once one
+    /// is not LRU).
+    static func render(_ runs: [ModelledRunReport], labels: [String]? = nil) -> String {
+        let named = runs.contains { $0.evictionPolicy != EvictionPolicyKind.lru.rawValue }
+        let labels = labels ?? runs.map { named ? "\($0.reservation)/\($0.evictionPolicy)" : $0.reservation }
         func f(_ v: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", v) }
         var rows: [(String, (ModelledRunReport) -> String)] = [
             ("requests", { "\($0.requests)" + ($0.rejected > 0 ? " (+\($0.rejected) rejected)" : "") }),
@@ -280,16 +329,13 @@ enum TimedReplayTable {
         }
         let labelWidth = rows.map(\.0.count).max()! + 2
         let cells = runs.map { r in rows.map { $0.1(r) } }
-        // Columns name the reservation policy, and the eviction policy too once one is not LRU.
-        let named = runs.contains { $0.evictionPolicy != EvictionPolicyKind.lru.rawValue }
-        let titles = runs.map { named ? "\($0.reservation)/\($0.evictionPolicy)" : $0.reservation }
-        let widths = runs.indices.map { i in max(titles[i].count, cells[i].map(\.count).max() ?? 0) + 2 }
+        let widths = runs.indices.map { i in max(labels[i].count, cells[i].map(\.count).max() ?? 0) + 2 }
         func pad(_ s: String, _ w: Int, left: Bool = false) -> String {
             let p = String(repeating: " ", count: max(0, w - s.count))
             return left ? s + p : p + s
         }
         var out = pad("", labelWidth, left: true)
-        for i in runs.indices { out += pad(titles[i], widths[i]) }
+        for i in runs.indices { out += pad(labels[i], widths[i]) }
         out += "\n"
         for (k, row) in rows.enumerated() {
             out += pad(row.0, labelWidth, left: true)

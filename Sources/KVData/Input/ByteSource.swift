@@ -8,7 +8,10 @@ import Glibc
 /// file's size: readers walk the pieces (`JSONLines`, `CSV`) instead of holding the file. Foundation on
 /// Linux has no gzip decoder, so this is the one caller of zlib's `inflate`; concatenated gzip members
 /// (as `cat a.gz b.gz` produces) are inflated one after another, zero padding between them skipped.
-/// Only regular files are opened (`RegularFile`). Failure: `DataError.cannotRead` (open or read) or
+/// Only regular files are opened by path (`RegularFile`); standard input streams through the same
+/// pieces, limits and gzip detection when asked for explicitly (`init(standardInput:)`). A source read
+/// once can still be detected first: `mark` records what is read, `rewind` serves it again (the
+/// recorded head is held in memory: format detection reads one line). Failure: `DataError.cannotRead` (open or read) or
 /// `.corruptCompressedData` (damaged or truncated stream), naming the path. A source is used by one thread; `read` allocates only when the caller's
 /// buffer grows.
 public final class ByteSource {
@@ -28,6 +31,10 @@ public final class ByteSource {
     private var streamOpen = false
     private var memberEnded = false
     private var exhausted = false
+    /// Bytes `rewind` put back, served before anything else.
+    private var pending: [UInt8] = []
+    /// What was read since `mark`, while marking.
+    private var recorded: [UInt8]?
 
     /// Opens the file at `path`.
     public init(path: String) throws(DataError) {
@@ -37,6 +44,29 @@ public final class ByteSource {
         // Every stored property is set here, so a throw runs `deinit`, which frees `input`.
         file = try RegularFile.open(path).file
         try start()
+    }
+
+    /// Reads standard input (named `-` in errors) once, as it arrives; refused when it is a terminal.
+    public init(standardInput: Void) throws(DataError) {
+        path = RegularFile.standardInputPath
+        memory = []
+        input = .allocate(capacity: Self.pieceBytes)
+        file = try RegularFile.openStandardInput()
+        try start()
+    }
+
+    /// The file at `path`, or standard input when `path` is `-` (for readers that read their data once).
+    public convenience init(pathOrStandardInput path: String) throws(DataError) {
+        if path == RegularFile.standardInputPath { try self.init(standardInput: ()) } else { try self.init(path: path) }
+    }
+
+    /// Starts recording what `read` returns, for `rewind`.
+    public func mark() { recorded = [] }
+
+    /// Serves again, from the next `read` on, everything read since `mark`, and stops recording.
+    public func rewind() {
+        pending = (recorded ?? []) + pending
+        recorded = nil
     }
 
     /// Reads `bytes` as if they were a file called `name` (tests, embedded data).
@@ -57,6 +87,20 @@ public final class ByteSource {
     ///
     /// - Complexity: O(piece).
     public func read(appendingTo buffer: inout [UInt8]) throws(DataError) -> Bool {
+        if !pending.isEmpty {
+            buffer += pending
+            recorded? += pending
+            pending = []
+            return true
+        }
+        guard recorded != nil else { return try readPiece(appendingTo: &buffer) }
+        let start = buffer.count
+        let more = try readPiece(appendingTo: &buffer)
+        recorded! += buffer[start...]
+        return more
+    }
+
+    private func readPiece(appendingTo buffer: inout [UInt8]) throws(DataError) -> Bool {
         if !gzip {
             if inputOffset == inputCount { try refill() }
             guard inputOffset < inputCount else { return false }

@@ -2,16 +2,17 @@ import Glibc
 
 /// Opens input files for the readers: the one place that decides what may be read.
 ///
-/// Only regular files are read. A folder, FIFO, socket or device is refused before a byte is read
-/// (a FIFO is opened without blocking, so a pipe with no writer cannot hang the caller), and `-`
-/// (standard input) is refused: every reader may need to read its file twice (format detection,
-/// then the records). O(1); the caller owns (and `fclose`s) the returned stream.
+/// Only regular files are read by path. A folder, FIFO, socket or device is refused before a byte is
+/// read (a FIFO is opened without blocking, so a pipe with no writer cannot hang the caller), and `-`
+/// is refused by `open`: a reader may read its file twice (format detection, then the records). Standard
+/// input is opened on purpose only, by `openStandardInput`, for the readers that stream it once
+/// (`TraceLoader.load(path: "-")`). O(1); the caller owns (and `fclose`s) the returned stream.
 public enum RegularFile {
     /// The stream and size in bytes of the regular file at `path`.
     ///
     /// - Throws: `DataError.cannotRead` with a one-line reason naming `path`.
     public static func open(_ path: String) throws(DataError) -> (file: UnsafeMutablePointer<FILE>, bytes: Int) {
-        if path == "-" { throw .cannotRead(path: path, reason: "standard input is not supported; give a file") }
+        if path == "-" { throw .cannotRead(path: path, reason: "standard input is not supported here; give a file") }
         let fd = Glibc.open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { throw .cannotRead(path: path, reason: String(cString: strerror(errno))) }
         var info = stat()
@@ -33,5 +34,27 @@ public enum RegularFile {
             throw .cannotRead(path: path, reason: reason)
         }
         return (file, Int(info.st_size))
+    }
+
+    /// The name standard input goes by in paths (`--trace -`) and in error messages.
+    public static let standardInputPath = "-"
+
+    /// A stream on a duplicate of standard input, whatever it is (a pipe, a redirected file), except a
+    /// terminal: nobody types a trace, and reading one would wait forever.
+    ///
+    /// - Throws: `DataError.cannotRead` naming `-`.
+    public static func openStandardInput() throws(DataError) -> UnsafeMutablePointer<FILE> {
+        guard isatty(0) == 0 else {
+            throw .cannotRead(path: standardInputPath, reason: "standard input is a terminal; pipe or redirect the data into it")
+        }
+        let fd = dup(0)
+        guard fd >= 0 else { throw .cannotRead(path: standardInputPath, reason: String(cString: strerror(errno))) }
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        guard let file = fdopen(fd, "rb") else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw .cannotRead(path: standardInputPath, reason: reason)
+        }
+        return file
     }
 }

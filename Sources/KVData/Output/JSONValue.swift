@@ -1,26 +1,18 @@
-/// A JSON value, and the one JSON writer of the CLI and the libraries' reports.
+/// A JSON value built field by field: the untyped part of a report (a run's figures, data-keyed maps).
 ///
-/// Objects keep their keys in the order given (reports list them in a stable, documented order; keys
-/// are snake_case). `text` is compact, `pretty` indents by two spaces; both escape strings per RFC 8259
-/// and write non-finite doubles as `null`. Doubles print in Swift's shortest round-trip form, so a
-/// figure read back is the figure computed. O(size of the value) to render.
-public indirect enum JSONValue: Sendable, Equatable {
+/// It is `Encodable` and written by `ReportEncoder`, the one JSON writer: object keys are data, written
+/// as given (never snake-cased) and sorted; a non-finite double is written as `null`. Doubles print in
+/// their shortest round-trip form, so a figure read back is the figure computed. `text` is compact,
+/// `pretty` indents by two spaces. O(size of the value) to render.
+public indirect enum JSONValue: Sendable, Equatable, Encodable {
     case string(String), int(Int), double(Double), bool(Bool), null
     case array([JSONValue]), object([(String, JSONValue)])
 
     /// Compact JSON text.
-    public var text: String {
-        var out = ""
-        write(to: &out, indent: nil)
-        return out
-    }
+    public var text: String { (try? ReportEncoder.compact(self)) ?? "null" }
 
-    /// Indented JSON text (two spaces per level), the `--json` output of every `kvcache` command.
-    public var pretty: String {
-        var out = ""
-        write(to: &out, indent: 0)
-        return out
-    }
+    /// Indented JSON text (two spaces per level).
+    public var pretty: String { (try? ReportEncoder.pretty(self)) ?? "null" }
 
     /// The value of `key` when this is an object that has it. O(keys).
     public subscript(key: String) -> JSONValue? {
@@ -30,56 +22,21 @@ public indirect enum JSONValue: Sendable, Equatable {
 
     public static func == (a: JSONValue, b: JSONValue) -> Bool { a.text == b.text }
 
-    private func write(to out: inout String, indent: Int?) {
+    public func encode(to encoder: any Encoder) throws {
         switch self {
-        case let .string(s): JSONValue.quote(s, into: &out)
-        case let .int(i): out += String(i)
-        case let .double(d): out += d.isFinite ? String(d) : "null"
-        case let .bool(b): out += b ? "true" : "false"
-        case .null: out += "null"
-        case let .array(a):
-            writeContainer(a, open: "[", close: "]", to: &out, indent: indent) { v, out, inner in
-                v.write(to: &out, indent: inner)
-            }
-        case let .object(o):
-            writeContainer(o, open: "{", close: "}", to: &out, indent: indent) { field, out, inner in
-                JSONValue.quote(field.0, into: &out)
-                out += inner == nil ? ":" : ": "
-                field.1.write(to: &out, indent: inner)
-            }
+        case let .object(fields):
+            var container = encoder.container(keyedBy: ReportKey.self)
+            for (key, value) in fields { try container.encode(value, forKey: ReportKey(key)) }
+        case let .array(items):
+            var container = encoder.unkeyedContainer()
+            for item in items { try container.encode(item) }
+        case let .string(s): var c = encoder.singleValueContainer(); try c.encode(s)
+        case let .int(i): var c = encoder.singleValueContainer(); try c.encode(i)
+        case let .double(d):
+            var c = encoder.singleValueContainer()
+            if d.isFinite { try c.encode(d) } else { try c.encodeNil() }
+        case let .bool(b): var c = encoder.singleValueContainer(); try c.encode(b)
+        case .null: var c = encoder.singleValueContainer(); try c.encodeNil()
         }
-    }
-
-    private func writeContainer<T>(_ items: [T], open: Character, close: Character, to out: inout String, indent: Int?,
-                                   _ element: (T, inout String, Int?) -> Void) {
-        out.append(open)
-        guard !items.isEmpty else { out.append(close); return }
-        let inner = indent.map { $0 + 2 }
-        for (i, item) in items.enumerated() {
-            if i > 0 { out += "," }
-            if let inner { out += "\n" + String(repeating: " ", count: inner) }
-            element(item, &out, inner)
-        }
-        if let indent { out += "\n" + String(repeating: " ", count: indent) }
-        out.append(close)
-    }
-
-    private static func quote(_ s: String, into out: inout String) {
-        out += "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    let h = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-                } else { out.unicodeScalars.append(u) }
-            }
-        }
-        out += "\""
     }
 }

@@ -1,6 +1,8 @@
 /// Reads a trace file in any supported format, chosen by `--format` or detected from its content.
 public enum TraceLoader {
     /// Loads `path` (gzip or not). O(file size); memory holds the requests and one piece of the file.
+    /// `path` `-` reads standard input once, through the same readers and limits (the format detection's
+    /// first line is kept and served again); a RAGPulse trace, whose side files sit beside it, needs a path.
     /// - Parameters:
     ///   - format: the format; nil detects it from the first non-empty line.
     ///   - skipBadLines: count and skip malformed rows instead of failing on the first.
@@ -8,6 +10,21 @@ public enum TraceLoader {
     /// - Throws: `DataError` naming the file (and line for a bad row).
     public static func load(path: String, format: TraceFormat? = nil, skipBadLines: Bool = false,
                             hashBlockTokens: Int = 512) throws(DataError) -> LoadedTrace {
+        if path == RegularFile.standardInputPath {
+            // Standard input streams once: the detection's head is served again to the reader.
+            let source = try ByteSource(standardInput: ())
+            var resolved = format
+            if resolved == nil {
+                source.mark()
+                resolved = try detect(source)
+                source.rewind()
+            }
+            guard let resolved else { throw .unknownFormat(path: path) }
+            guard resolved != .ragpulse else {
+                throw .cannotRead(path: path, reason: "ragpulse traces need their folder's side files; give the trace's path, not standard input")
+            }
+            return try read(source, format: resolved, skipBadLines: skipBadLines, hashBlockTokens: hashBlockTokens)
+        }
         var resolved = format
         if resolved == nil { resolved = try detect(ByteSource(path: path)) }
         guard let resolved else { throw .unknownFormat(path: path) }

@@ -40,6 +40,9 @@ public struct ModelledRunReport: Sendable {
     public var tierLoadBytes = 0.0
     /// The host prefix tier's figures; nil when the run had none.
     public var hostTier: HostTierRunReport? = nil
+    /// Every finished request's modelled latencies, in finishing order (rejected requests left out):
+    /// the distributions behind the percentiles, for per-request output and CDFs.
+    public var latencies: [RequestLatency] = []
     /// The same run without the host tier, for comparison (set by the caller that ran both).
     public var withoutTiers: (ttftP50: Double, ttftP99: Double, prefillTokens: Int)? = nil
 
@@ -76,6 +79,22 @@ public struct ModelledRunReport: Sendable {
     }
 }
 
+/// One finished request of a modelled run; every time is modelled, in seconds.
+public struct RequestLatency: Sendable, Equatable {
+    /// The scheduler's sequence id (the request's 0-based position in the replayed arrivals).
+    public var id: Int64
+    public var arrival: Double
+    /// Time to first token: first token (or finish) minus arrival.
+    public var ttft: Double
+    /// Time per output token after the first; nil with fewer than two output tokens.
+    public var tpot: Double?
+    /// Arrival to finish.
+    public var e2e: Double
+    public var promptTokens: Int
+    public var outputTokens: Int
+    public var preemptions: Int
+}
+
 /// What the host prefix tier did in one modelled run.
 public struct HostTierRunReport: Sendable {
     public var capacityBlocks: Int
@@ -102,8 +121,10 @@ struct RunMetricsRecorder {
     var kvIntegral = 0.0
     var prefillTokens = 0
     var tierLoadBytes = 0.0
+    var latencies: [RequestLatency] = []
 
     init(requests: Int) {
+        latencies.reserveCapacity(requests)
         ttft.reserveCapacity(requests)
         e2e.reserveCapacity(requests)
         tpot.reserveCapacity(requests)
@@ -126,7 +147,11 @@ struct RunMetricsRecorder {
             let first = f.firstTokenTime ?? f.finishTime
             ttft.append(first - f.arrival)
             e2e.append(f.finishTime - f.arrival)
-            if f.outputTokens > 1 { tpot.append((f.finishTime - first) / Double(f.outputTokens - 1)) }
+            let perToken: Double? = f.outputTokens > 1 ? (f.finishTime - first) / Double(f.outputTokens - 1) : nil
+            if let perToken { tpot.append(perToken) }
+            latencies.append(RequestLatency(id: f.id.raw, arrival: f.arrival, ttft: first - f.arrival, tpot: perToken,
+                                            e2e: f.finishTime - f.arrival, promptTokens: f.promptTokens,
+                                            outputTokens: f.outputTokens, preemptions: f.preemptions))
         }
     }
 
@@ -149,6 +174,6 @@ struct RunMetricsRecorder {
             meanRunning: busy > 0 ? runningIntegral / busy : 0, kvUtilizationMean: busy > 0 ? kvIntegral / busy : 0,
             makespan: makespan, prefixHitTokens: stats.prefixHitTokens, steps: stats.steps, extensions: stats.extensions,
             stalls: stats.stalls, prefillTokens: prefillTokens, tierLoadTokens: stats.prefixLoadedTokens,
-            tierLoadBytes: tierLoadBytes)
+            tierLoadBytes: tierLoadBytes, latencies: latencies)
     }
 }

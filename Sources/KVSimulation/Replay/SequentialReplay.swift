@@ -104,12 +104,14 @@ public struct SequentialReplay {
 
     /// A device pool only, evicting in the order of `policy` (a fresh instance: an online policy
     /// with options, or a `BeladyPolicy` over this very trace, whose `willServe` the replay calls).
-    public init(capacityBlocks: Int, blockTokens: Int, policy: any EvictionPolicy, recomputeCost: RecomputeCost) throws {
+    /// With `recordEvents` the manager keeps its KV events for `manager.drainEvents`.
+    public init(capacityBlocks: Int, blockTokens: Int, policy: any EvictionPolicy, recomputeCost: RecomputeCost,
+                recordEvents: Bool = false) throws {
         self.recomputeCost = recomputeCost
         tiered = nil
         belady = policy as? BeladyPolicy
         manager = try KVCacheManager(KVCacheConfig(blockTokens: blockTokens, capacityBlocks: capacityBlocks,
-                                                   recomputeCost: recomputeCost), policy: policy)
+                                                   recordEvents: recordEvents, recomputeCost: recomputeCost), policy: policy)
     }
 
     /// The block keys the replay gives `request` (the trace's blocks, partial last one included;

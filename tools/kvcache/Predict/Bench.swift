@@ -15,8 +15,8 @@ extension PredictCommand {
         var promptWords = 60
         @Option(name: .customLong("hash-bits"), help: "log2 of the feature space size (8...24).")
         var hashBits = FeatureHashingConfig().hashBits
-        @Flag(help: "Print one JSON object on stdout.")
-        var json = false
+        @OptionGroup(title: "Report") var reportOutput: ReportOptions
+    var json: Bool { reportOutput.machine }
 
         func run() throws {
             var hashing = FeatureHashingConfig()
@@ -24,7 +24,7 @@ extension PredictCommand {
             guard (1...10_000).contains(promptWords), hashing.isValid else { throw CLIError("--prompt-words must be in 1...10000, --hash-bits in 8...24") }
             let r = PredictorBench.run(promptWords: promptWords, hashing: hashing)
             if json {
-                JSONReport.print(.object([
+                try reportOutput.emit(command: "predict bench", object: .object([
                     ("text_ns_per_prediction", .double(r.textNanoseconds)), ("history_ns_per_prediction", .double(r.historyNanoseconds)),
                     ("mean_prompt_words", .double(r.meanPromptWords)),
                 ]))

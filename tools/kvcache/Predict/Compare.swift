@@ -17,8 +17,8 @@ extension PredictCommand {
         @Option(help: "Boosting rounds of the stumps.")
         var rounds = 400
         @OptionGroup var window: PromptWindowOptions
-        @Flag(help: "Print one JSON object on stdout.")
-        var json = false
+        @OptionGroup(title: "Report") var reportOutput: ReportOptions
+    var json: Bool { reportOutput.machine }
 
         func validate() throws {
             guard (1...TextLengthTrainer.maxEpochs).contains(epochs) else { throw ValidationError("--epochs must be in 1...\(TextLengthTrainer.maxEpochs)") }
@@ -41,13 +41,15 @@ extension PredictCommand {
             let mean = sorted.reduce(0, +) / Double(sorted.count)
             let median = TextLengthTrainer.quantile(sorted, 0.5)
             let upper = TextLengthTrainer.quantile(sorted, 0.9)
-            var results: [(String, JSONValue)] = [("format", .string(format.rawValue)), ("train_examples", .int(training.count)),
-                                                  ("held_out_examples", .int(heldOut.count))]
+            let fields: [(String, JSONValue)] = [("format", .string(format.rawValue)), ("train_examples", .int(training.count)),
+                                                 ("held_out_examples", .int(heldOut.count))]
+            var results: [JSONValue] = []
             func evaluate(_ name: String, _ predictor: any OutputLengthPredictor, seconds: Double) throws {
                 let e = LengthEvaluator.evaluate(predictor, examples: heldOut, buckets: .standard, trainingMean: mean,
                                                  trainingMedian: median, trainingQuantile: upper, reserveQuantile: 0.9)
                 let ns = PredictorBench.nanosecondsPerPrediction(predictor, inputs: Array(heldOut.prefix(2000)).map(\.input))
-                results.append((name, .object(e.jsonFields + [("train_s", .double(seconds)), ("ns_per_prediction", .double(ns))])))
+                results.append(.object([("predictor", .string(name))] + e.jsonFields
+                                       + [("train_s", .double(seconds)), ("ns_per_prediction", .double(ns))]))
                 note(String(format: "%@: MAE %.1f (baseline %.1f, ratio %.3f), bucket accuracy %.3f, underpredict %.3f, mean reserve %.1f, trained in %.1f s",
                            name, e.mae, e.baselineMAE, e.maeRatio, e.bucketAccuracy, e.underpredictRate, e.meanReserve, seconds))
             }
@@ -64,7 +66,7 @@ extension PredictCommand {
             } catch let error as LengthTrainingError {
                 throw CLIError(error.description)
             }
-            if json { JSONReport.print(.object(results)) }
+            if json { try reportOutput.emit(command: "predict compare", fields: fields, runs: results) }
         }
     }
 }

@@ -22,8 +22,8 @@ extension PredictCommand {
         var onlineRate: Float = 0.02
         @Option(help: "Quantile to reserve (default: the model's, or 0.9 for --history).")
         var quantile: Double?
-        @Flag(help: "Print one JSON object on stdout.")
-        var json = false
+        @OptionGroup(title: "Report") var reportOutput: ReportOptions
+    var json: Bool { reportOutput.machine }
 
         func validate() throws {
             if history == (model != nil) { throw ValidationError("give either --model MODEL or --history") }
@@ -92,7 +92,7 @@ extension PredictCommand {
                                        .object(bySource.keys.sorted().map { ($0, .double(bySource[$0]!.maeRatio)) })))
                     }
                 }
-                JSONReport.print(.object(fields))
+                try reportOutput.emit(command: "predict eval", object: .object(fields))
             } else {
                 let e = evaluation
                 print(String(format: """

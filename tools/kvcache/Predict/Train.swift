@@ -15,8 +15,8 @@ extension PredictCommand {
         @Option(help: "Where to write the model file.")
         var out: String
         @OptionGroup var trainingArguments: TrainingArguments
-        @Flag(help: "Print one JSON object on stdout.")
-        var json = false
+        @OptionGroup(title: "Report") var reportOutput: ReportOptions
+    var json: Bool { reportOutput.machine }
 
         func run() throws {
             do { try TextLengthModelFile.checkTarget(out) } catch { throw CLIError(error.description) }
@@ -43,7 +43,7 @@ extension PredictCommand {
             let bytes = (try? FileManager.default.attributesOfItem(atPath: out)[.size] as? Int) ?? 0
             note(String(format: "wrote %@ (%d bytes) after %.1f s of training", out, bytes, seconds))
             if json {
-                JSONReport.print(.object([
+                try reportOutput.emit(command: "predict train", object: .object([
                     ("model", .string(out)), ("format", .string(format.rawValue)), ("train_examples", .int(training.count)),
                     ("held_out_examples", .int(set.examples.count - training.count)), ("epochs", .int(options.epochs)),
                     ("train_s", .double(seconds)), ("model_bytes", .int(bytes)), ("training_mean", .double(model.trainingMean)),

@@ -21,8 +21,8 @@ extension PredictCommand {
         var folds: FoldRule = .source
         @Option(help: "Number of hash or cell folds.")
         var k = 5
-        @Flag(help: "Print one JSON object on stdout.")
-        var json = false
+        @OptionGroup(title: "Report") var reportOutput: ReportOptions
+    var json: Bool { reportOutput.machine }
 
         func validate() throws {
             guard (2...100).contains(k) else { throw ValidationError("--k must be in 2...100") }
@@ -48,7 +48,7 @@ extension PredictCommand {
             }
             let mean = LengthCrossValidation.meanRatio(results)
             if json {
-                JSONReport.print(.object([
+                try reportOutput.emit(command: "predict validate", object: .object([
                     ("format", .string(format.rawValue)), ("folds", .string(folds.rawValue)), ("mean_mae_ratio", .double(mean)),
                     ("fold_mae_ratios", .object(results.map { ($0.name, .double($0.evaluation.maeRatio)) })),
                 ]))

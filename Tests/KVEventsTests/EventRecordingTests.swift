@@ -1,0 +1,93 @@
+import KVCache
+import KVEvents
+import Testing
+
+/// Recordings: random event batches written by the publisher's encoder and framed by `EventRecording`
+/// read back by `VLLMEventDecoder` field for field; every truncation and random damage of a recording
+/// is a thrown `EventRecordingError`, never a crash or a hang.
+@Suite("KV-event recordings")
+struct EventRecordingTests {
+    static func bytes(_ k: BlockKey) -> [UInt8] {
+        withUnsafeBytes(of: (k.hi.bigEndian, k.lo.bigEndian)) { Array($0) }
+    }
+
+    static func randomEvents(_ g: inout SplitMix64) -> [KVEvent] {
+        (0..<Int.random(in: 0...6, using: &g)).map { _ -> KVEvent in
+            let keys = (0..<Int.random(in: 1...5, using: &g)).map { _ in BlockKey(lo: g.next(), hi: g.next()) }
+            let tier = Tier.allCases.randomElement(using: &g)!
+            switch Int.random(in: 0...9, using: &g) {
+            case 0: return .allBlocksCleared
+            case 1...3: return .blockRemoved(keys: keys, tier: tier)
+            default:
+                let size = Int.random(in: 1...64, using: &g)
+                let tokens = Bool.random(using: &g) ? (0..<keys.count * size).map { _ in UInt32.random(in: 0...200_000, using: &g) } : []
+                return .blockStored(keys: keys, parent: Bool.random(using: &g) ? BlockKey(lo: g.next(), hi: g.next()) : nil,
+                                    blockTokens: size, tier: tier, tokens: tokens)
+            }
+        }
+    }
+
+    @Test(arguments: 0..<20)
+    func randomBatchesReadBackAsWritten(seed: UInt64) throws {
+        var g = SplitMix64(seed: seed)
+        let encoder = VLLMEventEncoder()
+        let medium = EventMedium()
+        var recording = EventRecording.magic
+        var written: [(Double, [KVEvent])] = []
+        for _ in 0..<Int.random(in: 0...30, using: &g) {
+            let events = Self.randomEvents(&g)
+            let ts = Double.random(in: 0...2e9, using: &g)
+            EventRecording.append(encoder.encode(events, timestamp: ts, dataParallelRank: 3), to: &recording)
+            written.append((ts, events))
+        }
+        let frames = try EventRecording.frames(recording)
+        #expect(frames.count == written.count)
+        for (frame, (ts, events)) in zip(frames, written) {
+            let batch = try VLLMEventDecoder.decode(frame)
+            #expect(batch.timestamp == ts && batch.dataParallelRank == 3 && batch.events.count == events.count)
+            for (read, event) in zip(batch.events, events) {
+                switch event {
+                case let .blockStored(keys, parent, size, tier, tokens):
+                    #expect(read == .stored(hashes: keys.map(Self.bytes), parent: parent.map(Self.bytes), blockSize: size,
+                                            tokenIDs: tokens.count, medium: medium.name(of: tier)))
+                case let .blockRemoved(keys, tier):
+                    #expect(read == .removed(hashes: keys.map(Self.bytes), medium: medium.name(of: tier)))
+                case .allBlocksCleared:
+                    #expect(read == .allCleared)
+                }
+            }
+        }
+        // Every truncation of the recording, and random byte damage, throws (or, for damage that stays
+        // well-formed, reads), and nothing crashes.
+        for cut in stride(from: 0, to: recording.count, by: max(1, recording.count / 200)) {
+            let prefix = Array(recording.prefix(cut))
+            if let frames = try? EventRecording.frames(prefix) {
+                for f in frames { _ = try? VLLMEventDecoder.decode(f) }
+            }
+        }
+        for _ in 0..<50 where recording.count > 8 {
+            var damaged = recording
+            damaged[Int.random(in: 8..<damaged.count, using: &g)] = UInt8.random(in: 0...255, using: &g)
+            if let frames = try? EventRecording.frames(damaged) {
+                for f in frames { _ = try? VLLMEventDecoder.decode(f) }
+            }
+        }
+    }
+
+    @Test func hostileFramesAreRefusedBeforeAllocating() throws {
+        // An array or map that claims more items than there are bytes, too deep a nesting, a frame over
+        // the limit: one error each.
+        let cases: [([UInt8], String)] = [
+            ([0xdd, 0x7f, 0xff, 0xff, 0xff], "array"),
+            ([0xdf, 0x7f, 0xff, 0xff, 0xff], "map"),
+            (Array(repeating: 0x91, count: 64) + [0xc0], "deeper"),
+            ([0xc7, 0x01, 0x00, 0x00], "not supported"),
+            ([0x93, 0xcb, 0x7f, 0xf0, 0, 0, 0, 0, 0, 0, 0x90, 0x00], "not finite"),
+        ]
+        for (payload, says) in cases {
+            #expect { try VLLMEventDecoder.decode(payload[...]) } throws: { ($0 as? EventRecordingError)?.description.contains(says) == true }
+        }
+        let oversized = EventRecording.magic + [0x7f, 0xff, 0xff, 0xff]
+        #expect { try EventRecording.frames(oversized) } throws: { ($0 as? EventRecordingError)?.description.contains("limit") == true }
+    }
+}
