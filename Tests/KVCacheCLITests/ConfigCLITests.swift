@@ -19,11 +19,13 @@ struct ConfigCLITests {
         try "capacity_blocks: 100\npolicy: probation\ntiers:\n  host_blocks: 10\n".write(toFile: path, atomically: true, encoding: .utf8)
         let r = try Self.run(["--json"], ["KVCACHE_CONFIG_FILE": path, "KVCACHE_TIERS_HOST_BLOCKS": "20"])
         #expect(r.status == 0, "\(r.err)")
-        let o = try #require(try JSONSerialization.jsonObject(with: r.out) as? [String: Any])
+        let report = try #require(try JSONSerialization.jsonObject(with: r.out) as? [String: Any])
+        #expect(report["command"] as? String == "config" && report["file"] as? String == path)
+        let o = try #require((report["runs"] as? [[String: Any]])?.first)
         let settings = try #require(o["settings"] as? [String: Any])
         #expect(settings["capacity_blocks"] as? String == "100" && settings["policy"] as? String == "probation")
         #expect(settings["tiers.host_blocks"] as? String == "20" && settings["block_tokens"] as? String == "16")
-        #expect(o["from_environment"] as? [String] == ["tiers.host_blocks"] && o["file"] as? String == path)
+        #expect(o["from_environment"] as? [String] == ["tiers.host_blocks"])
     }
 
     @Test func refusesABadValueNamingItsKey() throws {

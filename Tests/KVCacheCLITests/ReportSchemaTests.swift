@@ -52,12 +52,18 @@ struct ReportSchemaTests {
         let marconi = try CLIJSONTests.fixture("marconi_12.jsonl")
         let sharegpt = dir + "/sharegpt.json"
         try Self.writeShareGPT(to: sharegpt)
+        try "capacity_blocks: 64\npolicy: probation\n".write(toFile: dir + "/kv.yaml", atomically: true, encoding: .utf8)
         var cases: [(String, [String])] = [
             ("replay-sequential", ["replay", "--range", "0.8:1", "--policy", "lru,belady", "--capacity-blocks", "300,3000"]),
             ("replay-tiered", ["replay", "--range", "0.9:1", "--capacity-blocks", "300", "--cpu-blocks", "600", "--disk-blocks", "600"]),
             ("replay-timed", ["replay", "--mode", "timed", "--trace", mooncake, "--kv-gib", "0.5,1", "--cpu-gib", "0,1",
                               "--compare", "on-demand,predicted"]),
             ("replay-unbounded", ["replay", "--format", "ragpulse", "--trace", ragpulse, "--chunk-reuse"]),
+            ("replay-ragpulse-finite", ["replay", "--format", "ragpulse", "--trace", ragpulse, "--capacity-tokens", "10%",
+                                        "--policy", "lru,pgdsf"]),
+            ("replay-timed-eviction", ["replay", "--mode", "timed", "--trace", mooncake, "--kv-gib", "0.5",
+                                       "--policy", "lru,probation", "--compare", "on-demand"]),
+            ("config", ["config", "--file", dir + "/kv.yaml"]),
             ("replay-knowledge-tree", ["replay", "--format", "ragpulse", "--trace", ragpulse, "--knowledge-tree", "--capacity-blocks", "4,16"]),
             ("replay-pensieve", ["replay", "--pensieve", "--trace", mooncake, "--capacity-blocks", "64,256"]),
             ("replay-hybrid", ["replay", "--format", "marconi", "--model", "hybrid-7b", "--trace", marconi]),

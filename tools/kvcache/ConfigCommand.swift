@@ -18,8 +18,7 @@ struct ConfigCommand: ParsableCommand {
     @Option(help: "The YAML file (default: the one KVCACHE_CONFIG_FILE names, if any).")
     var file: String?
 
-    @Flag(help: "Print one JSON object on stdout.")
-    var json = false
+    @OptionGroup(title: "Report") var report: ReportOptions
 
     func run() throws {
         let environment = ProcessInfo.processInfo.environment
@@ -31,12 +30,12 @@ struct ConfigCommand: ParsableCommand {
         let rows = settings.keyValues.map { row in
             (row.key, row.value, environment[row.key.variable] != nil ? row.key.variable : (path == nil ? "default" : "file or default"))
         }
-        if json {
-            JSONReport.print(.object([
-                ("schema_version", .int(1)), ("file", path.map { .string($0) } ?? .null),
-                ("settings", .object(rows.map { ($0.0.name, $0.1.map { .string($0) } ?? .null) })),
-                ("from_environment", .array(rows.filter { $0.2.hasPrefix("KVCACHE_") }.map { .string($0.0.name) })),
-            ]))
+        if report.machine {
+            let settingsValue: JSONValue = .object(rows.map { ($0.0.name, $0.1.map { .string($0) } ?? .null) })
+            let fromEnvironment: JSONValue = .array(rows.filter { $0.2.hasPrefix("KVCACHE_") }.map { .string($0.0.name) })
+            let file: JSONValue = path.map { .string($0) } ?? .null
+            try report.emit(command: "config", fields: [("file", file)],
+                            runs: [.object([("settings", settingsValue), ("from_environment", fromEnvironment)])])
             return
         }
         print("settings" + (path.map { " from \($0) and" } ?? " from") + " the environment, all valid")
