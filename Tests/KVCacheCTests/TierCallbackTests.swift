@@ -15,7 +15,7 @@ struct TierCallbackTests {
     final class Engine: @unchecked Sendable {
         // Sendable: `memory` is written by one copy at a time (the tiers pin what a copy touches).
         let memory: UnsafeMutableRawPointer
-        let deferred = Locked<[(token: UInt64, apply: @Sendable () -> Void)]>([])
+        let deferred = Locked<[(token: UInt64, block: Int32, offset: Int, apply: @Sendable () -> Void)]>([])
         /// Report inside the callback (true) or leave it to `drain`.
         let immediate: Bool
         let handle = Locked<UInt>(0)   // the kvcache_tiers_t address, set after create
@@ -41,19 +41,20 @@ struct TierCallbackTests {
                 apply()
                 #expect(kvcache_tiers_copy_done(tiers, token, true) == 0)
             } else {
-                deferred.withLock { $0.append((token, apply)) }
+                deferred.withLock { $0.append((token, block, offset, apply)) }
             }
         }
 
-        /// Performs and reports every deferred copy; `fail` picks tokens reported as failed (not copied).
-        func drain(fail: (UInt64) -> Bool = { _ in false }) -> Int {
+        /// Performs and reports every deferred copy; `fail` picks copies (by device block and byte offset)
+        /// reported as failed (not copied).
+        func drain(fail: (_ block: Int32, _ offset: Int) -> Bool = { _, _ in false }) -> Int {
             let list = deferred.withLock { l in
                 let all = l
                 l.removeAll()
                 return all
             }
-            for (token, apply) in list {
-                let bad = fail(token)
+            for (token, block, offset, apply) in list {
+                let bad = fail(block, offset)
                 if !bad { apply() }
                 #expect(kvcache_tiers_copy_done(tiers, token, !bad) == 0)
                 #expect(kvcache_tiers_copy_done(tiers, token, true) == KVCACHE_ERR_INVALID_ARGUMENT.code)  // once only
@@ -130,13 +131,12 @@ struct TierCallbackTests {
         let dst: [Int32] = [2, 3, 4]
         #expect(kvcache_tiers_prepare_load(tiers, &keys, 3, 0, dst, 3, &id) == 0)
         if !immediate {
-            // The second block's copies fail: blocks 0 and 2 arrive, the loaded prefix is 1.
+            // One copy of the first and one of the third block fail (the first's second layer group, the
+            // third's first), whatever order the copies are handed out in: only the middle block arrives.
             var n = 0
-            var seen: [UInt64] = []
             while n < 6 {
-                n += engine.drain { t in
-                    seen.append(t)
-                    return seen.count == 3 || seen.count == 4
+                n += engine.drain { block, offset in
+                    (block == dst[0] && offset > 0) || (block == dst[2] && offset == 0)
                 }
             }
         }
@@ -146,8 +146,6 @@ struct TierCallbackTests {
             #expect(ok == [1, 1, 1] && prefix == 3)
             for (i, b) in dst.enumerated() { #expect(engine.block(b).allSatisfy { $0 == UInt8(10 + i) }) }
         } else {
-            // Copies go out group by group (group 0 of every block, then group 1): tokens 3 and 4 are
-            // block 2's group 0 and block 0's group 1.
             #expect(ok == [0, 1, 0] && prefix == 0)
             #expect(engine.block(dst[1]).allSatisfy { $0 == 11 })
         }
