@@ -53,12 +53,13 @@ extension Scheduler {
                 return true
             }
         }
-        let aged = candidates.count
+        var aged = candidates.count
         queue.forEachLive(isLive: isQueued) { item in
             guard candidates.count < window else { return false }
             if aged == 0 || !candidates[0..<aged].contains(item.slot) { candidates.append(item.slot) }
             return true
         }
+        if case let .cacheAware(starvation) = config.order { aged = orderByCachedShare(now: now, starvation: starvation) }
         // Aged and preempted requests (preempted ones wait at the queue front) keep their order and
         // block everything behind them when they do not fit; the rest may be packed.
         if predictor != nil && config.reservation == .predicted {
@@ -77,7 +78,7 @@ extension Scheduler {
         if projected { buildProjection() }
         var priority = aged
         while priority < candidates.count && entries[Int(candidates[priority])].state == .preempted { priority += 1 }
-        if case .firstFitDecreasing = config.effectivePacking {
+        if case .firstFitDecreasing = config.effectivePacking, config.order.isCacheAware == false {
             // Under FCFS the oldest waiting request is tried first (and passed over only when it does
             // not fit), so packing fills around it instead of starving it.
             let packed = config.order == .fcfs ? min(priority + 1, candidates.count) : priority
@@ -98,6 +99,44 @@ extension Scheduler {
             }
             if !admitted && entries[Int(slot)].state != .finished && (inOrder || k < priority) { break }
         }
+    }
+
+    /// Cache-aware order of `candidates` (queued in arrival order, preempted ones first): the leading
+    /// preempted requests and those that waited `starvation` seconds keep their order; the rest are
+    /// sorted by cached share (`cachedShare`), largest first, ties by arrival. Returns how many kept
+    /// their order, and sets `nextAgingDeadline` for the first that has not waited long enough.
+    /// O(candidates x (matched blocks + log candidates)); no allocation once the scratch has grown.
+    func orderByCachedShare(now: Double, starvation: Double) -> Int {
+        var kept = 0
+        while kept < candidates.count {
+            let e = entries[Int(candidates[kept])]
+            guard e.state == .preempted || now - e.arrival >= starvation else {
+                nextAgingDeadline = e.arrival + starvation
+                break
+            }
+            kept += 1
+        }
+        guard candidates.count - kept > 1 else { return kept }
+        cacheAwareScratch.removeAll(keepingCapacity: true)
+        for slot in candidates[kept...] {
+            cacheAwareScratch.append((cachedShare(slot), entries[Int(slot)].arrivalSeq, slot))
+        }
+        cacheAwareScratch.sort { a, b in a.share != b.share ? a.share > b.share : a.arrival < b.arrival }
+        for (i, c) in cacheAwareScratch.enumerated() { candidates[kept + i] = c.slot }
+        return kept
+    }
+
+    /// Cached prompt tokens (device hit plus what `prefixLoadSource` can load) over the prompt tokens
+    /// left to compute, for a waiting request: RAGCache's reordering key. Changes nothing; prompts
+    /// given as tokens count as uncached (0). O(matched blocks) probes.
+    func cachedShare(_ slot: Int32) -> Double {
+        guard case let .keys(keys, _) = cold[Int(slot)].prompt else { return 0 }
+        let e = entries[Int(slot)]
+        let bt = cache.blockTokens
+        let limit = max(0, min(keys.count, (e.promptTokens - 1) / bt))
+        let hit = keys.withUnsafeBufferPointer { cache.matchLength(UnsafeBufferPointer(rebasing: $0[..<limit])) } * bt
+        let cached = hit + loadablePrefixTokens(slot, cached: hit)
+        return Double(cached) / Double(max(1, e.contextTarget - cached))
     }
 
     /// Blocks a waiting request needs for its context and the rest of its reserved output: the size

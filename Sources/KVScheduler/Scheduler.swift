@@ -126,6 +126,8 @@ public final class Scheduler {
     var arrivalCounter = 0
     @exclusivity(unchecked)
     var candidates: [Int32] = []
+    /// Cache-aware order: (cached share, arrival, slot) of the candidates being ordered.
+    var cacheAwareScratch: [(share: Double, arrival: Int, slot: Int32)] = []
     var finishScratch: [Int32] = []
     var finishReasons: [FinishReason] = []
     /// Running requests' projected (remaining tokens, current length), largest remaining first; built
@@ -159,7 +161,8 @@ public final class Scheduler {
         var free: Int, running: Int, queueVersion: Int, budget: Int, observations: Int, deadline: Double
     }
     var admissionMemo: AdmissionMemo? = nil
-    /// When the next waiting request reaches the aging bound (shortest-predicted-first), else infinity.
+    /// When the next waiting request reaches the aging bound (shortest-predicted-first, cache-aware),
+    /// else infinity.
     public internal(set) var nextAgingDeadline = Double.infinity
     var completingNow = 0.0
 
@@ -247,7 +250,7 @@ public final class Scheduler {
         let e = entries[Int(slot)]
         let key: Double
         switch config.order {
-        case .fcfs: key = Double(e.arrivalSeq)
+        case .fcfs, .cacheAware: key = Double(e.arrivalSeq)
         case .shortestPredictedFirst:
             key = Double(e.expectedOutput) * 1_048_576 + Double(e.arrivalSeq % 1_048_576)
             agingQueue.insert(.init(key: Double(e.arrivalSeq), slot: slot, generation: e.generation))

@@ -20,6 +20,25 @@ public enum QueueOrder: Sendable, Equatable {
     /// Shortest predicted output first; a request that waited `agingSeconds` or more jumps ahead of
     /// every younger one (in arrival order), so none starves.
     case shortestPredictedFirst(agingSeconds: Double)
+    /// RAGCache's cache-aware order: among the waiting requests admission considers, the one whose
+    /// cached prefix (device hit plus blocks a lower tier can load) is largest relative to the tokens
+    /// it still has to compute goes first (ties in arrival order). A request that waited
+    /// `starvationSeconds` or more, and a preempted one, goes ahead of every younger one in arrival
+    /// order, so none starves. Prompts given as tokens rather than block keys count as uncached.
+    case cacheAware(starvationSeconds: Double)
+
+    /// Whether this is the cache-aware order.
+    public var isCacheAware: Bool {
+        if case .cacheAware = self { true } else { false }
+    }
+
+    /// How long a request may wait before it goes ahead in arrival order; nil under FCFS.
+    public var agingSeconds: Double? {
+        switch self {
+        case .fcfs: nil
+        case let .shortestPredictedFirst(seconds), let .cacheAware(seconds): seconds
+        }
+    }
 }
 
 /// How admission picks among the first waiting requests.

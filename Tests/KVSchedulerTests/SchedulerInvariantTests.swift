@@ -184,6 +184,13 @@ func runRandomSchedule(seed: UInt64, policy: ReservationPolicy, order: QueueOrde
     }
 
     @Test(arguments: [ReservationPolicy.onDemand, .predicted])
+    func cacheAwareOrderKeepsInvariants(policy: ReservationPolicy) throws {
+        for seed in UInt64(21)...24 {
+            _ = try runRandomSchedule(seed: seed, policy: policy, order: .cacheAware(starvationSeconds: 0.05))
+        }
+    }
+
+    @Test(arguments: [ReservationPolicy.onDemand, .predicted])
     func swapPreemptionKeepsInvariants(policy: ReservationPolicy) throws {
         var swapped = 0
         for seed in UInt64(1)...6 {

@@ -175,6 +175,50 @@ func admissionOrder(_ s: Scheduler, steps: Int, stopAfter outputs: Int) throws -
         #expect(position > 0 && position <= 4)
     }
 
+    /// Keys of a prompt of `blocks` blocks whose first `shared` blocks are the common prefix.
+    private func keys(_ blocks: Int, shared: Int, id: Int) -> [BlockKey] {
+        (0..<blocks).map { BlockKey(lo: UInt64($0 + 1), hi: $0 < shared ? 7 : UInt64(id)) }
+    }
+
+    @Test func cacheAwareOrdersByCachedShare() throws {
+        let cache = try KVCacheManager(KVCacheConfig(blockTokens: 16, capacityBlocks: 64))
+        var config = SchedulerConfig(reservation: .onDemand)
+        config.order = .cacheAware(starvationSeconds: 1_000)
+        config.maxRunningSequences = 1
+        let s = Scheduler(config: config, cache: cache)
+        // Request 1 caches an 8-block prefix; then 2 (no share), 3 (4 of 9 blocks cached) and 4 (8 of 9)
+        // arrive together: cache-aware admits 4, 3, 2 (FCFS would admit 2, 3, 4).
+        func submit(_ id: Int, shared: Int) throws {
+            try s.submit(SchedulerRequest(id: SequenceID(Int64(id)), prompt: .keys(keys(9, shared: shared, id: id), tokenCount: 9 * 16),
+                                          maxTokens: 8, arrival: 0, knownOutputTokens: 2))
+        }
+        try submit(1, shared: 9)
+        #expect(try admissionOrder(s, steps: 50, stopAfter: 2) == [1])
+        try submit(2, shared: 0)
+        try submit(3, shared: 4)
+        try submit(4, shared: 8)
+        #expect(try admissionOrder(s, steps: 200, stopAfter: 2) == [4, 3, 2])
+    }
+
+    @Test func cacheAwareOrderLetsNoRequestStarve() throws {
+        let cache = try KVCacheManager(KVCacheConfig(blockTokens: 16, capacityBlocks: 64))
+        var config = SchedulerConfig(reservation: .onDemand)
+        config.order = .cacheAware(starvationSeconds: 5)
+        config.maxRunningSequences = 1
+        let s = Scheduler(config: config, cache: cache)
+        func submit(_ id: Int, shared: Int) throws {
+            try s.submit(SchedulerRequest(id: SequenceID(Int64(id)), prompt: .keys(keys(9, shared: shared, id: id), tokenCount: 9 * 16),
+                                          maxTokens: 8, arrival: 0, knownOutputTokens: 2))
+        }
+        try submit(1, shared: 9)
+        _ = try admissionOrder(s, steps: 50, stopAfter: 2)
+        try submit(2, shared: 0)   // uncached: every other request goes first until it waited 5 s
+        for i in 3...40 { try submit(i, shared: 8) }
+        let order = try admissionOrder(s, steps: 2_000, stopAfter: 2)
+        let position = try #require(order.firstIndex(of: 2))
+        #expect(position > 0 && position <= 4)
+    }
+
     @Test func invalidSubmissionsLeaveStateUnchanged() throws {
         let cache = try KVCacheManager(KVCacheConfig(blockTokens: 16, capacityBlocks: 8))
         let s = Scheduler(config: SchedulerConfig(reservation: .oracle), cache: cache)

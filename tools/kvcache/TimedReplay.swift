@@ -24,9 +24,9 @@ struct TimedReplayOptions: ParsableArguments {
     var rateScale = 1.0
     @Option(help: "Poisson arrivals at this rate (requests/s) instead of the trace's times.")
     var arrivalRate: Double?
-    @Option(help: "Queue order: fcfs or spf (shortest predicted first with aging).")
+    @Option(help: "Queue order: fcfs, spf (shortest predicted first with aging) or cache-aware (RAGCache: largest cached share of the prompt first, with the aging bound as starvation window).")
     var order: OrderArgument = .fcfs
-    @Option(name: .customLong("aging-s"), help: "Aging bound for spf, in modelled seconds.")
+    @Option(name: .customLong("aging-s"), help: "Aging bound for spf and cache-aware, in modelled seconds: a request that waited this long goes ahead in arrival order.")
     var agingSeconds = 30.0
     @Option(help: "Most running sequences (max_num_seqs).")
     var maxRunning = 256
@@ -104,6 +104,7 @@ struct TimedReplayOptions: ParsableArguments {
 enum OrderArgument: String, ExpressibleByArgument {
     case fcfs, spf
     case shortestPredictedFirst = "shortest-predicted-first"
+    case cacheAware = "cache-aware"
 }
 
 /// `--predictor`.
@@ -155,6 +156,7 @@ enum TimedReplay {
         let queueOrder: QueueOrder = switch o.order {
         case .fcfs: .fcfs
         case .spf, .shortestPredictedFirst: .shortestPredictedFirst(agingSeconds: o.agingSeconds)
+        case .cacheAware: .cacheAware(starvationSeconds: o.agingSeconds)
         }
 
         var requests = trace.requests

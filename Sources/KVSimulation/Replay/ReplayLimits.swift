@@ -87,7 +87,7 @@ extension ModelledRunConfig {
         if let stallFree = scheduler.stallFree {
             try ReplayLimits.check(stallFree.baseTokens, in: 1...DataLimits.maxTokensPerRequest, setting: "mixed step tokens")
         }
-        if case let .shortestPredictedFirst(aging) = scheduler.order {
+        if let aging = scheduler.order.agingSeconds {
             try ReplayLimits.check(aging, in: 0...ReplayLimits.maxSeconds, setting: "aging seconds")
         }
         if let think = sessionThinkSeconds {
