@@ -81,10 +81,10 @@ let package = Package(
                                                  .product(name: "Prometheus", package: "swift-prometheus")]),
         // What the cache tells the outside: KV events on the wire (vLLM's msgpack schema over a ZMQ PUB
         // socket with a replay socket) and the tiers' figures into KVMetrics.
-        .target(name: "KVEvents", dependencies: ["KVCache", "KVTiers", "KVMetrics", "CZmq", "CMsgpack"]),
+        .target(name: "KVEvents", dependencies: ["KVCache", "KVTiers", "KVMetrics", "KVConfig", "CZmq", "CMsgpack"]),
         // The embedded library's settings (cache, policy, tiers, event endpoints) from KVCACHE_* environment
         // variables and a YAML file, typed and validated.
-        .target(name: "KVConfig", dependencies: ["KVCache", .product(name: "Configuration", package: "swift-configuration"),
+        .target(name: "KVConfig", dependencies: ["KVCache", "KVPlan", "KVTiers", .product(name: "Configuration", package: "swift-configuration"),
                                                 .product(name: "Yams", package: "Yams")]),
         // Prefix caching for hybrid attention + SSM models (Marconi): the model, the tree, the policies, the replay.
         .target(name: "KVHybrid", dependencies: ["KVCache"]),
@@ -140,20 +140,20 @@ let package = Package(
         .testTarget(name: "KVCacheTests", dependencies: ["KVCache"]),
         .testTarget(name: "KVHybridTests", dependencies: ["KVHybrid", "KVData", "KVCache"]),
         .testTarget(name: "KVCacheCTests", dependencies: ["CKVCache", "KVCacheC", "KVCache", "KVPlan", "KVTiers"]),
-        .testTarget(name: "KVConfigTests", dependencies: ["KVConfig", "KVCache"]),
+        .testTarget(name: "KVConfigTests", dependencies: ["KVConfig", "KVCache", "KVTiers", "KVPlan"]),
         .testTarget(name: "KVPlanTests", dependencies: ["KVPlan", "KVCache"]),
         .testTarget(name: "KVTiersTests", dependencies: ["KVTiers", "KVPlan", "KVTestSupport"]),
         .testTarget(name: "KVRuntimeTests", dependencies: ["KVRuntime", "KVTiers", "KVPlan", "KVTestSupport", "KVScheduler"]),
         .testTarget(name: "KVSchedulerTests", dependencies: ["KVScheduler", "KVPlan"]),
         .testTarget(name: "KVPredictionTests", dependencies: ["KVPrediction", "KVScheduler", "KVData"]),
         // Runs the built `kvcache` on small fixtures and checks the documented `--json` keys.
-        .testTarget(name: "KVCacheCLITests", dependencies: ["kvcache", "KVData"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "KVCacheCLITests", dependencies: ["kvcache", "KVData", "KVEvents", "KVCache"], resources: [.copy("Fixtures")]),
         .testTarget(name: "KVSimulationTests", dependencies: ["KVSimulation", "KVPlan", "KVData", "KVPrediction", "KVRuntime", "KVScheduler"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "KVReferenceEngineTests", dependencies: ["KVReferenceEngine", "KVTiers", "KVPlan", "KVRuntime",
                                                                    "KVScheduler", "KVTestSupport", "KVChunks", "KVData"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "KVEventsTests", dependencies: ["KVEvents", "KVMetrics", "KVCache", "KVTiers", "KVTestSupport", "CZmq", "KVCacheC", "CKVCache"]),
+        .testTarget(name: "KVEventsTests", dependencies: ["KVEvents", "KVConfig", "KVMetrics", "KVCache", "KVTiers", "KVTestSupport", "CZmq", "KVCacheC", "CKVCache"]),
         // Publishes the events of a random operation sequence for the Python subscriber test (tools/events).
         .executableTarget(name: "kvcache-events-check", dependencies: ["KVEvents", "KVCache", "KVTiers", "KVPlan"],
                           path: "tools/events/Driver"),

@@ -23,37 +23,50 @@ public struct KVConfigKey: Sendable, Hashable, CustomStringConvertible {
 typealias Key = KVConfigKey
 
 extension KVConfigKey {
-    static let blockTokens = Key("block_tokens")
-    static let capacityBlocks = Key("capacity_blocks")
-    static let namespace = Key("namespace")
-    static let prefixCaching = Key("prefix_caching")
-    static let recordEvents = Key("record_events")
-    static let policy = Key("policy")
-    static let firstUseWeight = Key("first_use_weight")
-    static let protection = Key("protection")
-    static let horizonFactor = Key("horizon_factor")
-    static let secondsPerToken = Key("recompute_seconds_per_token")
-    static let secondsPerPair = Key("recompute_seconds_per_context_pair")
+    public static let blockTokens = KVConfigKey("block_tokens")
+    public static let capacityBlocks = KVConfigKey("capacity_blocks")
+    public static let namespace = KVConfigKey("namespace")
+    public static let prefixCaching = KVConfigKey("prefix_caching")
+    public static let recordEvents = KVConfigKey("record_events")
+    public static let policy = KVConfigKey("policy")
+    public static let firstUseWeight = KVConfigKey("first_use_weight")
+    public static let protection = KVConfigKey("protection")
+    public static let horizonFactor = KVConfigKey("horizon_factor")
+    public static let secondsPerToken = KVConfigKey("recompute_seconds_per_token")
+    public static let secondsPerPair = KVConfigKey("recompute_seconds_per_context_pair")
 
-    static let hostBlocks = Key("tiers.host_blocks")
-    static let diskPath = Key("tiers.disk_path")
-    static let diskBytes = Key("tiers.disk_bytes")
-    static let workers = Key("tiers.workers")
-    static let layerGroups = Key("tiers.layer_groups")
-    static let spillWatermark = Key("tiers.spill_watermark")
+    public static let layers = KVConfigKey("layout.layers")
+    public static let kvHeads = KVConfigKey("layout.kv_heads")
+    public static let headDim = KVConfigKey("layout.head_dim")
+    public static let dtypeBytes = KVConfigKey("layout.dtype_bytes")
 
-    static let eventsEnabled = Key("events.enabled")
-    static let endpoint = Key("events.endpoint")
-    static let replayEndpoint = Key("events.replay_endpoint")
-    static let topic = Key("events.topic")
-    static let bufferSteps = Key("events.buffer_steps")
-    static let highWaterMark = Key("events.hwm")
+    public static let hostBlocks = KVConfigKey("tiers.host_blocks")
+    public static let diskPath = KVConfigKey("tiers.disk_path")
+    public static let diskBytes = KVConfigKey("tiers.disk_bytes")
+    public static let workers = KVConfigKey("tiers.workers")
+    public static let layerGroups = KVConfigKey("tiers.layer_groups")
+    public static let spillWatermark = KVConfigKey("tiers.spill_watermark")
+    public static let numaNode = KVConfigKey("tiers.numa_node")
+    public static let numaDevice = KVConfigKey("tiers.numa_device")
+    public static let lockHostMemory = KVConfigKey("tiers.lock_host_memory")
+    public static let compress = KVConfigKey("tiers.compress")
+    public static let writePolicy = KVConfigKey("tiers.write_policy")
+
+    public static let eventsEnabled = KVConfigKey("events.enabled")
+    public static let endpoint = KVConfigKey("events.endpoint")
+    public static let replayEndpoint = KVConfigKey("events.replay_endpoint")
+    public static let topic = KVConfigKey("events.topic")
+    public static let bufferSteps = KVConfigKey("events.buffer_steps")
+    public static let highWaterMark = KVConfigKey("events.hwm")
+    public static let dataParallelRank = KVConfigKey("events.data_parallel_rank")
 
     /// Every key, in the order of docs/CONFIGURATION.md.
     public static let all: [KVConfigKey] = [
         blockTokens, capacityBlocks, namespace, prefixCaching, recordEvents, policy, firstUseWeight, protection,
         horizonFactor, secondsPerToken, secondsPerPair,
-        hostBlocks, diskPath, diskBytes, workers, layerGroups, spillWatermark,
-        eventsEnabled, endpoint, replayEndpoint, topic, bufferSteps, highWaterMark,
+        layers, kvHeads, headDim, dtypeBytes,
+        hostBlocks, diskPath, diskBytes, workers, layerGroups, spillWatermark, numaNode, numaDevice, lockHostMemory,
+        compress, writePolicy,
+        eventsEnabled, endpoint, replayEndpoint, topic, bufferSteps, highWaterMark, dataParallelRank,
     ]
 }

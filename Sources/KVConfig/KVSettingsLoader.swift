@@ -52,6 +52,12 @@ public enum KVSettingsLoader {
             }
         }
 
+        var layout = LayoutSettings()
+        layout.layers = try r.int(.layers) ?? layout.layers
+        layout.kvHeads = try r.int(.kvHeads) ?? layout.kvHeads
+        layout.headDim = try r.int(.headDim) ?? layout.headDim
+        layout.dtypeBytes = try r.int(.dtypeBytes) ?? layout.dtypeBytes
+
         var tiers = TierSettings()
         tiers.hostBlocks = try r.int(.hostBlocks) ?? tiers.hostBlocks
         tiers.diskPath = r.text(.diskPath).flatMap { $0.isEmpty ? nil : $0 }
@@ -59,6 +65,22 @@ public enum KVSettingsLoader {
         tiers.workers = try r.int(.workers) ?? tiers.workers
         tiers.layerGroups = try r.int(.layerGroups) ?? tiers.layerGroups
         tiers.spillWatermark = try r.double(.spillWatermark) ?? tiers.spillWatermark
+        tiers.numaNode = try r.int(.numaNode)
+        tiers.numaDevice = r.text(.numaDevice).flatMap { $0.isEmpty ? nil : $0 }
+        tiers.lockHostMemory = try r.bool(.lockHostMemory) ?? tiers.lockHostMemory
+        tiers.compress = try r.bool(.compress) ?? tiers.compress
+        if let text = r.text(.writePolicy) {
+            let name = text.trimmingCharacters(in: .whitespaces).lowercased()
+            switch name {
+            case "write_back": tiers.writePolicy = .writeBack
+            case "write_through": tiers.writePolicy = .writeThrough
+            default:
+                guard name.hasPrefix("after_hits:"), let n = Int(name.dropFirst("after_hits:".count)) else {
+                    throw r.invalid(.writePolicy, "must be write_back, write_through or after_hits:N, got '\(KVConfigError.excerpt(text))'")
+                }
+                tiers.writePolicy = .writeAfterHits(n)
+            }
+        }
 
         var events = EventSettings()
         events.enabled = try r.bool(.eventsEnabled) ?? events.enabled
@@ -67,8 +89,9 @@ public enum KVSettingsLoader {
         events.topic = r.text(.topic) ?? events.topic
         events.bufferSteps = try r.int(.bufferSteps) ?? events.bufferSteps
         events.highWaterMark = try r.int(.highWaterMark) ?? events.highWaterMark
+        events.dataParallelRank = try r.int(.dataParallelRank) ?? events.dataParallelRank
 
-        let settings = KVSettings(cache: cache, tiers: tiers, events: events)
+        let settings = KVSettings(cache: cache, layout: layout, tiers: tiers, events: events)
         try settings.validate()
         return settings
     }

@@ -1,39 +1,97 @@
-/// The file format of a recorded KV-event stream: what `ZmqEventPublisher` puts on the wire, kept.
+/// The file format of a recorded KV-event stream: what `ZmqEventPublisher` puts on the wire, kept, and
+/// (version 2) what the cache was asked between the batches.
 ///
-/// Layout: the 8 bytes `KVEVREC1`, then one frame per published batch: its length as a 4-byte
-/// big-endian unsigned integer, then the batch's payload exactly as published (vLLM's `KVEventBatch`
-/// in msgpack, `VLLMEventEncoder`). Nothing else: a recording of vLLM's own stream is the payloads
-/// of its PUB frames, framed the same way. A frame is at most `maxFrameBytes`. Appending is O(payload)
-/// into the caller's buffer; `frames` is O(file) and copies nothing.
+/// Version 1, `KVEVREC1`: the 8 magic bytes, then one frame per published batch: its length as a 4-byte
+/// big-endian unsigned integer, then the batch's payload exactly as published (vLLM's `KVEventBatch` in
+/// msgpack, `VLLMEventEncoder`). Nothing else: a recording of vLLM's own stream, or of ours from the wire
+/// (`kvcache events record`), is the payloads of the PUB frames, framed so.
+///
+/// Version 2, `KVEVREC2`: the same, except that each frame's bytes start with one kind byte (counted in
+/// the length): `0` an event batch as above, `1` a request (`RecordedRequest`: a lookup the cache served,
+/// with its prompt's block hashes and its hit, written before the batch of events it caused). Requests
+/// served entirely from the cache change nothing and publish no event; their request frames are what
+/// lets a recording be turned back into the exact trace (`kvcache trace export`).
+///
+/// A frame is at most `maxFrameBytes`. Appending is O(payload) into the caller's buffer; `read` is
+/// O(file) and copies nothing.
 public enum EventRecording {
+    /// Version 1's magic: event batches only.
     public static let magic: [UInt8] = Array("KVEVREC1".utf8)
+    /// Version 2's magic: kind-tagged frames, event batches and requests.
+    public static let magicV2: [UInt8] = Array("KVEVREC2".utf8)
     /// The largest frame a reader accepts (64 MiB).
     public static let maxFrameBytes = 1 << 26
 
-    /// Appends one frame holding `payload` to `out` (start `out` with `magic`).
+    /// What a version 2 frame holds (its first byte).
+    public enum Kind: UInt8, Sendable {
+        /// A `KVEventBatch` payload as published.
+        case eventBatch = 0
+        /// A `RecordedRequest`.
+        case request = 1
+    }
+
+    /// One frame of a recording: its kind (always `.eventBatch` in version 1) and its payload.
+    public struct Frame: Sendable {
+        public var kind: Kind
+        public var payload: ArraySlice<UInt8>
+    }
+
+    /// A read recording.
+    public struct Contents: Sendable {
+        /// 1 or 2.
+        public var version: Int
+        public var frames: [Frame]
+    }
+
+    /// Appends one version 1 frame holding `payload` to `out` (start `out` with `magic`).
     public static func append(_ payload: UnsafeRawBufferPointer, to out: inout [UInt8]) {
-        let n = UInt32(payload.count)
-        out += [UInt8(n >> 24), UInt8(n >> 16 & 0xff), UInt8(n >> 8 & 0xff), UInt8(n & 0xff)]
+        appendLength(payload.count, to: &out)
         out += payload
     }
 
-    /// The payloads of the recording `bytes`, in order.
-    /// - Throws: `EventRecordingError.malformed` (no magic, a truncated or oversized frame), naming the frame.
-    public static func frames(_ bytes: [UInt8]) throws(EventRecordingError) -> [ArraySlice<UInt8>] {
-        guard bytes.count >= magic.count, Array(bytes[0..<magic.count]) == magic else {
-            throw .malformed("not a KV-event recording (it does not start with KVEVREC1)")
+    /// Appends one version 2 frame of `kind` holding `payload` to `out` (start `out` with `magicV2`).
+    public static func append(_ payload: UnsafeRawBufferPointer, kind: Kind, to out: inout [UInt8]) {
+        appendLength(payload.count + 1, to: &out)
+        out.append(kind.rawValue)
+        out += payload
+    }
+
+    private static func appendLength(_ count: Int, to out: inout [UInt8]) {
+        let n = UInt32(count)
+        out += [UInt8(n >> 24), UInt8(n >> 16 & 0xff), UInt8(n >> 8 & 0xff), UInt8(n & 0xff)]
+    }
+
+    /// The frames of the recording `bytes`, in order, of either version.
+    /// - Throws: `EventRecordingError.malformed` (no magic, a truncated, oversized or empty frame, an
+    ///   unknown kind), naming the frame.
+    public static func read(_ bytes: [UInt8]) throws(EventRecordingError) -> Contents {
+        let head = bytes.count >= magic.count ? Array(bytes[0..<magic.count]) : []
+        let version: Int
+        switch head {
+        case magic: version = 1
+        case magicV2: version = 2
+        default: throw .malformed("not a KV-event recording (it does not start with KVEVREC1 or KVEVREC2)")
         }
-        var frames: [ArraySlice<UInt8>] = []
+        var frames: [Frame] = []
         var offset = magic.count
         while offset < bytes.count {
-            guard bytes.count - offset >= 4 else { throw .malformed("frame \(frames.count + 1): truncated length") }
+            let index = frames.count + 1
+            guard bytes.count - offset >= 4 else { throw .malformed("frame \(index): truncated length") }
             let n = bytes[offset..<offset + 4].reduce(0) { $0 << 8 | Int($1) }
             offset += 4
-            guard n <= maxFrameBytes else { throw .malformed("frame \(frames.count + 1): \(n) bytes, over the \(maxFrameBytes) limit") }
-            guard bytes.count - offset >= n else { throw .malformed("frame \(frames.count + 1): truncated (\(n) bytes announced, \(bytes.count - offset) left)") }
-            frames.append(bytes[offset..<offset + n])
+            guard n <= maxFrameBytes else { throw .malformed("frame \(index): \(n) bytes, over the \(maxFrameBytes) limit") }
+            guard bytes.count - offset >= n else { throw .malformed("frame \(index): truncated (\(n) bytes announced, \(bytes.count - offset) left)") }
+            if version == 1 {
+                frames.append(Frame(kind: .eventBatch, payload: bytes[offset..<offset + n]))
+            } else {
+                guard n >= 1 else { throw .malformed("frame \(index): empty (no kind byte)") }
+                guard let kind = Kind(rawValue: bytes[offset]) else {
+                    throw .malformed("frame \(index): unknown kind \(bytes[offset]) (0: event batch, 1: request)")
+                }
+                frames.append(Frame(kind: kind, payload: bytes[offset + 1..<offset + n]))
+            }
             offset += n
         }
-        return frames
+        return Contents(version: version, frames: frames)
     }
 }

@@ -14,32 +14,22 @@ import KVCache
 /// - a block hash is `bin 16`: the key's 16 bytes, high 64 bits first, big-endian (the 32-hex-digit
 ///   form of docs/BLOCK_KEYS.md as bytes); `lora_id` and `lora_name` are nil.
 ///
-/// All bytes go through msgpack-c's packer into one buffer the encoder keeps: after the first batches
-/// have grown it, encoding allocates nothing. O(keys + token ids). Not thread-safe: one caller.
+/// All bytes go through msgpack-c's packer into one buffer the encoder keeps (`MsgpackWriter`): after the
+/// first batches have grown it, encoding allocates nothing. O(keys + token ids). Not thread-safe: one caller.
 public final class VLLMEventEncoder {
-    private let buffer: UnsafeMutablePointer<msgpack_sbuffer>
-    private let packer: UnsafeMutablePointer<msgpack_packer>
+    private let out = MsgpackWriter()
+    private var packer: UnsafeMutablePointer<msgpack_packer> { out.packer }
     /// The medium name of each tier.
     public var medium: EventMedium
 
     public init(medium: EventMedium = EventMedium()) {
         self.medium = medium
-        buffer = .allocate(capacity: 1)
-        msgpack_sbuffer_init(buffer)
-        packer = .allocate(capacity: 1)
-        msgpack_packer_init(packer, UnsafeMutableRawPointer(buffer), msgpack_sbuffer_write)
-    }
-
-    deinit {
-        msgpack_sbuffer_destroy(buffer)
-        buffer.deallocate()
-        packer.deallocate()
     }
 
     /// Encodes one batch, replacing the previous bytes, and returns them (valid until the next call).
     public func encode(_ events: some Collection<KVEvent>, timestamp: Double,
                        dataParallelRank: Int) -> UnsafeRawBufferPointer {
-        msgpack_sbuffer_clear(buffer)
+        out.clear()
         msgpack_pack_array(packer, 3)
         msgpack_pack_double(packer, timestamp)
         msgpack_pack_array(packer, events.count)
@@ -49,9 +39,7 @@ public final class VLLMEventEncoder {
     }
 
     /// The bytes of the last batch.
-    public var bytes: UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(start: buffer.pointee.data, count: buffer.pointee.size)
-    }
+    public var bytes: UnsafeRawBufferPointer { out.bytes }
 
     private func pack(_ e: KVEvent) {
         switch e {
@@ -59,52 +47,26 @@ public final class VLLMEventEncoder {
             // msgspec writes the map header of a struct that may have 16 or more fields (BlockStored: the
             // tag and 15) as map 16 and fills in the count, even when fewer are written; so does this.
             var header: (UInt8, UInt8, UInt8) = (0xDE, 0x00, 8)
-            withUnsafeBytes(of: &header) {
-                _ = msgpack_sbuffer_write(buffer, $0.baseAddress?.assumingMemoryBound(to: CChar.self), 3)
-            }
-            string("type"); string("BlockStored")
-            string("block_hashes"); hashes(keys)
-            string("parent_block_hash")
-            if let parent { hash(parent) } else { msgpack_pack_nil(packer) }
-            string("token_ids")
+            withUnsafeBytes(of: &header) { out.raw($0) }
+            out.string("type"); out.string("BlockStored")
+            out.string("block_hashes"); out.keys(keys)
+            out.string("parent_block_hash")
+            if let parent { out.key(parent) } else { msgpack_pack_nil(packer) }
+            out.string("token_ids")
             msgpack_pack_array(packer, tokens.count)
             for t in tokens { msgpack_pack_uint32(packer, t) }
-            string("block_size"); msgpack_pack_int64(packer, Int64(blockTokens))
-            string("lora_id"); msgpack_pack_nil(packer)
-            string("medium"); string(medium.name(of: tier))
-            string("lora_name"); msgpack_pack_nil(packer)
+            out.string("block_size"); msgpack_pack_int64(packer, Int64(blockTokens))
+            out.string("lora_id"); msgpack_pack_nil(packer)
+            out.string("medium"); out.string(medium.name(of: tier))
+            out.string("lora_name"); msgpack_pack_nil(packer)
         case .blockRemoved(let keys, let tier):
             msgpack_pack_map(packer, 3)
-            string("type"); string("BlockRemoved")
-            string("block_hashes"); hashes(keys)
-            string("medium"); string(medium.name(of: tier))
+            out.string("type"); out.string("BlockRemoved")
+            out.string("block_hashes"); out.keys(keys)
+            out.string("medium"); out.string(medium.name(of: tier))
         case .allBlocksCleared:
             msgpack_pack_map(packer, 1)
-            string("type"); string("AllBlocksCleared")
-        }
-    }
-
-    private func hashes(_ keys: [BlockKey]) {
-        msgpack_pack_array(packer, keys.count)
-        for k in keys { hash(k) }
-    }
-
-    private func hash(_ k: BlockKey) {
-        var be = (k.hi.bigEndian, k.lo.bigEndian)
-        msgpack_pack_bin(packer, 16)
-        withUnsafeBytes(of: &be) { _ = msgpack_pack_bin_body(packer, $0.baseAddress, 16) }
-    }
-
-    private func string(_ s: StaticString) {
-        msgpack_pack_str(packer, s.utf8CodeUnitCount)
-        msgpack_pack_str_body(packer, s.utf8Start, s.utf8CodeUnitCount)
-    }
-
-    private func string(_ s: String) {
-        var s = s
-        s.withUTF8 { u in
-            msgpack_pack_str(packer, u.count)
-            msgpack_pack_str_body(packer, u.baseAddress, u.count)
+            out.string("type"); out.string("AllBlocksCleared")
         }
     }
 }

@@ -33,4 +33,29 @@ struct ConfigCLITests {
         #expect(r.status != 0)
         #expect(r.err.contains("configuration key tiers.spill_watermark (KVCACHE_TIERS_SPILL_WATERMARK): must be in (0, 1]"), "\(r.err)")
     }
+
+    /// `--open` brings up the pool, the tiers and the publisher of one file, or names the key that stops it.
+    @Test func openBringsUpTiersAndEventsFromOneFile() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("kvcache-config-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = folder.appendingPathComponent("kv.yaml").path
+        try """
+            capacity_blocks: 100
+            layout: {layers: 2, kv_heads: 1, head_dim: 8}
+            tiers: {host_blocks: 10, disk_path: \(folder.path)/disk, disk_bytes: 1048576}
+            events: {enabled: true, endpoint: ipc://\(folder.path)/pub, replay_endpoint: ipc://\(folder.path)/replay}
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let r = try Self.run(["--file", path, "--open", "--json"], [:])
+        #expect(r.status == 0, "\(r.err)")
+        let report = try #require(try JSONSerialization.jsonObject(with: r.out) as? [String: Any])
+        let opened = try #require((report["runs"] as? [[String: Any]])?.first?["opened"] as? [String: Any])
+        #expect(opened["device_blocks"] as? Int == 100 && opened["host_blocks"] as? Int == 10)
+        #expect(opened["block_bytes"] as? Int == 2 * 2 * 1 * 8 * 2 * 16 && opened["disk"] as? String == folder.path + "/disk")
+        #expect(opened["events_endpoint"] as? String == "ipc://\(folder.path)/pub")
+        #expect(FileManager.default.fileExists(atPath: folder.path + "/disk"))
+        // Without the layout the file loads, and --open names the key the tiers need.
+        let bare = try Self.run(["--open"], ["KVCACHE_CAPACITY_BLOCKS": "64", "KVCACHE_TIERS_HOST_BLOCKS": "8"])
+        #expect(bare.status == 1 && bare.err.contains("configuration key layout.layers (KVCACHE_LAYOUT_LAYERS)"), "\(bare.err)")
+    }
 }

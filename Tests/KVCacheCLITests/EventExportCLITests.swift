@@ -1,9 +1,11 @@
 import Foundation
 import Testing
 
-/// `kvcache replay --record-events` then `kvcache trace export`: the recorded KV events rebuilt as a
-/// Mooncake trace replay to the same hits, request by request, for every request that stored blocks;
-/// the requests served entirely from the cache publish no event and are the only ones missing.
+/// `kvcache replay --record-events` then `kvcache trace export` then `kvcache replay` of the export:
+/// the recording's request frames make the round trip exact, request by request (hit and input tokens)
+/// and in total, at every policy, with and without eviction; the recorded events agree with every
+/// recorded hit. The same recording without its request frames (what a live stream gives) exports the
+/// requests that stored blocks only, and says so.
 @Suite("kvcache trace export")
 struct EventExportCLITests {
     static func records(_ path: String) throws -> [[String: Any]] {
@@ -12,28 +14,71 @@ struct EventExportCLITests {
         }
     }
 
-    @Test(arguments: [100_000, 60])
-    func theExportReplaysToTheSameHits(capacity: Int) throws {
+    static func field(_ records: [[String: Any]], _ key: String) -> [Int?] { records.map { $0[key] as? Int } }
+
+    /// The version 1 recording of the same stream: the event batches of a version 2 recording, without
+    /// their kind bytes and without the request frames.
+    static func eventsOnly(_ v2: Data) throws -> Data {
+        let bytes = [UInt8](v2)
+        try #require(bytes.starts(with: Array("KVEVREC2".utf8)))
+        var out = Data("KVEVREC1".utf8)
+        var offset = 8
+        while offset < bytes.count {
+            let n = bytes[offset..<offset + 4].reduce(0) { $0 << 8 | Int($1) }
+            if bytes[offset + 4] == 0 {
+                let m = UInt32(n - 1)
+                out += [UInt8(m >> 24), UInt8(m >> 16 & 0xff), UInt8(m >> 8 & 0xff), UInt8(m & 0xff)]
+                out += bytes[offset + 5..<offset + 4 + n]
+            }
+            offset += 4 + n
+        }
+        return out
+    }
+
+    @Test(arguments: [("lru", 100_000), ("lru", 60), ("fifo", 60), ("lfu", 60), ("probation", 60), ("marking", 40),
+                      ("pgdsf", 60)])
+    func theExportReplaysToTheSameHits(policy: String, capacity: Int) throws {
         let dir = try ReportSchemaTests.temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let trace = try CLIJSONTests.fixture("mooncake_40.jsonl")
         let events = dir + "/events.kvev", exported = dir + "/exported.jsonl"
-        let original = try CLIJSONTests.json(["replay", "--trace", trace, "--capacity-blocks", "\(capacity)",
-                                              "--record-events", events, "--requests-out", dir + "/a.jsonl", "--json"])
+        let replay = ["replay", "--policy", policy, "--capacity-blocks", "\(capacity)", "--json"]
+        let original = try CLIJSONTests.onlyRun(try CLIJSONTests.json(replay + ["--trace", trace, "--record-events", events,
+                                                                                "--requests-out", dir + "/a.jsonl"]))
         let export = try CLIJSONTests.onlyRun(try CLIJSONTests.json(["trace", "export", events, "-o", exported, "--json"]))
-        let replayed = try CLIJSONTests.json(["replay", "--trace", exported, "--capacity-blocks", "\(capacity)",
-                                              "--requests-out", dir + "/b.jsonl", "--json"])
+        let replayed = try CLIJSONTests.onlyRun(try CLIJSONTests.json(replay + ["--trace", exported, "--requests-out", dir + "/b.jsonl"]))
         let before = try Self.records(dir + "/a.jsonl"), after = try Self.records(dir + "/b.jsonl")
-        let stored = before.filter { ($0["hit_tokens"] as? Int ?? 0) < ($0["input_tokens"] as? Int ?? 0) }
-        #expect(stored.count < before.count, "the fixture should hold requests served entirely from the cache")
-        #expect(export["requests"] as? Int == stored.count && after.count == stored.count)
-        // Request by request, the same hit tokens (lengths are whole blocks in the export: a hit is whole blocks).
-        #expect(after.map { $0["hit_tokens"] as? Int } == stored.map { $0["hit_tokens"] as? Int })
-        let hits = { (o: [String: Any]) in (o["runs"] as? [[String: Any]])?.first?["hit_tokens"] as? Int ?? -1 }
-        let fullHits = before.filter { !stored.map { $0["index"] as? Int }.contains($0["index"] as? Int) }
-            .reduce(0) { $0 + ($1["hit_tokens"] as? Int ?? 0) }
-        #expect(hits(replayed) == hits(original) - fullHits)
+        #expect(before.count == 40 && after.count == 40)
+        #expect(export["exact"] as? Bool == true && export["request_frames"] as? Int == 40 && export["requests"] as? Int == 40)
+        #expect(export["hit_mismatches"] as? Int == 0)
         #expect(export["block_tokens"] as? Int == 512)
+        // Request by request and in total: the same hit tokens and the same prompts.
+        #expect(Self.field(after, "hit_tokens") == Self.field(before, "hit_tokens"))
+        #expect(Self.field(after, "input_tokens") == Self.field(before, "input_tokens"))
+        for key in ["requests", "input_tokens", "hit_tokens", "evicted_blocks", "peak_blocks"] {
+            #expect(replayed[key] as? Int == original[key] as? Int, "\(policy) at \(capacity): \(key)")
+        }
+        #expect(export["recorded_hit_tokens"] as? Int == original["hit_tokens"] as? Int)
+        if capacity == 100_000 {
+            // The fixture has requests served entirely from the cache: the case the request frames are for.
+            #expect(before.contains { $0["hit_tokens"] as? Int == $0["input_tokens"] as? Int })
+        }
+
+        // Without request frames: the requests that stored blocks only, each with its own hit when
+        // nothing is evicted; the report says the export is not exact.
+        let v1 = dir + "/events-v1.kvev"
+        try Self.eventsOnly(try Data(contentsOf: URL(fileURLWithPath: events))).write(to: URL(fileURLWithPath: v1))
+        let r = try CLIJSONTests.run(["trace", "export", v1, "-o", dir + "/v1.jsonl", "--json"])
+        #expect(r.status == 0 && r.err.contains("no request frames"), "\(r.err)")
+        let partial = try CLIJSONTests.onlyRun(try #require(try JSONSerialization.jsonObject(with: r.out) as? [String: Any]))
+        let stored = before.filter { ($0["hit_tokens"] as? Int ?? 0) < ($0["input_tokens"] as? Int ?? 0) }
+        #expect(partial["exact"] as? Bool == false && partial["request_frames"] as? Int == 0)
+        #expect(partial["requests"] as? Int == stored.count)
+        #expect(partial["stored_events"] as? Int == export["stored_events"] as? Int)
+        if capacity == 100_000 {
+            _ = try CLIJSONTests.json(replay + ["--trace", dir + "/v1.jsonl", "--requests-out", dir + "/c.jsonl"])
+            #expect(Self.field(try Self.records(dir + "/c.jsonl"), "hit_tokens") == Self.field(stored, "hit_tokens"))
+        }
     }
 
     @Test func aDamagedRecordingIsOneLineNamingTheFrame() throws {
@@ -45,7 +90,8 @@ struct EventExportCLITests {
         #expect(bytes.count > 100)
         for (name, damaged, says) in [("truncated", bytes.prefix(bytes.count - 3), "truncated"),
                                       ("nomagic", bytes.dropFirst(8), "not a KV-event recording"),
-                                      ("garbage", Data("KVEVREC1".utf8) + Data([0, 0, 0, 2, 0xc1, 0xc1]), "frame 1:")] {
+                                      ("garbage", Data("KVEVREC1".utf8) + Data([0, 0, 0, 2, 0xc1, 0xc1]), "frame 1:"),
+                                      ("badrequest", Data("KVEVREC2".utf8) + Data([0, 0, 0, 2, 1, 0x80]), "frame 1: not a request")] {
             let path = dir + "/" + name
             try damaged.write(to: URL(fileURLWithPath: path))
             let r = try CLIJSONTests.run(["trace", "export", path, "-o", dir + "/out.jsonl"])

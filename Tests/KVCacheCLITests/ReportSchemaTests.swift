@@ -82,6 +82,7 @@ struct ReportSchemaTests {
             ("disk-fsck", ["disk", "fsck", dir + "/disk"]),
             ("record-events", ["replay", "--range", "0.9:1", "--capacity-blocks", "300", "--record-events", dir + "/events.kvev"]),
             ("trace-export", ["trace", "export", dir + "/events.kvev", "-o", dir + "/exported.jsonl"]),
+            ("events-record", ["events", "record", "--endpoint", "ipc://\(dir)/nobody", "--duration", "0.3", "-o", dir + "/live.kvev"]),
         ]
         if FileManager.default.fileExists(atPath: Self.model) {
             try Data("Why cache KV?".utf8).write(to: URL(fileURLWithPath: dir + "/prompt.txt"))

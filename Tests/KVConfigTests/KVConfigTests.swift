@@ -1,5 +1,7 @@
 import Foundation
 import KVCache
+import KVPlan
+import KVTiers
 import Testing
 @testable import KVConfig
 
@@ -86,6 +88,10 @@ struct KVConfigTests {
         ("KVCACHE_EVENTS_ENDPOINT", "http://x", "events.endpoint"),
         ("KVCACHE_EVENTS_REPLAY_ENDPOINT", "tcp://*:5557", "events.replay_endpoint"),
         ("KVCACHE_EVENTS_HWM", "0", "events.hwm"), ("KVCACHE_EVENTS_BUFFER_STEPS", "lots", "events.buffer_steps"),
+        ("KVCACHE_EVENTS_DATA_PARALLEL_RANK", "-1", "events.data_parallel_rank"),
+        ("KVCACHE_LAYOUT_DTYPE_BYTES", "3", "layout.dtype_bytes"), ("KVCACHE_LAYOUT_LAYERS", "-2", "layout.layers"),
+        ("KVCACHE_TIERS_NUMA_NODE", "-1", "tiers.numa_node"), ("KVCACHE_TIERS_WRITE_POLICY", "sometimes", "tiers.write_policy"),
+        ("KVCACHE_TIERS_WRITE_POLICY", "after_hits:0", "tiers.write_policy"), ("KVCACHE_TIERS_COMPRESS", "zstd", "tiers.compress"),
     ])
     func badValueNamesItsKey(variable: String, value: String, key: String) throws {
         var env = ["KVCACHE_CAPACITY_BLOCKS": "64"]
@@ -147,6 +153,9 @@ struct KVConfigTests {
             (.workers, ["1", "8"]), (.layerGroups, ["1", "32"]), (.spillWatermark, ["0.5", "1"]),
             (.eventsEnabled, ["true", "false"]), (.endpoint, ["tcp://*:6000", "inproc://kv"]), (.topic, ["", "t"]),
             (.bufferSteps, ["1", "500"]), (.highWaterMark, ["10", "1000"]),
+            (.layers, ["32", "64"]), (.kvHeads, ["1", "8"]), (.headDim, ["64", "128"]), (.dtypeBytes, ["1", "2", "4"]),
+            (.dataParallelRank, ["0", "3"]), (.compress, ["true", "false"]),
+            (.writePolicy, ["write_back", "write_through", "after_hits:2"]),
         ]
         var fileValues: [KVConfigKey: String] = [:], env: [String: String] = [:], expected: [KVConfigKey: String] = [:]
         for (key, options) in values {
@@ -155,10 +164,17 @@ struct KVConfigTests {
             if inEnv { env[key.variable] = pick(options); expected[key] = env[key.variable] }
         }
         if expected[.capacityBlocks] == nil { env[Key.capacityBlocks.variable] = "8"; expected[.capacityBlocks] = "8" }
+        // A host tier needs the layout: the keys not drawn come from the environment then.
+        if expected[.hostBlocks] == "128" {
+            for (key, value) in [(Key.layers, "32"), (.kvHeads, "8"), (.headDim, "128")] where expected[key] == nil {
+                env[key.variable] = value
+                expected[key] = value
+            }
+        }
         // The file: top-level keys, then one mapping per section.
         var yaml = ""
         for (key, value) in fileValues where !key.name.contains(".") { yaml += "\(key.name): \"\(value)\"\n" }
-        for section in ["tiers", "events"] {
+        for section in ["layout", "tiers", "events"] {
             let inSection = fileValues.filter { $0.key.name.hasPrefix(section + ".") }
             if inSection.isEmpty { continue }
             yaml += "\(section):\n"
@@ -186,8 +202,95 @@ struct KVConfigTests {
         #expect(s.events.topic == want(.topic) ?? "")
         #expect(s.events.bufferSteps == want(.bufferSteps).map { Int($0)! } ?? 10_000)
         #expect(s.events.highWaterMark == want(.highWaterMark).map { Int($0)! } ?? 100_000)
-        // The cache it describes opens, with the policy it names.
+        #expect(s.events.dataParallelRank == want(.dataParallelRank).map { Int($0)! } ?? 0)
+        #expect(s.layout.layers == want(.layers).map { Int($0)! } ?? 0)
+        #expect(s.layout.dtypeBytes == want(.dtypeBytes).map { Int($0)! } ?? 2)
+        #expect(s.tiers.compress == want(.compress).map { $0 == "true" } ?? true)
+        #expect(s.tiers.writePolicyName == want(.writePolicy) ?? "write_back")
+        // The cache it describes opens, with the policy it names; the tiers' configuration is there
+        // exactly when a tier is, with the geometry of the layout keys.
         #expect(try s.cache.makeManager().index.policy.name == s.cache.policy.rawValue)
+        let tiers = try s.tierConfig()
+        #expect((tiers != nil) == (s.tiers.hostBlocks > 0))
+        if let tiers {
+            #expect(tiers.layout.bytesPerBlock == 2 * s.layout.layers * s.layout.kvHeads * s.layout.headDim * s.layout.dtypeBytes
+                    * s.cache.blockTokens)
+            #expect(tiers.hostBlocks == 128 && tiers.layerGroups == s.tiers.layerGroups && tiers.writePolicy == s.tiers.writePolicy)
+        }
+    }
+}
+
+/// The tier manager's configuration from one file: every tier key reaches `TierConfig`, the manager opens
+/// from it, and the keys that contradict each other are named.
+struct KVSettingsTierTests {
+    @Test func oneFileBringsUpTheTiers() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("kvconfig-tiers-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let (path, fileFolder) = try KVConfigTests.file("""
+            capacity_blocks: 64
+            block_tokens: 16
+            layout:
+              layers: 4
+              kv_heads: 2
+              head_dim: 64
+              dtype_bytes: 2
+            tiers:
+              host_blocks: 32
+              disk_path: \(folder.path)
+              disk_bytes: 4194304
+              numa_node: 0
+              lock_host_memory: false
+              compress: false
+              write_policy: after_hits:2
+              layer_groups: 2
+              workers: 3
+              spill_watermark: 0.5
+            events:
+              enabled: true
+            """)
+        defer { try? FileManager.default.removeItem(at: fileFolder) }
+        let s = try KVSettingsLoader.load(file: path, environment: [:])
+        let c = try #require(try s.tierConfig())
+        #expect(c.layout == (try KVGeometry(layers: 4, kvHeads: 2, headDim: 64, dtype: .fp16, blockTokens: 16)))
+        #expect(c.layout.bytesPerBlock == 32_768)
+        #expect(c.hostBlocks == 32 && c.hostPlacement == .node(0) && !c.lockHostMemory)
+        #expect(c.disk?.directory == folder.path && c.disk?.capacityBytes == 4 << 20 && c.disk?.compress == false)
+        #expect(c.disk?.maxBlockBytes == 32_768 && c.disk?.elementSize == 2)
+        #expect(c.writePolicy == .writeAfterHits(2) && c.layerGroups == 2 && c.workers == 3 && c.spillWatermark == 0.5)
+        // events.enabled keeps events in the pool and the tiers (the publisher drains them).
+        #expect(c.recordEvents && s.cacheConfig.recordEvents && !s.cache.cacheConfig.recordEvents)
+        // The manager opens from it (over the stand-in device pool) with the host tier it says.
+        let device = try HostDeviceMemory(layout: c.layout, capacityBlocks: 64)
+        let manager = try KVTierManager(config: c, device: device)
+        #expect(manager.statistics.host.capacity == 32)
+        manager.close()
+        #expect(FileManager.default.fileExists(atPath: folder.path))
+        // No tier configured: no tier configuration, and no layout needed.
+        #expect(try KVSettingsLoader.load(environment: ["KVCACHE_CAPACITY_BLOCKS": "8"]).tierConfig() == nil)
+    }
+
+    /// A tier without the layout loads (the cache alone needs none) but builds no tier configuration.
+    @Test func tiersWithoutTheLayoutNameTheKeyWhenBuilt() throws {
+        let s = try KVSettingsLoader.load(environment: ["KVCACHE_CAPACITY_BLOCKS": "64", "KVCACHE_TIERS_HOST_BLOCKS": "8"])
+        #expect(throws: KVConfigError.invalidValue(key: "layout.layers", variable: "KVCACHE_LAYOUT_LAYERS",
+                                                   message: "is needed when a tier is configured (tiers.host_blocks or tiers.disk_path)")) {
+            try s.tierConfig()
+        }
+    }
+
+    @Test(arguments: [
+        (["KVCACHE_TIERS_HOST_BLOCKS": "8", "KVCACHE_LAYOUT_LAYERS": "4", "KVCACHE_LAYOUT_HEAD_DIM": "64"], "layout.kv_heads"),
+        (["KVCACHE_TIERS_DISK_PATH": "/tmp/kv", "KVCACHE_TIERS_DISK_BYTES": "1000", "KVCACHE_LAYOUT_LAYERS": "2",
+          "KVCACHE_LAYOUT_KV_HEADS": "1", "KVCACHE_LAYOUT_HEAD_DIM": "8", "KVCACHE_TIERS_LAYER_GROUPS": "3"], "tiers.layer_groups"),
+        (["KVCACHE_TIERS_HOST_BLOCKS": "8", "KVCACHE_LAYOUT_LAYERS": "65536", "KVCACHE_LAYOUT_KV_HEADS": "64",
+          "KVCACHE_LAYOUT_HEAD_DIM": "256"], "layout.layers"),
+        (["KVCACHE_TIERS_NUMA_NODE": "1", "KVCACHE_TIERS_NUMA_DEVICE": "0000:3b:00.0"], "tiers.numa_device"),
+    ])
+    func contradictionsNameTheirKey(env: [String: String], key: String) throws {
+        let error = #expect(throws: KVConfigError.self) {
+            try KVSettingsLoader.load(environment: env.merging(["KVCACHE_CAPACITY_BLOCKS": "64"]) { a, _ in a })
+        }
+        #expect(error?.key == key, "\(String(describing: error))")
     }
 }
 

@@ -3,8 +3,9 @@ import KVEvents
 import Testing
 
 /// Recordings: random event batches written by the publisher's encoder and framed by `EventRecording`
-/// read back by `VLLMEventDecoder` field for field; every truncation and random damage of a recording
-/// is a thrown `EventRecordingError`, never a crash or a hang.
+/// read back by `VLLMEventDecoder` field for field, and version 2's request frames between them by
+/// `RecordedRequest`; every truncation and random damage of a recording is a thrown
+/// `EventRecordingError`, never a crash or a hang.
 @Suite("KV-event recordings")
 struct EventRecordingTests {
     static func bytes(_ k: BlockKey) -> [UInt8] {
@@ -27,20 +28,45 @@ struct EventRecordingTests {
         }
     }
 
+    /// Seeds 0..<10 write version 1 (event batches only), 10..<20 version 2 with request frames between.
     @Test(arguments: 0..<20)
     func randomBatchesReadBackAsWritten(seed: UInt64) throws {
         var g = SplitMix64(seed: seed)
+        let v2 = seed >= 10
         let encoder = VLLMEventEncoder()
+        let requestEncoder = RecordedRequestEncoder()
         let medium = EventMedium()
-        var recording = EventRecording.magic
+        var recording = v2 ? EventRecording.magicV2 : EventRecording.magic
         var written: [(Double, [KVEvent])] = []
+        var requests: [RecordedRequest] = []
+        var kinds: [EventRecording.Kind] = []
         for _ in 0..<Int.random(in: 0...30, using: &g) {
+            if v2 && Bool.random(using: &g) {
+                let keys = (0..<Int.random(in: 0...8, using: &g)).map { _ in BlockKey(lo: g.next(), hi: g.next()) }
+                let size = Int.random(in: 1...64, using: &g)
+                let input = Int.random(in: 0...keys.count * size, using: &g)
+                let r = RecordedRequest(timestamp: Double.random(in: 0...2e9, using: &g), inputTokens: input,
+                                        outputTokens: Int.random(in: 0...4096, using: &g), blockTokens: size,
+                                        blockHashes: keys.map(Self.bytes), hitTokens: Int.random(in: 0...input, using: &g))
+                EventRecording.append(requestEncoder.encode(timestamp: r.timestamp, inputTokens: r.inputTokens,
+                                                            outputTokens: r.outputTokens, blockTokens: size, keys: keys,
+                                                            hitTokens: r.hitTokens), kind: .request, to: &recording)
+                requests.append(r)
+                kinds.append(.request)
+                continue
+            }
             let events = Self.randomEvents(&g)
             let ts = Double.random(in: 0...2e9, using: &g)
-            EventRecording.append(encoder.encode(events, timestamp: ts, dataParallelRank: 3), to: &recording)
+            let payload = encoder.encode(events, timestamp: ts, dataParallelRank: 3)
+            if v2 { EventRecording.append(payload, kind: .eventBatch, to: &recording) } else { EventRecording.append(payload, to: &recording) }
             written.append((ts, events))
+            kinds.append(.eventBatch)
         }
-        let frames = try EventRecording.frames(recording)
+        let contents = try EventRecording.read(recording)
+        #expect(contents.version == (v2 ? 2 : 1))
+        #expect(contents.frames.map(\.kind) == kinds)
+        #expect(try contents.frames.filter { $0.kind == .request }.map { try RecordedRequest.decode($0.payload) } == requests)
+        let frames = contents.frames.filter { $0.kind == .eventBatch }.map(\.payload)
         #expect(frames.count == written.count)
         for (frame, (ts, events)) in zip(frames, written) {
             let batch = try VLLMEventDecoder.decode(frame)
@@ -61,15 +87,22 @@ struct EventRecordingTests {
         // well-formed, reads), and nothing crashes.
         for cut in stride(from: 0, to: recording.count, by: max(1, recording.count / 200)) {
             let prefix = Array(recording.prefix(cut))
-            if let frames = try? EventRecording.frames(prefix) {
-                for f in frames { _ = try? VLLMEventDecoder.decode(f) }
-            }
+            Self.readAll(prefix)
         }
         for _ in 0..<50 where recording.count > 8 {
             var damaged = recording
             damaged[Int.random(in: 8..<damaged.count, using: &g)] = UInt8.random(in: 0...255, using: &g)
-            if let frames = try? EventRecording.frames(damaged) {
-                for f in frames { _ = try? VLLMEventDecoder.decode(f) }
+            Self.readAll(damaged)
+        }
+    }
+
+    /// Reads every frame of `bytes` as far as it reads, for the damage checks.
+    static func readAll(_ bytes: [UInt8]) {
+        guard let contents = try? EventRecording.read(bytes) else { return }
+        for f in contents.frames {
+            switch f.kind {
+            case .eventBatch: _ = try? VLLMEventDecoder.decode(f.payload)
+            case .request: _ = try? RecordedRequest.decode(f.payload)
             }
         }
     }
@@ -88,6 +121,15 @@ struct EventRecordingTests {
             #expect { try VLLMEventDecoder.decode(payload[...]) } throws: { ($0 as? EventRecordingError)?.description.contains(says) == true }
         }
         let oversized = EventRecording.magic + [0x7f, 0xff, 0xff, 0xff]
-        #expect { try EventRecording.frames(oversized) } throws: { ($0 as? EventRecordingError)?.description.contains("limit") == true }
+        #expect { try EventRecording.read(oversized) } throws: { ($0 as? EventRecordingError)?.description.contains("limit") == true }
+        // Version 2: a frame without its kind byte, an unknown kind; a request whose hit exceeds its prompt.
+        for (bytes, says) in [(EventRecording.magicV2 + [0, 0, 0, 0], "empty"), (EventRecording.magicV2 + [0, 0, 0, 1, 7], "unknown kind")] {
+            #expect { try EventRecording.read(bytes) } throws: { ($0 as? EventRecordingError)?.description.contains(says) == true }
+        }
+        let k = BlockKey(lo: 1, hi: 2)
+        let requestEncoder = RecordedRequestEncoder()
+        let overHit = Array(requestEncoder.encode(timestamp: 0, inputTokens: 10, outputTokens: 0, blockTokens: 16,
+                                                            keys: [k], hitTokens: 16))
+        #expect { try RecordedRequest.decode(overHit[...]) } throws: { ($0 as? EventRecordingError)?.description.contains("hit_tokens") == true }
     }
 }

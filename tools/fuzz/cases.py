@@ -450,10 +450,28 @@ def _msgpack_batch(rng):
     return b"\x93" + ts + bytes([0x90 | len(events)]) + b"".join(events) + b"\x00"
 
 
+def _msgpack_request(rng):
+    """One request frame's payload (RecordedRequest), its numbers now and then out of range or of the wrong type."""
+    def num(good):
+        return rng.choice([good, good, good, b"\xff", b"\xd3" + struct.pack(">q", -(2 ** 63)), b"\xc0", b"\xa1x"])
+    n = rng.randint(0, 4)
+    hashes = bytes([0x90 | n]) + b"".join(b"\xc4\x10" + bytes(rng.randrange(256) for _ in range(16)) for _ in range(n))
+    ts = b"\xcb" + struct.pack(">d", rng.choice([0.0, 2.5, float("nan"), -1.0]))
+    return (b"\x87\xa4type\xa7Request\xa2ts" + ts + b"\xacinput_tokens" + num(b"\xcd\x08\x00")
+            + b"\xadoutput_tokens" + num(b"\x10") + b"\xaablock_size" + num(rng.choice([b"\xcd\x02\x00", b"\x00"]))
+            + b"\xacblock_hashes" + hashes + b"\xaahit_tokens" + num(rng.choice([b"\x00", b"\xcd\x02\x00", b"\xce\x00\x10\x00\x00"])))
+
+
 def trace_export(rng, folder, fx):
     """kvcache trace export on a KV-event recording with damaged frames, lengths or msgpack."""
+    v2 = rng.random() < 0.5
     frames = [_msgpack_batch(rng) for _ in range(rng.randint(0, 6))]
-    data = bytearray(b"KVEVREC1" if rng.random() < 0.9 else b"KVEVREC2")
+    if v2:
+        # Version 2: kind-tagged frames, event batches (0) between request frames (1), an odd kind at times.
+        frames = [bytes([0]) + f for f in frames]
+        for _ in range(rng.randint(0, 4)):
+            frames.insert(rng.randint(0, len(frames)), bytes([rng.choice([1, 1, 1, 2])]) + _msgpack_request(rng))
+    data = bytearray(b"KVEVREC2" if v2 else b"KVEVREC1")
     for f in frames:
         n = len(f) if rng.random() < 0.9 else rng.choice([0, 2 ** 31 - 1, len(f) + 1, 2 ** 26 + 1])
         data += struct.pack(">I", n) + f

@@ -19,6 +19,7 @@ struct KVCacheCommand: ParsableCommand {
             ConfigCommand.self,
             ReportCommand.self,
             TraceCommand.self,
+            EventsCommand.self,
         ]
     )
 }

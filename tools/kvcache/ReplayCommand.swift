@@ -60,7 +60,7 @@ struct ReplayCommand: ParsableCommand {
     @Option(help: "Sequential and timed modes: write one JSON object per replayed request (per run) to FILE (JSON Lines).")
     var requestsOut: String?
 
-    @Option(help: "Sequential mode, one policy and capacity, device pool only: record the cache's KV events (vLLM's KVEventBatch, one batch per request that stored or removed blocks, timed by the request's arrival) to FILE, for `kvcache trace export`.")
+    @Option(help: "Sequential mode, one policy and capacity, device pool only: record every request (a request frame: lengths, block keys, hit tokens) and the cache's KV events it caused (vLLM's KVEventBatch, none when it changed nothing), timed by the request's arrival, to FILE (KVEVREC2, docs/EVENTS.md), for `kvcache trace export`.")
     var recordEvents: String?
 
     @Option(help: "Sequential mode: write the final Prometheus metrics of every run (labelled by policy and capacity) to FILE.")
@@ -218,11 +218,12 @@ struct ReplayCommand: ParsableCommand {
                     if i == warm && warm > 0 { replay.resetCounts() }
                     let hitsBefore = replay.result.hitTokens
                     try replay.replay(request)
-                    recording?.record(replay.manager, at: request.arrival)
+                    let hit = replay.result.hitTokens - hitsBefore
+                    recording?.record(request, hitTokens: hit, manager: replay.manager)
                     if i >= warm, perRequest != nil {
                         try perRequest!.append(SequentialRequestRecord(
                             policy: kind.rawValue, capacityBlocks: capacity, index: first + i - warm,
-                            inputTokens: request.inputTokens, hitTokens: replay.result.hitTokens - hitsBefore))
+                            inputTokens: request.inputTokens, hitTokens: hit))
                     }
                     if let tiers = replay.tiered?.tiers, (i + 1) % sampleEvery == 0 || i + 1 == requests.count {
                         let s = tiers.statistics

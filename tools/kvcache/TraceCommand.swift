@@ -14,13 +14,16 @@ struct TraceCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Turn a recorded KV-event stream (kvcache replay --record-events, docs/EVENTS.md) into a Mooncake-format trace.",
             discussion: """
-                Each BlockStored of the medium is one request: the stored blocks' chain (parents from earlier \
-                events), hash_ids numbering the distinct hashes, input_length = blocks x block_size, timestamp = \
-                the batch's time (ms after the first), output_length 0. Requests served entirely from the cache \
-                publish no event and are not in the export.
+                A recording with request frames (kvcache replay --record-events) is exported exactly: every \
+                request the cache served, with its lengths and block hashes (hash_ids number the distinct \
+                hashes), timestamp = ms after the first; the events cross-check each recorded hit. A recording \
+                of a live stream (vLLM's, or kvcache events record) has no request frames: each BlockStored of \
+                the medium is then one request (the stored blocks' chain, input_length = blocks x block_size, \
+                output_length 0), and requests served entirely from the cache, which publish no event, are not \
+                in the export.
                 """)
 
-        @Argument(help: "The recording (KVEVREC1 frames of KVEventBatch msgpack; gzip accepted).")
+        @Argument(help: "The recording (KVEVREC1 or KVEVREC2, docs/EVENTS.md; gzip accepted).")
         var events: String
 
         @Option(name: [.short, .customLong("out")], help: "Where to write the Mooncake JSONL trace.")
@@ -42,7 +45,14 @@ struct TraceCommand: ParsableCommand {
             do { export = try EventTraceExport.read(bytes, medium: medium) } catch { throw CLIError("\(events): \(error)") }
             do { try OutputFile.write(Array(try export.jsonLines().utf8), to: out) } catch { throw CLIError(error.description) }
             let f = export.figures
-            note("\(events): \(f.batches) batches, \(f.storedEvents) stored and \(f.removedEvents) removed events (\(medium)); wrote \(f.requests) requests to \(out)")
+            note("\(events): \(f.batches) batches, \(f.storedEvents) stored and \(f.removedEvents) removed events (\(medium))"
+                 + (f.exact ? ", \(f.requestFrames) request frames" : "") + "; wrote \(f.requests) requests to \(out)")
+            if !f.exact {
+                note("no request frames (a live stream's recording): requests served entirely from the cache publish no event and are not in the export; lengths are whole blocks")
+            }
+            if f.hitMismatches > 0 {
+                note("warning: \(f.hitMismatches) of \(f.requestFrames) recorded hits are not the prefix the recorded events say was held")
+            }
             if reportOutput.machine {
                 let first: JSONValue = f.firstTimestamp.map { .double($0) } ?? .null
                 let last: JSONValue = f.lastTimestamp.map { .double($0) } ?? .null
@@ -51,6 +61,8 @@ struct TraceCommand: ParsableCommand {
                     ("stored_events", .int(f.storedEvents)), ("removed_events", .int(f.removedEvents)),
                     ("requests", .int(f.requests)), ("input_tokens", .int(f.inputTokens)),
                     ("block_tokens", .int(f.blockTokens ?? 0)), ("first_timestamp_s", first), ("last_timestamp_s", last),
+                    ("exact", .bool(f.exact)), ("request_frames", .int(f.requestFrames)),
+                    ("recorded_hit_tokens", .int(f.hitTokens)), ("hit_mismatches", .int(f.hitMismatches)),
                 ]
                 try reportOutput.emit(command: "trace export", fields: [("output", .string(out))], runs: [.object(run)])
             }
