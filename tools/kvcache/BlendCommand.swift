@@ -251,7 +251,7 @@ struct BlendCommand: ParsableCommand {
         if let tiered {
             modes.append(tieredMode)
             note(String(format: "tiers: %d chunks fetched (%d from host, %d from disk), %d recomputed by the loading controller's choice, "
-                        + "%d fetched with KV unlike what was stored; max |logit - blend's logit| %.3g (host %.1f GB/s measured, disk %.1f GB/s modelled)",
+                        + "%d fetched with KV unlike what was stored; max |logit - blend's logit| %.3g over the samples with every chunk loaded (host %.1f GB/s measured, disk %.1f GB/s modelled)",
                         tiered.fetchedChunks, tiered.loadedFromHost, tiered.loadedFromDisk, tiered.recomputedChunks, tiered.mismatchedChunks,
                         Double(tiered.maxLogitDifference), tiered.hostBandwidth / 1e9, tiered.diskBandwidth / 1e9))
         }
