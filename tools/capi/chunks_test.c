@@ -96,6 +96,9 @@ static int tiered(void) {
     CHECK(kvcache_chunks_get_tier_stats(c, &ts) == KVCACHE_OK && ts.loaded_variants == 2 && ts.failed_loads == 0);
     CHECK(kvcache_chunks_validate(c) == KVCACHE_OK);
     CHECK(kvcache_chunks_destroy(c) == KVCACHE_OK);
+    char remove[64];
+    snprintf(remove, sizeof remove, "rm -rf %s", dir);  /* the disk tier's folder */
+    CHECK(system(remove) == 0);
     if (failures == before) printf("chunks over the tiers: ok\n");
     return failures != before;
 }
