@@ -61,6 +61,29 @@ sys.exit(1 if bad else 0)
 PY
   done
 done
+echo "== Finite RAGPulse replay against the independent Python reference (prefix tree and chunk store in one pool)"
+ragpulse=../shared/data/ragpulse/0_trace_days1-3.jsonl
+if [ -f "$ragpulse" ]; then
+  python3 - "$kvcache" "$ragpulse" <<'PY'
+import json, subprocess, sys
+kvcache, trace = sys.argv[1:3]
+ours = json.loads(subprocess.run([kvcache, "replay", "--format", "ragpulse", "--trace", trace, "--capacity-tokens", "5%,10%,20%",
+                                  "--policy", "lru,pgdsf", "--json"], check=True, capture_output=True, text=True).stdout)
+ref = json.loads(subprocess.run([sys.executable, "tools/reference/ragpulse_finite_replay.py", trace, "--capacity", "5%,10%,20%",
+                                 "--policy", "lru,pgdsf", "--block-tokens", str(ours["block_tokens"]),
+                                 "--ratio", repr(ours["recompute_ratio"]),
+                                 "--seconds-per-token", repr(ours["cost_seconds_per_token"]),
+                                 "--seconds-per-pair", repr(ours["cost_seconds_per_context_pair"])],
+                                check=True, capture_output=True, text=True).stdout)
+bad = int(ref["unique_segment_tokens"] != ours["unique_segment_tokens"]) + int(len(ref["runs"]) != len(ours["runs"]))
+for r, o in zip(ref["runs"], ours["runs"]):
+    diff = {k: (v, o.get(k)) for k, v in r.items() if o.get(k) != v}
+    print(f"{trace} capacity {r['capacity_tokens']} {r['policy']} {'chunk' if r['chunk_reuse'] else 'prefix'}: "
+          + ("identical" if not diff else f"DIFFERENT (reference, kvcache): {diff}"))
+    bad += bool(diff)
+sys.exit(1 if bad else 0)
+PY
+fi
 echo "== ThreadSanitizer: tiers (transfer engine, tier manager)"
 swift test --sanitize=thread --scratch-path .build-tsan --filter KVTiersTests
 echo "== AddressSanitizer: core, C ABI and tiers (raw memory, codec, disk records)"

@@ -1,21 +1,26 @@
 import CKVCache
 import KVCache
 import KVChunks
+import KVTiers
 
 // The chunk store and the engine-neutral prefill plan (kvcache_chunks_*): one `ChunkStore` behind an
 // opaque handle, through the same `withHandle` boundary as the cache's calls (NULL handle, NULL pointers
 // and every refusal become a status and the thread's last error; nothing is changed by a refused call;
 // no input traps).
 
-/// What a `kvcache_chunks_t *` points to: the store, the root chunk keys are computed under, the scratch
-/// one plan is drafted into, and the open plans with the variants each holds.
+/// What a `kvcache_chunks_t *` points to: the store (plain, or tiered over a tier manager and the
+/// library's device pool), the root chunk keys are computed under, the scratch one plan is drafted into,
+/// and the open plans with the variants each holds.
 ///
 /// Open plans live in reusable slots (their variant lists keep their capacity), named by
 /// `generation << 32 | slot` with generations from 1, so an id is never 0 and a committed plan's id never
 /// names a later plan. Drafting reuses `pieces` and `scratch`: once they have grown to the largest prompt,
 /// planning and committing allocate nothing (`ChunkPrefillPlan.draft`). Single-threaded.
 final class ChunksHandle {
-    var store: ChunkStore
+    private var plain: ChunkStore
+    /// The tiered store and its device pool (`kvcache_chunks_create_tiered`), or nil.
+    let tiered: TieredChunkStore?
+    let device: HostDeviceMemory?
     let root: BlockKey
     var pieces: [PromptPiece] = []
     var scratch = ChunkPrefillPlan()
@@ -25,7 +30,34 @@ final class ChunksHandle {
     var freePlans: [Int32] = []
     var openPlans = 0
 
-    init(_ store: ChunkStore, root: BlockKey) { self.store = store; self.root = root }
+    init(_ store: ChunkStore, root: BlockKey) { plain = store; tiered = nil; device = nil; self.root = root }
+
+    init(tiered: TieredChunkStore, device: HostDeviceMemory, root: BlockKey) {
+        plain = tiered.store; self.tiered = tiered; self.device = device; self.root = root
+    }
+
+    /// The store as it is now (read only: the changes go through the calls below, which spill and load
+    /// for a tiered store). O(1), no allocation.
+    var store: ChunkStore { tiered?.store ?? plain }
+
+    /// `ChunkStore.insert`, or `TieredChunkStore.insert` (the evicted variants' KV copied to host first).
+    func insert(_ chunk: ChunkKey, tokens: Int, computedAt: Int, context: BlockKey,
+                contextImpact: Float?) throws(ChunkError) -> (ChunkVariantID, [BlockID]) {
+        if let tiered { return try tiered.insert(chunk, tokens: tokens, computedAt: computedAt, context: context, contextImpact: contextImpact) }
+        return try plain.insert(chunk, tokens: tokens, computedAt: computedAt, context: context, contextImpact: contextImpact)
+    }
+
+    /// `ChunkStore.remove`, or on a tiered store `TieredChunkStore.evict` (the KV moves to host).
+    func remove(_ id: ChunkVariantID) throws(ChunkError) {
+        if let tiered { try tiered.evict(id) } else { try plain.remove(id) }
+    }
+
+    func release(_ id: ChunkVariantID) throws(ChunkError) {
+        if let tiered { try tiered.release(id) } else { try plain.release(id) }
+    }
+
+    /// Holds the scratch plan's variants (plain store: a tiered plan holds them as it is built).
+    func acquireScratch() { scratch.acquire(in: &plain) }
 
     /// The slot of the open plan `id`, or nil. O(1).
     func openSlot(_ id: UInt64) -> Int? {
@@ -55,7 +87,7 @@ final class ChunksHandle {
 
     /// Ends the open plan in `slot`: releases its variants. O(spans).
     func close(_ slot: Int) {
-        for v in planVariants[slot] { try! store.release(v) }  // held by this plan since `open`
+        for v in planVariants[slot] { try! release(v) }  // held by this plan since `open`
         planVariants[slot].removeAll(keepingCapacity: true)
         planOpen[slot] = false
         freePlans.append(Int32(slot))
@@ -66,6 +98,9 @@ final class ChunksHandle {
     /// name it. O(slots + blocks + spans).
     func validate() throws(CAPIError) {
         do { try store.validate() } catch { throw .invariantViolation(error.description) }
+        if let tiered {
+            do throws(InvariantViolation) { try tiered.tiers.validate() } catch { throw .invariantViolation(error.description) }
+        }
         var holds: [ChunkVariantID: Int] = [:]
         for slot in planOpen.indices where planOpen[slot] {
             for v in planVariants[slot] { holds[v, default: 0] += 1 }
@@ -167,8 +202,8 @@ public func kvcacheChunksInsertImpl(_ chunks: OpaquePointer?, _ chunk: kvcache_k
         try requireRoom(needed, capacity: capacity, "blocks")
         let (id, list): (ChunkVariantID, [BlockID])
         do throws(ChunkError) {
-            (id, list) = try h.store.insert(ChunkKey(bits: key(chunk)), tokens: Int(tokens), computedAt: Int(computedAt),
-                                            context: key(context), contextImpact: contextImpact.isNaN ? nil : Float(contextImpact))
+            (id, list) = try h.insert(ChunkKey(bits: key(chunk)), tokens: Int(tokens), computedAt: Int(computedAt),
+                                      context: key(context), contextImpact: contextImpact.isNaN ? nil : Float(contextImpact))
         } catch { throw .chunks(error) }
         for (i, b) in list.enumerated() { buffer![i] = b }  // non-nil: capacity >= needed >= 1
         variant.pointee = id.raw
@@ -196,7 +231,7 @@ public func kvcacheChunksBlocksImpl(_ chunks: OpaquePointer?, _ variant: UInt64,
 @_cdecl("kvcache_chunks_remove")
 public func kvcacheChunksRemoveImpl(_ chunks: OpaquePointer?, _ variant: UInt64) -> kvcache_status {
     withHandle(chunks, "kvcache_chunks_remove", as: ChunksHandle.self) { h throws(CAPIError) in
-        do throws(ChunkError) { try h.store.remove(ChunkVariantID(raw: variant)) } catch { throw .chunks(error) }
+        do throws(ChunkError) { try h.remove(ChunkVariantID(raw: variant)) } catch { throw .chunks(error) }
     }
 }
 
@@ -240,20 +275,27 @@ public func kvcacheChunksPlanImpl(_ chunks: OpaquePointer?, _ segments: UnsafePo
             default: throw .invalidArgument("unknown segment kind")
             }
         }
-        do throws(ChunkError) { try h.scratch.draft(h.pieces, store: h.store, context: key(context), selection: how) } catch { throw .chunks(error) }
-        let plan = h.scratch
-        var summary = kvcache_chunk_plan(plan_id: 0, prompt_tokens: Int64(plan.promptTokens), prefix_tokens: Int64(plan.prefix.count),
-                                         reused_tokens: 0, missing_chunks: Int64(plan.missingChunks), n_spans: plan.reused.count,
-                                         n_recompute: plan.recompute.count, n_fresh: plan.fresh.count)
-        for span in plan.reused { summary.reused_tokens += Int64(span.target.count) }
-        guard plan.reused.count <= spansCapacity, plan.recompute.count <= recomputeCapacity, plan.fresh.count <= freshCapacity else {
-            out.pointee = summary
-            if plan.reused.count > spansCapacity { throw .bufferTooSmall("spans", needed: plan.reused.count, capacity: spansCapacity) }
-            if plan.recompute.count > recomputeCapacity {
-                throw .bufferTooSmall("recompute", needed: plan.recompute.count, capacity: recomputeCapacity)
+        if let tiered = h.tiered {
+            // Drafted first against a copy of the store with the loadable chunks in place, so that the
+            // buffers are checked before anything is loaded.
+            do throws(ChunkError) { try h.scratch.draft(h.pieces, store: loadedCopy(h, tiered, key(context)), context: key(context), selection: how) } catch {
+                throw .chunks(error)
             }
-            throw .bufferTooSmall("fresh", needed: plan.fresh.count, capacity: freshCapacity)
+            _ = try checkRoom(h.scratch, spansCapacity, recomputeCapacity, freshCapacity, out)
+            do throws(ChunkError) {
+                h.scratch = try tiered.plan(h.pieces, context: key(context), selection: how, controller: nil,
+                                            host: hostTier, disk: diskTier)
+            } catch { throw .chunks(error) }
+            // Only a failed load changes the counts: the plan's holds end before the refusal.
+            do throws(CAPIError) { _ = try checkRoom(h.scratch, spansCapacity, recomputeCapacity, freshCapacity, out) } catch {
+                try! tiered.release(plan: h.scratch)  // held by the plan just built
+                throw error
+            }
+        } else {
+            do throws(ChunkError) { try h.scratch.draft(h.pieces, store: h.store, context: key(context), selection: how) } catch { throw .chunks(error) }
         }
+        let plan = h.scratch
+        var summary = try checkRoom(plan, spansCapacity, recomputeCapacity, freshCapacity, out)
         // Buffers are non-nil wherever an element is written: each capacity >= its count.
         for (i, s) in plan.reused.enumerated() {
             spanBuffer![i] = kvcache_reused_span(
@@ -263,10 +305,52 @@ public func kvcacheChunksPlanImpl(_ chunks: OpaquePointer?, _ segments: UnsafePo
         }
         for (i, p) in plan.recompute.enumerated() { recomputeBuffer![i] = Int64(p) }
         for (i, r) in plan.fresh.enumerated() { freshBuffer![i] = kvcache_token_range(start: Int64(r.lowerBound), end: Int64(r.upperBound)) }
-        plan.acquire(in: &h.store)
+        if h.tiered == nil { h.acquireScratch() }
         summary.plan_id = h.open()
         out.pointee = summary
     }
+}
+
+/// The summary of `plan`; when a buffer is too short for it, the summary goes to `out` and
+/// `.bufferTooSmall` names the buffer. O(spans), no allocation.
+private func checkRoom(_ plan: ChunkPrefillPlan, _ spansCapacity: Int, _ recomputeCapacity: Int, _ freshCapacity: Int,
+                       _ out: UnsafeMutablePointer<kvcache_chunk_plan>) throws(CAPIError) -> kvcache_chunk_plan {
+    var summary = kvcache_chunk_plan(plan_id: 0, prompt_tokens: Int64(plan.promptTokens), prefix_tokens: Int64(plan.prefix.count),
+                                     reused_tokens: 0, missing_chunks: Int64(plan.missingChunks), n_spans: plan.reused.count,
+                                     n_recompute: plan.recompute.count, n_fresh: plan.fresh.count)
+    for span in plan.reused { summary.reused_tokens += Int64(span.target.count) }
+    guard plan.reused.count <= spansCapacity, plan.recompute.count <= recomputeCapacity, plan.fresh.count <= freshCapacity else {
+        out.pointee = summary
+        if plan.reused.count > spansCapacity { throw .bufferTooSmall("spans", needed: plan.reused.count, capacity: spansCapacity) }
+        if plan.recompute.count > recomputeCapacity {
+            throw .bufferTooSmall("recompute", needed: plan.recompute.count, capacity: recomputeCapacity)
+        }
+        throw .bufferTooSmall("fresh", needed: plan.fresh.count, capacity: freshCapacity)
+    }
+    return summary
+}
+
+/// The bandwidths a tiered plan passes along with no loading controller (unused: every whole chunk loads).
+private let hostTier = LoadingController.Tier(name: "host", bytesPerSecond: 1)
+private let diskTier = LoadingController.Tier(name: "disk", bytesPerSecond: 1)
+
+/// A copy of the tiered store with the prompt's chunks in place as `TieredChunkStore.plan` brings them:
+/// the device's held, then each one a tier holds whole inserted and held. Drafting against it gives the
+/// plan `plan` makes unless a load fails. Allocates the copy (tiered calls allocate).
+/// - Throws: `.insufficientBlocks` where the loads would not fit; nothing changes.
+private func loadedCopy(_ h: ChunksHandle, _ tiered: TieredChunkStore, _ context: BlockKey) throws(ChunkError) -> ChunkStore {
+    var copy = tiered.store
+    for piece in h.pieces {
+        guard case let .chunk(key) = piece.kind, let id = copy.find(key, context: context) else { continue }
+        try copy.acquire(id)
+    }
+    for piece in h.pieces {
+        guard case let .chunk(key) = piece.kind, copy.find(key, context: context) == nil,
+              let (v, _) = tiered.spilledVariant(key, context: context) else { continue }
+        let (id, _) = try copy.insert(key, tokens: v.tokens, computedAt: v.computedAt, context: v.context, contextImpact: v.contextImpact)
+        try copy.acquire(id)
+    }
+    return copy
 }
 
 /// kvcache_chunks_commit: ends an open plan's hold on its variants. O(spans).
@@ -294,4 +378,95 @@ public func kvcacheChunksGetStatsImpl(_ chunks: OpaquePointer?, _ out: UnsafeMut
 @_cdecl("kvcache_chunks_validate")
 public func kvcacheChunksValidateImpl(_ chunks: OpaquePointer?) -> kvcache_status {
     withHandle(chunks, "kvcache_chunks_validate", as: ChunksHandle.self) { h throws(CAPIError) in try h.validate() }
+}
+
+/// kvcache_chunks_create_tiered_checked: a `TieredChunkStore` over a tier manager on the library's device
+/// pool (`HostDeviceMemory`) of the config's blocks. O(device + host blocks).
+@_cdecl("kvcache_chunks_create_tiered_checked")
+public func kvcacheChunksCreateTieredCheckedImpl(_ abiVersion: UInt32, _ configSize: Int, _ config: UnsafePointer<kvcache_tiers_config>?,
+                                                 _ maxVariants: Int64, _ keyNamespace: UnsafePointer<CChar>?,
+                                                 _ out: UnsafeMutablePointer<OpaquePointer?>?) -> kvcache_status {
+    let function: StaticString = "kvcache_chunks_create_tiered_checked"
+    do throws(CAPIError) {
+        let (c, layout, tc) = try tierConfig(abiVersion, configSize, config)
+        let out = try required(out, "out")
+        guard c.device_to_host == nil, c.host_to_device == nil else {
+            throw .invalidArgument("config: a tiered chunk store keeps its own device pool (no copy callbacks)")
+        }
+        guard c.host_blocks >= 1 else { throw .invalidArgument("config.host_blocks: a tiered chunk store needs a host tier") }
+        guard maxVariants >= 1, maxVariants <= 1 << 16 else { throw .invalidArgument("max_variants outside 1...65536") }
+        let namespace = try utf8String(keyNamespace, "key_namespace")
+        let device = try liftTier { () throws(TierError) in try HostDeviceMemory(layout: layout, capacityBlocks: Int(c.device_blocks)) }
+        let manager = try liftTier { () throws(TierError) in try KVTierManager(config: tc, device: device) }
+        let tiered: TieredChunkStore
+        do throws(ChunkError) {
+            tiered = try TieredChunkStore(store: try ChunkStore(capacityBlocks: Int(c.device_blocks), blockTokens: Int(c.block_tokens),
+                                                                maxVariantsPerChunk: Int(maxVariants)),
+                                          tiers: manager)
+        } catch {
+            manager.close()
+            throw .chunks(error)
+        }
+        let handle = ChunksHandle(tiered: tiered, device: device, root: BlockHasher.rootKey(namespace: namespace, lora: "", salt: ""))
+        out.pointee = OpaquePointer(Unmanaged.passRetained(handle).toOpaque())
+        return Status.ok
+    } catch {
+        return fail(error, function)
+    }
+}
+
+/// The tiered store of `h` and the bytes of `variant`'s KV, or the refusal. O(1).
+private func tieredVariant(_ h: ChunksHandle, _ variant: UInt64) throws(CAPIError) -> (TieredChunkStore, HostDeviceMemory, [BlockID], Int) {
+    guard let tiered = h.tiered, let device = h.device else { throw .invalidArgument("a chunk store without tiers (kvcache_chunks_create_tiered)") }
+    let id = ChunkVariantID(raw: variant)
+    guard h.store.variant(id) != nil else { throw .chunks(.unknownVariant(id)) }
+    let blocks = try! h.store.blocks(of: id)  // live: checked above; the store's own array
+    return (tiered, device, blocks, blocks.count * device.layout.bytesPerBlock)
+}
+
+/// kvcache_chunks_put: the engine's KV into the variant's device blocks, then `TieredChunkStore.commit`.
+/// O(bytes).
+@_cdecl("kvcache_chunks_put")
+public func kvcacheChunksPutImpl(_ chunks: OpaquePointer?, _ variant: UInt64, _ kv: UnsafeRawPointer?, _ nBytes: Int) -> kvcache_status {
+    withHandle(chunks, "kvcache_chunks_put", as: ChunksHandle.self) { h throws(CAPIError) in
+        guard let kv else { throw .nullPointer("kv") }
+        let (tiered, device, blocks, bytes) = try tieredVariant(h, variant)
+        guard nBytes == bytes else { throw .invalidArgument("n_bytes is not the variant's n_blocks x block_bytes") }
+        let per = device.layout.bytesPerBlock
+        for (i, b) in blocks.enumerated() {
+            _ = device.withBlock(b) { $0.copyMemory(from: UnsafeRawBufferPointer(start: kv + i * per, count: per)) }
+        }
+        try! tiered.commit(ChunkVariantID(raw: variant))  // live: checked above
+    }
+}
+
+/// kvcache_chunks_fetch: the variant's device blocks into the caller's buffer. O(bytes), no allocation.
+@_cdecl("kvcache_chunks_fetch")
+public func kvcacheChunksFetchImpl(_ chunks: OpaquePointer?, _ variant: UInt64, _ kv: UnsafeMutableRawPointer?, _ capacity: Int,
+                                   _ nBytes: UnsafeMutablePointer<Int>?) -> kvcache_status {
+    withHandle(chunks, "kvcache_chunks_fetch", as: ChunksHandle.self) { h throws(CAPIError) in
+        let nBytes = try required(nBytes, "n_bytes")
+        guard capacity >= 0, kv != nil || capacity == 0 else { throw .nullPointer("kv") }
+        let (_, device, blocks, bytes) = try tieredVariant(h, variant)
+        nBytes.pointee = bytes
+        guard bytes <= capacity else { throw .bufferTooSmall("kv", needed: bytes, capacity: capacity) }
+        let per = device.layout.bytesPerBlock
+        for (i, b) in blocks.enumerated() {
+            _ = device.withBlock(b) { (kv! + i * per).copyMemory(from: UnsafeRawPointer($0.baseAddress!), byteCount: per) }  // non-nil: capacity >= bytes > 0
+        }
+    }
+}
+
+/// kvcache_chunks_get_tier_stats. O(chunks).
+@_cdecl("kvcache_chunks_get_tier_stats")
+public func kvcacheChunksGetTierStatsImpl(_ chunks: OpaquePointer?, _ out: UnsafeMutablePointer<kvcache_chunks_tier_stats>?) -> kvcache_status {
+    withHandle(chunks, "kvcache_chunks_get_tier_stats", as: ChunksHandle.self) { h throws(CAPIError) in
+        let out = try required(out, "out")
+        guard let tiered = h.tiered else { throw .invalidArgument("a chunk store without tiers (kvcache_chunks_create_tiered)") }
+        let s = tiered.tiers.statistics
+        out.pointee = kvcache_chunks_tier_stats(
+            block_bytes: Int64(tiered.tiers.layout.bytesPerBlock), spilled_variants: Int64(tiered.spilledVariants),
+            loaded_variants: Int64(tiered.loadedVariants), failed_loads: Int64(tiered.failedLoads),
+            tiers: kvcache_tier_stats(block_bytes: Int64(tiered.tiers.layout.bytesPerBlock), device: .init(s.device), host: .init(s.host), disk: .init(s.disk)))
+    }
 }

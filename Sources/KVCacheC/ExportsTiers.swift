@@ -26,43 +26,8 @@ public func kvcacheTiersCreateCheckedImpl(_ abiVersion: UInt32, _ configSize: In
                                           _ out: UnsafeMutablePointer<OpaquePointer?>?) -> kvcache_status {
     let function: StaticString = "kvcache_tiers_create_checked"
     do throws(CAPIError) {
-        guard abiVersion == LibraryVersion.abi, configSize == MemoryLayout<kvcache_tiers_config>.size else {
-            throw .invalidArgument("abi_version or config_size: compiled against another kvcache.h")
-        }
-        let c = try required(config, "config").pointee
+        let (c, layout, tc) = try tierConfig(abiVersion, configSize, config)
         let out = try required(out, "out")
-        let dtype: KVDType
-        switch c.dtype_bytes {
-        case 1: dtype = .fp8
-        case 2: dtype = .fp16
-        case 4: dtype = .fp32
-        default: throw .invalidArgument("config.dtype_bytes is not 1, 2 or 4")
-        }
-        let limit = Int64(Int32.max)
-        guard [c.layers, c.kv_heads, c.head_dim, c.block_tokens].allSatisfy({ (1 ... limit).contains($0) }),
-              (1 ... limit).contains(c.device_blocks), (0 ... limit).contains(c.host_blocks),
-              (1 ... 64).contains(c.layer_groups), c.layer_groups <= c.layers, (1 ... 64).contains(c.workers),
-              c.spill_watermark > 0, c.spill_watermark <= 1, c.disk_capacity_bytes >= 0 else {
-            throw .invalidArgument("config: a size, count or the spill watermark is out of range")
-        }
-        guard (c.device_to_host == nil) == (c.host_to_device == nil) else {
-            throw .invalidArgument("config: set both copy callbacks or neither")
-        }
-        let directory = c.disk_directory == nil ? nil : try utf8String(c.disk_directory, "config.disk_directory")
-        let layout = try lift { () throws(KVCacheError) in
-            try KVGeometry(layers: Int(c.layers), kvHeads: Int(c.kv_heads), headDim: Int(c.head_dim), dtype: dtype,
-                           blockTokens: Int(c.block_tokens))
-        }
-        var tc = TierConfig(layout: layout, hostBlocks: Int(c.host_blocks),
-                            disk: directory.map { DiskStoreConfig(directory: $0, capacityBytes: Int(c.disk_capacity_bytes),
-                                                                  layout: layout) })
-        tc.layerGroups = Int(c.layer_groups)
-        tc.workers = Int(c.workers)
-        tc.spillWatermark = c.spill_watermark
-        tc.recordEvents = c.record_events
-        tc.lockHostMemory = c.lock_host_memory
-        tc.synchronousEvictionCopies = c.synchronous_eviction_copies
-        tc.calibrateAtStart = false   // no recompute cost: every tier with a row is loaded from
         // Pending copies at once: each moves one layer group of a device block to or from a host slot.
         let copies = PendingCopies(expected: Int(min(c.device_blocks, max(c.host_blocks, 1))) * Int(c.layer_groups))
         let standIn: HostDeviceMemory?
@@ -85,6 +50,49 @@ public func kvcacheTiersCreateCheckedImpl(_ abiVersion: UInt32, _ configSize: In
     } catch {
         return fail(error, function)
     }
+}
+
+/// The caller's `kvcache_tiers_config` (compiled against this library's header), its geometry and the
+/// tier manager's settings, validated (every field but the copy callbacks). O(1).
+func tierConfig(_ abiVersion: UInt32, _ configSize: Int,
+                _ config: UnsafePointer<kvcache_tiers_config>?) throws(CAPIError) -> (kvcache_tiers_config, KVGeometry, TierConfig) {
+    guard abiVersion == LibraryVersion.abi, configSize == MemoryLayout<kvcache_tiers_config>.size else {
+        throw .invalidArgument("abi_version or config_size: compiled against another kvcache.h")
+    }
+    let c = try required(config, "config").pointee
+    let dtype: KVDType
+    switch c.dtype_bytes {
+    case 1: dtype = .fp8
+    case 2: dtype = .fp16
+    case 4: dtype = .fp32
+    default: throw .invalidArgument("config.dtype_bytes is not 1, 2 or 4")
+    }
+    let limit = Int64(Int32.max)
+    guard [c.layers, c.kv_heads, c.head_dim, c.block_tokens].allSatisfy({ (1 ... limit).contains($0) }),
+          (1 ... limit).contains(c.device_blocks), (0 ... limit).contains(c.host_blocks),
+          (1 ... 64).contains(c.layer_groups), c.layer_groups <= c.layers, (1 ... 64).contains(c.workers),
+          c.spill_watermark > 0, c.spill_watermark <= 1, c.disk_capacity_bytes >= 0 else {
+        throw .invalidArgument("config: a size, count or the spill watermark is out of range")
+    }
+    guard (c.device_to_host == nil) == (c.host_to_device == nil) else {
+        throw .invalidArgument("config: set both copy callbacks or neither")
+    }
+    let directory = c.disk_directory == nil ? nil : try utf8String(c.disk_directory, "config.disk_directory")
+    let layout = try lift { () throws(KVCacheError) in
+        try KVGeometry(layers: Int(c.layers), kvHeads: Int(c.kv_heads), headDim: Int(c.head_dim), dtype: dtype,
+                       blockTokens: Int(c.block_tokens))
+    }
+    var tc = TierConfig(layout: layout, hostBlocks: Int(c.host_blocks),
+                        disk: directory.map { DiskStoreConfig(directory: $0, capacityBytes: Int(c.disk_capacity_bytes),
+                                                              layout: layout) })
+    tc.layerGroups = Int(c.layer_groups)
+    tc.workers = Int(c.workers)
+    tc.spillWatermark = c.spill_watermark
+    tc.recordEvents = c.record_events
+    tc.lockHostMemory = c.lock_host_memory
+    tc.synchronousEvictionCopies = c.synchronous_eviction_copies
+    tc.calibrateAtStart = false   // no recompute cost: every tier with a row is loaded from
+    return (c, layout, tc)
 }
 
 /// kvcache_tiers_destroy: drops the handle's reference; the manager finishes its transfers and closes.

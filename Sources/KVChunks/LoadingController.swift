@@ -9,6 +9,8 @@ import KVCache
 /// tokens is free: the ratio rises from `minimumRatio` to where recompute takes as long as loading (at most
 /// 1). And among the tiers that hold the chunks, given cheapest first, the first whose loading already
 /// hides under recompute at `minimumRatio` is enough; when none does, the one with the shortest prefill.
+/// Last, loading at all must pay: when even that tier's pipelined prefill takes longer than recomputing
+/// every reused token, the decision is to recompute them instead (`load` false).
 ///
 /// Inputs are the caller's: a `RecomputeCost` (modelled or fitted to measured prefills) and measured tier
 /// bandwidths. Every time it returns is modelled from them, not measured. `decide` is O(tiers x log
@@ -35,6 +37,10 @@ public struct LoadingController: Sendable {
         public var recomputeSeconds: Double
         /// Modelled prefill seconds of the reused part with loading pipelined under recompute.
         public var pipelinedSeconds: Double
+        /// Modelled seconds to recompute every reused token instead of loading any.
+        public var recomputeAllSeconds: Double
+        /// Whether loading pays: the pipelined prefill is no longer than recomputing everything.
+        public var load: Bool { pipelinedSeconds <= recomputeAllSeconds }
         /// Whether loading hides under recompute (load <= recompute).
         public var loadHidden: Bool { loadSeconds <= recomputeSeconds }
     }
@@ -84,7 +90,8 @@ public struct LoadingController: Sendable {
             let r = recompute(lo, context: contextTokens)
             let d = Decision(tier: i, ratio: reusedTokens == 0 ? minimumRatio : Double(lo) / Double(reusedTokens),
                              recomputedTokens: lo, loadSeconds: load, recomputeSeconds: r,
-                             pipelinedSeconds: max(load, r) + min(load, r) / Double(layers))
+                             pipelinedSeconds: max(load, r) + min(load, r) / Double(layers),
+                             recomputeAllSeconds: recompute(reusedTokens, context: contextTokens))
             if load <= recompute(floor, context: contextTokens) { return d }
             if best == nil || d.pipelinedSeconds < best!.pipelinedSeconds { best = d }
         }

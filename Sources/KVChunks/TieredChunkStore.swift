@@ -22,8 +22,14 @@ public final class TieredChunkStore {
     public let tiers: KVTierManager
     /// Metadata of variants whose KV left the device, per chunk (the tiers hold the bytes).
     private var spilled: [ChunkKey: [ChunkStore.Variant]] = [:]
+    /// Device variants whose KV the engine has written (`commit`) or a load brought back, by (chunk,
+    /// context): only these are copied out when evicted (blocks never written hold no KV to keep).
+    private var written: Set<WrittenVariant> = []
+    private struct WrittenVariant: Hashable { var chunk: ChunkKey; var context: BlockKey }
     public private(set) var loadedVariants = 0
     public private(set) var failedLoads = 0
+    /// Spilled variants not loaded because the controller found recomputing them cheaper.
+    public private(set) var declinedLoads = 0
 
     /// Where `fetch` found a chunk.
     public enum Source: Sendable, Equatable { case device, host, disk }
@@ -65,6 +71,9 @@ public final class TieredChunkStore {
         return (id, blocks)
     }
 
+    /// Holds `id` for a reader (not evicted or removed until `release`). O(1).
+    public func acquire(_ id: ChunkVariantID) throws(ChunkError) { try store.acquire(id) }
+
     /// Ends a `fetch`'s hold on `id` (after the engine has read it). O(1).
     public func release(_ id: ChunkVariantID) throws(ChunkError) { try store.release(id) }
 
@@ -73,11 +82,12 @@ public final class TieredChunkStore {
         guard let v = store.variant(id) else { throw .unknownVariant(id) }
         let keys = blockKeys(of: v)
         for (i, b) in try store.blocks(of: id).enumerated() { tiers.noteStored(block: b, key: keys[i], parent: i == 0 ? nil : keys[i - 1]) }
+        written.insert(WrittenVariant(chunk: v.chunk, context: v.context))
     }
 
     private func spill(_ evicted: [(variant: ChunkStore.Variant, blocks: [BlockID])]) {
         guard !evicted.isEmpty else { return }
-        for (v, blocks) in evicted {
+        for (v, blocks) in evicted where written.remove(WrittenVariant(chunk: v.chunk, context: v.context)) != nil {
             let keys = blockKeys(of: v)
             for (i, b) in blocks.enumerated() { tiers.willEvict(block: b, key: keys[i], parent: i == 0 ? nil : keys[i - 1]) }
             spilled[v.chunk, default: []].append(v)
@@ -102,11 +112,13 @@ public final class TieredChunkStore {
     /// The chunk `chunk` in device blocks, held for the caller (release with `store.release`): the device
     /// variant `ChunkStore.lookup` picks, else a spilled variant (the one computed after `context` first)
     /// loaded from the tier `controller` picks among `host` and `disk` (the tiers holding all of it, given
-    /// cheapest first) for a prompt of `contextTokens` tokens. Nil when no tier holds it or its load failed
-    /// (the variant is then removed: never served).
+    /// cheapest first) for a prompt of `contextTokens` tokens. Nil when no tier holds it, when the
+    /// controller finds recomputing it cheaper than loading (`Decision.load` false: nothing is loaded, the
+    /// variant stays in its tier), or when its load failed (the variant is then removed: never served).
+    /// Without a controller every whole variant is loaded.
     /// - Throws: `.insufficientBlocks` when held variants leave no room to load into; the controller's
     ///   `.invalidArgument`. Nothing is loaded then.
-    public func fetch(_ chunk: ChunkKey, context: BlockKey, contextTokens: Int, controller: LoadingController,
+    public func fetch(_ chunk: ChunkKey, context: BlockKey, contextTokens: Int, controller: LoadingController?,
                       host: LoadingController.Tier, disk: LoadingController.Tier) throws(ChunkError) -> Fetched? {
         if let id = store.lookup(chunk, context: context) {
             try store.acquire(id)
@@ -117,7 +129,11 @@ public final class TieredChunkStore {
         spilled[chunk] = candidates.isEmpty ? nil : candidates
         guard let v = candidates.first(where: { $0.context == context }) ?? candidates.first, let source = location(of: v) else { return nil }
         let tiersHolding = source == .host ? [host, disk] : [disk]
-        let decision = try controller.decide(reusedTokens: v.tokens, contextTokens: max(contextTokens, v.tokens), tiers: tiersHolding)
+        let decision = try controller?.decide(reusedTokens: v.tokens, contextTokens: max(contextTokens, v.tokens), tiers: tiersHolding)
+        if let decision, !decision.load {
+            declinedLoads += 1
+            return nil
+        }
         let (id, blocks) = try store.insert(chunk, tokens: v.tokens, computedAt: v.computedAt, context: v.context, contextImpact: v.contextImpact)
         spill(store.lastEvicted)
         spilled[chunk]?.removeAll { $0.context == v.context }
@@ -141,6 +157,7 @@ public final class TieredChunkStore {
             return nil
         }
         loadedVariants += 1
+        written.insert(WrittenVariant(chunk: v.chunk, context: v.context))
         try store.acquire(id)
         // Host is never dearer than disk, so the controller's tier is where the tiers load from: `source`.
         return Fetched(variant: id, source: source, decision: decision)
@@ -151,7 +168,7 @@ public final class TieredChunkStore {
     /// could serve intact is a missing chunk (computed as fresh). The plan holds its variants; `release`
     /// them with `plan.release(from:)` on `store` through `release(plan:)`.
     /// - Throws: as `fetch` and `ChunkPrefillPlan.build`; the fetched chunks stay on the device then, unheld.
-    public func plan(_ pieces: [PromptPiece], context: BlockKey, selection: TokenSelection, controller: LoadingController,
+    public func plan(_ pieces: [PromptPiece], context: BlockKey, selection: TokenSelection, controller: LoadingController?,
                      host: LoadingController.Tier, disk: LoadingController.Tier) throws(ChunkError) -> ChunkPrefillPlan {
         let promptTokens = pieces.reduce(0) { $0 + max(0, $1.tokens) }
         var held: [ChunkVariantID] = []
@@ -173,6 +190,29 @@ public final class TieredChunkStore {
         var plan = try ChunkPrefillPlan.build(pieces, store: &store, context: context, selection: selection)
         for i in plan.reused.indices { plan.reused[i].tier = sources[plan.reused[i].chunk] ?? .device }
         return plan
+    }
+
+    /// The spilled variant `fetch` would load for `chunk` after `context` (when the device holds none),
+    /// and the tier it would come from: nil when no tier holds one whole. Changes nothing. O(variants x
+    /// blocks).
+    public func spilledVariant(_ chunk: ChunkKey, context: BlockKey) -> (variant: ChunkStore.Variant, source: Source)? {
+        guard let candidates = spilled[chunk]?.filter({ location(of: $0) != nil }),
+              let v = candidates.first(where: { $0.context == context }) ?? candidates.first, let source = location(of: v) else { return nil }
+        return (v, source)
+    }
+
+    /// Variants whose KV left the device and that a tier may still hold (some may have been dropped
+    /// there since: `fetch` finds out). O(chunks).
+    public var spilledVariants: Int { spilled.values.reduce(0) { $0 + $1.count } }
+
+    /// Takes the unheld variant `id` off the device as an eviction does: its KV goes to the tiers (host,
+    /// or past it disk) and `fetch` can bring it back. O(blocks) plus the copies.
+    /// - Throws: `.unknownVariant`, `.variantHeld`; nothing changes then.
+    public func evict(_ id: ChunkVariantID) throws(ChunkError) {
+        guard let v = store.variant(id) else { throw .unknownVariant(id) }
+        let blocks = try store.blocks(of: id)
+        try store.remove(id)
+        spill([(v, blocks)])
     }
 
     /// Ends `plan`'s hold on its variants (after the engine has read them).

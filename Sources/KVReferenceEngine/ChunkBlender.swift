@@ -88,9 +88,12 @@ public final class ChunkBlender {
 
     /// Runs `plan` for `prompt` into `pool` through `blockTable`: the plan's prefix must already be there;
     /// reused spans are copied from the store and re-rotated, then the fresh ranges and the selected tokens
-    /// are computed. The plan stays acquired (the caller releases it).
-    public func execute(_ plan: ChunkPrefillPlan, prompt: [UInt32], pool: PagedKVPool,
-                        blockTable: [BlockID]) throws(EngineError) -> Outcome {
+    /// are computed. The plan stays acquired (the caller releases it). `source` names another store and
+    /// the pool its blocks index (a `TieredChunkStore`'s, whose chunks come back from host and disk); by
+    /// default the blender's own.
+    public func execute(_ plan: ChunkPrefillPlan, prompt: [UInt32], pool: PagedKVPool, blockTable: [BlockID],
+                        source: (store: ChunkStore, pool: PagedKVPool)? = nil) throws(EngineError) -> Outcome {
+        let (sourceStore, sourcePool) = source ?? (store, storePool)
         guard plan.promptTokens == prompt.count else { throw .invalidBlend("plan of \(plan.promptTokens) tokens for a prompt of \(prompt.count)") }
         guard !plan.fresh.isEmpty, plan.fresh.last!.upperBound == prompt.count else {
             throw .invalidBlend("the prompt must end with fresh tokens (the question)")
@@ -105,8 +108,8 @@ public final class ChunkBlender {
         for f in plan.fresh { for p in f { marks[p] = 1 } }
         for span in plan.reused {
             let blocks: [BlockID]
-            do { blocks = try store.blocks(of: span.variant) } catch { throw .invalidBlend(error.description) }
-            pool.copyRows(from: storePool, sourceTable: blocks, sourceStart: 0, to: blockTable, targetStart: span.target.lowerBound,
+            do { blocks = try sourceStore.blocks(of: span.variant) } catch { throw .invalidBlend(error.description) }
+            pool.copyRows(from: sourcePool, sourceTable: blocks, sourceStart: 0, to: blockTable, targetStart: span.target.lowerBound,
                           count: span.target.count, rotateBy: span.rotateBy, rotator: rotator)
             if case .highDeviation = plan.selection, !span.exact {
                 for p in span.target { marks[p] = 2 }

@@ -34,6 +34,30 @@ struct BlendCLITests {
         #expect(runs[0]["prefill_ratio"] as? Double == 1)
     }
 
+    /// `--tiers`: the sample's chunks come back from host and disk with the KV that was stored (the blend's
+    /// logits exactly), and with a disk slower than recomputing, the controller recomputes those instead.
+    @Test(.enabled(if: available, "the shared model and MuSiQue file are absent"))
+    func tiersFetchTheStoredKVOrRecomputeAsTheControllerDecides() throws {
+        func tiered(_ diskGBps: String) throws -> [String: Any] {
+            let o = try CLIJSONTests.json(["blend", "--model", Self.model, "--data", Self.data, "--limit", "1", "--max-tokens", "1",
+                                           "--passages", "3", "--passage-tokens", "24", "--ratio", "0.15", "--select", "hkvd",
+                                           "--tiers", "--disk-gbps", diskGBps, "--json"])
+            let runs = try #require(o["runs"] as? [[String: Any]])
+            #expect(runs.map { $0["mode"] as? String } == ["full-prefill", "prefix", "full-reuse", "blend", "blend-tiered"])
+            return runs[4]
+        }
+        let fast = try tiered("2")
+        let host = fast["loaded_from_host"] as? Int ?? -1, disk = fast["loaded_from_disk"] as? Int ?? -1
+        #expect(disk >= 1 && host + disk == 3 && fast["recomputed_chunks"] as? Int == 0)
+        #expect(fast["fetched_kv_equal"] as? Bool == true && fast["max_logit_difference_vs_blend"] as? Double == 0)
+        // Which chunks sit on disk depends on the order of the loads (a disk load passes through host):
+        // with the slow disk, every chunk is either loaded from host or recomputed, at least one recomputed.
+        let slow = try tiered("0.000001")
+        let recomputed = slow["recomputed_chunks"] as? Int ?? -1
+        #expect(slow["loaded_from_disk"] as? Int == 0 && recomputed >= 1 && (slow["loaded_from_host"] as? Int ?? -1) + recomputed == 3)
+        #expect(slow["fetched_kv_equal"] as? Bool == true)
+    }
+
     @Test func badDataFilesAreOneLineErrorsNamingTheFile() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("blend-cli-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

@@ -1,6 +1,7 @@
 import CKVCache
 import KVCache
 import KVChunks
+import KVTestSupport
 import Testing
 
 /// The chunk store and prefill plan through the C header (kvcache_chunks_*): the engine contract end to end,
@@ -273,5 +274,73 @@ struct ChunksCABITests {
             #expect(kvcache_chunks_validate(c.handle) == 0)
             try swift.store.validate()
         }
+    }
+
+    /// A tiered store (kvcache_chunks_create_tiered): passages put with their KV, evicted to host and on to
+    /// disk, come back in plans whose spans say HOST and DISK with the bytes that were put; a plan refused
+    /// for a short buffer loads nothing; put and fetch refuse wrong sizes and changes nothing.
+    @Test func aTieredStoreLoadsSpilledChunksWithTheirBytesAndRefusesBeforeLoading() throws {
+        let dir = TempDirectory("kvchunks-cabi")
+        var config = kvcache_tiers_config()
+        #expect(kvcache_tiers_config_init(&config) == 0)
+        config.layers = 2; config.kv_heads = 1; config.head_dim = 8; config.dtype_bytes = 2; config.block_tokens = 4
+        config.device_blocks = 4; config.host_blocks = 2; config.workers = 1; config.spill_watermark = 1
+        config.disk_capacity_bytes = 1 << 22
+        var handle: OpaquePointer?
+        let status = dir.path.withCString { path in
+            config.disk_directory = path
+            return kvcache_chunks_create_tiered_checked(UInt32(KVCACHE_ABI_VERSION), MemoryLayout<kvcache_tiers_config>.size, &config, 2, "cabi", &handle)
+        }
+        let c = try #require(status == 0 ? handle : nil)
+        defer { _ = kvcache_chunks_destroy(c) }
+        func bytes(_ p: Int) -> [UInt8] { (0 ..< 512).map { UInt8(truncatingIfNeeded: p * 131 + $0 * 7 + $0 >> 8) } }
+        var keys: [kvcache_key] = []
+        for p in 0 ..< 4 {
+            var k = kvcache_key()
+            let tokens = (0 ..< 8).map { UInt32(p * 1000 + $0) }
+            #expect(kvcache_chunks_key(c, tokens, 8, &k) == 0)
+            keys.append(k)
+            var variant: UInt64 = 0, n = 0
+            var blocks = [kvcache_block_id](repeating: -1, count: 2)
+            #expect(kvcache_chunks_insert(c, k, 8, 0, kvcache_key(), .nan, &variant, &blocks, 2, &n) == 0)
+            let kv = bytes(p)
+            #expect(kvcache_chunks_put(c, variant, kv, 100) == Self.invalid)
+            #expect(kvcache_chunks_put(c, variant, kv, 512) == 0)
+            var back = [UInt8](repeating: 0, count: 512)
+            #expect(kvcache_chunks_fetch(c, variant, &back, 511, &n) == Self.tooSmall && n == 512)
+            #expect(kvcache_chunks_fetch(c, variant, &back, 512, &n) == 0 && back == kv)
+        }
+        var ts = kvcache_chunks_tier_stats(), st = kvcache_chunks_stats()
+        #expect(kvcache_chunks_get_tier_stats(c, &ts) == 0 && ts.spilled_variants == 2 && ts.block_bytes == 256)
+        #expect(kvcache_chunks_get_stats(c, &st) == 0)
+        // Too short a span buffer: the counts of the plan with passage 0 loaded, and nothing loaded.
+        var segment = kvcache_prompt_segment(kind: Int32(KVCACHE_SEGMENT_CHUNK.rawValue), tokens: 8, chunk: keys[0])
+        var out = kvcache_chunk_plan()
+        var recompute = [Int64](repeating: 0, count: 8)
+        var fresh = [kvcache_token_range](repeating: .init(), count: 2)
+        #expect(kvcache_chunks_plan(c, &segment, 1, kvcache_key(), Int32(KVCACHE_SELECT_NONE.rawValue), 0, 0, nil, 0, &recompute, 8,
+                                    &fresh, 2, &out) == Self.tooSmall && out.n_spans == 1 && out.missing_chunks == 0)
+        var after = kvcache_chunks_stats(), tsAfter = kvcache_chunks_tier_stats()
+        #expect(kvcache_chunks_get_stats(c, &after) == 0 && Self.same(st, after))
+        #expect(kvcache_chunks_get_tier_stats(c, &tsAfter) == 0 && tsAfter.loaded_variants == 0 && tsAfter.spilled_variants == 2)
+        for (p, tier) in [(1, KVCACHE_TIER_HOST), (0, KVCACHE_TIER_DISK), (0, KVCACHE_TIER_DEVICE)] {
+            segment.chunk = keys[p]
+            var span = kvcache_reused_span()
+            #expect(kvcache_chunks_plan(c, &segment, 1, kvcache_key(), Int32(KVCACHE_SELECT_NONE.rawValue), 0, 0, &span, 1, &recompute, 8,
+                                        &fresh, 2, &out) == 0)
+            #expect(out.n_spans == 1 && span.tier == Int32(tier.rawValue), "passage \(p)")
+            var back = [UInt8](repeating: 0, count: 512), n = 0
+            #expect(kvcache_chunks_fetch(c, span.variant, &back, 512, &n) == 0 && back == bytes(p), "passage \(p)")
+            #expect(kvcache_chunks_validate(c) == 0)
+            #expect(kvcache_chunks_commit(c, out.plan_id) == 0)
+        }
+        #expect(kvcache_chunks_get_tier_stats(c, &ts) == 0 && ts.loaded_variants == 2 && ts.failed_loads == 0)
+        // A tiered store needs a host tier and keeps its own device pool.
+        var refused: OpaquePointer?
+        config.disk_directory = nil
+        config.host_blocks = 0
+        #expect(kvcache_chunks_create_tiered_checked(UInt32(KVCACHE_ABI_VERSION), MemoryLayout<kvcache_tiers_config>.size, &config, 2, nil, &refused)
+                == Self.invalid && refused == nil)
+        #expect(kvcache_chunks_validate(c) == 0)
     }
 }

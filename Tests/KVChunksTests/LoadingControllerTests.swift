@@ -45,6 +45,17 @@ struct LoadingControllerTests {
         }
     }
 
+    /// Loading pays while its pipelined prefill is no longer than recomputing every reused token: a fast
+    /// tier is loaded, a tier so slow that loading takes longer than full recompute is not.
+    @Test func aTierSlowerThanRecomputeIsNotLoaded() throws {
+        let controller = try LoadingController(cost: cost, layers: 10, kvBytesPerToken: 1024)
+        let fast = try controller.decide(reusedTokens: 1000, contextTokens: 2000, tiers: [.init(name: "host", bytesPerSecond: 20e9)])
+        #expect(fast.load && fast.pipelinedSeconds <= fast.recomputeAllSeconds)
+        let slow = try controller.decide(reusedTokens: 1000, contextTokens: 2000, tiers: [.init(name: "far", bytesPerSecond: 1e3)])
+        #expect(!slow.load && slow.loadSeconds > slow.recomputeAllSeconds)
+        #expect(slow.recomputeAllSeconds == cost.seconds(tokens: 1000, contextBefore: 1000))
+    }
+
     @Test func refusesBadInput() throws {
         #expect(throws: ChunkError.self) { try LoadingController(cost: cost, layers: 0, kvBytesPerToken: 1) }
         #expect(throws: ChunkError.self) { try LoadingController(cost: cost, layers: 1, kvBytesPerToken: 1, minimumRatio: 2) }

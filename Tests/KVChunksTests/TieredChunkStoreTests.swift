@@ -140,4 +140,27 @@ import Testing
         try h.tiered.store.validate()
         try h.tiered.tiers.validate()
     }
+
+    @Test func anEvictedVariantComesBackAndAnUnwrittenOneIsNeverSpilled() throws {
+        let h = try Harness()
+        try h.put(0)
+        let id = try #require(h.tiered.store.find(h.chunk(0)))
+        #expect(h.tiered.spilledVariant(h.chunk(0), context: h.root) == nil)
+        try h.tiered.acquire(id)
+        #expect(throws: ChunkError.variantHeld(id)) { try h.tiered.evict(id) }
+        try h.tiered.release(id)
+        try h.tiered.evict(id)
+        #expect(h.tiered.store.find(h.chunk(0)) == nil && h.tiered.spilledVariant(h.chunk(0), context: h.root)?.source == .host)
+        let back = try #require(try h.fetch(0))
+        let holds = try h.holds(back.variant, 0)
+        #expect(back.source == .host && holds)
+        try h.tiered.release(back.variant)
+        // Inserted but never written (no commit): evicting it keeps nothing to serve.
+        let (unwritten, _) = try h.tiered.insert(h.chunk(5), tokens: 8, computedAt: 0, context: h.root)
+        try h.tiered.evict(unwritten)
+        let refetched = try h.fetch(5)
+        #expect(h.tiered.spilledVariant(h.chunk(5), context: h.root) == nil && refetched == nil)
+        try h.tiered.store.validate()
+        try h.tiered.tiers.validate()
+    }
 }

@@ -63,6 +63,8 @@ STRUCTS = {
                            ("n_recompute", "size_t"), ("n_fresh", "size_t")],
     "kvcache_chunks_stats": [(name, "int64_t") for name in (
         "capacity_blocks", "free_blocks", "block_tokens", "variants", "evicted_variants", "open_plans")],
+    "kvcache_chunks_tier_stats": [(name, "int64_t") for name in (
+        "block_bytes", "spilled_variants", "loaded_variants", "failed_loads")] + [("tiers", "kvcache_tier_stats")],
 }
 
 _H = "kvcache_t *"  # the opaque handles
@@ -146,6 +148,11 @@ FUNCTIONS = {
     "kvcache_chunks_commit": ("kvcache_status", [_C, "uint64_t"]),
     "kvcache_chunks_get_stats": ("kvcache_status", [_C, "kvcache_chunks_stats *"]),
     "kvcache_chunks_validate": ("kvcache_status", [_C]),
+    "kvcache_chunks_create_tiered_checked": ("kvcache_status", ["uint32_t", "size_t", "const kvcache_tiers_config *",
+                                                                "int64_t", "const char *", "kvcache_chunks_t **"]),
+    "kvcache_chunks_put": ("kvcache_status", [_C, "uint64_t", "const void *", "size_t"]),
+    "kvcache_chunks_fetch": ("kvcache_status", [_C, "uint64_t", "void *", "size_t", "size_t *"]),
+    "kvcache_chunks_get_tier_stats": ("kvcache_status", [_C, "kvcache_chunks_tier_stats *"]),
 }
 
 # Header functions this package does not call (yet); the ABI test accepts exactly these as unbound.
@@ -270,6 +277,7 @@ ReusedSpanStruct = STRUCT_TYPES["kvcache_reused_span"]
 TokenRange = STRUCT_TYPES["kvcache_token_range"]
 ChunkPlanStruct = STRUCT_TYPES["kvcache_chunk_plan"]
 ChunksStatsStruct = STRUCT_TYPES["kvcache_chunks_stats"]
+ChunksTierStatsStruct = STRUCT_TYPES["kvcache_chunks_tier_stats"]
 # void (*)(void *context, kvcache_block_id block, size_t offset, size_t length, void *host, uint64_t token)
 CopyFn = C.CFUNCTYPE(None, C.c_void_p, C.c_int32, C.c_size_t, C.c_size_t, C.c_void_p, C.c_uint64)
 

@@ -16,9 +16,10 @@ from typing import List, NamedTuple
 import numpy as np
 
 from ._handle import OwnedHandle
-from ._abi import (ChunkPlanStruct, ChunksStatsStruct, Key, PromptSegment, ReusedSpanStruct, SegmentKind, Selection,
-                   TokenRange, library)
+from ._abi import (ABI_VERSION, ChunkPlanStruct, ChunksStatsStruct, ChunksTierStatsStruct, Key, PromptSegment,
+                   ReusedSpanStruct, SegmentKind, Selection, TiersConfig, TokenRange, library)
 from .cache import _i64, _invalid, _text, _tokens
+from .tiers import TierStats, _tier_stats, _tiers_config
 
 
 class ReusedSpan(NamedTuple):
@@ -56,6 +57,16 @@ class ChunksStats(NamedTuple):
     open_plans: int
 
 
+class ChunksTierStats(NamedTuple):
+    """kvcache_chunks_tier_stats: the block size, the variants spilled, loaded back and refused, and the
+    tiers' own counters (TierStats)."""
+    block_bytes: int
+    spilled_variants: int
+    loaded_variants: int
+    failed_loads: int
+    tiers: TierStats
+
+
 def _key(pair, what):
     """A (lo, hi) pair as a kvcache_key."""
     try:
@@ -80,6 +91,49 @@ class ChunkStore(OwnedHandle):
                                               _i64(max_variants, "max_variants"), _text(key_namespace, "key_namespace"),
                                               C.byref(out)))
         self._handle = out.value
+
+    @classmethod
+    def tiered(cls, *, layers, kv_heads, head_dim, device_blocks, host_blocks, dtype_bytes=2, block_tokens=16,
+               disk_directory=None, disk_capacity_bytes=0, max_variants=4, key_namespace=None, workers=2,
+               spill_watermark=0.9):
+        """A tiered chunk store (kvcache_chunks_create_tiered): a pool of `device_blocks` blocks held by the
+        library, whose evicted variants go to `host_blocks` blocks of host memory and past them to the disk
+        folder, with their KV (put), and are loaded back by plan (spans with tier HOST or DISK)."""
+        self = cls.__new__(cls)
+        self._lib = lib = library()
+        self._handle = None
+        config = _tiers_config(lib, self._check, layers=layers, kv_heads=kv_heads, head_dim=head_dim,
+                               dtype_bytes=dtype_bytes, block_tokens=block_tokens, device_blocks=device_blocks,
+                               host_blocks=host_blocks, disk_directory=disk_directory,
+                               disk_capacity_bytes=disk_capacity_bytes, layer_groups=1, workers=workers,
+                               spill_watermark=spill_watermark, record_events=False, lock_host_memory=False,
+                               synchronous_eviction_copies=False)
+        out = C.c_void_p()
+        self._check(lib.kvcache_chunks_create_tiered_checked(ABI_VERSION, C.sizeof(TiersConfig), C.byref(config),
+                                                             _i64(max_variants, "max_variants"),
+                                                             _text(key_namespace, "key_namespace"), C.byref(out)))
+        self._handle = out.value
+        return self
+
+    def put(self, variant, kv):
+        """Writes a variant's KV (tiered stores): bytes-like or an array of n_blocks x block_bytes bytes."""
+        data = np.ascontiguousarray(np.frombuffer(kv, np.uint8) if isinstance(kv, (bytes, bytearray)) else kv)
+        self._check(self._lib.kvcache_chunks_put(self._handle, index(variant), data.ctypes.data, data.nbytes))
+
+    def fetch(self, variant):
+        """A variant's KV from the store's pool (tiered stores), as a uint8 array of n_blocks x block_bytes."""
+        n = C.c_size_t()
+        status = self._lib.kvcache_chunks_fetch(self._handle, index(variant), None, 0, C.byref(n))
+        out = np.empty(n.value, np.uint8)
+        if n.value or status != 0:
+            self._check(self._lib.kvcache_chunks_fetch(self._handle, index(variant), out.ctypes.data, out.size, C.byref(n)))
+        return out
+
+    def tier_stats(self):
+        """The counters of a tiered store (ChunksTierStats)."""
+        s = ChunksTierStatsStruct()
+        self._check(self._lib.kvcache_chunks_get_tier_stats(self._handle, C.byref(s)))
+        return ChunksTierStats(s.block_bytes, s.spilled_variants, s.loaded_variants, s.failed_loads, _tier_stats(s.tiers))
 
     def key(self, tokens):
         """The chunk key of `tokens` as a (lo, hi) pair."""

@@ -61,6 +61,13 @@ class TierStats:
     disk: TierCounters
 
 
+def _tier_stats(s):
+    """A kvcache_tier_stats struct as TierStats."""
+    def counters(c):
+        return TierCounters(**{name: getattr(c, name) for name, _ in c._fields_})
+    return TierStats(s.block_bytes, counters(s.device), counters(s.host), counters(s.disk))
+
+
 def _key(key):
     """One key (a KEY_DTYPE element, a (lo, hi) pair) as a kvcache_key struct."""
     if isinstance(key, np.void):
@@ -77,6 +84,27 @@ def _blocks(blocks, what):
     if a.size and (a.min() < -(1 << 31) or a.max() >= 1 << 31):
         raise _invalid(f"a block id of {what} does not fit in int32_t")
     return np.ascontiguousarray(a, dtype=np.int32)
+
+
+def _tiers_config(lib, check, *, layers, kv_heads, head_dim, dtype_bytes, block_tokens, device_blocks, host_blocks,
+                  disk_directory, disk_capacity_bytes, layer_groups, workers, spill_watermark, record_events,
+                  lock_host_memory, synchronous_eviction_copies):
+    """A kvcache_tiers_config of these fields (the copy callbacks left NULL), the defaults from the library."""
+    config = TiersConfig()
+    check(lib.kvcache_tiers_config_init(C.byref(config)))
+    for name, value in (("layers", layers), ("kv_heads", kv_heads), ("head_dim", head_dim),
+                        ("dtype_bytes", dtype_bytes), ("block_tokens", block_tokens),
+                        ("device_blocks", device_blocks), ("host_blocks", host_blocks),
+                        ("disk_capacity_bytes", disk_capacity_bytes), ("layer_groups", layer_groups),
+                        ("workers", workers)):
+        setattr(config, name, _i64(value, name))
+    directory = _text(disk_directory, "disk_directory")
+    config.disk_directory = directory
+    config.spill_watermark = float(spill_watermark)
+    config.record_events = bool(record_events)
+    config.lock_host_memory = bool(lock_host_memory)
+    config.synchronous_eviction_copies = bool(synchronous_eviction_copies)
+    return config
 
 
 class TierManager(OwnedHandle):
@@ -96,20 +124,12 @@ class TierManager(OwnedHandle):
                  device_to_host=None, host_to_device=None):
         self._lib = lib = library()
         self._handle = None
-        config = TiersConfig()
-        self._check(lib.kvcache_tiers_config_init(C.byref(config)))
-        for name, value in (("layers", layers), ("kv_heads", kv_heads), ("head_dim", head_dim),
-                            ("dtype_bytes", dtype_bytes), ("block_tokens", block_tokens),
-                            ("device_blocks", device_blocks), ("host_blocks", host_blocks),
-                            ("disk_capacity_bytes", disk_capacity_bytes), ("layer_groups", layer_groups),
-                            ("workers", workers)):
-            setattr(config, name, _i64(value, name))
-        directory = _text(disk_directory, "disk_directory")
-        config.disk_directory = directory
-        config.spill_watermark = float(spill_watermark)
-        config.record_events = bool(record_events)
-        config.lock_host_memory = bool(lock_host_memory)
-        config.synchronous_eviction_copies = bool(synchronous_eviction_copies)
+        config = _tiers_config(lib, self._check, layers=layers, kv_heads=kv_heads, head_dim=head_dim, dtype_bytes=dtype_bytes,
+                               block_tokens=block_tokens, device_blocks=device_blocks, host_blocks=host_blocks,
+                               disk_directory=disk_directory, disk_capacity_bytes=disk_capacity_bytes,
+                               layer_groups=layer_groups, workers=workers, spill_watermark=spill_watermark,
+                               record_events=record_events, lock_host_memory=lock_host_memory,
+                               synchronous_eviction_copies=synchronous_eviction_copies)
         if (device_to_host is None) != (host_to_device is None):
             raise _invalid("pass both copy callables or neither")
         # The C function pointers must outlive the handle: kept on self.
@@ -268,10 +288,7 @@ class TierManager(OwnedHandle):
         """The counters (TierStats). O(1)."""
         s = TierStatsStruct()
         self._check(self._lib.kvcache_tiers_get_stats(self._handle, C.byref(s)))
-
-        def counters(c):
-            return TierCounters(**{name: getattr(c, name) for name, _ in c._fields_})
-        return TierStats(s.block_bytes, counters(s.device), counters(s.host), counters(s.disk))
+        return _tier_stats(s)
 
     def device_block(self, block):
         """The stand-in device pool's block `block` as a writable uint8 array over the library's memory

@@ -1,5 +1,6 @@
 """ChunkStore over kvcache_chunks_*: a plan's spans, recomputed positions and fresh ranges, the hold until
 commit, and refused calls that change nothing."""
+import numpy as np
 import pytest
 
 import kvcache
@@ -41,3 +42,40 @@ def test_refused_calls_change_nothing():
             store.insert(store.key([1]), 40, 0)
         assert store.stats() == before
         store.validate()
+
+
+def test_tiered_store_serves_spilled_chunks_with_their_bytes(tmp_path):
+    with kvcache.ChunkStore.tiered(layers=2, kv_heads=1, head_dim=8, block_tokens=4, device_blocks=4, host_blocks=2,
+                                   disk_directory=str(tmp_path), disk_capacity_bytes=1 << 22, workers=1,
+                                   spill_watermark=1.0, key_namespace="py-tiered") as store:
+        bb = store.tier_stats().block_bytes
+        assert bb == 256
+        rng = np.random.default_rng(7)
+        kv = [rng.integers(0, 256, 2 * bb, dtype=np.uint8) for _ in range(4)]
+        keys = [store.key(range(100 * p, 100 * p + 8)) for p in range(4)]
+        for p in range(4):
+            variant, blocks = store.insert(keys[p], 8, 0)
+            assert len(blocks) == 2
+            with pytest.raises(kvcache.InvalidArgumentError):
+                store.put(variant, kv[p][:-1])
+            store.put(variant, kv[p])
+            assert np.array_equal(store.fetch(variant), kv[p])
+        # The pool holds passages 2 and 3, the host 1, the disk 0.
+        assert store.tier_stats().spilled_variants == 2
+        for p, tier in ((1, kvcache.Tier.HOST), (0, kvcache.Tier.DISK), (0, kvcache.Tier.DEVICE)):
+            plan = store.plan([("fresh", 3), ("chunk", 8, keys[p])], selection=kvcache.Selection.NONE)
+            assert len(plan.spans) == 1 and plan.spans[0].tier == tier and plan.missing_chunks == 0
+            assert np.array_equal(store.fetch(plan.spans[0].variant), kv[p])
+            store.commit(plan.plan_id)
+        stats = store.tier_stats()
+        assert stats.loaded_variants == 2 and stats.failed_loads == 0 and stats.tiers.disk.loaded_blocks >= 2
+        store.validate()
+
+
+def test_put_and_fetch_need_a_tiered_store():
+    with kvcache.ChunkStore(8, block_tokens=4) as store:
+        variant, _ = store.insert(store.key(range(4)), 4, 0)
+        with pytest.raises(kvcache.InvalidArgumentError):
+            store.fetch(variant)
+        with pytest.raises(kvcache.InvalidArgumentError):
+            store.tier_stats()

@@ -37,6 +37,10 @@ struct BlendCommand: ParsableCommand {
     @Option(name: .customLong("check-layers"), help: "HKVD check layers, comma-separated, ascending (several: gradual filtering).") var checkLayers = "1,2"
     @Option(help: "HKVD deviation: value, key or key-value.") var metric = "key-value"
     @Option(help: "Threads for OpenBLAS and the decode kernels, 1...1024; default: all cores.") var threads: Int?
+    @Flag(help: "Also run blend at the first --ratio from a tiered chunk store: each sample's chunks evicted to host memory and on to disk with their real bytes, fetched back or recomputed per chunk as the loading controller decides (mode blend-tiered).")
+    var tiers = false
+    @Option(name: .customLong("disk-gbps"), help: "With --tiers: the disk's read bandwidth the loading controller assumes, GB/s (modelled).")
+    var diskGBps = 2.0
     @OptionGroup(title: "Report") var reportOutput: ReportOptions
     var json: Bool { reportOutput.machine }
 
@@ -70,6 +74,7 @@ struct BlendCommand: ParsableCommand {
         guard Limits.passages.contains(passages) else { throw ValidationError("--passages must be in \(Limits.passages)") }
         guard Limits.passageTokens.contains(passageTokens) else { throw ValidationError("--passage-tokens must be in \(Limits.passageTokens)") }
         guard threads.map((1 ... 1024).contains) ?? true else { throw ValidationError("--threads must be in 1...1024") }
+        guard diskGBps.isFinite, diskGBps > 0 else { throw ValidationError("--disk-gbps must be positive") }
     }
 
     /// The fixed text around the passages (ChatML, as SmolLM2-Instruct was trained).
@@ -88,6 +93,7 @@ struct BlendCommand: ParsableCommand {
         var seconds: [Double] = []
         var computed: [Int] = []
         var context: [Int] = []
+        var logits: [[Float]] = []
     }
 
     func run() throws {
@@ -127,6 +133,9 @@ struct BlendCommand: ParsableCommand {
 
         var modes = [Mode(name: "full-prefill"), Mode(name: "prefix"), Mode(name: "full-reuse")]
         for s in selections { for r in ratios { modes.append(Mode(name: s == .hkvd ? "blend" : s.rawValue, ratio: r)) } }
+        let tiered = try tiers ? BlendTiers(config: c, blockTokens: bt, promptBlocks: storeBlocks / 2, diskGBps: diskGBps) : nil
+        var tieredMode = Mode(name: "blend-tiered", ratio: ratios[0])
+        let blendIndex = modes.firstIndex { $0.name == "blend" && $0.ratio == ratios[0] }
         let eos = tok.eosID
 
         for (index, (chunks, question)) in prompts.enumerated() {
@@ -203,10 +212,50 @@ struct BlendCommand: ParsableCommand {
                 modes[m].seconds.append(elapsed)
                 modes[m].computed.append(outcome.computedTokens)
                 modes[m].context.append(n)
+                if m == blendIndex { modes[m].logits.append(outcome.logits) }
+            }
+            if let tiered {
+                // The same blend from the tiers: chunks staged there and evicted, fetched back or recomputed.
+                tiered.fittedSecondsPerToken.append(fullSeconds / Double(n))
+                try tiered.stage(keys, from: blender, context: context)
+                var pieces = [PromptPiece(.cachedPrefix, tokens: preamble.count)]
+                for (key, chunk) in zip(keys, chunks) { pieces.append(PromptPiece(.chunk(key), tokens: chunk.count)) }
+                pieces.append(PromptPiece(.fresh, tokens: question.count))
+                let controller = try tiered.controller(kvBytesPerToken: tiered.pool.bytesPerBlock / bt)
+                let start = clock.now
+                pool.copyRows(from: preamblePool, sourceTable: preambleTable, sourceStart: 0, to: table, targetStart: 0, count: preamble.count)
+                let plan: ChunkPrefillPlan
+                do {
+                    plan = try tiered.tiered.plan(pieces, context: context, selection: .highDeviation(ratio: ratios[0]), controller: controller,
+                                                  host: tiered.hostTier, disk: tiered.diskTier)
+                } catch { throw CLIError("tiered chunk plan: \(error)") }
+                let outcome = try blender.execute(plan, prompt: prompt, pool: pool, blockTable: table,
+                                                  source: (tiered.tiered.store, tiered.pool))
+                let elapsed = seconds(clock.now - start)
+                try tiered.check(plan, against: blender, context: context)
+                do { try tiered.tiered.release(plan: plan) } catch { throw CLIError("tiered chunk plan: \(error)") }
+                if let b = blendIndex, plan.missingChunks == 0, let same = modes[b].logits.last {
+                    tiered.maxLogitDifference = max(tiered.maxLogitDifference, zip(same, outcome.logits).map { abs($0 - $1) }.max() ?? 0)
+                }
+                let tokens = try decode(outcome.logits)
+                tieredMode.kl.append(OutputComparison.klDivergence(reference: fullLogits, other: outcome.logits))
+                tieredMode.agreement.append(OutputComparison.greedyAgreement(reference: reference, other: tokens, n: reference.count))
+                tieredMode.top1.append(tokens.first == reference.first ? 1 : 0)
+                tieredMode.f1.append(OutputComparison.tokenF1(prediction: text(tokens), answers: answers))
+                tieredMode.seconds.append(elapsed)
+                tieredMode.computed.append(outcome.computedTokens)
+                tieredMode.context.append(n)
             }
             note("sample \(index + 1)/\(prompts.count): \(n) tokens, full prefill \(String(format: "%.3f", fullSeconds)) s, answer \"\(text(reference))\"")
         }
-        try report(modes, samples: prompts.count)
+        if let tiered {
+            modes.append(tieredMode)
+            note(String(format: "tiers: %d chunks fetched (%d from host, %d from disk), %d recomputed by the loading controller's choice, "
+                        + "%d fetched with KV unlike what was stored; max |logit - blend's logit| %.3g over the samples with every chunk loaded (host %.1f GB/s measured, disk %.1f GB/s modelled)",
+                        tiered.fetchedChunks, tiered.loadedFromHost, tiered.loadedFromDisk, tiered.recomputedChunks, tiered.mismatchedChunks,
+                        Double(tiered.maxLogitDifference), tiered.hostBandwidth / 1e9, tiered.diskBandwidth / 1e9))
+        }
+        try report(modes, samples: prompts.count, tiers: tiered)
         noteController(modes, reused: prompts.map { $0.chunks.dropFirst().reduce(0) { $0 + $1.count } },
                        kvBytesPerToken: PagedKVPool(config: c, blockTokens: bt, capacityBlocks: 1).bytesPerBlock / bt, layers: c.layers)
     }
@@ -215,30 +264,19 @@ struct BlendCommand: ParsableCommand {
     /// memory: the recompute cost fitted to this run's full prefills (seconds per token, the linear layers
     /// dominating at this length) and host memory's copy bandwidth measured here. Modelled, on stderr.
     func noteController(_ modes: [Mode], reused: [Int], kvBytesPerToken: Int, layers: Int) {
-        let bytes = 1 << 26
-        let a = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64), b = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
-        defer { a.deallocate(); b.deallocate() }
-        memset(a, 1, bytes); memset(b, 0, bytes)
-        let clock = ContinuousClock()
-        var best = Double.infinity
-        for _ in 0 ..< 3 {
-            let t0 = clock.now
-            memcpy(b, a, bytes)
-            let d = (clock.now - t0).components
-            best = min(best, Double(d.seconds) + Double(d.attoseconds) * 1e-18)
-        }
+        let bandwidth = BlendTiers.hostCopyBandwidth()
         let full = modes[0]
         let perToken = zip(full.seconds, full.context).map { $0 / Double($1) }.sorted()[full.seconds.count / 2]
         guard let cost = try? RecomputeCost(secondsPerToken: perToken, secondsPerContextPair: 0),
               let controller = try? LoadingController(cost: cost, layers: layers, kvBytesPerToken: kvBytesPerToken),
               let d = try? controller.decide(reusedTokens: reused.max() ?? 0, contextTokens: full.context.max() ?? 0,
-                                             tiers: [.init(name: "host memory", bytesPerSecond: Double(bytes) / best)]) else { return }
+                                             tiers: [.init(name: "host memory", bytesPerSecond: bandwidth)]) else { return }
         note(String(format: "loading controller (modelled from measured figures): host memory %.1f GB/s, recompute %.2f ms/token; "
-                    + "ratio %.2f, loading %.1f ms ", Double(bytes) / best / 1e9, perToken * 1e3, d.ratio, d.loadSeconds * 1e3)
+                    + "ratio %.2f, loading %.1f ms ", bandwidth / 1e9, perToken * 1e3, d.ratio, d.loadSeconds * 1e3)
              + (d.loadHidden ? "hidden under" : "longer than") + String(format: " recompute %.1f ms", d.recomputeSeconds * 1e3))
     }
 
-    func report(_ modes: [Mode], samples: Int) throws {
+    func report(_ modes: [Mode], samples: Int, tiers: BlendTiers? = nil) throws {
         func mean(_ a: [Double]) -> Double { a.isEmpty ? 0 : a.reduce(0, +) / Double(a.count) }
         func median(_ a: [Double]) -> Double {
             let s = a.sorted()
@@ -256,7 +294,11 @@ struct BlendCommand: ParsableCommand {
                 ("prefill_seconds", .double(median(m.seconds))), ("prefill_ratio", .double(ratio(m))),
                 ("recomputed_tokens", .double(mean(m.computed.map(Double.init)))),
                 ("context_tokens", .double(mean(m.context.map(Double.init)))),
-            ])
+            ] + (m.name == "blend-tiered" ? tiers.map { t in [
+                ("loaded_from_host", .int(t.loadedFromHost)), ("loaded_from_disk", .int(t.loadedFromDisk)),
+                ("recomputed_chunks", .int(t.recomputedChunks)), ("fetched_kv_equal", .bool(t.mismatchedChunks == 0)),
+                ("max_logit_difference_vs_blend", .double(Double(t.maxLogitDifference))),
+            ] } ?? [] : []))
         }
         var out = "samples \(samples)\n"
         out += "mode          ratio  mean_kl  median_kl  top1  agree  exact    f1  prefill_s  x_full  recomputed  context\n"

@@ -137,6 +137,9 @@ extension ChunkReplay {
                 ("first_request", .int(first)), ("end_request", .int(end)), ("warm_up", .bool(f.warmUp)),
                 ("unique_segment_tokens", .int(unique)), ("block_tokens", .int(o.chunkBlockTokens)),
                 ("recompute_ratio", .double(o.recomputeRatio)), ("cost_model", .string(label)), ("modelled", .bool(true)),
+                // The cost model's two marginals, as PGDSF prices a node (tools/reference/ragpulse_finite_replay.py takes them).
+                ("cost_seconds_per_token", .double(cost.secondsPerToken)),
+                ("cost_seconds_per_context_pair", .double(cost.secondsPerContextPair)),
                 ("bad_lines", .int(loaded.trace.skippedLines)),
             ], runs: rows.map { row in
                     let r = row.result

@@ -576,6 +576,8 @@ kvcache_status kvcache_hybrid_validate(kvcache_hybrid_t *cache);
  *      target_start - source_start, recomputes the selected tokens and computes the fresh ranges;
  *   4. kvcache_chunks_commit(plan_id) reports it done and ends the hold; kvcache_chunks_insert stores
  *      a chunk the engine computed (it writes the KV into the blocks insert returns).
+ * A store made by kvcache_chunks_create_tiered (below, after the tiers) spills evicted variants to host
+ * memory and disk with their KV and loads them back for a plan.
  * Same conventions as the cache: statuses, kvcache_last_error, nothing changed on failure, caller
  * buffers, one thread at a time per handle. Allocation: kvcache_chunks_plan, _commit, _key and
  * _blocks allocate nothing once the handle's scratch has grown to the largest prompt (selections
@@ -626,7 +628,8 @@ typedef struct kvcache_reused_span {
     kvcache_key chunk;
     /** The stored variant (kvcache_chunks_blocks). */
     uint64_t variant;
-    /** One of enum kvcache_tier: where the variant's KV is now (KVCACHE_TIER_DEVICE: the store's pool). */
+    /** One of enum kvcache_tier: where the variant's KV was when planned (KVCACHE_TIER_DEVICE: in the
+     *  store's pool; KVCACHE_TIER_HOST or _DISK: a tiered store loaded it into the pool from there). */
     int32_t tier;
     /** The KV is exactly what a full prefill computes here (computed at this position after this context
      *  right behind the cached prefix): nothing to re-rotate or recompute. */
@@ -1006,6 +1009,71 @@ kvcache_status kvcache_tiers_host_region(kvcache_tiers_t *tiers, int32_t *fd, vo
 
 /** Checks the tier index's invariants (tests). Statuses: NULL_HANDLE, INVARIANT_VIOLATION. */
 kvcache_status kvcache_tiers_validate(kvcache_tiers_t *tiers);
+
+/* MARK: Chunk reuse over the tiers */
+
+/*
+ * A chunk store whose variants leave its pool for host memory (and, past the host tier, disk) with their
+ * KV instead of being dropped, and come back when a plan reuses them. The store keeps the device KV in
+ * the library's own device pool (the engine writes a variant's KV with kvcache_chunks_put and reads it
+ * with kvcache_chunks_fetch); every other kvcache_chunks_* call works on it as on a plain store, except:
+ *   - kvcache_chunks_insert copies the KV of the variants it evicts (those put) to host before
+ *     returning; kvcache_chunks_remove moves the variant to host as an eviction does;
+ *   - kvcache_chunks_plan first loads every chunk of the prompt that is not in the pool but whole in a
+ *     tier back into the pool (disk blocks through host; every block's checksum and key checked: a
+ *     variant with any bad block is dropped, never served, and its segment is planned as missing), then
+ *     plans; a span's `tier` is KVCACHE_TIER_HOST or _DISK when its variant was loaded from there for
+ *     this plan. Buffer sizes are checked before anything is loaded (BUFFER_TOO_SMALL changes nothing),
+ *     except after a load that failed: the plan then has other counts, which may not fit (the loads that
+ *     succeeded stay in the pool, unheld; the failed variant is gone).
+ * Allocation: the tiered calls allocate (block keys, load jobs); kvcache_chunks_fetch allocates nothing.
+ * Loads are synchronous. No copy callbacks: the config's device_to_host and host_to_device must be NULL.
+ */
+
+/** Counters of a tiered chunk store. */
+typedef struct kvcache_chunks_tier_stats {
+    /** Bytes of one block's KV: kvcache_chunks_put and _fetch move n_blocks x block_bytes bytes. */
+    int64_t block_bytes;
+    /** Variants whose KV left the pool for a tier (some may have been dropped there since), variants
+     *  loaded back, loads refused because a block was missing or corrupt. */
+    int64_t spilled_variants;
+    int64_t loaded_variants;
+    int64_t failed_loads;
+    /** The tiers' own counters. */
+    kvcache_tier_stats tiers;
+} kvcache_chunks_tier_stats;
+
+/** Creates a tiered chunk store: the pool is config->device_blocks blocks of config->block_tokens
+ *  tokens (the tiers' geometry: a block's KV is layers x 2 x kv_heads x head_dim x dtype_bytes bytes
+ *  per token), the host tier config->host_blocks blocks (at least 1), the disk tier as configured; at
+ *  most `max_variants` variants per chunk; keys under `key_namespace` (NULL: ""). Release with
+ *  kvcache_chunks_destroy. Statuses: NULL_POINTER, INVALID_ARGUMENT (as kvcache_tiers_create, no host
+ *  tier, copy callbacks set, max_variants outside 1...65536, another ABI), TIER_SYSTEM. */
+kvcache_status kvcache_chunks_create_tiered_checked(uint32_t abi_version, size_t config_size,
+                                                    const kvcache_tiers_config *config, int64_t max_variants,
+                                                    const char *key_namespace, kvcache_chunks_t **out);
+#define kvcache_chunks_create_tiered(config, max_variants, key_namespace, out)                          \
+    kvcache_chunks_create_tiered_checked(KVCACHE_ABI_VERSION, sizeof(kvcache_tiers_config), (config), \
+                                         (max_variants), (key_namespace), (out))
+
+/** Writes the KV the engine computed for `variant` (kvcache_chunks_insert) into its pool blocks, block
+ *  after block in token order, and marks it written: from now on an eviction copies it to host.
+ *  n_bytes must be n_blocks x block_bytes. O(bytes), no allocation after the first put of a block.
+ *  Statuses: NULL_HANDLE, NULL_POINTER (kv), INVALID_ARGUMENT (a store without tiers, an unknown
+ *  variant, another size). */
+kvcache_status kvcache_chunks_put(kvcache_chunks_t *chunks, uint64_t variant, const void *kv, size_t n_bytes);
+
+/** Copies the KV of `variant` (in the pool: one a plan holds, loaded back if it came from a tier) into
+ *  kv[0 ..< *n_bytes], block after block in token order. *n_bytes is set to n_blocks x block_bytes
+ *  (also on BUFFER_TOO_SMALL). `kv` may be NULL when capacity is 0. O(bytes), no allocation.
+ *  Statuses: NULL_HANDLE, NULL_POINTER, INVALID_ARGUMENT (a store without tiers, an unknown variant),
+ *  BUFFER_TOO_SMALL. */
+kvcache_status kvcache_chunks_fetch(kvcache_chunks_t *chunks, uint64_t variant, void *kv, size_t capacity,
+                                    size_t *n_bytes);
+
+/** Counters of a tiered store. O(chunks). Statuses: NULL_HANDLE, NULL_POINTER, INVALID_ARGUMENT (a store
+ *  without tiers). */
+kvcache_status kvcache_chunks_get_tier_stats(kvcache_chunks_t *chunks, kvcache_chunks_tier_stats *out);
 
 /* MARK: Metrics */
 
