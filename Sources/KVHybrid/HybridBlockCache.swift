@@ -1,3 +1,5 @@
+import KVCache
+
 /// vLLM+ as the Marconi simulator runs it: a tree of token blocks (at most `blockTokens`, 32), one SSM
 /// checkpoint per block node, reuse at block granularity, LRU over leaf blocks.
 ///
@@ -29,7 +31,7 @@ public struct HybridBlockCache: Sendable {
     private var stamp: [Int64] = [0]
     private var freeNodes: [Int32] = []
     private var arena: [Int32] = []
-    private var heap = PythonHeap()
+    private var heap = IndexedHeap<Int64>()
     private var stack: [Int32] = []
 
     public init(model: HybridModel, capacityBytes: Int64, blockTokens: Int = 32) {
@@ -112,17 +114,17 @@ public struct HybridBlockCache: Sendable {
     private mutating func evict(_ need: Double) {
         clock += 1
         evictionCalls += 1
-        heap.reset()
+        heap.removeAll()
         stack.removeAll(keepingCapacity: true)
         pushChildrenReversed(0)
         while let x = stack.popLast() {
-            if firstChild[Int(x)] == Self.none { heap.appendUnordered(key: stamp[Int(x)], id: x) }
+            if firstChild[Int(x)] == Self.none { heap.appendUnordered(x, key: stamp[Int(x)]) }
             pushChildrenReversed(x)
         }
         heap.heapify()
         var freed = 0.0
         while freed < need && !heap.isEmpty {
-            let x = heap.pop(), xi = Int(x)
+            let x = heap.popMin()!, xi = Int(x)
             let p = parent[xi]
             freed += Double(model.checkpointBytes + model.kvBytesPerToken * Int64(keyLength[xi]))
             unlink(x)
@@ -131,7 +133,7 @@ public struct HybridBlockCache: Sendable {
             evictedNodes += 1
             parent[xi] = -2
             freeNodes.append(x)
-            if p != 0 && firstChild[Int(p)] == Self.none { heap.push(key: stamp[Int(p)], id: p) }
+            if p != 0 && firstChild[Int(p)] == Self.none { heap.insert(p, key: stamp[Int(p)]) }
         }
     }
 

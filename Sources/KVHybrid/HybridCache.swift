@@ -1,3 +1,5 @@
+import KVCache
+
 /// A hybrid prefix cache under a byte budget: the tree, a logical clock and one radix-tree policy
 /// (`sglang+`, `marconi-sim`, `marconi` or `adaptive`; `vllm+` is `HybridBlockCache`).
 ///
@@ -37,7 +39,7 @@ public struct HybridCache: Sendable {
     private var recency: [Double] = []
     private var frequency: [Double] = []
     private var stack: [Int32] = []
-    private var heap = PythonHeap()
+    private var heap = IndexedHeap<Int64>()
 
     /// The adaptive policy's knobs. `recurrenceWeight` weighs the normalised hits a node served in the
     /// utility; a branch checkpoint is admitted once its prefix recurred `branchThreshold` times (1:
@@ -212,19 +214,19 @@ public struct HybridCache: Sendable {
     // SGLang+: leaves in DFS order into a Python-ordered heap keyed by stamp; a parent left childless
     // joins the heap.
     private mutating func evictLRU(_ need: Int64) {
-        heap.reset()
+        heap.removeAll()
         collect(leavesOnly: true)
-        for x in candidates { heap.appendUnordered(key: tree.stamp[Int(x)], id: x) }
+        for x in candidates { heap.appendUnordered(x, key: tree.stamp[Int(x)]) }
         heap.heapify()
         let model = tree.model
         var freed: Int64 = 0
         while freed < need && !heap.isEmpty {
-            let x = heap.pop()
+            let x = heap.popMin()!
             let p = tree.parent[Int(x)]
             freed += model.checkpointBytes + model.kvBytesPerToken * Int64(tree.edgeTokens(x))
             tree.removeLeaf(x)
             evictedNodes += 1
-            if p != HybridPrefixTree.root && tree.isLeaf(p) { heap.push(key: tree.stamp[Int(p)], id: p) }
+            if p != HybridPrefixTree.root && tree.isLeaf(p) { heap.insert(p, key: tree.stamp[Int(p)]) }
         }
     }
 

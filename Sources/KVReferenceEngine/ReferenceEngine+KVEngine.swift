@@ -7,9 +7,10 @@ import KVPlan
 /// A request's prompt is registered with `plan(_:prompt:)` when it is submitted (as `.tokens(prompt)`);
 /// `execute` then performs the manager's block copies, computes each prefill chunk and each decode
 /// through the sequence's block table, and samples greedily where the plan samples. It does not commit:
-/// the scheduler commits at `complete`, to which the returned tokens go as `tokenIDs`. Prefix loads
-/// need nothing here (a `PrefixLoadSource` over the tiers has put the bytes in place); swaps need a
-/// swap space with bytes, which this engine does not have, so its scheduler has none.
+/// the scheduler commits at `complete`, to which the returned tokens go as `tokenIDs`. Tiers are the
+/// serving loop's: with `attachTiers` and `ServingLoop(..., tiers: ServingTiers(tiers:))` over the same
+/// `KVTierManager`, prefix loads need nothing here (the loop's `TierPrefixSource` has put the bytes in
+/// place before the step) and evicted blocks are copied down before `execute` writes them.
 /// Cost: the model's per token; allocates the token slices it computes. A failed step leaves the
 /// planned sequences' KV partly written and uncommitted: the caller abandons the run.
 extension ReferenceEngine: KVEngine {

@@ -88,7 +88,15 @@ public struct PrefixPlanner {
         do { table = try cache.blockTable(id); done = try cache.computedTokens(id) } catch { throw .cache(error) }
         let end = min(keys.count, done / cache.blockTokens, table.count)
         guard first < end else { return }
-        for i in first ..< end { tiers.noteStored(block: table[i], key: keys[i], parent: i == 0 ? nil : keys[i - 1]) }
+        Self.noteStored(tiers, keys, from: first, blocks: table[first ..< end])
+    }
+
+    /// Tells `tiers` that device block `blocks[i]` holds `keys[i]` (parent `keys[i - 1]`) for each `i` of
+    /// `blocks`' indices, from `first`. Shared with `TierPrefixSource`. O(blocks).
+    static func noteStored(_ tiers: KVTierManager, _ keys: [BlockKey], from first: Int, blocks: ArraySlice<BlockID>) {
+        for (i, block) in zip(first..., blocks) {
+            tiers.noteStored(block: block, key: keys[i], parent: i == 0 ? nil : keys[i - 1])
+        }
     }
 
     /// The load itself, shared with `TierPrefixSource` (the caller has waited for eviction copies):

@@ -3,10 +3,12 @@ import KVPlan
 import KVScheduler
 import KVTiers
 
-/// The serving loop every engine runs, written once: requests go in with `submit`; each `step(now:)`
-/// asks the `Scheduler` for a plan, performs its swaps (`TierSwapSpace`, when given), lets the engine
-/// execute it, decides which sampled tokens end their request, and reports the outcome back to the
-/// scheduler; `finished` lists the requests the step finished.
+/// The serving loop every engine runs, written once, and the one place where the scheduler, its cache
+/// manager, the tiers below the device (`ServingTiers`) and an engine are wired: requests go in with
+/// `submit`; each `step(now:)` asks the `Scheduler` for a plan, performs its swap copies (a
+/// `TierSwapSpace`, when the tiers have one), lets the engine execute it, decides which sampled tokens
+/// end their request, and reports the outcome back to the scheduler; `finished` lists the requests the
+/// step finished.
 ///
 /// The step's tokens complete at `now` plus the step's duration, which the outcome gives through
 /// `duration` (the modelled engine's outcome is its modelled seconds; 0 for an engine whose caller
@@ -17,9 +19,10 @@ import KVTiers
 /// one of `stopTokens`. The engine's outcome gives the sampled token ids through `sampledTokens` (nil for
 /// an engine that prices steps rather than samples, such as the modelled one).
 ///
-/// Prefix loads from the tiers happen at admission through the scheduler's `prefixLoadSource`
-/// (`TierPrefixSource`); with tiers, the cache's `evictionObserver` is the tier manager. The loop
-/// adds no policy of its own. Contract: a step that throws has left the plan's requests as the failing
+/// Built with tiers, the loop sets the cache's `evictionObserver` and `lowerTierEvents` and the
+/// scheduler's `prefixLoadSource` and `swapSpace` (see `ServingTiers`): prefix loads happen at admission,
+/// committed prompt blocks are reported to the source, evicted blocks go down. The loop adds no policy
+/// of its own. Contract: a step that throws has left the plan's requests as the failing
 /// part left them; the caller abandons the run. Cost: O(plan) per step beyond the scheduler and the
 /// engine; one dictionary entry per live request, and the sampled tokens until `take`. Single-threaded,
 /// like the scheduler.
@@ -33,7 +36,10 @@ public final class ServingLoop<Engine: KVEngine> {
 
     public let scheduler: Scheduler
     public private(set) var engine: Engine
-    /// Moves swapped KV; nil: the scheduler preempts by recompute (or prices swaps the engine performs).
+    /// What lies below the device pool, wired at init (kept alive here).
+    public let tiers: ServingTiers
+    /// Moves swapped KV (the tiers' `swapCopies`); nil: the scheduler preempts by recompute, or its swaps
+    /// move no bytes.
     public let swapSpace: TierSwapSpace?
     /// Token ids that end a request when sampled (EOS).
     public let stopTokens: Set<UInt32>
@@ -53,20 +59,22 @@ public final class ServingLoop<Engine: KVEngine> {
     /// - Parameters:
     ///   - scheduler: plans the steps over its cache manager (the engine's).
     ///   - engine: executes them.
-    ///   - swapSpace: set as the scheduler's swap space, its copies performed before each step.
+    ///   - tiers: wired into the scheduler and its cache (default: none); a `TierSwapSpace` among them
+    ///     has its copies performed before each step.
     ///   - stopTokens: token ids that end a request.
     ///   - duration: the seconds a step outcome took (default 0).
     ///   - sampledTokens: the token ids a step outcome sampled, in `StepPlan.samplerCount` order, or nil.
-    public init(scheduler: Scheduler, engine: Engine, swapSpace: TierSwapSpace? = nil, stopTokens: Set<UInt32> = [],
+    public init(scheduler: Scheduler, engine: Engine, tiers: ServingTiers = ServingTiers(), stopTokens: Set<UInt32> = [],
                 duration: @escaping (Engine.StepOutcome) -> Double = { _ in 0 },
                 sampledTokens: @escaping (Engine.StepOutcome) -> [UInt32]?) {
         self.duration = duration
         self.scheduler = scheduler
         self.engine = engine
-        self.swapSpace = swapSpace
+        self.tiers = tiers
+        self.swapSpace = tiers.swapCopies
         self.stopTokens = stopTokens
         self.sampledTokens = sampledTokens
-        if let swapSpace { scheduler.swapSpace = swapSpace }
+        tiers.wire(scheduler)
     }
 
     /// No request waiting or running.
@@ -166,16 +174,16 @@ public final class ServingLoop<Engine: KVEngine> {
 
 extension ServingLoop where Engine.StepOutcome == [UInt32] {
     /// A loop over an engine whose outcome is the sampled token ids (the reference engine).
-    public convenience init(scheduler: Scheduler, engine: Engine, swapSpace: TierSwapSpace? = nil,
+    public convenience init(scheduler: Scheduler, engine: Engine, tiers: ServingTiers = ServingTiers(),
                             stopTokens: Set<UInt32> = []) {
-        self.init(scheduler: scheduler, engine: engine, swapSpace: swapSpace, stopTokens: stopTokens) { $0 }
+        self.init(scheduler: scheduler, engine: engine, tiers: tiers, stopTokens: stopTokens) { $0 }
     }
 }
 
 extension ServingLoop where Engine.StepOutcome == Double {
     /// A loop over an engine whose outcome is the step's (modelled) seconds and that samples no token
     /// ids: requests stop at their known output length or `maxTokens`.
-    public convenience init(scheduler: Scheduler, engine: Engine, swapSpace: TierSwapSpace? = nil) {
-        self.init(scheduler: scheduler, engine: engine, swapSpace: swapSpace, duration: { $0 }, sampledTokens: { _ in nil })
+    public convenience init(scheduler: Scheduler, engine: Engine, tiers: ServingTiers = ServingTiers()) {
+        self.init(scheduler: scheduler, engine: engine, tiers: tiers, duration: { $0 }, sampledTokens: { _ in nil })
     }
 }

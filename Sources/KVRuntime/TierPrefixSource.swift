@@ -9,10 +9,11 @@ import KVTiers
 ///
 /// `loadableBlocks` is the tiers' lookup (admission rule included, hits counted once); `load` loads that
 /// lookup's blocks (those the allocation in between pushed out fail and are computed instead), or looks
-/// up afresh when it is asked for other keys than the last `loadableBlocks` was. After the
-/// engine computed the rest of a prompt, the server records the stored blocks with
-/// `PrefixPlanner.recordStored`, as every other engine does. O(blocks) per call plus the copies;
-/// `load` allocates the destination list. Single-threaded, like the scheduler that calls it.
+/// up afresh when it is asked for other keys than the last `loadableBlocks` was. The scheduler reports
+/// each committed prompt block (`stored`), which the tiers record as device-resident, as
+/// `PrefixPlanner.recordStored` does for an engine without a scheduler. `ServingLoop(scheduler:engine:
+/// tiers:)` does this wiring. O(blocks) per call plus the copies; `load` allocates the destination
+/// list. Single-threaded, like the scheduler that calls it.
 public final class TierPrefixSource: PrefixLoadSource {
     public let tiers: KVTierManager
     /// Blocks loaded, from host and disk, over the source's life.
@@ -28,6 +29,12 @@ public final class TierPrefixSource: PrefixLoadSource {
         let plan = tiers.lookup(keys: keys, deviceBlocks: start, maxBlocks: start + maxBlocks)
         last = (keys, plan)
         return plan.loadBlocks
+    }
+
+    public var recordsStoredBlocks: Bool { true }
+
+    public func stored(_ keys: [BlockKey], from start: Int, blocks: ArraySlice<BlockID>) {
+        PrefixPlanner.noteStored(tiers, keys, from: start, blocks: blocks)
     }
 
     /// Loads what the tiers still hold of `keys[start ..< start + blocks.count]`; a failed load counts as

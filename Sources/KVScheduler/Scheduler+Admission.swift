@@ -205,7 +205,7 @@ extension Scheduler {
                 swapIn = e.swappedTokens
             } else {
                 cached = try cache.lookup(e.id).cachedTokens
-                loadable = loadablePrefixTokens(slot, cached: cached)
+                loadable = try loadablePrefixTokens(slot, cached: cached)
             }
             own -= cached
             if checkProjection && !projectionFits(remaining: projectedRemaining, own: own) { return false }
@@ -254,8 +254,9 @@ extension Scheduler {
 
     /// Prompt tokens after the device hit `cached` that `prefixLoadSource` can supply (whole blocks;
     /// the last prompt token is always computed). O(loadable blocks).
-    func loadablePrefixTokens(_ slot: Int32, cached: Int) -> Int {
-        guard let source = prefixLoadSource, case let .keys(keys, _) = cold[Int(slot)].prompt else { return 0 }
+    func loadablePrefixTokens(_ slot: Int32, cached: Int) throws(KVCacheError) -> Int {
+        guard let source = prefixLoadSource else { return 0 }
+        let keys = try promptKeys(slot)
         let bt = cache.blockTokens
         let start = cached / bt
         let limit = min(keys.count, (entries[Int(slot)].promptTokens - 1) / bt)
@@ -266,7 +267,8 @@ extension Scheduler {
     /// Loads up to `tokens` prompt tokens after the device hit from `prefixLoadSource` into the blocks
     /// just allocated, commits them and lists them in the plan; returns the tokens now computed.
     func loadPrefix(_ slot: Int32, cached: Int, tokens: Int) throws(KVCacheError) -> Int {
-        guard let source = prefixLoadSource, case let .keys(keys, _) = cold[Int(slot)].prompt else { return cached }
+        guard let source = prefixLoadSource else { return cached }
+        let keys = try promptKeys(slot)
         let bt = cache.blockTokens
         let id = entries[Int(slot)].id
         let start = cached / bt
@@ -275,7 +277,32 @@ extension Scheduler {
         try cache.commit(id, computedTokens: got * bt)
         let table = try cache.blockTable(id)   // again: the commit may have swapped in deduplicated blocks
         plan.prefixLoads.append(.init(id: id, blocks: Array(table[start ..< start + got]), tokens: got * bt))
+        if source.recordsStoredBlocks { source.stored(keys, from: start, blocks: table[start ..< start + got]) }
         stats.prefixLoadedTokens += got * bt
         return cached + got * bt
+    }
+
+    /// The full-block keys of the prompt in `slot` (registered): a key prompt's own, a token prompt's from
+    /// the cache manager (allocated; only with a `prefixLoadSource`).
+    func promptKeys(_ slot: Int32) throws(KVCacheError) -> [BlockKey] {
+        switch cold[Int(slot)].prompt {
+        case let .keys(keys, _): keys
+        case .tokens: try cache.promptKeys(entries[Int(slot)].id)
+        }
+    }
+
+    /// Tells a `prefixLoadSource` that records stored blocks which device blocks hold the prompt blocks
+    /// that the commit of `tokens` computed tokens of `slot` (now at `computed`) filled. O(blocks).
+    func noteStoredPrompt(_ slot: Int32, tokens: Int) throws(KVCacheError) {
+        guard let source = prefixLoadSource, source.recordsStoredBlocks else { return }
+        let e = entries[Int(slot)]
+        let bt = cache.blockTokens
+        let first = (e.computed - tokens) / bt, end = min(e.promptTokens, e.computed) / bt
+        guard first < end else { return }
+        let keys = try promptKeys(slot)
+        let table = try cache.blockTable(e.id)
+        let stop = min(end, keys.count, table.count)
+        guard first < stop else { return }
+        source.stored(keys, from: first, blocks: table[first ..< stop])
     }
 }

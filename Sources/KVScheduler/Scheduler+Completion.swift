@@ -21,6 +21,7 @@ extension Scheduler {
             let slot = plan.prefillSlots[j]
             do { try cache.commit(p.id, computedTokens: p.tokens) } catch { throw .cache(error) }
             entries[Int(slot)].computed += p.tokens
+            do { try noteStoredPrompt(slot, tokens: p.tokens) } catch { throw .cache(error) }
             if p.samples {
                 try sampled(slot, stop: stops[sampler], id: tokenIDs?[sampler], now: now)
                 sampler += 1

@@ -2,6 +2,7 @@ import KVCache
 import KVPlan
 import KVRuntime
 import KVScheduler
+import KVTiers
 import Testing
 @testable import KVReferenceEngine
 
@@ -43,5 +44,53 @@ struct SchedulerDrivenTests {
                 .generate(prompt: p, maxTokens: maxTokens, stopAtEOS: false)
             #expect(scheduled == alone.tokens, "prompt \(i)")
         }
+    }
+
+    @Test("scheduled over host tiers: a prompt evicted from the pool is loaded back and generates the same tokens")
+    func scheduledOverTiersLoadsTheEvictedPrompt() throws {
+        let m = try TestModel.require()
+        let bt = 16, maxTokens = 4
+        func engine(_ capacity: Int) throws -> ReferenceEngine {
+            // Chunks of two blocks: the loaded run computes its last 8 prompt tokens in the same call as
+            // the cold one (see TieredEngineTests), so the tokens must match exactly.
+            try ReferenceEngine(model: m.model, tokenizer: m.tokenizer, blockTokens: bt, capacityBlocks: capacity,
+                                prefillChunkTokens: 2 * bt)
+        }
+        let a = Array(m.tokenizer.encode(
+            "A prompt that the scheduler admits first, whose two full blocks the next request pushes out of the "
+            + "small pool into host memory, and which then comes back from there instead of being computed, "
+            + "so that the words the model writes after it stay exactly the ones it writes on its own.").prefix(40))
+        let b = Array(m.tokenizer.encode(
+            "Another request that shares nothing with the first one and needs every block of the pool for itself, "
+            + "so that the first prompt's cached blocks must leave the device for the tier below, copied down "
+            + "by the tier manager before the pool hands the same blocks to this request.").prefix(40))
+        try #require(a.count == 40 && b.count == 40)
+        let alone = try engine(32).generate(prompt: a, maxTokens: maxTokens, stopAtEOS: false)
+
+        let served = try engine(3)   // one request's worth of blocks
+        let memory = PagedKVPoolMemory(pool: served.pool)
+        let tiers = try KVTierManager(config: TieredEngineTests.tierConfig(memory, hostBlocks: 8), device: memory)
+        defer { tiers.close() }
+        try served.attachTiers(tiers)
+        let loop = ServingLoop(scheduler: Scheduler(config: SchedulerConfig(), cache: served.cache), engine: served,
+                               tiers: try ServingTiers(tiers: tiers))
+        #expect(served.cache.evictionObserver === tiers && loop.scheduler.prefixLoadSource === loop.tiers.prefixLoadSource)
+        for (i, p) in [a, b, a].enumerated() {
+            let id = SequenceID(Int64(i))
+            served.plan(id, prompt: p)
+            try loop.submit(SchedulerRequest(id: id, prompt: .tokens(p), maxTokens: maxTokens, arrival: 0))
+            while !loop.isIdle {
+                _ = try #require(try loop.step(now: 0), "no progress")
+                try served.cache.validate()
+            }
+            tiers.waitForTransfers()
+            let out = Array(served.forget(id).dropFirst(p.count))
+            if i != 1 { #expect(out == alone.tokens, "request \(i)") }
+        }
+        let source = try #require(loop.tiers.tierPrefixSource)
+        #expect(source.loaded.hostBlocks == 2 && source.loaded.failedBlocks == 0)
+        #expect(loop.scheduler.stats.prefixLoadedTokens == 2 * bt)
+        #expect(tiers.statistics.host.loadedBlocks == 2)
+        try tiers.validate()
     }
 }

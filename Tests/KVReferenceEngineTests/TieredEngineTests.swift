@@ -30,6 +30,15 @@ struct TieredEngineTests {
                                    prefillChunkTokens: 2 * blockTokens)
     }
 
+    /// Tiers over `memory` that always store and load (no admission rule, no calibration, no page locking).
+    static func tierConfig(_ memory: PagedKVPoolMemory, hostBlocks: Int) -> TierConfig {
+        var config = TierConfig(layout: memory.layout, hostBlocks: hostBlocks)
+        config.admission = LoadOrRecompute(recompute: nil)
+        config.calibrateAtStart = false
+        config.lockHostMemory = false
+        return config
+    }
+
     /// Entries whose bit patterns differ (a count, so a failure prints one number, not two vocabularies).
     static func bitDifferences(_ a: [Float], _ b: [Float]) -> Int {
         a.count != b.count ? max(a.count, b.count) : zip(a, b).count { $0.bitPattern != $1.bitPattern }
@@ -58,13 +67,10 @@ struct TieredEngineTests {
         #expect(memory.layout.bytesPerBlock == 30 * 2 * 16 * 3 * 64 * 4)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("kv-tiered-engine-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
-        var config = TierConfig(layout: memory.layout, hostBlocks: spill == .host ? 8 : 0)
+        var config = Self.tierConfig(memory, hostBlocks: spill == .host ? 8 : 0)
         if spill != .host {
             config.disk = DiskStoreConfig(directory: dir.path, capacityBytes: 64 << 20, layout: memory.layout)
         }
-        config.admission = LoadOrRecompute(recompute: nil)   // always store and load
-        config.calibrateAtStart = false
-        config.lockHostMemory = false
         let tiers = try KVTierManager(config: config, device: memory)
         defer { tiers.close() }
         try engine.attachTiers(tiers)

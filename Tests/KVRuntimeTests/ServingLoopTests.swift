@@ -71,7 +71,7 @@ struct ServingLoopTests {
         let scheduler = Scheduler(config: config, cache: cache)
         let swap = swapBlocks > 0 ? try TierSwapSpace(device: memory, capacityBlocks: swapBlocks) : nil
         let loop = ServingLoop(scheduler: scheduler, engine: PayloadEngine(cache: cache, memory: memory),
-                               swapSpace: swap) { _ in nil }
+                               tiers: ServingTiers(swapSpace: swap)) { _ in nil }
         var pending = (0 ..< requests).map { r in
             (arrival: seed == nil ? 0 : draw(0 ... 40),
              request: SchedulerRequest(id: SequenceID(Int64(r)), prompt: .tokens((0 ..< draw(1 ... 10)).map { UInt32(r * 100 + $0) }),

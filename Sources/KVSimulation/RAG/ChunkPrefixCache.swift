@@ -165,7 +165,7 @@ public struct ChunkPrefixCache: Sendable {
         base[Int(n)] = clock
         pinnedAt[Int(n)] = epoch
         if sameHead[identity[Int(n)]] != n { unlink(n); link(n) }
-        if cachedChildren[Int(n)] == 0 { heap.update(n, priority: priority(n), tie: lastUse[Int(n)]) }
+        if cachedChildren[Int(n)] == 0 { heap.update(n, key: NodeEvictionKey(priority: priority(n), tie: lastUse[Int(n)])) }
     }
 
     private func priority(_ n: Int32) -> Double {
@@ -184,7 +184,7 @@ public struct ChunkPrefixCache: Sendable {
 
     /// Re-keys `n` in the heap (when it is there) after a change of its miss cost. O(log n).
     private mutating func refresh(_ n: Int32) {
-        if n >= 0, heap.contains(n) { heap.update(n, priority: priority(n), tie: lastUse[Int(n)]) }
+        if n >= 0, heap.contains(n) { heap.update(n, key: NodeEvictionKey(priority: priority(n), tie: lastUse[Int(n)])) }
     }
 
     private mutating func link(_ n: Int32) {
@@ -211,7 +211,7 @@ public struct ChunkPrefixCache: Sendable {
     private mutating func makeRoom(_ need: Int) -> Bool {
         guard need <= config.capacityBlocks else { return false }
         setAside.removeAll(keepingCapacity: true)
-        defer { for n in setAside { heap.update(n, priority: priority(n), tie: lastUse[Int(n)]) } }
+        defer { for n in setAside { heap.update(n, key: NodeEvictionKey(priority: priority(n), tie: lastUse[Int(n)])) } }
         while usedBlocks + need > config.capacityBlocks {
             guard let victim = heap.min else { return false }
             if pinnedAt[Int(victim)] == epoch {
@@ -219,7 +219,7 @@ public struct ChunkPrefixCache: Sendable {
                 setAside.append(victim)
                 continue
             }
-            if config.policy == .pgdsf { clock = heap.priority(of: victim) }
+            if config.policy == .pgdsf { clock = heap.key(of: victim)!.priority }
             heap.remove(victim)
             evict(victim)
         }
@@ -233,12 +233,12 @@ public struct ChunkPrefixCache: Sendable {
         unlink(n)
         let p = parent[Int(n)]
         cachedChildren[Int(p)] -= 1
-        if cachedChildren[Int(p)] == 0 && p != 0 { heap.update(p, priority: priority(p), tie: lastUse[Int(p)]) }
+        if cachedChildren[Int(p)] == 0 && p != 0 { heap.update(p, key: NodeEvictionKey(priority: priority(p), tie: lastUse[Int(p)])) }
     }
 
     /// Checks every invariant. O(n).
     public func validate() throws(CacheModelError) {
-        if let problem = heap.validate() { throw .invariant(problem) }
+        do { try heap.validate() } catch { throw .invariant(error.description) }
         var used = 0
         var counted = Array(repeating: Int32(0), count: parent.count)
         for n in 1 ..< parent.count where cached[n] {

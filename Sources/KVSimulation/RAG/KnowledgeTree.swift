@@ -229,7 +229,7 @@ public struct KnowledgeTree: Sendable {
     private mutating func evictFromGPU(_ n: Int32) {
         let i = Int(n)
         counters.gpuEvictions += 1
-        if config.policy == .pgdsf { gpuClock = max(gpuClock, gpuHeap.priority(of: n)) }
+        if config.policy == .pgdsf { gpuClock = max(gpuClock, gpuHeap.key(of: n)!.priority) }
         if !inHost[i] {
             pin(n)  // not a host victim while the host makes room for it
             if freeHost(blocks[i]) {
@@ -249,7 +249,7 @@ public struct KnowledgeTree: Sendable {
         while config.hostBlocks - hostUsed < need {
             guard let victim = hostHeap.min else { return false }
             counters.hostEvictions += 1
-            if config.policy == .pgdsf { hostClock = max(hostClock, hostHeap.priority(of: victim)) }
+            if config.policy == .pgdsf { hostClock = max(hostClock, hostHeap.key(of: victim)!.priority) }
             setHost(victim, false)
             if !inGPU[Int(victim)] { drop(victim) }
         }
@@ -310,12 +310,12 @@ public struct KnowledgeTree: Sendable {
         let i = Int(n)
         guard n != 0 else { return }
         if inGPU[i] && gpuChildren[i] == 0 && !pinned[i] {
-            gpuHeap.update(n, priority: price(n, clock: gpuClock), tie: tieBreak(n))
+            gpuHeap.update(n, key: NodeEvictionKey(priority: price(n, clock: gpuClock), tie: tieBreak(n)))
         } else {
             gpuHeap.remove(n)
         }
         if inHost[i] && (inGPU[i] || cachedChildren[i] == 0) && !pinned[i] {
-            hostHeap.update(n, priority: price(n, clock: hostClock), tie: tieBreak(n))
+            hostHeap.update(n, key: NodeEvictionKey(priority: price(n, clock: hostClock), tie: tieBreak(n)))
         } else {
             hostHeap.remove(n)
         }
@@ -373,7 +373,7 @@ public struct KnowledgeTree: Sendable {
         if cachedKids != cachedChildren { throw .invariant("cached child counts are stale") }
         if gpu != gpuUsed || host != hostUsed { throw .invariant("usage \(gpuUsed)/\(hostUsed) blocks, nodes hold \(gpu)/\(host)") }
         if gpuUsed > config.gpuBlocks || hostUsed > config.hostBlocks { throw .invariant("a tier is over capacity") }
-        if let m = gpuHeap.validate() { throw .invariant("GPU heap: \(m)") }
-        if let m = hostHeap.validate() { throw .invariant("host heap: \(m)") }
+        do { try gpuHeap.validate() } catch { throw .invariant("GPU heap: \(error)") }
+        do { try hostHeap.validate() } catch { throw .invariant("host heap: \(error)") }
     }
 }

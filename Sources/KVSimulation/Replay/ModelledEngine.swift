@@ -96,10 +96,11 @@ public final class ModelledEngine {
             cache = try KVCacheManager(cacheConfig)
         } catch { throw .invalidConfig("\(error)") }
         let scheduler = Scheduler(config: config.scheduler, cache: cache, predictor: predictor)
-        var swap: CountingSwapSpace? = nil
+        // The tiers below the device pool, which the serving loop wires: swap room counted in blocks, and
+        // the keys-only host tier (a prefix source only when its loads pay).
+        var tiers = ServingTiers()
         if config.swapBytes > 0 {
-            swap = CountingSwapSpace(capacityBlocks: Int(config.swapBytes / Double(config.model.kvBytesPerToken * config.blockTokens)))
-            scheduler.swapSpace = swap
+            tiers.swapSpace = CountingSwapSpace(capacityBlocks: Int(config.swapBytes / Double(config.model.kvBytesPerToken * config.blockTokens)))
         }
         var hostTier: HostPrefixTier? = nil
         var admission: HostTierAdmission? = nil
@@ -107,8 +108,8 @@ public final class ModelledEngine {
             let tier = HostPrefixTier(capacityBlocks: Int(config.hostTierBytes / Double(config.model.kvBytesPerToken * config.blockTokens)))
             let rule = HostTierAdmission(costModel: costModel, blockTokens: config.blockTokens,
                                          referenceChunkTokens: config.scheduler.maxBatchedTokens)
-            cache.evictionObserver = tier   // weak: `hostTier` keeps it alive for the run
-            if rule.loadsPay { scheduler.prefixLoadSource = tier }
+            tiers.evictionObserver = tier
+            if rule.loadsPay { tiers.prefixLoadSource = tier }
             hostTier = tier
             admission = rule
         }
@@ -126,7 +127,8 @@ public final class ModelledEngine {
         let kvPerBlock = Double(config.model.kvBytesPerToken * config.blockTokens)
         // The serving loop decides the stops (each request's true output, clipped to maxTokens, at least
         // 1); this event loop adds the arrivals and the fast-forward of repeated decode steps around it.
-        let loop = ServingLoop(scheduler: scheduler, engine: ModelledStep(costModel: costModel, kvBytesPerBlock: kvPerBlock))
+        let loop = ServingLoop(scheduler: scheduler, engine: ModelledStep(costModel: costModel, kvBytesPerBlock: kvPerBlock),
+                               tiers: tiers)
         let capacity = Double(cache.capacityBlocks)
 
         while true {
