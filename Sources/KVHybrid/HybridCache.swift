@@ -129,9 +129,10 @@ public struct HybridCache: Sendable {
             branch = endsThere || (m.raw > 0
                 && sketch.estimate(RecurrenceSketch.hash(seq, count: m.raw)) >= settings.branchThreshold)
         } else if settings.dropSuperseded && !endsThere && m.node != HybridPrefixTree.root && tree.isLeaf(m.node)
-                    && tree.uses[Int(m.node)] <= 1 {
+                    && tree.uses[Int(m.node)] <= 1 && !tree.branched[Int(m.node)] {
             // The end of one earlier sequence, continued now (a chat turn, an agent step); a shared
-            // prefix (hit more than once) keeps its state.
+            // prefix (hit more than once, or a branch point left a leaf when its children were evicted:
+            // a RAG head and its documents) keeps its state.
             supersedes = true
         }
         let checkpoints = (branch ? 1 : 0) + (endsThere ? 0 : 1) - (supersedes ? 1 : 0)
@@ -149,6 +150,24 @@ public struct HybridCache: Sendable {
     /// Bytes `seq` needs in an empty cache: its KV and one checkpoint.
     public func bytesAlone(_ count: Int) -> Int64 {
         tree.model.checkpointBytes + tree.model.kvBytesPerToken * Int64(count)
+    }
+
+    /// Tokens of a `count`-token sequence the adaptive policy caches: all of them, or for a sequence that
+    /// cannot fit even alone, its longest prefix that fits with one checkpoint (the state after that
+    /// prefix, which an engine saves during prefill as it saves a branch point). The next step of an
+    /// agent loop or a chat continues the whole sequence, so the prefix still serves it; refusing the
+    /// sequence would leave nothing. The other policies: `count`. O(1).
+    public func cachedPrefix(_ count: Int) -> Int {
+        guard policy == .adaptive, bytesAlone(count) > capacityBytes else { return count }
+        return Int(max(0, (capacityBytes - tree.model.checkpointBytes) / tree.model.kvBytesPerToken))
+    }
+
+    /// `insert` of the part of `seq` the policy caches (`cachedPrefix`): never refuses a sequence for its
+    /// size (an empty prefix, when not even one token fits, inserts nothing).
+    public mutating func insertFitting(_ seq: UnsafeBufferPointer<Int32>) throws(HybridCacheError) {
+        let n = cachedPrefix(seq.count)
+        guard n > 0 else { return }
+        try insert(UnsafeBufferPointer(rebasing: seq[0 ..< n]))
     }
 
     /// Lookup-free insert through the policy's admission: the dry run, eviction, the insert. The library
