@@ -74,7 +74,7 @@ public struct HybridAlphaTuner: Sendable {
         for k in shadows.indices {
             let hit = shadows[k].lookup(input).hit
             windowSaved[k] += model.savedFLOPs(hitTokens: Int64(hit)).total
-            try? shadows[k].insertFitting(sequence)
+            try? shadows[k].insert(sequence)
         }
         seen += 1
         guard seen % window == 0 else { return nil }

@@ -152,24 +152,6 @@ public struct HybridCache: Sendable {
         tree.model.checkpointBytes + tree.model.kvBytesPerToken * Int64(count)
     }
 
-    /// Tokens of a `count`-token sequence the adaptive policy caches: all of them, or for a sequence that
-    /// cannot fit even alone, its longest prefix that fits with one checkpoint (the state after that
-    /// prefix, which an engine saves during prefill as it saves a branch point). The next step of an
-    /// agent loop or a chat continues the whole sequence, so the prefix still serves it; refusing the
-    /// sequence would leave nothing. The other policies: `count`. O(1).
-    public func cachedPrefix(_ count: Int) -> Int {
-        guard policy == .adaptive, bytesAlone(count) > capacityBytes else { return count }
-        return Int(max(0, (capacityBytes - tree.model.checkpointBytes) / tree.model.kvBytesPerToken))
-    }
-
-    /// `insert` of the part of `seq` the policy caches (`cachedPrefix`): never refuses a sequence for its
-    /// size (an empty prefix, when not even one token fits, inserts nothing).
-    public mutating func insertFitting(_ seq: UnsafeBufferPointer<Int32>) throws(HybridCacheError) {
-        let n = cachedPrefix(seq.count)
-        guard n > 0 else { return }
-        try insert(UnsafeBufferPointer(rebasing: seq[0 ..< n]))
-    }
-
     /// Lookup-free insert through the policy's admission: the dry run, eviction, the insert. The library
     /// policies refuse a sequence that cannot fit even in an empty cache (`.tooLarge`) before changing
     /// anything; the simulator's policies insert it over capacity.

@@ -103,8 +103,7 @@ public struct HybridReplay: Sendable {
                 result.alpha = next.alpha
             }
             let calls = cache.evictionCalls
-            seq.withUnsafeBufferPointer { whole in
-                let s = UnsafeBufferPointer(rebasing: whole[0 ..< cache.cachedPrefix(whole.count)])
+            seq.withUnsafeBufferPointer { s in
                 let cost = cache.prepareInsert(s)
                 if policy.tunesAlpha, let w = result.window, w == i + 1 {
                     let tuned = tune(Array(requests[0 ..< w]), model: model, capacityBytes: capacityBytes, policy: policy)

@@ -2,11 +2,9 @@ import KVCache
 import Testing
 @testable import KVHybrid
 
-/// The adaptive admission's two rules about what a new sequence replaces or keeps: a superseded
-/// checkpoint is the end of one earlier sequence, never a branch point left a leaf by evictions; and a
-/// sequence larger than the cache leaves its longest fitting prefix, which the next step of the same
-/// loop hits.
-@Suite("adaptive admission: superseded checkpoints and sequences larger than the cache")
+/// What the adaptive admission supersedes: the end of one earlier sequence that a longer one continues,
+/// never a branch point that evictions left a leaf (a shared prefix).
+@Suite("adaptive admission: superseded checkpoints")
 struct AdaptiveAdmissionTests {
     static let settings = HybridCache.AdaptiveSettings(recurrenceWeight: 0, branchThreshold: 1, dropSuperseded: true)
 
@@ -46,24 +44,5 @@ struct AdaptiveAdmissionTests {
         #expect(cache.tree.checkpoints == 1 && cache.tree.nodeCount == 1)
         #expect(Self.hit(&cache, turn + [500]) == 0)
         #expect(cache.validate() == nil)
-    }
-
-    @Test func aSequenceLargerThanTheCacheLeavesItsLongestFittingPrefix() {
-        let model = HybridModel.hybrid7B
-        let capacity = model.checkpointBytes + 20 * model.kvBytesPerToken
-        let step1 = HybridReplay.Request(input: Array(0 ..< 18), output: Array(18 ..< 25))
-        let step2 = HybridReplay.Request(input: Array(0 ..< 30), output: [99])
-        let fixed = HybridReplay.Adaptive(candidates: [.init(alpha: 0, settings: Self.settings)])
-        let r = HybridReplay.run([step1, step2], model: model, capacityBytes: capacity, policy: .adaptive, adaptive: fixed)
-        // 25 tokens do not fit; the first 20 do, and the next step hits them.
-        #expect(r.steps.map(\.hitTokens) == [0, 20])
-        #expect(r.steps[0].cachedTokensAfter == 20 && r.steps[0].checkpointsAfter == 1)
-        // The library's marconi refuses the sequence: nothing to hit.
-        let m = HybridReplay.run([step1, step2], model: model, capacityBytes: capacity, policy: .marconi)
-        #expect(m.steps.map(\.hitTokens) == [0, 0])
-        var cache = HybridCache(model: model, policy: .adaptive, capacityBytes: capacity, settings: Self.settings)
-        #expect(cache.cachedPrefix(25) == 20 && cache.cachedPrefix(20) == 20)
-        Array(Int32(0) ..< 25).withUnsafeBufferPointer { s in #expect(throws: Never.self) { try cache.insertFitting(s) } }
-        #expect(cache.tree.bytes == capacity && cache.validate() == nil)
     }
 }
