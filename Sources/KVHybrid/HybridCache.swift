@@ -131,9 +131,10 @@ public struct HybridCache: Sendable {
             branch = endsThere || (m.raw > 0
                 && sketch.estimate(RecurrenceSketch.hash(seq, count: m.raw)) >= settings.branchThreshold)
         } else if settings.dropSuperseded && !endsThere && m.node != HybridPrefixTree.root && tree.isLeaf(m.node)
-                    && tree.uses[Int(m.node)] <= 1 {
+                    && tree.uses[Int(m.node)] <= 1 && !tree.branched[Int(m.node)] {
             // The end of one earlier sequence, continued now (a chat turn, an agent step); a shared
-            // prefix (hit more than once) keeps its state.
+            // prefix (hit more than once, or a branch point left a leaf when its children were evicted:
+            // a RAG head and its documents) keeps its state.
             supersedes = true
         }
         let checkpoints = (branch ? 1 : 0) + (endsThere ? 0 : 1) - (supersedes ? 1 : 0)

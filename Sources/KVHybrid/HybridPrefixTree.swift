@@ -30,6 +30,9 @@ public struct HybridPrefixTree: Sendable {
     var slot: [Int32] = [none]
     /// Hits served from the node's checkpoint (the caller counts them; a merged node keeps its child's).
     public internal(set) var uses: [Int32] = [0]
+    /// The node has been a branch point (split off, or given a second child): its end is a prefix two
+    /// sequences shared, not only the end of one. Kept while the node lives (children evicted or not).
+    public internal(set) var branched: [Bool] = [false]
     var freeNodes: [Int32] = []
     static let freedMark: Int32 = -2
 
@@ -145,6 +148,7 @@ public struct HybridPrefixTree: Sendable {
         firstChild[mi] = c
         lastChild[mi] = c
         childCount[mi] = 1
+        branched[mi] = true
         edgeStart[ci] += k
         edgeLength[ci] -= Int32(k)
         if checkpoint { giveCheckpoint(mid) }
@@ -219,7 +223,7 @@ public struct HybridPrefixTree: Sendable {
             parent.append(Self.none); firstChild.append(Self.none); lastChild.append(Self.none)
             nextSibling.append(Self.none); prevSibling.append(Self.none); childCount.append(0)
             edgeStart.append(0); edgeLength.append(0); depth.append(0); stamp.append(0); slot.append(Self.none)
-            uses.append(0)
+            uses.append(0); branched.append(false)
         }
         let i = Int(id)
         parent[i] = p
@@ -232,6 +236,7 @@ public struct HybridPrefixTree: Sendable {
         stamp[i] = now
         slot[i] = Self.none
         uses[i] = 0
+        branched[i] = false
         return id
     }
 
@@ -244,6 +249,7 @@ public struct HybridPrefixTree: Sendable {
         }
         lastChild[pi] = c
         childCount[pi] += 1
+        if childCount[pi] >= 2 { branched[pi] = true }
         return c
     }
 
@@ -293,7 +299,7 @@ public struct HybridPrefixTree: Sendable {
 
     /// Checks every invariant by recount: each live node reachable from the root through its parent's
     /// list, sibling links consistent, child counts, depths, no empty edge, children of a node start
-    /// with distinct tokens, checkpoint slots distinct, `checkpoints` and `cachedTokens` equal to a
+    /// with distinct tokens, a node with two children or more marked a branch point, checkpoint slots distinct, `checkpoints` and `cachedTokens` equal to a
     /// recount. O(nodes + tokens). Returns the first violation, or nil.
     public func validate() -> String? {
         var seen = [Bool](repeating: false, count: parent.count)
@@ -324,6 +330,7 @@ public struct HybridPrefixTree: Sendable {
                 count += 1
                 c = nextSibling[ci]
             }
+            if count >= 2 && !branched[xi] { return "node \(x): \(count) children, not marked a branch point" }
             if lastChild[xi] != prev { return "node \(x): bad last child" }
             if childCount[xi] != count { return "node \(x): child count \(childCount[xi]) != \(count)" }
         }
