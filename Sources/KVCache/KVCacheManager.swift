@@ -188,7 +188,8 @@ public final class KVCacheManager {
                 // The block the lookup found, unless it was evicted since: then the key's block now, if any.
                 var b = sequences[s].lookupHits[hits]
                 if index.key(of: b) != sequences[s].keys[hits] {
-                    guard let now = index.block(for: sequences[s].keys[hits]) else { break }
+                    let parent = hits == 0 ? PrefixIndex.noParent : sequences[s].lookupHits[hits - 1]
+                    guard let now = index.child(of: parent, key: sequences[s].keys[hits]) else { break }
                     b = now
                     sequences[s].lookupHits[hits] = now
                 }
@@ -257,16 +258,16 @@ public final class KVCacheManager {
         let limit = min(total / blockTokens, sequences[s].keys.count)
         guard first < limit else { return }
         clock &+= 1
-        index.prepareProbes(sequences[s].keys[first ..< limit])  // overlap the key-table misses of the loop below
         var run: [BlockKey] = []
         var runParent: BlockKey? = nil
         var runStart = 0
         let tokens = config.recordEvents ? eventTokens[id] : nil
+        let chained = sequences[s].keyable && sequences[s].root != .zero  // keys hashed here, from tokens
         for i in first ..< limit {
             let key = sequences[s].keys[i]
             let mine = sequences[s].blocks[i]
             let parent = i == 0 ? PrefixIndex.noParent : sequences[s].blocks[i - 1]
-            if let cached = index.publish(key, block: mine, parent: parent, tokens: blockTokens, clock: clock) {
+            if let cached = index.publish(key, block: mine, parent: parent, tokens: blockTokens, clock: clock, chained: chained) {
                 if cached != mine {
                     retainCached(cached)
                     releaseBlock(mine)
