@@ -231,7 +231,6 @@ public final class KVCacheManager {
             sequences[s].blocks[copyIndex] = dst
             counters.copiedBlocks += 1
         }
-        if wanted > pool.freeCount { index.prepareEvictions(wanted - pool.freeCount) }  // overlap the victims' key-table misses
         for _ in 0 ..< wanted { sequences[s].blocks.append(takeBlock(observer)) }
         if !evictedKeys.isEmpty {  // one event per call, not one per block (recordEvents only)
             events.append(.blockRemoved(keys: evictedKeys, tier: .device))

@@ -30,7 +30,8 @@ public struct PrefixIndex {
     private struct Node {
         var parent: BlockID = PrefixIndex.noParent
         var childCount: Int32 = 0
-        /// Blocks from the root: 1 for a first block.
+        /// Blocks from the root: 1 for a first block, 0 for a block that is not cached (so the
+        /// record alone says whether its block is cached).
         var depth: Int32 = 0
         /// The child that continues this block's run (no key-table entry), or `noParent`.
         var continuation: BlockID = PrefixIndex.noParent
@@ -103,7 +104,7 @@ public struct PrefixIndex {
     }
 
     /// Whether `block` is in the cache.
-    @inline(__always) public func isCached(_ block: BlockID) -> Bool { index.key(of: block) != .zero }
+    @inline(__always) public func isCached(_ block: BlockID) -> Bool { nodes[Int(block)].depth != 0 }
     /// The key of a cached block (`.zero` if not cached).
     @inline(__always) public func key(of block: BlockID) -> BlockKey { index.key(of: block) }
     /// The parent of a cached block, or `PrefixIndex.noParent` for a first block.
@@ -278,6 +279,7 @@ public struct PrefixIndex {
             let p = n[Int(b)].parent
             n[Int(b)].parent = Self.noParent
             n[Int(b)].held = false
+            n[Int(b)].depth = 0
             guard p != Self.noParent else { return (p, false, true) }
             n[Int(p)].childCount -= 1
             let continues = n[Int(p)].continuation == b
@@ -295,6 +297,7 @@ public struct PrefixIndex {
         for b in 0 ..< capacity where isCached(BlockID(b)) {
             nodes[b].parent = Self.noParent
             nodes[b].childCount = 0
+            nodes[b].depth = 0
             nodes[b].continuation = Self.noParent
             body(BlockID(b))
         }
@@ -344,6 +347,9 @@ public struct PrefixIndex {
             }
         }
         guard cached == index.count else { throw InvariantViolation("index has \(index.count) keys, tree \(cached)") }
+        for b in 0 ..< capacity where (index.key(of: BlockID(b)) != .zero) != isCached(BlockID(b)) {
+            throw InvariantViolation("block \(b): key and tree record disagree on whether it is cached")
+        }
         for b in 0 ..< capacity where !isCached(BlockID(b)) && nodes[b].continuation != Self.noParent {
             throw InvariantViolation("uncached block \(b) names a continuation")
         }
