@@ -452,16 +452,14 @@ public final class KVCacheManager {
     /// Adds a holder to a cached block (a hit or a deduplicated block).
     private func retainCached(_ b: BlockID) {
         try! pool.retain(b)  // cached blocks are never on the free list
-        if pool.refCount(b) == 1 { index.setHeld(b, true) }
-        index.touch(b, kind: .hit, clock: clock, tokens: blockTokens)
+        index.hit(b, first: pool.refCount(b) == 1, clock: clock, tokens: blockTokens)
     }
 
     /// Drops a holder; an unheld block stays cached (and evictable) or goes back to the free list.
     private func releaseBlock(_ b: BlockID) {
         guard try! pool.release(b) == 0 else { return }  // held by the caller's sequence
         if index.isCached(b) {
-            index.touch(b, kind: .release, clock: clock, tokens: blockTokens)
-            index.setHeld(b, false)
+            index.release(b, clock: clock, tokens: blockTokens)
         } else {
             try! pool.free(b)
         }

@@ -240,6 +240,42 @@ public struct PrefixIndex {
         }
     }
 
+    /// A cached block gained a holder (`first`: its first, so it leaves the evictable set): `setHeld(true)`
+    /// when `first`, then `touch(kind: .hit)`, by release in one step on the block's record. O(log n),
+    /// O(1) by release.
+    public mutating func hit(_ block: BlockID, first: Bool, clock: UInt64, tokens: Int) {
+        guard byRelease else {
+            if first { setHeld(block, true) }
+            touch(block, kind: .hit, clock: clock, tokens: tokens)
+            return
+        }
+        nodes.withUnsafeMutableBufferPointer { n in
+            precondition(block >= 0 && Int(block) < n.count && n[Int(block)].depth != 0 && n[Int(block)].held != first)
+            n[Int(block)].priority = Double(clock)
+            n[Int(block)].held = true
+        }
+        guard first else { return }
+        unheldCount -= 1
+        released.remove(block)
+    }
+
+    /// The last holder of the cached `block` let it go: `touch(kind: .release)` then `setHeld(false)`,
+    /// by release in one step on the block's record. O(log n), O(1) by release.
+    public mutating func release(_ block: BlockID, clock: UInt64, tokens: Int) {
+        guard byRelease else {
+            touch(block, kind: .release, clock: clock, tokens: tokens)
+            setHeld(block, false)
+            return
+        }
+        nodes.withUnsafeMutableBufferPointer { n in
+            precondition(block >= 0 && Int(block) < n.count && n[Int(block)].depth != 0 && n[Int(block)].held)
+            n[Int(block)].priority = Double(clock)
+            n[Int(block)].held = false
+        }
+        unheldCount += 1
+        released.pushFront(block)
+    }
+
     /// Evicts the lowest-priority unheld leaf and returns it with its key and its parent's key (nil for
     /// a first block), which a lower tier needs to report the block with its place in the tree. The
     /// parent stays cached and may become an evictable leaf; the evicted block is no longer cached and
