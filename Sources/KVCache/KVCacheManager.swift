@@ -231,7 +231,11 @@ public final class KVCacheManager {
             sequences[s].blocks[copyIndex] = dst
             counters.copiedBlocks += 1
         }
-        for _ in 0 ..< wanted { sequences[s].blocks.append(takeBlock(observer)) }
+        // Move the block table out so that each append checks one array, not the sequence table too.
+        var table = sequences[s].blocks
+        sequences[s].blocks = []
+        for _ in 0 ..< wanted { table.append(takeBlock(observer)) }
+        sequences[s].blocks = table
         if !evictedKeys.isEmpty {  // one event per call, not one per block (recordEvents only)
             events.append(.blockRemoved(keys: evictedKeys, tier: .device))
             evictedKeys.removeAll(keepingCapacity: true)
