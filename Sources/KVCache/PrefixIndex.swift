@@ -189,9 +189,9 @@ public struct PrefixIndex {
             let c = nodes[Int(parent)].continuation
             if c != Self.noParent && index.key(of: c) == key { return c }
         }
-        if chained && parent != Self.noParent && nodes[Int(parent)].childCount == 0 {
+        let continues = chained && parent != Self.noParent && nodes[Int(parent)].childCount == 0
+        if continues {
             index.storeKey(key, block)
-            nodes[Int(parent)].continuation = block
         } else if let cached = index.findOrInsert(key, block) {
             return cached
         }
@@ -202,7 +202,10 @@ public struct PrefixIndex {
         nodes.withUnsafeMutableBufferPointer { n in
             n[Int(block)] = Node(parent: parent, childCount: 0, depth: depth, continuation: Self.noParent, held: true,
                                  priority: priority)
-            if parent != Self.noParent { n[Int(parent)].childCount += 1 }
+            if parent != Self.noParent {
+                n[Int(parent)].childCount += 1
+                if continues { n[Int(parent)].continuation = block }
+            }
         }
         // By release the writer holds the parent, so it is not listed; else it is no longer a leaf.
         if parent != Self.noParent && !byRelease { heap.remove(parent) }
@@ -291,10 +294,9 @@ public struct PrefixIndex {
     public mutating func evict(clock: UInt64, tokens: Int) -> (block: BlockID, key: BlockKey, parent: BlockID)? {
         let b: BlockID
         if byRelease {
-            b = released.tail
+            b = released.popTail()
             guard b != IntrusiveList.end else { return nil }
             assert(nodes[Int(b)].childCount == 0, "the coldest released block must be a leaf")
-            released.remove(b)
         } else {
             guard let min = heap.popMin() else { return nil }
             b = min
