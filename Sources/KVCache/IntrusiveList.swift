@@ -71,6 +71,23 @@ public struct IntrusiveList: Sendable {
         count -= 1
     }
 
+    /// Takes the back node out of the list and returns it, or `end` when the list is empty. O(1).
+    public mutating func popTail() -> Int32 {
+        let node = tail
+        guard node != Self.end else { return node }
+        // Unchecked: `tail` is a member (so in range), its previous node a member or `end`.
+        let p = links.withUnsafeMutableBufferPointer { links in
+            let p = links[Int(node)].previous
+            if p != Self.end { links[Int(p)].next = Self.end }
+            links[Int(node)] = Links()
+            return p
+        }
+        tail = p
+        if p == Self.end { head = Self.end }
+        count -= 1
+        return node
+    }
+
     /// Moves `node` to the front, inserting it when it is not in the list.
     public mutating func moveToFront(_ node: Int32) {
         remove(node)

@@ -188,7 +188,8 @@ public final class KVCacheManager {
                 // The block the lookup found, unless it was evicted since: then the key's block now, if any.
                 var b = sequences[s].lookupHits[hits]
                 if index.key(of: b) != sequences[s].keys[hits] {
-                    guard let now = index.block(for: sequences[s].keys[hits]) else { break }
+                    let parent = hits == 0 ? PrefixIndex.noParent : sequences[s].lookupHits[hits - 1]
+                    guard let now = index.child(of: parent, key: sequences[s].keys[hits]) else { break }
                     b = now
                     sequences[s].lookupHits[hits] = now
                 }
@@ -230,8 +231,11 @@ public final class KVCacheManager {
             sequences[s].blocks[copyIndex] = dst
             counters.copiedBlocks += 1
         }
-        if wanted > pool.freeCount { index.prepareEvictions(wanted - pool.freeCount) }  // overlap the victims' key-table misses
-        for _ in 0 ..< wanted { sequences[s].blocks.append(takeBlock(observer)) }
+        // Move the block table out so that each append checks one array, not the sequence table too.
+        var table = sequences[s].blocks
+        sequences[s].blocks = []
+        for _ in 0 ..< wanted { table.append(takeBlock(observer)) }
+        sequences[s].blocks = table
         if !evictedKeys.isEmpty {  // one event per call, not one per block (recordEvents only)
             events.append(.blockRemoved(keys: evictedKeys, tier: .device))
             evictedKeys.removeAll(keepingCapacity: true)
@@ -257,16 +261,16 @@ public final class KVCacheManager {
         let limit = min(total / blockTokens, sequences[s].keys.count)
         guard first < limit else { return }
         clock &+= 1
-        index.prepareProbes(sequences[s].keys[first ..< limit])  // overlap the key-table misses of the loop below
         var run: [BlockKey] = []
         var runParent: BlockKey? = nil
         var runStart = 0
         let tokens = config.recordEvents ? eventTokens[id] : nil
+        let chained = sequences[s].keyable && sequences[s].root != .zero  // keys hashed here, from tokens
         for i in first ..< limit {
             let key = sequences[s].keys[i]
             let mine = sequences[s].blocks[i]
             let parent = i == 0 ? PrefixIndex.noParent : sequences[s].blocks[i - 1]
-            if let cached = index.publish(key, block: mine, parent: parent, tokens: blockTokens, clock: clock) {
+            if let cached = index.publish(key, block: mine, parent: parent, tokens: blockTokens, clock: clock, chained: chained) {
                 if cached != mine {
                     retainCached(cached)
                     releaseBlock(mine)
@@ -452,16 +456,14 @@ public final class KVCacheManager {
     /// Adds a holder to a cached block (a hit or a deduplicated block).
     private func retainCached(_ b: BlockID) {
         try! pool.retain(b)  // cached blocks are never on the free list
-        if pool.refCount(b) == 1 { index.setHeld(b, true) }
-        index.touch(b, kind: .hit, clock: clock, tokens: blockTokens)
+        index.hit(b, first: pool.refCount(b) == 1, clock: clock, tokens: blockTokens)
     }
 
     /// Drops a holder; an unheld block stays cached (and evictable) or goes back to the free list.
     private func releaseBlock(_ b: BlockID) {
         guard try! pool.release(b) == 0 else { return }  // held by the caller's sequence
         if index.isCached(b) {
-            index.touch(b, kind: .release, clock: clock, tokens: blockTokens)
-            index.setHeld(b, false)
+            index.release(b, clock: clock, tokens: blockTokens)
         } else {
             try! pool.free(b)
         }

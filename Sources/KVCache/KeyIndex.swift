@@ -1,5 +1,9 @@
 /// A fixed-size open-addressing hash table from `BlockKey` to `BlockID` (linear probing,
-/// backward-shift deletion, no tombstones) that also holds each indexed block's key, dense by id.
+/// backward-shift deletion, no tombstones) that also holds each keyed block's key, dense by id.
+///
+/// A block may hold a key without a table entry (`storeKey`): the prefix index keeps the
+/// continuation blocks of a run that way and finds them through their parent, not the table.
+/// `count` is the keyed blocks, `indexedCount` the table entries.
 ///
 /// A slot is 8 bytes: a 32-bit tag (the high bits of the key's hash) beside the block id, so a probe
 /// reads one small array (8 slots per cache line) and compares a key only when the tag matches;
@@ -17,7 +21,10 @@ struct KeyIndex: Sendable {
     private var blockKeys: [BlockKey]
     private let mask: Int
     private let homeShift: UInt32
+    /// Blocks holding a key (with or without a table entry).
     private(set) var count = 0
+    /// Table entries.
+    private(set) var indexedCount = 0
 
     private static let empty = UInt64.max  // block id -1: never a real block
 
@@ -101,11 +108,38 @@ struct KeyIndex: Sendable {
         slots.withUnsafeMutableBufferPointer { $0[i] = UInt64(t) << 32 | UInt64(UInt32(bitPattern: block)) }
         blockKeys[Int(block)] = key
         count += 1
+        indexedCount += 1
         return nil
     }
 
-    /// Unindexes `block`; returns whether it was indexed. Shifts later entries of the probe run back
-    /// so that no tombstone is needed. O(1) expected.
+    /// Gives `block` the key `key` without a table entry (`find` will not see it). Precondition: `key`
+    /// is not `.zero`, `block` holds no key. O(1).
+    @inline(__always)
+    mutating func storeKey(_ key: BlockKey, _ block: BlockID) {
+        precondition(key != .zero && Int(block) >= 0 && Int(block) < blockKeys.count && blockKeys[Int(block)] == .zero,
+                     "block \(block) keyed twice")
+        blockKeys[Int(block)] = key
+        count += 1
+    }
+
+    /// Takes the key of a block that `storeKey` keyed (no table entry). O(1).
+    @inline(__always)
+    mutating func dropKey(_ block: BlockID) {
+        precondition(blockKeys[Int(block)] != .zero, "block \(block) holds no key")
+        blockKeys[Int(block)] = .zero
+        count -= 1
+    }
+
+    /// The keyed block holding `key`, table entry or not, by a scan of every block: for keys whose
+    /// block the table does not index. O(blocks).
+    func scan(for key: BlockKey) -> BlockID? {
+        guard key != .zero, let b = blockKeys.firstIndex(of: key) else { return nil }
+        return BlockID(b)
+    }
+
+    /// Unindexes `block`; returns whether it was keyed. Shifts later entries of the probe run back
+    /// so that no tombstone is needed. Precondition: a keyed `block` has a table entry (else
+    /// `dropKey`). O(1) expected.
     @discardableResult
     mutating func remove(_ block: BlockID) -> Bool {
         let key = blockKeys[Int(block)]
@@ -133,6 +167,7 @@ struct KeyIndex: Sendable {
         }
         blockKeys[Int(block)] = .zero
         count -= 1
+        indexedCount -= 1
         return true
     }
 
@@ -141,10 +176,12 @@ struct KeyIndex: Sendable {
         for i in slots.indices { slots[i] = Self.empty }
         for b in blockKeys.indices { blockKeys[b] = .zero }
         count = 0
+        indexedCount = 0
     }
 
-    /// Calls `body` for every entry, after checking that each slot's tag is its key's and lies on
-    /// the probe run from its home, and that slots and blocks agree on the count (validation only).
+    /// Calls `body` for every table entry, after checking that each slot's tag is its key's and lies
+    /// on the probe run from its home, and that the counts agree with the slots and the keys
+    /// (validation only).
     /// O(table size + blocks).
     func forEach(_ body: (BlockKey, BlockID) throws(InvariantViolation) -> Void) throws(InvariantViolation) {
         var entries = 0
@@ -164,8 +201,8 @@ struct KeyIndex: Sendable {
             try body(blockKeys[Int(b)], b)
         }
         let keyed = blockKeys.reduce(0) { $0 + ($1 == .zero ? 0 : 1) }
-        guard entries == count, keyed == count else {
-            throw InvariantViolation("key index holds \(entries) slots and \(keyed) keys, count says \(count)")
+        guard entries == indexedCount, keyed == count, indexedCount <= count else {
+            throw InvariantViolation("key index holds \(entries) slots and \(keyed) keys, counts say \(indexedCount) and \(count)")
         }
     }
 }

@@ -4,8 +4,17 @@
 /// Because a block key already covers its whole prefix, a child is found by one probe of a global
 /// key index instead of a per-node child map: matching a prompt of n blocks is n O(1) probes. Nodes
 /// are the cached blocks themselves, stored as dense arrays indexed by `BlockID` (one record of
-/// parent, child count, depth, priority and held flag; the key in the key index), so the tree adds
-/// no object per node and one block's updates touch one record.
+/// parent, child count, depth, continuation, priority and held flag; the key beside the key index),
+/// so the tree adds no object per node and one block's updates touch one record.
+///
+/// Path compression over blocks: a block published as the first child of a childless parent, from
+/// a chain of keys the cache hashed itself (`chained`), is its parent's *continuation* and gets no
+/// key-table entry; its key is stored at the block and matched by comparing it when the walk comes
+/// from the parent. So a run of blocks of one unshared suffix costs one key-table entry (its first
+/// block's), publishing its later blocks or evicting them (always from the leaf end) touches no key
+/// table, and a divergence simply indexes the other child. `match` walks from the root (keys are
+/// chained: a key determines its whole prefix) and is exact; `block(for:)` of a continuation block's key
+/// alone, with no path, scans (O(capacity)); `child(of:key:)` finds it from its parent in O(1).
 ///
 /// Eviction removes only unheld leaves, so every cached block's ancestors stay matchable. The
 /// unheld leaves sit in an `EvictionHeap` ordered by the `EvictionPolicy`'s priorities: each
@@ -21,8 +30,11 @@ public struct PrefixIndex {
     private struct Node {
         var parent: BlockID = PrefixIndex.noParent
         var childCount: Int32 = 0
-        /// Blocks from the root: 1 for a first block.
+        /// Blocks from the root: 1 for a first block, 0 for a block that is not cached (so the
+        /// record alone says whether its block is cached).
         var depth: Int32 = 0
+        /// The child that continues this block's run (no key-table entry), or `noParent`.
+        var continuation: BlockID = PrefixIndex.noParent
         var held = false
         /// The policy's priority (kept when the block is held, so the next access can build on it).
         var priority: Double = 0
@@ -70,11 +82,29 @@ public struct PrefixIndex {
         return leaves
     }
 
-    /// The cached block with this key. O(1) expected.
-    @inline(__always) public func block(for key: BlockKey) -> BlockID? { index.find(key) }
+    /// The cached block with this key: O(1) expected for a block with a key-table entry, a scan of
+    /// every block (O(capacity)) for a run's continuation block. Callers that know the parent use
+    /// `child(of:key:)`, prompts `match`.
+    public func block(for key: BlockKey) -> BlockID? { index.find(key) ?? index.scan(for: key) }
+
+    /// The cached child of `parent` (`noParent`: a first block) with this key, or the cached block
+    /// the key table holds for it. O(1) expected.
+    @inline(__always) public func child(of parent: BlockID, key: BlockKey) -> BlockID? {
+        if parent != Self.noParent {
+            let c = nodes[Int(parent)].continuation
+            if c != Self.noParent && index.key(of: c) == key { return c }
+        }
+        return index.find(key)
+    }
+
+    /// Whether `block` (cached) has a key-table entry: every cached block but a run's continuations.
+    @inline(__always) func isIndexed(_ block: BlockID) -> Bool {
+        let p = nodes[Int(block)].parent
+        return p == Self.noParent || nodes[Int(p)].continuation != block
+    }
 
     /// Whether `block` is in the cache.
-    @inline(__always) public func isCached(_ block: BlockID) -> Bool { index.key(of: block) != .zero }
+    @inline(__always) public func isCached(_ block: BlockID) -> Bool { nodes[Int(block)].depth != 0 }
     /// The key of a cached block (`.zero` if not cached).
     @inline(__always) public func key(of block: BlockID) -> BlockKey { index.key(of: block) }
     /// The parent of a cached block, or `PrefixIndex.noParent` for a first block.
@@ -101,14 +131,14 @@ public struct PrefixIndex {
         var sink: UInt64 = 0
         var b = released.tail
         for _ in 0 ..< count where b != IntrusiveList.end {
-            sink ^= index.homeSlot(of: index.key(of: b))
+            if isIndexed(b) { sink ^= index.homeSlot(of: index.key(of: b)) }
             b = released.previous(b)
         }
         prefetchSink ^= sink
     }
 
-    /// Number of leading `keys` that are cached, stopping at the first miss. O(matched) probes; the
-    /// key-table lines of 16 keys at a time are loaded together, so their misses overlap.
+    /// Number of leading `keys` that are cached, stopping at the first miss. O(matched): a key that
+    /// continues the previous block's run is one key comparison, any other one key-table probe.
     public mutating func matchLength(_ keys: UnsafeBufferPointer<BlockKey>) -> Int {
         match(keys) { _ in }
     }
@@ -121,17 +151,13 @@ public struct PrefixIndex {
 
     @inline(__always)
     private mutating func match(_ keys: UnsafeBufferPointer<BlockKey>, _ found: (BlockID) -> Void) -> Int {
-        var n = 0
-        while n < keys.count {
-            let end = min(n + 16, keys.count)
-            prepareProbes(keys[n ..< end])
-            for k in keys[n ..< end] {
-                guard let b = index.find(k) else { return n }
-                found(b)
-                n += 1
-            }
+        var previous = Self.noParent
+        for (n, k) in keys.enumerated() {
+            guard let b = child(of: previous, key: k) else { return n }
+            found(b)
+            previous = b
         }
-        return n
+        return keys.count
     }
 
     private func node(_ b: BlockID, clock: UInt64, tokens: Int) -> PolicyNode {
@@ -147,20 +173,39 @@ public struct PrefixIndex {
     }
 
     /// `insert(_:block:parent:tokens:clock:)` unless `key` is already cached: then returns the block
-    /// that holds it and changes nothing. One key-table probe decides and inserts. O(log n).
+    /// that holds it and changes nothing. One key-table probe decides and inserts; none when `chained`
+    /// and the parent is a cached leaf with no continuation: then `key` (which covers the parent's
+    /// prefix, so it can only be cached as the parent's child) is absent and `block` continues the
+    /// parent's run. O(log n).
+    /// - Parameter chained: `key` is the parent's key chained with the block's tokens, as
+    ///   `BlockHasher` makes it (never for keys a caller supplies).
     /// - Precondition: `block` is not cached (unless under `key`), `parent` is cached or `noParent`.
-    public mutating func publish(_ key: BlockKey, block: BlockID, parent: BlockID, tokens: Int, clock: UInt64) -> BlockID? {
+    public mutating func publish(_ key: BlockKey, block: BlockID, parent: BlockID, tokens: Int, clock: UInt64,
+                                 chained: Bool = false) -> BlockID? {
         if index.key(of: block) == key { return block }
         precondition(key != .zero && !isCached(block))
         precondition(parent == Self.noParent || isCached(parent))
-        if let cached = index.findOrInsert(key, block) { return cached }
+        if parent != Self.noParent {
+            let c = nodes[Int(parent)].continuation
+            if c != Self.noParent && index.key(of: c) == key { return c }
+        }
+        let continues = chained && parent != Self.noParent && nodes[Int(parent)].childCount == 0
+        if continues {
+            index.storeKey(key, block)
+        } else if let cached = index.findOrInsert(key, block) {
+            return cached
+        }
         let depth = parent == Self.noParent ? 1 : nodes[Int(parent)].depth + 1
         let priority = byRelease ? Double(clock)
             : policy.priorityOnInsert(PolicyNode(block: block, depth: Int(depth), key: key, tokens: tokens, clock: clock))
         // Unchecked: `block` and `parent` passed the isCached preconditions, so both are in range.
         nodes.withUnsafeMutableBufferPointer { n in
-            n[Int(block)] = Node(parent: parent, childCount: 0, depth: depth, held: true, priority: priority)
-            if parent != Self.noParent { n[Int(parent)].childCount += 1 }
+            n[Int(block)] = Node(parent: parent, childCount: 0, depth: depth, continuation: Self.noParent, held: true,
+                                 priority: priority)
+            if parent != Self.noParent {
+                n[Int(parent)].childCount += 1
+                if continues { n[Int(parent)].continuation = block }
+            }
         }
         // By release the writer holds the parent, so it is not listed; else it is no longer a leaf.
         if parent != Self.noParent && !byRelease { heap.remove(parent) }
@@ -198,6 +243,42 @@ public struct PrefixIndex {
         }
     }
 
+    /// A cached block gained a holder (`first`: its first, so it leaves the evictable set): `setHeld(true)`
+    /// when `first`, then `touch(kind: .hit)`, by release in one step on the block's record. O(log n),
+    /// O(1) by release.
+    public mutating func hit(_ block: BlockID, first: Bool, clock: UInt64, tokens: Int) {
+        guard byRelease else {
+            if first { setHeld(block, true) }
+            touch(block, kind: .hit, clock: clock, tokens: tokens)
+            return
+        }
+        nodes.withUnsafeMutableBufferPointer { n in
+            precondition(block >= 0 && Int(block) < n.count && n[Int(block)].depth != 0 && n[Int(block)].held != first)
+            n[Int(block)].priority = Double(clock)
+            n[Int(block)].held = true
+        }
+        guard first else { return }
+        unheldCount -= 1
+        released.remove(block)
+    }
+
+    /// The last holder of the cached `block` let it go: `touch(kind: .release)` then `setHeld(false)`,
+    /// by release in one step on the block's record. O(log n), O(1) by release.
+    public mutating func release(_ block: BlockID, clock: UInt64, tokens: Int) {
+        guard byRelease else {
+            touch(block, kind: .release, clock: clock, tokens: tokens)
+            setHeld(block, false)
+            return
+        }
+        nodes.withUnsafeMutableBufferPointer { n in
+            precondition(block >= 0 && Int(block) < n.count && n[Int(block)].depth != 0 && n[Int(block)].held)
+            n[Int(block)].priority = Double(clock)
+            n[Int(block)].held = false
+        }
+        unheldCount += 1
+        released.pushFront(block)
+    }
+
     /// Evicts the lowest-priority unheld leaf and returns it with its key and its parent's key (nil for
     /// a first block), which a lower tier needs to report the block with its place in the tree. The
     /// parent stays cached and may become an evictable leaf; the evicted block is no longer cached and
@@ -213,10 +294,9 @@ public struct PrefixIndex {
     public mutating func evict(clock: UInt64, tokens: Int) -> (block: BlockID, key: BlockKey, parent: BlockID)? {
         let b: BlockID
         if byRelease {
-            b = released.tail
+            b = released.popTail()
             guard b != IntrusiveList.end else { return nil }
             assert(nodes[Int(b)].childCount == 0, "the coldest released block must be a leaf")
-            released.remove(b)
         } else {
             guard let min = heap.popMin() else { return nil }
             b = min
@@ -229,17 +309,22 @@ public struct PrefixIndex {
         return (b, key, p)
     }
 
+    /// Uncaches the leaf `b`: its key-table entry goes, unless it continues its parent's run (then
+    /// only its key and the parent's continuation link). O(1) expected.
     private mutating func detach(_ b: BlockID) {
-        index.remove(b)
         // Unchecked: `b` came off the list or the heap and `p` is its cached parent, both in range.
-        let (p, parentIsLeaf) = nodes.withUnsafeMutableBufferPointer { n in
+        let (p, parentIsLeaf, indexed) = nodes.withUnsafeMutableBufferPointer { n in
             let p = n[Int(b)].parent
             n[Int(b)].parent = Self.noParent
             n[Int(b)].held = false
-            guard p != Self.noParent else { return (p, false) }
+            n[Int(b)].depth = 0
+            guard p != Self.noParent else { return (p, false, true) }
             n[Int(p)].childCount -= 1
-            return (p, n[Int(p)].childCount == 0 && !n[Int(p)].held)
+            let continues = n[Int(p)].continuation == b
+            if continues { n[Int(p)].continuation = Self.noParent }
+            return (p, n[Int(p)].childCount == 0 && !n[Int(p)].held, !continues)
         }
+        if indexed { index.remove(b) } else { index.dropKey(b) }
         if parentIsLeaf && !byRelease { heap.insert(p, priority: nodes[Int(p)].priority, depth: nodes[Int(p)].depth) }
     }
 
@@ -250,6 +335,8 @@ public struct PrefixIndex {
         for b in 0 ..< capacity where isCached(BlockID(b)) {
             nodes[b].parent = Self.noParent
             nodes[b].childCount = 0
+            nodes[b].depth = 0
+            nodes[b].continuation = Self.noParent
             body(BlockID(b))
         }
         index.removeAll()
@@ -259,8 +346,10 @@ public struct PrefixIndex {
         policy.reset()
     }
 
-    /// Checks that the key index and the tree agree, child counts and depths are right, and the heap
-    /// holds exactly the unheld leaves. `isHeld` says which blocks have holders (from the pool).
+    /// Checks that the key index and the tree agree (every cached block but a run's continuations
+    /// has a table entry; a continuation is a cached child of the block that names it and its key
+    /// is in no table entry), child counts and depths are right, and the heap holds exactly the
+    /// unheld leaves. `isHeld` says which blocks have holders (from the pool).
     /// O(capacity).
     public func validate(isHeld: (BlockID) -> Bool) throws(InvariantViolation) {
         var cached = 0, unheld = 0
@@ -268,7 +357,19 @@ public struct PrefixIndex {
         for b in 0 ..< capacity where isCached(BlockID(b)) {
             cached += 1
             let id = BlockID(b)
-            guard index.find(index.key(of: id)) == id else { throw InvariantViolation("key index misses block \(b)") }
+            if isIndexed(id) {
+                guard index.find(index.key(of: id)) == id else { throw InvariantViolation("key index misses block \(b)") }
+            } else {
+                guard index.find(index.key(of: id)) == nil else {
+                    throw InvariantViolation("continuation block \(b) has a key-table entry under another block")
+                }
+            }
+            let c = nodes[b].continuation
+            if c != Self.noParent {
+                guard isCached(c), nodes[Int(c)].parent == id else {
+                    throw InvariantViolation("continuation \(c) of block \(b) is not its cached child")
+                }
+            }
             guard nodes[b].held == isHeld(id) else { throw InvariantViolation("held flag of block \(b) is stale") }
             if !nodes[b].held { unheld += 1 }
             let p = nodes[b].parent
@@ -284,6 +385,12 @@ public struct PrefixIndex {
             }
         }
         guard cached == index.count else { throw InvariantViolation("index has \(index.count) keys, tree \(cached)") }
+        for b in 0 ..< capacity where (index.key(of: BlockID(b)) != .zero) != isCached(BlockID(b)) {
+            throw InvariantViolation("block \(b): key and tree record disagree on whether it is cached")
+        }
+        for b in 0 ..< capacity where !isCached(BlockID(b)) && nodes[b].continuation != Self.noParent {
+            throw InvariantViolation("uncached block \(b) names a continuation")
+        }
         guard unheld == unheldCount else { throw InvariantViolation("unheld count \(unheldCount), found \(unheld)") }
         var leaves = 0
         for b in 0 ..< capacity where isCached(BlockID(b)) {
