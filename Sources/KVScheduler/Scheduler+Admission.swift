@@ -135,7 +135,7 @@ extension Scheduler {
         let bt = cache.blockTokens
         let limit = max(0, min(keys.count, (e.promptTokens - 1) / bt))
         let hit = keys.withUnsafeBufferPointer { cache.matchLength(UnsafeBufferPointer(rebasing: $0[..<limit])) } * bt
-        let cached = hit + loadablePrefixTokens(slot, cached: hit)
+        let cached = hit + ((try? loadablePrefixTokens(slot, cached: hit)) ?? 0)
         return Double(cached) / Double(max(1, e.contextTarget - cached))
     }
 
