@@ -35,11 +35,14 @@ extension Scheduler {
         }
         nextAgingDeadline = .infinity
         candidates.removeAll(keepingCapacity: true)
-        let window: Int
+        var window: Int
         switch config.effectivePacking {
         case .inOrder: window = config.maxRunningSequences - running.count
         case let .firstFitDecreasing(w): window = max(1, w)
         }
+        // The cache-aware order picks among at least this many waiting requests, even when fewer
+        // running slots are free (else with one free slot it would be FCFS).
+        if config.order.isCacheAware { window = max(window, Self.cacheAwareWindow) }
         if case let .shortestPredictedFirst(aging) = config.order {
             agingQueue.trimFront(isLive: isQueued)
             agingQueue.forEachLive(isLive: isQueued) { item in
@@ -100,6 +103,9 @@ extension Scheduler {
             if !admitted && entries[Int(slot)].state != .finished && (inOrder || k < priority) { break }
         }
     }
+
+    /// Fewest waiting requests the cache-aware order chooses among.
+    static let cacheAwareWindow = 64
 
     /// Cache-aware order of `candidates` (queued in arrival order, preempted ones first): the leading
     /// preempted requests and those that waited `starvation` seconds keep their order; the rest are

@@ -20,7 +20,8 @@ public enum QueueOrder: Sendable, Equatable {
     /// Shortest predicted output first; a request that waited `agingSeconds` or more jumps ahead of
     /// every younger one (in arrival order), so none starves.
     case shortestPredictedFirst(agingSeconds: Double)
-    /// RAGCache's cache-aware order: among the waiting requests admission considers, the one whose
+    /// RAGCache's cache-aware order: among the waiting requests admission considers (at least the first
+    /// 64, even when fewer running slots are free), the one whose
     /// cached prefix (device hit plus blocks a lower tier can load) is largest relative to the tokens
     /// it still has to compute goes first (ties in arrival order). A request that waited
     /// `starvationSeconds` or more, and a preempted one, goes ahead of every younger one in arrival

@@ -20,14 +20,20 @@ func request(_ id: Int, prompt: Int, maxTokens: Int = 64, arrival: Double = 0, k
                      arrival: arrival, knownOutputTokens: known)
 }
 
-/// Runs plan/complete cycles with no stops until `id` runs; returns the admission order of ids.
+/// Runs plan/complete cycles, each request stopping after `outputs` tokens, until idle or `steps`;
+/// returns the ids in the order of their first prefill chunk (admission order).
 func admissionOrder(_ s: Scheduler, steps: Int, stopAfter outputs: Int) throws -> [Int64] {
     var order: [Int64] = []
+    var admitted: Set<Int64> = []
     var produced: [Int64: Int] = [:]
     var now = 0.0
     for _ in 0..<steps {
         let plan = try s.schedule(now: now)
-        for p in plan.prefills where p.contextBefore == 0 { order.append(p.id.raw) }
+        // A request's first prefill chunk (it starts after its prefix hit, if any).
+        for p in plan.prefills where !admitted.contains(p.id.raw) {
+            admitted.insert(p.id.raw)
+            order.append(p.id.raw)
+        }
         var stops: [Bool] = []
         let ids = plan.prefills.filter(\.samples).map(\.id) + plan.decodes.map(\.id)
         for id in ids {
