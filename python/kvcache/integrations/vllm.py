@@ -98,6 +98,8 @@ class KVCacheOffloadingManager(OffloadingManager):
         self._stores = {}   # offload key -> (store id, lane, token)
         self._loads = {}    # offload key -> [(load id, lane, token), ...] (a key may be loaded twice at once)
         self._by_kv_key = {}
+        self._promoted = {}  # request id -> {key whose promotion this request started: seen on host since}
+        self._promote_limit = max(1, tiers.stats().host.capacity // 2)
         self.hits = 0
 
     @property
@@ -117,8 +119,20 @@ class KVCacheOffloadingManager(OffloadingManager):
         # A disk block is brought up to host in the background; the connector asks again later, and
         # prepare_load then finds it on host: no load waits for the disk. One that cannot get a host slot
         # now is a HIT read from disk by the load itself.
-        if tier == Tier.DISK and self.tiers.prefetch([kv]) > 0:
-            return LookupResult.HIT_PENDING
+        # A request promotes at most half the host tier's blocks, each once: when its disk prefix is larger,
+        # promoting later blocks would evict earlier ones (its own included) back to disk without end; the
+        # rest are HITs read from disk by the load.
+        promoted = self._promoted.setdefault(req_context.req_id, {})   # key -> seen on host since
+        if tier == Tier.HOST and kv in promoted:
+            promoted[kv] = True
+        elif tier == Tier.DISK:
+            if kv in promoted:
+                if not promoted[kv] and self.tiers.prefetch([kv]) > 0:   # still on its way up
+                    return LookupResult.HIT_PENDING
+            elif len(promoted) < self._promote_limit:
+                promoted[kv] = False
+                if self.tiers.prefetch([kv]) > 0:
+                    return LookupResult.HIT_PENDING
         self.hits += 1
         return LookupResult.HIT
 
@@ -215,6 +229,12 @@ class KVCacheOffloadingManager(OffloadingManager):
 
     def on_new_request(self, req_context):
         return RequestOffloadingContext()
+
+    def on_request_finished(self, req_context):
+        self._promoted.pop(req_context.req_id, None)
+        finished = getattr(super(), "on_request_finished", None)
+        if finished is not None:
+            return finished(req_context)
 
     def take_events(self):
         self._pending_removals()
