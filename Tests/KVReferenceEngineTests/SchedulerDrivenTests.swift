@@ -77,12 +77,8 @@ struct SchedulerDrivenTests {
         #expect(served.cache.evictionObserver === tiers && loop.scheduler.prefixLoadSource === loop.tiers.prefixLoadSource)
         for (i, p) in [a, b, a].enumerated() {
             let id = SequenceID(Int64(i))
-            served.plan(id, prompt: p)
-            try loop.submit(SchedulerRequest(id: id, prompt: .tokens(p), maxTokens: maxTokens, arrival: 0))
-            while !loop.isIdle {
-                _ = try #require(try loop.step(now: 0), "no progress")
-                try served.cache.validate()
-            }
+            try Self.submit(p, as: id, maxTokens: maxTokens, to: loop)
+            try Self.runUntilIdle(loop)
             tiers.waitForTransfers()
             let out = Array(served.forget(id).dropFirst(p.count))
             if i != 1 { #expect(out == alone.tokens, "request \(i)") }
@@ -92,5 +88,56 @@ struct SchedulerDrivenTests {
         #expect(loop.scheduler.stats.prefixLoadedTokens == 2 * bt)
         #expect(tiers.statistics.host.loadedBlocks == 2)
         try tiers.validate()
+    }
+
+    @Test("preempted by swap: the engine's KV goes to the swap space and back, and every request generates its own tokens")
+    func swappedRequestsGenerateTheirOwnTokens() throws {
+        let m = try TestModel.require()
+        let bt = 16, maxTokens = 24
+        let texts = ["Name three colors.", "Why cache KV?", "Count to five, slowly."]
+        let prompts = texts.map { m.tokenizer.encode(ChatTemplate.render(user: $0)) }
+        let alone = try prompts.map {
+            try ReferenceEngine(model: m.model, tokenizer: m.tokenizer, blockTokens: bt, capacityBlocks: 32)
+                .generate(prompt: $0, maxTokens: maxTokens, stopAtEOS: false).tokens
+        }
+        // Each request ends at prompt + 24 tokens, 3-4 blocks; a pool of 7 holds two at most, so the running
+        // requests outgrow it under on-demand reservation and the newest is preempted.
+        let capacity = 7
+        let served = try ReferenceEngine(model: m.model, tokenizer: m.tokenizer, blockTokens: bt, capacityBlocks: capacity)
+        let memory = PagedKVPoolMemory(pool: served.pool)
+        let tiers = try KVTierManager(config: TieredEngineTests.tierConfig(memory, hostBlocks: 8), device: memory)
+        defer { tiers.close() }
+        try served.attachTiers(tiers)
+        var config = SchedulerConfig()
+        config.reservation = .onDemand
+        let loop = ServingLoop(scheduler: Scheduler(config: config, cache: served.cache), engine: served,
+                               tiers: try ServingTiers(tiers: tiers, swapBlocks: 16))
+        let swap = try #require(loop.swapSpace)
+        for (i, p) in prompts.enumerated() { try Self.submit(p, as: SequenceID(Int64(i)), maxTokens: maxTokens, to: loop) }
+        try Self.runUntilIdle(loop) { try swap.validate() }
+        #expect(loop.scheduler.stats.swappedOutTokens > 0, "the pool must be small enough to swap")
+        #expect(swap.swappedInBlocks > 0 && swap.swappedOutBlocks >= swap.swappedInBlocks)
+        #expect(swap.freeBlocks == 16, "every slot is back once the requests finished")
+        for (i, p) in prompts.enumerated() {
+            let id = SequenceID(Int64(i))
+            let generated = Array(served.forget(id).dropFirst(p.count))
+            #expect(generated == alone[i], "request \(i)")
+            #expect(loop.take(id) == alone[i], "request \(i)")
+        }
+    }
+    /// Tells the engine the prompt (`plan`) and submits it to the loop at time 0.
+    static func submit(_ prompt: [UInt32], as id: SequenceID, maxTokens: Int,
+                       to loop: ServingLoop<ReferenceEngine>) throws {
+        loop.engine.plan(id, prompt: prompt)
+        try loop.submit(SchedulerRequest(id: id, prompt: .tokens(prompt), maxTokens: maxTokens, arrival: 0))
+    }
+
+    /// Steps the loop until nothing is left, checking the cache (and `check`) after every step.
+    static func runUntilIdle(_ loop: ServingLoop<ReferenceEngine>, check: () throws -> Void = {}) throws {
+        while !loop.isIdle {
+            _ = try #require(try loop.step(now: 0), "no progress")
+            try loop.engine.cache.validate()
+            try check()
+        }
     }
 }
