@@ -16,8 +16,9 @@ from typing import List, NamedTuple
 import numpy as np
 
 from ._handle import OwnedHandle
-from ._abi import (ABI_VERSION, ChunkPlanStruct, ChunksStatsStruct, ChunksTierStatsStruct, Key, PromptSegment,
-                   ReusedSpanStruct, SegmentKind, Selection, TiersConfig, TokenRange, library)
+from ._abi import (ABI_VERSION, ChunkAction, ChunkLoadStruct, ChunkPlanStruct, ChunksStatsStruct, ChunksTierStatsStruct,
+                   Key, LoadingControllerStruct, PromptSegment, ReusedSpanStruct, SegmentKind, Selection, TiersConfig,
+                   TokenRange, library)
 from .cache import _i64, _invalid, _text, _tokens
 from .tiers import TierStats, _tier_stats, _tiers_config
 
@@ -65,6 +66,21 @@ class ChunksTierStats(NamedTuple):
     loaded_variants: int
     failed_loads: int
     tiers: TierStats
+
+
+class ChunkLoad(NamedTuple):
+    """kvcache_chunk_load: what a tiered plan did with one chunk segment (action a ChunkAction, tier a Tier)
+    and, when the loading controller decided, its modelled figures (seconds)."""
+    segment: int
+    chunk: tuple
+    action: ChunkAction
+    tier: int
+    decided: bool
+    ratio: float
+    load_seconds: float
+    recompute_seconds: float
+    pipelined_seconds: float
+    recompute_all_seconds: float
 
 
 def _key(pair, what):
@@ -134,6 +150,28 @@ class ChunkStore(OwnedHandle):
         s = ChunksTierStatsStruct()
         self._check(self._lib.kvcache_chunks_get_tier_stats(self._handle, C.byref(s)))
         return ChunksTierStats(s.block_bytes, s.spilled_variants, s.loaded_variants, s.failed_loads, _tier_stats(s.tiers))
+
+    def set_loading_controller(self, recompute_seconds_per_token=None, recompute_seconds_per_context_pair=0.0,
+                               minimum_ratio=0.15, host_bytes_per_second=0.0, disk_bytes_per_second=0.0):
+        """The loading controller of a tiered store's plans (kvcache_chunks_set_loading_controller): a chunk
+        a tier holds loads only when that is no slower than recomputing it. Bandwidths 0: the tiers' measured
+        estimates. recompute_seconds_per_token None removes the controller (every held chunk loads)."""
+        if recompute_seconds_per_token is None:
+            self._check(self._lib.kvcache_chunks_set_loading_controller(self._handle, None))
+            return
+        c = LoadingControllerStruct(float(recompute_seconds_per_token), float(recompute_seconds_per_context_pair),
+                                    float(minimum_ratio), float(host_bytes_per_second), float(disk_bytes_per_second))
+        self._check(self._lib.kvcache_chunks_set_loading_controller(self._handle, C.byref(c)))
+
+    def plan_loads(self, plan_id):
+        """What the open plan `plan_id` of a tiered store did with each chunk segment: a list of ChunkLoad."""
+        n = C.c_size_t()
+        status = self._lib.kvcache_chunks_plan_loads(self._handle, index(plan_id), None, 0, C.byref(n))
+        loads = (ChunkLoadStruct * max(1, n.value))()
+        if n.value or status != 0:
+            self._check(self._lib.kvcache_chunks_plan_loads(self._handle, index(plan_id), loads, n.value, C.byref(n)))
+        return [ChunkLoad(l.segment, (l.chunk.lo, l.chunk.hi), ChunkAction(l.action), l.tier, l.decided, l.ratio, l.load_seconds,
+                          l.recompute_seconds, l.pipelined_seconds, l.recompute_all_seconds) for l in loads[:n.value]]
 
     def key(self, tokens):
         """The chunk key of `tokens` as a (lo, hi) pair."""
