@@ -9,7 +9,7 @@ import KVTiers
 // no input traps).
 
 /// What a `kvcache_chunks_t *` points to: the store (plain, or tiered over a tier manager and the
-/// library's device pool), the root chunk keys are computed under, the scratch one plan is drafted into,
+/// library's device pool or the engine's copy callbacks), the root chunk keys are computed under, the scratch one plan is drafted into,
 /// and the open plans with the variants each holds.
 ///
 /// Open plans live in reusable slots (their variant lists keep their capacity), named by
@@ -18,9 +18,11 @@ import KVTiers
 /// planning and committing allocate nothing (`ChunkPrefillPlan.draft`). Single-threaded.
 final class ChunksHandle {
     private var plain: ChunkStore
-    /// The tiered store and its device pool (`kvcache_chunks_create_tiered`), or nil.
+    /// The tiered store (`kvcache_chunks_create_tiered`), or nil; its device pool when the library holds
+    /// it (nil with the engine's copy callbacks), and the copies handed to the engine's callbacks.
     let tiered: TieredChunkStore?
     let device: HostDeviceMemory?
+    let copies: PendingCopies?
     let root: BlockKey
     var pieces: [PromptPiece] = []
     var scratch = ChunkPrefillPlan()
@@ -39,10 +41,10 @@ final class ChunksHandle {
     var freePlans: [Int32] = []
     var openPlans = 0
 
-    init(_ store: ChunkStore, root: BlockKey) { plain = store; tiered = nil; device = nil; self.root = root }
+    init(_ store: ChunkStore, root: BlockKey) { plain = store; tiered = nil; device = nil; copies = nil; self.root = root }
 
-    init(tiered: TieredChunkStore, device: HostDeviceMemory, root: BlockKey) {
-        plain = tiered.store; self.tiered = tiered; self.device = device; self.root = root
+    init(tiered: TieredChunkStore, device: HostDeviceMemory?, copies: PendingCopies, root: BlockKey) {
+        plain = tiered.store; self.tiered = tiered; self.device = device; self.copies = copies; self.root = root
     }
 
     /// The store as it is now (read only: the changes go through the calls below, which spill and load
@@ -415,13 +417,10 @@ public func kvcacheChunksCreateTieredCheckedImpl(_ abiVersion: UInt32, _ configS
         var (c, layout, tc) = try tierConfig(abiVersion, configSize, config)
         let out = try required(out, "out")
         tc.calibrateAtStart = true  // seeds the bandwidths a loading controller reads (one block's copy and decode)
-        guard c.device_to_host == nil, c.host_to_device == nil else {
-            throw .invalidArgument("config: a tiered chunk store keeps its own device pool (no copy callbacks)")
-        }
         guard c.host_blocks >= 1 else { throw .invalidArgument("config.host_blocks: a tiered chunk store needs a host tier") }
         guard maxVariants >= 1, maxVariants <= 1 << 16 else { throw .invalidArgument("max_variants outside 1...65536") }
         let namespace = try utf8String(keyNamespace, "key_namespace")
-        let device = try liftTier { () throws(TierError) in try HostDeviceMemory(layout: layout, capacityBlocks: Int(c.device_blocks)) }
+        let (device, standIn, copies) = try tierDevice(c, layout)
         let manager = try liftTier { () throws(TierError) in try KVTierManager(config: tc, device: device) }
         let tiered: TieredChunkStore
         do throws(ChunkError) {
@@ -432,7 +431,8 @@ public func kvcacheChunksCreateTieredCheckedImpl(_ abiVersion: UInt32, _ configS
             manager.close()
             throw .chunks(error)
         }
-        let handle = ChunksHandle(tiered: tiered, device: device, root: BlockHasher.rootKey(namespace: namespace, lora: "", salt: ""))
+        let handle = ChunksHandle(tiered: tiered, device: standIn, copies: copies,
+                                  root: BlockHasher.rootKey(namespace: namespace, lora: "", salt: ""))
         out.pointee = OpaquePointer(Unmanaged.passRetained(handle).toOpaque())
         return Status.ok
     } catch {
@@ -440,9 +440,12 @@ public func kvcacheChunksCreateTieredCheckedImpl(_ abiVersion: UInt32, _ configS
     }
 }
 
-/// The tiered store of `h` and the bytes of `variant`'s KV, or the refusal. O(1).
+/// The tiered store of `h` and the bytes of `variant`'s KV in the library's pool, or the refusal. O(1).
 private func tieredVariant(_ h: ChunksHandle, _ variant: UInt64) throws(CAPIError) -> (TieredChunkStore, HostDeviceMemory, [BlockID], Int) {
-    guard let tiered = h.tiered, let device = h.device else { throw .invalidArgument("a chunk store without tiers (kvcache_chunks_create_tiered)") }
+    guard h.tiered != nil else { throw .invalidArgument("a chunk store without tiers (kvcache_chunks_create_tiered)") }
+    guard let tiered = h.tiered, let device = h.device else {
+        throw .invalidArgument("the engine's own device memory (copy callbacks): it writes and reads the blocks itself")
+    }
     let id = ChunkVariantID(raw: variant)
     guard h.store.variant(id) != nil else { throw .chunks(.unknownVariant(id)) }
     let blocks = try! h.store.blocks(of: id)  // live: checked above; the store's own array
@@ -560,4 +563,27 @@ public func kvcacheChunksPlanLoadsImpl(_ chunks: OpaquePointer?, _ planID: UInt6
         try requireRoom(list.count, capacity: capacity, "loads")
         for (i, l) in list.enumerated() { buffer![i] = cLoad(l) }  // non-nil: capacity >= count
     }
+}
+
+/// kvcache_chunks_mark_written: the engine wrote the variant's KV into its device blocks itself:
+/// `TieredChunkStore.commit`. O(blocks).
+@_cdecl("kvcache_chunks_mark_written")
+public func kvcacheChunksMarkWrittenImpl(_ chunks: OpaquePointer?, _ variant: UInt64) -> kvcache_status {
+    withHandle(chunks, "kvcache_chunks_mark_written", as: ChunksHandle.self) { h throws(CAPIError) in
+        guard let tiered = h.tiered else { throw .invalidArgument("a chunk store without tiers (kvcache_chunks_create_tiered)") }
+        do throws(ChunkError) { try tiered.commit(ChunkVariantID(raw: variant)) } catch { throw .chunks(error) }
+    }
+}
+
+/// kvcache_chunks_copy_done: completes a copy handed to the engine's callback. Any thread. O(1).
+@_cdecl("kvcache_chunks_copy_done")
+public func kvcacheChunksCopyDoneImpl(_ chunks: OpaquePointer?, _ token: UInt64, _ ok: Bool) -> kvcache_status {
+    guard let chunks else { return fail(.nullHandle, "kvcache_chunks_copy_done") }
+    guard isHandle(chunks, of: ChunksHandle.self) else { return fail(.wrongHandle, "kvcache_chunks_copy_done") }
+    // Only the thread-safe part of the handle is read: the pending copies (immutable after creation).
+    let copies = Unmanaged<ChunksHandle>.fromOpaque(UnsafeRawPointer(chunks))._withUnsafeGuaranteedRef { $0.copies }
+    guard let copies, copies.complete(token, ok: ok) else {
+        return fail(.invalidArgument("the token is not a pending copy"), "kvcache_chunks_copy_done")
+    }
+    return Status.ok
 }

@@ -465,4 +465,73 @@ struct ChunksCABITests {
         }
         #expect(decided > 0 && declined > 0 && loaded > 0, "decided \(decided), declined \(declined), loaded \(loaded)")
     }
+
+    /// The engine's device memory for `aTieredStoreOverTheEnginesMemoryCopiesThroughItsCallbacks`: blocks
+    /// of 256 bytes, the store its copies report to, and whether loads into the device fail.
+    final class Engine {
+        var pool = [UInt8](repeating: 0, count: 4 * 256)
+        var store: OpaquePointer?
+        var failLoads = false
+        var copies = 0
+    }
+
+    /// With copy callbacks the pool is the engine's own memory: the engine writes each passage into the
+    /// blocks insert returns and marks it written (put and fetch refused); evictions and loads run through
+    /// its callbacks, so a plan's span blocks hold the passage's bytes in the engine's memory; a load the
+    /// engine reports failed is never served (the segment is missing).
+    @Test func aTieredStoreOverTheEnginesMemoryCopiesThroughItsCallbacks() throws {
+        let dir = TempDirectory("kvchunks-cabi-engine")
+        let engine = Engine()
+        var config = Self.tiersConfig(deviceBlocks: 4, hostBlocks: 2)
+        config.copy_context = Unmanaged.passUnretained(engine).toOpaque()
+        config.device_to_host = { context, block, offset, length, host, token in
+            let e = Unmanaged<Engine>.fromOpaque(context!).takeUnretainedValue()
+            e.pool.withUnsafeBytes { host!.copyMemory(from: $0.baseAddress! + Int(block) * 256 + offset, byteCount: length) }
+            e.copies += 1
+            _ = kvcache_chunks_copy_done(e.store, token, true)
+        }
+        config.host_to_device = { context, block, offset, length, host, token in
+            let e = Unmanaged<Engine>.fromOpaque(context!).takeUnretainedValue()
+            e.pool.withUnsafeMutableBytes { ($0.baseAddress! + Int(block) * 256 + offset).copyMemory(from: host!, byteCount: length) }
+            e.copies += 1
+            _ = kvcache_chunks_copy_done(e.store, token, !e.failLoads)
+        }
+        let c = try #require(Self.tieredStore(&config, dir, namespace: "engine"))
+        engine.store = c
+        defer { _ = kvcache_chunks_destroy(c) }
+        func bytes(_ p: Int) -> [UInt8] { (0 ..< 512).map { UInt8(truncatingIfNeeded: p * 131 + $0 * 7 + $0 >> 8) } }
+        var keys: [kvcache_key] = []
+        for p in 0 ..< 4 {
+            var k = kvcache_key(), variant: UInt64 = 0, n = 0
+            #expect(kvcache_chunks_key(c, (0 ..< 8).map { UInt32(p * 1000 + $0) }, 8, &k) == 0)
+            keys.append(k)
+            var blocks = [kvcache_block_id](repeating: -1, count: 2)
+            #expect(kvcache_chunks_insert(c, k, 8, 0, kvcache_key(), .nan, &variant, &blocks, 2, &n) == 0)
+            #expect(kvcache_chunks_put(c, variant, bytes(p), 512) == Self.invalid)
+            for (b, block) in blocks.enumerated() { engine.pool.replaceSubrange(Int(block) * 256 ..< Int(block) * 256 + 256, with: bytes(p)[b * 256 ..< b * 256 + 256]) }
+            #expect(kvcache_chunks_mark_written(c, variant) == 0)
+        }
+        #expect(engine.copies >= 2 && kvcache_chunks_copy_done(c, 1 << 40, true) == Self.invalid)
+        var segment = kvcache_prompt_segment(kind: Int32(KVCACHE_SEGMENT_CHUNK.rawValue), tokens: 8, chunk: keys[1])
+        var span = kvcache_reused_span(), out = kvcache_chunk_plan(), recompute = [Int64](repeating: 0, count: 8)
+        var fresh = [kvcache_token_range](repeating: .init(), count: 2)
+        #expect(kvcache_chunks_plan(c, &segment, 1, kvcache_key(), Int32(KVCACHE_SELECT_NONE.rawValue), 0, 0, &span, 1, &recompute, 8,
+                                    &fresh, 2, &out) == 0)
+        #expect(out.n_spans == 1 && span.tier == Int32(KVCACHE_TIER_HOST.rawValue))
+        var blocks = [kvcache_block_id](repeating: -1, count: 2), n = 0, back = [UInt8](repeating: 0, count: 512)
+        #expect(kvcache_chunks_blocks(c, span.variant, &blocks, 2, &n) == 0)
+        #expect(blocks.flatMap { engine.pool[Int($0) * 256 ..< Int($0) * 256 + 256] } == bytes(1))
+        #expect(kvcache_chunks_fetch(c, span.variant, &back, 512, &n) == Self.invalid)
+        #expect(kvcache_chunks_commit(c, out.plan_id) == 0)
+        // The engine fails the load of passage 0 (on disk): never served, planned as missing.
+        engine.failLoads = true
+        segment.chunk = keys[0]
+        #expect(kvcache_chunks_plan(c, &segment, 1, kvcache_key(), Int32(KVCACHE_SELECT_NONE.rawValue), 0, 0, &span, 1, &recompute, 8,
+                                    &fresh, 2, &out) == 0)
+        #expect(out.n_spans == 0 && out.missing_chunks == 1)
+        var ts = kvcache_chunks_tier_stats()
+        #expect(kvcache_chunks_get_tier_stats(c, &ts) == 0 && ts.loaded_variants == 1 && ts.failed_loads == 1)
+        #expect(kvcache_chunks_commit(c, out.plan_id) == 0)
+        #expect(kvcache_chunks_validate(c) == 0)
+    }
 }

@@ -161,6 +161,8 @@ FUNCTIONS = {
     "kvcache_chunks_get_tier_stats": ("kvcache_status", [_C, "kvcache_chunks_tier_stats *"]),
     "kvcache_chunks_set_loading_controller": ("kvcache_status", [_C, "const kvcache_loading_controller *"]),
     "kvcache_chunks_plan_loads": ("kvcache_status", [_C, "uint64_t", "kvcache_chunk_load *", "size_t", "size_t *"]),
+    "kvcache_chunks_mark_written": ("kvcache_status", [_C, "uint64_t"]),
+    "kvcache_chunks_copy_done": ("kvcache_status", [_C, "uint64_t", "bool"]),
 }
 
 # Header functions this package does not call (yet); the ABI test accepts exactly these as unbound.

@@ -20,7 +20,7 @@ from ._abi import (ABI_VERSION, ChunkAction, ChunkLoadStruct, ChunkPlanStruct, C
                    Key, LoadingControllerStruct, PromptSegment, ReusedSpanStruct, SegmentKind, Selection, TiersConfig,
                    TokenRange, library)
 from .cache import _i64, _invalid, _text, _tokens
-from .tiers import TierStats, _tier_stats, _tiers_config
+from .tiers import TierStats, _copy_callables, _tier_stats, _tiers_config
 
 
 class ReusedSpan(NamedTuple):
@@ -111,10 +111,13 @@ class ChunkStore(OwnedHandle):
     @classmethod
     def tiered(cls, *, layers, kv_heads, head_dim, device_blocks, host_blocks, dtype_bytes=2, block_tokens=16,
                disk_directory=None, disk_capacity_bytes=0, max_variants=4, key_namespace=None, workers=2,
-               spill_watermark=0.9):
-        """A tiered chunk store (kvcache_chunks_create_tiered): a pool of `device_blocks` blocks held by the
-        library, whose evicted variants go to `host_blocks` blocks of host memory and past them to the disk
-        folder, with their KV (put), and are loaded back by plan (spans with tier HOST or DISK)."""
+               spill_watermark=0.9, device_to_host=None, host_to_device=None):
+        """A tiered chunk store (kvcache_chunks_create_tiered): a pool of `device_blocks` blocks, whose evicted
+        variants go to `host_blocks` blocks of host memory and past them to the disk folder, with their KV,
+        and are loaded back by plan (spans with tier HOST or DISK). Without callables the library holds the
+        pool (put, fetch); with `device_to_host` and `host_to_device` (called on a library thread as
+        fn(block, offset, length, host_address, token), each reported with copy_done(token, ok)) the pool is
+        the engine's own memory: it writes a variant's blocks itself and calls mark_written."""
         self = cls.__new__(cls)
         self._lib = lib = library()
         self._handle = None
@@ -124,6 +127,8 @@ class ChunkStore(OwnedHandle):
                                disk_capacity_bytes=disk_capacity_bytes, layer_groups=1, workers=workers,
                                spill_watermark=spill_watermark, record_events=False, lock_host_memory=False,
                                synchronous_eviction_copies=False)
+        # The C function pointers must outlive the handle: kept on self.
+        self._callbacks = _copy_callables(config, device_to_host, host_to_device)
         out = C.c_void_p()
         self._check(lib.kvcache_chunks_create_tiered_checked(ABI_VERSION, C.sizeof(TiersConfig), C.byref(config),
                                                              _i64(max_variants, "max_variants"),
@@ -144,6 +149,14 @@ class ChunkStore(OwnedHandle):
         if n.value or status != 0:
             self._check(self._lib.kvcache_chunks_fetch(self._handle, index(variant), out.ctypes.data, out.size, C.byref(n)))
         return out
+
+    def mark_written(self, variant):
+        """The engine wrote the variant's KV into its blocks itself (a store over the engine's memory)."""
+        self._check(self._lib.kvcache_chunks_mark_written(self._handle, index(variant)))
+
+    def copy_done(self, token, ok=True):
+        """The engine finished the copy of `token` handed to its callable (any thread)."""
+        self._check(self._lib.kvcache_chunks_copy_done(self._handle, index(token), bool(ok)))
 
     def tier_stats(self):
         """The counters of a tiered store (ChunksTierStats)."""

@@ -1,5 +1,7 @@
 """ChunkStore over kvcache_chunks_*: a plan's spans, recomputed positions and fresh ranges, the hold until
 commit, and refused calls that change nothing."""
+import ctypes as C
+
 import numpy as np
 import pytest
 
@@ -102,6 +104,41 @@ def test_loading_controller_leaves_a_slow_disk_chunk_to_be_recomputed(tmp_path):
         assert plan.spans[0].tier == kvcache.Tier.DISK and np.array_equal(store.fetch(plan.spans[0].variant), np.zeros(512, np.uint8))
         assert store.plan_loads(plan.plan_id)[0].action == kvcache.ChunkAction.LOADED
         store.commit(plan.plan_id)
+        store.validate()
+
+
+def test_tiered_store_over_the_engines_memory_through_copy_callables(tmp_path):
+    pool = np.zeros((4, 256), np.uint8)  # the engine's device memory
+    holder = {}
+
+    def to_host(block, offset, length, host, token):
+        C.memmove(host, pool[block].ctypes.data + offset, length)
+        holder["store"].copy_done(token)
+
+    def to_device(block, offset, length, host, token):
+        C.memmove(pool[block].ctypes.data + offset, host, length)
+        holder["store"].copy_done(token)
+
+    with kvcache.ChunkStore.tiered(layers=2, kv_heads=1, head_dim=8, block_tokens=4, device_blocks=4, host_blocks=2,
+                                   disk_directory=str(tmp_path), disk_capacity_bytes=1 << 22, workers=1,
+                                   spill_watermark=1.0, key_namespace="py-engine", device_to_host=to_host,
+                                   host_to_device=to_device) as store:
+        holder["store"] = store
+        kv = [np.full(512, 10 + p, np.uint8) for p in range(4)]
+        keys = [store.key(range(100 * p, 100 * p + 8)) for p in range(4)]
+        for p in range(4):
+            variant, blocks = store.insert(keys[p], 8, 0)
+            with pytest.raises(kvcache.InvalidArgumentError):
+                store.put(variant, kv[p])
+            pool[blocks] = kv[p].reshape(2, 256)
+            store.mark_written(variant)
+        with pytest.raises(kvcache.InvalidArgumentError):
+            store.copy_done(1 << 40)
+        for p, tier in ((1, kvcache.Tier.HOST), (0, kvcache.Tier.DISK)):
+            plan = store.plan([("chunk", 8, keys[p])], selection=kvcache.Selection.NONE)
+            assert plan.spans[0].tier == tier
+            assert np.array_equal(pool[store.blocks(plan.spans[0].variant)].reshape(-1), kv[p])
+            store.commit(plan.plan_id)
         store.validate()
 
 
