@@ -61,28 +61,33 @@ sys.exit(1 if bad else 0)
 PY
   done
 done
-echo "== Finite RAGPulse replay against the independent Python reference (prefix tree and chunk store in one pool)"
+echo "== Finite RAGPulse replay against the independent Python reference (prefix tree and chunk store in one pool; then with a host tier)"
 ragpulse=../shared/data/ragpulse/0_trace_days1-3.jsonl
 if [ -f "$ragpulse" ]; then
-  python3 - "$kvcache" "$ragpulse" <<'PY'
+  for sizes in "5%,10%,20% -" "10% 10%"; do
+    set -- $sizes
+    python3 - "$kvcache" "$ragpulse" "$1" "$2" <<'PY'
 import json, subprocess, sys
-kvcache, trace = sys.argv[1:3]
-ours = json.loads(subprocess.run([kvcache, "replay", "--format", "ragpulse", "--trace", trace, "--capacity-tokens", "5%,10%,20%",
-                                  "--policy", "lru,pgdsf", "--json"], check=True, capture_output=True, text=True).stdout)
-ref = json.loads(subprocess.run([sys.executable, "tools/reference/ragpulse_finite_replay.py", trace, "--capacity", "5%,10%,20%",
+kvcache, trace, capacity, host = sys.argv[1:5]
+ours = json.loads(subprocess.run([kvcache, "replay", "--format", "ragpulse", "--trace", trace, "--capacity-tokens", capacity,
+                                  "--policy", "lru,pgdsf", "--json"] + ([] if host == "-" else ["--host-capacity-tokens", host]),
+                                 check=True, capture_output=True, text=True).stdout)
+ref = json.loads(subprocess.run([sys.executable, "tools/reference/ragpulse_finite_replay.py", trace, "--capacity", capacity,
                                  "--policy", "lru,pgdsf", "--block-tokens", str(ours["block_tokens"]),
                                  "--ratio", repr(ours["recompute_ratio"]),
                                  "--seconds-per-token", repr(ours["cost_seconds_per_token"]),
-                                 "--seconds-per-pair", repr(ours["cost_seconds_per_context_pair"])],
+                                 "--seconds-per-pair", repr(ours["cost_seconds_per_context_pair"])]
+                                + ([] if host == "-" else ["--host-capacity", host]),
                                 check=True, capture_output=True, text=True).stdout)
 bad = int(ref["unique_segment_tokens"] != ours["unique_segment_tokens"]) + int(len(ref["runs"]) != len(ours["runs"]))
 for r, o in zip(ref["runs"], ours["runs"]):
     diff = {k: (v, o.get(k)) for k, v in r.items() if o.get(k) != v}
-    print(f"{trace} capacity {r['capacity_tokens']} {r['policy']} {'chunk' if r['chunk_reuse'] else 'prefix'}: "
+    print(f"{trace} capacity {r['capacity_tokens']} host {host} {r['policy']} {'chunk' if r['chunk_reuse'] else 'prefix'}: "
           + ("identical" if not diff else f"DIFFERENT (reference, kvcache): {diff}"))
     bad += bool(diff)
 sys.exit(1 if bad else 0)
 PY
+  done
 fi
 echo "== ThreadSanitizer: tiers (transfer engine, tier manager)"
 swift test --sanitize=thread --scratch-path .build-tsan --filter KVTiersTests

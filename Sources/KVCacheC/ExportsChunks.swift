@@ -9,7 +9,7 @@ import KVTiers
 // no input traps).
 
 /// What a `kvcache_chunks_t *` points to: the store (plain, or tiered over a tier manager and the
-/// library's device pool), the root chunk keys are computed under, the scratch one plan is drafted into,
+/// library's device pool or the engine's copy callbacks), the root chunk keys are computed under, the scratch one plan is drafted into,
 /// and the open plans with the variants each holds.
 ///
 /// Open plans live in reusable slots (their variant lists keep their capacity), named by
@@ -18,22 +18,33 @@ import KVTiers
 /// planning and committing allocate nothing (`ChunkPrefillPlan.draft`). Single-threaded.
 final class ChunksHandle {
     private var plain: ChunkStore
-    /// The tiered store and its device pool (`kvcache_chunks_create_tiered`), or nil.
+    /// The tiered store (`kvcache_chunks_create_tiered`), or nil; its device pool when the library holds
+    /// it (nil with the engine's copy callbacks), and the copies handed to the engine's callbacks.
     let tiered: TieredChunkStore?
     let device: HostDeviceMemory?
+    let copies: PendingCopies?
     let root: BlockKey
     var pieces: [PromptPiece] = []
     var scratch = ChunkPrefillPlan()
     var planVariants: [[ChunkVariantID]] = []
+    /// Per slot, what a tiered plan did with each chunk segment (empty for a plain store's plans).
+    var planLoads: [[TieredChunkStore.ChunkLoad]] = []
+    /// The tiered plan's records, filled by `TieredChunkStore.plan`, before `open` keeps them.
+    var loads: [TieredChunkStore.ChunkLoad] = []
+    /// The loading controller of a tiered store's plans (`kvcache_chunks_set_loading_controller`) and the
+    /// bandwidths given with it (nil: the tiers' measured estimate).
+    var controller: LoadingController?
+    var givenHost: LoadingController.Tier?
+    var givenDisk: LoadingController.Tier?
     var planGenerations: [UInt32] = []
     var planOpen: [Bool] = []
     var freePlans: [Int32] = []
     var openPlans = 0
 
-    init(_ store: ChunkStore, root: BlockKey) { plain = store; tiered = nil; device = nil; self.root = root }
+    init(_ store: ChunkStore, root: BlockKey) { plain = store; tiered = nil; device = nil; copies = nil; self.root = root }
 
-    init(tiered: TieredChunkStore, device: HostDeviceMemory, root: BlockKey) {
-        plain = tiered.store; self.tiered = tiered; self.device = device; self.root = root
+    init(tiered: TieredChunkStore, device: HostDeviceMemory?, copies: PendingCopies, root: BlockKey) {
+        plain = tiered.store; self.tiered = tiered; self.device = device; self.copies = copies; self.root = root
     }
 
     /// The store as it is now (read only: the changes go through the calls below, which spill and load
@@ -56,6 +67,14 @@ final class ChunksHandle {
         if let tiered { try tiered.release(id) } else { try plain.release(id) }
     }
 
+    /// The bandwidths one tiered plan decides with: those given, else the tiers' estimates read now
+    /// (nil without a controller). O(1).
+    func planTiers(_ tiered: TieredChunkStore) -> (host: LoadingController.Tier?, disk: LoadingController.Tier?) {
+        guard controller != nil else { return (nil, nil) }
+        let measured = givenHost == nil || givenDisk == nil ? tiered.measuredTiers : nil
+        return (givenHost ?? measured?.host, givenDisk ?? measured?.disk)
+    }
+
     /// Holds the scratch plan's variants (plain store: a tiered plan holds them as it is built).
     func acquireScratch() { scratch.acquire(in: &plain) }
 
@@ -74,13 +93,15 @@ final class ChunksHandle {
             slot = Int(free)
         } else {
             slot = planOpen.count
-            planVariants.append([]); planGenerations.append(0); planOpen.append(false)
+            planVariants.append([]); planLoads.append([]); planGenerations.append(0); planOpen.append(false)
         }
         planGenerations[slot] &+= 1
         if planGenerations[slot] == 0 { planGenerations[slot] = 1 }
         planOpen[slot] = true
         planVariants[slot].removeAll(keepingCapacity: true)
         for span in scratch.reused { planVariants[slot].append(span.variant) }
+        planLoads[slot].removeAll(keepingCapacity: true)
+        if tiered != nil { planLoads[slot].append(contentsOf: loads) }
         openPlans += 1
         return UInt64(planGenerations[slot]) << 32 | UInt64(slot)
     }
@@ -89,6 +110,7 @@ final class ChunksHandle {
     func close(_ slot: Int) {
         for v in planVariants[slot] { try! release(v) }  // held by this plan since `open`
         planVariants[slot].removeAll(keepingCapacity: true)
+        planLoads[slot].removeAll(keepingCapacity: true)
         planOpen[slot] = false
         freePlans.append(Int32(slot))
         openPlans -= 1
@@ -278,13 +300,16 @@ public func kvcacheChunksPlanImpl(_ chunks: OpaquePointer?, _ segments: UnsafePo
         if let tiered = h.tiered {
             // Drafted first against a copy of the store with the loadable chunks in place, so that the
             // buffers are checked before anything is loaded.
-            do throws(ChunkError) { try h.scratch.draft(h.pieces, store: loadedCopy(h, tiered, key(context)), context: key(context), selection: how) } catch {
-                throw .chunks(error)
-            }
+            // Every chunk is decided with the same bandwidths, read once here.
+            let (host, disk) = h.planTiers(tiered)
+            do throws(ChunkError) {
+                try h.scratch.draft(h.pieces, store: loadedCopy(h, tiered, key(context), promptTokens: Int(total), host: host, disk: disk),
+                                    context: key(context), selection: how)
+            } catch { throw .chunks(error) }
             _ = try checkRoom(h.scratch, spansCapacity, recomputeCapacity, freshCapacity, out)
             do throws(ChunkError) {
-                h.scratch = try tiered.plan(h.pieces, context: key(context), selection: how, controller: nil,
-                                            host: hostTier, disk: diskTier)
+                h.scratch = try tiered.plan(h.pieces, context: key(context), selection: how, controller: h.controller,
+                                            host: host, disk: disk, loads: &h.loads)
             } catch { throw .chunks(error) }
             // Only a failed load changes the counts: the plan's holds end before the refusal.
             do throws(CAPIError) { _ = try checkRoom(h.scratch, spansCapacity, recomputeCapacity, freshCapacity, out) } catch {
@@ -330,15 +355,14 @@ private func checkRoom(_ plan: ChunkPrefillPlan, _ spansCapacity: Int, _ recompu
     return summary
 }
 
-/// The bandwidths a tiered plan passes along with no loading controller (unused: every whole chunk loads).
-private let hostTier = LoadingController.Tier(name: "host", bytesPerSecond: 1)
-private let diskTier = LoadingController.Tier(name: "disk", bytesPerSecond: 1)
-
 /// A copy of the tiered store with the prompt's chunks in place as `TieredChunkStore.plan` brings them:
-/// the device's held, then each one a tier holds whole inserted and held. Drafting against it gives the
-/// plan `plan` makes unless a load fails. Allocates the copy (tiered calls allocate).
-/// - Throws: `.insufficientBlocks` where the loads would not fit; nothing changes.
-private func loadedCopy(_ h: ChunksHandle, _ tiered: TieredChunkStore, _ context: BlockKey) throws(ChunkError) -> ChunkStore {
+/// the device's held, then each one a tier holds whole and the handle's controller would load (with
+/// `host` and `disk`) inserted and held. Drafting against it gives the plan `plan` makes with the same
+/// bandwidths unless a load fails. Allocates the copy (tiered calls allocate).
+/// - Throws: `.insufficientBlocks` where the loads would not fit, the controller's `.invalidArgument`;
+///   nothing changes.
+private func loadedCopy(_ h: ChunksHandle, _ tiered: TieredChunkStore, _ context: BlockKey, promptTokens: Int,
+                        host: LoadingController.Tier?, disk: LoadingController.Tier?) throws(ChunkError) -> ChunkStore {
     var copy = tiered.store
     for piece in h.pieces {
         guard case let .chunk(key) = piece.kind, let id = copy.find(key, context: context) else { continue }
@@ -346,7 +370,9 @@ private func loadedCopy(_ h: ChunksHandle, _ tiered: TieredChunkStore, _ context
     }
     for piece in h.pieces {
         guard case let .chunk(key) = piece.kind, copy.find(key, context: context) == nil,
-              let (v, _) = tiered.spilledVariant(key, context: context) else { continue }
+              let (v, _, decision) = try tiered.loadDecision(key, context: context, contextTokens: promptTokens, controller: h.controller,
+                                                             host: host, disk: disk),
+              decision?.load ?? true else { continue }
         let (id, _) = try copy.insert(key, tokens: v.tokens, computedAt: v.computedAt, context: v.context, contextImpact: v.contextImpact)
         try copy.acquire(id)
     }
@@ -388,15 +414,13 @@ public func kvcacheChunksCreateTieredCheckedImpl(_ abiVersion: UInt32, _ configS
                                                  _ out: UnsafeMutablePointer<OpaquePointer?>?) -> kvcache_status {
     let function: StaticString = "kvcache_chunks_create_tiered_checked"
     do throws(CAPIError) {
-        let (c, layout, tc) = try tierConfig(abiVersion, configSize, config)
+        var (c, layout, tc) = try tierConfig(abiVersion, configSize, config)
         let out = try required(out, "out")
-        guard c.device_to_host == nil, c.host_to_device == nil else {
-            throw .invalidArgument("config: a tiered chunk store keeps its own device pool (no copy callbacks)")
-        }
+        tc.calibrateAtStart = true  // seeds the bandwidths a loading controller reads (one block's copy and decode)
         guard c.host_blocks >= 1 else { throw .invalidArgument("config.host_blocks: a tiered chunk store needs a host tier") }
         guard maxVariants >= 1, maxVariants <= 1 << 16 else { throw .invalidArgument("max_variants outside 1...65536") }
         let namespace = try utf8String(keyNamespace, "key_namespace")
-        let device = try liftTier { () throws(TierError) in try HostDeviceMemory(layout: layout, capacityBlocks: Int(c.device_blocks)) }
+        let (device, standIn, copies) = try tierDevice(c, layout)
         let manager = try liftTier { () throws(TierError) in try KVTierManager(config: tc, device: device) }
         let tiered: TieredChunkStore
         do throws(ChunkError) {
@@ -407,7 +431,8 @@ public func kvcacheChunksCreateTieredCheckedImpl(_ abiVersion: UInt32, _ configS
             manager.close()
             throw .chunks(error)
         }
-        let handle = ChunksHandle(tiered: tiered, device: device, root: BlockHasher.rootKey(namespace: namespace, lora: "", salt: ""))
+        let handle = ChunksHandle(tiered: tiered, device: standIn, copies: copies,
+                                  root: BlockHasher.rootKey(namespace: namespace, lora: "", salt: ""))
         out.pointee = OpaquePointer(Unmanaged.passRetained(handle).toOpaque())
         return Status.ok
     } catch {
@@ -415,9 +440,12 @@ public func kvcacheChunksCreateTieredCheckedImpl(_ abiVersion: UInt32, _ configS
     }
 }
 
-/// The tiered store of `h` and the bytes of `variant`'s KV, or the refusal. O(1).
+/// The tiered store of `h` and the bytes of `variant`'s KV in the library's pool, or the refusal. O(1).
 private func tieredVariant(_ h: ChunksHandle, _ variant: UInt64) throws(CAPIError) -> (TieredChunkStore, HostDeviceMemory, [BlockID], Int) {
-    guard let tiered = h.tiered, let device = h.device else { throw .invalidArgument("a chunk store without tiers (kvcache_chunks_create_tiered)") }
+    guard h.tiered != nil else { throw .invalidArgument("a chunk store without tiers (kvcache_chunks_create_tiered)") }
+    guard let tiered = h.tiered, let device = h.device else {
+        throw .invalidArgument("the engine's own device memory (copy callbacks): it writes and reads the blocks itself")
+    }
     let id = ChunkVariantID(raw: variant)
     guard h.store.variant(id) != nil else { throw .chunks(.unknownVariant(id)) }
     let blocks = try! h.store.blocks(of: id)  // live: checked above; the store's own array
@@ -469,4 +497,93 @@ public func kvcacheChunksGetTierStatsImpl(_ chunks: OpaquePointer?, _ out: Unsaf
             loaded_variants: Int64(tiered.loadedVariants), failed_loads: Int64(tiered.failedLoads),
             tiers: kvcache_tier_stats(block_bytes: Int64(tiered.tiers.layout.bytesPerBlock), device: .init(s.device), host: .init(s.host), disk: .init(s.disk)))
     }
+}
+
+/// kvcache_chunks_set_loading_controller: the `LoadingController` of the handle's tiered plans, on the
+/// store's geometry, or none. O(1).
+@_cdecl("kvcache_chunks_set_loading_controller")
+public func kvcacheChunksSetLoadingControllerImpl(_ chunks: OpaquePointer?, _ controller: UnsafePointer<kvcache_loading_controller>?) -> kvcache_status {
+    withHandle(chunks, "kvcache_chunks_set_loading_controller", as: ChunksHandle.self) { h throws(CAPIError) in
+        guard let tiered = h.tiered else { throw .invalidArgument("a chunk store without tiers (kvcache_chunks_create_tiered)") }
+        guard let c = controller?.pointee else {
+            h.controller = nil; h.givenHost = nil; h.givenDisk = nil
+            return
+        }
+        guard c.recompute_seconds_per_token.isFinite, c.recompute_seconds_per_token >= 0,
+              c.recompute_seconds_per_context_pair.isFinite, c.recompute_seconds_per_context_pair >= 0,
+              c.recompute_seconds_per_token > 0 || c.recompute_seconds_per_context_pair > 0 else {
+            throw .invalidArgument("controller: recompute costs must be finite, >= 0 and not both 0")
+        }
+        for bandwidth in [c.host_bytes_per_second, c.disk_bytes_per_second] where !(bandwidth.isFinite && bandwidth >= 0) {
+            throw .invalidArgument("controller: a bandwidth that is negative or not finite")
+        }
+        let layout = tiered.tiers.layout
+        let built: LoadingController
+        do throws(ChunkError) {
+            let cost = try! RecomputeCost(secondsPerToken: c.recompute_seconds_per_token,  // checked above
+                                          secondsPerContextPair: c.recompute_seconds_per_context_pair)
+            built = try LoadingController(cost: cost, layers: layout.layers, kvBytesPerToken: layout.bytesPerBlock / layout.blockTokens,
+                                          minimumRatio: c.minimum_ratio)
+        } catch { throw .invalidArgument("controller: minimum_ratio outside [0, 1]") }
+        h.controller = built
+        h.givenHost = c.host_bytes_per_second > 0 ? .init(name: "host", bytesPerSecond: c.host_bytes_per_second) : nil
+        h.givenDisk = c.disk_bytes_per_second > 0 ? .init(name: "disk", bytesPerSecond: c.disk_bytes_per_second) : nil
+    }
+}
+
+/// A tiered plan's record of one chunk segment as `kvcache_chunk_load`. O(1).
+private func cLoad(_ l: TieredChunkStore.ChunkLoad) -> kvcache_chunk_load {
+    func tier(_ s: TieredChunkStore.Source) -> Int32 { cTier(s == .disk ? .disk : s == .host ? .host : .device) }
+    let (action, where_): (kvcache_chunk_action, Int32)
+    switch l.action {
+    case .device: (action, where_) = (KVCACHE_CHUNK_IN_POOL, cTier(.device))
+    case let .loaded(s): (action, where_) = (KVCACHE_CHUNK_LOADED, tier(s))
+    case let .recompute(s): (action, where_) = (KVCACHE_CHUNK_RECOMPUTE, tier(s))
+    case .missing: (action, where_) = (KVCACHE_CHUNK_MISSING, cTier(.device))
+    }
+    let d = l.decision
+    return kvcache_chunk_load(segment: Int64(l.piece), chunk: kvcache_key(lo: l.chunk.bits.lo, hi: l.chunk.bits.hi),
+                              action: Int32(action.rawValue), tier: where_, decided: d != nil, ratio: d?.ratio ?? 0,
+                              load_seconds: d?.loadSeconds ?? 0, recompute_seconds: d?.recomputeSeconds ?? 0,
+                              pipelined_seconds: d?.pipelinedSeconds ?? 0, recompute_all_seconds: d?.recomputeAllSeconds ?? 0)
+}
+
+/// kvcache_chunks_plan_loads: the open plan's records into the caller's buffer. O(chunk segments), no
+/// allocation.
+@_cdecl("kvcache_chunks_plan_loads")
+public func kvcacheChunksPlanLoadsImpl(_ chunks: OpaquePointer?, _ planID: UInt64, _ loads: UnsafeMutablePointer<kvcache_chunk_load>?,
+                                       _ capacity: Int, _ nLoads: UnsafeMutablePointer<Int>?) -> kvcache_status {
+    withHandle(chunks, "kvcache_chunks_plan_loads", as: ChunksHandle.self) { h throws(CAPIError) in
+        let n = try required(nLoads, "n_loads")
+        let buffer = try outputBuffer(loads, capacity: capacity, "loads")
+        guard h.tiered != nil else { throw .invalidArgument("a chunk store without tiers (kvcache_chunks_create_tiered)") }
+        guard let slot = h.openSlot(planID) else { throw .invalidArgument("a plan that is not open (never made, or committed already)") }
+        let list = h.planLoads[slot]
+        n.pointee = list.count
+        try requireRoom(list.count, capacity: capacity, "loads")
+        for (i, l) in list.enumerated() { buffer![i] = cLoad(l) }  // non-nil: capacity >= count
+    }
+}
+
+/// kvcache_chunks_mark_written: the engine wrote the variant's KV into its device blocks itself:
+/// `TieredChunkStore.commit`. O(blocks).
+@_cdecl("kvcache_chunks_mark_written")
+public func kvcacheChunksMarkWrittenImpl(_ chunks: OpaquePointer?, _ variant: UInt64) -> kvcache_status {
+    withHandle(chunks, "kvcache_chunks_mark_written", as: ChunksHandle.self) { h throws(CAPIError) in
+        guard let tiered = h.tiered else { throw .invalidArgument("a chunk store without tiers (kvcache_chunks_create_tiered)") }
+        do throws(ChunkError) { try tiered.commit(ChunkVariantID(raw: variant)) } catch { throw .chunks(error) }
+    }
+}
+
+/// kvcache_chunks_copy_done: completes a copy handed to the engine's callback. Any thread. O(1).
+@_cdecl("kvcache_chunks_copy_done")
+public func kvcacheChunksCopyDoneImpl(_ chunks: OpaquePointer?, _ token: UInt64, _ ok: Bool) -> kvcache_status {
+    guard let chunks else { return fail(.nullHandle, "kvcache_chunks_copy_done") }
+    guard isHandle(chunks, of: ChunksHandle.self) else { return fail(.wrongHandle, "kvcache_chunks_copy_done") }
+    // Only the thread-safe part of the handle is read: the pending copies (immutable after creation).
+    let copies = Unmanaged<ChunksHandle>.fromOpaque(UnsafeRawPointer(chunks))._withUnsafeGuaranteedRef { $0.copies }
+    guard let copies, copies.complete(token, ok: ok) else {
+        return fail(.invalidArgument("the token is not a pending copy"), "kvcache_chunks_copy_done")
+    }
+    return Status.ok
 }

@@ -28,21 +28,7 @@ public func kvcacheTiersCreateCheckedImpl(_ abiVersion: UInt32, _ configSize: In
     do throws(CAPIError) {
         let (c, layout, tc) = try tierConfig(abiVersion, configSize, config)
         let out = try required(out, "out")
-        // Pending copies at once: each moves one layer group of a device block to or from a host slot.
-        let copies = PendingCopies(expected: Int(min(c.device_blocks, max(c.host_blocks, 1))) * Int(c.layer_groups))
-        let standIn: HostDeviceMemory?
-        let device: any DeviceMemory
-        if let toHost = c.device_to_host, let toDevice = c.host_to_device {
-            let callbacks = CopyCallbacks(toHost: toHost, toDevice: toDevice, context: c.copy_context)
-            standIn = nil
-            device = ServerCopyBackend(layout: layout, capacityBlocks: Int(c.device_blocks)) { callbacks.submit($0, copies) }
-        } else {
-            let memory = try liftTier { () throws(TierError) in
-                try HostDeviceMemory(layout: layout, capacityBlocks: Int(c.device_blocks))
-            }
-            standIn = memory
-            device = memory
-        }
+        let (device, standIn, copies) = try tierDevice(c, layout)
         let manager = try liftTier { () throws(TierError) in try KVTierManager(config: tc, device: device) }
         let handle = TierHandle(manager: manager, standIn: standIn, copies: copies)
         out.pointee = OpaquePointer(Unmanaged.passRetained(handle).toOpaque())
@@ -50,6 +36,21 @@ public func kvcacheTiersCreateCheckedImpl(_ abiVersion: UInt32, _ configSize: In
     } catch {
         return fail(error, function)
     }
+}
+
+/// The device memory of a validated config: the engine's copy callbacks behind a `ServerCopyBackend`
+/// (copies handed out by token, completed by `..._copy_done`), or without callbacks the library's
+/// `HostDeviceMemory` stand-in. O(device blocks).
+func tierDevice(_ c: kvcache_tiers_config, _ layout: KVGeometry) throws(CAPIError)
+    -> (device: any DeviceMemory, standIn: HostDeviceMemory?, copies: PendingCopies) {
+    // Pending copies at once: each moves one layer group of a device block to or from a host slot.
+    let copies = PendingCopies(expected: Int(min(c.device_blocks, max(c.host_blocks, 1))) * Int(c.layer_groups))
+    if let toHost = c.device_to_host, let toDevice = c.host_to_device {
+        let callbacks = CopyCallbacks(toHost: toHost, toDevice: toDevice, context: c.copy_context)
+        return (ServerCopyBackend(layout: layout, capacityBlocks: Int(c.device_blocks)) { callbacks.submit($0, copies) }, nil, copies)
+    }
+    let memory = try liftTier { () throws(TierError) in try HostDeviceMemory(layout: layout, capacityBlocks: Int(c.device_blocks)) }
+    return (memory, memory, copies)
 }
 
 /// The caller's `kvcache_tiers_config` (compiled against this library's header), its geometry and the

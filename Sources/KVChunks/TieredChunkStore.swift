@@ -15,6 +15,12 @@ import KVTiers
 /// - Each block of a variant has a key of its own: the `ChunkKey` of the words (context, computedAt, block
 ///   index) under the chunk's key as root, so variants of one chunk never share block keys, and block i's
 ///   parent is block i - 1's key.
+/// - Bandwidths: unless the caller passes its own, the controller is fed the tier manager's measured
+///   estimates (`measuredTiers`): per tier, a moving average (weight 0.2) of the bandwidth of every load
+///   the tiers complete, each timed with `KVClock`, seeded at open by the tier manager's calibration
+///   (`TierConfig.calibrateAtStart`: one block's host copy and codec decode) or by the configured rows.
+///   A server wants exactly this: the estimate follows the tier's real speed under load without a probe
+///   of its own. A tier whose every load the controller declines keeps its last estimate.
 /// - Cost: `insert` and `fetch` are O(blocks) plus the copies; a load waits for its transfer. Allocates
 ///   per call (keys and metadata), not a hot path. Single-threaded, like the store.
 public final class TieredChunkStore {
@@ -109,17 +115,47 @@ public final class TieredChunkStore {
         return source
     }
 
+    /// The read bandwidths of host and disk into the device as the tier manager estimates them now: per
+    /// block, the measured moving average of its loads plus the per-block latency, a disk block's through
+    /// host as well (`LoadOrRecompute.loadSeconds`), as bytes per second. A tier without a row (no disk
+    /// store) reports the least positive bandwidth: the controller never loads from it. O(1).
+    public var measuredTiers: (host: LoadingController.Tier, disk: LoadingController.Tier) {
+        let model = tiers.loadOrRecompute, bytes = tiers.layout.bytesPerBlock
+        func tier(_ name: String, _ t: Tier) -> LoadingController.Tier {
+            let bandwidth = Double(bytes) / model.loadSeconds(tier: t, bytes: bytes)
+            return .init(name: name, bytesPerSecond: bandwidth.isFinite && bandwidth > 0 ? bandwidth : .leastNormalMagnitude)
+        }
+        return (tier("host", .host), tier("disk", tiers.store?.tier ?? .disk))
+    }
+
+    /// What `fetch` would do for `chunk` now, changing nothing: nil when the device holds a variant or
+    /// no tier holds one whole; else the spilled variant it would load, its tier, and the controller's
+    /// decision (nil without a controller: loaded). `host` and `disk` nil: `measuredTiers`.
+    /// O(variants x blocks).
+    /// - Throws: the controller's `.invalidArgument`.
+    public func loadDecision(_ chunk: ChunkKey, context: BlockKey, contextTokens: Int, controller: LoadingController?,
+                             host: LoadingController.Tier? = nil, disk: LoadingController.Tier? = nil) throws(ChunkError)
+        -> (variant: ChunkStore.Variant, source: Source, decision: LoadingController.Decision?)? {
+        guard store.find(chunk, context: context) == nil, let (v, source) = spilledVariant(chunk, context: context) else { return nil }
+        guard let controller else { return (v, source, nil) }
+        let measured = host == nil || disk == nil ? measuredTiers : nil
+        let h = host ?? measured!.host, d = disk ?? measured!.disk   // measured is set when either is nil
+        let decision = try controller.decide(reusedTokens: v.tokens, contextTokens: max(contextTokens, v.tokens),
+                                             tiers: source == .host ? [h, d] : [d])
+        return (v, source, decision)
+    }
+
     /// The chunk `chunk` in device blocks, held for the caller (release with `store.release`): the device
     /// variant `ChunkStore.lookup` picks, else a spilled variant (the one computed after `context` first)
     /// loaded from the tier `controller` picks among `host` and `disk` (the tiers holding all of it, given
-    /// cheapest first) for a prompt of `contextTokens` tokens. Nil when no tier holds it, when the
+    /// cheapest first; nil: `measuredTiers`) for a prompt of `contextTokens` tokens. Nil when no tier holds it, when the
     /// controller finds recomputing it cheaper than loading (`Decision.load` false: nothing is loaded, the
     /// variant stays in its tier), or when its load failed (the variant is then removed: never served).
     /// Without a controller every whole variant is loaded.
     /// - Throws: `.insufficientBlocks` when held variants leave no room to load into; the controller's
     ///   `.invalidArgument`. Nothing is loaded then.
     public func fetch(_ chunk: ChunkKey, context: BlockKey, contextTokens: Int, controller: LoadingController?,
-                      host: LoadingController.Tier, disk: LoadingController.Tier) throws(ChunkError) -> Fetched? {
+                      host: LoadingController.Tier? = nil, disk: LoadingController.Tier? = nil) throws(ChunkError) -> Fetched? {
         if let id = store.lookup(chunk, context: context) {
             try store.acquire(id)
             return Fetched(variant: id, source: .device, decision: nil)
@@ -127,9 +163,8 @@ public final class TieredChunkStore {
         guard var candidates = spilled[chunk] else { return nil }
         candidates.removeAll { location(of: $0) == nil }
         spilled[chunk] = candidates.isEmpty ? nil : candidates
-        guard let v = candidates.first(where: { $0.context == context }) ?? candidates.first, let source = location(of: v) else { return nil }
-        let tiersHolding = source == .host ? [host, disk] : [disk]
-        let decision = try controller?.decide(reusedTokens: v.tokens, contextTokens: max(contextTokens, v.tokens), tiers: tiersHolding)
+        guard let (v, source, decision) = try loadDecision(chunk, context: context, contextTokens: contextTokens, controller: controller,
+                                                           host: host, disk: disk) else { return nil }
         if let decision, !decision.load {
             declinedLoads += 1
             return nil
@@ -163,32 +198,79 @@ public final class TieredChunkStore {
         return Fetched(variant: id, source: source, decision: decision)
     }
 
+    /// What a plan did with one chunk segment of the prompt.
+    public struct ChunkLoad: Sendable, Equatable {
+        public enum Action: Sendable, Equatable {
+            /// The variant was in the device pool.
+            case device
+            /// Loaded from this tier for the plan.
+            case loaded(Source)
+            /// Left in this tier: the controller found recomputing it cheaper (`Decision.load` false).
+            case recompute(Source)
+            /// No tier held a whole variant, or its load failed: computed as fresh.
+            case missing
+        }
+        /// Index of the segment in the prompt's pieces.
+        public var piece: Int
+        public var chunk: ChunkKey
+        public var action: Action
+        /// The controller's decision for a chunk a tier held (nil on the device, without a controller, or
+        /// when missing).
+        public var decision: LoadingController.Decision?
+    }
+
     /// The plan of `pieces` (as `ChunkPrefillPlan.build`) after every chunk not on the device but in a tier
-    /// has been fetched back (`fetch`): its spans name the tier each chunk came from, and a chunk no tier
-    /// could serve intact is a missing chunk (computed as fresh). The plan holds its variants; `release`
-    /// them with `plan.release(from:)` on `store` through `release(plan:)`.
+    /// has been fetched back (`fetch`) or left to be recomputed as `controller` decides: its spans name the
+    /// tier each chunk came from, and a chunk no tier could serve intact, or one the controller declined, is
+    /// a missing chunk (computed as fresh). Every chunk is decided with the same bandwidths: `host` and
+    /// `disk`, or where nil `measuredTiers` read once before the first load. The plan holds its variants;
+    /// `release` them with `release(plan:)`.
     /// - Throws: as `fetch` and `ChunkPrefillPlan.build`; the fetched chunks stay on the device then, unheld.
     public func plan(_ pieces: [PromptPiece], context: BlockKey, selection: TokenSelection, controller: LoadingController?,
-                     host: LoadingController.Tier, disk: LoadingController.Tier) throws(ChunkError) -> ChunkPrefillPlan {
+                     host: LoadingController.Tier? = nil, disk: LoadingController.Tier? = nil) throws(ChunkError) -> ChunkPrefillPlan {
+        var loads: [ChunkLoad] = []
+        return try plan(pieces, context: context, selection: selection, controller: controller, host: host, disk: disk, loads: &loads)
+    }
+
+    /// `plan`, also writing into `loads` (emptied first) one record per chunk segment, in prompt order.
+    public func plan(_ pieces: [PromptPiece], context: BlockKey, selection: TokenSelection, controller: LoadingController?,
+                     host: LoadingController.Tier?, disk: LoadingController.Tier?, loads: inout [ChunkLoad]) throws(ChunkError) -> ChunkPrefillPlan {
         let promptTokens = pieces.reduce(0) { $0 + max(0, $1.tokens) }
+        let measured = controller != nil && (host == nil || disk == nil) ? measuredTiers : nil
+        let host = host ?? measured?.host, disk = disk ?? measured?.disk
         var held: [ChunkVariantID] = []
-        var sources: [ChunkKey: ChunkTier] = [:]
+        var fetchedFrom: [ChunkKey: Source] = [:]
+        loads.removeAll(keepingCapacity: true)
         defer { for id in held { try? store.release(id) } }
         // Hold the device's chunks first, so that loading the others cannot evict them.
-        for piece in pieces {
-            guard case let .chunk(key) = piece.kind, let id = store.find(key, context: context) else { continue }
+        for (i, piece) in pieces.enumerated() {
+            guard case let .chunk(key) = piece.kind else { continue }
+            loads.append(ChunkLoad(piece: i, chunk: key, action: .missing, decision: nil))
+            guard let id = store.find(key, context: context) else { continue }
             try store.acquire(id)
             held.append(id)
+            loads[loads.count - 1].action = .device
         }
-        for piece in pieces {
-            guard case let .chunk(key) = piece.kind, store.find(key, context: context) == nil,
-                  let fetched = try fetch(key, context: context, contextTokens: promptTokens, controller: controller, host: host, disk: disk)
+        for l in loads.indices where loads[l].action == .missing {
+            let key = loads[l].chunk
+            if store.find(key, context: context) != nil {  // a repeat of a chunk loaded for this plan
+                loads[l].action = fetchedFrom[key].map { .loaded($0) } ?? .device
+                continue
+            }
+            guard let (_, source, decision) = try loadDecision(key, context: context, contextTokens: promptTokens, controller: controller,
+                                                               host: host, disk: disk) else { continue }
+            loads[l].decision = decision
+            if let decision, !decision.load { loads[l].action = .recompute(source) }
+            guard let fetched = try fetch(key, context: context, contextTokens: promptTokens, controller: controller, host: host, disk: disk)
             else { continue }
             held.append(fetched.variant)
-            sources[key] = fetched.source == .disk ? .disk : .host
+            fetchedFrom[key] = fetched.source
+            loads[l].action = .loaded(fetched.source)
         }
         var plan = try ChunkPrefillPlan.build(pieces, store: &store, context: context, selection: selection)
-        for i in plan.reused.indices { plan.reused[i].tier = sources[plan.reused[i].chunk] ?? .device }
+        for i in plan.reused.indices {
+            plan.reused[i].tier = fetchedFrom[plan.reused[i].chunk].map { $0 == .disk ? ChunkTier.disk : .host } ?? .device
+        }
         return plan
     }
 

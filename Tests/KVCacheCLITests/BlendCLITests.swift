@@ -35,13 +35,14 @@ struct BlendCLITests {
     }
 
     /// `--tiers`: the sample's chunks come back from host and disk with the KV that was stored (the blend's
-    /// logits exactly), and with a disk slower than recomputing, the controller recomputes those instead.
+    /// logits exactly), and with a disk slower than recomputing, the controller recomputes those instead;
+    /// without `--disk-gbps` the tiers' measured bandwidths decide.
     @Test(.enabled(if: available, "the shared model and MuSiQue file are absent"))
     func tiersFetchTheStoredKVOrRecomputeAsTheControllerDecides() throws {
-        func tiered(_ diskGBps: String) throws -> [String: Any] {
+        func tiered(_ diskGBps: String?) throws -> [String: Any] {
             let o = try CLIJSONTests.json(["blend", "--model", Self.model, "--data", Self.data, "--limit", "1", "--max-tokens", "1",
                                            "--passages", "3", "--passage-tokens", "24", "--ratio", "0.15", "--select", "hkvd",
-                                           "--tiers", "--disk-gbps", diskGBps, "--json"])
+                                           "--tiers", "--json"] + (diskGBps.map { ["--disk-gbps", $0] } ?? []))
             let runs = try #require(o["runs"] as? [[String: Any]])
             #expect(runs.map { $0["mode"] as? String } == ["full-prefill", "prefix", "full-reuse", "blend", "blend-tiered"])
             return runs[4]
@@ -56,6 +57,12 @@ struct BlendCLITests {
         let recomputed = slow["recomputed_chunks"] as? Int ?? -1
         #expect(slow["loaded_from_disk"] as? Int == 0 && recomputed >= 1 && (slow["loaded_from_host"] as? Int ?? -1) + recomputed == 3)
         #expect(slow["fetched_kv_equal"] as? Bool == true)
+        #expect(slow["disk_bandwidth"] as? String == "given" && slow["disk_bytes_per_second"] as? Double == 1000)
+        // By default the controller reads the tiers' measured bandwidths: every chunk is loaded or recomputed.
+        let measured = try tiered(nil)
+        #expect(measured["disk_bandwidth"] as? String == "measured" && measured["fetched_kv_equal"] as? Bool == true)
+        #expect((measured["host_bytes_per_second"] as? Double ?? 0) > 0 && (measured["disk_bytes_per_second"] as? Double ?? 0) > 0)
+        #expect([measured["loaded_from_host"], measured["loaded_from_disk"], measured["recomputed_chunks"]].map { $0 as? Int ?? -9 }.reduce(0, +) == 3)
     }
 
     @Test func badDataFilesAreOneLineErrorsNamingTheFile() throws {

@@ -42,12 +42,32 @@ struct ChunkReplayCLITests {
             let chunk = r["chunk_reuse"] as? Bool == true
             #expect(r["prefix_hit_tokens"] as? Int == 445)
             #expect(r["chunk_hit_tokens"] as? Int == (chunk ? 100 : 0) && r["recomputed_tokens"] as? Int == (chunk ? 16 : 0))
-            #expect((r["ttft_mean_s"] as? Double ?? -1) > 0 && r["evicted_nodes"] as? Int == 0)
+            #expect((r["ttft_mean_s"] as? Double ?? -1) > 0 && r["evicted_nodes"] as? Int == 0 && r["host_hit_tokens"] as? Int == 0)
         }
+        #expect(o["host_capacity_tokens"] as? Int == 0)
         // A pool of 1 token holds nothing: no hit; a bad size is one line.
         let tiny = try CLIJSONTests.json(["replay", "--format", "ragpulse", "--trace", trace, "--capacity-tokens", "1", "--json"])
         for r in try #require(tiny["runs"] as? [[String: Any]]) { #expect(r["reused_tokens"] as? Int == 0) }
         let bad = try CLIJSONTests.run(["replay", "--format", "ragpulse", "--trace", trace, "--capacity-tokens", "-5%", "--json"])
         #expect(bad.status != 0 && bad.err.contains("--capacity-tokens"))
+        let badHost = try CLIJSONTests.run(["replay", "--format", "ragpulse", "--trace", trace, "--capacity-tokens", "100",
+                                            "--host-capacity-tokens", "10%,20%", "--json"])
+        #expect(badHost.status != 0 && badHost.err.contains("--host-capacity-tokens"))
+    }
+
+    /// A host tier: chunks evicted from a small pool come back from host as chunk hits; the pool itself is
+    /// untouched (the same evictions, the same device hits), and the prefix-only runs are unchanged.
+    @Test func aHostTierServesChunksEvictedFromThePool() throws {
+        let trace = try CLIJSONTests.fixture("ragpulse/0_trace_small.jsonl")
+        func runs(_ extra: [String]) throws -> [[String: Any]] {
+            try #require(try CLIJSONTests.json(["replay", "--format", "ragpulse", "--trace", trace, "--capacity-tokens", "80%",
+                                                "--chunk-block-tokens", "4", "--policy", "lru", "--json"] + extra)["runs"] as? [[String: Any]])
+        }
+        let without = try runs([]), with = try runs(["--host-capacity-tokens", "1000%"])
+        func int(_ r: [String: Any], _ k: String) -> Int { r[k] as? Int ?? -1 }
+        for k in ["prefix_hit_tokens", "chunk_hit_tokens", "evicted_nodes"] { #expect(int(with[0], k) == int(without[0], k), "\(k)") }
+        #expect(int(with[0], "host_hit_tokens") == 0 && int(with[1], "host_hit_tokens") > 0)
+        #expect(int(with[1], "chunk_hit_tokens") - int(with[1], "host_hit_tokens") == int(without[1], "chunk_hit_tokens"))
+        #expect(int(with[1], "evicted_nodes") == int(without[1], "evicted_nodes") && int(with[1], "evicted_nodes") > 0)
     }
 }

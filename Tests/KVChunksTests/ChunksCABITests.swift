@@ -1,7 +1,9 @@
 import CKVCache
 import KVCache
 import KVChunks
+import KVPlan
 import KVTestSupport
+import KVTiers
 import Testing
 
 /// The chunk store and prefill plan through the C header (kvcache_chunks_*): the engine contract end to end,
@@ -279,19 +281,32 @@ struct ChunksCABITests {
     /// A tiered store (kvcache_chunks_create_tiered): passages put with their KV, evicted to host and on to
     /// disk, come back in plans whose spans say HOST and DISK with the bytes that were put; a plan refused
     /// for a short buffer loads nothing; put and fetch refuse wrong sizes and changes nothing.
-    @Test func aTieredStoreLoadsSpilledChunksWithTheirBytesAndRefusesBeforeLoading() throws {
-        let dir = TempDirectory("kvchunks-cabi")
+    /// The tiers of the tiered tests: 2-layer fp16 blocks of 4 tokens (256 bytes), one worker, disk writes
+    /// only on host eviction.
+    static func tiersConfig(deviceBlocks: Int64, hostBlocks: Int64) -> kvcache_tiers_config {
         var config = kvcache_tiers_config()
         #expect(kvcache_tiers_config_init(&config) == 0)
         config.layers = 2; config.kv_heads = 1; config.head_dim = 8; config.dtype_bytes = 2; config.block_tokens = 4
-        config.device_blocks = 4; config.host_blocks = 2; config.workers = 1; config.spill_watermark = 1
+        config.device_blocks = deviceBlocks; config.host_blocks = hostBlocks; config.workers = 1; config.spill_watermark = 1
         config.disk_capacity_bytes = 1 << 22
+        return config
+    }
+
+    /// A tiered store on `config` with its disk tier in `dir` (2 variants per chunk), or nil when refused.
+    static func tieredStore(_ config: inout kvcache_tiers_config, _ dir: borrowing TempDirectory, namespace: String) -> OpaquePointer? {
         var handle: OpaquePointer?
         let status = dir.path.withCString { path in
             config.disk_directory = path
-            return kvcache_chunks_create_tiered_checked(UInt32(KVCACHE_ABI_VERSION), MemoryLayout<kvcache_tiers_config>.size, &config, 2, "cabi", &handle)
+            return kvcache_chunks_create_tiered_checked(UInt32(KVCACHE_ABI_VERSION), MemoryLayout<kvcache_tiers_config>.size, &config, 2,
+                                                        namespace, &handle)
         }
-        let c = try #require(status == 0 ? handle : nil)
+        return status == 0 ? handle : nil
+    }
+
+    @Test func aTieredStoreLoadsSpilledChunksWithTheirBytesAndRefusesBeforeLoading() throws {
+        let dir = TempDirectory("kvchunks-cabi")
+        var config = Self.tiersConfig(deviceBlocks: 4, hostBlocks: 2)
+        let c = try #require(Self.tieredStore(&config, dir, namespace: "cabi"))
         defer { _ = kvcache_chunks_destroy(c) }
         func bytes(_ p: Int) -> [UInt8] { (0 ..< 512).map { UInt8(truncatingIfNeeded: p * 131 + $0 * 7 + $0 >> 8) } }
         var keys: [kvcache_key] = []
@@ -341,6 +356,182 @@ struct ChunksCABITests {
         config.host_blocks = 0
         #expect(kvcache_chunks_create_tiered_checked(UInt32(KVCACHE_ABI_VERSION), MemoryLayout<kvcache_tiers_config>.size, &config, 2, nil, &refused)
                 == Self.invalid && refused == nil)
+        #expect(kvcache_chunks_validate(c) == 0)
+    }
+
+    /// A tiered store with a loading controller through the C ABI, in lock-step with a `TieredChunkStore`
+    /// given the same operations, controller and bandwidths: seeded random puts, bandwidth changes (a
+    /// slow or fast disk, a slow or fast host) and plans; every plan's spans (chunk and tier), missing
+    /// chunks and per-segment loads (action, tier, decision) equal, the fetched bytes those put, both
+    /// valid after every step.
+    @Test(arguments: [5, 6, 7] as [UInt64])
+    func tieredPlansWithAControllerInLockStepWithTheSwiftAPI(seed: UInt64) throws {
+        let cDir = TempDirectory("kvchunks-cabi-lockstep"), sDir = TempDirectory("kvchunks-swift-lockstep")
+        var config = Self.tiersConfig(deviceBlocks: 6, hostBlocks: 4)
+        let c = try #require(Self.tieredStore(&config, cDir, namespace: "lockstep"))
+        defer { _ = kvcache_chunks_destroy(c) }
+        let layout = try KVGeometry(layers: 2, kvHeads: 1, headDim: 8, dtype: .fp16, blockTokens: 4)
+        var tc = TierConfig(layout: layout, hostBlocks: 4, disk: DiskStoreConfig(directory: sDir.path, capacityBytes: 1 << 22, layout: layout))
+        tc.workers = 1; tc.spillWatermark = 1; tc.lockHostMemory = false; tc.layerGroups = 1
+        let device = try HostDeviceMemory(layout: layout, capacityBlocks: 6)
+        let swift = try TieredChunkStore(store: try ChunkStore(capacityBlocks: 6, blockTokens: 4, maxVariantsPerChunk: 2),
+                                         tiers: try KVTierManager(config: tc, device: device))
+        defer { swift.tiers.close() }
+        let root = BlockHasher.rootKey(namespace: "lockstep", lora: "", salt: "")
+        func bytes(_ p: Int) -> [UInt8] { (0 ..< 512).map { UInt8(truncatingIfNeeded: p * 131 + $0 * 7 + $0 >> 8) } }
+        let keys: [kvcache_key] = (0 ..< 8).map { p in
+            let tokens = (0 ..< 8).map { UInt32(p * 1000 + $0) }
+            let k = tokens.withUnsafeBufferPointer { ChunkKey(root: root, tokens: $0) }.bits
+            var ck = kvcache_key()
+            #expect(kvcache_chunks_key(c, tokens, 8, &ck) == 0 && ck.lo == k.lo && ck.hi == k.hi)
+            return ck
+        }
+        func chunk(_ p: Int) -> ChunkKey { ChunkKey(bits: BlockKey(lo: keys[p].lo, hi: keys[p].hi)) }
+        var rng = SplitMix64(seed: seed)
+        func draw(_ n: Int) -> Int { Int(rng.next() % UInt64(n)) }
+        var controller: LoadingController? = nil
+        var host = LoadingController.Tier(name: "host", bytesPerSecond: 10e9), disk = LoadingController.Tier(name: "disk", bytesPerSecond: 1)
+        var decided = 0, declined = 0, loaded = 0
+        for step in 0 ..< 120 {
+            switch draw(10) {
+            case 0 ..< 4:  // the engine computes a passage and keeps it
+                let p = draw(8)
+                var variant: UInt64 = 0, n = 0
+                var blocks = [kvcache_block_id](repeating: -1, count: 2)
+                #expect(kvcache_chunks_insert(c, keys[p], 8, 0, kvcache_key(), .nan, &variant, &blocks, 2, &n) == 0)
+                #expect(kvcache_chunks_put(c, variant, bytes(p), 512) == 0)
+                let (id, list) = try swift.insert(chunk(p), tokens: 8, computedAt: 0, context: root)
+                #expect(id.raw == variant && list == blocks, "step \(step)")
+                for (b, block) in list.enumerated() {
+                    _ = device.withBlock(block) { dst in bytes(p)[b * 256 ..< b * 256 + 256].withUnsafeBytes { dst.copyMemory(from: $0) } }
+                }
+                try swift.commit(id)
+            case 4:  // new bandwidths, or no controller
+                host.bytesPerSecond = [1, 10e9][draw(2)]
+                disk.bytesPerSecond = [1, 1e5, 100e9][draw(3)]
+                let none = draw(5) == 0
+                var lc = kvcache_loading_controller(recompute_seconds_per_token: 1e-4, recompute_seconds_per_context_pair: 1e-8, minimum_ratio: 0.15,
+                                                    host_bytes_per_second: host.bytesPerSecond, disk_bytes_per_second: disk.bytesPerSecond)
+                #expect((none ? kvcache_chunks_set_loading_controller(c, nil) : kvcache_chunks_set_loading_controller(c, &lc)) == 0)
+                controller = none ? nil : try LoadingController(cost: try RecomputeCost(secondsPerToken: 1e-4, secondsPerContextPair: 1e-8),
+                                                                layers: 2, kvBytesPerToken: 64, minimumRatio: 0.15)
+            default:  // a prompt of fresh text and 1...3 passages
+                let passages = (0 ..< draw(3) + 1).map { _ in draw(8) }
+                var segments = [kvcache_prompt_segment(kind: Int32(KVCACHE_SEGMENT_FRESH.rawValue), tokens: 3, chunk: kvcache_key())]
+                var pieces = [PromptPiece(.fresh, tokens: 3)]
+                for p in passages {
+                    segments.append(kvcache_prompt_segment(kind: Int32(KVCACHE_SEGMENT_CHUNK.rawValue), tokens: 8, chunk: keys[p]))
+                    pieces.append(PromptPiece(.chunk(chunk(p)), tokens: 8))
+                }
+                var spans = [kvcache_reused_span](repeating: .init(), count: 4), recompute = [Int64](repeating: 0, count: 32)
+                var fresh = [kvcache_token_range](repeating: .init(), count: 8), out = kvcache_chunk_plan()
+                let s = kvcache_chunks_plan(c, segments, segments.count, kvcache_key(), Int32(KVCACHE_SELECT_NONE.rawValue), 0, 0, &spans, 4,
+                                            &recompute, 32, &fresh, 8, &out)
+                var loads: [TieredChunkStore.ChunkLoad] = []
+                let plan = try swift.plan(pieces, context: root, selection: TokenSelection.none, controller: controller,
+                                          host: controller == nil ? nil : host, disk: controller == nil ? nil : disk, loads: &loads)
+                #expect(s == 0, "step \(step)")
+                guard s == 0 else { try swift.release(plan: plan); continue }
+                #expect(out.n_spans == plan.reused.count && Int(out.missing_chunks) == plan.missingChunks, "step \(step)")
+                for (i, span) in plan.reused.enumerated() where i < out.n_spans {
+                    #expect(spans[i].chunk.lo == span.chunk.bits.lo && spans[i].variant == span.variant.raw, "step \(step)")
+                    #expect(spans[i].tier == Int32([ChunkTier.device: KVCACHE_TIER_DEVICE, .host: KVCACHE_TIER_HOST, .disk: KVCACHE_TIER_DISK][span.tier]!.rawValue))
+                    var back = [UInt8](repeating: 0, count: 512), n = 0
+                    let p = keys.firstIndex { $0.lo == spans[i].chunk.lo }!
+                    #expect(kvcache_chunks_fetch(c, spans[i].variant, &back, 512, &n) == 0 && back == bytes(p), "step \(step)")
+                }
+                var cLoads = [kvcache_chunk_load](repeating: .init(), count: 4), n = 0
+                #expect(kvcache_chunks_plan_loads(c, out.plan_id, &cLoads, 4, &n) == 0 && n == loads.count)
+                for (cl, l) in zip(cLoads, loads) {
+                    let action: kvcache_chunk_action, tier: kvcache_tier
+                    switch l.action {
+                    case .device: (action, tier) = (KVCACHE_CHUNK_IN_POOL, KVCACHE_TIER_DEVICE)
+                    case let .loaded(t): (action, tier) = (KVCACHE_CHUNK_LOADED, t == .disk ? KVCACHE_TIER_DISK : KVCACHE_TIER_HOST)
+                    case let .recompute(t): (action, tier) = (KVCACHE_CHUNK_RECOMPUTE, t == .disk ? KVCACHE_TIER_DISK : KVCACHE_TIER_HOST)
+                    case .missing: (action, tier) = (KVCACHE_CHUNK_MISSING, KVCACHE_TIER_DEVICE)
+                    }
+                    #expect(cl.segment == Int64(l.piece) && cl.action == Int32(action.rawValue) && cl.tier == Int32(tier.rawValue), "step \(step)")
+                    #expect(cl.decided == (l.decision != nil) && cl.ratio == (l.decision?.ratio ?? 0)
+                            && cl.load_seconds == (l.decision?.loadSeconds ?? 0), "step \(step)")
+                    if l.decision != nil { decided += 1 }
+                    if case .recompute = l.action { declined += 1 }
+                    if case .loaded = l.action { loaded += 1 }
+                }
+                #expect(kvcache_chunks_commit(c, out.plan_id) == 0)
+                try swift.release(plan: plan)
+            }
+            #expect(kvcache_chunks_validate(c) == 0, "step \(step)")
+            try swift.store.validate()
+        }
+        #expect(decided > 0 && declined > 0 && loaded > 0, "decided \(decided), declined \(declined), loaded \(loaded)")
+    }
+
+    /// The engine's device memory for `aTieredStoreOverTheEnginesMemoryCopiesThroughItsCallbacks`: blocks
+    /// of 256 bytes, the store its copies report to, and whether loads into the device fail.
+    final class Engine {
+        var pool = [UInt8](repeating: 0, count: 4 * 256)
+        var store: OpaquePointer?
+        var failLoads = false
+        var copies = 0
+    }
+
+    /// With copy callbacks the pool is the engine's own memory: the engine writes each passage into the
+    /// blocks insert returns and marks it written (put and fetch refused); evictions and loads run through
+    /// its callbacks, so a plan's span blocks hold the passage's bytes in the engine's memory; a load the
+    /// engine reports failed is never served (the segment is missing).
+    @Test func aTieredStoreOverTheEnginesMemoryCopiesThroughItsCallbacks() throws {
+        let dir = TempDirectory("kvchunks-cabi-engine")
+        let engine = Engine()
+        var config = Self.tiersConfig(deviceBlocks: 4, hostBlocks: 2)
+        config.copy_context = Unmanaged.passUnretained(engine).toOpaque()
+        config.device_to_host = { context, block, offset, length, host, token in
+            let e = Unmanaged<Engine>.fromOpaque(context!).takeUnretainedValue()
+            e.pool.withUnsafeBytes { host!.copyMemory(from: $0.baseAddress! + Int(block) * 256 + offset, byteCount: length) }
+            e.copies += 1
+            _ = kvcache_chunks_copy_done(e.store, token, true)
+        }
+        config.host_to_device = { context, block, offset, length, host, token in
+            let e = Unmanaged<Engine>.fromOpaque(context!).takeUnretainedValue()
+            e.pool.withUnsafeMutableBytes { ($0.baseAddress! + Int(block) * 256 + offset).copyMemory(from: host!, byteCount: length) }
+            e.copies += 1
+            _ = kvcache_chunks_copy_done(e.store, token, !e.failLoads)
+        }
+        let c = try #require(Self.tieredStore(&config, dir, namespace: "engine"))
+        engine.store = c
+        defer { _ = kvcache_chunks_destroy(c) }
+        func bytes(_ p: Int) -> [UInt8] { (0 ..< 512).map { UInt8(truncatingIfNeeded: p * 131 + $0 * 7 + $0 >> 8) } }
+        var keys: [kvcache_key] = []
+        for p in 0 ..< 4 {
+            var k = kvcache_key(), variant: UInt64 = 0, n = 0
+            #expect(kvcache_chunks_key(c, (0 ..< 8).map { UInt32(p * 1000 + $0) }, 8, &k) == 0)
+            keys.append(k)
+            var blocks = [kvcache_block_id](repeating: -1, count: 2)
+            #expect(kvcache_chunks_insert(c, k, 8, 0, kvcache_key(), .nan, &variant, &blocks, 2, &n) == 0)
+            #expect(kvcache_chunks_put(c, variant, bytes(p), 512) == Self.invalid)
+            for (b, block) in blocks.enumerated() { engine.pool.replaceSubrange(Int(block) * 256 ..< Int(block) * 256 + 256, with: bytes(p)[b * 256 ..< b * 256 + 256]) }
+            #expect(kvcache_chunks_mark_written(c, variant) == 0)
+        }
+        #expect(engine.copies >= 2 && kvcache_chunks_copy_done(c, 1 << 40, true) == Self.invalid)
+        var segment = kvcache_prompt_segment(kind: Int32(KVCACHE_SEGMENT_CHUNK.rawValue), tokens: 8, chunk: keys[1])
+        var span = kvcache_reused_span(), out = kvcache_chunk_plan(), recompute = [Int64](repeating: 0, count: 8)
+        var fresh = [kvcache_token_range](repeating: .init(), count: 2)
+        #expect(kvcache_chunks_plan(c, &segment, 1, kvcache_key(), Int32(KVCACHE_SELECT_NONE.rawValue), 0, 0, &span, 1, &recompute, 8,
+                                    &fresh, 2, &out) == 0)
+        #expect(out.n_spans == 1 && span.tier == Int32(KVCACHE_TIER_HOST.rawValue))
+        var blocks = [kvcache_block_id](repeating: -1, count: 2), n = 0, back = [UInt8](repeating: 0, count: 512)
+        #expect(kvcache_chunks_blocks(c, span.variant, &blocks, 2, &n) == 0)
+        #expect(blocks.flatMap { engine.pool[Int($0) * 256 ..< Int($0) * 256 + 256] } == bytes(1))
+        #expect(kvcache_chunks_fetch(c, span.variant, &back, 512, &n) == Self.invalid)
+        #expect(kvcache_chunks_commit(c, out.plan_id) == 0)
+        // The engine fails the load of passage 0 (on disk): never served, planned as missing.
+        engine.failLoads = true
+        segment.chunk = keys[0]
+        #expect(kvcache_chunks_plan(c, &segment, 1, kvcache_key(), Int32(KVCACHE_SELECT_NONE.rawValue), 0, 0, &span, 1, &recompute, 8,
+                                    &fresh, 2, &out) == 0)
+        #expect(out.n_spans == 0 && out.missing_chunks == 1)
+        var ts = kvcache_chunks_tier_stats()
+        #expect(kvcache_chunks_get_tier_stats(c, &ts) == 0 && ts.loaded_variants == 1 && ts.failed_loads == 1)
+        #expect(kvcache_chunks_commit(c, out.plan_id) == 0)
         #expect(kvcache_chunks_validate(c) == 0)
     }
 }

@@ -22,7 +22,7 @@ import Testing
         let host = LoadingController.Tier(name: "host", bytesPerSecond: 10e9)
         let disk = LoadingController.Tier(name: "disk", bytesPerSecond: 1e9)
 
-        init(deviceBlocks: Int = 6, hostBlocks: Int = 4) throws {
+        init(deviceBlocks: Int = 6, hostBlocks: Int = 4, admission: LoadOrRecompute? = nil) throws {
             var config = TierConfig(layout: TieredChunkStoreTests.layout, hostBlocks: hostBlocks,
                                     disk: DiskStoreConfig(directory: dir.path, capacityBytes: 1 << 22, layout: TieredChunkStoreTests.layout))
             config.workers = 1
@@ -30,6 +30,7 @@ import Testing
             config.calibrateAtStart = false
             config.lockHostMemory = false
             config.layerGroups = 1
+            if let admission { config.admission = admission }
             device = try HostDeviceMemory(layout: TieredChunkStoreTests.layout, capacityBlocks: deviceBlocks)
             tiered = try TieredChunkStore(store: try ChunkStore(capacityBlocks: deviceBlocks, blockTokens: 4),
                                           tiers: try KVTierManager(config: config, device: device))
@@ -139,6 +140,42 @@ import Testing
         try h.tiered.release(plan: plan)
         try h.tiered.store.validate()
         try h.tiered.tiers.validate()
+    }
+
+    /// Without bandwidths from the caller, the controller decides from the tiers' own estimates: a disk
+    /// whose measured row is slow leaves its chunk to be recomputed, a fast one loads it; the host row
+    /// moves with the loads the tiers time.
+    @Test func theControllerDecidesFromTheTiersMeasuredBandwidths() throws {
+        for (diskBytesPerSecond, loadsFromDisk) in [(1e3, false), (100e9, true)] {
+            let h = try Harness(admission: LoadOrRecompute(host: .init(latencySeconds: 0, bytesPerSecond: 10e9),
+                                                           disk: .init(latencySeconds: 0, bytesPerSecond: diskBytesPerSecond)))
+            for i in 0 ..< 9 { try h.put(i) }  // 6, 7, 8 on the device; 0, 1 on disk; others on host
+            h.tiered.tiers.waitForTransfers()
+            let before = h.tiered.measuredTiers
+            #expect(abs(before.host.bytesPerSecond / 10e9 - 1) < 1e-9)
+            #expect(abs(before.disk.bytesPerSecond / (1 / (1 / diskBytesPerSecond + 1 / 10e9)) - 1) < 1e-9)  // through host
+            let pieces = [PromptPiece(.fresh, tokens: 3), PromptPiece(.chunk(h.chunk(8)), tokens: 8), PromptPiece(.chunk(h.chunk(5)), tokens: 8),
+                          PromptPiece(.chunk(h.chunk(0)), tokens: 8), PromptPiece(.chunk(h.chunk(77)), tokens: 8)]
+            // What the plan will do, asked first (changes nothing).
+            let asked = try #require(try h.tiered.loadDecision(h.chunk(0), context: h.root, contextTokens: 35, controller: h.controller))
+            #expect(asked.source == .disk && asked.decision?.load == loadsFromDisk)
+            var loads: [TieredChunkStore.ChunkLoad] = []
+            let plan = try h.tiered.plan(pieces, context: h.root, selection: .highDeviation(ratio: 0.15), controller: h.controller,
+                                         host: nil, disk: nil, loads: &loads)
+            try plan.validate()
+            #expect(loads.map(\.piece) == [1, 2, 3, 4])
+            #expect(loads.map(\.action) == [.device, .loaded(.host), loadsFromDisk ? .loaded(.disk) : .recompute(.disk), .missing])
+            #expect(loads[2].decision?.load == loadsFromDisk && loads[0].decision == nil && loads[3].decision == nil)
+            #expect(plan.reused.map(\.tier) == (loadsFromDisk ? [.device, .host, .disk] : [.device, .host]))
+            #expect(plan.missingChunks == (loadsFromDisk ? 1 : 2) && h.tiered.declinedLoads == (loadsFromDisk ? 0 : 1))
+            if !loadsFromDisk { #expect(h.loadable(0) != nil && h.loadable(0) != .host) }  // left on disk
+            // The host load was timed and folded into the estimate the next plan uses.
+            let after = h.tiered.measuredTiers, s = h.tiered.tiers.statistics
+            #expect(after.host.bytesPerSecond != before.host.bytesPerSecond && abs(after.host.bytesPerSecond / s.hostBytesPerSecond - 1) < 1e-9)
+            try h.tiered.release(plan: plan)
+            try h.tiered.store.validate()
+            try h.tiered.tiers.validate()
+        }
     }
 
     @Test func anEvictedVariantComesBackAndAnUnwrittenOneIsNeverSpilled() throws {

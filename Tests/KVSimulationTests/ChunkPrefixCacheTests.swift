@@ -47,9 +47,12 @@ import Testing
         }
     }
 
-    /// The naive LRU model: cached paths (segment identities from the root) with their last use.
+    /// The naive LRU model: cached paths (segment identities from the root) with their last use; with a
+    /// host tier, the chunks spilled there as a list, least recently used first.
     struct NaiveLRU {
         let capacity: Int, blockTokens: Int, chunkReuse: Bool, ratio: Double
+        var hostCapacity = 0
+        var host: [(identity: UInt64, blocks: Int)] = []
         var lastUse: [[UInt64]: UInt64] = [:]
         var tokens: [[UInt64]: Int] = [:]
         var tick: UInt64 = 0
@@ -71,7 +74,15 @@ import Testing
             if chunkReuse {
                 for s in p[k...] {
                     // The most recently used cached node of this identity.
-                    guard let holder = lastUse.filter({ $0.key.last == s.identity }).max(by: { $0.value < $1.value })?.key else { continue }
+                    guard let holder = lastUse.filter({ $0.key.last == s.identity }).max(by: { $0.value < $1.value })?.key else {
+                        if let i = host.firstIndex(where: { $0.identity == s.identity }) {
+                            served.chunkHitTokens += s.tokens
+                            served.hostHitTokens += s.tokens
+                            served.recomputedTokens += Int((ratio * Double(s.tokens)).rounded(.up))
+                            host.append(host.remove(at: i))
+                        }
+                        continue
+                    }
                     served.chunkHitTokens += s.tokens
                     served.recomputedTokens += Int((ratio * Double(s.tokens)).rounded(.up))
                     tick += 1; lastUse[holder] = tick; pinned.insert(holder)
@@ -88,6 +99,14 @@ import Testing
                     guard let victim = leaves.min(by: { lastUse[$0]! < lastUse[$1]! }) else { full = true; break }
                     used -= blocks(victim)
                     lastUse[victim] = nil
+                    if chunkReuse, hostCapacity > 0, !lastUse.keys.contains(where: { $0.last == victim.last }), blocks(victim) <= hostCapacity {
+                        if let i = host.firstIndex(where: { $0.identity == victim.last! }) {
+                            host.append(host.remove(at: i))
+                        } else {
+                            while host.reduce(0, { $0 + $1.blocks }) + blocks(victim) > hostCapacity { host.removeFirst() }
+                            host.append((victim.last!, blocks(victim)))
+                        }
+                    }
                 }
                 if full { break }
                 used += need
@@ -114,6 +133,25 @@ import Testing
         #expect(cache.evictedNodes > 0)
     }
 
+    /// Chunks evicted from the pool spill to a host tier and come back as host hits, as the naive model
+    /// says; a host of 0 blocks is no host.
+    @Test(arguments: [(4, 6), (9, 8), (30, 12), (31, 3)] as [(UInt64, Int)])
+    func aHostTierEqualsTheNaiveModel(seed: UInt64, hostBlocks: Int) throws {
+        let capacity = 10 + Int(seed) * 3
+        var cache = try ChunkPrefixCache(.init(capacityBlocks: capacity, blockTokens: 4, policy: .lru, chunkReuse: true,
+                                               recomputeRatio: 0.3, cost: Self.linear, hostBlocks: hostBlocks))
+        var model = NaiveLRU(capacity: capacity, blockTokens: 4, chunkReuse: true, ratio: 0.3, hostCapacity: hostBlocks)
+        var fromHost = 0
+        for (i, p) in Self.prompts(seed: seed, count: 150).enumerated() {
+            let served = cache.serve(Self.steps(p))
+            #expect(served == model.serve(p), "request \(i)")
+            #expect(cache.hostUsedBlocks == model.host.reduce(0) { $0 + $1.blocks }, "request \(i)")
+            fromHost += served.hostHitTokens
+            try cache.validate()
+        }
+        #expect(fromHost > 0 && cache.hostSpills > 0)
+    }
+
     @Test(arguments: [5, 6] as [UInt64])
     func pgdsfKeepsEveryInvariant(seed: UInt64) throws {
         var cache = try ChunkPrefixCache(.init(capacityBlocks: 25, blockTokens: 4, policy: .pgdsf, chunkReuse: true,
@@ -129,10 +167,10 @@ import Testing
     }
 
     @Test func refusesBadConfigurations() {
-        for (capacity, blockTokens, ratio) in [(-1, 4, 0.1), (10, 0, 0.1), (10, 4, 1.5), (10, 4, Double.nan)] {
+        for (capacity, blockTokens, ratio, host) in [(-1, 4, 0.1, 0), (10, 0, 0.1, 0), (10, 4, 1.5, 0), (10, 4, Double.nan, 0), (10, 4, 0.1, -1)] {
             #expect(throws: CacheModelError.self) {
                 _ = try ChunkPrefixCache(.init(capacityBlocks: capacity, blockTokens: blockTokens, policy: .lru, chunkReuse: true,
-                                               recomputeRatio: ratio, cost: Self.linear))
+                                               recomputeRatio: ratio, cost: Self.linear, hostBlocks: host))
             }
         }
     }

@@ -1,9 +1,10 @@
 """swift-kvcache's KV-cache manager for LLM serving, from Python: `Cache` and `TierManager` over the C ABI of the bundled
 libkvcache_c (kvcache.h). See docs/PYTHON.md."""
-from ._abi import ABI_VERSION, EventKind, EvictionPolicy, LibraryNotFound, SegmentKind, Selection, Status, Tier, library
+from ._abi import (ABI_VERSION, ChunkAction, EventKind, EvictionPolicy, LibraryNotFound, SegmentKind, Selection, Status, Tier,
+                   library)
 from ._version import __version__
 from .cache import Cache
-from .chunks import ChunkPlan, ChunksStats, ChunkStore, ChunksTierStats, ReusedSpan
+from .chunks import ChunkLoad, ChunkPlan, ChunksStats, ChunkStore, ChunksTierStats, ReusedSpan
 from .errors import (BlockPoolError, BlocksInUseError, BufferTooSmallError, ClosedCacheError, DuplicateSequenceError,
                      InsufficientBlocksError, InvalidArgumentError, InvariantViolationError, KVCacheError,
                      KVCacheMemoryError, TierSystemError, UnknownSequenceError)
@@ -23,7 +24,7 @@ def abi_version():
 
 __all__ = [
     "ABI_VERSION", "BLOCK_COPY_DTYPE", "KEY_DTYPE", "BlockPoolError", "BlocksInUseError", "BufferTooSmallError", "Cache",
-    "ChunkPlan", "ChunkStore", "ChunksStats", "ChunksTierStats", "ReusedSpan", "SegmentKind", "Selection",
+    "ChunkAction", "ChunkLoad", "ChunkPlan", "ChunkStore", "ChunksStats", "ChunksTierStats", "ReusedSpan", "SegmentKind", "Selection",
     "ClosedCacheError", "DuplicateSequenceError", "Event", "EventKind", "EvictionPolicy", "InsufficientBlocksError",
     "InvalidArgumentError", "InvariantViolationError", "KVCacheError", "KVCacheMemoryError", "LibraryNotFound",
     "PrefixHit", "Stats", "Status", "Tier", "TierCounters", "TierLookup", "TierManager", "TierStats", "TierSystemError",

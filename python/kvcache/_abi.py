@@ -65,6 +65,12 @@ STRUCTS = {
         "capacity_blocks", "free_blocks", "block_tokens", "variants", "evicted_variants", "open_plans")],
     "kvcache_chunks_tier_stats": [(name, "int64_t") for name in (
         "block_bytes", "spilled_variants", "loaded_variants", "failed_loads")] + [("tiers", "kvcache_tier_stats")],
+    "kvcache_loading_controller": [(name, "double") for name in (
+        "recompute_seconds_per_token", "recompute_seconds_per_context_pair", "minimum_ratio", "host_bytes_per_second",
+        "disk_bytes_per_second")],
+    "kvcache_chunk_load": [("segment", "int64_t"), ("chunk", "kvcache_key"), ("action", "int32_t"), ("tier", "int32_t"),
+                           ("decided", "bool")] + [(name, "double") for name in (
+        "ratio", "load_seconds", "recompute_seconds", "pipelined_seconds", "recompute_all_seconds")],
 }
 
 _H = "kvcache_t *"  # the opaque handles
@@ -153,6 +159,10 @@ FUNCTIONS = {
     "kvcache_chunks_put": ("kvcache_status", [_C, "uint64_t", "const void *", "size_t"]),
     "kvcache_chunks_fetch": ("kvcache_status", [_C, "uint64_t", "void *", "size_t", "size_t *"]),
     "kvcache_chunks_get_tier_stats": ("kvcache_status", [_C, "kvcache_chunks_tier_stats *"]),
+    "kvcache_chunks_set_loading_controller": ("kvcache_status", [_C, "const kvcache_loading_controller *"]),
+    "kvcache_chunks_plan_loads": ("kvcache_status", [_C, "uint64_t", "kvcache_chunk_load *", "size_t", "size_t *"]),
+    "kvcache_chunks_mark_written": ("kvcache_status", [_C, "uint64_t"]),
+    "kvcache_chunks_copy_done": ("kvcache_status", [_C, "uint64_t", "bool"]),
 }
 
 # Header functions this package does not call (yet); the ABI test accepts exactly these as unbound.
@@ -223,6 +233,14 @@ class Selection(enum.IntEnum):
     CONTEXT_IMPACT = 4
 
 
+class ChunkAction(enum.IntEnum):
+    """enum kvcache_chunk_action, each member KVCACHE_CHUNK_<name>."""
+    IN_POOL = 0
+    LOADED = 1
+    RECOMPUTE = 2
+    MISSING = 3
+
+
 class Tier(enum.IntEnum):
     """enum kvcache_tier, each member KVCACHE_TIER_<name>."""
     DEVICE = 0
@@ -240,6 +258,7 @@ ENUMS = {
     "kvcache_tier": (Tier, "KVCACHE_TIER_"),
     "kvcache_segment_kind": (SegmentKind, "KVCACHE_SEGMENT_"),
     "kvcache_recompute_selection": (Selection, "KVCACHE_SELECT_"),
+    "kvcache_chunk_action": (ChunkAction, "KVCACHE_CHUNK_"),
 }
 
 
@@ -278,6 +297,8 @@ TokenRange = STRUCT_TYPES["kvcache_token_range"]
 ChunkPlanStruct = STRUCT_TYPES["kvcache_chunk_plan"]
 ChunksStatsStruct = STRUCT_TYPES["kvcache_chunks_stats"]
 ChunksTierStatsStruct = STRUCT_TYPES["kvcache_chunks_tier_stats"]
+LoadingControllerStruct = STRUCT_TYPES["kvcache_loading_controller"]
+ChunkLoadStruct = STRUCT_TYPES["kvcache_chunk_load"]
 # void (*)(void *context, kvcache_block_id block, size_t offset, size_t length, void *host, uint64_t token)
 CopyFn = C.CFUNCTYPE(None, C.c_void_p, C.c_int32, C.c_size_t, C.c_size_t, C.c_void_p, C.c_uint64)
 

@@ -16,10 +16,11 @@ from typing import List, NamedTuple
 import numpy as np
 
 from ._handle import OwnedHandle
-from ._abi import (ABI_VERSION, ChunkPlanStruct, ChunksStatsStruct, ChunksTierStatsStruct, Key, PromptSegment,
-                   ReusedSpanStruct, SegmentKind, Selection, TiersConfig, TokenRange, library)
+from ._abi import (ABI_VERSION, ChunkAction, ChunkLoadStruct, ChunkPlanStruct, ChunksStatsStruct, ChunksTierStatsStruct,
+                   Key, LoadingControllerStruct, PromptSegment, ReusedSpanStruct, SegmentKind, Selection, TiersConfig,
+                   TokenRange, library)
 from .cache import _i64, _invalid, _text, _tokens
-from .tiers import TierStats, _tier_stats, _tiers_config
+from .tiers import TierStats, _copy_callables, _tier_stats, _tiers_config
 
 
 class ReusedSpan(NamedTuple):
@@ -67,6 +68,21 @@ class ChunksTierStats(NamedTuple):
     tiers: TierStats
 
 
+class ChunkLoad(NamedTuple):
+    """kvcache_chunk_load: what a tiered plan did with one chunk segment (action a ChunkAction, tier a Tier)
+    and, when the loading controller decided, its modelled figures (seconds)."""
+    segment: int
+    chunk: tuple
+    action: ChunkAction
+    tier: int
+    decided: bool
+    ratio: float
+    load_seconds: float
+    recompute_seconds: float
+    pipelined_seconds: float
+    recompute_all_seconds: float
+
+
 def _key(pair, what):
     """A (lo, hi) pair as a kvcache_key."""
     try:
@@ -95,10 +111,13 @@ class ChunkStore(OwnedHandle):
     @classmethod
     def tiered(cls, *, layers, kv_heads, head_dim, device_blocks, host_blocks, dtype_bytes=2, block_tokens=16,
                disk_directory=None, disk_capacity_bytes=0, max_variants=4, key_namespace=None, workers=2,
-               spill_watermark=0.9):
-        """A tiered chunk store (kvcache_chunks_create_tiered): a pool of `device_blocks` blocks held by the
-        library, whose evicted variants go to `host_blocks` blocks of host memory and past them to the disk
-        folder, with their KV (put), and are loaded back by plan (spans with tier HOST or DISK)."""
+               spill_watermark=0.9, device_to_host=None, host_to_device=None):
+        """A tiered chunk store (kvcache_chunks_create_tiered): a pool of `device_blocks` blocks, whose evicted
+        variants go to `host_blocks` blocks of host memory and past them to the disk folder, with their KV,
+        and are loaded back by plan (spans with tier HOST or DISK). Without callables the library holds the
+        pool (put, fetch); with `device_to_host` and `host_to_device` (called on a library thread as
+        fn(block, offset, length, host_address, token), each reported with copy_done(token, ok)) the pool is
+        the engine's own memory: it writes a variant's blocks itself and calls mark_written."""
         self = cls.__new__(cls)
         self._lib = lib = library()
         self._handle = None
@@ -108,6 +127,8 @@ class ChunkStore(OwnedHandle):
                                disk_capacity_bytes=disk_capacity_bytes, layer_groups=1, workers=workers,
                                spill_watermark=spill_watermark, record_events=False, lock_host_memory=False,
                                synchronous_eviction_copies=False)
+        # The C function pointers must outlive the handle: kept on self.
+        self._callbacks = _copy_callables(config, device_to_host, host_to_device)
         out = C.c_void_p()
         self._check(lib.kvcache_chunks_create_tiered_checked(ABI_VERSION, C.sizeof(TiersConfig), C.byref(config),
                                                              _i64(max_variants, "max_variants"),
@@ -129,11 +150,41 @@ class ChunkStore(OwnedHandle):
             self._check(self._lib.kvcache_chunks_fetch(self._handle, index(variant), out.ctypes.data, out.size, C.byref(n)))
         return out
 
+    def mark_written(self, variant):
+        """The engine wrote the variant's KV into its blocks itself (a store over the engine's memory)."""
+        self._check(self._lib.kvcache_chunks_mark_written(self._handle, index(variant)))
+
+    def copy_done(self, token, ok=True):
+        """The engine finished the copy of `token` handed to its callable (any thread)."""
+        self._check(self._lib.kvcache_chunks_copy_done(self._handle, index(token), bool(ok)))
+
     def tier_stats(self):
         """The counters of a tiered store (ChunksTierStats)."""
         s = ChunksTierStatsStruct()
         self._check(self._lib.kvcache_chunks_get_tier_stats(self._handle, C.byref(s)))
         return ChunksTierStats(s.block_bytes, s.spilled_variants, s.loaded_variants, s.failed_loads, _tier_stats(s.tiers))
+
+    def set_loading_controller(self, recompute_seconds_per_token=None, recompute_seconds_per_context_pair=0.0,
+                               minimum_ratio=0.15, host_bytes_per_second=0.0, disk_bytes_per_second=0.0):
+        """The loading controller of a tiered store's plans (kvcache_chunks_set_loading_controller): a chunk
+        a tier holds loads only when that is no slower than recomputing it. Bandwidths 0: the tiers' measured
+        estimates. recompute_seconds_per_token None removes the controller (every held chunk loads)."""
+        if recompute_seconds_per_token is None:
+            self._check(self._lib.kvcache_chunks_set_loading_controller(self._handle, None))
+            return
+        c = LoadingControllerStruct(float(recompute_seconds_per_token), float(recompute_seconds_per_context_pair),
+                                    float(minimum_ratio), float(host_bytes_per_second), float(disk_bytes_per_second))
+        self._check(self._lib.kvcache_chunks_set_loading_controller(self._handle, C.byref(c)))
+
+    def plan_loads(self, plan_id):
+        """What the open plan `plan_id` of a tiered store did with each chunk segment: a list of ChunkLoad."""
+        n = C.c_size_t()
+        status = self._lib.kvcache_chunks_plan_loads(self._handle, index(plan_id), None, 0, C.byref(n))
+        loads = (ChunkLoadStruct * max(1, n.value))()
+        if n.value or status != 0:
+            self._check(self._lib.kvcache_chunks_plan_loads(self._handle, index(plan_id), loads, n.value, C.byref(n)))
+        return [ChunkLoad(l.segment, (l.chunk.lo, l.chunk.hi), ChunkAction(l.action), l.tier, l.decided, l.ratio, l.load_seconds,
+                          l.recompute_seconds, l.pipelined_seconds, l.recompute_all_seconds) for l in loads[:n.value]]
 
     def key(self, tokens):
         """The chunk key of `tokens` as a (lo, hi) pair."""

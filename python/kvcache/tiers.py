@@ -86,6 +86,22 @@ def _blocks(blocks, what):
     return np.ascontiguousarray(a, dtype=np.int32)
 
 
+def _copy_callables(config, device_to_host, host_to_device):
+    """Sets config's copy callbacks to the engine's callables (fn(block, offset, length, host_address, token)),
+    or leaves them NULL when both are None; returns the C function pointers, which must outlive the handle."""
+    if (device_to_host is None) != (host_to_device is None):
+        raise _invalid("pass both copy callables or neither")
+    if device_to_host is None:
+        return None
+
+    def wrap(fn):
+        return CopyFn(lambda _ctx, block, offset, length, host, token: fn(block, offset, length, host, token))
+    callbacks = (wrap(device_to_host), wrap(host_to_device))
+    config.device_to_host = C.cast(callbacks[0], C.c_void_p)
+    config.host_to_device = C.cast(callbacks[1], C.c_void_p)
+    return callbacks
+
+
 def _tiers_config(lib, check, *, layers, kv_heads, head_dim, dtype_bytes, block_tokens, device_blocks, host_blocks,
                   disk_directory, disk_capacity_bytes, layer_groups, workers, spill_watermark, record_events,
                   lock_host_memory, synchronous_eviction_copies):
@@ -130,16 +146,8 @@ class TierManager(OwnedHandle):
                                layer_groups=layer_groups, workers=workers, spill_watermark=spill_watermark,
                                record_events=record_events, lock_host_memory=lock_host_memory,
                                synchronous_eviction_copies=synchronous_eviction_copies)
-        if (device_to_host is None) != (host_to_device is None):
-            raise _invalid("pass both copy callables or neither")
         # The C function pointers must outlive the handle: kept on self.
-        self._callbacks = None
-        if device_to_host is not None:
-            def wrap(fn):
-                return CopyFn(lambda _ctx, block, offset, length, host, token: fn(block, offset, length, host, token))
-            self._callbacks = (wrap(device_to_host), wrap(host_to_device))
-            config.device_to_host = C.cast(self._callbacks[0], C.c_void_p)
-            config.host_to_device = C.cast(self._callbacks[1], C.c_void_p)
+        self._callbacks = _copy_callables(config, device_to_host, host_to_device)
         handle = C.c_void_p()
         self._check(lib.kvcache_tiers_create_checked(ABI_VERSION, C.sizeof(TiersConfig), C.byref(config),
                                                      C.byref(handle)))

@@ -1,5 +1,7 @@
 """ChunkStore over kvcache_chunks_*: a plan's spans, recomputed positions and fresh ranges, the hold until
 commit, and refused calls that change nothing."""
+import ctypes as C
+
 import numpy as np
 import pytest
 
@@ -69,6 +71,74 @@ def test_tiered_store_serves_spilled_chunks_with_their_bytes(tmp_path):
             store.commit(plan.plan_id)
         stats = store.tier_stats()
         assert stats.loaded_variants == 2 and stats.failed_loads == 0 and stats.tiers.disk.loaded_blocks >= 2
+        store.validate()
+
+
+def test_loading_controller_leaves_a_slow_disk_chunk_to_be_recomputed(tmp_path):
+    with kvcache.ChunkStore.tiered(layers=2, kv_heads=1, head_dim=8, block_tokens=4, device_blocks=4, host_blocks=2,
+                                   disk_directory=str(tmp_path), disk_capacity_bytes=1 << 22, workers=1,
+                                   spill_watermark=1.0, key_namespace="py-controlled") as store:
+        keys = [store.key(range(100 * p, 100 * p + 8)) for p in range(4)]
+        for p in range(4):
+            variant, _ = store.insert(keys[p], 8, 0)
+            store.put(variant, np.full(512, p, np.uint8))
+        # The pool holds passages 2 and 3, the host 1, the disk 0. Recomputing a passage: 0.8 ms; loading it
+        # from a 1 B/s disk: 512 s; from 10 GB/s host memory: 51 ns.
+        with pytest.raises(kvcache.InvalidArgumentError):
+            store.set_loading_controller(1e-4, disk_bytes_per_second=-1)
+        store.set_loading_controller(1e-4, host_bytes_per_second=10e9, disk_bytes_per_second=1)
+        plan = store.plan([("fresh", 3), ("chunk", 8, keys[0]), ("chunk", 8, keys[1]), ("chunk", 8, keys[3])],
+                          selection=kvcache.Selection.NONE)
+        assert [s.tier for s in plan.spans] == [kvcache.Tier.HOST, kvcache.Tier.DEVICE] and plan.missing_chunks == 1
+        loads = store.plan_loads(plan.plan_id)
+        assert [(l.segment, l.action, l.tier) for l in loads] == [
+            (1, kvcache.ChunkAction.RECOMPUTE, kvcache.Tier.DISK), (2, kvcache.ChunkAction.LOADED, kvcache.Tier.HOST),
+            (3, kvcache.ChunkAction.IN_POOL, kvcache.Tier.DEVICE)]
+        assert loads[0].decided and loads[0].load_seconds > loads[0].recompute_all_seconds and not loads[2].decided
+        store.commit(plan.plan_id)
+        with pytest.raises(kvcache.InvalidArgumentError):
+            store.plan_loads(plan.plan_id)
+        store.set_loading_controller(1e-4)  # the tiers' measured bandwidths
+        store.set_loading_controller(None)
+        plan = store.plan([("chunk", 8, keys[0])], selection=kvcache.Selection.NONE)
+        assert plan.spans[0].tier == kvcache.Tier.DISK and np.array_equal(store.fetch(plan.spans[0].variant), np.zeros(512, np.uint8))
+        assert store.plan_loads(plan.plan_id)[0].action == kvcache.ChunkAction.LOADED
+        store.commit(plan.plan_id)
+        store.validate()
+
+
+def test_tiered_store_over_the_engines_memory_through_copy_callables(tmp_path):
+    pool = np.zeros((4, 256), np.uint8)  # the engine's device memory
+    holder = {}
+
+    def to_host(block, offset, length, host, token):
+        C.memmove(host, pool[block].ctypes.data + offset, length)
+        holder["store"].copy_done(token)
+
+    def to_device(block, offset, length, host, token):
+        C.memmove(pool[block].ctypes.data + offset, host, length)
+        holder["store"].copy_done(token)
+
+    with kvcache.ChunkStore.tiered(layers=2, kv_heads=1, head_dim=8, block_tokens=4, device_blocks=4, host_blocks=2,
+                                   disk_directory=str(tmp_path), disk_capacity_bytes=1 << 22, workers=1,
+                                   spill_watermark=1.0, key_namespace="py-engine", device_to_host=to_host,
+                                   host_to_device=to_device) as store:
+        holder["store"] = store
+        kv = [np.full(512, 10 + p, np.uint8) for p in range(4)]
+        keys = [store.key(range(100 * p, 100 * p + 8)) for p in range(4)]
+        for p in range(4):
+            variant, blocks = store.insert(keys[p], 8, 0)
+            with pytest.raises(kvcache.InvalidArgumentError):
+                store.put(variant, kv[p])
+            pool[blocks] = kv[p].reshape(2, 256)
+            store.mark_written(variant)
+        with pytest.raises(kvcache.InvalidArgumentError):
+            store.copy_done(1 << 40)
+        for p, tier in ((1, kvcache.Tier.HOST), (0, kvcache.Tier.DISK)):
+            plan = store.plan([("chunk", 8, keys[p])], selection=kvcache.Selection.NONE)
+            assert plan.spans[0].tier == tier
+            assert np.array_equal(pool[store.blocks(plan.spans[0].variant)].reshape(-1), kv[p])
+            store.commit(plan.plan_id)
         store.validate()
 
 

@@ -39,8 +39,8 @@ struct BlendCommand: ParsableCommand {
     @Option(help: "Threads for OpenBLAS and the decode kernels, 1...1024; default: all cores.") var threads: Int?
     @Flag(help: "Also run blend at the first --ratio from a tiered chunk store: each sample's chunks evicted to host memory and on to disk with their real bytes, fetched back or recomputed per chunk as the loading controller decides (mode blend-tiered).")
     var tiers = false
-    @Option(name: .customLong("disk-gbps"), help: "With --tiers: the disk's read bandwidth the loading controller assumes, GB/s (modelled).")
-    var diskGBps = 2.0
+    @Option(name: .customLong("disk-gbps"), help: "With --tiers: the disk's read bandwidth the loading controller assumes, GB/s (an override for experiments; default: the tiers' measured bandwidth).")
+    var diskGBps: Double?
     @OptionGroup(title: "Report") var reportOutput: ReportOptions
     var json: Bool { reportOutput.machine }
 
@@ -74,7 +74,7 @@ struct BlendCommand: ParsableCommand {
         guard Limits.passages.contains(passages) else { throw ValidationError("--passages must be in \(Limits.passages)") }
         guard Limits.passageTokens.contains(passageTokens) else { throw ValidationError("--passage-tokens must be in \(Limits.passageTokens)") }
         guard threads.map((1 ... 1024).contains) ?? true else { throw ValidationError("--threads must be in 1...1024") }
-        guard diskGBps.isFinite, diskGBps > 0 else { throw ValidationError("--disk-gbps must be positive") }
+        guard diskGBps.map({ $0.isFinite && $0 > 0 }) ?? true else { throw ValidationError("--disk-gbps must be positive") }
     }
 
     /// The fixed text around the passages (ChatML, as SmolLM2-Instruct was trained).
@@ -227,7 +227,7 @@ struct BlendCommand: ParsableCommand {
                 let plan: ChunkPrefillPlan
                 do {
                     plan = try tiered.tiered.plan(pieces, context: context, selection: .highDeviation(ratio: ratios[0]), controller: controller,
-                                                  host: tiered.hostTier, disk: tiered.diskTier)
+                                                  host: nil, disk: tiered.diskTier)
                 } catch { throw CLIError("tiered chunk plan: \(error)") }
                 let outcome = try blender.execute(plan, prompt: prompt, pool: pool, blockTable: table,
                                                   source: (tiered.tiered.store, tiered.pool))
@@ -250,10 +250,13 @@ struct BlendCommand: ParsableCommand {
         }
         if let tiered {
             modes.append(tieredMode)
+            let measured = tiered.tiered.measuredTiers
             note(String(format: "tiers: %d chunks fetched (%d from host, %d from disk), %d recomputed by the loading controller's choice, "
-                        + "%d fetched with KV unlike what was stored; max |logit - blend's logit| %.3g over the samples with every chunk loaded (host %.1f GB/s measured, disk %.1f GB/s modelled)",
+                        + "%d fetched with KV unlike what was stored; max |logit - blend's logit| %.3g over the samples with every chunk loaded "
+                        + "(at the end: host %.3g GB/s measured, disk %.3g GB/s %@)",
                         tiered.fetchedChunks, tiered.loadedFromHost, tiered.loadedFromDisk, tiered.recomputedChunks, tiered.mismatchedChunks,
-                        Double(tiered.maxLogitDifference), tiered.hostBandwidth / 1e9, tiered.diskBandwidth / 1e9))
+                        Double(tiered.maxLogitDifference), measured.host.bytesPerSecond / 1e9,
+                        (tiered.diskBandwidth ?? measured.disk.bytesPerSecond) / 1e9, tiered.diskBandwidth == nil ? "measured" : "given"))
         }
         try report(modes, samples: prompts.count, tiers: tiered)
         noteController(modes, reused: prompts.map { $0.chunks.dropFirst().reduce(0) { $0 + $1.count } },
@@ -298,6 +301,9 @@ struct BlendCommand: ParsableCommand {
                 ("loaded_from_host", .int(t.loadedFromHost)), ("loaded_from_disk", .int(t.loadedFromDisk)),
                 ("recomputed_chunks", .int(t.recomputedChunks)), ("fetched_kv_equal", .bool(t.mismatchedChunks == 0)),
                 ("max_logit_difference_vs_blend", .double(Double(t.maxLogitDifference))),
+                ("host_bytes_per_second", .double(t.tiered.measuredTiers.host.bytesPerSecond)),
+                ("disk_bytes_per_second", .double(t.diskBandwidth ?? t.tiered.measuredTiers.disk.bytesPerSecond)),
+                ("disk_bandwidth", .string(t.diskBandwidth == nil ? "measured" : "given")),
             ] } ?? [] : []))
         }
         var out = "samples \(samples)\n"

@@ -20,14 +20,16 @@ import KVTiers
 /// and the logits against the device-only blend at the same ratio.
 ///
 /// The controller's inputs: the recompute cost fitted to the full prefills measured so far (seconds per
-/// token), host memory's copy bandwidth measured here, and the disk's read bandwidth given
-/// (`--disk-gbps`, modelled). Loads are synchronous and timed inside the prefill.
+/// token) and the tiers' read bandwidths as the tier manager measures them (`TieredChunkStore.measuredTiers`:
+/// a moving average of its own timed loads, seeded by its calibration at open), or for the disk the
+/// bandwidth given (`--disk-gbps`, an override for experiments). Loads are synchronous and timed inside
+/// the prefill.
 final class BlendTiers {
     let pool: PagedKVPool
     let tiered: TieredChunkStore
     let directory: TempDirectory
-    let hostBandwidth: Double
-    let diskBandwidth: Double
+    /// The disk bandwidth given (`--disk-gbps`), or nil: measured.
+    let diskBandwidth: Double?
     let layers: Int
     var fittedSecondsPerToken: [Double] = []
     /// Totals over the samples.
@@ -35,7 +37,7 @@ final class BlendTiers {
     var maxLogitDifference: Float = 0
 
     /// A tiered store for chunks of at most `promptBlocks` blocks per prompt on `config`'s geometry.
-    init(config: LlamaConfig, blockTokens: Int, promptBlocks: Int, diskGBps: Double) throws {
+    init(config: LlamaConfig, blockTokens: Int, promptBlocks: Int, diskGBps: Double?) throws {
         pool = PagedKVPool(config: config, blockTokens: blockTokens, capacityBlocks: promptBlocks)
         directory = TempDirectory("kvcache-blend-tiers")
         let layout = pool.geometry
@@ -44,15 +46,14 @@ final class BlendTiers {
                                                   layout: layout))
         tc.workers = 1
         tc.spillWatermark = 1
-        tc.calibrateAtStart = false
+        tc.calibrateAtStart = true
         tc.lockHostMemory = false
         let manager: KVTierManager
         do { manager = try KVTierManager(config: tc, device: PagedKVPoolMemory(pool: pool)) } catch { throw CLIError("tiers: \(error)") }
         do {
             tiered = try TieredChunkStore(store: try ChunkStore(capacityBlocks: promptBlocks, blockTokens: blockTokens), tiers: manager)
         } catch { throw CLIError("tiers: \(error)") }
-        hostBandwidth = BlendTiers.hostCopyBandwidth()
-        diskBandwidth = diskGBps * 1e9
+        diskBandwidth = diskGBps.map { $0 * 1e9 }
         layers = config.layers
     }
 
@@ -126,8 +127,8 @@ final class BlendTiers {
         } catch { throw CLIError("loading controller: \(error)") }
     }
 
-    var hostTier: LoadingController.Tier { .init(name: "host memory", bytesPerSecond: hostBandwidth) }
-    var diskTier: LoadingController.Tier { .init(name: "disk", bytesPerSecond: diskBandwidth) }
+    /// The disk tier the controller is given: the override, or nil for the measured one.
+    var diskTier: LoadingController.Tier? { diskBandwidth.map { .init(name: "disk", bytesPerSecond: $0) } }
 
     /// Counts one executed plan's spans and checks the fetched KV against the blender's store.
     func check(_ plan: ChunkPrefillPlan, against blender: ChunkBlender, context: BlockKey) throws {

@@ -20,6 +20,9 @@ struct ChunkReplayOptions: ParsableArguments {
 
     @Option(help: "RAG traces with --capacity-tokens: tokens per pool block (a segment of t tokens takes ceil(t / this) blocks).")
     var chunkBlockTokens: Int = 16
+
+    @Option(help: "RAG traces with --capacity-tokens: a host tier of this many tokens (N% of the unique segment tokens, as --capacity-tokens) that chunks evicted from the pool spill to; a later reuse found only there is a host hit (chunk reuse runs only). Default: none.")
+    var hostCapacityTokens: String?
 }
 
 /// The unbounded RAG replay (`ChunkReuseReplay`): prefix hits and chunk hits of a RAGPulse trace, with the
@@ -89,12 +92,18 @@ extension ChunkReplay {
     /// --capacity-tokens as token counts: plain numbers, or N% of `uniqueTokens`.
     static func capacities(_ o: ChunkReplayOptions, uniqueTokens: Int) throws -> [Int] {
         guard (1 ... 1 << 20).contains(o.chunkBlockTokens) else { throw CLIError("--chunk-block-tokens must be in 1...1048576") }
-        return try (o.capacityTokens ?? "").split(separator: ",", omittingEmptySubsequences: false).map { item in
+        if let host = o.hostCapacityTokens { _ = try capacities(host, uniqueTokens: uniqueTokens, option: "--host-capacity-tokens") }
+        return try capacities(o.capacityTokens ?? "", uniqueTokens: uniqueTokens, option: "--capacity-tokens")
+    }
+
+    /// A list of token counts as `option` takes it: plain numbers, or N% of `uniqueTokens`.
+    static func capacities(_ list: String, uniqueTokens: Int, option: String) throws -> [Int] {
+        try list.split(separator: ",", omittingEmptySubsequences: false).map { item in
             if item.hasSuffix("%"), let p = Double(item.dropLast()), p.isFinite, p > 0, p <= 1000 {
                 return max(1, Int((p / 100 * Double(uniqueTokens)).rounded()))
             }
             guard let n = Int(item), (1 ... ReplayLimits.maxBlocks).contains(n) else {
-                throw CLIError("--capacity-tokens must be in 1...\(ReplayLimits.maxBlocks) or N% with 0 < N <= 1000 (or a comma-separated list), got '\(item)'")
+                throw CLIError("\(option) must be in 1...\(ReplayLimits.maxBlocks) or N% with 0 < N <= 1000 (or a comma-separated list), got '\(item)'")
             }
             return n
         }
@@ -111,6 +120,9 @@ extension ChunkReplay {
         }
         let unique = ChunkPrefixReplay.uniqueSegmentTokens(loaded)
         let sizes = try capacities(o, uniqueTokens: unique)
+        let hostList = try o.hostCapacityTokens.map { try capacities($0, uniqueTokens: unique, option: "--host-capacity-tokens") } ?? [0]
+        guard hostList.count == 1 else { throw CLIError("--host-capacity-tokens takes one size, got \(hostList.count)") }
+        let hostTokens = hostList[0]
         let n = loaded.trace.requests.count
         let first = Int((f.fraction.from * Double(n)).rounded(.down)), end = Int((f.fraction.to * Double(n)).rounded(.down))
         guard first < end else { throw CLIError("--range holds no request of the \(n) in the trace") }
@@ -120,7 +132,8 @@ extension ChunkReplay {
             for policy in policies {
                 for chunkReuse in [false, true] {
                     let config = ChunkPrefixCache.Config(capacityBlocks: tokens / o.chunkBlockTokens, blockTokens: o.chunkBlockTokens, policy: policy,
-                                                         chunkReuse: chunkReuse, recomputeRatio: o.recomputeRatio, cost: cost)
+                                                         chunkReuse: chunkReuse, recomputeRatio: o.recomputeRatio, cost: cost,
+                                                         hostBlocks: hostTokens / o.chunkBlockTokens)
                     let start = KVClock.monotonicNanos()
                     let r: ChunkPrefixReplay.Result
                     do { r = try ChunkPrefixReplay.run(loaded, config: config, range: (f.warmUp ? 0 : first) ..< end, countFrom: first) } catch {
@@ -137,6 +150,7 @@ extension ChunkReplay {
                 ("first_request", .int(first)), ("end_request", .int(end)), ("warm_up", .bool(f.warmUp)),
                 ("unique_segment_tokens", .int(unique)), ("block_tokens", .int(o.chunkBlockTokens)),
                 ("recompute_ratio", .double(o.recomputeRatio)), ("cost_model", .string(label)), ("modelled", .bool(true)),
+                ("host_capacity_tokens", .int(hostTokens)), ("host_blocks", .int(hostTokens / o.chunkBlockTokens)),
                 // The cost model's two marginals, as PGDSF prices a node (tools/reference/ragpulse_finite_replay.py takes them).
                 ("cost_seconds_per_token", .double(cost.secondsPerToken)),
                 ("cost_seconds_per_context_pair", .double(cost.secondsPerContextPair)),
@@ -148,6 +162,7 @@ extension ChunkReplay {
                         ("capacity_blocks", .int(row.tokens / o.chunkBlockTokens)), ("chunk_reuse", .bool(row.chunkReuse)),
                         ("requests", .int(r.requests)), ("input_tokens", .int(r.inputTokens)),
                         ("prefix_hit_tokens", .int(r.prefixHitTokens)), ("chunk_hit_tokens", .int(r.chunkHitTokens)),
+                        ("host_hit_tokens", .int(r.hostHitTokens)),
                         ("recomputed_tokens", .int(r.recomputedTokens)), ("reused_tokens", .int(r.reusedTokens)),
                         ("saved_prefill_tokens", .int(r.savedPrefillTokens)), ("saved_prefill_s", .double(r.savedSeconds)),
                         ("prefill_s", .double(r.prefillSeconds)), ("ttft_mean_s", .double(r.meanTTFT)),
@@ -157,7 +172,8 @@ extension ChunkReplay {
                 })
             return
         }
-        print("trace \(trace): requests \(first)..<\(end)\(f.warmUp ? " after a warm-up" : ""); \(unique) unique segment tokens; blocks of \(o.chunkBlockTokens) tokens; recompute ratio \(o.recomputeRatio)")
+        print("trace \(trace): requests \(first)..<\(end)\(f.warmUp ? " after a warm-up" : ""); \(unique) unique segment tokens; blocks of \(o.chunkBlockTokens) tokens; recompute ratio \(o.recomputeRatio)"
+              + (hostTokens > 0 ? "; host tier \(hostTokens) tokens (chunk runs; host hits included in chunk_hit)" : ""))
         print("prefix tree and chunk store share one pool; saved prefill and TTFT modelled on \(label) (one prefill instance, arrival order)")
         print("capacity_tokens  policy  reuse    prefix_hit  chunk_hit  recomputed  saved_tokens  saved_s     ttft_mean_s  ttft_p99_s  evicted")
         for row in rows {

@@ -20,15 +20,23 @@ replay), with data structures of its own (dicts of node records and a lazily inv
   blocks, ties by least recent use, the clock becoming each victim's value. A node's uses restart at 0
   when it is cached again. miss_cost is the modelled seconds to compute the node's tokens after the tokens
   of the path before it (s_token x t + s_pair x t x (before + (t + 1) / 2)); with chunk reuse, while
-  another node of the same (kind, id) is cached, the recompute ratio of that.
+  another node of the same (kind, id) is cached, the recompute ratio of that;
+- a host tier (--host-capacity, chunk reuse runs only; default none): when the pool evicts the last
+  cached node of a (kind, id), the chunk goes to host (ceil(t / block_tokens) host blocks, least recently
+  used chunks dropped to make room, a chunk larger than the host dropped; one already there is only made
+  most recently used). A later segment with no cached node of its (kind, id) but a host copy is a chunk
+  hit from host (counted in chunk_hit_tokens and host_hit_tokens, ceil(ratio x tokens) recomputed), and
+  makes the copy most recently used; the host keeps copies of chunks cached again.
 
     python3 tools/reference/ragpulse_finite_replay.py TRACE --capacity 5%,10%,20% --policy lru,pgdsf \
         --seconds-per-token S --seconds-per-pair P [--block-tokens 16] [--ratio 0.15] [--requests N]
+        [--host-capacity TOKENS|N%]
 
 Prints {"runs": [...]} with one run per capacity, policy and reuse (prefix only, then chunk reuse), in
 that order: the integer figures of the kvcache report's runs.
 """
 import argparse, heapq, json, math, os
+from collections import OrderedDict
 
 from ragpulse_replay import KINDS, lengths  # the side files, read as the unbounded reference reads them
 
@@ -61,7 +69,10 @@ class Node:
 
 
 class Pool:
-    def __init__(self, capacity_blocks, block_tokens, policy, chunk_reuse, ratio, s_token, s_pair):
+    def __init__(self, capacity_blocks, block_tokens, policy, chunk_reuse, ratio, s_token, s_pair, host_blocks=0):
+        self.host_capacity = host_blocks
+        self.host = OrderedDict()  # ident -> blocks, least recently used first
+        self.host_used = 0
         self.capacity, self.block_tokens, self.policy = capacity_blocks, block_tokens, policy
         self.chunk_reuse, self.ratio, self.s_token, self.s_pair = chunk_reuse, ratio, s_token, s_pair
         self.root = Node(None, None, 0, 0)
@@ -144,13 +155,26 @@ class Pool:
         self.copies[n.ident].discard(n)
         if not self.copies[n.ident]:
             del self.copies[n.ident]
+            if self.chunk_reuse and self.host_capacity > 0:
+                self.spill(n.ident, n.blocks)
         self.reprice(n.ident)
         n.parent.children_cached -= 1
         self.push(n.parent)
 
+    def spill(self, ident, blocks):
+        if blocks > self.host_capacity:
+            return
+        if ident not in self.host:
+            while self.host_used + blocks > self.host_capacity:
+                _, dropped = self.host.popitem(last=False)
+                self.host_used -= dropped
+            self.host[ident] = blocks
+            self.host_used += blocks
+        self.host.move_to_end(ident)
+
     def serve(self, segs):
         self.request += 1
-        prefix = chunk = recomputed = 0
+        prefix = chunk = recomputed = from_host = 0
         node, k = self.root, 0
         while k < len(segs):
             child = self.children.get((id(node), segs[k][0]))
@@ -167,6 +191,11 @@ class Pool:
                     chunk += tokens
                     recomputed += math.ceil(self.ratio * tokens)
                     self.use(max(held, key=lambda m: m.last_use))
+                elif ident in self.host:
+                    chunk += tokens
+                    from_host += tokens
+                    recomputed += math.ceil(self.ratio * tokens)
+                    self.host.move_to_end(ident)
         position = prefix
         for ident, tokens in segs[k:]:
             child = self.children.get((id(node), ident))
@@ -186,7 +215,7 @@ class Pool:
             self.use(child)
             position += tokens
             node = child
-        return prefix, chunk, recomputed
+        return prefix, chunk, recomputed, from_host
 
 
 def capacity_tokens(item, unique):
@@ -206,6 +235,7 @@ def main():
     a.add_argument("--seconds-per-token", type=float, required=True)
     a.add_argument("--seconds-per-pair", type=float, required=True)
     a.add_argument("--requests", type=int, help="only the first N requests (default: all)")
+    a.add_argument("--host-capacity", help="a host tier of this many tokens, or N%% of the unique tokens (default: none)")
     o = a.parse_args()
     requests = load(o.trace, o.side_files or os.path.dirname(os.path.abspath(o.trace)))
     unique, seen = 0, set()
@@ -216,24 +246,26 @@ def main():
                 unique += tokens
     if o.requests is not None:
         requests = requests[:o.requests]
+    host_tokens = capacity_tokens(o.host_capacity, unique) if o.host_capacity else 0
     runs = []
     for item in o.capacity.split(","):
         tokens = capacity_tokens(item, unique)
         for policy in o.policy.split(","):
             for chunk_reuse in (False, True):
                 pool = Pool(tokens // o.block_tokens, o.block_tokens, policy, chunk_reuse, o.ratio,
-                            o.seconds_per_token, o.seconds_per_pair)
+                            o.seconds_per_token, o.seconds_per_pair, host_tokens // o.block_tokens)
                 r = dict(policy=policy, capacity_tokens=tokens, capacity_blocks=tokens // o.block_tokens,
                          chunk_reuse=chunk_reuse, requests=0, input_tokens=0, prefix_hit_tokens=0,
-                         chunk_hit_tokens=0, recomputed_tokens=0)
+                         chunk_hit_tokens=0, host_hit_tokens=0, recomputed_tokens=0)
                 for input_length, segs in requests:
-                    p, c, rc = pool.serve(segs)
+                    p, c, rc, h = pool.serve(segs)
                     r["requests"] += 1
                     r["input_tokens"] += input_length
                     r["prefix_hit_tokens"] += p
                     r["chunk_hit_tokens"] += c
                     r["recomputed_tokens"] += rc
-                    assert pool.used <= pool.capacity
+                    r["host_hit_tokens"] += h
+                    assert pool.used <= pool.capacity and pool.host_used <= pool.host_capacity
                 r["reused_tokens"] = r["prefix_hit_tokens"] + r["chunk_hit_tokens"]
                 r["saved_prefill_tokens"] = r["reused_tokens"] - r["recomputed_tokens"]
                 r["evicted_nodes"] = pool.evicted

@@ -1014,20 +1014,30 @@ kvcache_status kvcache_tiers_validate(kvcache_tiers_t *tiers);
 
 /*
  * A chunk store whose variants leave its pool for host memory (and, past the host tier, disk) with their
- * KV instead of being dropped, and come back when a plan reuses them. The store keeps the device KV in
- * the library's own device pool (the engine writes a variant's KV with kvcache_chunks_put and reads it
- * with kvcache_chunks_fetch); every other kvcache_chunks_* call works on it as on a plain store, except:
+ * KV instead of being dropped, and come back when a plan reuses them. Without copy callbacks the store
+ * keeps the device KV in the library's own device pool (the engine writes a variant's KV with
+ * kvcache_chunks_put and reads it with kvcache_chunks_fetch). With the config's copy callbacks the pool's
+ * blocks are the engine's own device memory: the engine writes a variant's KV into the blocks
+ * kvcache_chunks_insert returns and says so with kvcache_chunks_mark_written, reads a span's blocks
+ * (kvcache_chunks_blocks) where they are, and performs every copy between its blocks and host memory in
+ * its callbacks, each reported with kvcache_chunks_copy_done (as kvcache_tiers_copy_done; put and fetch
+ * are refused). Evictions and loads wait for their copies, so a callback must not wait for the thread
+ * that made the call (complete it inside the callback, or on the engine's copy thread). Every other
+ * kvcache_chunks_* call works on a tiered store as on a plain store, except:
  *   - kvcache_chunks_insert copies the KV of the variants it evicts (those put) to host before
  *     returning; kvcache_chunks_remove moves the variant to host as an eviction does;
  *   - kvcache_chunks_plan first loads every chunk of the prompt that is not in the pool but whole in a
  *     tier back into the pool (disk blocks through host; every block's checksum and key checked: a
  *     variant with any bad block is dropped, never served, and its segment is planned as missing), then
  *     plans; a span's `tier` is KVCACHE_TIER_HOST or _DISK when its variant was loaded from there for
- *     this plan. Buffer sizes are checked before anything is loaded (BUFFER_TOO_SMALL changes nothing),
- *     except after a load that failed: the plan then has other counts, which may not fit (the loads that
- *     succeeded stay in the pool, unheld; the failed variant is gone).
+ *     this plan. With a loading controller (kvcache_chunks_set_loading_controller) a chunk whose load
+ *     would not pay is left in its tier and planned as missing (computed as fresh) instead;
+ *     kvcache_chunks_plan_loads says per chunk segment which was done. Buffer sizes are checked before
+ *     anything is loaded (BUFFER_TOO_SMALL changes nothing), except after a load that failed: the plan
+ *     then has other counts, which may not fit (the loads that succeeded stay in the pool, unheld; the
+ *     failed variant is gone).
  * Allocation: the tiered calls allocate (block keys, load jobs); kvcache_chunks_fetch allocates nothing.
- * Loads are synchronous. No copy callbacks: the config's device_to_host and host_to_device must be NULL.
+ * Loads are synchronous.
  */
 
 /** Counters of a tiered chunk store. */
@@ -1045,10 +1055,11 @@ typedef struct kvcache_chunks_tier_stats {
 
 /** Creates a tiered chunk store: the pool is config->device_blocks blocks of config->block_tokens
  *  tokens (the tiers' geometry: a block's KV is layers x 2 x kv_heads x head_dim x dtype_bytes bytes
- *  per token), the host tier config->host_blocks blocks (at least 1), the disk tier as configured; at
- *  most `max_variants` variants per chunk; keys under `key_namespace` (NULL: ""). Release with
- *  kvcache_chunks_destroy. Statuses: NULL_POINTER, INVALID_ARGUMENT (as kvcache_tiers_create, no host
- *  tier, copy callbacks set, max_variants outside 1...65536, another ABI), TIER_SYSTEM. */
+ *  per token), the library's own or, with copy callbacks, the engine's; the host tier
+ *  config->host_blocks blocks (at least 1), the disk tier as configured; at most `max_variants` variants
+ *  per chunk; keys under `key_namespace` (NULL: ""). Release with kvcache_chunks_destroy. Statuses:
+ *  NULL_POINTER, INVALID_ARGUMENT (as kvcache_tiers_create, no host tier, max_variants outside
+ *  1...65536, another ABI), TIER_SYSTEM. */
 kvcache_status kvcache_chunks_create_tiered_checked(uint32_t abi_version, size_t config_size,
                                                     const kvcache_tiers_config *config, int64_t max_variants,
                                                     const char *key_namespace, kvcache_chunks_t **out);
@@ -1059,21 +1070,98 @@ kvcache_status kvcache_chunks_create_tiered_checked(uint32_t abi_version, size_t
 /** Writes the KV the engine computed for `variant` (kvcache_chunks_insert) into its pool blocks, block
  *  after block in token order, and marks it written: from now on an eviction copies it to host.
  *  n_bytes must be n_blocks x block_bytes. O(bytes), no allocation after the first put of a block.
- *  Statuses: NULL_HANDLE, NULL_POINTER (kv), INVALID_ARGUMENT (a store without tiers, an unknown
- *  variant, another size). */
+ *  Statuses: NULL_HANDLE, NULL_POINTER (kv), INVALID_ARGUMENT (a store without tiers or with copy
+ *  callbacks, an unknown variant, another size). */
 kvcache_status kvcache_chunks_put(kvcache_chunks_t *chunks, uint64_t variant, const void *kv, size_t n_bytes);
 
 /** Copies the KV of `variant` (in the pool: one a plan holds, loaded back if it came from a tier) into
  *  kv[0 ..< *n_bytes], block after block in token order. *n_bytes is set to n_blocks x block_bytes
  *  (also on BUFFER_TOO_SMALL). `kv` may be NULL when capacity is 0. O(bytes), no allocation.
- *  Statuses: NULL_HANDLE, NULL_POINTER, INVALID_ARGUMENT (a store without tiers, an unknown variant),
- *  BUFFER_TOO_SMALL. */
+ *  Statuses: NULL_HANDLE, NULL_POINTER, INVALID_ARGUMENT (a store without tiers or with copy callbacks,
+ *  an unknown variant), BUFFER_TOO_SMALL. */
 kvcache_status kvcache_chunks_fetch(kvcache_chunks_t *chunks, uint64_t variant, void *kv, size_t capacity,
                                     size_t *n_bytes);
+
+/** The engine has written the KV of `variant` (kvcache_chunks_insert) into the variant's blocks itself
+ *  (a store with copy callbacks; on the library's pool kvcache_chunks_put does it): from now on an
+ *  eviction copies it to host through device_to_host. O(blocks). Statuses: NULL_HANDLE,
+ *  INVALID_ARGUMENT (a store without tiers, an unknown variant). */
+kvcache_status kvcache_chunks_mark_written(kvcache_chunks_t *chunks, uint64_t variant);
+
+/** Completes the copy handed to the engine's callback with `token` (`ok` false: it failed; a variant
+ *  whose load failed is never served). Any thread, once per token. O(1).
+ *  Statuses: NULL_HANDLE, INVALID_ARGUMENT (not a pending copy of this store). */
+kvcache_status kvcache_chunks_copy_done(kvcache_chunks_t *chunks, uint64_t token, bool ok);
 
 /** Counters of a tiered store. O(chunks). Statuses: NULL_HANDLE, NULL_POINTER, INVALID_ARGUMENT (a store
  *  without tiers). */
 kvcache_status kvcache_chunks_get_tier_stats(kvcache_chunks_t *chunks, kvcache_chunks_tier_stats *out);
+
+/** CacheBlend's loading controller for a tiered store's plans. Per chunk a tier holds whole, it models
+ *  loading the chunk's KV pipelined layer by layer under the selective recompute (the engine loads layer
+ *  l + 1 while it recomputes layer l) and loads only when that is no slower than recomputing every token
+ *  of the chunk; otherwise the chunk stays in its tier and the plan computes it as fresh. Host is tried
+ *  before disk where both hold it. Times are modelled from the recompute cost and the tiers' read
+ *  bandwidths; layers and KV bytes per token are the store's geometry. */
+typedef struct kvcache_loading_controller {
+    /** The recompute cost: seconds per recomputed token and per attended (token, context token) pair,
+     *  finite and >= 0, not both 0 (the figures kvcache_config's recompute_seconds_per_token and
+     *  recompute_seconds_per_context_pair give PGDSF). */
+    double recompute_seconds_per_token;
+    double recompute_seconds_per_context_pair;
+    /** The least fraction of a reused chunk recomputed, in [0, 1] (CacheBlend: 0.15). */
+    double minimum_ratio;
+    /** Read bandwidth into the pool of host memory and of disk (disk blocks pass through host), bytes
+     *  per second; 0: the tiers' own estimate, a moving average of the loads they time (one clock),
+     *  seeded by a calibration when the store is created. Read once per plan. */
+    double host_bytes_per_second;
+    double disk_bytes_per_second;
+} kvcache_loading_controller;
+
+/** Sets the loading controller of a tiered store's plans (copied), or with NULL removes it: without one
+ *  (the default) every chunk a tier holds whole is loaded. O(1). Statuses: NULL_HANDLE,
+ *  INVALID_ARGUMENT (a store without tiers, a cost, ratio or bandwidth out of range). */
+kvcache_status kvcache_chunks_set_loading_controller(kvcache_chunks_t *chunks, const kvcache_loading_controller *controller);
+
+/** What a tiered plan did with one chunk segment. */
+enum kvcache_chunk_action {
+    /** The variant was in the pool. */
+    KVCACHE_CHUNK_IN_POOL = 0,
+    /** Loaded into the pool for this plan from `tier`. */
+    KVCACHE_CHUNK_LOADED = 1,
+    /** Left in `tier`: the controller found recomputing it cheaper; computed as fresh. */
+    KVCACHE_CHUNK_RECOMPUTE = 2,
+    /** No tier held a whole variant, or its load failed: computed as fresh. */
+    KVCACHE_CHUNK_MISSING = 3,
+};
+
+/** One chunk segment of a tiered plan and, when the controller decided, its modelled figures. */
+typedef struct kvcache_chunk_load {
+    /** Index of the segment in the plan's segments. */
+    int64_t segment;
+    kvcache_key chunk;
+    /** One of enum kvcache_chunk_action. */
+    int32_t action;
+    /** One of enum kvcache_tier: HOST or DISK for LOADED and RECOMPUTE, DEVICE otherwise. */
+    int32_t tier;
+    /** Whether a controller decided (a tier held the chunk and a controller is set); the rest is 0 if not. */
+    bool decided;
+    /** The fraction of the chunk's tokens whose recompute still hides under its load (>= minimum_ratio). */
+    double ratio;
+    /** Modelled seconds: loading the chunk from the chosen tier; recomputing `ratio` of it; both
+     *  pipelined; recomputing all of it (LOADED when pipelined_seconds <= recompute_all_seconds). */
+    double load_seconds;
+    double recompute_seconds;
+    double pipelined_seconds;
+    double recompute_all_seconds;
+} kvcache_chunk_load;
+
+/** The chunk segments of the open plan `plan_id` of a tiered store, in prompt order, into
+ *  loads[0 ..< *n_loads]; *n_loads is set to the plan's chunk segments (also on BUFFER_TOO_SMALL).
+ *  `loads` may be NULL when capacity is 0. O(chunk segments), no allocation. Statuses: NULL_HANDLE,
+ *  NULL_POINTER, INVALID_ARGUMENT (a store without tiers, a plan that is not open), BUFFER_TOO_SMALL. */
+kvcache_status kvcache_chunks_plan_loads(kvcache_chunks_t *chunks, uint64_t plan_id, kvcache_chunk_load *loads,
+                                         size_t capacity, size_t *n_loads);
 
 /* MARK: Metrics */
 

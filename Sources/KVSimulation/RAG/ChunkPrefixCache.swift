@@ -24,6 +24,13 @@ import KVCache
 ///   while another node of the same identity is cached, only the recompute ratio of that (a later request
 ///   that misses this node's prefix reuses the other copy as a chunk). A node's priority follows when a
 ///   copy of its identity comes or goes.
+/// - Host tier (`hostBlocks` > 0, chunk reuse only): when the pool evicts the last cached node of an
+///   identity, that chunk's KV spills to host memory (ceil(t / blockTokens) host blocks; the host evicts
+///   its least recently used chunks to make room; a chunk larger than the host is dropped). A later segment
+///   of that identity with no cached node but a host copy is a host hit: a chunk hit loaded from host
+///   (counted in `chunkHitTokens` and in `hostHitTokens`, recomputed alike), which makes the host copy the
+///   most recently used. The host keeps its copy when the identity is cached again. With `hostBlocks` 0
+///   (the default) nothing changes.
 ///
 /// Complexity: serving a path of k segments costs O(k) hash probes plus O(log n) per heap change and per
 /// eviction (n nodes); no allocation per call once the arrays have grown, except for new nodes.
@@ -40,10 +47,13 @@ public struct ChunkPrefixCache: Sendable {
         public var recomputeRatio: Double
         /// Prices a node's tokens at its position (pgdsf).
         public var cost: RecomputeCost
+        /// Blocks of host memory that chunks evicted from the pool spill to (chunk reuse only; 0: none).
+        public var hostBlocks: Int
 
-        public init(capacityBlocks: Int, blockTokens: Int, policy: Policy, chunkReuse: Bool, recomputeRatio: Double, cost: RecomputeCost) {
+        public init(capacityBlocks: Int, blockTokens: Int, policy: Policy, chunkReuse: Bool, recomputeRatio: Double, cost: RecomputeCost,
+                    hostBlocks: Int = 0) {
             self.capacityBlocks = capacityBlocks; self.blockTokens = blockTokens; self.policy = policy
-            self.chunkReuse = chunkReuse; self.recomputeRatio = recomputeRatio; self.cost = cost
+            self.chunkReuse = chunkReuse; self.recomputeRatio = recomputeRatio; self.cost = cost; self.hostBlocks = hostBlocks
         }
     }
 
@@ -52,11 +62,22 @@ public struct ChunkPrefixCache: Sendable {
         public var prefixHitTokens = 0
         public var chunkHitTokens = 0
         public var recomputedTokens = 0
+        /// The chunk hit tokens loaded from the host tier.
+        public var hostHitTokens = 0
     }
 
     public let config: Config
     public private(set) var usedBlocks = 0
     public private(set) var evictedNodes = 0
+    /// Host blocks in use, and chunks spilled to host (each spill of an identity not already there).
+    public private(set) var hostUsedBlocks = 0
+    public private(set) var hostSpills = 0
+    /// The host tier: identity -> (blocks, stamp of its last use); `hostQueue` lists (stamp, identity) in
+    /// use order from `hostHead`, entries whose stamp is no longer the identity's skipped (lazy LRU).
+    private var host: [UInt64: (blocks: Int, stamp: UInt64)] = [:]
+    private var hostQueue: [(stamp: UInt64, identity: UInt64)] = []
+    private var hostHead = 0
+    private var hostTick: UInt64 = 0
     /// Priority of the last victim (pgdsf's clock).
     public private(set) var clock = 0.0
 
@@ -86,6 +107,7 @@ public struct ChunkPrefixCache: Sendable {
     /// Throws `invalidArgument` for a negative capacity, a block size outside 1...2^20 or a ratio outside 0...1.
     public init(_ config: Config) throws(CacheModelError) {
         guard config.capacityBlocks >= 0 else { throw .invalidArgument("capacity must be >= 0 blocks, got \(config.capacityBlocks)") }
+        guard config.hostBlocks >= 0 else { throw .invalidArgument("host capacity must be >= 0 blocks, got \(config.hostBlocks)") }
         guard (1 ... 1 << 20).contains(config.blockTokens) else { throw .invalidArgument("block tokens must be in 1...2^20, got \(config.blockTokens)") }
         guard config.recomputeRatio.isFinite, (0 ... 1).contains(config.recomputeRatio) else {
             throw .invalidArgument("recompute ratio must be in 0...1, got \(config.recomputeRatio)")
@@ -120,6 +142,11 @@ public struct ChunkPrefixCache: Sendable {
                     served.chunkHitTokens += steps[j].tokens
                     served.recomputedTokens += Int((config.recomputeRatio * Double(steps[j].tokens)).rounded(.up))
                     use(holder)
+                } else if let entry = host[steps[j].identity] {
+                    served.chunkHitTokens += steps[j].tokens
+                    served.hostHitTokens += steps[j].tokens
+                    served.recomputedTokens += Int((config.recomputeRatio * Double(steps[j].tokens)).rounded(.up))
+                    touchHost(steps[j].identity, blocks: entry.blocks)
                 }
                 steps.formIndex(after: &j)
             }
@@ -226,11 +253,42 @@ public struct ChunkPrefixCache: Sendable {
         return true
     }
 
+    /// Makes `identity` (of `blocks` host blocks, already on host) the most recently used host chunk. O(1)
+    /// amortized.
+    private mutating func touchHost(_ identity: UInt64, blocks: Int) {
+        hostTick += 1
+        host[identity] = (blocks, hostTick)
+        hostQueue.append((hostTick, identity))
+    }
+
+    /// The chunk `identity` of `blocks` blocks leaves the pool: onto the host tier, evicting the host's least
+    /// recently used chunks to make room (dropped when larger than the host). O(1) amortized.
+    private mutating func spillToHost(_ identity: UInt64, blocks: Int) {
+        guard blocks <= config.hostBlocks else { return }
+        if host[identity] == nil {
+            while hostUsedBlocks + blocks > config.hostBlocks {
+                let (stamp, victim) = hostQueue[hostHead]
+                hostHead += 1
+                guard let entry = host[victim], entry.stamp == stamp else { continue }
+                host[victim] = nil
+                hostUsedBlocks -= entry.blocks
+            }
+            hostUsedBlocks += blocks
+            hostSpills += 1
+        }
+        touchHost(identity, blocks: blocks)
+        if hostHead > 1024 && hostHead * 2 > hostQueue.count {
+            hostQueue.removeFirst(hostHead)
+            hostHead = 0
+        }
+    }
+
     private mutating func evict(_ n: Int32) {
         cached[Int(n)] = false
         usedBlocks -= blocks(n)
         evictedNodes += 1
         unlink(n)
+        if config.chunkReuse, config.hostBlocks > 0, sameHead[identity[Int(n)]] == nil { spillToHost(identity[Int(n)], blocks: blocks(n)) }
         let p = parent[Int(n)]
         cachedChildren[Int(p)] -= 1
         if cachedChildren[Int(p)] == 0 && p != 0 { heap.update(p, key: NodeEvictionKey(priority: priority(p), tie: lastUse[Int(p)])) }
@@ -262,5 +320,9 @@ public struct ChunkPrefixCache: Sendable {
             }
         }
         guard listed == cached.dropFirst().filter({ $0 }).count else { throw .invariant("the identity index lists \(listed) nodes") }
+        let onHost = host.values.reduce(0) { $0 + $1.blocks }
+        guard onHost == hostUsedBlocks, onHost <= config.hostBlocks else {
+            throw .invariant("\(hostUsedBlocks) host blocks used, host chunks hold \(onHost), host capacity \(config.hostBlocks)")
+        }
     }
 }

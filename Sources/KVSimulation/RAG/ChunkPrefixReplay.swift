@@ -18,6 +18,8 @@ public enum ChunkPrefixReplay {
         public var inputTokens = 0
         public var prefixHitTokens = 0
         public var chunkHitTokens = 0
+        /// Of the chunk hit tokens, those loaded from the host tier (`ChunkPrefixCache.Config.hostBlocks`).
+        public var hostHitTokens = 0
         public var recomputedTokens = 0
         public var computedTokens = 0
         public var prefillSeconds = 0.0
@@ -71,6 +73,7 @@ public enum ChunkPrefixReplay {
             result.inputTokens += request.inputTokens
             result.prefixHitTokens += served.prefixHitTokens
             result.chunkHitTokens += served.chunkHitTokens
+            result.hostHitTokens += served.hostHitTokens
             result.recomputedTokens += served.recomputedTokens
             result.computedTokens += computed
             result.prefillSeconds += prefill
