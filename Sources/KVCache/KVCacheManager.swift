@@ -212,6 +212,7 @@ public final class KVCacheManager {
         guard needed <= available else { return .insufficientBlocks(needed: needed, available: available) }
 
         clock &+= 1
+        index.makeUnique()  // once per call: the index's records are written in place below
         if !pinned {
             for i in 0 ..< hits {
                 let b = sequences[s].lookupHits[i]
@@ -234,7 +235,21 @@ public final class KVCacheManager {
         // Move the block table out so that each append checks one array, not the sequence table too.
         var table = sequences[s].blocks
         sequences[s].blocks = []
-        for _ in 0 ..< wanted { table.append(takeBlock(observer)) }
+        var toEvict = wanted
+        while toEvict > 0, let b = pool.allocateOne() {
+            table.append(b)
+            toEvict -= 1
+        }
+        if toEvict > 0 && observer == nil && !config.recordEvents {
+            // The victims in one pass (by release: the cold end's run in one step), each adopted as it goes.
+            let evicted = index.evictInPlace(toEvict, clock: clock, tokens: B) { b in
+                try! pool.adopt(b)  // evicted: unheld and not on the free list
+                table.append(b)
+            }
+            counters.evictedBlocks += evicted  // == toEvict: `available` counted them
+        } else {
+            for _ in 0 ..< toEvict { table.append(takeBlock(observer)) }
+        }
         sequences[s].blocks = table
         if !evictedKeys.isEmpty {  // one event per call, not one per block (recordEvents only)
             events.append(.blockRemoved(keys: evictedKeys, tier: .device))
@@ -261,6 +276,7 @@ public final class KVCacheManager {
         let limit = min(total / blockTokens, sequences[s].keys.count)
         guard first < limit else { return }
         clock &+= 1
+        index.makeUnique()  // once per call: the index's records are written in place below
         var run: [BlockKey] = []
         var runParent: BlockKey? = nil
         var runStart = 0
@@ -270,7 +286,8 @@ public final class KVCacheManager {
             let key = sequences[s].keys[i]
             let mine = sequences[s].blocks[i]
             let parent = i == 0 ? PrefixIndex.noParent : sequences[s].blocks[i - 1]
-            if let cached = index.publish(key, block: mine, parent: parent, tokens: blockTokens, clock: clock, chained: chained) {
+            if let cached = index.publishInPlace(key, block: mine, parent: parent, tokens: blockTokens, clock: clock,
+                                                 chained: chained) {
                 if cached != mine {
                     retainCached(cached)
                     releaseBlock(mine)
@@ -349,6 +366,7 @@ public final class KVCacheManager {
     public func free(_ id: SequenceID) throws(KVCacheError) {
         let s = try slot(id)
         clock &+= 1
+        index.makeUnique()  // once per call: the index's records are written in place below
         let blocks = sequences[s].blocks
         for b in blocks.reversed() { releaseBlock(b) }
         sequences.remove(id)
@@ -453,17 +471,18 @@ public final class KVCacheManager {
         return b
     }
 
-    /// Adds a holder to a cached block (a hit or a deduplicated block).
+    /// Adds a holder to a cached block (a hit or a deduplicated block). After `index.makeUnique()`.
     private func retainCached(_ b: BlockID) {
         try! pool.retain(b)  // cached blocks are never on the free list
-        index.hit(b, first: pool.refCount(b) == 1, clock: clock, tokens: blockTokens)
+        index.hitInPlace(b, first: pool.refCount(b) == 1, clock: clock, tokens: blockTokens)
     }
 
     /// Drops a holder; an unheld block stays cached (and evictable) or goes back to the free list.
+    /// After `index.makeUnique()`.
     private func releaseBlock(_ b: BlockID) {
         guard try! pool.release(b) == 0 else { return }  // held by the caller's sequence
         if index.isCached(b) {
-            index.release(b, clock: clock, tokens: blockTokens)
+            index.releaseInPlace(b, clock: clock, tokens: blockTokens)
         } else {
             try! pool.free(b)
         }

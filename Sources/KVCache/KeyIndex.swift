@@ -14,11 +14,14 @@
 /// of slots per block, so it never grows:
 /// `find`, `insert` and `remove` are O(1) expected and allocate nothing. Block keys are already
 /// uniform hashes; a multiply-shift of both halves still spreads small synthetic keys (trace hash ids).
-struct KeyIndex: Sendable {
+///
+/// Slots and keys live in `OwnedBuffer`s, updated in place: the mutating calls assume that
+/// `makeUnique()` ran since this value was last copied (the owner calls it once per call of its own).
+struct KeyIndex {
     /// `tag << 32 | UInt32(bitPattern: block)`, or `empty`.
-    private var slots: [UInt64]
+    private var slots: OwnedBuffer<UInt64>
     /// The key of each indexed block, `.zero` for a block that is not indexed.
-    private var blockKeys: [BlockKey]
+    private var blockKeys: OwnedBuffer<BlockKey>
     private let mask: Int
     private let homeShift: UInt32
     /// Blocks holding a key (with or without a table entry).
@@ -32,10 +35,18 @@ struct KeyIndex: Sendable {
     init(maxEntries: Int) {
         var size = 16
         while size < 4 * maxEntries && size < 1 << 32 { size <<= 1 }  // homes come from a 32-bit tag
-        slots = Array(repeating: Self.empty, count: size)
-        blockKeys = Array(repeating: .zero, count: max(0, maxEntries))
+        slots = OwnedBuffer(repeating: Self.empty, count: size)
+        blockKeys = OwnedBuffer(repeating: .zero, count: max(0, maxEntries))
         mask = size - 1
         homeShift = UInt32(32 - size.trailingZeroBitCount)
+    }
+
+    /// Gives this value buffers of its own (copies them when another value shares them), so that the
+    /// mutating calls after it may write in place. O(1) when unshared.
+    @inline(__always)
+    mutating func makeUnique() {
+        OwnedBuffer.makeUnique(&slots)
+        OwnedBuffer.makeUnique(&blockKeys)
     }
 
     @inline(__always)
@@ -52,7 +63,7 @@ struct KeyIndex: Sendable {
     /// Reads the slot where a probe for `key` starts, so that a later `find`, `insert` or `remove`
     /// finds its cache line loaded; the loads of several keys overlap. O(1).
     @inline(__always)
-    func homeSlot(of key: BlockKey) -> UInt64 { slots.withUnsafeBufferPointer { $0[home(Self.tag(key))] } }
+    func homeSlot(of key: BlockKey) -> UInt64 { slots[home(Self.tag(key))] }
 
     /// The key of an indexed block, `.zero` when the block is not indexed. O(1).
     @inline(__always)
@@ -64,16 +75,13 @@ struct KeyIndex: Sendable {
     @inline(__always)
     func find(_ key: BlockKey) -> BlockID? {
         let t = Self.tag(key)
-        return slots.withUnsafeBufferPointer { slots in
-            blockKeys.withUnsafeBufferPointer { keys in
-                var i = home(t)
-                while true {
-                    let s = slots[i]
-                    if s == Self.empty { return nil }
-                    if UInt32(truncatingIfNeeded: s >> 32) == t && keys[Int(Self.block(s))] == key { return Self.block(s) }
-                    i = (i + 1) & mask
-                }
-            }
+        let (slots, keys) = (slots.base, blockKeys.base)
+        var i = home(t)
+        while true {
+            let s = slots[i]
+            if s == Self.empty { return nil }
+            if UInt32(truncatingIfNeeded: s >> 32) == t && keys[Int(Self.block(s))] == key { return Self.block(s) }
+            i = (i + 1) & mask
         }
     }
 
@@ -92,21 +100,16 @@ struct KeyIndex: Sendable {
         precondition(key != .zero && Int(block) >= 0 && Int(block) < blockKeys.count && blockKeys[Int(block)] == .zero,
                      "block \(block) indexed twice")
         let t = Self.tag(key)
-        let m = mask
+        let (slots, keys) = (slots.base, blockKeys.base)
         var i = home(t)
-        let found: BlockID? = slots.withUnsafeMutableBufferPointer { slots in
-            blockKeys.withUnsafeBufferPointer { keys in
-                while true {
-                    let s = slots[i]
-                    if s == Self.empty { return nil }
-                    if UInt32(truncatingIfNeeded: s >> 32) == t && keys[Int(Self.block(s))] == key { return Self.block(s) }
-                    i = (i + 1) & m
-                }
-            }
+        while true {
+            let s = slots[i]
+            if s == Self.empty { break }
+            if UInt32(truncatingIfNeeded: s >> 32) == t && keys[Int(Self.block(s))] == key { return Self.block(s) }
+            i = (i + 1) & mask
         }
-        if let found { return found }
-        slots.withUnsafeMutableBufferPointer { $0[i] = UInt64(t) << 32 | UInt64(UInt32(bitPattern: block)) }
-        blockKeys[Int(block)] = key
+        slots[i] = UInt64(t) << 32 | UInt64(UInt32(bitPattern: block))
+        keys[Int(block)] = key
         count += 1
         indexedCount += 1
         return nil
@@ -133,7 +136,7 @@ struct KeyIndex: Sendable {
     /// The keyed block holding `key`, table entry or not, by a scan of every block: for keys whose
     /// block the table does not index. O(blocks).
     func scan(for key: BlockKey) -> BlockID? {
-        guard key != .zero, let b = blockKeys.firstIndex(of: key) else { return nil }
+        guard key != .zero, let b = blockKeys.buffer.firstIndex(of: key) else { return nil }
         return BlockID(b)
     }
 
@@ -146,25 +149,24 @@ struct KeyIndex: Sendable {
         guard key != .zero else { return false }
         let start = home(Self.tag(key))
         let m = mask, shift = homeShift
-        slots.withUnsafeMutableBufferPointer { slots in
-            var i = start
-            while Self.block(slots[i]) != block { i = (i + 1) & m }  // present: the run reaches it
-            var hole = i
-            var j = i
-            while true {
-                j = (j + 1) & m
-                let s = slots[j]
-                if s == Self.empty { break }
-                let h = Int(truncatingIfNeeded: (s >> 32) >> UInt64(shift))
-                // Move entry j into the hole unless its home lies cyclically in (hole, j].
-                let inRange = hole <= j ? (hole < h && h <= j) : (hole < h || h <= j)
-                if !inRange {
-                    slots[hole] = s
-                    hole = j
-                }
+        let slots = slots.base
+        var i = start
+        while Self.block(slots[i]) != block { i = (i + 1) & m }  // present: the run reaches it
+        var hole = i
+        var j = i
+        while true {
+            j = (j + 1) & m
+            let s = slots[j]
+            if s == Self.empty { break }
+            let h = Int(truncatingIfNeeded: (s >> 32) >> UInt64(shift))
+            // Move entry j into the hole unless its home lies cyclically in (hole, j].
+            let inRange = hole <= j ? (hole < h && h <= j) : (hole < h || h <= j)
+            if !inRange {
+                slots[hole] = s
+                hole = j
             }
-            slots[hole] = Self.empty
         }
+        slots[hole] = Self.empty
         blockKeys[Int(block)] = .zero
         count -= 1
         indexedCount -= 1
@@ -173,8 +175,8 @@ struct KeyIndex: Sendable {
 
     /// Drops every entry. O(table size + blocks).
     mutating func removeAll() {
-        for i in slots.indices { slots[i] = Self.empty }
-        for b in blockKeys.indices { blockKeys[b] = .zero }
+        slots.buffer.update(repeating: Self.empty)
+        blockKeys.buffer.update(repeating: .zero)
         count = 0
         indexedCount = 0
     }
@@ -185,7 +187,7 @@ struct KeyIndex: Sendable {
     /// O(table size + blocks).
     func forEach(_ body: (BlockKey, BlockID) throws(InvariantViolation) -> Void) throws(InvariantViolation) {
         var entries = 0
-        for (i, s) in slots.enumerated() where s != Self.empty {
+        for (i, s) in slots.buffer.enumerated() where s != Self.empty {
             let b = Self.block(s)
             guard b >= 0, Int(b) < blockKeys.count, blockKeys[Int(b)] != .zero else {
                 throw InvariantViolation("key index slot \(i) names block \(b), which has no key")
@@ -200,7 +202,7 @@ struct KeyIndex: Sendable {
             entries += 1
             try body(blockKeys[Int(b)], b)
         }
-        let keyed = blockKeys.reduce(0) { $0 + ($1 == .zero ? 0 : 1) }
+        let keyed = blockKeys.buffer.reduce(0) { $0 + ($1 == .zero ? 0 : 1) }
         guard entries == indexedCount, keyed == count, indexedCount <= count else {
             throw InvariantViolation("key index holds \(entries) slots and \(keyed) keys, counts say \(indexedCount) and \(count)")
         }

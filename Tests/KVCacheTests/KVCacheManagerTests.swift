@@ -160,4 +160,35 @@ struct KVCacheManagerTests {
             try m.validate()
         }
     }
+
+    /// The index keeps its records in buffers it writes in place; a copy of it must still be a value:
+    /// what the manager does afterwards leaves the copy as it was, and mutating the copy leaves the
+    /// manager's index alone.
+    @Test(arguments: [EvictionPolicyKind.lru, .lfu])
+    func aCopyOfTheIndexIsASnapshot(kind: EvictionPolicyKind) throws {
+        let cost = try RecomputeCost(secondsPerToken: 2.706e-5, secondsPerContextPair: 1.325e-9)
+        let m = try KVCacheManager(KVCacheConfig(blockTokens: 4, capacityBlocks: 8, policy: kind, recomputeCost: cost))
+        func serve(_ id: Int64, _ prompt: [UInt32]) throws {
+            try m.addSequence(SequenceID(id), prompt: prompt)
+            let hit = try m.lookup(SequenceID(id))
+            _ = try m.allocate(SequenceID(id), newTokens: prompt.count - hit.cachedTokens)
+            try m.commit(SequenceID(id), computedTokens: prompt.count - hit.cachedTokens)
+            try m.free(SequenceID(id))
+        }
+        try serve(1, Array(0 ..< 17))  // 4 full blocks cached
+        let snapshot = m.index
+        let keys = (0 ..< 8).map { snapshot.key(of: BlockID($0)) }
+        #expect(snapshot.count == 4)
+        try serve(2, Array(100 ..< 132))  // 8 full blocks: evicts the first prompt's blocks
+        #expect(m.stats.evictedBlocks > 0)
+        #expect(m.index.count == 8)
+        #expect(snapshot.count == 4 && (0 ..< 8).map { snapshot.key(of: BlockID($0)) } == keys)
+        try snapshot.validate(isHeld: { _ in false })
+
+        var copy = m.index
+        while copy.evict(clock: 1, tokens: 4) != nil {}
+        #expect(copy.count == 0 && m.index.count == 8)
+        try copy.validate(isHeld: { _ in false })
+        try m.validate()
+    }
 }

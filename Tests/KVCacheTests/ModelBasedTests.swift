@@ -5,6 +5,9 @@ import Testing
 /// id into its KV slot through the block table, so any block handed out twice, evicted while held,
 /// shared without copy-on-write, or served as a wrong prefix hit shows up as a wrong token read back.
 /// After every step `validate()` checks all invariants and the event stream must agree with lookups.
+/// A twin manager without events (so its allocations evict a batch at a time, where the recording one
+/// evicts block by block) gets the same calls and must answer the same, hand out the same blocks and
+/// keep its own invariants.
 struct ModelBasedTests {
 
     /// The reference's view of one sequence: its tokens and how many are computed.
@@ -12,6 +15,8 @@ struct ModelBasedTests {
 
     final class Harness {
         let m: KVCacheManager
+        /// `m` without events, called in lock-step.
+        let twin: KVCacheManager
         let B: Int
         var rng: SplitMix64
         var content: [[UInt32]]
@@ -26,6 +31,9 @@ struct ModelBasedTests {
             let cost = try RecomputeCost(secondsPerToken: 2.706e-5, secondsPerContextPair: 1.325e-9)
             let config = KVCacheConfig(blockTokens: blockTokens, capacityBlocks: capacity, recordEvents: true, recomputeCost: cost)
             m = try KVCacheManager(config, policy: try ModelBasedTests.policy(policy, capacity: capacity, cost: cost))
+            var silent = config
+            silent.recordEvents = false
+            twin = try KVCacheManager(silent, policy: try ModelBasedTests.policy(policy, capacity: capacity, cost: cost))
             rng = SplitMix64(seed: seed)
             content = Array(repeating: Array(repeating: UInt32.max, count: blockTokens), count: capacity)
             var r = SplitMix64(seed: seed ^ 0xABCD)
@@ -59,7 +67,9 @@ struct ModelBasedTests {
             let id = nextID; nextID += 1
             let prompt = templates.randomElement(using: &rng)! + (0 ..< Int.random(in: 1 ... 2 * B, using: &rng)).map { _ in UInt32.random(in: 0 ..< 50, using: &rng) }
             try m.addSequence(SequenceID(id), prompt: prompt)
+            try twin.addSequence(SequenceID(id), prompt: prompt)
             let hit = try m.lookup(SequenceID(id))
+            #expect(try twin.lookup(SequenceID(id)) == hit)
             // Expected: leading prompt keys the event stream says are cached, never the last token.
             let ks = keys(of: prompt)
             var expected = 0
@@ -75,6 +85,7 @@ struct ModelBasedTests {
             if s.computed == s.tokens.count {  // decode: sample one token
                 let t = UInt32.random(in: 0 ..< 50, using: &rng)
                 try m.append(seq, tokens: [t])
+                try twin.append(seq, tokens: [t])
                 s.tokens.append(t)
                 live[id] = s
                 return
@@ -83,7 +94,9 @@ struct ModelBasedTests {
             // Before the first allocate, the manager pins the hit (or less, if some of it was evicted since).
             let remaining = s.tokens.count - (s.pinned ? s.computed : s.hitTokens)
             let n = Int.random(in: 1 ... remaining, using: &rng)
-            let outcome = try m.allocate(seq, newTokens: n, lookahead: Int.random(in: 0 ... 2, using: &rng))
+            let lookahead = Int.random(in: 0 ... 2, using: &rng)
+            let outcome = try m.allocate(seq, newTokens: n, lookahead: lookahead)
+            #expect(try twin.allocate(seq, newTokens: n, lookahead: lookahead) == outcome)
             guard case .allocated = outcome else {
                 refusals += 1
                 let after = try m.blockTable(seq)
@@ -94,6 +107,9 @@ struct ModelBasedTests {
             s.computed = try m.computedTokens(seq)
             var copyList: [(src: BlockID, dst: BlockID)] = []
             m.drainCopies(into: &copyList)
+            var twinCopies: [(src: BlockID, dst: BlockID)] = []
+            twin.drainCopies(into: &twinCopies)
+            #expect(twinCopies.map(\.src) == copyList.map(\.src) && twinCopies.map(\.dst) == copyList.map(\.dst))
             for c in copyList { content[Int(c.dst)] = content[Int(c.src)]; copies += 1 }
             let table = try m.blockTable(seq)
             let todo = min(n, s.tokens.count - s.computed)
@@ -101,6 +117,7 @@ struct ModelBasedTests {
                 content[Int(table[pos / B])][pos % B] = s.tokens[pos]
             }
             try m.commit(seq, computedTokens: todo)
+            try twin.commit(seq, computedTokens: todo)
             s.computed += todo
             live[id] = s
         }
@@ -108,11 +125,13 @@ struct ModelBasedTests {
         func fork(_ id: Int64) throws {
             let child = nextID; nextID += 1
             try m.fork(SequenceID(id), into: SequenceID(child))
+            try twin.fork(SequenceID(id), into: SequenceID(child))
             live[child] = live[id]
         }
 
         func free(_ id: Int64) throws {
             try m.free(SequenceID(id))
+            try twin.free(SequenceID(id))
             live[id] = nil
         }
 
@@ -140,7 +159,10 @@ struct ModelBasedTests {
                     if live[id]!.pinned { try fork(id) }
                 case 76 ..< 97 where !ids.isEmpty: try free(ids.randomElement(using: &rng)!)
                 case 97:
-                    if m.stats.usedBlocks == 0 { try m.reset() } else {
+                    if m.stats.usedBlocks == 0 {
+                        try m.reset()
+                        try twin.reset()
+                    } else {
                         #expect(throws: KVCacheError.blocksInUse(m.stats.usedBlocks)) { try m.reset() }
                     }
                 case 98:
@@ -156,7 +178,10 @@ struct ModelBasedTests {
                 }
                 drainEvents()
                 try m.validate()
+                try twin.validate()
                 try verifyContent()
+                #expect(twin.stats == m.stats)
+                for id in live.keys { #expect(try twin.blockTable(SequenceID(id)) == m.blockTable(SequenceID(id))) }
                 #expect(m.stats.cachedBlocks == cachedKeys.count)
             }
         }
