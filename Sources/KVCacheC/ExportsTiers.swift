@@ -26,30 +26,39 @@ public func kvcacheTiersCreateCheckedImpl(_ abiVersion: UInt32, _ configSize: In
                                           _ out: UnsafeMutablePointer<OpaquePointer?>?) -> kvcache_status {
     let function: StaticString = "kvcache_tiers_create_checked"
     do throws(CAPIError) {
-        let (c, layout, tc) = try tierConfig(abiVersion, configSize, config)
+        let (c, _, tc) = try tierConfig(abiVersion, configSize, config)
         let out = try required(out, "out")
-        // Pending copies at once: each moves one layer group of a device block to or from a host slot.
-        let copies = PendingCopies(expected: Int(min(c.device_blocks, max(c.host_blocks, 1))) * Int(c.layer_groups))
-        let standIn: HostDeviceMemory?
-        let device: any DeviceMemory
-        if let toHost = c.device_to_host, let toDevice = c.host_to_device {
-            let callbacks = CopyCallbacks(toHost: toHost, toDevice: toDevice, context: c.copy_context)
-            standIn = nil
-            device = ServerCopyBackend(layout: layout, capacityBlocks: Int(c.device_blocks)) { callbacks.submit($0, copies) }
-        } else {
-            let memory = try liftTier { () throws(TierError) in
-                try HostDeviceMemory(layout: layout, capacityBlocks: Int(c.device_blocks))
-            }
-            standIn = memory
-            device = memory
-        }
-        let manager = try liftTier { () throws(TierError) in try KVTierManager(config: tc, device: device) }
-        let handle = TierHandle(manager: manager, standIn: standIn, copies: copies)
-        out.pointee = OpaquePointer(Unmanaged.passRetained(handle).toOpaque())
+        out.pointee = try openTiers(tc, deviceBlocks: Int(c.device_blocks), toHost: c.device_to_host, toDevice: c.host_to_device,
+                                    context: c.copy_context)
         return Status.ok
     } catch {
         return fail(error, function)
     }
+}
+
+/// Opens a tier manager of configuration `tc` over the caller's copy callbacks (both given) or the
+/// stand-in device pool (neither), for `deviceBlocks` device blocks, and returns one retained reference
+/// to its handle. O(device + host blocks).
+func openTiers(_ tc: TierConfig, deviceBlocks: Int, toHost: kvcache_tier_copy_fn?, toDevice: kvcache_tier_copy_fn?,
+               context: UnsafeMutableRawPointer?) throws(CAPIError) -> OpaquePointer {
+    guard (toHost == nil) == (toDevice == nil) else { throw .invalidArgument("config: set both copy callbacks or neither") }
+    let layout = tc.layout
+    // Pending copies at once: each moves one layer group of a device block to or from a host slot.
+    let copies = PendingCopies(expected: min(deviceBlocks, max(tc.hostBlocks, 1)) * tc.layerGroups)
+    let standIn: HostDeviceMemory?
+    let device: any DeviceMemory
+    if let toHost, let toDevice {
+        let callbacks = CopyCallbacks(toHost: toHost, toDevice: toDevice, context: context)
+        standIn = nil
+        device = ServerCopyBackend(layout: layout, capacityBlocks: deviceBlocks) { callbacks.submit($0, copies) }
+    } else {
+        let memory = try liftTier { () throws(TierError) in try HostDeviceMemory(layout: layout, capacityBlocks: deviceBlocks) }
+        standIn = memory
+        device = memory
+    }
+    let manager = try liftTier { () throws(TierError) in try KVTierManager(config: tc, device: device) }
+    let handle = TierHandle(manager: manager, standIn: standIn, copies: copies)
+    return OpaquePointer(Unmanaged.passRetained(handle).toOpaque())
 }
 
 /// The caller's `kvcache_tiers_config` (compiled against this library's header), its geometry and the
