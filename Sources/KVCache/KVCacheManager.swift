@@ -26,11 +26,9 @@ public final class KVCacheManager {
     @exclusivity(unchecked) private var sequences = SequenceTable()
     @exclusivity(unchecked) private var clock: UInt64 = 0
     @exclusivity(unchecked) private var pendingCopies: [(src: BlockID, dst: BlockID)] = []
-    @exclusivity(unchecked) private var events: [KVEvent] = []
-    /// Keys evicted by the current `allocate`, published as one removal event when it returns.
-    @exclusivity(unchecked) private var evictedKeys: [BlockKey] = []
-    /// Token ids of each live sequence, kept only with `recordEvents` so that stored events carry them.
-    @exclusivity(unchecked) private var eventTokens: [SequenceID: [UInt32]] = [:]
+    /// Events (only with `recordEvents`), recorded flat: keys evicted by the current `allocate` are its
+    /// pending keys until it returns and closes them as one removal event.
+    @exclusivity(unchecked) private var events = KVEventLog()
     @exclusivity(unchecked) private var counters = KVCacheStats()
 
     public convenience init(_ config: KVCacheConfig) throws(KVCacheError) {
@@ -73,17 +71,28 @@ public final class KVCacheManager {
 
     /// Registers a sequence whose prompt token ids are known and keys its full blocks, chained from
     /// the root of (namespace, `lora`, `salt`). O(prompt tokens).
+    /// With `recordEvents` the sequence keeps `prompt` itself (a reference, not a copy) for the token ids
+    /// of its stored events.
     public func addSequence(_ id: SequenceID, prompt: [UInt32], salt: String = "", lora: String = "",
                             multimodal: [MultimodalItem] = []) throws(KVCacheError) {
-        try prompt.withUnsafeBufferPointer { (p) throws(KVCacheError) in
-            try addSequence(id, prompt: p, salt: salt, lora: lora, multimodal: multimodal)
+        let s = try prompt.withUnsafeBufferPointer { (p) throws(KVCacheError) in
+            try register(id, prompt: p, salt: salt, lora: lora, multimodal: multimodal)
         }
+        if config.recordEvents { sequences[s].eventTokens = prompt }
     }
 
     /// `addSequence(_:prompt:salt:lora:multimodal:)` over borrowed token ids (a C caller's buffer),
-    /// so adding a sequence copies no token array. O(prompt tokens).
+    /// so adding a sequence copies no token array (but with `recordEvents`, which keeps a copy of them
+    /// for the token ids of its stored events). O(prompt tokens).
     public func addSequence(_ id: SequenceID, prompt: UnsafeBufferPointer<UInt32>, salt: String = "",
                             lora: String = "", multimodal: [MultimodalItem] = []) throws(KVCacheError) {
+        let s = try register(id, prompt: prompt, salt: salt, lora: lora, multimodal: multimodal)
+        if config.recordEvents { sequences[s].eventTokens = Array(prompt) }
+    }
+
+    /// The checks and the keying of `addSequence`; returns the new sequence's slot. O(prompt tokens).
+    private func register(_ id: SequenceID, prompt: UnsafeBufferPointer<UInt32>, salt: String, lora: String,
+                          multimodal: [MultimodalItem]) throws(KVCacheError) -> Int {
         guard sequences.slot(of: id) == nil else { throw .duplicateSequence(id) }
         guard !prompt.isEmpty else { throw .invalidArgument("empty prompt") }
         for item in multimodal where item.start < 0 || item.length < 1 || item.start > prompt.count
@@ -99,7 +108,7 @@ public final class KVCacheManager {
         hasher.appendKeys(of: prompt, parent: root, multimodal: multimodal, to: &sequences[s].keys)
         let full = prompt.count / blockTokens * blockTokens
         sequences[s].tail.append(contentsOf: prompt[full...])
-        if config.recordEvents { eventTokens[id] = Array(prompt) }
+        return s
     }
 
     /// Registers a sequence known by precomputed prompt block keys (from a router, another node, or
@@ -251,10 +260,7 @@ public final class KVCacheManager {
             for _ in 0 ..< toEvict { table.append(takeBlock(observer)) }
         }
         sequences[s].blocks = table
-        if !evictedKeys.isEmpty {  // one event per call, not one per block (recordEvents only)
-            events.append(.blockRemoved(keys: evictedKeys, tier: .device))
-            evictedKeys.removeAll(keepingCapacity: true)
-        }
+        if config.recordEvents { events.closeRemoved(tier: .device) }  // one event per call, not one per block
         return .allocated(newBlocks: needed)
     }
 
@@ -277,10 +283,8 @@ public final class KVCacheManager {
         guard first < limit else { return }
         clock &+= 1
         index.makeUnique()  // once per call: the index's records are written in place below
-        var run: [BlockKey] = []
         var runParent: BlockKey? = nil
         var runStart = 0
-        let tokens = config.recordEvents ? eventTokens[id] : nil
         let chained = sequences[s].keyable && sequences[s].root != .zero  // keys hashed here, from tokens
         for i in first ..< limit {
             let key = sequences[s].keys[i]
@@ -294,27 +298,27 @@ public final class KVCacheManager {
                     sequences[s].blocks[i] = cached
                     counters.deduplicatedBlocks += 1
                 }
-                flushStored(&run, parent: runParent, tokens: tokens, firstBlock: runStart)
+                flushStored(s, parent: runParent, firstBlock: runStart)
             } else {
                 counters.insertedBlocks += 1
                 if config.recordEvents {
-                    if run.isEmpty { runParent = i == 0 ? nil : sequences[s].keys[i - 1]; runStart = i }
-                    run.append(key)
+                    if events.pendingKeys == 0 { runParent = i == 0 ? nil : sequences[s].keys[i - 1]; runStart = i }
+                    events.appendKey(key)
                 }
             }
         }
-        flushStored(&run, parent: runParent, tokens: tokens, firstBlock: runStart)
+        flushStored(s, parent: runParent, firstBlock: runStart)
         sequences[s].committedBlocks = limit
     }
 
-    /// Records the run of consecutive blocks from `firstBlock` just published, with their token ids when
-    /// the sequence's are known (`tokens`) for every block of the run.
-    private func flushStored(_ run: inout [BlockKey], parent: BlockKey?, tokens: [UInt32]?, firstBlock: Int) {
-        guard !run.isEmpty else { return }
-        let lo = firstBlock * blockTokens, hi = lo + run.count * blockTokens
-        let ids = tokens.map { $0.count >= hi ? Array($0[lo ..< hi]) : [] } ?? []
-        events.append(.blockStored(keys: run, parent: parent, blockTokens: blockTokens, tier: .device, tokens: ids))
-        run.removeAll()
+    /// Records the run of consecutive blocks from `firstBlock` just published (the log's pending keys),
+    /// with their token ids when the sequence in slot `s` knows them for every block of the run.
+    private func flushStored(_ s: Int, parent: BlockKey?, firstBlock: Int) {
+        let n = events.pendingKeys
+        guard n > 0 else { return }
+        let lo = firstBlock * blockTokens, hi = lo + n * blockTokens
+        let t = sequences[s].eventTokens
+        events.closeStored(parent: parent, blockTokens: blockTokens, tier: .device, tokens: t.count >= hi ? t[lo ..< hi] : [])
     }
 
     /// Adds sampled tokens to the sequence; each block they fill gets its key. O(tokens).
@@ -328,7 +332,7 @@ public final class KVCacheManager {
         let s = try slot(id)
         sequences[s].tokenCount += tokens.count
         guard sequences[s].keyable else { return }
-        if config.recordEvents { eventTokens[id, default: []].append(contentsOf: tokens) }
+        if config.recordEvents { sequences[s].eventTokens.append(contentsOf: tokens) }
         // Move the tail out so that hashing it while appending keys copies no array.
         var tail = sequences[s].tail
         sequences[s].tail = []
@@ -370,7 +374,6 @@ public final class KVCacheManager {
         let blocks = sequences[s].blocks
         for b in blocks.reversed() { releaseBlock(b) }
         sequences.remove(id)
-        if config.recordEvents { eventTokens[id] = nil }
     }
 
     /// Starts `child` as a copy of `parent` (parallel sampling, beam search): it shares every block
@@ -386,7 +389,6 @@ public final class KVCacheManager {
         for b in copy.blocks { try! pool.retain(b) }  // held by the parent: never free
         let c = sequences.add(child)
         sequences[c] = copy
-        if config.recordEvents { eventTokens[child] = eventTokens[parent] }
     }
 
     /// Moves the block copies the engine must perform before its next step (copy-on-write after a
@@ -412,11 +414,20 @@ public final class KVCacheManager {
     public var lowerTierEvents: [any KVEventSource] = []
 
     /// Moves the recorded events into `out` (empty unless `recordEvents`): this pool's, then those
-    /// of `lowerTierEvents`.
+    /// of `lowerTierEvents`. O(events); allocates each event's arrays.
     public func drainEvents(into out: inout [KVEvent]) {
-        out.append(contentsOf: events)
-        events.removeAll(keepingCapacity: true)
+        events.appendEvents(to: &out)
+        events.removeAll()
         for source in lowerTierEvents { source.drainEvents(into: &out) }
+    }
+
+    /// `drainEvents(into:)` in the recorded form, for a publisher that builds the `KVEvent`s on its own
+    /// thread: this pool's events move into `log` (a swap of buffers when `log` is empty, so the pool
+    /// keeps `log`'s capacity and nothing is copied), those of `lowerTierEvents` into `lowerTiers`; read
+    /// `log`'s events before `lowerTiers`. O(1) for an empty `log` and no lower tiers.
+    public func drainEvents(into log: inout KVEventLog, lowerTiers: inout [KVEvent]) {
+        log.take(from: &events)
+        for source in lowerTierEvents { source.drainEvents(into: &lowerTiers) }
     }
 
     /// The sequence's block table: block i holds tokens [i x blockTokens, (i+1) x blockTokens).
@@ -454,7 +465,7 @@ public final class KVCacheManager {
             sequences[s].lookupHits.removeAll(keepingCapacity: true)
             sequences[s].committedBlocks = 0
         }
-        if config.recordEvents { events.append(.allBlocksCleared) }
+        if config.recordEvents { events.appendCleared() }
     }
 
     // MARK: Blocks
@@ -466,7 +477,7 @@ public final class KVCacheManager {
         let (b, key, parent) = index.evict(clock: clock, tokens: blockTokens)!
         if let observer { observer.willEvict(block: b, key: key, parent: parent == PrefixIndex.noParent ? nil : index.key(of: parent)) }
         counters.evictedBlocks += 1
-        if config.recordEvents { evictedKeys.append(key) }
+        if config.recordEvents { events.appendKey(key) }
         try! pool.adopt(b)  // evicted: unheld and not on the free list
         return b
     }

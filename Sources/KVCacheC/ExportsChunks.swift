@@ -414,13 +414,14 @@ public func kvcacheChunksCreateTieredCheckedImpl(_ abiVersion: UInt32, _ configS
                                                  _ out: UnsafeMutablePointer<OpaquePointer?>?) -> kvcache_status {
     let function: StaticString = "kvcache_chunks_create_tiered_checked"
     do throws(CAPIError) {
-        var (c, layout, tc) = try tierConfig(abiVersion, configSize, config)
+        var (c, _, tc) = try tierConfig(abiVersion, configSize, config)
         let out = try required(out, "out")
         tc.calibrateAtStart = true  // seeds the bandwidths a loading controller reads (one block's copy and decode)
         guard c.host_blocks >= 1 else { throw .invalidArgument("config.host_blocks: a tiered chunk store needs a host tier") }
         guard maxVariants >= 1, maxVariants <= 1 << 16 else { throw .invalidArgument("max_variants outside 1...65536") }
         let namespace = try utf8String(keyNamespace, "key_namespace")
-        let (device, standIn, copies) = try tierDevice(c, layout)
+        let (device, standIn, copies) = try tierDevice(tc, deviceBlocks: Int(c.device_blocks), toHost: c.device_to_host,
+                                                       toDevice: c.host_to_device, context: c.copy_context)
         let manager = try liftTier { () throws(TierError) in try KVTierManager(config: tc, device: device) }
         let tiered: TieredChunkStore
         do throws(ChunkError) {

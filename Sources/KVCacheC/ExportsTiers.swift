@@ -26,31 +26,41 @@ public func kvcacheTiersCreateCheckedImpl(_ abiVersion: UInt32, _ configSize: In
                                           _ out: UnsafeMutablePointer<OpaquePointer?>?) -> kvcache_status {
     let function: StaticString = "kvcache_tiers_create_checked"
     do throws(CAPIError) {
-        let (c, layout, tc) = try tierConfig(abiVersion, configSize, config)
+        let (c, _, tc) = try tierConfig(abiVersion, configSize, config)
         let out = try required(out, "out")
-        let (device, standIn, copies) = try tierDevice(c, layout)
-        let manager = try liftTier { () throws(TierError) in try KVTierManager(config: tc, device: device) }
-        let handle = TierHandle(manager: manager, standIn: standIn, copies: copies)
-        out.pointee = OpaquePointer(Unmanaged.passRetained(handle).toOpaque())
+        out.pointee = try openTiers(tc, deviceBlocks: Int(c.device_blocks), toHost: c.device_to_host, toDevice: c.host_to_device,
+                                    context: c.copy_context)
         return Status.ok
     } catch {
         return fail(error, function)
     }
 }
 
-/// The device memory of a validated config: the engine's copy callbacks behind a `ServerCopyBackend`
-/// (copies handed out by token, completed by `..._copy_done`), or without callbacks the library's
-/// `HostDeviceMemory` stand-in. O(device blocks).
-func tierDevice(_ c: kvcache_tiers_config, _ layout: KVGeometry) throws(CAPIError)
+/// The device memory of `deviceBlocks` blocks for tier settings `tc`: the engine's copy callbacks behind a
+/// `ServerCopyBackend` (copies handed out by token, completed by `..._copy_done`) when both are given, or
+/// without callbacks the library's `HostDeviceMemory` stand-in. O(device blocks).
+func tierDevice(_ tc: TierConfig, deviceBlocks: Int, toHost: kvcache_tier_copy_fn?, toDevice: kvcache_tier_copy_fn?,
+                context: UnsafeMutableRawPointer?) throws(CAPIError)
     -> (device: any DeviceMemory, standIn: HostDeviceMemory?, copies: PendingCopies) {
+    guard (toHost == nil) == (toDevice == nil) else { throw .invalidArgument("config: set both copy callbacks or neither") }
     // Pending copies at once: each moves one layer group of a device block to or from a host slot.
-    let copies = PendingCopies(expected: Int(min(c.device_blocks, max(c.host_blocks, 1))) * Int(c.layer_groups))
-    if let toHost = c.device_to_host, let toDevice = c.host_to_device {
-        let callbacks = CopyCallbacks(toHost: toHost, toDevice: toDevice, context: c.copy_context)
-        return (ServerCopyBackend(layout: layout, capacityBlocks: Int(c.device_blocks)) { callbacks.submit($0, copies) }, nil, copies)
+    let copies = PendingCopies(expected: min(deviceBlocks, max(tc.hostBlocks, 1)) * tc.layerGroups)
+    if let toHost, let toDevice {
+        let callbacks = CopyCallbacks(toHost: toHost, toDevice: toDevice, context: context)
+        return (ServerCopyBackend(layout: tc.layout, capacityBlocks: deviceBlocks) { callbacks.submit($0, copies) }, nil, copies)
     }
-    let memory = try liftTier { () throws(TierError) in try HostDeviceMemory(layout: layout, capacityBlocks: Int(c.device_blocks)) }
+    let memory = try liftTier { () throws(TierError) in try HostDeviceMemory(layout: tc.layout, capacityBlocks: deviceBlocks) }
     return (memory, memory, copies)
+}
+
+/// Opens a tier manager of configuration `tc` over `tierDevice`'s memory for `deviceBlocks` device blocks
+/// and returns one retained reference to its handle. O(device + host blocks).
+func openTiers(_ tc: TierConfig, deviceBlocks: Int, toHost: kvcache_tier_copy_fn?, toDevice: kvcache_tier_copy_fn?,
+               context: UnsafeMutableRawPointer?) throws(CAPIError) -> OpaquePointer {
+    let (device, standIn, copies) = try tierDevice(tc, deviceBlocks: deviceBlocks, toHost: toHost, toDevice: toDevice, context: context)
+    let manager = try liftTier { () throws(TierError) in try KVTierManager(config: tc, device: device) }
+    let handle = TierHandle(manager: manager, standIn: standIn, copies: copies)
+    return OpaquePointer(Unmanaged.passRetained(handle).toOpaque())
 }
 
 /// The caller's `kvcache_tiers_config` (compiled against this library's header), its geometry and the
@@ -74,9 +84,6 @@ func tierConfig(_ abiVersion: UInt32, _ configSize: Int,
           (1 ... 64).contains(c.layer_groups), c.layer_groups <= c.layers, (1 ... 64).contains(c.workers),
           c.spill_watermark > 0, c.spill_watermark <= 1, c.disk_capacity_bytes >= 0 else {
         throw .invalidArgument("config: a size, count or the spill watermark is out of range")
-    }
-    guard (c.device_to_host == nil) == (c.host_to_device == nil) else {
-        throw .invalidArgument("config: set both copy callbacks or neither")
     }
     let directory = c.disk_directory == nil ? nil : try utf8String(c.disk_directory, "config.disk_directory")
     let layout = try lift { () throws(KVCacheError) in

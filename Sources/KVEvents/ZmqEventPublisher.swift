@@ -13,10 +13,12 @@ import Synchronization
 ///   marker `[identity, "", "", -1 (8 bytes BE), ""]`; the last `bufferSteps` batches are kept.
 ///
 /// As in vLLM, a publisher thread does the work: `publish` (the scheduler loop's call, single-threaded
-/// by contract) only numbers the batch and queues it under a mutex, O(1) amortized; the thread encodes
-/// each batch into a reused buffer, hands the frames to libzmq and copies the payload into a ring slot
-/// whose capacity is reused, and answers replay requests, so the serving loop never waits on encoding
-/// or sockets. The queue is unbounded (a batch is never lost before it is numbered and sent); `close`
+/// by contract) only numbers the batch and queues it under a mutex, O(1) amortized; `publish(from:)`
+/// queues the manager's event log itself (`KVEventLog`, swapped out of the manager, not copied) and
+/// takes back an emptied log the thread has returned, so a steady stream allocates nothing on the
+/// serving thread. The thread builds the `KVEvent`s, encodes each batch into a reused buffer, hands the
+/// frames to libzmq and copies the payload into a ring slot whose capacity is reused, and answers replay
+/// requests, so the serving loop never waits on building events, encoding or sockets. The queue is unbounded (a batch is never lost before it is numbered and sent); `close`
 /// sends what is queued before it stops. A full PUB queue (`hwm` batches) drops batches for slow
 /// subscribers, as ZMQ PUB does; they find the gap by the sequence numbers and ask the replay socket.
 // Sendable: the sockets, the encoder and the ring belong to the publisher thread; `queue` is guarded by
@@ -44,11 +46,23 @@ public final class ZmqEventPublisher: @unchecked Sendable {
         var next = 0   // slot of the next batch once `entries` is full
     }
 
+    /// One numbered batch: the device pool's events (`log`, read first), then `events`.
     private struct Batch {
         var seq: Int64
         var timestamp: Double
+        var log: KVEventLog
         var events: [KVEvent]
     }
+
+    /// What the two threads share: batches to send, and logs the thread has emptied for `publish(from:)`
+    /// to reuse (at most `maxSpareLogs`).
+    private struct Queue {
+        var batches: [Batch] = []
+        var spareLogs: [KVEventLog] = []
+    }
+    /// Emptied logs kept for reuse: enough for the batches of one wake-up of the thread (every
+    /// millisecond) at a publish per request of a fast serving loop; a few MB at most.
+    private static let maxSpareLogs = 256
 
     public let config: Config
     private let context: UnsafeMutableRawPointer
@@ -57,10 +71,11 @@ public final class ZmqEventPublisher: @unchecked Sendable {
     private let encoder: VLLMEventEncoder
     private let topic: [UInt8]
     private var ring = Ring()
-    private let queue = Mutex([Batch]())
+    private let queue = Mutex(Queue())
     private let running = Atomic<Bool>(true)
     private var thread: pthread_t?
     private var scratch: [KVEvent] = []
+    private var scratchLog = KVEventLog()
     /// Sequence number of the next batch.
     public private(set) var nextSequence: Int64 = 0
 
@@ -127,31 +142,42 @@ public final class ZmqEventPublisher: @unchecked Sendable {
     @discardableResult
     public func publish(_ events: some Collection<KVEvent>, timestamp: Double) -> Int64? {
         guard !events.isEmpty else { return nil }
-        return enqueue(Array(events), timestamp: timestamp)
+        var log = KVEventLog()
+        return enqueue(&log, Array(events), timestamp: timestamp)
     }
 
     /// Drains `manager`'s events (and its lower tiers') and queues them as one batch stamped now.
-    /// Returns the batch's sequence number, or nil when there was nothing to publish. O(1) amortized:
-    /// the drained array itself is queued.
+    /// Returns the batch's sequence number, or nil when there was nothing to publish. O(1) amortized
+    /// and, once the thread has returned emptied logs, allocation-free: the manager's event log is
+    /// swapped out and queued; its events are built on the publisher thread.
     @discardableResult
     public func publish(from manager: KVCacheManager) -> Int64? {
-        manager.drainEvents(into: &scratch)
-        guard !scratch.isEmpty else { return nil }
-        defer { scratch = [] }
-        return enqueue(scratch, timestamp: Self.now())
+        manager.drainEvents(into: &scratchLog, lowerTiers: &scratch)
+        guard !scratchLog.isEmpty || !scratch.isEmpty else { return nil }
+        defer { scratch.removeAll() }
+        return enqueue(&scratchLog, scratch, timestamp: Self.now())
     }
 
-    private func enqueue(_ events: [KVEvent], timestamp: Double) -> Int64? {
+    /// Queues `log` then `events` as one batch and leaves an empty log (a spare one when the thread has
+    /// returned one) in `log`.
+    private func enqueue(_ log: inout KVEventLog, _ events: [KVEvent], timestamp: Double) -> Int64? {
         guard running.load(ordering: .relaxed) else { return nil }
         let seq = nextSequence
         nextSequence += 1
-        queue.withLock { $0.append(Batch(seq: seq, timestamp: timestamp, events: events)) }
+        queue.withLock { q in
+            q.batches.append(Batch(seq: seq, timestamp: timestamp, log: log, events: events))
+            log = q.spareLogs.popLast() ?? KVEventLog()
+        }
         return seq
     }
 
-    /// The publisher thread's half of a batch: encode, send, keep for replay.
-    private func send(_ batch: Batch) {
-        let payload = encoder.encode(batch.events, timestamp: batch.timestamp, dataParallelRank: config.dataParallelRank)
+    /// The publisher thread's half of a batch: build its events (into `events`, reused), encode, send,
+    /// keep for replay.
+    private func send(_ batch: Batch, _ events: inout [KVEvent]) {
+        events.removeAll(keepingCapacity: true)
+        batch.log.appendEvents(to: &events)
+        events.append(contentsOf: batch.events)
+        let payload = encoder.encode(events, timestamp: batch.timestamp, dataParallelRank: config.dataParallelRank)
         var seqBE = UInt64(bitPattern: batch.seq).bigEndian
         topic.withUnsafeBytes { _ = zmq_send(pub, $0.baseAddress, $0.count, ZMQ_SNDMORE | ZMQ_DONTWAIT) }
         withUnsafeBytes(of: &seqBE) { _ = zmq_send(pub, $0.baseAddress, 8, ZMQ_SNDMORE | ZMQ_DONTWAIT) }
@@ -199,11 +225,28 @@ public final class ZmqEventPublisher: @unchecked Sendable {
         var frames: [[UInt8]] = []
         var frame = [UInt8](repeating: 0, count: 256)
         var batches: [Batch] = []
+        var events: [KVEvent] = []
+        var emptied: [KVEventLog] = []
         while true {
             let open = running.load(ordering: .acquiring)
-            queue.withLock { swap(&$0, &batches) }
-            for b in batches { send(b) }
+            queue.withLock { swap(&$0.batches, &batches) }
+            for i in batches.indices {
+                send(batches[i], &events)
+                if emptied.count < Self.maxSpareLogs && !batches[i].log.isEmpty {
+                    var log = KVEventLog()
+                    swap(&log, &batches[i].log)
+                    log.removeAll()
+                    emptied.append(log)
+                }
+            }
             batches.removeAll(keepingCapacity: true)
+            events.removeAll(keepingCapacity: true)
+            if !emptied.isEmpty {
+                queue.withLock { q in
+                    while q.spareLogs.count < Self.maxSpareLogs, let log = emptied.popLast() { q.spareLogs.append(log) }
+                }
+                emptied.removeAll()
+            }
             guard open else { return }
             guard let replay else { usleep(1000); continue }
             guard zmq_poll(&item, 1, 1) > 0 else { continue }

@@ -84,15 +84,25 @@ struct ReportSchemaTests {
             ("trace-export", ["trace", "export", dir + "/events.kvev", "-o", dir + "/exported.jsonl"]),
             ("events-record", ["events", "record", "--endpoint", "ipc://\(dir)/nobody", "--duration", "0.3", "-o", dir + "/live.kvev"]),
         ]
+        var modelBacked = ["generate", "kv-dump", "blend"]
         if FileManager.default.fileExists(atPath: Self.model) {
             try Data("Why cache KV?".utf8).write(to: URL(fileURLWithPath: dir + "/prompt.txt"))
             cases += [
                 ("generate", ["generate", "--model", Self.model, "--prompt", "Why cache KV?", "--max-tokens", "4"]),
                 ("kv-dump", ["kv-dump", "--model", Self.model, "--prompt-file", dir + "/prompt.txt", "--out", dir + "/dump"]),
             ]
-        } else {
-            print("generate and kv-dump left out: \(Self.model) is absent")
+            modelBacked.removeAll { $0 != "blend" }
+            if FileManager.default.fileExists(atPath: BlendCLITests.data) {
+                cases.append(("blend", ["blend", "--model", Self.model, "--data", BlendCLITests.data, "--limit", "1", "--max-tokens", "1",
+                                        "--passages", "3", "--passage-tokens", "40", "--ratio", "0.3"]))
+                modelBacked = []
+            }
         }
+        if !modelBacked.isEmpty { print("\(modelBacked.joined(separator: ", ")) left out: the shared model or data set is absent") }
+        // Every subcommand that takes --json (from the tool's own description of its commands) is among the cases.
+        let covered = Set(cases.map { _, arguments in Self.subcommand(of: arguments) })
+        let missing = try Self.subcommandsWithJSON().subtracting(covered).subtracting(modelBacked)
+        #expect(missing.isEmpty, "subcommands with --json that no case runs: \(missing.sorted())")
         var files: [String] = []
         for (i, (name, arguments)) in cases.enumerated() {
             let file = "\(dir)/\(name).json"
@@ -121,6 +131,31 @@ struct ReportSchemaTests {
         // Every subcommand's report names its command, and the sequential replay's is the documented one.
         let sequential = try CLIJSONTests.json(["replay", "--range", "0.9:1", "--json"])
         #expect(sequential["command"] as? String == "replay" && sequential["mode"] as? String == "sequential")
+    }
+
+    /// The subcommand an argument list runs: its leading words up to the first option or operand that
+    /// is not a subcommand name (`bench core`, `replay`, `predict eval`...).
+    static func subcommand(of arguments: [String]) -> String {
+        let groups: Set<String> = ["bench", "predict", "disk", "trace", "events"]
+        return groups.contains(arguments[0]) && arguments.count > 1 ? arguments[0] + " " + arguments[1] : arguments[0]
+    }
+
+    /// Every subcommand, as `subcommand(of:)` names it, that has a `--json` flag, read from
+    /// `kvcache --experimental-dump-help` (swift-argument-parser's description of the command tree).
+    static func subcommandsWithJSON() throws -> Set<String> {
+        let r = try CLIJSONTests.run(["--experimental-dump-help"])
+        let tree = try #require(try JSONSerialization.jsonObject(with: r.out) as? [String: Any])
+        var found: Set<String> = []
+        func walk(_ command: [String: Any], _ path: [String]) {
+            let arguments = command["arguments"] as? [[String: Any]] ?? []
+            let names = arguments.flatMap { ($0["names"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String } }
+            if names.contains("json") && !path.isEmpty { found.insert(path.joined(separator: " ")) }
+            for sub in command["subcommands"] as? [[String: Any]] ?? [] {
+                walk(sub, path + [sub["commandName"] as? String ?? "?"])
+            }
+        }
+        walk(try #require(tree["command"] as? [String: Any]), [])
+        return found
     }
 
     @Test func outputWritesTheReportAndRefusesWhatIsNotARegularFile() throws {

@@ -169,6 +169,7 @@ FUNCTIONS = {
 UNBOUND_PREFIXES = (
     "kvcache_hybrid_",  # the hybrid attention + SSM cache: C and Swift only for now
     "kvcache_create_from_",  # caches opened from KVCACHE_* variables or a YAML file: C and Swift only for now
+    "kvcache_tiers_create_from_",  # their tier managers, likewise
 )
 
 # Object-like macros of kvcache.h that the package relies on.

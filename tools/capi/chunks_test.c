@@ -13,14 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures = 0;
-#define CHECK(cond)                                                                    \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "%s:%d: %s (%s)\n", __FILE__, __LINE__, #cond, kvcache_last_error()); \
-            failures++;                                                                \
-        }                                                                              \
-    } while (0)
+#include "check.h"
 
 /* The KV an engine computed for passage p: distinct bytes per passage. */
 static void passage_kv(int p, unsigned char *kv, size_t n) {

@@ -313,7 +313,8 @@ kvcache_status kvcache_destroy(kvcache_t *cache);
  * a YAML file (docs/CONFIGURATION.md lists every key: KVCACHE_CAPACITY_BLOCKS, KVCACHE_POLICY,
  * KVCACHE_FIRST_USE_WEIGHT, ...; in the file capacity_blocks:, policy:, ...). A variable overrides the
  * file's key, the file overrides the default. These calls also validate the file's tiers: and events:
- * sections, which configure the tier manager and the event publisher of the embedding server.
+ * sections, which configure the tier manager (kvcache_tiers_create_from_config opens it) and the event
+ * publisher of the embedding server.
  * Every bad key fails the call with INVALID_ARGUMENT, and kvcache_last_error names the key, its
  * variable and the value, e.g. "kvcache_create_from_env: invalid argument: configuration key
  * tiers.host_blocks (KVCACHE_TIERS_HOST_BLOCKS): must be in 0...2147483647, got -3".
@@ -874,6 +875,24 @@ kvcache_status kvcache_tiers_create_checked(uint32_t abi_version, size_t config_
                                             const kvcache_tiers_config *config, kvcache_tiers_t **out);
 #define kvcache_tiers_create(config, out) \
     kvcache_tiers_create_checked(KVCACHE_ABI_VERSION, sizeof(kvcache_tiers_config), (config), (out))
+
+/** Opens the tier manager that the tiers: and layout: sections of the configuration describe
+ *  (docs/CONFIGURATION.md: tiers.host_blocks, tiers.disk_path, tiers.disk_bytes, tiers.compress,
+ *  tiers.numa_node, tiers.lock_host_memory, tiers.write_policy, tiers.layer_groups, tiers.workers,
+ *  tiers.spill_watermark, layout.* with block_tokens), read from the YAML file at `path` (UTF-8) with the
+ *  KVCACHE_* variables over it as kvcache_create_from_file does, or, when `path` is NULL, from the
+ *  environment as kvcache_create_from_env does. The device pool it copies to and from is
+ *  capacity_blocks blocks; the engine's copies are `device_to_host` and `host_to_device` (both NULL: the
+ *  library's stand-in device pool; one NULL: INVALID_ARGUMENT) with `copy_context`, as in
+ *  kvcache_tiers_config. Tier events are kept when record_events or events.enabled is set. On
+ *  KVCACHE_OK *out is a new handle owned by the caller (kvcache_tiers_destroy), or NULL when the
+ *  configuration names no tier (neither tiers.host_blocks nor tiers.disk_path).
+ *  Statuses: NULL_POINTER (out), INVALID_ARGUMENT (a bad key, named with its variable as by
+ *  kvcache_create_from_env; a tier without layout.layers...; one callback), TIER_SYSTEM (mmap, the
+ *  directory). */
+kvcache_status kvcache_tiers_create_from_config(const char *path, kvcache_tier_copy_fn device_to_host,
+                                                kvcache_tier_copy_fn host_to_device, void *copy_context,
+                                                kvcache_tiers_t **out);
 
 /** Finishes the queued transfers (the engine must complete the copies it was handed), closes the disk
  *  directory and releases the handle. Statuses: NULL_HANDLE. */

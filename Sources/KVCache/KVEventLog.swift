@@ -1,0 +1,134 @@
+/// The device pool's `KVEvent`s as the manager records them: flat buffers (the keys of every event in
+/// one array, one record per event, a stored run's token ids as a slice of the sequence's own token
+/// array, shared rather than copied), so recording allocates nothing once the buffers have grown, and
+/// handing a batch to another thread is a swap of buffers, not a copy of events. The `KVEvent`s themselves (arrays of their own) are built only
+/// when the log is read (`appendEvents(to:)`), by whoever reads it: a publisher does so on its own
+/// thread, off the serving path. Events are kept in recording order; reading gives exactly the events
+/// that were recorded.
+///
+/// Recording an event with keys is two steps: `appendKey` for each key (the event's pending keys),
+/// then `closeStored` or `closeRemoved`, which makes them one event. Records only ever close pending
+/// keys, so a record's keys are those after the previous record's.
+public struct KVEventLog: Sendable {
+    struct Record: Sendable {
+        enum Kind: UInt8, Sendable { case stored, removed, cleared }
+        var kind: Kind
+        var tier: Tier
+        var hasParent: Bool
+        var blockTokens: Int32
+        /// End of this event's keys in `keys` (they start where the previous record's end).
+        var keyEnd: Int
+        var parent: BlockKey
+        /// A stored event's token ids (shares the recording sequence's array).
+        var tokens: ArraySlice<UInt32>
+    }
+
+    private(set) var records: [Record] = []
+    private(set) var keys: [BlockKey] = []
+
+    public init() {}
+
+    /// No event recorded (pending keys are not an event yet).
+    public var isEmpty: Bool { records.isEmpty }
+    /// Events recorded.
+    public var count: Int { records.count }
+    /// Keys appended since the last event was closed. O(1).
+    public var pendingKeys: Int { keys.count - (records.last?.keyEnd ?? 0) }
+
+    /// Adds a key to the event being recorded. O(1) amortized; allocates only while the buffer grows.
+    @inline(__always)
+    public mutating func appendKey(_ key: BlockKey) { keys.append(key) }
+
+    /// Closes the pending keys as one `.blockStored` event (nothing when there are none). `tokens` are
+    /// the blocks' token ids (pending keys x `blockTokens` of them) or empty; the slice is kept, not
+    /// copied. O(1) amortized.
+    public mutating func closeStored(parent: BlockKey?, blockTokens: Int, tier: Tier, tokens: ArraySlice<UInt32>) {
+        guard pendingKeys > 0 else { return }
+        records.append(Record(kind: .stored, tier: tier, hasParent: parent != nil, blockTokens: Int32(blockTokens),
+                              keyEnd: keys.count, parent: parent ?? .zero, tokens: tokens))
+    }
+
+    /// Closes the pending keys as one `.blockRemoved` event (nothing when there are none). O(1) amortized.
+    public mutating func closeRemoved(tier: Tier) {
+        guard pendingKeys > 0 else { return }
+        records.append(Record(kind: .removed, tier: tier, hasParent: false, blockTokens: 0, keyEnd: keys.count,
+                              parent: .zero, tokens: []))
+    }
+
+    /// Records `.allBlocksCleared`. Precondition: no pending keys. O(1) amortized.
+    public mutating func appendCleared() {
+        records.append(Record(kind: .cleared, tier: .device, hasParent: false, blockTokens: 0, keyEnd: keys.count,
+                              parent: .zero, tokens: []))
+    }
+
+    /// Forgets every event (and pending key), keeping the buffers' capacity. O(events).
+    public mutating func removeAll() {
+        records.removeAll(keepingCapacity: true)
+        keys.removeAll(keepingCapacity: true)
+    }
+
+    /// Moves the closed events of `other` after this log's, leaving `other` empty (its capacity kept) and
+    /// its pending keys pending: a swap when this log is empty, a copy otherwise. Precondition: this log
+    /// has no pending keys. O(1) or O(other's size).
+    public mutating func take(from other: inout KVEventLog) {
+        let pending = other.pendingKeys
+        if keys.isEmpty && records.isEmpty && pending == 0 {
+            swap(&self, &other)
+            return
+        }
+        let keyBase = keys.count
+        let closedKeys = other.keys.count - pending
+        keys.append(contentsOf: other.keys[..<closedKeys])
+        for var r in other.records {
+            r.keyEnd += keyBase
+            records.append(r)
+        }
+        other.records.removeAll(keepingCapacity: true)
+        other.keys.removeFirst(closedKeys)
+    }
+
+    /// Appends the recorded events to `out` as `KVEvent`s, in order (each with arrays of its own).
+    /// O(events + keys + tokens).
+    public func appendEvents(to out: inout [KVEvent]) {
+        var k = 0
+        for r in records {
+            switch r.kind {
+            case .stored:
+                out.append(.blockStored(keys: Array(keys[k ..< r.keyEnd]), parent: r.hasParent ? r.parent : nil,
+                                        blockTokens: Int(r.blockTokens), tier: r.tier, tokens: Array(r.tokens)))
+            case .removed:
+                out.append(.blockRemoved(keys: Array(keys[k ..< r.keyEnd]), tier: r.tier))
+            case .cleared:
+                out.append(.allBlocksCleared)
+            }
+            k = r.keyEnd
+        }
+    }
+
+    /// The recorded events as `KVEvent`s. O(events + keys + tokens).
+    public var events: [KVEvent] {
+        var out: [KVEvent] = []
+        out.reserveCapacity(records.count)
+        appendEvents(to: &out)
+        return out
+    }
+
+    /// Checks the log's invariants: record ends never decrease and stay within the keys, a stored or
+    /// removed event has keys and a clearing none, and a stored event's token ids are none or exactly
+    /// its blocks'. O(events).
+    public func validate() throws(InvariantViolation) {
+        var k = 0
+        for (i, r) in records.enumerated() {
+            guard r.keyEnd >= k, r.keyEnd <= keys.count else {
+                throw InvariantViolation("event log record \(i) ends outside the keys or before the previous one")
+            }
+            guard (r.kind == .cleared) == (r.keyEnd == k) else {
+                throw InvariantViolation("event log record \(i): a clearing carries keys or another event none")
+            }
+            guard r.tokens.isEmpty || (r.kind == .stored && r.tokens.count == (r.keyEnd - k) * Int(r.blockTokens)) else {
+                throw InvariantViolation("event log record \(i) carries \(r.tokens.count) token ids for \(r.keyEnd - k) blocks")
+            }
+            k = r.keyEnd
+        }
+    }
+}

@@ -1,0 +1,62 @@
+import KVCache
+import Testing
+
+/// Model-based: a `KVEventLog` fed random recordings gives back exactly the `KVEvent`s a plain array
+/// records for the same steps, through any mix of reads, empties and `take` (swap and copy), with its
+/// invariants holding after every step.
+@Suite struct KVEventLogTests {
+    static func key(_ rng: inout SplitMix64) -> BlockKey { BlockKey(lo: rng.next(), hi: rng.next()) }
+
+    @Test(arguments: [1, 2, 3, 4, 5] as [UInt64])
+    func theLogGivesBackWhatWasRecorded(seed: UInt64) throws {
+        var rng = SplitMix64(seed: seed)
+        var log = KVEventLog()       // recording side
+        var drained = KVEventLog()   // what a reader took, not yet read
+        var model: [KVEvent] = []    // every event recorded, not yet read
+        var modelTaken = 0           // of `model`, the leading events already in `drained`
+        var pending: [BlockKey] = []
+        for _ in 0 ..< 2_000 {
+            switch Int.random(in: 0 ..< 100, using: &rng) {
+            case 0 ..< 40:
+                let k = Self.key(&rng)
+                log.appendKey(k)
+                pending.append(k)
+            case 40 ..< 60:
+                let parent: BlockKey? = Bool.random(using: &rng) ? Self.key(&rng) : nil
+                let blockTokens = Int.random(in: 1 ... 4, using: &rng)
+                let tier = Tier.allCases.randomElement(using: &rng)!
+                let ids: [UInt32] = Bool.random(using: &rng)
+                    ? (0 ..< pending.count * blockTokens).map { _ in UInt32.random(in: 0 ..< 1000, using: &rng) } : []
+                log.closeStored(parent: parent, blockTokens: blockTokens, tier: tier, tokens: ids[...])
+                if !pending.isEmpty {
+                    model.append(.blockStored(keys: pending, parent: parent, blockTokens: blockTokens, tier: tier, tokens: ids))
+                }
+                pending.removeAll()
+            case 60 ..< 75:
+                let tier = Tier.allCases.randomElement(using: &rng)!
+                log.closeRemoved(tier: tier)
+                if !pending.isEmpty { model.append(.blockRemoved(keys: pending, tier: tier)) }
+                pending.removeAll()
+            case 75 ..< 78:
+                guard pending.isEmpty else { continue }
+                log.appendCleared()
+                model.append(.allBlocksCleared)
+            case 78 ..< 90:   // a reader takes the closed events (a swap into an empty log, else a copy)
+                drained.take(from: &log)
+                modelTaken = model.count
+                #expect(log.isEmpty && log.pendingKeys == pending.count)
+            default:          // the reader reads what it took
+                #expect(drained.events == Array(model[..<modelTaken]))
+                drained.removeAll()
+                model.removeFirst(modelTaken)
+                modelTaken = 0
+            }
+            try log.validate()
+            try drained.validate()
+            #expect(log.pendingKeys == pending.count)
+            #expect(drained.count + log.count == model.count)
+        }
+        drained.take(from: &log)
+        #expect(drained.events == model)
+    }
+}

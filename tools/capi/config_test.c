@@ -1,0 +1,111 @@
+/* The cache and its tiers from one configuration file through kvcache.h from C: kvcache_create_from_file
+ * opens the device pool and kvcache_tiers_create_from_config the host and disk tiers the file's tiers:
+ * and layout: sections name (sizes checked through the stats, a block stored to disk and read back); the
+ * environment's variables override the file, a NULL path reads the environment (KVCACHE_CONFIG_FILE); a
+ * file without tiers opens none; a bad key, a tier without a layout and one copy callback fail with the
+ * key named and nothing opened. Exits non-zero on the first unexpected result. Built and run by
+ * tools/capi/smoke.sh. */
+#define _POSIX_C_SOURCE 200809L  /* mkdtemp, setenv */
+#include "kvcache.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+
+static char folder[64];
+
+/* Writes `text` to FOLDER/name and returns the path (static storage, one at a time). */
+static const char *write_file(const char *name, const char *text) {
+    static char path[128];
+    snprintf(path, sizeof path, "%s/%s", folder, name);
+    FILE *f = fopen(path, "w");
+    if (!f) { perror(path); exit(1); }
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+static void never_called(void *context, kvcache_block_id block, size_t offset, size_t length, void *host, uint64_t token) {
+    (void)context; (void)block; (void)offset; (void)length; (void)host; (void)token;
+}
+
+int main(void) {
+    strcpy(folder, "/tmp/kvcache-config-XXXXXX");
+    if (!mkdtemp(folder)) { perror("mkdtemp"); return 1; }
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "capacity_blocks: 32\nblock_tokens: 16\n"
+             "layout:\n  layers: 2\n  kv_heads: 2\n  head_dim: 8\n  dtype_bytes: 2\n"
+             "tiers:\n  host_blocks: 12\n  disk_path: %s/disk\n  disk_bytes: 1048576\n  lock_host_memory: false\n"
+             "  layer_groups: 1\n",
+             folder);
+    char path[128];
+    snprintf(path, sizeof path, "%s", write_file("tiers.yaml", yaml));
+    unsetenv("KVCACHE_TIERS_HOST_BLOCKS");
+    unsetenv("KVCACHE_CONFIG_FILE");
+
+    /* The cache and its tiers from the one file. */
+    kvcache_t *cache = NULL;
+    CHECK(kvcache_create_from_file(path, &cache) == KVCACHE_OK && cache);
+    kvcache_tiers_t *tiers = NULL;
+    CHECK(kvcache_tiers_create_from_config(path, NULL, NULL, NULL, &tiers) == KVCACHE_OK && tiers);
+    kvcache_tier_stats stats;
+    CHECK(kvcache_tiers_get_stats(tiers, &stats) == KVCACHE_OK);
+    /* A block: 2 layers x 2 (K, V) x 2 heads x 8 dims x 2 bytes x 16 tokens. */
+    CHECK(stats.block_bytes == 2 * 2 * 2 * 8 * 2 * 16);
+    CHECK(stats.host.capacity == 12);
+    /* The disk tier is there: a block put is read back byte for byte. */
+    unsigned char put[2048], got[2048];
+    for (size_t i = 0; i < sizeof put; i++) put[i] = (unsigned char)(i * 7 + 3);
+    kvcache_key key = {0x1234, 0x5678};
+    bool stored = false, found = false;
+    CHECK(kvcache_tiers_disk_put(tiers, key, NULL, put, (size_t)stats.block_bytes, &stored) == KVCACHE_OK && stored);
+    CHECK(kvcache_tiers_disk_get(tiers, key, got, (size_t)stats.block_bytes, &found) == KVCACHE_OK && found);
+    CHECK(memcmp(put, got, (size_t)stats.block_bytes) == 0);
+    CHECK(kvcache_tiers_destroy(tiers) == KVCACHE_OK);
+    CHECK(kvcache_destroy(cache) == KVCACHE_OK);
+
+    /* A variable overrides the file; a NULL path reads the environment and the file it names. */
+    setenv("KVCACHE_TIERS_HOST_BLOCKS", "5", 1);
+    tiers = NULL;
+    CHECK(kvcache_tiers_create_from_config(path, NULL, NULL, NULL, &tiers) == KVCACHE_OK && tiers);
+    CHECK(kvcache_tiers_get_stats(tiers, &stats) == KVCACHE_OK && stats.host.capacity == 5);
+    CHECK(kvcache_tiers_destroy(tiers) == KVCACHE_OK);
+    setenv("KVCACHE_CONFIG_FILE", path, 1);
+    tiers = NULL;
+    CHECK(kvcache_tiers_create_from_config(NULL, NULL, NULL, NULL, &tiers) == KVCACHE_OK && tiers);
+    CHECK(kvcache_tiers_get_stats(tiers, &stats) == KVCACHE_OK && stats.host.capacity == 5);
+    CHECK(kvcache_tiers_destroy(tiers) == KVCACHE_OK);
+    unsetenv("KVCACHE_CONFIG_FILE");
+    unsetenv("KVCACHE_TIERS_HOST_BLOCKS");
+
+    /* No tier configured: KVCACHE_OK and no handle. */
+    tiers = (kvcache_tiers_t *)&found;
+    CHECK(kvcache_tiers_create_from_config(write_file("plain.yaml", "capacity_blocks: 8\n"), NULL, NULL, NULL, &tiers)
+          == KVCACHE_OK && tiers == NULL);
+
+    /* Refusals name the key and open nothing. */
+    kvcache_tiers_t *sentinel = (kvcache_tiers_t *)&found;
+    tiers = sentinel;
+    CHECK(kvcache_tiers_create_from_config(write_file("bad.yaml", "capacity_blocks: 8\ntiers:\n  host_blocks: -3\n"), NULL, NULL,
+                                           NULL, &tiers) == KVCACHE_ERR_INVALID_ARGUMENT && tiers == sentinel);
+    CHECK(strstr(kvcache_last_error(), "kvcache_tiers_create_from_config: invalid argument") != NULL);
+    CHECK(strstr(kvcache_last_error(), "tiers.host_blocks (KVCACHE_TIERS_HOST_BLOCKS)") != NULL);
+    CHECK(kvcache_tiers_create_from_config(write_file("nolayout.yaml", "capacity_blocks: 8\ntiers:\n  host_blocks: 4\n"), NULL,
+                                           NULL, NULL, &tiers) == KVCACHE_ERR_INVALID_ARGUMENT && tiers == sentinel);
+    CHECK(strstr(kvcache_last_error(), "layout.layers") != NULL);
+    CHECK(kvcache_tiers_create_from_config(path, never_called, NULL, NULL, &tiers) == KVCACHE_ERR_INVALID_ARGUMENT
+          && tiers == sentinel);
+    CHECK(strstr(kvcache_last_error(), "copy callbacks") != NULL);
+    CHECK(kvcache_tiers_create_from_config(path, NULL, NULL, NULL, NULL) == KVCACHE_ERR_NULL_POINTER);
+
+    char command[128];
+    snprintf(command, sizeof command, "rm -rf '%s'", folder);
+    if (system(command) != 0) fprintf(stderr, "could not remove %s\n", folder);
+    if (failures) { fprintf(stderr, "config_test: %d failures\n", failures); return 1; }
+    printf("config_test: the cache and its tiers from one file: ok\n");
+    return 0;
+}
