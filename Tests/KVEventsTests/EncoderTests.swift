@@ -48,7 +48,7 @@ import Testing
         let encoder = VLLMEventEncoder(medium: medium)
         let out = Self.hex(encoder.encode([KVEvent.blockRemoved(keys: [Self.k0], tier: .disk)], timestamp: 0,
                                           dataParallelRank: 1))
-        #expect(out.contains(Self.hex(UnsafeRawBufferPointer(start: "STORAGE", count: 7))))
-        #expect(!out.contains(Self.hex(UnsafeRawBufferPointer(start: "DISK", count: 4))))
+        #expect(out.contains(Array("STORAGE".utf8).withUnsafeBytes { Self.hex($0) }))
+        #expect(!out.contains(Array("DISK".utf8).withUnsafeBytes { Self.hex($0) }))
     }
 }
