@@ -303,8 +303,8 @@ public func kvcacheChunksPlanImpl(_ chunks: OpaquePointer?, _ segments: UnsafePo
             // Every chunk is decided with the same bandwidths, read once here.
             let (host, disk) = h.planTiers(tiered)
             do throws(ChunkError) {
-                try h.scratch.draft(h.pieces, store: loadedCopy(h, tiered, key(context), promptTokens: Int(total), host: host, disk: disk),
-                                    context: key(context), selection: how)
+                let loaded = try loadedCopy(h, tiered, key(context), promptTokens: Int(total), host: host, disk: disk)
+                try h.scratch.draft(h.pieces, store: loaded.store, context: key(context), selection: how, minimumRatios: loaded.minimumRatios)
             } catch { throw .chunks(error) }
             _ = try checkRoom(h.scratch, spansCapacity, recomputeCapacity, freshCapacity, out)
             do throws(ChunkError) {
@@ -358,12 +358,14 @@ private func checkRoom(_ plan: ChunkPrefillPlan, _ spansCapacity: Int, _ recompu
 /// A copy of the tiered store with the prompt's chunks in place as `TieredChunkStore.plan` brings them:
 /// the device's held, then each one a tier holds whole and the handle's controller would load (with
 /// `host` and `disk`) inserted and held. Drafting against it gives the plan `plan` makes with the same
-/// bandwidths unless a load fails. Allocates the copy (tiered calls allocate).
+/// bandwidths unless a load fails; with it, the loaded chunks' controller ratios (the plan's `minimumRatios`). Allocates the
+/// copy (tiered calls allocate).
 /// - Throws: `.insufficientBlocks` where the loads would not fit, the controller's `.invalidArgument`;
 ///   nothing changes.
 private func loadedCopy(_ h: ChunksHandle, _ tiered: TieredChunkStore, _ context: BlockKey, promptTokens: Int,
-                        host: LoadingController.Tier?, disk: LoadingController.Tier?) throws(ChunkError) -> ChunkStore {
-    var copy = tiered.store
+                        host: LoadingController.Tier?, disk: LoadingController.Tier?) throws(ChunkError)
+    -> (store: ChunkStore, minimumRatios: [ChunkKey: Double]) {
+    var copy = tiered.store, ratios: [ChunkKey: Double] = [:]
     for piece in h.pieces {
         guard case let .chunk(key) = piece.kind, let id = copy.find(key, context: context) else { continue }
         try copy.acquire(id)
@@ -375,8 +377,9 @@ private func loadedCopy(_ h: ChunksHandle, _ tiered: TieredChunkStore, _ context
               decision?.load ?? true else { continue }
         let (id, _) = try copy.insert(key, tokens: v.tokens, computedAt: v.computedAt, context: v.context, contextImpact: v.contextImpact)
         try copy.acquire(id)
+        if let decision { ratios[key] = decision.ratio }  // the loaded chunk's budget, as `TieredChunkStore.plan` sets it
     }
-    return copy
+    return (copy, ratios)
 }
 
 /// kvcache_chunks_commit: ends an open plan's hold on its variants. O(spans).

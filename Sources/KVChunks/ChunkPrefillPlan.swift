@@ -74,8 +74,8 @@ public struct ReusedSpan: Sendable, Equatable {
 ///
 /// Building is O(pieces + recomputed positions) plus one store lookup per chunk; it allocates the plan's
 /// arrays. Cache-Craft's per-chunk decision (reuse as is / partial fix / full recompute) is `.contextImpact`'s
-/// budget split; the reference engine executes plans (`ChunkBlender`). Not there yet: tiers other than the
-/// device, and the C ABI and Swift-facade entry points.
+/// budget split; the reference engine executes plans (`ChunkBlender`); `TieredChunkStore.plan` plans with
+/// chunks loaded from host or disk (their budgets raised to the loading controller's ratio).
 public struct ChunkPrefillPlan: Sendable, Equatable {
     /// How the recomputed tokens were (or, for `.highDeviation`, are to be) chosen.
     public var selection: TokenSelection
@@ -101,13 +101,16 @@ public struct ChunkPrefillPlan: Sendable, Equatable {
     }
 
     /// Plans `pieces` against `store`, acquiring every reused variant (see `release`). `context` is the key
-    /// of what precedes the prompt's chunks (prefers variants computed after it). `draft` then `acquire`.
+    /// of what precedes the prompt's chunks (prefers variants computed after it). `minimumRatios`: per
+    /// chunk, a ratio its span's budget is computed at when above the selection's (`draft`). `draft` then
+    /// `acquire`.
     /// - Throws: `.invalidArgument` for a non-positive piece, a cached prefix that is not first, a ratio
     ///   outside 0...1, or a stored variant whose length differs from the piece's; nothing is acquired then.
     public static func build(_ pieces: [PromptPiece], store: inout ChunkStore, context: BlockKey,
-                             selection: TokenSelection = .none) throws(ChunkError) -> ChunkPrefillPlan {
+                             selection: TokenSelection = .none,
+                             minimumRatios: [ChunkKey: Double] = [:]) throws(ChunkError) -> ChunkPrefillPlan {
         var plan = ChunkPrefillPlan()
-        try plan.draft(pieces, store: store, context: context, selection: selection)
+        try plan.draft(pieces, store: store, context: context, selection: selection, minimumRatios: minimumRatios)
         plan.acquire(in: &store)
         return plan
     }
@@ -117,10 +120,20 @@ public struct ChunkPrefillPlan: Sendable, Equatable {
     /// so redrafting one plan allocates nothing for `.none`, `.highDeviation` and `.leading` once its
     /// arrays have grown (`.random` and `.contextImpact` allocate scratch). O(pieces + recomputed
     /// positions) plus one `ChunkStore.find` per chunk.
-    /// - Throws: as `build`; the plan is unchanged then.
+    ///
+    /// `minimumRatios` raises the recompute ratio of the chunks it names: a span of such a chunk gets the
+    /// budget of max(selection's ratio, its entry) under every selection but `.none` (full reuse recomputes
+    /// nothing), and an exact span still 0. `.leading` and `.random` pick that many positions in it;
+    /// `.contextImpact` gives it at least that many (the split over the prompt is the selection's ratio's).
+    /// `TieredChunkStore.plan` passes the loading controller's ratio of each chunk it loads. Empty (the
+    /// default): one ratio for every span, and no hash probe per chunk.
+    /// - Throws: as `build` (also for an entry of `minimumRatios` outside 0...1); the plan is unchanged then.
     public mutating func draft(_ pieces: [PromptPiece], store: ChunkStore, context: BlockKey,
-                               selection: TokenSelection = .none) throws(ChunkError) {
+                               selection: TokenSelection = .none, minimumRatios: [ChunkKey: Double] = [:]) throws(ChunkError) {
         guard selection.ratio.isFinite, (0 ... 1).contains(selection.ratio) else { throw .invalidArgument("recompute ratio outside 0...1") }
+        for (_, r) in minimumRatios where !(r.isFinite && (0 ... 1).contains(r)) {
+            throw .invalidArgument("minimum recompute ratio \(r) outside 0...1")
+        }
         for (i, piece) in pieces.enumerated() {
             guard piece.tokens >= 1 else { throw .invalidArgument("piece \(i) has no tokens") }
             if piece.kind == .cachedPrefix && i != 0 { throw .invalidArgument("a cached prefix must be the first piece") }
@@ -153,7 +166,7 @@ public struct ChunkPrefillPlan: Sendable, Equatable {
                 // Computed at this very position after this very context: its KV is what a full prefill
                 // computes, so nothing in it needs repair.
                 let exact = range.lowerBound == prefix.upperBound && v.computedAt == range.lowerBound && v.context == context
-                let budget = exact ? 0 : try! RecomputeSelection.budget(ratio: selection.ratio, tokens: piece.tokens)  // ratio checked above
+                let budget = exact ? 0 : try! RecomputeSelection.budget(ratio: ratio(of: key, selection, minimumRatios), tokens: piece.tokens)  // ratios checked above
                 reused.append(ReusedSpan(chunk: key, variant: id, tier: .device,
                                          source: v.computedAt ..< v.computedAt + v.tokens, target: range,
                                          recomputeBudget: budget, exact: exact))
@@ -166,7 +179,14 @@ public struct ChunkPrefillPlan: Sendable, Equatable {
             }
         }
         promptTokens = position
-        if case let .contextImpact(ratio) = selection { selectByContextImpact(ratio: ratio, store: store) }
+        if case let .contextImpact(ratio) = selection { selectByContextImpact(ratio: ratio, store: store, minimumRatios: minimumRatios) }
+    }
+
+    /// The ratio a span of `key` is budgeted at: the selection's, raised to `minimumRatios[key]` (not for
+    /// `.none`). O(1); no probe when `minimumRatios` is empty.
+    private func ratio(of key: ChunkKey, _ selection: TokenSelection, _ minimumRatios: [ChunkKey: Double]) -> Double {
+        guard !minimumRatios.isEmpty, selection != .none, let floor = minimumRatios[key] else { return selection.ratio }
+        return max(selection.ratio, floor)
     }
 
     /// Holds every reused variant in `store` and marks it used, as the store was when the plan was
@@ -181,15 +201,18 @@ public struct ChunkPrefillPlan: Sendable, Equatable {
 
     /// Sets each span's budget and recomputed positions for `.contextImpact`. The store's variants are live
     /// (acquired by `build`), so nothing here can fail.
-    private mutating func selectByContextImpact(ratio: Double, store: ChunkStore) {
+    private mutating func selectByContextImpact(ratio: Double, store: ChunkStore, minimumRatios: [ChunkKey: Double]) {
         let tokens = reused.map { $0.exact ? 0 : $0.target.count }
         let total = try! RecomputeSelection.budget(ratio: ratio, tokens: tokens.reduce(0, +))
         let impacts = reused.map { store.variant($0.variant)!.contextImpact ?? 0 }
         let budgets = try! RecomputeSelection.contextImpactBudgets(total, impacts: impacts, tokens: tokens)
         for i in reused.indices {
-            reused[i].recomputeBudget = budgets[i]
-            let chosen = (try! store.tokenImpact(of: reused[i].variant)).map { RecomputeSelection.topScores($0, budget: budgets[i]) }
-                ?? Array(0 ..< budgets[i])
+            // At least the budget of the chunk's minimum ratio (ratios checked by `draft`).
+            let floor = minimumRatios.isEmpty || tokens[i] == 0 ? 0
+                : minimumRatios[reused[i].chunk].map { try! RecomputeSelection.budget(ratio: $0, tokens: tokens[i]) } ?? 0
+            reused[i].recomputeBudget = max(budgets[i], floor)
+            let chosen = (try! store.tokenImpact(of: reused[i].variant)).map { RecomputeSelection.topScores($0, budget: reused[i].recomputeBudget) }
+                ?? Array(0 ..< reused[i].recomputeBudget)
             recompute.append(contentsOf: chosen.map { reused[i].target.lowerBound + $0 })
         }
     }

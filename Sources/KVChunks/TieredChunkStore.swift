@@ -21,6 +21,9 @@ import KVTiers
 ///   (`TierConfig.calibrateAtStart`: one block's host copy and codec decode) or by the configured rows.
 ///   A server wants exactly this: the estimate follows the tier's real speed under load without a probe
 ///   of its own. A tier whose every load the controller declines keeps its last estimate.
+/// - Recompute budgets: a chunk `plan` loads under a controller is budgeted at max(selection's ratio, the
+///   controller's ratio for it): loading time pays for that recompute. Chunks in the pool keep the
+///   selection's ratio. With `settlesTransfers`, where each chunk is found is the same run to run.
 /// - Cost: `insert` and `fetch` are O(blocks) plus the copies; a load waits for its transfer. Allocates
 ///   per call (keys and metadata), not a hot path. Single-threaded, like the store.
 public final class TieredChunkStore {
@@ -36,6 +39,11 @@ public final class TieredChunkStore {
     public private(set) var failedLoads = 0
     /// Spilled variants not loaded because the controller found recomputing them cheaper.
     public private(set) var declinedLoads = 0
+    /// Whether `fetch` and `plan` wait for the tiers' transfers in flight (`KVTierManager.waitForTransfers`)
+    /// before finding where a chunk is, so that which tier serves it does not depend on the timing of the
+    /// tiers' background copies (a host block on its way to disk): for runs that must reproduce exactly.
+    /// Default false: a server does not stall a prompt on unrelated copies.
+    public var settlesTransfers = false
 
     /// Where `fetch` found a chunk.
     public enum Source: Sendable, Equatable { case device, host, disk }
@@ -161,6 +169,7 @@ public final class TieredChunkStore {
             return Fetched(variant: id, source: .device, decision: nil)
         }
         guard var candidates = spilled[chunk] else { return nil }
+        if settlesTransfers { tiers.waitForTransfers() }
         candidates.removeAll { location(of: $0) == nil }
         spilled[chunk] = candidates.isEmpty ? nil : candidates
         guard let (v, source, decision) = try loadDecision(chunk, context: context, contextTokens: contextTokens, controller: controller,
@@ -225,6 +234,12 @@ public final class TieredChunkStore {
     /// a missing chunk (computed as fresh). Every chunk is decided with the same bandwidths: `host` and
     /// `disk`, or where nil `measuredTiers` read once before the first load. The plan holds its variants;
     /// `release` them with `release(plan:)`.
+    ///
+    /// Recompute budgets (CacheBlend's loading controller): the time a chunk's load takes lets more of its
+    /// tokens be recomputed at no cost, so a span of a chunk loaded for this plan under a controller is
+    /// budgeted at max(selection's ratio, its `Decision.ratio`) (`ChunkPrefillPlan.draft`'s
+    /// `minimumRatios`; not under `.none`, and 0 for an exact span). A chunk already in the pool, one
+    /// loaded without a controller, and every span of a plain store's plan keep the selection's ratio.
     /// - Throws: as `fetch` and `ChunkPrefillPlan.build`; the fetched chunks stay on the device then, unheld.
     public func plan(_ pieces: [PromptPiece], context: BlockKey, selection: TokenSelection, controller: LoadingController?,
                      host: LoadingController.Tier? = nil, disk: LoadingController.Tier? = nil) throws(ChunkError) -> ChunkPrefillPlan {
@@ -240,6 +255,7 @@ public final class TieredChunkStore {
         let host = host ?? measured?.host, disk = disk ?? measured?.disk
         var held: [ChunkVariantID] = []
         var fetchedFrom: [ChunkKey: Source] = [:]
+        var loadedRatios: [ChunkKey: Double] = [:]
         loads.removeAll(keepingCapacity: true)
         defer { for id in held { try? store.release(id) } }
         // Hold the device's chunks first, so that loading the others cannot evict them.
@@ -257,6 +273,7 @@ public final class TieredChunkStore {
                 loads[l].action = fetchedFrom[key].map { .loaded($0) } ?? .device
                 continue
             }
+            if settlesTransfers { tiers.waitForTransfers() }
             guard let (_, source, decision) = try loadDecision(key, context: context, contextTokens: promptTokens, controller: controller,
                                                                host: host, disk: disk) else { continue }
             loads[l].decision = decision
@@ -265,9 +282,10 @@ public final class TieredChunkStore {
             else { continue }
             held.append(fetched.variant)
             fetchedFrom[key] = fetched.source
+            if let ratio = fetched.decision?.ratio { loadedRatios[key] = ratio }
             loads[l].action = .loaded(fetched.source)
         }
-        var plan = try ChunkPrefillPlan.build(pieces, store: &store, context: context, selection: selection)
+        var plan = try ChunkPrefillPlan.build(pieces, store: &store, context: context, selection: selection, minimumRatios: loadedRatios)
         for i in plan.reused.indices {
             plan.reused[i].tier = fetchedFrom[plan.reused[i].chunk].map { $0 == .disk ? ChunkTier.disk : .host } ?? .device
         }

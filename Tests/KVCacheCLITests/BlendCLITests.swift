@@ -39,10 +39,10 @@ struct BlendCLITests {
     /// without `--disk-gbps` the tiers' measured bandwidths decide.
     @Test(.enabled(if: available, "the shared model and MuSiQue file are absent"))
     func tiersFetchTheStoredKVOrRecomputeAsTheControllerDecides() throws {
-        func tiered(_ diskGBps: String?) throws -> [String: Any] {
+        func tiered(_ diskGBps: String?, _ extra: [String] = []) throws -> [String: Any] {
             let o = try CLIJSONTests.json(["blend", "--model", Self.model, "--data", Self.data, "--limit", "1", "--max-tokens", "1",
                                            "--passages", "3", "--passage-tokens", "24", "--ratio", "0.15", "--select", "hkvd",
-                                           "--tiers", "--json"] + (diskGBps.map { ["--disk-gbps", $0] } ?? []))
+                                           "--tiers", "--json"] + (diskGBps.map { ["--disk-gbps", $0] } ?? []) + extra)
             let runs = try #require(o["runs"] as? [[String: Any]])
             #expect(runs.map { $0["mode"] as? String } == ["full-prefill", "prefix", "full-reuse", "blend", "blend-tiered"])
             return runs[4]
@@ -51,13 +51,22 @@ struct BlendCLITests {
         let host = fast["loaded_from_host"] as? Int ?? -1, disk = fast["loaded_from_disk"] as? Int ?? -1
         #expect(disk >= 1 && host + disk == 3 && fast["recomputed_chunks"] as? Int == 0)
         #expect(fast["fetched_kv_equal"] as? Bool == true && fast["max_logit_difference_vs_blend"] as? Double == 0)
-        // Which chunks sit on disk depends on the order of the loads (a disk load passes through host):
-        // with the slow disk, every chunk is either loaded from host or recomputed, at least one recomputed.
+        // With the slow disk, every chunk is either loaded from host or recomputed, at least one recomputed;
+        // which chunks sit on disk is the same every run, and so is the result.
         let slow = try tiered("0.000001")
         let recomputed = slow["recomputed_chunks"] as? Int ?? -1
         #expect(slow["loaded_from_disk"] as? Int == 0 && recomputed >= 1 && (slow["loaded_from_host"] as? Int ?? -1) + recomputed == 3)
         #expect(slow["fetched_kv_equal"] as? Bool == true)
         #expect(slow["disk_bandwidth"] as? String == "given" && slow["disk_bytes_per_second"] as? Double == 1000)
+        let again = try tiered("0.000001")
+        for field in ["loaded_from_host", "recomputed_chunks"] { #expect(again[field] as? Int == slow[field] as? Int, "\(field)") }
+        #expect(again["mean_kl"] as? Double == slow["mean_kl"] as? Double)
+        // A disk that loads slower than 0.15's recompute but still pays: the loaded chunks' budgets rise to the
+        // controller's ratio (the first chunk is an exact span: budget 0), so more tokens are recomputed.
+        let middling = try tiered("0.01", ["--recompute-ms-per-token", "10"])
+        #expect(middling["loaded_from_disk"] as? Int ?? 0 >= 1 && middling["recomputed_chunks"] as? Int == 0)
+        #expect(middling["raised_budgets"] as? Int ?? 0 >= 1 && fast["raised_budgets"] as? Int == 0)
+        #expect(middling["recomputed_tokens"] as? Double ?? 0 > fast["recomputed_tokens"] as? Double ?? .infinity)
         // By default the controller reads the tiers' measured bandwidths: every chunk is loaded or recomputed.
         let measured = try tiered(nil)
         #expect(measured["disk_bandwidth"] as? String == "measured" && measured["fetched_kv_equal"] as? Bool == true)

@@ -361,7 +361,8 @@ struct ChunksCABITests {
 
     /// A tiered store with a loading controller through the C ABI, in lock-step with a `TieredChunkStore`
     /// given the same operations, controller and bandwidths: seeded random puts, bandwidth changes (a
-    /// slow or fast disk, a slow or fast host) and plans; every plan's spans (chunk and tier), missing
+    /// slow disk or one slower than recompute at 0.15, a slow or fast host) and HKVD plans at 0.15; every plan's spans (chunk,
+    /// tier, and recompute budget: raised to the controller's ratio for a chunk loaded slowly), missing
     /// chunks and per-segment loads (action, tier, decision) equal, the fetched bytes those put, both
     /// valid after every step.
     @Test(arguments: [5, 6, 7] as [UInt64])
@@ -391,7 +392,7 @@ struct ChunksCABITests {
         func draw(_ n: Int) -> Int { Int(rng.next() % UInt64(n)) }
         var controller: LoadingController? = nil
         var host = LoadingController.Tier(name: "host", bytesPerSecond: 10e9), disk = LoadingController.Tier(name: "disk", bytesPerSecond: 1)
-        var decided = 0, declined = 0, loaded = 0
+        var decided = 0, declined = 0, loaded = 0, raised = 0
         for step in 0 ..< 120 {
             switch draw(10) {
             case 0 ..< 4:  // the engine computes a passage and keeps it
@@ -408,7 +409,8 @@ struct ChunksCABITests {
                 try swift.commit(id)
             case 4:  // new bandwidths, or no controller
                 host.bytesPerSecond = [1, 10e9][draw(2)]
-                disk.bytesPerSecond = [1, 1e5, 100e9][draw(3)]
+                // 1.28 MB/s: a chunk loads, slower than 2 tokens' recompute (its budget raised to the controller's ratio).
+                disk.bytesPerSecond = [1, 1e5, 1.28e6][draw(3)]
                 let none = draw(5) == 0
                 var lc = kvcache_loading_controller(recompute_seconds_per_token: 1e-4, recompute_seconds_per_context_pair: 1e-8, minimum_ratio: 0.15,
                                                     host_bytes_per_second: host.bytesPerSecond, disk_bytes_per_second: disk.bytesPerSecond)
@@ -425,16 +427,19 @@ struct ChunksCABITests {
                 }
                 var spans = [kvcache_reused_span](repeating: .init(), count: 4), recompute = [Int64](repeating: 0, count: 32)
                 var fresh = [kvcache_token_range](repeating: .init(), count: 8), out = kvcache_chunk_plan()
-                let s = kvcache_chunks_plan(c, segments, segments.count, kvcache_key(), Int32(KVCACHE_SELECT_NONE.rawValue), 0, 0, &spans, 4,
+                let s = kvcache_chunks_plan(c, segments, segments.count, kvcache_key(), Int32(KVCACHE_SELECT_HKVD.rawValue), 0.15, 0, &spans, 4,
                                             &recompute, 32, &fresh, 8, &out)
                 var loads: [TieredChunkStore.ChunkLoad] = []
-                let plan = try swift.plan(pieces, context: root, selection: TokenSelection.none, controller: controller,
+                let plan = try swift.plan(pieces, context: root, selection: .highDeviation(ratio: 0.15), controller: controller,
                                           host: controller == nil ? nil : host, disk: controller == nil ? nil : disk, loads: &loads)
                 #expect(s == 0, "step \(step)")
                 guard s == 0 else { try swift.release(plan: plan); continue }
                 #expect(out.n_spans == plan.reused.count && Int(out.missing_chunks) == plan.missingChunks, "step \(step)")
                 for (i, span) in plan.reused.enumerated() where i < out.n_spans {
                     #expect(spans[i].chunk.lo == span.chunk.bits.lo && spans[i].variant == span.variant.raw, "step \(step)")
+                    // Loaded chunks budgeted at the controller's ratio where above 0.15, on both sides alike.
+                    #expect(spans[i].recompute_budget == Int64(span.recomputeBudget), "step \(step)")
+                    if span.recomputeBudget > 2 { raised += 1 }
                     #expect(spans[i].tier == Int32([ChunkTier.device: KVCACHE_TIER_DEVICE, .host: KVCACHE_TIER_HOST, .disk: KVCACHE_TIER_DISK][span.tier]!.rawValue))
                     var back = [UInt8](repeating: 0, count: 512), n = 0
                     let p = keys.firstIndex { $0.lo == spans[i].chunk.lo }!
@@ -463,7 +468,7 @@ struct ChunksCABITests {
             #expect(kvcache_chunks_validate(c) == 0, "step \(step)")
             try swift.store.validate()
         }
-        #expect(decided > 0 && declined > 0 && loaded > 0, "decided \(decided), declined \(declined), loaded \(loaded)")
+        #expect(decided > 0 && declined > 0 && loaded > 0 && raised > 0, "decided \(decided), declined \(declined), loaded \(loaded), raised \(raised)")
     }
 
     /// The engine's device memory for `aTieredStoreOverTheEnginesMemoryCopiesThroughItsCallbacks`: blocks

@@ -178,6 +178,79 @@ import Testing
         }
     }
 
+    /// CacheBlend's loading controller: a chunk loaded from a tier slower than its recompute at the minimum
+    /// ratio is budgeted at the controller's (higher) ratio, since its load pays for that recompute; a chunk
+    /// in the pool keeps the selection's ratio, and so does every chunk without a controller. Checked under
+    /// `.highDeviation` (budgets only), `.leading` (the positions follow the budgets) and `.none`.
+    @Test func aSlowTierRaisesTheRecomputeBudgetOfLoadedChunksToTheControllersRatio() throws {
+        let slowDisk = LoadingController.Tier(name: "disk", bytesPerSecond: 1.28e6)  // 512 bytes in 0.4 ms: above 2 tokens' recompute
+        for selection in [TokenSelection.highDeviation(ratio: 0.15), .leading(ratio: 0.15), .none] {
+            for withController in [true, false] {
+                let h = try Harness()
+                for i in 0 ..< 9 { try h.put(i) }  // 6, 7, 8 on the device; 0, 1 on disk; others on host
+                h.tiered.tiers.waitForTransfers()
+                let pieces = [PromptPiece(.fresh, tokens: 3), PromptPiece(.chunk(h.chunk(8)), tokens: 8), PromptPiece(.chunk(h.chunk(5)), tokens: 8),
+                              PromptPiece(.chunk(h.chunk(0)), tokens: 8)]
+                var loads: [TieredChunkStore.ChunkLoad] = []
+                let plan = try h.tiered.plan(pieces, context: h.root, selection: selection, controller: withController ? h.controller : nil,
+                                             host: h.host, disk: slowDisk, loads: &loads)
+                try plan.validate()
+                #expect(plan.reused.map(\.tier) == [.device, .host, .disk])
+                let selected = try RecomputeSelection.budget(ratio: selection.ratio, tokens: 8)
+                if withController {
+                    let disk = try #require(loads[2].decision)
+                    #expect(loads[2].action == .loaded(.disk) && disk.load && disk.ratio > 0.15 && !disk.loadHidden)
+                    #expect(try #require(loads[1].decision).loadHidden)  // the host's load hides at the minimum ratio
+                    #expect(plan.reused[1].recomputeBudget == selected || selection == .none)
+                }
+                for (span, load) in zip(plan.reused, loads) {
+                    // The model: max(selection's ratio, the decision's) for a loaded chunk, not under `.none`.
+                    let raised = selection == .none ? nil : load.decision?.ratio
+                    let expected = try RecomputeSelection.budget(ratio: max(selection.ratio, raised ?? 0), tokens: 8)
+                    #expect(span.recomputeBudget == expected, "\(selection) \(load.action)")
+                    if case .leading = selection { #expect(plan.recompute.filter { span.target.contains($0) } == Array(span.target.prefix(expected))) }
+                }
+                #expect(plan.reused[0].recomputeBudget == selected)  // in the pool
+                if withController, selection != .none { #expect(plan.reused[2].recomputeBudget > selected) }
+                if !withController { #expect(plan.reused.allSatisfy { $0.recomputeBudget == selected }) }
+                try h.tiered.release(plan: plan)
+                // A plain plan of the same pieces, every chunk now in the pool: the selection's ratio throughout.
+                var plain = ChunkPrefillPlan()
+                try plain.draft(pieces, store: h.tiered.store, context: h.root, selection: selection)
+                #expect(plain.reused.count == 3 && plain.reused.allSatisfy { $0.recomputeBudget == selected })
+                try h.tiered.store.validate()
+            }
+        }
+    }
+
+    /// `ChunkPrefillPlan.draft`'s minimum ratios: a chunk named gets max(selection's, its own) under every
+    /// selection but `.none`, at least that under `.contextImpact`'s split, an exact span 0, and an entry
+    /// outside 0...1 is refused with the plan unchanged.
+    @Test func minimumRatiosRaiseOnlyTheChunksTheyName() throws {
+        var store = try ChunkStore(capacityBlocks: 16, blockTokens: 4)
+        let root = BlockHasher.rootKey(namespace: "floors")
+        let keys = (0 ..< 3).map { i in ChunkKey(tokens: (0 ..< 8).map { UInt32(i * 100 + $0) }, namespace: "floors") }
+        try store.insert(keys[0], tokens: 8, computedAt: 0, context: root)  // exact at 0 after an empty prefix
+        for k in keys.dropFirst() { try store.insert(k, tokens: 8, computedAt: 50, context: root, contextImpact: 1) }
+        let pieces = keys.map { PromptPiece(.chunk($0), tokens: 8) }
+        let floors = [keys[0]: 1.0, keys[1]: 0.5]
+        for selection in [TokenSelection.highDeviation(ratio: 0.25), .random(ratio: 0.25, seed: 3), .leading(ratio: 0.25), .contextImpact(ratio: 0.25), .none] {
+            var plan = ChunkPrefillPlan()
+            try plan.draft(pieces, store: store, context: root, selection: selection, minimumRatios: floors)
+            try plan.validate()
+            let budgets = plan.reused.map(\.recomputeBudget)
+            #expect(budgets[0] == 0, "\(selection): exact")
+            if selection == .none { #expect(budgets == [0, 0, 0]) } else {
+                #expect(budgets[1] == 4, "\(selection)")
+                if case .contextImpact = selection { #expect(budgets[2] >= 2 && budgets[2] <= 8) } else { #expect(budgets[2] == 2, "\(selection)") }
+            }
+            if case .random = selection { #expect(plan.recompute.count == budgets.reduce(0, +)) }
+            let before = plan
+            #expect(throws: ChunkError.self) { try plan.draft(pieces, store: store, context: root, selection: selection, minimumRatios: [keys[2]: 1.5]) }
+            #expect(plan == before)
+        }
+    }
+
     @Test func anEvictedVariantComesBackAndAnUnwrittenOneIsNeverSpilled() throws {
         let h = try Harness()
         try h.put(0)

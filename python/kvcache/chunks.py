@@ -24,7 +24,9 @@ from .tiers import TierStats, _copy_callables, _tier_stats, _tiers_config
 
 
 class ReusedSpan(NamedTuple):
-    """kvcache_reused_span: a chunk's KV placed at prompt positions target_start ..< target_start + tokens."""
+    """kvcache_reused_span: a chunk's KV placed at prompt positions target_start ..< target_start + tokens.
+    recompute_budget: the tokens to recompute, at the plan's ratio; for a chunk a tiered store loaded under
+    the loading controller, at the larger of that and the controller's ratio (ChunkLoad.ratio)."""
     chunk: tuple
     variant: int
     tier: int

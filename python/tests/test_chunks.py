@@ -1,6 +1,8 @@
 """ChunkStore over kvcache_chunks_*: a plan's spans, recomputed positions and fresh ranges, the hold until
 commit, and refused calls that change nothing."""
+import contextlib
 import ctypes as C
+import math
 
 import numpy as np
 import pytest
@@ -74,14 +76,22 @@ def test_tiered_store_serves_spilled_chunks_with_their_bytes(tmp_path):
         store.validate()
 
 
-def test_loading_controller_leaves_a_slow_disk_chunk_to_be_recomputed(tmp_path):
+@contextlib.contextmanager
+def _four_passages_in_tiers(tmp_path, namespace):
+    """A tiered store with passages 0...3 (8 tokens, KV bytes all p) put in order, and their keys: the pool
+    holds passages 2 and 3, the host 1, the disk 0."""
     with kvcache.ChunkStore.tiered(layers=2, kv_heads=1, head_dim=8, block_tokens=4, device_blocks=4, host_blocks=2,
                                    disk_directory=str(tmp_path), disk_capacity_bytes=1 << 22, workers=1,
-                                   spill_watermark=1.0, key_namespace="py-controlled") as store:
+                                   spill_watermark=1.0, key_namespace=namespace) as store:
         keys = [store.key(range(100 * p, 100 * p + 8)) for p in range(4)]
         for p in range(4):
             variant, _ = store.insert(keys[p], 8, 0)
             store.put(variant, np.full(512, p, np.uint8))
+        yield store, keys
+
+
+def test_loading_controller_leaves_a_slow_disk_chunk_to_be_recomputed(tmp_path):
+    with _four_passages_in_tiers(tmp_path, "py-controlled") as (store, keys):
         # The pool holds passages 2 and 3, the host 1, the disk 0. Recomputing a passage: 0.8 ms; loading it
         # from a 1 B/s disk: 512 s; from 10 GB/s host memory: 51 ns.
         with pytest.raises(kvcache.InvalidArgumentError):
@@ -103,6 +113,21 @@ def test_loading_controller_leaves_a_slow_disk_chunk_to_be_recomputed(tmp_path):
         plan = store.plan([("chunk", 8, keys[0])], selection=kvcache.Selection.NONE)
         assert plan.spans[0].tier == kvcache.Tier.DISK and np.array_equal(store.fetch(plan.spans[0].variant), np.zeros(512, np.uint8))
         assert store.plan_loads(plan.plan_id)[0].action == kvcache.ChunkAction.LOADED
+        store.commit(plan.plan_id)
+        store.validate()
+
+
+def test_a_chunk_loaded_slower_than_its_recompute_gets_the_controllers_ratio(tmp_path):
+    with _four_passages_in_tiers(tmp_path, "py-raised") as (store, keys):
+        # The pool holds passages 2 and 3, the host 1, the disk 0. Loading a passage from a 1.28 MB/s disk
+        # takes 0.4 ms: longer than recomputing 2 of its tokens (0.15's budget), shorter than all 8.
+        store.set_loading_controller(1e-4, host_bytes_per_second=10e9, disk_bytes_per_second=1.28e6)
+        plan = store.plan([("fresh", 3), ("chunk", 8, keys[0]), ("chunk", 8, keys[3])], ratio=0.15)
+        loads = store.plan_loads(plan.plan_id)
+        assert [s.tier for s in plan.spans] == [kvcache.Tier.DISK, kvcache.Tier.DEVICE]
+        assert loads[0].action == kvcache.ChunkAction.LOADED and loads[0].ratio > 0.15
+        assert plan.spans[0].recompute_budget == math.ceil(loads[0].ratio * 8) > 2
+        assert plan.spans[1].recompute_budget == 2  # in the pool: 0.15's
         store.commit(plan.plan_id)
         store.validate()
 

@@ -41,6 +41,8 @@ struct BlendCommand: ParsableCommand {
     var tiers = false
     @Option(name: .customLong("disk-gbps"), help: "With --tiers: the disk's read bandwidth the loading controller assumes, GB/s (an override for experiments; default: the tiers' measured bandwidth).")
     var diskGBps: Double?
+    @Option(name: .customLong("recompute-ms-per-token"), help: "With --tiers: the recompute cost the loading controller assumes, ms per token (an override, so that its decisions do not follow the run's timings; default: fitted to the run's full prefills).")
+    var recomputeMsPerToken: Double?
     @OptionGroup(title: "Report") var reportOutput: ReportOptions
     var json: Bool { reportOutput.machine }
 
@@ -75,6 +77,7 @@ struct BlendCommand: ParsableCommand {
         guard Limits.passageTokens.contains(passageTokens) else { throw ValidationError("--passage-tokens must be in \(Limits.passageTokens)") }
         guard threads.map((1 ... 1024).contains) ?? true else { throw ValidationError("--threads must be in 1...1024") }
         guard diskGBps.map({ $0.isFinite && $0 > 0 }) ?? true else { throw ValidationError("--disk-gbps must be positive") }
+        guard recomputeMsPerToken.map({ $0.isFinite && $0 > 0 }) ?? true else { throw ValidationError("--recompute-ms-per-token must be positive") }
     }
 
     /// The fixed text around the passages (ChatML, as SmolLM2-Instruct was trained).
@@ -133,7 +136,8 @@ struct BlendCommand: ParsableCommand {
 
         var modes = [Mode(name: "full-prefill"), Mode(name: "prefix"), Mode(name: "full-reuse")]
         for s in selections { for r in ratios { modes.append(Mode(name: s == .hkvd ? "blend" : s.rawValue, ratio: r)) } }
-        let tiered = try tiers ? BlendTiers(config: c, blockTokens: bt, promptBlocks: storeBlocks / 2, diskGBps: diskGBps) : nil
+        let tiered = try tiers ? BlendTiers(config: c, blockTokens: bt, promptBlocks: storeBlocks / 2, diskGBps: diskGBps,
+                                             recomputeMsPerToken: recomputeMsPerToken) : nil
         var tieredMode = Mode(name: "blend-tiered", ratio: ratios[0])
         let blendIndex = modes.firstIndex { $0.name == "blend" && $0.ratio == ratios[0] }
         let eos = tok.eosID
@@ -232,7 +236,7 @@ struct BlendCommand: ParsableCommand {
                 let outcome = try blender.execute(plan, prompt: prompt, pool: pool, blockTable: table,
                                                   source: (tiered.tiered.store, tiered.pool))
                 let elapsed = seconds(clock.now - start)
-                try tiered.check(plan, against: blender, context: context)
+                try tiered.check(plan, ratio: ratios[0], against: blender, context: context)
                 do { try tiered.tiered.release(plan: plan) } catch { throw CLIError("tiered chunk plan: \(error)") }
                 if let b = blendIndex, plan.missingChunks == 0, let same = modes[b].logits.last {
                     tiered.maxLogitDifference = max(tiered.maxLogitDifference, zip(same, outcome.logits).map { abs($0 - $1) }.max() ?? 0)
@@ -251,10 +255,10 @@ struct BlendCommand: ParsableCommand {
         if let tiered {
             modes.append(tieredMode)
             let measured = tiered.tiered.measuredTiers
-            note(String(format: "tiers: %d chunks fetched (%d from host, %d from disk), %d recomputed by the loading controller's choice, "
-                        + "%d fetched with KV unlike what was stored; max |logit - blend's logit| %.3g over the samples with every chunk loaded "
+            note(String(format: "tiers: %d chunks fetched (%d from host, %d from disk; %d with the recompute budget raised to the controller's ratio), "
+                        + "%d recomputed by the loading controller's choice, %d fetched with KV unlike what was stored; max |logit - blend's logit| %.3g over the samples with every chunk loaded "
                         + "(at the end: host %.3g GB/s measured, disk %.3g GB/s %@)",
-                        tiered.fetchedChunks, tiered.loadedFromHost, tiered.loadedFromDisk, tiered.recomputedChunks, tiered.mismatchedChunks,
+                        tiered.fetchedChunks, tiered.loadedFromHost, tiered.loadedFromDisk, tiered.raisedBudgets, tiered.recomputedChunks, tiered.mismatchedChunks,
                         Double(tiered.maxLogitDifference), measured.host.bytesPerSecond / 1e9,
                         (tiered.diskBandwidth ?? measured.disk.bytesPerSecond) / 1e9, tiered.diskBandwidth == nil ? "measured" : "given"))
         }
@@ -299,7 +303,7 @@ struct BlendCommand: ParsableCommand {
                 ("context_tokens", .double(mean(m.context.map(Double.init)))),
             ] + (m.name == "blend-tiered" ? tiers.map { t in [
                 ("loaded_from_host", .int(t.loadedFromHost)), ("loaded_from_disk", .int(t.loadedFromDisk)),
-                ("recomputed_chunks", .int(t.recomputedChunks)), ("fetched_kv_equal", .bool(t.mismatchedChunks == 0)),
+                ("recomputed_chunks", .int(t.recomputedChunks)), ("raised_budgets", .int(t.raisedBudgets)), ("fetched_kv_equal", .bool(t.mismatchedChunks == 0)),
                 ("max_logit_difference_vs_blend", .double(Double(t.maxLogitDifference))),
                 ("host_bytes_per_second", .double(t.tiered.measuredTiers.host.bytesPerSecond)),
                 ("disk_bytes_per_second", .double(t.diskBandwidth ?? t.tiered.measuredTiers.disk.bytesPerSecond)),

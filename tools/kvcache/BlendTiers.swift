@@ -20,10 +20,14 @@ import KVTiers
 /// and the logits against the device-only blend at the same ratio.
 ///
 /// The controller's inputs: the recompute cost fitted to the full prefills measured so far (seconds per
-/// token) and the tiers' read bandwidths as the tier manager measures them (`TieredChunkStore.measuredTiers`:
+/// token; or given, `--recompute-ms-per-token`) and the tiers' read bandwidths as the tier manager measures them (`TieredChunkStore.measuredTiers`:
 /// a moving average of its own timed loads, seeded by its calibration at open), or for the disk the
 /// bandwidth given (`--disk-gbps`, an override for experiments). Loads are synchronous and timed inside
-/// the prefill.
+/// the prefill. A loaded chunk's recompute budget is the controller's ratio where above `--ratio`.
+///
+/// Placement is deterministic: chunks are evicted in prompt order and the store waits for the tiers'
+/// transfers before finding each chunk (`TieredChunkStore.settlesTransfers`), so which chunks sit on
+/// host and on disk is the same every run; the measured bandwidths and recompute cost still vary.
 final class BlendTiers {
     let pool: PagedKVPool
     let tiered: TieredChunkStore
@@ -32,12 +36,16 @@ final class BlendTiers {
     let diskBandwidth: Double?
     let layers: Int
     var fittedSecondsPerToken: [Double] = []
+    /// The recompute cost given (`--recompute-ms-per-token`), or nil: fitted.
+    let givenSecondsPerToken: Double?
     /// Totals over the samples.
     var loadedFromHost = 0, loadedFromDisk = 0, recomputedChunks = 0, fetchedChunks = 0, mismatchedChunks = 0
+    /// Fetched chunks whose recompute budget the controller's ratio raised above `--ratio`'s.
+    var raisedBudgets = 0
     var maxLogitDifference: Float = 0
 
     /// A tiered store for chunks of at most `promptBlocks` blocks per prompt on `config`'s geometry.
-    init(config: LlamaConfig, blockTokens: Int, promptBlocks: Int, diskGBps: Double?) throws {
+    init(config: LlamaConfig, blockTokens: Int, promptBlocks: Int, diskGBps: Double?, recomputeMsPerToken: Double? = nil) throws {
         pool = PagedKVPool(config: config, blockTokens: blockTokens, capacityBlocks: promptBlocks)
         directory = TempDirectory("kvcache-blend-tiers")
         let layout = pool.geometry
@@ -53,7 +61,9 @@ final class BlendTiers {
         do {
             tiered = try TieredChunkStore(store: try ChunkStore(capacityBlocks: promptBlocks, blockTokens: blockTokens), tiers: manager)
         } catch { throw CLIError("tiers: \(error)") }
+        tiered.settlesTransfers = true  // the same chunks on host and on disk every run
         diskBandwidth = diskGBps.map { $0 * 1e9 }
+        givenSecondsPerToken = recomputeMsPerToken.map { $0 * 1e-3 }
         layers = config.layers
     }
 
@@ -112,15 +122,15 @@ final class BlendTiers {
                 staged.append(id)
             } catch { throw CLIError("tiers: \(error)") }
         }
-        for id in Set(staged) where tiered.store.variant(id) != nil {
+        for (i, id) in staged.enumerated() where !staged[..<i].contains(id) && tiered.store.variant(id) != nil {  // in prompt order
             do { try tiered.evict(id) } catch { throw CLIError("tiers: \(error)") }
         }
         tiered.tiers.waitForTransfers()
     }
 
-    /// The controller for this sample: the recompute cost fitted to the full prefills so far.
+    /// The controller for this sample: the recompute cost given, else fitted to the full prefills so far.
     func controller(kvBytesPerToken: Int) throws -> LoadingController {
-        let perToken = fittedSecondsPerToken.sorted()[fittedSecondsPerToken.count / 2]
+        let perToken = givenSecondsPerToken ?? fittedSecondsPerToken.sorted()[fittedSecondsPerToken.count / 2]
         do {
             return try LoadingController(cost: try RecomputeCost(secondsPerToken: perToken, secondsPerContextPair: 0), layers: layers,
                                          kvBytesPerToken: kvBytesPerToken)
@@ -130,11 +140,13 @@ final class BlendTiers {
     /// The disk tier the controller is given: the override, or nil for the measured one.
     var diskTier: LoadingController.Tier? { diskBandwidth.map { .init(name: "disk", bytesPerSecond: $0) } }
 
-    /// Counts one executed plan's spans and checks the fetched KV against the blender's store.
-    func check(_ plan: ChunkPrefillPlan, against blender: ChunkBlender, context: BlockKey) throws {
+    /// Counts one executed plan's spans and checks the fetched KV against the blender's store; `ratio` is
+    /// the selection's.
+    func check(_ plan: ChunkPrefillPlan, ratio: Double, against blender: ChunkBlender, context: BlockKey) throws {
         for span in plan.reused where span.tier != .device {
             if span.tier == .host { loadedFromHost += 1 } else { loadedFromDisk += 1 }
             fetchedChunks += 1
+            if !span.exact, span.recomputeBudget > (try RecomputeSelection.budget(ratio: ratio, tokens: span.target.count)) { raisedBudgets += 1 }
             guard let source = blender.store.find(span.chunk, context: context) else { continue }
             let same = try Self.sameRows(pool, tiered.store.blocks(of: span.variant), blender.storePool, blender.store.blocks(of: source),
                                          tokens: span.target.count)

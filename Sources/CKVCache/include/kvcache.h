@@ -640,7 +640,10 @@ typedef struct kvcache_reused_span {
     int64_t source_start;
     int64_t target_start;
     int64_t tokens;
-    /** Tokens of the span to recompute. */
+    /** Tokens of the span to recompute: ceil(ratio x tokens), 0 when exact; for a chunk a tiered store
+     *  loaded for this plan under a loading controller (kvcache_chunks_set_loading_controller), at the
+     *  larger of `ratio` and the controller's ratio for it (the load's time pays for that recompute;
+     *  not under KVCACHE_SELECT_NONE). */
     int64_t recompute_budget;
 } kvcache_reused_span;
 
@@ -1119,8 +1122,9 @@ kvcache_status kvcache_chunks_get_tier_stats(kvcache_chunks_t *chunks, kvcache_c
 /** CacheBlend's loading controller for a tiered store's plans. Per chunk a tier holds whole, it models
  *  loading the chunk's KV pipelined layer by layer under the selective recompute (the engine loads layer
  *  l + 1 while it recomputes layer l) and loads only when that is no slower than recomputing every token
- *  of the chunk; otherwise the chunk stays in its tier and the plan computes it as fresh. Host is tried
- *  before disk where both hold it. Times are modelled from the recompute cost and the tiers' read
+ *  of the chunk; otherwise the chunk stays in its tier and the plan computes it as fresh. A loaded
+ *  chunk's span is budgeted at the larger of the plan's ratio and the controller's (recompute raised
+ *  until it takes as long as the load). Host is tried before disk where both hold it. Times are modelled from the recompute cost and the tiers' read
  *  bandwidths; layers and KV bytes per token are the store's geometry. */
 typedef struct kvcache_loading_controller {
     /** The recompute cost: seconds per recomputed token and per attended (token, context token) pair,
