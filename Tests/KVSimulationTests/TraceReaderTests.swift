@@ -241,6 +241,37 @@ func fixture(_ name: String) throws -> String {
         #expect(throws: DataError.self) { try ByteSource(path: "/dev/zero") }
     }
 
+    @Test func lineOfManyValuesIsRefusedBeforeDecoding() throws {
+        // 512 tokens per block: a request holds at most 32,768 ids, so a line of more values is refused
+        // by counting, before the decoder sees it; with --skip-bad-lines it is skipped the same way.
+        let ids = Array(repeating: "1", count: 40_000).joined(separator: ",")
+        let line = #"{"timestamp": 0, "input_length": 512, "output_length": 1, "hash_ids": ["# + ids + "]}"
+        let good = #"{"timestamp": 1, "input_length": 512, "output_length": 1, "hash_ids": [1]}"#
+        #expect(throws: DataError.badLine(path: "t.jsonl", line: 1, reason: "more than 32832 JSON values in one line (the limit)")) {
+            try mooncake([line])
+        }
+        let skipped = try mooncake([line, good], skip: true)
+        #expect(skipped.requests.count == 1 && skipped.skippedLines == 1)
+        // The format is still detected from such a first line, and gzip reads the same.
+        #expect(try detect(line) == .mooncake)
+    }
+
+    @Test func valueCountMatchesTheValuesOutsideStrings() {
+        // Cross-check against a count of the JSON written: commas and brackets inside strings do not count.
+        let cases: [(String, Int)] = [
+            ("{}", 2), ("[1,2,3]", 4), (#"{"a": "x,y[{", "b": [1, 2]}"#, 5), (#"{"a": "\"", "b": 1}"#, 3),
+            (#"{"a": "\\", "b": [1]}"#, 4),
+        ]
+        for (text, expected) in cases {
+            #expect(JSONLines.valueCount(ArraySlice(text.utf8), stoppingAfter: 100) == expected, "\(text)")
+        }
+        #expect(JSONLines.valueCount(ArraySlice("[1,2,3,4,5]".utf8), stoppingAfter: 3) == 4)
+        // The newline finder agrees with a plain search.
+        let bytes = Array("ab\ncd\n".utf8)
+        #expect(JSONLines.newline(in: bytes, from: 0) == 2 && JSONLines.newline(in: bytes, from: 3) == 5)
+        #expect(JSONLines.newline(in: bytes, from: 6) == 6 && JSONLines.newline(in: [], from: 0) == 0)
+    }
+
     @Test func detectionHoldsOnlyTheFirstLine() throws {
         // Many blank lines, then a header: found without holding the blanks.
         let text = String(repeating: "\n", count: 200_000) + "arrived_at,num_prefill_tokens,num_decode_tokens\n1,2,3\n"
