@@ -272,6 +272,22 @@ func fixture(_ name: String) throws -> String {
         #expect(JSONLines.newline(in: bytes, from: 6) == 6 && JSONLines.newline(in: [], from: 0) == 0)
     }
 
+    @Test func outputFolderIsMadeOrRefusedInWords() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("kv-folder-\(UInt64.random(in: 0...UInt64.max))").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try OutputFolder.create(root + "/a/b/c/")
+        var info = stat()
+        #expect(stat(root + "/a/b/c", &info) == 0 && info.st_mode & S_IFMT == S_IFDIR)
+        try OutputFolder.create(root + "/a/b")   // exists: fine
+        #expect(FileManager.default.createFile(atPath: root + "/file", contents: Data()))
+        #expect(symlink(root + "/a", root + "/link") == 0)
+        let notAFolder = "exists and is not a folder (a file, symlink, device or FIFO)"
+        #expect(throws: DataError.cannotWrite(path: root + "/file", reason: notAFolder)) { try OutputFolder.create(root + "/file") }
+        #expect(throws: DataError.cannotWrite(path: root + "/link", reason: notAFolder)) { try OutputFolder.create(root + "/link") }
+        #expect(throws: DataError.cannotWrite(path: root + "/file/sub", reason: "Not a directory")) { try OutputFolder.create(root + "/file/sub") }
+        #expect(throws: DataError.self) { try OutputFolder.create("") }
+    }
+
     @Test func detectionHoldsOnlyTheFirstLine() throws {
         // Many blank lines, then a header: found without holding the blanks.
         let text = String(repeating: "\n", count: 200_000) + "arrived_at,num_prefill_tokens,num_decode_tokens\n1,2,3\n"
