@@ -1,7 +1,7 @@
 import Foundation
 import KVCache
 import Testing
-import KVData
+@testable import KVData
 import KVScheduler
 @testable import KVSimulation
 
@@ -254,6 +254,41 @@ func fixture(_ name: String) throws -> String {
         #expect(skipped.requests.count == 1 && skipped.skippedLines == 1)
         // The format is still detected from such a first line, and gzip reads the same.
         #expect(try detect(line) == .mooncake)
+    }
+
+    /// The one-pass Mooncake scanner never accepts a line the decoder refuses and, when it accepts one,
+    /// reads the same numbers (cross-check on spellings JSON allows and refuses).
+    @Test func mooncakeScannerAgreesWithTheDecoder() throws {
+        struct Row: Decodable, Equatable { var timestamp: Double; var input_length: Int; var output_length: Int; var hash_ids: [Int64] }
+        let lines = [
+            #"{"timestamp": 27482, "input_length": 6955, "output_length": 52, "hash_ids": [46, 47, 48]}"#,
+            #" { "hash_ids" : [ ] , "output_length":0,"input_length":0,"timestamp":-1.5e3 } "#,
+            #"{"timestamp": 1.0E+2, "input_length": 1, "output_length": 1, "hash_ids": [-0, 9007199254740993]}"#,
+            #"{"timestamp": 01, "input_length": 1, "output_length": 1, "hash_ids": [1]}"#,
+            #"{"timestamp": 1., "input_length": 1, "output_length": 1, "hash_ids": [1]}"#,
+            #"{"timestamp": .5, "input_length": 1, "output_length": 1, "hash_ids": [1]}"#,
+            #"{"timestamp": +1, "input_length": 1, "output_length": 1, "hash_ids": [1]}"#,
+            #"{"timestamp": 1, "input_length": 1.0, "output_length": 1, "hash_ids": [1]}"#,
+            #"{"timestamp": 1, "input_length": 1, "output_length": 1, "hash_ids": [1,]}"#,
+            #"{"timestamp": 1, "input_length": 1, "output_length": 1, "hash_ids": [1 2]}"#,
+            #"{"timestamp": 1, "input_length": 1, "output_length": 1}"#,
+            #"{"timestamp": 1, "input_length": 1, "output_length": 1, "hash_ids": [1], "x": 2}"#,
+            #"{"timestamp": 1, "input_length": 1, "output_length": 1, "hash_ids": [1]} x"#,
+            #"{"timestamp": 1, "input_length": 99999999999999999999, "output_length": 1, "hash_ids": [1]}"#,
+            #"{"time\u0073tamp": 1, "input_length": 1, "output_length": 1, "hash_ids": [1]}"#,
+            #"{"timestamp": 1, "input_length": 1, "output_length": 1, "hash_ids": [1], "timestamp": 2}"#,
+        ]
+        var accepted = 0
+        for text in lines {
+            let bytes = ArraySlice(text.utf8)
+            let decoded = try? JSONDecoder().decode(Row.self, from: Data(bytes))
+            guard let fast = MooncakeRowScanner.scan(bytes, maxIDs: 100) else { continue }
+            accepted += 1
+            #expect(decoded == Row(timestamp: fast.timestamp, input_length: fast.inputLength, output_length: fast.outputLength,
+                                   hash_ids: fast.hashIDs), "\(text)")
+        }
+        #expect(accepted == 3)
+        #expect(MooncakeRowScanner.scan(ArraySlice(lines[0].utf8), maxIDs: 2) == nil)
     }
 
     @Test func valueCountMatchesTheValuesOutsideStrings() {

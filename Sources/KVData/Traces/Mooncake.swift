@@ -10,7 +10,8 @@
 /// first, or has `hash_ids.count != ceil(input_length / blockTokens)`: a
 /// `DataError.badLine` naming the file and the 1-based line (or, with `skipBadLines`, the line is
 /// counted and skipped). A line of more JSON values than the longest request's ids plus
-/// `DataLimits.maxScalarFields` is refused before it is decoded. Blank lines are ignored. O(file size); memory holds the requests.
+/// `DataLimits.maxScalarFields` is refused before it is decoded; a line in the traces' own shape is read by
+/// `MooncakeRowScanner`, any other by `JSONDecoder`. Blank lines are ignored. O(file size); memory holds the requests.
 public enum Mooncake {
     private struct Row: Decodable {
         var timestamp: Double
@@ -41,8 +42,13 @@ public enum Mooncake {
             }
             let row: Row
             do throws(DataError) {
-                row = try JSONLines.decode(Row.self, line, path: path, line: lineNumber,
-                                           maxValues: idsPerRecord + DataLimits.maxScalarFields)
+                if let fast = MooncakeRowScanner.scan(line, maxIDs: idsPerRecord) {
+                    row = Row(timestamp: fast.timestamp, input_length: fast.inputLength, output_length: fast.outputLength,
+                              hash_ids: fast.hashIDs)
+                } else {
+                    row = try JSONLines.decode(Row.self, line, path: path, line: lineNumber,
+                                               maxValues: idsPerRecord + DataLimits.maxScalarFields)
+                }
             } catch {
                 try sink.report(error)
                 return
