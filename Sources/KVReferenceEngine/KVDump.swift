@@ -38,11 +38,13 @@ public enum KVDump {
     }
 
     /// Writes `blockTable`'s first `ceil(tokens / blockTokens)` blocks and the manifest into `directory`
-    /// (created if needed).
+    /// (created if needed by `OutputFolder`; each file goes through `OutputFile`: temporary file, fsync,
+    /// rename; a link, device, FIFO or folder in a file's place is refused, never replaced).
+    /// - Throws: `DataError.cannotWrite` naming the folder or file, or `LoadError`.
     /// - Returns: the manifest written.
     public static func write(pool: PagedKVPool, blockTable: [BlockID], tokens: Int, model: String,
                              dtype: DType, to directory: URL) throws -> Manifest {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try OutputFolder.create(directory.path)
         let bt = pool.blockTokens
         let count = (tokens + bt - 1) / bt
         guard tokens >= 1, count <= blockTable.count, blockTable.prefix(count).allSatisfy(pool.contains) else {
@@ -85,8 +87,10 @@ public enum KVDump {
     public enum LoadError: Error, Equatable, CustomStringConvertible {
         case shapeMismatch(String)
         case badBlockFile(String)
+        case badManifest(String)
         public var description: String {
             switch self {
+            case let .badManifest(why): "bad KV dump manifest: \(why)"
             case let .shapeMismatch(why): "KV dump does not fit the pool: \(why)"
             case let .badBlockFile(why): "bad KV block file: \(why)"
             }
@@ -95,7 +99,33 @@ public enum KVDump {
 
     /// Reads the manifest in `directory`.
     public static func readManifest(in directory: URL) throws -> Manifest {
-        try JSONDecoder().decode(Manifest.self, from: Data(contentsOf: directory.appendingPathComponent("manifest.json")))
+        let path = directory.appendingPathComponent("manifest.json").path
+        let m: Manifest
+        do { m = try JSONDecoder().decode(Manifest.self, from: Data(RegularFile.readAll(path, maxBytes: maxManifestBytes))) }
+        catch let error as DataError { throw error }
+        catch { throw LoadError.badManifest("\(path): \(JSONLines.describe(error))") }
+        // Every number sizes an allocation or a loop later: bounded here, where it enters.
+        let shapes = [m.layers, m.kvHeads, m.headDim, m.blockTokens]
+        guard shapes.allSatisfy({ (1 ... 1 << 16).contains($0) }), (1 ... 1 << 30).contains(m.bytesPerBlock),
+              m.promptTokens >= 0, m.blocks.count <= maxBlocks,
+              m.blocks.allSatisfy({ !$0.file.isEmpty && !$0.file.contains("/") && $0.file != ".." && (0 ... m.blockTokens).contains($0.tokens) })
+        else {
+            throw LoadError.badManifest("\(path): a shape outside 1...65536, a block size outside 1...2^30, more than \(maxBlocks) blocks, or a block file that is not a plain name in the folder")
+        }
+        return m
+    }
+
+    /// The largest manifest read: 64 MiB.
+    public static let maxManifestBytes = 1 << 26
+    /// Most blocks one dump may list: 2^20.
+    public static let maxBlocks = 1 << 20
+
+    /// The bytes of a block file named by a manifest, refused unless they are exactly `bytes` long.
+    public static func readBlock(_ name: String, in directory: URL, bytes: Int) throws -> [UInt8] {
+        let path = directory.appendingPathComponent(name).path
+        let data = try RegularFile.readAll(path, maxBytes: bytes)
+        guard data.count == bytes else { throw LoadError.badBlockFile("\(path) has \(data.count) bytes, expected \(bytes)") }
+        return data
     }
 
     /// Loads the dumped blocks in `directory` into `blockTable`'s blocks of `pool` (block i of the dump
@@ -116,11 +146,7 @@ public enum KVDump {
         let expected = pool.floatsPerBlock * m.dtype.bytes
         var contents: [Data] = []
         for b in m.blocks {
-            let data = try Data(contentsOf: directory.appendingPathComponent(b.file))
-            guard data.count == expected else {
-                throw LoadError.badBlockFile("\(b.file) has \(data.count) bytes, expected \(expected)")
-            }
-            contents.append(data)
+            contents.append(Data(try readBlock(b.file, in: directory, bytes: expected)))
         }
         for (i, data) in contents.enumerated() {
             pool.withMutableBlockBytes(blockTable[i]) { dst in

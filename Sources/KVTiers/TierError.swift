@@ -45,6 +45,7 @@ extension TierError {
         case .system(let call, let code) where !call.contains(path): .system(call: "\(call) \(path)", errno: code)
         case .corrupt(let m) where !m.contains(path): .corrupt("\(path): \(m)")
         case .zstd(let call, let code, let name): .zstd(call: "\(call) (\(path))", code: code, name: name)
+        case .invalidArgument(let m) where !m.contains(path): .invalidArgument("\(path): \(m)")
         default: self
         }
     }

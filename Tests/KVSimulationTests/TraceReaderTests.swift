@@ -1,7 +1,7 @@
 import Foundation
 import KVCache
 import Testing
-import KVData
+@testable import KVData
 import KVScheduler
 @testable import KVSimulation
 
@@ -239,6 +239,88 @@ func fixture(_ name: String) throws -> String {
         }
         #expect(throws: DataError.cannotRead(path: folder, reason: "is a folder, not a file")) { try ByteSource(path: folder) }
         #expect(throws: DataError.self) { try ByteSource(path: "/dev/zero") }
+    }
+
+    @Test func lineOfManyValuesIsRefusedBeforeDecoding() throws {
+        // 512 tokens per block: a request holds at most 32,768 ids, so a line of more values is refused
+        // by counting, before the decoder sees it; with --skip-bad-lines it is skipped the same way.
+        let ids = Array(repeating: "1", count: 40_000).joined(separator: ",")
+        let line = #"{"timestamp": 0, "input_length": 512, "output_length": 1, "hash_ids": ["# + ids + "]}"
+        let good = #"{"timestamp": 1, "input_length": 512, "output_length": 1, "hash_ids": [1]}"#
+        #expect(throws: DataError.badLine(path: "t.jsonl", line: 1, reason: "more than 32832 JSON values in one line (the limit)")) {
+            try mooncake([line])
+        }
+        let skipped = try mooncake([line, good], skip: true)
+        #expect(skipped.requests.count == 1 && skipped.skippedLines == 1)
+        // The format is still detected from such a first line, and gzip reads the same.
+        #expect(try detect(line) == .mooncake)
+    }
+
+    /// The one-pass Mooncake scanner never accepts a line the decoder refuses and, when it accepts one,
+    /// reads the same numbers (cross-check on spellings JSON allows and refuses).
+    @Test func mooncakeScannerAgreesWithTheDecoder() throws {
+        struct Row: Decodable, Equatable { var timestamp: Double; var input_length: Int; var output_length: Int; var hash_ids: [Int64] }
+        let lines = [
+            #"{"timestamp": 27482, "input_length": 6955, "output_length": 52, "hash_ids": [46, 47, 48]}"#,
+            #" { "hash_ids" : [ ] , "output_length":0,"input_length":0,"timestamp":-1.5e3 } "#,
+            #"{"timestamp": 1.0E+2, "input_length": 1, "output_length": 1, "hash_ids": [-0, 9007199254740993]}"#,
+            #"{"timestamp": 01, "input_length": 1, "output_length": 1, "hash_ids": [1]}"#,
+            #"{"timestamp": 1., "input_length": 1, "output_length": 1, "hash_ids": [1]}"#,
+            #"{"timestamp": .5, "input_length": 1, "output_length": 1, "hash_ids": [1]}"#,
+            #"{"timestamp": +1, "input_length": 1, "output_length": 1, "hash_ids": [1]}"#,
+            #"{"timestamp": 1, "input_length": 1.0, "output_length": 1, "hash_ids": [1]}"#,
+            #"{"timestamp": 1, "input_length": 1, "output_length": 1, "hash_ids": [1,]}"#,
+            #"{"timestamp": 1, "input_length": 1, "output_length": 1, "hash_ids": [1 2]}"#,
+            #"{"timestamp": 1, "input_length": 1, "output_length": 1}"#,
+            #"{"timestamp": 1, "input_length": 1, "output_length": 1, "hash_ids": [1], "x": 2}"#,
+            #"{"timestamp": 1, "input_length": 1, "output_length": 1, "hash_ids": [1]} x"#,
+            #"{"timestamp": 1, "input_length": 99999999999999999999, "output_length": 1, "hash_ids": [1]}"#,
+            #"{"time\u0073tamp": 1, "input_length": 1, "output_length": 1, "hash_ids": [1]}"#,
+            #"{"timestamp": 1, "input_length": 1, "output_length": 1, "hash_ids": [1], "timestamp": 2}"#,
+        ]
+        var accepted = 0
+        for text in lines {
+            let bytes = ArraySlice(text.utf8)
+            let decoded = try? JSONDecoder().decode(Row.self, from: Data(bytes))
+            guard let fast = MooncakeRowScanner.scan(bytes, maxIDs: 100) else { continue }
+            accepted += 1
+            #expect(decoded == Row(timestamp: fast.timestamp, input_length: fast.inputLength, output_length: fast.outputLength,
+                                   hash_ids: fast.hashIDs), "\(text)")
+        }
+        #expect(accepted == 3)
+        #expect(MooncakeRowScanner.scan(ArraySlice(lines[0].utf8), maxIDs: 2) == nil)
+    }
+
+    @Test func valueCountMatchesTheValuesOutsideStrings() {
+        // Cross-check against a count of the JSON written: commas and brackets inside strings do not count.
+        let cases: [(String, Int)] = [
+            ("{}", 2), ("[1,2,3]", 4), (#"{"a": "x,y[{", "b": [1, 2]}"#, 5), (#"{"a": "\"", "b": 1}"#, 3),
+            (#"{"a": "\\", "b": [1]}"#, 4),
+        ]
+        for (text, expected) in cases {
+            #expect(JSONLines.valueCount(ArraySlice(text.utf8), stoppingAfter: 100) == expected, "\(text)")
+        }
+        #expect(JSONLines.valueCount(ArraySlice("[1,2,3,4,5]".utf8), stoppingAfter: 3) == 4)
+        // The newline finder agrees with a plain search.
+        let bytes = Array("ab\ncd\n".utf8)
+        #expect(JSONLines.newline(in: bytes, from: 0) == 2 && JSONLines.newline(in: bytes, from: 3) == 5)
+        #expect(JSONLines.newline(in: bytes, from: 6) == 6 && JSONLines.newline(in: [], from: 0) == 0)
+    }
+
+    @Test func outputFolderIsMadeOrRefusedInWords() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("kv-folder-\(UInt64.random(in: 0...UInt64.max))").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try OutputFolder.create(root + "/a/b/c/")
+        var info = stat()
+        #expect(stat(root + "/a/b/c", &info) == 0 && info.st_mode & S_IFMT == S_IFDIR)
+        try OutputFolder.create(root + "/a/b")   // exists: fine
+        #expect(FileManager.default.createFile(atPath: root + "/file", contents: Data()))
+        #expect(symlink(root + "/a", root + "/link") == 0)
+        let notAFolder = "exists and is not a folder (a file, symlink, device or FIFO)"
+        #expect(throws: DataError.cannotWrite(path: root + "/file", reason: notAFolder)) { try OutputFolder.create(root + "/file") }
+        #expect(throws: DataError.cannotWrite(path: root + "/link", reason: notAFolder)) { try OutputFolder.create(root + "/link") }
+        #expect(throws: DataError.cannotWrite(path: root + "/file/sub", reason: "Not a directory")) { try OutputFolder.create(root + "/file/sub") }
+        #expect(throws: DataError.self) { try OutputFolder.create("") }
     }
 
     @Test func detectionHoldsOnlyTheFirstLine() throws {

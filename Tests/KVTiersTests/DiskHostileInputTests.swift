@@ -52,6 +52,35 @@ struct DiskHostileInputTests {
         close(fd)
     }
 
+    /// Every refusal `put` and `read` return names the file or, with no file involved, the directory.
+    @Test func putAndReadErrorsNameTheirFile() throws {
+        let dir = TempDirectory()
+        let store = try DiskBlockStore(config(dir.path, WarningLog()))
+        #expect(put(store, testKey(0)) == .stored)
+        func message(_ outcome: DiskPutOutcome) -> String? {
+            if case .notStored(let e) = outcome { return e.description } else { return nil }
+        }
+        let odd = [UInt8](repeating: 0, count: layout.bytesPerBlock + 2)
+        let tooLarge = message(odd.withUnsafeBytes { store.put(testKey(1), bytes: $0) })
+        #expect(tooLarge?.contains(dir.path) == true)
+        // A flipped payload byte: the miss names the segment and the offset.
+        let segment = dir.path + "/" + DiskBlockStore.segmentName(1)
+        flipByte(segment, at: DiskRecordFormat.headerSize + 3)
+        var out = [UInt8](repeating: 0, count: layout.bytesPerBlock)
+        let read = out.withUnsafeMutableBytes { store.read(testKey(0), into: $0) }
+        guard case .corrupt(let why) = read else { Issue.record("a damaged record was served: \(read)"); return }
+        #expect(why.hasPrefix("\(segment) at offset 0: "))
+        store.close()
+        #expect(message(put(store, testKey(2)))?.contains(dir.path) == true)
+        // A store too small for one record.
+        let tinyDir = TempDirectory()
+        var tiny = config(tinyDir.path, WarningLog())
+        tiny.capacityBytes = 16
+        let small = try DiskBlockStore(tiny)
+        #expect(message(put(small, testKey(3)))?.contains(tiny.directory) == true)
+        small.close()
+    }
+
     @Test func emptySegmentWithTheLargestIDIsSkipped() throws {
         let dir = TempDirectory()
         try populated(dir.path, blocks: 3)

@@ -64,6 +64,15 @@ struct DiskRecordFormatTests {
             }
             let damaged = touched.contains(true)
             if damaged { #expect(found.corrupt > 0) }
+            // The window that slides along a segment on open finds exactly what one whole read finds,
+            // even when it holds little more than one record (so most records start near its end).
+            let whole = segment.withUnsafeBytes { DiskRecordFormat.scan($0, maxRaw: 400) }
+            let windowed = segment.withUnsafeBytes { DiskRecordFormat.scan($0, maxRaw: 400, windowBytes: 1) }
+            #expect(DiskRecordFormat.largestRecord(maxRaw: 400) < 1024)   // segments of about 2.5 KB: several windows
+            #expect(windowed.records.map(\.offset) == whole.records.map(\.offset))
+            #expect(windowed.records.map(\.header) == whole.records.map(\.header))
+            #expect(windowed.corrupt == whole.corrupt && windowed.badRanges == whole.badRanges
+                    && windowed.tornTail == whole.tornTail && windowed.size == segment.count)
         }
     }
 

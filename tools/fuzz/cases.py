@@ -279,6 +279,143 @@ def kv_dump_flags(rng, folder, fx):
     return argv + ["--json"]
 
 
+def replay_many_values(rng, folder, fx):
+    """A JSONL trace whose first or a later line holds hundreds of thousands to millions of values
+    (hash ids, token ids, samples), sometimes gzip-compressed: refused by counting, in seconds."""
+    n = rng.choice([40_000, 300_000, 2_100_000, 1 << 24])
+    ids = ",".join(["7"] * n)
+    kind = rng.choice(["mooncake", "mooncake", "marconi", "castillo", "sharegpt", "ragpulse"])
+    big = {
+        "mooncake": '{"timestamp": 1, "input_length": %d, "output_length": 1, "hash_ids": [%s]}' % (min(n, 1 << 24), ids),
+        "marconi": '{"session_id": 0, "turn_id": 0, "ts": 1, "num_input_tokens": %d, "num_output_tokens": 0, '
+                   '"input_tokens": [%s], "output_tokens": []}' % (n, ids),
+        "castillo": '{"prompt_id": "p", "model": "m", "input_size": 5, "output_sizes": [%s]}' % ids,
+        "sharegpt": '{"id": "x", "conversations": [%s]}' % ",".join(['{"from": "human", "value": "a"}'] * (n // 8)),
+        "ragpulse": '{"timestamp": 1, "input_length": 5, "output_length": 1, "session_id": "s", '
+                    '"hash_ids": {"passages_ids": [%s]}}' % ids,
+    }[kind]
+    good = '{"timestamp": 0, "input_length": 1, "output_length": 1, "hash_ids": [1]}'
+    lines = [big] if rng.random() < 0.5 else [good, big, big]
+    path = os.path.join(folder, "many.jsonl")
+    with open(path, "w") as f:
+        f.write("\n".join(lines * rng.choice([1, 1, 4])) + "\n")
+    if rng.random() < 0.5:
+        path = formats.gzip_file(rng, path)
+    argv = ["replay", "--trace", path, "--mode", "sequential", "--capacity-blocks", "32"]
+    if kind == "mooncake" or rng.random() < 0.3:
+        argv += ["--block-tokens", rng.choice(["1", "16", "512"])]
+    if rng.random() < 0.5:
+        argv.append("--skip-bad-lines")
+    return argv + ["--json"]
+
+
+def replay_order_flags(rng, folder, fx):
+    """Timed replay with the cache-aware order, aging, host swap and the hybrid/knowledge-tree flags at extremes."""
+    argv = ["replay", "--mode", "timed", "--limit", "40", "--order", rng.choice(["cache-aware", "fcfs", "spf", "cache-aware,"]),
+            "--aging-s", values.flag_number(rng)]
+    argv += numeric_flags(rng, ["--cpu-gib", "--swap-gib", "--kv-gib", "--max-running", "--max-batched-tokens",
+                                "--mixed-step-tokens", "--arrival-rate", "--think-time-s"], rng.randint(1, 3))
+    if rng.random() < 0.3:
+        argv += ["--model", rng.choice(["jamba-hybrid", "llama-3-8b", "x", ""])]
+    if rng.random() < 0.2:
+        argv.append("--no-session-gating")
+    return argv + ["--json"]
+
+
+def replay_tree_flags(rng, folder, fx):
+    """The knowledge-tree and Pensieve replays with extreme sizes and odd layouts."""
+    if rng.random() < 0.5:
+        argv = ["replay", "--knowledge-tree", "--tree-layout", rng.choice(["", "x", "gpu,host", "host"])]
+        argv += numeric_flags(rng, ["--capacity-blocks", "--tree-host-blocks", "--tree-block-tokens"], rng.randint(1, 2))
+    else:
+        argv = ["replay", "--pensieve"]
+        argv += numeric_flags(rng, ["--capacity-blocks", "--pensieve-host-chunks", "--pensieve-chunk-tokens",
+                                    "--pensieve-swap-threshold", "--pensieve-think-s", "--pensieve-conversation-gap-s"],
+                              rng.randint(1, 3))
+    return argv + ["--json"]
+
+
+def blend_tiers(rng, folder, fx):
+    """kvcache blend with the tiered fetch model: --tiers lists and extreme --disk-gbps."""
+    if "model" not in fx:
+        return None
+    argv = ["blend", "--model", fx["model"], "--data", formats.make_rag_samples(rng, folder), "--limit", "1",
+            "--max-tokens", "1", "--passages", "2", "--passage-tokens", "8", "--threads", "1",
+            "--tiers", rng.choice(["host,disk", "disk", "", "x", "host,host", "gpu,host,disk", ","]),
+            "--disk-gbps", values.flag_number(rng)]
+    return argv + (["--json"] if rng.random() < 0.5 else [])
+
+
+def kv_dump_dir(rng, folder, fx):
+    """A hostile kv-dump directory fed to `bench tiers --kv-dir`: a manifest that lies about its blocks
+    (huge counts and shapes, names leaving the folder, wrong sizes), block files that are FIFOs or devices,
+    a manifest that is a FIFO, a huge file or not JSON."""
+    d = os.path.join(folder, "dump")
+    os.makedirs(d, exist_ok=True)
+    layers, heads, dim, bt = 2, 2, 16, 8
+    block_bytes = layers * 2 * heads * dim * bt * 2
+    blocks = [{"file": "block-%05d.bin" % i, "index": i, "tokens": bt} for i in range(3)]
+    for b in blocks:
+        with open(os.path.join(d, b["file"]), "wb") as f:
+            f.write(bytes(rng.getrandbits(8) for _ in range(block_bytes)))
+    m = {"format": "kvcache-kv-dump-v1", "model": "m", "dtype": "f16", "layers": layers, "kvHeads": heads,
+         "headDim": dim, "blockTokens": bt, "bytesPerBlock": block_bytes, "promptTokens": 24, "blocks": blocks}
+    for _ in range(rng.randint(1, 3)):
+        key = rng.choice(["layers", "kvHeads", "headDim", "blockTokens", "bytesPerBlock", "promptTokens", "blocks", "file", "tokens", "dtype"])
+        if key == "blocks":
+            m["blocks"] = blocks * rng.choice([0, 2, 100_000, 1_100_000])
+        elif key in ("file", "tokens"):
+            b = dict(rng.choice(blocks))
+            b[key] = rng.choice(["../../../../etc/passwd", "/dev/zero", "", "..", "fifo", "dev", "missing.bin", -1, 1 << 62, 9]) \
+                if key == "file" else rng.choice([-1, 1 << 62, 0, 9])
+            m["blocks"] = m["blocks"] + [b]
+        elif key == "dtype":
+            m["dtype"] = rng.choice(["f8", "", 3])
+        else:
+            m[key] = values.json_number(rng)
+    names = {b["file"] for b in m["blocks"] if isinstance(b, dict) and isinstance(b.get("file"), str)}
+    if "fifo" in names:
+        os.mkfifo(os.path.join(d, "fifo"))
+    if "dev" in names:
+        try:
+            os.mknod(os.path.join(d, "dev"), 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        except PermissionError:
+            os.mkfifo(os.path.join(d, "dev"))
+    manifest = os.path.join(d, "manifest.json")
+    shape = rng.random()
+    if shape < 0.1:
+        os.mkfifo(manifest)
+    elif shape < 0.15:
+        os.symlink("/dev/zero", manifest)
+    elif shape < 0.25:
+        with open(manifest, "wb") as f:
+            f.write(rng.choice([b"", b"{", b"[1,2]", b"\xff" * 100, b"{\"blocks\": " + b"[" * 100_000]))
+    else:
+        with open(manifest, "w") as f:
+            json.dump(m, f)
+    return ["bench", "tiers", "--kv-dir", d, "--blocks", "4", "--repeats", "1", "--json"]
+
+
+def kv_dump_out(rng, folder, fx):
+    """kv-dump --out naming a file, a link, a FIFO, a device, a missing parent chain, or empty."""
+    if "model" not in fx:
+        return None
+    prompt = os.path.join(folder, "prompt.txt")
+    with open(prompt, "w") as f:
+        f.write("hello world")
+    out = special_path(rng, folder, ["dir", "fifo", "device", "dangling", "missing-parent", "missing", ""])
+    if rng.random() < 0.3:
+        # A folder whose manifest.json or first block file is a link or a FIFO.
+        out = os.path.join(folder, "kv")
+        os.makedirs(out, exist_ok=True)
+        name = rng.choice(["manifest.json", "block-00000.bin"])
+        if rng.random() < 0.5:
+            os.symlink(os.path.join(folder, "elsewhere"), os.path.join(out, name))
+        else:
+            os.mkfifo(os.path.join(out, name))
+    return ["kv-dump", "--model", fx["model"], "--prompt-file", prompt, "--out", out, "--threads", "1", "--max-tokens", "4"]
+
+
 # MARK: disk tier and bench
 
 # The fixed names `disk_tier_dir` creates, by kind (each is made at most once per directory).
@@ -536,6 +673,12 @@ GENERATORS = {
     "disk-fsck": (disk_fsck, 1),
     "disk-stress-flags": (disk_stress_flags, 1),
     "bench-flags": (bench_flags, 2),
+    "replay-many-values": (replay_many_values, 2),
+    "replay-order-flags": (replay_order_flags, 1),
+    "replay-tree-flags": (replay_tree_flags, 1),
+    "blend-tiers": (blend_tiers, 4),
+    "kv-dump-dir": (kv_dump_dir, 1),
+    "kv-dump-out": (kv_dump_out, 3, output_target_kept),
     "trace-export": (trace_export, 1),
     "report-inputs": (report_inputs, 1),
     "garbage-argv": (garbage_argv, 1),

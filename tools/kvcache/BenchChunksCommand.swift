@@ -32,7 +32,7 @@ struct BenchChunksCommand: ParsableCommand {
         }
         let plans = try ChunkPlanFigures.measure(repetitions: repetitions)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("kvcache-bench-chunks-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        do { try OutputFolder.create(dir) } catch { throw CLIError(error.description) }
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let fetch = try ChunkFetchFigures.measure(directory: dir)
         if json {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KVData
 import KVCache
 import KVPlan
 import KVReferenceEngine
@@ -69,7 +70,7 @@ struct BenchTiersCommand: ParsableCommand {
 
     private func measure(dtype: KVDType) throws -> [String: Any] {
         let dir = diskDir ?? NSTemporaryDirectory() + "kvcache-bench-\(getpid())-\(dtype)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        do { try OutputFolder.create(dir) } catch { throw CLIError(error.description) }
         defer { if diskDir == nil { try? FileManager.default.removeItem(atPath: dir) } }
         let bench = TierBandwidthBenchmark(blocks: blocks, repeats: repeats, diskDirectory: dir, keepLastDiskRun: diskDir != nil)
         let m: TierBandwidthFigures
@@ -130,7 +131,7 @@ struct BenchTiersCommand: ParsableCommand {
             throw CLIError("\(directory) has no manifest.json (write one with kvcache kv-dump)")
         }
         let m: KVDump.Manifest
-        do { m = try KVDump.readManifest(in: url) } catch { throw CLIError("cannot read \(directory)/manifest.json: \(error)") }
+        do { m = try KVDump.readManifest(in: url) } catch { throw CLIError("\(error)") }
         guard m.format == "kvcache-kv-dump-v1" else { throw CLIError("unknown KV dump format \(m.format)") }
         let layout: KVGeometry
         do { layout = try KVGeometry(layers: m.layers, kvHeads: m.kvHeads, headDim: m.headDim, dtype: .fp16, blockTokens: m.blockTokens) }
@@ -142,12 +143,15 @@ struct BenchTiersCommand: ParsableCommand {
         let chosen = full.isEmpty ? m.blocks : full
         guard !chosen.isEmpty else { throw CLIError("the KV dump has no blocks") }
         let B = layout.bytesPerBlock
+        let (total, overflow) = B.multipliedReportingOverflow(by: chosen.count)
+        guard !overflow, total <= 1 << 32 else { throw CLIError("\(directory): the KV dump holds more than 4 GiB of blocks (the limit here)") }
         let src = UnsafeMutableRawBufferPointer.allocate(byteCount: B * chosen.count, alignment: 4096)
         defer { src.deallocate() }
         for (i, block) in chosen.enumerated() {
             let path = url.appendingPathComponent(block.file).path
-            guard let data = FileManager.default.contents(atPath: path), data.count == m.bytesPerBlock else {
-                throw CLIError("cannot read \(path) as a block of \(m.bytesPerBlock) bytes")
+            let data: [UInt8]
+            do { data = try KVDump.readBlock(block.file, in: url, bytes: m.bytesPerBlock) } catch {
+                throw CLIError("\(error) (\(path))")
             }
             let out = UnsafeMutableRawBufferPointer(rebasing: src[i * B ..< (i + 1) * B])
             data.withUnsafeBytes { raw in
@@ -169,8 +173,10 @@ struct BenchTiersCommand: ParsableCommand {
             let raw = UnsafeMutableRawBufferPointer.allocate(byteCount: words.bytesPerBlock * chosen.count, alignment: 4096)
             defer { raw.deallocate() }
             for (i, block) in chosen.enumerated() {
-                let data = FileManager.default.contents(atPath: url.appendingPathComponent(block.file).path) ?? Data()
-                guard data.count == words.bytesPerBlock else { throw CLIError("\(block.file) changed while reading") }
+                let data: [UInt8]
+                do { data = try KVDump.readBlock(block.file, in: url, bytes: words.bytesPerBlock) } catch {
+                    throw CLIError("\(error) (\(block.file) changed while it was read)")
+                }
                 data.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: raw[i * words.bytesPerBlock ..< (i + 1) * words.bytesPerBlock]).copyMemory(from: $0) }
             }
             r["engine_fp32_words"] = try measureCodec(UnsafeRawBufferPointer(raw), blockBytes: words.bytesPerBlock, layout: words)

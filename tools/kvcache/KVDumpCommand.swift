@@ -30,6 +30,7 @@ struct KVDumpCommand: ParsableCommand {
             throw ValidationError("--max-tokens must be in 1...\(Limits.maxTokens.upperBound)")
         }
         guard threads.map(Limits.threads.contains) ?? true else { throw ValidationError("--threads must be in \(Limits.threads)") }
+        guard !out.isEmpty else { throw ValidationError("--out must name a folder") }
     }
 
     /// The prompt file's bytes: a regular file (opened by `RegularFile`, so a FIFO, device or folder is
@@ -60,6 +61,8 @@ struct KVDumpCommand: ParsableCommand {
             throw CLIError("no model: pass --model PATH or set \(ModelLocator.environmentVariable)")
         }
         let data = try readPrompt()
+        // The output folder first, so a bad --out fails before the model runs.
+        do { try OutputFolder.create(out) } catch { throw CLIError(error.description) }
         if let threads { BLASThreads.set(threads) }
         let loaded: LoadedModel
         do { loaded = try LoadedModel(path: path) } catch { throw CLIError(error.description) }
@@ -86,6 +89,9 @@ struct KVDumpCommand: ParsableCommand {
                                         model: (path as NSString).lastPathComponent,
                                         dtype: KVDump.DType(rawValue: dtype)!, to: URL(fileURLWithPath: out))
         } catch let error as EngineError {
+            throw CLIError(error.description)
+        } catch let error as DataError {
+            // Names the folder or file already: "PATH: cannot write: reason".
             throw CLIError(error.description)
         } catch {
             throw CLIError("cannot write \(out): \(readableReason(error))")

@@ -298,7 +298,7 @@ struct ReplayCommand: ParsableCommand {
 
     private func makeTemporaryFolder() throws -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("kvcache-disk-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        do { try OutputFolder.create(path) } catch { throw CLIError(error.description) }
         return path
     }
 

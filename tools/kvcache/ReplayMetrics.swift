@@ -1,4 +1,5 @@
 import Foundation
+import KVData
 import KVEvents
 import KVMetrics
 import KVSimulation
@@ -21,8 +22,9 @@ struct ReplayMetrics {
 
     /// Writes the exposition to `path`.
     func write() throws {
-        do { try registry.emitToString().write(toFile: path, atomically: true, encoding: .utf8) } catch {
-            throw CLIError("--metrics \(path): \(error.localizedDescription)")
+        // Through OutputFile: a link, device or FIFO at `path` is refused, never replaced.
+        do { try OutputFile.write(Array(registry.emitToString().utf8), to: path) } catch {
+            throw CLIError("--metrics: \(error.description)")
         }
     }
 }

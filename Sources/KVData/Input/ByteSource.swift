@@ -24,6 +24,8 @@ public final class ByteSource {
     private var memory: [UInt8]
     private var memoryOffset = 0
     private let input: UnsafeMutablePointer<UInt8>
+    /// Inflated bytes of one piece (gzip only), copied out by `read`.
+    private let output: UnsafeMutablePointer<UInt8>
     private var inputCount = 0
     private var inputOffset = 0
     private var gzip = false
@@ -41,7 +43,8 @@ public final class ByteSource {
         self.path = path
         memory = []
         input = .allocate(capacity: Self.pieceBytes)
-        // Every stored property is set here, so a throw runs `deinit`, which frees `input`.
+        output = .allocate(capacity: Self.pieceBytes)
+        // Every stored property is set here, so a throw runs `deinit`, which frees the buffers.
         file = try RegularFile.open(path).file
         try start()
     }
@@ -51,6 +54,7 @@ public final class ByteSource {
         path = RegularFile.standardInputPath
         memory = []
         input = .allocate(capacity: Self.pieceBytes)
+        output = .allocate(capacity: Self.pieceBytes)
         file = try RegularFile.openStandardInput()
         try start()
     }
@@ -74,6 +78,7 @@ public final class ByteSource {
         path = name
         memory = bytes
         input = .allocate(capacity: Self.pieceBytes)
+        output = .allocate(capacity: Self.pieceBytes)
         try start()
     }
 
@@ -81,6 +86,7 @@ public final class ByteSource {
         if let file { fclose(file) }
         if streamOpen { inflateEnd(&stream) }
         input.deallocate()
+        output.deallocate()
     }
 
     /// Appends the next piece (at most `pieceBytes`) to `buffer`. Returns false at the end of the data.
@@ -124,17 +130,14 @@ public final class ByteSource {
                 try refill()
                 if inputCount == 0 { throw corrupt("truncated stream") }
             }
-            let start = buffer.count
-            buffer.append(contentsOf: repeatElement(0, count: Self.pieceBytes))
             stream.next_in = input + inputOffset
             stream.avail_in = uInt(inputCount - inputOffset)
-            let status: Int32 = buffer.withUnsafeMutableBufferPointer { out in
-                stream.next_out = out.baseAddress! + start
-                stream.avail_out = uInt(Self.pieceBytes)
-                return CZlib.inflate(&stream, Z_NO_FLUSH)
-            }
+            stream.next_out = output
+            stream.avail_out = uInt(Self.pieceBytes)
+            let status = CZlib.inflate(&stream, Z_NO_FLUSH)
             let produced = Self.pieceBytes - Int(stream.avail_out)
-            buffer.removeLast(Self.pieceBytes - produced)
+            // One copy of the inflated piece (a memcpy, also in debug builds).
+            buffer.append(contentsOf: UnsafeBufferPointer(start: output, count: produced))
             inputOffset = inputCount - Int(stream.avail_in)
             switch status {
             case Z_STREAM_END: memberEnded = true

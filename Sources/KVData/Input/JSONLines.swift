@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 
 /// Walks JSON Lines records and decodes each one, naming the line of any failure: the one line walker
 /// of every JSONL reader (Mooncake, ShareGPT, CASTILLO) and of the CSV reader.
@@ -64,7 +65,7 @@ public enum JSONLines {
         let count = bytes.count
         while start < count {
             var end = start == 0 ? min(scanFrom, count) : start
-            while end < count && bytes[end] != UInt8(ascii: "\n") { end += 1 }
+            end = newline(in: bytes, from: end)
             if end == count && !final { break }
             var last = end
             if last > start && bytes[last - 1] == UInt8(ascii: "\r") { last -= 1 }
@@ -77,14 +78,56 @@ public enum JSONLines {
         return min(start, count)
     }
 
-    /// Decodes one record of type `T`; a failure is a `badLine` naming what is wrong.
+    /// The index of the first `\n` of `bytes` at or after `start`, or `bytes.endIndex`: one `memchr`,
+    /// so a line of tens of MiB is scanned at memory speed in every build. O(bytes scanned).
+    public static func newline(in bytes: [UInt8], from start: Int) -> Int {
+        bytes.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> Int in
+            guard let base = raw.baseAddress, start < raw.count,
+                  let hit = memchr(base + start, 0x0A, raw.count - start) else { return bytes.count }
+            return base.distance(to: UnsafeRawPointer(hit))
+        }
+    }
+
+    /// Decodes one record of type `T`; a failure is a `badLine` naming what is wrong. A line of more
+    /// than `maxValues` JSON values (`valueCount`) is refused before it is decoded.
+    ///
+    /// - Complexity: O(line bytes) to count, then the decoder's own cost, bounded by `maxValues`.
     public static func decode<T: Decodable>(_ type: T.Type, _ line: ArraySlice<UInt8>, path: String,
-                                            line number: Int) throws(DataError) -> T {
+                                            line number: Int,
+                                            maxValues: Int = DataLimits.maxValuesPerLine) throws(DataError) -> T {
+        let values = valueCount(line, stoppingAfter: maxValues)
+        guard values <= maxValues else {
+            throw .badLine(path: path, line: number, reason: "more than \(maxValues) JSON values in one line (the limit)")
+        }
         do {
             return try JSONDecoder().decode(T.self, from: Data(line))
         } catch {
             throw .badLine(path: path, line: number, reason: describe(error))
         }
+    }
+
+    /// An upper bound on the JSON values of `line` (one plus its commas outside strings, plus one per
+    /// opened container), counted until it passes `limit` (then `limit + 1` is returned).
+    ///
+    /// - Complexity: O(bytes) up to the point the limit is passed; allocates nothing.
+    public static func valueCount(_ line: ArraySlice<UInt8>, stoppingAfter limit: Int) -> Int {
+        var count = 1
+        var inString = false
+        var escaped = false
+        for b in line {
+            if inString {
+                if escaped { escaped = false } else if b == UInt8(ascii: "\\") { escaped = true } else if b == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            switch b {
+            case UInt8(ascii: "\""): inString = true
+            case UInt8(ascii: ","), UInt8(ascii: "["), UInt8(ascii: "{"):
+                count += 1
+                if count > limit { return limit + 1 }
+            default: break
+            }
+        }
+        return count
     }
 
     /// What a decoding failure means for the record, in a few words.

@@ -36,6 +36,22 @@ public enum RegularFile {
         return (file, Int(info.st_size))
     }
 
+    /// Every byte of the regular file at `path`, as stored (no gzip inflation), refused past `maxBytes`
+    /// (checked on its size before reading, and again while reading, should it grow).
+    ///
+    /// - Throws: `DataError.cannotRead` naming `path`. O(bytes); memory: the file, at most `maxBytes`.
+    public static func readAll(_ path: String, maxBytes: Int) throws(DataError) -> [UInt8] {
+        let (file, size) = try open(path)
+        defer { fclose(file) }
+        guard size <= maxBytes else { throw .cannotRead(path: path, reason: "larger than \(maxBytes) bytes (the limit)") }
+        var bytes = [UInt8](repeating: 0, count: size + 1)
+        let n = bytes.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, file) }
+        if ferror(file) != 0 { throw .cannotRead(path: path, reason: String(cString: strerror(errno))) }
+        guard n <= size else { throw .cannotRead(path: path, reason: "changed while it was read") }
+        bytes.removeLast(bytes.count - n)
+        return bytes
+    }
+
     /// The name standard input goes by in paths (`--trace -`) and in error messages.
     public static let standardInputPath = "-"
 

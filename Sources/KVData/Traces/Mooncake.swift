@@ -9,7 +9,9 @@
 /// finite, earlier than the previous row's or more than `DataLimits.maxArrivalSpanSeconds` after the
 /// first, or has `hash_ids.count != ceil(input_length / blockTokens)`: a
 /// `DataError.badLine` naming the file and the 1-based line (or, with `skipBadLines`, the line is
-/// counted and skipped). Blank lines are ignored. O(file size); memory holds the requests.
+/// counted and skipped). A line of more JSON values than the longest request's ids plus
+/// `DataLimits.maxScalarFields` is refused before it is decoded; a line in the traces' own shape is read by
+/// `MooncakeRowScanner`, any other by `JSONDecoder`. Blank lines are ignored. O(file size); memory holds the requests.
 public enum Mooncake {
     private struct Row: Decodable {
         var timestamp: Double
@@ -30,9 +32,24 @@ public enum Mooncake {
         var budget = RecordBudget(path: path)
         var requests: [TraceRequest] = []
         var clock = ArrivalClock(unitsPerSecond: 1000)
+        // A line holds at most the ids of the longest request plus a few fields; near the end of the
+        // file's id budget, at most what is left of it. Both are counted before the line is decoded.
+        let idsPerRecord = (DataLimits.maxTokensPerRequest + blockTokens - 1) / blockTokens
         try JSONLines.forEachLine(in: source) { (line, lineNumber) throws(DataError) in
+            let left = DataLimits.maxTotalHashIDs - budget.hashIDs
+            if left < idsPerRecord, JSONLines.valueCount(line, stoppingAfter: left + DataLimits.maxScalarFields) > left + DataLimits.maxScalarFields {
+                try budget.add(line: lineNumber, hashIDs: left + 1)
+            }
             let row: Row
-            do throws(DataError) { row = try JSONLines.decode(Row.self, line, path: path, line: lineNumber) } catch {
+            do throws(DataError) {
+                if let fast = MooncakeRowScanner.scan(line, maxIDs: idsPerRecord) {
+                    row = Row(timestamp: fast.timestamp, input_length: fast.inputLength, output_length: fast.outputLength,
+                              hash_ids: fast.hashIDs)
+                } else {
+                    row = try JSONLines.decode(Row.self, line, path: path, line: lineNumber,
+                                               maxValues: idsPerRecord + DataLimits.maxScalarFields)
+                }
+            } catch {
                 try sink.report(error)
                 return
             }

@@ -63,7 +63,8 @@ public enum ShareGPT {
     /// Calls `body` with each conversation of `source` and its location (line, or 1-based element).
     ///
     /// JSONL is streamed (one line held at a time, at most `DataLimits.maxLineBytes`); a JSON array is
-    /// decoded whole, so a document larger than `DataLimits.maxJSONArrayBytes` is refused.
+    /// decoded whole, so a document larger than `DataLimits.maxJSONArrayBytes` or of more than
+    /// `DataLimits.maxJSONArrayValues` values is refused.
     public static func forEachConversation(
         in source: ByteSource, skipBadLines: Bool = false, _ body: (Conversation, Int) throws(DataError) -> Void
     ) throws(DataError) -> (skipped: Int, firstSkipped: String?) {
@@ -90,6 +91,9 @@ public enum ShareGPT {
                 guard head.count - first <= DataLimits.maxJSONArrayBytes else {
                     throw .badLine(path: source.path, line: line, reason: "JSON array larger than \(DataLimits.maxJSONArrayBytes) bytes (the limit; convert it to JSONL)")
                 }
+            }
+            guard JSONLines.valueCount(head[first...], stoppingAfter: DataLimits.maxJSONArrayValues) <= DataLimits.maxJSONArrayValues else {
+                throw .badLine(path: source.path, line: line, reason: "JSON array of more than \(DataLimits.maxJSONArrayValues) values (the limit; convert it to JSONL)")
             }
             let all: [Lenient]
             do { all = try JSONDecoder().decode([Lenient].self, from: Data(head[first...])) } catch {

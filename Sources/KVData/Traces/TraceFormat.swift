@@ -1,3 +1,5 @@
+import Glibc
+
 /// The trace file formats `kvcache replay` reads.
 ///
 /// Room for more: a new format (the
@@ -26,19 +28,47 @@ public enum TraceFormat: String, Sendable, CaseIterable {
     ///
     /// - Returns: nil when nothing matches. O(length of the line).
     public static func detect(firstLine line: Substring) -> TraceFormat? {
-        let t = line.drop { $0 == " " || $0 == "\t" || $0 == "\u{FEFF}" }
-        if t.hasPrefix("{") || t.hasPrefix("[") {
-            if t.contains("\"conversations\"") || t.contains("\"conversation\"") || t.hasPrefix("[") { return .sharegpt }
-            if t.contains("\"output_sizes\"") || t.contains("\"prompt_id\"") { return .castillo }
-            if t.contains("\"input_tokens\"") && t.contains("\"turn_id\"") { return .marconi }
-            if t.contains("\"passages_ids\"") || t.contains("\"sys_prompt\"") { return .ragpulse }
-            if t.contains("\"hash_ids\"") || t.contains("\"input_length\"") { return .mooncake }
+        detect(firstLine: ArraySlice(line.utf8))
+    }
+
+    /// `detect(firstLine:)` on the line's UTF-8 bytes: the JSON keys are found by `memchr` and `memcmp`, so a first
+    /// line of tens of MiB is judged in milliseconds. O(length of the line).
+    public static func detect(firstLine bytes: ArraySlice<UInt8>) -> TraceFormat? {
+        var t = bytes
+        // Leading spaces, tabs and byte-order marks (U+FEFF, EF BB BF) are skipped.
+        while true {
+            if let b = t.first, b == 0x20 || b == 0x09 { t = t.dropFirst() } else if t.starts(with: [0xEF, 0xBB, 0xBF]) { t = t.dropFirst(3) } else { break }
+        }
+        if t.first == UInt8(ascii: "{") || t.first == UInt8(ascii: "[") {
+            func has(_ key: StaticString) -> Bool { contains(t, key) }
+            if has("\"conversations\"") || has("\"conversation\"") || t.first == UInt8(ascii: "[") { return .sharegpt }
+            if has("\"output_sizes\"") || has("\"prompt_id\"") { return .castillo }
+            if has("\"input_tokens\"") && has("\"turn_id\"") { return .marconi }
+            if has("\"passages_ids\"") || has("\"sys_prompt\"") { return .ragpulse }
+            if has("\"hash_ids\"") || has("\"input_length\"") { return .mooncake }
             return nil
         }
-        let header = t.lowercased()
+        let header = String(decoding: t, as: UTF8.self).lowercased()
         if header.contains("contexttokens") && header.contains("generatedtokens") { return .azure }
         if header.contains("num_prefill_tokens") && header.contains("num_decode_tokens") { return .vidur }
         if header.contains("request tokens") && header.contains("response tokens") { return .burstgpt }
         return nil
+    }
+
+    /// Whether `bytes` hold `key`: `memchr` finds each candidate's first byte, `memcmp` the rest.
+    /// O(bytes).
+    private static func contains(_ bytes: ArraySlice<UInt8>, _ key: StaticString) -> Bool {
+        let n = key.utf8CodeUnitCount
+        let first = Int32(key.utf8Start.pointee)
+        return bytes.withUnsafeBytes { (line: UnsafeRawBufferPointer) -> Bool in
+            guard let base = line.baseAddress, n <= line.count else { return false }
+            var at = 0
+            while at + n <= line.count {
+                guard let hit = memchr(base + at, first, line.count - n + 1 - at) else { return false }
+                if memcmp(hit, key.utf8Start, n) == 0 { return true }
+                at = base.distance(to: UnsafeRawPointer(hit)) + 1
+            }
+            return false
+        }
     }
 }

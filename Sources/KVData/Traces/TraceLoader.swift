@@ -68,7 +68,7 @@ public enum TraceLoader {
                 guard more else {
                     // The last line, without a line break.
                     guard head[start...].contains(where: { !JSONLines.isSpace($0) }) else { return nil }
-                    return TraceFormat.detect(firstLine: String(decoding: head[start...], as: UTF8.self)[...])
+                    return TraceFormat.detect(firstLine: head[start...])
                 }
                 head.removeFirst(start)
                 scanned -= start
@@ -77,7 +77,7 @@ public enum TraceLoader {
                 try JSONLines.checkLineLength(head.count, path: source.path, line: line)
                 continue
             }
-            let end = head[scanned...].firstIndex(of: UInt8(ascii: "\n")) ?? head.count
+            let end = JSONLines.newline(in: head, from: scanned)
             // Only a complete line decides (or the last one, at the end of the data: above).
             if end == head.count {
                 // A JSON array (ShareGPT) may be one long line: its first byte decides.
@@ -86,7 +86,7 @@ public enum TraceLoader {
                 continue
             }
             if head[start..<end].contains(where: { !JSONLines.isSpace($0) }) {
-                return TraceFormat.detect(firstLine: String(decoding: head[start..<end], as: UTF8.self)[...])
+                return TraceFormat.detect(firstLine: head[start..<end])
             }
             start = min(end + 1, head.count)
             scanned = start

@@ -2,7 +2,8 @@ import KVCache
 
 extension DiskBlockStore {
     /// Reads the block `key` into `dst` (which must be exactly the block's size), verifying the checksums
-    /// and the key first. O(bytes). A failed check drops the record and returns `.corrupt` (a miss).
+    /// and the key first. O(bytes). A failed check drops the record and returns `.corrupt` (a miss), naming
+    /// the segment file and the record's offset.
     public func read(_ key: BlockKey, into dst: UnsafeMutableRawBufferPointer) -> DiskReadOutcome {
         let found: Location? = lock.withLock {
             stats.reads += 1
@@ -43,7 +44,7 @@ extension DiskBlockStore {
                     changes.append(.removed(key))
                 }
             }
-            return .corrupt(problem)
+            return .corrupt("\(loc.segment.path) at offset \(loc.offset): \(problem)")
         }
         lock.withLock {
             stats.hits += 1

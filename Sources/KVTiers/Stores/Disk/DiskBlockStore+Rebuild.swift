@@ -97,6 +97,9 @@ extension DiskBlockStore {
         return largest
     }
 
+    /// The bytes of a segment read at once on open: 4 MiB.
+    static let scanWindowBytes = 4 << 20
+
     /// The outcome of checking one segment file.
     struct SegmentCheck { var records: [DiskRecordFormat.Found]; var corrupt: Int; var size: Int; var rewritten: Bool }
 
@@ -105,7 +108,8 @@ extension DiskBlockStore {
     /// leaves either the old or the new file.
     /// - Throws: `.invalidArgument` naming the path for anything that is not a regular file or is larger
     ///   than `maxSegmentBytes(maxRaw:)` (never read, never blocks), `.system` naming the path for I/O
-    ///   failures. Memory: one buffer of the file's size, so at most `maxSegmentBytes(maxRaw:)`.
+    ///   failures. The file is read in windows of `scanWindowBytes` (or one record, when larger), so
+    ///   memory does not grow with the segment's size.
     static func checkSegment(path: String, io: SystemIO, maxRaw: Int, repair: Bool) throws(TierError) -> SegmentCheck {
         let (fd, size) = try io.openRegularFile(path)
         defer { io.close(fd) }
@@ -113,25 +117,30 @@ extension DiskBlockStore {
         guard size <= limit else {
             throw .invalidArgument("\(path) holds \(size) bytes, more than the \(limit) of a segment of blocks up to \(maxRaw) bytes")
         }
-        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 64)
-        defer { buf.deallocate() }
-        let n: Int
-        do throws(TierError) { n = try io.preadFull(fd, UnsafeMutableRawBufferPointer(rebasing: buf[0 ..< size]), at: 0) }
-        catch { throw error.naming(path) }
-        let bytes = UnsafeRawBufferPointer(rebasing: buf[0 ..< n])
-        let scan = DiskRecordFormat.scan(bytes, maxRaw: maxRaw)
+        let scan: DiskRecordFormat.ScanResult
+        do throws(TierError) {
+            scan = try DiskRecordFormat.scan(size: size, maxRaw: maxRaw, windowBytes: scanWindowBytes) { (offset, into) throws(TierError) in
+                try io.preadFull(fd, into, at: offset)
+            }
+        } catch { throw error.naming(path) }
         guard repair, scan.corrupt > 0 else {
-            return SegmentCheck(records: scan.records, corrupt: scan.corrupt, size: n, rewritten: false)
+            return SegmentCheck(records: scan.records, corrupt: scan.corrupt, size: scan.size, rewritten: false)
         }
-        // Rewrite with only the good records.
+        // Rewrite with only the good records, each read again into one record's buffer.
         let tmp = path + ".tmp"
         let out = try io.open(tmp, flags: O_WRONLY | O_CREAT | O_TRUNC)
+        let record = UnsafeMutableRawBufferPointer.allocate(byteCount: DiskRecordFormat.largestRecord(maxRaw: maxRaw), alignment: 64)
+        defer { record.deallocate() }
         var records: [DiskRecordFormat.Found] = []
         var off = 0
         do throws(TierError) {
             for r in scan.records {
-                let rec = UnsafeRawBufferPointer(rebasing: bytes[r.offset ..< r.offset + r.header.recordLength])
-                try io.pwriteAll(out, rec, at: off)
+                let rec = UnsafeMutableRawBufferPointer(rebasing: record[0 ..< r.header.recordLength])
+                guard try io.preadFull(fd, rec, at: r.offset) == rec.count,
+                      DiskRecordFormat.checksum(UnsafeRawBufferPointer(rebasing: rec[r.header.size...])) == r.header.payloadChecksum else {
+                    throw TierError.corrupt("\(path) changed while it was repaired")
+                }
+                try io.pwriteAll(out, UnsafeRawBufferPointer(rec), at: off)
                 records.append(.init(header: r.header, offset: off))
                 off += rec.count
             }

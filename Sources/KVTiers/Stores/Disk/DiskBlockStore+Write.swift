@@ -22,16 +22,20 @@ extension DiskBlockStore {
     /// Stores `bytes` under `key` (compressed when it pays); the record names `parent` (nil for a first
     /// block), which `parent(of:)` returns, also after a restart. O(bytes).
     /// - Returns: `.stored`, `.alreadyStored` (the key is present: blocks with equal keys hold equal bytes),
-    ///   or `.notStored` (full disk, I/O error naming the segment file, too large), counted in stats.
+    ///   or `.notStored` (full disk, I/O error, too large), counted in stats; its error names the segment
+    ///   file or, when no file is involved, the store's directory.
     @discardableResult
     public func put(_ key: BlockKey, parent: BlockKey?, bytes: UnsafeRawBufferPointer) -> DiskPutOutcome {
         guard bytes.count <= config.maxBlockBytes, bytes.count % config.elementSize == 0 else {
-            return lock.withLock { stats.notStored += 1; return .notStored(.invalidArgument("block size \(bytes.count)")) }
+            return lock.withLock {
+                stats.notStored += 1
+                return .notStored(.invalidArgument("\(config.directory): a block of \(bytes.count) bytes does not fit this store (blocks of up to \(config.maxBlockBytes) bytes, a multiple of \(config.elementSize))"))
+            }
         }
         if contains(key) { return .alreadyStored }
         let c: CodecBuffers
         do throws(TierError) { c = try checkoutCodec() } catch {
-            return lock.withLock { stats.notStored += 1; return .notStored(error) }
+            return lock.withLock { stats.notStored += 1; return .notStored(error.naming(config.directory)) }
         }
         defer { checkin(c) }
         let H = DiskRecordFormat.headerSize
@@ -52,16 +56,19 @@ extension DiskBlockStore {
     /// Appends one encoded record; the lock is held. A full disk (ENOSPC) evicts the oldest sealed
     /// segment and tries again, until the record fits or only the active segment is left.
     func append(_ record: UnsafeRawBufferPointer, key: BlockKey, parent: BlockKey?, rawLength: Int, mode: KVCodecMode) -> DiskPutOutcome {
-        guard !closed else { stats.notStored += 1; return .notStored(.invalidArgument("store is closed")) }
+        guard !closed else { stats.notStored += 1; return .notStored(.invalidArgument("\(config.directory): the store is closed")) }
         if index[key] != nil { return .alreadyStored }
-        guard record.count <= config.capacityBytes else { stats.notStored += 1; return .notStored(.full) }
+        guard record.count <= config.capacityBytes else {
+            stats.notStored += 1
+            return .notStored(.invalidArgument("\(config.directory): a record of \(record.count) bytes is larger than the tier's capacity of \(config.capacityBytes) bytes"))
+        }
         evictWhileOver(incomingBytes: record.count, incomingBlocks: 1)
         while true {
             let seg: Segment
             do throws(TierError) { seg = try activeSegment(for: record.count) } catch {
                 stats.notStored += 1
                 stats.writeErrors += 1
-                return .notStored(error)
+                return .notStored(error.naming(config.directory))
             }
             let offset = seg.size
             do throws(TierError) {

@@ -108,29 +108,75 @@ enum DiskRecordFormat {
         /// Byte ranges that are not valid records.
         var badRanges: [Range<Int>] = []
         var tornTail = false
+        /// The bytes scanned: the file's size, or less when it ended early while it was read.
+        var size = 0
     }
 
-    /// Scans a whole segment: every record whose header and payload checksums hold is returned; every
-    /// damaged region is counted and skipped (after a bad header, the scan resynchronizes at the next
-    /// offset that holds a valid header). O(bytes).
-    static func scan(_ b: UnsafeRawBufferPointer, maxRaw: Int) -> ScanResult {
+    /// The bytes a scan window must hold at least: the largest record a store of `maxRaw`-byte blocks writes.
+    static func largestRecord(maxRaw: Int) -> Int { headerSize + KVByteCodec.maxEncodedSize(rawBytes: maxRaw) }
+
+    /// Scans a whole segment held in memory (`scan(size:maxRaw:windowBytes:read:)` over `b`).
+    static func scan(_ b: UnsafeRawBufferPointer, maxRaw: Int, windowBytes: Int? = nil) -> ScanResult {
+        let read = { (offset: Int, into: UnsafeMutableRawBufferPointer) throws(TierError) -> Int in
+            let n = min(into.count, b.count - offset)
+            if n > 0 { into.baseAddress!.copyMemory(from: b.baseAddress! + offset, byteCount: n) }
+            return n
+        }
+        // Reading memory cannot fail.
+        return (try? scan(size: b.count, maxRaw: maxRaw, windowBytes: windowBytes ?? b.count, read: read)) ?? ScanResult()
+    }
+
+    /// Scans a segment of `size` bytes through a window of `max(windowBytes, largestRecord(maxRaw:))`
+    /// bytes that slides along it: `read(offset, buffer)` fills `buffer` from the segment's `offset`
+    /// and returns the bytes read (fewer only at the end of the file, which then ends the scan there).
+    /// Every record whose header and payload checksums hold is returned; every damaged region is counted
+    /// and skipped (after a bad header, the scan resynchronizes at the next offset that holds a valid
+    /// header). A record never spans two windows: the window moves to a record's start before reading it.
+    ///
+    /// - Complexity: O(size) bytes read, each at most twice; memory is the window, whatever the size.
+    static func scan(size: Int, maxRaw: Int, windowBytes: Int,
+                     read: (Int, UnsafeMutableRawBufferPointer) throws(TierError) -> Int) throws(TierError) -> ScanResult {
+        let window = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, min(size, max(windowBytes, largestRecord(maxRaw: maxRaw)))),
+                                                            alignment: 64)
+        defer { window.deallocate() }
+        var end = size
+        var windowStart = 0, windowCount = 0
+        /// The window from `off` on, holding at least `min(need, end - off)` bytes.
+        func bytes(at off: Int, need: Int) throws(TierError) -> UnsafeRawBufferPointer {
+            if off + min(need, end - off) > windowStart + windowCount {
+                let n = min(window.count, end - off)
+                let got = try read(off, UnsafeMutableRawBufferPointer(rebasing: window[0 ..< n]))
+                windowStart = off
+                windowCount = got
+                if got < n { end = off + got }
+            }
+            return UnsafeRawBufferPointer(rebasing: window[(off - windowStart) ..< windowCount])
+        }
         var r = ScanResult()
         var off = 0
         var garbageStart: Int? = nil
         func closeGarbage(at end: Int) {
             if let g = garbageStart { r.corrupt += 1; r.badRanges.append(g ..< end); garbageStart = nil }
         }
-        while off < b.count {
-            let rest = UnsafeRawBufferPointer(rebasing: b[off...])
-            guard let h = parseHeader(rest, maxRaw: maxRaw) else {
-                if rest.count < headerSizeV1 && garbageStart == nil { garbageStart = off; r.tornTail = true; break }
+        while off < end {
+            let head = try bytes(at: off, need: headerSize)
+            guard off < end else { break }
+            guard let h = parseHeader(head, maxRaw: maxRaw) else {
+                if end - off < headerSizeV1 && garbageStart == nil { garbageStart = off; r.tornTail = true; break }
                 if garbageStart == nil { garbageStart = off }
                 off += 1
                 continue
             }
             closeGarbage(at: off)
-            guard h.recordLength <= rest.count else {
+            guard h.recordLength <= end - off else {
                 // A header whose payload runs past the end: a write cut short.
+                garbageStart = off
+                r.tornTail = true
+                break
+            }
+            let rest = try bytes(at: off, need: h.recordLength)
+            guard h.recordLength <= rest.count else {
+                // The file ended while it was read (it shrank): the same as a cut write.
                 garbageStart = off
                 r.tornTail = true
                 break
@@ -145,9 +191,10 @@ enum DiskRecordFormat {
             off += h.recordLength
         }
         if garbageStart != nil {
-            if !r.tornTail && b.count - garbageStart! < headerSizeV1 { r.tornTail = true }
-            closeGarbage(at: b.count)
+            if !r.tornTail && end - garbageStart! < headerSizeV1 { r.tornTail = true }
+            closeGarbage(at: end)
         }
+        r.size = end
         return r
     }
 }
