@@ -11,6 +11,9 @@ import KVCache
 ///   subscriber joined late and asked for the earlier ones with `startSequence`), a DEALER socket
 ///   connected to `replayEndpoint` sends `["", start seq]` and reads `["", topic, seq, payload]` up to
 ///   the end marker `["", "", -1, ""]`; what the publisher no longer keeps counts as `lost`;
+/// - batches dropped at the end of a burst leave no gap for a later live batch to show, so after
+///   `idleReplaySeconds` without a live batch or a replay the DEALER also asks for what follows the last
+///   batch handed out (an answer of only the end marker means nothing was missed);
 /// - a batch numbered before the next one expected (a replayed batch seen live too) is a duplicate and
 ///   skipped; a message that is not three frames with an 8-byte number is counted as `malformed`.
 ///
@@ -31,6 +34,9 @@ public final class ZmqEventSubscriber {
         public var startSequence: Int64? = nil
         /// Seconds to wait for a replay's answer.
         public var replayTimeout = 2.0
+        /// With `replayEndpoint`: seconds of silence after which the replay socket is asked for anything
+        /// past the last batch (0, negative or not finite: never).
+        public var idleReplaySeconds = 1.0
         /// Messages the SUB socket queues before the publisher drops some for it (then recovered by replay).
         public var receiveHighWaterMark = 1_000_000
         public init(endpoint: String) { self.endpoint = endpoint }
@@ -66,6 +72,8 @@ public final class ZmqEventSubscriber {
     private var pending: [Batch] = []
     private var pendingStart = 0
     private var startAsked = false
+    /// When the last live batch or replay answer came (`KVClock.monotonicNanos`).
+    private var lastHeard = KVClock.monotonicNanos()
     private var closed = false
 
     public init(_ config: Config) throws(KVEventsError) {
@@ -132,8 +140,15 @@ public final class ZmqEventSubscriber {
                 continue
             }
             guard let wait = Self.milliseconds(until: deadline) else { return nil }
+            let probe = idleProbeDeadline
+            if let probe, KVClock.monotonicNanos() >= probe {
+                recover(deadline: deadline)
+                continue
+            }
             var item = zmq_pollitem_t(socket: sub, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
-            guard zmq_poll(&item, 1, wait) > 0, let frames = Self.receive(sub) else { continue }
+            let until = probe.flatMap { Self.milliseconds(until: $0) }.map { min($0, wait) } ?? wait
+            guard zmq_poll(&item, 1, until) > 0, let frames = Self.receive(sub) else { continue }
+            lastHeard = KVClock.monotonicNanos()
             guard frames.count == 3, frames[1].count == 8 else { figures.malformed += 1; continue }
             let seq = Self.sequence(frames[1])
             let next = expected ?? seq
@@ -152,10 +167,19 @@ public final class ZmqEventSubscriber {
         return nil
     }
 
+    /// When to ask the replay socket for what follows the last batch, if no live batch comes first: nil
+    /// without a replay socket, a known position or a positive `idleReplaySeconds`.
+    private var idleProbeDeadline: UInt64? {
+        let idle = config.idleReplaySeconds
+        guard dealer != nil, expected != nil, idle.isFinite, idle > 0 else { return nil }
+        return lastHeard &+ UInt64(min(idle, 1e9) * 1e9)
+    }
+
     /// Asks the replay socket for every batch from `expected` and queues the ones that continue the
     /// sequence, counting what the publisher no longer had as lost. Waits at most `replayTimeout`
     /// (and not past `deadline`).
     private func recover(deadline: UInt64) {
+        defer { lastHeard = KVClock.monotonicNanos() }
         guard let socket = dealer, let from = expected else { return }
         figures.replayRequests += 1
         var startBE = UInt64(bitPattern: from).bigEndian
