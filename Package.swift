@@ -9,8 +9,16 @@ let sharedLibraryFlags = [
     "-static-stdlib", "-use-ld=lld",
     "-Xlinker", "-soname=libkvcache_c.so.\(abiMajor)",
     "-Xlinker", "--version-script=\(Context.packageDirectory)/tools/capi/kvcache.map",
-    // Foundation (which the YAML reader of KVConfig needs) linked statically too: the archives its own
-    // archive references, which the static-stdlib defaults leave out of a shared library.
+]
+/// Linker flags of libkvcache_config.so, which libkvcache_c.so opens with dlopen for the configuration
+/// and event calls: the Swift runtime and Foundation (which the YAML reader of KVConfig needs) linked
+/// statically, its own SONAME, only the `kvcache_config_library_*` functions exported.
+let configLibraryFlags = [
+    "-static-stdlib", "-use-ld=lld",
+    "-Xlinker", "-soname=libkvcache_config.so.\(abiMajor)",
+    "-Xlinker", "--version-script=\(Context.packageDirectory)/tools/capi/kvcache_config.map",
+    // The archives Foundation's own archive references, which the static-stdlib defaults leave out of a
+    // shared library.
     "-Xlinker", "-lCoreFoundation", "-Xlinker", "-l_FoundationICU", "-Xlinker", "-l_FoundationCShims",
     "-Xlinker", "-l_FoundationCollections",
 ]
@@ -39,6 +47,9 @@ let package = Package(
         // The C ABI (include/kvcache.h) as libkvcache_c.so for C, C++ and Python servers: the Swift runtime
         // linked in, SONAME libkvcache_c.so.<ABI major>, only the kvcache_* symbols exported (docs/C_API.md).
         .library(name: "kvcache_c", type: .dynamic, targets: ["KVCacheCLibrary"]),
+        // Configuration (KVCACHE_* variables, YAML) and the ZMQ event publisher for libkvcache_c.so, which
+        // opens it with dlopen on first use, so the core library needs neither Foundation nor libzmq.
+        .library(name: "kvcache_config", type: .dynamic, targets: ["KVCacheConfigLibraryProduct"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -113,10 +124,14 @@ let package = Package(
 
         // The C ABI: the public header alone (CKVCache), implemented in Swift with @_cdecl (KVCacheC).
         .target(name: "CKVCache"),
-        .target(name: "KVCacheC", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVHybrid", "KVMetrics", "KVChunks", "KVConfig", "CKVCache"]),
+        .target(name: "KVCacheC", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVHybrid", "KVMetrics", "KVChunks", "CKVCache"]),
         // How libkvcache_c.so is linked, apart from the code so that tests and benchmarks link KVCacheC as usual.
         .target(name: "KVCacheCLibrary", dependencies: ["KVCacheC"], path: "tools/capi/Library",
                 linkerSettings: [.unsafeFlags(sharedLibraryFlags)]),
+        // libkvcache_config.so's code: settings and the event publisher behind kvcache_config_library.h.
+        .target(name: "KVCacheConfigLibrary", dependencies: ["CKVCache", "KVCache", "KVPlan", "KVTiers", "KVConfig", "KVEvents"]),
+        .target(name: "KVCacheConfigLibraryProduct", dependencies: ["KVCacheConfigLibrary"], path: "tools/capi/ConfigLibrary",
+                linkerSettings: [.unsafeFlags(configLibraryFlags)]),
         // The same serving cycle through the facade and through the C ABI, side by side.
         .executableTarget(name: "capi-bench", dependencies: ["KVCache", "CKVCache", "KVCacheC"],
                           path: "tools/capi/CABIBench"),
@@ -139,7 +154,8 @@ let package = Package(
 
         .testTarget(name: "KVCacheTests", dependencies: ["KVCache"]),
         .testTarget(name: "KVHybridTests", dependencies: ["KVHybrid", "KVData", "KVCache"]),
-        .testTarget(name: "KVCacheCTests", dependencies: ["CKVCache", "KVCacheC", "KVCache", "KVPlan", "KVTiers"]),
+        .testTarget(name: "KVCacheCTests", dependencies: ["CKVCache", "KVCacheC", "KVCache", "KVPlan", "KVTiers",
+                                                        "KVCacheConfigLibrary"]),
         .testTarget(name: "KVConfigTests", dependencies: ["KVConfig", "KVCache", "KVTiers", "KVPlan"]),
         .testTarget(name: "KVPlanTests", dependencies: ["KVPlan", "KVCache"]),
         .testTarget(name: "KVTiersTests", dependencies: ["KVTiers", "KVPlan", "KVTestSupport"]),

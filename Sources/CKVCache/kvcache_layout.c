@@ -1,5 +1,5 @@
 /*
- * The C target's only source file (SwiftPM needs one): compile-time checks that the structs of
+ * Compile-time checks that the structs of
  * kvcache.h have the layout the documentation and the Python example (tools/capi/example.py) rely on,
  * on every 64-bit platform. The functions themselves are implemented in Swift (Sources/KVCacheC).
  */

@@ -30,6 +30,9 @@ enum CAPIError: Error {
     case tier(TierError)
     /// A configuration (environment variables, YAML file) was refused; the text names the key.
     case configuration(String)
+    /// libkvcache_config.so, which reads configurations and publishes events, could not be loaded; the
+    /// text names the files tried and the loader's reasons.
+    case configLibrary(String)
 
     /// The status code the C caller gets (one per `KVCacheError` case). O(1).
     var status: kvcache_status {
@@ -50,6 +53,7 @@ enum CAPIError: Error {
         case .nullPointer: Status.nullPointer
         case .bufferTooSmall: Status.bufferTooSmall
         case .invalidArgument, .notUTF8, .configuration, .wrongHandle: Status.invalidArgument
+        case .configLibrary: Status.configLibrary
         case .invariantViolation: Status.invariantViolation
         case .outOfMemory: Status.outOfMemory
         case .tier(let e):
@@ -74,6 +78,7 @@ enum CAPIError: Error {
             "capacity_blocks \(blocks) needs more than half of the \(limit >> 20) MiB this process may use"
         case .tier(let e): e.description
         case .configuration(let why): "invalid argument: \(why)"
+        case .configLibrary(let why): why
         }
     }
 }

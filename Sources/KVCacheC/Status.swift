@@ -19,6 +19,7 @@ enum Status {
     static var invariantViolation: kvcache_status { code(KVCACHE_ERR_INVARIANT_VIOLATION) }
     static var outOfMemory: kvcache_status { code(KVCACHE_ERR_OUT_OF_MEMORY) }
     static var tierSystem: kvcache_status { kvcache_status(truncatingIfNeeded: KVCACHE_ERR_TIER_SYSTEM.rawValue) }
+    static var configLibrary: kvcache_status { kvcache_status(truncatingIfNeeded: KVCACHE_ERR_CONFIG_LIBRARY.rawValue) }
 
     @inline(__always) private static func code(_ c: kvcache_status_code) -> kvcache_status {
         kvcache_status(truncatingIfNeeded: c.rawValue)
@@ -43,6 +44,7 @@ enum Status {
         case invariantViolation: "KVCACHE_ERR_INVARIANT_VIOLATION"
         case outOfMemory: "KVCACHE_ERR_OUT_OF_MEMORY"
         case tierSystem: "KVCACHE_ERR_TIER_SYSTEM"
+        case configLibrary: "KVCACHE_ERR_CONFIG_LIBRARY"
         default: "KVCACHE_STATUS_UNKNOWN"
         }
     }

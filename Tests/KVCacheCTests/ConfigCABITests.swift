@@ -1,16 +1,30 @@
 import CKVCache
 import Glibc
 import KVCache
+import KVCacheC
+import KVCacheConfigLibrary  // linked for the functions of kvcache_config_library.h
 import Testing
 
 /// kvcache_create_from_env and kvcache_create_from_file: the settings reach the cache (capacity, block
 /// size, policy), variables override the file, and a bad key fails the call with the key named and
-/// nothing opened. Serialized: the tests set the process environment. (No Foundation here: its String
+/// nothing opened; without the configuration library (KVCACHE_CONFIG_LIBRARY naming a missing file) every
+/// configuration call fails with KVCACHE_ERR_CONFIG_LIBRARY and opens nothing. The configuration library's
+/// code is linked into the test process (`ConfigLibrary.useLinked`) rather than opened from
+/// libkvcache_config.so. Serialized: the tests set the process environment. (No Foundation here: its String
 /// overloads would change `contains("")` for the whole test module.)
 @Suite(.serialized)
 struct ConfigCABITests {
     static let variables = ["KVCACHE_CAPACITY_BLOCKS", "KVCACHE_BLOCK_TOKENS", "KVCACHE_POLICY", "KVCACHE_CONFIG_FILE",
-                            "KVCACHE_TIERS_HOST_BLOCKS", "KVCACHE_RECOMPUTE_SECONDS_PER_TOKEN"]
+                            "KVCACHE_TIERS_HOST_BLOCKS", "KVCACHE_RECOMPUTE_SECONDS_PER_TOKEN", "KVCACHE_CONFIG_LIBRARY",
+                            "KVCACHE_EVENTS_ENABLED"]
+
+    init() {
+        // The header's declarations of the functions KVCacheConfigLibrary defines (a `@_cdecl` function taken
+        // as `@convention(c)` in Swift would be emitted a second time under its C name).
+        ConfigLibrary.useLinked(ConfigLibrary(load: kvcache_config_library_load, eventsOpen: kvcache_config_library_events_open,
+                                              eventsPublish: kvcache_config_library_events_publish,
+                                              eventsClose: kvcache_config_library_events_close))
+    }
 
     /// Runs `body` with exactly `env` among `variables` set, restoring none of them (all unset after).
     static func withEnvironment(_ env: [String: String], _ body: () throws -> Void) rethrows {
@@ -83,6 +97,46 @@ struct ConfigCABITests {
             let cache = try #require(out)
             #expect(Self.shape(cache, blockTokens: 2) == 40)
             _ = kvcache_destroy(cache)
+        }
+    }
+
+    @Test func missingConfigurationLibraryIsTypedAndOpensNothing() throws {
+        let sentinel = OpaquePointer(bitPattern: 0xDEAD)
+        let status = Int32(KVCACHE_ERR_CONFIG_LIBRARY.rawValue)
+        try Self.withEnvironment(["KVCACHE_CAPACITY_BLOCKS": "8", "KVCACHE_CONFIG_LIBRARY": "/nonexistent/libkvcache_config.so.1"]) {
+            var out = sentinel
+            #expect(kvcache_create_from_env(&out) == status && out == sentinel)
+            #expect(lastError.hasPrefix("kvcache_create_from_env: libkvcache_config.so is needed"), "\(lastError)")
+            #expect(lastError.contains("KVCACHE_CONFIG_LIBRARY") && lastError.contains("/nonexistent/libkvcache_config.so.1"),
+                    "\(lastError)")
+            #expect(kvcache_tiers_create_from_config(nil, nil, nil, nil, &out) == status && out == sentinel)
+            #expect(String(cString: kvcache_status_name(status)) == "KVCACHE_ERR_CONFIG_LIBRARY")
+        }
+        // Found again (here: linked in), the same call succeeds.
+        try Self.withEnvironment(["KVCACHE_CAPACITY_BLOCKS": "8"]) {
+            var out: OpaquePointer?
+            #expect(kvcache_create_from_env(&out) == 0)
+            _ = kvcache_destroy(try #require(out))
+        }
+    }
+
+    /// events.enabled makes the cache opened from the settings record its events (a publisher drains them).
+    @Test func eventsEnabledRecordsEvents() throws {
+        for enabled in [false, true] {
+            try Self.withEnvironment(["KVCACHE_CAPACITY_BLOCKS": "8", "KVCACHE_BLOCK_TOKENS": "4",
+                                      "KVCACHE_EVENTS_ENABLED": enabled ? "true" : "false"]) {
+                var out: OpaquePointer?
+                #expect(kvcache_create_from_env(&out) == 0)
+                let cache = try #require(out)
+                defer { _ = kvcache_destroy(cache) }
+                _ = Self.shape(cache, blockTokens: 4)
+                #expect(kvcache_commit(cache, 1, 5) == 0)
+                var events = [kvcache_event](repeating: kvcache_event(), count: 8)
+                var keys = [kvcache_key](repeating: kvcache_key(), count: 8)
+                var eventCount = 0, keyCount = 0
+                #expect(kvcache_drain_events(cache, &events, 8, &eventCount, &keys, 8, &keyCount) == 0)
+                #expect((eventCount == 1 && keyCount == 1) == enabled, "\(eventCount) events, \(keyCount) keys")
+            }
         }
     }
 

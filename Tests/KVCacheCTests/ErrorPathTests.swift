@@ -254,7 +254,9 @@ struct ErrorPathTests {
         #expect(names.first == "KVCACHE_OK" && names[4] == "KVCACHE_ERR_UNKNOWN_SEQUENCE" && names[13] == "KVCACHE_ERR_INVARIANT_VIOLATION"
                 && names[14] == "KVCACHE_ERR_OUT_OF_MEMORY")
         #expect(Set(names).count == names.count && names.allSatisfy { $0.hasPrefix("KVCACHE_") && !$0.contains("UNKNOWN_STATUS") })
-        #expect(String(cString: kvcache_status_name(16)) == "KVCACHE_STATUS_UNKNOWN")
+        #expect(String(cString: kvcache_status_name(15)) == "KVCACHE_ERR_TIER_SYSTEM")
+        #expect(String(cString: kvcache_status_name(16)) == "KVCACHE_ERR_CONFIG_LIBRARY")
+        #expect(String(cString: kvcache_status_name(17)) == "KVCACHE_STATUS_UNKNOWN")
         #expect(String(cString: kvcache_status_name(-1)) == "KVCACHE_STATUS_UNKNOWN")
         // The header's tiers are the facade's.
         #expect(Tier.allCases.map { Int32($0.rawValue) } == [KVCACHE_TIER_DEVICE, KVCACHE_TIER_HOST, KVCACHE_TIER_DISK, KVCACHE_TIER_REMOTE].map { Int32(truncatingIfNeeded: $0.rawValue) })

@@ -5,7 +5,7 @@ from ._abi import (ABI_VERSION, ChunkAction, EventKind, EvictionPolicy, LibraryN
 from ._version import __version__
 from .cache import Cache
 from .chunks import ChunkLoad, ChunkPlan, ChunksStats, ChunkStore, ChunksTierStats, ReusedSpan
-from .errors import (BlockPoolError, BlocksInUseError, BufferTooSmallError, ClosedCacheError, DuplicateSequenceError,
+from .errors import (BlockPoolError, BlocksInUseError, BufferTooSmallError, ClosedCacheError, ConfigLibraryError, DuplicateSequenceError,
                      InsufficientBlocksError, InvalidArgumentError, InvariantViolationError, KVCacheError,
                      KVCacheMemoryError, TierSystemError, UnknownSequenceError)
 from .tiers import TierCounters, TierLookup, TierManager, TierStats
@@ -25,7 +25,7 @@ def abi_version():
 __all__ = [
     "ABI_VERSION", "BLOCK_COPY_DTYPE", "KEY_DTYPE", "BlockPoolError", "BlocksInUseError", "BufferTooSmallError", "Cache",
     "ChunkAction", "ChunkLoad", "ChunkPlan", "ChunkStore", "ChunksStats", "ChunksTierStats", "ReusedSpan", "SegmentKind", "Selection",
-    "ClosedCacheError", "DuplicateSequenceError", "Event", "EventKind", "EvictionPolicy", "InsufficientBlocksError",
+    "ClosedCacheError", "ConfigLibraryError", "DuplicateSequenceError", "Event", "EventKind", "EvictionPolicy", "InsufficientBlocksError",
     "InvalidArgumentError", "InvariantViolationError", "KVCacheError", "KVCacheMemoryError", "LibraryNotFound",
     "PrefixHit", "Stats", "Status", "Tier", "TierCounters", "TierLookup", "TierManager", "TierStats", "TierSystemError",
     "UnknownSequenceError", "__version__", "abi_version", "key_to_int",

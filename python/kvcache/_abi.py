@@ -170,6 +170,7 @@ UNBOUND_PREFIXES = (
     "kvcache_hybrid_",  # the hybrid attention + SSM cache: C and Swift only for now
     "kvcache_create_from_",  # caches opened from KVCACHE_* variables or a YAML file: C and Swift only for now
     "kvcache_tiers_create_from_",  # their tier managers, likewise
+    "kvcache_events_",  # the event publisher of the configuration (libkvcache_config.so): C and Swift only for now
 )
 
 # Object-like macros of kvcache.h that the package relies on.
@@ -198,6 +199,11 @@ class Status(enum.IntEnum):
 class TierStatus(enum.IntEnum):
     """enum kvcache_tier_status_code: the statuses only the tier calls return."""
     ERR_TIER_SYSTEM = 15
+
+
+class ConfigStatus(enum.IntEnum):
+    """enum kvcache_config_status_code: the status only the configuration calls return."""
+    ERR_CONFIG_LIBRARY = 16
 
 
 class EvictionPolicy(enum.IntEnum):
@@ -254,6 +260,7 @@ class Tier(enum.IntEnum):
 ENUMS = {
     "kvcache_status_code": (Status, "KVCACHE_"),
     "kvcache_tier_status_code": (TierStatus, "KVCACHE_"),
+    "kvcache_config_status_code": (ConfigStatus, "KVCACHE_"),
     "kvcache_eviction_policy": (EvictionPolicy, "KVCACHE_EVICTION_"),
     "kvcache_event_kind": (EventKind, "KVCACHE_EVENT_"),
     "kvcache_tier": (Tier, "KVCACHE_TIER_"),

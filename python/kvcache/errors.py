@@ -6,7 +6,7 @@ name in the header and the library's sentence for it (kvcache_last_error, read o
 thread right after the call). Classes also derive from the matching built-in exception where one
 fits (ValueError, KeyError, MemoryError), so generic handlers work.
 """
-from ._abi import Status, TierStatus
+from ._abi import ConfigStatus, Status, TierStatus
 
 
 class KVCacheError(Exception):
@@ -72,6 +72,11 @@ class TierSystemError(KVCacheError):
     path (KVCACHE_ERR_TIER_SYSTEM)."""
 
 
+class ConfigLibraryError(KVCacheError):
+    """libkvcache_config.so, which the configuration and event calls need, could not be loaded; the message
+    names the files tried (KVCACHE_ERR_CONFIG_LIBRARY)."""
+
+
 # Status -> exception class; a status not listed (a newer library's) raises KVCacheError itself.
 BY_STATUS = {
     Status.ERR_NULL_HANDLE: ClosedCacheError,
@@ -89,6 +94,7 @@ BY_STATUS = {
     Status.ERR_INVARIANT_VIOLATION: InvariantViolationError,
     Status.ERR_OUT_OF_MEMORY: KVCacheMemoryError,
     TierStatus.ERR_TIER_SYSTEM: TierSystemError,
+    ConfigStatus.ERR_CONFIG_LIBRARY: ConfigLibraryError,
 }
 
 

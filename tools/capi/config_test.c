@@ -3,7 +3,9 @@
  * and layout: sections name (sizes checked through the stats, a block stored to disk and read back); the
  * environment's variables override the file, a NULL path reads the environment (KVCACHE_CONFIG_FILE); a
  * file without tiers opens none; a bad key, a tier without a layout and one copy callback fail with the
- * key named and nothing opened. Exits non-zero on the first unexpected result. Built and run by
+ * key named and nothing opened; the event publisher's refusals; without libkvcache_config.so (KVCACHE_CONFIG_LIBRARY
+ * naming a missing file, or another library) every configuration call fails with KVCACHE_ERR_CONFIG_LIBRARY
+ * and opens nothing. Exits non-zero on the first unexpected result. Built and run by
  * tools/capi/smoke.sh. */
 #define _POSIX_C_SOURCE 200809L  /* mkdtemp, setenv */
 #include "kvcache.h"
@@ -102,10 +104,49 @@ int main(void) {
     CHECK(strstr(kvcache_last_error(), "copy callbacks") != NULL);
     CHECK(kvcache_tiers_create_from_config(path, NULL, NULL, NULL, NULL) == KVCACHE_ERR_NULL_POINTER);
 
+    /* The event publisher: none unless events.enabled; a bad address names its key; NULL handles. */
+    cache = NULL;
+    CHECK(kvcache_create_from_file(path, &cache) == KVCACHE_OK && cache);
+    kvcache_events_t *events = (kvcache_events_t *)&found;
+    CHECK(kvcache_events_open_from_config(cache, path, &events) == KVCACHE_OK && events == NULL);
+    events = (kvcache_events_t *)&found;
+    CHECK(kvcache_events_open_from_config(cache, write_file("badevents.yaml", "capacity_blocks: 8\nevents:\n  enabled: true\n"
+                                                            "  endpoint: nonsense://here\n"), &events)
+          == KVCACHE_ERR_INVALID_ARGUMENT && events == (kvcache_events_t *)&found);
+    CHECK(strstr(kvcache_last_error(), "events.endpoint") != NULL);
+    CHECK(kvcache_events_open_from_config(NULL, path, &events) == KVCACHE_ERR_NULL_HANDLE);
+    CHECK(kvcache_events_open_from_config(cache, path, NULL) == KVCACHE_ERR_NULL_POINTER);
+    CHECK(kvcache_events_publish(NULL, NULL) == KVCACHE_ERR_NULL_HANDLE);
+    CHECK(kvcache_events_publish((kvcache_events_t *)cache, NULL) == KVCACHE_ERR_INVALID_ARGUMENT);
+    CHECK(kvcache_events_close(NULL) == KVCACHE_ERR_NULL_HANDLE);
+
+    /* Without libkvcache_config.so every configuration call fails with CONFIG_LIBRARY, names the files
+     * tried and opens nothing; the rest of the library works on; once it is found again, so do they. */
+    setenv("KVCACHE_CONFIG_LIBRARY", "/nonexistent/libkvcache_config.so.1", 1);
+    kvcache_t *none = (kvcache_t *)&found;
+    CHECK(kvcache_create_from_file(path, &none) == KVCACHE_ERR_CONFIG_LIBRARY && none == (kvcache_t *)&found);
+    CHECK(strstr(kvcache_last_error(), "kvcache_create_from_file: libkvcache_config.so is needed") != NULL);
+    CHECK(strstr(kvcache_last_error(), "/nonexistent/libkvcache_config.so.1") != NULL);
+    CHECK(kvcache_create_from_env(&none) == KVCACHE_ERR_CONFIG_LIBRARY && none == (kvcache_t *)&found);
+    tiers = sentinel;
+    CHECK(kvcache_tiers_create_from_config(path, NULL, NULL, NULL, &tiers) == KVCACHE_ERR_CONFIG_LIBRARY && tiers == sentinel);
+    CHECK(kvcache_events_open_from_config(cache, path, &events) == KVCACHE_ERR_CONFIG_LIBRARY);
+    CHECK(strcmp(kvcache_status_name(KVCACHE_ERR_CONFIG_LIBRARY), "KVCACHE_ERR_CONFIG_LIBRARY") == 0);
+    /* A library that is there but is not the configuration library. */
+    setenv("KVCACHE_CONFIG_LIBRARY", "libm.so.6", 1);
+    CHECK(kvcache_create_from_file(path, &none) == KVCACHE_ERR_CONFIG_LIBRARY && none == (kvcache_t *)&found);
+    CHECK(strstr(kvcache_last_error(), "libm.so.6: not a kvcache configuration library") != NULL);
+    kvcache_stats cache_stats;
+    CHECK(kvcache_get_stats(cache, &cache_stats) == KVCACHE_OK && cache_stats.capacity_blocks == 32);
+    unsetenv("KVCACHE_CONFIG_LIBRARY");
+    CHECK(kvcache_create_from_file(path, &none) == KVCACHE_OK && none != (kvcache_t *)&found);
+    CHECK(kvcache_destroy(none) == KVCACHE_OK);
+    CHECK(kvcache_destroy(cache) == KVCACHE_OK);
+
     char command[128];
     snprintf(command, sizeof command, "rm -rf '%s'", folder);
     if (system(command) != 0) fprintf(stderr, "could not remove %s\n", folder);
     if (failures) { fprintf(stderr, "config_test: %d failures\n", failures); return 1; }
-    printf("config_test: the cache and its tiers from one file: ok\n");
+    printf("config_test: the cache and its tiers from one file, the publisher's refusals, a missing configuration library: ok\n");
     return 0;
 }

@@ -5,8 +5,11 @@
 #  - it needs no libswift*.so and no libxxhash (xxHash is compiled in): NEEDED entries and ldd, checked
 #    against the list of system libraries it may need (libc, libm, libstdc++, libgcc_s, the loader, and
 #    libzstd and libnuma, whose Debian archives cannot be linked into a shared object or are LGPL);
-#  - tools/capi/example.c, compiled with `pkg-config --cflags --libs kvcache`, and tools/capi/example.py
-#    load and run it without the Swift toolchain: under `env -i` with LD_LIBRARY_PATH naming PREFIX/lib
+#  - libkvcache_config.so.ABI, which libkvcache_c opens with dlopen for the configuration and event calls,
+#    exports kvcache_config_library_* only and needs no more than libkvcache_c's list plus libzmq and
+#    libmsgpackc;
+#  - tools/capi/example.c and config_test.c, compiled with `pkg-config --cflags --libs kvcache`, and
+#    tools/capi/example.py load and run it without the Swift toolchain: under `env -i` with LD_LIBRARY_PATH naming PREFIX/lib
 #    only, the loader's trace (LD_DEBUG=libs) opening no libswift*, and, where unshare is permitted, in a
 #    private mount namespace whose toolchain lib folder is covered by an empty tmpfs;
 #  - `kvcache --version` prints the library's kvcache_version_string().
@@ -46,6 +49,22 @@ if readelf -d "$lib" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | grep -Ev "$allow
 fi
 echo "SONAME $soname; needs: $(readelf -d "$lib" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')"
 
+echo "== libkvcache_config $KVCACHE_VERSION: exports, SONAME, dependencies"
+config_lib="$prefix/lib/libkvcache_config.so.$KVCACHE_ABI"
+if nm -D --defined-only "$config_lib" | awk '{print $NF}' | grep -v '^kvcache_config_library_'; then
+  fail "libkvcache_config exports symbols outside kvcache_config_library_*"
+fi
+soname="$(readelf -d "$config_lib" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')"
+[ "$soname" = "libkvcache_config.so.$KVCACHE_ABI" ] || fail "libkvcache_config's SONAME is '$soname'"
+if readelf -d "$config_lib" | grep '(NEEDED)' | grep -i swift; then fail "libkvcache_config needs a Swift runtime library"; fi
+# Its documented extra dependencies (docs/C_API.md): libzmq and msgpack-c, on top of libkvcache_c's.
+config_allowed='^(libc\.so\.6|libm\.so\.6|libstdc\+\+\.so\.6|libgcc_s\.so\.1|ld-linux-x86-64\.so\.2|libzstd\.so\.1|libnuma\.so\.1|libzmq\.so\.5|libmsgpackc\.so\.2)$'
+if readelf -d "$config_lib" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | grep -Ev "$config_allowed"; then
+  fail "libkvcache_config needs a library outside those of libkvcache_c, libzmq and libmsgpackc"
+fi
+if ldd "$config_lib" | grep -i -e swift -e 'not found'; then fail "ldd libkvcache_config: a Swift library or a missing one"; fi
+echo "SONAME $soname; needs: $(readelf -d "$config_lib" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')"
+
 echo "== Without the Swift toolchain"
 toolchain_lib="$(cd "$(dirname "$(readlink -f "$(command -v swift)")")/../lib" && pwd)"
 hide=(unshare -m --propagation private bash -c 'mount -t tmpfs kvcache-hidden "$0" && exec "$@"' "$toolchain_lib")
@@ -70,6 +89,12 @@ cc="${CC:-$(command -v cc || command -v clang)}"
 "$cc" -std=c11 -Wall -Wextra -Werror -pedantic tools/capi/example.c $(pkg-config --cflags --libs kvcache) \
   -o "$tmp/example"
 bare "$tmp/example"
+# The configuration calls: libkvcache_c opens libkvcache_config.so.ABI from its own folder (and fails with
+# KVCACHE_ERR_CONFIG_LIBRARY where KVCACHE_CONFIG_LIBRARY names a missing file).
+# shellcheck disable=SC2046  # pkg-config prints separate flags
+"$cc" -std=c11 -Wall -Wextra -Werror -pedantic tools/capi/config_test.c $(pkg-config --cflags --libs kvcache) \
+  -o "$tmp/config_test"
+bare "$tmp/config_test"
 bare python3 tools/capi/example.py "$lib"
 
 echo "== The Python package, installed into a virtual environment, without the Swift toolchain"

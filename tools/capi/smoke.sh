@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Builds libkvcache_c.so and tools/capi/example.c against include/kvcache.h with the system C
-# compiler, then runs the example, the chunk-store and configuration tests (chunks_test.c,
-# config_test.c) and the Python (ctypes) client (each exits non-zero on any unexpected status).
+# Builds libkvcache_c.so, libkvcache_config.so and tools/capi/example.c against include/kvcache.h with the
+# system C compiler, then runs the example, the chunk-store and configuration tests (chunks_test.c,
+# config_test.c: libkvcache_config.so found next to libkvcache_c.so, and missing), the event publisher
+# against vLLM's decoder (events_driver.c under events_test.py: pyzmq, msgspec, xxhash, as
+# tools/install-deps.sh installs them) and the Python (ctypes) client (each exits non-zero on any
+# unexpected status).
 # Usage: bash tools/capi/smoke.sh [debug|release]   (default: debug)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 config="${1:-debug}"
 source tools/capi/version.sh
 swift build -c "$config" --product kvcache_c
+swift build -c "$config" --product kvcache_config
 lib="$(swift build -c "$config" --show-bin-path)"
 # Programs linked with -lkvcache_c ask the loader for the SONAME, libkvcache_c.so.ABI: name it in the
 # build folder as tools/install.sh does under PREFIX/lib.
@@ -21,6 +25,12 @@ cc="${CC:-$(command -v cc || command -v clang)}"   # the Swift toolchain's clang
    -L"$lib" -lkvcache_c -lm -Wl,-rpath,"$lib" -o "$lib/capi-chunks-test"
 "$cc" -std=c11 -Wall -Wextra -Werror -pedantic -ISources/CKVCache/include tools/capi/config_test.c \
    -L"$lib" -lkvcache_c -Wl,-rpath,"$lib" -o "$lib/capi-config-test"
+"$cc" -std=c11 -Wall -Wextra -Werror -pedantic -ISources/CKVCache/include tools/capi/events_driver.c \
+   -L"$lib" -lkvcache_c -Wl,-rpath,"$lib" -o "$lib/capi-events-driver"
+python3 tools/capi/events_test.py "$lib/capi-events-driver"
 "$lib/capi-config-test"
+"$cc" -std=c11 -Wall -Wextra -Werror -pedantic -ISources/CKVCache/include tools/capi/events_driver.c \
+   -L"$lib" -lkvcache_c -Wl,-rpath,"$lib" -o "$lib/capi-events-driver"
+python3 tools/capi/events_test.py "$lib/capi-events-driver"
 "$lib/capi-chunks-test"
 python3 tools/capi/example.py "$lib/libkvcache_c.so"

@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 import msgspec
 import xxhash
@@ -45,49 +46,64 @@ def collect(driver: str, seed: int, steps: int, tmp: str):
     proc = subprocess.Popen([driver, pub, replay, str(seed), str(steps)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout.readline().strip() == "ready", "the publisher did not start"
-        ctx = zmq.Context.instance()
-        sub = ctx.socket(zmq.SUB)
-        sub.connect(pub)
-        sub.setsockopt(zmq.SUBSCRIBE, b"")
-        dealer = ctx.socket(zmq.DEALER)
-        dealer.connect(replay)
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        expected = json.loads(proc.stdout.readline())
-        last = expected["last_seq"]
-        payloads, seen_live, dropped = {}, 0, 0
-        while sub.poll(1000):
-            topic, seq_bytes, payload = sub.recv_multipart()
-            seq = int.from_bytes(seq_bytes, "big", signed=True)
-            assert topic == b""
-            seen_live += 1
-            if dropped < DROPPED_LIVE:
-                dropped += 1
-                continue
-            payloads[seq] = payload
-            if seq == last:
-                break
-        missing = [s for s in range(last + 1) if s not in payloads]
-        replayed = 0
-        if missing:
-            dealer.send_multipart([b"", missing[0].to_bytes(8, "big")])
-            while True:
-                assert dealer.poll(5000), "no answer from the replay socket"
-                empty, topic, seq_bytes, payload = dealer.recv_multipart()
-                seq = int.from_bytes(seq_bytes, "big", signed=True)
-                if seq == END_SEQ:
-                    assert topic == b"" and payload == b""
-                    break
-                payloads.setdefault(seq, payload)
-                replayed += 1
-        assert sorted(payloads) == list(range(last + 1)), f"seqs missing after replay: {sorted(set(range(last + 1)) - set(payloads))}"
+        sub, dealer, expected = start(proc, pub, replay)
+        batches, seen_live, replayed = receive(sub, dealer, expected["last_seq"], DROPPED_LIVE)
         sub.close(0)
         dealer.close(0)
-        return expected, [payloads[s] for s in range(last + 1)], seen_live, replayed
+        return expected, batches, seen_live, replayed
     finally:
         proc.stdin.close()
         proc.wait(timeout=30)
+
+
+def start(proc, pub: str, replay: str, settle: float = 0.0):
+    """Once the driver `proc` says "ready": connects a SUB to `pub` and a DEALER to `replay`, waits
+    `settle` seconds (the subscription reaching the publisher), tells the driver to go, and returns both
+    sockets and the JSON line the driver prints when it is done."""
+    assert proc.stdout.readline().strip() == "ready", "the publisher did not start"
+    ctx = zmq.Context.instance()
+    sub = ctx.socket(zmq.SUB)
+    sub.connect(pub)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.connect(replay)
+    time.sleep(settle)
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    return sub, dealer, json.loads(proc.stdout.readline())
+
+
+def receive(sub, dealer, last: int, drop: int):
+    """Batches 0...last as a router gets them: live from `sub` (its first `drop` thrown away), the gaps
+    from the replay socket behind `dealer`. Returns the payloads in order, the live count and the
+    replayed count."""
+    payloads, seen_live, dropped = {}, 0, 0
+    while sub.poll(1000):
+        topic, seq_bytes, payload = sub.recv_multipart()
+        seq = int.from_bytes(seq_bytes, "big", signed=True)
+        assert topic == b""
+        seen_live += 1
+        if dropped < drop:
+            dropped += 1
+            continue
+        payloads[seq] = payload
+        if seq == last:
+            break
+    missing = [s for s in range(last + 1) if s not in payloads]
+    replayed = 0
+    if missing:
+        dealer.send_multipart([b"", missing[0].to_bytes(8, "big")])
+        while True:
+            assert dealer.poll(5000), "no answer from the replay socket"
+            empty, topic, seq_bytes, payload = dealer.recv_multipart()
+            seq = int.from_bytes(seq_bytes, "big", signed=True)
+            if seq == END_SEQ:
+                assert topic == b"" and payload == b""
+                break
+            payloads.setdefault(seq, payload)
+            replayed += 1
+    assert sorted(payloads) == list(range(last + 1)), f"seqs missing after replay: {sorted(set(range(last + 1)) - set(payloads))}"
+    return [payloads[s] for s in range(last + 1)], seen_live, replayed
 
 
 def rebuild(batches: list[bytes], block_size: int):

@@ -323,12 +323,61 @@ kvcache_status kvcache_destroy(kvcache_t *cache);
 /** Opens a cache from the KVCACHE_* variables of the process environment, over the YAML file that
  *  KVCACHE_CONFIG_FILE names (if set). KVCACHE_CAPACITY_BLOCKS (or capacity_blocks:) is required.
  *  Statuses: NULL_POINTER (out), INVALID_ARGUMENT (a key out of range, of the wrong type or missing;
- *  the file unreadable or not a YAML mapping), OUT_OF_MEMORY as kvcache_create. */
+ *  the file unreadable or not a YAML mapping), OUT_OF_MEMORY as kvcache_create, CONFIG_LIBRARY
+ *  (libkvcache_config.so could not be loaded: see kvcache_events_open_from_config). The cache records its
+ *  events when record_events or events.enabled is set. */
 kvcache_status kvcache_create_from_env(kvcache_t **out);
 
 /** Opens a cache from the YAML file at `path` (UTF-8), the environment's KVCACHE_* variables
  *  overriding its keys. Statuses: NULL_POINTER (path, out), those of kvcache_create_from_env. */
 kvcache_status kvcache_create_from_file(const char *path, kvcache_t **out);
+
+/* MARK: Events to a ZMQ subscriber, from the configuration */
+
+/*
+ * The event publisher of the events: section (docs/CONFIGURATION.md: events.enabled, events.endpoint,
+ * events.replay_endpoint, events.topic, events.buffer_steps, events.hwm, events.data_parallel_rank):
+ * batches of the cache's events, vLLM's msgpack KVEventBatch over a ZMQ PUB socket with a replay
+ * socket, so a router written for vLLM subscribes unchanged (docs/EVENTS.md). A cache opened from the
+ * same configuration records its events when events.enabled is set.
+ *
+ * The configuration calls (kvcache_create_from_env, kvcache_create_from_file,
+ * kvcache_tiers_create_from_config, kvcache_events_open_from_config) are implemented by
+ * libkvcache_config.so (Foundation, swift-configuration, Yams, libzmq), which this library opens with
+ * dlopen on the first such call: the file that KVCACHE_CONFIG_LIBRARY names, else
+ * libkvcache_config.so.<ABI> next to this library. When it cannot be loaded they fail with
+ * KVCACHE_ERR_CONFIG_LIBRARY and kvcache_last_error names the files tried and the loader's reason; the
+ * rest of this header never needs it.
+ */
+enum kvcache_config_status_code {
+    /** libkvcache_config.so could not be loaded (missing, unreadable, of another interface). */
+    KVCACHE_ERR_CONFIG_LIBRARY = 16,
+};
+
+/** An event publisher (kvcache_events_open_from_config). One caller thread at a time, with its cache. */
+typedef struct kvcache_events kvcache_events_t;
+
+/** Opens the publisher that the events: section describes, read from the YAML file at `path` (UTF-8)
+ *  with the KVCACHE_* variables over it as kvcache_create_from_file does, or, when `path` is NULL, from
+ *  the environment as kvcache_create_from_env does; it publishes the events of `cache` (which must
+ *  record them: open it from the same configuration, or with record_events). On KVCACHE_OK *out is a new
+ *  handle owned by the caller (kvcache_events_close), or NULL when events.enabled is false. The
+ *  publisher keeps `cache` alive until it is closed.
+ *  Statuses: NULL_HANDLE (cache), NULL_POINTER (out), INVALID_ARGUMENT (a bad key, named as by
+ *  kvcache_create_from_env; an address that cannot be bound, named as events.endpoint or
+ *  events.replay_endpoint with libzmq's reason), CONFIG_LIBRARY. */
+kvcache_status kvcache_events_open_from_config(kvcache_t *cache, const char *path, kvcache_events_t **out);
+
+/** Drains the cache's events (kvcache_drain_events then finds none of them) and queues them as one
+ *  batch stamped now; the publisher's thread encodes and sends it. *sequence (may be NULL) is the
+ *  batch's sequence number, or -1 when there was nothing to publish. Call it once per scheduler step.
+ *  O(events + keys); allocates only as the batch's events are rebuilt.
+ *  Statuses: NULL_HANDLE, INVALID_ARGUMENT (a handle of another kind). */
+kvcache_status kvcache_events_publish(kvcache_events_t *events, int64_t *sequence);
+
+/** Publishes what is pending, sends what is queued, closes the sockets and releases the handle (and its
+ *  reference to the cache); the handle must not be used again. Statuses: NULL_HANDLE. */
+kvcache_status kvcache_events_close(kvcache_events_t *events);
 
 /* MARK: Sequences */
 
@@ -892,7 +941,7 @@ kvcache_status kvcache_tiers_create_checked(uint32_t abi_version, size_t config_
  *  configuration names no tier (neither tiers.host_blocks nor tiers.disk_path).
  *  Statuses: NULL_POINTER (out), INVALID_ARGUMENT (a bad key, named with its variable as by
  *  kvcache_create_from_env; a tier without layout.layers...; one callback), TIER_SYSTEM (mmap, the
- *  directory). */
+ *  directory), CONFIG_LIBRARY. */
 kvcache_status kvcache_tiers_create_from_config(const char *path, kvcache_tier_copy_fn device_to_host,
                                                 kvcache_tier_copy_fn host_to_device, void *copy_context,
                                                 kvcache_tiers_t **out);

@@ -1,0 +1,69 @@
+import CKVCache
+import KVCache
+
+/// What a `kvcache_events_t *` points to: a publisher of libkvcache_config.so (an opaque pointer and
+/// the library's functions), the cache whose events it publishes (retained: the publisher keeps it
+/// alive), and the batch's C arrays, whose capacity is kept between batches.
+///
+/// Contract: `publish()` drains the cache's events (those kvcache_drain_events staged first, in
+/// order) and hands them to the configuration library as one batch; after `close()` nothing is
+/// published and the library's publisher is freed. Single-threaded, like the cache. O(events + keys +
+/// tokens) per batch; no allocation here once the arrays have grown.
+final class EventsHandle {
+    let cache: CacheHandle
+    private let library: ConfigLibrary
+    private var publisher: UnsafeMutableRawPointer?
+    private var drained: [KVEvent] = []
+    private var events: [kvcache_config_library_event] = []
+    private var keys: [kvcache_key] = []
+    private var tokens: [UInt32] = []
+
+    init(cache: CacheHandle, library: ConfigLibrary, publisher: UnsafeMutableRawPointer) {
+        self.cache = cache
+        self.library = library
+        self.publisher = publisher
+    }
+
+    deinit { close() }
+
+    /// Queues the cache's pending events as one batch: its sequence number, or -1 when there were none
+    /// (or the handle is closed).
+    func publish() -> Int64 {
+        guard let publisher else { return -1 }
+        drained.removeAll(keepingCapacity: true)
+        swap(&drained, &cache.stagedEvents)
+        cache.manager.drainEvents(into: &drained)
+        guard !drained.isEmpty else { return -1 }
+        events.removeAll(keepingCapacity: true)
+        keys.removeAll(keepingCapacity: true)
+        tokens.removeAll(keepingCapacity: true)
+        for event in drained {
+            var e = kvcache_config_library_event(event: kvcache_event(event, firstKey: keys.count), first_token: tokens.count,
+                                                 token_count: 0)
+            switch event {
+            case .blockStored(let k, _, _, _, let ids):
+                for key in k { keys.append(kvcache_key(lo: key.lo, hi: key.hi)) }
+                tokens.append(contentsOf: ids)
+                e.token_count = ids.count
+            case .blockRemoved(let k, _):
+                for key in k { keys.append(kvcache_key(lo: key.lo, hi: key.hi)) }
+            case .allBlocksCleared: break
+            }
+            events.append(e)
+        }
+        drained.removeAll(keepingCapacity: true)
+        return keys.withUnsafeBufferPointer { k in
+            tokens.withUnsafeBufferPointer { t in
+                library.eventsPublish(publisher, events, events.count, k.baseAddress, t.baseAddress)
+            }
+        }
+    }
+
+    /// Publishes what is pending, then closes the library's publisher. Idempotent.
+    func close() {
+        guard let publisher else { return }
+        _ = publish()
+        library.eventsClose(publisher)
+        self.publisher = nil
+    }
+}

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""The event publisher of the C ABI against vLLM's own decoder.
+
+Writes a configuration file (events.enabled, ipc:// endpoints for the PUB and replay sockets, a small
+pool so blocks are evicted), runs tools/capi/events_driver.c on it, subscribes as a router would (SUB for
+the live stream, DEALER on the replay socket for the gaps), and decodes every batch with msgspec into
+vLLM's `KVEventBatch`. The batches must be numbered 0...last without a gap after replay, and their events,
+in order, must be exactly the events the driver's twin cache (same configuration, same calls) hands to
+kvcache_drain_events: kind, medium, block size, parent and block hashes. Each stored block's token ids
+must hash, with its parent, to its hash (docs/BLOCK_KEYS.md), and the stream must rebuild a consistent
+cache (tools/events/check_events.py's rebuild: nothing stored twice, nothing removed that was not stored).
+The subscriber connects half a second before the driver starts, so most batches arrive live; the first
+live batches are dropped on purpose, so the replay socket is always exercised.
+
+usage: events_test.py PATH/TO/events_driver [SEEDS] [STEPS]
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+import msgspec
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "events"))
+import check_events  # noqa: E402  (vLLM's event types, the subscriber's sockets, the rebuild)
+
+kv = check_events.kv
+BLOCK_TOKENS = 16
+DROPPED_LIVE = 2
+MEDIUM = {0: "GPU", 1: "CPU", 2: "DISK"}
+
+
+def run(driver: str, seed: int, steps: int, tmp: str):
+    pub, replay = f"ipc://{tmp}/pub-{seed}", f"ipc://{tmp}/replay-{seed}"
+    config = os.path.join(tmp, f"kvcache-{seed}.yaml")
+    with open(config, "w") as f:
+        f.write(f"capacity_blocks: 48\nblock_tokens: {BLOCK_TOKENS}\npolicy: lru\n"
+                f"events:\n  enabled: true\n  endpoint: {pub}\n  replay_endpoint: {replay}\n")
+    proc = subprocess.Popen([driver, config, str(seed), str(steps)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        sub, dealer, expected = check_events.start(proc, pub, replay, settle=0.5)
+        last = expected["last_seq"]
+        assert last >= 10, f"only {last + 1} batches published"
+        batches, live, replayed = check_events.receive(sub, dealer, last, DROPPED_LIVE)
+        assert live > DROPPED_LIVE, f"{live} batches received live"
+        sub.close(0)
+        dealer.close(0)
+        proc.stdin.write("done\n")
+        proc.stdin.flush()
+        assert proc.wait(timeout=30) == 0, "the driver failed"
+        return expected, batches, live, replayed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def flatten(batches):
+    """The batches' events as the driver prints the twin's: [kind, medium, block size, parent, hashes]."""
+    decoder = msgspec.msgpack.Decoder(type=kv.KVEventBatch)
+    out = []
+    for raw in batches:
+        batch = decoder.decode(raw)
+        assert batch.events, "an empty batch was published"
+        for e in batch.events:
+            if isinstance(e, kv.BlockStored):
+                out.append((0, e.medium, e.block_size, e.parent_block_hash, list(e.block_hashes)))
+            elif isinstance(e, kv.BlockRemoved):
+                out.append((1, e.medium, 0, None, list(e.block_hashes)))
+            else:
+                out.append((2, "GPU", 0, None, []))
+    return out
+
+
+def main():
+    driver = sys.argv[1]
+    seeds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    steps = int(sys.argv[3]) if len(sys.argv) > 3 else 300
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(1, seeds + 1):
+            expected, batches, live, replayed = run(driver, seed, steps, tmp)
+            want = [(k, MEDIUM[t], bt, bytes.fromhex(p) if p else None, [bytes.fromhex(h) for h in keys])
+                    for k, t, bt, p, keys in expected["events"]]
+            got = flatten(batches)
+            assert len(got) == len(want), f"seed {seed}: {len(got)} events published, the twin drained {len(want)}"
+            for i, (g, w) in enumerate(zip(got, want)):
+                assert g == w, f"seed {seed}: event {i} published {g}, the twin drained {w}"
+            media, counts = check_events.rebuild(batches, BLOCK_TOKENS)
+            assert counts["BlockRemoved"] > 0 and expected["evicted_blocks"] > 0, "no eviction: make the pool smaller"
+            assert replayed >= DROPPED_LIVE, "the replay socket was not exercised"
+            print(f"seed {seed}: {len(batches)} batches ({live} live, {replayed} replayed), {len(got)} events equal to the twin's, "
+                  f"{counts}, {len(media.get('GPU', {}))} blocks rebuilt")
+    print("events_test: the C ABI's publisher, decoded by vLLM's decoder, is the cache's event stream")
+
+
+if __name__ == "__main__":
+    main()
