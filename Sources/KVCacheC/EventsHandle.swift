@@ -2,15 +2,19 @@ import CKVCache
 import KVCache
 
 /// What a `kvcache_events_t *` points to: a publisher of libkvcache_config.so (an opaque pointer and
-/// the library's functions), the cache whose events it publishes (retained: the publisher keeps it
-/// alive), and the batch's C arrays, whose capacity is kept between batches.
+/// the library's functions), the cache whose events it publishes and optionally a tier manager's
+/// (both retained: the publisher keeps them alive), and the batch's C arrays, whose capacity is kept
+/// between batches.
 ///
 /// Contract: `publish()` drains the cache's events (those kvcache_drain_events staged first, in
-/// order) and hands them to the configuration library as one batch; after `close()` nothing is
-/// published and the library's publisher is freed. Single-threaded, like the cache. O(events + keys +
-/// tokens) per batch; no allocation here once the arrays have grown.
+/// order), then the tiers' (kvcache_tiers_take_events staged first), and hands them to the
+/// configuration library as one batch; after `close()` nothing is published and the library's
+/// publisher is freed. Single-threaded, like the cache. O(events + keys + tokens) per batch; no
+/// allocation here once the arrays have grown.
 final class EventsHandle {
     let cache: CacheHandle
+    /// The tier manager whose events follow the cache's in each batch (`kvcache_events_add_tiers`).
+    var tiers: TierHandle?
     private let library: ConfigLibrary
     private var publisher: UnsafeMutableRawPointer?
     private var drained: [KVEvent] = []
@@ -33,7 +37,6 @@ final class EventsHandle {
         drained.removeAll(keepingCapacity: true)
         swap(&drained, &cache.stagedEvents)
         cache.manager.drainEvents(into: &drained)
-        guard !drained.isEmpty else { return -1 }
         events.removeAll(keepingCapacity: true)
         keys.removeAll(keepingCapacity: true)
         tokens.removeAll(keepingCapacity: true)
@@ -52,6 +55,17 @@ final class EventsHandle {
             events.append(e)
         }
         drained.removeAll(keepingCapacity: true)
+        if let tiers {
+            tiers.manager.drainEvents(into: &tiers.stagedEvents)
+            let blockTokens = Int64(tiers.manager.layout.blockTokens)
+            for e in tiers.stagedEvents {
+                events.append(kvcache_config_library_event(event: kvcache_event(e, blockTokens: blockTokens, firstKey: keys.count),
+                                                           first_token: tokens.count, token_count: 0))
+                keys.append(kvcache_key(lo: e.key.lo, hi: e.key.hi))
+            }
+            tiers.stagedEvents.removeAll(keepingCapacity: true)
+        }
+        guard !events.isEmpty else { return -1 }
         return keys.withUnsafeBufferPointer { k in
             tokens.withUnsafeBufferPointer { t in
                 library.eventsPublish(publisher, events, events.count, k.baseAddress, t.baseAddress)

@@ -22,6 +22,16 @@ public func kvcacheEventsOpenFromConfigImpl(_ cache: OpaquePointer?, _ path: Uns
     }
 }
 
+/// kvcache_events_add_tiers: the tier manager's events follow the cache's in every batch from now on
+/// (a second call replaces the first). O(1).
+@_cdecl("kvcache_events_add_tiers")
+public func kvcacheEventsAddTiersImpl(_ events: OpaquePointer?, _ tiers: OpaquePointer?) -> kvcache_status {
+    withHandle(events, "kvcache_events_add_tiers", as: EventsHandle.self) { (h) throws(CAPIError) in
+        guard let tiers else { throw .nullHandle }
+        try borrow(tiers) { (t: TierHandle) throws(CAPIError) in h.tiers = t }
+    }
+}
+
 /// kvcache_events_publish: the cache's pending events as one batch. O(events + keys).
 @_cdecl("kvcache_events_publish")
 public func kvcacheEventsPublishImpl(_ events: OpaquePointer?, _ sequence: UnsafeMutablePointer<Int64>?) -> kvcache_status {

@@ -119,6 +119,8 @@ int main(void) {
     CHECK(kvcache_events_publish(NULL, NULL) == KVCACHE_ERR_NULL_HANDLE);
     CHECK(kvcache_events_publish((kvcache_events_t *)cache, NULL) == KVCACHE_ERR_INVALID_ARGUMENT);
     CHECK(kvcache_events_close(NULL) == KVCACHE_ERR_NULL_HANDLE);
+    CHECK(kvcache_events_add_tiers(NULL, NULL) == KVCACHE_ERR_NULL_HANDLE);
+    CHECK(kvcache_events_add_tiers((kvcache_events_t *)cache, NULL) == KVCACHE_ERR_INVALID_ARGUMENT);
 
     /* Without libkvcache_config.so every configuration call fails with CONFIG_LIBRARY, names the files
      * tried and opens nothing; the rest of the library works on; once it is found again, so do they. */

@@ -123,7 +123,7 @@ def rebuild(batches: list[bytes], block_size: int):
                 if e.medium == "GPU":
                     assert len(e.token_ids) == len(e.block_hashes) * block_size, "stored blocks without their token ids"
                 else:
-                    assert e.medium == "CPU" and e.token_ids == [], f"unexpected {e.medium} event"
+                    assert e.medium in ("CPU", "DISK") and e.token_ids == [], f"unexpected {e.medium} event"
                 cache = media.setdefault(e.medium, {})
                 parent = e.parent_block_hash
                 for i, h in enumerate(e.block_hashes):

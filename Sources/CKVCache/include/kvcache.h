@@ -368,8 +368,9 @@ typedef struct kvcache_events kvcache_events_t;
  *  events.replay_endpoint with libzmq's reason), CONFIG_LIBRARY. */
 kvcache_status kvcache_events_open_from_config(kvcache_t *cache, const char *path, kvcache_events_t **out);
 
-/** Drains the cache's events (kvcache_drain_events then finds none of them) and queues them as one
- *  batch stamped now; the publisher's thread encodes and sends it. *sequence (may be NULL) is the
+/** Drains the cache's events, then those of the tiers added (kvcache_events_add_tiers), so that
+ *  kvcache_drain_events and kvcache_tiers_take_events find none of them, and queues them as one batch
+ *  stamped now; the publisher's thread encodes and sends it. *sequence (may be NULL) is the
  *  batch's sequence number, or -1 when there was nothing to publish. Call it once per scheduler step.
  *  O(events + keys); allocates only as the batch's events are rebuilt.
  *  Statuses: NULL_HANDLE, INVALID_ARGUMENT (a handle of another kind). */
@@ -945,6 +946,15 @@ kvcache_status kvcache_tiers_create_checked(uint32_t abi_version, size_t config_
 kvcache_status kvcache_tiers_create_from_config(const char *path, kvcache_tier_copy_fn device_to_host,
                                                 kvcache_tier_copy_fn host_to_device, void *copy_context,
                                                 kvcache_tiers_t **out);
+
+/** Adds the events of `tiers` (BLOCK_STORED / BLOCK_REMOVED on HOST and DISK, kept when its
+ *  configuration records events) to every batch of the publisher `events` (kvcache_events_open_from_config)
+ *  from now on, after the cache's, as the Swift publisher
+ *  does for a manager with lower tiers; kvcache_tiers_take_events then finds none of them. A second call
+ *  replaces the first. The publisher keeps `tiers` alive until it is closed; do not call into `tiers`
+ *  from another thread during kvcache_events_publish. O(1).
+ *  Statuses: NULL_HANDLE (events, tiers), INVALID_ARGUMENT (a handle of another kind). */
+kvcache_status kvcache_events_add_tiers(kvcache_events_t *events, kvcache_tiers_t *tiers);
 
 /** Finishes the queued transfers (the engine must complete the copies it was handed), closes the disk
  *  directory and releases the handle. Statuses: NULL_HANDLE. */
