@@ -122,7 +122,8 @@ let package = Package(
         .target(name: "KVReferenceEngine", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVRuntime", "KVData", "COpenBLAS",
                                                           "CKernels", "KVChunks"]),
 
-        // The C ABI: the public header alone (CKVCache), implemented in Swift with @_cdecl (KVCacheC).
+        // The C ABI: the public header (CKVCache, with the private interface to libkvcache_config.so and its
+        // dladdr helper), implemented in Swift with @_cdecl (KVCacheC).
         .target(name: "CKVCache"),
         .target(name: "KVCacheC", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVHybrid", "KVMetrics", "KVChunks", "CKVCache"]),
         // How libkvcache_c.so is linked, apart from the code so that tests and benchmarks link KVCacheC as usual.

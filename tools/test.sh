@@ -7,7 +7,7 @@ KVCACHE_TEST_DEPS=1 source tools/install-deps.sh   # also python3-jsonschema and
 # swift test includes the report checks: every subcommand's --json validated against docs/report.schema.json
 # (ReportSchemaTests), and `kvcache report`'s page rendered in headless Chromium (HTMLReportTests).
 swift test
-bash tools/capi/smoke.sh  # the C ABI from C and Python: libkvcache_c.so, tools/capi/example.{c,py}
+bash tools/capi/smoke.sh  # the C ABI from C and Python: libkvcache_c.so, libkvcache_config.so (configuration, events to a ZMQ subscriber), tools/capi/example.{c,py}
 bash tools/capi/allocs.sh  # no heap allocation per tier call in steady state (malloc counted, release build)
 
 # The shipped library and the Python package: tools/install.sh into a temporary prefix (only kvcache_*

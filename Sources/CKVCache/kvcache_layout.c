@@ -1,7 +1,7 @@
 /*
- * Compile-time checks that the structs of
- * kvcache.h have the layout the documentation and the Python example (tools/capi/example.py) rely on,
- * on every 64-bit platform. The functions themselves are implemented in Swift (Sources/KVCacheC).
+ * Compile-time checks that the structs of kvcache.h have the layout the documentation and the Python
+ * example (tools/capi/example.py) rely on, on every 64-bit platform. The functions themselves are
+ * implemented in Swift (Sources/KVCacheC).
  */
 #include "kvcache.h"
 

@@ -12,7 +12,9 @@ import Synchronization
 /// (then libkvcache_config.so) in the folder of the image holding this code (`dladdr`). The library is
 /// opened with RTLD_NOW | RTLD_LOCAL and never closed; its interface version must be this header's. A
 /// missing or mismatched library is `CAPIError.configLibrary`, naming the paths tried and the loader's
-/// reason. Thread-safe; O(1) after the first success (a lock and a copy of four pointers).
+/// reason. Thread-safe; O(1) after the first success (a lock and a copy of four pointers), or, with
+/// KVCACHE_CONFIG_LIBRARY set, a `dlopen` of the loaded file and five `dlsym`s per call (configuration
+/// calls only; the publisher keeps the functions it was opened with).
 public struct ConfigLibrary: Sendable {
     public typealias Load = @convention(c) (UnsafePointer<CChar>?, UnsafeMutablePointer<kvcache_config_library_settings>?,
                                             UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32

@@ -25,9 +25,6 @@ cc="${CC:-$(command -v cc || command -v clang)}"   # the Swift toolchain's clang
    -L"$lib" -lkvcache_c -lm -Wl,-rpath,"$lib" -o "$lib/capi-chunks-test"
 "$cc" -std=c11 -Wall -Wextra -Werror -pedantic -ISources/CKVCache/include tools/capi/config_test.c \
    -L"$lib" -lkvcache_c -Wl,-rpath,"$lib" -o "$lib/capi-config-test"
-"$cc" -std=c11 -Wall -Wextra -Werror -pedantic -ISources/CKVCache/include tools/capi/events_driver.c \
-   -L"$lib" -lkvcache_c -Wl,-rpath,"$lib" -o "$lib/capi-events-driver"
-python3 tools/capi/events_test.py "$lib/capi-events-driver"
 "$lib/capi-config-test"
 "$cc" -std=c11 -Wall -Wextra -Werror -pedantic -ISources/CKVCache/include tools/capi/events_driver.c \
    -L"$lib" -lkvcache_c -Wl,-rpath,"$lib" -o "$lib/capi-events-driver"
