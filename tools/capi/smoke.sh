@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds libkvcache_c.so and tools/capi/example.c against include/kvcache.h with the system C
-# compiler, then runs the example, the chunk-store and configuration tests (chunks_test.c,
-# config_test.c) and the Python (ctypes) client (each exits non-zero on any unexpected status).
+# compiler, then runs the example, the chunk-store, configuration and tier admission tests (chunks_test.c,
+# config_test.c, tier_admission_test.c) and the Python (ctypes) client (each exits non-zero on any unexpected status).
 # Usage: bash tools/capi/smoke.sh [debug|release]   (default: debug)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,6 +21,9 @@ cc="${CC:-$(command -v cc || command -v clang)}"   # the Swift toolchain's clang
    -L"$lib" -lkvcache_c -lm -Wl,-rpath,"$lib" -o "$lib/capi-chunks-test"
 "$cc" -std=c11 -Wall -Wextra -Werror -pedantic -ISources/CKVCache/include tools/capi/config_test.c \
    -L"$lib" -lkvcache_c -Wl,-rpath,"$lib" -o "$lib/capi-config-test"
+"$cc" -std=c11 -Wall -Wextra -Werror -pedantic -ISources/CKVCache/include tools/capi/tier_admission_test.c \
+   -L"$lib" -lkvcache_c -Wl,-rpath,"$lib" -o "$lib/capi-tier-admission-test"
 "$lib/capi-config-test"
 "$lib/capi-chunks-test"
+"$lib/capi-tier-admission-test"
 python3 tools/capi/example.py "$lib/libkvcache_c.so"
