@@ -1072,7 +1072,8 @@ typedef struct kvcache_tier_admission {
  *  the tiers (kvcache_tiers_will_evict, copied to host when not there yet), and kvcache_drain_events also
  *  moves the tier events (after the cache's own). The cache keeps a reference to the tier handle until
  *  kvcache_tiers_detach or kvcache_destroy, so either handle may be destroyed first (the tier manager
- *  closes when neither the caller nor a cache holds it). O(1).
+ *  closes when neither the caller nor a cache holds it). From then on the two handles are used as one:
+ *  one thread at a time for both (kvcache_tiers_copy_done excepted). O(1).
  *  Statuses: NULL_HANDLE, INVALID_ARGUMENT (a handle of another kind; the cache has tiers attached
  *  already, or the tiers are attached to a cache; block_tokens differ; the tiers' device_blocks are fewer
  *  than the cache's capacity_blocks). Nothing changes on failure. */
