@@ -125,7 +125,7 @@ let package = Package(
         // The C ABI: the public header (CKVCache, with the private interface to libkvcache_config.so and its
         // dladdr helper), implemented in Swift with @_cdecl (KVCacheC).
         .target(name: "CKVCache"),
-        .target(name: "KVCacheC", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVHybrid", "KVMetrics", "KVChunks", "CKVCache"]),
+        .target(name: "KVCacheC", dependencies: ["KVCache", "KVPlan", "KVTiers", "KVRuntime", "KVHybrid", "KVMetrics", "KVChunks", "CKVCache"]),
         // How libkvcache_c.so is linked, apart from the code so that tests and benchmarks link KVCacheC as usual.
         .target(name: "KVCacheCLibrary", dependencies: ["KVCacheC"], path: "tools/capi/Library",
                 linkerSettings: [.unsafeFlags(sharedLibraryFlags)]),
@@ -155,7 +155,7 @@ let package = Package(
 
         .testTarget(name: "KVCacheTests", dependencies: ["KVCache"]),
         .testTarget(name: "KVHybridTests", dependencies: ["KVHybrid", "KVData", "KVCache"]),
-        .testTarget(name: "KVCacheCTests", dependencies: ["CKVCache", "KVCacheC", "KVCache", "KVPlan", "KVTiers",
+        .testTarget(name: "KVCacheCTests", dependencies: ["CKVCache", "KVCacheC", "KVCache", "KVPlan", "KVTiers", "KVRuntime",
                                                         "KVCacheConfigLibrary"]),
         .testTarget(name: "KVConfigTests", dependencies: ["KVConfig", "KVCache", "KVTiers", "KVPlan"]),
         .testTarget(name: "KVPlanTests", dependencies: ["KVPlan", "KVCache"]),

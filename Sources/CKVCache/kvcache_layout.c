@@ -19,3 +19,5 @@ _Static_assert(offsetof(kvcache_config, key_namespace) == 16 &&
 _Static_assert(offsetof(kvcache_event, parent) == 16 && offsetof(kvcache_event, first_key) == 40 &&
                    sizeof(kvcache_event) == 56,
                "kvcache_event layout");
+_Static_assert(sizeof(kvcache_tier_admission) == 6 * 8 && offsetof(kvcache_tier_admission, host_blocks) == 24,
+               "kvcache_tier_admission layout");

@@ -452,6 +452,11 @@ public final class KVCacheManager {
         sequences[try slot(id)].tokenCount
     }
 
+    /// Tokens of the sequence's prompt (those it was added with).
+    public func promptTokens(_ id: SequenceID) throws(KVCacheError) -> Int {
+        sequences[try slot(id)].promptTokens
+    }
+
     /// Drops every cached block (vLLM's reset_prefix_cache). Only when no block is held, else
     /// `.blocksInUse` and nothing changes. O(capacity).
     public func reset() throws(KVCacheError) {

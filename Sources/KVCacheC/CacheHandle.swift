@@ -1,16 +1,22 @@
 import CKVCache
 import KVCache
+import KVRuntime
 
-/// What a `kvcache_t *` points to: the facade plus the buffers the boundary keeps between calls.
-/// Created by `kvcache_create` (retained once), released by `kvcache_destroy`. Single-threaded,
-/// like the manager it wraps.
+/// What a `kvcache_t *` points to: the facade plus the buffers the boundary keeps between calls,
+/// and the tiers attached below it (`kvcache_tiers_attach`), which it keeps alive. Created by
+/// `kvcache_create` (retained once), released by `kvcache_destroy`, which detaches the tiers.
+/// Single-threaded, like the manager it wraps.
 final class CacheHandle {
     let manager: KVCacheManager
     /// Events drained from the manager but not yet handed to the caller (its buffers were too
     /// short); keeps its capacity, so a steady event stream allocates nothing here.
     var stagedEvents: [KVEvent] = []
+    /// The attached tiers and the tier leg of a prompt over them; nil when none are attached.
+    var attached: (tiers: TierHandle, planner: PrefixPlanner)?
 
     init(_ manager: KVCacheManager) { self.manager = manager }
+
+    deinit { detachTiers() }
 }
 
 /// Whether a live handle of the ABI is of class `H`: its first word, a native Swift object's metadata

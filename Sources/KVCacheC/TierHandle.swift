@@ -26,6 +26,9 @@ final class TierHandle {
     var plan = TierLookup()
     /// Events taken from the manager and not handed to the caller yet (its buffers were too short).
     var stagedEvents: [TierEvent] = []
+    /// Whether a cache has these tiers attached (`kvcache_tiers_attach`): one cache at most, since the
+    /// cache's block ids are the manager's device blocks.
+    var isAttached = false
 
     init(manager: KVTierManager, standIn: HostDeviceMemory?, copies: PendingCopies) {
         self.manager = manager

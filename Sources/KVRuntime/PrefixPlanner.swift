@@ -19,7 +19,8 @@ import KVTiers
 ///    reading the block table after the commits (deduplication may have swapped ids).
 ///
 /// `admit(_:keys:promptTokens:computeTokens:)` runs 1 to 3 for a caller whose allocation is the plain
-/// `KVCacheManager.allocate`. Cost: O(prompt blocks) per phase plus the copies; phase 3 allocates the
+/// `KVCacheManager.allocate` (`admission`, the same with the refusal's block counts, is what the C ABI's
+/// `kvcache_tiers_admit` runs). Cost: O(prompt blocks) per phase plus the copies; phase 3 allocates the
 /// destination list. Single-threaded, like the cache manager. A phase that throws has left the
 /// sequence registered; the caller frees it.
 public struct PrefixPlanner {
@@ -64,20 +65,39 @@ public struct PrefixPlanner {
         return result
     }
 
+    /// What `admission` did with a request.
+    public enum Admission: Sendable, Equatable {
+        /// Admitted: the device held `deviceTokens` prompt tokens, `load` came from the tiers.
+        case admitted(deviceTokens: Int, load: TierLoad)
+        /// The pool cannot take the request now (the allocation's `.insufficientBlocks`); nothing changed
+        /// beyond the lookups' counters.
+        case refused(needed: Int, available: Int)
+    }
+
     /// Phases 1 to 3 for a sequence registered with `keys` as its prompt keys and `promptTokens`
     /// tokens: the device lookup, the tiers' lookup, `allocate` of `computeTokens` (the prompt tokens
     /// whose KV this request holds) minus the device hit, and the load. Returns nil, changing nothing
     /// beyond the lookup, when the pool cannot take the request.
     public func admit(_ id: SequenceID, keys: [BlockKey], promptTokens: Int,
                       computeTokens: Int) throws(TierError) -> (deviceTokens: Int, load: TierLoad)? {
+        switch try admission(id, keys: keys, promptTokens: promptTokens, computeTokens: computeTokens) {
+        case .admitted(let deviceTokens, let load): (deviceTokens, load)
+        case .refused: nil
+        }
+    }
+
+    /// `admit`, saying how many blocks a refused request needed and how many the pool had (the C ABI's
+    /// `kvcache_tiers_admit` reports them).
+    public func admission(_ id: SequenceID, keys: [BlockKey], promptTokens: Int,
+                          computeTokens: Int) throws(TierError) -> Admission {
         let hit: PrefixHit
         do { hit = try cache.lookup(id) } catch { throw .cache(error) }
         // The tiers' lookup comes before the allocation, whose evictions change what they hold.
         let plan = lookup(keys: keys, deviceTokens: hit.cachedTokens, promptTokens: promptTokens)
         let outcome: AllocationOutcome
         do { outcome = try cache.allocate(id, newTokens: computeTokens - hit.cachedTokens) } catch { throw .cache(error) }
-        guard case .allocated = outcome else { return nil }
-        return (hit.cachedTokens, try load(id, plan, keys: keys))
+        if case .insufficientBlocks(let needed, let available) = outcome { return .refused(needed: needed, available: available) }
+        return .admitted(deviceTokens: hit.cachedTokens, load: try load(id, plan, keys: keys))
     }
 
     /// Phase 5: records, for each full prompt block from `first` up to the computed ones, the device

@@ -9,7 +9,7 @@ from .errors import (BlockPoolError, BlocksInUseError, BufferTooSmallError, Clos
                      InsufficientBlocksError, InvalidArgumentError, InvariantViolationError, KVCacheError,
                      KVCacheMemoryError, TierSystemError, UnknownSequenceError)
 from .tiers import TierCounters, TierLookup, TierManager, TierStats
-from .types import BLOCK_COPY_DTYPE, KEY_DTYPE, Event, PrefixHit, Stats, key_to_int
+from .types import BLOCK_COPY_DTYPE, KEY_DTYPE, Event, PrefixHit, Stats, TierAdmission, key_to_int
 
 
 def version():
@@ -27,7 +27,7 @@ __all__ = [
     "ChunkAction", "ChunkLoad", "ChunkPlan", "ChunkStore", "ChunksStats", "ChunksTierStats", "ReusedSpan", "SegmentKind", "Selection",
     "ClosedCacheError", "ConfigLibraryError", "DuplicateSequenceError", "Event", "EventKind", "EvictionPolicy", "InsufficientBlocksError",
     "InvalidArgumentError", "InvariantViolationError", "KVCacheError", "KVCacheMemoryError", "LibraryNotFound",
-    "PrefixHit", "Stats", "Status", "Tier", "TierCounters", "TierLookup", "TierManager", "TierStats", "TierSystemError",
+    "PrefixHit", "Stats", "Status", "Tier", "TierAdmission", "TierCounters", "TierLookup", "TierManager", "TierStats", "TierSystemError",
     "UnknownSequenceError", "__version__", "abi_version", "key_to_int",
     "version",
 ]

@@ -53,6 +53,8 @@ STRUCTS = {
         "not_stored", "failed_loads", "dropped_blocks")],
     "kvcache_tier_stats": [("block_bytes", "int64_t"), ("device", "kvcache_tier_counters"),
                            ("host", "kvcache_tier_counters"), ("disk", "kvcache_tier_counters")],
+    "kvcache_tier_admission": [(name, "int64_t") for name in (
+        "device_tokens", "loaded_tokens", "compute_tokens", "host_blocks", "disk_blocks", "failed_blocks")],
     "kvcache_prompt_segment": [("kind", "int32_t"), ("tokens", "int64_t"), ("chunk", "kvcache_key")],
     "kvcache_reused_span": [("chunk", "kvcache_key"), ("variant", "uint64_t"), ("tier", "int32_t"), ("exact", "bool"),
                             ("source_start", "int64_t"), ("target_start", "int64_t"), ("tokens", "int64_t"),
@@ -140,6 +142,11 @@ FUNCTIONS = {
     "kvcache_tiers_device_block": ("kvcache_status", [_T, "kvcache_block_id", "void **", "size_t *"]),
     "kvcache_tiers_host_region": ("kvcache_status", [_T, "int32_t *", "void **", "size_t *"]),
     "kvcache_tiers_validate": ("kvcache_status", [_T]),
+    # A prompt's tier leg through the library (a cache with its tiers attached).
+    "kvcache_tiers_attach": ("kvcache_status", [_H, _T]),
+    "kvcache_tiers_detach": ("kvcache_status", [_H]),
+    "kvcache_tiers_admit": ("kvcache_status", [_H, _T, "kvcache_seq_id", "int64_t", "kvcache_tier_admission *"]),
+    "kvcache_tiers_record_stored": ("kvcache_status", [_H, _T, "kvcache_seq_id", "int64_t"]),
     # The chunk store and its prefill plan (kvcache_chunks_t).
     "kvcache_chunks_create": ("kvcache_status", ["int64_t", "int64_t", "int64_t", "const char *", "kvcache_chunks_t **"]),
     "kvcache_chunks_destroy": ("kvcache_status", [_C]),
@@ -299,6 +306,7 @@ EventStruct = STRUCT_TYPES["kvcache_event"]
 TiersConfig = STRUCT_TYPES["kvcache_tiers_config"]
 TierLookupStruct = STRUCT_TYPES["kvcache_tier_lookup"]
 TierStatsStruct = STRUCT_TYPES["kvcache_tier_stats"]
+TierAdmissionStruct = STRUCT_TYPES["kvcache_tier_admission"]
 PromptSegment = STRUCT_TYPES["kvcache_prompt_segment"]
 ReusedSpanStruct = STRUCT_TYPES["kvcache_reused_span"]
 TokenRange = STRUCT_TYPES["kvcache_token_range"]

@@ -19,8 +19,8 @@ import numpy as np
 from . import errors
 from ._handle import OwnedHandle
 from ._abi import (ABI_VERSION, Allocation, Config, EventKind, EventStruct, EvictionPolicy, MultimodalItem,
-                   PrefixHitStruct, Status, StatsStruct, Tier, library)
-from .types import BLOCK_COPY_DTYPE, KEY_DTYPE, Event, PrefixHit, Stats
+                   PrefixHitStruct, Status, StatsStruct, Tier, TierAdmissionStruct, library)
+from .types import BLOCK_COPY_DTYPE, KEY_DTYPE, Event, PrefixHit, Stats, TierAdmission
 
 _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 _OK, _TOO_SMALL, _INSUFFICIENT = Status.OK, Status.ERR_BUFFER_TOO_SMALL, Status.ERR_INSUFFICIENT_BLOCKS
@@ -195,6 +195,51 @@ class Cache(OwnedHandle):
     def fork(self, parent, child):
         """Starts `child` as a copy of `parent`, sharing its blocks (copy-on-write of the partial one)."""
         self._check(self._lib.kvcache_fork(self._handle, _i64(parent, "parent"), _i64(child, "child")))
+
+    # MARK: a prompt's tier leg through the library
+
+    def attach_tiers(self, tiers):
+        """Wires TierManager `tiers` below this cache as the library's serving loop does
+        (kvcache_tiers_attach): blocks the cache evicts are copied down to them, and drain_events also
+        moves their events. The cache keeps them (and their copy callables) until detach_tiers or close.
+        InvalidArgumentError when either is attached already, or the block sizes differ, or the tiers'
+        device_blocks are fewer than capacity_blocks; nothing changed then."""
+        self._check(self._lib.kvcache_tiers_attach(self._handle, tiers._handle))
+        self._tiers = tiers
+
+    def detach_tiers(self):
+        """Unwires the attached tiers after their eviction copies finish (kvcache_tiers_detach)."""
+        self._check(self._lib.kvcache_tiers_detach(self._handle))
+        self._tiers = None
+
+    def admit(self, seq, kv_tokens=None):
+        """Admits sequence `seq` (added, not allocated) through the attached tiers (kvcache_tiers_admit):
+        the device hit, the blocks after it found on host or disk loaded into its new blocks through the
+        tiers' copies and committed, slots allocated for the rest. `kv_tokens`: the prompt tokens whose KV
+        the sequence holds after its prefill (default: the whole prompt, token_count(seq)). Returns a
+        TierAdmission; InsufficientBlocksError when the pool cannot take it now (the sequence as it was).
+        O(prompt blocks) plus the copies."""
+        tiers = self._attached()
+        seq = _i64(seq, "seq")
+        kv = self.token_count(seq) if kv_tokens is None else _i64(kv_tokens, "kv_tokens")
+        out = TierAdmissionStruct()
+        self._check(self._lib.kvcache_tiers_admit(self._handle, tiers._handle, seq, kv, C.byref(out)))
+        return TierAdmission(out.device_tokens, out.loaded_tokens, out.compute_tokens, out.host_blocks,
+                             out.disk_blocks, out.failed_blocks)
+
+    def record_stored(self, seq, first_block=0):
+        """Tells the attached tiers which device block holds each computed full prompt block of `seq` from
+        `first_block` (kvcache_tiers_record_stored): call it after committing the computed prompt, with
+        the admission's device_tokens // block_tokens, or 0. O(blocks)."""
+        tiers = self._attached()
+        self._check(self._lib.kvcache_tiers_record_stored(self._handle, tiers._handle, _i64(seq, "seq"),
+                                                          _i64(first_block, "first_block")))
+
+    def _attached(self):
+        tiers = getattr(self, "_tiers", None)
+        if tiers is None:
+            raise _invalid("the cache has no tiers attached (attach_tiers)")
+        return tiers
 
     # MARK: engine-side queries
 

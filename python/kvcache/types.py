@@ -25,6 +25,18 @@ class PrefixHit(NamedTuple):
     cached_tokens: int
 
 
+class TierAdmission(NamedTuple):
+    """What Cache.admit did (kvcache_tier_admission), in prompt tokens: found in the device pool, loaded
+    from host and disk (committed as computed), left for the engine to compute (slots allocated), and
+    the blocks loaded from each tier and those whose load failed (computed instead)."""
+    device_tokens: int
+    loaded_tokens: int
+    compute_tokens: int
+    host_blocks: int
+    disk_blocks: int
+    failed_blocks: int
+
+
 @dataclasses.dataclass(frozen=True)
 class Stats:
     """A cache's counters (kvcache_stats)."""

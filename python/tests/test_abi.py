@@ -125,7 +125,8 @@ def test_every_struct_a_binding_uses_has_the_headers_fields_and_layout(header):
 def test_struct_layouts_are_the_documented_ones():
     # The sizes kvcache_layout.c asserts at compile time, seen through ctypes.
     sizes = {"kvcache_key": 16, "kvcache_block_copy": 8, "kvcache_prefix_hit": 16, "kvcache_allocation": 24,
-             "kvcache_multimodal_item": 32, "kvcache_stats": 104, "kvcache_config": 48, "kvcache_event": 56}
+             "kvcache_multimodal_item": 32, "kvcache_stats": 104, "kvcache_config": 48, "kvcache_event": 56,
+             "kvcache_tier_admission": 48}
     assert {n: C.sizeof(_abi.STRUCT_TYPES[n]) for n in sizes} == sizes
     assert _abi.EventStruct.first_key.offset == 40 and _abi.Config.recompute_seconds_per_token.offset == 32
     # The numpy dtypes are the structs' layouts (arrays cross the boundary without a copy).

@@ -4,7 +4,7 @@
     python3 tools/fuzz/capi_fuzz.py path/to/libkvcache_c.so SEED [CALLS]
 
 The core calls (kvcache_*), then the tier manager's (kvcache_tiers_*, with a disk tier in a temporary
-folder), the hybrid cache's (kvcache_hybrid_*) and the metrics text (kvcache_metrics_*), CALLS each,
+folder, and the tier leg through a cache of its geometry: attach, admit, record_stored, detach), the hybrid cache's (kvcache_hybrid_*) and the metrics text (kvcache_metrics_*), CALLS each,
 with NULL and wrong-kind handles (a live handle of another kind) among them; then kvcache_create_from_file
 on hostile YAML files (garbage bytes, deep nesting, huge and non-finite numbers, wrong types).
 
@@ -261,6 +261,8 @@ def bind_more(lib):
         "kvcache_tiers_disk_contains": (s, [v, v, z, v]), "kvcache_tiers_take_events": (s, [v, v, z, v, v, z, v]),
         "kvcache_tiers_get_stats": (s, [v, v]), "kvcache_tiers_device_block": (s, [v, C.c_int32, v, v]),
         "kvcache_tiers_validate": (s, [v]),
+        "kvcache_tiers_attach": (s, [v, v]), "kvcache_tiers_detach": (s, [v]),
+        "kvcache_tiers_admit": (s, [v, v, i64, i64, v]), "kvcache_tiers_record_stored": (s, [v, v, i64, i64]),
         "kvcache_hybrid_create": (s, [C.c_char_p, i64, b, b, v]), "kvcache_hybrid_destroy": (s, [v]),
         "kvcache_hybrid_plan_prefill": (s, [v, v, z, v]), "kvcache_hybrid_commit": (s, [v, v, z, v, b, b]),
         "kvcache_hybrid_drain_events": (s, [v, v, z, v]), "kvcache_hybrid_get_stats": (s, [v, v]),
@@ -331,13 +333,22 @@ def tier_calls(lib, rng, calls, status_ok, cache):
             fail(f"kvcache_tiers_create_checked of a sane config returned {st}: {lib.kvcache_last_error()!r}")
     t = out.value
     ids = [0, 1, 2, 3, 2 ** 63, 2 ** 64 - 1]   # load and store ids: the small ones are live now and then
+    # A cache of the tiers' geometry for the tier leg (attach, admit, record_stored, detach).
+    leg_cfg = Config()
+    lib.kvcache_config_init(C.byref(leg_cfg))
+    leg_cfg.block_tokens, leg_cfg.capacity_blocks = cfg.block_tokens, min(cfg.device_blocks, 64)
+    leg_handle = C.c_void_p()
+    status_ok(lib.kvcache_create(C.byref(leg_cfg), C.byref(leg_handle)), "kvcache_create")
+    leg = leg_handle.value
+    prompts = {}   # the leg cache's live sequences: their prompt lengths
     block_bytes = 2 * 2 * 1 * 8 * 2 * 2
+    sentinel_tier = 0x5A5A5A5A5A5A5A5A
     for i in range(calls):
         hh, expect = pick_handle(rng, t, [cache])
         n = rng.choice([0, 1, 2, 5, 16])
         keys = keys_array(rng, n)
         huge = rng.choice([2 ** 63, 2 ** 64 - 1])
-        op = rng.randrange(17)
+        op = rng.randrange(21)
         if op == 0:
             cap = rng.choice([0, 1, 16])
             locs, res = (C.c_int32 * max(cap, 1))(), TierLookup()
@@ -412,23 +423,58 @@ def tier_calls(lib, rng, calls, status_ok, cache):
             stats = (C.c_int64 * 64)()
             st = lib.kvcache_tiers_get_stats(hh, stats if rng.random() > 0.05 else None)
             call = "kvcache_tiers_get_stats"
-        else:
+        elif op == 16:
             data, length = C.c_void_p(), C.c_size_t()
             st = lib.kvcache_tiers_device_block(hh, rng.choice([0, 15, 16, -1]), C.byref(data), C.byref(length))
             call = "kvcache_tiers_device_block"
+        elif op == 17:
+            st = lib.kvcache_tiers_attach(leg if rng.random() > 0.1 else cache, hh)
+            call = "kvcache_tiers_attach"
+        elif op == 18:
+            # A sequence of the leg cache (added now and then, freed now and then), admitted with extreme
+            # kv_tokens; on failure the admission must be untouched.
+            seq = rng.choice([1, 2, 3, -1, 2 ** 63 - 1])
+            if seq not in prompts and rng.random() < 0.8:
+                prompts[seq] = rng.choice([1, 2, 7, 40])
+                toks = (C.c_uint32 * 40)(*[rng.randrange(0, 6) for _ in range(40)])
+                status_ok(lib.kvcache_add_sequence(leg, seq, toks, prompts[seq], None, None, None, 0),
+                          "kvcache_add_sequence")
+            elif seq in prompts and rng.random() < 0.3:
+                status_ok(lib.kvcache_free_sequence(leg, seq), "kvcache_free_sequence")
+                del prompts[seq]
+            res = (C.c_int64 * 6)(*[sentinel_tier] * 6)
+            kv = prompts.get(seq, 40) if rng.random() < 0.7 else rng.choice(I64)
+            st = lib.kvcache_tiers_admit(leg, hh, seq, kv, res if rng.random() > 0.05 else None)
+            if st != 0 and list(res) != [sentinel_tier] * 6:
+                fail(f"kvcache_tiers_admit failed ({st}) but wrote its admission")
+            if st == 0:   # the engine computes what is left and commits it
+                status_ok(lib.kvcache_commit(leg, seq, res[2]), "kvcache_commit")
+            call = "kvcache_tiers_admit"
+        elif op == 19:
+            st = lib.kvcache_tiers_record_stored(leg, hh, rng.choice([1, 2, 3, -1]), rng.choice(I64))
+            call = "kvcache_tiers_record_stored"
+        else:
+            st, expect = lib.kvcache_tiers_detach(leg if rng.random() > 0.05 else None), None
+            call = "kvcache_tiers_detach"
         if not (0 <= st <= MAX_STATUS or st == TIER_SYSTEM):
             fail(f"{call}: status {st} is not a kvcache_status")
         if st != 0 and (not lib.kvcache_last_error() or b"\n" in lib.kvcache_last_error()):
             fail(f"{call}: last error {lib.kvcache_last_error()!r} is not one line")
         if expect is not None and st != expect:
             fail(f"{call} with a {'NULL' if hh is None else 'wrong-kind'} handle returned {st}, not {expect}")
-        if lib.kvcache_tiers_validate(t) != 0:
+        if lib.kvcache_tiers_validate(t) != 0 or lib.kvcache_validate(leg) != 0:
             fail(f"after {call} (call {i}): {lib.kvcache_last_error()!r}")
     # Complete what is still pending so that destroy does not wait on copies nobody reports.
     for lid in ids[6:]:
         buf, count = (C.c_uint8 * 64)(), C.c_size_t()
         lib.kvcache_tiers_complete_load(t, lid, buf, 64, C.byref(count))
         lib.kvcache_tiers_complete_store(t, lid, buf, 64, C.byref(count))
+    # The leg cache goes first now and then: either destroy order is safe.
+    if rng.random() < 0.5:
+        status_ok(lib.kvcache_destroy(leg), "kvcache_destroy")
+    else:
+        status_ok(lib.kvcache_tiers_detach(leg) if rng.random() < 0.5 else 0, "kvcache_tiers_detach")
+        status_ok(lib.kvcache_destroy(leg), "kvcache_destroy")
     return t, folder
 
 

@@ -1091,6 +1091,86 @@ kvcache_status kvcache_tiers_host_region(kvcache_tiers_t *tiers, int32_t *fd, vo
 /** Checks the tier index's invariants (tests). Statuses: NULL_HANDLE, INVARIANT_VIOLATION. */
 kvcache_status kvcache_tiers_validate(kvcache_tiers_t *tiers);
 
+/* MARK: A prompt's tier leg through the library (a cache with its tiers attached) */
+
+/*
+ * The tier calls above are verbs for an engine that composes them with a scheduler of its own. An engine
+ * that wants the library's own order of them, the one its serving loop runs for every prompt (device
+ * lookup, tier lookup, allocate, wait for the eviction copies, load, commit, record the computed blocks),
+ * attaches a tier manager to a cache once and then, per request:
+ *   1. kvcache_add_sequence (or kvcache_add_sequence_keys), as without tiers;
+ *   2. kvcache_tiers_admit: the device hit; the blocks after it found on host or disk, loaded into the
+ *      sequence's new blocks through the tier handle's copies (host_to_device callbacks, or the stand-in
+ *      device pool), waited for and committed; KV slots allocated for the rest. out->compute_tokens is
+ *      what is left for the engine;
+ *   3. the engine computes those tokens and calls kvcache_commit;
+ *   4. kvcache_tiers_record_stored: the tiers learn which device block holds each computed prompt block,
+ *      so that when the cache evicts it its bytes are copied to host first.
+ * Decode, append and free as usual. The cache's block ids are the tier manager's device blocks.
+ * admit (and the allocations of a cache with tiers attached, which copy evicted blocks down) may wait for
+ * the engine's copies: with callbacks, kvcache_tiers_copy_done must come from another thread or from the
+ * callback itself, never from the thread that is inside admit.
+ */
+
+/** The outcome of kvcache_tiers_admit, in prompt tokens. */
+typedef struct kvcache_tier_admission {
+    /** Tokens the device pool held (whole blocks; kvcache_lookup's cached_tokens). */
+    int64_t device_tokens;
+    /** Tokens loaded from host and disk, committed as computed: (host_blocks + disk_blocks) x block_tokens. */
+    int64_t loaded_tokens;
+    /** Tokens the engine computes now, their KV slots allocated: kv_tokens - device_tokens - loaded_tokens. */
+    int64_t compute_tokens;
+    /** Blocks loaded from host and from disk, and planned loads that failed (the block vanished or a copy
+     *  was reported failed; it and every block after it are computed instead). */
+    int64_t host_blocks;
+    int64_t disk_blocks;
+    int64_t failed_blocks;
+} kvcache_tier_admission;
+
+/** Wires `tiers` below `cache`, as the library's serving loop does: blocks the cache evicts are handed to
+ *  the tiers (kvcache_tiers_will_evict, copied to host when not there yet), and kvcache_drain_events also
+ *  moves the tier events (after the cache's own). The cache keeps a reference to the tier handle until
+ *  kvcache_tiers_detach or kvcache_destroy, so either handle may be destroyed first (the tier manager
+ *  closes when neither the caller nor a cache holds it). From then on the two handles are used as one:
+ *  one thread at a time for both (kvcache_tiers_copy_done excepted). O(1).
+ *  Statuses: NULL_HANDLE, INVALID_ARGUMENT (a handle of another kind; the cache has tiers attached
+ *  already, or the tiers are attached to a cache; block_tokens differ; the tiers' device_blocks are fewer
+ *  than the cache's capacity_blocks). Nothing changes on failure. */
+kvcache_status kvcache_tiers_attach(kvcache_t *cache, kvcache_tiers_t *tiers);
+
+/** Unwires the tiers kvcache_tiers_attach set below `cache`, after waiting for the eviction copies it
+ *  started (so a block the cache hands out next is not still being copied), and drops the cache's
+ *  reference to them. Sequences keep their blocks. O(pending eviction copies).
+ *  Statuses: NULL_HANDLE, INVALID_ARGUMENT (no tiers attached). */
+kvcache_status kvcache_tiers_detach(kvcache_t *cache);
+
+/** Admits sequence `id` (added, not allocated yet) through the tiers attached to `cache`: the device
+ *  lookup, the tiers' lookup of the prompt blocks after the device hit (up to the block before the last
+ *  prompt token), the allocation of kv_tokens - device_tokens tokens (its evictions copy blocks down),
+ *  the wait for those eviction copies, the load of the planned blocks into the sequence's new blocks, and
+ *  the commit of the leading blocks that arrived. `kv_tokens` are the prompt tokens whose KV the sequence
+ *  holds after its prefill: n_tokens of the prompt for an engine that computes every prompt token, from
+ *  the prompt's full blocks before its last token (min(n_keys, (n_tokens - 1) / block_tokens) x
+ *  block_tokens, the most the caches can supply) up to n_tokens. Counts the query in both handles'
+ *  counters, as kvcache_lookup and kvcache_tiers_lookup do. O(prompt blocks) plus the copies.
+ *  KVCACHE_ERR_INSUFFICIENT_BLOCKS: the pool cannot take the request now; the sequence is as it was
+ *  (only the counters counted the query): admit it again later or free it.
+ *  Statuses also: NULL_HANDLE, NULL_POINTER, UNKNOWN_SEQUENCE, INVALID_ARGUMENT (a handle of another
+ *  kind; `tiers` are not the ones attached to `cache`; the sequence is allocated already; kv_tokens out
+ *  of range), nothing changed; TIER_SYSTEM (a load could not start: the sequence holds its new blocks,
+ *  free it). */
+kvcache_status kvcache_tiers_admit(kvcache_t *cache, kvcache_tiers_t *tiers, kvcache_seq_id id, int64_t kv_tokens,
+                                   kvcache_tier_admission *out);
+
+/** Tells the tiers attached to `cache` which device block holds each full prompt block of `id` from block
+ *  `first_block` up to the computed ones (call it after kvcache_commit of the computed prompt; pass
+ *  device_tokens / block_tokens of the admission, whose blocks the tiers know already, or 0). Reads the
+ *  block table after the commits, so blocks the commit deduplicated are named by the cached copy.
+ *  O(blocks). Statuses: NULL_HANDLE, UNKNOWN_SEQUENCE, INVALID_ARGUMENT (a handle of another kind; `tiers`
+ *  are not the ones attached to `cache`; a negative first_block). */
+kvcache_status kvcache_tiers_record_stored(kvcache_t *cache, kvcache_tiers_t *tiers, kvcache_seq_id id,
+                                           int64_t first_block);
+
 /* MARK: Chunk reuse over the tiers */
 
 /*
