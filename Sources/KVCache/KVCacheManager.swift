@@ -330,11 +330,12 @@ public final class KVCacheManager {
         guard !blocks.isEmpty else { return }
         let B = blockTokens
         let lo = blocks.lowerBound * B, hi = blocks.upperBound * B
-        let t = sequences[s].eventTokens
-        let keys = sequences[s].keys
-        keys.withUnsafeBufferPointer { k in
+        // Read in place (no copy of either array): the slice of the token ids is the only reference taken,
+        // one retain of an array the publisher thread releases.
+        let tokens = sequences[s].eventTokens.count >= hi ? sequences[s].eventTokens[lo ..< hi] : []
+        sequences[s].keys.withUnsafeBufferPointer { k in
             events.appendStored(keys: UnsafeBufferPointer(rebasing: k[blocks]), parent: blocks.lowerBound == 0 ? nil : k[blocks.lowerBound - 1],
-                                blockTokens: B, tier: .device, tokens: t.count >= hi ? t[lo ..< hi] : [])
+                                blockTokens: B, tier: .device, tokens: tokens)
         }
     }
 

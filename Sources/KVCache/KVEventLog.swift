@@ -29,10 +29,19 @@ public struct KVEventLog: Sendable {
 
     public init() {}
 
+    /// An empty log with room for `keys` keys and `events` events, so that recording that many allocates
+    /// nothing. O(1) besides the two allocations.
+    public init(reservingKeys keys: Int, events: Int) {
+        self.keys.reserveCapacity(keys)
+        records.reserveCapacity(events)
+    }
+
     /// No event recorded (pending keys are not an event yet).
     public var isEmpty: Bool { records.isEmpty }
     /// Events recorded.
     public var count: Int { records.count }
+    /// Keys of the recorded events plus the pending keys. O(1).
+    public var keyCount: Int { keys.count }
     /// Keys appended since the last event was closed. O(1).
     public var pendingKeys: Int { keys.count - (records.last?.keyEnd ?? 0) }
 
