@@ -249,11 +249,27 @@ public final class KVCacheManager {
             table.append(b)
             toEvict -= 1
         }
-        if toEvict > 0 && observer == nil && !config.recordEvents {
-            // The victims in one pass (by release: the cold end's run in one step), each adopted as it goes.
-            let evicted = index.evictInPlace(toEvict, clock: clock, tokens: B) { b in
-                try! pool.adopt(b)  // evicted: unheld and not on the free list
-                table.append(b)
+        if toEvict > 0 && observer == nil {
+            // The victims in one pass (by release: the cold end's run in one step), each adopted as it goes;
+            // with events, their keys are written in place into the log's pending keys (no append per key).
+            var evicted = 0
+            if config.recordEvents {
+                events.appendKeys(count: toEvict) { keys in
+                    var k = 0
+                    _ = index.evictInPlace(toEvict, clock: clock, tokens: B) { b, key in
+                        try! pool.adopt(b)  // evicted: unheld and not on the free list
+                        table.append(b)
+                        keys[k] = key
+                        k &+= 1
+                    }
+                    evicted = k
+                    return k
+                }
+            } else {
+                evicted = index.evictInPlace(toEvict, clock: clock, tokens: B) { b, _ in
+                    try! pool.adopt(b)  // evicted: unheld and not on the free list
+                    table.append(b)
+                }
             }
             counters.evictedBlocks += evicted  // == toEvict: `available` counted them
         } else {
@@ -283,8 +299,7 @@ public final class KVCacheManager {
         guard first < limit else { return }
         clock &+= 1
         index.makeUnique()  // once per call: the index's records are written in place below
-        var runParent: BlockKey? = nil
-        var runStart = 0
+        var runStart = first  // the run of blocks inserted since the last deduplicated one
         let chained = sequences[s].keyable && sequences[s].root != .zero  // keys hashed here, from tokens
         for i in first ..< limit {
             let key = sequences[s].keys[i]
@@ -298,27 +313,30 @@ public final class KVCacheManager {
                     sequences[s].blocks[i] = cached
                     counters.deduplicatedBlocks += 1
                 }
-                flushStored(s, parent: runParent, firstBlock: runStart)
+                if config.recordEvents { recordStored(s, blocks: runStart ..< i) }
+                runStart = i + 1
             } else {
                 counters.insertedBlocks += 1
-                if config.recordEvents {
-                    if events.pendingKeys == 0 { runParent = i == 0 ? nil : sequences[s].keys[i - 1]; runStart = i }
-                    events.appendKey(key)
-                }
             }
         }
-        flushStored(s, parent: runParent, firstBlock: runStart)
+        if config.recordEvents { recordStored(s, blocks: runStart ..< limit) }
         sequences[s].committedBlocks = limit
     }
 
-    /// Records the run of consecutive blocks from `firstBlock` just published (the log's pending keys),
-    /// with their token ids when the sequence in slot `s` knows them for every block of the run.
-    private func flushStored(_ s: Int, parent: BlockKey?, firstBlock: Int) {
-        let n = events.pendingKeys
-        guard n > 0 else { return }
-        let lo = firstBlock * blockTokens, hi = lo + n * blockTokens
-        let t = sequences[s].eventTokens
-        events.closeStored(parent: parent, blockTokens: blockTokens, tier: .device, tokens: t.count >= hi ? t[lo ..< hi] : [])
+    /// Records the run `blocks` of consecutive blocks just published by the sequence in slot `s` as one
+    /// stored event (its keys copied from the sequence's in one go, no append per block), with their
+    /// token ids when the sequence knows them for every block of the run. O(run).
+    private func recordStored(_ s: Int, blocks: Range<Int>) {
+        guard !blocks.isEmpty else { return }
+        let B = blockTokens
+        let lo = blocks.lowerBound * B, hi = blocks.upperBound * B
+        // Read in place (no copy of either array): the slice of the token ids is the only reference taken,
+        // one retain of an array the publisher thread releases.
+        let tokens = sequences[s].eventTokens.count >= hi ? sequences[s].eventTokens[lo ..< hi] : []
+        sequences[s].keys.withUnsafeBufferPointer { k in
+            events.appendStored(keys: UnsafeBufferPointer(rebasing: k[blocks]), parent: blocks.lowerBound == 0 ? nil : k[blocks.lowerBound - 1],
+                                blockTokens: B, tier: .device, tokens: tokens)
+        }
     }
 
     /// Adds sampled tokens to the sequence; each block they fill gets its key. O(tokens).

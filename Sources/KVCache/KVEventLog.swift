@@ -6,9 +6,10 @@
 /// thread, off the serving path. Events are kept in recording order; reading gives exactly the events
 /// that were recorded.
 ///
-/// Recording an event with keys is two steps: `appendKey` for each key (the event's pending keys),
-/// then `closeStored` or `closeRemoved`, which makes them one event. Records only ever close pending
-/// keys, so a record's keys are those after the previous record's.
+/// Recording an event with keys is two steps: `appendKey` for each key, or `appendKeys(count:_:)` for
+/// a run written in place (the event's pending keys), then `closeStored` or `closeRemoved`, which makes
+/// them one event; `appendStored` does both for a stored run whose keys are at hand, with one copy of
+/// them. Records only ever close pending keys, so a record's keys are those after the previous record's.
 public struct KVEventLog: Sendable {
     struct Record: Sendable {
         enum Kind: UInt8, Sendable { case stored, removed, cleared }
@@ -28,16 +29,47 @@ public struct KVEventLog: Sendable {
 
     public init() {}
 
+    /// An empty log with room for `keys` keys and `events` events, so that recording that many allocates
+    /// nothing. O(1) besides the two allocations.
+    public init(reservingKeys keys: Int, events: Int) {
+        self.keys.reserveCapacity(keys)
+        records.reserveCapacity(events)
+    }
+
     /// No event recorded (pending keys are not an event yet).
     public var isEmpty: Bool { records.isEmpty }
     /// Events recorded.
     public var count: Int { records.count }
+    /// Keys of the recorded events plus the pending keys. O(1).
+    public var keyCount: Int { keys.count }
     /// Keys appended since the last event was closed. O(1).
     public var pendingKeys: Int { keys.count - (records.last?.keyEnd ?? 0) }
 
     /// Adds a key to the event being recorded. O(1) amortized; allocates only while the buffer grows.
     @inline(__always)
     public mutating func appendKey(_ key: BlockKey) { keys.append(key) }
+
+    /// Adds up to `count` keys to the event being recorded, written in place by `fill` into a buffer of
+    /// `count` keys; `fill` returns how many it wrote (those first in the buffer), and only they are
+    /// kept. One growth check and one copy of the run instead of one append per key. O(count) amortized;
+    /// allocates only while the buffer grows.
+    @inline(__always)
+    public mutating func appendKeys(count: Int, _ fill: (UnsafeMutableBufferPointer<BlockKey>) -> Int) {
+        let start = keys.count
+        keys.append(contentsOf: repeatElement(BlockKey.zero, count: count))
+        let written = keys.withUnsafeMutableBufferPointer { fill(UnsafeMutableBufferPointer(rebasing: $0[start...])) }
+        precondition(written >= 0 && written <= count, "appendKeys: fill wrote \(written) of \(count) keys")
+        if written < count { keys.removeLast(count - written) }
+    }
+
+    /// Records `keys` as one `.blockStored` event (nothing when they are empty), as `appendKey` for each
+    /// then `closeStored` would, with one copy of the run. Precondition: no pending keys. O(keys) amortized.
+    public mutating func appendStored(keys run: UnsafeBufferPointer<BlockKey>, parent: BlockKey?, blockTokens: Int,
+                                      tier: Tier, tokens: ArraySlice<UInt32>) {
+        precondition(pendingKeys == 0, "appendStored with pending keys")
+        keys.append(contentsOf: run)
+        closeStored(parent: parent, blockTokens: blockTokens, tier: tier, tokens: tokens)
+    }
 
     /// Closes the pending keys as one `.blockStored` event (nothing when there are none). `tokens` are
     /// the blocks' token ids (pending keys x `blockTokens` of them) or empty; the slice is kept, not

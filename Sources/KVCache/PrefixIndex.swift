@@ -367,16 +367,17 @@ public struct PrefixIndex {
     }
 
     /// Evicts up to `count` blocks, exactly those `count` calls of `evict(clock:tokens:)` would evict in
-    /// the same order, and hands each to `body` as it goes (uncached, its parent still cached); returns
-    /// how many it evicted. By release the run of blocks at the list's cold end leaves the list in one
+    /// the same order, and hands each to `body` with the key it held as it goes (uncached, its parent
+    /// still cached); returns how many it evicted. By release the run of blocks at the list's cold end leaves the list in one
     /// step. After `makeUnique()`. O(count log n), O(count) by release.
     @inline(__always)
-    mutating func evictInPlace(_ count: Int, clock: UInt64, tokens: Int, _ body: (BlockID) -> Void) -> Int {
+    mutating func evictInPlace(_ count: Int, clock: UInt64, tokens: Int, _ body: (BlockID, BlockKey) -> Void) -> Int {
         guard byRelease else {
             for n in 0 ..< count {
                 guard let b = heap.popMin() else { return n }
+                let key = index.key(of: b)
                 evicted(b, clock: clock, tokens: tokens)
-                body(b)
+                body(b, key)
             }
             return count
         }
@@ -384,8 +385,9 @@ public struct PrefixIndex {
         var n = 0
         while n < count && b != Self.end {
             let newer = nodes[Int(b)].newer
+            let key = index.key(of: b)
             evicted(b, clock: clock, tokens: tokens)  // clears b's links
-            body(b)
+            body(b, key)
             b = newer
             n += 1
         }

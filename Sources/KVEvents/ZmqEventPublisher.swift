@@ -74,10 +74,11 @@ public final class ZmqEventPublisher: @unchecked Sendable {
     private let queue = Mutex(Queue())
     private let running = Atomic<Bool>(true)
     private var thread: pthread_t?
-    private var scratch: [KVEvent] = []
-    private var scratchLog = KVEventLog()
+    // The publishing caller's (single-threaded by contract), so their per-access exclusivity checks are off.
+    @exclusivity(unchecked) private var scratch: [KVEvent] = []
+    @exclusivity(unchecked) private var scratchLog = KVEventLog()
     /// Sequence number of the next batch.
-    public private(set) var nextSequence: Int64 = 0
+    @exclusivity(unchecked) public private(set) var nextSequence: Int64 = 0
 
     public init(_ config: Config) throws(KVEventsError) {
         guard config.bufferSteps >= 1, config.hwm >= 1 else {
@@ -158,16 +159,21 @@ public final class ZmqEventPublisher: @unchecked Sendable {
         return enqueue(&scratchLog, scratch, timestamp: Self.now())
     }
 
-    /// Queues `log` then `events` as one batch and leaves an empty log (a spare one when the thread has
-    /// returned one) in `log`.
+    /// Queues `log` then `events` as one batch and leaves an empty log in `log`: a spare one when the
+    /// thread has returned one, else a new one with room for twice this batch (a publisher thread that
+    /// lags behind, on a busy machine, returns none for a while: the manager then records into a log
+    /// that does not grow while it records, one allocation per buffer rather than a regrowth and copy).
     private func enqueue(_ log: inout KVEventLog, _ events: [KVEvent], timestamp: Double) -> Int64? {
         guard running.load(ordering: .relaxed) else { return nil }
         let seq = nextSequence
         nextSequence += 1
-        queue.withLock { q in
+        let keys = log.keyCount, records = log.count
+        let spare = queue.withLock { q in
             q.batches.append(Batch(seq: seq, timestamp: timestamp, log: log, events: events))
-            log = q.spareLogs.popLast() ?? KVEventLog()
+            log = KVEventLog()  // no allocation; the queued batch now holds the only reference to its buffers
+            return q.spareLogs.popLast()
         }
+        log = spare ?? KVEventLog(reservingKeys: 2 * keys, events: 2 * records)
         return seq
     }
 

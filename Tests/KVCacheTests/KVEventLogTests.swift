@@ -10,17 +10,36 @@ import Testing
     @Test(arguments: [1, 2, 3, 4, 5] as [UInt64])
     func theLogGivesBackWhatWasRecorded(seed: UInt64) throws {
         var rng = SplitMix64(seed: seed)
-        var log = KVEventLog()       // recording side
+        var log = KVEventLog(reservingKeys: 8, events: 2)   // recording side (room reserved; it still grows past it)
         var drained = KVEventLog()   // what a reader took, not yet read
         var model: [KVEvent] = []    // every event recorded, not yet read
         var modelTaken = 0           // of `model`, the leading events already in `drained`
         var pending: [BlockKey] = []
         for _ in 0 ..< 2_000 {
             switch Int.random(in: 0 ..< 100, using: &rng) {
-            case 0 ..< 40:
+            case 0 ..< 30:
                 let k = Self.key(&rng)
                 log.appendKey(k)
                 pending.append(k)
+            case 30 ..< 35:   // a run written in place, possibly shorter than the room asked for
+                let room = Int.random(in: 0 ... 5, using: &rng)
+                let run = (0 ..< Int.random(in: 0 ... room, using: &rng)).map { _ in Self.key(&rng) }
+                log.appendKeys(count: room) { buffer in
+                    #expect(buffer.count == room)
+                    for (i, k) in run.enumerated() { buffer[i] = k }
+                    return run.count
+                }
+                pending.append(contentsOf: run)
+            case 35 ..< 40:   // a stored run at hand, in one step
+                guard pending.isEmpty else { continue }
+                let run = (0 ..< Int.random(in: 0 ... 4, using: &rng)).map { _ in Self.key(&rng) }
+                let parent: BlockKey? = Bool.random(using: &rng) ? Self.key(&rng) : nil
+                let tier = Tier.allCases.randomElement(using: &rng)!
+                let ids: [UInt32] = Bool.random(using: &rng) ? (0 ..< run.count * 2).map { UInt32($0) } : []
+                run.withUnsafeBufferPointer {
+                    log.appendStored(keys: $0, parent: parent, blockTokens: 2, tier: tier, tokens: ids[...])
+                }
+                if !run.isEmpty { model.append(.blockStored(keys: run, parent: parent, blockTokens: 2, tier: tier, tokens: ids)) }
             case 40 ..< 60:
                 let parent: BlockKey? = Bool.random(using: &rng) ? Self.key(&rng) : nil
                 let blockTokens = Int.random(in: 1 ... 4, using: &rng)
@@ -54,6 +73,7 @@ import Testing
             try log.validate()
             try drained.validate()
             #expect(log.pendingKeys == pending.count)
+            #expect(log.keyCount >= log.pendingKeys)
             #expect(drained.count + log.count == model.count)
         }
         drained.take(from: &log)

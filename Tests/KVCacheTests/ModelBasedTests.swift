@@ -5,18 +5,26 @@ import Testing
 /// id into its KV slot through the block table, so any block handed out twice, evicted while held,
 /// shared without copy-on-write, or served as a wrong prefix hit shows up as a wrong token read back.
 /// After every step `validate()` checks all invariants and the event stream must agree with lookups.
-/// A twin manager without events (so its allocations evict a batch at a time, where the recording one
-/// evicts block by block) gets the same calls and must answer the same, hand out the same blocks and
-/// keep its own invariants.
+/// A twin manager without events but with an eviction observer (so its allocations evict block by block,
+/// where the recording one evicts a batch at a time, writing the victims' keys into its event log) gets
+/// the same calls and must answer the same, hand out the same blocks, keep its own invariants, and evict
+/// exactly the keys, in the order, that the recording one's removal events name.
 struct ModelBasedTests {
 
     /// The reference's view of one sequence: its tokens and how many are computed.
     struct ModelSequence { var tokens: [UInt32]; var hitTokens = 0; var computed = 0; var pinned = false }
 
+    /// The keys an observed manager evicts, in order.
+    final class EvictedKeys: BlockEvictionObserver {
+        var keys: [BlockKey] = []
+        func willEvict(block: BlockID, key: BlockKey) { keys.append(key) }
+    }
+
     final class Harness {
         let m: KVCacheManager
-        /// `m` without events, called in lock-step.
+        /// `m` without events, called in lock-step; observed by `twinEvicted`.
         let twin: KVCacheManager
+        let twinEvicted = EvictedKeys()
         let B: Int
         var rng: SplitMix64
         var content: [[UInt32]]
@@ -34,6 +42,7 @@ struct ModelBasedTests {
             var silent = config
             silent.recordEvents = false
             twin = try KVCacheManager(silent, policy: try ModelBasedTests.policy(policy, capacity: capacity, cost: cost))
+            twin.evictionObserver = twinEvicted
             rng = SplitMix64(seed: seed)
             content = Array(repeating: Array(repeating: UInt32.max, count: blockTokens), count: capacity)
             var r = SplitMix64(seed: seed ^ 0xABCD)
@@ -43,6 +52,11 @@ struct ModelBasedTests {
         func drainEvents() {
             var events: [KVEvent] = []
             m.drainEvents(into: &events)
+            var removed: [BlockKey] = []
+            defer {
+                #expect(removed == twinEvicted.keys, "the removal events name other keys than the block-by-block evictions")
+                twinEvicted.keys.removeAll()
+            }
             for e in events {
                 switch e {
                 case .blockStored(let keys, _, _, let tier, _):
@@ -50,6 +64,7 @@ struct ModelBasedTests {
                     for k in keys { #expect(cachedKeys.insert(k).inserted, "stored twice") }
                 case .blockRemoved(let keys, _):
                     for k in keys { #expect(cachedKeys.remove(k) != nil, "removed an unknown key") }
+                    removed += keys
                     evictions += keys.count
                 case .allBlocksCleared:
                     cachedKeys.removeAll()

@@ -35,8 +35,10 @@ do { publisher = try ZmqEventPublisher(pubConfig) } catch { fail("\(error)") }
 
 let blockTokens = 4
 let m = try KVCacheManager(KVCacheConfig(blockTokens: blockTokens, capacityBlocks: 48, recordEvents: true))
-// A host tier under the device pool: evicted device blocks are copied there (medium CPU) and leave it
-// when it is full.
+// For odd seeds a host tier under the device pool: evicted device blocks are copied there (medium CPU)
+// and leave it when it is full. Even seeds run the device pool alone, so its evictions take the batch
+// path (no eviction observer) and their removals are recorded from it.
+let withTiers = seed % 2 == 1
 let layout = try KVGeometry(layers: 2, kvHeads: 1, headDim: 8, dtype: .fp16, blockTokens: blockTokens)
 let memory = try HostDeviceMemory(layout: layout, capacityBlocks: 48)
 var tierConfig = TierConfig(layout: layout, hostBlocks: 24)
@@ -45,9 +47,11 @@ tierConfig.synchronousEvictionCopies = true
 tierConfig.calibrateAtStart = false
 tierConfig.layerGroups = 2
 tierConfig.recordEvents = true
-let tiers = try KVTierManager(config: tierConfig, device: memory)
-m.evictionObserver = tiers
-m.lowerTierEvents = [tiers]
+let tiers: KVTierManager? = withTiers ? try KVTierManager(config: tierConfig, device: memory) : nil
+if let tiers {
+    m.evictionObserver = tiers
+    m.lowerTierEvents = [tiers]
+}
 var rng = SplitMix64(seed: seed)
 // A few shared prefixes so that prompts hit, deduplicate and evict each other's blocks.
 let templates: [[UInt32]] = (0 ..< 5).map { _ in
@@ -97,7 +101,7 @@ for _ in 0 ..< steps {
         live.removeAll()
         try m.reset()
     }
-    tiers.waitForTransfers()
+    tiers?.waitForTransfers()
     m.drainEvents(into: &batch)
     for case .blockStored(let keys, _, _, .device, _) in batch { everStored.formUnion(keys) }
     publisher.publish(batch, timestamp: ZmqEventPublisher.now())
@@ -113,7 +117,7 @@ for b in 0 ..< Int32(m.capacityBlocks) where m.index.isCached(b) {
 // The host tier's blocks: every key ever stored, asked one by one (after the last batch: the lookups
 // publish nothing).
 var hostKeys: [String] = []
-for k in everStored where tiers.lookup(keys: [k], deviceBlocks: 0).locations == [.host] {
+for k in everStored where tiers?.lookup(keys: [k], deviceBlocks: 0).locations == [.host] {
     hostKeys.append("\"\(k)\"")
 }
 line("{\"last_seq\": \(publisher.nextSequence - 1), \"block_size\": \(blockTokens), \"contents\": {\(contents.joined(separator: ", "))}, \"host\": [\(hostKeys.joined(separator: ", "))]}")
