@@ -131,4 +131,36 @@ struct CLIHostileInputTests {
                           "--policy", "marconi", "--per-request", dir + "/link.csv"], status: 1, "not a regular file")
         #expect(try String(contentsOfFile: target, encoding: .utf8) == "keep")
     }
+
+    /// A ShareGPT JSON array of more values than `DataLimits.maxJSONArrayValues` (2^23), made cheaply of
+    /// one-byte elements (or of nested ones: their inner values count too), is refused as `FILE:LINE`
+    /// before anything is decoded, under an 8 GB address space as the fuzz harness runs it.
+    @Test func aShareGPTArrayOverTheValueLimitIsRefused() throws {
+        let dir = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let limit = 1 << 23
+        for (name, element, count) in [("flat", "0", limit + 1), ("nested", "[0]", limit / 2 + 1)] {
+            let path = dir + "/\(name).json"
+            var text = [UInt8]("\n[".utf8)
+            text.reserveCapacity(count * (element.utf8.count + 1) + 4)
+            for k in 0..<count {
+                if k > 0 { text.append(UInt8(ascii: ",")) }
+                text += element.utf8
+            }
+            text += Array("]\n".utf8)
+            try Data(text).write(to: URL(fileURLWithPath: path))
+            let shell = Process()
+            shell.executableURL = URL(fileURLWithPath: "/bin/bash")
+            shell.arguments = ["-c", "ulimit -v 8000000; exec \"$0\" replay --format sharegpt --trace \"$1\"",
+                               CLIJSONTests.executable.path, path]
+            let err = Pipe()
+            shell.standardError = err
+            shell.standardOutput = Pipe()
+            try shell.run()
+            let said = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            shell.waitUntilExit()
+            #expect(shell.terminationStatus == 1, "\(name): \(said)")
+            #expect(said == "Error: \(path):2: JSON array of more than \(limit) values (the limit; convert it to JSONL)\n", "\(name): \(said)")
+        }
+    }
 }

@@ -648,6 +648,8 @@ def _mp(v):
     if isinstance(v, bytes):
         return b"\xc6" + struct.pack(">I", len(v)) + v
     if isinstance(v, list):
+        if len(v) > 64 and all(x is v[0] for x in v):   # one item repeated: encoded once
+            return b"\xdd" + struct.pack(">I", len(v)) + _mp(v[0]) * len(v)
         return b"\xdd" + struct.pack(">I", len(v)) + b"".join(_mp(x) for x in v)
     return b"\xdf" + struct.pack(">I", len(v)) + b"".join(_mp(k) + _mp(x) for k, x in v.items())
 
@@ -718,6 +720,9 @@ def _hostile_batch(rng, hashes):
     return bytes([0x91] * rng.choice([31, 32, 100_000])) + b"\xc0"
 
 
+_ZEROS_MEMBER = []
+
+
 def trace_export_recorded(rng, folder, fx):
     """kvcache trace export on a real version 2 recording (`replay --record-events`) mutated: truncated
     frames, wrong kind bytes, absurd lengths, huge msgpack arrays and counts, request frames with out of
@@ -786,15 +791,15 @@ def trace_export_recorded(rng, folder, fx):
         with gzip.open(path, "wb", compresslevel=1) as f:
             f.write(raw)
     elif rng.random() < 0.05:
-        # A gzip bomb: a recording header, then gigabytes of zeros (a frame length of 0 after them all).
-        import zlib
-        z = zlib.compressobj(9, zlib.DEFLATED, 31)
+        # A gzip bomb: a recording header, then a gigabyte of zeros (a frame length of 0 after them all),
+        # as concatenated gzip members (one member of 16 MiB of zeros, compressed once, repeated).
+        import gzip
+        if not _ZEROS_MEMBER:
+            _ZEROS_MEMBER.append(gzip.compress(bytes(1 << 24), compresslevel=9))
         with open(path, "wb") as f:
-            f.write(z.compress(b"KVEVREC1"))
-            zeros = bytes(1 << 20)
-            for _ in range(rng.choice([100, 1000])):
-                f.write(z.compress(zeros))
-            f.write(z.flush())
+            f.write(gzip.compress(b"KVEVREC1"))
+            for _ in range(rng.choice([6, 64])):
+                f.write(_ZEROS_MEMBER[0])
     argv = ["trace", "export", path, "-o", os.path.join(folder, "out.jsonl")]
     if rng.random() < 0.2:
         argv += ["--medium", rng.choice(["CPU", "", "GPU"])]
