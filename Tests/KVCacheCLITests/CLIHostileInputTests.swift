@@ -163,4 +163,31 @@ struct CLIHostileInputTests {
             #expect(said == "Error: \(path):2: JSON array of more than \(limit) values (the limit; convert it to JSONL)\n", "\(name): \(said)")
         }
     }
+
+    /// A kv-dump folder whose manifest decodes but lies (an unknown format, a block size its shape does
+    /// not give, a shape whose block is 2^66 bytes, no blocks) is refused by `bench tiers --kv-dir` in one
+    /// line naming the manifest; a block file that is a FIFO is named once.
+    @Test func aLyingKVDumpManifestIsNamed() throws {
+        let dir = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let base: [String: Any] = ["format": "kvcache-kv-dump-v1", "model": "m", "dtype": "f16",
+                                   "layout": "[layer][K|V][token][kvHead][headDim]", "layers": 2, "kvHeads": 2,
+                                   "headDim": 16, "blockTokens": 8, "bytesPerBlock": 2048, "promptTokens": 8,
+                                   "blocks": [["file": "fifo", "index": 0, "tokens": 8]]]
+        let manifest = dir + "/manifest.json"
+        for (change, says) in [(["format": "kvcache-kv-dump-v2"], "\(manifest): unknown KV dump format kvcache-kv-dump-v2"),
+                               (["bytesPerBlock": 7], "\(manifest): 7 bytes per block, its shape gives 2048"),
+                               (["layers": 65536, "kvHeads": 65536, "headDim": 65536], "\(manifest): bad KV dump shape:"),
+                               (["blocks": [Any]()], "\(manifest): the KV dump has no blocks"),
+                               ([:], "\(dir)/fifo: cannot read: not a regular file")] as [([String: Any], String)] {
+            try? FileManager.default.removeItem(atPath: dir + "/fifo")
+            #expect(mkfifo(dir + "/fifo", 0o600) == 0)
+            try JSONSerialization.data(withJSONObject: base.merging(change) { $1 }).write(to: URL(fileURLWithPath: manifest))
+            // After the progress line, one error line naming the file once.
+            let r = try CLIJSONTests.run(["bench", "tiers", "--kv-dir", dir, "--blocks", "4", "--repeats", "1"])
+            let last = r.err.split(separator: "\n").last.map(String.init) ?? ""
+            #expect(r.status == 1 && last.hasPrefix("Error: ") && last.contains(says), "\(r.err)")
+            #expect(last.components(separatedBy: dir + "/").count == 2, "one path: \(r.err)")
+        }
+    }
 }

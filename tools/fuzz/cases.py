@@ -358,10 +358,11 @@ def kv_dump_dir(rng, folder, fx):
     for b in blocks:
         with open(os.path.join(d, b["file"]), "wb") as f:
             f.write(bytes(rng.getrandbits(8) for _ in range(block_bytes)))
-    m = {"format": "kvcache-kv-dump-v1", "model": "m", "dtype": "f16", "layers": layers, "kvHeads": heads,
+    m = {"format": "kvcache-kv-dump-v1", "model": "m", "dtype": "f16", "layout": "[layer][K|V][token][kvHead][headDim]", "layers": layers, "kvHeads": heads,
          "headDim": dim, "blockTokens": bt, "bytesPerBlock": block_bytes, "promptTokens": 24, "blocks": blocks}
     for _ in range(rng.randint(1, 3)):
-        key = rng.choice(["layers", "kvHeads", "headDim", "blockTokens", "bytesPerBlock", "promptTokens", "blocks", "file", "tokens", "dtype"])
+        key = rng.choice(["layers", "kvHeads", "headDim", "blockTokens", "bytesPerBlock", "promptTokens", "blocks", "file", "tokens",
+                          "dtype", "shape", "format"])
         if key == "blocks":
             m["blocks"] = blocks * rng.choice([0, 2, 100_000, 1_100_000])
         elif key in ("file", "tokens"):
@@ -370,7 +371,14 @@ def kv_dump_dir(rng, folder, fx):
                 if key == "file" else rng.choice([-1, 1 << 62, 0, 9])
             m["blocks"] = m["blocks"] + [b]
         elif key == "dtype":
-            m["dtype"] = rng.choice(["f8", "", 3])
+            m["dtype"] = rng.choice(["f8", "", 3, "f32"])
+        elif key == "shape":
+            # Shapes each in range whose product is not (a block of 2^66 bytes), or just over 2^30.
+            for k in ["layers", "kvHeads", "headDim", "blockTokens"]:
+                m[k] = rng.choice([1 << 16, 1 << 8, 65535, 1])
+            m["bytesPerBlock"] = rng.choice([1 << 30, block_bytes, 1])
+        elif key == "format":
+            m["format"] = rng.choice(["kvcache-kv-dump-v2", "", 1])
         else:
             m[key] = values.json_number(rng)
     names = {b["file"] for b in m["blocks"] if isinstance(b, dict) and isinstance(b.get("file"), str)}
