@@ -143,6 +143,9 @@ struct EventExportCLITests {
             // A chain of one-block batches: each is a request of all its ancestors (quadratic), refused past a request's tokens.
             ("chain", batches((0..<1100).map { ([key($0 + 1)], $0 == 0 ? nil : key($0), 1 << 14) }),
              "batch 1025: a stored chain of 1025 or more blocks of 16384 tokens, over the limit of 16777216 tokens a request"),
+            // One-token blocks: within the tokens of a request, but n batches export n^2/2 ids (2^27 took minutes).
+            ("ids", batches((0..<5800).map { ([key($0 + 1)], $0 == 0 ? nil : key($0), 1) }),
+             "batch 5793: more than 16777216 hash ids in the export"),
             ("zeros", EventRecording.magic + [UInt8](repeating: 0, count: 1 << 22), "frame 1 (byte 8): empty"),
         ]
         for (name, bytes, says) in cases {

@@ -26,15 +26,20 @@ import KVEvents
 ///
 /// The recording is read in pieces, one frame held at a time (`read(path:medium:)`). Every number
 /// taken from it is range-checked where it enters, against the trace readers' own limits (`DataLimits`:
-/// lengths and block sizes at most `maxTokensPerRequest`, at most `maxRecords` requests and
-/// `maxTotalHashIDs` hash ids, arrival span at most `maxArrivalSpanSeconds`), so that the export is a
-/// trace `kvcache replay` reads, and at most `maxDistinctBlocks` distinct block hashes are kept, which
-/// bounds memory; an error names the file, the frame and its byte offset.
+/// lengths and block sizes at most `maxTokensPerRequest`, at most `maxRecords` requests, arrival span
+/// at most `maxArrivalSpanSeconds`), so that the export is a trace `kvcache replay` reads; at most
+/// `maxHashIDs` hash ids are written and `maxDistinctBlocks` distinct block hashes kept, which bounds
+/// memory and time; an error names the file, the frame and its byte offset.
 ///
 /// O(events x chain depth + request blocks); the parent of every hash ever stored is kept.
 struct EventTraceExport {
     /// The most distinct block hashes an export keeps (exported, parents and held): 2^24, about 2 GB.
     static let maxDistinctBlocks = 1 << 24
+    /// The most hash ids one export writes: 2^24, an eighth of what a trace may hold
+    /// (`DataLimits.maxTotalHashIDs`), because a version 1 recording's requests repeat their ancestors:
+    /// a chain of n one-block batches (a 100-byte frame each) exports n^2/2 ids, and 2^27 of them took
+    /// minutes to write from a 1.6 MB file.
+    static let maxHashIDs = 1 << 24
 
     struct Request: Encodable {
         var timestamp: Double
@@ -119,13 +124,13 @@ struct EventTraceExport {
     }
 
     /// Refuses what would take the export past `DataLimits.maxRecords` requests or
-    /// `DataLimits.maxTotalHashIDs` hash ids.
+    /// `maxHashIDs` hash ids.
     private func checkRoom(requests more: Int, hashIDs: Int, at name: String) throws {
         guard requests.count + more <= DataLimits.maxRecords else {
             throw CLIError("\(name): more than \(DataLimits.maxRecords) requests")
         }
-        guard totalHashIDs + hashIDs <= DataLimits.maxTotalHashIDs else {
-            throw CLIError("\(name): more than \(DataLimits.maxTotalHashIDs) hash ids in the export")
+        guard totalHashIDs + hashIDs <= Self.maxHashIDs else {
+            throw CLIError("\(name): more than \(Self.maxHashIDs) hash ids in the export (export a shorter recording)")
         }
     }
 
