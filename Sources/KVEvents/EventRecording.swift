@@ -12,8 +12,9 @@
 /// served entirely from the cache change nothing and publish no event; their request frames are what
 /// lets a recording be turned back into the exact trace (`kvcache trace export`).
 ///
-/// A frame is at most `maxFrameBytes`. Appending is O(payload) into the caller's buffer; `read` is
-/// O(file) and copies nothing.
+/// A frame is at most `maxFrameBytes` and never empty; a recording has at most `maxFrames`. Appending is
+/// O(payload) into the caller's buffer; `read` is O(file) and copies nothing; `FrameParser` reads a
+/// recording in pieces.
 public enum EventRecording {
     /// Version 1's magic: event batches only.
     public static let magic: [UInt8] = Array("KVEVREC1".utf8)
@@ -21,6 +22,9 @@ public enum EventRecording {
     public static let magicV2: [UInt8] = Array("KVEVREC2".utf8)
     /// The largest frame a reader accepts (64 MiB).
     public static let maxFrameBytes = 1 << 26
+    /// The most frames a reader accepts in one recording: 2^25, as many as a trace's lines
+    /// (`DataLimits.maxLines`), so a recording (or a gzip bomb) of tiny frames ends in seconds.
+    public static let maxFrames = 1 << 25
 
     /// What a version 2 frame holds (its first byte).
     public enum Kind: UInt8, Sendable {
@@ -61,37 +65,17 @@ public enum EventRecording {
         out += [UInt8(n >> 24), UInt8(n >> 16 & 0xff), UInt8(n >> 8 & 0xff), UInt8(n & 0xff)]
     }
 
-    /// The frames of the recording `bytes`, in order, of either version.
+    /// The frames of the recording `bytes`, in order, of either version (`FrameParser` over them).
     /// - Throws: `EventRecordingError.malformed` (no magic, a truncated, oversized or empty frame, an
-    ///   unknown kind), naming the frame.
+    ///   unknown kind, too many frames), naming the frame and its offset.
     public static func read(_ bytes: [UInt8]) throws(EventRecordingError) -> Contents {
-        let head = bytes.count >= magic.count ? Array(bytes[0..<magic.count]) : []
-        let version: Int
-        switch head {
-        case magic: version = 1
-        case magicV2: version = 2
-        default: throw .malformed("not a KV-event recording (it does not start with KVEVREC1 or KVEVREC2)")
-        }
+        var parser = FrameParser(version: try version(magic: bytes.prefix(magic.count)))
         var frames: [Frame] = []
         var offset = magic.count
-        while offset < bytes.count {
-            let index = frames.count + 1
-            guard bytes.count - offset >= 4 else { throw .malformed("frame \(index): truncated length") }
-            let n = bytes[offset..<offset + 4].reduce(0) { $0 << 8 | Int($1) }
-            offset += 4
-            guard n <= maxFrameBytes else { throw .malformed("frame \(index): \(n) bytes, over the \(maxFrameBytes) limit") }
-            guard bytes.count - offset >= n else { throw .malformed("frame \(index): truncated (\(n) bytes announced, \(bytes.count - offset) left)") }
-            if version == 1 {
-                frames.append(Frame(kind: .eventBatch, payload: bytes[offset..<offset + n]))
-            } else {
-                guard n >= 1 else { throw .malformed("frame \(index): empty (no kind byte)") }
-                guard let kind = Kind(rawValue: bytes[offset]) else {
-                    throw .malformed("frame \(index): unknown kind \(bytes[offset]) (0: event batch, 1: request)")
-                }
-                frames.append(Frame(kind: kind, payload: bytes[offset + 1..<offset + n]))
-            }
-            offset += n
+        while let (frame, consumed) = try parser.next(bytes[offset...], atEnd: true) {
+            frames.append(frame)
+            offset += consumed
         }
-        return Contents(version: version, frames: frames)
+        return Contents(version: parser.version, frames: frames)
     }
 }

@@ -2,7 +2,8 @@
 /// bin, array, map; ext is refused).
 ///
 /// `decode` reads one value from untrusted bytes: every length is checked against what is left before
-/// anything is allocated, nesting deeper than `maxDepth` is refused, and a failure is a
+/// anything is allocated, nesting deeper than `maxDepth` and more than `maxValues` values are refused
+/// (each value is a boxed enum: a 64 MiB frame of one-byte items would otherwise take gigabytes), and a failure is a
 /// `EventRecordingError.malformed` that names the offset. O(bytes); the value owns copies of its strings
 /// and binaries.
 public indirect enum MsgpackValue: Equatable, Sendable {
@@ -18,6 +19,9 @@ public indirect enum MsgpackValue: Equatable, Sendable {
 
     /// The deepest nesting `decode` accepts (a batch nests 4 deep).
     public static let maxDepth = 32
+    /// The most values (nested ones included) `decode` accepts in one payload: 2^23, a batch storing
+    /// millions of blocks with their token ids.
+    public static let maxValues = 1 << 23
 
     public static func == (a: MsgpackValue, b: MsgpackValue) -> Bool {
         switch (a, b) {
@@ -62,6 +66,7 @@ public indirect enum MsgpackValue: Equatable, Sendable {
     private struct Reader {
         let bytes: ArraySlice<UInt8>
         var offset: Int
+        var values = 0
 
         mutating func take(_ n: Int) throws(EventRecordingError) -> ArraySlice<UInt8> {
             guard n >= 0, bytes.endIndex - offset >= n else {
@@ -78,6 +83,8 @@ public indirect enum MsgpackValue: Equatable, Sendable {
         mutating func value(depth: Int) throws(EventRecordingError) -> MsgpackValue {
             guard depth < MsgpackValue.maxDepth else { throw .malformed("msgpack nested deeper than \(MsgpackValue.maxDepth)") }
             let at = offset - bytes.startIndex
+            values += 1
+            guard values <= MsgpackValue.maxValues else { throw .malformed("msgpack holds more than \(MsgpackValue.maxValues) values (at byte \(at))") }
             let b = try take(1).first!
             switch b {
             case 0x00...0x7f: return .int(Int64(b))
@@ -110,6 +117,7 @@ public indirect enum MsgpackValue: Equatable, Sendable {
         mutating func array(_ n: Int, _ depth: Int) throws(EventRecordingError) -> MsgpackValue {
             // Each element takes at least one byte: a count beyond what is left is refused before allocating.
             guard n <= bytes.endIndex - offset else { throw .malformed("msgpack array of \(n) items in \(bytes.endIndex - offset) bytes") }
+            guard n <= MsgpackValue.maxValues - values else { throw .malformed("msgpack array of \(n) items, over the \(MsgpackValue.maxValues) values limit") }
             var items: [MsgpackValue] = []
             items.reserveCapacity(n)
             for _ in 0..<n { items.append(try value(depth: depth + 1)) }
@@ -118,6 +126,7 @@ public indirect enum MsgpackValue: Equatable, Sendable {
 
         mutating func map(_ n: Int, _ depth: Int) throws(EventRecordingError) -> MsgpackValue {
             guard n <= (bytes.endIndex - offset) / 2 else { throw .malformed("msgpack map of \(n) pairs in \(bytes.endIndex - offset) bytes") }
+            guard n <= (MsgpackValue.maxValues - values) / 2 else { throw .malformed("msgpack map of \(n) pairs, over the \(MsgpackValue.maxValues) values limit") }
             var pairs: [(MsgpackValue, MsgpackValue)] = []
             pairs.reserveCapacity(n)
             for _ in 0..<n { pairs.append((try value(depth: depth + 1), try value(depth: depth + 1))) }

@@ -47,6 +47,9 @@ public struct RecordedRequest: Equatable, Sendable {
         hashes.reserveCapacity(raw.count)
         for h in raw {
             guard case let .binary(b) = h else { throw .malformed("request block_hashes holds something other than bytes") }
+            guard b.count <= VLLMEventDecoder.maxHashBytes else {
+                throw .malformed("request block_hashes holds a hash of \(b.count) bytes (at most \(VLLMEventDecoder.maxHashBytes))")
+            }
             hashes.append(b)
         }
         let request = RecordedRequest(timestamp: ts, inputTokens: try count("input_tokens", min: 0),

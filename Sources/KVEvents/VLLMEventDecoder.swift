@@ -2,7 +2,7 @@
 /// as `VLLMEventEncoder` writes it and as vLLM publishes it, into `DecodedEventBatch`.
 ///
 /// Block hashes are kept opaque as bytes: ours are `bin 16`, vLLM's are `bytes` (sha256) or integers
-/// (written here as their 8 big-endian bytes). Fields a consumer does not need are skipped; an unknown
+/// (written here as their 8 big-endian bytes), at most `maxHashBytes`. Fields a consumer does not need are skipped; an unknown
 /// event type is kept as `.other` so that newer publishers still read. O(payload).
 public enum VLLMEventDecoder {
     /// One event of a batch.
@@ -22,6 +22,9 @@ public enum VLLMEventDecoder {
         public var events: [Event]
         public var dataParallelRank: Int?
     }
+
+    /// The longest block hash accepted, in bytes: 64 (vLLM's are 32-byte sha256 digests or integers, ours 16).
+    public static let maxHashBytes = 64
 
     public static func decode(_ payload: ArraySlice<UInt8>) throws(EventRecordingError) -> Batch {
         guard case let .array(items) = try MsgpackValue.decode(payload), items.count >= 2 else {
@@ -75,8 +78,9 @@ public enum VLLMEventDecoder {
 
     private static func hash(_ v: MsgpackValue, index: Int) throws(EventRecordingError) -> [UInt8] {
         switch v {
-        case let .binary(b): return b
-        case let .string(s): return Array(s.utf8)
+        case let .binary(b) where b.count <= maxHashBytes: return b
+        case let .string(s) where s.utf8.count <= maxHashBytes: return Array(s.utf8)
+        case .binary, .string: throw .malformed("event \(index + 1): a block hash of more than \(maxHashBytes) bytes")
         case let .uint(u): return withUnsafeBytes(of: u.bigEndian) { Array($0) }
         case let .int(i): return withUnsafeBytes(of: i.bigEndian) { Array($0) }
         default: throw .malformed("event \(index + 1): a block hash is neither bytes nor an integer")

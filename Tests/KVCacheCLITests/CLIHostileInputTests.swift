@@ -131,4 +131,63 @@ struct CLIHostileInputTests {
                           "--policy", "marconi", "--per-request", dir + "/link.csv"], status: 1, "not a regular file")
         #expect(try String(contentsOfFile: target, encoding: .utf8) == "keep")
     }
+
+    /// A ShareGPT JSON array of more values than `DataLimits.maxJSONArrayValues` (2^23), made cheaply of
+    /// one-byte elements (or of nested ones: their inner values count too), is refused as `FILE:LINE`
+    /// before anything is decoded, under an 8 GB address space as the fuzz harness runs it.
+    @Test func aShareGPTArrayOverTheValueLimitIsRefused() throws {
+        let dir = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let limit = 1 << 23
+        for (name, element, count) in [("flat", "0", limit + 1), ("nested", "[0]", limit / 2 + 1)] {
+            let path = dir + "/\(name).json"
+            var text = [UInt8]("\n[".utf8)
+            text.reserveCapacity(count * (element.utf8.count + 1) + 4)
+            for k in 0..<count {
+                if k > 0 { text.append(UInt8(ascii: ",")) }
+                text += element.utf8
+            }
+            text += Array("]\n".utf8)
+            try Data(text).write(to: URL(fileURLWithPath: path))
+            let shell = Process()
+            shell.executableURL = URL(fileURLWithPath: "/bin/bash")
+            shell.arguments = ["-c", "ulimit -v 8000000; exec \"$0\" replay --format sharegpt --trace \"$1\"",
+                               CLIJSONTests.executable.path, path]
+            let err = Pipe()
+            shell.standardError = err
+            shell.standardOutput = Pipe()
+            try shell.run()
+            let said = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            shell.waitUntilExit()
+            #expect(shell.terminationStatus == 1, "\(name): \(said)")
+            #expect(said == "Error: \(path):2: JSON array of more than \(limit) values (the limit; convert it to JSONL)\n", "\(name): \(said)")
+        }
+    }
+
+    /// A kv-dump folder whose manifest decodes but lies (an unknown format, a block size its shape does
+    /// not give, a shape whose block is 2^66 bytes, no blocks) is refused by `bench tiers --kv-dir` in one
+    /// line naming the manifest; a block file that is a FIFO is named once.
+    @Test func aLyingKVDumpManifestIsNamed() throws {
+        let dir = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let base: [String: Any] = ["format": "kvcache-kv-dump-v1", "model": "m", "dtype": "f16",
+                                   "layout": "[layer][K|V][token][kvHead][headDim]", "layers": 2, "kvHeads": 2,
+                                   "headDim": 16, "blockTokens": 8, "bytesPerBlock": 2048, "promptTokens": 8,
+                                   "blocks": [["file": "fifo", "index": 0, "tokens": 8]]]
+        let manifest = dir + "/manifest.json"
+        for (change, says) in [(["format": "kvcache-kv-dump-v2"], "\(manifest): unknown KV dump format kvcache-kv-dump-v2"),
+                               (["bytesPerBlock": 7], "\(manifest): 7 bytes per block, its shape gives 2048"),
+                               (["layers": 65536, "kvHeads": 65536, "headDim": 65536], "\(manifest): bad KV dump shape:"),
+                               (["blocks": [Any]()], "\(manifest): the KV dump has no blocks"),
+                               ([:], "\(dir)/fifo: cannot read: not a regular file")] as [([String: Any], String)] {
+            try? FileManager.default.removeItem(atPath: dir + "/fifo")
+            #expect(mkfifo(dir + "/fifo", 0o600) == 0)
+            try JSONSerialization.data(withJSONObject: base.merging(change) { $1 }).write(to: URL(fileURLWithPath: manifest))
+            // After the progress line, one error line naming the file once.
+            let r = try CLIJSONTests.run(["bench", "tiers", "--kv-dir", dir, "--blocks", "4", "--repeats", "1"])
+            let last = r.err.split(separator: "\n").last.map(String.init) ?? ""
+            #expect(r.status == 1 && last.hasPrefix("Error: ") && last.contains(says), "\(r.err)")
+            #expect(last.components(separatedBy: dir + "/").count == 2, "one path: \(r.err)")
+        }
+    }
 }

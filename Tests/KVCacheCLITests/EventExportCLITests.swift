@@ -1,4 +1,6 @@
 import Foundation
+import KVCache
+import KVEvents
 import Testing
 
 /// `kvcache replay --record-events` then `kvcache trace export` then `kvcache replay` of the export:
@@ -90,8 +92,8 @@ struct EventExportCLITests {
         #expect(bytes.count > 100)
         for (name, damaged, says) in [("truncated", bytes.prefix(bytes.count - 3), "truncated"),
                                       ("nomagic", bytes.dropFirst(8), "not a KV-event recording"),
-                                      ("garbage", Data("KVEVREC1".utf8) + Data([0, 0, 0, 2, 0xc1, 0xc1]), "frame 1:"),
-                                      ("badrequest", Data("KVEVREC2".utf8) + Data([0, 0, 0, 2, 1, 0x80]), "frame 1: not a request")] {
+                                      ("garbage", Data("KVEVREC1".utf8) + Data([0, 0, 0, 2, 0xc1, 0xc1]), "frame 1 (byte 8):"),
+                                      ("badrequest", Data("KVEVREC2".utf8) + Data([0, 0, 0, 2, 1, 0x80]), "frame 1 (byte 8): not a request")] {
             let path = dir + "/" + name
             try damaged.write(to: URL(fileURLWithPath: path))
             let r = try CLIJSONTests.run(["trace", "export", path, "-o", dir + "/out.jsonl"])
@@ -102,5 +104,56 @@ struct EventExportCLITests {
         // Recording needs one online policy at one capacity.
         let refused = try CLIJSONTests.run(["replay", "--policy", "lru,fifo", "--record-events", events])
         #expect(refused.status == 64 && refused.err.contains("--record-events"))
+    }
+
+    /// Recordings whose numbers are out of range, built with the publisher's own encoders: each ends in
+    /// one line naming the file, the frame and its byte offset, and the reason (before the checks, a
+    /// block size of 2^62 or two prompts of 2^62 tokens overflowed and trapped, and a gzip of zeros
+    /// after the magic was held whole with one frame record per 4 bytes: 1 GB of zeros aborted).
+    @Test func hostileNumbersInARecordingAreRefusedInOneLine() throws {
+        let dir = try ReportSchemaTests.temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let encoder = VLLMEventEncoder()
+        let requestEncoder = RecordedRequestEncoder()
+        func key(_ i: Int) -> BlockKey { BlockKey(lo: UInt64(i), hi: 7) }
+        func batches(_ stores: [(keys: [BlockKey], parent: BlockKey?, size: Int)]) -> [UInt8] {
+            var out = EventRecording.magic
+            for (i, s) in stores.enumerated() {
+                EventRecording.append(encoder.encode([.blockStored(keys: s.keys, parent: s.parent, blockTokens: s.size, tier: .device, tokens: [])],
+                                                     timestamp: Double(i), dataParallelRank: 0), to: &out)
+            }
+            return out
+        }
+        func requests(_ rs: [(ts: Double, input: Int, size: Int, keys: Int)]) -> [UInt8] {
+            var out = EventRecording.magicV2
+            for r in rs {
+                EventRecording.append(requestEncoder.encode(timestamp: r.ts, inputTokens: r.input, outputTokens: 1, blockTokens: r.size,
+                                                            keys: (0..<r.keys).map(key), hitTokens: 0), kind: .request, to: &out)
+            }
+            return out
+        }
+        let huge = 1 << 62
+        let cases: [(String, [UInt8], String)] = [
+            ("blocksize", batches([([key(1)], nil, huge), ([key(2)], nil, huge)]),
+             "frame 1 (byte 8): batch 1: block_size 4611686018427387904 is over the limit of 16777216 tokens"),
+            ("input", requests([(0, huge, 16, 0), (1, huge, 16, 0)]),
+             "frame 1 (byte 8): request 1: input_tokens 4611686018427387904 is over the limit of 16777216 tokens"),
+            ("hashes", requests([(0, 16, 16, 3)]), "request 1: 3 block_hashes for input_tokens 16 at block_size 16 (at most 1)"),
+            ("span", requests([(0, 16, 16, 1), (1e300, 16, 16, 1)]), "frame 2 (byte 124): request 2: its time 1e+300 is more than"),
+            // A chain of one-block batches: each is a request of all its ancestors (quadratic), refused past a request's tokens.
+            ("chain", batches((0..<1100).map { ([key($0 + 1)], $0 == 0 ? nil : key($0), 1 << 14) }),
+             "batch 1025: a stored chain of 1025 or more blocks of 16384 tokens, over the limit of 16777216 tokens a request"),
+            // One-token blocks: within the tokens of a request, but n batches export n^2/2 ids (2^27 took minutes).
+            ("ids", batches((0..<5800).map { ([key($0 + 1)], $0 == 0 ? nil : key($0), 1) }),
+             "batch 5793: more than 16777216 hash ids in the export"),
+            ("zeros", EventRecording.magic + [UInt8](repeating: 0, count: 1 << 22), "frame 1 (byte 8): empty"),
+        ]
+        for (name, bytes, says) in cases {
+            let path = dir + "/" + name + ".kvev"
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            let r = try CLIJSONTests.run(["trace", "export", path, "-o", dir + "/out.jsonl"])
+            #expect(r.status == 1 && r.err.contains(path + ": ") && r.err.contains(says), "\(name): \(r.err)")
+            #expect(r.err.split(separator: "\n").count == 1, "\(name): \(r.err)")
+        }
     }
 }

@@ -66,6 +66,23 @@ struct EventRecordingTests {
         #expect(contents.version == (v2 ? 2 : 1))
         #expect(contents.frames.map(\.kind) == kinds)
         #expect(try contents.frames.filter { $0.kind == .request }.map { try RecordedRequest.decode($0.payload) } == requests)
+        // Fed in random pieces, the frame parser returns the same frames, one at a time.
+        var parser = EventRecording.FrameParser(version: contents.version)
+        var held: [UInt8] = [], fed = 8, start = 0, pieced: [(EventRecording.Kind, [UInt8])] = []
+        while true {
+            if let (frame, consumed) = try parser.next(held[start...], atEnd: fed == recording.count) {
+                pieced.append((frame.kind, Array(frame.payload)))
+                start += consumed
+            } else if fed == recording.count {
+                break
+            } else {
+                let end = min(recording.count, fed + Int.random(in: 1...64, using: &g))
+                held += recording[fed..<end]
+                fed = end
+            }
+        }
+        #expect(pieced.map(\.0) == kinds && pieced.map(\.1) == contents.frames.map { Array($0.payload) })
+        #expect(parser.frames == kinds.count && parser.offset == recording.count)
         let frames = contents.frames.filter { $0.kind == .eventBatch }.map(\.payload)
         #expect(frames.count == written.count)
         for (frame, (ts, events)) in zip(frames, written) {
@@ -119,6 +136,19 @@ struct EventRecordingTests {
         ]
         for (payload, says) in cases {
             #expect { try VLLMEventDecoder.decode(payload[...]) } throws: { ($0 as? EventRecordingError)?.description.contains(says) == true }
+        }
+        // More values than `maxValues` (each a boxed enum), counted before the array is allocated or read.
+        let many: [UInt8] = [0xdd, 0x00, 0x80, 0x00, 0x01] + [UInt8](repeating: 0xc0, count: (1 << 23) + 1)
+        #expect { try MsgpackValue.decode(many[...]) } throws: { ($0 as? EventRecordingError)?.description.contains("values limit") == true }
+        let nested: [UInt8] = [0xdd, 0x00, 0x40, 0x00, 0x00] + (0..<(1 << 23)).map { $0 % 2 == 0 ? 0x91 : 0xc0 }
+        #expect { try MsgpackValue.decode(nested[...]) } throws: { ($0 as? EventRecordingError)?.description.contains("8388608") == true }
+        // A block hash longer than 64 bytes.
+        let longHash: [UInt8] = [0x93, 0x00, 0x91, 0x83, 0xa4] + Array("type".utf8) + [0xac] + Array("BlockRemoved".utf8)
+            + [0xac] + Array("block_hashes".utf8) + [0x91, 0xc4, 65] + [UInt8](repeating: 1, count: 65) + [0xa6] + Array("medium".utf8) + [0xa3] + Array("GPU".utf8) + [0x00]
+        #expect { try VLLMEventDecoder.decode(longHash[...]) } throws: { ($0 as? EventRecordingError)?.description.contains("more than 64 bytes") == true }
+        // An empty frame (it would cost a frame record for 4 bytes of file: a gzip of zeros), named with its offset.
+        #expect { try EventRecording.read(EventRecording.magic + [0, 0, 0, 0]) } throws: {
+            ($0 as? EventRecordingError)?.description == "frame 1 (byte 8): empty"
         }
         let oversized = EventRecording.magic + [0x7f, 0xff, 0xff, 0xff]
         #expect { try EventRecording.read(oversized) } throws: { ($0 as? EventRecordingError)?.description.contains("limit") == true }

@@ -358,10 +358,11 @@ def kv_dump_dir(rng, folder, fx):
     for b in blocks:
         with open(os.path.join(d, b["file"]), "wb") as f:
             f.write(bytes(rng.getrandbits(8) for _ in range(block_bytes)))
-    m = {"format": "kvcache-kv-dump-v1", "model": "m", "dtype": "f16", "layers": layers, "kvHeads": heads,
+    m = {"format": "kvcache-kv-dump-v1", "model": "m", "dtype": "f16", "layout": "[layer][K|V][token][kvHead][headDim]", "layers": layers, "kvHeads": heads,
          "headDim": dim, "blockTokens": bt, "bytesPerBlock": block_bytes, "promptTokens": 24, "blocks": blocks}
     for _ in range(rng.randint(1, 3)):
-        key = rng.choice(["layers", "kvHeads", "headDim", "blockTokens", "bytesPerBlock", "promptTokens", "blocks", "file", "tokens", "dtype"])
+        key = rng.choice(["layers", "kvHeads", "headDim", "blockTokens", "bytesPerBlock", "promptTokens", "blocks", "file", "tokens",
+                          "dtype", "shape", "format"])
         if key == "blocks":
             m["blocks"] = blocks * rng.choice([0, 2, 100_000, 1_100_000])
         elif key in ("file", "tokens"):
@@ -370,7 +371,14 @@ def kv_dump_dir(rng, folder, fx):
                 if key == "file" else rng.choice([-1, 1 << 62, 0, 9])
             m["blocks"] = m["blocks"] + [b]
         elif key == "dtype":
-            m["dtype"] = rng.choice(["f8", "", 3])
+            m["dtype"] = rng.choice(["f8", "", 3, "f32"])
+        elif key == "shape":
+            # Shapes each in range whose product is not (a block of 2^66 bytes), or just over 2^30.
+            for k in ["layers", "kvHeads", "headDim", "blockTokens"]:
+                m[k] = rng.choice([1 << 16, 1 << 8, 65535, 1])
+            m["bytesPerBlock"] = rng.choice([1 << 30, block_bytes, 1])
+        elif key == "format":
+            m["format"] = rng.choice(["kvcache-kv-dump-v2", "", 1])
         else:
             m[key] = values.json_number(rng)
     names = {b["file"] for b in m["blocks"] if isinstance(b, dict) and isinstance(b.get("file"), str)}
@@ -626,6 +634,186 @@ def trace_export(rng, folder, fx):
     return argv + (["--json"] if rng.random() < 0.5 else [])
 
 
+def _mp(v):
+    """msgpack of a Python value (None, bool, int, float, str, bytes, list, dict), smallest encodings."""
+    if v is None:
+        return b"\xc0"
+    if v is True or v is False:
+        return b"\xc3" if v else b"\xc2"
+    if isinstance(v, int):
+        if 0 <= v < 128:
+            return bytes([v])
+        if -32 <= v < 0:
+            return struct.pack(">b", v)
+        if v >= 0:
+            return b"\xcf" + struct.pack(">Q", v) if v >= 1 << 32 else b"\xce" + struct.pack(">I", v)
+        return b"\xd3" + struct.pack(">q", v)
+    if isinstance(v, float):
+        return b"\xcb" + struct.pack(">d", v)
+    if isinstance(v, str):
+        b = v.encode()
+        return (bytes([0xa0 | len(b)]) if len(b) < 32 else b"\xdb" + struct.pack(">I", len(b))) + b
+    if isinstance(v, bytes):
+        return b"\xc6" + struct.pack(">I", len(v)) + v
+    if isinstance(v, list):
+        if len(v) > 64 and all(x is v[0] for x in v):   # one item repeated: encoded once
+            return b"\xdd" + struct.pack(">I", len(v)) + _mp(v[0]) * len(v)
+        return b"\xdd" + struct.pack(">I", len(v)) + b"".join(_mp(x) for x in v)
+    return b"\xdf" + struct.pack(">I", len(v)) + b"".join(_mp(k) + _mp(x) for k, x in v.items())
+
+
+def _recording_frames(data):
+    """The (kind, payload) frames of a well-formed version 2 recording."""
+    frames, at = [], 8
+    while at + 5 <= len(data):
+        n = struct.unpack(">I", data[at:at + 4])[0]
+        frames.append((data[at + 4], data[at + 5:at + 4 + n]))
+        at += 4 + n
+    return frames
+
+
+RECORDING_NUMBERS = [0, 1, -1, 2 ** 24, 2 ** 24 + 1, 2 ** 31, 2 ** 62, 2 ** 63 - 1, -2 ** 63, 2 ** 64 - 1, 1.5,
+                     float("nan"), float("inf"), -1e300, "12", None]
+
+
+def _hostile_request(rng, hashes):
+    """A request frame payload whose fields are now and then out of range, of the wrong type or huge."""
+    fields = {"type": "Request", "ts": 1e8, "input_tokens": 16 * len(hashes), "output_tokens": 4,
+              "block_size": 16, "block_hashes": hashes, "hit_tokens": 0}
+    for key in rng.sample(list(fields), rng.randint(1, 3)):
+        if key == "block_hashes":
+            fields[key] = rng.choice([[b"\x01" * rng.choice([0, 16, 1 << 20])] * rng.choice([1, 3]),
+                                      [rng.randrange(1 << 64) for _ in range(rng.choice([1, 1000]))],
+                                      [b"\x02" * 16] * rng.choice([100_000, 1_100_000]), "x", None])
+        elif key == "type":
+            fields[key] = rng.choice(["request", "", 7])
+        else:
+            fields[key] = rng.choice(RECORDING_NUMBERS)
+    if rng.random() < 0.2:
+        del fields[rng.choice(list(fields))]
+    return _mp(fields)
+
+
+def _hostile_batch(rng, hashes):
+    """An event batch payload (or a list of them): absurd block sizes and timestamps, long parent chains,
+    huge event lists."""
+    shape = rng.random()
+    if shape < 0.15:
+        # Many batches of one stored block each, each the previous one's child (quadratic request blocks).
+        n, first = rng.choice([100, 20_000]), rng.randrange(1 << 40)
+        size = rng.choice([1, 16, 2 ** 24])
+        return [_mp([1e8, [{"type": "BlockStored", "block_hashes": [first + i + 1], "parent_block_hash": first + i,
+                            "block_size": size}], 0]) for i in range(n)]
+    if shape < 0.3:
+        # One stored block per event, each the previous one's child: chains as long as the events.
+        n = rng.choice([10, 3000, 40_000])
+        events = [{"type": "BlockStored", "block_hashes": [i + 1], "parent_block_hash": i or None,
+                   "block_size": 16, "medium": "GPU"} for i in range(n)]
+        return _mp([1e8, events, 0])
+    if shape < 0.5:
+        n = rng.choice([1, 1000, 1 << 20])
+        return _mp([1e8, [{"type": "BlockStored", "block_hashes": hashes or [b"\x03" * 16], "parent_block_hash": None,
+                           "block_size": rng.choice(RECORDING_NUMBERS), "medium": rng.choice(["GPU", None, "CPU"])}] * n, 0])
+    if shape < 0.7:
+        # A huge msgpack array: n small items (each one byte), or a count the bytes cannot hold.
+        n = rng.choice([1 << 16, 1 << 22, (1 << 26) - 16])
+        item = rng.choice([b"\xc0", b"\x01", b"\x90", b"\x80"])
+        if rng.random() < 0.5:
+            return b"\x93\xcb" + struct.pack(">d", 1e8) + b"\xdd" + struct.pack(">I", n) + item * n + b"\x00"
+        return b"\xdd" + struct.pack(">I", n) + item * (n // rng.choice([1, 2, 1000]))
+    if shape < 0.8:
+        return _mp([rng.choice(RECORDING_NUMBERS), [{"type": "BlockRemoved", "block_hashes": hashes}], 0])
+    if shape < 0.9:
+        return _mp([1e8, [{"type": "AllBlocksCleared"}, {"type": rng.choice(["", "X" * 1000, 5])}], rng.choice(RECORDING_NUMBERS)])
+    return bytes([0x91] * rng.choice([31, 32, 100_000])) + b"\xc0"
+
+
+_ZEROS_MEMBER = []
+
+
+def trace_export_recorded(rng, folder, fx):
+    """kvcache trace export on a real version 2 recording (`replay --record-events`) mutated: truncated
+    frames, wrong kind bytes, absurd lengths, huge msgpack arrays and counts, request frames with out of
+    range fields, long parent chains, a version 1 header on version 2 frames, garbage, gzip bombs."""
+    if "recording" not in fx:
+        return None
+    data = bytearray(open(fx["recording"], "rb").read())
+    frames = _recording_frames(bytes(data))
+    hashes = [bytes(rng.getrandbits(8) for _ in range(16)) for _ in range(rng.randint(0, 4))]
+    for _ in range(rng.randint(1, 3)):
+        op = rng.random()
+        if op < 0.25 and frames:
+            # Replace, insert or repeat frames with hostile ones.
+            i = rng.randrange(len(frames))
+            kind = rng.choice([0, 0, 1, 1, 1, 2])
+            payload = _hostile_request(rng, hashes) if kind == 1 else _hostile_batch(rng, hashes)
+            if isinstance(payload, list):
+                frames[i:i] = [(kind, p) for p in payload]
+            elif rng.random() < 0.5:
+                frames[i] = (kind, payload)
+            else:
+                frames[i:i] = [(kind, payload)] * (rng.choice([1, 2, 1000]) if len(payload) < 100_000 else 1)
+        elif op < 0.3 and frames:
+            i = rng.randrange(len(frames))
+            frames[i] = (rng.randrange(256), frames[i][1])
+        elif op < 0.45 and sum(len(p) for _, p in frames) < 4_000_000:
+            frames = frames * rng.choice([2, 50])
+        elif op < 0.55 and frames:
+            del frames[rng.randrange(len(frames)):]
+        else:
+            frames = frames  # the byte-level damage below
+    v1 = rng.random() < 0.3
+    if v1:
+        # What a live stream's recording holds: the batches only, hostile ones among them.
+        frames = [(0, p) for k, p in frames if k != 1]
+        for _ in range(rng.randint(1, 3)):
+            payload, at = _hostile_batch(rng, hashes), rng.randint(0, len(frames))
+            frames[at:at] = [(0, p) for p in (payload if isinstance(payload, list) else [payload])]
+    data = bytearray(b"KVEVREC1" if v1 else b"KVEVREC2")
+    for kind, payload in frames:
+        data += struct.pack(">I", len(payload) + (0 if v1 else 1)) + (b"" if v1 else bytes([kind & 0xff])) + payload
+    damage = rng.random()
+    if damage < 0.15 and len(data) > 12:
+        # An absurd length somewhere.
+        at = rng.randrange(8, len(data) - 4)
+        data[at:at + 4] = struct.pack(">I", rng.choice([0, 1, 2 ** 26, 2 ** 26 + 1, 2 ** 32 - 1, 2 ** 31]))
+    elif damage < 0.3:
+        data = data[:rng.randrange(len(data) + 1)]
+    elif damage < 0.4:
+        data[:8] = b"KVEVREC1"
+    elif damage < 0.5:
+        data[:8] = rng.choice([b"KVEVREC3", b"KVEVREC", b"", b"\x1f\x8b\x08\x00"])
+    elif damage < 0.6:
+        for _ in range(rng.randint(1, 20)):
+            if len(data) > 8:
+                data[rng.randrange(8, len(data))] = rng.randrange(256)
+    elif damage < 0.65:
+        data += values.garbage_bytes(rng, rng.choice([1, 4, 5, 1000]))
+    path = os.path.join(folder, "events.kvev")
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+    if rng.random() < 0.1:
+        with open(path, "rb") as f:
+            raw = f.read()
+        import gzip
+        with gzip.open(path, "wb", compresslevel=1) as f:
+            f.write(raw)
+    elif rng.random() < 0.05:
+        # A gzip bomb: a recording header, then a gigabyte of zeros (a frame length of 0 after them all),
+        # as concatenated gzip members (one member of 16 MiB of zeros, compressed once, repeated).
+        import gzip
+        if not _ZEROS_MEMBER:
+            _ZEROS_MEMBER.append(gzip.compress(bytes(1 << 24), compresslevel=9))
+        with open(path, "wb") as f:
+            f.write(gzip.compress(b"KVEVREC1"))
+            for _ in range(rng.choice([6, 64])):
+                f.write(_ZEROS_MEMBER[0])
+    argv = ["trace", "export", path, "-o", os.path.join(folder, "out.jsonl")]
+    if rng.random() < 0.2:
+        argv += ["--medium", rng.choice(["CPU", "", "GPU"])]
+    return argv + (["--json"] if rng.random() < 0.5 else [])
+
+
 def report_inputs(rng, folder, fx):
     """kvcache report on odd report files: runs of wrong types, huge or non-finite numbers, not JSON."""
     def run():
@@ -680,6 +868,7 @@ GENERATORS = {
     "kv-dump-dir": (kv_dump_dir, 1),
     "kv-dump-out": (kv_dump_out, 3, output_target_kept),
     "trace-export": (trace_export, 1),
+    "trace-export-recorded": (trace_export_recorded, 1),
     "report-inputs": (report_inputs, 1),
     "garbage-argv": (garbage_argv, 1),
     "capi-calls": (capi_calls, 2),

@@ -101,7 +101,8 @@ def judge(code, out, err):
 
 def make_fixtures(binary, folder, model, lib):
     """Shared inputs the generators read: the model, a valid CASTILLO folder, a predictor model file
-    trained on it, and a disk tier directory written by `disk stress`. A fixture that cannot be made
+    trained on it, a version 2 KV-event recording written by `replay --record-events`, and a disk tier
+    directory written by `disk stress`. A fixture that cannot be made
     is left out (its cases are skipped) and said on stderr."""
     os.makedirs(folder, exist_ok=True)
     fx = {}
@@ -122,6 +123,14 @@ def make_fixtures(binary, folder, model, lib):
         fx["predictor_model"] = pm
     else:
         print("fuzz: could not train the predictor fixture; its cases are skipped", file=sys.stderr)
+    recording = os.path.join(folder, "events.kvev")
+    if not os.path.isfile(recording):
+        run_binary(binary, ["replay", "--range", "0.9:1", "--capacity-blocks", "300", "--record-events", recording],
+                   folder, 120)
+    if os.path.isfile(recording):
+        fx["recording"] = recording
+    else:
+        print("fuzz: could not record the KV-event fixture; its cases are skipped", file=sys.stderr)
     disk = os.path.join(folder, "disk")
     if not os.path.isdir(disk):
         run_binary(binary, ["disk", "stress", disk, "--seconds", "0.5", "--block-kib", "16",

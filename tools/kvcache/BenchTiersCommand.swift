@@ -132,26 +132,26 @@ struct BenchTiersCommand: ParsableCommand {
         }
         let m: KVDump.Manifest
         do { m = try KVDump.readManifest(in: url) } catch { throw CLIError("\(error)") }
-        guard m.format == "kvcache-kv-dump-v1" else { throw CLIError("unknown KV dump format \(m.format)") }
+        let manifest = url.appendingPathComponent("manifest.json").path
+        guard m.format == "kvcache-kv-dump-v1" else { throw CLIError("\(manifest): unknown KV dump format \(m.format)") }
         let layout: KVGeometry
         do { layout = try KVGeometry(layers: m.layers, kvHeads: m.kvHeads, headDim: m.headDim, dtype: .fp16, blockTokens: m.blockTokens) }
-        catch { throw CLIError("bad KV dump shape: \(error)") }
+        catch { throw CLIError("\(manifest): bad KV dump shape: \(error)") }
         guard m.bytesPerBlock == layout.bytesPerBlock / 2 * m.dtype.bytes else {
-            throw CLIError("manifest says \(m.bytesPerBlock) bytes per block, its shape gives \(layout.bytesPerBlock / 2 * m.dtype.bytes)")
+            throw CLIError("\(manifest): \(m.bytesPerBlock) bytes per block, its shape gives \(layout.bytesPerBlock / 2 * m.dtype.bytes)")
         }
         let full = m.blocks.filter { $0.tokens == m.blockTokens }
         let chosen = full.isEmpty ? m.blocks : full
-        guard !chosen.isEmpty else { throw CLIError("the KV dump has no blocks") }
+        guard !chosen.isEmpty else { throw CLIError("\(manifest): the KV dump has no blocks") }
         let B = layout.bytesPerBlock
         let (total, overflow) = B.multipliedReportingOverflow(by: chosen.count)
         guard !overflow, total <= 1 << 32 else { throw CLIError("\(directory): the KV dump holds more than 4 GiB of blocks (the limit here)") }
         let src = UnsafeMutableRawBufferPointer.allocate(byteCount: B * chosen.count, alignment: 4096)
         defer { src.deallocate() }
         for (i, block) in chosen.enumerated() {
-            let path = url.appendingPathComponent(block.file).path
             let data: [UInt8]
             do { data = try KVDump.readBlock(block.file, in: url, bytes: m.bytesPerBlock) } catch {
-                throw CLIError("\(error) (\(path))")
+                throw CLIError("\(error)")   // names the block file
             }
             let out = UnsafeMutableRawBufferPointer(rebasing: src[i * B ..< (i + 1) * B])
             data.withUnsafeBytes { raw in

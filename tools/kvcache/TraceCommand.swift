@@ -39,10 +39,7 @@ struct TraceCommand: ParsableCommand {
         }
 
         func run() throws {
-            let bytes: [UInt8]
-            do { bytes = try ByteSource.readAll(path: events) } catch { throw CLIError(error.description) }
-            let export: EventTraceExport
-            do { export = try EventTraceExport.read(bytes, medium: medium) } catch { throw CLIError("\(events): \(error)") }
+            let export = try EventTraceExport.read(path: events, medium: medium)
             do { try OutputFile.write(Array(try export.jsonLines().utf8), to: out) } catch { throw CLIError(error.description) }
             let f = export.figures
             note("\(events): \(f.batches) batches, \(f.storedEvents) stored and \(f.removedEvents) removed events (\(medium))"
