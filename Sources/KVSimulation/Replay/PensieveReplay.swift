@@ -10,7 +10,7 @@ import KVData
 ///   `k x thinkSeconds` later. Turns are served at their arrival in arrival order (file order on ties);
 ///   a turn's service time, batching and queueing are not modelled (this is not the timed engine).
 ///
-/// O(turns x eviction scans); memory O(conversations).
+/// O(turns + chunks moved x log conversations); memory O(conversations).
 public enum PensieveReplay {
     public struct Schedule: Sendable, Equatable {
         public var conversationGapSeconds: Double
