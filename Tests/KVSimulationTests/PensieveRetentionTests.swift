@@ -188,4 +188,35 @@ import Testing
         #expect(r.turns == 4 && r.totals.historyTokens == 30 && r.totals.gpuHitTokens == 30 && r.totals.newTokens == 77 - 30)
         #expect(r.totals.recomputedTokens == 0 && r.hostHitRate == 0)
     }
+
+    static func hashed(_ at: Double, _ input: Int, _ ids: [UInt64], output: Int = 10) -> TraceRequest {
+        TraceRequest(arrival: at, inputTokens: input, outputTokens: output, hashIDs: ids, hashBlockTokens: 512)
+    }
+
+    /// Hash chains without sessions: a turn continues the conversation whose latest turn's complete
+    /// blocks it starts with (the longest chain), reusing those blocks; a partial last block, a shared
+    /// first block alone and a fork from an earlier turn do not link.
+    @Test func hashChainsLinkTurnsOfAConversation() throws {
+        let requests = [
+            Self.hashed(0, 1300, [1, 2, 3]),       // a1: complete blocks [1, 2]
+            Self.hashed(1, 2000, [1, 2, 5, 6]),    // a2 continues a1 on 2 blocks; complete [1, 2, 5]
+            Self.hashed(2, 600, [1, 9]),           // b1: [1] is no request's complete chain
+            Self.hashed(4, 2100, [1, 2, 5, 7, 8]), // a3 continues a2 on 3 blocks
+            Self.hashed(3, 1536, [1, 2, 8]),       // c1 (arrives before a3): forks from a1, which a2 followed
+            Self.hashed(5, 100, [3]),              // d1: a partial block never links
+            Self.hashed(6, 200, [3]),              // e1
+            TraceRequest(arrival: 7, inputTokens: 50, outputTokens: 5),
+        ]
+        let t = PensieveReplay.timeline(requests, hasTimestamps: true, schedule: .init())
+        #expect(t.conversation == [0, 0, 1, 0, 2, 3, 4, 5] && t.conversations == 6)
+        #expect(t.reusable == [0, 1024, 0, 1536, 0, 0, 0, 0])
+        let links = HashChainConversations.link(Array(requests[0 ..< 3]), order: [0, 1, 2])
+        #expect(links.conversation == [0, 0, 1])
+        // A GPU that holds everything: a2 and a3 hit exactly their shared blocks, nothing else has history.
+        let r = try PensieveReplay.run(requests, hasTimestamps: true,
+                                       config: .init(gpuChunks: 1 << 16, hostChunks: 0, chunkTokens: 32, policy: .pensieve,
+                                                     cost: PensieveRetentionTests.pairs, hostSecondsPerToken: 0))
+        #expect(r.conversations == 6 && r.totals.historyTokens == 1024 + 1536 && r.totals.gpuHitTokens == 1024 + 1536)
+        #expect(r.totals.recomputedTokens == 0)
+    }
 }

@@ -124,16 +124,18 @@ public struct PensieveRetention: Sendable {
     private func chunks(_ c: Int) -> Int { (length[c] + config.chunkTokens - 1) / config.chunkTokens }
 
     /// Serves turn of conversation `c` (a dense id >= 0) at modelled time `now` (non-decreasing per
-    /// conversation): a prompt of `promptTokens` that starts with the conversation's history, and a reply
-    /// of `outputTokens`. Precondition: sizes >= 0.
-    public mutating func serve(conversation c: Int, now: Double, promptTokens: Int, outputTokens: Int) -> Served {
-        precondition(c >= 0 && promptTokens >= 0 && outputTokens >= 0, "ids and sizes are >= 0")
+    /// conversation): a prompt of `promptTokens` that starts with the first `reusableTokens` of the
+    /// conversation's history (all of it by default; the rest of the history is stale and goes), and a
+    /// reply of `outputTokens`. Precondition: sizes >= 0.
+    public mutating func serve(conversation c: Int, now: Double, promptTokens: Int, outputTokens: Int,
+                               reusableTokens: Int = .max) -> Served {
+        precondition(c >= 0 && promptTokens >= 0 && outputTokens >= 0 && reusableTokens >= 0, "ids and sizes are >= 0")
         while length.count <= c {
             length.append(0); gpuCount.append(0); hostCount.append(0); lastActive.append(now); cachedIndex.append(-1)
         }
         let C = config.chunkTokens
         var s = Served()
-        let history = min(length[c], promptTokens)
+        let history = min(length[c], promptTokens, reusableTokens)
         s.historyTokens = history
         s.newTokens = promptTokens - history
         let dropped = chunks(c) - gpuCount[c] - hostCount[c]
