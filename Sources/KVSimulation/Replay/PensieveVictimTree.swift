@@ -45,9 +45,11 @@ struct PensieveVictimTree: Sendable {
         return va < vb || va == vb && (tie[a] < tie[b] || tie[a] == tie[b] && a < b)
     }
 
-    /// Adds member `c` (an id >= 0) or changes its key. O(log n) plus failed certificates.
+    /// Adds member `c` (an id >= 0) or changes its key: O(log n) plus failed certificates; O(1) when it
+    /// is a member with this key already.
     mutating func set(_ c: Int, cost k: Double, since t: Double, tie order: Int, now: Double) {
         precondition(c >= 0, "ids are >= 0")
+        if c < capacity && member[c] && cost[c] == k && since[c] == t && tie[c] == order { return }
         advanceClock(now)
         if c >= capacity { grow(to: c, now: now) }
         if !member[c] { member[c] = true; count += 1 }
