@@ -25,9 +25,9 @@ import KVCache
 ///   of the others'.
 ///
 /// Cost: each victim chunk is found in O(log n) over the n cached conversations (`PensieveVictimTree`,
-/// one for GPU victims and one for host victims, keyed by value and list position; with `pensieve` plus
-/// the amortised re-decisions of its time-dependent order), and each moved or dropped chunk re-keys its
-/// conversation in both, O(log n).
+/// one for GPU victims and one for host victims, keyed by value and list position; with `pensieve`
+/// O(log^2 n) amortised, for the re-decisions of its time-dependent order), and each moved or dropped
+/// chunk re-keys its conversation in both, O(log n).
 /// No allocation per call once the per-conversation arrays have grown. `validate()` checks every
 /// invariant, the victim trees included, in O(conversations).
 public struct PensieveRetention: Sendable {

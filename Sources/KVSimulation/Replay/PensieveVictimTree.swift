@@ -14,10 +14,11 @@
 ///   the 1e-9 floor holds), the node is decided again at every later time. `oldestFirst` never changes.
 /// - Time: `now` must not decrease for the bounds below; an earlier `now` re-decides every node
 ///   (O(capacity)) and stays correct.
-/// - Cost: `set` and `remove` decide the O(log n) nodes on the leaf's path; `minimum` is O(1); all three
-///   first re-decide the nodes whose certificates have failed, O(1) each (a kinetic tournament over lines
-///   with updates sees amortised O(log n) failures per update). `oldestFirst` has no failures. No
-///   allocation per call once the arrays have grown to the largest id (doubling, O(capacity) then).
+/// - Cost: `set` and `remove` decide the O(log n) nodes on the leaf's path, `minimum` is O(1); all three
+///   first re-decide the nodes whose certificates have failed and their ancestors (a kinetic tournament
+///   over lines with insertions and deletions sees amortised O(log n) failures per operation, so
+///   O(log^2 n) amortised); `oldestFirst` has no failures: O(log n). No allocation per call once the
+///   arrays have grown to the largest id (doubling, O(capacity) then).
 /// - `validate()` checks membership and every node that is not due against a fresh tournament.
 struct PensieveVictimTree: Sendable {
     enum Order: Sendable { case costOverIdle, oldestFirst }
