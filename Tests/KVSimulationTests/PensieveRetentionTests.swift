@@ -111,6 +111,63 @@ import Testing
             }
         }
     }
+    /// The victim trees pick exactly the chunks the scan of the cached list picks: random conversations
+    /// under every policy, with equal times (ties), turns at the same instant, flat and steep chunk costs,
+    /// compared turn by turn on every figure and every conversation's chunk layout.
+    @Test(arguments: PensieveRetention.Policy.allCases) func victimTreesPickTheScansVictims(policy: PensieveRetention.Policy) throws {
+        var rng = SplitMix64(seed: 13)
+        let flat = try RecomputeCost(secondsPerToken: 1, secondsPerContextPair: 1e-4)
+        for round in 0 ..< 40 {
+            let conversations = 2 + Int(rng.next() % 60)
+            let config = PensieveRetention.Config(
+                gpuChunks: 1 + Int(rng.next() % 80), hostChunks: Int(rng.next() % 60), chunkTokens: 1 + Int(rng.next() % 16),
+                policy: policy, cost: round % 2 == 0 ? Self.pairs : flat, hostSecondsPerToken: 1e-3,
+                swapThreshold: Double(rng.next() % 5) / 8)
+            var tree = try PensieveRetention(config), scan = try PensieveRetention(config)
+            scan.scansForVictims = true
+            var context = [Int](repeating: 0, count: conversations)
+            var now = 0.0
+            for turn in 0 ..< 300 {
+                let c = Int(rng.next() % UInt64(conversations))
+                // Whole seconds (many equal idle times), fractions, and repeats of the same instant.
+                switch rng.next() % 3 {
+                case 0: now += Double(rng.next() % 4)
+                case 1: now += Double(rng.next() % 1000) / 997
+                default: break
+                }
+                let prompt = context[c] + 1 + Int(rng.next() % 50), output = Int(rng.next() % 30)
+                let a = tree.serve(conversation: c, now: now, promptTokens: prompt, outputTokens: output)
+                let b = scan.serve(conversation: c, now: now, promptTokens: prompt, outputTokens: output)
+                context[c] = prompt + output
+                #expect(a == b, "round \(round) turn \(turn)")
+                #expect(tree.counters == scan.counters, "round \(round) turn \(turn)")
+                for x in 0 ..< conversations {
+                    let u = tree.chunkCounts(of: x), v = scan.chunkCounts(of: x)
+                    #expect(u?.dropped == v?.dropped && u?.host == v?.host && u?.gpu == v?.gpu, "round \(round) turn \(turn) conversation \(x)")
+                }
+                try tree.validate()
+                if a != b || tree.counters != scan.counters { return }
+            }
+        }
+    }
+
+    /// Two conversations whose order changes with time: at 9.5 s the long-idle one's dear chunk is worth
+    /// less, by 10.5 s the cheap chunk of the one active at 9 s is.
+    @Test func victimTreeFollowsOrderChangesOverTime() throws {
+        var t = PensieveVictimTree(order: .costOverIdle)
+        t.set(0, cost: 10, since: 0, tie: 0, now: 1)
+        t.set(1, cost: 1, since: 9, tie: 1, now: 9)
+        #expect(t.minimum(now: 9.5) == 0)       // 10 / 9.5 against 1 / 0.5
+        #expect(t.minimum(now: 10.5) == 1)      // 10 / 10.5 against 1 / 1.5
+        t.remove(1, now: 11)
+        #expect(t.minimum(now: 11) == 0)
+        t.set(2, cost: 10, since: 0, tie: 2, now: 11)   // equal values: the lower tie
+        #expect(t.minimum(now: 12) == 0)
+        t.set(2, cost: 10, since: 0, tie: -1, now: 12)
+        #expect(t.minimum(now: 12) == 2)
+        #expect(t.minimum(now: 5) == 2)         // an earlier time re-decides every node
+        try t.validate()
+    }
 }
 
 /// The replay's timeline and totals on a three-conversation trace without times.
@@ -130,5 +187,36 @@ import Testing
         // Only a's second turn has history: its first prompt and reply, 30 tokens, all in the GPU.
         #expect(r.turns == 4 && r.totals.historyTokens == 30 && r.totals.gpuHitTokens == 30 && r.totals.newTokens == 77 - 30)
         #expect(r.totals.recomputedTokens == 0 && r.hostHitRate == 0)
+    }
+
+    static func hashed(_ at: Double, _ input: Int, _ ids: [UInt64], output: Int = 10) -> TraceRequest {
+        TraceRequest(arrival: at, inputTokens: input, outputTokens: output, hashIDs: ids, hashBlockTokens: 512)
+    }
+
+    /// Hash chains without sessions: a turn continues the conversation whose latest turn's complete
+    /// blocks it starts with (the longest chain), reusing those blocks; a partial last block, a shared
+    /// first block alone and a fork from an earlier turn do not link.
+    @Test func hashChainsLinkTurnsOfAConversation() throws {
+        let requests = [
+            Self.hashed(0, 1300, [1, 2, 3]),       // a1: complete blocks [1, 2]
+            Self.hashed(1, 2000, [1, 2, 5, 6]),    // a2 continues a1 on 2 blocks; complete [1, 2, 5]
+            Self.hashed(2, 600, [1, 9]),           // b1: [1] is no request's complete chain
+            Self.hashed(4, 2100, [1, 2, 5, 7, 8]), // a3 continues a2 on 3 blocks
+            Self.hashed(3, 1536, [1, 2, 8]),       // c1 (arrives before a3): forks from a1, which a2 followed
+            Self.hashed(5, 100, [3]),              // d1: a partial block never links
+            Self.hashed(6, 200, [3]),              // e1
+            TraceRequest(arrival: 7, inputTokens: 50, outputTokens: 5),
+        ]
+        let t = PensieveReplay.timeline(requests, hasTimestamps: true, schedule: .init())
+        #expect(t.conversation == [0, 0, 1, 0, 2, 3, 4, 5] && t.conversations == 6)
+        #expect(t.reusable == [0, 1024, 0, 1536, 0, 0, 0, 0])
+        let links = HashChainConversations.link(Array(requests[0 ..< 3]), order: [0, 1, 2])
+        #expect(links.conversation == [0, 0, 1])
+        // A GPU that holds everything: a2 and a3 hit exactly their shared blocks, nothing else has history.
+        let r = try PensieveReplay.run(requests, hasTimestamps: true,
+                                       config: .init(gpuChunks: 1 << 16, hostChunks: 0, chunkTokens: 32, policy: .pensieve,
+                                                     cost: PensieveRetentionTests.pairs, hostSecondsPerToken: 0))
+        #expect(r.conversations == 6 && r.totals.historyTokens == 1024 + 1536 && r.totals.gpuHitTokens == 1024 + 1536)
+        #expect(r.totals.recomputedTokens == 0)
     }
 }

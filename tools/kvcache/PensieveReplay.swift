@@ -6,7 +6,7 @@ import KVSimulation
 
 /// `kvcache replay --pensieve`: options of the per-conversation retention replay.
 struct PensieveOptions: ParsableArguments {
-    @Flag(help: "Multi-turn traces (ShareGPT, Marconi chat, any with sessions): replay Pensieve's per-conversation retention with each --policy (lru, pensieve) at each --capacity-blocks (GPU chunks) and --pensieve-host-chunks.")
+    @Flag(help: "Multi-turn traces (ShareGPT, Marconi chat, any with sessions; Mooncake conversations from the hash chains): replay Pensieve's per-conversation retention with each --policy (lru, pensieve) at each --capacity-blocks (GPU chunks) and --pensieve-host-chunks.")
     var pensieve = false
 
     @Option(help: "Pensieve: host-memory chunks, or a comma-separated list (0: GPU only).")

@@ -19,10 +19,17 @@ import KVCache
 ///   GPU chunks move to the host as long as the host has free room (nothing is dropped ahead of time).
 /// - A context longer than the GPU keeps only its trailing `gpuChunks` chunks.
 ///
-/// Cost: a conversation's value changes with time, so there is no fixed eviction order to keep in a
-/// heap; each eviction run scans the cached conversations once (O(cached conversations)) and then takes
-/// chunks from the chosen one while they stay below the runner-up, O(1) each. No allocation per call once
-/// the per-conversation arrays have grown. `validate()` checks every invariant in O(conversations).
+/// - Ties: among conversations of equal value the one earliest in the cached list (conversations holding
+///   chunks, appended when a turn ends, removed by moving the last one into the gap) leaves first; an
+///   eviction run keeps taking chunks from its conversation while they are worth no more than the least
+///   of the others'.
+///
+/// Cost: each victim chunk is found in O(log n) over the n cached conversations (`PensieveVictimTree`,
+/// one for GPU victims and one for host victims, keyed by value and list position; with `pensieve`
+/// O(log^2 n) amortised, for the re-decisions of its time-dependent order), and each moved or dropped
+/// chunk re-keys its conversation in both, O(log n).
+/// No allocation per call once the per-conversation arrays have grown. `validate()` checks every
+/// invariant, the victim trees included, in O(conversations).
 public struct PensieveRetention: Sendable {
     public enum Policy: String, Sendable, CaseIterable {
         case lru, pensieve
@@ -89,6 +96,13 @@ public struct PensieveRetention: Sendable {
     /// Conversations holding any chunk in the GPU or the host, and each one's index there (-1: none).
     private var cached: [Int32] = []
     private var cachedIndex: [Int32] = []
+    /// Cached conversations with GPU chunks (keyed by their leading GPU chunk) and with host chunks
+    /// (keyed by their leading host chunk), ties by `cachedIndex`.
+    private var gpuVictims: PensieveVictimTree
+    private var hostVictims: PensieveVictimTree
+    /// Find victims by scanning the cached list (O(cached conversations) per run): the reference the
+    /// victim trees are checked against.
+    var scansForVictims = false
 
     /// Throws `invalidArgument` for a capacity below 0 (GPU below 1), chunk size outside 1...2^20, a
     /// threshold outside 0...1 or a negative or non-finite host load time.
@@ -102,21 +116,26 @@ public struct PensieveRetention: Sendable {
             throw .invalidArgument("host load time must be finite and >= 0")
         }
         self.config = config
+        let order: PensieveVictimTree.Order = config.policy == .pensieve ? .costOverIdle : .oldestFirst
+        gpuVictims = PensieveVictimTree(order: order)
+        hostVictims = PensieveVictimTree(order: order)
     }
 
     private func chunks(_ c: Int) -> Int { (length[c] + config.chunkTokens - 1) / config.chunkTokens }
 
     /// Serves turn of conversation `c` (a dense id >= 0) at modelled time `now` (non-decreasing per
-    /// conversation): a prompt of `promptTokens` that starts with the conversation's history, and a reply
-    /// of `outputTokens`. Precondition: sizes >= 0.
-    public mutating func serve(conversation c: Int, now: Double, promptTokens: Int, outputTokens: Int) -> Served {
-        precondition(c >= 0 && promptTokens >= 0 && outputTokens >= 0, "ids and sizes are >= 0")
+    /// conversation): a prompt of `promptTokens` that starts with the first `reusableTokens` of the
+    /// conversation's history (all of it by default; the rest of the history is stale and goes), and a
+    /// reply of `outputTokens`. Precondition: sizes >= 0.
+    public mutating func serve(conversation c: Int, now: Double, promptTokens: Int, outputTokens: Int,
+                               reusableTokens: Int = .max) -> Served {
+        precondition(c >= 0 && promptTokens >= 0 && outputTokens >= 0 && reusableTokens >= 0, "ids and sizes are >= 0")
         while length.count <= c {
             length.append(0); gpuCount.append(0); hostCount.append(0); lastActive.append(now); cachedIndex.append(-1)
         }
         let C = config.chunkTokens
         var s = Served()
-        let history = min(length[c], promptTokens)
+        let history = min(length[c], promptTokens, reusableTokens)
         s.historyTokens = history
         s.newTokens = promptTokens - history
         let dropped = chunks(c) - gpuCount[c] - hostCount[c]
@@ -139,17 +158,18 @@ public struct PensieveRetention: Sendable {
         // Take the conversation out of both tiers while it runs; it is never its own victim.
         gpuUsed -= gpuCount[c]
         hostUsed -= hostCount[c]
-        setCached(c, false)
+        gpuCount[c] = 0
+        hostCount[c] = 0
+        setCached(c, false, now: now)
         length[c] = promptTokens + outputTokens
         let total = chunks(c)
         let need = min(total, config.gpuChunks)
         while config.gpuChunks - gpuUsed < need { evictGPUChunks(need: need, now: now, aheadOfTime: false) }
         gpuCount[c] = need
-        hostCount[c] = 0
         counters.droppedChunks += total - need
         gpuUsed += need
         lastActive[c] = now
-        setCached(c, need > 0)
+        setCached(c, need > 0, now: now)
         // Ahead-of-time swapping into free host room.
         let floor = config.swapThreshold * Double(config.gpuChunks)
         while Double(config.gpuChunks - gpuUsed) < floor && hostUsed < config.hostChunks && gpuUsed > 0 {
@@ -158,31 +178,66 @@ public struct PensieveRetention: Sendable {
         return s
     }
 
-    /// Value of conversation `c`'s next GPU victim (host victim with `host`): lower leaves first.
-    private func value(_ c: Int, host: Bool = false, now: Double) -> Double {
+    /// Modelled recompute time of conversation `c`'s next GPU victim chunk (host victim with `host`).
+    private func victimCost(_ c: Int, host: Bool) -> Double {
+        let k = chunks(c) - gpuCount[c] - (host ? hostCount[c] : 0)
+        return config.cost.seconds(tokens: config.chunkTokens, contextBefore: k * config.chunkTokens)
+    }
+
+    /// Value of conversation `c`'s next GPU victim (host victim with `host`): lower leaves first. The
+    /// victim trees order by this same expression.
+    private func value(_ c: Int, host: Bool, now: Double) -> Double {
         switch config.policy {
         case .lru, .prefixLRU: return lastActive[c]
-        case .pensieve:
-            // The leading GPU chunk (or leading host chunk) of the front layout.
-            let k = chunks(c) - gpuCount[c] - (host ? hostCount[c] : 0)
-            let idle = max(now - lastActive[c], 1e-9)
-            return config.cost.seconds(tokens: config.chunkTokens, contextBefore: k * config.chunkTokens) / idle
+        case .pensieve: return victimCost(c, host: host) / max(now - lastActive[c], 1e-9)
         }
+    }
+
+    /// Puts cached conversation `c`'s current keys into the victim trees, or takes it out of those it
+    /// has no chunks for. O(log n).
+    private mutating func reindex(_ c: Int, now: Double) {
+        let tie = Int(cachedIndex[c]), pensieve = config.policy == .pensieve
+        if tie >= 0 && gpuCount[c] > 0 {
+            gpuVictims.set(c, cost: pensieve ? victimCost(c, host: false) : 0, since: lastActive[c], tie: tie, now: now)
+        } else {
+            gpuVictims.remove(c, now: now)
+        }
+        if tie >= 0 && hostCount[c] > 0 {
+            hostVictims.set(c, cost: pensieve ? victimCost(c, host: true) : 0, since: lastActive[c], tie: tie, now: now)
+        } else {
+            hostVictims.remove(c, now: now)
+        }
+    }
+
+    /// The least valuable conversation with GPU chunks (host chunks with `host`) and, when scanning, the
+    /// least value among the others; -1 if none.
+    private mutating func leastValuable(host: Bool, now: Double) -> (best: Int, second: Double) {
+        guard scansForVictims else {
+            return ((host ? hostVictims.minimum(now: now) : gpuVictims.minimum(now: now)) ?? -1, .infinity)
+        }
+        var best = -1, bestValue = Double.infinity, second = Double.infinity
+        for x in cached {
+            let c = Int(x)
+            guard (host ? hostCount[c] : gpuCount[c]) > 0 else { continue }
+            let v = value(c, host: host, now: now)
+            if v < bestValue { second = bestValue; bestValue = v; best = c } else if v < second { second = v }
+        }
+        return (best, second)
+    }
+
+    /// Whether conversation `c`'s next GPU chunk is worth no more than every other conversation's.
+    private mutating func staysLeast(_ c: Int, second: Double, now: Double) -> Bool {
+        if scansForVictims { return value(c, host: false, now: now) <= second }
+        guard let m = gpuVictims.minimum(now: now) else { return false }
+        return m == c || value(c, host: false, now: now) <= value(m, host: false, now: now)
     }
 
     /// Moves GPU chunks to the host (dropping them when the host cannot take them; ahead of time only
     /// while the host has room) from the least valuable conversation until `need` chunks are free, that
     /// conversation runs out, or its next chunk is worth more than the runner-up's.
     private mutating func evictGPUChunks(need: Int, now: Double, aheadOfTime: Bool) {
-        var best = -1, bestValue = Double.infinity, second = Double.infinity
-        for x in cached {
-            let c = Int(x)
-            guard gpuCount[c] > 0 else { continue }
-            let v = value(c, now: now)
-            if v < bestValue { second = bestValue; bestValue = v; best = c } else if v < second { second = v }
-        }
-        precondition(best >= 0, "the GPU is full of chunks of the running conversation")
-        let c = best
+        let (c, second) = leastValuable(host: false, now: now)
+        precondition(c >= 0, "the GPU is full of chunks of the running conversation")
         repeat {
             if aheadOfTime {
                 guard hostUsed < config.hostChunks else { return }
@@ -199,36 +254,38 @@ public struct PensieveRetention: Sendable {
             }
             gpuCount[c] -= 1
             gpuUsed -= 1
-            if gpuCount[c] + hostCount[c] == 0 { setCached(c, false); return }
-        } while config.gpuChunks - gpuUsed < need && gpuCount[c] > 0 && value(c, now: now) <= second
+            if gpuCount[c] + hostCount[c] == 0 { setCached(c, false, now: now); return }
+            reindex(c, now: now)
+        } while config.gpuChunks - gpuUsed < need && gpuCount[c] > 0 && staysLeast(c, second: second, now: now)
     }
 
     /// Drops the least valuable leading host chunk.
     private mutating func dropHostChunk(now: Double) {
-        var best = -1, bestValue = Double.infinity
-        for x in cached {
-            let c = Int(x)
-            guard hostCount[c] > 0 else { continue }
-            let v = value(c, host: true, now: now)
-            if v < bestValue { bestValue = v; best = c }
-        }
+        let best = leastValuable(host: true, now: now).best
         guard best >= 0 else { return }
         hostCount[best] -= 1
         hostUsed -= 1
         counters.droppedChunks += 1
-        if gpuCount[best] + hostCount[best] == 0 { setCached(best, false) }
+        if gpuCount[best] + hostCount[best] == 0 { setCached(best, false, now: now) } else { reindex(best, now: now) }
     }
 
-    private mutating func setCached(_ c: Int, _ on: Bool) {
+    /// Adds `c` to the cached list (or removes it, moving the last one into its place) and re-keys the
+    /// conversations whose list position changed. O(log n).
+    private mutating func setCached(_ c: Int, _ on: Bool, now: Double) {
         let at = Int(cachedIndex[c])
         if on, at < 0 {
             cachedIndex[c] = Int32(cached.count)
             cached.append(Int32(c))
         } else if !on, at >= 0 {
-            let last = cached.removeLast()
-            if Int(last) != c { cached[at] = last; cachedIndex[Int(last)] = Int32(at) }
+            let last = Int(cached.removeLast())
             cachedIndex[c] = -1
+            if last != c {
+                cached[at] = Int32(last)
+                cachedIndex[last] = Int32(at)
+                reindex(last, now: now)
+            }
         }
+        reindex(c, now: now)
     }
 
     /// Where conversation `c`'s chunks are: (dropped, host, GPU) chunk counts; nil if unknown.
@@ -239,7 +296,7 @@ public struct PensieveRetention: Sendable {
 
     /// Checks every invariant of the contract; throws `invariant` naming the first broken one.
     public func validate() throws(CacheModelError) {
-        var gpu = 0, host = 0
+        var gpu = 0, host = 0, gpuMembers = 0, hostMembers = 0
         for c in length.indices {
             guard gpuCount[c] >= 0, hostCount[c] >= 0, gpuCount[c] + hostCount[c] <= chunks(c) else {
                 throw .invariant("conversation \(c): \(gpuCount[c]) GPU and \(hostCount[c]) host chunks of \(chunks(c))")
@@ -249,8 +306,15 @@ public struct PensieveRetention: Sendable {
             let holds = gpuCount[c] + hostCount[c] > 0
             if holds != (cachedIndex[c] >= 0) { throw .invariant("conversation \(c) cached-list membership is wrong") }
             if cachedIndex[c] >= 0 && cached[Int(cachedIndex[c])] != Int32(c) { throw .invariant("cached list index of \(c) is stale") }
+            if gpuCount[c] > 0 { gpuMembers += 1 }
+            if hostCount[c] > 0 { hostMembers += 1 }
         }
         if gpu != gpuUsed || host != hostUsed { throw .invariant("usage \(gpuUsed)/\(hostUsed) chunks, conversations hold \(gpu)/\(host)") }
         if gpuUsed > config.gpuChunks || hostUsed > config.hostChunks { throw .invariant("a tier is over capacity") }
+        if gpuVictims.count != gpuMembers || hostVictims.count != hostMembers {
+            throw .invariant("victim trees hold \(gpuVictims.count)/\(hostVictims.count) conversations, \(gpuMembers)/\(hostMembers) hold chunks")
+        }
+        try gpuVictims.validate()
+        try hostVictims.validate()
     }
 }
