@@ -32,7 +32,7 @@ extension DiskBlockStore {
             do throws(TierError) {
                 report = try Self.checkSegment(path: path, io: io, maxRaw: config.maxBlockBytes, repair: config.repairOnOpen)
             } catch {
-                config.warn("disk tier: skipped \(path): \(error)")
+                config.warn("disk tier: skipped a segment: \(error)")  // the error names the path
                 continue
             }
             stats.droppedOnOpen += report.corrupt
@@ -42,7 +42,7 @@ extension DiskBlockStore {
             }
             let fd: Int32
             do throws(TierError) { fd = try io.openRegularFile(path).fd } catch {
-                config.warn("disk tier: skipped \(path): \(error)")
+                config.warn("disk tier: skipped a segment: \(error)")  // the error names the path
                 continue
             }
             let seg = Segment(id: id, fd: fd, path: path, io: io, size: report.size)

@@ -53,7 +53,7 @@ public enum DiskStoreCheck {
                 check = try DiskBlockStore.checkSegment(path: path, io: io, maxRaw: maxRaw, repair: repair)
             } catch {
                 report.skipped += 1
-                warn("disk fsck: skipped \(path): \(error)")
+                warn("disk fsck: skipped a segment: \(error)")  // the error names the path
                 continue
             }
             report.segments += 1
