@@ -6,7 +6,7 @@ import KVTiers
 // A prompt's tier leg through the C ABI (the "A prompt's tier leg through the library" section of
 // kvcache.h): a cache with a tier manager attached below it runs `PrefixPlanner`, the runtime's one
 // writing of that leg, instead of the caller composing the tier verbs. The wiring is the runtime's
-// (`ServingTiers`): the tiers are the cache's eviction observer and its lower-tier event source. Every
+// (`KVCacheManager.placeTiers`): the tiers are the cache's eviction observer and its lower-tier event source. Every
 // argument is checked before the planner is called, so a refused call has changed nothing.
 
 /// kvcache_tiers_attach: wires `tiers` below `cache` and keeps a reference to them. O(1).
@@ -77,7 +77,7 @@ public func kvcacheTiersRecordStoredImpl(_ cache: OpaquePointer?, _ tiers: Opaqu
 }
 
 extension CacheHandle {
-    /// Wires `tiers` below the cache as `ServingTiers` does (eviction observer, lower-tier events) and
+    /// Wires `tiers` below the cache with `placeTiers` (eviction observer, lower-tier events) and
     /// keeps them. Refuses, changing nothing, a second attachment of either handle and tiers whose block
     /// size differs or whose device pool does not cover this cache's block ids. O(1).
     func attach(_ tiers: TierHandle) throws(CAPIError) {
@@ -89,8 +89,7 @@ extension CacheHandle {
         guard tiers.manager.device.capacityBlocks >= manager.capacityBlocks else {
             throw .invalidArgument("the tiers' device_blocks are fewer than the cache's capacity_blocks")
         }
-        manager.evictionObserver = tiers.manager   // weak in the manager; `attached` keeps it alive
-        manager.lowerTierEvents = [tiers.manager]
+        manager.placeTiers(tiers.manager)   // weak in the manager; `attached` keeps it alive
         tiers.isAttached = true
         attached = (tiers, PrefixPlanner(cache: manager, tiers: tiers.manager))
     }
@@ -99,8 +98,7 @@ extension CacheHandle {
     /// then, the tier manager finishes its transfers when it closes). O(1).
     func detachTiers() {
         guard let tiers = attached?.tiers else { return }
-        manager.evictionObserver = nil
-        manager.lowerTierEvents = []
+        manager.placeTiers(nil)
         tiers.isAttached = false
         attached = nil
     }

@@ -14,8 +14,7 @@ extension ReferenceEngine {
             }
         }
         self.tiers = tiers
-        cache.evictionObserver = tiers
-        cache.lowerTierEvents = tiers.map { [$0] } ?? []
+        cache.placeTiers(tiers)
         lastTierLoad = TierLoad()
     }
 

@@ -4,7 +4,8 @@ import KVScheduler
 import KVTiers
 
 /// What lies below a `ServingLoop`'s device pool, which the loop wires into the cache manager and the
-/// scheduler when it is built (the one place that wiring is written):
+/// scheduler when it is built (the one place that wiring is written; a tier manager alone goes below a
+/// cache through `KVCacheManager.placeTiers`):
 ///
 /// - `evictionObserver` becomes the cache's `evictionObserver` (blocks leaving the device go down); the
 ///   loop keeps it alive, the cache holds it weakly.

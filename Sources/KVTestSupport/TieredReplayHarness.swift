@@ -98,8 +98,7 @@ public final class TieredReplayHarness {
         t.calibrateAtStart = false
         t.recordEvents = config.recordEvents
         tiers = try KVTierManager(config: t, device: memory)
-        manager.evictionObserver = tiers
-        manager.lowerTierEvents = [tiers]
+        manager.placeTiers(tiers)
         planner = PrefixPlanner(cache: manager, tiers: tiers)
     }
 
