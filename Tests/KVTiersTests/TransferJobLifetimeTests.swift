@@ -5,17 +5,19 @@ import KVCache
 import KVPlan
 import KVTestSupport
 @testable import KVTiers
-import Synchronization
 import Testing
 
 /// A load or store the caller stops waiting for: the manager's last outside reference can go while the
 /// engine still holds copies of it. The pooled job keeps the manager alive until its last copy is
 /// reported (as a queued closure capturing it would), then lets it go; a job resting in the pool does not.
 struct TransferJobLifetimeTests {
-    /// The engine's copies, kept until the test reports them.
-    final class Engine: Sendable {
-        let pending = Mutex<[DeviceCopyRequest]>([])
-        func take() -> [DeviceCopyRequest] { pending.withLock { p in defer { p = [] }; return p } }
+    /// The engine's copies, kept until the test reports them. Guarded by the tiers' pthread lock, which
+    /// ThreadSanitizer sees (it does not model `Mutex`'s futex, and reported its accesses as a race).
+    final class Engine: @unchecked Sendable {
+        private let lock = ConditionLock()
+        private var pending: [DeviceCopyRequest] = []
+        func add(_ r: DeviceCopyRequest) { lock.withLock { pending.append(r) } }
+        func take() -> [DeviceCopyRequest] { lock.withLock { defer { pending = [] }; return pending } }
     }
 
     static func manager(_ engine: Engine) throws -> KVTierManager {
@@ -24,7 +26,7 @@ struct TransferJobLifetimeTests {
         config.calibrateAtStart = false
         config.lockHostMemory = false
         config.layerGroups = 2
-        let device = ServerCopyBackend(layout: smallLayout, capacityBlocks: 4) { r in engine.pending.withLock { $0.append(r) } }
+        let device = ServerCopyBackend(layout: smallLayout, capacityBlocks: 4) { r in engine.add(r) }
         return try KVTierManager(config: config, device: device)
     }
 
