@@ -119,22 +119,58 @@ public struct KVEventLog: Sendable {
         other.keys.removeFirst(closedKeys)
     }
 
+    /// One recorded event read in place: its keys and token ids are the log's and the recording
+    /// sequence's own memory, valid only inside the `forEach` call that hands it out.
+    public enum Entry {
+        case stored(keys: UnsafeBufferPointer<BlockKey>, parent: BlockKey?, blockTokens: Int, tier: Tier,
+                    tokens: UnsafeBufferPointer<UInt32>)
+        case removed(keys: UnsafeBufferPointer<BlockKey>, tier: Tier)
+        case cleared
+
+        /// The event as a `KVEvent` (arrays of its own). O(keys + tokens).
+        public var event: KVEvent {
+            switch self {
+            case let .stored(keys, parent, blockTokens, tier, tokens):
+                .blockStored(keys: Array(keys), parent: parent, blockTokens: blockTokens, tier: tier, tokens: Array(tokens))
+            case let .removed(keys, tier): .blockRemoved(keys: Array(keys), tier: tier)
+            case .cleared: .allBlocksCleared
+            }
+        }
+    }
+
+    /// Calls `body` with the events recorded at positions `events` (a range of `0 ..< count`), in order,
+    /// read in place: what a publisher thread encodes without building `KVEvent`s. It takes no reference
+    /// to the token arrays the log shares with the recording sequences (their reference counts are the
+    /// recording thread's alone: whoever empties the log releases them). O(events) besides `body`.
+    public func forEach(in events: Range<Int>, _ body: (Entry) -> Void) {
+        precondition(events.lowerBound >= 0 && events.upperBound <= records.count, "events outside the log")
+        keys.withUnsafeBufferPointer { kb in
+            records.withUnsafeBufferPointer { rb in
+                var k = events.lowerBound == 0 ? 0 : rb[events.lowerBound - 1].keyEnd
+                for i in events {
+                    let end = rb[i].keyEnd
+                    let run = UnsafeBufferPointer(rebasing: kb[k ..< end])
+                    switch rb[i].kind {
+                    case .stored:
+                        rb[i].tokens.withUnsafeBufferPointer { t in
+                            body(.stored(keys: run, parent: rb[i].hasParent ? rb[i].parent : nil,
+                                         blockTokens: Int(rb[i].blockTokens), tier: rb[i].tier, tokens: t))
+                        }
+                    case .removed:
+                        body(.removed(keys: run, tier: rb[i].tier))
+                    case .cleared:
+                        body(.cleared)
+                    }
+                    k = end
+                }
+            }
+        }
+    }
+
     /// Appends the recorded events to `out` as `KVEvent`s, in order (each with arrays of its own).
     /// O(events + keys + tokens).
     public func appendEvents(to out: inout [KVEvent]) {
-        var k = 0
-        for r in records {
-            switch r.kind {
-            case .stored:
-                out.append(.blockStored(keys: Array(keys[k ..< r.keyEnd]), parent: r.hasParent ? r.parent : nil,
-                                        blockTokens: Int(r.blockTokens), tier: r.tier, tokens: Array(r.tokens)))
-            case .removed:
-                out.append(.blockRemoved(keys: Array(keys[k ..< r.keyEnd]), tier: r.tier))
-            case .cleared:
-                out.append(.allBlocksCleared)
-            }
-            k = r.keyEnd
-        }
+        forEach(in: 0 ..< records.count) { out.append($0.event) }
     }
 
     /// The recorded events as `KVEvent`s. O(events + keys + tokens).

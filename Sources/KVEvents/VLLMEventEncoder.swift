@@ -29,10 +29,19 @@ public final class VLLMEventEncoder {
     /// Encodes one batch, replacing the previous bytes, and returns them (valid until the next call).
     public func encode(_ events: some Collection<KVEvent>, timestamp: Double,
                        dataParallelRank: Int) -> UnsafeRawBufferPointer {
+        encode(log: KVEventLog(), records: 0 ..< 0, then: events, timestamp: timestamp, dataParallelRank: dataParallelRank)
+    }
+
+    /// Encodes one batch of the events at positions `records` of `log`, read in place (no `KVEvent` is
+    /// built), followed by `events`; replaces the previous bytes and returns them (valid until the next
+    /// call). What a publisher thread calls on a manager's recorded log. O(keys + token ids).
+    public func encode(log: KVEventLog, records: Range<Int>, then events: some Collection<KVEvent>, timestamp: Double,
+                       dataParallelRank: Int) -> UnsafeRawBufferPointer {
         out.clear()
         msgpack_pack_array(packer, 3)
         msgpack_pack_double(packer, timestamp)
-        msgpack_pack_array(packer, events.count)
+        msgpack_pack_array(packer, records.count + events.count)
+        log.forEach(in: records) { pack($0) }
         for e in events { pack(e) }
         msgpack_pack_int64(packer, Int64(dataParallelRank))
         return bytes
@@ -43,7 +52,20 @@ public final class VLLMEventEncoder {
 
     private func pack(_ e: KVEvent) {
         switch e {
-        case .blockStored(let keys, let parent, let blockTokens, let tier, let tokens):
+        case let .blockStored(keys, parent, blockTokens, tier, tokens):
+            keys.withUnsafeBufferPointer { k in
+                tokens.withUnsafeBufferPointer { t in
+                    pack(.stored(keys: k, parent: parent, blockTokens: blockTokens, tier: tier, tokens: t))
+                }
+            }
+        case let .blockRemoved(keys, tier): keys.withUnsafeBufferPointer { pack(.removed(keys: $0, tier: tier)) }
+        case .allBlocksCleared: pack(.cleared)
+        }
+    }
+
+    private func pack(_ e: KVEventLog.Entry) {
+        switch e {
+        case .stored(let keys, let parent, let blockTokens, let tier, let tokens):
             // msgspec writes the map header of a struct that may have 16 or more fields (BlockStored: the
             // tag and 15) as map 16 and fills in the count, even when fewer are written; so does this.
             var header: (UInt8, UInt8, UInt8) = (0xDE, 0x00, 8)
@@ -59,12 +81,12 @@ public final class VLLMEventEncoder {
             out.string("lora_id"); msgpack_pack_nil(packer)
             out.string("medium"); out.string(medium.name(of: tier))
             out.string("lora_name"); msgpack_pack_nil(packer)
-        case .blockRemoved(let keys, let tier):
+        case .removed(let keys, let tier):
             msgpack_pack_map(packer, 3)
             out.string("type"); out.string("BlockRemoved")
             out.string("block_hashes"); out.keys(keys)
             out.string("medium"); out.string(medium.name(of: tier))
-        case .allBlocksCleared:
+        case .cleared:
             msgpack_pack_map(packer, 1)
             out.string("type"); out.string("AllBlocksCleared")
         }

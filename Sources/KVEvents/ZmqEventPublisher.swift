@@ -13,16 +13,19 @@ import Synchronization
 ///   marker `[identity, "", "", -1 (8 bytes BE), ""]`; the last `bufferSteps` batches are kept.
 ///
 /// As in vLLM, a publisher thread does the work: `publish` (the scheduler loop's call, single-threaded
-/// by contract) only numbers the batch and queues it under a mutex, O(1) amortized; `publish(from:)`
-/// queues the manager's event log itself (`KVEventLog`, swapped out of the manager, not copied) and
-/// takes back an emptied log the thread has returned, so a steady stream allocates nothing on the
-/// serving thread. The thread builds the `KVEvent`s, encodes each batch into a reused buffer, hands the
-/// frames to libzmq and copies the payload into a ring slot whose capacity is reused, and answers replay
-/// requests, so the serving loop never waits on building events, encoding or sockets. The queue is unbounded (a batch is never lost before it is numbered and sent); `close`
-/// sends what is queued before it stops. A full PUB queue (`hwm` batches) drops batches for slow
+/// by contract) only numbers the batch and queues it under a mutex. `publish(from:)` swaps the manager's
+/// event log (`KVEventLog`) for an emptied one of its own and queues it, so nothing is copied and, once
+/// the spare logs have grown to the largest backlog, nothing allocated on the serving thread. The thread
+/// takes every waiting batch at once (a swap), encodes each straight from its log (no `KVEvent` is built
+/// for it; it takes no reference to the token arrays the log shares with the manager's sequences) into a
+/// reused buffer, hands the frames to libzmq, copies the payload into a ring slot whose capacity is
+/// reused, answers replay requests, and hands the sent batches back; the caller empties their logs (so
+/// those references are released on the thread that took them) for the next batches. The serving loop
+/// never waits on encoding or sockets. The queue is unbounded (a batch is never lost before it is
+/// numbered and sent); `close` sends what is queued before it stops. A full PUB queue (`hwm` batches) drops batches for slow
 /// subscribers, as ZMQ PUB does; they find the gap by the sequence numbers and ask the replay socket.
 // Sendable: the sockets, the encoder and the ring belong to the publisher thread; `queue` is guarded by
-// its mutex; `nextSequence` and `scratch` are the publishing caller's.
+// its mutex; `nextSequence` is the publishing caller's.
 public final class ZmqEventPublisher: @unchecked Sendable {
     /// The publisher's settings, named as vLLM's `KVEventsConfig`.
     public struct Config: Sendable {
@@ -46,23 +49,19 @@ public final class ZmqEventPublisher: @unchecked Sendable {
         var next = 0   // slot of the next batch once `entries` is full
     }
 
-    /// One numbered batch: the device pool's events (`log`, read first), then `events`.
-    private struct Batch {
-        var seq: Int64
-        var timestamp: Double
-        var log: KVEventLog
-        var events: [KVEvent]
-    }
-
-    /// What the two threads share: batches to send, and logs the thread has emptied for `publish(from:)`
-    /// to reuse (at most `maxSpareLogs`).
-    private struct Queue {
+    /// Numbered batches waiting for the publisher thread, in order: batch i is the device events of
+    /// `logs[i]`, then `events` from the previous batch's `eventEnd` to its own (lower tiers' events, or
+    /// those given to `publish(_:timestamp:)`). The two threads swap it whole.
+    private struct Handoff {
+        struct Batch {
+            var seq: Int64
+            var timestamp: Double
+            var eventEnd: Int
+        }
+        var logs: [KVEventLog] = []   // batch i's device events
+        var events: [KVEvent] = []
         var batches: [Batch] = []
-        var spareLogs: [KVEventLog] = []
     }
-    /// Emptied logs kept for reuse: enough for the batches of one wake-up of the thread (every
-    /// millisecond) at a publish per request of a fast serving loop; a few MB at most.
-    private static let maxSpareLogs = 256
 
     public let config: Config
     private let context: UnsafeMutableRawPointer
@@ -71,14 +70,25 @@ public final class ZmqEventPublisher: @unchecked Sendable {
     private let encoder: VLLMEventEncoder
     private let topic: [UInt8]
     private var ring = Ring()
+    /// What the two threads share: the batches waiting for the thread, or (`sent`) the thread's last
+    /// ones, already sent and handed back for their buffers. The publishing caller empties those before
+    /// the next batch joins, so the token arrays a log shares with the manager's sequences are released
+    /// on the caller's thread and their reference counts never travel between the threads.
+    private struct Queue {
+        var handoff = Handoff()
+        var sent = false
+    }
     private let queue = Mutex(Queue())
     private let running = Atomic<Bool>(true)
     private var thread: pthread_t?
-    // The publishing caller's (single-threaded by contract), so their per-access exclusivity checks are off.
-    @exclusivity(unchecked) private var scratch: [KVEvent] = []
-    @exclusivity(unchecked) private var scratchLog = KVEventLog()
+    // The publishing caller's (single-threaded by contract), so its per-access exclusivity checks are off.
     /// Sequence number of the next batch.
     @exclusivity(unchecked) public private(set) var nextSequence: Int64 = 0
+    /// Emptied logs for the next batches (their capacity kept). The publishing caller's.
+    @exclusivity(unchecked) private var spareLogs: [KVEventLog] = []
+    /// Spare logs kept: the batches of a few of the thread's millisecond wake-ups at a publish per
+    /// request of a fast serving loop; a few MB at most.
+    private static let maxSpareLogs = 1024
 
     public init(_ config: Config) throws(KVEventsError) {
         guard config.bufferSteps >= 1, config.hwm >= 1 else {
@@ -139,61 +149,84 @@ public final class ZmqEventPublisher: @unchecked Sendable {
 
     /// Queues `events` as one batch stamped `timestamp` (seconds since the epoch, as vLLM's
     /// `time.time()`) and returns its sequence number, or nil when `events` is empty or the publisher
-    /// is closed (no number is used then). O(1) amortized besides the copy of `events` into an array.
+    /// is closed (no number is used then). O(events) amortized (they are copied into the queue).
     @discardableResult
     public func publish(_ events: some Collection<KVEvent>, timestamp: Double) -> Int64? {
-        guard !events.isEmpty else { return nil }
-        var log = KVEventLog()
-        return enqueue(&log, Array(events), timestamp: timestamp)
+        guard !events.isEmpty, running.load(ordering: .relaxed) else { return nil }
+        return queue.withLock { q in
+            reclaim(&q)
+            q.handoff.logs.append(KVEventLog())
+            q.handoff.events.append(contentsOf: events)
+            return number(&q.handoff, timestamp: timestamp)
+        }
     }
 
-    /// Drains `manager`'s events (and its lower tiers') and queues them as one batch stamped now.
-    /// Returns the batch's sequence number, or nil when there was nothing to publish. O(1) amortized
-    /// and, once the thread has returned emptied logs, allocation-free: the manager's event log is
-    /// swapped out and queued; its events are built on the publisher thread.
+    /// Drains `manager`'s events (and its lower tiers') and queues them as one batch stamped now, or
+    /// returns nil when there were none. The manager's log is swapped for a spare one: O(1) besides
+    /// the lower tiers' events and emptying the batches the thread has handed back (O(their events),
+    /// once each); allocates only while the spare logs grow.
     @discardableResult
     public func publish(from manager: KVCacheManager) -> Int64? {
-        manager.drainEvents(into: &scratchLog, lowerTiers: &scratch)
-        guard !scratchLog.isEmpty || !scratch.isEmpty else { return nil }
-        defer { scratch.removeAll() }
-        return enqueue(&scratchLog, scratch, timestamp: Self.now())
+        guard running.load(ordering: .relaxed) else { return nil }
+        let timestamp = Self.now()
+        var log = spareLogs.popLast() ?? KVEventLog()
+        return queue.withLock { q in
+            reclaim(&q)
+            let events = q.handoff.events.count
+            manager.drainEvents(into: &log, lowerTiers: &q.handoff.events)   // a swap: `log` is empty
+            guard !log.isEmpty || q.handoff.events.count > events else {
+                spareLogs.append(log)
+                return nil
+            }
+            q.handoff.logs.append(log)
+            return number(&q.handoff, timestamp: timestamp)
+        }
     }
 
-    /// Queues `log` then `events` as one batch and leaves an empty log in `log`: a spare one when the
-    /// thread has returned one, else a new one with room for twice this batch (a publisher thread that
-    /// lags behind, on a busy machine, returns none for a while: the manager then records into a log
-    /// that does not grow while it records, one allocation per buffer rather than a regrowth and copy).
-    private func enqueue(_ log: inout KVEventLog, _ events: [KVEvent], timestamp: Double) -> Int64? {
-        guard running.load(ordering: .relaxed) else { return nil }
+    /// Empties the batches the thread handed back, their logs kept as spares (at most `maxSpareLogs`)
+    /// with their capacity. The publishing caller's, under the queue's mutex.
+    private func reclaim(_ q: inout Queue) {
+        guard q.sent else { return }
+        while var log = q.handoff.logs.popLast() {
+            log.removeAll()
+            if spareLogs.count < Self.maxSpareLogs { spareLogs.append(log) }
+        }
+        q.handoff.events.removeAll(keepingCapacity: true)
+        q.handoff.batches.removeAll(keepingCapacity: true)
+        q.sent = false
+    }
+
+    /// Ends a batch at what `h` holds now and numbers it. Under the queue's mutex.
+    private func number(_ h: inout Handoff, timestamp: Double) -> Int64 {
         let seq = nextSequence
         nextSequence += 1
-        let keys = log.keyCount, records = log.count
-        let spare = queue.withLock { q in
-            q.batches.append(Batch(seq: seq, timestamp: timestamp, log: log, events: events))
-            log = KVEventLog()  // no allocation; the queued batch now holds the only reference to its buffers
-            return q.spareLogs.popLast()
-        }
-        log = spare ?? KVEventLog(reservingKeys: 2 * keys, events: 2 * records)
+        h.batches.append(Handoff.Batch(seq: seq, timestamp: timestamp, eventEnd: h.events.count))
         return seq
     }
 
-    /// The publisher thread's half of a batch: build its events (into `events`, reused), encode, send,
-    /// keep for replay.
-    private func send(_ batch: Batch, _ events: inout [KVEvent]) {
-        events.removeAll(keepingCapacity: true)
-        batch.log.appendEvents(to: &events)
-        events.append(contentsOf: batch.events)
-        let payload = encoder.encode(events, timestamp: batch.timestamp, dataParallelRank: config.dataParallelRank)
-        var seqBE = UInt64(bitPattern: batch.seq).bigEndian
+    /// The publisher thread's half of the batches in `h`: encode each from where it lies, send, keep for
+    /// replay.
+    private func send(_ h: Handoff) {
+        var event = 0
+        for (i, b) in h.batches.enumerated() {
+            send(b.seq, encoder.encode(log: h.logs[i], records: 0 ..< h.logs[i].count, then: h.events[event ..< b.eventEnd],
+                                       timestamp: b.timestamp, dataParallelRank: config.dataParallelRank))
+            event = b.eventEnd
+        }
+    }
+
+    /// Sends one encoded batch on the PUB socket and keeps it for replay.
+    private func send(_ seq: Int64, _ payload: UnsafeRawBufferPointer) {
+        var seqBE = UInt64(bitPattern: seq).bigEndian
         topic.withUnsafeBytes { _ = zmq_send(pub, $0.baseAddress, $0.count, ZMQ_SNDMORE | ZMQ_DONTWAIT) }
         withUnsafeBytes(of: &seqBE) { _ = zmq_send(pub, $0.baseAddress, 8, ZMQ_SNDMORE | ZMQ_DONTWAIT) }
         _ = zmq_send(pub, payload.baseAddress, payload.count, ZMQ_DONTWAIT)
         guard replay != nil else { return }
         let steps = config.bufferSteps
         if ring.entries.count < steps {
-            ring.entries.append((batch.seq, Array(payload)))
+            ring.entries.append((seq, Array(payload)))
         } else {
-            ring.entries[ring.next].seq = batch.seq
+            ring.entries[ring.next].seq = seq
             ring.entries[ring.next].payload.removeAll(keepingCapacity: true)
             ring.entries[ring.next].payload.append(contentsOf: payload)
             ring.next = (ring.next + 1) % steps
@@ -230,29 +263,16 @@ public final class ZmqEventPublisher: @unchecked Sendable {
         var item = zmq_pollitem_t(socket: replay, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
         var frames: [[UInt8]] = []
         var frame = [UInt8](repeating: 0, count: 256)
-        var batches: [Batch] = []
-        var events: [KVEvent] = []
-        var emptied: [KVEventLog] = []
+        var taken = Handoff()   // the batches being sent; then handed back for their buffers
         while true {
             let open = running.load(ordering: .acquiring)
-            queue.withLock { swap(&$0.batches, &batches) }
-            for i in batches.indices {
-                send(batches[i], &events)
-                if emptied.count < Self.maxSpareLogs && !batches[i].log.isEmpty {
-                    var log = KVEventLog()
-                    swap(&log, &batches[i].log)
-                    log.removeAll()
-                    emptied.append(log)
-                }
+            let got = queue.withLock { q in
+                guard !q.sent, !q.handoff.batches.isEmpty else { return false }
+                swap(&q.handoff, &taken)
+                q.sent = true   // harmless when `taken` was the first, empty one
+                return true
             }
-            batches.removeAll(keepingCapacity: true)
-            events.removeAll(keepingCapacity: true)
-            if !emptied.isEmpty {
-                queue.withLock { q in
-                    while q.spareLogs.count < Self.maxSpareLogs, let log = emptied.popLast() { q.spareLogs.append(log) }
-                }
-                emptied.removeAll()
-            }
+            if got { send(taken) }
             guard open else { return }
             guard let replay else { usleep(1000); continue }
             guard zmq_poll(&item, 1, 1) > 0 else { continue }

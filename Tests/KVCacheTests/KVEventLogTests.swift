@@ -64,8 +64,12 @@ import Testing
                 drained.take(from: &log)
                 modelTaken = model.count
                 #expect(log.isEmpty && log.pendingKeys == pending.count)
-            default:          // the reader reads what it took
+            default:          // the reader reads what it took, all of it and a part of it in place
                 #expect(drained.events == Array(model[..<modelTaken]))
+                let lo = Int.random(in: 0 ... modelTaken, using: &rng), hi = Int.random(in: lo ... modelTaken, using: &rng)
+                var part: [KVEvent] = []
+                drained.forEach(in: lo ..< hi) { part.append($0.event) }
+                #expect(part == Array(model[lo ..< hi]))
                 drained.removeAll()
                 model.removeFirst(modelTaken)
                 modelTaken = 0

@@ -42,6 +42,28 @@ import Testing
         #expect(Self.hex(encoder.encode(Self.events, timestamp: 1.5, dataParallelRank: 0)) == Self.vllmBytes)
     }
 
+    /// The same batch recorded in a log and encoded in place (the publisher thread's path), split
+    /// between the log's events and events given as values at every point: vLLM's bytes each time.
+    @Test func encodingALogInPlaceGivesVLLMsBytes() {
+        var log = KVEventLog()
+        let tokens: [UInt32] = Array(1 ... 8)
+        [Self.k1, Self.k2].withUnsafeBufferPointer {
+            log.appendStored(keys: $0, parent: Self.k0, blockTokens: 4, tier: .device, tokens: tokens[...])
+        }
+        log.appendKey(Self.k1)
+        log.closeRemoved(tier: .host)
+        log.appendKey(Self.k0)
+        log.closeStored(parent: nil, blockTokens: 4, tier: .disk, tokens: [])
+        log.appendCleared()
+        #expect(log.events == Self.events)
+        let encoder = VLLMEventEncoder()
+        for split in 0 ... 4 {
+            let bytes = encoder.encode(log: log, records: 0 ..< split, then: Self.events[split...], timestamp: 1.5,
+                                       dataParallelRank: 0)
+            #expect(Self.hex(bytes) == Self.vllmBytes, "split at \(split)")
+        }
+    }
+
     @Test func mediumNamesAreSettable() {
         var medium = EventMedium()
         medium.disk = "STORAGE"
