@@ -285,6 +285,9 @@ def test_published_events_are_the_cache_events_through_vllms_decoder(tmp_path, s
             batches, live, replayed = check_events.receive(sub, dealer, seqs[-1], 1)  # the first live one dropped
             sub.close(0)
             dealer.close(0)
+        with pytest.raises(kvcache.ClosedCacheError):
+            publisher.publish()
+        publisher.close()  # idempotent
         got = check_events.flatten(batches)
         assert len(got) == len(want), f"{len(got)} events published, the twin drained {len(want)}"
         for i, (g, w) in enumerate(zip(got, want)):
