@@ -156,7 +156,7 @@ let package = Package(
         .testTarget(name: "KVCacheTests", dependencies: ["KVCache"]),
         .testTarget(name: "KVHybridTests", dependencies: ["KVHybrid", "KVData", "KVCache"]),
         .testTarget(name: "KVCacheCTests", dependencies: ["CKVCache", "KVCacheC", "KVCache", "KVPlan", "KVTiers", "KVRuntime",
-                                                        "KVCacheConfigLibrary"]),
+                                                        "KVCacheConfigLibrary", "KVConfig"]),
         .testTarget(name: "KVConfigTests", dependencies: ["KVConfig", "KVCache", "KVTiers", "KVPlan"]),
         .testTarget(name: "KVPlanTests", dependencies: ["KVPlan", "KVCache"]),
         .testTarget(name: "KVTiersTests", dependencies: ["KVTiers", "KVPlan", "KVTestSupport"]),

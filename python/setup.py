@@ -1,5 +1,5 @@
 """The metadata is in pyproject.toml; this only makes the wheel one platform's but any Python 3's
-(it bundles libkvcache_c.so and loads it with ctypes: py3-none-<platform>), and refuses to build one
+(it bundles libkvcache_c.so and libkvcache_config.so and loads them with ctypes: py3-none-<platform>), and refuses to build one
 without the library."""
 import glob
 import os
@@ -13,8 +13,9 @@ except ImportError:
     from wheel.bdist_wheel import bdist_wheel
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-if not glob.glob(os.path.join(HERE, "kvcache", "_lib", "libkvcache_c.so.*")):
-    raise SystemExit("kvcache/_lib has no libkvcache_c.so: run `bash tools/python/build.sh` in the repository first")
+for lib in ("libkvcache_c", "libkvcache_config"):
+    if not glob.glob(os.path.join(HERE, "kvcache", "_lib", f"{lib}.so.*")):
+        raise SystemExit(f"kvcache/_lib has no {lib}.so: run `bash tools/python/build.sh` in the repository first")
 
 
 class BinaryDistribution(Distribution):

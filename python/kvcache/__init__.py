@@ -1,9 +1,10 @@
-"""swift-kvcache's KV-cache manager for LLM serving, from Python: `Cache` and `TierManager` over the C ABI of the bundled
-libkvcache_c (kvcache.h). See docs/PYTHON.md."""
+"""swift-kvcache's KV-cache manager for LLM serving, from Python: `Cache`, `TierManager` and `EventPublisher` over the C ABI
+of the bundled libkvcache_c (kvcache.h). See docs/PYTHON.md."""
 from ._abi import (ABI_VERSION, ChunkAction, EventKind, EvictionPolicy, LibraryNotFound, SegmentKind, Selection, Status, Tier,
                    library)
 from ._version import __version__
 from .cache import Cache
+from .events import EventPublisher
 from .chunks import ChunkLoad, ChunkPlan, ChunksStats, ChunkStore, ChunksTierStats, ReusedSpan
 from .errors import (BlockPoolError, BlocksInUseError, BufferTooSmallError, ClosedCacheError, ConfigLibraryError, DuplicateSequenceError,
                      InsufficientBlocksError, InvalidArgumentError, InvariantViolationError, KVCacheError,
@@ -25,7 +26,7 @@ def abi_version():
 __all__ = [
     "ABI_VERSION", "BLOCK_COPY_DTYPE", "KEY_DTYPE", "BlockPoolError", "BlocksInUseError", "BufferTooSmallError", "Cache",
     "ChunkAction", "ChunkLoad", "ChunkPlan", "ChunkStore", "ChunksStats", "ChunksTierStats", "ReusedSpan", "SegmentKind", "Selection",
-    "ClosedCacheError", "ConfigLibraryError", "DuplicateSequenceError", "Event", "EventKind", "EvictionPolicy", "InsufficientBlocksError",
+    "ClosedCacheError", "ConfigLibraryError", "DuplicateSequenceError", "Event", "EventKind", "EventPublisher", "EvictionPolicy", "InsufficientBlocksError",
     "InvalidArgumentError", "InvariantViolationError", "KVCacheError", "KVCacheMemoryError", "LibraryNotFound",
     "PrefixHit", "Stats", "Status", "Tier", "TierAdmission", "TierCounters", "TierLookup", "TierManager", "TierStats", "TierSystemError",
     "UnknownSequenceError", "__version__", "abi_version", "key_to_int",

@@ -78,6 +78,7 @@ STRUCTS = {
 _H = "kvcache_t *"  # the opaque handles
 _T = "kvcache_tiers_t *"
 _C = "kvcache_chunks_t *"
+_E = "kvcache_events_t *"
 FUNCTIONS = {
     "kvcache_version": ("uint32_t", []),
     "kvcache_version_string": ("const char *", []),
@@ -112,6 +113,15 @@ FUNCTIONS = {
     "kvcache_reset": ("kvcache_status", [_H]),
     "kvcache_validate": ("kvcache_status", [_H]),
     "kvcache_metrics_text": ("kvcache_status", [_H, "char *", "size_t", "size_t *"]),
+    # Caches, tiers and the event publisher from a configuration (libkvcache_config.so, opened by the library).
+    "kvcache_create_from_env": ("kvcache_status", ["kvcache_t **"]),
+    "kvcache_create_from_file": ("kvcache_status", ["const char *", "kvcache_t **"]),
+    "kvcache_tiers_create_from_config": ("kvcache_status", ["const char *", "kvcache_tier_copy_fn", "kvcache_tier_copy_fn",
+                                                            "void *", "kvcache_tiers_t **"]),
+    "kvcache_events_open_from_config": ("kvcache_status", [_H, "const char *", "kvcache_events_t **"]),
+    "kvcache_events_add_tiers": ("kvcache_status", [_E, _T]),
+    "kvcache_events_publish": ("kvcache_status", [_E, "int64_t *"]),
+    "kvcache_events_close": ("kvcache_status", [_E]),
     # The tiers (kvcache_tiers_t).
     "kvcache_tiers_config_init": ("kvcache_status", ["kvcache_tiers_config *"]),
     "kvcache_tiers_create_checked": ("kvcache_status", ["uint32_t", "size_t", "const kvcache_tiers_config *",
@@ -175,9 +185,6 @@ FUNCTIONS = {
 # Header functions this package does not call (yet); the ABI test accepts exactly these as unbound.
 UNBOUND_PREFIXES = (
     "kvcache_hybrid_",  # the hybrid attention + SSM cache: C and Swift only for now
-    "kvcache_create_from_",  # caches opened from KVCACHE_* variables or a YAML file: C and Swift only for now
-    "kvcache_tiers_create_from_",  # their tier managers, likewise
-    "kvcache_events_",  # the event publisher of the configuration (libkvcache_config.so): C and Swift only for now
 )
 
 # Object-like macros of kvcache.h that the package relies on.

@@ -12,6 +12,7 @@ the Python argument checks; the hot methods (lookup, allocate, commit, append_to
 only their small result objects. Measured by bench/lookup_overhead.py.
 """
 import ctypes as C
+import os
 from operator import index
 
 import numpy as np
@@ -86,7 +87,9 @@ class Cache(OwnedHandle):
     fields of kvcache_config; policy is an EvictionPolicy or its name: lru, fifo, lfu, pgdsf, probation,
     pgdsf-probation, marking (pgdsf and pgdsf-probation need both recompute costs; the others ignore them). Creation
     checks the library's ABI against this package's (kvcache_create_checked). O(capacity_blocks).
-    Close it with close() or a `with` block; a closed cache raises ClosedCacheError.
+    Cache.from_env() and Cache.from_file(path) open one from a configuration instead (docs/CONFIGURATION.md).
+    `block_tokens` and `capacity_blocks` are the pool's. Close it with close() or a `with` block; a closed
+    cache raises ClosedCacheError.
     """
     _DESTROY = "kvcache_destroy"
 
@@ -114,14 +117,64 @@ class Cache(OwnedHandle):
         config.recompute_seconds_per_context_pair = float(recompute_seconds_per_context_pair)
         handle = C.c_void_p()
         self._check(lib.kvcache_create_checked(ABI_VERSION, C.sizeof(Config), C.byref(config), C.byref(handle)))
+        self._adopt(handle, config.block_tokens)
+
+    @classmethod
+    def from_env(cls):
+        """A cache opened from the KVCACHE_* variables of the process environment over the YAML file that
+        KVCACHE_CONFIG_FILE names, if set (kvcache_create_from_env; the keys are docs/CONFIGURATION.md's,
+        KVCACHE_CAPACITY_BLOCKS required). It records its events when record_events or events.enabled is
+        set. InvalidArgumentError naming the key and its variable for a bad setting; ConfigLibraryError
+        when libkvcache_config.so, which reads them, cannot be loaded. O(capacity_blocks)."""
+        return cls._opened("kvcache_create_from_env")
+
+    @classmethod
+    def from_file(cls, path):
+        """A cache opened from the YAML file at `path` (str or os.PathLike), the environment's KVCACHE_*
+        variables overriding its keys (kvcache_create_from_file); raises as from_env."""
+        return cls._opened("kvcache_create_from_file", _text(os.fspath(path), "path"))
+
+    @classmethod
+    def _opened(cls, create, *args):
+        """A Cache over the handle that the configuration call `create` opens."""
+        self = cls.__new__(cls)
+        self._lib, self._handle = library(), None
+        handle = C.c_void_p()
+        self._check(getattr(self._lib, create)(*args, C.byref(handle)))
+        self._adopt(handle, None)
+        return self
+
+    def _adopt(self, handle, block_tokens):
+        """Takes ownership of `handle` and sets up the out-parameters every call reuses (the handle is
+        single-threaded). `block_tokens` None: found by probing (_probe_block_tokens)."""
         self._handle = handle
-        self.block_tokens = config.block_tokens
-        self.capacity_blocks = config.capacity_blocks
-        # Out-parameters reused by every call (the handle is single-threaded).
         self._hit, self._alloc = PrefixHitStruct(), Allocation()
         self._size, self._size2, self._i64out = C.c_size_t(), C.c_size_t(), C.c_int64()
         self._hit_ref, self._alloc_ref = C.byref(self._hit), C.byref(self._alloc)
         self._size_ref, self._size2_ref, self._i64_ref = C.byref(self._size), C.byref(self._size2), C.byref(self._i64out)
+        self.capacity_blocks = self.stats().capacity_blocks
+        self.block_tokens = self._probe_block_tokens() if block_tokens is None else block_tokens
+
+    def _probe_block_tokens(self):
+        """The block size of a cache opened from a configuration, which no call of kvcache.h reports: the
+        smallest prompt length for which kvcache_add_sequence_keys accepts one key (it refuses n_keys x
+        block_tokens above prompt_tokens, changing nothing), by bisection over 1...2**20; the probe
+        sequence is freed at once. Called on a new cache only (no sequence can collide). O(20) calls."""
+        key = np.array([(1, 0)], KEY_DTYPE)
+        lo, hi = 1, 1 << 20
+        while lo < hi:
+            mid = (lo + hi) // 2
+            status = self._lib.kvcache_add_sequence_keys(self._handle, 0, key.ctypes.data, 1, mid)
+            if status == _OK:
+                self._check(self._lib.kvcache_free_sequence(self._handle, 0))
+                hi = mid
+            elif status == Status.ERR_INVALID_ARGUMENT:
+                lo = mid + 1
+            else:
+                raise errors.from_status(self._lib, status)
+        self._check(self._lib.kvcache_add_sequence_keys(self._handle, 0, key.ctypes.data, 1, lo))  # not refused for
+        self._check(self._lib.kvcache_free_sequence(self._handle, 0))                               # another reason
+        return lo
 
     # MARK: sequences
 

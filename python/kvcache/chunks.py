@@ -130,7 +130,7 @@ class ChunkStore(OwnedHandle):
                                spill_watermark=spill_watermark, record_events=False, lock_host_memory=False,
                                synchronous_eviction_copies=False)
         # The C function pointers must outlive the handle: kept on self.
-        self._callbacks = _copy_callables(config, device_to_host, host_to_device)
+        self._callbacks, config.device_to_host, config.host_to_device = _copy_callables(device_to_host, host_to_device)
         out = C.c_void_p()
         self._check(lib.kvcache_chunks_create_tiered_checked(ABI_VERSION, C.sizeof(TiersConfig), C.byref(config),
                                                              _i64(max_variants, "max_variants"),

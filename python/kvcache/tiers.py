@@ -14,6 +14,7 @@ argument checks (bench/lookup_overhead.py measures lookup).
 """
 import ctypes as C
 import dataclasses
+import os
 from operator import index
 from typing import NamedTuple, Optional
 
@@ -86,20 +87,19 @@ def _blocks(blocks, what):
     return np.ascontiguousarray(a, dtype=np.int32)
 
 
-def _copy_callables(config, device_to_host, host_to_device):
-    """Sets config's copy callbacks to the engine's callables (fn(block, offset, length, host_address, token)),
-    or leaves them NULL when both are None; returns the C function pointers, which must outlive the handle."""
+def _copy_callables(device_to_host, host_to_device):
+    """The engine's copy callables (fn(block, offset, length, host_address, token)) as C function pointers:
+    (keep, device_to_host, host_to_device), `keep` the ctypes objects, which must outlive the handle; all
+    None when both callables are None (the library's stand-in device pool)."""
     if (device_to_host is None) != (host_to_device is None):
         raise _invalid("pass both copy callables or neither")
     if device_to_host is None:
-        return None
+        return None, None, None
 
     def wrap(fn):
         return CopyFn(lambda _ctx, block, offset, length, host, token: fn(block, offset, length, host, token))
-    callbacks = (wrap(device_to_host), wrap(host_to_device))
-    config.device_to_host = C.cast(callbacks[0], C.c_void_p)
-    config.host_to_device = C.cast(callbacks[1], C.c_void_p)
-    return callbacks
+    keep = (wrap(device_to_host), wrap(host_to_device))
+    return keep, C.cast(keep[0], C.c_void_p), C.cast(keep[1], C.c_void_p)
 
 
 def _tiers_config(lib, check, *, layers, kv_heads, head_dim, dtype_bytes, block_tokens, device_blocks, host_blocks,
@@ -130,7 +130,8 @@ class TierManager(OwnedHandle):
     TierManager(layers=, kv_heads=, head_dim=, dtype_bytes=2, block_tokens=16, device_blocks=, host_blocks=0,
     disk_directory=None, disk_capacity_bytes=0, layer_groups=1, workers=2, spill_watermark=0.9,
     record_events=False, lock_host_memory=False, synchronous_eviction_copies=False, device_to_host=None,
-    host_to_device=None): the fields of kvcache_tiers_config. Close it with close() or a `with` block.
+    host_to_device=None): the fields of kvcache_tiers_config; TierManager.from_config() opens one from a
+    configuration instead (docs/CONFIGURATION.md). Close it with close() or a `with` block.
     """
     _DESTROY = "kvcache_tiers_destroy"
 
@@ -146,14 +147,35 @@ class TierManager(OwnedHandle):
                                layer_groups=layer_groups, workers=workers, spill_watermark=spill_watermark,
                                record_events=record_events, lock_host_memory=lock_host_memory,
                                synchronous_eviction_copies=synchronous_eviction_copies)
-        # The C function pointers must outlive the handle: kept on self.
-        self._callbacks = _copy_callables(config, device_to_host, host_to_device)
+        callbacks, config.device_to_host, config.host_to_device = _copy_callables(device_to_host, host_to_device)
         handle = C.c_void_p()
         self._check(lib.kvcache_tiers_create_checked(ABI_VERSION, C.sizeof(TiersConfig), C.byref(config),
                                                      C.byref(handle)))
-        self._handle = handle
-        self.device_blocks = config.device_blocks
-        # Out-parameters reused by every call (the handle is single-threaded).
+        self._adopt(handle, callbacks)
+
+    @classmethod
+    def from_config(cls, path=None, *, device_to_host=None, host_to_device=None):
+        """The tier manager that the `tiers:` and `layout:` sections describe (kvcache_tiers_create_from_config),
+        read from the YAML file at `path` with the KVCACHE_* variables over it, or from the environment alone
+        when `path` is None (as Cache.from_file and Cache.from_env), below a device pool of capacity_blocks
+        blocks; None when the configuration names no tier (neither tiers.host_blocks nor tiers.disk_path).
+        The copy callables as for TierManager(). InvalidArgumentError naming a bad key, TierSystemError,
+        ConfigLibraryError as Cache.from_env."""
+        self = cls.__new__(cls)
+        self._lib, self._handle = library(), None
+        callbacks, d2h, h2d = _copy_callables(device_to_host, host_to_device)
+        handle = C.c_void_p()
+        self._check(self._lib.kvcache_tiers_create_from_config(None if path is None else _text(os.fspath(path), "path"),
+                                                               d2h, h2d, None, C.byref(handle)))
+        if not handle:
+            return None
+        self._adopt(handle, callbacks)
+        return self
+
+    def _adopt(self, handle, callbacks):
+        """Takes ownership of `handle`, keeps the copy callables' C function pointers (they must outlive it)
+        and sets up the out-parameters every call reuses (the handle is single-threaded)."""
+        self._handle, self._callbacks = handle, callbacks
         self._lookup, self._u64, self._size, self._size2 = TierLookupStruct(), C.c_uint64(), C.c_size_t(), C.c_size_t()
         self._i32, self._bool = C.c_int32(), C.c_bool()
         self._lookup_ref, self._u64_ref, self._size_ref = C.byref(self._lookup), C.byref(self._u64), C.byref(self._size)
@@ -161,7 +183,8 @@ class TierManager(OwnedHandle):
         self._locations_address = 0
         self._i32_ref, self._bool_ref = C.byref(self._i32), C.byref(self._bool)
         self._pending = {}  # load or store id -> its block count
-        self.block_bytes = self.stats().block_bytes
+        stats = self.stats()
+        self.block_bytes, self.device_blocks = stats.block_bytes, stats.device.capacity
 
     # MARK: lookup and load
 

@@ -115,7 +115,7 @@ def test_every_struct_a_binding_uses_has_the_headers_fields_and_layout(header):
         assert [(f, normal(t)) for f, t in fields] == [(f, normal(t)) for f, t in structs[name]], \
             f"struct {name}: kvcache.h has {structs[name]}, the bindings {fields}"
     # Struct parameters of bound functions are all declared (the ABI test would miss an undeclared one).
-    scalars = set(_abi.SCALARS) | {"char", "kvcache_t", "kvcache_tiers_t", "kvcache_chunks_t", "void"}
+    scalars = set(_abi.SCALARS) | {"char", "kvcache_t", "kvcache_tiers_t", "kvcache_chunks_t", "kvcache_events_t", "void"}
     for name, (res, args) in _abi.FUNCTIONS.items():
         for spelled in [res, *args]:
             base = normal(spelled).replace("const ", "").rstrip(" *")

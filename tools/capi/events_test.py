@@ -21,15 +21,12 @@ import subprocess
 import sys
 import tempfile
 
-import msgspec
-
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "events"))
 import check_events  # noqa: E402  (vLLM's event types, the subscriber's sockets, the rebuild)
 
-kv = check_events.kv
 BLOCK_TOKENS = 16
 DROPPED_LIVE = 2
-MEDIUM = {0: "GPU", 1: "CPU", 2: "DISK"}
+MEDIUM = check_events.MEDIUM
 
 
 def run(driver: str, seed: int, steps: int, tmp: str):
@@ -59,23 +56,6 @@ def run(driver: str, seed: int, steps: int, tmp: str):
             proc.kill()
 
 
-def flatten(batches):
-    """The batches' events as the driver prints the twin's: [kind, medium, block size, parent, hashes]."""
-    decoder = msgspec.msgpack.Decoder(type=kv.KVEventBatch)
-    out = []
-    for raw in batches:
-        batch = decoder.decode(raw)
-        assert batch.events, "an empty batch was published"
-        for e in batch.events:
-            if isinstance(e, kv.BlockStored):
-                out.append((0, e.medium, e.block_size, e.parent_block_hash, list(e.block_hashes)))
-            elif isinstance(e, kv.BlockRemoved):
-                out.append((1, e.medium, 0, None, list(e.block_hashes)))
-            else:
-                out.append((2, "GPU", 0, None, []))
-    return out
-
-
 def main():
     driver = sys.argv[1]
     seeds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
@@ -85,7 +65,7 @@ def main():
             expected, batches, live, replayed = run(driver, seed, steps, tmp)
             want = [(k, MEDIUM[t], bt, bytes.fromhex(p) if p else None, [bytes.fromhex(h) for h in keys])
                     for k, t, bt, p, keys in expected["events"]]
-            got = flatten(batches)
+            got = check_events.flatten(batches)
             assert len(got) == len(want), f"seed {seed}: {len(got)} events published, the twin drained {len(want)}"
             for i, (g, w) in enumerate(zip(got, want)):
                 assert g == w, f"seed {seed}: event {i} published {g}, the twin drained {w}"

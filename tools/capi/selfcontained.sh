@@ -13,8 +13,10 @@
 #    only, the loader's trace (LD_DEBUG=libs) opening no libswift*, and, where unshare is permitted, in a
 #    private mount namespace whose toolchain lib folder is covered by an empty tmpfs;
 #  - `kvcache --version` prints the library's kvcache_version_string().
-#  - the Python package (python/, the library bundled by tools/python/build.sh), pip-installed into a
-#    virtual environment, imports that copy and passes its tests (python/tests) in the same view.
+#  - the Python package (python/, the library and the configuration library bundled by
+#    tools/python/build.sh), pip-installed into a virtual environment, imports that copy and passes its
+#    tests (python/tests, among them the configuration calls and the event round trip, which find
+#    libkvcache_config.so beside the copy's libkvcache_c.so) in the same view.
 # Usage: bash tools/capi/selfcontained.sh [debug|release]   (default: debug)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -74,10 +76,12 @@ else
   hide=()
   echo "a private mount namespace is not permitted here ($(head -1 "$tmp/unshare.err")): env -i and the loader's trace only"
 fi
-# Runs a command with an empty environment but PATH and LD_LIBRARY_PATH=PREFIX/lib, the toolchain hidden
-# where possible; fails if the loader so much as opened a libswift* file.
+# Runs a command with an empty environment but PATH and LD_LIBRARY_PATH=PREFIX/lib (and CI and
+# KVCACHE_VLLM_KV_EVENTS when set: under CI the Python event round trip must run, not skip), the toolchain
+# hidden where possible; fails if the loader so much as opened a libswift* file.
 bare() {
-  "${hide[@]}" env -i PATH=/usr/bin:/bin LD_LIBRARY_PATH="$prefix/lib" LD_DEBUG=libs LD_DEBUG_OUTPUT="$tmp/ld" "$@"
+  "${hide[@]}" env -i PATH=/usr/bin:/bin LD_LIBRARY_PATH="$prefix/lib" ${CI:+CI="$CI"} \
+    ${KVCACHE_VLLM_KV_EVENTS:+KVCACHE_VLLM_KV_EVENTS="$KVCACHE_VLLM_KV_EVENTS"} LD_DEBUG=libs LD_DEBUG_OUTPUT="$tmp/ld" "$@"
   if grep -h 'libswift' "$tmp"/ld.* 2>/dev/null | head -3 | grep .; then fail "the loader opened a Swift library for: $*"; fi
   rm -f "$tmp"/ld.*
 }

@@ -107,6 +107,29 @@ def receive(sub, dealer, last: int, drop: int):
     return [payloads[s] for s in range(last + 1)], seen_live, replayed
 
 
+# kvcache_tier as vLLM's `medium`.
+MEDIUM = {0: "GPU", 1: "CPU", 2: "DISK"}
+
+
+def flatten(batches: list[bytes]):
+    """The batches' events in order, decoded by vLLM's decoder, as (kind, medium, block size, parent, hashes)
+    with kind kvcache_event_kind's value: what a twin cache's drained events give (the block size and
+    parent of stored blocks only; an AllBlocksCleared as (2, "GPU", 0, None, []))."""
+    decoder = msgspec.msgpack.Decoder(type=kv.KVEventBatch)
+    out = []
+    for raw in batches:
+        batch = decoder.decode(raw)
+        assert batch.events, "an empty batch was published"
+        for e in batch.events:
+            if isinstance(e, kv.BlockStored):
+                out.append((0, e.medium, e.block_size, e.parent_block_hash, list(e.block_hashes)))
+            elif isinstance(e, kv.BlockRemoved):
+                out.append((1, e.medium, 0, None, list(e.block_hashes)))
+            else:
+                out.append((2, "GPU", 0, None, []))
+    return out
+
+
 def rebuild(batches: list[bytes], block_size: int):
     decoder = msgspec.msgpack.Decoder(type=kv.KVEventBatch)
     media: dict[str, dict[bytes, bytes | None]] = {}
