@@ -146,6 +146,14 @@ public func kvcacheGetStatsImpl(_ cache: OpaquePointer?, _ out: UnsafeMutablePoi
     }
 }
 
+/// kvcache_block_tokens. O(1).
+@_cdecl("kvcache_block_tokens")
+public func kvcacheBlockTokensImpl(_ cache: OpaquePointer?, _ out: UnsafeMutablePointer<Int64>?) -> kvcache_status {
+    withHandle(cache, "kvcache_block_tokens") { (h) throws(CAPIError) in
+        try required(out, "out").pointee = Int64(h.manager.blockTokens)
+    }
+}
+
 /// kvcache_free_block_count. O(1).
 @_cdecl("kvcache_free_block_count")
 public func kvcacheFreeBlockCountImpl(_ cache: OpaquePointer?, _ out: UnsafeMutablePointer<Int64>?) -> kvcache_status {

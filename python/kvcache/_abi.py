@@ -108,6 +108,7 @@ FUNCTIONS = {
     "kvcache_drain_events": ("kvcache_status", [_H, "kvcache_event *", "size_t", "size_t *", "kvcache_key *", "size_t",
                                                 "size_t *"]),
     "kvcache_get_stats": ("kvcache_status", [_H, "kvcache_stats *"]),
+    "kvcache_block_tokens": ("kvcache_status", [_H, "int64_t *"]),
     "kvcache_free_block_count": ("kvcache_status", [_H, "int64_t *"]),
     "kvcache_sequence_count": ("kvcache_status", [_H, "int64_t *"]),
     "kvcache_reset": ("kvcache_status", [_H]),

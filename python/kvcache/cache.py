@@ -146,35 +146,17 @@ class Cache(OwnedHandle):
 
     def _adopt(self, handle, block_tokens):
         """Takes ownership of `handle` and sets up the out-parameters every call reuses (the handle is
-        single-threaded). `block_tokens` None: found by probing (_probe_block_tokens)."""
+        single-threaded). `block_tokens` None: asked of the cache (kvcache_block_tokens)."""
         self._handle = handle
         self._hit, self._alloc = PrefixHitStruct(), Allocation()
         self._size, self._size2, self._i64out = C.c_size_t(), C.c_size_t(), C.c_int64()
         self._hit_ref, self._alloc_ref = C.byref(self._hit), C.byref(self._alloc)
         self._size_ref, self._size2_ref, self._i64_ref = C.byref(self._size), C.byref(self._size2), C.byref(self._i64out)
         self.capacity_blocks = self.stats().capacity_blocks
-        self.block_tokens = self._probe_block_tokens() if block_tokens is None else block_tokens
-
-    def _probe_block_tokens(self):
-        """The block size of a cache opened from a configuration, which no call of kvcache.h reports: the
-        smallest prompt length for which kvcache_add_sequence_keys accepts one key (it refuses n_keys x
-        block_tokens above prompt_tokens, changing nothing), by bisection over 1...2**20; the probe
-        sequence is freed at once. Called on a new cache only (no sequence can collide). O(20) calls."""
-        key = np.array([(1, 0)], KEY_DTYPE)
-        lo, hi = 1, 1 << 20
-        while lo < hi:
-            mid = (lo + hi) // 2
-            status = self._lib.kvcache_add_sequence_keys(self._handle, 0, key.ctypes.data, 1, mid)
-            if status == _OK:
-                self._check(self._lib.kvcache_free_sequence(self._handle, 0))
-                hi = mid
-            elif status == Status.ERR_INVALID_ARGUMENT:
-                lo = mid + 1
-            else:
-                raise errors.from_status(self._lib, status)
-        self._check(self._lib.kvcache_add_sequence_keys(self._handle, 0, key.ctypes.data, 1, lo))  # not refused for
-        self._check(self._lib.kvcache_free_sequence(self._handle, 0))                               # another reason
-        return lo
+        if block_tokens is None:
+            self._check(self._lib.kvcache_block_tokens(self._handle, self._i64_ref))
+            block_tokens = self._i64out.value
+        self.block_tokens = block_tokens
 
     # MARK: sequences
 

@@ -494,6 +494,10 @@ kvcache_status kvcache_drain_events(kvcache_t *cache, kvcache_event *events, siz
 /** The cache's counters. O(1). Statuses: NULL_HANDLE, NULL_POINTER. */
 kvcache_status kvcache_get_stats(kvcache_t *cache, kvcache_stats *out);
 
+/** Tokens per block (as configured: block_tokens, or the configuration's for a cache opened with
+ *  kvcache_create_from_env / _from_file). O(1). Statuses: NULL_HANDLE, NULL_POINTER. */
+kvcache_status kvcache_block_tokens(kvcache_t *cache, int64_t *out);
+
 /** Blocks an allocation can get now: free ones plus cached ones nobody holds. O(1).
  *  Statuses: NULL_HANDLE, NULL_POINTER. */
 kvcache_status kvcache_free_block_count(kvcache_t *cache, int64_t *out);
