@@ -58,6 +58,7 @@ struct ErrorPathTests {
             ("kvcache_drain_copies", { kvcache_drain_copies(nil, nil, 0, &n) }),
             ("kvcache_drain_events", { kvcache_drain_events(nil, nil, 0, &n, nil, 0, &m) }),
             ("kvcache_get_stats", { kvcache_get_stats(nil, &stats) }),
+            ("kvcache_block_tokens", { kvcache_block_tokens(nil, &i) }),
             ("kvcache_free_block_count", { kvcache_free_block_count(nil, &i) }),
             ("kvcache_sequence_count", { kvcache_sequence_count(nil, &i) }),
             ("kvcache_reset", { kvcache_reset(nil) }),
@@ -97,6 +98,7 @@ struct ErrorPathTests {
         refused(c, KVCACHE_ERR_NULL_POINTER, "kvcache_drain_copies", "count is NULL") { kvcache_drain_copies(c.handle, nil, 0, nil) }
         refused(c, KVCACHE_ERR_NULL_POINTER, "kvcache_drain_events", "key_count") { kvcache_drain_events(c.handle, nil, 0, &n, nil, 0, nil) }
         refused(c, KVCACHE_ERR_NULL_POINTER, "kvcache_get_stats") { kvcache_get_stats(c.handle, nil) }
+        refused(c, KVCACHE_ERR_NULL_POINTER, "kvcache_block_tokens") { kvcache_block_tokens(c.handle, nil) }
         refused(c, KVCACHE_ERR_NULL_POINTER, "kvcache_free_block_count") { kvcache_free_block_count(c.handle, nil) }
         refused(c, KVCACHE_ERR_NULL_POINTER, "kvcache_sequence_count") { kvcache_sequence_count(c.handle, nil) }
         #expect(kvcache_config_init(nil) == KVCACHE_ERR_NULL_POINTER.code)

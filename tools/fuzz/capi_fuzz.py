@@ -57,7 +57,7 @@ def bind(lib):
         "kvcache_computed_tokens": (s, [v, C.c_int64, v]), "kvcache_token_count": (s, [v, C.c_int64, v]),
         "kvcache_drain_copies": (s, [v, v, C.c_size_t, v]),
         "kvcache_drain_events": (s, [v, v, C.c_size_t, v, v, C.c_size_t, v]),
-        "kvcache_get_stats": (s, [v, v]), "kvcache_free_block_count": (s, [v, v]),
+        "kvcache_get_stats": (s, [v, v]), "kvcache_free_block_count": (s, [v, v]), "kvcache_block_tokens": (s, [v, v]),
         "kvcache_sequence_count": (s, [v, v]), "kvcache_reset": (s, [v]), "kvcache_validate": (s, [v]),
     }
     for name, (res, args) in sigs.items():
@@ -195,7 +195,8 @@ def main():
             call = "kvcache_drain_events"
             st = drain_events(lib, call, hh, rng)
         else:
-            fn = rng.choice(["kvcache_get_stats", "kvcache_free_block_count", "kvcache_sequence_count", "kvcache_reset"])
+            fn = rng.choice(["kvcache_get_stats", "kvcache_free_block_count", "kvcache_block_tokens", "kvcache_sequence_count",
+                             "kvcache_reset"])
             if fn == "kvcache_reset":
                 st = lib.kvcache_reset(hh)
             else:
