@@ -89,8 +89,8 @@ sys.exit(1 if bad else 0)
 PY
   done
 fi
-echo "== ThreadSanitizer: tiers (transfer engine, tier manager)"
-swift test --sanitize=thread --scratch-path .build-tsan --filter KVTiersTests
+echo "== ThreadSanitizer: tiers (transfer engine, tier manager) and the event publisher's two threads"
+swift test --sanitize=thread --scratch-path .build-tsan --filter "KVTiersTests|PublisherTests|PublishFromManagerTests|SubscriberTests"
 echo "== AddressSanitizer: core, C ABI and tiers (raw memory, codec, disk records)"
 LSAN_OPTIONS="suppressions=$PWD/tools/lsan-suppressions.txt" \
   swift test --sanitize=address --scratch-path .build-asan --filter 'KVCacheTests|KVCacheCTests|KVTiersTests'

@@ -78,7 +78,7 @@ public final class KVCacheManager {
         let s = try prompt.withUnsafeBufferPointer { (p) throws(KVCacheError) in
             try register(id, prompt: p, salt: salt, lora: lora, multimodal: multimodal)
         }
-        if config.recordEvents { sequences[s].eventTokens = prompt }
+        if config.recordEvents { sequences[s].eventPrompt = prompt }
     }
 
     /// `addSequence(_:prompt:salt:lora:multimodal:)` over borrowed token ids (a C caller's buffer),
@@ -87,7 +87,7 @@ public final class KVCacheManager {
     public func addSequence(_ id: SequenceID, prompt: UnsafeBufferPointer<UInt32>, salt: String = "",
                             lora: String = "", multimodal: [MultimodalItem] = []) throws(KVCacheError) {
         let s = try register(id, prompt: prompt, salt: salt, lora: lora, multimodal: multimodal)
-        if config.recordEvents { sequences[s].eventTokens = Array(prompt) }
+        if config.recordEvents { sequences[s].eventPrompt = Array(prompt) }
     }
 
     /// The checks and the keying of `addSequence`; returns the new sequence's slot. O(prompt tokens).
@@ -325,17 +325,30 @@ public final class KVCacheManager {
 
     /// Records the run `blocks` of consecutive blocks just published by the sequence in slot `s` as one
     /// stored event (its keys copied from the sequence's in one go, no append per block), with their
-    /// token ids when the sequence knows them for every block of the run. O(run).
+    /// token ids when the sequence knows them for every block of the run: a slice of the prompt (one
+    /// reference, no copy) when the run lies in it, else copied (a decode step's block, or a run across
+    /// the prompt's end). O(run).
     private func recordStored(_ s: Int, blocks: Range<Int>) {
         guard !blocks.isEmpty else { return }
         let B = blockTokens
         let lo = blocks.lowerBound * B, hi = blocks.upperBound * B
-        // Read in place (no copy of either array): the slice of the token ids is the only reference taken,
-        // one retain of an array the publisher thread releases.
-        let tokens = sequences[s].eventTokens.count >= hi ? sequences[s].eventTokens[lo ..< hi] : []
+        let prompt = sequences[s].eventPrompt.count
         sequences[s].keys.withUnsafeBufferPointer { k in
-            events.appendStored(keys: UnsafeBufferPointer(rebasing: k[blocks]), parent: blocks.lowerBound == 0 ? nil : k[blocks.lowerBound - 1],
-                                blockTokens: B, tier: .device, tokens: tokens)
+            let run = UnsafeBufferPointer(rebasing: k[blocks]), parent = blocks.lowerBound == 0 ? nil : k[blocks.lowerBound - 1]
+            if hi <= prompt {
+                events.appendStored(keys: run, parent: parent, blockTokens: B, tier: .device,
+                                    tokens: .shared(sequences[s].eventPrompt[lo ..< hi]))
+            } else if prompt > 0 && hi <= prompt + sequences[s].eventAppended.count {
+                sequences[s].eventPrompt.withUnsafeBufferPointer { p in
+                    sequences[s].eventAppended.withUnsafeBufferPointer { a in
+                        events.appendStored(keys: run, parent: parent, blockTokens: B, tier: .device,
+                                            tokens: .copied(UnsafeBufferPointer(rebasing: p[min(lo, prompt)...]),
+                                                            UnsafeBufferPointer(rebasing: a[max(lo - prompt, 0) ..< hi - prompt])))
+                    }
+                }
+            } else {
+                events.appendStored(keys: run, parent: parent, blockTokens: B, tier: .device, tokens: .none)
+            }
         }
     }
 
@@ -350,7 +363,7 @@ public final class KVCacheManager {
         let s = try slot(id)
         sequences[s].tokenCount += tokens.count
         guard sequences[s].keyable else { return }
-        if config.recordEvents { sequences[s].eventTokens.append(contentsOf: tokens) }
+        if config.recordEvents { sequences[s].eventAppended.append(contentsOf: tokens) }
         // Move the tail out so that hashing it while appending keys copies no array.
         var tail = sequences[s].tail
         sequences[s].tail = []

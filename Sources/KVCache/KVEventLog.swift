@@ -1,7 +1,8 @@
 /// The device pool's `KVEvent`s as the manager records them: flat buffers (the keys of every event in
-/// one array, one record per event, a stored run's token ids as a slice of the sequence's own token
-/// array, shared rather than copied), so recording allocates nothing once the buffers have grown, and
-/// handing a batch to another thread is a swap of buffers, not a copy of events. The `KVEvent`s themselves (arrays of their own) are built only
+/// one array, one record per event, a stored run's token ids either a slice of the recording sequence's
+/// prompt, shared rather than copied, or copied into one array of the log's), so recording allocates
+/// nothing once the buffers have grown, and handing a batch to another thread is a swap of buffers, not a
+/// copy of events. The `KVEvent`s themselves (arrays of their own) are built only
 /// when the log is read (`appendEvents(to:)`), by whoever reads it: a publisher does so on its own
 /// thread, off the serving path. Events are kept in recording order; reading gives exactly the events
 /// that were recorded.
@@ -19,13 +20,34 @@ public struct KVEventLog: Sendable {
         var blockTokens: Int32
         /// End of this event's keys in `keys` (they start where the previous record's end).
         var keyEnd: Int
+        /// End of this event's copied token ids in `tokens` (likewise).
+        var tokenEnd: Int
         var parent: BlockKey
-        /// A stored event's token ids (shares the recording sequence's array).
-        var tokens: ArraySlice<UInt32>
+        /// A stored event's shared token ids (a slice of the recording sequence's prompt).
+        var shared: ArraySlice<UInt32>
+    }
+
+    /// A stored run's token ids as the recorder hands them over.
+    public enum StoredTokens {
+        /// Not known.
+        case none
+        /// A slice of an array nobody writes again (a sequence's prompt): kept, not copied.
+        case shared(ArraySlice<UInt32>)
+        /// Copied into the log: `head` then `tail` (a run across a prompt's end is in two pieces).
+        case copied(UnsafeBufferPointer<UInt32>, UnsafeBufferPointer<UInt32>)
+
+        var count: Int {
+            switch self {
+            case .none: 0
+            case .shared(let t): t.count
+            case .copied(let head, let tail): head.count + tail.count
+            }
+        }
     }
 
     private(set) var records: [Record] = []
     private(set) var keys: [BlockKey] = []
+    private(set) var tokens: [UInt32] = []
 
     public init() {}
 
@@ -65,38 +87,47 @@ public struct KVEventLog: Sendable {
     /// Records `keys` as one `.blockStored` event (nothing when they are empty), as `appendKey` for each
     /// then `closeStored` would, with one copy of the run. Precondition: no pending keys. O(keys) amortized.
     public mutating func appendStored(keys run: UnsafeBufferPointer<BlockKey>, parent: BlockKey?, blockTokens: Int,
-                                      tier: Tier, tokens: ArraySlice<UInt32>) {
+                                      tier: Tier, tokens: StoredTokens) {
         precondition(pendingKeys == 0, "appendStored with pending keys")
         keys.append(contentsOf: run)
         closeStored(parent: parent, blockTokens: blockTokens, tier: tier, tokens: tokens)
     }
 
     /// Closes the pending keys as one `.blockStored` event (nothing when there are none). `tokens` are
-    /// the blocks' token ids (pending keys x `blockTokens` of them) or empty; the slice is kept, not
-    /// copied. O(1) amortized.
-    public mutating func closeStored(parent: BlockKey?, blockTokens: Int, tier: Tier, tokens: ArraySlice<UInt32>) {
+    /// the blocks' token ids (pending keys x `blockTokens` of them) or none. O(1) amortized for shared
+    /// ones, O(tokens) for copied ones.
+    public mutating func closeStored(parent: BlockKey?, blockTokens: Int, tier: Tier, tokens: StoredTokens) {
         guard pendingKeys > 0 else { return }
+        var shared: ArraySlice<UInt32> = []
+        switch tokens {
+        case .none: break
+        case .shared(let t): shared = t
+        case .copied(let head, let tail):
+            self.tokens.append(contentsOf: head)
+            self.tokens.append(contentsOf: tail)
+        }
         records.append(Record(kind: .stored, tier: tier, hasParent: parent != nil, blockTokens: Int32(blockTokens),
-                              keyEnd: keys.count, parent: parent ?? .zero, tokens: tokens))
+                              keyEnd: keys.count, tokenEnd: self.tokens.count, parent: parent ?? .zero, shared: shared))
     }
 
     /// Closes the pending keys as one `.blockRemoved` event (nothing when there are none). O(1) amortized.
     public mutating func closeRemoved(tier: Tier) {
         guard pendingKeys > 0 else { return }
         records.append(Record(kind: .removed, tier: tier, hasParent: false, blockTokens: 0, keyEnd: keys.count,
-                              parent: .zero, tokens: []))
+                              tokenEnd: tokens.count, parent: .zero, shared: []))
     }
 
     /// Records `.allBlocksCleared`. Precondition: no pending keys. O(1) amortized.
     public mutating func appendCleared() {
         records.append(Record(kind: .cleared, tier: .device, hasParent: false, blockTokens: 0, keyEnd: keys.count,
-                              parent: .zero, tokens: []))
+                              tokenEnd: tokens.count, parent: .zero, shared: []))
     }
 
     /// Forgets every event (and pending key), keeping the buffers' capacity. O(events).
     public mutating func removeAll() {
         records.removeAll(keepingCapacity: true)
         keys.removeAll(keepingCapacity: true)
+        tokens.removeAll(keepingCapacity: true)
     }
 
     /// Moves the closed events of `other` after this log's, leaving `other` empty (its capacity kept) and
@@ -108,19 +139,22 @@ public struct KVEventLog: Sendable {
             swap(&self, &other)
             return
         }
-        let keyBase = keys.count
+        let keyBase = keys.count, tokenBase = tokens.count
         let closedKeys = other.keys.count - pending
         keys.append(contentsOf: other.keys[..<closedKeys])
+        tokens.append(contentsOf: other.tokens)   // pending keys have no token ids yet
         for var r in other.records {
             r.keyEnd += keyBase
+            r.tokenEnd += tokenBase
             records.append(r)
         }
         other.records.removeAll(keepingCapacity: true)
+        other.tokens.removeAll(keepingCapacity: true)
         other.keys.removeFirst(closedKeys)
     }
 
-    /// One recorded event read in place: its keys and token ids are the log's and the recording
-    /// sequence's own memory, valid only inside the `forEach` call that hands it out.
+    /// One recorded event read in place: its keys and token ids are the log's memory or the recording
+    /// sequence's prompt, valid only inside the `forEach` call that hands it out.
     public enum Entry {
         case stored(keys: UnsafeBufferPointer<BlockKey>, parent: BlockKey?, blockTokens: Int, tier: Tier,
                     tokens: UnsafeBufferPointer<UInt32>)
@@ -145,23 +179,30 @@ public struct KVEventLog: Sendable {
     public func forEach(in events: Range<Int>, _ body: (Entry) -> Void) {
         precondition(events.lowerBound >= 0 && events.upperBound <= records.count, "events outside the log")
         keys.withUnsafeBufferPointer { kb in
-            records.withUnsafeBufferPointer { rb in
-                var k = events.lowerBound == 0 ? 0 : rb[events.lowerBound - 1].keyEnd
-                for i in events {
-                    let end = rb[i].keyEnd
-                    let run = UnsafeBufferPointer(rebasing: kb[k ..< end])
-                    switch rb[i].kind {
-                    case .stored:
-                        rb[i].tokens.withUnsafeBufferPointer { t in
-                            body(.stored(keys: run, parent: rb[i].hasParent ? rb[i].parent : nil,
-                                         blockTokens: Int(rb[i].blockTokens), tier: rb[i].tier, tokens: t))
+            tokens.withUnsafeBufferPointer { tb in
+                records.withUnsafeBufferPointer { rb in
+                    var k = 0, t = 0
+                    if events.lowerBound > 0 { (k, t) = (rb[events.lowerBound - 1].keyEnd, rb[events.lowerBound - 1].tokenEnd) }
+                    for i in events {
+                        let end = rb[i].keyEnd, tokenEnd = rb[i].tokenEnd
+                        let run = UnsafeBufferPointer(rebasing: kb[k ..< end])
+                        switch rb[i].kind {
+                        case .stored where tokenEnd > t:
+                            body(.stored(keys: run, parent: rb[i].hasParent ? rb[i].parent : nil, blockTokens: Int(rb[i].blockTokens),
+                                         tier: rb[i].tier, tokens: UnsafeBufferPointer(rebasing: tb[t ..< tokenEnd])))
+                        case .stored:
+                            rb[i].shared.withUnsafeBufferPointer { ids in
+                                body(.stored(keys: run, parent: rb[i].hasParent ? rb[i].parent : nil,
+                                             blockTokens: Int(rb[i].blockTokens), tier: rb[i].tier, tokens: ids))
+                            }
+                        case .removed:
+                            body(.removed(keys: run, tier: rb[i].tier))
+                        case .cleared:
+                            body(.cleared)
                         }
-                    case .removed:
-                        body(.removed(keys: run, tier: rb[i].tier))
-                    case .cleared:
-                        body(.cleared)
+                        k = end
+                        t = tokenEnd
                     }
-                    k = end
                 }
             }
         }
@@ -185,7 +226,7 @@ public struct KVEventLog: Sendable {
     /// removed event has keys and a clearing none, and a stored event's token ids are none or exactly
     /// its blocks'. O(events).
     public func validate() throws(InvariantViolation) {
-        var k = 0
+        var k = 0, t = 0
         for (i, r) in records.enumerated() {
             guard r.keyEnd >= k, r.keyEnd <= keys.count else {
                 throw InvariantViolation("event log record \(i) ends outside the keys or before the previous one")
@@ -193,10 +234,19 @@ public struct KVEventLog: Sendable {
             guard (r.kind == .cleared) == (r.keyEnd == k) else {
                 throw InvariantViolation("event log record \(i): a clearing carries keys or another event none")
             }
-            guard r.tokens.isEmpty || (r.kind == .stored && r.tokens.count == (r.keyEnd - k) * Int(r.blockTokens)) else {
-                throw InvariantViolation("event log record \(i) carries \(r.tokens.count) token ids for \(r.keyEnd - k) blocks")
+            guard r.tokenEnd >= t, r.tokenEnd <= tokens.count else {
+                throw InvariantViolation("event log record \(i) ends outside the copied token ids or before the previous one")
+            }
+            let copied = r.tokenEnd - t, n = copied + r.shared.count
+            guard copied == 0 || r.shared.isEmpty else {
+                throw InvariantViolation("event log record \(i) has both shared and copied token ids")
+            }
+            guard n == 0 || (r.kind == .stored && n == (r.keyEnd - k) * Int(r.blockTokens)) else {
+                throw InvariantViolation("event log record \(i) carries \(n) token ids for \(r.keyEnd - k) blocks")
             }
             k = r.keyEnd
+            t = r.tokenEnd
         }
+        guard t == tokens.count else { throw InvariantViolation("event log holds copied token ids of no event") }
     }
 }

@@ -30,10 +30,13 @@ struct SequenceState {
     /// The blocks the last `lookup` found, one per looked-up block, so that `allocate` pins them
     /// without probing again (it checks that each still holds its key).
     var lookupHits: [BlockID] = []
-    /// Every token id of the sequence (prompt plus appended), kept only with `recordEvents` so that
-    /// stored events carry them; empty for a sequence added by keys. Shared (the caller's prompt array,
-    /// the event log's slices of it), so a reused slot drops it rather than keeping its capacity.
-    var eventTokens: [UInt32] = []
+    /// The prompt's token ids, kept only with `recordEvents` so that stored events carry them; empty
+    /// for a sequence added by keys. Shared (the caller's prompt array, the event log's slices of it)
+    /// and never written, so a log's slice never makes an append copy it; a reused slot drops it.
+    var eventPrompt: [UInt32] = []
+    /// The token ids appended after the prompt (with `recordEvents`): the sequence's own, copied into
+    /// the event log, never shared with it.
+    var eventAppended: [UInt32] = []
 
     mutating func reset(id: SequenceID) {
         self.id = id
@@ -50,7 +53,8 @@ struct SequenceState {
         pinned = false
         lookupBlocks = 0
         lookupHits.removeAll(keepingCapacity: true)
-        eventTokens = []
+        eventPrompt = []
+        eventAppended.removeAll(keepingCapacity: true)
     }
 }
 

@@ -1,6 +1,7 @@
 import CZmq
 import Glibc
 import KVCache
+import KVTiers
 import Synchronization
 
 /// Publishes batches of `KVEvent`s the way vLLM's `ZmqEventPublisher` does, so a router written for
@@ -24,8 +25,8 @@ import Synchronization
 /// never waits on encoding or sockets. The queue is unbounded (a batch is never lost before it is
 /// numbered and sent); `close` sends what is queued before it stops. A full PUB queue (`hwm` batches) drops batches for slow
 /// subscribers, as ZMQ PUB does; they find the gap by the sequence numbers and ask the replay socket.
-// Sendable: the sockets, the encoder and the ring belong to the publisher thread; `queue` is guarded by
-// its mutex; `nextSequence` is the publishing caller's.
+// Sendable: the sockets, the encoder and the ring belong to the publisher thread; `shared` is guarded by
+// `lock`; `nextSequence` is the publishing caller's.
 public final class ZmqEventPublisher: @unchecked Sendable {
     /// The publisher's settings, named as vLLM's `KVEventsConfig`.
     public struct Config: Sendable {
@@ -78,7 +79,9 @@ public final class ZmqEventPublisher: @unchecked Sendable {
         var handoff = Handoff()
         var sent = false
     }
-    private let queue = Mutex(Queue())
+    /// Guards `shared` (a pthread mutex, which ThreadSanitizer sees).
+    private let lock = ConditionLock()
+    @exclusivity(unchecked) private var shared = Queue()
     private let running = Atomic<Bool>(true)
     private var thread: pthread_t?
     // The publishing caller's (single-threaded by contract), so its per-access exclusivity checks are off.
@@ -153,7 +156,7 @@ public final class ZmqEventPublisher: @unchecked Sendable {
     @discardableResult
     public func publish(_ events: some Collection<KVEvent>, timestamp: Double) -> Int64? {
         guard !events.isEmpty, running.load(ordering: .relaxed) else { return nil }
-        return queue.withLock { q in
+        return withQueue { q in
             reclaim(&q)
             q.handoff.logs.append(KVEventLog())
             q.handoff.events.append(contentsOf: events)
@@ -170,7 +173,7 @@ public final class ZmqEventPublisher: @unchecked Sendable {
         guard running.load(ordering: .relaxed) else { return nil }
         let timestamp = Self.now()
         var log = spareLogs.popLast() ?? KVEventLog()
-        return queue.withLock { q in
+        return withQueue { q in
             reclaim(&q)
             let events = q.handoff.events.count
             manager.drainEvents(into: &log, lowerTiers: &q.handoff.events)   // a swap: `log` is empty
@@ -184,7 +187,7 @@ public final class ZmqEventPublisher: @unchecked Sendable {
     }
 
     /// Empties the batches the thread handed back, their logs kept as spares (at most `maxSpareLogs`)
-    /// with their capacity. The publishing caller's, under the queue's mutex.
+    /// with their capacity. The publishing caller's, under `lock`.
     private func reclaim(_ q: inout Queue) {
         guard q.sent else { return }
         while var log = q.handoff.logs.popLast() {
@@ -196,7 +199,13 @@ public final class ZmqEventPublisher: @unchecked Sendable {
         q.sent = false
     }
 
-    /// Ends a batch at what `h` holds now and numbers it. Under the queue's mutex.
+    /// Runs `body` on the shared queue with its lock held.
+    @inline(__always)
+    private func withQueue<R>(_ body: (inout Queue) -> R) -> R {
+        lock.withLock { body(&shared) }
+    }
+
+    /// Ends a batch at what `h` holds now and numbers it. Under `lock`.
     private func number(_ h: inout Handoff, timestamp: Double) -> Int64 {
         let seq = nextSequence
         nextSequence += 1
@@ -266,7 +275,7 @@ public final class ZmqEventPublisher: @unchecked Sendable {
         var taken = Handoff()   // the batches being sent; then handed back for their buffers
         while true {
             let open = running.load(ordering: .acquiring)
-            let got = queue.withLock { q in
+            let got = withQueue { q in
                 guard !q.sent, !q.handoff.batches.isEmpty else { return false }
                 swap(&q.handoff, &taken)
                 q.sent = true   // harmless when `taken` was the first, empty one

@@ -7,6 +7,17 @@ import Testing
 @Suite struct KVEventLogTests {
     static func key(_ rng: inout SplitMix64) -> BlockKey { BlockKey(lo: rng.next(), hi: rng.next()) }
 
+    /// `ids` handed to the log in one of the ways a recorder can: none when empty, else shared, or
+    /// copied in two pieces split at random.
+    static func withStored(_ ids: [UInt32], _ rng: inout SplitMix64, _ body: (KVEventLog.StoredTokens) -> Void) {
+        guard !ids.isEmpty else { return body(.none) }
+        guard Bool.random(using: &rng) else { return body(.shared(ids[...])) }
+        let cut = Int.random(in: 0 ... ids.count, using: &rng)
+        ids.withUnsafeBufferPointer { b in
+            body(.copied(UnsafeBufferPointer(rebasing: b[..<cut]), UnsafeBufferPointer(rebasing: b[cut...])))
+        }
+    }
+
     @Test(arguments: [1, 2, 3, 4, 5] as [UInt64])
     func theLogGivesBackWhatWasRecorded(seed: UInt64) throws {
         var rng = SplitMix64(seed: seed)
@@ -36,8 +47,8 @@ import Testing
                 let parent: BlockKey? = Bool.random(using: &rng) ? Self.key(&rng) : nil
                 let tier = Tier.allCases.randomElement(using: &rng)!
                 let ids: [UInt32] = Bool.random(using: &rng) ? (0 ..< run.count * 2).map { UInt32($0) } : []
-                run.withUnsafeBufferPointer {
-                    log.appendStored(keys: $0, parent: parent, blockTokens: 2, tier: tier, tokens: ids[...])
+                run.withUnsafeBufferPointer { k in
+                    Self.withStored(ids, &rng) { log.appendStored(keys: k, parent: parent, blockTokens: 2, tier: tier, tokens: $0) }
                 }
                 if !run.isEmpty { model.append(.blockStored(keys: run, parent: parent, blockTokens: 2, tier: tier, tokens: ids)) }
             case 40 ..< 60:
@@ -46,7 +57,7 @@ import Testing
                 let tier = Tier.allCases.randomElement(using: &rng)!
                 let ids: [UInt32] = Bool.random(using: &rng)
                     ? (0 ..< pending.count * blockTokens).map { _ in UInt32.random(in: 0 ..< 1000, using: &rng) } : []
-                log.closeStored(parent: parent, blockTokens: blockTokens, tier: tier, tokens: ids[...])
+                Self.withStored(ids, &rng) { log.closeStored(parent: parent, blockTokens: blockTokens, tier: tier, tokens: $0) }
                 if !pending.isEmpty {
                     model.append(.blockStored(keys: pending, parent: parent, blockTokens: blockTokens, tier: tier, tokens: ids))
                 }

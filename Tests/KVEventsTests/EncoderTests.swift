@@ -48,12 +48,12 @@ import Testing
         var log = KVEventLog()
         let tokens: [UInt32] = Array(1 ... 8)
         [Self.k1, Self.k2].withUnsafeBufferPointer {
-            log.appendStored(keys: $0, parent: Self.k0, blockTokens: 4, tier: .device, tokens: tokens[...])
+            log.appendStored(keys: $0, parent: Self.k0, blockTokens: 4, tier: .device, tokens: .shared(tokens[...]))
         }
         log.appendKey(Self.k1)
         log.closeRemoved(tier: .host)
         log.appendKey(Self.k0)
-        log.closeStored(parent: nil, blockTokens: 4, tier: .disk, tokens: [])
+        log.closeStored(parent: nil, blockTokens: 4, tier: .disk, tokens: .none)
         log.appendCleared()
         #expect(log.events == Self.events)
         let encoder = VLLMEventEncoder()

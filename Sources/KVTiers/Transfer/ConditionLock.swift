@@ -3,9 +3,10 @@ import Glibc
 #endif
 
 /// A mutex and a condition variable (pthread), for the places that must block: transfer completions and
-/// the worker queue. The primitives live in one heap allocation owned by this class (so their addresses
-/// never move): making a lock costs two allocations, this object and that block.
-final class ConditionLock: @unchecked Sendable {
+/// the worker queue, and the state two threads share where ThreadSanitizer must see the lock (it does not
+/// model `Synchronization.Mutex`). The primitives live in one heap allocation owned by this class (so their
+/// addresses never move): making a lock costs two allocations, this object and that block.
+package final class ConditionLock: @unchecked Sendable {
     // Sendable: every access to shared state goes through the pthread mutex below.
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let cond: UnsafeMutablePointer<pthread_cond_t>
@@ -16,7 +17,7 @@ final class ConditionLock: @unchecked Sendable {
         return (MemoryLayout<pthread_mutex_t>.size + a - 1) / a * a
     }()
 
-    init() {
+    package init() {
         let a = max(MemoryLayout<pthread_mutex_t>.alignment, MemoryLayout<pthread_cond_t>.alignment)
         let raw = UnsafeMutableRawPointer.allocate(byteCount: Self.condOffset + MemoryLayout<pthread_cond_t>.size, alignment: a)
         mutex = raw.bindMemory(to: pthread_mutex_t.self, capacity: 1)
@@ -35,12 +36,12 @@ final class ConditionLock: @unchecked Sendable {
         UnsafeMutableRawPointer(mutex).deallocate()   // the block holds both
     }
 
-    @inline(__always) func lock() { pthread_mutex_lock(mutex) }
-    @inline(__always) func unlock() { pthread_mutex_unlock(mutex) }
+    @inline(__always) package func lock() { pthread_mutex_lock(mutex) }
+    @inline(__always) package func unlock() { pthread_mutex_unlock(mutex) }
 
     /// Runs `body` with the mutex held.
     @inline(__always)
-    func withLock<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
+    package func withLock<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body()
