@@ -2,7 +2,10 @@
 /// weight, branch threshold, superseded checkpoints), see every request the real cache sees; every
 /// `window` requests the real cache takes the setting whose shadow saved the most FLOPs, scored with
 /// exponential decay (`decay` per window) so that recent windows weigh most. A challenger must beat
-/// the current setting's score by `margin` (relative); ties go to the earliest candidate.
+/// the current setting's score by `margin` (relative); ties go to the earliest candidate. The first
+/// decision comes early, as Marconi tunes: at request `firstFactor` x N0, N0 the request whose insert
+/// first evicted (before it every setting holds the same contents), when that is before the first
+/// window's end; the windows then count from there.
 ///
 /// Shadows hold only the tree (token ids, no KV or state): an engine runs them beside its real cache at
 /// the cost of one lookup and one insert per candidate per request. Cost: candidates x the replay's,
@@ -44,21 +47,30 @@ public struct HybridAlphaTuner: Sendable {
     public let decay: Double
     /// How much more (relative) a challenger's score must be to replace the current setting.
     public let margin: Double
+    /// The first decision at `firstFactor` x N0 requests (0: at the first window's end).
+    public let firstFactor: Int
     private var shadows: [HybridCache]
     private var scores: [Double]
     private var windowSaved: [Int64]
     private var seen = 0
+    /// The request of the next decision (1-based count of requests seen).
+    private var nextDecision: Int
+    private var firstEvictionSeen = false
     public private(set) var current: Int
     /// Settings adopted so far (one per window that changed it).
     public private(set) var switches = 0
+    /// Decisions taken so far (whether or not they changed the setting).
+    public private(set) var decisions = 0
 
     public init(model: HybridModel, capacityBytes: Int64, candidates: [Candidate] = defaultGrid, window: Int = 25,
-                decay: Double = 0.5, margin: Double = 0.1, start: Int = 0) {
-        precondition(!candidates.isEmpty && window > 0 && start < candidates.count)
+                decay: Double = 0.5, margin: Double = 0.1, firstFactor: Int = 5, start: Int = 0) {
+        precondition(!candidates.isEmpty && window > 0 && firstFactor >= 0 && start < candidates.count)
         self.candidates = candidates
         self.window = window
         self.decay = decay
         self.margin = margin
+        self.firstFactor = firstFactor
+        nextDecision = window
         shadows = candidates.map {
             HybridCache(model: model, policy: .adaptive, capacityBytes: capacityBytes, alpha: $0.alpha, settings: $0.settings)
         }
@@ -77,7 +89,14 @@ public struct HybridAlphaTuner: Sendable {
             try? shadows[k].insert(sequence)
         }
         seen += 1
-        guard seen % window == 0 else { return nil }
+        if !firstEvictionSeen && shadows[current].evictionCalls > 0 {
+            // The current setting's shadow holds what the real cache holds: its first eviction is the cache's.
+            firstEvictionSeen = true
+            if firstFactor > 0 { nextDecision = min(nextDecision, max(seen, firstFactor * seen)) }
+        }
+        guard seen == nextDecision else { return nil }
+        nextDecision = seen + window
+        decisions += 1
         var best = 0
         for k in scores.indices {
             scores[k] = scores[k] * decay + Double(windowSaved[k])

@@ -36,13 +36,16 @@ public struct HybridReplay: Sendable {
         public var window: Int
         public var decay: Double
         public var margin: Double
+        /// The first decision at this many times the request of the first eviction (0: at the first window's end).
+        public var firstFactor: Int
         public init(candidates: [HybridAlphaTuner.Candidate] = HybridAlphaTuner.defaultGrid, start: Int = 0,
-                    window: Int = 25, decay: Double = 0.5, margin: Double = 0.1) {
+                    window: Int = 25, decay: Double = 0.5, margin: Double = 0.1, firstFactor: Int = 5) {
             self.candidates = candidates
             self.start = min(start, candidates.count - 1)
             self.window = window
             self.decay = decay
             self.margin = margin
+            self.firstFactor = firstFactor
         }
     }
 
@@ -91,7 +94,7 @@ public struct HybridReplay: Sendable {
         var tuner = policy == .adaptive && adaptive.candidates.count > 1
             ? HybridAlphaTuner(model: model, capacityBytes: capacityBytes, candidates: adaptive.candidates,
                                window: adaptive.window, decay: adaptive.decay, margin: adaptive.margin,
-                               start: adaptive.start) : nil
+                               firstFactor: adaptive.firstFactor, start: adaptive.start) : nil
         for (i, r) in requests.enumerated() {
             let hit = r.input.withUnsafeBufferPointer { cache.lookup($0).hit }
             fill(&seq, r)

@@ -7,6 +7,9 @@ traces do not cover:
   Sessions overlap in time (up to --concurrency active at once, steps interleaved at random).
 - rag: retrieval-augmented single-turn requests. A shared head (system prompt + instructions), then k
   documents drawn from a corpus by Zipf popularity (in retrieval order), then a distinct question.
+- recurring: one long prompt (6,000 tokens) that recurs between bursts of three one-off requests
+  (1,300-1,700 tokens), --sessions rounds, then the two latest one-offs come back three times each: a
+  short trace whose first requests already reward FLOP-aware eviction.
 
 Token ids are synthetic (identical text gives identical ids); every message is framed by a 12-token
 header and a 2-token footer as in the shared traces. One request per line, sorted by `ts`.
@@ -86,11 +89,25 @@ def rag(rng, args):
     return requests
 
 
+def recurring(rng, args):
+    long_prompt = message(text(rng, 6000))
+    requests, one_offs = [], []
+    for _ in range(args.sessions):
+        requests.append(long_prompt + message(text(rng, rng.randrange(20, 60))))
+        for _ in range(3):
+            one_offs.append(message(text(rng, 1500 + rng.randrange(-200, 200))))
+            requests.append(one_offs[-1] + message(text(rng, rng.randrange(20, 60))))
+    for i in range(6):
+        requests.append(one_offs[-1 - i % 2] + message(text(rng, rng.randrange(20, 60))))
+    return [(float(i), i, 0, inp, message(text(rng, rng.randrange(10, 30)))) for i, inp in enumerate(requests)]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scenario", choices=["agent", "rag"], required=True)
+    p.add_argument("--scenario", choices=["agent", "rag", "recurring"], required=True)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--sessions", type=int, default=None, help="agent: sessions (80); rag: requests (600)")
+    p.add_argument("--sessions", type=int, default=None,
+                   help="agent: sessions (80); rag: requests (600); recurring: rounds (12)")
     p.add_argument("--prompts", type=int, default=3, help="shared agent prompts or RAG heads")
     p.add_argument("--concurrency", type=int, default=4, help="agent: sessions active at once")
     p.add_argument("--documents", type=int, default=200, help="rag: corpus size")
@@ -98,9 +115,9 @@ def main():
     p.add_argument("--out", required=True)
     args = p.parse_args()
     if args.sessions is None:
-        args.sessions = 80 if args.scenario == "agent" else 600
+        args.sessions = {"agent": 80, "rag": 600, "recurring": 12}[args.scenario]
     rng = random.Random(args.seed)
-    requests = agent(rng, args) if args.scenario == "agent" else rag(rng, args)
+    requests = {"agent": agent, "rag": rag, "recurring": recurring}[args.scenario](rng, args)
     with gzip.open(args.out, "wt") as f:
         for ts, sid, turn, inp, out in requests:
             f.write(json.dumps({"session_id": sid, "turn_id": turn, "ts": round(ts, 6),

@@ -23,6 +23,9 @@ struct HybridReplayOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp("--format marconi, adaptive: weight of the previous windows' scores (0: the last window only).", visibility: .hidden))
     var adaptiveDecay: Double = 0.5
+
+    @Option(help: ArgumentHelp("--format marconi, adaptive: the first decision at this many times the request of the first eviction, when before the first window's end (0: at the window's end).", visibility: .hidden))
+    var adaptiveFirstFactor: Int = 5
 }
 
 /// `kvcache replay --format marconi --model hybrid-7b --capacity-gb G --policy vllm+,sglang+,marconi-sim,marconi`:
@@ -66,11 +69,15 @@ enum HybridReplayCommand {
         let requests = trace.requests.map { HybridReplay.Request(input: $0.input, output: $0.output) }
         guard options.adaptiveMargin >= 0, options.adaptiveMargin < 100 else { throw CLIError("--adaptive-margin must be in [0, 100)") }
         guard options.adaptiveDecay >= 0, options.adaptiveDecay <= 1 else { throw CLIError("--adaptive-decay must be in [0, 1]") }
+        guard options.adaptiveFirstFactor >= 0, options.adaptiveFirstFactor <= 1_000 else {
+            throw CLIError("--adaptive-first-factor must be in 0...1000")
+        }
         var adaptive = HybridReplay.Adaptive(window: max(1, options.adaptiveWindow), decay: options.adaptiveDecay,
-                                             margin: options.adaptiveMargin)
+                                             margin: options.adaptiveMargin, firstFactor: options.adaptiveFirstFactor)
         if let text = options.adaptiveSettings {
             adaptive = HybridReplay.Adaptive(candidates: try candidates(text), start: 0, window: max(1, options.adaptiveWindow),
-                                             decay: options.adaptiveDecay, margin: options.adaptiveMargin)
+                                             decay: options.adaptiveDecay, margin: options.adaptiveMargin,
+                                             firstFactor: options.adaptiveFirstFactor)
         }
         var objects: [JSONValue] = []
         for capacity in capacities {
