@@ -11,7 +11,11 @@ struct TimedRun {
     var wall: Double
 
     /// The column label of the side-by-side table.
-    var label: String { "\(report.reservation)" + (report.evictionPolicy == "lru" ? "" : "/\(report.evictionPolicy)") + "@\(Self.gib(config.kvBytes))G" + (config.hostTierBytes > 0 ? "+\(Self.gib(config.hostTierBytes))G" : "") }
+    var label: String {
+        let name = report.conversations != nil ? TimedReplay.name(config.retention)
+            : "\(report.reservation)" + (report.evictionPolicy == "lru" ? "" : "/\(report.evictionPolicy)")
+        return name + "@\(Self.gib(config.kvBytes))G" + (config.hostTierBytes > 0 ? "+\(Self.gib(config.hostTierBytes))G" : "")
+    }
 
     static func gib(_ bytes: Double) -> String {
         let g = bytes / 1_073_741_824

@@ -43,6 +43,10 @@ public struct ModelledRunReport: Sendable {
     /// Every finished request's modelled latencies, in finishing order (rejected requests left out):
     /// the distributions behind the percentiles, for per-request output and CDFs.
     public var latencies: [RequestLatency] = []
+    /// The conversations' history figures (`ModelledRunConfig.reportsConversations`); nil otherwise.
+    public var conversations: ConversationRunReport? = nil
+    /// Bytes a `ConversationRetention` moved over the host link (loads and moves to the host, modelled).
+    public var retentionHostBytes = 0.0
     /// The same run without the host tier, for comparison (set by the caller that ran both).
     public var withoutTiers: (ttftP50: Double, ttftP99: Double, prefillTokens: Int)? = nil
 
@@ -58,6 +62,7 @@ public struct ModelledRunReport: Sendable {
          ("makespan_s", .double(makespan)), ("prefix_hit_tokens", .int(prefixHitTokens)),
          ("steps", .int(steps)), ("reservation_extensions", .int(extensions)), ("stalls", .int(stalls)),
          ("prefill_tokens", .int(prefillTokens))] + tierFields
+            + (conversations.map { $0.jsonFields + [("retention_host_bytes", .double(retentionHostBytes))] } ?? [])
     }
 
     /// The host-tier keys, present only when the run had a host tier.

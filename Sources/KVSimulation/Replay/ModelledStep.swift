@@ -10,10 +10,12 @@ public struct ModelledStep: KVEngine {
     public let kvBytesPerBlock: Double
     /// The last executed plan's work (the event loop advances its decodes to price repeated steps).
     public private(set) var work = StepWork()
+    public let retention: ConversationRetention?
 
-    public init(costModel: RooflineCostModel, kvBytesPerBlock: Double) {
+    public init(costModel: RooflineCostModel, kvBytesPerBlock: Double, retention: ConversationRetention? = nil) {
         self.costModel = costModel
         self.kvBytesPerBlock = kvBytesPerBlock
+        self.retention = retention
     }
 
     /// Returns the modelled seconds of `plan`'s step.
@@ -22,7 +24,11 @@ public struct ModelledStep: KVEngine {
         for p in plan.prefills { work.addPrefill(tokens: p.tokens, contextBefore: p.contextBefore) }
         for s in plan.swapOuts { work.hostTransferBytes += Double(s.blocks.count) * kvBytesPerBlock }
         for s in plan.swapIns { work.hostTransferBytes += Double(s.blocks.count) * kvBytesPerBlock }
-        for l in plan.prefixLoads { work.hostTransferBytes += Double(l.blocks.count) * kvBytesPerBlock }
+        if let retention {
+            work.hostTransferBytes += Double(retention.drainStepHostBlocks()) * kvBytesPerBlock
+        } else {
+            for l in plan.prefixLoads { work.hostTransferBytes += Double(l.blocks.count) * kvBytesPerBlock }
+        }
         for d in plan.decodes { work.addDecode(context: d.context) }
         return costModel.stepSeconds(work)
     }
