@@ -26,6 +26,7 @@ import Testing
         c.retention = retention
         c.retentionSwapThreshold = threshold
         c.reportsConversations = true
+        c.chargesHostWrites = true
         c.validatesEveryStep = true
         return c
     }
@@ -57,7 +58,7 @@ import Testing
         #expect(c.hostHitRate == 0.5)
         // Every prompt token is computed except the history the GPU and the host supplied.
         #expect(report.prefillTokens == 64 + 64 + 96 + 32 + 48)
-        #expect(report.retentionHostBytes == Double(2 + (2 + 4) + (2 + 5)) * Self.blockBytes)
+        #expect(c.hostLinkBytes == Double(2 + (2 + 4) + (2 + 5)) * Self.blockBytes)
         // Each turn's TTFT is its one step: prefill priced after the reused context, plus its host copies.
         let expected: [Int64: Double] = [
             0: Self.step(64, after: 0, hostBlocks: 0), 1: Self.step(64, after: 0, hostBlocks: 0),
@@ -65,6 +66,13 @@ import Testing
             4: Self.step(48, after: 32, hostBlocks: 2 + 5),
         ]
         for l in report.latencies { #expect(abs(l.ttft - expected[l.id]!) < 1e-12, "request \(l.id)") }
+        // Moves to the host not charged: the same figures, and each step pays its loads only.
+        var free = Self.config(blocks: 12, hostBlocks: 2, retention: .pensieve)
+        free.chargesHostWrites = false
+        let loadsOnly = try ModelledEngine(config: free).run(trace, predictor: nil)
+        #expect(loadsOnly.conversations == report.conversations)
+        let a2 = try #require(loadsOnly.latencies.first { $0.id == 3 })
+        #expect(abs(a2.ttft - Self.step(32, after: 64, hostBlocks: 2)) < 1e-12)
     }
 
     /// Without host memory the same victims are dropped: a2 recomputes a's 2 dropped leading chunks.

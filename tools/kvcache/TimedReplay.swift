@@ -234,6 +234,7 @@ enum TimedReplay {
                 config.retention = retention
                 config.retentionSwapThreshold = retentionSwapThreshold
                 config.reportsConversations = conversational
+                config.chargesHostWrites = conversational
                 let t0 = KVClock.monotonicNanos()
                 var report: ModelledRunReport
                 do { report = try ModelledEngine(config: config).run(requests, predictor: makePredictor()) } catch {
@@ -295,7 +296,7 @@ enum TimedReplay {
             out += "\n"
             if configurations.contains(where: { $0.hostTierBytes > 0 }) {
                 out += conversational
-                    ? "Host memory (--cpu-gib): the prefix cache's host tier, or the retention's host chunks; keys only, copies charged at the host link's bandwidth\n"
+                    ? "Host memory (--cpu-gib): the prefix cache's host tier, or the retention's host chunks; keys only; loads and copies down (write-backs, moves) charged to their step at the host link's bandwidth\n"
                     : "Host prefix tier: keys only; loads charged at the host link's bandwidth\n"
             }
             if conversational {
@@ -367,7 +368,7 @@ enum TimedReplayTable {
                 ("recomputed tokens", { c($0) { "\($0.recomputedTokens)" } }),
                 ("host hit rate", { c($0) { f($0.hostHitRate, 4) } }),
                 ("to host on demand / ahead / dropped", { c($0) { "\($0.swappedBlocks) / \($0.aheadOfTimeBlocks) / \($0.droppedBlocks)" } }),
-                ("retention host-link GiB (modelled)", { r in r.conversations?.retention == "prefix-cache" ? "-" : f(r.retentionHostBytes / 1_073_741_824, 2) }),
+                ("host-link GiB, loads + copies down (modelled)", { c($0) { f($0.hostLinkBytes / 1_073_741_824, 2) } }),
             ]
         }
         if runs.contains(where: { $0.hostTier != nil }) {

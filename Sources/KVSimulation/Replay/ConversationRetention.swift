@@ -22,13 +22,14 @@ import KVPlan
 ///   blocks the pool just freed.
 /// - Accounting: after every `settle` and `finished`, the blocks running requests hold plus the
 ///   retained GPU chunks are at most the pool's capacity (`validate`). Chunks crossing the host link
-///   (loads, and moves to the host on demand and ahead of time) are drained per step by the engine
-///   (`drainStepHostBlocks`) and priced by the roofline model's host link.
+///   (loads, and with `chargesMoves` the moves to the host on demand and ahead of time) are drained per
+///   step by the engine (`drainStepHostBlocks`) and priced by the roofline model's host link;
+///   `hostLinkBlocks` counts them all.
 ///
 /// A request takes its conversation once (a request preempted by recompute comes back with nothing
 /// retained). O(1) per call plus the retention's O(chunks moved x log conversations); memory
 /// O(requests + conversations). Single-threaded, like the scheduler.
-public final class ConversationRetention: PrefixLoadSource {
+public final class ConversationRetention: PrefixLoadSource, StepHostCopies {
     public private(set) var retention: PensieveRetention
     public let turns: ConversationTurns
     public let capacityBlocks: Int
@@ -41,13 +42,18 @@ public final class ConversationRetention: PrefixLoadSource {
     private var givenGPU: [Int]
     private var givenHost: [Int]
     private var stepHostBlocks = 0
+    /// Whether moves to the host are charged to the steps (loads always are).
+    public let chargesMoves: Bool
+    /// Blocks copied over the host link so far: loads and moves to the host.
+    public private(set) var hostLinkBlocks = 0
 
     /// A retention of `policy` over a pool of `capacityBlocks` blocks of `blockTokens` with
     /// `hostBlocks` blocks of host memory, for `requests` (their prompt tokens) whose conversations
     /// are `turns`. Throws the retention's `invalidArgument`.
     public init(policy: PensieveRetention.Policy, capacityBlocks: Int, hostBlocks: Int, blockTokens: Int,
                 swapThreshold: Double, costModel: RooflineCostModel, promptTokens: [Int],
-                turns: ConversationTurns) throws(CacheModelError) {
+                turns: ConversationTurns, chargesMoves: Bool = true) throws(CacheModelError) {
+        self.chargesMoves = chargesMoves
         retention = try PensieveRetention(.init(
             gpuChunks: capacityBlocks, hostChunks: hostBlocks, chunkTokens: blockTokens, policy: policy,
             cost: costModel.recomputeCost, hostSecondsPerToken: costModel.hostLoadSecondsPerToken,
@@ -105,7 +111,7 @@ public final class ConversationRetention: PrefixLoadSource {
         let room = capacityBlocks - heldBlocks
         retention.fit(gpuCapacity: room, now: now)
         retention.swapAheadOfTime(now: now, gpuCapacity: room)
-        stepHostBlocks += retention.counters.swappedChunks + retention.counters.aheadOfTimeChunks - moved
+        copied(retention.counters.swappedChunks + retention.counters.aheadOfTimeChunks - moved, charged: chargesMoves)
     }
 
     /// Request `i` finished normally at `now`, the pool's running requests holding `heldBlocks`
@@ -115,18 +121,22 @@ public final class ConversationRetention: PrefixLoadSource {
         let before = retention.counters.swappedChunks
         retention.retain(conversation: Int(turns.conversation[i]), now: now,
                          contextTokens: promptTokens[i] / blockTokens * blockTokens, gpuCapacity: capacityBlocks - heldBlocks)
-        stepHostBlocks += retention.counters.swappedChunks - before
+        copied(retention.counters.swappedChunks - before, charged: chargesMoves)
     }
 
-    /// Blocks that crossed the host link since the last call (loads and moves to the host).
+    /// Charged blocks that crossed the host link since the last call.
     public func drainStepHostBlocks() -> Int {
         defer { stepHostBlocks = 0 }
-        hostLinkBlocks += stepHostBlocks
         return stepHostBlocks
     }
 
-    /// Blocks drained by `drainStepHostBlocks` so far.
-    public private(set) var hostLinkBlocks = 0
+    /// The plan's prefix loads are this retention's chunks: the host ones are in `drainStepHostBlocks`.
+    public var reportsPrefixLoads: Bool { true }
+
+    private func copied(_ blocks: Int, charged: Bool) {
+        hostLinkBlocks += blocks
+        if charged { stepHostBlocks += blocks }
+    }
 
     /// Checks the retention's invariants and that `heldBlocks` (the running requests') plus the
     /// retained GPU chunks fit the pool. O(conversations).
@@ -143,7 +153,7 @@ public final class ConversationRetention: PrefixLoadSource {
         givenGPU[i] = s.gpuHitTokens
         givenHost[i] = s.hostHitTokens
         totals.add(s)
-        stepHostBlocks += s.hostHitTokens / blockTokens
+        copied(s.hostHitTokens / blockTokens, charged: true)
         return s
     }
 }

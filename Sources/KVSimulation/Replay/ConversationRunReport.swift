@@ -22,6 +22,9 @@ public struct ConversationRunReport: Sendable, Equatable {
     public var swappedBlocks = 0
     public var aheadOfTimeBlocks = 0
     public var droppedBlocks = 0
+    /// Bytes copied over the host link (modelled): loads from host memory and copies down to it (the
+    /// host tier's write-backs, or the retention's moves).
+    public var hostLinkBytes = 0.0
 
     public init(retention: String, conversations: Int) {
         self.retention = retention
@@ -48,6 +51,7 @@ public struct ConversationRunReport: Sendable, Equatable {
          ("history_tokens", .int(historyTokens)), ("history_gpu_hit_tokens", .int(gpuHitTokens)),
          ("history_host_hit_tokens", .int(hostHitTokens)), ("recomputed_tokens", .int(recomputedTokens)),
          ("host_hit_rate", .double(hostHitRate)), ("swapped_blocks", .int(swappedBlocks)),
-         ("ahead_of_time_blocks", .int(aheadOfTimeBlocks)), ("dropped_blocks", .int(droppedBlocks))]
+         ("ahead_of_time_blocks", .int(aheadOfTimeBlocks)), ("dropped_blocks", .int(droppedBlocks)),
+         ("host_link_bytes", .double(hostLinkBytes))]
     }
 }

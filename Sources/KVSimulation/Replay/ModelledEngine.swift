@@ -38,6 +38,10 @@ public struct ModelledRunConfig: Sendable {
     public var retentionSwapThreshold = 0.25
     /// Report the conversations' history figures (`ConversationRunReport`); always on with a retention.
     public var reportsConversations = false
+    /// Charge each block copied down to host memory (the host tier's write-backs, the retention's moves)
+    /// to the host link of the step that evicts it, as loads are; otherwise only loads are charged (the
+    /// copies down are taken to overlap the compute).
+    public var chargesHostWrites = false
     /// Check the cache's and the retention's invariants after every step and finish (tests); a
     /// broken one ends the run with `ModelledRunError.invariant`.
     public var validatesEveryStep = false
@@ -78,7 +82,8 @@ public enum ModelledRunError: Error, Equatable, CustomStringConvertible {
 ///
 /// With `ModelledRunConfig.retention`, Pensieve's per-conversation retention (`ConversationRetention`)
 /// keeps the conversations' context instead of the pool's prefix cache: the loop tells it each plan
-/// (`settle`) and each finished request (`finished`), and the step pays its host-link copies.
+/// (`settle`) and each finished request (`finished`), and the step pays its host-link copies
+/// (`StepHostCopies`; with `chargesHostWrites`, the host tier's write-backs too).
 ///
 /// The event loop jumps straight to the next arrival when nothing can run. Cost: O(steps x batch);
 /// per step it allocates nothing beyond the scheduler's reused buffers.
@@ -133,7 +138,7 @@ public final class ModelledEngine {
                 retention = try ConversationRetention(
                     policy: policy, capacityBlocks: config.capacityBlocks, hostBlocks: Int(config.hostTierBytes / blockBytes),
                     blockTokens: config.blockTokens, swapThreshold: config.retentionSwapThreshold, costModel: costModel,
-                    promptTokens: requests.map(\.inputTokens), turns: turns)
+                    promptTokens: requests.map(\.inputTokens), turns: turns, chargesMoves: config.chargesHostWrites)
             } catch { throw .invalidConfig(error.description) }
             tiers.prefixLoadSource = retention
         } else if config.hostTierBytes > 0 {
@@ -175,7 +180,8 @@ public final class ModelledEngine {
         // The serving loop decides the stops (each request's true output, clipped to maxTokens, at least
         // 1); this event loop adds the arrivals and the fast-forward of repeated decode steps around it.
         let loop = ServingLoop(scheduler: scheduler,
-                               engine: ModelledStep(costModel: costModel, kvBytesPerBlock: kvPerBlock, retention: retention),
+                               engine: ModelledStep(costModel: costModel, kvBytesPerBlock: kvPerBlock,
+                                                    copies: retention ?? (config.chargesHostWrites ? hostTier : nil)),
                                tiers: tiers)
         let capacity = Double(cache.capacityBlocks)
 
@@ -250,8 +256,14 @@ public final class ModelledEngine {
                 c.aheadOfTimeBlocks = r.aheadOfTimeChunks
                 c.droppedBlocks = r.droppedChunks
             }
+            if let retention {
+                // The scheduler counts the retention's GPU chunks among its loads; the host's are these.
+                report.tierLoadTokens = retention.totals.hostHitTokens
+                c.hostLinkBytes = Double(retention.hostLinkBlocks) * kvPerBlock
+            } else if let hostTier {
+                c.hostLinkBytes = Double(hostTier.stats.stored + hostTier.stats.loadedBlocks) * kvPerBlock
+            }
             report.conversations = c
-            report.retentionHostBytes = Double(retention?.hostLinkBlocks ?? 0) * kvPerBlock
         }
         if let hostTier, let admission {
             report.hostTier = HostTierRunReport(capacityBlocks: hostTier.capacityBlocks, loadsPay: admission.loadsPay,

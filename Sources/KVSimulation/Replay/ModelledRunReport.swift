@@ -34,7 +34,7 @@ public struct ModelledRunReport: Sendable {
     public var stalls: Int
     /// Prompt (and recompute) tokens computed by prefill chunks.
     public var prefillTokens = 0
-    /// Prompt tokens loaded from the host prefix tier instead of recomputed.
+    /// Prompt tokens loaded from the host prefix tier (or a retention's host chunks) instead of recomputed.
     public var tierLoadTokens = 0
     /// Bytes those loads moved over the host link (modelled).
     public var tierLoadBytes = 0.0
@@ -45,8 +45,6 @@ public struct ModelledRunReport: Sendable {
     public var latencies: [RequestLatency] = []
     /// The conversations' history figures (`ModelledRunConfig.reportsConversations`); nil otherwise.
     public var conversations: ConversationRunReport? = nil
-    /// Bytes a `ConversationRetention` moved over the host link (loads and moves to the host, modelled).
-    public var retentionHostBytes = 0.0
     /// The same run without the host tier, for comparison (set by the caller that ran both).
     public var withoutTiers: (ttftP50: Double, ttftP99: Double, prefillTokens: Int)? = nil
 
@@ -62,7 +60,7 @@ public struct ModelledRunReport: Sendable {
          ("makespan_s", .double(makespan)), ("prefix_hit_tokens", .int(prefixHitTokens)),
          ("steps", .int(steps)), ("reservation_extensions", .int(extensions)), ("stalls", .int(stalls)),
          ("prefill_tokens", .int(prefillTokens))] + tierFields
-            + (conversations.map { $0.jsonFields + [("retention_host_bytes", .double(retentionHostBytes))] } ?? [])
+            + (conversations?.jsonFields ?? [])
     }
 
     /// The host-tier keys, present only when the run had a host tier.
