@@ -376,6 +376,10 @@ enum TimedReplayTable {
                 ("tier load tokens (host)", { "\($0.tierLoadTokens)" }),
                 ("tier load GiB (modelled)", { f($0.tierLoadBytes / 1_073_741_824, 2) }),
                 ("host tier loads pay", { $0.hostTier.map { $0.loadsPay ? "yes" : "no" } ?? "-" }),
+            ]
+        }
+        if runs.contains(where: { $0.withoutTiers != nil }) {
+            rows += [
                 ("TTFT p50 s without tiers (modelled)", { $0.withoutTiers.map { f($0.ttftP50, 3) } ?? "-" }),
                 ("TTFT p99 s without tiers (modelled)", { $0.withoutTiers.map { f($0.ttftP99, 3) } ?? "-" }),
                 ("prefill tokens computed without tiers", { $0.withoutTiers.map { "\($0.prefillTokens)" } ?? "-" }),

@@ -259,6 +259,7 @@ public final class ModelledEngine {
             if let retention {
                 // The scheduler counts the retention's GPU chunks among its loads; the host's are these.
                 report.tierLoadTokens = retention.totals.hostHitTokens
+                report.tierLoadBytes = Double(retention.totals.hostHitTokens / config.blockTokens) * kvPerBlock
                 c.hostLinkBytes = Double(retention.hostLinkBlocks) * kvPerBlock
             } else if let hostTier {
                 c.hostLinkBytes = Double(hostTier.stats.stored + hostTier.stats.loadedBlocks) * kvPerBlock
