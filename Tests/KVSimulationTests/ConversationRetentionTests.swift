@@ -75,6 +75,25 @@ import Testing
         #expect(abs(a2.ttft - Self.step(32, after: 64, hostBlocks: 2)) < 1e-12)
     }
 
+    /// Where cost over idle time and idle time part: a1 and b1 run in one step and finish together, so
+    /// when c1 needs 2 of their 8 blocks they are equally idle. Pensieve drops a's leading chunk, then
+    /// b's (a's next chunk sits deeper, so it costs more to recompute); LRU empties a from the front.
+    /// a2 then recomputes 16 tokens under pensieve and 32 under LRU; at a2, b (idle longest) loses its
+    /// chunks up to the fourth under both, so b2 recomputes 48 either way.
+    @Test(arguments: [PensieveRetention.Policy.pensieve, .lru])
+    func costOverIdleTimeSpreadsEvictionsWhereLRUEmptiesTheOldest(policy: PensieveRetention.Policy) throws {
+        let trace = [Self.turn("a", at: 0, prompt: 64), Self.turn("b", at: 0, prompt: 64), Self.turn("c", at: 10, prompt: 96),
+                     Self.turn("a", at: 20, prompt: 80), Self.turn("b", at: 30, prompt: 80)]
+        let report = try ModelledEngine(config: Self.config(blocks: 12, hostBlocks: 0, retention: policy))
+            .run(trace, predictor: nil)
+        let c = try #require(report.conversations)
+        let a2Recomputed = policy == .pensieve ? 16 : 32
+        #expect(c.historyTokens == 128 && c.hostHitTokens == 0)
+        #expect(c.recomputedTokens == a2Recomputed + 48 && c.gpuHitTokens == 128 - a2Recomputed - 48)
+        let a2 = try #require(report.latencies.first { $0.id == 3 })
+        #expect(abs(a2.ttft - Self.step(a2Recomputed + 16, after: 64 - a2Recomputed, hostBlocks: 0)) < 1e-12)
+    }
+
     /// Without host memory the same victims are dropped: a2 recomputes a's 2 dropped leading chunks.
     @Test func withoutHostMemoryVictimsAreDroppedAndRecomputed() throws {
         let trace = [Self.turn("a", at: 0, prompt: 64), Self.turn("b", at: 10, prompt: 64), Self.turn("c", at: 20, prompt: 96),
