@@ -142,7 +142,7 @@ public final class ModelledEngine {
             } catch { throw .invalidConfig(error.description) }
             tiers.prefixLoadSource = retention
         } else if config.hostTierBytes > 0 {
-            let tier = HostPrefixTier(capacityBlocks: Int(config.hostTierBytes / Double(config.model.kvBytesPerToken * config.blockTokens)))
+            let tier = HostPrefixTier(capacityBlocks: Int(config.hostTierBytes / blockBytes))
             let rule = HostTierAdmission(costModel: costModel, blockTokens: config.blockTokens,
                                          referenceChunkTokens: config.scheduler.maxBatchedTokens)
             tiers.evictionObserver = tier
@@ -279,7 +279,8 @@ public final class ModelledEngine {
 extension ModelledEngine {
     /// Records, for each request whose first prefill `plan` holds, the tokens the device and host
     /// memory supplied at its admission: the retention's GPU and host chunks, or the prefix cache's
-    /// device hit (the chunk's context less this plan's loads for it) and host loads. O(plan).
+    /// device hit (the chunk's context less this plan's loads for it) and host loads.
+    /// O(prefills x prefix loads) per plan, only when conversations are reported.
     func noteAdmissions(_ plan: StepPlan, retention: ConversationRetention?, into given: inout [(gpu: Int32, host: Int32)]) {
         for p in plan.prefills {
             let i = Int(p.id.raw)
