@@ -35,8 +35,16 @@ struct ReplayPolicyCLITests {
     /// with its conversation figures; a policy outside the three is refused by name.
     @Test func timedPensieveRunsThePrefixCacheAndTheRetentions() throws {
         let trace = try CLIJSONTests.fixture("mooncake_40.jsonl")
+        let dir = try ReportSchemaTests.temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let o = try CLIJSONTests.json(["replay", "--mode", "timed", "--pensieve", "--trace", trace, "--kv-gib", "0.5",
-                                       "--cpu-gib", "1", "--policy", "lru,pensieve,conversation-lru", "--json"])
+                                       "--cpu-gib", "1", "--policy", "lru,pensieve,conversation-lru", "--json",
+                                       "--requests-out", dir + "/requests.jsonl"])
+        let lines = try String(contentsOfFile: dir + "/requests.jsonl", encoding: .utf8).split(separator: "\n")
+        let policies = try lines.map { line in
+            try #require(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])["policy"] as? String
+        }
+        #expect(policies == ["lru", "pensieve", "conversation-lru"].flatMap { Array(repeating: $0, count: 40) })
         let runs = try #require(o["runs"] as? [[String: Any]])
         #expect(runs.map { $0["retention"] as? String } == ["prefix-cache", "pensieve", "lru"])
         for run in runs {

@@ -38,7 +38,8 @@ struct TimedRun {
         TimedRequestRecord(reservation: report.reservation, kvGib: config.kvBytes / 1_073_741_824,
                            cpuGib: config.hostTierBytes / 1_073_741_824, id: l.id, arrivalS: l.arrival, ttftS: l.ttft,
                            tpotS: ReportNumber(l.tpot), e2eS: l.e2e, promptTokens: l.promptTokens,
-                           outputTokens: l.outputTokens, preemptions: l.preemptions)
+                           outputTokens: l.outputTokens, preemptions: l.preemptions,
+                           policy: report.conversations != nil ? TimedReplay.name(config.retention) : nil)
     }
 
     /// The 0th...100th percentiles of `values`. O(n log n).
@@ -66,4 +67,6 @@ struct TimedRequestRecord: Encodable {
     var promptTokens: Int
     var outputTokens: Int
     var preemptions: Int
+    /// `--pensieve`: the run's --policy (lru, pensieve, conversation-lru); absent otherwise.
+    var policy: String?
 }
