@@ -27,7 +27,8 @@ import KVPlan
 ///   `hostLinkBlocks` counts them all.
 ///
 /// A request takes its conversation once (a request preempted by recompute comes back with nothing
-/// retained). O(1) per call plus the retention's O(chunks moved x log conversations); memory
+/// retained). `settle` is O(the plan's prefills), the other calls O(1), each plus the retention's
+/// O(chunks moved x log conversations); memory
 /// O(requests + conversations). Single-threaded, like the scheduler.
 public final class ConversationRetention: PrefixLoadSource, StepHostCopies {
     public private(set) var retention: PensieveRetention
