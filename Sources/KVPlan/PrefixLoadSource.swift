@@ -28,9 +28,21 @@ public protocol PrefixLoadSource: AnyObject {
     /// The device blocks `blocks` now hold the committed prompt blocks `keys[start ..< start +
     /// blocks.count]` (`keys[start - 1]` is the first one's parent). Only when `recordsStoredBlocks`.
     func stored(_ keys: [BlockKey], from start: Int, blocks: ArraySlice<BlockID>)
+    /// `loadableBlocks` for the request `id`, which the scheduler calls: a source whose answer depends on
+    /// the request and not only on its keys (a conversation's retained context) reads the id; the
+    /// default ignores it.
+    func loadableBlocks(for id: SequenceID, _ keys: [BlockKey], from start: Int, maxBlocks: Int) -> Int
+    /// `load` for the request `id`, which the scheduler calls; the default ignores the id.
+    func load(for id: SequenceID, _ keys: [BlockKey], from start: Int, into blocks: ArraySlice<BlockID>) -> Int
 }
 
 extension PrefixLoadSource {
     public var recordsStoredBlocks: Bool { false }
     public func stored(_ keys: [BlockKey], from start: Int, blocks: ArraySlice<BlockID>) {}
+    public func loadableBlocks(for id: SequenceID, _ keys: [BlockKey], from start: Int, maxBlocks: Int) -> Int {
+        loadableBlocks(keys, from: start, maxBlocks: maxBlocks)
+    }
+    public func load(for id: SequenceID, _ keys: [BlockKey], from start: Int, into blocks: ArraySlice<BlockID>) -> Int {
+        load(keys, from: start, into: blocks)
+    }
 }

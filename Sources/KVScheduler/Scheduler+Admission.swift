@@ -267,7 +267,7 @@ extension Scheduler {
         let start = cached / bt
         let limit = min(keys.count, (entries[Int(slot)].promptTokens - 1) / bt)
         guard limit > start else { return 0 }
-        return source.loadableBlocks(keys, from: start, maxBlocks: limit - start) * bt
+        return source.loadableBlocks(for: entries[Int(slot)].id, keys, from: start, maxBlocks: limit - start) * bt
     }
 
     /// Loads up to `tokens` prompt tokens after the device hit from `prefixLoadSource` into the blocks
@@ -278,7 +278,7 @@ extension Scheduler {
         let bt = cache.blockTokens
         let id = entries[Int(slot)].id
         let start = cached / bt
-        let got = source.load(keys, from: start, into: try cache.blockTable(id)[start ..< start + tokens / bt])
+        let got = source.load(for: id, keys, from: start, into: try cache.blockTable(id)[start ..< start + tokens / bt])
         guard got > 0 else { return cached }
         try cache.commit(id, computedTokens: got * bt)
         let table = try cache.blockTable(id)   // again: the commit may have swapped in deduplicated blocks

@@ -61,6 +61,8 @@ struct ReportSchemaTests {
             ("replay-unbounded", ["replay", "--format", "ragpulse", "--trace", ragpulse, "--chunk-reuse"]),
             ("replay-ragpulse-finite", ["replay", "--format", "ragpulse", "--trace", ragpulse, "--capacity-tokens", "10%",
                                         "--policy", "lru,pgdsf"]),
+            ("replay-timed-pensieve", ["replay", "--mode", "timed", "--pensieve", "--trace", mooncake, "--kv-gib", "0.5",
+                                       "--cpu-gib", "0,1", "--policy", "lru,pensieve"]),
             ("replay-timed-eviction", ["replay", "--mode", "timed", "--trace", mooncake, "--kv-gib", "0.5",
                                        "--policy", "lru,probation", "--compare", "on-demand"]),
             ("config", ["config", "--file", dir + "/kv.yaml"]),

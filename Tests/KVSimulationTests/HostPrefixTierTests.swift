@@ -65,6 +65,28 @@ func sharedPrefixTrace(_ n: Int, documents: Int, documentTokens: Int, seed: UInt
         #expect(tier.count <= capacity)
     }
 
+    /// Charged write-backs: with `chargesHostWrites` each stored key is a block copied down, priced in the
+    /// step that evicted it; the tier reports them once.
+    @Test func writeBacksAreDrainedOnceAndChargedWhenAsked() throws {
+        let tier = HostPrefixTier(capacityBlocks: 2)
+        let k = (1...3).map { BlockKey(lo: UInt64($0), hi: 1) }
+        for key in k { tier.willEvict(block: 0, key: key) }
+        #expect(tier.drainStepHostBlocks() == 3 && tier.drainStepHostBlocks() == 0)
+        tier.willEvict(block: 0, key: k[2])   // already held: no copy
+        #expect(tier.drainStepHostBlocks() == 0)
+        let trace = sharedPrefixTrace(300, documents: 6, documentTokens: 512, seed: 3, spacing: 0.05)
+        var c = ModelledRunConfig(model: .llama3_8B, hardware: .h100_80GB, kvBytes: 0.15 * 1_073_741_824)
+        c.hostTierBytes = 2 * 1_073_741_824
+        c.reportsConversations = true
+        let free = try ModelledEngine(config: c).run(trace, predictor: nil)
+        c.chargesHostWrites = true
+        let charged = try ModelledEngine(config: c).run(trace, predictor: nil)
+        let written = try #require(charged.hostTier).stats.stored
+        #expect(written > 0 && written == free.hostTier!.stats.stored)
+        #expect(charged.conversations!.hostLinkBytes == free.conversations!.hostLinkBytes)
+        #expect(charged.makespan > free.makespan)
+    }
+
     @Test func admissionOnTheCostModel() {
         let h100 = RooflineCostModel(model: .llama3_8B, hardware: .h100_80GB)
         let rule = HostTierAdmission(costModel: h100, blockTokens: 16, referenceChunkTokens: 8192)

@@ -6,7 +6,7 @@ import KVSimulation
 
 /// `kvcache replay --pensieve`: options of the per-conversation retention replay.
 struct PensieveOptions: ParsableArguments {
-    @Flag(help: "Multi-turn traces (ShareGPT, Marconi chat, any with sessions; Mooncake conversations from the hash chains): replay Pensieve's per-conversation retention with each --policy (lru, pensieve) at each --capacity-blocks (GPU chunks) and --pensieve-host-chunks.")
+    @Flag(help: "Multi-turn traces (ShareGPT, Marconi chat, any with sessions; Mooncake conversations from the hash chains): replay Pensieve's per-conversation retention with each --policy (lru, pensieve, prefix-lru) at each --capacity-blocks (GPU chunks) and --pensieve-host-chunks, each turn served at its arrival. With --mode timed: the timed engine, each --policy of lru (the device pool's prefix cache under LRU with its host tier), pensieve and conversation-lru (the retention by cost over idle time, or by idle time) at each --kv-gib and --cpu-gib (host memory), reporting the history's recomputed tokens and host hit rate beside the modelled latencies.")
     var pensieve = false
 
     @Option(help: "Pensieve: host-memory chunks, or a comma-separated list (0: GPU only).")
@@ -15,7 +15,7 @@ struct PensieveOptions: ParsableArguments {
     @Option(help: "Pensieve: tokens per chunk.")
     var pensieveChunkTokens: Int = 32
 
-    @Option(help: "Pensieve: free GPU share below which chunks are swapped to the host ahead of time (0...1).")
+    @Option(help: "Pensieve (both modes): free GPU share below which chunks are swapped to the host ahead of time (0...1).")
     var pensieveSwapThreshold: Double = 0.25
 
     @Option(name: .customLong("pensieve-think-s"), help: "Pensieve, traces without times: seconds between a conversation's turns.")

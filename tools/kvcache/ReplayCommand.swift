@@ -79,7 +79,8 @@ struct ReplayCommand: ParsableCommand {
     var pensieve: PensieveOptions
 
     func validate() throws {
-        let otherReplay = pensieve.pensieve || timed.format == .marconi || timed.format == .ragpulse || tree.knowledgeTree
+        let timedPensieve = pensieve.pensieve && mode == .timed
+        let otherReplay = (pensieve.pensieve && !timedPensieve) || timed.format == .marconi || timed.format == .ragpulse || tree.knowledgeTree
         if otherReplay && requestsOut != nil {
             throw ValidationError("--requests-out is written by the sequential and timed replays of request traces only")
         }
@@ -88,6 +89,12 @@ struct ReplayCommand: ParsableCommand {
         }
         if let requestsOut {
             do { try OutputFile.checkTarget(requestsOut) } catch { throw ValidationError("--requests-out \(error.description)") }
+        }
+        if timedPensieve {
+            try timed.validate()
+            _ = try TimedReplay.retentions(policy)
+            guard (0...1).contains(pensieve.pensieveSwapThreshold) else { throw ValidationError("--pensieve-swap-threshold must be in 0...1") }
+            return
         }
         if pensieve.pensieve { _ = try capacities(); return }  // its own options are checked when it runs
         if timed.format == .marconi { _ = try HybridReplayCommand.policies(policy); return }
@@ -146,6 +153,12 @@ struct ReplayCommand: ParsableCommand {
     }
 
     func run() throws {
+        if pensieve.pensieve && mode == .timed {
+            let (path, loaded) = try loadTrace()
+            return try TimedReplay.run(trace: loaded, label: path, report: report, requestsOut: requestsOut, options: timed,
+                                       retentions: try TimedReplay.retentions(policy),
+                                       retentionSwapThreshold: pensieve.pensieveSwapThreshold)
+        }
         if pensieve.pensieve {
             return try PensieveReplayCommand.run(
                 trace: trace, format: timed.format, options: pensieve, policies: policy, gpuSizes: try capacities(),

@@ -133,9 +133,12 @@ enum TimedReplay {
     /// Runs the timed replay on an already loaded trace (`label` names it in the output): every
     /// reservation policy with every eviction policy of `evictionPolicies` (the device pool's) at every
     /// --kv-gib and --cpu-gib, on the same arrivals.
+    /// With `retentions` (`--pensieve`), every run also reports its conversations' history figures, and
+    /// each retention runs in turn (nil: the device pool's prefix cache, under the first eviction policy).
     static func run(trace: LoadedTrace, label tracePath: String, report output: ReportOptions, requestsOut: String?,
                     options o: TimedReplayOptions, evictionPolicies: [EvictionPolicyKind] = [.lru],
-                    policyParameters: EvictionPolicyKind.Parameters = .init()) throws {
+                    policyParameters: EvictionPolicyKind.Parameters = .init(),
+                    retentions: [PensieveRetention.Policy?]? = nil, retentionSwapThreshold: Double = 0.25) throws {
         let json = output.machine
         let wallStart = KVClock.monotonicNanos()
         let model = o.model.spec, hardware = o.hardware.spec
@@ -217,22 +220,27 @@ enum TimedReplay {
         var perRequest = try requestsOut.map { try RequestsOut(path: $0) }
         var runs: [TimedRun] = []
         let evictions: [EvictionPolicyKind] = evictionPolicies.isEmpty ? [.lru] : evictionPolicies
-        let pairs = evictions.flatMap { e in policies.map { (e, $0) } }
-        let progress = ProgressLine(what: "runs", runs: configurations.count * pairs.count, itemsPerRun: 0)
+        let conversational = retentions != nil
+        let variants = (retentions ?? [nil]).flatMap { r in evictions.flatMap { e in policies.map { (r, e, $0) } } }
+        let progress = ProgressLine(what: "runs", runs: configurations.count * variants.count, itemsPerRun: 0)
         defer { progress.finish() }
         for base in configurations {
-            for (eviction, policy) in pairs {
-                progress.begin("timed replay \(policy.rawValue), \(eviction.rawValue) at \(TimedRun.gib(base.kvBytes)) GiB KV",
+            for (retention, eviction, policy) in variants {
+                progress.begin("timed replay \(policy.rawValue), \(retention.map { TimedReplay.name($0) } ?? eviction.rawValue) at \(TimedRun.gib(base.kvBytes)) GiB KV",
                                index: runs.count)
                 var config = base
                 config.scheduler.reservation = policy
                 config.evictionPolicy = eviction
+                config.retention = retention
+                config.retentionSwapThreshold = retentionSwapThreshold
+                config.reportsConversations = conversational
+                config.chargesHostWrites = conversational
                 let t0 = KVClock.monotonicNanos()
                 var report: ModelledRunReport
                 do { report = try ModelledEngine(config: config).run(requests, predictor: makePredictor()) } catch {
                     throw CLIError(error.description)
                 }
-                if config.hostTierBytes > 0 {
+                if config.hostTierBytes > 0 && !conversational {
                     // The same policy without the host tier, on the same arrivals: the TTFT effect.
                     config.hostTierBytes = 0
                     let plain: ModelledRunReport
@@ -241,7 +249,9 @@ enum TimedReplay {
                     }
                     report.withoutTiers = (plain.ttftP50, plain.ttftP99, plain.prefillTokens)
                 }
-                let run = TimedRun(report: report, config: base, wall: KVClock.seconds(from: t0, to: KVClock.monotonicNanos()))
+                var used = base
+                used.retention = retention
+                let run = TimedRun(report: report, config: used, wall: KVClock.seconds(from: t0, to: KVClock.monotonicNanos()))
                 runs.append(run)
                 if perRequest != nil {
                     for l in report.latencies { try perRequest!.append(run.record(l)) }
@@ -285,12 +295,42 @@ enum TimedReplay {
             }
             out += "\n"
             if configurations.contains(where: { $0.hostTierBytes > 0 }) {
-                out += "Host prefix tier: keys only; loads charged at the host link's bandwidth\n"
+                out += conversational
+                    ? "Host memory (--cpu-gib): the prefix cache's host tier, or the retention's host chunks; keys only; loads and copies down (write-backs, moves) charged to their step at the host link's bandwidth\n"
+                    : "Host prefix tier: keys only; loads charged at the host link's bandwidth\n"
+            }
+            if conversational {
+                out += "History: the full blocks a turn's keys share with its conversation's previous turn; recomputed: history neither the GPU nor host memory supplied\n"
             }
             out += "All times are modelled (roofline cost model), not measured.\n\n"
-            out += TimedReplayTable.render(runs.map(\.report), labels: configurations.count > 1 ? runs.map(\.label) : nil)
+            out += TimedReplayTable.render(runs.map(\.report), labels: configurations.count > 1 || conversational ? runs.map(\.label) : nil)
             out += "\nwall time \(String(format: "%.2f", wall)) s\n"
             FileHandle.standardError.write(Data(out.utf8))
+        }
+    }
+}
+
+extension TimedReplay {
+    /// `--mode timed --pensieve`'s --policy list: lru (the device pool's prefix cache, nil), pensieve and
+    /// conversation-lru (`ConversationRetention` with `PensieveRetention`'s pensieve and lru).
+    static func retentions(_ list: String) throws -> [PensieveRetention.Policy?] {
+        try list.split(separator: ",").map { name -> PensieveRetention.Policy? in
+            switch name.trimmingCharacters(in: .whitespaces) {
+            case "lru": return nil
+            case "pensieve": return .pensieve
+            case "conversation-lru": return .lru
+            default: throw ValidationError("--mode timed --pensieve runs the policies lru, pensieve, conversation-lru; got '\(name)'")
+            }
+        }
+    }
+
+    /// The --policy name of a retention (nil: the prefix cache, lru).
+    static func name(_ retention: PensieveRetention.Policy?) -> String {
+        switch retention {
+        case nil: "lru"
+        case .pensieve: "pensieve"
+        case .lru: "conversation-lru"
+        case .prefixLRU: "conversation-prefix-lru"
         }
     }
 }
@@ -319,11 +359,27 @@ enum TimedReplayTable {
             ("prefix hit tokens", { "\($0.prefixHitTokens)" }),
             ("prefill tokens computed", { "\($0.prefillTokens)" }),
         ]
+        if runs.contains(where: { $0.conversations != nil }) {
+            func c(_ r: ModelledRunReport, _ f: (ConversationRunReport) -> String) -> String { r.conversations.map(f) ?? "-" }
+            rows += [
+                ("history tokens", { c($0) { "\($0.historyTokens)" } }),
+                ("history GPU hit tokens", { c($0) { "\($0.gpuHitTokens)" } }),
+                ("history host hit tokens", { c($0) { "\($0.hostHitTokens)" } }),
+                ("recomputed tokens", { c($0) { "\($0.recomputedTokens)" } }),
+                ("host hit rate", { c($0) { f($0.hostHitRate, 4) } }),
+                ("to host on demand / ahead / dropped", { c($0) { "\($0.swappedBlocks) / \($0.aheadOfTimeBlocks) / \($0.droppedBlocks)" } }),
+                ("host-link GiB, loads + copies down (modelled)", { c($0) { f($0.hostLinkBytes / 1_073_741_824, 2) } }),
+            ]
+        }
         if runs.contains(where: { $0.hostTier != nil }) {
             rows += [
                 ("tier load tokens (host)", { "\($0.tierLoadTokens)" }),
                 ("tier load GiB (modelled)", { f($0.tierLoadBytes / 1_073_741_824, 2) }),
                 ("host tier loads pay", { $0.hostTier.map { $0.loadsPay ? "yes" : "no" } ?? "-" }),
+            ]
+        }
+        if runs.contains(where: { $0.withoutTiers != nil }) {
+            rows += [
                 ("TTFT p50 s without tiers (modelled)", { $0.withoutTiers.map { f($0.ttftP50, 3) } ?? "-" }),
                 ("TTFT p99 s without tiers (modelled)", { $0.withoutTiers.map { f($0.ttftP99, 3) } ?? "-" }),
                 ("prefill tokens computed without tiers", { $0.withoutTiers.map { "\($0.prefillTokens)" } ?? "-" }),

@@ -11,7 +11,11 @@ struct TimedRun {
     var wall: Double
 
     /// The column label of the side-by-side table.
-    var label: String { "\(report.reservation)" + (report.evictionPolicy == "lru" ? "" : "/\(report.evictionPolicy)") + "@\(Self.gib(config.kvBytes))G" + (config.hostTierBytes > 0 ? "+\(Self.gib(config.hostTierBytes))G" : "") }
+    var label: String {
+        let name = report.conversations != nil ? TimedReplay.name(config.retention)
+            : "\(report.reservation)" + (report.evictionPolicy == "lru" ? "" : "/\(report.evictionPolicy)")
+        return name + "@\(Self.gib(config.kvBytes))G" + (config.hostTierBytes > 0 ? "+\(Self.gib(config.hostTierBytes))G" : "")
+    }
 
     static func gib(_ bytes: Double) -> String {
         let g = bytes / 1_073_741_824
@@ -34,7 +38,8 @@ struct TimedRun {
         TimedRequestRecord(reservation: report.reservation, kvGib: config.kvBytes / 1_073_741_824,
                            cpuGib: config.hostTierBytes / 1_073_741_824, id: l.id, arrivalS: l.arrival, ttftS: l.ttft,
                            tpotS: ReportNumber(l.tpot), e2eS: l.e2e, promptTokens: l.promptTokens,
-                           outputTokens: l.outputTokens, preemptions: l.preemptions)
+                           outputTokens: l.outputTokens, preemptions: l.preemptions,
+                           policy: report.conversations != nil ? TimedReplay.name(config.retention) : nil)
     }
 
     /// The 0th...100th percentiles of `values`. O(n log n).
@@ -62,4 +67,6 @@ struct TimedRequestRecord: Encodable {
     var promptTokens: Int
     var outputTokens: Int
     var preemptions: Int
+    /// `--pensieve`: the run's --policy (lru, pensieve, conversation-lru); absent otherwise.
+    var policy: String?
 }

@@ -30,6 +30,21 @@ public struct ModelledRunConfig: Sendable {
     /// with the cost model's recompute cost) and its tunables.
     public var evictionPolicy: EvictionPolicyKind = .lru
     public var policyParameters = EvictionPolicyKind.Parameters()
+    /// Pensieve's per-conversation retention (`ConversationRetention`) with this policy instead of the
+    /// device pool's prefix cache; `hostTierBytes` is then its host memory. nil: the prefix cache.
+    public var retention: PensieveRetention.Policy? = nil
+    /// The retention's ahead-of-time swapping threshold: the free share of the pool below which it
+    /// moves chunks to the host, in 0...1.
+    public var retentionSwapThreshold = 0.25
+    /// Report the conversations' history figures (`ConversationRunReport`); always on with a retention.
+    public var reportsConversations = false
+    /// Charge each block copied down to host memory (the host tier's write-backs, the retention's moves)
+    /// to the host link of the step that evicts it, as loads are; otherwise only loads are charged (the
+    /// copies down are taken to overlap the compute).
+    public var chargesHostWrites = false
+    /// Check the cache's and the retention's invariants after every step and finish (tests); a
+    /// broken one ends the run with `ModelledRunError.invariant`.
+    public var validatesEveryStep = false
 
     public init(model: ModelSpec, hardware: HardwareSpec, kvBytes: Double) {
         self.model = model
@@ -47,12 +62,15 @@ public enum ModelledRunError: Error, Equatable, CustomStringConvertible {
     case scheduler(SchedulerError)
     /// Requests remain but the scheduler planned nothing and no arrival is due (a scheduler bug).
     case stalled(time: Double, waiting: Int, running: Int)
+    /// `validatesEveryStep` found a broken invariant (a bug).
+    case invariant(String)
 
     public var description: String {
         switch self {
         case let .invalidConfig(m): return "invalid configuration: \(m)"
         case let .scheduler(e): return "scheduler error: \(e)"
         case let .stalled(t, w, r): return "no progress at modelled t=\(t)s with \(w) waiting and \(r) running"
+        case let .invariant(m): return m
         }
     }
 }
@@ -61,6 +79,11 @@ public enum ModelledRunError: Error, Equatable, CustomStringConvertible {
 /// comes from `RooflineCostModel` (through `ModelledStep`, its `KVEngine`), requests arrive at their trace times, and each request stops when
 /// it has produced its true output length, clipped to `maxTokens` and at least 1 (a trace's 0-token
 /// failures still cost their prefill). Every time it reports is modelled.
+///
+/// With `ModelledRunConfig.retention`, Pensieve's per-conversation retention (`ConversationRetention`)
+/// keeps the conversations' context instead of the pool's prefix cache: the loop tells it each plan
+/// (`settle`) and each finished request (`finished`), and the step pays its host-link copies
+/// (`StepHostCopies`; with `chargesHostWrites`, the host tier's write-backs too).
 ///
 /// The event loop jumps straight to the next arrival when nothing can run. Cost: O(steps x batch);
 /// per step it allocates nothing beyond the scheduler's reused buffers.
@@ -86,12 +109,14 @@ public final class ModelledEngine {
     /// - Returns: the run's metrics.
     public func run(_ requests: [TraceRequest], predictor: (any OutputLengthPredictor)?) throws(ModelledRunError) -> ModelledRunReport {
         do { try config.validateLimits() } catch { throw .invalidConfig(error.description) }
+        guard (0...1).contains(config.retentionSwapThreshold) else { throw .invalidConfig("the swap threshold must be in 0...1") }
         guard config.capacityBlocks >= 1 else { throw .invalidConfig("the KV budget holds no block") }
         guard config.maxTokens >= 1 else { throw .invalidConfig("maxTokens must be at least 1") }
         let cache: KVCacheManager
         do {
             var cacheConfig = KVCacheConfig(blockTokens: config.blockTokens, capacityBlocks: config.capacityBlocks,
-                                            policy: config.evictionPolicy, recomputeCost: costModel.recomputeCost)
+                                            enablePrefixCaching: config.retention == nil, policy: config.evictionPolicy,
+                                            recomputeCost: costModel.recomputeCost)
             cacheConfig.policyParameters = config.policyParameters
             cache = try KVCacheManager(cacheConfig)
         } catch { throw .invalidConfig("\(error)") }
@@ -104,8 +129,20 @@ public final class ModelledEngine {
         }
         var hostTier: HostPrefixTier? = nil
         var admission: HostTierAdmission? = nil
-        if config.hostTierBytes > 0 {
-            let tier = HostPrefixTier(capacityBlocks: Int(config.hostTierBytes / Double(config.model.kvBytesPerToken * config.blockTokens)))
+        let blockBytes = Double(config.model.kvBytesPerToken * config.blockTokens)
+        let turns = config.retention != nil || config.reportsConversations
+            ? ConversationTurns(requests, blockTokens: config.blockTokens) : nil
+        var retention: ConversationRetention? = nil
+        if let policy = config.retention, let turns {
+            do {
+                retention = try ConversationRetention(
+                    policy: policy, capacityBlocks: config.capacityBlocks, hostBlocks: Int(config.hostTierBytes / blockBytes),
+                    blockTokens: config.blockTokens, swapThreshold: config.retentionSwapThreshold, costModel: costModel,
+                    promptTokens: requests.map(\.inputTokens), turns: turns, chargesMoves: config.chargesHostWrites)
+            } catch { throw .invalidConfig(error.description) }
+            tiers.prefixLoadSource = retention
+        } else if config.hostTierBytes > 0 {
+            let tier = HostPrefixTier(capacityBlocks: Int(config.hostTierBytes / blockBytes))
             let rule = HostTierAdmission(costModel: costModel, blockTokens: config.blockTokens,
                                          referenceChunkTokens: config.scheduler.maxBatchedTokens)
             tiers.evictionObserver = tier
@@ -120,14 +157,31 @@ public final class ModelledEngine {
         var metrics = RunMetricsRecorder(requests: n)
         var t = n > 0 ? max(0, arrivals.nextTime) : 0
         let start = t
-        func recordFinished(_ finished: [FinishedRequest]) {
-            metrics.record(finished: finished)
-            for f in finished { arrivals.finished(Int(f.id.raw), at: f.finishTime) }
+        func check() throws(ModelledRunError) {
+            guard config.validatesEveryStep else { return }
+            do { try cache.validate() } catch { throw .invariant("the device pool: \(error)") }
+            do { try retention?.validate(heldBlocks: cache.capacityBlocks - cache.freeBlockCount) } catch {
+                throw .invariant(error.description)
+            }
         }
-        let kvPerBlock = Double(config.model.kvBytesPerToken * config.blockTokens)
+        func recordFinished(_ finished: [FinishedRequest]) throws(ModelledRunError) {
+            metrics.record(finished: finished)
+            for f in finished {
+                arrivals.finished(Int(f.id.raw), at: f.finishTime)
+                if f.reason != .capacity {
+                    retention?.finished(Int(f.id.raw), now: f.finishTime, heldBlocks: cache.capacityBlocks - cache.freeBlockCount)
+                }
+            }
+            if !finished.isEmpty { try check() }
+        }
+        let kvPerBlock = blockBytes
+        // Conversations' figures: each request's (device, host) tokens at its first admission.
+        var given: [(gpu: Int32, host: Int32)] = turns == nil ? [] : Array(repeating: (-1, -1), count: n)
         // The serving loop decides the stops (each request's true output, clipped to maxTokens, at least
         // 1); this event loop adds the arrivals and the fast-forward of repeated decode steps around it.
-        let loop = ServingLoop(scheduler: scheduler, engine: ModelledStep(costModel: costModel, kvBytesPerBlock: kvPerBlock),
+        let loop = ServingLoop(scheduler: scheduler,
+                               engine: ModelledStep(costModel: costModel, kvBytesPerBlock: kvPerBlock,
+                                                    copies: retention ?? (config.chargesHostWrites ? hostTier : nil)),
                                tiers: tiers)
         let capacity = Double(cache.capacityBlocks)
 
@@ -142,10 +196,11 @@ public final class ModelledEngine {
                 do { try loop.submit(req) } catch { throw Self.error(error) }
             }
             let planned: StepPlan?
+            retention?.clock = t
             do { planned = try loop.plan(now: t) } catch { throw Self.error(error) }
             guard let plan = planned else {
                 // No `complete` follows: collect what planning finished (requests that cannot fit).
-                recordFinished(loop.finished)
+                try recordFinished(loop.finished)
                 let due = arrivals.nextTime
                 if due < .infinity {
                     t = max(t, due)
@@ -154,9 +209,16 @@ public final class ModelledEngine {
                 if scheduler.isIdle { break }
                 throw .stalled(time: t, waiting: scheduler.waitingCount, running: scheduler.runningCount)
             }
+            if let retention {
+                retention.settle(plan, heldBlocks: cache.capacityBlocks - cache.freeBlockCount, now: t)
+                try check()
+            }
+            if !given.isEmpty { noteAdmissions(plan, retention: retention, into: &given) }
             var dt: Double
             do { dt = try loop.execute(plan) } catch { throw Self.error(error) }
-            for l in plan.prefixLoads { metrics.tierLoadBytes += Double(l.blocks.count) * kvPerBlock }
+            if retention == nil {
+                for l in plan.prefixLoads { metrics.tierLoadBytes += Double(l.blocks.count) * kvPerBlock }
+            }
             // A decode-only plan repeats unchanged until a request stops, needs a block, or an arrival
             // or aging deadline comes: run those steps in one go (same result, one event).
             var repeats = config.fastForward ? scheduler.repeatableDecodeSteps() : 0
@@ -167,6 +229,7 @@ public final class ModelledEngine {
             if repeats > 1 {
                 let bound = min(arrivals.nextTime, scheduler.nextAgingDeadline)
                 var step = work
+                step.hostTransferBytes = 0   // the copies happen once, in the first step
                 while steps < repeats && t + dt < bound {
                     step.advanceDecodes()
                     dt += costModel.stepSeconds(step)
@@ -178,11 +241,31 @@ public final class ModelledEngine {
             metrics.prefill(tokens: work.prefillTokens)
             t += dt
             do { try loop.complete(plan, tokens: nil, steps: steps, now: t) } catch { throw Self.error(error) }
-            recordFinished(loop.finished)
+            try recordFinished(loop.finished)
         }
         let s = scheduler.stats
         var report = metrics.report(policy: config.scheduler.reservation.rawValue, start: start, stats: s)
         report.evictionPolicy = config.evictionPolicy.rawValue
+        if let turns {
+            var c = ConversationRunReport(retention: config.retention?.rawValue ?? "prefix-cache", conversations: turns.conversations)
+            for i in 0 ..< n where given[i].gpu >= 0 {
+                c.addTurn(history: turns.historyTokens[i], gpu: Int(given[i].gpu), host: Int(given[i].host))
+            }
+            if let r = retention?.retention.counters {
+                c.swappedBlocks = r.swappedChunks
+                c.aheadOfTimeBlocks = r.aheadOfTimeChunks
+                c.droppedBlocks = r.droppedChunks
+            }
+            if let retention {
+                // The scheduler counts the retention's GPU chunks among its loads; the host's are these.
+                report.tierLoadTokens = retention.totals.hostHitTokens
+                report.tierLoadBytes = Double(retention.totals.hostHitTokens / config.blockTokens) * kvPerBlock
+                c.hostLinkBytes = Double(retention.hostLinkBlocks) * kvPerBlock
+            } else if let hostTier {
+                c.hostLinkBytes = Double(hostTier.stats.stored + hostTier.stats.loadedBlocks) * kvPerBlock
+            }
+            report.conversations = c
+        }
         if let hostTier, let admission {
             report.hostTier = HostTierRunReport(capacityBlocks: hostTier.capacityBlocks, loadsPay: admission.loadsPay,
                                                 loadSecondsPerBlock: admission.loadSecondsPerBlock,
@@ -190,5 +273,26 @@ public final class ModelledEngine {
                                                 stats: hostTier.stats, heldBlocks: hostTier.count)
         }
         return report
+    }
+}
+
+extension ModelledEngine {
+    /// Records, for each request whose first prefill `plan` holds, the tokens the device and host
+    /// memory supplied at its admission: the retention's GPU and host chunks, or the prefix cache's
+    /// device hit (the chunk's context less this plan's loads for it) and host loads.
+    /// O(prefills x prefix loads) per plan, only when conversations are reported.
+    func noteAdmissions(_ plan: StepPlan, retention: ConversationRetention?, into given: inout [(gpu: Int32, host: Int32)]) {
+        for p in plan.prefills {
+            let i = Int(p.id.raw)
+            guard given[i].gpu < 0 else { continue }
+            if let retention {
+                let g = retention.given(i) ?? (0, 0)   // taken at `load` or `settle`
+                given[i] = (Int32(g.gpu), Int32(g.host))
+            } else {
+                var loaded = 0
+                for l in plan.prefixLoads where l.id == p.id { loaded += l.tokens }
+                given[i] = (Int32(p.contextBefore - loaded), Int32(loaded))
+            }
+        }
     }
 }

@@ -34,7 +34,7 @@ public struct ModelledRunReport: Sendable {
     public var stalls: Int
     /// Prompt (and recompute) tokens computed by prefill chunks.
     public var prefillTokens = 0
-    /// Prompt tokens loaded from the host prefix tier instead of recomputed.
+    /// Prompt tokens loaded from the host prefix tier (or a retention's host chunks) instead of recomputed.
     public var tierLoadTokens = 0
     /// Bytes those loads moved over the host link (modelled).
     public var tierLoadBytes = 0.0
@@ -43,6 +43,8 @@ public struct ModelledRunReport: Sendable {
     /// Every finished request's modelled latencies, in finishing order (rejected requests left out):
     /// the distributions behind the percentiles, for per-request output and CDFs.
     public var latencies: [RequestLatency] = []
+    /// The conversations' history figures (`ModelledRunConfig.reportsConversations`); nil otherwise.
+    public var conversations: ConversationRunReport? = nil
     /// The same run without the host tier, for comparison (set by the caller that ran both).
     public var withoutTiers: (ttftP50: Double, ttftP99: Double, prefillTokens: Int)? = nil
 
@@ -58,6 +60,7 @@ public struct ModelledRunReport: Sendable {
          ("makespan_s", .double(makespan)), ("prefix_hit_tokens", .int(prefixHitTokens)),
          ("steps", .int(steps)), ("reservation_extensions", .int(extensions)), ("stalls", .int(stalls)),
          ("prefill_tokens", .int(prefillTokens))] + tierFields
+            + (conversations?.jsonFields ?? [])
     }
 
     /// The host-tier keys, present only when the run had a host tier.

@@ -126,15 +126,32 @@ public struct PensieveRetention: Sendable {
     /// Serves turn of conversation `c` (a dense id >= 0) at modelled time `now` (non-decreasing per
     /// conversation): a prompt of `promptTokens` that starts with the first `reusableTokens` of the
     /// conversation's history (all of it by default; the rest of the history is stale and goes), and a
-    /// reply of `outputTokens`. Precondition: sizes >= 0.
+    /// reply of `outputTokens`. The turn is served at once: `take`, `retain` of its whole context in
+    /// the whole GPU, then `swapAheadOfTime`. Precondition: sizes >= 0.
     public mutating func serve(conversation c: Int, now: Double, promptTokens: Int, outputTokens: Int,
                                reusableTokens: Int = .max) -> Served {
-        precondition(c >= 0 && promptTokens >= 0 && outputTokens >= 0 && reusableTokens >= 0, "ids and sizes are >= 0")
-        while length.count <= c {
-            length.append(0); gpuCount.append(0); hostCount.append(0); lastActive.append(now); cachedIndex.append(-1)
+        precondition(outputTokens >= 0, "sizes are >= 0")
+        let s = take(conversation: c, now: now, promptTokens: promptTokens, reusableTokens: reusableTokens)
+        retain(conversation: c, now: now, contextTokens: promptTokens + outputTokens, gpuCapacity: config.gpuChunks)
+        swapAheadOfTime(now: now, gpuCapacity: config.gpuChunks)
+        return s
+    }
+
+    // The phases of a turn, for a caller that runs the turn itself (the modelled engine's
+    // `ConversationRetention`: the turn's KV lives in the device pool while it runs, and the chunks
+    // the retention may hold are the pool's blocks that running requests do not hold, `gpuCapacity`).
+
+    /// What a turn of conversation `c` with `promptTokens` (starting with `reusableTokens` of its
+    /// history) would find now, changing nothing. O(1).
+    public func hits(conversation c: Int, promptTokens: Int, reusableTokens: Int = .max) -> Served {
+        precondition(promptTokens >= 0 && reusableTokens >= 0, "sizes are >= 0")
+        var s = Served()
+        guard c >= 0, c < length.count else {
+            s.newTokens = promptTokens
+            s.prefillSeconds = config.cost.seconds(tokens: promptTokens, contextBefore: 0)
+            return s
         }
         let C = config.chunkTokens
-        var s = Served()
         let history = min(length[c], promptTokens, reusableTokens)
         s.historyTokens = history
         s.newTokens = promptTokens - history
@@ -155,27 +172,75 @@ public struct PensieveRetention: Sendable {
         s.prefillSeconds = config.cost.seconds(tokens: s.recomputedTokens, contextBefore: recomputedContext)
             + config.cost.seconds(tokens: s.newTokens, contextBefore: history)
             + Double(s.hostHitTokens) * config.hostSecondsPerToken
-        // Take the conversation out of both tiers while it runs; it is never its own victim.
-        gpuUsed -= gpuCount[c]
-        hostUsed -= hostCount[c]
-        gpuCount[c] = 0
-        hostCount[c] = 0
-        setCached(c, false, now: now)
-        length[c] = promptTokens + outputTokens
+        return s
+    }
+
+    /// A turn of conversation `c` (a dense id >= 0) starts at `now`: returns `hits` and takes the
+    /// conversation out of both tiers (its GPU chunks become the turn's, its host chunks are loaded;
+    /// it is never a victim while it runs). O(log n).
+    public mutating func take(conversation c: Int, now: Double, promptTokens: Int, reusableTokens: Int = .max) -> Served {
+        precondition(c >= 0, "conversation ids are >= 0")
+        grow(to: c, now: now)
+        let s = hits(conversation: c, promptTokens: promptTokens, reusableTokens: reusableTokens)
+        release(c, now: now)
+        return s
+    }
+
+    /// A turn of conversation `c` ended at `now` with `contextTokens` of context to keep: the
+    /// conversation's chunks (any it still held are replaced) go to the GPU, up to `gpuCapacity`
+    /// chunks in all, moving or dropping other conversations' chunks to make room; a context longer
+    /// than `gpuCapacity` keeps its trailing chunks. O(chunks moved x log n).
+    public mutating func retain(conversation c: Int, now: Double, contextTokens: Int, gpuCapacity: Int) {
+        precondition(c >= 0 && contextTokens >= 0, "ids and sizes are >= 0")
+        grow(to: c, now: now)
+        if gpuCount[c] + hostCount[c] > 0 { release(c, now: now) }
+        let capacity = max(0, min(gpuCapacity, config.gpuChunks))
+        length[c] = contextTokens
         let total = chunks(c)
-        let need = min(total, config.gpuChunks)
-        while config.gpuChunks - gpuUsed < need { evictGPUChunks(need: need, now: now, aheadOfTime: false) }
+        let need = min(total, capacity)
+        makeRoom(gpuCapacity: capacity, need: need, now: now)
         gpuCount[c] = need
         counters.droppedChunks += total - need
         gpuUsed += need
         lastActive[c] = now
         setCached(c, need > 0, now: now)
-        // Ahead-of-time swapping into free host room.
+    }
+
+    /// Moves or drops GPU chunks, least valuable first, until at most `gpuCapacity` are held (a device
+    /// pool whose running requests grew). O(chunks moved x log n).
+    public mutating func fit(gpuCapacity: Int, now: Double) {
+        makeRoom(gpuCapacity: max(0, gpuCapacity), need: 0, now: now)
+    }
+
+    /// Ahead-of-time swapping: while fewer than `swapThreshold` of the GPU's chunks are free (of
+    /// `gpuCapacity`, the chunks the retention may hold), GPU chunks move to free host room (nothing
+    /// is dropped ahead of time). O(chunks moved x log n).
+    public mutating func swapAheadOfTime(now: Double, gpuCapacity: Int) {
         let floor = config.swapThreshold * Double(config.gpuChunks)
-        while Double(config.gpuChunks - gpuUsed) < floor && hostUsed < config.hostChunks && gpuUsed > 0 {
-            evictGPUChunks(need: Int(floor.rounded(.up)), now: now, aheadOfTime: true)
+        while Double(gpuCapacity - gpuUsed) < floor && hostUsed < config.hostChunks && gpuUsed > 0 {
+            evictGPUChunks(gpuCapacity: gpuCapacity, need: Int(floor.rounded(.up)), now: now, aheadOfTime: true)
         }
-        return s
+    }
+
+    /// Per-conversation storage up to id `c`.
+    private mutating func grow(to c: Int, now: Double) {
+        while length.count <= c {
+            length.append(0); gpuCount.append(0); hostCount.append(0); lastActive.append(now); cachedIndex.append(-1)
+        }
+    }
+
+    /// Takes conversation `c`'s chunks out of both tiers.
+    private mutating func release(_ c: Int, now: Double) {
+        gpuUsed -= gpuCount[c]
+        hostUsed -= hostCount[c]
+        gpuCount[c] = 0
+        hostCount[c] = 0
+        setCached(c, false, now: now)
+    }
+
+    /// Evicts GPU chunks until `gpuCapacity - gpuUsed >= need`.
+    private mutating func makeRoom(gpuCapacity: Int, need: Int, now: Double) {
+        while gpuCapacity - gpuUsed < need { evictGPUChunks(gpuCapacity: gpuCapacity, need: need, now: now, aheadOfTime: false) }
     }
 
     /// Modelled recompute time of conversation `c`'s next GPU victim chunk (host victim with `host`).
@@ -233,9 +298,10 @@ public struct PensieveRetention: Sendable {
     }
 
     /// Moves GPU chunks to the host (dropping them when the host cannot take them; ahead of time only
-    /// while the host has room) from the least valuable conversation until `need` chunks are free, that
+    /// while the host has room) from the least valuable conversation until `need` of `gpuCapacity`
+    /// chunks are free, that
     /// conversation runs out, or its next chunk is worth more than the runner-up's.
-    private mutating func evictGPUChunks(need: Int, now: Double, aheadOfTime: Bool) {
+    private mutating func evictGPUChunks(gpuCapacity: Int, need: Int, now: Double, aheadOfTime: Bool) {
         let (c, second) = leastValuable(host: false, now: now)
         precondition(c >= 0, "the GPU is full of chunks of the running conversation")
         repeat {
@@ -256,7 +322,7 @@ public struct PensieveRetention: Sendable {
             gpuUsed -= 1
             if gpuCount[c] + hostCount[c] == 0 { setCached(c, false, now: now); return }
             reindex(c, now: now)
-        } while config.gpuChunks - gpuUsed < need && gpuCount[c] > 0 && staysLeast(c, second: second, now: now)
+        } while gpuCapacity - gpuUsed < need && gpuCount[c] > 0 && staysLeast(c, second: second, now: now)
     }
 
     /// Drops the least valuable leading host chunk.

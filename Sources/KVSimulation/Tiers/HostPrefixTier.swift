@@ -14,7 +14,10 @@ import KVScheduler
 ///
 /// Every operation is O(1) per block (a hash lookup and list splicing); storage grows with use up to
 /// `capacityBlocks` nodes and is then reused. Single-threaded, like the cache manager that calls it.
-public final class HostPrefixTier: BlockEvictionObserver, PrefixLoadSource {
+///
+/// As `StepHostCopies` it reports its write-backs (keys stored) since the last drain, for an engine
+/// that charges copies down to the host link (`ModelledRunConfig.chargesHostWrites`).
+public final class HostPrefixTier: BlockEvictionObserver, PrefixLoadSource, StepHostCopies {
     /// Counters over the tier's life.
     public struct Stats: Sendable, Equatable {
         /// Keys stored (first time a block left the device, or again after being dropped).
@@ -47,6 +50,16 @@ public final class HostPrefixTier: BlockEvictionObserver, PrefixLoadSource {
 
     /// Keys held.
     public var count: Int { nodeOf.count }
+
+    private var storedAtDrain = 0
+
+    /// Keys stored since the last call (each a block copied down). O(1).
+    public func drainStepHostBlocks() -> Int {
+        defer { storedAtDrain = stats.stored }
+        return stats.stored - storedAtDrain
+    }
+
+    public var reportsPrefixLoads: Bool { false }
 
     /// Whether the tier holds `key`. O(1).
     public func contains(_ key: BlockKey) -> Bool { nodeOf[key] != nil }
