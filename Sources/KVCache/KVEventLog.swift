@@ -35,14 +35,6 @@ public struct KVEventLog: Sendable {
         case shared(ArraySlice<UInt32>)
         /// Copied into the log: `head` then `tail` (a run across a prompt's end is in two pieces).
         case copied(UnsafeBufferPointer<UInt32>, UnsafeBufferPointer<UInt32>)
-
-        var count: Int {
-            switch self {
-            case .none: 0
-            case .shared(let t): t.count
-            case .copied(let head, let tail): head.count + tail.count
-            }
-        }
     }
 
     private(set) var records: [Record] = []

@@ -73,13 +73,7 @@ struct TierAdmissionTests {
             var config = KVCacheConfig(blockTokens: 4, capacityBlocks: TierAdmissionTests.capacity)
             config.recordEvents = true
             s = try KVCacheManager(config)
-            var tc = TierConfig(layout: TierLockStepTests.layout, hostBlocks: TierAdmissionTests.hostBlocks)
-            tc.layerGroups = 2
-            tc.workers = 1
-            tc.recordEvents = true
-            tc.calibrateAtStart = false
-            tc.lockHostMemory = false
-            tc.synchronousEvictionCopies = true
+            let tc = TierLockStepTests.twinConfig(hostBlocks: TierAdmissionTests.hostBlocks)
             sMemory = try HostDeviceMemory(layout: TierLockStepTests.layout, capacityBlocks: TierAdmissionTests.capacity)
             sTiers = try KVTierManager(config: tc, device: sMemory)
             // The runtime's wiring (ServingTiers): eviction observer and lower-tier events.

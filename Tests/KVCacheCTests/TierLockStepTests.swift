@@ -14,6 +14,19 @@ import Testing
 /// the disk tier and loads bring them back through host.
 struct TierLockStepTests {
     static let layout = try! KVGeometry(layers: 2, kvHeads: 1, headDim: 8, dtype: .fp16, blockTokens: 4)
+
+    /// The Swift twin's tier configuration, as the C side's is set: two layer groups, one worker, events on,
+    /// eviction copies made at once, no calibration and no page-locking, so both sides run alike.
+    static func twinConfig(hostBlocks: Int, disk: DiskStoreConfig? = nil) -> TierConfig {
+        var tc = TierConfig(layout: layout, hostBlocks: hostBlocks, disk: disk)
+        tc.layerGroups = 2
+        tc.workers = 1
+        tc.recordEvents = true
+        tc.calibrateAtStart = false
+        tc.lockHostMemory = false
+        tc.synchronousEvictionCopies = true
+        return tc
+    }
     static let deviceBlocks = 8
     static let hostBlocks = 5
 
@@ -54,15 +67,10 @@ struct TierLockStepTests {
             }
             guard status == 0, let out else { throw CStatus(status) }
             c = out
-            var tc = TierConfig(layout: TierLockStepTests.layout, hostBlocks: TierLockStepTests.hostBlocks,
-                                disk: DiskStoreConfig(directory: dirS.path, capacityBytes: 1 << 22, layout: TierLockStepTests.layout))
-            tc.layerGroups = 2
-            tc.workers = 1
+            var tc = TierLockStepTests.twinConfig(
+                hostBlocks: TierLockStepTests.hostBlocks,
+                disk: DiskStoreConfig(directory: dirS.path, capacityBytes: 1 << 22, layout: TierLockStepTests.layout))
             tc.spillWatermark = 1
-            tc.recordEvents = true
-            tc.calibrateAtStart = false
-            tc.lockHostMemory = false
-            tc.synchronousEvictionCopies = true
             sDevice = try HostDeviceMemory(layout: TierLockStepTests.layout, capacityBlocks: TierLockStepTests.deviceBlocks)
             s = try KVTierManager(config: tc, device: sDevice)
             rng = SplitMix64(seed: seed)
