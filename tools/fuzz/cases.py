@@ -48,6 +48,9 @@ def replay_seq_flags(rng, folder, fx):
 def replay_timed_flags(rng, folder, fx):
     argv = ["replay", "--mode", "timed", "--limit", "40"]
     argv += numeric_flags(rng, REPLAY_TIMED_FLAGS)
+    if rng.random() < 0.25:   # Pensieve's retention in the timed engine
+        argv += ["--pensieve", "--policy", rng.choice(["lru,pensieve,conversation-lru", "pensieve", "fifo", ",", ""])]
+        argv += numeric_flags(rng, ["--pensieve-swap-threshold", "--cpu-gib", "--kv-gib"], count=1)
     if rng.random() < 0.2:
         argv += [rng.choice(["--order", "--reservation", "--compare", "--model", "--hardware", "--predictor"]),
                  rng.choice(["", "spf", "x", "oracle,oracle", "predicted,", "h200", "jamba-hybrid"])]
@@ -124,7 +127,9 @@ def replay_marconi(rng, folder, fx):
     argv = ["replay", "--format", "marconi", "--trace", formats.make_marconi(rng, folder)]
     argv += ["--model", rng.choice(["hybrid-7b"] * 4 + ["jamba-1.5-mini", "nemotron-h-8b", "x", ""])]
     argv.append("--capacity-gb=" + (values.flag_number(rng) if rng.random() < 0.25 else rng.choice(["0.0001", "0.01", "2"])))
-    argv += ["--policy", rng.choice(["vllm+,sglang+,marconi-sim,marconi"] * 4 + ["marconi", "sglang+", "lru", ","])]
+    argv += ["--policy", rng.choice(["vllm+,sglang+,marconi-sim,marconi"] * 4 + ["marconi", "sglang+", "lru", ",", "adaptive"])]
+    if rng.random() < 0.3:   # the adaptive policy's tuner
+        argv += numeric_flags(rng, ["--adaptive-window", "--adaptive-margin", "--adaptive-decay", "--adaptive-first-factor"])
     if rng.random() < 0.4:
         target = rng.choice(["plain", "dir", "fifo", "device", "symlink", "dangling", "missing-parent"])
         argv += ["--per-request", os.path.join(folder, "per-request.csv") if target == "plain"
