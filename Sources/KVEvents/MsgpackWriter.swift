@@ -11,6 +11,9 @@ final class MsgpackWriter {
     let packer: UnsafeMutablePointer<msgpack_packer>
 
     init() {
+        // `keys` hands the keys to C as (low, high) pairs of 64-bit words.
+        precondition(MemoryLayout<BlockKey>.offset(of: \BlockKey.lo) == 0 && MemoryLayout<BlockKey>.offset(of: \BlockKey.hi) == 8
+                     && MemoryLayout<BlockKey>.stride == 16, "BlockKey is not (lo, hi)")
         buffer = .allocate(capacity: 1)
         msgpack_sbuffer_init(buffer)
         packer = .allocate(capacity: 1)
@@ -56,9 +59,21 @@ final class MsgpackWriter {
         withUnsafeBytes(of: &be) { _ = msgpack_pack_bin_body(packer, $0.baseAddress, 16) }
     }
 
-    /// `keys` as an array of `bin 16`.
+    /// `keys` as an array of `bin 16`, packed in bulk (msgpack-c's packer with an inlined sink). O(keys).
     func keys(_ keys: some Collection<BlockKey>) {
-        msgpack_pack_array(packer, keys.count)
-        for k in keys { key(k) }
+        if keys.withContiguousStorageIfAvailable({ self.keys($0) }) == nil {
+            Array(keys).withUnsafeBufferPointer { self.keys($0) }
+        }
+    }
+
+    func keys(_ keys: UnsafeBufferPointer<BlockKey>) {
+        let rc = keys.withMemoryRebound(to: UInt64.self) { kvcache_pack_hash128_array(buffer, $0.baseAddress, keys.count) }
+        precondition(rc == 0, "out of memory encoding \(keys.count) block hashes")
+    }
+
+    /// `values` as an array of unsigned integers, packed in bulk. O(values).
+    func uint32s(_ values: UnsafeBufferPointer<UInt32>) {
+        let rc = kvcache_pack_uint32_array(buffer, values.baseAddress, values.count)
+        precondition(rc == 0, "out of memory encoding \(values.count) token ids")
     }
 }

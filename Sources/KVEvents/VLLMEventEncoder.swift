@@ -75,8 +75,7 @@ public final class VLLMEventEncoder {
             out.string("parent_block_hash")
             if let parent { out.key(parent) } else { msgpack_pack_nil(packer) }
             out.string("token_ids")
-            msgpack_pack_array(packer, tokens.count)
-            for t in tokens { msgpack_pack_uint32(packer, t) }
+            out.uint32s(tokens)
             out.string("block_size"); msgpack_pack_int64(packer, Int64(blockTokens))
             out.string("lora_id"); msgpack_pack_nil(packer)
             out.string("medium"); out.string(medium.name(of: tier))
