@@ -12,7 +12,8 @@
 /// them one event; `appendStored` does both for a stored run whose keys are at hand, with one copy of
 /// them. Records only ever close pending keys, so a record's keys are those after the previous record's.
 public struct KVEventLog: Sendable {
-    struct Record: Sendable {
+    // Sendable: `sharedBase` points into memory that is never written again while `owners` keeps it alive.
+    struct Record: @unchecked Sendable {
         enum Kind: UInt8, Sendable { case stored, removed, cleared }
         var kind: Kind
         var tier: Tier
@@ -23,8 +24,11 @@ public struct KVEventLog: Sendable {
         /// End of this event's copied token ids in `tokens` (likewise).
         var tokenEnd: Int
         var parent: BlockKey
-        /// A stored event's shared token ids (a slice of the recording sequence's prompt).
-        var shared: ArraySlice<UInt32>
+        /// A stored event's shared token ids, read in place: the memory of a slice of the recording
+        /// sequence's prompt that `owners` keeps alive (nil and 0 when there are none). Plain values, so
+        /// that reading, copying or emptying records touches no reference count.
+        var sharedBase: UnsafePointer<UInt32>?
+        var sharedCount: Int
     }
 
     /// A stored run's token ids as the recorder hands them over.
@@ -40,6 +44,10 @@ public struct KVEventLog: Sendable {
     private(set) var records: [Record] = []
     private(set) var keys: [BlockKey] = []
     private(set) var tokens: [UInt32] = []
+    /// The prompt slices whose memory stored records point into, one per such record: held here so the
+    /// memory stays valid while the log does; only the recording thread (which empties the log) ever
+    /// touches their reference counts, never a reader on another thread.
+    private var owners: [ArraySlice<UInt32>] = []
 
     public init() {}
 
@@ -90,29 +98,35 @@ public struct KVEventLog: Sendable {
     /// ones, O(tokens) for copied ones.
     public mutating func closeStored(parent: BlockKey?, blockTokens: Int, tier: Tier, tokens: StoredTokens) {
         guard pendingKeys > 0 else { return }
-        var shared: ArraySlice<UInt32> = []
+        var base: UnsafePointer<UInt32>? = nil, count = 0
         switch tokens {
         case .none: break
-        case .shared(let t): shared = t
+        case .shared(let t) where !t.isEmpty:
+            // The slice's memory stays put: the array is never written again and `owners` holds it.
+            base = t.withUnsafeBufferPointer { $0.baseAddress }
+            count = t.count
+            owners.append(t)
+        case .shared: break
         case .copied(let head, let tail):
             self.tokens.append(contentsOf: head)
             self.tokens.append(contentsOf: tail)
         }
         records.append(Record(kind: .stored, tier: tier, hasParent: parent != nil, blockTokens: Int32(blockTokens),
-                              keyEnd: keys.count, tokenEnd: self.tokens.count, parent: parent ?? .zero, shared: shared))
+                              keyEnd: keys.count, tokenEnd: self.tokens.count, parent: parent ?? .zero,
+                              sharedBase: base, sharedCount: count))
     }
 
     /// Closes the pending keys as one `.blockRemoved` event (nothing when there are none). O(1) amortized.
     public mutating func closeRemoved(tier: Tier) {
         guard pendingKeys > 0 else { return }
         records.append(Record(kind: .removed, tier: tier, hasParent: false, blockTokens: 0, keyEnd: keys.count,
-                              tokenEnd: tokens.count, parent: .zero, shared: []))
+                              tokenEnd: tokens.count, parent: .zero, sharedBase: nil, sharedCount: 0))
     }
 
     /// Records `.allBlocksCleared`. Precondition: no pending keys. O(1) amortized.
     public mutating func appendCleared() {
         records.append(Record(kind: .cleared, tier: .device, hasParent: false, blockTokens: 0, keyEnd: keys.count,
-                              tokenEnd: tokens.count, parent: .zero, shared: []))
+                              tokenEnd: tokens.count, parent: .zero, sharedBase: nil, sharedCount: 0))
     }
 
     /// Forgets every event (and pending key), keeping the buffers' capacity. O(events).
@@ -120,6 +134,7 @@ public struct KVEventLog: Sendable {
         records.removeAll(keepingCapacity: true)
         keys.removeAll(keepingCapacity: true)
         tokens.removeAll(keepingCapacity: true)
+        owners.removeAll(keepingCapacity: true)
     }
 
     /// Moves the closed events of `other` after this log's, leaving `other` empty (its capacity kept) and
@@ -140,8 +155,10 @@ public struct KVEventLog: Sendable {
             r.tokenEnd += tokenBase
             records.append(r)
         }
+        owners.append(contentsOf: other.owners)
         other.records.removeAll(keepingCapacity: true)
         other.tokens.removeAll(keepingCapacity: true)
+        other.owners.removeAll(keepingCapacity: true)
         other.keys.removeFirst(closedKeys)
     }
 
@@ -183,10 +200,9 @@ public struct KVEventLog: Sendable {
                             body(.stored(keys: run, parent: rb[i].hasParent ? rb[i].parent : nil, blockTokens: Int(rb[i].blockTokens),
                                          tier: rb[i].tier, tokens: UnsafeBufferPointer(rebasing: tb[t ..< tokenEnd])))
                         case .stored:
-                            rb[i].shared.withUnsafeBufferPointer { ids in
-                                body(.stored(keys: run, parent: rb[i].hasParent ? rb[i].parent : nil,
-                                             blockTokens: Int(rb[i].blockTokens), tier: rb[i].tier, tokens: ids))
-                            }
+                            body(.stored(keys: run, parent: rb[i].hasParent ? rb[i].parent : nil,
+                                         blockTokens: Int(rb[i].blockTokens), tier: rb[i].tier,
+                                         tokens: UnsafeBufferPointer(start: rb[i].sharedBase, count: rb[i].sharedCount)))
                         case .removed:
                             body(.removed(keys: run, tier: rb[i].tier))
                         case .cleared:
@@ -215,8 +231,8 @@ public struct KVEventLog: Sendable {
     }
 
     /// Checks the log's invariants: record ends never decrease and stay within the keys, a stored or
-    /// removed event has keys and a clearing none, and a stored event's token ids are none or exactly
-    /// its blocks'. O(events).
+    /// removed event has keys and a clearing none, a stored event's token ids are none or exactly its
+    /// blocks', and shared ones are the memory of a slice the log holds (one per such event). O(events).
     public func validate() throws(InvariantViolation) {
         var k = 0, t = 0
         for (i, r) in records.enumerated() {
@@ -229,8 +245,8 @@ public struct KVEventLog: Sendable {
             guard r.tokenEnd >= t, r.tokenEnd <= tokens.count else {
                 throw InvariantViolation("event log record \(i) ends outside the copied token ids or before the previous one")
             }
-            let copied = r.tokenEnd - t, n = copied + r.shared.count
-            guard copied == 0 || r.shared.isEmpty else {
+            let copied = r.tokenEnd - t, n = copied + r.sharedCount
+            guard copied == 0 || r.sharedCount == 0 else {
                 throw InvariantViolation("event log record \(i) has both shared and copied token ids")
             }
             guard n == 0 || (r.kind == .stored && n == (r.keyEnd - k) * Int(r.blockTokens)) else {
@@ -240,5 +256,13 @@ public struct KVEventLog: Sendable {
             t = r.tokenEnd
         }
         guard t == tokens.count else { throw InvariantViolation("event log holds copied token ids of no event") }
+        var owner = 0
+        for (i, r) in records.enumerated() where r.sharedCount > 0 {
+            guard owner < owners.count,
+                  owners[owner].withUnsafeBufferPointer({ $0.baseAddress == r.sharedBase && $0.count == r.sharedCount })
+            else { throw InvariantViolation("event log record \(i): its shared token ids are not the memory of the slice it holds") }
+            owner += 1
+        }
+        guard owner == owners.count else { throw InvariantViolation("event log holds prompt slices of no event") }
     }
 }
