@@ -23,7 +23,8 @@ import Synchronization
 /// reused, answers replay requests, and hands the sent batches back; the caller empties their logs (so
 /// those references are released on the thread that took them) for the next batches. The serving loop
 /// never waits on encoding or sockets. The queue is unbounded (a batch is never lost before it is
-/// numbered and sent); `close` sends what is queued before it stops. A full PUB queue (`hwm` batches) drops batches for slow
+/// numbered and sent; `unsentBatches` is its length, `threadCPUSeconds` the thread's cost); `close`
+/// sends what is queued before it stops. A full PUB queue (`hwm` batches) drops batches for slow
 /// subscribers, as ZMQ PUB does; they find the gap by the sequence numbers and ask the replay socket.
 // Sendable: the sockets, the encoder and the ring belong to the publisher thread; `shared` is guarded by
 // `lock`; `nextSequence` is the publishing caller's.
@@ -92,6 +93,10 @@ public final class ZmqEventPublisher: @unchecked Sendable {
     /// Spare logs kept: the batches of a few of the thread's millisecond wake-ups at a publish per
     /// request of a fast serving loop; a few MB at most.
     private static let maxSpareLogs = 1024
+    /// Batches handed to libzmq so far (the thread's; read by anyone).
+    private let sentBatches = Atomic<Int64>(0)
+    /// Nanoseconds of CPU time the publisher thread has spent encoding and sending (the thread's).
+    private let threadNanos = Atomic<Int64>(0)
 
     public init(_ config: Config) throws(KVEventsError) {
         guard config.bufferSteps >= 1, config.hwm >= 1 else {
@@ -215,12 +220,15 @@ public final class ZmqEventPublisher: @unchecked Sendable {
 
     /// The publisher thread's half of the batches in `h`: encode each from where it lies, send, keep for
     /// replay.
-    private func send(_ h: Handoff) {
+    /// The logs are read through a buffer pointer, so that no reference count of theirs changes here.
+    private func send(_ h: borrowing Handoff) {
         var event = 0
-        for (i, b) in h.batches.enumerated() {
-            send(b.seq, encoder.encode(log: h.logs[i], records: 0 ..< h.logs[i].count, then: h.events[event ..< b.eventEnd],
-                                       timestamp: b.timestamp, dataParallelRank: config.dataParallelRank))
-            event = b.eventEnd
+        h.logs.withUnsafeBufferPointer { logs in
+            for (i, b) in h.batches.enumerated() {
+                send(b.seq, encoder.encode(log: logs[i], records: 0 ..< logs[i].count, then: h.events[event ..< b.eventEnd],
+                                           timestamp: b.timestamp, dataParallelRank: config.dataParallelRank))
+                event = b.eventEnd
+            }
         }
     }
 
@@ -241,6 +249,15 @@ public final class ZmqEventPublisher: @unchecked Sendable {
             ring.next = (ring.next + 1) % steps
         }
     }
+
+    /// Batches numbered but not yet handed to libzmq: the publisher thread's backlog. A serving loop
+    /// that publishes faster than the thread encodes sees it grow (memory grows with it: a batch is never
+    /// dropped before it is sent). The publishing caller's, as `publish`. O(1).
+    public var unsentBatches: Int64 { nextSequence - sentBatches.load(ordering: .acquiring) }
+
+    /// CPU time the publisher thread has spent encoding and sending batches, in seconds (its wake-ups
+    /// and replay answers not counted). O(1).
+    public var threadCPUSeconds: Double { Double(threadNanos.load(ordering: .relaxed)) / 1e9 }
 
     /// Seconds since the epoch from the real-time clock.
     public static func now() -> Double {
@@ -281,7 +298,12 @@ public final class ZmqEventPublisher: @unchecked Sendable {
                 q.sent = true   // harmless when `taken` was the first, empty one
                 return true
             }
-            if got { send(taken) }
+            if got {
+                let start = KVClock.threadCPUNanos()
+                send(taken)
+                threadNanos.add(Int64(KVClock.threadCPUNanos() &- start), ordering: .relaxed)
+                sentBatches.add(Int64(taken.batches.count), ordering: .releasing)
+            }
             guard open else { return }
             guard let replay else { usleep(1000); continue }
             guard zmq_poll(&item, 1, 1) > 0 else { continue }
