@@ -48,6 +48,7 @@ struct BenchCoreCommand: ParsableCommand {
             ("serve_wall_ns_per_block", o.offWallNanosPerBlock, "ns/block  events and metrics off, wall time"),
             ("serve_observed_wall_ns_per_block", o.onWallNanosPerBlock, "ns/block  on, wall time (the publisher thread shares the machine)"),
             ("observed_over_off_wall", o.wallRatio, "x         on / off, wall time"),
+            ("publisher_ns_per_block", o.publisherNanosPerBlock, "ns/block  the publisher thread's CPU (msgpack encoding, PUB send, replay ring)"),
         ]
         if json {
             try reportOutput.emit(command: "bench core", object: .object([("repetitions", .int(repetitions)), ("block_tokens", .int(16)), ("prompt_tokens", .int(32_768))]
@@ -55,7 +56,8 @@ struct BenchCoreCommand: ParsableCommand {
                                      + [("evict_ns_per_block_by_policy", .object(f.evictNanosPerBlockByPolicy.map { ($0.policy, .double($0.nanos)) }))]))
         } else {
             for (k, v, what) in figures {
-                print("\(k.padding(toLength: 24, withPad: " ", startingAt: 0)) \(String(format: v > 1e5 ? "%.3e" : "%.1f", v))  \(what)")
+                let format = v > 1e5 ? "%.3e" : what.hasPrefix("x ") ? "%.3f" : "%.1f"
+                print("\(k.padding(toLength: 24, withPad: " ", startingAt: 0)) \(String(format: format, v))  \(what)")
             }
             print("evict ns/block by policy (the same workload): "
                   + f.evictNanosPerBlockByPolicy.map { "\($0.policy) \(String(format: "%.0f", $0.nanos))" }.joined(separator: ", "))
