@@ -45,20 +45,23 @@ static inline int kvcache_pack_uint32_array(msgpack_sbuffer* sbuf, const uint32_
     return 0;
 }
 
+/* One 128-bit block hash as `bin 16`: the high 64 bits first, both big-endian (docs/BLOCK_KEYS.md's
+   hex as bytes). The packer's status: 0, or -1 when its sink failed. */
+static inline int kvcache_pack_hash128(msgpack_packer* pk, uint64_t lo, uint64_t hi) {
+    uint64_t be[2] = { htobe64(hi), htobe64(lo) };
+    if (msgpack_pack_bin(pk, 16) != 0) return -1;
+    return msgpack_pack_bin_body(pk, be, 16);
+}
+
 /* `n` 128-bit block hashes, each given as (low 64 bits, high 64 bits) in `halves`, as a msgpack
-   array of `bin 16`: the high 64 bits first, both big-endian. 0, or -1 when memory is short
-   (nothing written then). */
+   array of `kvcache_pack_hash128`'s. 0, or -1 when memory is short (nothing written then). */
 static inline int kvcache_pack_hash128_array(msgpack_sbuffer* sbuf, const uint64_t* halves, size_t n) {
     if (kvcache_sbuffer_reserve(sbuf, 5 + 18 * n) != 0) return -1;
     msgpack_sbuffer local = *sbuf;
     msgpack_packer pk;
     msgpack_packer_init(&pk, &local, kvcache_sbuffer_append_reserved);
     msgpack_pack_array(&pk, n);
-    for (size_t i = 0; i < n; i++) {
-        uint64_t be[2] = { htobe64(halves[2 * i + 1]), htobe64(halves[2 * i]) };
-        msgpack_pack_bin(&pk, 16);
-        msgpack_pack_bin_body(&pk, be, 16);
-    }
+    for (size_t i = 0; i < n; i++) kvcache_pack_hash128(&pk, halves[2 * i], halves[2 * i + 1]);
     sbuf->size = local.size;
     return 0;
 }

@@ -53,11 +53,7 @@ final class MsgpackWriter {
     }
 
     /// `k` as `bin 16`: high 64 bits first, both halves big-endian (docs/BLOCK_KEYS.md's hex as bytes).
-    func key(_ k: BlockKey) {
-        var be = (k.hi.bigEndian, k.lo.bigEndian)
-        msgpack_pack_bin(packer, 16)
-        withUnsafeBytes(of: &be) { _ = msgpack_pack_bin_body(packer, $0.baseAddress, 16) }
-    }
+    func key(_ k: BlockKey) { _ = kvcache_pack_hash128(packer, k.lo, k.hi) }
 
     /// `keys` as an array of `bin 16`, packed in bulk (msgpack-c's packer with an inlined sink). O(keys).
     func keys(_ keys: some Collection<BlockKey>) {
