@@ -453,9 +453,9 @@ public final class KVCacheManager {
     }
 
     /// `drainEvents(into:)` in the recorded form, for a publisher that builds the `KVEvent`s on its own
-    /// thread: this pool's events move into `log` (a swap of buffers when `log` is empty, so the pool
-    /// keeps `log`'s capacity and nothing is copied), those of `lowerTierEvents` into `lowerTiers`; read
-    /// `log`'s events before `lowerTiers`. O(1) for an empty `log` and no lower tiers.
+    /// thread: this pool's events are appended to `log` (`KVEventLog.take(from:)`: records and keys
+    /// copied, token ids still shared, each log keeping its buffers), those of `lowerTierEvents` to
+    /// `lowerTiers`; read `log`'s events before `lowerTiers`. O(this pool's recorded events and keys).
     public func drainEvents(into log: inout KVEventLog, lowerTiers: inout [KVEvent]) {
         log.take(from: &events)
         for source in lowerTierEvents { source.drainEvents(into: &lowerTiers) }

@@ -1,8 +1,8 @@
 /// The device pool's `KVEvent`s as the manager records them: flat buffers (the keys of every event in
 /// one array, one record per event, a stored run's token ids either a slice of the recording sequence's
 /// prompt, shared rather than copied, or copied into one array of the log's), so recording allocates
-/// nothing once the buffers have grown, and handing a batch to another thread is a swap of buffers, not a
-/// copy of events. The `KVEvent`s themselves (arrays of their own) are built only
+/// nothing once the buffers have grown, and handing a batch to another thread is a copy of flat records
+/// and keys (`take(from:)`), not of events or token ids. The `KVEvent`s themselves (arrays of their own) are built only
 /// when the log is read (`appendEvents(to:)`), by whoever reads it: a publisher does so on its own
 /// thread, off the serving path. Events are kept in recording order; reading gives exactly the events
 /// that were recorded.
@@ -137,29 +137,31 @@ public struct KVEventLog: Sendable {
         owners.removeAll(keepingCapacity: true)
     }
 
-    /// Moves the closed events of `other` after this log's, leaving `other` empty (its capacity kept) and
-    /// its pending keys pending: a swap when this log is empty, a copy otherwise. Precondition: this log
-    /// has no pending keys. O(1) or O(other's size).
+    /// Moves the closed events of `other` after this log's, leaving `other` empty and its pending keys
+    /// pending. A copy of the records and keys (never of shared token ids), so that each log keeps its
+    /// own buffers and their capacity: a publisher's queue stays grown to its backlog and the recorder's
+    /// log to one step, and after the first steps neither allocates. Precondition: this log has no
+    /// pending keys. O(other's events and keys).
     public mutating func take(from other: inout KVEventLog) {
         let pending = other.pendingKeys
-        if keys.isEmpty && records.isEmpty && pending == 0 {
-            swap(&self, &other)
-            return
-        }
         let keyBase = keys.count, tokenBase = tokens.count
         let closedKeys = other.keys.count - pending
-        keys.append(contentsOf: other.keys[..<closedKeys])
-        tokens.append(contentsOf: other.tokens)   // pending keys have no token ids yet
+        other.keys.withUnsafeBufferPointer { keys.append(contentsOf: UnsafeBufferPointer(rebasing: $0[..<closedKeys])) }
         for var r in other.records {
             r.keyEnd += keyBase
             r.tokenEnd += tokenBase
             records.append(r)
         }
-        owners.append(contentsOf: other.owners)
         other.records.removeAll(keepingCapacity: true)
-        other.tokens.removeAll(keepingCapacity: true)
-        other.owners.removeAll(keepingCapacity: true)
-        other.keys.removeFirst(closedKeys)
+        if !other.tokens.isEmpty {   // pending keys have no token ids yet
+            tokens.append(contentsOf: other.tokens)
+            other.tokens.removeAll(keepingCapacity: true)
+        }
+        if !other.owners.isEmpty {
+            owners.append(contentsOf: other.owners)
+            other.owners.removeAll(keepingCapacity: true)
+        }
+        if pending == 0 { other.keys.removeAll(keepingCapacity: true) } else { other.keys.removeFirst(closedKeys) }
     }
 
     /// One recorded event read in place: its keys and token ids are the log's memory or the recording

@@ -14,18 +14,20 @@ import Synchronization
 ///   marker `[identity, "", "", -1 (8 bytes BE), ""]`; the last `bufferSteps` batches are kept.
 ///
 /// As in vLLM, a publisher thread does the work: `publish` (the scheduler loop's call, single-threaded
-/// by contract) only numbers the batch and queues it under a mutex. `publish(from:)` swaps the manager's
-/// event log (`KVEventLog`) for an emptied one of its own and queues it, so nothing is copied and, once
-/// the spare logs have grown to the largest backlog, nothing allocated on the serving thread. The thread
-/// takes every waiting batch at once (a swap), encodes each straight from its log (no `KVEvent` is built
-/// for it; it takes no reference to the token arrays the log shares with the manager's sequences) into a
-/// reused buffer, hands the frames to libzmq, copies the payload into a ring slot whose capacity is
-/// reused, answers replay requests, and hands the sent batches back; the caller empties their logs (so
-/// those references are released on the thread that took them) for the next batches. The serving loop
-/// never waits on encoding or sockets. The queue is unbounded (a batch is never lost before it is
-/// numbered and sent; `unsentBatches` is its length, `threadCPUSeconds` the thread's cost); `close`
-/// sends what is queued before it stops. A full PUB queue (`hwm` batches) drops batches for slow
-/// subscribers, as ZMQ PUB does; they find the gap by the sequence numbers and ask the replay socket.
+/// by contract) only numbers the batch and queues it under a mutex. `publish(from:)` moves the manager's
+/// recorded events (`KVEventLog`) into the one log the queue holds for every waiting batch (a copy of
+/// the records and keys, never of the token ids, which stay shared with the prompts), so the serving
+/// thread writes to the same few logs all the time (its own, one step long, and the queue's) and, once
+/// they have grown to the largest backlog, allocates nothing. The thread takes every waiting batch at
+/// once (a swap of the queue), encodes each straight from the log (no `KVEvent` is built for it; it
+/// takes no reference to the token arrays the log shares with the manager's sequences) into a reused
+/// buffer, hands the frames to libzmq, copies the payload into a ring slot whose capacity is reused,
+/// answers replay requests, and hands the sent batches back; the caller empties them (so those
+/// references are released on the thread that took them) for the next batches. The serving loop never
+/// waits on encoding or sockets. The queue is unbounded (a batch is never lost before it is numbered and
+/// sent; `unsentBatches` is its length, `threadCPUSeconds` the thread's cost); `close` sends what is
+/// queued before it stops. A full PUB queue (`hwm` batches) drops batches for slow subscribers, as ZMQ
+/// PUB does; they find the gap by the sequence numbers and ask the replay socket.
 // Sendable: the sockets, the encoder and the ring belong to the publisher thread; `shared` is guarded by
 // `lock`; `nextSequence` is the publishing caller's.
 public final class ZmqEventPublisher: @unchecked Sendable {
@@ -51,16 +53,18 @@ public final class ZmqEventPublisher: @unchecked Sendable {
         var next = 0   // slot of the next batch once `entries` is full
     }
 
-    /// Numbered batches waiting for the publisher thread, in order: batch i is the device events of
-    /// `logs[i]`, then `events` from the previous batch's `eventEnd` to its own (lower tiers' events, or
-    /// those given to `publish(_:timestamp:)`). The two threads swap it whole.
+    /// Numbered batches waiting for the publisher thread, in order: a batch is the records of `log`
+    /// from the previous batch's `recordEnd` to its own (the device events), then `events` from the
+    /// previous batch's `eventEnd` to its own (lower tiers' events, or those given to
+    /// `publish(_:timestamp:)`). The two threads swap it whole.
     private struct Handoff {
         struct Batch {
             var seq: Int64
             var timestamp: Double
+            var recordEnd: Int
             var eventEnd: Int
         }
-        var logs: [KVEventLog] = []   // batch i's device events
+        var log = KVEventLog()
         var events: [KVEvent] = []
         var batches: [Batch] = []
     }
@@ -88,11 +92,6 @@ public final class ZmqEventPublisher: @unchecked Sendable {
     // The publishing caller's (single-threaded by contract), so its per-access exclusivity checks are off.
     /// Sequence number of the next batch.
     @exclusivity(unchecked) public private(set) var nextSequence: Int64 = 0
-    /// Emptied logs for the next batches (their capacity kept). The publishing caller's.
-    @exclusivity(unchecked) private var spareLogs: [KVEventLog] = []
-    /// Spare logs kept: the batches of a few of the thread's millisecond wake-ups at a publish per
-    /// request of a fast serving loop; a few MB at most.
-    private static let maxSpareLogs = 1024
     /// Batches handed to libzmq so far (the thread's; read by anyone).
     private let sentBatches = Atomic<Int64>(0)
     /// Nanoseconds of CPU time the publisher thread has spent encoding and sending (the thread's).
@@ -163,42 +162,33 @@ public final class ZmqEventPublisher: @unchecked Sendable {
         guard !events.isEmpty, running.load(ordering: .relaxed) else { return nil }
         return withQueue { q in
             reclaim(&q)
-            q.handoff.logs.append(KVEventLog())
             q.handoff.events.append(contentsOf: events)
             return number(&q.handoff, timestamp: timestamp)
         }
     }
 
     /// Drains `manager`'s events (and its lower tiers') and queues them as one batch stamped now, or
-    /// returns nil when there were none. The manager's log is swapped for a spare one: O(1) besides
-    /// the lower tiers' events and emptying the batches the thread has handed back (O(their events),
-    /// once each); allocates only while the spare logs grow.
+    /// returns nil when there were none. O(the batch's records and keys) for the copy into the queue's
+    /// log, besides the lower tiers' events, plus, once per wake-up of the thread, emptying the batches
+    /// it has handed back; allocates only while the queue's buffers grow.
     @discardableResult
     public func publish(from manager: KVCacheManager) -> Int64? {
         guard running.load(ordering: .relaxed) else { return nil }
         let timestamp = Self.now()
-        var log = spareLogs.popLast() ?? KVEventLog()
         return withQueue { q in
             reclaim(&q)
-            let events = q.handoff.events.count
-            manager.drainEvents(into: &log, lowerTiers: &q.handoff.events)   // a swap: `log` is empty
-            guard !log.isEmpty || q.handoff.events.count > events else {
-                spareLogs.append(log)
-                return nil
-            }
-            q.handoff.logs.append(log)
+            let records = q.handoff.log.count, events = q.handoff.events.count
+            manager.drainEvents(into: &q.handoff.log, lowerTiers: &q.handoff.events)
+            guard q.handoff.log.count > records || q.handoff.events.count > events else { return nil }
             return number(&q.handoff, timestamp: timestamp)
         }
     }
 
-    /// Empties the batches the thread handed back, their logs kept as spares (at most `maxSpareLogs`)
-    /// with their capacity. The publishing caller's, under `lock`.
+    /// Empties the batches the thread handed back, keeping the buffers' capacity. The publishing
+    /// caller's, under `lock`.
     private func reclaim(_ q: inout Queue) {
         guard q.sent else { return }
-        while var log = q.handoff.logs.popLast() {
-            log.removeAll()
-            if spareLogs.count < Self.maxSpareLogs { spareLogs.append(log) }
-        }
+        q.handoff.log.removeAll()
         q.handoff.events.removeAll(keepingCapacity: true)
         q.handoff.batches.removeAll(keepingCapacity: true)
         q.sent = false
@@ -214,21 +204,19 @@ public final class ZmqEventPublisher: @unchecked Sendable {
     private func number(_ h: inout Handoff, timestamp: Double) -> Int64 {
         let seq = nextSequence
         nextSequence += 1
-        h.batches.append(Handoff.Batch(seq: seq, timestamp: timestamp, eventEnd: h.events.count))
+        h.batches.append(Handoff.Batch(seq: seq, timestamp: timestamp, recordEnd: h.log.count, eventEnd: h.events.count))
         return seq
     }
 
     /// The publisher thread's half of the batches in `h`: encode each from where it lies, send, keep for
     /// replay.
-    /// The logs are read through a buffer pointer, so that no reference count of theirs changes here.
     private func send(_ h: borrowing Handoff) {
-        var event = 0
-        h.logs.withUnsafeBufferPointer { logs in
-            for (i, b) in h.batches.enumerated() {
-                send(b.seq, encoder.encode(log: logs[i], records: 0 ..< logs[i].count, then: h.events[event ..< b.eventEnd],
-                                           timestamp: b.timestamp, dataParallelRank: config.dataParallelRank))
-                event = b.eventEnd
-            }
+        var record = 0, event = 0
+        for b in h.batches {
+            send(b.seq, encoder.encode(log: h.log, records: record ..< b.recordEnd, then: h.events[event ..< b.eventEnd],
+                                       timestamp: b.timestamp, dataParallelRank: config.dataParallelRank))
+            record = b.recordEnd
+            event = b.eventEnd
         }
     }
 

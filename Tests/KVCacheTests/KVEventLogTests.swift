@@ -2,7 +2,7 @@ import KVCache
 import Testing
 
 /// Model-based: a `KVEventLog` fed random recordings gives back exactly the `KVEvent`s a plain array
-/// records for the same steps, through any mix of reads, empties and `take` (swap and copy), with its
+/// records for the same steps, through any mix of reads, empties and `take` (into an empty log or after other events), with its
 /// invariants holding after every step.
 @Suite struct KVEventLogTests {
     static func key(_ rng: inout SplitMix64) -> BlockKey { BlockKey(lo: rng.next(), hi: rng.next()) }
@@ -71,7 +71,7 @@ import Testing
                 guard pending.isEmpty else { continue }
                 log.appendCleared()
                 model.append(.allBlocksCleared)
-            case 78 ..< 90:   // a reader takes the closed events (a swap into an empty log, else a copy)
+            case 78 ..< 90:   // a reader takes the closed events (after those it holds, if any)
                 drained.take(from: &log)
                 modelTaken = model.count
                 #expect(log.isEmpty && log.pendingKeys == pending.count)
