@@ -2,9 +2,9 @@
 /// one array, one record per event, a stored run's token ids either a slice of the recording sequence's
 /// prompt, shared rather than copied, or copied into one array of the log's), so recording allocates
 /// nothing once the buffers have grown, and handing a batch to another thread is a copy of flat records
-/// and keys (`take(from:)`), not of events or token ids. The `KVEvent`s themselves (arrays of their own) are built only
-/// when the log is read (`appendEvents(to:)`), by whoever reads it: a publisher does so on its own
-/// thread, off the serving path. Events are kept in recording order; reading gives exactly the events
+/// and keys (`take(from:)`), not of events or token ids. The `KVEvent`s themselves (arrays of their
+/// own) are built only when the log is read (`appendEvents(to:)`), by whoever reads it: a publisher does
+/// so on its own thread, off the serving path. Events are kept in recording order; reading gives exactly the events
 /// that were recorded.
 ///
 /// Recording an event with keys is two steps: `appendKey` for each key, or `appendKeys(count:_:)` for
