@@ -73,11 +73,16 @@ public final class ObservedServingWorkload: Workload {
 }
 
 /// The serving cycle's cost per block with events and metrics off and on, measured alternately in the
-/// same run (one repetition of each in turn, medians kept), and their ratio. Two clocks: the serving
-/// thread's CPU time (what the hot path pays: its own work, the event recording and the queueing, but
-/// not the publisher thread's encoding and sending, which runs on another core) and wall time (which
-/// also counts that thread taking the serving thread's core away on a busy machine). The publisher
-/// thread's CPU time per block is reported beside them.
+/// same run (one repetition of each in turn, the order swapped every pair), and their ratio. Two
+/// clocks: the serving thread's CPU time (what the hot path pays: its own work, the event recording and
+/// the queueing, but not the publisher thread's encoding and sending, which runs on another core) and
+/// wall time (which also counts that thread taking the serving thread's core away on a busy machine).
+/// The publisher thread's CPU time per block is reported beside them.
+///
+/// The ratios are medians of each pair's ratio, not ratios of the two medians: a shared machine's
+/// speed drifts between modes that last several repetitions (this cycle runs at 60-65 or at 100-110
+/// ns per block on the same process, in stretches), and a pair, timed back to back, sees one mode
+/// where the two medians can each fall in a different one.
 public struct ObservedServingFigures: Sendable {
     public var offNanosPerBlock: Double
     public var onNanosPerBlock: Double
@@ -85,10 +90,10 @@ public struct ObservedServingFigures: Sendable {
     public var onWallNanosPerBlock: Double
     /// The publisher thread's CPU time (encoding and sending) per block of the observed cycle.
     public var publisherNanosPerBlock: Double
-    /// on / off of the serving thread's CPU time: 1.0 is no cost.
-    public var ratio: Double { onNanosPerBlock / offNanosPerBlock }
-    /// on / off of wall time.
-    public var wallRatio: Double { onWallNanosPerBlock / offWallNanosPerBlock }
+    /// on / off of the serving thread's CPU time, the median over the pairs: 1.0 is no cost.
+    public var ratio: Double
+    /// on / off of wall time, the median over the pairs.
+    public var wallRatio: Double
 
     /// (serving thread CPU, wall, publisher thread CPU) seconds per unit of one run; the publisher's
     /// backlog is sent before the run ends (untimed), so each run pays for its own batches.
@@ -107,14 +112,15 @@ public struct ObservedServingFigures: Sendable {
     public static func measure(repetitions: Int = 15) throws -> ObservedServingFigures {
         let off = try ObservedServingWorkload(observed: false), on = try ObservedServingWorkload(observed: true)
         try off.warm(); try on.warm()   // the pools fill and evict, the replay ring fills
-        var samples: [[Double]] = Array(repeating: [], count: 5)   // off CPU, on CPU, off wall, on wall, publisher
-        for _ in 0 ..< repetitions {
-            let a = try time(off), b = try time(on)
-            samples[0].append(a.0); samples[1].append(b.0); samples[2].append(a.1); samples[3].append(b.1)
-            samples[4].append(b.2)
+        var samples: [[Double]] = Array(repeating: [], count: 7)  // off, on CPU; off, on wall; publisher; the two ratios
+        for i in 0 ..< repetitions {
+            let a: (Double, Double, Double), b: (Double, Double, Double)
+            if i % 2 == 0 { a = try time(off); b = try time(on) } else { b = try time(on); a = try time(off) }
+            for (k, v) in [a.0, b.0, a.1, b.1, b.2, b.0 / a.0, b.1 / a.1].enumerated() { samples[k].append(v) }
         }
-        let m = samples.map { $0.sorted()[repetitions / 2] * 1e9 }
-        return ObservedServingFigures(offNanosPerBlock: m[0], onNanosPerBlock: m[1], offWallNanosPerBlock: m[2],
-                                      onWallNanosPerBlock: m[3], publisherNanosPerBlock: m[4])
+        let m = samples.map { $0.sorted()[repetitions / 2] }
+        return ObservedServingFigures(offNanosPerBlock: m[0] * 1e9, onNanosPerBlock: m[1] * 1e9,
+                                      offWallNanosPerBlock: m[2] * 1e9, onWallNanosPerBlock: m[3] * 1e9,
+                                      publisherNanosPerBlock: m[4] * 1e9, ratio: m[5], wallRatio: m[6])
     }
 }

@@ -453,9 +453,10 @@ public final class KVCacheManager {
     }
 
     /// `drainEvents(into:)` in the recorded form, for a publisher that builds the `KVEvent`s on its own
-    /// thread: this pool's events are appended to `log` (`KVEventLog.take(from:)`: records and keys
-    /// copied, token ids still shared, each log keeping its buffers), those of `lowerTierEvents` to
-    /// `lowerTiers`; read `log`'s events before `lowerTiers`. O(this pool's recorded events and keys).
+    /// thread: this pool's events are appended to `log` (`KVEventLog.take(from:)`: buffers exchanged
+    /// when `log` is empty, else records and keys copied; token ids shared either way), those of
+    /// `lowerTierEvents` to `lowerTiers`; read `log`'s events before `lowerTiers`. O(1) into an empty
+    /// `log`, else O(this pool's recorded events and keys).
     public func drainEvents(into log: inout KVEventLog, lowerTiers: inout [KVEvent]) {
         log.take(from: &events)
         for source in lowerTierEvents { source.drainEvents(into: &lowerTiers) }

@@ -15,10 +15,11 @@ import Synchronization
 ///
 /// As in vLLM, a publisher thread does the work: `publish` (the scheduler loop's call, single-threaded
 /// by contract) only numbers the batch and queues it under a mutex. `publish(from:)` moves the manager's
-/// recorded events (`KVEventLog`) into the one log the queue holds for every waiting batch (a copy of
-/// the records and keys, never of the token ids, which stay shared with the prompts), so the serving
-/// thread writes to the same few logs all the time (its own, one step long, and the queue's) and, once
-/// they have grown to the largest backlog, allocates nothing. The thread takes every waiting batch at
+/// recorded events (`KVEventLog.take(from:)`) into the one log the queue holds for every waiting batch:
+/// when the thread has taken every earlier batch, the manager's log and the queue's exchange buffers
+/// (nothing copied); behind a backlog, the records and keys are copied after it (never the token ids,
+/// which stay shared with the prompts). So the serving thread writes to the same few logs all the time
+/// and, once they have grown to the largest backlog, allocates nothing. The thread takes every waiting batch at
 /// once (a swap of the queue), encodes each straight from the log (no `KVEvent` is built for it; it
 /// takes no reference to the token arrays the log shares with the manager's sequences) into a reused
 /// buffer, hands the frames to libzmq, copies the payload into a ring slot whose capacity is reused,
@@ -168,9 +169,10 @@ public final class ZmqEventPublisher: @unchecked Sendable {
     }
 
     /// Drains `manager`'s events (and its lower tiers') and queues them as one batch stamped now, or
-    /// returns nil when there were none. O(the batch's records and keys) for the copy into the queue's
-    /// log, besides the lower tiers' events, plus, once per wake-up of the thread, emptying the batches
-    /// it has handed back; allocates only while the queue's buffers grow.
+    /// returns nil when there were none. O(1) when the queue was empty, else O(the batch's records and
+    /// keys) for the copy into the queue's log, besides the lower tiers' events, plus, once per wake-up
+    /// of the thread, emptying the batches it has handed back (O(their records)); allocates only while
+    /// the logs grow.
     @discardableResult
     public func publish(from manager: KVCacheManager) -> Int64? {
         guard running.load(ordering: .relaxed) else { return nil }

@@ -44,10 +44,10 @@ struct BenchCoreCommand: ParsableCommand {
             ("evict_ns_per_block", f.evictNanosPerBlock, "ns/block  allocation that evicts unheld cached leaves"),
             ("serve_ns_per_block", o.offNanosPerBlock, "ns/block  add+lookup+allocate+commit+free, serving thread CPU, events and metrics off"),
             ("serve_observed_ns_per_block", o.onNanosPerBlock, "ns/block  the same with ZMQ events and metrics on, alternated"),
-            ("observed_over_off", o.ratio, "x         on / off, serving thread CPU (1.0: no cost)"),
+            ("observed_over_off", o.ratio, "x         on / off, serving thread CPU, median of the pairs (1.0: no cost)"),
             ("serve_wall_ns_per_block", o.offWallNanosPerBlock, "ns/block  events and metrics off, wall time"),
             ("serve_observed_wall_ns_per_block", o.onWallNanosPerBlock, "ns/block  on, wall time (the publisher thread shares the machine)"),
-            ("observed_over_off_wall", o.wallRatio, "x         on / off, wall time"),
+            ("observed_over_off_wall", o.wallRatio, "x         on / off, wall time, median of the pairs"),
             ("publisher_ns_per_block", o.publisherNanosPerBlock, "ns/block  the publisher thread's CPU (msgpack encoding, PUB send, replay ring)"),
         ]
         if json {
