@@ -297,7 +297,7 @@ public struct ChunkFetchFigures: Sendable {
             if !intact { figures.mismatches += 1 }
             try tiered.release(fetched.variant)
         }
-        func gbps(_ s: [Double]) -> Double { s.isEmpty ? 0 : Double(figures.chunkBytes) / s.sorted()[s.count / 2] / 1e9 }
+        func gbps(_ s: [Double]) -> Double { s.isEmpty ? 0 : Double(figures.chunkBytes) / Measure.median(of: s) / 1e9 }
         figures.hostGBps = gbps(host)
         figures.diskGBps = gbps(disk)
         return figures

@@ -13,7 +13,12 @@ public enum Measure {
             try body()
             samples.append(KVClock.seconds(from: start, to: KVClock.monotonicNanos()))
         }
-        samples.sort()
-        return samples[samples.count / 2]
+        return median(of: samples)
+    }
+
+    /// The median of `samples` (the upper one of an even count). Precondition: not empty. O(n log n).
+    public static func median(of samples: [Double]) -> Double {
+        precondition(!samples.isEmpty, "the median of no samples")
+        return samples.sorted()[samples.count / 2]
     }
 }

@@ -112,13 +112,14 @@ public struct ObservedServingFigures: Sendable {
     public static func measure(repetitions: Int = 15) throws -> ObservedServingFigures {
         let off = try ObservedServingWorkload(observed: false), on = try ObservedServingWorkload(observed: true)
         try off.warm(); try on.warm()   // the pools fill and evict, the replay ring fills
-        var samples: [[Double]] = Array(repeating: [], count: 7)  // off, on CPU; off, on wall; publisher; the two ratios
+        // off, on CPU; off, on wall; publisher; the CPU and wall ratios
+        var samples: [[Double]] = Array(repeating: [], count: 7)
         for i in 0 ..< repetitions {
             let a: (Double, Double, Double), b: (Double, Double, Double)
             if i % 2 == 0 { a = try time(off); b = try time(on) } else { b = try time(on); a = try time(off) }
             for (k, v) in [a.0, b.0, a.1, b.1, b.2, b.0 / a.0, b.1 / a.1].enumerated() { samples[k].append(v) }
         }
-        let m = samples.map { $0.sorted()[repetitions / 2] }
+        let m = samples.map(Measure.median(of:))
         return ObservedServingFigures(offNanosPerBlock: m[0] * 1e9, onNanosPerBlock: m[1] * 1e9,
                                       offWallNanosPerBlock: m[2] * 1e9, onWallNanosPerBlock: m[3] * 1e9,
                                       publisherNanosPerBlock: m[4] * 1e9, ratio: m[5], wallRatio: m[6])

@@ -19,8 +19,8 @@ import Synchronization
 /// when the thread has taken every earlier batch, the manager's log and the queue's exchange buffers
 /// (nothing copied); behind a backlog, the records and keys are copied after it (never the token ids,
 /// which stay shared with the prompts). So the serving thread writes to the same few logs all the time
-/// and, once they have grown to the largest backlog, allocates nothing. The thread takes every waiting batch at
-/// once (a swap of the queue), encodes each straight from the log (no `KVEvent` is built for it; it
+/// and, once they have grown to the largest backlog, allocates nothing. The thread takes every waiting
+/// batch at once (a swap of the queue), encodes each straight from the log (no `KVEvent` is built for it; it
 /// takes no reference to the token arrays the log shares with the manager's sequences) into a reused
 /// buffer, hands the frames to libzmq, copies the payload into a ring slot whose capacity is reused,
 /// answers replay requests, and hands the sent batches back; the caller empties them (so those

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KVBench
 import KVCache
 import KVChunks
 import KVData
@@ -273,7 +274,7 @@ struct BlendCommand: ParsableCommand {
     func noteController(_ modes: [Mode], reused: [Int], kvBytesPerToken: Int, layers: Int) {
         let bandwidth = BlendTiers.hostCopyBandwidth()
         let full = modes[0]
-        let perToken = zip(full.seconds, full.context).map { $0 / Double($1) }.sorted()[full.seconds.count / 2]
+        let perToken = Measure.median(of: zip(full.seconds, full.context).map { $0 / Double($1) })
         guard let cost = try? RecomputeCost(secondsPerToken: perToken, secondsPerContextPair: 0),
               let controller = try? LoadingController(cost: cost, layers: layers, kvBytesPerToken: kvBytesPerToken),
               let d = try? controller.decide(reusedTokens: reused.max() ?? 0, contextTokens: full.context.max() ?? 0,

@@ -1,4 +1,5 @@
 import Foundation
+import KVBench
 import KVCache
 import KVChunks
 import KVPlan
@@ -130,7 +131,7 @@ final class BlendTiers {
 
     /// The controller for this sample: the recompute cost given, else fitted to the full prefills so far.
     func controller(kvBytesPerToken: Int) throws -> LoadingController {
-        let perToken = givenSecondsPerToken ?? fittedSecondsPerToken.sorted()[fittedSecondsPerToken.count / 2]
+        let perToken = givenSecondsPerToken ?? Measure.median(of: fittedSecondsPerToken)
         do {
             return try LoadingController(cost: try RecomputeCost(secondsPerToken: perToken, secondsPerContextPair: 0), layers: layers,
                                          kvBytesPerToken: kvBytesPerToken)
