@@ -3,7 +3,7 @@
 ///
 /// Equal keys mean equal prefixes: a key covers every token from the start of the sequence up to and
 /// including its block, so one hash probe finds a cached prefix block.
-public struct BlockKey: Hashable, Sendable, Comparable, CustomStringConvertible {
+public struct BlockKey: Hashable, Sendable, BitwiseCopyable, Comparable, CustomStringConvertible {
     /// Low 64 bits (XXH128_hash_t.low64).
     public var lo: UInt64
     /// High 64 bits (XXH128_hash_t.high64).

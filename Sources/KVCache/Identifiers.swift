@@ -10,7 +10,7 @@ public struct SequenceID: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// Where a copy of a block lives: L1 device pool, L2 host memory, L3 local disk, L4 remote store.
-public enum Tier: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+public enum Tier: UInt8, Sendable, BitwiseCopyable, CaseIterable, CustomStringConvertible {
     case device = 0, host = 1, disk = 2, remote = 3
     public var description: String {
         switch self {

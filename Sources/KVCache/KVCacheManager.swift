@@ -325,7 +325,7 @@ public final class KVCacheManager {
 
     /// Records the run `blocks` of consecutive blocks just published by the sequence in slot `s` as one
     /// stored event (its keys copied from the sequence's in one go, no append per block), with their
-    /// token ids when the sequence knows them for every block of the run: a slice of the prompt (one
+    /// token ids when the sequence knows them for every block of the run: a range of the prompt (one
     /// reference, no copy) when the run lies in it, else copied (a decode step's block, or a run across
     /// the prompt's end). O(run).
     private func recordStored(_ s: Int, blocks: Range<Int>) {
@@ -337,7 +337,7 @@ public final class KVCacheManager {
             let run = UnsafeBufferPointer(rebasing: k[blocks]), parent = blocks.lowerBound == 0 ? nil : k[blocks.lowerBound - 1]
             if hi <= prompt {
                 events.appendStored(keys: run, parent: parent, blockTokens: B, tier: .device,
-                                    tokens: .shared(sequences[s].eventPrompt[lo ..< hi]))
+                                    tokens: .shared(sequences[s].eventPrompt, range: lo ..< hi))
             } else if prompt > 0 && hi <= prompt + sequences[s].eventAppended.count {
                 sequences[s].eventPrompt.withUnsafeBufferPointer { p in
                     sequences[s].eventAppended.withUnsafeBufferPointer { a in

@@ -1,11 +1,12 @@
-/// The device pool's `KVEvent`s as the manager records them: flat buffers (the keys of every event in
-/// one array, one record per event, a stored run's token ids either a slice of the recording sequence's
-/// prompt, shared rather than copied, or copied into one array of the log's), so recording allocates
-/// nothing once the buffers have grown, and handing a batch to another thread is a copy of flat records
-/// and keys (`take(from:)`), not of events or token ids. The `KVEvent`s themselves (arrays of their
-/// own) are built only when the log is read (`appendEvents(to:)`), by whoever reads it: a publisher does
-/// so on its own thread, off the serving path. Events are kept in recording order; reading gives exactly the events
-/// that were recorded.
+/// The device pool's `KVEvent`s as the manager records them: flat buffers (`FlatBuffer`: the keys of
+/// every event in one run, one record per event, a stored run's token ids either a range of the
+/// recording sequence's prompt, shared rather than copied, or copied into one run of the log's), so
+/// recording allocates nothing once the buffers have grown, emptying is O(1) besides releasing the
+/// shared prompts, and handing a batch to another thread is an exchange of buffers or a copy of flat
+/// records and keys (`take(from:)`), not of events or token ids. The `KVEvent`s themselves (arrays of
+/// their own) are built only when the log is read (`appendEvents(to:)`), by whoever reads it: a
+/// publisher does so on its own thread, off the serving path. Events are kept in recording order;
+/// reading gives exactly the events that were recorded.
 ///
 /// Recording an event with keys is two steps: `appendKey` for each key, or `appendKeys(count:_:)` for
 /// a run written in place (the event's pending keys), then `closeStored` or `closeRemoved`, which makes
@@ -13,8 +14,8 @@
 /// them. Records only ever close pending keys, so a record's keys are those after the previous record's.
 public struct KVEventLog: Sendable {
     // Sendable: `sharedBase` points into memory that is never written again while `owners` keeps it alive.
-    struct Record: @unchecked Sendable {
-        enum Kind: UInt8, Sendable { case stored, removed, cleared }
+    struct Record: @unchecked Sendable, BitwiseCopyable {
+        enum Kind: UInt8, Sendable, BitwiseCopyable { case stored, removed, cleared }
         var kind: Kind
         var tier: Tier
         var hasParent: Bool
@@ -24,9 +25,9 @@ public struct KVEventLog: Sendable {
         /// End of this event's copied token ids in `tokens` (likewise).
         var tokenEnd: Int
         var parent: BlockKey
-        /// A stored event's shared token ids, read in place: the memory of a slice of the recording
-        /// sequence's prompt that `owners` keeps alive (nil and 0 when there are none). Plain values, so
-        /// that reading, copying or emptying records touches no reference count.
+        /// A stored event's shared token ids, read in place: the memory of a range of the recording
+        /// sequence's prompt, an array that `owners` keeps alive (nil and 0 when there are none). Plain
+        /// values, so that reading, copying or emptying records touches no reference count.
         var sharedBase: UnsafePointer<UInt32>?
         var sharedCount: Int
     }
@@ -35,27 +36,28 @@ public struct KVEventLog: Sendable {
     public enum StoredTokens {
         /// Not known.
         case none
-        /// A slice of an array nobody writes again (a sequence's prompt): kept, not copied.
-        case shared(ArraySlice<UInt32>)
+        /// The ids at `range` of an array nobody writes again (a sequence's prompt): the array is kept
+        /// (one reference), the ids are not copied.
+        case shared([UInt32], range: Range<Int>)
         /// Copied into the log: `head` then `tail` (a run across a prompt's end is in two pieces).
         case copied(UnsafeBufferPointer<UInt32>, UnsafeBufferPointer<UInt32>)
     }
 
-    private(set) var records: [Record] = []
-    private(set) var keys: [BlockKey] = []
-    private(set) var tokens: [UInt32] = []
-    /// The prompt slices whose memory stored records point into, one per such record: held here so the
+    private var records = FlatBuffer<Record>()
+    private var keys = FlatBuffer<BlockKey>()
+    private var tokens = FlatBuffer<UInt32>()
+    /// The prompts whose memory stored records point into, one per such record: held here so the
     /// memory stays valid while the log does; only the recording thread (which empties the log) ever
     /// touches their reference counts, never a reader on another thread.
-    private var owners: [ArraySlice<UInt32>] = []
+    private var owners: [[UInt32]] = []
 
     public init() {}
 
     /// An empty log with room for `keys` keys and `events` events, so that recording that many allocates
     /// nothing. O(1) besides the two allocations.
     public init(reservingKeys keys: Int, events: Int) {
-        self.keys.reserveCapacity(keys)
-        records.reserveCapacity(events)
+        self.keys = FlatBuffer(reservingCapacity: keys)
+        records = FlatBuffer(reservingCapacity: events)
     }
 
     /// No event recorded (pending keys are not an event yet).
@@ -77,11 +79,7 @@ public struct KVEventLog: Sendable {
     /// allocates only while the buffer grows.
     @inline(__always)
     public mutating func appendKeys(count: Int, _ fill: (UnsafeMutableBufferPointer<BlockKey>) -> Int) {
-        let start = keys.count
-        keys.append(contentsOf: repeatElement(BlockKey.zero, count: count))
-        let written = keys.withUnsafeMutableBufferPointer { fill(UnsafeMutableBufferPointer(rebasing: $0[start...])) }
-        precondition(written >= 0 && written <= count, "appendKeys: fill wrote \(written) of \(count) keys")
-        if written < count { keys.removeLast(count - written) }
+        keys.append(count: count, filler: .zero, fill)
     }
 
     /// Records `keys` as one `.blockStored` event (nothing when they are empty), as `appendKey` for each
@@ -101,10 +99,11 @@ public struct KVEventLog: Sendable {
         var base: UnsafePointer<UInt32>? = nil, count = 0
         switch tokens {
         case .none: break
-        case .shared(let t) where !t.isEmpty:
-            // The slice's memory stays put: the array is never written again and `owners` holds it.
-            base = t.withUnsafeBufferPointer { $0.baseAddress }
-            count = t.count
+        case .shared(let t, let range) where !range.isEmpty:
+            precondition(range.lowerBound >= 0 && range.upperBound <= t.count, "shared token ids outside their array")
+            // The array's memory stays put: it is never written again and `owners` holds it.
+            base = t.withUnsafeBufferPointer { $0.baseAddress! + range.lowerBound }
+            count = range.count
             owners.append(t)
         case .shared: break
         case .copied(let head, let tail):
@@ -131,9 +130,9 @@ public struct KVEventLog: Sendable {
 
     /// Forgets every event (and pending key), keeping the buffers' capacity. O(events).
     public mutating func removeAll() {
-        records.removeAll(keepingCapacity: true)
-        keys.removeAll(keepingCapacity: true)
-        tokens.removeAll(keepingCapacity: true)
+        records.removeAll()
+        keys.removeAll()
+        tokens.removeAll()
         owners.removeAll(keepingCapacity: true)
     }
 
@@ -153,21 +152,25 @@ public struct KVEventLog: Sendable {
         let keyBase = keys.count, tokenBase = tokens.count
         let closedKeys = other.keys.count - pending
         other.keys.withUnsafeBufferPointer { keys.append(contentsOf: UnsafeBufferPointer(rebasing: $0[..<closedKeys])) }
-        for var r in other.records {
-            r.keyEnd += keyBase
-            r.tokenEnd += tokenBase
-            records.append(r)
+        other.records.withUnsafeBufferPointer { theirs in
+            for var r in theirs {
+                r.keyEnd += keyBase
+                r.tokenEnd += tokenBase
+                records.append(r)
+            }
         }
-        other.records.removeAll(keepingCapacity: true)
+        other.records.removeAll()
         if !other.tokens.isEmpty {   // pending keys have no token ids yet
-            tokens.append(contentsOf: other.tokens)
-            other.tokens.removeAll(keepingCapacity: true)
+            other.tokens.withUnsafeBufferPointer { tokens.append(contentsOf: $0) }
+            other.tokens.removeAll()
         }
-        if !other.owners.isEmpty {
+        if owners.isEmpty {
+            swap(&owners, &other.owners)   // moved, no reference count touched
+        } else if !other.owners.isEmpty {
             owners.append(contentsOf: other.owners)
             other.owners.removeAll(keepingCapacity: true)
         }
-        if pending == 0 { other.keys.removeAll(keepingCapacity: true) } else { other.keys.removeFirst(closedKeys) }
+        if pending == 0 { other.keys.removeAll() } else { other.keys.removeFirst(closedKeys) }
     }
 
     /// One recorded event read in place: its keys and token ids are the log's memory or the recording
@@ -240,9 +243,10 @@ public struct KVEventLog: Sendable {
 
     /// Checks the log's invariants: record ends never decrease and stay within the keys, a stored or
     /// removed event has keys and a clearing none, a stored event's token ids are none or exactly its
-    /// blocks', and shared ones are the memory of a slice the log holds (one per such event). O(events).
+    /// blocks', and shared ones lie in a prompt the log holds (one per such event). O(events).
     public func validate() throws(InvariantViolation) {
         var k = 0, t = 0
+        let records = self.records.withUnsafeBufferPointer { Array($0) }
         for (i, r) in records.enumerated() {
             guard r.keyEnd >= k, r.keyEnd <= keys.count else {
                 throw InvariantViolation("event log record \(i) ends outside the keys or before the previous one")
@@ -266,11 +270,13 @@ public struct KVEventLog: Sendable {
         guard t == tokens.count else { throw InvariantViolation("event log holds copied token ids of no event") }
         var owner = 0
         for (i, r) in records.enumerated() where r.sharedCount > 0 {
-            guard owner < owners.count,
-                  owners[owner].withUnsafeBufferPointer({ $0.baseAddress == r.sharedBase && $0.count == r.sharedCount })
-            else { throw InvariantViolation("event log record \(i): its shared token ids are not the memory of the slice it holds") }
+            guard owner < owners.count, owners[owner].withUnsafeBufferPointer({ b in
+                      guard let start = b.baseAddress, let shared = r.sharedBase else { return false }
+                      return shared >= start && shared + r.sharedCount <= start + b.count
+                  })
+            else { throw InvariantViolation("event log record \(i): its shared token ids are not in the prompt it holds") }
             owner += 1
         }
-        guard owner == owners.count else { throw InvariantViolation("event log holds prompt slices of no event") }
+        guard owner == owners.count else { throw InvariantViolation("event log holds prompts of no event") }
     }
 }

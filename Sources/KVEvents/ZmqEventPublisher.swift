@@ -14,21 +14,21 @@ import Synchronization
 ///   marker `[identity, "", "", -1 (8 bytes BE), ""]`; the last `bufferSteps` batches are kept.
 ///
 /// As in vLLM, a publisher thread does the work: `publish` (the scheduler loop's call, single-threaded
-/// by contract) only numbers the batch and queues it under a mutex. `publish(from:)` moves the manager's
-/// recorded events (`KVEventLog.take(from:)`) into the one log the queue holds for every waiting batch:
-/// when the thread has taken every earlier batch, the manager's log and the queue's exchange buffers
-/// (nothing copied); behind a backlog, the records and keys are copied after it (never the token ids,
-/// which stay shared with the prompts). So the serving thread writes to the same few logs all the time
-/// and, once they have grown to the largest backlog, allocates nothing. The thread takes every waiting
-/// batch at once (a swap of the queue), encodes each straight from the log (no `KVEvent` is built for it; it
-/// takes no reference to the token arrays the log shares with the manager's sequences) into a reused
-/// buffer, hands the frames to libzmq, copies the payload into a ring slot whose capacity is reused,
-/// answers replay requests, and hands the sent batches back; the caller empties them (so those
+/// by contract) only numbers the batch and queues it under a mutex. `publish(from:)` drains the
+/// manager's recorded events into the queue's next empty log (`KVEventLog.take(from:)` into an empty
+/// log: the two exchange buffers, nothing is copied), so the serving thread never copies a recorded key
+/// or token id, however far behind the thread is; the queue's logs are a pool that, once it holds as
+/// many logs as the largest backlog and each has grown to the largest batch, allocates nothing. The
+/// thread takes every waiting batch at once (a swap of the queue), looking every millisecond (so the
+/// serving loop never pays for waking it), encodes each straight from its log (no `KVEvent` is built
+/// for it; it takes no reference to the token arrays the log shares with the manager's sequences) into
+/// a reused buffer, hands the frames to libzmq, copies the payload into a ring slot whose capacity is
+/// reused, answers replay requests, and hands the sent batches back; the caller empties them (so those
 /// references are released on the thread that took them) for the next batches. The serving loop never
-/// waits on encoding or sockets. The queue is unbounded (a batch is never lost before it is numbered and
-/// sent; `unsentBatches` is its length, `threadCPUSeconds` the thread's cost); `close` sends what is
-/// queued before it stops. A full PUB queue (`hwm` batches) drops batches for slow subscribers, as ZMQ
-/// PUB does; they find the gap by the sequence numbers and ask the replay socket.
+/// waits on encoding or sockets. The queue is unbounded (a batch is never lost before it is numbered
+/// and sent; `unsentBatches` is its length, `threadCPUSeconds` the thread's cost); `close` sends what
+/// is queued before it stops. A full PUB queue (`hwm` batches) drops batches for slow subscribers, as
+/// ZMQ PUB does; they find the gap by the sequence numbers and ask the replay socket.
 // Sendable: the sockets, the encoder and the ring belong to the publisher thread; `shared` is guarded by
 // `lock`; `nextSequence` is the publishing caller's.
 public final class ZmqEventPublisher: @unchecked Sendable {
@@ -54,20 +54,32 @@ public final class ZmqEventPublisher: @unchecked Sendable {
         var next = 0   // slot of the next batch once `entries` is full
     }
 
-    /// Numbered batches waiting for the publisher thread, in order: a batch is the records of `log`
-    /// from the previous batch's `recordEnd` to its own (the device events), then `events` from the
-    /// previous batch's `eventEnd` to its own (lower tiers' events, or those given to
-    /// `publish(_:timestamp:)`). The two threads swap it whole.
+    /// Numbered batches waiting for the publisher thread, in order: batch `i` is the device events of
+    /// `logs[i]`, then `events` from the previous batch's `eventEnd` to its own (lower tiers' events, or
+    /// those given to `publish(_:timestamp:)`). `logs` is a pool: those at `batches.count` and after
+    /// are empty, kept for the next batches' events. The two threads swap it whole.
     private struct Handoff {
         struct Batch {
             var seq: Int64
             var timestamp: Double
-            var recordEnd: Int
             var eventEnd: Int
         }
-        var log = KVEventLog()
+        var logs: [KVEventLog] = []
         var events: [KVEvent] = []
         var batches: [Batch] = []
+
+        /// Makes `logs[batches.count]` exist (an empty log) for the next batch. O(1) amortized.
+        mutating func ensureNextLog() {
+            if logs.count == batches.count { logs.append(KVEventLog()) }
+        }
+
+        /// Empties every batch, keeping the logs (emptied) and the buffers' capacity. O(batches and
+        /// their shared prompts).
+        mutating func empty() {
+            for i in batches.indices { logs[i].removeAll() }
+            events.removeAll(keepingCapacity: true)
+            batches.removeAll(keepingCapacity: true)
+        }
     }
 
     public let config: Config
@@ -78,7 +90,7 @@ public final class ZmqEventPublisher: @unchecked Sendable {
     private let topic: [UInt8]
     private var ring = Ring()
     /// What the two threads share: the batches waiting for the thread, or (`sent`) the thread's last
-    /// ones, already sent and handed back for their buffers. The publishing caller empties those before
+    /// ones, already sent and handed back for their logs. The publishing caller empties those before
     /// the next batch joins, so the token arrays a log shares with the manager's sequences are released
     /// on the caller's thread and their reference counts never travel between the threads.
     private struct Queue {
@@ -163,36 +175,35 @@ public final class ZmqEventPublisher: @unchecked Sendable {
         guard !events.isEmpty, running.load(ordering: .relaxed) else { return nil }
         return withQueue { q in
             reclaim(&q)
+            q.handoff.ensureNextLog()   // no device events: the batch's log stays empty
             q.handoff.events.append(contentsOf: events)
             return number(&q.handoff, timestamp: timestamp)
         }
     }
 
     /// Drains `manager`'s events (and its lower tiers') and queues them as one batch stamped now, or
-    /// returns nil when there were none. O(1) when the queue was empty, else O(the batch's records and
-    /// keys) for the copy into the queue's log, besides the lower tiers' events, plus, once per wake-up
-    /// of the thread, emptying the batches it has handed back (O(their records)); allocates only while
-    /// the logs grow.
+    /// returns nil when there were none. The device events change hands by an exchange of buffers with
+    /// the queue's next emptied log (O(1), nothing copied), the lower tiers' events are appended (O(their
+    /// events)); allocates only while the pool of logs and their buffers grow.
     @discardableResult
     public func publish(from manager: KVCacheManager) -> Int64? {
         guard running.load(ordering: .relaxed) else { return nil }
         let timestamp = Self.now()
         return withQueue { q in
             reclaim(&q)
-            let records = q.handoff.log.count, events = q.handoff.events.count
-            manager.drainEvents(into: &q.handoff.log, lowerTiers: &q.handoff.events)
-            guard q.handoff.log.count > records || q.handoff.events.count > events else { return nil }
+            q.handoff.ensureNextLog()
+            let events = q.handoff.events.count, next = q.handoff.batches.count
+            manager.drainEvents(into: &q.handoff.logs[next], lowerTiers: &q.handoff.events)
+            guard !q.handoff.logs[next].isEmpty || q.handoff.events.count > events else { return nil }
             return number(&q.handoff, timestamp: timestamp)
         }
     }
 
-    /// Empties the batches the thread handed back, keeping the buffers' capacity. The publishing
-    /// caller's, under `lock`.
+    /// Empties the batches the thread handed back, keeping their logs and buffers. The publishing
+    /// caller's, under `lock`. O(their records).
     private func reclaim(_ q: inout Queue) {
         guard q.sent else { return }
-        q.handoff.log.removeAll()
-        q.handoff.events.removeAll(keepingCapacity: true)
-        q.handoff.batches.removeAll(keepingCapacity: true)
+        q.handoff.empty()
         q.sent = false
     }
 
@@ -202,22 +213,21 @@ public final class ZmqEventPublisher: @unchecked Sendable {
         lock.withLock { body(&shared) }
     }
 
-    /// Ends a batch at what `h` holds now and numbers it. Under `lock`.
+    /// Ends a batch (its log `h.logs[h.batches.count]`) at what `h` holds now and numbers it. Under `lock`.
     private func number(_ h: inout Handoff, timestamp: Double) -> Int64 {
         let seq = nextSequence
         nextSequence += 1
-        h.batches.append(Handoff.Batch(seq: seq, timestamp: timestamp, recordEnd: h.log.count, eventEnd: h.events.count))
+        h.batches.append(Handoff.Batch(seq: seq, timestamp: timestamp, eventEnd: h.events.count))
         return seq
     }
 
     /// The publisher thread's half of the batches in `h`: encode each from where it lies, send, keep for
     /// replay.
     private func send(_ h: borrowing Handoff) {
-        var record = 0, event = 0
-        for b in h.batches {
-            send(b.seq, encoder.encode(log: h.log, records: record ..< b.recordEnd, then: h.events[event ..< b.eventEnd],
+        var event = 0
+        for (i, b) in h.batches.enumerated() {
+            send(b.seq, encoder.encode(log: h.logs[i], records: 0 ..< h.logs[i].count, then: h.events[event ..< b.eventEnd],
                                        timestamp: b.timestamp, dataParallelRank: config.dataParallelRank))
-            record = b.recordEnd
             event = b.eventEnd
         }
     }
@@ -279,7 +289,7 @@ public final class ZmqEventPublisher: @unchecked Sendable {
         var item = zmq_pollitem_t(socket: replay, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
         var frames: [[UInt8]] = []
         var frame = [UInt8](repeating: 0, count: 256)
-        var taken = Handoff()   // the batches being sent; then handed back for their buffers
+        var taken = Handoff()   // the batches being sent; then handed back for their logs
         while true {
             let open = running.load(ordering: .acquiring)
             let got = withQueue { q in

@@ -11,7 +11,7 @@ import Testing
     /// copied in two pieces split at random.
     static func withStored(_ ids: [UInt32], _ rng: inout SplitMix64, _ body: (KVEventLog.StoredTokens) -> Void) {
         guard !ids.isEmpty else { return body(.none) }
-        guard Bool.random(using: &rng) else { return body(.shared(ids[...])) }
+        guard Bool.random(using: &rng) else { return body(.shared(ids, range: ids.indices)) }
         let cut = Int.random(in: 0 ... ids.count, using: &rng)
         ids.withUnsafeBufferPointer { b in
             body(.copied(UnsafeBufferPointer(rebasing: b[..<cut]), UnsafeBufferPointer(rebasing: b[cut...])))

@@ -48,7 +48,7 @@ import Testing
         var log = KVEventLog()
         let tokens: [UInt32] = Array(1 ... 8)
         [Self.k1, Self.k2].withUnsafeBufferPointer {
-            log.appendStored(keys: $0, parent: Self.k0, blockTokens: 4, tier: .device, tokens: .shared(tokens[...]))
+            log.appendStored(keys: $0, parent: Self.k0, blockTokens: 4, tier: .device, tokens: .shared(tokens, range: tokens.indices))
         }
         log.appendKey(Self.k1)
         log.closeRemoved(tier: .host)
