@@ -7,11 +7,15 @@ import Testing
 @Suite struct KVEventLogTests {
     static func key(_ rng: inout SplitMix64) -> BlockKey { BlockKey(lo: rng.next(), hi: rng.next()) }
 
-    /// `ids` handed to the log in one of the ways a recorder can: none when empty, else shared, or
-    /// copied in two pieces split at random.
+    /// `ids` handed to the log in one of the ways a recorder can: none when empty, else shared (a range
+    /// of a longer array, as a run inside a prompt), or copied in two pieces split at random.
     static func withStored(_ ids: [UInt32], _ rng: inout SplitMix64, _ body: (KVEventLog.StoredTokens) -> Void) {
         guard !ids.isEmpty else { return body(.none) }
-        guard Bool.random(using: &rng) else { return body(.shared(ids, range: ids.indices)) }
+        guard Bool.random(using: &rng) else {
+            let before = Int.random(in: 0 ... 3, using: &rng), after = Int.random(in: 0 ... 3, using: &rng)
+            let prompt = [UInt32](repeating: 0, count: before) + ids + [UInt32](repeating: 0, count: after)
+            return body(.shared(prompt, range: before ..< before + ids.count))
+        }
         let cut = Int.random(in: 0 ... ids.count, using: &rng)
         ids.withUnsafeBufferPointer { b in
             body(.copied(UnsafeBufferPointer(rebasing: b[..<cut]), UnsafeBufferPointer(rebasing: b[cut...])))
