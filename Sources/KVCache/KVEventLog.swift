@@ -128,7 +128,8 @@ public struct KVEventLog: Sendable {
                               tokenEnd: tokens.count, parent: .zero, sharedBase: nil, sharedCount: 0))
     }
 
-    /// Forgets every event (and pending key), keeping the buffers' capacity. O(events).
+    /// Forgets every event (and pending key), keeping the buffers' capacity. O(1) besides releasing the
+    /// prompts the log holds (one per stored event whose token ids are shared).
     public mutating func removeAll() {
         records.removeAll()
         keys.removeAll()
