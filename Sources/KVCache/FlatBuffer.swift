@@ -20,12 +20,6 @@ struct FlatBuffer<Element: BitwiseCopyable> {
     /// The last element, or nil when empty. O(1).
     var last: Element? { count > 0 ? storage[count - 1] : nil }
 
-    /// Element `i`. Precondition: `0 <= i < count`. O(1).
-    subscript(i: Int) -> Element {
-        precondition(i >= 0 && i < count, "FlatBuffer index out of range")
-        return storage[i]
-    }
-
     /// Appends `element`. O(1) amortized; allocates only while the array grows past its largest count.
     @inline(__always)
     mutating func append(_ element: Element) {
@@ -64,12 +58,6 @@ struct FlatBuffer<Element: BitwiseCopyable> {
 
     /// Forgets every element, keeping the memory. O(1).
     mutating func removeAll() { count = 0 }
-
-    /// Forgets the last `n` elements. O(1).
-    mutating func removeLast(_ n: Int) {
-        precondition(n >= 0 && n <= count, "FlatBuffer.removeLast beyond the count")
-        count -= n
-    }
 
     /// Forgets the first `n` elements, moving the rest to the front. O(count - n).
     mutating func removeFirst(_ n: Int) {
