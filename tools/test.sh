@@ -91,9 +91,9 @@ PY
 fi
 echo "== ThreadSanitizer: tiers (transfer engine, tier manager) and the event publisher's two threads"
 swift test --sanitize=thread --scratch-path .build-tsan --filter "KVTiersTests|PublisherTests|PublishFromManagerTests|SubscriberTests"
-echo "== AddressSanitizer: core, C ABI and tiers (raw memory, codec, disk records)"
+echo "== AddressSanitizer: core, C ABI, tiers (raw memory, codec, disk records) and the replay ring (ZMQ messages)"
 LSAN_OPTIONS="suppressions=$PWD/tools/lsan-suppressions.txt" \
-  swift test --sanitize=address --scratch-path .build-asan --filter 'KVCacheTests|KVCacheCTests|KVTiersTests'
+  swift test --sanitize=address --scratch-path .build-asan --filter 'KVCacheTests|KVCacheCTests|KVTiersTests|ReplayRingTests|PublisherTests'
 
 # Hostile input: the quick run of the fuzz harness (tools/fuzz, about 1-2 minutes, every pinned
 # regression included). Fatal: a signal, an unexpected exit code, a forbidden error shape (Foundation

@@ -22,9 +22,9 @@ import Synchronization
 /// thread takes every waiting batch at once (a swap of the queue), looking every millisecond (so the
 /// serving loop never pays for waking it), encodes each straight from its log (no `KVEvent` is built
 /// for it; it takes no reference to the token arrays the log shares with the manager's sequences) into
-/// a reused buffer, hands the frames to libzmq, copies the payload into a ring slot whose capacity is
-/// reused, answers replay requests, and hands the sent batches back; the caller empties them (so those
-/// references are released on the thread that took them) for the next batches. The serving loop never
+/// a reused buffer, copies the payload once into a ZMQ message that the PUB socket and the replay ring
+/// (`ReplayRing`) share, answers replay requests, and hands the sent batches back; the caller empties
+/// them (so those references are released on the thread that took them) for the next batches. The serving loop never
 /// waits on encoding or sockets. The queue is unbounded (a batch is never lost before it is numbered
 /// and sent; `unsentBatches` is its length, `threadCPUSeconds` the thread's cost); `close` sends what
 /// is queued before it stops. A full PUB queue (`hwm` batches) drops batches for slow subscribers, as
@@ -47,11 +47,6 @@ public final class ZmqEventPublisher: @unchecked Sendable {
         public var dataParallelRank = 0
         public var medium = EventMedium()
         public init() {}
-    }
-
-    private struct Ring {
-        var entries: [(seq: Int64, payload: [UInt8])] = []
-        var next = 0   // slot of the next batch once `entries` is full
     }
 
     /// Numbered batches waiting for the publisher thread, in order: batch `i` is the device events of
@@ -88,7 +83,8 @@ public final class ZmqEventPublisher: @unchecked Sendable {
     private let replay: UnsafeMutableRawPointer?
     private let encoder: VLLMEventEncoder
     private let topic: [UInt8]
-    private var ring = Ring()
+    /// The sent batches kept for replay (with a replay socket): the thread's.
+    private let ring: ReplayRing?
     /// What the two threads share: the batches waiting for the thread, or (`sent`) the thread's last
     /// ones, already sent and handed back for their logs. The publishing caller empties those before
     /// the next batch joins, so the token arrays a log shares with the manager's sequences are released
@@ -149,6 +145,7 @@ public final class ZmqEventPublisher: @unchecked Sendable {
         context = ctx
         self.pub = pub
         replay = router
+        ring = router == nil ? nil : ReplayRing(capacity: config.bufferSteps)
         encoder = VLLMEventEncoder(medium: config.medium)
         topic = Array(config.topic.utf8)
         // A throw from here on runs deinit, which closes the sockets.
@@ -222,32 +219,37 @@ public final class ZmqEventPublisher: @unchecked Sendable {
     }
 
     /// The publisher thread's half of the batches in `h`: encode each from where it lies, send, keep for
-    /// replay.
+    /// replay. Reads them through buffer pointers, so that it takes no reference to their arrays (a
+    /// reference count is a write into an array's first cache line, which the serving thread writes next
+    /// when it empties and refills the log).
     private func send(_ h: borrowing Handoff) {
-        var event = 0
-        for (i, b) in h.batches.enumerated() {
-            send(b.seq, encoder.encode(log: h.logs[i], records: 0 ..< h.logs[i].count, then: h.events[event ..< b.eventEnd],
-                                       timestamp: b.timestamp, dataParallelRank: config.dataParallelRank))
-            event = b.eventEnd
+        h.logs.withUnsafeBufferPointer { logs in
+            h.events.withUnsafeBufferPointer { events in
+                h.batches.withUnsafeBufferPointer { batches in
+                    var event = 0
+                    for i in batches.indices {
+                        let b = batches[i]
+                        send(b.seq, encoder.encode(log: logs[i], records: 0 ..< logs[i].count,
+                                                   then: UnsafeBufferPointer(rebasing: events[event ..< b.eventEnd]),
+                                                   timestamp: b.timestamp, dataParallelRank: config.dataParallelRank))
+                        event = b.eventEnd
+                    }
+                }
+            }
         }
     }
 
-    /// Sends one encoded batch on the PUB socket and keeps it for replay.
+    /// Sends one encoded batch on the PUB socket and keeps it for replay: the payload is copied once,
+    /// into a ZMQ message that the PUB socket and the replay ring share.
     private func send(_ seq: Int64, _ payload: UnsafeRawBufferPointer) {
+        var message = zmq_msg_t()
+        guard zmq_msg_init_size(&message, payload.count) == 0 else { return }   // out of memory: a gap
+        if let base = payload.baseAddress { zmq_msg_data(&message).copyMemory(from: base, byteCount: payload.count) }
+        ring?.keep(seq, &message)
         var seqBE = UInt64(bitPattern: seq).bigEndian
         topic.withUnsafeBytes { _ = zmq_send(pub, $0.baseAddress, $0.count, ZMQ_SNDMORE | ZMQ_DONTWAIT) }
         withUnsafeBytes(of: &seqBE) { _ = zmq_send(pub, $0.baseAddress, 8, ZMQ_SNDMORE | ZMQ_DONTWAIT) }
-        _ = zmq_send(pub, payload.baseAddress, payload.count, ZMQ_DONTWAIT)
-        guard replay != nil else { return }
-        let steps = config.bufferSteps
-        if ring.entries.count < steps {
-            ring.entries.append((seq, Array(payload)))
-        } else {
-            ring.entries[ring.next].seq = seq
-            ring.entries[ring.next].payload.removeAll(keepingCapacity: true)
-            ring.entries[ring.next].payload.append(contentsOf: payload)
-            ring.next = (ring.next + 1) % steps
-        }
+        if zmq_msg_send(&message, pub, ZMQ_DONTWAIT) < 0 { zmq_msg_close(&message) }
     }
 
     /// Batches numbered but not yet handed to libzmq: the publisher thread's backlog. A serving loop
@@ -319,20 +321,24 @@ public final class ZmqEventPublisher: @unchecked Sendable {
             guard frames.count == 3, frames[2].count == 8 else { continue }  // not a replay request
             let start = frames[2].reduce(Int64(0)) { $0 << 8 | Int64($1) }
             let identity = frames[0]
-            for b in ring.entries[ring.next...] + ring.entries[..<ring.next] where b.seq >= start {
-                send(replay, identity, topic, b.seq, b.payload)
-            }
-            send(replay, identity, [], -1, [])
+            ring?.forEach(from: start) { seq, payload in send(replay, identity, topic, seq, payload) }
+            send(replay, identity, [], -1, nil)
         }
     }
 
+    /// Sends one replayed batch, `[identity, "", topic, seq, payload]`, on the ROUTER socket; the
+    /// payload goes out as a reference to `payload` (`zmq_msg_copy`), not a copy of its bytes, or empty
+    /// when it is nil (the end marker).
     private func send(_ socket: UnsafeMutableRawPointer, _ identity: [UInt8], _ topic: [UInt8], _ seq: Int64,
-                      _ payload: [UInt8]) {
+                      _ payload: UnsafeMutablePointer<zmq_msg_t>?) {
         var seqBE = UInt64(bitPattern: seq).bigEndian
         identity.withUnsafeBytes { _ = zmq_send(socket, $0.baseAddress, $0.count, ZMQ_SNDMORE) }
         _ = zmq_send(socket, nil, 0, ZMQ_SNDMORE)
         topic.withUnsafeBytes { _ = zmq_send(socket, $0.baseAddress, $0.count, ZMQ_SNDMORE) }
         withUnsafeBytes(of: &seqBE) { _ = zmq_send(socket, $0.baseAddress, 8, ZMQ_SNDMORE) }
-        payload.withUnsafeBytes { _ = zmq_send(socket, $0.baseAddress, $0.count, 0) }
+        var message = zmq_msg_t()
+        zmq_msg_init(&message)
+        if let payload { zmq_msg_copy(&message, payload) }
+        if zmq_msg_send(&message, socket, 0) < 0 { zmq_msg_close(&message) }
     }
 }

@@ -74,10 +74,13 @@ import Testing
         }
         #expect(expected == publisher.nextSequence)
         #expect(publisher.publish([KVEvent](), timestamp: 1) == nil, "an empty batch uses no number")
-        for _ in 0 ..< 6 { publisher.publish(Self.batch, timestamp: 2) }
+        for t in 0 ..< 6 { publisher.publish(Self.batch, timestamp: 2 + Double(t)) }   // six different payloads
+        var live: [Int64: [UInt8]] = [:]
         for _ in 0 ..< 6 {
             let f = try #require(sub.receive())
-            #expect(Self.seq(f[1]) == expected); expected += 1
+            #expect(Self.seq(f[1]) == expected)
+            live[expected] = f[2]
+            expected += 1
         }
         // Only the last 4 batches are kept: a replay from before them starts at the oldest kept one.
         dealer.send([[], Self.be(0)])
@@ -86,6 +89,7 @@ import Testing
             #expect(f.count == 4 && f[0].isEmpty)
             if Self.seq(f[2]) == -1 { #expect(f[1].isEmpty && f[3].isEmpty); break }
             #expect(f[1] == Array("kv".utf8))
+            #expect(f[3] == live[Self.seq(f[2])], "a replayed batch carries the bytes that went out live")
             replayed.append(Self.seq(f[2]))
         }
         #expect(replayed == Array(expected - 4 ..< expected))
