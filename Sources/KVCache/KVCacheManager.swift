@@ -324,30 +324,39 @@ public final class KVCacheManager {
     }
 
     /// Records the run `blocks` of consecutive blocks just published by the sequence in slot `s` as one
-    /// stored event (its keys copied from the sequence's in one go, no append per block), with their
-    /// token ids when the sequence knows them for every block of the run: a range of the prompt (one
-    /// reference, no copy) when the run lies in it, else copied (a decode step's block, or a run across
-    /// the prompt's end). O(run).
+    /// stored event, with their token ids when the sequence knows them for every block of the run: a
+    /// range of the prompt (one reference, no copy) when the run lies in it, else copied (a decode step's
+    /// block, or a run across the prompt's end). A run with token ids and no multimodal item records no
+    /// key at all (its keys are the chained hashes of those token ids, recomputed by the log's reader);
+    /// otherwise its keys are copied from the sequence's in one go. O(1) for a prompt run, else O(run).
     private func recordStored(_ s: Int, blocks: Range<Int>) {
         guard !blocks.isEmpty else { return }
         let B = blockTokens
         let lo = blocks.lowerBound * B, hi = blocks.upperBound * B
-        let prompt = sequences[s].eventPrompt.count
+        let prompt = sequences[s].eventPrompt.count, chained = sequences[s].multimodal.isEmpty, root = sequences[s].root
         sequences[s].keys.withUnsafeBufferPointer { k in
             let run = UnsafeBufferPointer(rebasing: k[blocks]), parent = blocks.lowerBound == 0 ? nil : k[blocks.lowerBound - 1]
+            func record(_ tokens: KVEventLog.StoredTokens) {
+                var known = true
+                if case .none = tokens { known = false }
+                if chained && known {   // the keys are the token ids' chained hashes: the log's reader recomputes them
+                    events.appendStored(blocks: blocks.count, chainedFrom: parent ?? root, hasParent: parent != nil,
+                                        blockTokens: B, tier: .device, tokens: tokens)
+                } else {
+                    events.appendStored(keys: run, parent: parent, blockTokens: B, tier: .device, tokens: tokens)
+                }
+            }
             if hi <= prompt {
-                events.appendStored(keys: run, parent: parent, blockTokens: B, tier: .device,
-                                    tokens: .shared(sequences[s].eventPrompt, range: lo ..< hi))
+                record(.shared(sequences[s].eventPrompt, range: lo ..< hi))
             } else if prompt > 0 && hi <= prompt + sequences[s].eventAppended.count {
                 sequences[s].eventPrompt.withUnsafeBufferPointer { p in
                     sequences[s].eventAppended.withUnsafeBufferPointer { a in
-                        events.appendStored(keys: run, parent: parent, blockTokens: B, tier: .device,
-                                            tokens: .copied(UnsafeBufferPointer(rebasing: p[min(lo, prompt)...]),
-                                                            UnsafeBufferPointer(rebasing: a[max(lo - prompt, 0) ..< hi - prompt])))
+                        record(.copied(UnsafeBufferPointer(rebasing: p[min(lo, prompt)...]),
+                                       UnsafeBufferPointer(rebasing: a[max(lo - prompt, 0) ..< hi - prompt])))
                     }
                 }
             } else {
-                events.appendStored(keys: run, parent: parent, blockTokens: B, tier: .device, tokens: .none)
+                record(.none)
             }
         }
     }

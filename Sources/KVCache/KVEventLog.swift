@@ -12,6 +12,9 @@
 /// a run written in place (the event's pending keys), then `closeStored` or `closeRemoved`, which makes
 /// them one event; `appendStored` does both for a stored run whose keys are at hand, with one copy of
 /// them. Records only ever close pending keys, so a record's keys are those after the previous record's.
+/// A stored run keyed by its token ids alone (`appendStored(blocks:chainedFrom:...)`) is a record and
+/// no keys: the reader chains the token ids' hashes from the recorded parent (`BlockHasher`), so the
+/// recording thread neither writes those keys nor hands them to the reading thread.
 public struct KVEventLog: Sendable {
     // Sendable: `sharedBase` points into memory that is never written again while `owners` keeps it alive.
     struct Record: @unchecked Sendable, BitwiseCopyable {
@@ -19,6 +22,9 @@ public struct KVEventLog: Sendable {
         var kind: Kind
         var tier: Tier
         var hasParent: Bool
+        /// A stored event whose keys are not in `keys`: the chained keys of its token ids from `parent`
+        /// (the event's parent when `hasParent`, else the chain's root), recomputed by the reader.
+        var keysFromTokens = false
         var blockTokens: Int32
         /// End of this event's keys in `keys` (they start where the previous record's end).
         var keyEnd: Int
@@ -91,11 +97,41 @@ public struct KVEventLog: Sendable {
         closeStored(parent: parent, blockTokens: blockTokens, tier: tier, tokens: tokens)
     }
 
+    /// Records `blocks` blocks as one `.blockStored` event without copying their keys: they are the
+    /// chained keys of `tokens` (`BlockHasher.key(parent:tokens:)` of each block in turn, from
+    /// `chainParent`), which a reader recomputes (`forEach`), so the recording thread writes no key and
+    /// hands none to another thread. `chainParent` is the event's parent when `hasParent`, else the
+    /// chain's root. For blocks keyed from their token ids alone (no multimodal item in them); `tokens`
+    /// must be `blocks` x `blockTokens` ids (shared or copied). Precondition: no pending keys. O(1) for
+    /// shared token ids, O(tokens) for copied ones.
+    public mutating func appendStored(blocks: Int, chainedFrom chainParent: BlockKey, hasParent: Bool,
+                                      blockTokens: Int, tier: Tier, tokens: StoredTokens) {
+        precondition(pendingKeys == 0, "appendStored with pending keys")
+        guard blocks > 0 else { return }
+        let n: Int
+        switch tokens {
+        case .shared(_, let range): n = range.count
+        case .copied(let head, let tail): n = head.count + tail.count
+        case .none: n = 0
+        }
+        precondition(n == blocks * blockTokens, "keys chained from token ids need the blocks' token ids")
+        appendStoredRecord(parent: chainParent, hasParent: hasParent, keysFromTokens: true, blockTokens: blockTokens,
+                           tier: tier, tokens: tokens)
+    }
+
     /// Closes the pending keys as one `.blockStored` event (nothing when there are none). `tokens` are
     /// the blocks' token ids (pending keys x `blockTokens` of them) or none. O(1) amortized for shared
     /// ones, O(tokens) for copied ones.
     public mutating func closeStored(parent: BlockKey?, blockTokens: Int, tier: Tier, tokens: StoredTokens) {
         guard pendingKeys > 0 else { return }
+        appendStoredRecord(parent: parent ?? .zero, hasParent: parent != nil, keysFromTokens: false,
+                           blockTokens: blockTokens, tier: tier, tokens: tokens)
+    }
+
+    /// A stored event's record over the keys since the previous record (none when `keysFromTokens`),
+    /// holding or copying `tokens`.
+    private mutating func appendStoredRecord(parent: BlockKey, hasParent: Bool, keysFromTokens: Bool, blockTokens: Int,
+                                             tier: Tier, tokens: StoredTokens) {
         var base: UnsafePointer<UInt32>? = nil, count = 0
         switch tokens {
         case .none: break
@@ -110,9 +146,9 @@ public struct KVEventLog: Sendable {
             self.tokens.append(contentsOf: head)
             self.tokens.append(contentsOf: tail)
         }
-        records.append(Record(kind: .stored, tier: tier, hasParent: parent != nil, blockTokens: Int32(blockTokens),
-                              keyEnd: keys.count, tokenEnd: self.tokens.count, parent: parent ?? .zero,
-                              sharedBase: base, sharedCount: count))
+        records.append(Record(kind: .stored, tier: tier, hasParent: hasParent, keysFromTokens: keysFromTokens,
+                              blockTokens: Int32(blockTokens), keyEnd: keys.count, tokenEnd: self.tokens.count,
+                              parent: parent, sharedBase: base, sharedCount: count))
     }
 
     /// Closes the pending keys as one `.blockRemoved` event (nothing when there are none). O(1) amortized.
@@ -208,6 +244,13 @@ public struct KVEventLog: Sendable {
                         let end = rb[i].keyEnd, tokenEnd = rb[i].tokenEnd
                         let run = UnsafeBufferPointer(rebasing: kb[k ..< end])
                         switch rb[i].kind {
+                        case .stored where rb[i].keysFromTokens:
+                            let ids = tokenEnd > t ? UnsafeBufferPointer(rebasing: tb[t ..< tokenEnd])
+                                : UnsafeBufferPointer(start: rb[i].sharedBase, count: rb[i].sharedCount)
+                            Self.chainedKeys(of: ids, blockTokens: Int(rb[i].blockTokens), from: rb[i].parent) { run in
+                                body(.stored(keys: run, parent: rb[i].hasParent ? rb[i].parent : nil,
+                                             blockTokens: Int(rb[i].blockTokens), tier: rb[i].tier, tokens: ids))
+                            }
                         case .stored where tokenEnd > t:
                             body(.stored(keys: run, parent: rb[i].hasParent ? rb[i].parent : nil, blockTokens: Int(rb[i].blockTokens),
                                          tier: rb[i].tier, tokens: UnsafeBufferPointer(rebasing: tb[t ..< tokenEnd])))
@@ -225,6 +268,21 @@ public struct KVEventLog: Sendable {
                     }
                 }
             }
+        }
+    }
+
+    /// Calls `body` with the chained keys of `tokens`' full blocks from `parent`, in a temporary buffer.
+    /// O(tokens); allocates nothing for runs of up to a few hundred blocks (the buffer is on the stack).
+    private static func chainedKeys(of tokens: UnsafeBufferPointer<UInt32>, blockTokens: Int, from parent: BlockKey,
+                                    _ body: (UnsafeBufferPointer<BlockKey>) -> Void) {
+        let hasher = BlockHasher(blockTokens: blockTokens), n = tokens.count / blockTokens
+        withUnsafeTemporaryAllocation(of: BlockKey.self, capacity: n) { run in
+            var parent = parent
+            for b in 0 ..< n {
+                parent = hasher.key(parent: parent, tokens: UnsafeBufferPointer(rebasing: tokens[b * blockTokens ..< (b + 1) * blockTokens]))
+                run.initializeElement(at: b, to: parent)
+            }
+            body(UnsafeBufferPointer(run))
         }
     }
 
@@ -252,8 +310,8 @@ public struct KVEventLog: Sendable {
             guard r.keyEnd >= k, r.keyEnd <= keys.count else {
                 throw InvariantViolation("event log record \(i) ends outside the keys or before the previous one")
             }
-            guard (r.kind == .cleared) == (r.keyEnd == k) else {
-                throw InvariantViolation("event log record \(i): a clearing carries keys or another event none")
+            guard (r.kind == .cleared || r.keysFromTokens) == (r.keyEnd == k) else {
+                throw InvariantViolation("event log record \(i): a clearing or keys from token ids carries keys, or another event none")
             }
             guard r.tokenEnd >= t, r.tokenEnd <= tokens.count else {
                 throw InvariantViolation("event log record \(i) ends outside the copied token ids or before the previous one")
@@ -262,8 +320,12 @@ public struct KVEventLog: Sendable {
             guard copied == 0 || r.sharedCount == 0 else {
                 throw InvariantViolation("event log record \(i) has both shared and copied token ids")
             }
-            guard n == 0 || (r.kind == .stored && n == (r.keyEnd - k) * Int(r.blockTokens)) else {
+            guard n == 0 || (r.kind == .stored && n == (r.keyEnd - k) * Int(r.blockTokens))
+                    || (r.keysFromTokens && r.blockTokens > 0 && n % Int(r.blockTokens) == 0) else {
                 throw InvariantViolation("event log record \(i) carries \(n) token ids for \(r.keyEnd - k) blocks")
+            }
+            guard !r.keysFromTokens || (r.kind == .stored && n > 0) else {
+                throw InvariantViolation("event log record \(i) has keys from token ids but is no stored event with token ids")
             }
             k = r.keyEnd
             t = r.tokenEnd

@@ -1,8 +1,8 @@
 import KVCache
 import Testing
 
-/// Model-based: a `KVEventLog` fed random recordings gives back exactly the `KVEvent`s a plain array
-/// records for the same steps, through any mix of reads, empties and `take` (into an empty log or after
+/// Model-based: a `KVEventLog` fed random recordings (stored runs with their keys or keyed by their
+/// token ids alone) gives back exactly the `KVEvent`s a plain array records for the same steps, through any mix of reads, empties and `take` (into an empty log or after
 /// other events), with its invariants holding after every step.
 @Suite struct KVEventLogTests {
     static func key(_ rng: inout SplitMix64) -> BlockKey { BlockKey(lo: rng.next(), hi: rng.next()) }
@@ -45,7 +45,23 @@ import Testing
                     return run.count
                 }
                 pending.append(contentsOf: run)
-            case 35 ..< 40:   // a stored run at hand, in one step
+            case 35 ..< 38:   // a stored run recorded by its token ids alone: the reader chains their hashes
+                guard pending.isEmpty else { continue }
+                let blocks = Int.random(in: 0 ... 4, using: &rng)
+                let ids = (0 ..< blocks * 2).map { _ in UInt32.random(in: 0 ..< 50_000, using: &rng) }
+                let hasParent = Bool.random(using: &rng), chainParent = Self.key(&rng)
+                let tier = Tier.allCases.randomElement(using: &rng)!
+                var keys: [BlockKey] = []
+                ids.withUnsafeBufferPointer { BlockHasher(blockTokens: 2).appendKeys(of: $0, parent: chainParent, to: &keys) }
+                if blocks > 0 {
+                    Self.withStored(ids, &rng) {
+                        log.appendStored(blocks: blocks, chainedFrom: chainParent, hasParent: hasParent, blockTokens: 2,
+                                         tier: tier, tokens: $0)
+                    }
+                    model.append(.blockStored(keys: keys, parent: hasParent ? chainParent : nil, blockTokens: 2, tier: tier,
+                                              tokens: ids))
+                }
+            case 38 ..< 40:   // a stored run at hand, in one step
                 guard pending.isEmpty else { continue }
                 let run = (0 ..< Int.random(in: 0 ... 4, using: &rng)).map { _ in Self.key(&rng) }
                 let parent: BlockKey? = Bool.random(using: &rng) ? Self.key(&rng) : nil
