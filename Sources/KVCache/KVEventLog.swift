@@ -107,6 +107,7 @@ public struct KVEventLog: Sendable {
     public mutating func appendStored(blocks: Int, chainedFrom chainParent: BlockKey, hasParent: Bool,
                                       blockTokens: Int, tier: Tier, tokens: StoredTokens) {
         precondition(pendingKeys == 0, "appendStored with pending keys")
+        precondition(blockTokens >= 1 && blockTokens <= 1024, "blockTokens must be in 1...1024")
         guard blocks > 0 else { return }
         let n: Int
         switch tokens {
@@ -279,7 +280,8 @@ public struct KVEventLog: Sendable {
         withUnsafeTemporaryAllocation(of: BlockKey.self, capacity: n) { run in
             var parent = parent
             for b in 0 ..< n {
-                parent = hasher.key(parent: parent, tokens: UnsafeBufferPointer(rebasing: tokens[b * blockTokens ..< (b + 1) * blockTokens]))
+                let block = UnsafeBufferPointer(rebasing: tokens[b * blockTokens ..< (b + 1) * blockTokens])
+                parent = hasher.key(parent: parent, tokens: block)
                 run.initializeElement(at: b, to: parent)
             }
             body(UnsafeBufferPointer(run))
@@ -311,7 +313,7 @@ public struct KVEventLog: Sendable {
                 throw InvariantViolation("event log record \(i) ends outside the keys or before the previous one")
             }
             guard (r.kind == .cleared || r.keysFromTokens) == (r.keyEnd == k) else {
-                throw InvariantViolation("event log record \(i): a clearing or keys from token ids carries keys, or another event none")
+                throw InvariantViolation("event log record \(i): a clearing or a run keyed by its token ids has keys, or another event none")
             }
             guard r.tokenEnd >= t, r.tokenEnd <= tokens.count else {
                 throw InvariantViolation("event log record \(i) ends outside the copied token ids or before the previous one")
