@@ -47,6 +47,15 @@ public struct KVEventLog: Sendable {
         case shared([UInt32], range: Range<Int>)
         /// Copied into the log: `head` then `tail` (a run across a prompt's end is in two pieces).
         case copied(UnsafeBufferPointer<UInt32>, UnsafeBufferPointer<UInt32>)
+
+        /// How many token ids (0 for none). O(1).
+        var count: Int {
+            switch self {
+            case .none: 0
+            case .shared(_, let range): range.count
+            case .copied(let head, let tail): head.count + tail.count
+            }
+        }
     }
 
     private var records = FlatBuffer<Record>()
@@ -109,13 +118,7 @@ public struct KVEventLog: Sendable {
         precondition(pendingKeys == 0, "appendStored with pending keys")
         precondition(blockTokens >= 1 && blockTokens <= 1024, "blockTokens must be in 1...1024")
         guard blocks > 0 else { return }
-        let n: Int
-        switch tokens {
-        case .shared(_, let range): n = range.count
-        case .copied(let head, let tail): n = head.count + tail.count
-        case .none: n = 0
-        }
-        precondition(n == blocks * blockTokens, "keys chained from token ids need the blocks' token ids")
+        precondition(tokens.count == blocks * blockTokens, "keys chained from token ids need the blocks' token ids")
         appendStoredRecord(parent: chainParent, hasParent: hasParent, keysFromTokens: true, blockTokens: blockTokens,
                            tier: tier, tokens: tokens)
     }

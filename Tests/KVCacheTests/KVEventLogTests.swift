@@ -2,8 +2,9 @@ import KVCache
 import Testing
 
 /// Model-based: a `KVEventLog` fed random recordings (stored runs with their keys or keyed by their
-/// token ids alone) gives back exactly the `KVEvent`s a plain array records for the same steps, through any mix of reads, empties and `take` (into an empty log or after
-/// other events), with its invariants holding after every step.
+/// token ids alone) gives back exactly the `KVEvent`s a plain array records for the same steps, through
+/// any mix of reads, empties and `take` (into an empty log or after other events), with its invariants
+/// holding after every step.
 @Suite struct KVEventLogTests {
     static func key(_ rng: inout SplitMix64) -> BlockKey { BlockKey(lo: rng.next(), hi: rng.next()) }
 
