@@ -13,6 +13,9 @@
 public final class KVCacheManager {
     public let config: KVCacheConfig
     public let hasher: BlockHasher
+    /// The chain root of sequences with no adapter and no salt (`BlockHasher.rootKey` of the namespace),
+    /// hashed once: adding such a sequence runs none of the root's string code.
+    private let defaultRoot: BlockKey
     /// The device pool's allocator (read-only view; the manager is its only mutator).
     // Single-threaded by contract and never re-entered (observers must not call back), so the
     // per-access exclusivity checks of class properties are turned off on the hot state.
@@ -44,6 +47,7 @@ public final class KVCacheManager {
         }
         self.config = config
         hasher = BlockHasher(blockTokens: config.blockTokens)
+        defaultRoot = BlockHasher.rootKey(namespace: config.namespace)
         pool = try BlockPool(capacity: config.capacityBlocks)
         index = PrefixIndex(capacity: config.capacityBlocks, policy: policy)
         counters.capacityBlocks = config.capacityBlocks
@@ -100,7 +104,8 @@ public final class KVCacheManager {
             throw .invalidArgument("multimodal item at \(item.start)+\(item.length) outside the prompt")
         }
         let s = sequences.add(id)
-        let root = BlockHasher.rootKey(namespace: config.namespace, lora: lora, salt: salt)
+        let root = lora.isEmpty && salt.isEmpty ? defaultRoot
+            : BlockHasher.rootKey(namespace: config.namespace, lora: lora, salt: salt)
         sequences[s].root = root
         sequences[s].multimodal = multimodal
         sequences[s].promptTokens = prompt.count
@@ -329,8 +334,24 @@ public final class KVCacheManager {
     /// block, or a run across the prompt's end). A run with token ids and no multimodal item records no
     /// key at all (its keys are the chained hashes of those token ids, recomputed by the log's reader);
     /// otherwise its keys are copied from the sequence's in one go. O(1) for a prompt run, else O(run).
+    ///
+    /// The prompt run without multimodal items (a prefill's) is the one taken on every request, so it
+    /// is kept short here and the others are out of line (`recordStoredRun`): the serving cycle's code
+    /// takes fewer instruction-cache lines.
     private func recordStored(_ s: Int, blocks: Range<Int>) {
         guard !blocks.isEmpty else { return }
+        let first = blocks.lowerBound, hi = blocks.upperBound * blockTokens
+        guard hi <= sequences[s].eventPrompt.count && sequences[s].multimodal.isEmpty else {
+            return recordStoredRun(s, blocks: blocks)
+        }
+        events.appendStored(blocks: blocks.count, chainedFrom: first == 0 ? sequences[s].root : sequences[s].keys[first - 1],
+                            hasParent: first != 0, blockTokens: blockTokens, tier: .device,
+                            tokens: .shared(sequences[s].eventPrompt, range: first * blockTokens ..< hi))
+    }
+
+    /// `recordStored` for the other runs: past the prompt, or touched by a multimodal item.
+    @inline(never)
+    private func recordStoredRun(_ s: Int, blocks: Range<Int>) {
         let B = blockTokens
         let lo = blocks.lowerBound * B, hi = blocks.upperBound * B
         let prompt = sequences[s].eventPrompt.count, chained = sequences[s].multimodal.isEmpty, root = sequences[s].root

@@ -146,13 +146,19 @@ public struct KVEventLog: Sendable {
             count = range.count
             owners.append(t)
         case .shared: break
-        case .copied(let head, let tail):
-            self.tokens.append(contentsOf: head)
-            self.tokens.append(contentsOf: tail)
+        case .copied(let head, let tail): appendTokens(head, tail)
         }
         records.append(Record(kind: .stored, tier: tier, hasParent: hasParent, keysFromTokens: keysFromTokens,
                               blockTokens: Int32(blockTokens), keyEnd: keys.count, tokenEnd: self.tokens.count,
                               parent: parent, sharedBase: base, sharedCount: count))
+    }
+
+    /// Copies a stored run's token ids in: out of line, since a prefill's runs share their prompt's and
+    /// only decoded blocks come here. O(tokens) amortized.
+    @inline(never)
+    private mutating func appendTokens(_ head: UnsafeBufferPointer<UInt32>, _ tail: UnsafeBufferPointer<UInt32>) {
+        tokens.append(contentsOf: head)
+        tokens.append(contentsOf: tail)
     }
 
     /// Closes the pending keys as one `.blockRemoved` event (nothing when there are none). O(1) amortized.
@@ -189,6 +195,13 @@ public struct KVEventLog: Sendable {
             swap(&self, &other)
             return
         }
+        append(from: &other)
+    }
+
+    /// `take(from:)` when the buffers cannot be exchanged: a copy of the records and keys. Out of line,
+    /// so a publisher that keeps up (an exchange each step) runs only the few instructions above.
+    @inline(never)
+    private mutating func append(from other: inout KVEventLog) {
         let pending = other.pendingKeys
         let keyBase = keys.count, tokenBase = tokens.count
         let closedKeys = other.keys.count - pending

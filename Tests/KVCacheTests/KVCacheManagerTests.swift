@@ -35,6 +35,24 @@ struct KVCacheManagerTests {
         #expect(s.deduplicatedBlocks == 1)  // sequence 2 recomputed block 1 and adopted the cached copy
     }
 
+    /// A sequence's keys chain from the root of the cache's namespace and the sequence's adapter and
+    /// salt, whichever of them are empty (the manager hashes the namespace's plain root once).
+    @Test func keysChainFromTheNamespaceAdapterAndSaltRoot() throws {
+        let m = try KVCacheManager(KVCacheConfig(blockTokens: 4, capacityBlocks: 8, namespace: "model-a"))
+        let prompt: [UInt32] = Array(0 ..< 9)
+        for (i, (lora, salt)) in [("", ""), ("", "tenant"), ("adapter", ""), ("adapter", "tenant"), ("", "")].enumerated() {
+            let id = SequenceID(Int64(i))
+            try m.addSequence(id, prompt: prompt, salt: salt, lora: lora)
+            var expected: [BlockKey] = []
+            prompt.withUnsafeBufferPointer {
+                m.hasher.appendKeys(of: UnsafeBufferPointer(rebasing: $0[..<8]),
+                                    parent: BlockHasher.rootKey(namespace: "model-a", lora: lora, salt: salt), to: &expected)
+            }
+            #expect(try m.promptKeys(id) == expected, "lora \(lora), salt \(salt)")
+            try m.free(id)
+        }
+    }
+
     @Test func insufficientBlocksChangesNothing() throws {
         let m = try manager(4)
         try prefill(m, 1, Array(0 ..< 12))
