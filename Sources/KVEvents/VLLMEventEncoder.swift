@@ -37,6 +37,14 @@ public final class VLLMEventEncoder {
     /// call). What a publisher thread calls on a manager's recorded log. O(keys + token ids).
     public func encode(log: KVEventLog, records: Range<Int>, then events: some Collection<KVEvent>, timestamp: Double,
                        dataParallelRank: Int) -> UnsafeRawBufferPointer {
+        var log = log
+        return encode(log: &log, records: records, then: events, timestamp: timestamp, dataParallelRank: dataParallelRank)
+    }
+
+    /// `encode(log:records:then:timestamp:dataParallelRank:)` on a log read in place, not copied (no
+    /// reference count of its arrays touched): the publisher thread's call. `log` is not changed.
+    func encode(log: inout KVEventLog, records: Range<Int>, then events: some Collection<KVEvent>, timestamp: Double,
+                dataParallelRank: Int) -> UnsafeRawBufferPointer {
         out.clear()
         msgpack_pack_array(packer, 3)
         msgpack_pack_double(packer, timestamp)

@@ -221,15 +221,16 @@ public final class ZmqEventPublisher: @unchecked Sendable {
     /// The publisher thread's half of the batches in `h`: encode each from where it lies, send, keep for
     /// replay. Reads them through buffer pointers, so that it takes no reference to their arrays (a
     /// reference count is a write into an array's first cache line, which the serving thread writes next
-    /// when it empties and refills the log).
-    private func send(_ h: borrowing Handoff) {
-        h.logs.withUnsafeBufferPointer { logs in
+    /// when it empties and refills the log); each log is encoded in place (`inout`: passing it by value
+    /// from a buffer pointer would copy it, retaining and releasing its four arrays).
+    private func send(_ h: inout Handoff) {
+        h.logs.withUnsafeMutableBufferPointer { logs in
             h.events.withUnsafeBufferPointer { events in
                 h.batches.withUnsafeBufferPointer { batches in
                     var event = 0
                     for i in batches.indices {
                         let b = batches[i]
-                        send(b.seq, encoder.encode(log: logs[i], records: 0 ..< logs[i].count,
+                        send(b.seq, encoder.encode(log: &logs[i], records: 0 ..< logs[i].count,
                                                    then: UnsafeBufferPointer(rebasing: events[event ..< b.eventEnd]),
                                                    timestamp: b.timestamp, dataParallelRank: config.dataParallelRank))
                         event = b.eventEnd
@@ -302,7 +303,7 @@ public final class ZmqEventPublisher: @unchecked Sendable {
             }
             if got {
                 let start = KVClock.threadCPUNanos()
-                send(taken)
+                send(&taken)
                 threadNanos.add(Int64(KVClock.threadCPUNanos() &- start), ordering: .relaxed)
                 sentBatches.add(Int64(taken.batches.count), ordering: .releasing)
             }
