@@ -79,6 +79,9 @@ public final class ObservedServingWorkload: Workload {
 /// wall time (which also counts that thread taking the serving thread's core away on a busy machine).
 /// The publisher thread's CPU time per block is reported beside them.
 ///
+/// With `control`, the "on" side is a second workload with events and metrics off (an A/A run): its
+/// ratio is the measurement's own noise, which a single run's ratio should be read against.
+///
 /// The ratios are medians of each pair's ratio, not ratios of the two medians: a shared machine's
 /// speed drifts between modes that last several repetitions (this cycle runs at 60-65 or at 100-110
 /// ns per block on the same process, in stretches), and a pair, timed back to back, sees one mode
@@ -109,8 +112,8 @@ public struct ObservedServingFigures: Sendable {
                 publisher / units)
     }
 
-    public static func measure(repetitions: Int = 15) throws -> ObservedServingFigures {
-        let off = try ObservedServingWorkload(observed: false), on = try ObservedServingWorkload(observed: true)
+    public static func measure(repetitions: Int = 15, control: Bool = false) throws -> ObservedServingFigures {
+        let off = try ObservedServingWorkload(observed: false), on = try ObservedServingWorkload(observed: !control)
         try off.warm(); try on.warm()   // the pools fill and evict, the replay ring fills
         // off, on CPU; off, on wall; publisher; the CPU and wall ratios
         var samples: [[Double]] = Array(repeating: [], count: 7)

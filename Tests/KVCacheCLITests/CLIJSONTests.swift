@@ -143,6 +143,17 @@ struct CLIJSONTests {
         #expect(o["examples"] as? Int == 20)   // the later half of 40 requests by arrival
     }
 
+    /// `bench core --control` times the serving cycle with events off on both sides (no publisher, so no
+    /// publisher time) and says so in the report; a plain run has the publisher working.
+    @Test func benchCoreControlRunHasNoPublisherOnEitherSide() throws {
+        let control = try Self.onlyRun(try Self.json(["bench", "core", "--repetitions", "1", "--control", "--json"]))
+        #expect(control["control"] as? Bool == true)
+        #expect(control["publisher_ns_per_block"] as? Double == 0)
+        let plain = try Self.onlyRun(try Self.json(["bench", "core", "--repetitions", "1", "--json"]))
+        #expect(plain["control"] as? Bool == false)
+        #expect((plain["publisher_ns_per_block"] as? Double ?? 0) > 0)
+    }
+
     @Test func aMalformedLineNamesFileAndLine() throws {
         let path = try Self.fixture("mooncake_bad.jsonl")
         let r = try Self.run(["replay", "--trace", path, "--json"])

@@ -23,6 +23,9 @@ struct BenchCoreCommand: ParsableCommand {
     @Option(help: "Timed repetitions per workload; the median is reported.")
     var repetitions: Int = 15
 
+    @Flag(help: "A control run: the serving cycle's \"on\" side runs with events and metrics off too, so observed_over_off shows the bench's own noise (1.0 is exact).")
+    var control = false
+
     @OptionGroup(title: "Report") var reportOutput: ReportOptions
     var json: Bool { reportOutput.machine }
 
@@ -35,7 +38,8 @@ struct BenchCoreCommand: ParsableCommand {
         note("warning: a debug build; figures are only meaningful from `swift build -c release`")
         #endif
         let f = try CoreFigures.measure(repetitions: repetitions)
-        let o = try ObservedServingFigures.measure(repetitions: repetitions)
+        if control { note("control run: both sides of the serving cycle have events and metrics off") }
+        let o = try ObservedServingFigures.measure(repetitions: repetitions, control: control)
         let figures: [(String, Double, String)] = [
             ("hash_tokens_per_s", f.hashTokensPerSecond, "tokens/s  chained XXH3-128 block keys, one core"),
             ("lookup_ns_per_block", f.lookupNanosPerBlock, "ns/block  lookup of a cached 32k-token prompt, hashing included"),
@@ -43,7 +47,9 @@ struct BenchCoreCommand: ParsableCommand {
             ("insert_ns_per_block", f.insertNanosPerBlock, "ns/block  commit of new blocks into the prefix index"),
             ("evict_ns_per_block", f.evictNanosPerBlock, "ns/block  allocation that evicts unheld cached leaves"),
             ("serve_ns_per_block", o.offNanosPerBlock, "ns/block  add+lookup+allocate+commit+free, serving thread CPU, events and metrics off"),
-            ("serve_observed_ns_per_block", o.onNanosPerBlock, "ns/block  the same with ZMQ events and metrics on, alternated"),
+            ("serve_observed_ns_per_block", o.onNanosPerBlock,
+             control ? "ns/block  control: a second workload, events and metrics off too, alternated"
+                     : "ns/block  the same with ZMQ events and metrics on, alternated"),
             ("observed_over_off", o.ratio, "x         on / off, serving thread CPU, median of the pairs (1.0: no cost)"),
             ("serve_wall_ns_per_block", o.offWallNanosPerBlock, "ns/block  events and metrics off, wall time"),
             ("serve_observed_wall_ns_per_block", o.onWallNanosPerBlock, "ns/block  on, wall time (the publisher thread shares the machine)"),
@@ -51,7 +57,8 @@ struct BenchCoreCommand: ParsableCommand {
             ("publisher_ns_per_block", o.publisherNanosPerBlock, "ns/block  the publisher thread's CPU (msgpack encoding, PUB send, replay ring)"),
         ]
         if json {
-            try reportOutput.emit(command: "bench core", object: .object([("repetitions", .int(repetitions)), ("block_tokens", .int(16)), ("prompt_tokens", .int(32_768))]
+            try reportOutput.emit(command: "bench core", object: .object([("repetitions", .int(repetitions)), ("block_tokens", .int(16)), ("prompt_tokens", .int(32_768)),
+                                                                             ("control", .bool(control))]
                                      + figures.map { ($0.0, .double($0.1)) }
                                      + [("evict_ns_per_block_by_policy", .object(f.evictNanosPerBlockByPolicy.map { ($0.policy, .double($0.nanos)) }))]))
         } else {
