@@ -40,6 +40,8 @@ struct BenchCoreCommand: ParsableCommand {
         let f = try CoreFigures.measure(repetitions: repetitions)
         if control { note("control run: both sides of the serving cycle have events and metrics off") }
         let o = try ObservedServingFigures.measure(repetitions: repetitions, control: control)
+        // What the "observed" side of the serving cycle runs with.
+        let observed = control ? "events and metrics off too (control)" : "ZMQ events and metrics on"
         let figures: [(String, Double, String)] = [
             ("hash_tokens_per_s", f.hashTokensPerSecond, "tokens/s  chained XXH3-128 block keys, one core"),
             ("lookup_ns_per_block", f.lookupNanosPerBlock, "ns/block  lookup of a cached 32k-token prompt, hashing included"),
@@ -47,12 +49,10 @@ struct BenchCoreCommand: ParsableCommand {
             ("insert_ns_per_block", f.insertNanosPerBlock, "ns/block  commit of new blocks into the prefix index"),
             ("evict_ns_per_block", f.evictNanosPerBlock, "ns/block  allocation that evicts unheld cached leaves"),
             ("serve_ns_per_block", o.offNanosPerBlock, "ns/block  add+lookup+allocate+commit+free, serving thread CPU, events and metrics off"),
-            ("serve_observed_ns_per_block", o.onNanosPerBlock,
-             control ? "ns/block  control: a second workload, events and metrics off too, alternated"
-                     : "ns/block  the same with ZMQ events and metrics on, alternated"),
+            ("serve_observed_ns_per_block", o.onNanosPerBlock, "ns/block  the same with \(observed), alternated"),
             ("observed_over_off", o.ratio, "x         on / off, serving thread CPU, median of the pairs (1.0: no cost)"),
             ("serve_wall_ns_per_block", o.offWallNanosPerBlock, "ns/block  events and metrics off, wall time"),
-            ("serve_observed_wall_ns_per_block", o.onWallNanosPerBlock, "ns/block  on, wall time (the publisher thread shares the machine)"),
+            ("serve_observed_wall_ns_per_block", o.onWallNanosPerBlock, "ns/block  the same with \(observed), wall time"),
             ("observed_over_off_wall", o.wallRatio, "x         on / off, wall time, median of the pairs"),
             ("publisher_ns_per_block", o.publisherNanosPerBlock, "ns/block  the publisher thread's CPU (msgpack encoding, PUB send, replay ring)"),
         ]
